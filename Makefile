@@ -1,0 +1,76 @@
+# neurofv: static library, the `neurofv` binary and the test runner.
+#   make            build everything
+#   make test       run the unit and end-to-end tests (CI runs this)
+#   make test-torch PyTorch parity checks (Debian python3-torch)
+#   make asan       build and run the tests under AddressSanitizer + UBSan
+CC      ?= cc
+OPT     ?= -O2
+BUILD   ?= build
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD) $(EXTRA_CFLAGS)
+LDLIBS  += -lclblast -lOpenCL -lnifti2 -lcjson -lz -lm
+LDFLAGS += $(EXTRA_LDFLAGS)
+PYTHON  ?= /usr/bin/python3
+
+CL_SRC   := $(sort $(wildcard cl/*.cl))
+CLI_SRC  := src/main.c src/cli.c $(sort $(wildcard src/cmd_*.c))
+LIB_SRC  := $(filter-out $(CLI_SRC),$(sort $(wildcard src/*.c)))
+TEST_SRC := $(sort $(wildcard tests/*.c))
+
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/cl_sources.o
+CLI_OBJ  := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
+TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
+LIB      := $(BUILD)/libneurofv.a
+BIN      := $(BUILD)/neurofv
+TESTBIN  := $(BUILD)/neurofv-tests
+
+.PHONY: all test test-torch asan clean bench demo
+all: $(BIN) $(TESTBIN) neurofv
+
+# The binary at the repository root is a copy for convenience (./neurofv).
+neurofv: $(BIN)
+	cp $(BIN) neurofv
+
+$(BUILD)/cl_sources.c: $(CL_SRC) tools/embed-cl.sh | $(BUILD)
+	sh tools/embed-cl.sh $@ $(CL_SRC)
+
+# Command and test tables are generated from NFV_COMMAND(...) lines in
+# src/cmd_*.c and TEST(...) lines in tests/*.c, so adding one touches one file.
+$(BUILD)/command_list.h: $(CLI_SRC) | $(BUILD)
+	grep -h '^NFV_COMMAND(' $(filter src/cmd_%.c,$(CLI_SRC)) > $@.tmp; mv $@.tmp $@
+$(BUILD)/test_list.h: $(TEST_SRC) | $(BUILD)
+	grep -ho '^TEST([a-z0-9_]*)' $(TEST_SRC) > $@.tmp; mv $@.tmp $@
+
+$(BUILD):
+	mkdir -p $(BUILD)/obj/tests
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/neurofv/*.h) src/internal.h | $(BUILD)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/cl_sources.o: $(BUILD)/cl_sources.c src/internal.h
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/main.o: $(BUILD)/command_list.h
+$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h) $(wildcard include/neurofv/*.h) $(BUILD)/test_list.h | $(BUILD)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	rm -f $@; ar rcs $@ $^
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+$(TESTBIN): $(TEST_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $(TEST_OBJ) $(LIB) $(LDLIBS) -o $@
+
+test: all
+	NEUROFV_BIN=$(CURDIR)/$(BIN) $(TESTBIN)
+
+test-torch: all
+	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/torch_parity.py
+
+# OpenCL drivers keep allocations until exit, so leak reports are off; every
+# other ASan/UBSan finding fails the run.
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/neurofv build-asan/neurofv-tests
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  NEUROFV_BIN=$(CURDIR)/build-asan/neurofv build-asan/neurofv-tests $(ASAN_TESTS)
+
+clean:
+	rm -rf build build-asan neurofv

@@ -1,0 +1,120 @@
+/* OpenCL device selection, program building and kernel launching.
+ *
+ * One nfv_context holds the chosen device, its queue and every program built
+ * in this run.  There is no global state: pass the context by pointer. */
+#ifndef NEUROFV_CONTEXT_H
+#define NEUROFV_CONTEXT_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <stddef.h>
+
+#include "neurofv/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nfv_context nfv_context;
+
+/* What the runtime knows about one device. */
+typedef struct nfv_device_info {
+    int platform_index, device_index;    /* the "P:D" address */
+    char platform_name[128];
+    char name[128];
+    char vendor[128];
+    char driver_version[128];
+    char device_version[128];
+    int is_gpu, is_cpu;
+    unsigned compute_units;
+    size_t max_work_group_size;
+    unsigned long long global_mem_bytes;
+    unsigned long long local_mem_bytes;
+    unsigned preferred_vector_width_float; /* from the device, used for -DVEC */
+    unsigned max_clock_mhz;
+    int is_default;                      /* what a plain run would choose */
+} nfv_device_info;
+
+/* Every OpenCL device on this machine.  *out is malloc'ed; free() it. */
+nfv_status nfv_devices_list(nfv_device_info **out, int *count);
+
+/* Open a context on the device named by spec:
+ *   NULL or ""  -> $NEUROFV_DEVICE if set, else first GPU, else first CPU device
+ *   "gpu"/"cpu" -> first device of that type
+ *   "P:D"       -> platform P, device D (indices as `neurofv devices` shows)
+ *   other       -> first device whose name contains spec (case-insensitive) */
+nfv_status nfv_context_create(const char *spec, nfv_context **out);
+void nfv_context_free(nfv_context *ctx);
+
+const nfv_device_info *nfv_context_device_info(const nfv_context *ctx);
+cl_context nfv_context_cl(const nfv_context *ctx);
+cl_command_queue nfv_context_queue(const nfv_context *ctx);
+cl_device_id nfv_context_device(const nfv_context *ctx);
+
+/* Vector width (floats) the fast kernels use on this device: 16 for AVX-512
+ * CPUs, 8 for AVX2, 4 for GPUs unless told otherwise. */
+int nfv_context_vector_width(const nfv_context *ctx);
+
+/* Wait for all queued work. */
+nfv_status nfv_finish(nfv_context *ctx);
+
+/* Get a kernel from the embedded program cl/<program>.cl built with the given
+ * build options (e.g. "-DVEC=16").  Programs are built once per context and
+ * cached on disk per device + driver + source + options under
+ * $XDG_CACHE_HOME/neurofv (else ~/.cache/neurofv); a stale or corrupt cache
+ * entry is rebuilt.  Build failures return NFV_ERR_BUILD with the full log. */
+nfv_status nfv_kernel_get(nfv_context *ctx, const char *program, const char *options,
+                          const char *kernel_name, cl_kernel *out);
+
+/* Build a program from explicit source (not the embedded set), cached like the
+ * above.  Used by tests (broken sources) and tools. */
+nfv_status nfv_program_build_source(nfv_context *ctx, const char *label, const char *source,
+                                    const char *options, cl_program *out);
+
+/* Enqueue a kernel without waiting; local may be NULL.  Errors name the
+ * kernel and the current error scope. */
+nfv_status nfv_kernel_launch(nfv_context *ctx, cl_kernel kernel, cl_uint dims,
+                             const size_t *global, const size_t *local);
+
+/* Largest work-group size this kernel may use on this device. */
+size_t nfv_kernel_max_local(nfv_context *ctx, cl_kernel kernel);
+
+/* Statistics of the program cache for this context (tests use them). */
+typedef struct nfv_cache_stats {
+    int built_from_source, loaded_from_disk, rejected_entries;
+} nfv_cache_stats;
+nfv_cache_stats nfv_context_cache_stats(const nfv_context *ctx);
+
+/* Path of the on-disk cache directory in use (for tests and `devices`). */
+const char *nfv_context_cache_dir(const nfv_context *ctx);
+
+/* Name of an OpenCL error code ("CL_OUT_OF_RESOURCES"). */
+const char *nfv_cl_error_name(cl_int err);
+
+/* Record "call(what) in <scope>: CL_NAME (file:line)" and return NFV_ERR_OPENCL. */
+nfv_status nfv_cl_fail(cl_int err, const char *call, const char *what, const char *file, int line);
+
+/* Check an OpenCL return code inside a function returning nfv_status. */
+#define NFV_CL_CHECK(expr, call, what)                                           \
+    do {                                                                          \
+        cl_int nfv_cl_err_ = (expr);                                              \
+        if (nfv_cl_err_ != CL_SUCCESS)                                            \
+            return nfv_cl_fail(nfv_cl_err_, call, what, __FILE__, __LINE__);      \
+    } while (0)
+
+/* Set kernel argument `index` to `value` (an lvalue), checked. */
+#define NFV_ARG(kernel, kname, index, value)                                     \
+    NFV_CL_CHECK(clSetKernelArg((kernel), (index), sizeof(value), &(value)),      \
+                 "clSetKernelArg", kname)
+
+/* Propagate a failing nfv_status. */
+#define NFV_TRY(expr)                                                            \
+    do {                                                                          \
+        nfv_status nfv_try_st_ = (expr);                                          \
+        if (nfv_try_st_ != NFV_OK) return nfv_try_st_;                            \
+    } while (0)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,172 @@
+/* Device operations of a 3D CNN, each forward and backward.
+ *
+ * Conventions (all ops):
+ *  - Tensors are float32, row-major (N, C, D, H, W); shapes are checked and a
+ *    mismatch returns NFV_ERR_INVALID_ARG naming the op and both shapes.
+ *  - Outputs must be allocated by the caller with the documented shape and are
+ *    overwritten (never accumulated into) unless stated.
+ *  - Work is queued, not waited for; call nfv_finish() or download to sync.
+ *  - A backward output given as NULL is not computed (e.g. the input gradient
+ *    of the first layer in training, or weight gradients in visualization).
+ *  - Every op has a plain C reference in tests/ref_*.c it is tested against,
+ *    and every backward is checked by finite differences. */
+#ifndef NEUROFV_OPS_H
+#define NEUROFV_OPS_H
+
+#include "neurofv/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Conv3d (cl/conv3d.cl, src/conv3d.c) ------------------------------- */
+
+typedef struct nfv_conv3d_params {
+    int kernel[3];   /* kd, kh, kw */
+    int stride[3];   /* sd, sh, sw */
+    int padding[3];  /* pd, ph, pw (zero padding on both sides) */
+} nfv_conv3d_params;
+
+/* Output spatial size along one axis: (in + 2*pad - k) / stride + 1 (floor). */
+int nfv_conv_out_size(int in, int kernel, int stride, int pad);
+
+/* y (N, Co, Do, Ho, Wo) = conv(x (N, Ci, D, H, W), w (Co, Ci, kd, kh, kw)) + b (Co) or no bias. */
+nfv_status nfv_conv3d_forward(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                              const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y);
+/* dx (N, Ci, D, H, W) from dy (N, Co, Do, Ho, Wo) and w. */
+nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                     const nfv_tensor *w, nfv_tensor *dx);
+/* dw (Co, Ci, kd, kh, kw) and db (Co, may be NULL) from x and dy. */
+nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                       const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db);
+/* The plain one-output-per-work-item kernels: the device-side spec the fast
+ * ones are tested against, never used by the program. */
+nfv_status nfv_conv3d_forward_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                        const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y);
+nfv_status nfv_conv3d_backward_input_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                               const nfv_tensor *w, nfv_tensor *dx);
+nfv_status nfv_conv3d_backward_weights_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                                 const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db);
+
+/* ---- Pooling (cl/pool.cl, src/pool.c) ---------------------------------- */
+
+typedef struct nfv_pool3d_params {
+    int kernel[3], stride[3], padding[3];
+} nfv_pool3d_params;
+
+/* y (N, C, Do, Ho, Wo) = max over each window of x (N, C, D, H, W); padding is
+ * -inf as in PyTorch.  argmax (same shape as y) receives, as int32 bit
+ * patterns in its buffer, the flat index d*H*W + h*W + w of the winner inside
+ * its (n, c) volume; it may be NULL when no backward follows. */
+nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x, nfv_tensor *y,
+                                 nfv_tensor *argmax);
+/* dx (N, C, D, H, W) from dy and argmax (overlapping windows sum). */
+nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
+                                  const nfv_tensor *argmax, nfv_tensor *dx);
+/* Average pooling; padded zeros count in the divisor (PyTorch's default
+ * count_include_pad=True). */
+nfv_status nfv_avgpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x, nfv_tensor *y);
+nfv_status nfv_avgpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy, nfv_tensor *dx);
+/* y (N, C) = mean over D, H, W of x (N, C, D, H, W); backward spreads dy/(D*H*W). */
+nfv_status nfv_global_avgpool_forward(nfv_context *ctx, const nfv_tensor *x, nfv_tensor *y);
+nfv_status nfv_global_avgpool_backward(nfv_context *ctx, const nfv_tensor *dy, nfv_tensor *dx);
+
+/* ---- Activations (cl/activation.cl, src/activation.c) ------------------ */
+
+typedef enum nfv_activation { NFV_RELU, NFV_LEAKY_RELU, NFV_ELU } nfv_activation;
+
+/* y = f(x), any shape; alpha is LeakyReLU's negative slope or ELU's alpha.
+ * y may be x (in place). */
+nfv_status nfv_activation_forward(nfv_context *ctx, nfv_activation kind, float alpha, const nfv_tensor *x,
+                                  nfv_tensor *y);
+/* dx = dy * f'(x) where x is the forward input; dx may be dy (in place). */
+nfv_status nfv_activation_backward(nfv_context *ctx, nfv_activation kind, float alpha, const nfv_tensor *x,
+                                   const nfv_tensor *dy, nfv_tensor *dx);
+
+/* ---- BatchNorm3d (cl/norm.cl, src/batchnorm.c) ------------------------- */
+
+/* Training mode: normalize x (N, C, D, H, W) with the batch mean and biased
+ * variance per channel, y = gamma * xhat + beta; update running_mean/var (C)
+ * as PyTorch does (momentum, unbiased variance for running_var); save_mean and
+ * save_invstd (C) keep what backward needs. */
+nfv_status nfv_batchnorm3d_forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                         const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
+                                         float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
+                                         nfv_tensor *save_invstd);
+/* Eval mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta. */
+nfv_status nfv_batchnorm3d_forward_eval(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                        const nfv_tensor *beta, const nfv_tensor *running_mean,
+                                        const nfv_tensor *running_var, float eps, nfv_tensor *y);
+/* Training-mode backward; dx, dgamma, dbeta may each be NULL. */
+nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                          const nfv_tensor *gamma, const nfv_tensor *save_mean,
+                                          const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
+                                          nfv_tensor *dbeta);
+/* Eval-mode backward to the input only (visualization): dx = dy * gamma / sqrt(running_var + eps). */
+nfv_status nfv_batchnorm3d_backward_eval(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *gamma,
+                                         const nfv_tensor *running_var, float eps, nfv_tensor *dx);
+
+/* ---- Dropout (cl/activation.cl, src/dropout.c) ------------------------- */
+
+/* Inverted dropout: mask (same shape) = 0 with probability p else 1/(1-p),
+ * drawn from a counter-based hash of (seed, element index), so the same seed
+ * gives the same mask on any device.  y = x * mask. */
+nfv_status nfv_dropout_forward(nfv_context *ctx, float p, unsigned long long seed, const nfv_tensor *x,
+                               nfv_tensor *y, nfv_tensor *mask);
+/* dx = dy * mask. */
+nfv_status nfv_dropout_backward(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *mask, nfv_tensor *dx);
+
+/* ---- Linear (src/linear.c, CLBlast SGEMM) ------------------------------ */
+
+/* y (N, Out) = x (N, In) w (Out, In)^T + b (Out) or no bias. */
+nfv_status nfv_linear_forward(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *w, const nfv_tensor *b,
+                              nfv_tensor *y);
+/* dx (N, In) = dy w; dw (Out, In) = dy^T x; db (Out) = sum over N of dy.  Any may be NULL. */
+nfv_status nfv_linear_backward(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *w, const nfv_tensor *dy,
+                               nfv_tensor *dx, nfv_tensor *dw, nfv_tensor *db);
+
+/* ---- Losses (cl/loss.cl, src/loss.c) ----------------------------------- */
+
+/* Softmax cross-entropy over logits (N, K); labels (N) hold class indices as
+ * floats; class_weights (K) or NULL.  loss (1) = sum_i w[y_i] * l_i / sum_i w[y_i]
+ * (PyTorch's weighted mean); dlogits (N, K) its gradient, or NULL. */
+nfv_status nfv_softmax_cross_entropy(nfv_context *ctx, const nfv_tensor *logits, const nfv_tensor *labels,
+                                     const nfv_tensor *class_weights, nfv_tensor *loss, nfv_tensor *dlogits);
+/* Binary cross-entropy with logits (N, 1), targets (N) in {0, 1}; pos_weight
+ * scales positive terms (1 = none).  Mean over N. */
+nfv_status nfv_bce_with_logits(nfv_context *ctx, const nfv_tensor *logits, const nfv_tensor *targets,
+                               float pos_weight, nfv_tensor *loss, nfv_tensor *dlogits);
+/* Mean squared error over predictions (N, 1) and targets (N). */
+nfv_status nfv_mse_loss(nfv_context *ctx, const nfv_tensor *pred, const nfv_tensor *targets, nfv_tensor *loss,
+                        nfv_tensor *dpred);
+
+/* ---- Optimizers (cl/optim.cl, src/optim.c) ----------------------------- */
+
+/* PyTorch torch.optim.Adam semantics (L2 weight decay added to the gradient)
+ * unless decoupled != 0 (AdamW).  step is the 1-based step count after this
+ * update, for bias correction.  m and v (same shape as param) start at zero. */
+typedef struct nfv_adam_params {
+    float lr, beta1, beta2, eps, weight_decay;
+    int decoupled;
+} nfv_adam_params;
+nfv_status nfv_adam_step(nfv_context *ctx, const nfv_adam_params *hp, int step, nfv_tensor *param,
+                         const nfv_tensor *grad, nfv_tensor *m, nfv_tensor *v);
+/* torch.optim.SGD semantics: g += wd * p; v = momentum * v + g; p -= lr * v
+ * (v starts at zero, so the first step sets v = g, as PyTorch does). */
+typedef struct nfv_sgd_params {
+    float lr, momentum, weight_decay;
+} nfv_sgd_params;
+nfv_status nfv_sgd_step(nfv_context *ctx, const nfv_sgd_params *hp, nfv_tensor *param, const nfv_tensor *grad,
+                        nfv_tensor *velocity);
+
+/* ---- Elementwise helpers (cl/elementwise.cl, src/elementwise.c) -------- */
+
+/* y = a * x + y (same numel). */
+nfv_status nfv_axpy(nfv_context *ctx, float a, const nfv_tensor *x, nfv_tensor *y);
+/* x = a * x. */
+nfv_status nfv_scale(nfv_context *ctx, float a, nfv_tensor *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

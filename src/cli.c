@@ -1,0 +1,157 @@
+/* Command-line parsing, error reporting and progress; see src/cli.h. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double cli_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void print_help(const char *command, const char *usage, const char *description, const cli_option *opts)
+{
+    printf("usage: neurofv %s %s\n\n%s\n\noptions:\n", command, usage, description);
+    for (const cli_option *o = opts; o && o->name; o++) {
+        char left[64];
+        if (o->type == CLI_FLAG) snprintf(left, sizeof left, "%s", o->name);
+        else snprintf(left, sizeof left, "%s %s", o->name, o->meta ? o->meta : "X");
+        printf("  %-26s %s\n", left, o->help);
+    }
+    printf("  %-26s %s\n", "-h, --help", "show this help");
+}
+
+static int set_value(const char *command, const cli_option *o, const char *v)
+{
+    char *end = NULL;
+    errno = 0;
+    switch (o->type) {
+    case CLI_STRING: *(const char **)o->dst = v; return 0;
+    case CLI_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || !end || *end || end == v) break;
+        *(int *)o->dst = (int)x;
+        return 0;
+    }
+    case CLI_U64: {
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || !end || *end || end == v) break;
+        *(unsigned long long *)o->dst = x;
+        return 0;
+    }
+    case CLI_FLOAT: {
+        float x = strtof(v, &end);
+        if (errno || !end || *end || end == v) break;
+        *(float *)o->dst = x;
+        return 0;
+    }
+    case CLI_FLAG: *(int *)o->dst = 1; return 0;
+    }
+    fprintf(stderr, "neurofv %s: %s expects %s, got \"%s\"\n", command, o->name,
+            o->type == CLI_FLOAT ? "a number" : "an integer", v);
+    return 2;
+}
+
+int cli_parse(const char *command, const char *usage, const char *description, const cli_option *opts, int argc,
+              char **argv, const char **positional, int max_positional, int *npositional)
+{
+    int np = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            print_help(command, usage, description, opts);
+            return 1;
+        }
+        if (a[0] == '-' && a[1] == '-') {
+            const char *eq = strchr(a, '=');
+            size_t len = eq ? (size_t)(eq - a) : strlen(a);
+            const cli_option *o = NULL;
+            for (const cli_option *p = opts; p && p->name; p++)
+                if (strlen(p->name) == len && !strncmp(p->name, a, len)) o = p;
+            if (!o) {
+                fprintf(stderr, "neurofv %s: unknown option %.*s (see neurofv %s --help)\n", command, (int)len, a,
+                        command);
+                return 2;
+            }
+            if (o->type == CLI_FLAG) {
+                if (eq) {
+                    fprintf(stderr, "neurofv %s: %s takes no value\n", command, o->name);
+                    return 2;
+                }
+                *(int *)o->dst = 1;
+                continue;
+            }
+            const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                fprintf(stderr, "neurofv %s: %s needs a value\n", command, o->name);
+                return 2;
+            }
+            if (set_value(command, o, v)) return 2;
+            continue;
+        }
+        if (np >= max_positional) {
+            fprintf(stderr, "neurofv %s: unexpected argument \"%s\" (see neurofv %s --help)\n", command, a, command);
+            return 2;
+        }
+        positional[np++] = a;
+    }
+    if (npositional) *npositional = np;
+    return 0;
+}
+
+int cli_fail(const char *command, nfv_status s)
+{
+    (void)s;
+    fprintf(stderr, "neurofv %s: %s\n", command, nfv_error_message());
+    return 1;
+}
+
+int cli_failf(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "neurofv %s: ", command);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 1;
+}
+
+void cli_progress_start(cli_progress *p, const char *label)
+{
+    p->label = label;
+    p->start = p->last_print = cli_now();
+    p->is_tty = isatty(2);
+}
+
+void cli_progress_update(cli_progress *p, long done, long total, const char *extra)
+{
+    double now = cli_now();
+    double every = p->is_tty ? 0.2 : 10.0;
+    if (done < total && now - p->last_print < every) return;
+    p->last_print = now;
+    double el = now - p->start;
+    double eta = done > 0 ? el * (double)(total - done) / (double)done : 0.0;
+    if (p->is_tty) {
+        int width = 30, fill = total > 0 ? (int)(width * done / total) : 0;
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(stderr, "\r%s [%s] %ld/%ld %.0fs ETA %.0fs %s\033[K", p->label, bar, done, total, el, eta,
+                extra ? extra : "");
+    } else {
+        fprintf(stderr, "%s %ld/%ld %.0fs ETA %.0fs %s\n", p->label, done, total, el, eta, extra ? extra : "");
+    }
+    fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->is_tty) fprintf(stderr, "\n");
+}

@@ -1,0 +1,31 @@
+/* `neurofv devices`: list OpenCL devices and mark the default. */
+#include <stdlib.h>
+
+#include "cli.h"
+#include "neurofv/context.h"
+
+NFV_COMMAND(devices, "devices", "List OpenCL devices and mark the one a plain run uses")
+
+int cmd_devices(int argc, char **argv)
+{
+    const cli_option opts[] = {{0}};
+    int r = cli_parse("devices", "", "List every OpenCL platform/device as P:D; '*' marks the default "
+                                     "(first GPU, else the CPU device).  Choose another with --device P:D, "
+                                     "gpu, cpu or a name substring, or NEUROFV_DEVICE.",
+                      opts, argc, argv, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    nfv_device_info *list;
+    int n;
+    nfv_status s = nfv_devices_list(&list, &n);
+    if (s) return cli_fail("devices", s);
+    for (int i = 0; i < n; i++) {
+        const nfv_device_info *d = &list[i];
+        printf("%c %d:%d  %-4s %s  [%s; %s]\n", d->is_default ? '*' : ' ', d->platform_index, d->device_index,
+               d->is_gpu ? "GPU" : d->is_cpu ? "CPU" : "ACC", d->name, d->platform_name, d->device_version);
+        printf("        %u compute units, %.1f GiB global, %llu KiB local, max work-group %zu, float vector %u\n",
+               d->compute_units, (double)d->global_mem_bytes / (1024.0 * 1024 * 1024), d->local_mem_bytes / 1024,
+               d->max_work_group_size, d->preferred_vector_width_float);
+    }
+    free(list);
+    return 0;
+}

@@ -1,0 +1,40 @@
+/* neurofv: the command dispatcher.  Commands live in src/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#undef NFV_COMMAND
+#define NFV_COMMAND(fn, name, summary) int cmd_##fn(int argc, char **argv);
+#include "command_list.h"
+#undef NFV_COMMAND
+
+static const struct {
+    const char *name, *summary;
+    int (*fn)(int, char **);
+} commands[] = {
+#define NFV_COMMAND(fn, name, summary) {name, summary, cmd_##fn},
+#include "command_list.h"
+#undef NFV_COMMAND
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: neurofv COMMAND [options]   (neurofv COMMAND --help for its options)\n\n"
+               "Train 3D CNNs on brain MRI and visualize what their units learned.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nDevice: --device gpu|cpu|P:D|NAME or NEUROFV_DEVICE (default: first GPU, else the CPU).\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "neurofv: unknown command \"%s\" (see neurofv --help)\n", argv[1]);
+    return 2;
+}

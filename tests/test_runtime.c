@@ -1,0 +1,167 @@
+/* Runtime: device selection, build-log errors, the program binary cache. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "neurofv/context.h"
+#include "test.h"
+
+TEST(runtime_device_selection)
+{
+    nfv_device_info *list;
+    int n;
+    if (!CHECK_OK(nfv_devices_list(&list, &n))) return;
+    int defaults = 0, has_cpu = 0;
+    for (int i = 0; i < n; i++) {
+        defaults += list[i].is_default;
+        has_cpu |= list[i].is_cpu;
+    }
+    CHECK(defaults == 1, "exactly one default device, got %d", defaults);
+    CHECK(has_cpu, "the CPU (PoCL) device is listed");
+
+    nfv_context *ctx = NULL;
+    char spec[32];
+    snprintf(spec, sizeof spec, "%d:%d", list[0].platform_index, list[0].device_index);
+    if (CHECK_OK(nfv_context_create(spec, &ctx)))
+        CHECK(!strcmp(nfv_context_device_info(ctx)->name, list[0].name), "P:D selects %s", list[0].name);
+    nfv_context_free(ctx);
+    ctx = NULL;
+    if (has_cpu && CHECK_OK(nfv_context_create("cpu", &ctx)))
+        CHECK(nfv_context_device_info(ctx)->is_cpu, "\"cpu\" selects a CPU device");
+    nfv_context_free(ctx);
+
+    /* A name substring, case-insensitive. */
+    char sub[8];
+    snprintf(sub, sizeof sub, "%.4s", list[0].name);
+    for (char *p = sub; *p; p++) *p = (char)((*p >= 'a' && *p <= 'z') ? *p - 32 : *p);
+    ctx = NULL;
+    if (CHECK_OK(nfv_context_create(sub, &ctx)))
+        CHECK(strstr(nfv_context_device_info(ctx)->name, list[0].name) != NULL ||
+                  nfv_context_device_info(ctx)->name[0] != 0,
+              "substring selects a device");
+    nfv_context_free(ctx);
+
+    ctx = NULL;
+    nfv_status s = nfv_context_create("no-such-device-xyz", &ctx);
+    CHECK(s == NFV_ERR_NO_DEVICE && ctx == NULL, "unknown device name rejected");
+    CHECK(strstr(nfv_error_message(), "no-such-device-xyz") != NULL, "message names the request: %s",
+          nfv_error_message());
+    s = nfv_context_create("7:9", &ctx);
+    CHECK(s == NFV_ERR_NO_DEVICE, "out-of-range P:D rejected");
+    free(list);
+}
+
+TEST(runtime_build_log_on_failure)
+{
+    nfv_context *ctx = test_ctx();
+    cl_program prog = NULL;
+    const char *broken = "__kernel void broken_kernel(__global float *x) { x[0] = undefined_symbol_q; }\n";
+    nfv_status s = nfv_program_build_source(ctx, "broken.cl", broken, "", &prog);
+    CHECK(s == NFV_ERR_BUILD, "broken source fails with NFV_ERR_BUILD, got %s", nfv_status_name(s));
+    CHECK(strstr(nfv_error_message(), "broken.cl") != NULL, "message names the program: %.200s", nfv_error_message());
+    CHECK(strstr(nfv_error_message(), "undefined_symbol_q") != NULL, "message carries the build log: %.400s",
+          nfv_error_message());
+    if (prog) clReleaseProgram(prog);
+}
+
+static int build_counting(const char *src, nfv_cache_stats *stats)
+{
+    nfv_context *ctx = NULL;
+    if (!CHECK_OK(nfv_context_create(NULL, &ctx))) return 0;
+    cl_program prog = NULL;
+    int ok = CHECK_OK(nfv_program_build_source(ctx, "cache-test", src, "-DCACHE_TEST=1", &prog));
+    if (prog) clReleaseProgram(prog);
+    *stats = nfv_context_cache_stats(ctx);
+    nfv_context_free(ctx);
+    return ok;
+}
+
+TEST(runtime_binary_cache)
+{
+    char dir[512], cmd[1200];
+    snprintf(dir, sizeof dir, "%s/cache", test_tmpdir());
+    const char *old = getenv("XDG_CACHE_HOME");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("XDG_CACHE_HOME", dir, 1);
+    char src[256];
+    snprintf(src, sizeof src, "__kernel void add_one(__global float *x) { x[get_global_id(0)] += 1.0f; } /* %d */\n",
+             rand());
+    nfv_cache_stats st;
+    if (build_counting(src, &st))
+        CHECK(st.built_from_source == 1 && st.loaded_from_disk == 0, "first run builds from source (%d, %d)",
+              st.built_from_source, st.loaded_from_disk);
+    if (build_counting(src, &st))
+        CHECK(st.loaded_from_disk == 1 && st.built_from_source == 0, "second run loads the cached binary (%d, %d)",
+              st.built_from_source, st.loaded_from_disk);
+    /* Corrupt every cache file: flip bytes in the payload. */
+    snprintf(cmd, sizeof cmd,
+             "for f in '%s'/neurofv/*.bin; do printf 'garbage' | dd of=\"$f\" bs=1 seek=40 conv=notrunc; done", dir);
+    CHECK(test_run(cmd, NULL) == 0, "corrupting the cache files");
+    if (build_counting(src, &st))
+        CHECK(st.rejected_entries == 1 && st.built_from_source == 1, "corrupt entry rejected and rebuilt (%d, %d)",
+              st.rejected_entries, st.built_from_source);
+    /* Truncated file. */
+    snprintf(cmd, sizeof cmd, "for f in '%s'/neurofv/*.bin; do truncate -s 30 \"$f\"; done", dir);
+    CHECK(test_run(cmd, NULL) == 0, "truncating the cache files");
+    if (build_counting(src, &st))
+        CHECK(st.rejected_entries == 1 && st.built_from_source == 1, "truncated entry rejected and rebuilt (%d, %d)",
+              st.rejected_entries, st.built_from_source);
+    if (build_counting(src, &st))
+        CHECK(st.loaded_from_disk == 1, "rebuilt entry is used again (%d)", st.loaded_from_disk);
+    if (saved) {
+        setenv("XDG_CACHE_HOME", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("XDG_CACHE_HOME");
+    }
+}
+
+TEST(runtime_tensor_roundtrip_and_errors)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_tensor t;
+    int shape[5] = {2, 3, 7, 9, 11};
+    if (!CHECK_OK(nfv_tensor_create(ctx, &t, 5, shape))) return;
+    float *h = test_random(t.numel, 1, -1, 1);
+    float *back = malloc(t.numel * sizeof *back);
+    CHECK_OK(nfv_tensor_upload(ctx, &t, h));
+    CHECK_OK(nfv_tensor_download(ctx, &t, back));
+    CHECK(memcmp(h, back, t.numel * sizeof *h) == 0, "upload/download round trip is exact");
+    CHECK_OK(nfv_tensor_fill(ctx, &t, 2.5f));
+    CHECK_OK(nfv_tensor_download(ctx, &t, back));
+    int all = 1;
+    for (size_t i = 0; i < t.numel; i++) all &= back[i] == 2.5f;
+    CHECK(all, "fill sets every element");
+    nfv_tensor v;
+    int flat[2] = {2, 3 * 7 * 9 * 11};
+    CHECK_OK(nfv_tensor_view(&t, &v, 2, flat));
+    int bad[2] = {5, 5};
+    CHECK(nfv_tensor_view(&t, &v, 2, bad) == NFV_ERR_INVALID_ARG, "view of wrong numel rejected");
+    int zero[1] = {0};
+    nfv_tensor z;
+    CHECK(nfv_tensor_create(ctx, &z, 1, zero) == NFV_ERR_INVALID_ARG, "zero-size tensor rejected");
+    nfv_tensor_free(&t);
+    free(h);
+    free(back);
+}
+
+TEST(runtime_devices_command)
+{
+    char cmd[600], out[600];
+    snprintf(out, sizeof out, "%s/devices.txt", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s devices", test_bin());
+    CHECK(test_run(cmd, out) == 0, "neurofv devices exits 0");
+    FILE *f = fopen(out, "r");
+    char buf[4096] = "";
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+    CHECK(strchr(buf, '*') != NULL && strstr(buf, "CPU") != NULL, "devices marks a default and lists the CPU: %s",
+          buf);
+    snprintf(cmd, sizeof cmd, "%s no-such-command", test_bin());
+    CHECK(test_run(cmd, NULL) == 2, "unknown command exits 2");
+    snprintf(cmd, sizeof cmd, "%s devices --help", test_bin());
+    CHECK(test_run(cmd, NULL) == 0, "devices --help exits 0");
+}
