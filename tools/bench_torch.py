@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""The PyTorch peer for `neurofv bench`: ref4 (DESIGN.md) at 2 mm on this machine.
+
+Times, with medians over --reps runs after a warm-up:
+  vis    one feature-visualization step at batch 1: forward in eval mode, backward
+         to the input only (parameters frozen), Adam update of the input;
+  train  one training step at --batch (default 4): forward in training mode,
+         softmax cross-entropy, backward, Adam update of the parameters.
+Prints one line per measurement: `torch <what> median_ms=<m> per_s=<rate>`.
+Run with Debian's interpreter: /usr/bin/python3 tools/bench_torch.py
+"""
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+
+def ref4(classes=3, in_shape=(91, 109, 91)):
+    layers, c = [], 1
+    d = list(in_shape)
+    for out in (8, 16, 32, 64):
+        layers += [nn.Conv3d(c, out, 3, padding=1), nn.BatchNorm3d(out), nn.ReLU(), nn.MaxPool3d(2)]
+        c = out
+        d = [s // 2 for s in d]
+    layers += [nn.Flatten(), nn.Dropout(0.5), nn.Linear(c * d[0] * d[1] * d[2], classes)]
+    return nn.Sequential(*layers)
+
+
+def median_ms(fn, reps, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--shape", default="91,109,91")
+    ap.add_argument("--what", default="vis,train")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    shape = tuple(int(s) for s in a.shape.split(","))
+    model = ref4(3, shape)
+
+    if "vis" in a.what:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        x = torch.rand(1, 1, *shape, requires_grad=True)
+        opt = torch.optim.Adam([x], lr=0.05)
+
+        def vis_step():
+            opt.zero_grad()
+            y = model(x)
+            (-y[0, 0]).backward()
+            opt.step()
+
+        ms = median_ms(vis_step, a.reps)
+        print(f"torch vis_step batch=1 median_ms={ms:.1f} per_s={1000.0 / ms:.2f}")
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+    if "train" in a.what:
+        model.train()
+        x = torch.rand(a.batch, 1, *shape)
+        y = torch.randint(0, 3, (a.batch,))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def train_step():
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+        ms = median_ms(train_step, a.reps)
+        print(f"torch train_step batch={a.batch} median_ms={ms:.1f} volumes_per_s={a.batch * 1000.0 / ms:.2f}")
+
+
+if __name__ == "__main__":
+    main()
