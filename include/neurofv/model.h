@@ -1,0 +1,190 @@
+/* Sequential 3D CNN models: layers, parameters, forward/backward, files.
+ *
+ * A model is a plain list of layers, each the counterpart of one module of a
+ * PyTorch nn.Sequential: layer i has index i, and its parameters are named
+ * "i.weight", "i.bias", "i.running_mean", ... in the model file, exactly as in
+ * that nn.Sequential's state_dict().  Shapes are per sample unless stated:
+ * activations are (N, C, D, H, W) after Conv/Pool/BN/activations and (N, F)
+ * after Flatten/Linear.  The model's tensors live on the device of the
+ * context that created or loaded it; pass that same context to every call.
+ *
+ * Architecture spec (src/model_spec.c): words separated by spaces, e.g.
+ *   "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,s2,p1,nobias) elu(1.0)
+ *    avgpool(2,2) gap flatten dropout(0.5) linear(3)"
+ *   conv(C[,kK|kKdxKhxKw][,sS][,pP][,nobias])  Conv3d to C channels (k3 s1 p0)
+ *   maxpool(K[,S][,P]) avgpool(K[,S][,P])      S defaults to K, P to 0
+ *   bn[(eps)]  relu  lrelu(slope)  elu(alpha)  dropout(p)  flatten
+ *   gap                                        AdaptiveAvgPool3d(1): (C,1,1,1)
+ *   linear(F[,nobias])                         Linear to F features
+ * Presets: "ref4" (DESIGN.md) and "notebook" (the authors' notebook model).
+ * nfv_arch_print() gives back a canonical spec that parses to the same list. */
+#ifndef NEUROFV_MODEL_H
+#define NEUROFV_MODEL_H
+
+#include "neurofv/ops.h"
+#include "neurofv/tensor.h"
+#include "neurofv/volume.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum nfv_layer_kind {
+    NFV_LAYER_CONV3D = 0,
+    NFV_LAYER_MAXPOOL3D,
+    NFV_LAYER_AVGPOOL3D,
+    NFV_LAYER_BATCHNORM3D,
+    NFV_LAYER_RELU,
+    NFV_LAYER_LEAKY_RELU,
+    NFV_LAYER_ELU,
+    NFV_LAYER_DROPOUT,
+    NFV_LAYER_FLATTEN,
+    NFV_LAYER_LINEAR,
+    NFV_LAYER_GAP            /* global average pool: (C, D, H, W) -> (C, 1, 1, 1) */
+} nfv_layer_kind;
+
+/* What the spec says about one layer (the hyper-parameters, no weights). */
+typedef struct nfv_layer_spec {
+    nfv_layer_kind kind;
+    int features;            /* Conv3d: output channels; Linear: output features */
+    int kernel[3], stride[3], padding[3]; /* Conv3d and pools (d, h, w) */
+    int bias;                /* Conv3d / Linear: 1 = has a bias */
+    float alpha;             /* LeakyReLU slope, ELU alpha, Dropout p, BatchNorm eps */
+} nfv_layer_spec;
+
+typedef struct nfv_arch {
+    nfv_layer_spec *layers;  /* malloc'ed */
+    int count;
+} nfv_arch;
+
+/* Parse a spec or preset name ("ref4", "notebook"); out->layers is malloc'ed.
+ * Errors name the offending word and its position.  classes fills the
+ * features of a final "linear" written without a size ("linear(classes)" in
+ * presets); pass 0 when the spec gives every size. */
+nfv_status nfv_arch_parse(const char *spec, int classes, nfv_arch *out);
+/* Canonical spec text into buf (cap bytes); returns buf. */
+const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap);
+void nfv_arch_free(nfv_arch *arch);
+/* Default input shape (C, D, H, W) and voxel size of a preset ("ref4":
+ * 1x91x109x91 at 2 mm; "notebook": 1x96x114x96 at 1.5 mm); 0 if spec is not a preset. */
+int nfv_arch_preset_input(const char *spec, int input_shape[4], double voxel_mm[3]);
+
+typedef enum nfv_head {
+    NFV_HEAD_SOFTMAX = 0,    /* K >= 2 logits, cross-entropy */
+    NFV_HEAD_BINARY,         /* 1 logit, binary cross-entropy with logits; class 1 = positive */
+    NFV_HEAD_REGRESSION      /* 1 output, mean squared error */
+} nfv_head;
+const char *nfv_head_name(nfv_head h);                 /* "softmax", "binary", "regression" */
+nfv_status nfv_head_parse(const char *s, nfv_head *out);
+
+#define NFV_LAYER_MAX_PARAMS 2
+
+/* One layer of a model.  The runtime tensors are (re)allocated by
+ * nfv_model_set_batch and hold the last forward/backward pass. */
+typedef struct nfv_layer {
+    nfv_layer_spec spec;
+    int index;               /* = PyTorch nn.Sequential index */
+    char name[24];           /* "conv1", "bn1", "relu1", "pool1", "dropout1", "flatten", "fc1"/"fc", ... */
+    int in_ndim, in_shape[4];   /* per sample: (C, D, H, W) or (F) */
+    int out_ndim, out_shape[4]; /* per sample: (C, D, H, W) or (F) */
+
+    /* Trainable parameters: Conv3d weight (Co, Ci, kd, kh, kw) + bias (Co);
+     * Linear weight (Out, In) + bias (Out); BatchNorm3d weight = gamma (C) +
+     * bias = beta (C).  nparams of them; grad/opt_m/opt_v have the same shapes
+     * (opt_m: Adam m or SGD velocity; opt_v: Adam v; allocated on first use). */
+    int nparams;
+    nfv_tensor param[NFV_LAYER_MAX_PARAMS];
+    nfv_tensor grad[NFV_LAYER_MAX_PARAMS];
+    nfv_tensor opt_m[NFV_LAYER_MAX_PARAMS];
+    nfv_tensor opt_v[NFV_LAYER_MAX_PARAMS];
+    /* BatchNorm3d buffers (C), momentum 0.1 as PyTorch. */
+    nfv_tensor running_mean, running_var;
+    long long num_batches_tracked;
+
+    /* Runtime (batch N): out (N, out_shape); aux = maxpool argmax / dropout
+     * mask / BN save_mean (C); aux2 = BN save_invstd (C). */
+    nfv_tensor out, aux, aux2;
+} nfv_layer;
+
+typedef struct nfv_model {
+    nfv_layer *layers;
+    int layer_count;
+    nfv_arch arch;           /* parsed spec */
+    char *arch_spec;         /* canonical spec text */
+
+    int input_shape[4];      /* (C, D, H, W) per sample */
+    double voxel_mm[3];
+    double affine[4][4];     /* voxel (i, j, k) -> world mm of the model grid (as nibabel) */
+    nfv_norm_method norm;
+    nfv_head head;
+    char **class_names;      /* class_count names (class index order); regression: 0 */
+    int class_count;
+
+    int batch;               /* N the runtime tensors are allocated for; 0 = none */
+    unsigned long long dropout_seed; /* advanced by every training forward */
+    const nfv_tensor *last_input;    /* x of the last forward (not owned) */
+    int last_forward_upto;           /* last layer the last forward computed */
+    int last_training;
+    /* Scratch gradient buffers (ping-pong), each the largest activation of the batch. */
+    nfv_tensor grad_a, grad_b;
+    nfv_context *ctx;
+} nfv_model;
+
+/* Build a model from a spec (or preset) for input (C, D, H, W), parameters
+ * initialized as PyTorch's defaults: Conv3d/Linear weight and bias
+ * kaiming-uniform, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); BatchNorm gamma 1,
+ * beta 0, running mean 0 / var 1; from a seeded host RNG (the same seed gives
+ * the same model on any device).  The head is binary when the last Linear has
+ * 1 output (regression if head is given as NFV_HEAD_REGRESSION), else softmax.
+ * class_names may be NULL (then "0", "1", ...).  Metadata defaults: voxel
+ * 2 mm, affine: MNI-centred grid, norm zscore-nonzero; set the fields after. */
+nfv_status nfv_model_create_from_spec(nfv_context *ctx, const char *spec, const int input_shape[4], int class_count,
+                                      const char *const *class_names, nfv_head head, unsigned long long seed,
+                                      nfv_model **out);
+/* Load a .safetensors model (see the file header comment of src/safetensors.c):
+ * every tensor's dtype, shape and byte range are checked against the file and
+ * the architecture in __metadata__ before anything is read. */
+nfv_status nfv_model_load(nfv_context *ctx, const char *path, nfv_model **out);
+/* Save parameters + BN buffers + metadata; temp file then rename(). */
+nfv_status nfv_model_save(const nfv_model *m, const char *path);
+void nfv_model_free(nfv_model *m);
+
+/* Layer index by name ("conv3"), by index ("7"), or "logits"/"output" for the
+ * last layer; -1 with an error message naming the available layers if absent. */
+int nfv_model_find_layer(const nfv_model *m, const char *name);
+const nfv_layer *nfv_model_layer(const nfv_model *m, int index);
+
+/* Totals per sample. */
+long long nfv_model_param_count(const nfv_model *m);
+long long nfv_layer_param_count(const nfv_layer *l);
+double nfv_layer_flops(const nfv_layer *l);   /* forward multiply-adds x 2 per sample */
+
+/* Allocate the runtime tensors for batch N (no-op if already N). */
+nfv_status nfv_model_set_batch(nfv_model *m, nfv_context *ctx, int n);
+
+/* Run layers 0..upto_layer (inclusive; -1 = all) on x (N, C, D, H, W) with
+ * N = the batch set (set automatically when it differs).  training != 0: BN
+ * uses batch statistics and updates running stats, Dropout draws a mask.
+ * Activations are kept per layer; x must stay alive until backward. */
+nfv_status nfv_model_forward(nfv_model *m, nfv_context *ctx, const nfv_tensor *x, int upto_layer, int training);
+/* Output of layer i of the last forward: (N, out_shape) or NULL. */
+nfv_tensor *nfv_model_activation(nfv_model *m, int layer);
+
+/* Backpropagate from the output of layer from_layer (<= the last forward's
+ * upto) given grad_at_from_layer_output (same shape as that activation) down
+ * to layer 0.  param_grads != 0: each layer's grad[] is overwritten with the
+ * gradient of this batch (training); 0: no parameter gradients
+ * (visualization).  dx (N, C, D, H, W) receives the input gradient, or NULL to
+ * skip it (the first layer then computes nothing it need not).  BatchNorm and
+ * Dropout use the mode of the last forward (eval: BN's running statistics,
+ * Dropout identity). */
+nfv_status nfv_model_backward(nfv_model *m, nfv_context *ctx, int from_layer, const nfv_tensor *grad_at_from_layer_output,
+                              int param_grads, nfv_tensor *dx);
+
+/* Predicted class of one output row (softmax: argmax; binary: logit > 0). */
+int nfv_model_predict_class(const nfv_model *m, const float *output_row);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
