@@ -66,7 +66,7 @@ nfv_status nfv_arch_parse(const char *spec, int classes, nfv_arch *out);
 const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap);
 void nfv_arch_free(nfv_arch *arch);
 /* Default input shape (C, D, H, W) and voxel size of a preset ("ref4":
- * 1x91x109x91 at 2 mm; "notebook": 1x96x114x96 at 1.5 mm); 0 if spec is not a preset. */
+ * 1x91x109x91 at 2 mm; "notebook": 1x96x114x96 at 2 mm, i.e. the 2 mm MNI grid padded); 0 if spec is not a preset. */
 int nfv_arch_preset_input(const char *spec, int input_shape[4], double voxel_mm[3]);
 
 typedef enum nfv_head {

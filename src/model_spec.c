@@ -1,0 +1,335 @@
+/* Architecture spec: parse and print the one-line layer syntax of model.h, presets. */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "neurofv/model.h"
+
+/* DESIGN.md's reference model: 4 x [Conv3d 3^3 pad 1 -> BN -> ReLU -> MaxPool 2]
+ * with 8/16/32/64 channels, then Flatten, Dropout, Linear to the outputs. */
+static const char *const REF4 =
+    "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,p1) bn relu maxpool(2) "
+    "conv(32,k3,p1) bn relu maxpool(2) conv(64,k3,p1) bn relu maxpool(2) flatten dropout(0.5) linear(classes)";
+
+/* The authors' notebook model on 1x96x114x96: unpadded 3^3 convs 1->8->32->64->64
+ * with ELU and three max pools (2, 3, 2) give 64x4x6x4 = 6144 features, then
+ * Linear 6144 -> 100 -> outputs. */
+static const char *const NOTEBOOK =
+    "conv(8,k3) elu(1) maxpool(2) conv(32,k3) elu(1) maxpool(3) conv(64,k3) elu(1) maxpool(2) "
+    "conv(64,k3) elu(1) flatten linear(100) elu(1) linear(classes)";
+
+static const char *preset_text(const char *spec)
+{
+    if (!strcmp(spec, "ref4")) return REF4;
+    if (!strcmp(spec, "notebook")) return NOTEBOOK;
+    return NULL;
+}
+
+int nfv_arch_preset_input(const char *spec, int input_shape[4], double voxel_mm[3])
+{
+    if (!spec) return 0;
+    int d = 0, h = 0, w = 0;
+    if (!strcmp(spec, "ref4")) d = 91, h = 109, w = 91;
+    else if (!strcmp(spec, "notebook")) d = 96, h = 114, w = 96;
+    else return 0;
+    /* (C, D, H, W) with D = z, H = y, W = x (volume.h); the MNI grid is
+     * 91 (x) x 109 (y) x 91 (z) at 2 mm. */
+    input_shape[0] = 1, input_shape[1] = d, input_shape[2] = h, input_shape[3] = w;
+    voxel_mm[0] = voxel_mm[1] = voxel_mm[2] = 2.0;
+    return 1;
+}
+
+const char *nfv_head_name(nfv_head h)
+{
+    switch (h) {
+    case NFV_HEAD_SOFTMAX: return "softmax";
+    case NFV_HEAD_BINARY: return "binary";
+    case NFV_HEAD_REGRESSION: return "regression";
+    }
+    return "?";
+}
+
+nfv_status nfv_head_parse(const char *s, nfv_head *out)
+{
+    for (int h = 0; h <= NFV_HEAD_REGRESSION; h++)
+        if (s && !strcmp(s, nfv_head_name((nfv_head)h))) {
+            *out = (nfv_head)h;
+            return NFV_OK;
+        }
+    return nfv_fail(NFV_ERR_INVALID_ARG, "unknown head \"%s\" (softmax, binary, regression)", s ? s : "(null)");
+}
+
+void nfv_arch_free(nfv_arch *arch)
+{
+    if (!arch) return;
+    free(arch->layers);
+    arch->layers = NULL;
+    arch->count = 0;
+}
+
+/* "3" or "3x5x5" (d x h x w) into v[3]. */
+static int parse_triple(const char *s, int v[3])
+{
+    char *end;
+    long a = strtol(s, &end, 10);
+    if (end == s || a < 0 || a > 100000) return 0;
+    if (!*end) {
+        v[0] = v[1] = v[2] = (int)a;
+        return 1;
+    }
+    if (*end != 'x') return 0;
+    long b = strtol(end + 1, &end, 10);
+    if (*end != 'x' || b < 0 || b > 100000) return 0;
+    long c = strtol(end + 1, &end, 10);
+    if (*end || c < 0 || c > 100000) return 0;
+    v[0] = (int)a, v[1] = (int)b, v[2] = (int)c;
+    return 1;
+}
+
+static int parse_int(const char *s, int *v)
+{
+    char *end;
+    long a = strtol(s, &end, 10);
+    if (end == s || *end || a < 1 || a > 100000000) return 0;
+    *v = (int)a;
+    return 1;
+}
+
+static int parse_float(const char *s, float *v)
+{
+    char *end;
+    double a = strtod(s, &end);
+    if (end == s || *end || !isfinite(a)) return 0;
+    *v = (float)a;
+    return 1;
+}
+
+#define MAX_ARGS 8
+
+/* Parse one word "name" or "name(a,b,...)" into l; returns 0 with a message on error. */
+static nfv_status parse_word(const char *name, char args[][32], int nargs, int classes, int word_no,
+                             nfv_layer_spec *l)
+{
+    memset(l, 0, sizeof *l);
+    for (int i = 0; i < 3; i++) l->kernel[i] = 1, l->stride[i] = 1;
+#define BAD(...) return nfv_fail(NFV_ERR_INVALID_ARG, "architecture word %d \"%s\": " __VA_ARGS__)
+    if (!strcmp(name, "conv")) {
+        l->kind = NFV_LAYER_CONV3D;
+        l->bias = 1;
+        for (int i = 0; i < 3; i++) l->kernel[i] = 3, l->padding[i] = 0;
+        if (nargs < 1 || !parse_int(args[0], &l->features)) BAD("needs the output channels first, e.g. conv(8,k3,p1)", word_no, name);
+        for (int a = 1; a < nargs; a++) {
+            const char *s = args[a];
+            if (!strcmp(s, "nobias")) l->bias = 0;
+            else if (s[0] == 'k' && parse_triple(s + 1, l->kernel) && l->kernel[0] && l->kernel[1] && l->kernel[2]) continue;
+            else if (s[0] == 's' && parse_triple(s + 1, l->stride) && l->stride[0] && l->stride[1] && l->stride[2]) continue;
+            else if (s[0] == 'p' && parse_triple(s + 1, l->padding)) continue;
+            else BAD("bad option \"%s\" (kK, sS, pP, nobias)", word_no, name, s);
+        }
+        return NFV_OK;
+    }
+    if (!strcmp(name, "maxpool") || !strcmp(name, "avgpool")) {
+        l->kind = name[0] == 'm' ? NFV_LAYER_MAXPOOL3D : NFV_LAYER_AVGPOOL3D;
+        if (nargs < 1 || nargs > 3 || !parse_triple(args[0], l->kernel) || !l->kernel[0] || !l->kernel[1] || !l->kernel[2])
+            BAD("expects (kernel[,stride[,padding]]), e.g. maxpool(2)", word_no, name);
+        memcpy(l->stride, l->kernel, sizeof l->stride);
+        if (nargs >= 2 && (!parse_triple(args[1], l->stride) || !l->stride[0] || !l->stride[1] || !l->stride[2]))
+            BAD("bad stride \"%s\"", word_no, name, args[1]);
+        if (nargs >= 3 && !parse_triple(args[2], l->padding)) BAD("bad padding \"%s\"", word_no, name, args[2]);
+        for (int i = 0; i < 3; i++)
+            if (2 * l->padding[i] > l->kernel[i]) BAD("padding must be at most half the kernel", word_no, name);
+        return NFV_OK;
+    }
+    if (!strcmp(name, "bn")) {
+        l->kind = NFV_LAYER_BATCHNORM3D;
+        l->alpha = 1e-5f;
+        if (nargs > 1 || (nargs == 1 && (!parse_float(args[0], &l->alpha) || l->alpha <= 0)))
+            BAD("expects no argument or a positive eps", word_no, name);
+        return NFV_OK;
+    }
+    if (!strcmp(name, "relu") || !strcmp(name, "flatten") || !strcmp(name, "gap")) {
+        l->kind = name[0] == 'r' ? NFV_LAYER_RELU : name[0] == 'f' ? NFV_LAYER_FLATTEN : NFV_LAYER_GAP;
+        if (nargs) BAD("takes no argument", word_no, name);
+        return NFV_OK;
+    }
+    if (!strcmp(name, "lrelu") || !strcmp(name, "elu")) {
+        l->kind = name[0] == 'l' ? NFV_LAYER_LEAKY_RELU : NFV_LAYER_ELU;
+        l->alpha = name[0] == 'l' ? 0.01f : 1.0f;
+        if (nargs > 1 || (nargs == 1 && !parse_float(args[0], &l->alpha))) BAD("expects one number", word_no, name);
+        return NFV_OK;
+    }
+    if (!strcmp(name, "dropout")) {
+        l->kind = NFV_LAYER_DROPOUT;
+        l->alpha = 0.5f;
+        if (nargs > 1 || (nargs == 1 && (!parse_float(args[0], &l->alpha) || l->alpha < 0 || l->alpha >= 1)))
+            BAD("expects a probability in [0, 1)", word_no, name);
+        return NFV_OK;
+    }
+    if (!strcmp(name, "linear")) {
+        l->kind = NFV_LAYER_LINEAR;
+        l->bias = 1;
+        if (nargs < 1) BAD("needs the output features, e.g. linear(3)", word_no, name);
+        if (!strcmp(args[0], "classes")) {
+            if (classes < 1) BAD("\"classes\" needs the number of outputs (unknown here)", word_no, name);
+            l->features = classes;
+        } else if (!parse_int(args[0], &l->features)) {
+            BAD("bad feature count \"%s\"", word_no, name, args[0]);
+        }
+        for (int a = 1; a < nargs; a++) {
+            if (!strcmp(args[a], "nobias")) l->bias = 0;
+            else BAD("bad option \"%s\" (nobias)", word_no, name, args[a]);
+        }
+        return NFV_OK;
+    }
+    BAD("unknown layer (conv, maxpool, avgpool, bn, relu, lrelu, elu, dropout, flatten, gap, linear)", word_no, name);
+#undef BAD
+}
+
+nfv_status nfv_arch_parse(const char *spec, int classes, nfv_arch *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!spec) return nfv_fail(NFV_ERR_INVALID_ARG, "architecture: no spec given");
+    const char *preset = preset_text(spec);
+    if (preset) spec = preset;
+    int cap = 16;
+    out->layers = malloc((size_t)cap * sizeof *out->layers);
+    if (!out->layers) return nfv_fail(NFV_ERR_NO_MEMORY, "architecture: out of memory");
+    const char *p = spec;
+    int word_no = 0;
+    for (;;) {
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        word_no++;
+        char name[32];
+        int n = 0;
+        while (isalnum((unsigned char)*p) || *p == '_') {
+            if (n < 31) name[n++] = (char)tolower((unsigned char)*p);
+            p++;
+        }
+        name[n] = 0;
+        if (!n) {
+            nfv_arch_free(out);
+            return nfv_fail(NFV_ERR_INVALID_ARG, "architecture word %d: unexpected character '%c' in \"%s\"", word_no,
+                            *p, spec);
+        }
+        char args[MAX_ARGS][32];
+        int nargs = 0;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '(') {
+            p++;
+            for (;;) {
+                while (isspace((unsigned char)*p)) p++;
+                if (nargs == MAX_ARGS) {
+                    nfv_arch_free(out);
+                    return nfv_fail(NFV_ERR_INVALID_ARG, "architecture word %d \"%s\": too many arguments", word_no, name);
+                }
+                int m = 0;
+                while (*p && *p != ',' && *p != ')' && !isspace((unsigned char)*p)) {
+                    if (m < 31) args[nargs][m++] = *p;
+                    p++;
+                }
+                args[nargs][m] = 0;
+                while (isspace((unsigned char)*p)) p++;
+                if (m) nargs++;
+                if (*p == ',') {
+                    p++;
+                    continue;
+                }
+                if (*p == ')') {
+                    p++;
+                    break;
+                }
+                nfv_arch_free(out);
+                return nfv_fail(NFV_ERR_INVALID_ARG, "architecture word %d \"%s\": missing ')'", word_no, name);
+            }
+        }
+        if (out->count == cap) {
+            cap *= 2;
+            nfv_layer_spec *grown = realloc(out->layers, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                nfv_arch_free(out);
+                return nfv_fail(NFV_ERR_NO_MEMORY, "architecture: out of memory");
+            }
+            out->layers = grown;
+        }
+        nfv_status s = parse_word(name, args, nargs, classes, word_no, &out->layers[out->count]);
+        if (s) {
+            nfv_arch_free(out);
+            return s;
+        }
+        out->count++;
+    }
+    if (!out->count) {
+        nfv_arch_free(out);
+        return nfv_fail(NFV_ERR_INVALID_ARG, "architecture: empty spec");
+    }
+    return NFV_OK;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static int appendf(char *buf, size_t cap, size_t *used, const char *fmt, ...)
+{
+    if (*used >= cap) return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, cap - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0) *used += (size_t)n;
+    if (*used >= cap) *used = cap - 1;
+    return n;
+}
+
+static void triple_str(const int v[3], char *s, size_t cap)
+{
+    if (v[0] == v[1] && v[1] == v[2]) snprintf(s, cap, "%d", v[0]);
+    else snprintf(s, cap, "%dx%dx%d", v[0], v[1], v[2]);
+}
+
+const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap)
+{
+    size_t used = 0;
+    if (cap) buf[0] = 0;
+    for (int i = 0; i < arch->count; i++) {
+        const nfv_layer_spec *l = &arch->layers[i];
+        char k[40], s[40], pd[40];
+        triple_str(l->kernel, k, sizeof k);
+        triple_str(l->stride, s, sizeof s);
+        triple_str(l->padding, pd, sizeof pd);
+        int zero_pad = !l->padding[0] && !l->padding[1] && !l->padding[2];
+        if (i) appendf(buf, cap, &used, " ");
+        switch (l->kind) {
+        case NFV_LAYER_CONV3D:
+            appendf(buf, cap, &used, "conv(%d,k%s", l->features, k);
+            if (l->stride[0] != 1 || l->stride[1] != 1 || l->stride[2] != 1) appendf(buf, cap, &used, ",s%s", s);
+            if (!zero_pad) appendf(buf, cap, &used, ",p%s", pd);
+            appendf(buf, cap, &used, "%s)", l->bias ? "" : ",nobias");
+            break;
+        case NFV_LAYER_MAXPOOL3D:
+        case NFV_LAYER_AVGPOOL3D: {
+            const char *n = l->kind == NFV_LAYER_MAXPOOL3D ? "maxpool" : "avgpool";
+            int same = !memcmp(l->kernel, l->stride, sizeof l->kernel);
+            if (same && zero_pad) appendf(buf, cap, &used, "%s(%s)", n, k);
+            else if (zero_pad) appendf(buf, cap, &used, "%s(%s,%s)", n, k, s);
+            else appendf(buf, cap, &used, "%s(%s,%s,%s)", n, k, s, pd);
+            break;
+        }
+        case NFV_LAYER_BATCHNORM3D:
+            if (l->alpha == 1e-5f) appendf(buf, cap, &used, "bn");
+            else appendf(buf, cap, &used, "bn(%.9g)", l->alpha);
+            break;
+        case NFV_LAYER_RELU: appendf(buf, cap, &used, "relu"); break;
+        case NFV_LAYER_LEAKY_RELU: appendf(buf, cap, &used, "lrelu(%.9g)", l->alpha); break;
+        case NFV_LAYER_ELU: appendf(buf, cap, &used, "elu(%.9g)", l->alpha); break;
+        case NFV_LAYER_DROPOUT: appendf(buf, cap, &used, "dropout(%.9g)", l->alpha); break;
+        case NFV_LAYER_FLATTEN: appendf(buf, cap, &used, "flatten"); break;
+        case NFV_LAYER_GAP: appendf(buf, cap, &used, "gap"); break;
+        case NFV_LAYER_LINEAR: appendf(buf, cap, &used, "linear(%d%s)", l->features, l->bias ? "" : ",nobias"); break;
+        }
+    }
+    return buf;
+}
