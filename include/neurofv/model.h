@@ -22,6 +22,7 @@
 #define NEUROFV_MODEL_H
 
 #include "neurofv/ops.h"
+#include "neurofv/safetensors.h"
 #include "neurofv/tensor.h"
 #include "neurofv/volume.h"
 
@@ -148,6 +149,12 @@ nfv_status nfv_model_load(nfv_context *ctx, const char *path, nfv_model **out);
 /* Save parameters + BN buffers + metadata; temp file then rename(). */
 nfv_status nfv_model_save(const nfv_model *m, const char *path);
 void nfv_model_free(nfv_model *m);
+/* The pieces of load/save, for files that carry more than the model
+ * (training checkpoints add optimizer state): add every model tensor and the
+ * metadata to w; build a model from an already validated file (tensors it does
+ * not know are an error unless their name starts with ignore_prefix). */
+nfv_status nfv_model_to_writer(const nfv_model *m, nfv_st_writer *w);
+nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const char *ignore_prefix, nfv_model **out);
 
 /* Layer index by name ("conv3"), by index ("7"), or "logits"/"output" for the
  * last layer; -1 with an error message naming the available layers if absent. */
