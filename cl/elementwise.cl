@@ -1,0 +1,38 @@
+/* Elementwise helpers over flat float arrays of n elements.
+ *
+ * Each work-item handles VEC consecutive floats as one vector (PoCL's CPU
+ * compiler does not vectorize across work-items reliably; explicit vectors
+ * give full-width loads).  The last work-item may hold fewer than VEC
+ * elements and falls back to scalar code, so nothing past n is touched. */
+#ifndef VEC
+#define VEC 8
+#endif
+
+#define NFV_CAT_(a, b) a##b
+#define NFV_CAT(a, b) NFV_CAT_(a, b)
+#define floatv NFV_CAT(float, VEC)
+#define VLOAD NFV_CAT(vload, VEC)
+#define VSTORE NFV_CAT(vstore, VEC)
+
+/* y = a * x + y */
+__kernel void axpy(const float a, __global const float *x, __global float *y, const ulong n)
+{
+    const ulong base = (ulong)get_global_id(0) * VEC;
+    if (base + VEC <= n) {
+        floatv yv = VLOAD(0, y + base);
+        VSTORE(mad((floatv)(a), VLOAD(0, x + base), yv), 0, y + base);
+    } else {
+        for (ulong i = base; i < n; i++) y[i] = mad(a, x[i], y[i]);
+    }
+}
+
+/* x = a * x */
+__kernel void scale(const float a, __global float *x, const ulong n)
+{
+    const ulong base = (ulong)get_global_id(0) * VEC;
+    if (base + VEC <= n) {
+        VSTORE((floatv)(a) * VLOAD(0, x + base), 0, x + base);
+    } else {
+        for (ulong i = base; i < n; i++) x[i] = a * x[i];
+    }
+}

@@ -1,0 +1,217 @@
+/* 3D max / average pooling and global average pooling, forward and backward.
+ *
+ * Layout (N, C, D, H, W) row-major; each (n, c) pair is one "plane" of
+ * D*H*W floats.  Window geometry and sizes are compile-time constants (-D)
+ * so the window loops unroll fully and PoCL can vectorize across
+ * work-items; the host builds one program variant per layer geometry.
+ *
+ * Forward grid: (OW, OH, N*C*OD), one output per work-item.
+ * Backward grid: (W, H, N*C*D), one input voxel per work-item, which gathers
+ * from every window that contains it: deterministic, no atomics. */
+#ifndef KD
+#define KD 2
+#endif
+#ifndef KH
+#define KH 2
+#endif
+#ifndef KW
+#define KW 2
+#endif
+#ifndef SD
+#define SD 2
+#endif
+#ifndef SH
+#define SH 2
+#endif
+#ifndef SW
+#define SW 2
+#endif
+#ifndef PD
+#define PD 0
+#endif
+#ifndef PH
+#define PH 0
+#endif
+#ifndef PW
+#define PW 0
+#endif
+#ifndef D
+#define D 2
+#endif
+#ifndef H
+#define H 2
+#endif
+#ifndef W
+#define W 2
+#endif
+#ifndef OD
+#define OD 1
+#endif
+#ifndef OH
+#define OH 1
+#endif
+#ifndef OW
+#define OW 1
+#endif
+
+/* Most windows along one axis that can contain one input position. */
+#define CD ((KD + SD - 1) / SD)
+#define CH ((KH + SH - 1) / SH)
+#define CW ((KW + SW - 1) / SW)
+
+/* Max over the window of output (od, oh, ow); padding acts as -inf.  Ties
+ * keep the first winner and NaN wins, as PyTorch's CPU kernel does. */
+inline void max_window(__global const float *xp, const int od, const int oh, const int ow, float *best_out,
+                       int *idx_out)
+{
+    const int d0 = od * SD - PD, h0 = oh * SH - PH, w0 = ow * SW - PW;
+    float best = -INFINITY;
+    int best_idx = (max(d0, 0) * H + max(h0, 0)) * W + max(w0, 0);
+    for (int kd = 0; kd < KD; kd++) {
+        const int d = d0 + kd;
+        if (d < 0 || d >= D) continue;
+        for (int kh = 0; kh < KH; kh++) {
+            const int h = h0 + kh;
+            if (h < 0 || h >= H) continue;
+            for (int kw = 0; kw < KW; kw++) {
+                const int w = w0 + kw;
+                if (w < 0 || w >= W) continue;
+                const int i = (d * H + h) * W + w;
+                const float v = xp[i];
+                if (v > best || isnan(v)) {
+                    best = v;
+                    best_idx = i;
+                }
+            }
+        }
+    }
+    *best_out = best;
+    *idx_out = best_idx;
+}
+
+/* y (N, C, OD, OH, OW); argmax the same shape, int32 flat index into the plane. */
+__kernel void maxpool3d_forward(__global const float *x, __global float *y, __global int *argmax)
+{
+    const int ow = get_global_id(0), oh = get_global_id(1), z = get_global_id(2);
+    const int od = z % OD;
+    const size_t plane = z / OD;
+    float best;
+    int idx;
+    max_window(x + plane * (size_t)(D * H * W), od, oh, ow, &best, &idx);
+    const size_t o = ((size_t)z * OH + oh) * OW + ow;
+    y[o] = best;
+    argmax[o] = idx;
+}
+
+/* Same without the indices (inference / visualization without backward). */
+__kernel void maxpool3d_forward_noidx(__global const float *x, __global float *y)
+{
+    const int ow = get_global_id(0), oh = get_global_id(1), z = get_global_id(2);
+    const int od = z % OD;
+    const size_t plane = z / OD;
+    float best;
+    int idx;
+    max_window(x + plane * (size_t)(D * H * W), od, oh, ow, &best, &idx);
+    y[((size_t)z * OH + oh) * OW + ow] = best;
+}
+
+/* dx (N, C, D, H, W): sum of dy over the windows whose argmax is this voxel. */
+__kernel void maxpool3d_backward(__global const float *dy, __global const int *argmax, __global float *dx)
+{
+    const int w = get_global_id(0), h = get_global_id(1), z = get_global_id(2);
+    const int d = z % D;
+    const size_t plane = z / D;
+    const int self = (d * H + h) * W + w;
+    __global const float *dyp = dy + plane * (size_t)(OD * OH * OW);
+    __global const int *amp = argmax + plane * (size_t)(OD * OH * OW);
+    float acc = 0.0f;
+    for (int jd = 0; jd < CD; jd++) {
+        const int od = (d + PD) / SD - jd;
+        if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
+        for (int jh = 0; jh < CH; jh++) {
+            const int oh = (h + PH) / SH - jh;
+            if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
+            for (int jw = 0; jw < CW; jw++) {
+                const int ow = (w + PW) / SW - jw;
+                if (ow < 0 || ow >= OW || w + PW - ow * SW >= KW) continue;
+                const int o = (od * OH + oh) * OW + ow;
+                acc += amp[o] == self ? dyp[o] : 0.0f;
+            }
+        }
+    }
+    dx[((size_t)z * H + h) * W + w] = acc;
+}
+
+/* Average pooling with count_include_pad: the divisor is always KD*KH*KW
+ * (floor-mode windows never reach past the padding). */
+__kernel void avgpool3d_forward(__global const float *x, __global float *y)
+{
+    const int ow = get_global_id(0), oh = get_global_id(1), z = get_global_id(2);
+    const int od = z % OD;
+    __global const float *xp = x + (size_t)(z / OD) * (size_t)(D * H * W);
+    const int d0 = od * SD - PD, h0 = oh * SH - PH, w0 = ow * SW - PW;
+    float acc = 0.0f;
+    for (int kd = 0; kd < KD; kd++) {
+        const int d = d0 + kd;
+        if (d < 0 || d >= D) continue;
+        for (int kh = 0; kh < KH; kh++) {
+            const int h = h0 + kh;
+            if (h < 0 || h >= H) continue;
+            for (int kw = 0; kw < KW; kw++) {
+                const int w = w0 + kw;
+                if (w < 0 || w >= W) continue;
+                acc += xp[(d * H + h) * W + w];
+            }
+        }
+    }
+    y[((size_t)z * OH + oh) * OW + ow] = acc * (1.0f / (KD * KH * KW));
+}
+
+__kernel void avgpool3d_backward(__global const float *dy, __global float *dx)
+{
+    const int w = get_global_id(0), h = get_global_id(1), z = get_global_id(2);
+    const int d = z % D;
+    __global const float *dyp = dy + (size_t)(z / D) * (size_t)(OD * OH * OW);
+    float acc = 0.0f;
+    for (int jd = 0; jd < CD; jd++) {
+        const int od = (d + PD) / SD - jd;
+        if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
+        for (int jh = 0; jh < CH; jh++) {
+            const int oh = (h + PH) / SH - jh;
+            if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
+            for (int jw = 0; jw < CW; jw++) {
+                const int ow = (w + PW) / SW - jw;
+                if (ow < 0 || ow >= OW || w + PW - ow * SW >= KW) continue;
+                acc += dyp[(od * OH + oh) * OW + ow];
+            }
+        }
+    }
+    dx[((size_t)z * H + h) * W + w] = acc * (1.0f / (KD * KH * KW));
+}
+
+/* y (N*C) = mean of each plane of x (planes of n floats).  One work-group per
+ * plane: strided partial sums, then a tree in local memory (local size a
+ * power of two chosen by the host from the device's limits). */
+__kernel void global_avgpool_forward(__global const float *x, __global float *y, const uint n,
+                                     __local float *scratch)
+{
+    const size_t plane = get_group_id(0);
+    const uint lid = get_local_id(0), lsize = get_local_size(0);
+    __global const float *xp = x + plane * (size_t)n;
+    float acc = 0.0f;
+    for (uint i = lid; i < n; i += lsize) acc += xp[i];
+    scratch[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = lsize / 2; s > 0; s /= 2) {
+        if (lid < s) scratch[lid] += scratch[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) y[plane] = scratch[0] / (float)n;
+}
+
+/* dx[plane, i] = dy[plane] / n, one element per work-item, grid (n, planes). */
+__kernel void global_avgpool_backward(__global const float *dy, __global float *dx, const uint n)
+{
+    const size_t i = get_global_id(0), plane = get_global_id(1);
+    dx[plane * n + i] = dy[plane] / (float)n;
+}

@@ -1,0 +1,306 @@
+/* BatchNorm3d forward (train / eval) and backward; kernels in cl/norm.cl,
+ * whose header explains the two-level, cancellation-free statistics. */
+#include <math.h>
+#include <stdio.h>
+
+#include "neurofv/ops.h"
+
+/* Floats per statistics work-item: long enough that the partials are few,
+ * short enough that the second (centring) pass over a chunk hits cache. */
+static int bn_chunk(nfv_context *ctx) { return nfv_context_device_info(ctx)->is_cpu ? 4096 : 1024; }
+
+static nfv_status bn_kernel(nfv_context *ctx, const char *name, cl_kernel *k)
+{
+    char opts[64];
+    snprintf(opts, sizeof opts, "-DVEC=%d -DCHUNK=%d", nfv_context_vector_width(ctx), bn_chunk(ctx));
+    return nfv_kernel_get(ctx, "norm", opts, name, k);
+}
+
+/* Sizes of one call: x (N, C, D, H, W), S = D*H*W. */
+typedef struct bn_geom {
+    cl_uint n, c, s;
+} bn_geom;
+
+static nfv_status check_x(const char *op, const nfv_tensor *x, bn_geom *g)
+{
+    char sx[64];
+    if (!x || !x->buf) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL input", op);
+    if (x->ndim != 5) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s is not (N, C, D, H, W)", op, nfv_shape_str(x, sx, sizeof sx));
+    size_t s = (size_t)x->shape[2] * x->shape[3] * x->shape[4];
+    if (s > 0x7fffffffULL) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: volume %s too large", op, nfv_shape_str(x, sx, sizeof sx));
+    g->n = (cl_uint)x->shape[0];
+    g->c = (cl_uint)x->shape[1];
+    g->s = (cl_uint)s;
+    return NFV_OK;
+}
+
+/* t must exist and hold one value per channel. */
+static nfv_status check_channel(const char *op, const char *what, const nfv_tensor *t, const bn_geom *g)
+{
+    if (!t || !t->buf) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
+    if (t->numel != g->c) {
+        char st[64];
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: %s has shape %s, expected %u values (one per channel)", op, what,
+                        nfv_shape_str(t, st, sizeof st), g->c);
+    }
+    return NFV_OK;
+}
+
+static nfv_status check_like_x(const char *op, const char *what, const nfv_tensor *t, const nfv_tensor *x)
+{
+    if (!t || !t->buf) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
+    int same = t->ndim == x->ndim;
+    for (int i = 0; same && i < x->ndim; i++) same = t->shape[i] == x->shape[i];
+    if (!same) {
+        char st[64], sx[64];
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: %s has shape %s, expected %s", op, what, nfv_shape_str(t, st, sizeof st),
+                        nfv_shape_str(x, sx, sizeof sx));
+    }
+    return NFV_OK;
+}
+
+/* A device scratch buffer for one call.  Released right after the launches
+ * are queued: OpenCL frees it only once the commands using it finish. */
+static nfv_status scratch(nfv_context *ctx, size_t floats, const char *what, cl_mem *out)
+{
+    cl_int err;
+    *out = clCreateBuffer(nfv_context_cl(ctx), CL_MEM_READ_WRITE, floats * sizeof(float), NULL, &err);
+    if (err != CL_SUCCESS) return nfv_cl_fail(err, "clCreateBuffer", what, __FILE__, __LINE__);
+    return NFV_OK;
+}
+
+static size_t reduction_local_size(nfv_context *ctx, cl_kernel k)
+{
+    size_t limit = nfv_kernel_max_local(ctx, k), l = 1;
+    while (l * 2 <= limit && l * 2 <= 256) l *= 2;
+    return l;
+}
+
+static nfv_status copy_channels(nfv_context *ctx, cl_mem coef, int slot, const bn_geom *g, nfv_tensor *dst,
+                                const char *what)
+{
+    if (!dst) return NFV_OK;
+    NFV_CL_CHECK(clEnqueueCopyBuffer(nfv_context_queue(ctx), coef, dst->buf, (size_t)slot * g->c * sizeof(float), 0,
+                                     g->c * sizeof(float), 0, NULL, NULL),
+                 "clEnqueueCopyBuffer", what);
+    return NFV_OK;
+}
+
+/* Queue the per-plane elementwise kernel k over x's geometry. */
+static nfv_status launch_planes(nfv_context *ctx, cl_kernel k, const bn_geom *g)
+{
+    size_t vec = (size_t)nfv_context_vector_width(ctx);
+    size_t global[2] = {(g->s + vec - 1) / vec, (size_t)g->n * g->c};
+    return nfv_kernel_launch(ctx, k, 2, global, NULL);
+}
+
+static nfv_status forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
+                                float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
+                                nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_mem coef)
+{
+    cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g->s + chunk - 1) / chunk, nparts = g->n * P;
+    cl_kernel k;
+    NFV_TRY(bn_kernel(ctx, "bn_stats_partial", &k));
+    NFV_ARG(k, "bn_stats_partial", 0, x->buf);
+    NFV_ARG(k, "bn_stats_partial", 1, part);
+    NFV_ARG(k, "bn_stats_partial", 2, g->s);
+    NFV_ARG(k, "bn_stats_partial", 3, g->c);
+    NFV_ARG(k, "bn_stats_partial", 4, g->n);
+    NFV_ARG(k, "bn_stats_partial", 5, P);
+    size_t gp[2] = {P, (size_t)g->n * g->c};
+    NFV_TRY(nfv_kernel_launch(ctx, k, 2, gp, NULL));
+
+    NFV_TRY(bn_kernel(ctx, "bn_stats_finalize", &k));
+    cl_int update = running_mean != NULL;
+    /* Without running stats the kernel never touches them; any buffer will do. */
+    cl_mem rm = update ? running_mean->buf : coef, rv = update ? running_var->buf : coef;
+    size_t local = reduction_local_size(ctx, k);
+    NFV_ARG(k, "bn_stats_finalize", 0, part);
+    NFV_ARG(k, "bn_stats_finalize", 1, nparts);
+    NFV_ARG(k, "bn_stats_finalize", 2, gamma->buf);
+    NFV_ARG(k, "bn_stats_finalize", 3, beta->buf);
+    NFV_ARG(k, "bn_stats_finalize", 4, rm);
+    NFV_ARG(k, "bn_stats_finalize", 5, rv);
+    NFV_ARG(k, "bn_stats_finalize", 6, update);
+    NFV_ARG(k, "bn_stats_finalize", 7, momentum);
+    NFV_ARG(k, "bn_stats_finalize", 8, eps);
+    NFV_ARG(k, "bn_stats_finalize", 9, coef);
+    for (cl_uint i = 10; i < 13; i++)
+        NFV_CL_CHECK(clSetKernelArg(k, i, local * sizeof(float), NULL), "clSetKernelArg", "bn_stats_finalize");
+    size_t gf = local * g->c;
+    NFV_TRY(nfv_kernel_launch(ctx, k, 1, &gf, &local));
+
+    NFV_TRY(bn_kernel(ctx, "bn_apply", &k));
+    NFV_ARG(k, "bn_apply", 0, x->buf);
+    NFV_ARG(k, "bn_apply", 1, y->buf);
+    NFV_ARG(k, "bn_apply", 2, coef);
+    NFV_ARG(k, "bn_apply", 3, g->s);
+    NFV_ARG(k, "bn_apply", 4, g->c);
+    NFV_TRY(launch_planes(ctx, k, g));
+    NFV_TRY(copy_channels(ctx, coef, 0, g, save_mean, "batchnorm save_mean"));
+    return copy_channels(ctx, coef, 1, g, save_invstd, "batchnorm save_invstd");
+}
+
+nfv_status nfv_batchnorm3d_forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                         const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
+                                         float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
+                                         nfv_tensor *save_invstd)
+{
+    static const char *op = "batchnorm3d forward (train)";
+    bn_geom g;
+    if (!ctx) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL context", op);
+    NFV_TRY(check_x(op, x, &g));
+    NFV_TRY(check_like_x(op, "y", y, x));
+    NFV_TRY(check_channel(op, "gamma", gamma, &g));
+    NFV_TRY(check_channel(op, "beta", beta, &g));
+    if ((running_mean == NULL) != (running_var == NULL))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: running_mean and running_var must both be given or both NULL", op);
+    if (running_mean) {
+        NFV_TRY(check_channel(op, "running_mean", running_mean, &g));
+        NFV_TRY(check_channel(op, "running_var", running_var, &g));
+    }
+    if (save_mean) NFV_TRY(check_channel(op, "save_mean", save_mean, &g));
+    if (save_invstd) NFV_TRY(check_channel(op, "save_invstd", save_invstd, &g));
+    if ((size_t)g.n * g.s < 2)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %dx%dx%dx%dx%d has one value per channel (need more to train)",
+                        op, x->shape[0], x->shape[1], x->shape[2], x->shape[3], x->shape[4]);
+    if (!(eps > 0.0f) || !(momentum >= 0.0f && momentum <= 1.0f))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: eps %g must be > 0 and momentum %g in [0, 1]", op, eps, momentum);
+    cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g.s + chunk - 1) / chunk;
+    cl_mem part = NULL, coef = NULL;
+    NFV_TRY(scratch(ctx, 3 * (size_t)g.c * g.n * P, "batchnorm partial statistics", &part));
+    nfv_status st = scratch(ctx, 4 * (size_t)g.c, "batchnorm coefficients", &coef);
+    if (st == NFV_OK)
+        st = forward_train(ctx, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean, save_invstd,
+                           &g, part, coef);
+    clReleaseMemObject(part);
+    if (coef) clReleaseMemObject(coef);
+    return st;
+}
+
+nfv_status nfv_batchnorm3d_forward_eval(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                        const nfv_tensor *beta, const nfv_tensor *running_mean,
+                                        const nfv_tensor *running_var, float eps, nfv_tensor *y)
+{
+    static const char *op = "batchnorm3d forward (eval)";
+    bn_geom g;
+    if (!ctx) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL context", op);
+    NFV_TRY(check_x(op, x, &g));
+    NFV_TRY(check_like_x(op, "y", y, x));
+    NFV_TRY(check_channel(op, "gamma", gamma, &g));
+    NFV_TRY(check_channel(op, "beta", beta, &g));
+    NFV_TRY(check_channel(op, "running_mean", running_mean, &g));
+    NFV_TRY(check_channel(op, "running_var", running_var, &g));
+    if (!(eps > 0.0f)) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: eps %g must be > 0", op, eps);
+    cl_kernel k;
+    NFV_TRY(bn_kernel(ctx, "bn_eval_forward", &k));
+    NFV_ARG(k, "bn_eval_forward", 0, x->buf);
+    NFV_ARG(k, "bn_eval_forward", 1, y->buf);
+    NFV_ARG(k, "bn_eval_forward", 2, gamma->buf);
+    NFV_ARG(k, "bn_eval_forward", 3, beta->buf);
+    NFV_ARG(k, "bn_eval_forward", 4, running_mean->buf);
+    NFV_ARG(k, "bn_eval_forward", 5, running_var->buf);
+    NFV_ARG(k, "bn_eval_forward", 6, eps);
+    NFV_ARG(k, "bn_eval_forward", 7, g.s);
+    NFV_ARG(k, "bn_eval_forward", 8, g.c);
+    return launch_planes(ctx, k, &g);
+}
+
+static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                 const nfv_tensor *gamma, const nfv_tensor *save_mean, const nfv_tensor *save_invstd,
+                                 nfv_tensor *dx, nfv_tensor *dgamma, nfv_tensor *dbeta, const bn_geom *g, cl_mem part,
+                                 cl_mem coef)
+{
+    cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g->s + chunk - 1) / chunk, nparts = g->n * P;
+    cl_kernel k;
+    NFV_TRY(bn_kernel(ctx, "bn_backward_partial", &k));
+    NFV_ARG(k, "bn_backward_partial", 0, x->buf);
+    NFV_ARG(k, "bn_backward_partial", 1, dy->buf);
+    NFV_ARG(k, "bn_backward_partial", 2, save_mean->buf);
+    NFV_ARG(k, "bn_backward_partial", 3, part);
+    NFV_ARG(k, "bn_backward_partial", 4, g->s);
+    NFV_ARG(k, "bn_backward_partial", 5, g->c);
+    NFV_ARG(k, "bn_backward_partial", 6, g->n);
+    NFV_ARG(k, "bn_backward_partial", 7, P);
+    size_t gp[2] = {P, (size_t)g->n * g->c};
+    NFV_TRY(nfv_kernel_launch(ctx, k, 2, gp, NULL));
+
+    NFV_TRY(bn_kernel(ctx, "bn_backward_finalize", &k));
+    size_t local = reduction_local_size(ctx, k);
+    float M = (float)((double)g->n * g->s);
+    NFV_ARG(k, "bn_backward_finalize", 0, part);
+    NFV_ARG(k, "bn_backward_finalize", 1, nparts);
+    NFV_ARG(k, "bn_backward_finalize", 2, M);
+    NFV_ARG(k, "bn_backward_finalize", 3, gamma->buf);
+    NFV_ARG(k, "bn_backward_finalize", 4, save_mean->buf);
+    NFV_ARG(k, "bn_backward_finalize", 5, save_invstd->buf);
+    NFV_ARG(k, "bn_backward_finalize", 6, coef);
+    for (cl_uint i = 7; i < 9; i++)
+        NFV_CL_CHECK(clSetKernelArg(k, i, local * sizeof(float), NULL), "clSetKernelArg", "bn_backward_finalize");
+    size_t gf = local * g->c;
+    NFV_TRY(nfv_kernel_launch(ctx, k, 1, &gf, &local));
+
+    NFV_TRY(copy_channels(ctx, coef, 0, g, dgamma, "batchnorm dgamma"));
+    NFV_TRY(copy_channels(ctx, coef, 1, g, dbeta, "batchnorm dbeta"));
+    if (!dx) return NFV_OK;
+    NFV_TRY(bn_kernel(ctx, "bn_backward_apply", &k));
+    NFV_ARG(k, "bn_backward_apply", 0, x->buf);
+    NFV_ARG(k, "bn_backward_apply", 1, dy->buf);
+    NFV_ARG(k, "bn_backward_apply", 2, dx->buf);
+    NFV_ARG(k, "bn_backward_apply", 3, coef);
+    NFV_ARG(k, "bn_backward_apply", 4, g->s);
+    NFV_ARG(k, "bn_backward_apply", 5, g->c);
+    return launch_planes(ctx, k, g);
+}
+
+nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                          const nfv_tensor *gamma, const nfv_tensor *save_mean,
+                                          const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
+                                          nfv_tensor *dbeta)
+{
+    static const char *op = "batchnorm3d backward (train)";
+    bn_geom g;
+    if (!ctx) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL context", op);
+    NFV_TRY(check_x(op, x, &g));
+    NFV_TRY(check_like_x(op, "dy", dy, x));
+    if (dx) NFV_TRY(check_like_x(op, "dx", dx, x));
+    NFV_TRY(check_channel(op, "gamma", gamma, &g));
+    NFV_TRY(check_channel(op, "save_mean", save_mean, &g));
+    NFV_TRY(check_channel(op, "save_invstd", save_invstd, &g));
+    if (dgamma) NFV_TRY(check_channel(op, "dgamma", dgamma, &g));
+    if (dbeta) NFV_TRY(check_channel(op, "dbeta", dbeta, &g));
+    if (!dx && !dgamma && !dbeta) return NFV_OK;
+    cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g.s + chunk - 1) / chunk;
+    cl_mem part = NULL, coef = NULL;
+    NFV_TRY(scratch(ctx, 2 * (size_t)g.c * g.n * P, "batchnorm backward partial sums", &part));
+    nfv_status st = scratch(ctx, 6 * (size_t)g.c, "batchnorm backward coefficients", &coef);
+    if (st == NFV_OK)
+        st = backward_train(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, &g, part, coef);
+    clReleaseMemObject(part);
+    if (coef) clReleaseMemObject(coef);
+    return st;
+}
+
+nfv_status nfv_batchnorm3d_backward_eval(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *gamma,
+                                         const nfv_tensor *running_var, float eps, nfv_tensor *dx)
+{
+    static const char *op = "batchnorm3d backward (eval)";
+    bn_geom g;
+    if (!ctx) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL context", op);
+    NFV_TRY(check_x(op, dy, &g));
+    NFV_TRY(check_like_x(op, "dx", dx, dy));
+    NFV_TRY(check_channel(op, "gamma", gamma, &g));
+    NFV_TRY(check_channel(op, "running_var", running_var, &g));
+    if (!(eps > 0.0f)) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: eps %g must be > 0", op, eps);
+    cl_kernel k;
+    NFV_TRY(bn_kernel(ctx, "bn_eval_backward", &k));
+    NFV_ARG(k, "bn_eval_backward", 0, dy->buf);
+    NFV_ARG(k, "bn_eval_backward", 1, dx->buf);
+    NFV_ARG(k, "bn_eval_backward", 2, gamma->buf);
+    NFV_ARG(k, "bn_eval_backward", 3, running_var->buf);
+    NFV_ARG(k, "bn_eval_backward", 4, eps);
+    NFV_ARG(k, "bn_eval_backward", 5, g.s);
+    NFV_ARG(k, "bn_eval_backward", 6, g.c);
+    return launch_planes(ctx, k, &g);
+}

@@ -1,0 +1,182 @@
+/* Max / average pooling and global average pooling; kernels in cl/pool.cl.
+ * The window geometry and the tensor sizes are compiled into each program
+ * variant (-D), one variant per layer geometry, built once per context. */
+#include <stdio.h>
+
+#include "neurofv/ops.h"
+
+/* Pooling geometry of one call, checked. */
+typedef struct pool_geom {
+    int n, c, in[3], out[3];
+} pool_geom;
+
+static nfv_status check_params(const char *op, const nfv_pool3d_params *p)
+{
+    if (!p) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL params", op);
+    for (int a = 0; a < 3; a++) {
+        if (p->kernel[a] < 1 || p->stride[a] < 1 || p->padding[a] < 0)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "%s: axis %d has kernel %d, stride %d, padding %d (need k>=1, s>=1, p>=0)",
+                            op, a, p->kernel[a], p->stride[a], p->padding[a]);
+        /* PyTorch's rule: a window may never lie entirely in the padding. */
+        if (2 * p->padding[a] > p->kernel[a])
+            return nfv_fail(NFV_ERR_INVALID_ARG, "%s: axis %d padding %d exceeds half the kernel %d", op, a,
+                            p->padding[a], p->kernel[a]);
+    }
+    return NFV_OK;
+}
+
+/* (in + 2*pad - k) / stride + 1, floor; 0 when the window does not fit. */
+static int pool_out_size(int in, int k, int stride, int pad)
+{
+    if (in + 2 * pad < k) return 0;
+    return (in + 2 * pad - k) / stride + 1;
+}
+
+/* Geometry from the full-resolution tensor big (N, C, D, H, W) and the
+ * pooled tensor small, which must be (N, C, Do, Ho, Wo). */
+static nfv_status pool_geometry(const char *op, const nfv_pool3d_params *p, const nfv_tensor *big,
+                                const nfv_tensor *small, pool_geom *g)
+{
+    NFV_TRY(check_params(op, p));
+    char sb[64], ss[64];
+    if (big->ndim != 5) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s is not (N, C, D, H, W)", op, nfv_shape_str(big, sb, sizeof sb));
+    g->n = big->shape[0];
+    g->c = big->shape[1];
+    for (int a = 0; a < 3; a++) {
+        g->in[a] = big->shape[2 + a];
+        g->out[a] = pool_out_size(g->in[a], p->kernel[a], p->stride[a], p->padding[a]);
+        if (g->out[a] < 1)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s too small for kernel %d padding %d on axis %d", op,
+                            nfv_shape_str(big, sb, sizeof sb), p->kernel[a], p->padding[a], a);
+    }
+    if (small->ndim != 5 || small->shape[0] != g->n || small->shape[1] != g->c || small->shape[2] != g->out[0] ||
+        small->shape[3] != g->out[1] || small->shape[4] != g->out[2])
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: pooled tensor is %s, expected %dx%dx%dx%dx%d for input %s", op,
+                        nfv_shape_str(small, ss, sizeof ss), g->n, g->c, g->out[0], g->out[1], g->out[2],
+                        nfv_shape_str(big, sb, sizeof sb));
+    return NFV_OK;
+}
+
+static nfv_status pool_kernel(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g, const char *name,
+                              cl_kernel *k)
+{
+    char opts[512];
+    snprintf(opts, sizeof opts,
+             "-DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d -DSW=%d -DPD=%d -DPH=%d -DPW=%d -DD=%d -DH=%d -DW=%d "
+             "-DOD=%d -DOH=%d -DOW=%d",
+             p->kernel[0], p->kernel[1], p->kernel[2], p->stride[0], p->stride[1], p->stride[2], p->padding[0],
+             p->padding[1], p->padding[2], g->in[0], g->in[1], g->in[2], g->out[0], g->out[1], g->out[2]);
+    return nfv_kernel_get(ctx, "pool", opts, name, k);
+}
+
+
+nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x, nfv_tensor *y,
+                                 nfv_tensor *argmax)
+{
+    if (!ctx || !x || !y) return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d forward: NULL tensor");
+    pool_geom g;
+    NFV_TRY(pool_geometry("maxpool3d forward", p, x, y, &g));
+    if (argmax && argmax->numel != y->numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d forward: argmax has %zu elements, y %zu", argmax->numel, y->numel);
+    const char *name = argmax ? "maxpool3d_forward" : "maxpool3d_forward_noidx";
+    cl_kernel k;
+    NFV_TRY(pool_kernel(ctx, p, &g, name, &k));
+    NFV_ARG(k, name, 0, x->buf);
+    NFV_ARG(k, name, 1, y->buf);
+    if (argmax) NFV_ARG(k, name, 2, argmax->buf);
+    size_t global[3] = {(size_t)g.out[2], (size_t)g.out[1], (size_t)g.n * g.c * g.out[0]};
+    return nfv_kernel_launch(ctx, k, 3, global, NULL);
+}
+
+nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
+                                  const nfv_tensor *argmax, nfv_tensor *dx)
+{
+    if (!ctx || !dy || !argmax || !dx) return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d backward: NULL tensor");
+    pool_geom g;
+    NFV_TRY(pool_geometry("maxpool3d backward", p, dx, dy, &g));
+    if (argmax->numel != dy->numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d backward: argmax has %zu elements, dy %zu", argmax->numel, dy->numel);
+    cl_kernel k;
+    NFV_TRY(pool_kernel(ctx, p, &g, "maxpool3d_backward", &k));
+    NFV_ARG(k, "maxpool3d_backward", 0, dy->buf);
+    NFV_ARG(k, "maxpool3d_backward", 1, argmax->buf);
+    NFV_ARG(k, "maxpool3d_backward", 2, dx->buf);
+    size_t global[3] = {(size_t)g.in[2], (size_t)g.in[1], (size_t)g.n * g.c * g.in[0]};
+    return nfv_kernel_launch(ctx, k, 3, global, NULL);
+}
+
+nfv_status nfv_avgpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x, nfv_tensor *y)
+{
+    if (!ctx || !x || !y) return nfv_fail(NFV_ERR_INVALID_ARG, "avgpool3d forward: NULL tensor");
+    pool_geom g;
+    NFV_TRY(pool_geometry("avgpool3d forward", p, x, y, &g));
+    cl_kernel k;
+    NFV_TRY(pool_kernel(ctx, p, &g, "avgpool3d_forward", &k));
+    NFV_ARG(k, "avgpool3d_forward", 0, x->buf);
+    NFV_ARG(k, "avgpool3d_forward", 1, y->buf);
+    size_t global[3] = {(size_t)g.out[2], (size_t)g.out[1], (size_t)g.n * g.c * g.out[0]};
+    return nfv_kernel_launch(ctx, k, 3, global, NULL);
+}
+
+nfv_status nfv_avgpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy, nfv_tensor *dx)
+{
+    if (!ctx || !dy || !dx) return nfv_fail(NFV_ERR_INVALID_ARG, "avgpool3d backward: NULL tensor");
+    pool_geom g;
+    NFV_TRY(pool_geometry("avgpool3d backward", p, dx, dy, &g));
+    cl_kernel k;
+    NFV_TRY(pool_kernel(ctx, p, &g, "avgpool3d_backward", &k));
+    NFV_ARG(k, "avgpool3d_backward", 0, dy->buf);
+    NFV_ARG(k, "avgpool3d_backward", 1, dx->buf);
+    size_t global[3] = {(size_t)g.in[2], (size_t)g.in[1], (size_t)g.n * g.c * g.in[0]};
+    return nfv_kernel_launch(ctx, k, 3, global, NULL);
+}
+
+/* Power-of-two work-group size for the per-plane reductions: the kernel's
+ * limit on this device, at most 256. */
+static size_t reduction_local_size(nfv_context *ctx, cl_kernel k)
+{
+    size_t limit = nfv_kernel_max_local(ctx, k), l = 1;
+    while (l * 2 <= limit && l * 2 <= 256) l *= 2;
+    return l;
+}
+
+static nfv_status global_pool_check(const char *op, const nfv_tensor *big, const nfv_tensor *small)
+{
+    char sb[64], ss[64];
+    if (big->ndim != 5 || small->ndim != 2 || small->shape[0] != big->shape[0] || small->shape[1] != big->shape[1])
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: expected x (N, C, D, H, W) and y (N, C), got %s and %s", op,
+                        nfv_shape_str(big, sb, sizeof sb), nfv_shape_str(small, ss, sizeof ss));
+    if (big->numel / small->numel > 0xffffffffULL)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: volume %s too large", op, nfv_shape_str(big, sb, sizeof sb));
+    return NFV_OK;
+}
+
+nfv_status nfv_global_avgpool_forward(nfv_context *ctx, const nfv_tensor *x, nfv_tensor *y)
+{
+    if (!ctx || !x || !y) return nfv_fail(NFV_ERR_INVALID_ARG, "global avgpool forward: NULL tensor");
+    NFV_TRY(global_pool_check("global avgpool forward", x, y));
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "pool", "", "global_avgpool_forward", &k));
+    cl_uint n = (cl_uint)(x->numel / y->numel);
+    size_t local = reduction_local_size(ctx, k);
+    NFV_ARG(k, "global_avgpool_forward", 0, x->buf);
+    NFV_ARG(k, "global_avgpool_forward", 1, y->buf);
+    NFV_ARG(k, "global_avgpool_forward", 2, n);
+    NFV_CL_CHECK(clSetKernelArg(k, 3, local * sizeof(float), NULL), "clSetKernelArg", "global_avgpool_forward");
+    size_t global = local * y->numel;
+    return nfv_kernel_launch(ctx, k, 1, &global, &local);
+}
+
+nfv_status nfv_global_avgpool_backward(nfv_context *ctx, const nfv_tensor *dy, nfv_tensor *dx)
+{
+    if (!ctx || !dy || !dx) return nfv_fail(NFV_ERR_INVALID_ARG, "global avgpool backward: NULL tensor");
+    NFV_TRY(global_pool_check("global avgpool backward", dx, dy));
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "pool", "", "global_avgpool_backward", &k));
+    cl_uint n = (cl_uint)(dx->numel / dy->numel);
+    NFV_ARG(k, "global_avgpool_backward", 0, dy->buf);
+    NFV_ARG(k, "global_avgpool_backward", 1, dx->buf);
+    NFV_ARG(k, "global_avgpool_backward", 2, n);
+    size_t global[2] = {n, dy->numel};
+    return nfv_kernel_launch(ctx, k, 2, global, NULL);
+}
