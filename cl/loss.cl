@@ -16,8 +16,8 @@ static float group_sum(float v, __local float *scratch)
     const int lid = (int)get_local_id(0), size = (int)get_local_size(0);
     scratch[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int half = size / 2; half > 0; half /= 2) {
-        if (lid < half) scratch[lid] += scratch[lid + half];
+    for (int step = size / 2; step > 0; step /= 2) {
+        if (lid < step) scratch[lid] += scratch[lid + step];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     float total = scratch[0];
