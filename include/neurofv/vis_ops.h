@@ -1,0 +1,171 @@
+/* Building blocks of feature visualization (activation maximization), each on
+ * the device, independent of the model:
+ *
+ *   param -> [Fourier decode] -> image -> [pad, jitter, affine warp] -> model -> objective
+ *   plus penalties (L1, L2, total variation), a brain mask and Gaussian blur.
+ *
+ * Conventions (all ops, as in ops.h):
+ *  - Volumes are batches (N, 1, D, H, W) float32 (several targets or starts in
+ *    one batch); a tensor of rank 3 (D, H, W) or 4 (1, D, H, W) counts as N = 1.
+ *    The channel dimension must be 1.
+ *  - A mask is (D, H, W) / (1, 1, D, H, W), shared by every sample, or
+ *    (N, 1, D, H, W), one per sample; values are weights (0 outside, 1 inside).
+ *  - Work is queued, not waited for.  Outputs are overwritten unless the
+ *    documentation says "accumulated" (g += ...).
+ *  - Every forward op has an adjoint (the transpose of the linear map, or of
+ *    its Jacobian), which is what backpropagation needs: dx = T* dy.
+ *  - Random transform parameters are drawn on the host (seeded) and passed per
+ *    sample, so a run is reproducible on any device. */
+#ifndef NEUROFV_VIS_OPS_H
+#define NEUROFV_VIS_OPS_H
+
+#include "neurofv/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Penalties (cl/vis.cl, src/regularize.c) --------------------------- */
+
+typedef enum nfv_penalty_kind {
+    NFV_PENALTY_L1,     /* P = sum m |x|; subgradient sign(x) (0 at x = 0) */
+    NFV_PENALTY_L2,     /* P = sum m x^2;  gradient 2 m x */
+    NFV_PENALTY_TV,     /* smooth isotropic 3D TV: P = sum_v m_v sqrt(dz^2 + dy^2 + dx^2 + eps) */
+    NFV_PENALTY_TV_SQ   /* squared 3D TV:          P = sum_v m_v (dz^2 + dy^2 + dx^2) */
+} nfv_penalty_kind;
+
+/* Total variation uses forward differences dz = x[z+1,y,x] - x[z,y,x] (and
+ * likewise dy, dx), taken as 0 on the last plane of each axis (Neumann
+ * boundary), so a constant volume has zero TV gradient.  eps (> 0) keeps the
+ * smooth variant differentiable at flat regions; ignored by the others.
+ *
+ * For x (N, 1, D, H, W) and mask m (see above, or NULL = all ones):
+ *   value (N) or (1) or NULL:  value[n] = weight * P(x_n) (overwritten; with a
+ *                              1-element tensor, the sum over the batch);
+ *   grad  (like x) or NULL:    grad += weight * dP/dx (accumulated). */
+nfv_status nfv_penalty(nfv_context *ctx, nfv_penalty_kind kind, float weight, float eps, const nfv_tensor *x,
+                       const nfv_tensor *mask, nfv_tensor *value, nfv_tensor *grad);
+
+/* t (N, 1, D, H, W) *= mask: zero a gradient (or an image) outside the brain. */
+nfv_status nfv_mask_apply(nfv_context *ctx, const nfv_tensor *mask, nfv_tensor *t);
+
+/* ---- Gaussian blur (cl/vis.cl, src/regularize.c) ----------------------- */
+
+typedef enum nfv_boundary {
+    NFV_BOUNDARY_ZERO,      /* samples outside the volume are 0 */
+    NFV_BOUNDARY_REPLICATE  /* samples outside take the nearest edge voxel */
+} nfv_boundary;
+
+/* y (N, 1, D, H, W) = separable Gaussian blur of x, standard deviation sigma
+ * voxels (> 0) on each axis, radius ceil(3 sigma), weights summing to 1.
+ * y may not be x.  adjoint != 0 applies the transpose instead: identical for
+ * NFV_BOUNDARY_ZERO (symmetric kernel, so the blur is self-adjoint); for
+ * NFV_BOUNDARY_REPLICATE the edge voxels collect the weight of the clamped
+ * samples. */
+nfv_status nfv_gaussian_blur(nfv_context *ctx, float sigma, nfv_boundary boundary, int adjoint, const nfv_tensor *x,
+                             nfv_tensor *y);
+
+/* ---- Transforms (cl/transform.cl, src/transform.c) --------------------- */
+
+/* y (N, 1, D+2p0, H+2p1, W+2p2) = x (N, 1, D, H, W) padded by pad[3] = {p0, p1,
+ * p2} voxels on both sides of each axis, with `value` (NFV_BOUNDARY_ZERO mode
+ * pads with `value`) or the nearest edge voxel (NFV_BOUNDARY_REPLICATE). */
+nfv_status nfv_pad(nfv_context *ctx, const int pad[3], nfv_boundary mode, float value, const nfv_tensor *x,
+                   nfv_tensor *y);
+/* dx (N, 1, D, H, W) = adjoint of nfv_pad applied to dy (padded shape): the
+ * centre crop, plus, for replicate, the sum of every padded copy of an edge
+ * voxel.  (The constant `value` does not depend on x.) */
+nfv_status nfv_pad_adjoint(nfv_context *ctx, const int pad[3], nfv_boundary mode, const nfv_tensor *dy,
+                           nfv_tensor *dx);
+
+/* Integer translation with zero fill: y[n, z, y, x] = x[n, z - s0, y - s1, x - s2]
+ * with shift (N, 3) int given on the host as {s0, s1, s2} per sample (content
+ * moves by +shift).  x and y have the same shape (N, 1, D, H, W).
+ * The adjoint is the same op with -shift: nfv_jitter(..., adjoint = 1). */
+nfv_status nfv_jitter(nfv_context *ctx, const int *shift, int adjoint, const nfv_tensor *x, nfv_tensor *y);
+
+/* Affine warp with trilinear interpolation and zero fill:
+ *   y[n, p] = sum over the 8 corners c of floor(q) of w_c(q) x[n, c],
+ *   q = A_n p + b_n  (p = (z, y, x) voxel index in y, q in x's voxel index space),
+ * with matrix (N, 12) on the host, per sample row-major {A00 A01 A02 b0  A10 A11
+ * A12 b1  A20 A21 A22 b2}.  x (N, 1, Di, Hi, Wi), y (N, 1, Do, Ho, Wo): sizes may
+ * differ (a warp can also crop or zero-pad).
+ * A must be invertible. */
+nfv_status nfv_affine_warp(nfv_context *ctx, const float *matrix, const nfv_tensor *x, nfv_tensor *y);
+/* dx = exact transpose of nfv_affine_warp applied to dy.  Computed as a
+ * gather (no atomics, deterministic): for each input voxel v, the output
+ * voxels p whose sample point q lies in the open cube (v - 1, v + 1)^3 are
+ * found through the inverse map (a box of about 3-4 voxels per axis for small
+ * rotations and scales near 1) and weighted exactly as the forward did. */
+nfv_status nfv_affine_warp_adjoint(nfv_context *ctx, const float *matrix, const nfv_tensor *dy, nfv_tensor *dx);
+
+/* Matrix (12 floats, layout above) of "scale by `scale`, rotate by angles
+ * (radians, about the z, y, x axes, applied in that order), then translate by
+ * shift (voxels, z y x)" about the volume centres: the content at the centre
+ * of x lands at the centre of y plus shift.  in_dims, out_dims = {D, H, W}. */
+void nfv_affine_about_centre(const int in_dims[3], const int out_dims[3], float scale, const float angles[3],
+                             const float shift[3], float matrix[12]);
+
+/* Random transformation-robustness parameters for n samples from a seed
+ * (splitmix64, same sequence on every platform).  Scale uniform in
+ * [scale_min, scale_max], each angle uniform in [-max_angle, max_angle]
+ * radians, integer jitter uniform in [-jitter, jitter] per axis.  Any output
+ * pointer may be NULL.  matrix gets n x 12 floats (about the centres of
+ * volumes of size dims, no translation), shift n x 3 ints. */
+void nfv_random_transforms(unsigned long long seed, int n, const int dims[3], float scale_min, float scale_max,
+                           float max_angle, int jitter, float *matrix, int *shift);
+
+/* ---- Fourier parameterization (cl/fft.cl, src/fft.c) ------------------- */
+
+typedef enum nfv_fourier_basis {
+    /* Separable real DFT basis (the Hartley cas() functions per axis):
+     * periodic, and with the 1/f scaling below exactly equivalent to Lucid's
+     * complex rfft parameterization (see src/fft.c). */
+    NFV_FOURIER_DFT,
+    /* Separable DCT-II basis: no wrap-around across opposite faces. */
+    NFV_FOURIER_DCT
+} nfv_fourier_basis;
+
+/* A plan for one volume size (D, H, W), any sizes (primes included). */
+typedef struct nfv_fourier nfv_fourier;
+
+/* decay: the exponent of the 1/f scaling (Lucid: 1).  The per-coefficient
+ * scale is s(k) = 1 / max(|f(k)|, 1/max(D,H,W))^decay, |f| in cycles per
+ * voxel, then normalized so that mean(s^2) = 1: unit-variance parameters
+ * decode to unit-variance images. */
+nfv_status nfv_fourier_create(nfv_context *ctx, nfv_fourier_basis basis, int D, int H, int W, float decay,
+                              nfv_fourier **out);
+void nfv_fourier_free(nfv_fourier *f);
+/* The scale s (D*H*W floats, row-major (kz, ky, kx)) on the host. */
+const float *nfv_fourier_scale(const nfv_fourier *f);
+
+/* image (N, 1, D, H, W) = B^T (s * param), param (N, 1, D, H, W), with B the
+ * orthonormal separable basis (B_D x B_H x B_W).  For the DFT basis, the
+ * coefficient k along an axis of size n is the function
+ *   cas(2 pi k i / n) / sqrt(n),  cas t = cos t + sin t. */
+nfv_status nfv_fourier_decode(nfv_context *ctx, nfv_fourier *f, const nfv_tensor *param, nfv_tensor *image);
+/* dparam = s * B dimage (the adjoint of decode), overwritten. */
+nfv_status nfv_fourier_adjoint(nfv_context *ctx, nfv_fourier *f, const nfv_tensor *dimage, nfv_tensor *dparam);
+
+/* ---- Normalized cross-correlation, host side (src/ncc.c) --------------- */
+
+typedef struct nfv_ncc_result {
+    double score;      /* best Pearson correlation in [-1, 1] (-2 when no position was valid) */
+    int pos[3];        /* z, y, x of the template's centre voxel (index (td/2, th/2, tw/2)) */
+    long positions;    /* how many positions were scored */
+} nfv_ncc_result;
+
+/* Slide tmpl (td, th, tw) over vol (D, H, W) at every position where it fits
+ * entirely and whose centre voxel is inside mask (D*H*W, > 0.5; NULL = all),
+ * scoring the Pearson correlation of the template with the patch; the best
+ * is returned.  Flat patches (zero variance) score 0.  Cost: positions x
+ * template voxels. */
+nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask, const float *tmpl,
+                          const int tdims[3], nfv_ncc_result *out);
+/* Pearson correlation of two volumes of n voxels over mask (NULL = all). */
+double nfv_ncc_volume(const float *a, const float *b, const float *mask, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

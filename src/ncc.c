@@ -1,0 +1,127 @@
+/* Normalized cross-correlation on the host, for scoring concept recovery:
+ * "does the visualization of class cube contain a cube?".  See
+ * include/neurofv/vis_ops.h.
+ *
+ * Per position the patch mean and variance come from 3D summed-volume tables
+ * (O(1) each); the template is centred once, so the numerator is one dot
+ * product of the centred template with the raw patch.  Everything in double. */
+#include "neurofv/vis_ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Summed-volume table S of size (D+1)(H+1)(W+1): S[z][y][x] = sum of v over [0,z) x [0,y) x [0,x). */
+static void summed_table(const float *v, int D, int H, int W, int squared, double *S)
+{
+    size_t sH = (size_t)W + 1, sD = (size_t)(H + 1) * sH;
+    for (size_t i = 0; i < sD; i++) S[i] = 0.0;
+    for (int z = 0; z < D; z++) {
+        double *p = S + (size_t)(z + 1) * sD, *q = S + (size_t)z * sD;
+        for (size_t i = 0; i < sH; i++) p[i] = 0.0;
+        for (int y = 0; y < H; y++) {
+            double row = 0.0;
+            p[(size_t)(y + 1) * sH] = 0.0;
+            for (int x = 0; x < W; x++) {
+                double a = v[((size_t)z * H + y) * W + x];
+                row += squared ? a * a : a;
+                size_t o = (size_t)(y + 1) * sH + x + 1;
+                /* S(z+1, y+1, x+1) = row sum + S(z+1, y, x+1) + S(z, y+1, x+1) - S(z, y, x+1). */
+                p[o] = row + p[o - sH] + q[o] - q[o - sH];
+            }
+        }
+    }
+}
+
+static double box_sum(const double *S, int H, int W, int z, int y, int x, int td, int th, int tw)
+{
+    size_t sH = (size_t)W + 1, sD = (size_t)(H + 1) * sH;
+#define AT(a, b, c) S[(size_t)(a) * sD + (size_t)(b) * sH + (size_t)(c)]
+    return AT(z + td, y + th, x + tw) - AT(z, y + th, x + tw) - AT(z + td, y, x + tw) - AT(z + td, y + th, x) +
+           AT(z, y, x + tw) + AT(z, y + th, x) + AT(z + td, y, x) - AT(z, y, x);
+#undef AT
+}
+
+nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask, const float *tmpl,
+                          const int tdims[3], nfv_ncc_result *out)
+{
+    out->score = -2.0;
+    out->pos[0] = out->pos[1] = out->pos[2] = -1;
+    out->positions = 0;
+    if (!vol || !tmpl) return nfv_fail(NFV_ERR_INVALID_ARG, "ncc search: no volume or template");
+    int D = dims[0], H = dims[1], W = dims[2], td = tdims[0], th = tdims[1], tw = tdims[2];
+    if (D < 1 || H < 1 || W < 1 || td < 1 || th < 1 || tw < 1 || td > D || th > H || tw > W)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "ncc search: template %dx%dx%d does not fit in volume %dx%dx%d", td, th,
+                        tw, D, H, W);
+    size_t tn = (size_t)td * th * tw;
+    double *tc = malloc(tn * sizeof *tc);
+    size_t sn = (size_t)(D + 1) * (H + 1) * (W + 1);
+    double *S1 = malloc(sn * sizeof *S1), *S2 = malloc(sn * sizeof *S2);
+    if (!tc || !S1 || !S2) {
+        free(tc);
+        free(S1);
+        free(S2);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "ncc search: out of memory for %dx%dx%d tables", D, H, W);
+    }
+    double tmean = 0.0, tnorm = 0.0;
+    for (size_t i = 0; i < tn; i++) tmean += tmpl[i];
+    tmean /= (double)tn;
+    for (size_t i = 0; i < tn; i++) {
+        tc[i] = tmpl[i] - tmean;
+        tnorm += tc[i] * tc[i];
+    }
+    tnorm = sqrt(tnorm);
+    summed_table(vol, D, H, W, 0, S1);
+    summed_table(vol, D, H, W, 1, S2);
+    for (int z = 0; z + td <= D; z++)
+        for (int y = 0; y + th <= H; y++)
+            for (int x = 0; x + tw <= W; x++) {
+                int cz = z + td / 2, cy = y + th / 2, cx = x + tw / 2;
+                if (mask && !(mask[((size_t)cz * H + cy) * W + cx] > 0.5f)) continue;
+                double s1 = box_sum(S1, H, W, z, y, x, td, th, tw), s2 = box_sum(S2, H, W, z, y, x, td, th, tw);
+                double var = s2 - s1 * s1 / (double)tn; /* patch sum of squared deviations */
+                double score = 0.0;
+                if (var > 1e-12 * (s2 + 1e-300) && tnorm > 0.0) {
+                    /* sum (t - tmean)(v - vmean) = sum tc * v, since sum tc = 0. */
+                    double dotv = 0.0;
+                    const double *t = tc;
+                    for (int a = 0; a < td; a++)
+                        for (int b = 0; b < th; b++) {
+                            const float *row = vol + ((size_t)(z + a) * H + y + b) * W + x;
+                            for (int c = 0; c < tw; c++) dotv += *t++ * row[c];
+                        }
+                    score = dotv / (tnorm * sqrt(var));
+                }
+                out->positions++;
+                if (score > out->score) {
+                    out->score = score;
+                    out->pos[0] = cz;
+                    out->pos[1] = cy;
+                    out->pos[2] = cx;
+                }
+            }
+    free(tc);
+    free(S1);
+    free(S2);
+    return NFV_OK;
+}
+
+double nfv_ncc_volume(const float *a, const float *b, const float *mask, size_t n)
+{
+    double sa = 0, sb = 0, cnt = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!mask || mask[i] > 0.5f) {
+            sa += a[i];
+            sb += b[i];
+            cnt++;
+        }
+    if (cnt < 2) return 0.0;
+    double ma = sa / cnt, mb = sb / cnt, sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!mask || mask[i] > 0.5f) {
+            double da = a[i] - ma, db = b[i] - mb;
+            sab += da * db;
+            saa += da * da;
+            sbb += db * db;
+        }
+    return saa > 0 && sbb > 0 ? sab / sqrt(saa * sbb) : 0.0;
+}
