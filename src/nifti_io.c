@@ -1,0 +1,296 @@
+/* NIfTI-1/-2 reading and writing through nifticlib; see include/neurofv/volume.h.
+ *
+ * Reading goes in two steps so that a corrupt or hostile header can never
+ * cause a huge allocation: the header alone is parsed first, its sizes are
+ * checked against limits and against the file's actual byte count, and only
+ * then is the first volume (brick 0) loaded and converted to float. */
+#include "neurofv/volume.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nifti2_io.h>
+
+#include "neurofv/context.h" /* NFV_TRY */
+
+/* Largest volume we agree to read: 2^30 voxels (4 GiB as float). Real MRI is
+ * far below (a 0.5 mm whole head is ~3.5e7 voxels). */
+#define NFV_MAX_VOXELS (1LL << 30)
+/* deflate cannot compress better than 1032:1, so a .gz file of S bytes holds
+ * at most ~1032*S bytes: anything claiming more is truncated or lying. */
+#define NFV_DEFLATE_MAX_RATIO 1032
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Convert n raw voxels of `datatype` to float with optional scaling; values are
+ * computed in double so int32/int64/float64 scaling loses nothing before the
+ * final rounding to float.  Non-finite results become 0 and are counted. */
+static nfv_status convert_to_float(const void *raw, int datatype, size_t n, double slope, double inter, float *out,
+                                   size_t *nonfinite, const char *path)
+{
+    int scale = isfinite(slope) && slope != 0.0;
+    if (!isfinite(inter)) inter = 0.0;
+    size_t bad = 0;
+#define NFV_CONVERT(T)                                                         \
+    do {                                                                       \
+        const T *p = (const T *)raw;                                           \
+        for (size_t i = 0; i < n; i++) {                                       \
+            double x = (double)p[i];                                           \
+            if (scale) x = x * slope + inter;                                  \
+            float f = (float)x;                                                \
+            if (!isfinite(f)) {                                                \
+                f = 0.0f;                                                      \
+                bad++;                                                         \
+            }                                                                  \
+            out[i] = f;                                                        \
+        }                                                                      \
+    } while (0)
+    switch (datatype) {
+    case DT_UINT8: NFV_CONVERT(uint8_t); break;
+    case DT_INT8: NFV_CONVERT(int8_t); break;
+    case DT_INT16: NFV_CONVERT(int16_t); break;
+    case DT_UINT16: NFV_CONVERT(uint16_t); break;
+    case DT_INT32: NFV_CONVERT(int32_t); break;
+    case DT_UINT32: NFV_CONVERT(uint32_t); break;
+    case DT_INT64: NFV_CONVERT(int64_t); break;
+    case DT_UINT64: NFV_CONVERT(uint64_t); break;
+    case DT_FLOAT32: NFV_CONVERT(float); break;
+    case DT_FLOAT64: NFV_CONVERT(double); break;
+    default:
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: voxel datatype %s (%d) is not supported (need an integer or real type)",
+                        path, nifti_datatype_string(datatype), datatype);
+    }
+#undef NFV_CONVERT
+    if (nonfinite) *nonfinite = bad;
+    return NFV_OK;
+}
+
+/* Single-file NIfTI keeps the data in the file we were given; only a
+ * .hdr/.img pair needs nifticlib's image name. */
+static const char *data_file_of(const nifti_image *nim, const char *path)
+{
+    int single = nim->nifti_type == NIFTI_FTYPE_NIFTI1_1 || nim->nifti_type == NIFTI_FTYPE_NIFTI2_1;
+    return single || !nim->iname ? path : nim->iname;
+}
+
+/* Header-level checks: dimensionality, size limits, file byte count. */
+static nfv_status check_header(const nifti_image *nim, const char *path, int64_t *voxels3d)
+{
+    if (nim->dim[0] < 3 || nim->nx < 2 || nim->ny < 2 || nim->nz < 2)
+        return nfv_fail(NFV_ERR_FORMAT,
+                        "%s: not a 3-D volume (dims %lldx%lldx%lld, ndim %lld); 1-D/2-D images are not supported", path,
+                        (long long)nim->nx, (long long)nim->ny, (long long)nim->nz, (long long)nim->dim[0]);
+    for (int d = 1; d <= nim->dim[0] && d <= 7; d++)
+        if (nim->dim[d] < 1)
+            return nfv_fail(NFV_ERR_FORMAT, "%s: dimension %d has size %lld", path, d, (long long)nim->dim[d]);
+    if (nim->nx > INT32_MAX || nim->ny > INT32_MAX || nim->nz > INT32_MAX ||
+        nim->nx * nim->ny > NFV_MAX_VOXELS || nim->nx * nim->ny * nim->nz > NFV_MAX_VOXELS)
+        return nfv_fail(NFV_ERR_FORMAT, "%s: header claims %lldx%lldx%lld voxels, more than the %lld allowed", path,
+                        (long long)nim->nx, (long long)nim->ny, (long long)nim->nz, (long long)NFV_MAX_VOXELS);
+    if (nim->nifti_type == NIFTI_FTYPE_ASCII)
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: ASCII NIfTI is not supported", path);
+    if (nim->nbyper < 1 || nim->nbyper > 32)
+        return nfv_fail(NFV_ERR_FORMAT, "%s: invalid bytes per voxel %d (datatype %d)", path, nim->nbyper,
+                        nim->datatype);
+    *voxels3d = nim->nx * nim->ny * nim->nz;
+
+    /* The data of the first volume must be in the file. */
+    const char *data_file = data_file_of(nim, path);
+    struct stat st;
+    if (stat(data_file, &st) != 0)
+        return nfv_fail(NFV_ERR_IO, "%s: cannot stat data file %s: %s", path, data_file, strerror(errno));
+    double need = (double)nim->iname_offset + (double)*voxels3d * nim->nbyper;
+    if (nifti_is_gzfile(data_file)) {
+        if (need > (double)st.st_size * NFV_DEFLATE_MAX_RATIO + 1024.0)
+            return nfv_fail(NFV_ERR_FORMAT,
+                            "%s: header claims %lldx%lldx%lld voxels (%.0f bytes) but the compressed file has only "
+                            "%lld bytes: truncated or corrupt",
+                            path, (long long)nim->nx, (long long)nim->ny, (long long)nim->nz, need,
+                            (long long)st.st_size);
+    } else if (need > (double)st.st_size) {
+        return nfv_fail(NFV_ERR_FORMAT,
+                        "%s: header claims %lldx%lldx%lld voxels of %d bytes from offset %lld (%.0f bytes) but the "
+                        "file has %lld bytes: truncated or corrupt",
+                        path, (long long)nim->nx, (long long)nim->ny, (long long)nim->nz, nim->nbyper,
+                        (long long)nim->iname_offset, need, (long long)st.st_size);
+    }
+    return NFV_OK;
+}
+
+static void read_affine(const nifti_image *nim, nfv_volume *out)
+{
+    const nifti_dmat44 *m = NULL;
+    if (nim->sform_code > 0) m = &nim->sto_xyz;
+    else if (nim->qform_code > 0) m = &nim->qto_xyz;
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) out->affine[r][c] = m ? m->m[r][c] : 0.0;
+    if (!m) { /* NIfTI "method 1" (ANALYZE): voxel sizes only, origin at voxel 0 */
+        out->affine[0][0] = nim->dx != 0.0 ? nim->dx : 1.0;
+        out->affine[1][1] = nim->dy != 0.0 ? nim->dy : 1.0;
+        out->affine[2][2] = nim->dz != 0.0 ? nim->dz : 1.0;
+    }
+    out->affine[3][0] = out->affine[3][1] = out->affine[3][2] = 0.0;
+    out->affine[3][3] = 1.0;
+    out->sform_code = nim->sform_code > 0 ? nim->sform_code : 0;
+    out->qform_code = nim->qform_code > 0 ? nim->qform_code : 0;
+}
+
+nfv_status nfv_volume_read(const char *path, nfv_volume *out, size_t *nonfinite)
+{
+    if (!path || !out) return nfv_fail(NFV_ERR_INVALID_ARG, "volume read: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (nonfinite) *nonfinite = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return nfv_fail(NFV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return nfv_fail(NFV_ERR_IO, "%s: not a regular file", path);
+
+    /* Header only (read_data = 0): nothing large is allocated yet. */
+    nifti_image *nim = nifti_image_read(path, 0);
+    if (!nim) return nfv_fail(NFV_ERR_FORMAT, "%s: not a readable NIfTI-1/NIfTI-2 file (nifticlib rejected the header)",
+                              path);
+    int64_t voxels = 0;
+    nfv_status s = check_header(nim, path, &voxels);
+    if (s != NFV_OK) {
+        nifti_image_free(nim);
+        return s;
+    }
+    int64_t extra = nim->nvox / voxels; /* volumes along dims 4..7 */
+    if (extra > 1)
+        fprintf(stderr, "warning: %s has %lld volumes (dims %lldx%lldx%lldx%lld); using the first\n", path,
+                (long long)extra, (long long)nim->nx, (long long)nim->ny, (long long)nim->nz, (long long)extra);
+
+    /* Read brick 0 ourselves (nifticlib's loader would look up the data file
+     * by base name, preferring x.nii over the x.nii.gz we were given, and
+     * silently zeroes NaNs and missing bytes).  For 4-D files the other
+     * volumes are never decompressed. */
+    size_t bytes = (size_t)voxels * (size_t)nim->nbyper;
+    void *raw = malloc(bytes);
+    if (!raw) {
+        nifti_image_free(nim);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes for the voxel data", path, bytes);
+    }
+    const char *data_file = data_file_of(nim, path);
+    znzFile fp = znzopen(data_file, "rb", nifti_is_gzfile(data_file));
+    size_t got = 0;
+    if (!znz_isnull(fp)) {
+        if (znzseek(fp, (znz_off_t)nim->iname_offset, SEEK_SET) >= 0) got = znzread(raw, 1, bytes, fp);
+        Xznzclose(&fp);
+    }
+    if (got != bytes) {
+        free(raw);
+        nifti_image_free(nim);
+        return nfv_fail(NFV_ERR_FORMAT, "%s: truncated or corrupt: read %zu of %zu voxel data bytes", path, got,
+                        bytes);
+    }
+    if (nim->byteorder != nifti_short_order() && nim->swapsize > 1)
+        nifti_swap_Nbytes((int64_t)voxels * (nim->nbyper / nim->swapsize), nim->swapsize, raw);
+    s = nfv_volume_alloc(out, (int)nim->nx, (int)nim->ny, (int)nim->nz, NULL);
+    if (s == NFV_OK) {
+        s = convert_to_float(raw, nim->datatype, (size_t)voxels, nim->scl_slope, nim->scl_inter,
+                             out->data, nonfinite, path);
+        read_affine(nim, out);
+    }
+    free(raw);
+    nifti_image_free(nim);
+    if (s != NFV_OK) nfv_volume_free(out);
+    return s;
+}
+
+nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
+{
+    if (!path || !v || !v->data || nfv_volume_numel(v) == 0)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "volume write: empty volume or NULL path");
+    int gz = has_suffix(path, ".nii.gz");
+    if (!gz && !has_suffix(path, ".nii"))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: output name must end in .nii or .nii.gz", path);
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++)
+            if (!isfinite(v->affine[r][c]))
+                return nfv_fail(NFV_ERR_INVALID_ARG, "%s: affine[%d][%d] is not finite", path, r, c);
+
+    /* Temporary name in the same directory (rename is atomic there) that keeps
+     * the extension, since nifticlib picks compression from it. */
+    size_t cap = strlen(path) + 64;
+    char *tmp = malloc(cap);
+    if (!tmp) return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", path);
+    size_t stem = strlen(path) - (gz ? 7 : 4);
+    snprintf(tmp, cap, "%.*s.tmp%ld%s", (int)stem, path, (long)getpid(), gz ? ".nii.gz" : ".nii");
+
+    int64_t dims[8] = {3, v->nx, v->ny, v->nz, 1, 1, 1, 1};
+    nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT32, 0);
+    if (!nim) {
+        free(tmp);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "%s: nifticlib could not create an image header", path);
+    }
+    nifti_dmat44 a;
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) a.m[r][c] = v->affine[r][c];
+    a.m[3][0] = a.m[3][1] = a.m[3][2] = 0.0;
+    a.m[3][3] = 1.0;
+    nim->sform_code = v->sform_code > 0 ? v->sform_code : NIFTI_XFORM_ALIGNED_ANAT;
+    nim->qform_code = v->qform_code > 0 ? v->qform_code : NIFTI_XFORM_ALIGNED_ANAT;
+    nim->sto_xyz = a;
+    nim->sto_ijk = nifti_dmat44_inverse(a);
+    /* The qform is the nearest rigid+scale transform (exact unless the affine
+     * shears); pixdim takes its voxel sizes, as nibabel does. */
+    double qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac;
+    nifti_dmat44_to_quatern(a, &qb, &qc, &qd, &qx, &qy, &qz, &dx, &dy, &dz, &qfac);
+    nim->quatern_b = qb;
+    nim->quatern_c = qc;
+    nim->quatern_d = qd;
+    nim->qoffset_x = qx;
+    nim->qoffset_y = qy;
+    nim->qoffset_z = qz;
+    nim->qfac = qfac;
+    nim->pixdim[0] = qfac;
+    nim->dx = nim->pixdim[1] = dx;
+    nim->dy = nim->pixdim[2] = dy;
+    nim->dz = nim->pixdim[3] = dz;
+    nim->qto_xyz = nifti_quatern_to_dmat44(qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac);
+    nim->qto_ijk = nifti_dmat44_inverse(nim->qto_xyz);
+    nim->xyz_units = NIFTI_UNITS_MM;
+    nim->scl_slope = 1.0;
+    nim->scl_inter = 0.0;
+    snprintf(nim->descrip, sizeof nim->descrip, "neurofv");
+    nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
+    if (nifti_set_filenames(nim, tmp, 0, 1) != 0) {
+        nifti_image_free(nim);
+        free(tmp);
+        return nfv_fail(NFV_ERR_IO, "%s: nifticlib rejected the file name", path);
+    }
+    nim->data = v->data; /* borrowed: detached before nifti_image_free */
+    nifti_image_write(nim);
+    nim->data = NULL;
+    nifti_image_free(nim);
+
+    /* nifti_image_write returns nothing: verify what landed on disk. */
+    nfv_status s = NFV_OK;
+    struct stat st;
+    size_t bytes = nfv_volume_numel(v) * sizeof(float);
+    if (stat(tmp, &st) != 0) {
+        s = nfv_fail(NFV_ERR_IO, "%s: writing %s failed: %s", path, tmp, strerror(errno));
+    } else if (!gz && (size_t)st.st_size < 352 + bytes) {
+        s = nfv_fail(NFV_ERR_IO, "%s: short write (%lld of %zu bytes; disk full?)", path, (long long)st.st_size,
+                     352 + bytes);
+    } else if (gz) {
+        nifti_image *chk = nifti_image_read(tmp, 0);
+        if (!chk || chk->nx != v->nx || chk->ny != v->ny || chk->nz != v->nz)
+            s = nfv_fail(NFV_ERR_IO, "%s: the written file does not read back (disk full?)", path);
+        if (chk) nifti_image_free(chk);
+    }
+    if (s == NFV_OK && rename(tmp, path) != 0)
+        s = nfv_fail(NFV_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+    if (s != NFV_OK) unlink(tmp);
+    free(tmp);
+    return s;
+}
