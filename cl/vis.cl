@@ -6,24 +6,16 @@
  * gradient in place and writes the row's partial penalty; penalty_reduce then
  * sums the rows of each sample (Kahan-compensated, no fp64 needed). */
 
-#ifndef PENALTY
-#define PENALTY 0      /* 0 L1, 1 L2, 2 smooth TV, 3 squared TV */
-#endif
-#ifndef HAS_MASK
-#define HAS_MASK 0
-#endif
-#ifndef HAS_GRAD
-#define HAS_GRAD 0
-#endif
+/* The penalty kind, mask and gradient presence are run-time arguments, not
+ * -D options: the branches are uniform across the launch (free next to the
+ * memory traffic) and one program serves every combination instead of 16
+ * compiled variants (1-4 s each on PoCL). */
+enum { PEN_L1 = 0, PEN_L2 = 1, PEN_TV = 2, PEN_TV_SQ = 3 };
 
 /* Mask weight of voxel v (index inside one sample) of sample n. */
-inline float mask_at(__global const float *mask, int mask_per_sample, long vol, int n, long v)
+inline float mask_at(__global const float *mask, int has_mask, int mask_per_sample, long vol, int n, long v)
 {
-#if HAS_MASK
-    return mask[(mask_per_sample ? (long)n * vol : 0) + v];
-#else
-    return 1.0f;
-#endif
+    return has_mask ? mask[(mask_per_sample ? (long)n * vol : 0) + v] : 1.0f;
 }
 
 /* Forward differences at (z, y, x) of one sample (base = its first voxel),
@@ -39,28 +31,20 @@ inline float3 tv_diffs(__global const float *s, int D, int H, int W, int z, int 
 }
 
 /* d(term)/d(difference) per unit difference: 1/t for smooth TV, 2 for squared. */
-inline float tv_factor(float3 d, float eps)
+inline float tv_factor(int kind, float3 d, float eps)
 {
-#if PENALTY == 2
-    return rsqrt(dot(d, d) + eps);
-#else
-    return 2.0f;
-#endif
+    return kind == PEN_TV ? rsqrt(dot(d, d) + eps) : 2.0f;
 }
 
-inline float tv_value(float3 d, float eps)
+inline float tv_value(int kind, float3 d, float eps)
 {
-#if PENALTY == 2
-    return sqrt(dot(d, d) + eps);
-#else
-    return dot(d, d);
-#endif
+    return kind == PEN_TV ? sqrt(dot(d, d) + eps) : dot(d, d);
 }
 
 /* global: (H, D, N).  x, grad (N, 1, D, H, W); rows (N*D*H) partial sums. */
-__kernel void penalty_rows(__global const float *x, __global const float *mask, int mask_per_sample,
-                           __global float *grad, __global float *rows, int D, int H, int W, float weight,
-                           float eps)
+__kernel void penalty_rows(int kind, __global const float *x, __global const float *mask, int has_mask,
+                           int mask_per_sample, __global float *grad, int has_grad, __global float *rows, int D,
+                           int H, int W, float weight, float eps)
 {
     int y = get_global_id(0), z = get_global_id(1), n = get_global_id(2);
     long vol = (long)D * H * W;
@@ -69,41 +53,38 @@ __kernel void penalty_rows(__global const float *x, __global const float *mask, 
     float sum = 0.0f;
     for (int i = 0; i < W; i++) {
         long v = row + i;
-        float m = mask_at(mask, mask_per_sample, vol, n, v);
+        float m = mask_at(mask, has_mask, mask_per_sample, vol, n, v);
         float g;
-#if PENALTY == 0
-        float xv = s[v];
-        sum += m * fabs(xv);
-        g = m * (xv > 0.0f ? 1.0f : (xv < 0.0f ? -1.0f : 0.0f));
-#elif PENALTY == 1
-        float xv = s[v];
-        sum += m * xv * xv;
-        g = 2.0f * m * xv;
-#else
-        /* Term at v depends on x[v] and its three forward neighbours; x[v]
-         * is also the forward neighbour of the terms at v - ez, v - ey, v - ex. */
-        float3 d = tv_diffs(s, D, H, W, z, y, i);
-        float f = m * tv_factor(d, eps);
-        sum += m * tv_value(d, eps);
-        g = -f * (d.x + d.y + d.z);
-        if (z > 0) {
-            float3 e = tv_diffs(s, D, H, W, z - 1, y, i);
-            g += mask_at(mask, mask_per_sample, vol, n, v - (long)H * W) * tv_factor(e, eps) * e.x;
+        if (kind == PEN_L1) {
+            float xv = s[v];
+            sum += m * fabs(xv);
+            g = m * (xv > 0.0f ? 1.0f : (xv < 0.0f ? -1.0f : 0.0f));
+        } else if (kind == PEN_L2) {
+            float xv = s[v];
+            sum += m * xv * xv;
+            g = 2.0f * m * xv;
+        } else {
+            /* Term at v depends on x[v] and its three forward neighbours; x[v]
+             * is also the forward neighbour of the terms at v - ez, v - ey, v - ex. */
+            float3 d = tv_diffs(s, D, H, W, z, y, i);
+            float f = m * tv_factor(kind, d, eps);
+            sum += m * tv_value(kind, d, eps);
+            g = -f * (d.x + d.y + d.z);
+            if (z > 0) {
+                float3 e = tv_diffs(s, D, H, W, z - 1, y, i);
+                g += mask_at(mask, has_mask, mask_per_sample, vol, n, v - (long)H * W) *
+                     tv_factor(kind, e, eps) * e.x;
+            }
+            if (y > 0) {
+                float3 e = tv_diffs(s, D, H, W, z, y - 1, i);
+                g += mask_at(mask, has_mask, mask_per_sample, vol, n, v - W) * tv_factor(kind, e, eps) * e.y;
+            }
+            if (i > 0) {
+                float3 e = tv_diffs(s, D, H, W, z, y, i - 1);
+                g += mask_at(mask, has_mask, mask_per_sample, vol, n, v - 1) * tv_factor(kind, e, eps) * e.z;
+            }
         }
-        if (y > 0) {
-            float3 e = tv_diffs(s, D, H, W, z, y - 1, i);
-            g += mask_at(mask, mask_per_sample, vol, n, v - W) * tv_factor(e, eps) * e.y;
-        }
-        if (i > 0) {
-            float3 e = tv_diffs(s, D, H, W, z, y, i - 1);
-            g += mask_at(mask, mask_per_sample, vol, n, v - 1) * tv_factor(e, eps) * e.z;
-        }
-#endif
-#if HAS_GRAD
-        grad[n * vol + v] += weight * g;
-#else
-        (void)g;
-#endif
+        if (has_grad) grad[n * vol + v] += weight * g;
     }
     rows[((long)n * D + z) * H + y] = sum;
 }

@@ -50,23 +50,24 @@ static nfv_status penalty_launch(nfv_context *ctx, nfv_penalty_kind kind, float 
                                  const nfv_tensor *x, const nfv_tensor *mask, int per_sample, nfv_tensor *value,
                                  nfv_tensor *grad, const int dims[3], int n, cl_mem rows)
 {
-    char opts[96];
-    snprintf(opts, sizeof opts, "-DPENALTY=%d -DHAS_MASK=%d -DHAS_GRAD=%d", (int)kind, mask != NULL, grad != NULL);
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "vis", opts, "penalty_rows", &k));
-    /* Absent mask/grad: any valid buffer, never touched (HAS_MASK/HAS_GRAD = 0). */
+    NFV_TRY(nfv_kernel_get(ctx, "vis", "", "penalty_rows", &k));
+    /* Absent mask/grad: any valid buffer, never touched (has_mask/has_grad = 0). */
     cl_mem mbuf = mask ? mask->buf : x->buf, gbuf = grad ? grad->buf : x->buf;
-    int D = dims[0], H = dims[1], W = dims[2];
-    NFV_ARG(k, "penalty_rows", 0, x->buf);
-    NFV_ARG(k, "penalty_rows", 1, mbuf);
-    NFV_ARG(k, "penalty_rows", 2, per_sample);
-    NFV_ARG(k, "penalty_rows", 3, gbuf);
-    NFV_ARG(k, "penalty_rows", 4, rows);
-    NFV_ARG(k, "penalty_rows", 5, D);
-    NFV_ARG(k, "penalty_rows", 6, H);
-    NFV_ARG(k, "penalty_rows", 7, W);
-    NFV_ARG(k, "penalty_rows", 8, weight);
-    NFV_ARG(k, "penalty_rows", 9, eps);
+    int D = dims[0], H = dims[1], W = dims[2], ikind = (int)kind, has_mask = mask != NULL, has_grad = grad != NULL;
+    NFV_ARG(k, "penalty_rows", 0, ikind);
+    NFV_ARG(k, "penalty_rows", 1, x->buf);
+    NFV_ARG(k, "penalty_rows", 2, mbuf);
+    NFV_ARG(k, "penalty_rows", 3, has_mask);
+    NFV_ARG(k, "penalty_rows", 4, per_sample);
+    NFV_ARG(k, "penalty_rows", 5, gbuf);
+    NFV_ARG(k, "penalty_rows", 6, has_grad);
+    NFV_ARG(k, "penalty_rows", 7, rows);
+    NFV_ARG(k, "penalty_rows", 8, D);
+    NFV_ARG(k, "penalty_rows", 9, H);
+    NFV_ARG(k, "penalty_rows", 10, W);
+    NFV_ARG(k, "penalty_rows", 11, weight);
+    NFV_ARG(k, "penalty_rows", 12, eps);
     size_t global[3] = {(size_t)H, (size_t)D, (size_t)n};
     NFV_TRY(nfv_kernel_launch(ctx, k, 3, global, NULL));
     if (!value) return NFV_OK;

@@ -1,0 +1,264 @@
+/* Penalties (L1, L2, smooth and squared TV), mask, Gaussian blur and NCC
+ * against the double references of ref_vis.c, and the references' gradients
+ * against central finite differences in double. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "neurofv/vis_ops.h"
+#include "ref_vis.h"
+#include "test.h"
+
+static const char *kind_name[] = {"L1", "L2", "TV", "TV_SQ"};
+
+/* Random values kept away from 0 so L1's kink is never within the
+ * finite-difference step. */
+static float *away_from_zero(size_t n, unsigned seed)
+{
+    float *x = test_random(n, seed, -1.0f, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(x[i]) < 0.05f) x[i] = x[i] < 0 ? -0.05f - x[i] : 0.05f + x[i];
+    return x;
+}
+
+/* One configuration: kind, batch n, mask none/shared/per-sample. */
+static void check_penalty(nfv_penalty_kind kind, int n, int mask_mode, const int dims[3])
+{
+    size_t vol = (size_t)dims[0] * dims[1] * dims[2], numel = vol * n;
+    int shape[5] = {n, 1, dims[0], dims[1], dims[2]};
+    int per_sample = mask_mode == 2;
+    size_t mnumel = per_sample ? numel : vol;
+    int mshape[5] = {per_sample ? n : 1, 1, dims[0], dims[1], dims[2]};
+    float *x = away_from_zero(numel, 11 + kind + 3 * n);
+    float *g0 = test_random(numel, 5 + kind, -1.0f, 1.0f);
+    /* A soft mask: weights in [0, 1] with a third exactly zero. */
+    float *m = test_random(mnumel, 17, -0.5f, 1.0f);
+    for (size_t i = 0; i < mnumel; i++) m[i] = m[i] < 0 ? 0.0f : m[i];
+    const float weight = 0.7f, eps = 0.01f;
+
+    double *xd = ref_to_double(x, numel), *md = mask_mode ? ref_to_double(m, mnumel) : NULL;
+    double *want_v = malloc(n * sizeof *want_v), *want_g = malloc(numel * sizeof *want_g);
+    ref_penalty(kind, eps, xd, md, per_sample, n, dims, want_v, want_g);
+
+    nfv_tensor tx, tm = {0}, tg, tv, tv1;
+    CHECK_OK(test_tensor(&tx, 5, shape, x));
+    CHECK_OK(test_tensor(&tg, 5, shape, g0));
+    if (mask_mode) CHECK_OK(test_tensor(&tm, 5, mshape, m));
+    CHECK_OK(nfv_tensor_create_dims(test_ctx(), &tv, 1, n));
+    CHECK_OK(nfv_tensor_create_dims(test_ctx(), &tv1, 1, 1));
+    CHECK_OK(nfv_penalty(test_ctx(), kind, weight, eps, &tx, mask_mode ? &tm : NULL, &tv, &tg));
+    CHECK_OK(nfv_penalty(test_ctx(), kind, weight, eps, &tx, mask_mode ? &tm : NULL, &tv1, NULL));
+    float *gv = test_download(&tv), *gv1 = test_download(&tv1), *gg = test_download(&tg);
+    double *wv = malloc(n * sizeof *wv), total = 0;
+    double *wg = malloc(numel * sizeof *wg);
+    for (int s = 0; s < n; s++) total += wv[s] = weight * want_v[s];
+    for (size_t i = 0; i < numel; i++) wg[i] = g0[i] + weight * want_g[i];
+    char what[96];
+    /* float sums of ~700 terms of size ~1: rel 1e-5; the gradient is at most
+     * a few float operations per term: 1e-5 absolute on values of order 1. */
+    snprintf(what, sizeof what, "%s n=%d mask=%d value", kind_name[kind], n, mask_mode);
+    if (gv) CHECK_CLOSE(what, gv, wv, n, 1e-5, 1e-5);
+    snprintf(what, sizeof what, "%s n=%d mask=%d batch total", kind_name[kind], n, mask_mode);
+    if (gv1) CHECK_CLOSE(what, gv1, &total, 1, 1e-5, 1e-5);
+    snprintf(what, sizeof what, "%s n=%d mask=%d grad accumulated", kind_name[kind], n, mask_mode);
+    if (gg) CHECK_CLOSE(what, gg, wg, numel, 2e-5, 1e-5);
+
+    /* The reference gradient against central differences of the reference
+     * value in double (h = 1e-6: truncation ~h^2 * P''' and round-off
+     * ~1e-16/h, both far below 1e-6). */
+    double worst = 0;
+    double *v1 = malloc(n * sizeof *v1), *v2 = malloc(n * sizeof *v2);
+    for (size_t i = 0; i < numel; i += (kind >= NFV_PENALTY_TV ? 1 : 7)) {
+        int s = (int)(i / vol);
+        double keep = xd[i], h = 1e-6;
+        xd[i] = keep + h;
+        ref_penalty(kind, eps, xd, md, per_sample, n, dims, v1, NULL);
+        xd[i] = keep - h;
+        ref_penalty(kind, eps, xd, md, per_sample, n, dims, v2, NULL);
+        xd[i] = keep;
+        double fd = (v1[s] - v2[s]) / (2 * h);
+        if (fabs(fd - want_g[i]) > worst) worst = fabs(fd - want_g[i]);
+    }
+    CHECK(worst < 1e-6, "%s n=%d mask=%d: reference gradient vs finite differences, worst %.3g", kind_name[kind], n,
+          mask_mode, worst);
+
+    free(v1);
+    free(v2);
+    free(gv);
+    free(gv1);
+    free(gg);
+    free(wv);
+    free(wg);
+    free(want_v);
+    free(want_g);
+    free(xd);
+    free(md);
+    free(x);
+    free(g0);
+    free(m);
+    nfv_tensor_free(&tx);
+    nfv_tensor_free(&tm);
+    nfv_tensor_free(&tg);
+    nfv_tensor_free(&tv);
+    nfv_tensor_free(&tv1);
+}
+
+TEST(vis_penalty_gradients)
+{
+    const int dims[3] = {7, 9, 11};
+    for (int kind = NFV_PENALTY_L1; kind <= NFV_PENALTY_TV_SQ; kind++) {
+        check_penalty((nfv_penalty_kind)kind, 1, 0, dims);
+        check_penalty((nfv_penalty_kind)kind, 3, 1, dims);
+        check_penalty((nfv_penalty_kind)kind, 3, 2, dims);
+    }
+    /* Degenerate axes of length 1 (a single slice). */
+    const int flat[3] = {1, 5, 3};
+    check_penalty(NFV_PENALTY_TV, 3, 1, flat);
+}
+
+TEST(vis_penalty_rejects_bad_input)
+{
+    nfv_tensor x, v, m;
+    CHECK_OK(nfv_tensor_create_dims(test_ctx(), &x, 5, 2, 1, 3, 4, 5));
+    CHECK_OK(nfv_tensor_create_dims(test_ctx(), &v, 1, 3));
+    CHECK_OK(nfv_tensor_create_dims(test_ctx(), &m, 3, 3, 4, 6));
+    CHECK(nfv_penalty(test_ctx(), NFV_PENALTY_L2, 1, 0, &x, NULL, &v, NULL) == NFV_ERR_INVALID_ARG,
+          "value of 3 elements for N = 2 rejected");
+    CHECK(nfv_penalty(test_ctx(), NFV_PENALTY_L2, 1, 0, &x, &m, NULL, &x) == NFV_ERR_INVALID_ARG,
+          "mismatched mask rejected");
+    CHECK(strstr(nfv_error_message(), "mask") != NULL, "message names the mask: %s", nfv_error_message());
+    CHECK(nfv_penalty(test_ctx(), NFV_PENALTY_TV, 1, 0.0f, &x, NULL, NULL, &x) == NFV_ERR_INVALID_ARG,
+          "smooth TV with eps = 0 rejected");
+    nfv_tensor_free(&x);
+    nfv_tensor_free(&v);
+    nfv_tensor_free(&m);
+}
+
+TEST(vis_mask_apply)
+{
+    const int n = 3, shape[5] = {n, 1, 7, 9, 11}, mshape[3] = {7, 9, 11};
+    size_t vol = 7 * 9 * 11, numel = vol * n;
+    float *x = test_random(numel, 3, -2, 2), *m = test_random(vol, 4, 0, 1);
+    for (size_t i = 0; i < vol; i++) m[i] = m[i] > 0.5f ? 1.0f : 0.0f;
+    double *want = malloc(numel * sizeof *want);
+    for (size_t i = 0; i < numel; i++) want[i] = (double)x[i] * m[i % vol];
+    nfv_tensor tx, tm;
+    CHECK_OK(test_tensor(&tx, 5, shape, x));
+    CHECK_OK(test_tensor(&tm, 3, mshape, m));
+    CHECK_OK(nfv_mask_apply(test_ctx(), &tm, &tx));
+    float *got = test_download(&tx);
+    if (got) CHECK_CLOSE("masked", got, want, numel, 0, 0); /* exact: a product by 0 or 1 */
+    free(got);
+    free(x);
+    free(m);
+    free(want);
+    nfv_tensor_free(&tx);
+    nfv_tensor_free(&tm);
+}
+
+TEST(vis_gaussian_blur)
+{
+    const int dims[3] = {7, 9, 11};
+    const int n = 3, shape[5] = {n, 1, 7, 9, 11};
+    size_t numel = (size_t)n * 7 * 9 * 11;
+    float *x = test_random(numel, 21, -1, 1), *y = test_random(numel, 22, -1, 1);
+    double *xd = ref_to_double(x, numel), *want = malloc(numel * sizeof *want);
+    nfv_tensor tx, ty, tout;
+    CHECK_OK(test_tensor(&tx, 5, shape, x));
+    CHECK_OK(test_tensor(&ty, 5, shape, y));
+    CHECK_OK(test_tensor(&tout, 5, shape, NULL));
+    const float sigmas[2] = {0.8f, 2.5f}; /* radius 3 and 8: the second is wider than the 7-voxel axis */
+    for (int si = 0; si < 2; si++)
+        for (int rep = 0; rep < 2; rep++) {
+            char what[80];
+            nfv_boundary b = rep ? NFV_BOUNDARY_REPLICATE : NFV_BOUNDARY_ZERO;
+            for (int adj = 0; adj < 2; adj++) {
+                ref_blur(sigmas[si], rep, adj, xd, n, dims, want);
+                CHECK_OK(nfv_gaussian_blur(test_ctx(), sigmas[si], b, adj, &tx, &tout));
+                float *got = test_download(&tout);
+                snprintf(what, sizeof what, "blur sigma=%.1f %s %s", sigmas[si], rep ? "replicate" : "zero",
+                         adj ? "adjoint" : "forward");
+                /* Three passes of <= 17 float MACs on values <= 1: 1e-6. */
+                if (got) CHECK_CLOSE(what, got, want, numel, 1e-6, 1e-5);
+                free(got);
+            }
+            /* Dot-product test <B x, y> = <x, B* y>. */
+            CHECK_OK(nfv_gaussian_blur(test_ctx(), sigmas[si], b, 0, &tx, &tout));
+            float *bx = test_download(&tout);
+            CHECK_OK(nfv_gaussian_blur(test_ctx(), sigmas[si], b, 1, &ty, &tout));
+            float *bty = test_download(&tout);
+            if (bx && bty) {
+                double l = ref_dot_f(bx, y, numel), r = ref_dot_f(x, bty, numel);
+                CHECK(fabs(l - r) <= 1e-5 * (fabs(l) + fabs(r) + 1e-3), "%s: <Bx,y> %.9g vs <x,B*y> %.9g", what, l,
+                      r);
+            }
+            free(bx);
+            free(bty);
+        }
+    CHECK(nfv_gaussian_blur(test_ctx(), 1.0f, NFV_BOUNDARY_ZERO, 0, &tx, &tx) == NFV_ERR_INVALID_ARG,
+          "in-place blur rejected");
+    CHECK(nfv_gaussian_blur(test_ctx(), 0.0f, NFV_BOUNDARY_ZERO, 0, &tx, &tout) == NFV_ERR_INVALID_ARG,
+          "sigma 0 rejected");
+    free(x);
+    free(y);
+    free(xd);
+    free(want);
+    nfv_tensor_free(&tx);
+    nfv_tensor_free(&ty);
+    nfv_tensor_free(&tout);
+}
+
+/* Plant a 5^3 cube (with noise around it) and find it with a 7^3 template of
+ * a cube on a background; also restrict by a mask that excludes it. */
+TEST(vis_ncc_finds_planted_cube)
+{
+    const int dims[3] = {23, 29, 31}, tdims[3] = {7, 7, 7};
+    size_t vol = (size_t)23 * 29 * 31;
+    float *v = test_random(vol, 31, 0.0f, 0.3f);
+    const int at[3] = {14, 9, 20}; /* centre of the planted cube */
+    for (int z = -2; z <= 2; z++)
+        for (int y = -2; y <= 2; y++)
+            for (int x = -2; x <= 2; x++) v[((size_t)(at[0] + z) * 29 + at[1] + y) * 31 + at[2] + x] += 1.0f;
+    /* A sphere-ish decoy of radius 3 elsewhere: a cube template must prefer the cube. */
+    for (int z = -3; z <= 3; z++)
+        for (int y = -3; y <= 3; y++)
+            for (int x = -3; x <= 3; x++)
+                if (z * z + y * y + x * x <= 9) v[((size_t)(6 + z) * 29 + 20 + y) * 31 + 8 + x] += 1.0f;
+    float tmpl[343];
+    for (int i = 0; i < 343; i++) {
+        int z = i / 49 - 3, y = i / 7 % 7 - 3, x = i % 7 - 3;
+        tmpl[i] = (abs(z) <= 2 && abs(y) <= 2 && abs(x) <= 2) ? 1.0f : 0.0f;
+    }
+    nfv_ncc_result r;
+    CHECK_OK(nfv_ncc_search(v, dims, NULL, tmpl, tdims, &r));
+    CHECK(r.pos[0] == at[0] && r.pos[1] == at[1] && r.pos[2] == at[2],
+          "best position %d,%d,%d, planted at %d,%d,%d (score %.3f)", r.pos[0], r.pos[1], r.pos[2], at[0], at[1],
+          at[2], r.score);
+    CHECK(r.score > 0.8 && r.score <= 1.0 + 1e-9, "score %.4f of a noisy exact match", r.score);
+    CHECK(r.positions == (long)(23 - 6) * (29 - 6) * (31 - 6), "every fitting position scored: %ld", r.positions);
+
+    /* Exact match of a patch with itself scores 1 (brute-force Pearson check). */
+    float *patch = malloc(343 * sizeof *patch);
+    for (int i = 0; i < 343; i++)
+        patch[i] = v[((size_t)(at[0] - 3 + i / 49) * 29 + at[1] - 3 + i / 7 % 7) * 31 + at[2] - 3 + i % 7];
+    nfv_ncc_result rp;
+    CHECK_OK(nfv_ncc_search(v, dims, NULL, patch, tdims, &rp));
+    CHECK(fabs(rp.score - 1.0) < 1e-9 && rp.pos[0] == at[0], "a patch of the volume matches itself: %.12f at z=%d",
+          rp.score, rp.pos[0]);
+    CHECK(fabs(nfv_ncc_volume(patch, tmpl, NULL, 343) - nfv_ncc_volume(tmpl, patch, NULL, 343)) < 1e-12,
+          "volume NCC is symmetric");
+
+    /* A mask excluding the cube: the best is elsewhere and scores less. */
+    float *mask = malloc(vol * sizeof *mask);
+    for (size_t i = 0; i < vol; i++) mask[i] = (int)(i / (29 * 31)) < 10 ? 1.0f : 0.0f;
+    nfv_ncc_result rm;
+    CHECK_OK(nfv_ncc_search(v, dims, mask, tmpl, tdims, &rm));
+    CHECK(rm.pos[0] < 10 && rm.score < r.score, "masked search stays inside the mask: z=%d score %.3f (cube %.3f)",
+          rm.pos[0], rm.score, r.score);
+    const int big[3] = {30, 7, 7};
+    CHECK(nfv_ncc_search(v, dims, NULL, tmpl, big, &r) == NFV_ERR_INVALID_ARG, "oversized template rejected");
+    free(mask);
+    free(patch);
+    free(v);
+}
