@@ -1,0 +1,438 @@
+/* Conv3d kernels: forward, backward to the input, backward to the weights.
+ *
+ * Tensors are row-major: x (N, CI, D, H, W), w (CO, CI, KD, KH, KW),
+ * y (N, CO, DO, HO, WO).
+ *
+ * Two families live here:
+ *
+ *  - *_ref: one output per work-item, every shape passed at run time (one
+ *    build serves all shapes).  They are the device-side spec the fast kernels
+ *    are tested against, and the fallback for shapes the fast kernels do not
+ *    cover (x stride != 1, backward-input with stride != 1 or pad > k - 1).
+ *
+ *  - *_fast: written for PoCL's CPU compiler (see PERF-NOTES.md): every shape
+ *    constant compiled in with -D, each work-item computes VEC consecutive x
+ *    positions as one floatVEC for COB output channels and ROWS rows, loops
+ *    over input channels only, taps fully unrolled, no per-work-item arrays
+ *    (accumulators are named variables made by macros), borders free of
+ *    branches because they read a zero-padded staging copy of the input
+ *    (conv3d_pad) that has slack after its end. */
+
+/* ---- tunables and shape constants (overridden with -D) ------------------ */
+#ifndef VEC
+#define VEC 16          /* floats per work-item along x: 16 AVX-512, 8 AVX2, 4 GPU */
+#endif
+#ifndef COB
+#define COB 8           /* output channels per work-item (forward) */
+#endif
+#ifndef ROWS
+#define ROWS 1          /* output rows (h) per work-item (forward): 1 or 2 */
+#endif
+#ifndef BW_COB
+#define BW_COB 8        /* output channels per work-item (weight gradient) */
+#endif
+#ifndef CI
+#define CI 1            /* input channels */
+#endif
+#ifndef CO
+#define CO 8            /* output channels */
+#endif
+#ifndef KD
+#define KD 3
+#endif
+#ifndef KH
+#define KH 3
+#endif
+#ifndef KW
+#define KW 3
+#endif
+#ifndef SD
+#define SD 1            /* strides along d and h (x stride is 1 in the fast kernels) */
+#endif
+#ifndef SH
+#define SH 1
+#endif
+#ifndef ID
+#define ID 8            /* unpadded input D, H, W */
+#endif
+#ifndef IH
+#define IH 8
+#endif
+#ifndef IW
+#define IW 8
+#endif
+#ifndef PD
+#define PD 1            /* zero padding before (and after) along d, h, w */
+#endif
+#ifndef PH
+#define PH 1
+#endif
+#ifndef PW
+#define PW 1
+#endif
+#ifndef DO
+#define DO 8            /* output D, H, W */
+#endif
+#ifndef HO
+#define HO 8
+#endif
+#ifndef WO
+#define WO 8
+#endif
+
+#define DP (ID + 2 * PD)     /* padded input D, H, W */
+#define HP (IH + 2 * PH)
+#define WP (IW + 2 * PW)
+#define KVOL (KD * KH * KW)
+#define HOB ((HO + ROWS - 1) / ROWS)
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define floatV CAT(float, VEC)
+#define vloadV CAT(vload, VEC)
+#define vstoreV CAT(vstore, VEC)
+#define intV CAT(int, VEC)
+
+/* 0, 1, ..., VEC-1: lane numbers, for masking the end of a row. */
+#if VEC == 16
+#define LANES ((float16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#elif VEC == 8
+#define LANES ((float8)(0, 1, 2, 3, 4, 5, 6, 7))
+#elif VEC == 4
+#define LANES ((float4)(0, 1, 2, 3))
+#elif VEC == 2
+#define LANES ((float2)(0, 1))
+#else
+#error "VEC must be 2, 4, 8 or 16"
+#endif
+
+/* Sum of the lanes of a floatV. */
+inline float vsum(floatV v)
+{
+#if VEC == 16
+    const float8 v8 = v.lo + v.hi;
+#elif VEC == 8
+    const float8 v8 = v;
+#endif
+#if VEC >= 8
+    const float4 v4 = v8.lo + v8.hi;
+#elif VEC == 4
+    const float4 v4 = v;
+#endif
+#if VEC >= 4
+    const float2 v2 = v4.lo + v4.hi;
+#else
+    const float2 v2 = v;
+#endif
+    return v2.x + v2.y;
+}
+
+/* ---- reference kernels (shapes at run time) ------------------------------ */
+/* s = (N, CI, D, H, W, CO, DO, HO, WO, KD, KH, KW, SD, SH, SW, has_bias),
+ * p = (PD, PH, PW, unused). */
+
+/* y (N, CO, DO, HO, WO): one output element per work-item. */
+__kernel void conv3d_fwd_ref(__global const float *x, __global const float *w, __global const float *b,
+                             __global float *y, int16 s, int4 p)
+{
+    const long i = get_global_id(0);
+    const long total = (long)s.s0 * s.s5 * s.s6 * s.s7 * s.s8;
+    if (i >= total) return;
+    const int ox = (int)(i % s.s8);
+    const int oh = (int)((i / s.s8) % s.s7);
+    const int od = (int)((i / ((long)s.s8 * s.s7)) % s.s6);
+    const int co = (int)((i / ((long)s.s8 * s.s7 * s.s6)) % s.s5);
+    const int n = (int)(i / ((long)s.s8 * s.s7 * s.s6 * s.s5));
+    float acc = s.sf ? b[co] : 0.0f;
+    for (int ci = 0; ci < s.s1; ci++)
+        for (int kd = 0; kd < s.s9; kd++) {
+            const int d = od * s.sc - p.s0 + kd;
+            if (d < 0 || d >= s.s2) continue;
+            for (int kh = 0; kh < s.sa; kh++) {
+                const int h = oh * s.sd - p.s1 + kh;
+                if (h < 0 || h >= s.s3) continue;
+                for (int kw = 0; kw < s.sb; kw++) {
+                    const int xx = ox * s.se - p.s2 + kw;
+                    if (xx < 0 || xx >= s.s4) continue;
+                    acc += w[(((long)co * s.s1 + ci) * s.s9 + kd) * s.sa * s.sb + kh * s.sb + kw] *
+                           x[((((long)n * s.s1 + ci) * s.s2 + d) * s.s3 + h) * s.s4 + xx];
+                }
+            }
+        }
+    y[i] = acc;
+}
+
+/* dx (N, CI, D, H, W): one input element per work-item, summing every
+ * (co, tap) whose window covers it. */
+__kernel void conv3d_bwd_input_ref(__global const float *dy, __global const float *w, __global float *dx, int16 s,
+                                   int4 p)
+{
+    const long i = get_global_id(0);
+    const long total = (long)s.s0 * s.s1 * s.s2 * s.s3 * s.s4;
+    if (i >= total) return;
+    const int xx = (int)(i % s.s4);
+    const int h = (int)((i / s.s4) % s.s3);
+    const int d = (int)((i / ((long)s.s4 * s.s3)) % s.s2);
+    const int ci = (int)((i / ((long)s.s4 * s.s3 * s.s2)) % s.s1);
+    const int n = (int)(i / ((long)s.s4 * s.s3 * s.s2 * s.s1));
+    float acc = 0.0f;
+    for (int co = 0; co < s.s5; co++)
+        for (int kd = 0; kd < s.s9; kd++) {
+            const int td = d + p.s0 - kd; /* = od * SD */
+            if (td < 0 || td % s.sc || td / s.sc >= s.s6) continue;
+            for (int kh = 0; kh < s.sa; kh++) {
+                const int th = h + p.s1 - kh;
+                if (th < 0 || th % s.sd || th / s.sd >= s.s7) continue;
+                for (int kw = 0; kw < s.sb; kw++) {
+                    const int tw = xx + p.s2 - kw;
+                    if (tw < 0 || tw % s.se || tw / s.se >= s.s8) continue;
+                    acc += w[(((long)co * s.s1 + ci) * s.s9 + kd) * s.sa * s.sb + kh * s.sb + kw] *
+                           dy[((((long)n * s.s5 + co) * s.s6 + td / s.sc) * s.s7 + th / s.sd) * s.s8 + tw / s.se];
+                }
+            }
+        }
+    dx[i] = acc;
+}
+
+/* dw (CO, CI, KD, KH, KW): one weight per work-item, summing over N and every
+ * output position. */
+__kernel void conv3d_bwd_weights_ref(__global const float *x, __global const float *dy, __global float *dw, int16 s,
+                                     int4 p)
+{
+    const long i = get_global_id(0);
+    const long kvol = (long)s.s9 * s.sa * s.sb;
+    if (i >= (long)s.s5 * s.s1 * kvol) return;
+    const int kw = (int)(i % s.sb);
+    const int kh = (int)((i / s.sb) % s.sa);
+    const int kd = (int)((i / ((long)s.sb * s.sa)) % s.s9);
+    const int ci = (int)((i / kvol) % s.s1);
+    const int co = (int)(i / (kvol * s.s1));
+    float acc = 0.0f;
+    for (int n = 0; n < s.s0; n++)
+        for (int od = 0; od < s.s6; od++) {
+            const int d = od * s.sc - p.s0 + kd;
+            if (d < 0 || d >= s.s2) continue;
+            for (int oh = 0; oh < s.s7; oh++) {
+                const int h = oh * s.sd - p.s1 + kh;
+                if (h < 0 || h >= s.s3) continue;
+                for (int ox = 0; ox < s.s8; ox++) {
+                    const int xx = ox * s.se - p.s2 + kw;
+                    if (xx < 0 || xx >= s.s4) continue;
+                    acc += dy[((((long)n * s.s5 + co) * s.s6 + od) * s.s7 + oh) * s.s8 + ox] *
+                           x[((((long)n * s.s1 + ci) * s.s2 + d) * s.s3 + h) * s.s4 + xx];
+                }
+            }
+        }
+    dw[i] = acc;
+}
+
+/* db (CO) = sum of dy over N and every output position; one channel per work-item. */
+__kernel void conv3d_bwd_bias_ref(__global const float *dy, __global float *db, int16 s, int4 p)
+{
+    (void)p;
+    const int co = (int)get_global_id(0);
+    if (co >= s.s5) return;
+    const long plane = (long)s.s6 * s.s7 * s.s8;
+    float acc = 0.0f;
+    for (int n = 0; n < s.s0; n++)
+        for (long j = 0; j < plane; j++) acc += dy[((long)n * s.s5 + co) * plane + j];
+    db[co] = acc;
+}
+
+/* ---- helpers of the fast path -------------------------------------------- */
+
+/* xp (N*CI, DP, HP, WP) = x (N*CI, ID, IH, IW) surrounded by PD/PH/PW zeros.
+ * Global (WP, HP, N*CI*DP).  Memory-bound; the branch is a select after
+ * PoCL vectorizes across work-items (no loop here). */
+__kernel void conv3d_pad(__global const float *x, __global float *xp)
+{
+    const int wp = get_global_id(0), hp = get_global_id(1), pd = get_global_id(2);
+    const int plane = pd / DP, dp = pd % DP;
+    const int d = dp - PD, h = hp - PH, xx = wp - PW;
+    const int inside = d >= 0 && d < ID && h >= 0 && h < IH && xx >= 0 && xx < IW;
+    const size_t src = (((size_t)plane * ID + (inside ? d : 0)) * IH + (inside ? h : 0)) * IW + (inside ? xx : 0);
+    xp[((size_t)pd * HP + hp) * WP + wp] = inside ? x[src] : 0.0f;
+}
+
+/* wt (CI, CO, KD, KH, KW) = w (CO, CI, KD, KH, KW) transposed over channels and
+ * flipped along every spatial axis: the forward kernel run on dy with wt is
+ * the input gradient of a stride-1 conv.  One weight per work-item. */
+__kernel void conv3d_flip_weights(__global const float *w, __global float *wt, int co_count, int ci_count, int kvol)
+{
+    const int i = get_global_id(0);
+    if (i >= co_count * ci_count * kvol) return;
+    const int k = i % kvol, ci = (i / kvol) % ci_count, co = i / (kvol * ci_count);
+    wt[((size_t)ci * co_count + co) * kvol + (kvol - 1 - k)] = w[i];
+}
+
+/* out[i] = sum over p < parts of part[p * m + i]: the second pass of the
+ * weight and bias gradient reductions.  One output per work-item. */
+__kernel void conv3d_sum_partials(__global const float *part, __global float *out, int parts, int m)
+{
+    const int i = get_global_id(0);
+    if (i >= m) return;
+    float acc = 0.0f;
+    for (int p = 0; p < parts; p++) acc += part[(size_t)p * m + i];
+    out[i] = acc;
+}
+
+/* Repeat M(c) for c = 0 .. n-1 (n <= 16, a compile-time constant). */
+#define REP1(M) M(0)
+#define REP2(M) REP1(M) M(1)
+#define REP3(M) REP2(M) M(2)
+#define REP4(M) REP3(M) M(3)
+#define REP5(M) REP4(M) M(4)
+#define REP6(M) REP5(M) M(5)
+#define REP7(M) REP6(M) M(6)
+#define REP8(M) REP7(M) M(7)
+#define REP9(M) REP8(M) M(8)
+#define REP10(M) REP9(M) M(9)
+#define REP11(M) REP10(M) M(10)
+#define REP12(M) REP11(M) M(11)
+#define REP13(M) REP12(M) M(12)
+#define REP14(M) REP13(M) M(13)
+#define REP15(M) REP14(M) M(14)
+#define REP16(M) REP15(M) M(15)
+#define REP(n, M) CAT(REP, n)(M)
+
+/* ---- fast forward -------------------------------------------------------- */
+/* y (N, CO, DO, HO, WO) from xp (N, CI, DP, HP, WP) (zero-padded, x stride 1).
+ * Global (ceil(WO/VEC), DO*HOB, N*CO/COB); work-item (xb, od*HOB+ohb, n*CO/COB+cb)
+ * computes y[n, cb*COB .. +COB, od, ohb*ROWS .. +ROWS, xb*VEC .. +VEC].
+ * Lanes past WO and a second row past HO are computed from slack and not stored. */
+__kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w, __global const float *bias,
+                              __global float *y, int has_bias)
+{
+    const int xb = get_global_id(0);
+    const int ohb = get_global_id(1) % HOB, od = get_global_id(1) / HOB;
+    const int cb = get_global_id(2) % (CO / COB), n = get_global_id(2) / (CO / COB);
+    const int x0 = xb * VEC, oh0 = ohb * ROWS, co0 = cb * COB;
+
+#define DECL(c) floatV a0_##c = (floatV)(0.0f); floatV a1_##c = (floatV)(0.0f);
+    REP(COB, DECL)
+#undef DECL
+
+    __global const float *xrow = xp + (size_t)n * CI * DP * HP * WP + ((size_t)od * SD * HP + oh0 * SH) * WP + x0;
+    __global const float *wco = w + (size_t)co0 * CI * KVOL;
+    for (int ci = 0; ci < CI; ci++) {
+        __global const float *xc = xrow + (size_t)ci * DP * HP * WP;
+        __global const float *wc = wco + ci * KVOL;
+#pragma unroll
+        for (int kd = 0; kd < KD; kd++)
+#pragma unroll
+            for (int kh = 0; kh < KH; kh++)
+#pragma unroll
+                for (int kw = 0; kw < KW; kw++) {
+                    const int tap = (kd * KH + kh) * KW + kw;
+                    const floatV v0 = vloadV(0, xc + (kd * HP + kh) * WP + kw);
+#if ROWS == 2
+                    const floatV v1 = vloadV(0, xc + (kd * HP + kh + SH) * WP + kw);
+#define TAP(c) a0_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v0, a0_##c); \
+               a1_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v1, a1_##c);
+#else
+#define TAP(c) a0_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v0, a0_##c);
+#endif
+                    REP(COB, TAP)
+#undef TAP
+                }
+    }
+
+    /* Store: whole vectors inside the row, element by element at its end. */
+    const int full = x0 + VEC <= WO;
+#define STORE_ROW(r, c)                                                                       \
+    if (oh0 + (r) < HO) {                                                                    \
+        floatV v = a##r##_##c;                                                               \
+        if (has_bias) v += (floatV)(bias[co0 + (c)]);                                        \
+        __global float *dst = y + ((((size_t)n * CO + co0 + (c)) * DO + od) * HO + oh0 + (r)) * WO + x0; \
+        if (full) vstoreV(v, 0, dst);                                                         \
+        else {                                                                               \
+            float tmp[VEC];                                                                  \
+            vstoreV(v, 0, tmp);                                                              \
+            for (int l = 0; l < WO - x0; l++) dst[l] = tmp[l];                               \
+        }                                                                                    \
+    }
+#if ROWS == 2
+#define STORE(c) STORE_ROW(0, c) STORE_ROW(1, c)
+#else
+#define STORE(c) STORE_ROW(0, c)
+#endif
+    REP(COB, STORE)
+#undef STORE
+#undef STORE_ROW
+}
+
+/* ---- fast weight gradient, first pass ------------------------------------ */
+/* part (N*DO, CO, CI, KD, KH, KW): per (n, od) slab, the sum over oh and x of
+ * dy[n, co, od, oh, x] * xp[n, ci, od*SD + kd, oh*SH + kh, x + kw].
+ * Global (KD*KH, N*DO, CI*CO/BW_COB), local (KD*KH, 1, 1): the KD*KH work-items
+ * sharing one dy slab run back to back on one core, so it is read from cache.
+ * Each work-item keeps BW_COB*KW vector accumulators (one tap row, BW_COB
+ * output channels); dy lanes past WO are selected to zero. */
+__kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const float *dy, __global float *part)
+{
+    const int kd = get_global_id(0) / KH, kh = get_global_id(0) % KH;
+    const int slab = get_global_id(1), n = slab / DO, od = slab % DO;
+    const int ci = get_global_id(2) % CI, cb = get_global_id(2) / CI;
+    const int co0 = cb * BW_COB;
+
+#define DECL(c) floatV g0_##c = (floatV)(0.0f), g1_##c = (floatV)(0.0f), g2_##c = (floatV)(0.0f), \
+                       g3_##c = (floatV)(0.0f), g4_##c = (floatV)(0.0f);
+    REP(BW_COB, DECL)
+#undef DECL
+    __global const float *xbase = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + kh * WP;
+    __global const float *dybase = dy + (((size_t)n * CO + co0) * DO + od) * HO * WO;
+    for (int oh = 0; oh < HO; oh++) {
+        __global const float *xr = xbase + oh * SH * WP;
+        __global const float *dr = dybase + oh * WO;
+        for (int x0 = 0; x0 < WO; x0 += VEC) {
+            /* lanes inside the row (all ones) or past its end (zero) */
+            const intV keep = isless(LANES, (floatV)((float)(WO - x0)));
+            /* taps past KW are never loaded: the conditions are constants */
+            const floatV x_0 = vloadV(0, xr + x0);
+            const floatV x_1 = KW > 1 ? vloadV(0, xr + x0 + 1) : (floatV)(0.0f);
+            const floatV x_2 = KW > 2 ? vloadV(0, xr + x0 + 2) : (floatV)(0.0f);
+            const floatV x_3 = KW > 3 ? vloadV(0, xr + x0 + 3) : (floatV)(0.0f);
+            const floatV x_4 = KW > 4 ? vloadV(0, xr + x0 + 4) : (floatV)(0.0f);
+#define GACC(c)                                                                       \
+    {                                                                                 \
+        const floatV g = select((floatV)(0.0f), vloadV(0, dr + (size_t)(c) * DO * HO * WO + x0), \
+                                keep);                                                 \
+        g0_##c = mad(g, x_0, g0_##c);                                                 \
+        if (KW > 1) g1_##c = mad(g, x_1, g1_##c);                                     \
+        if (KW > 2) g2_##c = mad(g, x_2, g2_##c);                                     \
+        if (KW > 3) g3_##c = mad(g, x_3, g3_##c);                                     \
+        if (KW > 4) g4_##c = mad(g, x_4, g4_##c);                                     \
+    }
+            REP(BW_COB, GACC)
+#undef GACC
+        }
+    }
+
+    /* Horizontal sums into part[slab, co, ci, kd, kh, kw]. */
+    __global float *out = part + (((size_t)slab * CO + co0) * CI + ci) * KVOL + (kd * KH + kh) * KW;
+#define PUT(c)                                                               \
+    {                                                                        \
+        __global float *o = out + (size_t)(c) * CI * KVOL;                   \
+        o[0] = vsum(g0_##c);                                                 \
+        if (KW > 1) o[1] = vsum(g1_##c);                                     \
+        if (KW > 2) o[2] = vsum(g2_##c);                                     \
+        if (KW > 3) o[3] = vsum(g3_##c);                                     \
+        if (KW > 4) o[4] = vsum(g4_##c);                                     \
+    }
+    REP(BW_COB, PUT)
+#undef PUT
+}
+
+/* ---- fast bias gradient, first pass -------------------------------------- */
+/* partb (N*DO, CO): sum of the plane dy[n, co, od, :, :] (HO*WO contiguous
+ * floats).  Global (N*DO, CO); lanes past the plane are selected to zero. */
+__kernel void conv3d_bias_partial(__global const float *dy, __global float *partb)
+{
+    const int slab = get_global_id(0), co = get_global_id(1);
+    const int n = slab / DO, od = slab % DO;
+    __global const float *src = dy + (((size_t)n * CO + co) * DO + od) * HO * WO;
+    floatV acc = (floatV)(0.0f);
+    for (int j = 0; j < HO * WO; j += VEC)
+        acc += select((floatV)(0.0f), vloadV(0, src + j), isless(LANES, (floatV)((float)(HO * WO - j))));
+    partb[(size_t)slab * CO + co] = vsum(acc);
+}

@@ -1,0 +1,417 @@
+/* Conv3d forward and backward (cl/conv3d.cl); see include/neurofv/ops.h.
+ *
+ * Fast path (what the program runs):
+ *   forward          conv3d_pad (zero-padded staging copy of x) + conv3d_fwd_fast,
+ *                    when the x stride is 1;
+ *   backward-input   for stride 1 and pad <= k - 1: the same two kernels on dy
+ *                    padded by k - 1 - pad, with weights transposed over
+ *                    channels and flipped (conv3d_flip_weights);
+ *   backward-weights conv3d_pad + conv3d_bwd_weights_fast (partial sums per
+ *                    (n, od) slab) + conv3d_sum_partials, when the x stride is
+ *                    1 and kw <= 5; the bias gradient likewise with
+ *                    conv3d_bias_partial.
+ * Every other shape runs the *_ref kernels (one output per work-item).
+ *
+ * Scratch buffers (padded copies, flipped weights, partial sums) are created
+ * per call and released right after the enqueue that uses them: OpenCL keeps
+ * them alive until those commands finish, so nothing waits. */
+#include <stdio.h>
+#include <string.h>
+
+#include "neurofv/ops.h"
+
+typedef struct conv_dims {
+    int n, ci, d, h, w;      /* input (N, CI, D, H, W) */
+    int co, od, oh, ow;      /* output (N, CO, DO, HO, WO) */
+    int k[3], s[3], p[3];
+} conv_dims;
+
+int nfv_conv_out_size(int in, int kernel, int stride, int pad)
+{
+    if (stride < 1) return 0;
+    int span = in + 2 * pad - kernel;
+    if (span < 0) return 0;
+    return span / stride + 1;
+}
+
+static const char *shp(const nfv_tensor *t, char *buf, size_t cap)
+{
+    return t ? nfv_shape_str(t, buf, cap) : "(null)";
+}
+
+/* Validate params and the shapes of x, w, b (may be NULL) and y (the output
+ * or the output gradient); fill d.  Messages name the op and both shapes. */
+static nfv_status check_shapes(const char *op, const nfv_conv3d_params *p, const nfv_tensor *x,
+                               const nfv_tensor *w, const nfv_tensor *b, const nfv_tensor *y, conv_dims *d)
+{
+    char sx[64], sw[64], sy[64], sb[64];
+    if (!p || !x || !w || !y) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL params or tensor", op);
+    for (int i = 0; i < 3; i++)
+        if (p->kernel[i] < 1 || p->stride[i] < 1 || p->padding[i] < 0)
+            return nfv_fail(NFV_ERR_INVALID_ARG,
+                            "%s: kernel %dx%dx%d stride %dx%dx%d padding %dx%dx%d: kernel and stride must be >= 1 "
+                            "and padding >= 0",
+                            op, p->kernel[0], p->kernel[1], p->kernel[2], p->stride[0], p->stride[1], p->stride[2],
+                            p->padding[0], p->padding[1], p->padding[2]);
+    if (x->ndim != 5 || w->ndim != 5 || y->ndim != 5)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s, weight %s and output %s must all be 5-D", op,
+                        shp(x, sx, 64), shp(w, sw, 64), shp(y, sy, 64));
+    memset(d, 0, sizeof *d);
+    d->n = x->shape[0], d->ci = x->shape[1], d->d = x->shape[2], d->h = x->shape[3], d->w = x->shape[4];
+    d->co = w->shape[0];
+    for (int i = 0; i < 3; i++) d->k[i] = p->kernel[i], d->s[i] = p->stride[i], d->p[i] = p->padding[i];
+    if (w->shape[1] != d->ci)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s has %d channels but weight %s expects %d", op,
+                        shp(x, sx, 64), d->ci, shp(w, sw, 64), w->shape[1]);
+    if (w->shape[2] != d->k[0] || w->shape[3] != d->k[1] || w->shape[4] != d->k[2])
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: weight %s does not match kernel size %dx%dx%d", op,
+                        shp(w, sw, 64), d->k[0], d->k[1], d->k[2]);
+    d->od = nfv_conv_out_size(d->d, d->k[0], d->s[0], d->p[0]);
+    d->oh = nfv_conv_out_size(d->h, d->k[1], d->s[1], d->p[1]);
+    d->ow = nfv_conv_out_size(d->w, d->k[2], d->s[2], d->p[2]);
+    if (d->od < 1 || d->oh < 1 || d->ow < 1)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s is smaller than kernel %dx%dx%d with padding %dx%dx%d", op,
+                        shp(x, sx, 64), d->k[0], d->k[1], d->k[2], d->p[0], d->p[1], d->p[2]);
+    if (y->shape[0] != d->n || y->shape[1] != d->co || y->shape[2] != d->od || y->shape[3] != d->oh ||
+        y->shape[4] != d->ow)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: output %s, expected %dx%dx%dx%dx%d for input %s and weight %s", op,
+                        shp(y, sy, 64), d->n, d->co, d->od, d->oh, d->ow, shp(x, sx, 64), shp(w, sw, 64));
+    if (b && (b->ndim != 1 || b->shape[0] != d->co))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: bias %s, expected %d for weight %s", op, shp(b, sb, 64), d->co,
+                        shp(w, sw, 64));
+    return NFV_OK;
+}
+
+/* The run-time shape arguments of the *_ref kernels. */
+static void ref_args(const conv_dims *d, int has_bias, cl_int16 *s, cl_int4 *pd)
+{
+    const int v[16] = {d->n,    d->ci,   d->d,    d->h,    d->w,    d->co,   d->od,   d->oh,
+                       d->ow,   d->k[0], d->k[1], d->k[2], d->s[0], d->s[1], d->s[2], has_bias};
+    for (int i = 0; i < 16; i++) s->s[i] = v[i];
+    for (int i = 0; i < 3; i++) pd->s[i] = d->p[i];
+    pd->s[3] = 0;
+}
+
+static nfv_status launch_ref(nfv_context *ctx, const char *name, cl_mem a, cl_mem b, cl_mem c, cl_mem out,
+                             const conv_dims *d, int has_bias, size_t count)
+{
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", "", name, &k));
+    cl_int16 s;
+    cl_int4 pd;
+    ref_args(d, has_bias, &s, &pd);
+    int arg = 0;
+    NFV_ARG(k, name, arg++, a);
+    if (b) NFV_ARG(k, name, arg++, b);
+    if (c) NFV_ARG(k, name, arg++, c);
+    NFV_ARG(k, name, arg++, out);
+    NFV_ARG(k, name, arg++, s);
+    NFV_ARG(k, name, arg++, pd);
+    size_t global = count;
+    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
+}
+
+/* ---- reference entry points ---------------------------------------------- */
+
+nfv_status nfv_conv3d_forward_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                        const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y)
+{
+    conv_dims d;
+    NFV_TRY(check_shapes("conv3d forward", p, x, w, b, y, &d));
+    cl_mem bias = b ? b->buf : w->buf; /* never read without bias */
+    return launch_ref(ctx, "conv3d_fwd_ref", x->buf, w->buf, bias, y->buf, &d, b != NULL, y->numel);
+}
+
+nfv_status nfv_conv3d_backward_input_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                               const nfv_tensor *w, nfv_tensor *dx)
+{
+    conv_dims d;
+    if (!dx) return NFV_OK;
+    NFV_TRY(check_shapes("conv3d backward-input", p, dx, w, NULL, dy, &d));
+    return launch_ref(ctx, "conv3d_bwd_input_ref", dy->buf, w->buf, NULL, dx->buf, &d, 0, dx->numel);
+}
+
+static nfv_status check_grad_shapes(const char *op, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                    const nfv_tensor *dy, const nfv_tensor *dw, const nfv_tensor *db, conv_dims *d)
+{
+    if (!dw && !db) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: neither dw nor db given", op);
+    if (dw) return check_shapes(op, p, x, dw, db, dy, d);
+    /* Only db: derive the shapes without a weight tensor. */
+    char sx[64], sy[64], sb[64];
+    if (!p || !x || !dy) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL params or tensor", op);
+    if (x->ndim != 5 || dy->ndim != 5 || db->ndim != 1 || db->shape[0] != dy->shape[1])
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s, output gradient %s and bias gradient %s do not fit", op,
+                        shp(x, sx, 64), shp(dy, sy, 64), shp(db, sb, 64));
+    memset(d, 0, sizeof *d);
+    d->n = dy->shape[0], d->co = dy->shape[1], d->od = dy->shape[2], d->oh = dy->shape[3], d->ow = dy->shape[4];
+    d->ci = x->shape[1], d->d = x->shape[2], d->h = x->shape[3], d->w = x->shape[4];
+    if (x->shape[0] != d->n)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s and output gradient %s differ in batch", op,
+                        shp(x, sx, 64), shp(dy, sy, 64));
+    return NFV_OK;
+}
+
+nfv_status nfv_conv3d_backward_weights_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                                 const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db)
+{
+    conv_dims d;
+    NFV_TRY(check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
+    if (dw)
+        NFV_TRY(launch_ref(ctx, "conv3d_bwd_weights_ref", x->buf, dy->buf, NULL, dw->buf, &d, 0, dw->numel));
+    if (db) NFV_TRY(launch_ref(ctx, "conv3d_bwd_bias_ref", dy->buf, NULL, NULL, db->buf, &d, 0, (size_t)d.co));
+    return NFV_OK;
+}
+
+/* ---- fast path ------------------------------------------------------------ */
+
+/* Largest divisor of n that is <= cap. */
+static int divisor_at_most(int n, int cap)
+{
+    for (int c = cap; c > 1; c--)
+        if (n % c == 0) return c;
+    return 1;
+}
+
+/* Build options of the fast program for one layer configuration.  Everything
+ * a kernel's loop bounds or addressing depends on is compiled in. */
+static void fast_options(const nfv_context *ctx, const conv_dims *d, char *buf, size_t cap)
+{
+    /* ≲24 vector accumulators (PERF-NOTES): 16 channels x 1 row, or up to
+     * 8 channels x 2 rows; the weight gradient keeps BW_COB x KW of them. */
+    int cob, rows;
+    if (d->co % 16 == 0) cob = 16, rows = 1;
+    else cob = divisor_at_most(d->co, 8), rows = 2;
+    if (d->oh < 2) rows = 1;
+    int bw_cob = divisor_at_most(d->co, d->k[2] <= 1 ? 16 : 24 / d->k[2] < 16 ? 24 / d->k[2] : 16);
+    snprintf(buf, cap,
+             "-DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d "
+             "-DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d",
+             nfv_context_vector_width(ctx), cob, rows, bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0],
+             d->s[1], d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow);
+}
+
+static int fast_cob(const nfv_context *ctx, const conv_dims *d, const char *key)
+{
+    char o[512];
+    fast_options(ctx, d, o, sizeof o);
+    const char *at = strstr(o, key);
+    int v = 1;
+    if (at) sscanf(at + strlen(key), "%d", &v);
+    return v;
+}
+
+static nfv_status scratch_create(nfv_context *ctx, size_t floats, const char *what, cl_mem *out)
+{
+    cl_int err;
+    *out = clCreateBuffer(nfv_context_cl(ctx), CL_MEM_READ_WRITE, floats * sizeof(float), NULL, &err);
+    if (err != CL_SUCCESS) {
+        *out = NULL;
+        return nfv_cl_fail(err, "clCreateBuffer", what, __FILE__, __LINE__);
+    }
+    return NFV_OK;
+}
+
+static size_t padded_numel(const conv_dims *d)
+{
+    return (size_t)d->n * d->ci * (d->d + 2 * d->p[0]) * (d->h + 2 * d->p[1]) * (d->w + 2 * d->p[2]);
+}
+
+/* Slack after the padded copy: a second row past HO, lanes past WO and the
+ * kw shifts read up to here; zero-filled so every read value is finite. */
+static size_t padded_slack(const nfv_context *ctx, const conv_dims *d)
+{
+    size_t wp = (size_t)d->w + 2 * d->p[2];
+    return (size_t)(2 * d->s[1] + d->k[1] + 1) * wp + 4 * (size_t)nfv_context_vector_width(ctx) + d->k[2] + 64;
+}
+
+/* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into a new
+ * scratch buffer (caller releases it after enqueueing its consumers). */
+static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem src, cl_mem *out)
+{
+    size_t n = padded_numel(d), slack = padded_slack(ctx, d);
+    cl_mem xp;
+    NFV_TRY(scratch_create(ctx, n + slack, "conv3d padded input", &xp));
+    float zero = 0.0f;
+    cl_int err = clEnqueueFillBuffer(nfv_context_queue(ctx), xp, &zero, sizeof zero, n * sizeof(float),
+                                     slack * sizeof(float), 0, NULL, NULL);
+    cl_kernel k;
+    nfv_status st = NFV_OK;
+    if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clEnqueueFillBuffer", "conv3d padded input slack", __FILE__, __LINE__);
+    if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", opts, "conv3d_pad", &k);
+    if (st == NFV_OK) {
+        size_t global[3] = {(size_t)d->w + 2 * d->p[2], (size_t)d->h + 2 * d->p[1],
+                            (size_t)d->n * d->ci * (d->d + 2 * d->p[0])};
+        if ((err = clSetKernelArg(k, 0, sizeof src, &src)) != CL_SUCCESS ||
+            (err = clSetKernelArg(k, 1, sizeof xp, &xp)) != CL_SUCCESS)
+            st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_pad", __FILE__, __LINE__);
+        else st = nfv_kernel_launch(ctx, k, 3, global, NULL);
+    }
+    if (st != NFV_OK) {
+        clReleaseMemObject(xp);
+        return st;
+    }
+    *out = xp;
+    return NFV_OK;
+}
+
+/* y = conv(x, w) + bias (bias may be NULL) through the fast kernels; d->s[2] == 1. */
+static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
+{
+    char opts[512];
+    fast_options(ctx, d, opts, sizeof opts);
+    const int vec = nfv_context_vector_width(ctx);
+    const int cob = fast_cob(ctx, d, "-DCOB="), rows = fast_cob(ctx, d, "-DROWS=");
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_fwd_fast", &k));
+    cl_mem xp;
+    NFV_TRY(pad_input(ctx, d, opts, x, &xp));
+    cl_int has_bias = bias != NULL;
+    cl_mem b = bias ? bias : w;
+    nfv_status st = NFV_OK;
+    cl_int err;
+    if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) != CL_SUCCESS || (err = clSetKernelArg(k, 1, sizeof w, &w)) ||
+        (err = clSetKernelArg(k, 2, sizeof b, &b)) || (err = clSetKernelArg(k, 3, sizeof y, &y)) ||
+        (err = clSetKernelArg(k, 4, sizeof has_bias, &has_bias)))
+        st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_fwd_fast", __FILE__, __LINE__);
+    if (st == NFV_OK) {
+        size_t global[3] = {(size_t)(d->ow + vec - 1) / vec, (size_t)d->od * ((d->oh + rows - 1) / rows),
+                            (size_t)d->n * (d->co / cob)};
+        /* One row of x blocks per work-group: a single local size per layer. */
+        size_t local[3] = {global[0], 1, 1};
+        st = nfv_kernel_launch(ctx, k, 3, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
+    }
+    clReleaseMemObject(xp);
+    return st;
+}
+
+nfv_status nfv_conv3d_forward(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                              const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y)
+{
+    conv_dims d;
+    NFV_TRY(check_shapes("conv3d forward", p, x, w, b, y, &d));
+    if (d.s[2] != 1) return nfv_conv3d_forward_reference(ctx, p, x, w, b, y);
+    return forward_fast(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
+}
+
+nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                     const nfv_tensor *w, nfv_tensor *dx)
+{
+    conv_dims d;
+    if (!dx) return NFV_OK;
+    NFV_TRY(check_shapes("conv3d backward-input", p, dx, w, NULL, dy, &d));
+    int fast = 1;
+    for (int i = 0; i < 3; i++) fast &= d.s[i] == 1 && d.p[i] <= d.k[i] - 1;
+    if (!fast) return nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
+
+    /* dx = conv(dy padded by k-1-p, wt) with wt (CI, CO, k) flipped: a forward
+     * whose input is dy (N, CO, DO, HO, WO) and output dx (N, CI, D, H, W). */
+    conv_dims t = d;
+    t.ci = d.co, t.co = d.ci;
+    t.d = d.od, t.h = d.oh, t.w = d.ow;
+    t.od = d.d, t.oh = d.h, t.ow = d.w;
+    for (int i = 0; i < 3; i++) t.p[i] = d.k[i] - 1 - d.p[i];
+    const int kvol = d.k[0] * d.k[1] * d.k[2];
+    cl_mem wt;
+    NFV_TRY(scratch_create(ctx, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
+    cl_kernel k;
+    nfv_status st = nfv_kernel_get(ctx, "conv3d", "", "conv3d_flip_weights", &k);
+    cl_int err = CL_SUCCESS;
+    if (st == NFV_OK) {
+        cl_int co = d.co, ci = d.ci, kv = kvol;
+        if ((err = clSetKernelArg(k, 0, sizeof w->buf, &w->buf)) || (err = clSetKernelArg(k, 1, sizeof wt, &wt)) ||
+            (err = clSetKernelArg(k, 2, sizeof co, &co)) || (err = clSetKernelArg(k, 3, sizeof ci, &ci)) ||
+            (err = clSetKernelArg(k, 4, sizeof kv, &kv)))
+            st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_flip_weights", __FILE__, __LINE__);
+        else {
+            size_t global = (size_t)d.co * d.ci * kvol;
+            st = nfv_kernel_launch(ctx, k, 1, &global, NULL);
+        }
+    }
+    if (st == NFV_OK) st = forward_fast(ctx, &t, dy->buf, wt, NULL, dx->buf);
+    clReleaseMemObject(wt);
+    return st;
+}
+
+/* part (parts, m) -> out (m) summed over parts. */
+static nfv_status sum_partials(nfv_context *ctx, cl_mem part, int parts, int m, cl_mem out)
+{
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", "", "conv3d_sum_partials", &k));
+    NFV_ARG(k, "conv3d_sum_partials", 0, part);
+    NFV_ARG(k, "conv3d_sum_partials", 1, out);
+    NFV_ARG(k, "conv3d_sum_partials", 2, parts);
+    NFV_ARG(k, "conv3d_sum_partials", 3, m);
+    size_t global = (size_t)m;
+    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
+}
+
+static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem x, cl_mem dy,
+                               cl_mem dw)
+{
+    const int kvol = d->k[0] * d->k[1] * d->k[2];
+    const int slabs = d->n * d->od, m = d->co * d->ci * kvol;
+    const int bw_cob = fast_cob(ctx, d, "-DBW_COB=");
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bwd_weights_fast", &k));
+    cl_mem xp, part;
+    NFV_TRY(pad_input(ctx, d, opts, x, &xp));
+    nfv_status st = scratch_create(ctx, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part);
+    if (st != NFV_OK) {
+        clReleaseMemObject(xp);
+        return st;
+    }
+    cl_int err;
+    if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) || (err = clSetKernelArg(k, 1, sizeof dy, &dy)) ||
+        (err = clSetKernelArg(k, 2, sizeof part, &part)))
+        st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_bwd_weights_fast", __FILE__, __LINE__);
+    if (st == NFV_OK) {
+        size_t global[3] = {(size_t)d->k[0] * d->k[1], (size_t)slabs, (size_t)d->ci * (d->co / bw_cob)};
+        size_t local[3] = {global[0], 1, 1};
+        st = nfv_kernel_launch(ctx, k, 3, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
+    }
+    if (st == NFV_OK) st = sum_partials(ctx, part, slabs, m, dw);
+    clReleaseMemObject(xp);
+    clReleaseMemObject(part);
+    return st;
+}
+
+static nfv_status bias_fast(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem dy, cl_mem db)
+{
+    const int slabs = d->n * d->od;
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bias_partial", &k));
+    cl_mem part;
+    NFV_TRY(scratch_create(ctx, (size_t)slabs * d->co, "conv3d bias-gradient partial sums", &part));
+    nfv_status st = NFV_OK;
+    cl_int err;
+    if ((err = clSetKernelArg(k, 0, sizeof dy, &dy)) || (err = clSetKernelArg(k, 1, sizeof part, &part)))
+        st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_bias_partial", __FILE__, __LINE__);
+    if (st == NFV_OK) {
+        size_t global[2] = {(size_t)slabs, (size_t)d->co};
+        st = nfv_kernel_launch(ctx, k, 2, global, NULL);
+    }
+    if (st == NFV_OK) st = sum_partials(ctx, part, slabs, d->co, db);
+    clReleaseMemObject(part);
+    return st;
+}
+
+nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                       const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db)
+{
+    conv_dims d;
+    NFV_TRY(check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
+    char opts[512];
+    if (dw) {
+        fast_options(ctx, &d, opts, sizeof opts);
+        if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(weights_fast(ctx, &d, opts, x->buf, dy->buf, dw->buf));
+        else NFV_TRY(nfv_conv3d_backward_weights_reference(ctx, p, x, dy, dw, NULL));
+    }
+    if (db) {
+        /* The bias program depends only on the output shape: keep its options
+         * independent of the weights so a db-only call needs no weight shape. */
+        snprintf(opts, sizeof opts, "-DVEC=%d -DCOB=1 -DBW_COB=1 -DCO=%d -DDO=%d -DHO=%d -DWO=%d", nfv_context_vector_width(ctx), d.co,
+                 d.od, d.oh, d.ow);
+        NFV_TRY(bias_fast(ctx, &d, opts, dy->buf, db->buf));
+    }
+    return NFV_OK;
+}

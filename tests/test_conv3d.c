@@ -1,0 +1,341 @@
+/* Conv3d: fast and reference device kernels against the double-precision host
+ * reference (tests/ref_conv3d.c) over odd shapes, strides, paddings and kernel
+ * sizes; every backward against central finite differences of the host
+ * forward; the exact ref4 conv2 shape fast vs reference; bad shapes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "neurofv/ops.h"
+#include "ref_conv3d.h"
+#include "test.h"
+
+typedef struct conv_case {
+    int n, ci, co, d, h, w;
+    int k[3], s[3], p[3];
+    int bias;
+} conv_case;
+
+static ref_conv3d_shape case_shape(const conv_case *c)
+{
+    ref_conv3d_shape s = {.n = c->n, .ci = c->ci, .d = c->d, .h = c->h, .w = c->w, .co = c->co};
+    for (int i = 0; i < 3; i++) s.k[i] = c->k[i], s.s[i] = c->s[i], s.p[i] = c->p[i];
+    ref_conv3d_shape_init(&s);
+    return s;
+}
+
+static nfv_conv3d_params case_params(const conv_case *c)
+{
+    nfv_conv3d_params p;
+    for (int i = 0; i < 3; i++) p.kernel[i] = c->k[i], p.stride[i] = c->s[i], p.padding[i] = c->p[i];
+    return p;
+}
+
+static const char *case_name(const conv_case *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "n%d %d->%d %dx%dx%d k%dx%dx%d s%dx%dx%d p%dx%dx%d%s", c->n, c->ci, c->co, c->d, c->h, c->w,
+             c->k[0], c->k[1], c->k[2], c->s[0], c->s[1], c->s[2], c->p[0], c->p[1], c->p[2],
+             c->bias ? " bias" : "");
+    return buf;
+}
+
+/* Device tensors of one case, filled with random data in [-1, 1). */
+typedef struct conv_data {
+    ref_conv3d_shape s;
+    size_t nx, nw, ny;
+    float *x, *w, *b, *dy;
+    nfv_tensor tx, tw, tb, ty, tdy, tdx, tdw, tdb;
+} conv_data;
+
+static int data_init(conv_data *cd, const conv_case *c, unsigned seed)
+{
+    memset(cd, 0, sizeof *cd);
+    cd->s = case_shape(c);
+    const ref_conv3d_shape *s = &cd->s;
+    cd->nx = (size_t)s->n * s->ci * s->d * s->h * s->w;
+    cd->nw = (size_t)s->co * s->ci * s->k[0] * s->k[1] * s->k[2];
+    cd->ny = (size_t)s->n * s->co * s->od * s->oh * s->ow;
+    cd->x = test_random(cd->nx, seed, -1, 1);
+    cd->w = test_random(cd->nw, seed + 1, -1, 1);
+    cd->b = test_random((size_t)s->co, seed + 2, -1, 1);
+    cd->dy = test_random(cd->ny, seed + 3, -1, 1);
+    int xs[5] = {s->n, s->ci, s->d, s->h, s->w}, ws[5] = {s->co, s->ci, s->k[0], s->k[1], s->k[2]};
+    int ys[5] = {s->n, s->co, s->od, s->oh, s->ow}, bs[1] = {s->co};
+    return CHECK_OK(test_tensor(&cd->tx, 5, xs, cd->x)) && CHECK_OK(test_tensor(&cd->tw, 5, ws, cd->w)) &&
+           CHECK_OK(test_tensor(&cd->tb, 1, bs, cd->b)) && CHECK_OK(test_tensor(&cd->ty, 5, ys, NULL)) &&
+           CHECK_OK(test_tensor(&cd->tdy, 5, ys, cd->dy)) && CHECK_OK(test_tensor(&cd->tdx, 5, xs, NULL)) &&
+           CHECK_OK(test_tensor(&cd->tdw, 5, ws, NULL)) && CHECK_OK(test_tensor(&cd->tdb, 1, bs, NULL));
+}
+
+static void data_free(conv_data *cd)
+{
+    free(cd->x), free(cd->w), free(cd->b), free(cd->dy);
+    nfv_tensor *ts[] = {&cd->tx, &cd->tw, &cd->tb, &cd->ty, &cd->tdy, &cd->tdx, &cd->tdw, &cd->tdb};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) nfv_tensor_free(ts[i]);
+}
+
+/* Fill the outputs with NaN first: a kernel that leaves any element unwritten fails. */
+static void poison(nfv_tensor *t)
+{
+    CHECK_OK(nfv_tensor_fill(test_ctx(), t, NAN));
+}
+
+static void check_tensor(const char *what, const char *name, const nfv_tensor *t, const double *want, double atol,
+                         double rtol)
+{
+    float *got = test_download(t);
+    if (!got) return;
+    char label[256];
+    snprintf(label, sizeof label, "%s [%s]", what, name);
+    CHECK_CLOSE(label, got, want, t->numel, atol, rtol);
+    free(got);
+}
+
+/* Tolerances: inputs in [-1, 1); the device sums in float32 over at most
+ * CI*KVOL (forward), CO*KVOL (input gradient) or N*DO*HO*WO (weight gradient,
+ * <= 2100 here) terms of size <= 1, so rounding stays below ~1e-5 per
+ * 100 terms; 1e-4 absolute (3e-4 for the long weight sums) plus 1e-4
+ * relative leaves margin yet catches any wrong tap, which moves results by
+ * O(0.1). */
+static void run_case(const conv_case *c, int reference, unsigned seed)
+{
+    conv_data cd;
+    char name[160];
+    case_name(c, name, sizeof name);
+    if (reference) strncat(name, " (reference kernels)", sizeof name - strlen(name) - 1);
+    nfv_conv3d_params p = case_params(c);
+    nfv_context *ctx = test_ctx();
+    if (!data_init(&cd, c, seed)) {
+        data_free(&cd);
+        return;
+    }
+    const ref_conv3d_shape *s = &cd.s;
+    double *y = malloc(cd.ny * sizeof *y), *dx = malloc(cd.nx * sizeof *dx), *dw = malloc(cd.nw * sizeof *dw);
+    double *db = malloc((size_t)s->co * sizeof *db);
+    ref_conv3d_forward(s, cd.x, cd.w, c->bias ? cd.b : NULL, y);
+    ref_conv3d_backward_input(s, cd.dy, cd.w, dx);
+    ref_conv3d_backward_weights(s, cd.x, cd.dy, dw, db);
+
+    poison(&cd.ty), poison(&cd.tdx), poison(&cd.tdw), poison(&cd.tdb);
+    const nfv_tensor *bias = c->bias ? &cd.tb : NULL;
+    if (reference) {
+        CHECK_OK(nfv_conv3d_forward_reference(ctx, &p, &cd.tx, &cd.tw, bias, &cd.ty));
+        CHECK_OK(nfv_conv3d_backward_input_reference(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+        CHECK_OK(nfv_conv3d_backward_weights_reference(ctx, &p, &cd.tx, &cd.tdy, &cd.tdw, &cd.tdb));
+    } else {
+        CHECK_OK(nfv_conv3d_forward(ctx, &p, &cd.tx, &cd.tw, bias, &cd.ty));
+        CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+        CHECK_OK(nfv_conv3d_backward_weights(ctx, &p, &cd.tx, &cd.tdy, &cd.tdw, &cd.tdb));
+    }
+    check_tensor("forward", name, &cd.ty, y, 1e-4, 1e-4);
+    check_tensor("backward-input", name, &cd.tdx, dx, 1e-4, 1e-4);
+    check_tensor("backward-weights", name, &cd.tdw, dw, 3e-4, 1e-4);
+    check_tensor("bias gradient", name, &cd.tdb, db, 3e-4, 1e-4);
+    free(y), free(dx), free(dw), free(db);
+    data_free(&cd);
+}
+
+/* Shapes: odd/prime sizes, 1/3/8 channels (and 16 for the 16-channel block),
+ * batch 1 and 3, stride 1 and 2, padding 0/1/2, kernels 1/2/3 and non-cubic,
+ * rows narrower than, equal to and wider than one vector block. */
+static const conv_case CASES[] = {
+    {1, 1, 8, 7, 9, 11, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
+    {3, 3, 3, 7, 9, 11, {3, 3, 3}, {1, 1, 1}, {0, 0, 0}, 0},
+    {1, 8, 1, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {2, 2, 2}, 1},
+    {3, 3, 8, 9, 7, 11, {3, 1, 2}, {1, 1, 1}, {1, 0, 1}, 1},
+    {1, 8, 3, 11, 9, 7, {2, 2, 2}, {2, 2, 2}, {1, 1, 1}, 1},
+    {3, 1, 3, 7, 9, 11, {3, 3, 3}, {2, 2, 1}, {1, 1, 1}, 0},
+    {1, 3, 16, 7, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 1},
+    {1, 3, 8, 6, 5, 19, {2, 2, 2}, {1, 1, 1}, {2, 2, 2}, 0},
+    {1, 3, 8, 5, 4, 32, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
+};
+
+TEST(conv3d_fast_vs_host_reference)
+{
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_case(&CASES[i], 0, 100 + (unsigned)i);
+}
+
+TEST(conv3d_reference_kernels_vs_host_reference)
+{
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_case(&CASES[i], 1, 200 + (unsigned)i);
+}
+
+/* L(x, w, b) = sum(conv(x, w, b) * g): its gradients are exactly what the
+ * backward kernels compute for dy = g.  Central differences in double with
+ * step 1e-3 are exact up to rounding because L is linear in each argument. */
+static double loss_d(const ref_conv3d_shape *s, const double *x, const double *w, const double *b, const float *g,
+                     double *ybuf, size_t ny)
+{
+    ref_conv3d_forward_d(s, x, w, b, ybuf);
+    double l = 0;
+    for (size_t i = 0; i < ny; i++) l += ybuf[i] * g[i];
+    return l;
+}
+
+static void fd_grad(const ref_conv3d_shape *s, double *x, double *w, double *b, const float *g, size_t ny,
+                    double *param, size_t n, double *out)
+{
+    const double h = 1e-3;
+    double *ybuf = malloc(ny * sizeof *ybuf);
+    for (size_t i = 0; i < n; i++) {
+        double keep = param[i];
+        param[i] = keep + h;
+        double lp = loss_d(s, x, w, b, g, ybuf, ny);
+        param[i] = keep - h;
+        double lm = loss_d(s, x, w, b, g, ybuf, ny);
+        param[i] = keep;
+        out[i] = (lp - lm) / (2 * h);
+    }
+    free(ybuf);
+}
+
+static void run_finite_differences(const conv_case *c, unsigned seed)
+{
+    conv_data cd;
+    char name[160];
+    case_name(c, name, sizeof name);
+    nfv_conv3d_params p = case_params(c);
+    nfv_context *ctx = test_ctx();
+    if (!data_init(&cd, c, seed)) {
+        data_free(&cd);
+        return;
+    }
+    const ref_conv3d_shape *s = &cd.s;
+    double *x = malloc(cd.nx * sizeof *x), *w = malloc(cd.nw * sizeof *w), *b = malloc((size_t)s->co * sizeof *b);
+    for (size_t i = 0; i < cd.nx; i++) x[i] = cd.x[i];
+    for (size_t i = 0; i < cd.nw; i++) w[i] = cd.w[i];
+    for (int i = 0; i < s->co; i++) b[i] = cd.b[i];
+    double *gx = malloc(cd.nx * sizeof *gx), *gw = malloc(cd.nw * sizeof *gw), *gb = malloc((size_t)s->co * sizeof *gb);
+    fd_grad(s, x, w, b, cd.dy, cd.ny, x, cd.nx, gx);
+    fd_grad(s, x, w, b, cd.dy, cd.ny, w, cd.nw, gw);
+    fd_grad(s, x, w, b, cd.dy, cd.ny, b, (size_t)s->co, gb);
+
+    /* The host reference backward must agree with the differences too. */
+    double *rx = malloc(cd.nx * sizeof *rx), *rw = malloc(cd.nw * sizeof *rw), *rb = malloc((size_t)s->co * sizeof *rb);
+    ref_conv3d_backward_input(s, cd.dy, cd.w, rx);
+    ref_conv3d_backward_weights(s, cd.x, cd.dy, rw, rb);
+    float *f = malloc((cd.nx > cd.nw ? cd.nx : cd.nw) * sizeof *f);
+    for (size_t i = 0; i < cd.nx; i++) f[i] = (float)rx[i];
+    CHECK_CLOSE("host backward-input vs finite differences", f, gx, cd.nx, 1e-5, 1e-5);
+    for (size_t i = 0; i < cd.nw; i++) f[i] = (float)rw[i];
+    CHECK_CLOSE("host backward-weights vs finite differences", f, gw, cd.nw, 1e-5, 1e-5);
+    free(f);
+
+    /* Device: fast then reference kernels.  Tolerance as in run_case. */
+    for (int reference = 0; reference < 2; reference++) {
+        char label[320];
+        snprintf(label, sizeof label, "%s, %s kernels, vs finite differences", name, reference ? "reference" : "fast");
+        poison(&cd.tdx), poison(&cd.tdw), poison(&cd.tdb);
+        if (reference) {
+            CHECK_OK(nfv_conv3d_backward_input_reference(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+            CHECK_OK(nfv_conv3d_backward_weights_reference(ctx, &p, &cd.tx, &cd.tdy, &cd.tdw, &cd.tdb));
+        } else {
+            CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+            CHECK_OK(nfv_conv3d_backward_weights(ctx, &p, &cd.tx, &cd.tdy, &cd.tdw, &cd.tdb));
+        }
+        check_tensor("backward-input", label, &cd.tdx, gx, 1e-4, 1e-4);
+        check_tensor("backward-weights", label, &cd.tdw, gw, 3e-4, 1e-4);
+        check_tensor("bias gradient", label, &cd.tdb, gb, 3e-4, 1e-4);
+    }
+    free(x), free(w), free(b), free(gx), free(gw), free(gb), free(rx), free(rw), free(rb);
+    data_free(&cd);
+}
+
+TEST(conv3d_gradients_vs_finite_differences)
+{
+    static const conv_case fd_cases[] = {
+        {1, 3, 3, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
+        {3, 1, 8, 4, 5, 6, {2, 3, 1}, {2, 1, 2}, {1, 2, 0}, 1},
+        {1, 8, 1, 3, 5, 7, {3, 1, 2}, {1, 1, 1}, {0, 0, 1}, 1},
+    };
+    for (size_t i = 0; i < sizeof fd_cases / sizeof fd_cases[0]; i++) run_finite_differences(&fd_cases[i], 300 + (unsigned)i);
+}
+
+/* The shape the program runs: ref4 conv2, 8 -> 16 at 45x54x45, batch 1, fast
+ * vs reference kernel.  Tolerances: forward sums 216 terms (as above); the
+ * input gradient 432; the weight gradient sums 109,350 products of values in
+ * [-1, 1) in float32 in different orders (results ~ +-100), so 2e-3 absolute
+ * plus 1e-4 relative. */
+TEST(conv3d_ref4_conv2_fast_vs_reference)
+{
+    conv_case c = {1, 8, 16, 45, 54, 45, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1};
+    conv_data cd;
+    nfv_context *ctx = test_ctx();
+    nfv_conv3d_params p = case_params(&c);
+    if (!data_init(&cd, &c, 400)) {
+        data_free(&cd);
+        return;
+    }
+    nfv_tensor ry, rdx, rdw, rdb;
+    int ys[5] = {1, 16, 45, 54, 45}, xs[5] = {1, 8, 45, 54, 45}, ws[5] = {16, 8, 3, 3, 3}, bs[1] = {16};
+    if (CHECK_OK(test_tensor(&ry, 5, ys, NULL)) && CHECK_OK(test_tensor(&rdx, 5, xs, NULL)) &&
+        CHECK_OK(test_tensor(&rdw, 5, ws, NULL)) && CHECK_OK(test_tensor(&rdb, 1, bs, NULL))) {
+        poison(&cd.ty), poison(&cd.tdx), poison(&cd.tdw), poison(&cd.tdb);
+        CHECK_OK(nfv_conv3d_forward(ctx, &p, &cd.tx, &cd.tw, &cd.tb, &cd.ty));
+        CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+        CHECK_OK(nfv_conv3d_backward_weights(ctx, &p, &cd.tx, &cd.tdy, &cd.tdw, &cd.tdb));
+        CHECK_OK(nfv_conv3d_forward_reference(ctx, &p, &cd.tx, &cd.tw, &cd.tb, &ry));
+        CHECK_OK(nfv_conv3d_backward_input_reference(ctx, &p, &cd.tdy, &cd.tw, &rdx));
+        CHECK_OK(nfv_conv3d_backward_weights_reference(ctx, &p, &cd.tx, &cd.tdy, &rdw, &rdb));
+        struct { const char *what; nfv_tensor *fast, *ref; double atol; } cmp[] = {
+            {"ref4 conv2 forward", &cd.ty, &ry, 1e-4},
+            {"ref4 conv2 backward-input", &cd.tdx, &rdx, 2e-4},
+            {"ref4 conv2 backward-weights", &cd.tdw, &rdw, 2e-3},
+            {"ref4 conv2 bias gradient", &cd.tdb, &rdb, 2e-3},
+        };
+        for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
+            float *want_f = test_download(cmp[i].ref);
+            if (!want_f) continue;
+            double *want = malloc(cmp[i].ref->numel * sizeof *want);
+            for (size_t j = 0; j < cmp[i].ref->numel; j++) want[j] = want_f[j];
+            check_tensor(cmp[i].what, "fast vs reference kernel", cmp[i].fast, want, cmp[i].atol, 1e-4);
+            free(want), free(want_f);
+        }
+    }
+    nfv_tensor_free(&ry), nfv_tensor_free(&rdx), nfv_tensor_free(&rdw), nfv_tensor_free(&rdb);
+    data_free(&cd);
+}
+
+TEST(conv3d_bad_shapes)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_conv3d_params p = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}};
+    nfv_tensor x, w, y, ybad, b;
+    int xs[5] = {1, 3, 7, 9, 11}, ws_bad[5] = {8, 4, 3, 3, 3}, ws[5] = {8, 3, 3, 3, 3};
+    int ys[5] = {1, 8, 7, 9, 11}, ys_bad[5] = {1, 8, 7, 9, 10}, bs[1] = {7};
+    if (!CHECK_OK(test_tensor(&x, 5, xs, NULL)) || !CHECK_OK(test_tensor(&w, 5, ws_bad, NULL)) ||
+        !CHECK_OK(test_tensor(&y, 5, ys, NULL)) || !CHECK_OK(test_tensor(&ybad, 5, ys_bad, NULL)) ||
+        !CHECK_OK(test_tensor(&b, 1, bs, NULL)))
+        return;
+    /* Channel mismatch: x has 3 channels, w expects 4. */
+    nfv_status st = nfv_conv3d_forward(ctx, &p, &x, &w, NULL, &y);
+    CHECK(st == NFV_ERR_INVALID_ARG, "channel mismatch rejected, got %s", nfv_status_name(st));
+    CHECK(strstr(nfv_error_message(), "1x3x7x9x11") && strstr(nfv_error_message(), "8x4x3x3x3"),
+          "message names both shapes: %s", nfv_error_message());
+    st = nfv_conv3d_forward_reference(ctx, &p, &x, &w, NULL, &y);
+    CHECK(st == NFV_ERR_INVALID_ARG, "reference: channel mismatch rejected, got %s", nfv_status_name(st));
+    nfv_tensor_free(&w);
+    if (!CHECK_OK(test_tensor(&w, 5, ws, NULL))) return;
+    /* Output of the wrong shape. */
+    st = nfv_conv3d_forward(ctx, &p, &x, &w, NULL, &ybad);
+    CHECK(st == NFV_ERR_INVALID_ARG, "wrong output shape rejected, got %s", nfv_status_name(st));
+    CHECK(strstr(nfv_error_message(), "1x8x7x9x10") && strstr(nfv_error_message(), "1x8x7x9x11"),
+          "message names the given and expected shapes: %s", nfv_error_message());
+    st = nfv_conv3d_backward_input(ctx, &p, &ybad, &w, &x);
+    CHECK(st == NFV_ERR_INVALID_ARG, "backward-input: wrong dy shape rejected, got %s", nfv_status_name(st));
+    st = nfv_conv3d_backward_weights(ctx, &p, &x, &ybad, &w, NULL);
+    CHECK(st == NFV_ERR_INVALID_ARG, "backward-weights: wrong dy shape rejected, got %s", nfv_status_name(st));
+    /* Bias of the wrong length. */
+    st = nfv_conv3d_forward(ctx, &p, &x, &w, &b, &y);
+    CHECK(st == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "bias"), "bias length 7 for 8 channels: %s",
+          nfv_error_message());
+    /* Bad parameters: zero stride, kernel larger than the padded input. */
+    nfv_conv3d_params bad = {{3, 3, 3}, {0, 1, 1}, {1, 1, 1}};
+    st = nfv_conv3d_forward(ctx, &bad, &x, &w, NULL, &y);
+    CHECK(st == NFV_ERR_INVALID_ARG, "stride 0 rejected, got %s", nfv_status_name(st));
+    CHECK(nfv_conv_out_size(91, 3, 1, 1) == 91 && nfv_conv_out_size(91, 2, 2, 0) == 45 &&
+              nfv_conv_out_size(7, 3, 2, 1) == 4 && nfv_conv_out_size(2, 5, 1, 1) == 0,
+          "nfv_conv_out_size follows floor((in + 2p - k) / s) + 1");
+    nfv_tensor_free(&x), nfv_tensor_free(&w), nfv_tensor_free(&y), nfv_tensor_free(&ybad), nfv_tensor_free(&b);
+}
