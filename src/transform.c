@@ -225,9 +225,10 @@ void nfv_affine_about_centre(const int in_dims[3], const int out_dims[3], float 
         ca[i] = cos(angles[i]);
         sa[i] = sin(angles[i]);
     }
-    /* Rotation about the z axis turns the (y, x) plane, about y the (z, x) plane, about x the (z, y) plane. */
+    /* Rotation about the z axis turns the (y, x) plane, about y the (z, x) plane, about x the (z, y) plane;
+     * each turns the first axis of its plane towards the second (+90 degrees maps e_a to e_b). */
     double rz[3][3] = {{1, 0, 0}, {0, ca[0], -sa[0]}, {0, sa[0], ca[0]}};
-    double ry[3][3] = {{ca[1], 0, sa[1]}, {0, 1, 0}, {-sa[1], 0, ca[1]}};
+    double ry[3][3] = {{ca[1], 0, -sa[1]}, {0, 1, 0}, {sa[1], 0, ca[1]}};
     double rx[3][3] = {{ca[2], -sa[2], 0}, {sa[2], ca[2], 0}, {0, 0, 1}};
     double t[3][3], r[3][3];
     for (int i = 0; i < 3; i++)
@@ -244,8 +245,9 @@ void nfv_affine_about_centre(const int in_dims[3], const int out_dims[3], float 
         double off = 0.5 * (in_dims[i] - 1);
         for (int j = 0; j < 3; j++) {
             double a = r[j][i] / scale; /* (R^T)_ij / s */
-            /* Snap round-off so exact quarter turns sample exact voxels. */
-            if (fabs(a - nearbyint(a)) < 1e-12) a = nearbyint(a);
+            /* Snap round-off so quarter turns sample exact voxels: a float
+             * angle cannot hold pi/2 (cos((float)(pi/2)) = -4.4e-8). */
+            if (fabs(a - nearbyint(a)) < 1e-6) a = nearbyint(a);
             matrix[4 * i + j] = (float)a;
             off -= a * (0.5 * (out_dims[j] - 1) + (shift ? shift[j] : 0.0f));
         }

@@ -100,9 +100,13 @@ nfv_status nfv_affine_warp(nfv_context *ctx, const float *matrix, const nfv_tens
 nfv_status nfv_affine_warp_adjoint(nfv_context *ctx, const float *matrix, const nfv_tensor *dy, nfv_tensor *dx);
 
 /* Matrix (12 floats, layout above) of "scale by `scale`, rotate by angles
- * (radians, about the z, y, x axes, applied in that order), then translate by
- * shift (voxels, z y x)" about the volume centres: the content at the centre
- * of x lands at the centre of y plus shift.  in_dims, out_dims = {D, H, W}. */
+ * (radians, about the z, y, x axes: R = Rz Ry Rx), then translate by shift
+ * (voxels, z y x; may be NULL)" about the volume centres: the content at the
+ * centre of x lands at the centre of y plus shift.  Each rotation turns the
+ * first axis of its plane towards the second ((y, x) for z, (z, x) for y,
+ * (z, y) for x).  Entries within 1e-6 of an integer are snapped to it, so
+ * quarter turns given as float angles permute voxels exactly.
+ * in_dims, out_dims = {D, H, W}. */
 void nfv_affine_about_centre(const int in_dims[3], const int out_dims[3], float scale, const float angles[3],
                              const float shift[3], float matrix[12]);
 
