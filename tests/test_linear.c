@@ -1,9 +1,12 @@
-/* Linear layer (src/linear.c, CLBlast SGEMM + cl/dense.cl) against the double
- * reference in tests/ref_dense.c and against central finite differences.
- * CLBlast compiles each new GEMM shape on first use (seconds on PoCL), so
- * the cases below cover batch 1 and 3 and In/Out in {1, 7, 64} with few
- * distinct shapes. */
+/* Linear layer (src/linear.c: CLBlast SGEMM or the direct small-batch
+ * kernels of cl/dense.cl) against the double reference in tests/ref_dense.c
+ * and against central finite differences.  Every test runs both paths
+ * (NEUROFV_LINEAR=clblast / direct).  CLBlast compiles each new GEMM shape
+ * on first use (seconds on PoCL), so the CLBlast cases cover batch 1 and 3
+ * and In/Out in {1, 7, 64} with few distinct shapes; the direct path adds
+ * In = 37 (several vector chunks plus a partial one). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +15,25 @@
 #include "test.h"
 
 typedef struct linear_case { int n, in, out; } linear_case;
-static const linear_case CASES[] = {{1, 7, 64}, {3, 64, 7}, {3, 1, 1}};
+static const linear_case CASES[] = {{1, 7, 64}, {3, 64, 7}, {3, 1, 1}, {3, 37, 5}};
+#define CASE_COUNT (sizeof CASES / sizeof CASES[0])
+static const char *PATHS[] = {"clblast", "direct"};
+
+/* Select the path; the last case runs only on the direct path (cheap shapes). */
+static size_t select_path(int p)
+{
+    setenv("NEUROFV_LINEAR", PATHS[p], 1);
+    return p == 0 ? CASE_COUNT - 1 : CASE_COUNT;
+}
+
+/* "dx (direct, N=3 In=64 Out=7)" for check messages (static buffer). */
+static const char *label(const char *what, int n, int in, int out)
+{
+    static char buf[160];
+    const char *path = getenv("NEUROFV_LINEAR");
+    snprintf(buf, sizeof buf, "linear %s (%s, N=%d In=%d Out=%d)", what, path ? path : "default", n, in, out);
+    return buf;
+}
 
 static double *to_double(const float *f, size_t n)
 {
@@ -24,7 +45,8 @@ static double *to_double(const float *f, size_t n)
 TEST(linear_forward_matches_reference)
 {
     nfv_context *ctx = test_ctx();
-    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
+    for (int path = 0; path < 2; path++)
+    for (size_t c = 0, cases = select_path(path); c < cases; c++) {
         const int n = CASES[c].n, in = CASES[c].in, out = CASES[c].out;
         float *xf = test_random((size_t)n * in, 11 + c, -1, 1);
         float *wf = test_random((size_t)out * in, 12 + c, -1, 1);
@@ -42,12 +64,12 @@ TEST(linear_forward_matches_reference)
              * stays below ~64 * 6e-8 * 64; 1e-4 leaves room for any order. */
             if (CHECK_OK(nfv_linear_forward(ctx, &tx, &tw, &tb, &ty))) {
                 float *y = test_download(&ty);
-                if (y) CHECK_CLOSE("linear y with bias", y, want, (size_t)n * out, 1e-4, 1e-4);
+                if (y) CHECK_CLOSE(label("y with bias", n, in, out), y, want, (size_t)n * out, 1e-4, 1e-4);
                 free(y);
             }
             if (CHECK_OK(nfv_linear_forward(ctx, &tx, &tw, NULL, &ty))) {
                 float *y = test_download(&ty);
-                if (y) CHECK_CLOSE("linear y without bias", y, want_nb, (size_t)n * out, 1e-4, 1e-4);
+                if (y) CHECK_CLOSE(label("y without bias", n, in, out), y, want_nb, (size_t)n * out, 1e-4, 1e-4);
                 free(y);
             }
         }
@@ -57,12 +79,14 @@ TEST(linear_forward_matches_reference)
         nfv_tensor_free(&ty);
         free(xf), free(wf), free(bf), free(x), free(w), free(b), free(want), free(want_nb);
     }
+    unsetenv("NEUROFV_LINEAR");
 }
 
 TEST(linear_backward_matches_reference)
 {
     nfv_context *ctx = test_ctx();
-    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
+    for (int path = 0; path < 2; path++)
+    for (size_t c = 0, cases = select_path(path); c < cases; c++) {
         const int n = CASES[c].n, in = CASES[c].in, out = CASES[c].out;
         float *xf = test_random((size_t)n * in, 21 + c, -1, 1);
         float *wf = test_random((size_t)out * in, 22 + c, -1, 1);
@@ -81,9 +105,9 @@ TEST(linear_backward_matches_reference)
             CHECK_OK(nfv_linear_backward(ctx, &tx, &tw, &tdy, &tdx, &tdw, &tdb))) {
             float *gx = test_download(&tdx), *gw = test_download(&tdw), *gb = test_download(&tdb);
             /* Same float32 rounding budget as the forward (sums of <= 64 terms). */
-            if (gx) CHECK_CLOSE("linear dx", gx, dx, (size_t)n * in, 1e-4, 1e-4);
-            if (gw) CHECK_CLOSE("linear dw", gw, dw, (size_t)out * in, 1e-4, 1e-4);
-            if (gb) CHECK_CLOSE("linear db", gb, db, (size_t)out, 1e-5, 1e-5);
+            if (gx) CHECK_CLOSE(label("dx", n, in, out), gx, dx, (size_t)n * in, 1e-4, 1e-4);
+            if (gw) CHECK_CLOSE(label("dw", n, in, out), gw, dw, (size_t)out * in, 1e-4, 1e-4);
+            if (gb) CHECK_CLOSE(label("db", n, in, out), gb, db, (size_t)out, 1e-5, 1e-5);
             free(gx), free(gw), free(gb);
 
             /* Only dx (the visualization path): dw, db and x may be NULL and
@@ -92,7 +116,7 @@ TEST(linear_backward_matches_reference)
             if (CHECK_OK(nfv_linear_backward(ctx, NULL, &tw, &tdy, &tdx, NULL, NULL))) {
                 gx = test_download(&tdx);
                 gw = test_download(&tdw);
-                if (gx) CHECK_CLOSE("linear dx only", gx, dx, (size_t)n * in, 1e-4, 1e-4);
+                if (gx) CHECK_CLOSE(label("dx only", n, in, out), gx, dx, (size_t)n * in, 1e-4, 1e-4);
                 if (gw) CHECK(gw[0] == 123.0f, "dw untouched when NULL is passed");
                 free(gx), free(gw);
             }
@@ -101,6 +125,7 @@ TEST(linear_backward_matches_reference)
         nfv_tensor_free(&tdx), nfv_tensor_free(&tdw), nfv_tensor_free(&tdb);
         free(xf), free(wf), free(dyf), free(x), free(w), free(dy), free(dx), free(dw), free(db);
     }
+    unsetenv("NEUROFV_LINEAR");
 }
 
 /* Objective L = sum(g * linear(x, w, b)) in double through the reference
@@ -144,21 +169,25 @@ TEST(linear_backward_finite_differences)
     finite_diff(n, in, out, x, w, b, g, w, (size_t)out * in, fw);
     finite_diff(n, in, out, x, w, b, g, b, (size_t)out, fb);
 
-    nfv_tensor tx, tw, tdy, tdx, tdw, tdb;
-    int sx[2] = {n, in}, sw[2] = {out, in}, sdy[2] = {n, out}, sb[1] = {out};
-    if (CHECK_OK(test_tensor(&tx, 2, sx, xf)) && CHECK_OK(test_tensor(&tw, 2, sw, wf)) &&
-        CHECK_OK(test_tensor(&tdy, 2, sdy, gf)) && CHECK_OK(test_tensor(&tdx, 2, sx, NULL)) &&
-        CHECK_OK(test_tensor(&tdw, 2, sw, NULL)) && CHECK_OK(test_tensor(&tdb, 1, sb, NULL)) &&
-        CHECK_OK(nfv_linear_backward(ctx, &tx, &tw, &tdy, &tdx, &tdw, &tdb))) {
-        float *gx = test_download(&tdx), *gw = test_download(&tdw), *gb = test_download(&tdb);
-        /* float32 GEMM vs exact derivatives of a linear map: 1e-4 as above. */
-        if (gx) CHECK_CLOSE("linear dx vs finite differences", gx, fx, (size_t)n * in, 1e-4, 1e-4);
-        if (gw) CHECK_CLOSE("linear dw vs finite differences", gw, fw, (size_t)out * in, 1e-4, 1e-4);
-        if (gb) CHECK_CLOSE("linear db vs finite differences", gb, fb, (size_t)out, 1e-4, 1e-4);
-        free(gx), free(gw), free(gb);
+    for (int path = 0; path < 2; path++) {
+        select_path(path);
+        nfv_tensor tx, tw, tdy, tdx, tdw, tdb;
+        int sx[2] = {n, in}, sw[2] = {out, in}, sdy[2] = {n, out}, sb[1] = {out};
+        if (CHECK_OK(test_tensor(&tx, 2, sx, xf)) && CHECK_OK(test_tensor(&tw, 2, sw, wf)) &&
+            CHECK_OK(test_tensor(&tdy, 2, sdy, gf)) && CHECK_OK(test_tensor(&tdx, 2, sx, NULL)) &&
+            CHECK_OK(test_tensor(&tdw, 2, sw, NULL)) && CHECK_OK(test_tensor(&tdb, 1, sb, NULL)) &&
+            CHECK_OK(nfv_linear_backward(ctx, &tx, &tw, &tdy, &tdx, &tdw, &tdb))) {
+            float *gx = test_download(&tdx), *gw = test_download(&tdw), *gb = test_download(&tdb);
+            /* float32 GEMM vs exact derivatives of a linear map: 1e-4 as above. */
+            if (gx) CHECK_CLOSE(label("dx vs finite differences", n, in, out), gx, fx, (size_t)n * in, 1e-4, 1e-4);
+            if (gw) CHECK_CLOSE(label("dw vs finite differences", n, in, out), gw, fw, (size_t)out * in, 1e-4, 1e-4);
+            if (gb) CHECK_CLOSE(label("db vs finite differences", n, in, out), gb, fb, (size_t)out, 1e-4, 1e-4);
+            free(gx), free(gw), free(gb);
+        }
+        nfv_tensor_free(&tx), nfv_tensor_free(&tw), nfv_tensor_free(&tdy);
+        nfv_tensor_free(&tdx), nfv_tensor_free(&tdw), nfv_tensor_free(&tdb);
     }
-    nfv_tensor_free(&tx), nfv_tensor_free(&tw), nfv_tensor_free(&tdy);
-    nfv_tensor_free(&tdx), nfv_tensor_free(&tdw), nfv_tensor_free(&tdb);
+    unsetenv("NEUROFV_LINEAR");
     free(xf), free(wf), free(bf), free(gf), free(x), free(w), free(b), free(g), free(fx), free(fw), free(fb);
 }
 
