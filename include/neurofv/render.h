@@ -15,8 +15,8 @@
  *
  * Colours: grey = round(255 * clamp((v - window[0]) / (window[1] - window[0]),
  * 0, 1)) for the grey layer.  With a background, the volume is an overlay:
- * |v| < threshold transparent, v >= threshold "hot" (red -> yellow -> white
- * up to +overlay_max), v <= -threshold "cold" (blue -> cyan -> white). */
+ * |v| < threshold transparent, v >= threshold "hot" (red -> yellow at
+ * +overlay_max), v <= -threshold "cold" (blue -> light blue at -overlay_max). */
 #ifndef NEUROFV_RENDER_H
 #define NEUROFV_RENDER_H
 
