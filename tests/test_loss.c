@@ -2,8 +2,10 @@
  * tests/ref_dense.c, their gradients against central finite differences of
  * those references, extreme logits, invalid labels and bad shapes.  Batches
  * of 1, 3 and 130 (more than one work-group's worth of samples, so the
- * strided loop and the reduction both run). */
+ * strided loop and the reduction both run), and against torch.nn.functional
+ * itself through /usr/bin/python3 when torch is installed. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,4 +242,106 @@ TEST(loss_bad_shapes)
     CHECK(s == NFV_ERR_INVALID_ARG, "MSE gradient length mismatch rejected, got %s", nfv_status_name(s));
     nfv_tensor_free(&z), nfv_tensor_free(&z2), nfv_tensor_free(&labels), nfv_tensor_free(&labels_bad);
     nfv_tensor_free(&w_bad), nfv_tensor_free(&loss), nfv_tensor_free(&loss_bad), nfv_tensor_free(&grad_bad);
+}
+
+/* The three losses and their gradients in torch itself (skipped without
+ * torch): confirms the reading of PyTorch's weighted mean and pos_weight,
+ * not only agreement with our own reference.  Inputs: logits (N, K) =
+ * (5, 3), labels, class weights (K), BCE logits/targets (N), pos_weight 2.5. */
+static const char *TORCH_LOSS_SCRIPT =
+    "import sys, numpy as np, torch, torch.nn.functional as F\n"
+    "d = np.fromfile(sys.argv[1], dtype='<f4').astype(np.float64)\n"
+    "n, k = 5, 3\n"
+    "z = torch.tensor(d[:n*k].reshape(n, k), requires_grad=True); o = n*k\n"
+    "y = torch.tensor(d[o:o+n]).long(); o += n\n"
+    "w = torch.tensor(d[o:o+k]); o += k\n"
+    "b = torch.tensor(d[o:o+n], requires_grad=True); o += n\n"
+    "t = torch.tensor(d[o:o+n]); o += n\n"
+    "out = []\n"
+    "for loss in (lambda: F.cross_entropy(z, y, weight=w),\n"
+    "             lambda: F.binary_cross_entropy_with_logits(b, t, pos_weight=torch.tensor(2.5, dtype=torch.float64)),\n"
+    "             lambda: F.mse_loss(b, t)):\n"
+    "    z.grad = None; b.grad = None\n"
+    "    l = loss(); l.backward()\n"
+    "    g = z.grad if z.grad is not None else b.grad\n"
+    "    out += [l.detach().reshape(1), g.reshape(-1)]\n"
+    "torch.cat(out).numpy().astype('<f8').tofile(sys.argv[2])\n";
+
+TEST(loss_matches_torch)
+{
+    if (test_run("/usr/bin/python3 -c 'import torch, numpy'", NULL) != 0) {
+        printf("     skipped: /usr/bin/python3 with torch and numpy not available\n");
+        return;
+    }
+    nfv_context *ctx = test_ctx();
+    enum { N = 5, K = 3 };
+    float z[N * K], labels[N] = {0, 2, 1, 2, 0}, weights[K] = {0.5f, 2.0f, 1.25f}, b[N], t[N] = {1, 0, 1, 1, 0};
+    float *rz = test_random(N * K, 80, -6, 6), *rb = test_random(N, 81, -6, 6);
+    memcpy(z, rz, sizeof z);
+    memcpy(b, rb, sizeof b);
+    free(rz), free(rb);
+    char script[600], in_path[600], out_path[600], cmd[2000], log[600];
+    snprintf(script, sizeof script, "%s/loss_torch.py", test_tmpdir());
+    snprintf(in_path, sizeof in_path, "%s/loss_in.bin", test_tmpdir());
+    snprintf(out_path, sizeof out_path, "%s/loss_out.bin", test_tmpdir());
+    snprintf(log, sizeof log, "%s/loss_torch.log", test_tmpdir());
+    FILE *f = fopen(script, "w");
+    int ok = CHECK(f && fputs(TORCH_LOSS_SCRIPT, f) >= 0, "write %s", script);
+    if (f) ok = CHECK(fclose(f) == 0, "close %s", script) && ok;
+    f = ok ? fopen(in_path, "wb") : NULL;
+    if (f) {
+        size_t w = fwrite(z, sizeof(float), N * K, f) + fwrite(labels, sizeof(float), N, f) +
+                   fwrite(weights, sizeof(float), K, f) + fwrite(b, sizeof(float), N, f) + fwrite(t, sizeof(float), N, f);
+        ok = CHECK(fclose(f) == 0 && w == N * K + 3 * N + K, "write %s", in_path);
+    } else ok = 0;
+    /* loss + grad for CE (1 + N*K), BCE (1 + N), MSE (1 + N), in double. */
+    enum { TOTAL = 1 + N * K + 2 * (1 + N) };
+    double want[TOTAL];
+    if (ok) {
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' '%s'", script, in_path, out_path);
+        ok = CHECK(test_run(cmd, log) == 0, "torch loss script ran (log in %s)", log);
+    }
+    if (ok) {
+        f = fopen(out_path, "rb");
+        ok = CHECK(f && fread(want, sizeof(double), TOTAL, f) == TOTAL, "read %s", out_path);
+        if (f) fclose(f);
+    }
+    nfv_tensor tz, tl, tw, tb, tt, tloss, tgz, tgb;
+    int sz[2] = {N, K}, sn[1] = {N}, sk[1] = {K}, s1[1] = {1}, sb[2] = {N, 1};
+    if (ok && CHECK_OK(test_tensor(&tz, 2, sz, z)) && CHECK_OK(test_tensor(&tl, 1, sn, labels)) &&
+        CHECK_OK(test_tensor(&tw, 1, sk, weights)) && CHECK_OK(test_tensor(&tb, 2, sb, b)) &&
+        CHECK_OK(test_tensor(&tt, 1, sn, t)) && CHECK_OK(test_tensor(&tloss, 1, s1, NULL)) &&
+        CHECK_OK(test_tensor(&tgz, 2, sz, NULL)) && CHECK_OK(test_tensor(&tgb, 2, sb, NULL))) {
+        /* float32 device vs torch in float64: same tolerances as against
+         * the double reference. */
+        const double *w = want;
+        if (CHECK_OK(nfv_softmax_cross_entropy(ctx, &tz, &tl, &tw, &tloss, &tgz))) {
+            float *l = test_download(&tloss), *g = test_download(&tgz);
+            if (l && g) {
+                CHECK_CLOSE("torch cross_entropy(weight=) loss", l, w, 1, 1e-6, 1e-5);
+                CHECK_CLOSE("torch cross_entropy(weight=) grad", g, w + 1, N * K, 1e-6, 1e-4);
+            }
+            free(l), free(g);
+        }
+        w += 1 + N * K;
+        if (CHECK_OK(nfv_bce_with_logits(ctx, &tb, &tt, 2.5f, &tloss, &tgb))) {
+            float *l = test_download(&tloss), *g = test_download(&tgb);
+            if (l && g) {
+                CHECK_CLOSE("torch BCE with logits (pos_weight 2.5) loss", l, w, 1, 1e-6, 1e-5);
+                CHECK_CLOSE("torch BCE with logits (pos_weight 2.5) grad", g, w + 1, N, 1e-6, 1e-4);
+            }
+            free(l), free(g);
+        }
+        w += 1 + N;
+        if (CHECK_OK(nfv_mse_loss(ctx, &tb, &tt, &tloss, &tgb))) {
+            float *l = test_download(&tloss), *g = test_download(&tgb);
+            if (l && g) {
+                CHECK_CLOSE("torch mse_loss loss", l, w, 1, 1e-6, 1e-5);
+                CHECK_CLOSE("torch mse_loss grad", g, w + 1, N, 1e-6, 1e-4);
+            }
+            free(l), free(g);
+        }
+        nfv_tensor_free(&tz), nfv_tensor_free(&tl), nfv_tensor_free(&tw), nfv_tensor_free(&tb);
+        nfv_tensor_free(&tt), nfv_tensor_free(&tloss), nfv_tensor_free(&tgz), nfv_tensor_free(&tgb);
+    }
 }
