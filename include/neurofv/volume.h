@@ -108,13 +108,27 @@ const char *nfv_split_name(nfv_split s);
 nfv_status nfv_split_parse(const char *s, nfv_split *out);
 
 /* Reads and preprocesses volumes on demand with a bounded in-memory cache
- * (cap_bytes), so a 2,000-volume cohort needs no more than the cap. */
+ * (cap_bytes), so a 2,000-volume cohort needs no more than the cap.  The least
+ * recently used volumes are evicted first; when cap_bytes is below one volume
+ * only the latest is kept.  The cache copies the row paths: ds may be freed
+ * before the cache.  Not thread-safe (one cache per thread). */
 typedef struct nfv_volume_cache nfv_volume_cache;
 nfv_status nfv_volume_cache_create(const nfv_dataset *ds, const nfv_grid *grid, size_t cap_bytes,
                                    nfv_volume_cache **out);
-/* Pointer to nx*ny*nz preprocessed floats for row; valid until the next call. */
+/* Pointer to nx*ny*nz preprocessed floats for row; valid until the next call.
+ * Errors (file unreadable since the CSV was loaded, ...) name the CSV line;
+ * non-finite voxels are zeroed as by nfv_volume_read. */
 nfv_status nfv_volume_cache_get(nfv_volume_cache *c, int row, const float **data);
 void nfv_volume_cache_free(nfv_volume_cache *c);
+
+/* Memory and hit counters (e.g. for a progress line or a test of the cap). */
+typedef struct nfv_volume_cache_stats {
+    size_t bytes;      /* preprocessed data held now */
+    size_t cap_bytes;
+    int resident;      /* volumes held now */
+    long hits, misses; /* cache_get calls served from memory / from disk */
+} nfv_volume_cache_stats;
+void nfv_volume_cache_get_stats(const nfv_volume_cache *c, nfv_volume_cache_stats *out);
 
 #ifdef __cplusplus
 }

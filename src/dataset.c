@@ -1,0 +1,509 @@
+/* Datasets (CSV `path,label[,split]`) and the bounded volume cache; see
+ * include/neurofv/volume.h. */
+#include "neurofv/volume.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "neurofv/context.h" /* NFV_TRY */
+
+/* A dataset CSV lists files, it is never big: refuse anything over 256 MiB. */
+#define NFV_CSV_MAX_BYTES (256L << 20)
+
+const char *nfv_split_name(nfv_split s)
+{
+    switch (s) {
+    case NFV_SPLIT_TRAIN: return "train";
+    case NFV_SPLIT_VAL: return "val";
+    case NFV_SPLIT_TEST: return "test";
+    case NFV_SPLIT_ALL: return "all";
+    }
+    return "unknown";
+}
+
+nfv_status nfv_split_parse(const char *s, nfv_split *out)
+{
+    if (!s || !out) return nfv_fail(NFV_ERR_INVALID_ARG, "split: NULL argument");
+    if (!strcasecmp(s, "train") || !strcasecmp(s, "training")) *out = NFV_SPLIT_TRAIN;
+    else if (!strcasecmp(s, "val") || !strcasecmp(s, "valid") || !strcasecmp(s, "validation"))
+        *out = NFV_SPLIT_VAL;
+    else if (!strcasecmp(s, "test")) *out = NFV_SPLIT_TEST;
+    else if (!strcasecmp(s, "all")) *out = NFV_SPLIT_ALL;
+    else return nfv_fail(NFV_ERR_INVALID_ARG, "unknown split '%s' (expected train, val, test or all)", s);
+    return NFV_OK;
+}
+
+/* ---- CSV tokenizer ----------------------------------------------------------- */
+
+typedef struct csv_record {
+    char **fields;
+    int count, cap;
+    int line; /* 1-based line where the record starts */
+} csv_record;
+
+typedef struct csv_reader {
+    const char *p, *end;
+    int line;
+    const char *path;
+} csv_reader;
+
+static void record_clear(csv_record *r)
+{
+    for (int i = 0; i < r->count; i++) free(r->fields[i]);
+    r->count = 0;
+}
+
+static void record_free(csv_record *r)
+{
+    record_clear(r);
+    free(r->fields);
+    memset(r, 0, sizeof *r);
+}
+
+static nfv_status record_push(csv_record *r, const char *text, size_t n)
+{
+    if (r->count == r->cap) {
+        int cap = r->cap ? r->cap * 2 : 8;
+        char **f = realloc(r->fields, (size_t)cap * sizeof *f);
+        if (!f) return nfv_fail(NFV_ERR_NO_MEMORY, "CSV: out of memory");
+        r->fields = f;
+        r->cap = cap;
+    }
+    char *s = malloc(n + 1);
+    if (!s) return nfv_fail(NFV_ERR_NO_MEMORY, "CSV: out of memory");
+    memcpy(s, text, n);
+    s[n] = '\0';
+    r->fields[r->count++] = s;
+    return NFV_OK;
+}
+
+/* Next record (RFC 4180 with tolerance: CRLF or LF, blank lines skipped,
+ * spaces around unquoted fields trimmed, "" inside quotes is a quote, quoted
+ * fields may span lines).  *got = 0 at end of input. */
+static nfv_status csv_next(csv_reader *rd, csv_record *rec, int *got)
+{
+    record_clear(rec);
+    *got = 0;
+    /* skip blank lines */
+    for (;;) {
+        const char *q = rd->p;
+        while (q < rd->end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        if (q < rd->end && *q == '\n') {
+            rd->p = q + 1;
+            rd->line++;
+            continue;
+        }
+        if (q >= rd->end) {
+            rd->p = rd->end;
+            return NFV_OK;
+        }
+        break;
+    }
+    rec->line = rd->line;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) { /* one field per iteration */
+        len = 0;
+        while (rd->p < rd->end && (*rd->p == ' ' || *rd->p == '\t')) rd->p++;
+        int quoted = rd->p < rd->end && *rd->p == '"';
+        if (quoted) {
+            rd->p++;
+            for (;;) {
+                if (rd->p >= rd->end) {
+                    free(buf);
+                    return nfv_fail(NFV_ERR_FORMAT, "%s line %d: unterminated quoted field", rd->path, rec->line);
+                }
+                char c = *rd->p++;
+                if (c == '"') {
+                    if (rd->p < rd->end && *rd->p == '"') rd->p++;
+                    else break;
+                }
+                if (c == '\n') rd->line++;
+                if (len + 1 >= cap) {
+                    cap = cap ? cap * 2 : 64;
+                    char *nb = realloc(buf, cap);
+                    if (!nb) {
+                        free(buf);
+                        return nfv_fail(NFV_ERR_NO_MEMORY, "CSV: out of memory");
+                    }
+                    buf = nb;
+                }
+                buf[len++] = c;
+            }
+            while (rd->p < rd->end && (*rd->p == ' ' || *rd->p == '\t' || *rd->p == '\r')) rd->p++;
+            if (rd->p < rd->end && *rd->p != ',' && *rd->p != '\n') {
+                free(buf);
+                return nfv_fail(NFV_ERR_FORMAT, "%s line %d: unexpected character '%c' after a quoted field", rd->path,
+                                rd->line, *rd->p);
+            }
+            nfv_status s = record_push(rec, buf ? buf : "", len);
+            if (s != NFV_OK) {
+                free(buf);
+                return s;
+            }
+        } else {
+            const char *start = rd->p;
+            while (rd->p < rd->end && *rd->p != ',' && *rd->p != '\n') rd->p++;
+            const char *stop = rd->p;
+            while (stop > start && isspace((unsigned char)stop[-1])) stop--;
+            nfv_status s = record_push(rec, start, (size_t)(stop - start));
+            if (s != NFV_OK) {
+                free(buf);
+                return s;
+            }
+        }
+        if (rd->p < rd->end && *rd->p == ',') {
+            rd->p++;
+            continue;
+        }
+        if (rd->p < rd->end && *rd->p == '\n') {
+            rd->p++;
+            rd->line++;
+        }
+        break;
+    }
+    free(buf);
+    *got = 1;
+    return NFV_OK;
+}
+
+/* ---- dataset --------------------------------------------------------------- */
+
+static char *dup_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void nfv_dataset_free(nfv_dataset *ds)
+{
+    if (!ds) return;
+    for (int i = 0; i < ds->count; i++) {
+        free(ds->rows[i].path);
+        free(ds->rows[i].label);
+    }
+    free(ds->rows);
+    for (int i = 0; i < ds->class_count; i++) free(ds->class_names[i]);
+    free(ds->class_names);
+    free(ds->csv_path);
+    memset(ds, 0, sizeof *ds);
+}
+
+static nfv_status read_file(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return nfv_fail(NFV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 65536 > cap) {
+            cap = cap ? cap * 2 : 65536;
+            if (cap > (size_t)NFV_CSV_MAX_BYTES + 65536) {
+                free(buf);
+                fclose(f);
+                return nfv_fail(NFV_ERR_FORMAT, "%s: larger than %ld MiB; not a dataset CSV", path,
+                                NFV_CSV_MAX_BYTES >> 20);
+            }
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return nfv_fail(NFV_ERR_IO, "%s: read error", path);
+    }
+    *text = buf;
+    *len = n;
+    return NFV_OK;
+}
+
+/* Resolve a CSV path relative to the CSV's directory. */
+static char *resolve_path(const char *csv_path, const char *p)
+{
+    if (p[0] == '/') return dup_string(p);
+    const char *slash = strrchr(csv_path, '/');
+    size_t dir = slash ? (size_t)(slash - csv_path) + 1 : 0;
+    size_t n = dir + strlen(p) + 1;
+    char *out = malloc(n);
+    if (!out) return NULL;
+    memcpy(out, csv_path, dir);
+    memcpy(out + dir, p, strlen(p) + 1);
+    return out;
+}
+
+static nfv_status dataset_parse(const char *csv_path, const char *text, size_t len, nfv_dataset *ds)
+{
+    csv_reader rd = {text, text + len, 1, csv_path};
+    if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB && (unsigned char)text[2] == 0xBF)
+        rd.p += 3; /* UTF-8 byte order mark */
+    csv_record rec = {0};
+    int got = 0;
+    nfv_status s = csv_next(&rd, &rec, &got);
+    if (s != NFV_OK) goto done;
+    if (!got) {
+        s = nfv_fail(NFV_ERR_FORMAT, "%s: empty file (expected a header line path,label[,split])", csv_path);
+        goto done;
+    }
+    int col_path = -1, col_label = -1, col_split = -1;
+    for (int i = 0; i < rec.count; i++) {
+        if (!strcasecmp(rec.fields[i], "path")) col_path = i;
+        else if (!strcasecmp(rec.fields[i], "label")) col_label = i;
+        else if (!strcasecmp(rec.fields[i], "split")) col_split = i;
+    }
+    if (col_path < 0 || col_label < 0) {
+        s = nfv_fail(NFV_ERR_FORMAT, "%s line %d: header has no '%s' column (need path,label[,split]; found '%s'%s)",
+                     csv_path, rec.line, col_path < 0 ? "path" : "label", rec.count ? rec.fields[0] : "",
+                     rec.count > 1 ? ",..." : "");
+        goto done;
+    }
+    int need = col_path > col_label ? col_path : col_label;
+    int cap = 0;
+    for (;;) {
+        s = csv_next(&rd, &rec, &got);
+        if (s != NFV_OK || !got) break;
+        if (rec.count <= need) {
+            s = nfv_fail(NFV_ERR_FORMAT, "%s line %d: %d field%s, the header needs at least %d", csv_path, rec.line,
+                         rec.count, rec.count == 1 ? "" : "s", need + 1);
+            break;
+        }
+        const char *p = rec.fields[col_path], *label = rec.fields[col_label];
+        const char *split = col_split >= 0 && col_split < rec.count ? rec.fields[col_split] : "";
+        if (!p[0]) {
+            s = nfv_fail(NFV_ERR_FORMAT, "%s line %d: empty path", csv_path, rec.line);
+            break;
+        }
+        if (!label[0]) {
+            s = nfv_fail(NFV_ERR_FORMAT, "%s line %d: empty label for '%s'", csv_path, rec.line, p);
+            break;
+        }
+        nfv_split sp = NFV_SPLIT_TRAIN;
+        if (split[0] && (nfv_split_parse(split, &sp) != NFV_OK || sp == NFV_SPLIT_ALL)) {
+            s = nfv_fail(NFV_ERR_FORMAT, "%s line %d: unknown split '%s' (expected train, val or test)", csv_path,
+                         rec.line, split);
+            break;
+        }
+        if (ds->count == cap) {
+            cap = cap ? cap * 2 : 64;
+            nfv_dataset_row *nr = realloc(ds->rows, (size_t)cap * sizeof *nr);
+            if (!nr) {
+                s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+                break;
+            }
+            ds->rows = nr;
+        }
+        nfv_dataset_row *row = &ds->rows[ds->count];
+        memset(row, 0, sizeof *row);
+        row->path = resolve_path(csv_path, p);
+        row->label = dup_string(label);
+        row->split = sp;
+        row->csv_line = rec.line;
+        row->class_index = -1;
+        ds->count++;
+        if (!row->path || !row->label) {
+            s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+            break;
+        }
+        struct stat st;
+        if (stat(row->path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            if (strcmp(row->path, p))
+                s = nfv_fail(NFV_ERR_IO, "%s line %d: file not found: %s (written as '%s')", csv_path, rec.line,
+                             row->path, p);
+            else
+                s = nfv_fail(NFV_ERR_IO, "%s line %d: file not found: %s", csv_path, rec.line, row->path);
+            break;
+        }
+    }
+    if (s != NFV_OK) goto done;
+    if (ds->count == 0) {
+        s = nfv_fail(NFV_ERR_FORMAT, "%s: no data rows after the header", csv_path);
+        goto done;
+    }
+    /* Classes: sorted unique labels. */
+    char **labels = malloc((size_t)ds->count * sizeof *labels);
+    if (!labels) {
+        s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+        goto done;
+    }
+    for (int i = 0; i < ds->count; i++) labels[i] = ds->rows[i].label;
+    qsort(labels, (size_t)ds->count, sizeof *labels, cmp_str);
+    int unique = 0;
+    for (int i = 0; i < ds->count; i++)
+        if (i == 0 || strcmp(labels[i], labels[i - 1])) labels[unique++] = labels[i];
+    if (unique < 2) {
+        s = nfv_fail(NFV_ERR_FORMAT, "%s: every one of the %d rows has label '%s'; need at least 2 classes", csv_path,
+                     ds->count, labels[0]);
+        free(labels);
+        goto done;
+    }
+    ds->class_names = calloc((size_t)unique, sizeof *ds->class_names);
+    if (!ds->class_names) {
+        free(labels);
+        s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+        goto done;
+    }
+    ds->class_count = unique;
+    for (int i = 0; i < unique; i++) ds->class_names[i] = dup_string(labels[i]);
+    free(labels);
+    for (int i = 0; i < unique; i++)
+        if (!ds->class_names[i]) {
+            s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+            goto done;
+        }
+    for (int r = 0; r < ds->count; r++) {
+        char *key = ds->rows[r].label;
+        char **hit = bsearch(&key, ds->class_names, (size_t)unique, sizeof *ds->class_names, cmp_str);
+        ds->rows[r].class_index = (int)(hit - ds->class_names);
+    }
+done:
+    record_free(&rec);
+    return s;
+}
+
+nfv_status nfv_dataset_load(const char *csv_path, nfv_dataset *out)
+{
+    if (!csv_path || !out) return nfv_fail(NFV_ERR_INVALID_ARG, "dataset: NULL argument");
+    memset(out, 0, sizeof *out);
+    char *text = NULL;
+    size_t len = 0;
+    NFV_TRY(read_file(csv_path, &text, &len));
+    out->csv_path = dup_string(csv_path);
+    nfv_status s = out->csv_path ? dataset_parse(csv_path, text, len, out)
+                                 : nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+    free(text);
+    if (s != NFV_OK) nfv_dataset_free(out);
+    return s;
+}
+
+/* ---- volume cache ---------------------------------------------------------- */
+
+struct nfv_volume_cache {
+    nfv_grid grid;
+    size_t cap_bytes, used_bytes, entry_bytes;
+    int count;                     /* rows */
+    char **paths;                  /* copies: the dataset may be freed first */
+    int *csv_lines;
+    float **entries;               /* NULL when not resident */
+    unsigned long long *last_use;  /* LRU clock per row */
+    unsigned long long clock;
+    int resident;
+    long hits, misses;
+    char *csv_path;
+};
+
+void nfv_volume_cache_free(nfv_volume_cache *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->count; i++) {
+        if (c->paths) free(c->paths[i]);
+        if (c->entries) free(c->entries[i]);
+    }
+    free(c->paths);
+    free(c->entries);
+    free(c->csv_lines);
+    free(c->last_use);
+    free(c->csv_path);
+    free(c);
+}
+
+nfv_status nfv_volume_cache_create(const nfv_dataset *ds, const nfv_grid *grid, size_t cap_bytes,
+                                   nfv_volume_cache **out)
+{
+    if (!out) return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: NULL output");
+    *out = NULL;
+    if (!ds || !grid || ds->count < 1) return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: empty dataset");
+    if (grid->nx < 1 || grid->ny < 1 || grid->nz < 1)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: invalid grid %dx%dx%d", grid->nx, grid->ny, grid->nz);
+    nfv_volume_cache *c = calloc(1, sizeof *c);
+    if (!c) return nfv_fail(NFV_ERR_NO_MEMORY, "volume cache: out of memory");
+    c->grid = *grid;
+    c->cap_bytes = cap_bytes;
+    c->entry_bytes = (size_t)grid->nx * grid->ny * grid->nz * sizeof(float);
+    c->count = ds->count;
+    c->paths = calloc((size_t)ds->count, sizeof *c->paths);
+    c->csv_lines = calloc((size_t)ds->count, sizeof *c->csv_lines);
+    c->entries = calloc((size_t)ds->count, sizeof *c->entries);
+    c->last_use = calloc((size_t)ds->count, sizeof *c->last_use);
+    c->csv_path = dup_string(ds->csv_path ? ds->csv_path : "dataset");
+    int ok = c->paths && c->csv_lines && c->entries && c->last_use && c->csv_path;
+    for (int i = 0; ok && i < ds->count; i++) {
+        c->paths[i] = dup_string(ds->rows[i].path);
+        c->csv_lines[i] = ds->rows[i].csv_line;
+        ok = c->paths[i] != NULL;
+    }
+    if (!ok) {
+        nfv_volume_cache_free(c);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "volume cache: out of memory");
+    }
+    *out = c;
+    return NFV_OK;
+}
+
+nfv_status nfv_volume_cache_get(nfv_volume_cache *c, int row, const float **data)
+{
+    if (!c || !data) return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: NULL argument");
+    if (row < 0 || row >= c->count)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: row %d out of range (0..%d)", row, c->count - 1);
+    c->clock++;
+    if (c->entries[row]) {
+        c->hits++;
+        c->last_use[row] = c->clock;
+        *data = c->entries[row];
+        return NFV_OK;
+    }
+    c->misses++;
+    nfv_volume raw, pre;
+    nfv_status s = nfv_volume_read(c->paths[row], &raw, NULL);
+    if (s == NFV_OK) {
+        s = nfv_preprocess(&raw, &c->grid, &pre);
+        nfv_volume_free(&raw);
+    }
+    if (s != NFV_OK) return nfv_fail_context(s, "%s line %d", c->csv_path, c->csv_lines[row]);
+    /* Evict least recently used volumes until the new one fits; the cap may
+     * be smaller than one volume, then only the newest stays. */
+    while (c->resident > 0 && c->used_bytes + c->entry_bytes > c->cap_bytes) {
+        int victim = -1;
+        for (int i = 0; i < c->count; i++)
+            if (c->entries[i] && (victim < 0 || c->last_use[i] < c->last_use[victim])) victim = i;
+        free(c->entries[victim]);
+        c->entries[victim] = NULL;
+        c->used_bytes -= c->entry_bytes;
+        c->resident--;
+    }
+    c->entries[row] = pre.data; /* ownership moves to the cache */
+    c->last_use[row] = c->clock;
+    c->used_bytes += c->entry_bytes;
+    c->resident++;
+    *data = pre.data;
+    return NFV_OK;
+}
+
+void nfv_volume_cache_get_stats(const nfv_volume_cache *c, nfv_volume_cache_stats *out)
+{
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!c) return;
+    out->bytes = c->used_bytes;
+    out->cap_bytes = c->cap_bytes;
+    out->resident = c->resident;
+    out->hits = c->hits;
+    out->misses = c->misses;
+}
