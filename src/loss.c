@@ -33,11 +33,14 @@ static int same_shape(const nfv_tensor *a, const nfv_tensor *b)
     return 1;
 }
 
+/* loss must have one element; grad (if given) the logits' shape, where a
+ * per-sample column may be (N) or (N, 1) on either side. */
 static nfv_status check_loss_out(const char *op, const nfv_tensor *loss, const nfv_tensor *logits,
                                  const nfv_tensor *grad, const char *grad_name)
 {
     if (!loss || loss->numel != 1) return shape_fail(op, "loss", loss, "(1)");
-    if (grad && !same_shape(grad, logits)) {
+    const int column = is_column(logits, logits->shape[0]);
+    if (grad && !(same_shape(grad, logits) || (column && is_column(grad, logits->shape[0])))) {
         char want[64];
         return shape_fail(op, grad_name, grad, nfv_shape_str(logits, want, sizeof want));
     }

@@ -240,6 +240,14 @@ TEST(loss_bad_shapes)
     CHECK(s == NFV_ERR_INVALID_ARG, "MSE targets length mismatch rejected, got %s", nfv_status_name(s));
     s = nfv_mse_loss(ctx, &labels, &labels, &loss, &labels_bad);
     CHECK(s == NFV_ERR_INVALID_ARG, "MSE gradient length mismatch rejected, got %s", nfv_status_name(s));
+    /* A per-sample column may be (N) or (N, 1) on either side. */
+    nfv_tensor column;
+    int sc[2] = {3, 1};
+    if (CHECK_OK(test_tensor(&column, 2, sc, NULL))) {
+        CHECK_OK(nfv_mse_loss(ctx, &labels, &labels, &loss, &column));
+        CHECK_OK(nfv_bce_with_logits(ctx, &column, &labels, 1.0f, &loss, &labels));
+        nfv_tensor_free(&column);
+    }
     nfv_tensor_free(&z), nfv_tensor_free(&z2), nfv_tensor_free(&labels), nfv_tensor_free(&labels_bad);
     nfv_tensor_free(&w_bad), nfv_tensor_free(&loss), nfv_tensor_free(&loss_bad), nfv_tensor_free(&grad_bad);
 }
