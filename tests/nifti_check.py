@@ -7,6 +7,10 @@
       (img.affine, row-major), then nx*ny*nz float64 voxels in NIfTI order
       (i fastest).  The C test compares this with nfv_volume_read.
 
+  nifti_check.py canonical IN.nii[.gz] OUT.bin
+      As dump, after nibabel's as_closest_canonical (reorientation to RAS),
+      to cross-check nfv_volume_reorient_ras.
+
   nifti_check.py make KIND OUT.nii[.gz]
       Writes a test file with nibabel (an independent writer):
         lps    int16 12x10x8, affine diag(-2,-2,2.5)+offset (LPS-like), slope 0.5 inter -3
@@ -75,8 +79,10 @@ def make(kind, out):
         raise SystemExit("unknown kind " + kind)
 
 
-def dump(path, out):
+def dump(path, out, canonical=False):
     img = nib.load(path)
+    if canonical:
+        img = nib.as_closest_canonical(img)
     data = np.asarray(img.dataobj, dtype=np.float64)
     if data.ndim > 3:
         data = data.reshape(data.shape[:3] + (-1,))[..., 0]
@@ -90,6 +96,8 @@ def dump(path, out):
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "dump":
         dump(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "canonical":
+        dump(sys.argv[2], sys.argv[3], canonical=True)
     elif len(sys.argv) == 4 and sys.argv[1] == "make":
         make(sys.argv[2], sys.argv[3])
     else:

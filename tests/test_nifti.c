@@ -32,7 +32,8 @@ static void check_one_line_error(nfv_status s, const char *path, const char *wha
 {
     const char *msg = nfv_error_message();
     CHECK(s != NFV_OK, "%s: expected an error", what);
-    CHECK(strchr(msg, '\n') == NULL, "%s: message has several lines: %s", what, msg);
+    int one_line = strchr(msg, '\n') == NULL;
+    CHECK(one_line, "%s: message has several lines: %s", what, nfv_error_message());
     CHECK(strstr(msg, path) != NULL, "%s: message does not name the file: %s", what, msg);
 }
 
