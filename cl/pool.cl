@@ -215,3 +215,148 @@ __kernel void global_avgpool_backward(__global const float *dy, __global float *
     const size_t i = get_global_id(0), plane = get_global_id(1);
     dx[plane * n + i] = dy[plane] / (float)n;
 }
+
+/* ---- Max pooling with kernel 2, stride 2, no padding along W ----------
+ * The common case (ref4 and the authors' models pool by 2), written with
+ * explicit vectors: PoCL does not vectorize the one-output-per-work-item
+ * kernels above (stride-2 gathers), which run at ~1-2 GB/s.  D and H keep
+ * any kernel/stride/padding.  VEC must be 4, 8 or 16.
+ * Forward grid (ceil(OW / VEC), OH, N*C*OD): VEC consecutive outputs of one
+ * row from 2*VEC consecutive inputs (even/odd lanes are the two window
+ * columns).  Backward grid (ceil(W / VEC), H, N*C*D): VEC consecutive inputs
+ * gather dy and argmax of their VEC/2 windows, each duplicated to two lanes.
+ * The last work-item of a row runs scalar code, so nothing outside the row
+ * is read or written. */
+#ifdef VEC
+#define NFV_CAT_(a, b) a##b
+#define NFV_CAT(a, b) NFV_CAT_(a, b)
+#define floatv NFV_CAT(float, VEC)
+#define intv NFV_CAT(int, VEC)
+#define uintv NFV_CAT(uint, VEC)
+#define VLOAD NFV_CAT(vload, VEC)
+#define VSTORE NFV_CAT(vstore, VEC)
+#if VEC == 4
+#define floath float2
+#define inth int2
+#define VLOADH vload2
+#define IOTA1 ((intv)(0, 1, 2, 3))
+#define DUP ((uintv)(0, 0, 1, 1))
+#elif VEC == 8
+#define floath float4
+#define inth int4
+#define VLOADH vload4
+#define IOTA1 ((intv)(0, 1, 2, 3, 4, 5, 6, 7))
+#define DUP ((uintv)(0, 0, 1, 1, 2, 2, 3, 3))
+#elif VEC == 16
+#define floath float8
+#define inth int8
+#define VLOADH vload8
+#define IOTA1 ((intv)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define DUP ((uintv)(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7))
+#else
+#error "the W-stride-2 max pooling kernels need VEC 4, 8 or 16"
+#endif
+
+/* Best value and its offset (relative to the window row start
+ * (d0*H + h0)*W + 2*ow0) for VEC outputs starting at ow0. */
+inline void max_window_w2(__global const float *xp, const int d0, const int h0, const int ow0, floatv *best_out,
+                          intv *off_out)
+{
+    floatv best = (floatv)(-INFINITY);
+    /* Ties with -inf keep the first in-bounds element, as the scalar kernel. */
+    intv off = (intv)((max(d0, 0) - d0) * H * W + (max(h0, 0) - h0) * W);
+    for (int kd = 0; kd < KD; kd++) {
+        const int d = d0 + kd;
+        if (d < 0 || d >= D) continue;
+        for (int kh = 0; kh < KH; kh++) {
+            const int h = h0 + kh;
+            if (h < 0 || h >= H) continue;
+            __global const float *row = xp + (d * H + h) * W + 2 * ow0;
+            const floatv lo = VLOAD(0, row), hi = VLOAD(1, row);
+            const floatv even = (floatv)(lo.even, hi.even), odd = (floatv)(lo.odd, hi.odd);
+            const int code = (kd * H + kh) * W;
+            intv take = isgreater(even, best) | isnan(even);
+            best = select(best, even, take);
+            off = select(off, (intv)(code), take);
+            take = isgreater(odd, best) | isnan(odd);
+            best = select(best, odd, take);
+            off = select(off, (intv)(code + 1), take);
+        }
+    }
+    *best_out = best;
+    *off_out = off;
+}
+
+#define MAXPOOL_W2_FORWARD(name, WITH_IDX)                                                        \
+    __kernel void name(__global const float *x, __global float *y, __global int *argmax)          \
+    {                                                                                             \
+        const int ow0 = get_global_id(0) * VEC, oh = get_global_id(1), z = get_global_id(2);      \
+        const int od = z % OD;                                                                    \
+        __global const float *xp = x + (size_t)(z / OD) * (size_t)(D * H * W);                    \
+        const size_t o = ((size_t)z * OH + oh) * OW + ow0;                                        \
+        const int d0 = od * SD - PD, h0 = oh * SH - PH;                                           \
+        if (ow0 + VEC <= OW) {                                                                    \
+            floatv best;                                                                          \
+            intv off;                                                                             \
+            max_window_w2(xp, d0, h0, ow0, &best, &off);                                          \
+            VSTORE(best, 0, y + o);                                                               \
+            if (WITH_IDX)                                                                         \
+                VSTORE(off + (d0 * H + h0) * W + 2 * ow0 + 2 * IOTA1, 0, argmax + o);             \
+        } else {                                                                                  \
+            for (int j = 0; j < OW - ow0; j++) {                                                  \
+                float best;                                                                       \
+                int idx;                                                                          \
+                max_window(xp, od, oh, ow0 + j, &best, &idx);                                     \
+                y[o + j] = best;                                                                  \
+                if (WITH_IDX) argmax[o + j] = idx;                                                \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+MAXPOOL_W2_FORWARD(maxpool3d_forward_w2, 1)
+MAXPOOL_W2_FORWARD(maxpool3d_forward_w2_noidx, 0)
+
+__kernel void maxpool3d_backward_w2(__global const float *dy, __global const int *argmax, __global float *dx)
+{
+    const int w0 = get_global_id(0) * VEC, h = get_global_id(1), z = get_global_id(2);
+    const int d = z % D;
+    const size_t plane = z / D;
+    __global const float *dyp = dy + plane * (size_t)(OD * OH * OW);
+    __global const int *amp = argmax + plane * (size_t)(OD * OH * OW);
+    const size_t out = ((size_t)z * H + h) * W + w0;
+    const int self0 = (d * H + h) * W + w0;
+    if (w0 + VEC <= 2 * OW) {
+        floatv acc = (floatv)(0.0f);
+        const intv self = self0 + IOTA1;
+        for (int jd = 0; jd < CD; jd++) {
+            const int od = (d + PD) / SD - jd;
+            if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
+            for (int jh = 0; jh < CH; jh++) {
+                const int oh = (h + PH) / SH - jh;
+                if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
+                const int o = (od * OH + oh) * OW + w0 / 2;
+                const floatv g = shuffle(VLOADH(0, dyp + o), DUP);
+                const intv a = shuffle(VLOADH(0, amp + o), DUP);
+                acc += select((floatv)(0.0f), g, a == self);
+            }
+        }
+        VSTORE(acc, 0, dx + out);
+    } else {
+        for (int j = 0; j < W - w0; j++) {
+            const int w = w0 + j, ow = w / 2;
+            float acc = 0.0f;
+            for (int jd = 0; jd < CD; jd++) {
+                const int od = (d + PD) / SD - jd;
+                if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
+                for (int jh = 0; jh < CH; jh++) {
+                    const int oh = (h + PH) / SH - jh;
+                    if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH || ow >= OW) continue;
+                    const int o = (od * OH + oh) * OW + ow;
+                    acc += amp[o] == self0 + j ? dyp[o] : 0.0f;
+                }
+            }
+            dx[out + j] = acc;
+        }
+    }
+}
+#endif

@@ -57,11 +57,20 @@ static nfv_status pool_geometry(const char *op, const nfv_pool3d_params *p, cons
     return NFV_OK;
 }
 
+/* Kernel 2, stride 2, no padding along W: the explicitly vectorized max
+ * pooling kernels apply (cl/pool.cl, *_w2). */
+static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p)
+{
+    int vec = nfv_context_vector_width(ctx);
+    return p->kernel[2] == 2 && p->stride[2] == 2 && p->padding[2] == 0 && (vec == 4 || vec == 8 || vec == 16);
+}
+
 static nfv_status pool_kernel(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g, const char *name,
                               cl_kernel *k)
 {
     char opts[512];
-    snprintf(opts, sizeof opts,
+    int used = snprintf(opts, sizeof opts, "-DVEC=%d ", nfv_context_vector_width(ctx));
+    snprintf(opts + used, sizeof opts - (size_t)used,
              "-DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d -DSW=%d -DPD=%d -DPH=%d -DPW=%d -DD=%d -DH=%d -DW=%d "
              "-DOD=%d -DOH=%d -DOW=%d",
              p->kernel[0], p->kernel[1], p->kernel[2], p->stride[0], p->stride[1], p->stride[2], p->padding[0],
@@ -78,13 +87,18 @@ nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
     NFV_TRY(pool_geometry("maxpool3d forward", p, x, y, &g));
     if (argmax && argmax->numel != y->numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d forward: argmax has %zu elements, y %zu", argmax->numel, y->numel);
-    const char *name = argmax ? "maxpool3d_forward" : "maxpool3d_forward_noidx";
+    int w2 = use_w2(ctx, p);
+    size_t vec = w2 ? (size_t)nfv_context_vector_width(ctx) : 1;
+    const char *name = w2 ? (argmax ? "maxpool3d_forward_w2" : "maxpool3d_forward_w2_noidx")
+                          : (argmax ? "maxpool3d_forward" : "maxpool3d_forward_noidx");
     cl_kernel k;
     NFV_TRY(pool_kernel(ctx, p, &g, name, &k));
     NFV_ARG(k, name, 0, x->buf);
     NFV_ARG(k, name, 1, y->buf);
-    if (argmax) NFV_ARG(k, name, 2, argmax->buf);
-    size_t global[3] = {(size_t)g.out[2], (size_t)g.out[1], (size_t)g.n * g.c * g.out[0]};
+    /* The _noidx w2 kernel keeps the argument but never touches it. */
+    cl_mem idx_buf = argmax ? argmax->buf : y->buf;
+    if (argmax || w2) NFV_ARG(k, name, 2, idx_buf);
+    size_t global[3] = {((size_t)g.out[2] + vec - 1) / vec, (size_t)g.out[1], (size_t)g.n * g.c * g.out[0]};
     return nfv_kernel_launch(ctx, k, 3, global, NULL);
 }
 
@@ -96,12 +110,15 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
     NFV_TRY(pool_geometry("maxpool3d backward", p, dx, dy, &g));
     if (argmax->numel != dy->numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d backward: argmax has %zu elements, dy %zu", argmax->numel, dy->numel);
+    int w2 = use_w2(ctx, p);
+    size_t vec = w2 ? (size_t)nfv_context_vector_width(ctx) : 1;
+    const char *name = w2 ? "maxpool3d_backward_w2" : "maxpool3d_backward";
     cl_kernel k;
-    NFV_TRY(pool_kernel(ctx, p, &g, "maxpool3d_backward", &k));
-    NFV_ARG(k, "maxpool3d_backward", 0, dy->buf);
-    NFV_ARG(k, "maxpool3d_backward", 1, argmax->buf);
-    NFV_ARG(k, "maxpool3d_backward", 2, dx->buf);
-    size_t global[3] = {(size_t)g.in[2], (size_t)g.in[1], (size_t)g.n * g.c * g.in[0]};
+    NFV_TRY(pool_kernel(ctx, p, &g, name, &k));
+    NFV_ARG(k, name, 0, dy->buf);
+    NFV_ARG(k, name, 1, argmax->buf);
+    NFV_ARG(k, name, 2, dx->buf);
+    size_t global[3] = {((size_t)g.in[2] + vec - 1) / vec, (size_t)g.in[1], (size_t)g.n * g.c * g.in[0]};
     return nfv_kernel_launch(ctx, k, 3, global, NULL);
 }
 

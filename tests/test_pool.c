@@ -9,8 +9,10 @@
 #include "ref_layers.h"
 #include "test.h"
 
+/* k, s, p apply to all axes unless kdh > 0: then D and H use kernel kdh,
+ * stride sdh, padding pdh (W keeps k, s, p). */
 typedef struct pool_case {
-    int n, c, d, h, w, k, s, p;
+    int n, c, d, h, w, k, s, p, kdh, sdh, pdh;
 } pool_case;
 
 /* Odd/prime sizes, 1/3/8 channels, batch 1 and 3, kernels 2 and 3, strides
@@ -18,15 +20,20 @@ typedef struct pool_case {
 static const pool_case CASES[] = {
     {1, 1, 7, 9, 11, 2, 2, 0}, {3, 3, 7, 9, 11, 3, 2, 1}, {1, 8, 7, 9, 11, 3, 1, 1}, {3, 1, 7, 9, 11, 2, 1, 0},
     {1, 3, 7, 9, 11, 3, 3, 0}, {3, 8, 5, 6, 7, 2, 2, 1}, {1, 3, 13, 5, 17, 3, 3, 1}, {1, 1, 2, 2, 2, 2, 2, 0},
+    /* W kernel 2 stride 2 without padding takes the vectorized kernels: rows
+     * long enough for full vectors plus a scalar tail, odd W. */
+    {3, 3, 7, 9, 37, 2, 2, 0}, {1, 8, 5, 11, 33, 2, 2, 0}, {3, 1, 7, 5, 35, 2, 2, 0, 3, 1, 1},
+    {1, 3, 9, 7, 31, 2, 2, 0, 3, 2, 1},
 };
 
 static nfv_pool3d_params params_of(const pool_case *t)
 {
     nfv_pool3d_params p;
     for (int a = 0; a < 3; a++) {
-        p.kernel[a] = t->k;
-        p.stride[a] = t->s;
-        p.padding[a] = t->p;
+        int dh = a < 2 && t->kdh > 0;
+        p.kernel[a] = dh ? t->kdh : t->k;
+        p.stride[a] = dh ? t->sdh : t->s;
+        p.padding[a] = dh ? t->pdh : t->p;
     }
     return p;
 }
@@ -53,8 +60,9 @@ TEST(pool_max_forward_matches_reference)
     for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
         const pool_case *t = &CASES[ci];
         nfv_pool3d_params p = params_of(t);
-        int od = ref_pool_out(t->d, t->k, t->s, t->p), oh = ref_pool_out(t->h, t->k, t->s, t->p),
-            ow = ref_pool_out(t->w, t->k, t->s, t->p);
+        int od = ref_pool_out(t->d, p.kernel[0], p.stride[0], p.padding[0]),
+            oh = ref_pool_out(t->h, p.kernel[1], p.stride[1], p.padding[1]),
+            ow = ref_pool_out(t->w, p.kernel[2], p.stride[2], p.padding[2]);
         int xs[5] = {t->n, t->c, t->d, t->h, t->w}, ys[5] = {t->n, t->c, od, oh, ow};
         size_t nx = nfv_shape_numel(5, xs), ny = nfv_shape_numel(5, ys);
         float *hx = distinct_values(nx, (unsigned)ci + 1);
@@ -69,9 +77,9 @@ TEST(pool_max_forward_matches_reference)
         CHECK_OK(nfv_maxpool3d_forward(ctx, &p, &x, &y, &am));
         CHECK_OK(nfv_maxpool3d_forward(ctx, &p, &x, &y2, NULL));
         float *gy = test_download(&y), *gy2 = test_download(&y2), *gam = test_download(&am);
-        char what[96];
-        snprintf(what, sizeof what, "maxpool case %zu (%dx%dx%dx%dx%d k%d s%d p%d)", ci, t->n, t->c, t->d, t->h,
-                 t->w, t->k, t->s, t->p);
+        char what[128];
+        snprintf(what, sizeof what, "maxpool case %zu (%dx%dx%dx%dx%d k%d s%d p%d dh %d/%d/%d)", ci, t->n, t->c, t->d, t->h,
+                 t->w, t->k, t->s, t->p, t->kdh, t->sdh, t->pdh);
         /* A max returns one of its inputs: exact. */
         if (gy && gy2) {
             CHECK_CLOSE(what, gy, want, ny, 0.0, 0.0);
@@ -97,8 +105,9 @@ TEST(pool_avg_forward_matches_reference)
     for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
         const pool_case *t = &CASES[ci];
         nfv_pool3d_params p = params_of(t);
-        int od = ref_pool_out(t->d, t->k, t->s, t->p), oh = ref_pool_out(t->h, t->k, t->s, t->p),
-            ow = ref_pool_out(t->w, t->k, t->s, t->p);
+        int od = ref_pool_out(t->d, p.kernel[0], p.stride[0], p.padding[0]),
+            oh = ref_pool_out(t->h, p.kernel[1], p.stride[1], p.padding[1]),
+            ow = ref_pool_out(t->w, p.kernel[2], p.stride[2], p.padding[2]);
         int xs[5] = {t->n, t->c, t->d, t->h, t->w}, ys[5] = {t->n, t->c, od, oh, ow};
         size_t nx = nfv_shape_numel(5, xs), ny = nfv_shape_numel(5, ys);
         float *hx = test_random(nx, 100 + (unsigned)ci, -1.0f, 1.0f);
@@ -109,9 +118,9 @@ TEST(pool_avg_forward_matches_reference)
         CHECK_OK(test_tensor(&y, 5, ys, NULL));
         CHECK_OK(nfv_avgpool3d_forward(ctx, &p, &x, &y));
         float *gy = test_download(&y);
-        char what[96];
-        snprintf(what, sizeof what, "avgpool case %zu (%dx%dx%dx%dx%d k%d s%d p%d)", ci, t->n, t->c, t->d, t->h,
-                 t->w, t->k, t->s, t->p);
+        char what[128];
+        snprintf(what, sizeof what, "avgpool case %zu (%dx%dx%dx%dx%d k%d s%d p%d dh %d/%d/%d)", ci, t->n, t->c, t->d, t->h,
+                 t->w, t->k, t->s, t->p, t->kdh, t->sdh, t->pdh);
         /* At most 27 float additions of values in [-1, 1]: 1e-6 absolute. */
         if (gy) CHECK_CLOSE(what, gy, want, ny, 1e-6, 1e-6);
         free(gy), free(hx), free(dx), free(want);
@@ -144,13 +153,16 @@ static void check_pool_backward(int is_max)
 {
     nfv_context *ctx = test_ctx();
     /* Small shapes: finite differences cost one forward per input element. */
-    static const pool_case small[] = {{1, 1, 5, 6, 7, 2, 2, 0}, {3, 3, 5, 4, 7, 3, 2, 1}, {1, 8, 3, 5, 4, 3, 1, 1},
-                                      {3, 1, 7, 5, 3, 2, 1, 0}, {1, 3, 7, 5, 7, 3, 3, 1}};
+    static const pool_case small[] = {{1, 1, 5, 6, 7, 2, 2, 0},  {3, 3, 5, 4, 7, 3, 2, 1},
+                                      {1, 8, 3, 5, 4, 3, 1, 1},  {3, 1, 7, 5, 3, 2, 1, 0},
+                                      {1, 3, 7, 5, 7, 3, 3, 1},  {1, 3, 5, 4, 35, 2, 2, 0},
+                                      {3, 1, 3, 5, 33, 2, 2, 0, 3, 2, 1}};
     for (size_t ci = 0; ci < sizeof small / sizeof small[0]; ci++) {
         const pool_case *t = &small[ci];
         pool_loss l = {t, params_of(t), is_max, NULL, NULL, 0};
-        int od = ref_pool_out(t->d, t->k, t->s, t->p), oh = ref_pool_out(t->h, t->k, t->s, t->p),
-            ow = ref_pool_out(t->w, t->k, t->s, t->p);
+        int od = ref_pool_out(t->d, l.p.kernel[0], l.p.stride[0], l.p.padding[0]),
+            oh = ref_pool_out(t->h, l.p.kernel[1], l.p.stride[1], l.p.padding[1]),
+            ow = ref_pool_out(t->w, l.p.kernel[2], l.p.stride[2], l.p.padding[2]);
         int xs[5] = {t->n, t->c, t->d, t->h, t->w}, ys[5] = {t->n, t->c, od, oh, ow};
         size_t nx = nfv_shape_numel(5, xs), ny = nfv_shape_numel(5, ys);
         float *hx = distinct_values(nx, 50 + (unsigned)ci);
@@ -175,9 +187,9 @@ static void check_pool_backward(int is_max)
             CHECK_OK(nfv_avgpool3d_backward(ctx, &l.p, &tdy, &tdx));
         }
         float *got = test_download(&tdx);
-        char what[96];
-        snprintf(what, sizeof what, "%s backward case %zu (%dx%dx%dx%dx%d k%d s%d p%d) vs FD", is_max ? "maxpool" : "avgpool",
-                 ci, t->n, t->c, t->d, t->h, t->w, t->k, t->s, t->p);
+        char what[128];
+        snprintf(what, sizeof what, "%s backward case %zu (%dx%dx%dx%dx%d k%d s%d p%d dh %d/%d/%d) vs FD", is_max ? "maxpool" : "avgpool",
+                 ci, t->n, t->c, t->d, t->h, t->w, t->k, t->s, t->p, t->kdh, t->sdh, t->pdh);
         /* Pooling is linear where no tie is crossed, so FD is exact up to
          * rounding of the double loss (~1e-16 / 1e-5) plus float sums of <= 27 terms. */
         if (got) CHECK_CLOSE(what, got, g, nx, 1e-5, 1e-5);
