@@ -3,8 +3,8 @@
  * finite differences of the reference decode, a single coefficient decodes to
  * the expected cosine, and the 1/f scale is normalized.
  *
- * Timing (never asserted here): see the report of `neurofv bench` / the
- * comment at the top of src/fft.c. */
+ * Timing is never asserted here; measured figures are in the comment at the
+ * top of src/fft.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
