@@ -36,11 +36,25 @@ nfv_status nfv_volume_clone(const nfv_volume *src, nfv_volume *dst);
  * qform_code > 0, else pixdim scaling.  4-D files: the first volume, with a
  * warning on stderr.  Non-finite voxels are set to 0 and counted in
  * *nonfinite (may be NULL).  Rejects 1-D/2-D images, sizes inconsistent with
- * the file, and anything nifticlib cannot parse, with a message naming the file. */
+ * the file, and anything nifticlib cannot parse, with a message naming the file.
+ *
+ * Details: datatypes uint8/int8/int16/uint16/int32/uint32/int64/uint64/
+ * float32/float64 (complex, RGB: NFV_ERR_UNSUPPORTED); scaling is computed in
+ * double, slope 0 or NaN means none (as nibabel).  With neither sform nor
+ * qform the affine is diag(pixdim) with origin at voxel 0 (NIfTI method 1;
+ * nibabel instead centres the grid).  The header is checked before any data
+ * is allocated: at most 2^30 voxels, and the data must fit in the file (for
+ * .gz, in 1032x the compressed size), so a lying header is an error, not a
+ * huge allocation.  Errors: NFV_ERR_IO (cannot open), NFV_ERR_FORMAT
+ * (corrupt, truncated, 2-D), one line naming the file; nifticlib may also
+ * print its own diagnostics on stderr. */
 nfv_status nfv_volume_read(const char *path, nfv_volume *out, size_t *nonfinite);
 /* Write float32 .nii or .nii.gz (by extension) with v's affine as both sform
  * and qform (codes from v, default 2 = aligned when 0).  Written to a
- * temporary name then renamed: a failure never leaves a partial file. */
+ * temporary name then renamed: a failure never leaves a partial file.
+ * The file is NIfTI-1 single-file: the sform is stored as float32 (so the
+ * affine reads back to float precision), the qform is the closest
+ * rotation+scale (exact unless the affine shears), pixdim from the qform. */
 nfv_status nfv_volume_write(const char *path, const nfv_volume *v);
 
 /* ---- Preprocessing (src/preprocess.c) ------------------------------------ */
@@ -49,12 +63,22 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v);
  * allows (exact voxel data, no interpolation); affine updated. */
 nfv_status nfv_volume_reorient_ras(const nfv_volume *in, nfv_volume *out);
 /* Trilinear resampling to isotropic-or-not voxel size (mm), covering the same
- * field of view; the affine keeps world coordinates of every voxel centre. */
+ * field of view; the affine keeps world coordinates of every voxel centre.
+ * voxel_mm[a] is the size along voxel axis a (x, y, z once RAS).  Output size
+ * n' = round(n * size_in / size_out) per axis, grid centred on the input's
+ * centre (1 mm 181 -> 2 mm 91 keeps voxel 0 on voxel 0, as MNI grids); the
+ * same voxel size returns an exact copy.  Samples are as resample_to, fill 0. */
 nfv_status nfv_volume_resample(const nfv_volume *in, const double voxel_mm[3], nfv_volume *out);
-/* Centre crop / zero pad to nx, ny, nz; affine shifted so data stay in place. */
+/* Centre crop / zero pad to nx, ny, nz; affine shifted so data stay in place.
+ * Output voxel o is input voxel o + (n_in - n_out) / 2 (C division, toward
+ * 0): an odd difference crops/pads the extra voxel at the high end, so crop
+ * and pad between two sizes are exact inverses. */
 nfv_status nfv_volume_crop_pad(const nfv_volume *in, int nx, int ny, int nz, nfv_volume *out);
 /* Resample onto an arbitrary target grid (shape + affine) by trilinear
- * interpolation in world space; outside the input is `fill`. */
+ * interpolation in world space; outside the input is `fill`.  "Inside" means
+ * within the input's voxels, i.e. up to half a voxel beyond the outermost
+ * voxel centres, where the edge value is extended.  sform/qform codes are
+ * copied from in. */
 nfv_status nfv_volume_resample_to(const nfv_volume *in, int nx, int ny, int nz, const double affine[4][4],
                                   float fill, nfv_volume *out);
 
@@ -65,7 +89,11 @@ typedef enum nfv_norm_method {
     NFV_NORM_MINMAX            /* scale to [0, 1] */
 } nfv_norm_method;
 /* In place.  mask (same grid, >0.5 = inside) only for NFV_NORM_ZSCORE_MASK.
- * Voxels outside the brain/mask are set to 0 for the z-score methods. */
+ * Voxels outside the brain/mask are set to 0 for the z-score methods.
+ * z-score uses the population standard deviation (a constant brain gives
+ * 0); an empty brain/mask is NFV_ERR_INVALID_ARG.  minmax of a constant
+ * volume gives 0.  Names: none, zscore-nonzero (alias zscore), zscore-mask,
+ * minmax. */
 nfv_status nfv_volume_normalize(nfv_volume *v, nfv_norm_method method, const nfv_volume *mask);
 const char *nfv_norm_method_name(nfv_norm_method m);         /* "zscore-nonzero" ... */
 nfv_status nfv_norm_method_parse(const char *s, nfv_norm_method *out);
@@ -76,7 +104,10 @@ typedef struct nfv_grid {
     double voxel_mm[3];
     nfv_norm_method norm;
 } nfv_grid;
-/* reorient_ras -> resample to voxel_mm -> crop/pad -> normalize. */
+/* reorient_ras -> resample to voxel_mm -> crop/pad -> normalize.  The
+ * output affine maps each voxel to the world point it was sampled at, so the
+ * result written with nfv_volume_write overlays on the input.  grid->norm
+ * may not be NFV_NORM_ZSCORE_MASK (no mask here): NFV_ERR_INVALID_ARG. */
 nfv_status nfv_preprocess(const nfv_volume *in, const nfv_grid *grid, nfv_volume *out);
 
 /* ---- Datasets (src/dataset.c) -------------------------------------------- */
@@ -101,7 +132,13 @@ typedef struct nfv_dataset {
 
 /* Parse a CSV with header `path,label[,split]` (quoted fields allowed).
  * Checks every row (missing file, unknown split, empty label) and that there
- * are at least 2 classes; messages name the CSV line.  Volumes are not read. */
+ * are at least 2 classes; messages name the CSV line.  Volumes are not read.
+ * Header names are matched case-insensitively in any order; other columns
+ * are ignored.  RFC 4180 quoting ("" is a quote, fields may span lines),
+ * LF or CRLF, UTF-8 BOM, blank lines skipped, spaces around unquoted fields
+ * trimmed.  An empty split field means train; split values: train, val
+ * (valid, validation), test.  Relative paths are resolved against the CSV's
+ * directory. */
 nfv_status nfv_dataset_load(const char *csv_path, nfv_dataset *out);
 void nfv_dataset_free(nfv_dataset *ds);
 const char *nfv_split_name(nfv_split s);
