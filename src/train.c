@@ -158,7 +158,6 @@ nfv_status nfv_trainer_step(nfv_trainer *t, const float *x, const float *targets
 nfv_status nfv_model_predict(nfv_model *m, nfv_context *ctx, const float *x, int n, int batch, float *outputs)
 {
     if (batch < 1) batch = 1;
-    if (batch > n) batch = n;
     size_t per = nfv_shape_numel(4, m->input_shape);
     int k = nfv_model_outputs(m);
     int xs[5] = {batch, m->input_shape[0], m->input_shape[1], m->input_shape[2], m->input_shape[3]};
@@ -312,4 +311,44 @@ nfv_status nfv_checkpoint_load(nfv_context *ctx, const char *path, nfv_model **m
         nfv_st_free(meta);
     }
     return s;
+}
+
+nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cache *cache, const int *rows, int n,
+                                  int batch, float *outputs)
+{
+    if (n <= 0) return NFV_OK;
+    if (batch < 1) batch = 1;
+
+    size_t per = nfv_shape_numel(4, m->input_shape);
+    int k = nfv_model_outputs(m);
+    float *x = malloc((size_t)batch * per * sizeof(float));
+    if (!x) return nfv_fail(NFV_ERR_NO_MEMORY, "predict: out of memory");
+    nfv_status s = NFV_OK;
+    for (int i0 = 0; !s && i0 < n; i0 += batch) {
+        int cnt = n - i0 < batch ? n - i0 : batch;
+        for (int i = 0; !s && i < cnt; i++) {
+            const float *v;
+            s = nfv_volume_cache_get(cache, rows[i0 + i], &v);
+            if (!s) memcpy(x + (size_t)i * per, v, per * sizeof(float));
+        }
+        /* A short chunk is predicted as its own smaller batch only once per
+         * call: pad instead, keeping the model's batch allocation. */
+        if (!s) s = nfv_model_predict(m, ctx, x, cnt, batch, outputs + (size_t)i0 * k);
+    }
+    free(x);
+    return s;
+}
+
+void nfv_model_probabilities(const nfv_model *m, const float *row, double *prob)
+{
+    if (m->head == NFV_HEAD_SOFTMAX) {
+        int k = m->class_count;
+        double mx = row[0], sum = 0;
+        for (int j = 1; j < k; j++) mx = row[j] > mx ? row[j] : mx;
+        for (int j = 0; j < k; j++) sum += prob[j] = exp((double)row[j] - mx);
+        for (int j = 0; j < k; j++) prob[j] /= sum;
+    } else if (m->head == NFV_HEAD_BINARY) {
+        double s = 1.0 / (1.0 + exp(-(double)row[0]));
+        prob[0] = 1 - s, prob[1] = s;
+    }
 }

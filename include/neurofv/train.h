@@ -50,6 +50,14 @@ nfv_status nfv_trainer_step(nfv_trainer *t, const float *x, const float *targets
 /* Eval-mode outputs (logits / value) for n samples, computed in chunks of
  * `batch` (padded), outputs n * outputs floats. */
 nfv_status nfv_model_predict(nfv_model *m, nfv_context *ctx, const float *x, int n, int batch, float *outputs);
+/* The same over dataset rows read through a volume cache (whose grid is the
+ * model's): outputs n * outputs floats for rows[0..n). */
+nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cache *cache, const int *rows, int n,
+                                  int batch, float *outputs);
+/* Class probabilities of one output row: softmax, or (1 - s, s) with s =
+ * sigmoid(logit) for a binary head; k = class_count values. */
+void nfv_model_probabilities(const nfv_model *m, const float *row, double *prob);
+
 /* Number of outputs per sample (last layer's features). */
 int nfv_model_outputs(const nfv_model *m);
 

@@ -1,0 +1,170 @@
+/* `neurofv eval`: metrics and per-subject predictions of a model on a dataset split. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "neurofv/metrics.h"
+#include "neurofv/train.h"
+
+NFV_COMMAND(eval, "eval", "Evaluate a model on a dataset split: accuracy, balanced accuracy, AUC, confusion")
+
+/* CSV field with quotes when it needs them. */
+static void csv_field(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    const char *model_path = NULL, *data = NULL, *split_name = "test", *out = NULL, *device = NULL;
+    int batch = 4;
+    const cli_option opts[] = {
+        {"--model", CLI_STRING, &model_path, "MODEL", "model .safetensors (required)"},
+        {"--data", CLI_STRING, &data, "CSV", "dataset CSV (required)"},
+        {"--split", CLI_STRING, &split_name, "SPLIT", "train|val|test|all (default test)"},
+        {"--out", CLI_STRING, &out, "CSV", "per-subject predictions CSV"},
+        {"--batch", CLI_INT, &batch, "N", "batch size (default 4)"},
+        {"--device", CLI_STRING, &device, "DEV", "OpenCL device (see neurofv devices)"},
+        {0},
+    };
+    int r = cli_parse("eval", "--model MODEL --data CSV [--split test] [--out predictions.csv]",
+                      "Predict every subject of a split with the model's preprocessing (grid, voxel size, "
+                      "normalization from the model file) and report accuracy, balanced accuracy, ROC AUC (2 classes) "
+                      "and the confusion matrix.",
+                      opts, argc, argv, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if (!model_path || !data) return cli_failf("eval", "--model and --data are required (see neurofv eval --help)");
+    nfv_split split;
+    if (nfv_split_parse(split_name, &split)) return cli_fail("eval", NFV_ERR_INVALID_ARG);
+    if (batch < 1) return cli_failf("eval", "--batch must be >= 1");
+
+    int code = 1;
+    nfv_status s;
+    nfv_context *ctx = NULL;
+    nfv_model *m = NULL;
+    nfv_volume_cache *cache = NULL;
+    nfv_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    int *rows = NULL, *truth = NULL, *pred = NULL;
+    float *outputs = NULL;
+    double *score = NULL, *prob = NULL;
+    nfv_metrics met;
+    memset(&met, 0, sizeof met);
+    if ((s = nfv_dataset_load(data, &ds))) goto fail;
+    if ((s = nfv_context_create(device, &ctx))) goto fail;
+    if ((s = nfv_model_load(ctx, model_path, &m))) goto fail;
+    if (m->head == NFV_HEAD_REGRESSION) {
+        s = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: eval of regression models is not implemented", model_path);
+        goto fail;
+    }
+    /* Dataset labels are mapped to the model's classes by name. */
+    int n = 0, k = m->class_count, nout = nfv_model_outputs(m);
+    rows = malloc(((size_t)ds.count + 1) * sizeof(int));
+    truth = malloc(((size_t)ds.count + 1) * sizeof(int));
+    for (int i = 0; i < ds.count; i++) {
+        if (split != NFV_SPLIT_ALL && ds.rows[i].split != split) continue;
+        int c = -1;
+        for (int j = 0; j < k; j++)
+            if (!strcmp(m->class_names[j], ds.rows[i].label)) c = j;
+        if (c < 0) {
+            s = nfv_fail(NFV_ERR_INVALID_ARG, "%s line %d: label \"%s\" is not a class of the model", data,
+                         ds.rows[i].csv_line, ds.rows[i].label);
+            goto fail;
+        }
+        truth[n] = c;
+        rows[n++] = i;
+    }
+    if (!n) {
+        s = nfv_fail(NFV_ERR_INVALID_ARG, "%s has no rows in split %s", data, split_name);
+        goto fail;
+    }
+    nfv_grid grid = {m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                     {m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2]}, m->norm};
+    if ((s = nfv_volume_cache_create(&ds, &grid, (size_t)256 << 20, &cache))) goto fail;
+    outputs = malloc((size_t)n * (size_t)nout * sizeof(float));
+    pred = malloc((size_t)n * sizeof(int));
+    score = malloc((size_t)n * sizeof(double));
+    prob = malloc((size_t)n * (size_t)k * sizeof(double));
+    if (!outputs || !pred || !score || !prob || !rows || !truth) {
+        s = nfv_fail(NFV_ERR_NO_MEMORY, "eval: out of memory");
+        goto fail;
+    }
+    double t0 = cli_now();
+    if ((s = nfv_model_predict_rows(m, ctx, cache, rows, n, batch, outputs))) goto fail;
+    double secs = cli_now() - t0;
+    for (int i = 0; i < n; i++) {
+        pred[i] = nfv_model_predict_class(m, outputs + (size_t)i * nout);
+        nfv_model_probabilities(m, outputs + (size_t)i * nout, prob + (size_t)i * k);
+        score[i] = k == 2 ? prob[(size_t)i * k + 1] : 0;
+    }
+    if ((s = nfv_metrics_compute(n, k, truth, pred, k == 2 ? score : NULL, &met))) goto fail;
+    printf("split %s: %d subjects, %.1f s\n", split_name, n, secs);
+    printf("accuracy           %.4f\n", met.accuracy);
+    printf("balanced accuracy  %.4f\n", met.balanced_accuracy);
+    if (k == 2) printf("ROC AUC            %.4f\n", met.auc);
+    printf("confusion (rows: truth, columns: prediction)\n%-12s", "");
+    for (int j = 0; j < k; j++) printf(" %10.10s", m->class_names[j]);
+    printf("\n");
+    for (int i = 0; i < k; i++) {
+        printf("%-12.12s", m->class_names[i]);
+        for (int j = 0; j < k; j++) printf(" %10d", met.confusion[i * k + j]);
+        printf("\n");
+    }
+    if (out) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
+        FILE *f = fopen(tmp, "w");
+        if (!f) {
+            s = nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+            goto fail;
+        }
+        fprintf(f, "path,label,prediction,correct");
+        for (int j = 0; j < k; j++) {
+            fputs(",p_", f);
+            csv_field(f, m->class_names[j]);
+        }
+        fprintf(f, "\n");
+        for (int i = 0; i < n; i++) {
+            csv_field(f, ds.rows[rows[i]].path);
+            fputc(',', f);
+            csv_field(f, m->class_names[truth[i]]);
+            fputc(',', f);
+            csv_field(f, m->class_names[pred[i]]);
+            fprintf(f, ",%d", pred[i] == truth[i]);
+            for (int j = 0; j < k; j++) fprintf(f, ",%.6f", prob[(size_t)i * k + j]);
+            fprintf(f, "\n");
+        }
+        int bad = ferror(f);
+        if (fclose(f) || bad || rename(tmp, out)) {
+            remove(tmp);
+            s = nfv_fail(NFV_ERR_IO, "%s: write failed", out);
+            goto fail;
+        }
+        printf("predictions: %s\n", out);
+    }
+    code = 0;
+    goto done;
+fail:
+    cli_fail("eval", s);
+done:
+    nfv_metrics_free(&met);
+    free(rows), free(truth), free(pred), free(outputs), free(score), free(prob);
+    nfv_volume_cache_free(cache);
+    nfv_model_free(m);
+    nfv_dataset_free(&ds);
+    nfv_context_free(ctx);
+    return code;
+}
