@@ -225,8 +225,9 @@ __kernel void global_avgpool_backward(__global const float *dy, __global float *
  * row from 2*VEC consecutive inputs (even/odd lanes are the two window
  * columns).  Backward grid (ceil(W / VEC), H, N*C*D): VEC consecutive inputs
  * gather dy and argmax of their VEC/2 windows, each duplicated to two lanes.
- * The last work-item of a row runs scalar code, so nothing outside the row
- * is read or written. */
+ * The last work-item of a row computes full vectors too, reading up to
+ * 2*VEC floats past the row (into the next row, or into the slack every
+ * nfv_tensor has after its last element), and stores only its valid lanes. */
 #ifdef VEC
 #define NFV_CAT_(a, b) a##b
 #define NFV_CAT(a, b) NFV_CAT_(a, b)
@@ -295,20 +296,21 @@ inline void max_window_w2(__global const float *xp, const int d0, const int h0, 
         __global const float *xp = x + (size_t)(z / OD) * (size_t)(D * H * W);                    \
         const size_t o = ((size_t)z * OH + oh) * OW + ow0;                                        \
         const int d0 = od * SD - PD, h0 = oh * SH - PH;                                           \
+        floatv best;                                                                              \
+        intv off;                                                                                 \
+        max_window_w2(xp, d0, h0, ow0, &best, &off);                                              \
+        const intv idx = off + (d0 * H + h0) * W + 2 * ow0 + 2 * IOTA1;                           \
         if (ow0 + VEC <= OW) {                                                                    \
-            floatv best;                                                                          \
-            intv off;                                                                             \
-            max_window_w2(xp, d0, h0, ow0, &best, &off);                                          \
             VSTORE(best, 0, y + o);                                                               \
-            if (WITH_IDX)                                                                         \
-                VSTORE(off + (d0 * H + h0) * W + 2 * ow0 + 2 * IOTA1, 0, argmax + o);             \
+            if (WITH_IDX) VSTORE(idx, 0, argmax + o);                                             \
         } else {                                                                                  \
+            float bt[VEC];                                                                        \
+            int it[VEC];                                                                          \
+            VSTORE(best, 0, bt);                                                                  \
+            VSTORE(idx, 0, it);                                                                   \
             for (int j = 0; j < OW - ow0; j++) {                                                  \
-                float best;                                                                       \
-                int idx;                                                                          \
-                max_window(xp, od, oh, ow0 + j, &best, &idx);                                     \
-                y[o + j] = best;                                                                  \
-                if (WITH_IDX) argmax[o + j] = idx;                                                \
+                y[o + j] = bt[j];                                                                 \
+                if (WITH_IDX) argmax[o + j] = it[j];                                              \
             }                                                                                     \
         }                                                                                         \
     }
@@ -325,38 +327,29 @@ __kernel void maxpool3d_backward_w2(__global const float *dy, __global const int
     __global const int *amp = argmax + plane * (size_t)(OD * OH * OW);
     const size_t out = ((size_t)z * H + h) * W + w0;
     const int self0 = (d * H + h) * W + w0;
-    if (w0 + VEC <= 2 * OW) {
-        floatv acc = (floatv)(0.0f);
-        const intv self = self0 + IOTA1;
-        for (int jd = 0; jd < CD; jd++) {
-            const int od = (d + PD) / SD - jd;
-            if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
-            for (int jh = 0; jh < CH; jh++) {
-                const int oh = (h + PH) / SH - jh;
-                if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
-                const int o = (od * OH + oh) * OW + w0 / 2;
-                const floatv g = shuffle(VLOADH(0, dyp + o), DUP);
-                const intv a = shuffle(VLOADH(0, amp + o), DUP);
-                acc += select((floatv)(0.0f), g, a == self);
-            }
+    /* Lanes past the last window (w >= 2*OW) read the next row's entries:
+     * masked out, as those windows may contain this voxel when KH > SH. */
+    const intv lane_ok = (w0 + IOTA1) < 2 * OW;
+    const intv self = self0 + IOTA1;
+    floatv acc = (floatv)(0.0f);
+    for (int jd = 0; jd < CD; jd++) {
+        const int od = (d + PD) / SD - jd;
+        if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
+        for (int jh = 0; jh < CH; jh++) {
+            const int oh = (h + PH) / SH - jh;
+            if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
+            const int o = (od * OH + oh) * OW + w0 / 2;
+            const floatv g = shuffle(VLOADH(0, dyp + o), DUP);
+            const intv a = shuffle(VLOADH(0, amp + o), DUP);
+            acc += select((floatv)(0.0f), g, (a == self) & lane_ok);
         }
+    }
+    if (w0 + VEC <= W) {
         VSTORE(acc, 0, dx + out);
     } else {
-        for (int j = 0; j < W - w0; j++) {
-            const int w = w0 + j, ow = w / 2;
-            float acc = 0.0f;
-            for (int jd = 0; jd < CD; jd++) {
-                const int od = (d + PD) / SD - jd;
-                if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
-                for (int jh = 0; jh < CH; jh++) {
-                    const int oh = (h + PH) / SH - jh;
-                    if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH || ow >= OW) continue;
-                    const int o = (od * OH + oh) * OW + ow;
-                    acc += amp[o] == self0 + j ? dyp[o] : 0.0f;
-                }
-            }
-            dx[out + j] = acc;
-        }
+        float at[VEC];
+        VSTORE(acc, 0, at);
+        for (int j = 0; j < W - w0; j++) dx[out + j] = at[j];
     }
 }
 #endif

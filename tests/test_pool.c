@@ -18,11 +18,11 @@ typedef struct pool_case {
 /* Odd/prime sizes, 1/3/8 channels, batch 1 and 3, kernels 2 and 3, strides
  * 1/2/3, padding 0/1. */
 static const pool_case CASES[] = {
-    {1, 1, 7, 9, 11, 2, 2, 0}, {3, 3, 7, 9, 11, 3, 2, 1}, {1, 8, 7, 9, 11, 3, 1, 1}, {3, 1, 7, 9, 11, 2, 1, 0},
-    {1, 3, 7, 9, 11, 3, 3, 0}, {3, 8, 5, 6, 7, 2, 2, 1}, {1, 3, 13, 5, 17, 3, 3, 1}, {1, 1, 2, 2, 2, 2, 2, 0},
+    {1, 1, 7, 9, 11, 2, 2, 0, 0, 0, 0}, {3, 3, 7, 9, 11, 3, 2, 1, 0, 0, 0}, {1, 8, 7, 9, 11, 3, 1, 1, 0, 0, 0}, {3, 1, 7, 9, 11, 2, 1, 0, 0, 0, 0},
+    {1, 3, 7, 9, 11, 3, 3, 0, 0, 0, 0}, {3, 8, 5, 6, 7, 2, 2, 1, 0, 0, 0}, {1, 3, 13, 5, 17, 3, 3, 1, 0, 0, 0}, {1, 1, 2, 2, 2, 2, 2, 0, 0, 0, 0},
     /* W kernel 2 stride 2 without padding takes the vectorized kernels: rows
      * long enough for full vectors plus a scalar tail, odd W. */
-    {3, 3, 7, 9, 37, 2, 2, 0}, {1, 8, 5, 11, 33, 2, 2, 0}, {3, 1, 7, 5, 35, 2, 2, 0, 3, 1, 1},
+    {3, 3, 7, 9, 37, 2, 2, 0, 0, 0, 0}, {1, 8, 5, 11, 33, 2, 2, 0, 0, 0, 0}, {3, 1, 7, 5, 35, 2, 2, 0, 3, 1, 1},
     {1, 3, 9, 7, 31, 2, 2, 0, 3, 2, 1},
 };
 
@@ -153,9 +153,9 @@ static void check_pool_backward(int is_max)
 {
     nfv_context *ctx = test_ctx();
     /* Small shapes: finite differences cost one forward per input element. */
-    static const pool_case small[] = {{1, 1, 5, 6, 7, 2, 2, 0},  {3, 3, 5, 4, 7, 3, 2, 1},
-                                      {1, 8, 3, 5, 4, 3, 1, 1},  {3, 1, 7, 5, 3, 2, 1, 0},
-                                      {1, 3, 7, 5, 7, 3, 3, 1},  {1, 3, 5, 4, 35, 2, 2, 0},
+    static const pool_case small[] = {{1, 1, 5, 6, 7, 2, 2, 0, 0, 0, 0},  {3, 3, 5, 4, 7, 3, 2, 1, 0, 0, 0},
+                                      {1, 8, 3, 5, 4, 3, 1, 1, 0, 0, 0},  {3, 1, 7, 5, 3, 2, 1, 0, 0, 0, 0},
+                                      {1, 3, 7, 5, 7, 3, 3, 1, 0, 0, 0},  {1, 3, 5, 4, 35, 2, 2, 0, 0, 0, 0},
                                       {3, 1, 3, 5, 33, 2, 2, 0, 3, 2, 1}};
     for (size_t ci = 0; ci < sizeof small / sizeof small[0]; ci++) {
         const pool_case *t = &small[ci];
