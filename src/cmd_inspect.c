@@ -1,0 +1,177 @@
+/* `neurofv inspect`: a model's (or an architecture's) layers, shapes, sizes,
+ * and a debug path computing outputs and input gradients for given inputs
+ * (used by tools/torch_parity.py). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "neurofv/train.h"
+
+NFV_COMMAND(inspect, "inspect", "Show a model's layers, output shapes, parameters and FLOPs")
+
+/* Raw little-endian float32 file into a malloc'ed array. */
+static nfv_status read_raw(const char *path, float **out, size_t *count)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return nfv_fail(NFV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n <= 0 || n % 4) {
+        fclose(f);
+        return nfv_fail(NFV_ERR_FORMAT, "%s: %ld bytes is not a whole number of float32 values", path, n);
+    }
+    *out = malloc((size_t)n);
+    if (!*out) {
+        fclose(f);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", path);
+    }
+    size_t got = fread(*out, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n) {
+        free(*out);
+        return nfv_fail(NFV_ERR_IO, "%s: short read", path);
+    }
+    *count = (size_t)n / 4;
+    return NFV_OK;
+}
+
+static nfv_status write_raw(const char *path, const float *a, size_t na, const float *b, size_t nb)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+    int ok = fwrite(a, 4, na, f) == na && (!b || fwrite(b, 4, nb, f) == nb);
+    if (fclose(f) || !ok || rename(tmp, path)) {
+        remove(tmp);
+        return nfv_fail(NFV_ERR_IO, "%s: write failed", path);
+    }
+    return NFV_OK;
+}
+
+/* Eval-mode outputs for the inputs in `input` and, with grad_class >= 0, the
+ * input gradient of sum over the batch of output unit grad_class. */
+static nfv_status debug_forward(nfv_context *ctx, nfv_model *m, const char *input, int grad_class, const char *dump)
+{
+    float *x = NULL;
+    size_t count = 0;
+    NFV_TRY(read_raw(input, &x, &count));
+    size_t per = nfv_shape_numel(4, m->input_shape);
+    if (count % per) {
+        free(x);
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: %zu floats is not a multiple of the input size %zu", input, count, per);
+    }
+    int n = (int)(count / per), k = nfv_model_outputs(m);
+    if (grad_class >= k) {
+        free(x);
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--grad-class %d: the model has %d outputs", grad_class, k);
+    }
+    int xs[5] = {n, m->input_shape[0], m->input_shape[1], m->input_shape[2], m->input_shape[3]};
+    nfv_tensor xt, dx, g;
+    memset(&dx, 0, sizeof dx), memset(&g, 0, sizeof g);
+    float *outputs = malloc((size_t)n * k * sizeof(float)), *seed = calloc((size_t)n * k, sizeof(float));
+    float *dxh = grad_class >= 0 ? malloc(count * sizeof(float)) : NULL;
+    nfv_status s = nfv_tensor_create(ctx, &xt, 5, xs);
+    if (!s) s = nfv_tensor_upload(ctx, &xt, x);
+    if (!s) s = nfv_model_forward(m, ctx, &xt, -1, 0);
+    if (!s) s = nfv_tensor_download(ctx, nfv_model_activation(m, m->layer_count - 1), outputs);
+    if (!s && grad_class >= 0) {
+        int gs[2] = {n, k};
+        for (int i = 0; i < n; i++) seed[(size_t)i * k + grad_class] = 1.0f;
+        s = nfv_tensor_create(ctx, &g, 2, gs);
+        if (!s) s = nfv_tensor_upload(ctx, &g, seed);
+        if (!s) s = nfv_tensor_create(ctx, &dx, 5, xs);
+        if (!s) s = nfv_model_backward(m, ctx, -1, &g, 0, &dx);
+        if (!s) s = nfv_tensor_download(ctx, &dx, dxh);
+    }
+    if (!s) s = write_raw(dump, outputs, (size_t)n * k, dxh, count);
+    if (!s) printf("wrote %d x %d outputs%s to %s\n", n, k, dxh ? " and the input gradient" : "", dump);
+    nfv_tensor_free(&xt), nfv_tensor_free(&dx), nfv_tensor_free(&g);
+    free(x), free(outputs), free(seed), free(dxh);
+    return s;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+    const char *arch = NULL, *shape = NULL, *device = NULL, *input = NULL, *dump = NULL;
+    int classes = 2, grad_class = -1;
+    const cli_option opts[] = {
+        {"--arch", CLI_STRING, &arch, "SPEC", "inspect an architecture spec or preset instead of a model file"},
+        {"--shape", CLI_STRING, &shape, "X,Y,Z", "input grid for --arch (default: the preset's, else 91,109,91)"},
+        {"--classes", CLI_INT, &classes, "K", "outputs of linear(classes) for --arch (default 2)"},
+        {"--input", CLI_STRING, &input, "FILE",
+         "debug: raw float32 inputs (N x C x D x H x W) to run in eval mode (needs --dump)"},
+        {"--grad-class", CLI_INT, &grad_class, "K", "debug: also the input gradient of output unit K"},
+        {"--dump", CLI_STRING, &dump, "FILE", "debug: write outputs (N x K float32) then the input gradient"},
+        {"--device", CLI_STRING, &device, "DEV", "OpenCL device (see neurofv devices)"},
+        {0},
+    };
+    const char *pos[1] = {NULL};
+    int npos = 0;
+    int r = cli_parse("inspect", "MODEL | --arch SPEC [options]",
+                      "Print each layer with its nn.Sequential index, name (for visualization targets), output shape "
+                      "per sample, parameter count and forward FLOPs per sample.",
+                      opts, argc, argv, pos, 1, &npos);
+    if (r) return r == 1 ? 0 : 2;
+    if (!npos && !arch) return cli_failf("inspect", "give a MODEL file or --arch SPEC (see neurofv inspect --help)");
+    if (input && !dump) return cli_failf("inspect", "--input needs --dump FILE");
+    nfv_context *ctx = NULL;
+    nfv_model *m = NULL;
+    nfv_status s = nfv_context_create(device, &ctx);
+    if (s) return cli_fail("inspect", s);
+    if (npos) {
+        s = nfv_model_load(ctx, pos[0], &m);
+    } else {
+        int in[4] = {1, 91, 109, 91};
+        double vox[3];
+        nfv_arch_preset_input(arch, in, vox);
+        int xyz[3];
+        if (shape) {
+            if (sscanf(shape, "%d,%d,%d", &xyz[0], &xyz[1], &xyz[2]) != 3) {
+                nfv_context_free(ctx);
+                return cli_failf("inspect", "--shape expects X,Y,Z, got \"%s\"", shape);
+            }
+            in[1] = xyz[2], in[2] = xyz[1], in[3] = xyz[0];
+        }
+        s = nfv_model_create_from_spec(ctx, arch, in, classes == 1 ? 2 : classes, NULL, classes == 1 ? NFV_HEAD_BINARY : NFV_HEAD_SOFTMAX, 1,
+                                       &m);
+    }
+    if (s) {
+        nfv_context_free(ctx);
+        return cli_fail("inspect", s);
+    }
+    if (input) {
+        s = debug_forward(ctx, m, input, grad_class, dump);
+        nfv_model_free(m);
+        nfv_context_free(ctx);
+        return s ? cli_fail("inspect", s) : 0;
+    }
+    printf("arch:   %s\n", m->arch_spec);
+    printf("input:  %dx%dx%dx%d (C, D, H, W), voxel %gx%gx%g mm, norm %s\n", m->input_shape[0], m->input_shape[1],
+           m->input_shape[2], m->input_shape[3], m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2],
+           nfv_norm_method_name(m->norm));
+    printf("head:   %s, classes:", nfv_head_name(m->head));
+    for (int i = 0; i < m->class_count; i++) printf(" %s", m->class_names[i]);
+    printf("\n\n%4s  %-10s %-26s %-18s %12s %12s\n", "idx", "name", "layer", "output", "params", "MFLOPs");
+    double total_flops = 0;
+    for (int i = 0; i < m->layer_count; i++) {
+        const nfv_layer *l = &m->layers[i];
+        nfv_arch one = {(nfv_layer_spec *)&l->spec, 1};
+        char spec[128], out[64];
+        nfv_arch_print(&one, spec, sizeof spec);
+        if (l->out_ndim == 4)
+            snprintf(out, sizeof out, "%dx%dx%dx%d", l->out_shape[0], l->out_shape[1], l->out_shape[2], l->out_shape[3]);
+        else snprintf(out, sizeof out, "%d", l->out_shape[0]);
+        double fl = nfv_layer_flops(l);
+        total_flops += fl;
+        printf("%4d  %-10s %-26s %-18s %12lld %12.2f\n", i, l->name, spec, out, nfv_layer_param_count(l), fl / 1e6);
+    }
+    printf("\ntotal: %lld parameters (%.2f MB float32), %.3f GFLOP forward per sample\n", nfv_model_param_count(m),
+           (double)nfv_model_param_count(m) * 4 / 1e6, total_flops / 1e9);
+    nfv_model_free(m);
+    nfv_context_free(ctx);
+    return 0;
+}
