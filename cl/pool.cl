@@ -7,7 +7,13 @@
  *
  * Forward grid: (OW, OH, N*C*OD), one output per work-item.
  * Backward grid: (W, H, N*C*D), one input voxel per work-item, which gathers
- * from every window that contains it: deterministic, no atomics. */
+ * from every window that contains it: deterministic, no atomics.
+ * POOL_KIND selects which kernels a variant compiles (a cold PoCL build
+ * costs seconds per kernel): 1 max pooling, 2 average pooling, 0 the
+ * geometry-free global average pooling. */
+#ifndef POOL_KIND
+#define POOL_KIND 0
+#endif
 #ifndef KD
 #define KD 2
 #endif
@@ -59,6 +65,7 @@
 #define CH ((KH + SH - 1) / SH)
 #define CW ((KW + SW - 1) / SW)
 
+#if POOL_KIND == 1
 /* Max over the window of output (od, oh, ow); padding acts as -inf.  Ties
  * keep the first winner and NaN wins, as PyTorch's CPU kernel does. */
 inline void max_window(__global const float *xp, const int od, const int oh, const int ow, float *best_out,
@@ -142,6 +149,9 @@ __kernel void maxpool3d_backward(__global const float *dy, __global const int *a
     dx[((size_t)z * H + h) * W + w] = acc;
 }
 
+#endif /* POOL_KIND == 1 */
+
+#if POOL_KIND == 2
 /* Average pooling with count_include_pad: the divisor is always KD*KH*KW
  * (floor-mode windows never reach past the padding). */
 __kernel void avgpool3d_forward(__global const float *x, __global float *y)
@@ -189,6 +199,8 @@ __kernel void avgpool3d_backward(__global const float *dy, __global float *dx)
     dx[((size_t)z * H + h) * W + w] = acc * (1.0f / (KD * KH * KW));
 }
 
+#endif /* POOL_KIND == 2 */
+#if POOL_KIND == 0
 /* y (N*C) = mean of each plane of x (planes of n floats).  One work-group per
  * plane: strided partial sums, then a tree in local memory (local size a
  * power of two chosen by the host from the device's limits). */
@@ -216,6 +228,8 @@ __kernel void global_avgpool_backward(__global const float *dy, __global float *
     dx[plane * n + i] = dy[plane] / (float)n;
 }
 
+#endif /* POOL_KIND == 0 */
+
 /* ---- Max pooling with kernel 2, stride 2, no padding along W ----------
  * The common case (ref4 and the authors' models pool by 2), written with
  * explicit vectors: PoCL does not vectorize the one-output-per-work-item
@@ -228,7 +242,7 @@ __kernel void global_avgpool_backward(__global const float *dy, __global float *
  * The last work-item of a row computes full vectors too, reading up to
  * 2*VEC floats past the row (into the next row, or into the slack every
  * nfv_tensor has after its last element), and stores only its valid lanes. */
-#ifdef VEC
+#if POOL_KIND == 1 && defined(VEC) && (VEC == 4 || VEC == 8 || VEC == 16)
 #define NFV_CAT_(a, b) a##b
 #define NFV_CAT(a, b) NFV_CAT_(a, b)
 #define floatv NFV_CAT(float, VEC)
@@ -254,8 +268,6 @@ __kernel void global_avgpool_backward(__global const float *dy, __global float *
 #define VLOADH vload8
 #define IOTA1 ((intv)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
 #define DUP ((uintv)(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7))
-#else
-#error "the W-stride-2 max pooling kernels need VEC 4, 8 or 16"
 #endif
 
 /* Best value and its offset (relative to the window row start

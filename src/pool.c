@@ -65,11 +65,12 @@ static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p)
     return p->kernel[2] == 2 && p->stride[2] == 2 && p->padding[2] == 0 && (vec == 4 || vec == 8 || vec == 16);
 }
 
-static nfv_status pool_kernel(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g, const char *name,
-                              cl_kernel *k)
+/* kind: 1 max, 2 average (POOL_KIND in cl/pool.cl). */
+static nfv_status pool_kernel(nfv_context *ctx, int kind, const nfv_pool3d_params *p, const pool_geom *g,
+                              const char *name, cl_kernel *k)
 {
     char opts[512];
-    int used = snprintf(opts, sizeof opts, "-DVEC=%d ", nfv_context_vector_width(ctx));
+    int used = snprintf(opts, sizeof opts, "-DPOOL_KIND=%d -DVEC=%d ", kind, nfv_context_vector_width(ctx));
     snprintf(opts + used, sizeof opts - (size_t)used,
              "-DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d -DSW=%d -DPD=%d -DPH=%d -DPW=%d -DD=%d -DH=%d -DW=%d "
              "-DOD=%d -DOH=%d -DOW=%d",
@@ -92,7 +93,7 @@ nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
     const char *name = w2 ? (argmax ? "maxpool3d_forward_w2" : "maxpool3d_forward_w2_noidx")
                           : (argmax ? "maxpool3d_forward" : "maxpool3d_forward_noidx");
     cl_kernel k;
-    NFV_TRY(pool_kernel(ctx, p, &g, name, &k));
+    NFV_TRY(pool_kernel(ctx, 1, p, &g, name, &k));
     NFV_ARG(k, name, 0, x->buf);
     NFV_ARG(k, name, 1, y->buf);
     /* The _noidx w2 kernel keeps the argument but never touches it. */
@@ -114,7 +115,7 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
     size_t vec = w2 ? (size_t)nfv_context_vector_width(ctx) : 1;
     const char *name = w2 ? "maxpool3d_backward_w2" : "maxpool3d_backward";
     cl_kernel k;
-    NFV_TRY(pool_kernel(ctx, p, &g, name, &k));
+    NFV_TRY(pool_kernel(ctx, 1, p, &g, name, &k));
     NFV_ARG(k, name, 0, dy->buf);
     NFV_ARG(k, name, 1, argmax->buf);
     NFV_ARG(k, name, 2, dx->buf);
@@ -128,7 +129,7 @@ nfv_status nfv_avgpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
     pool_geom g;
     NFV_TRY(pool_geometry("avgpool3d forward", p, x, y, &g));
     cl_kernel k;
-    NFV_TRY(pool_kernel(ctx, p, &g, "avgpool3d_forward", &k));
+    NFV_TRY(pool_kernel(ctx, 2, p, &g, "avgpool3d_forward", &k));
     NFV_ARG(k, "avgpool3d_forward", 0, x->buf);
     NFV_ARG(k, "avgpool3d_forward", 1, y->buf);
     size_t global[3] = {(size_t)g.out[2], (size_t)g.out[1], (size_t)g.n * g.c * g.out[0]};
@@ -141,7 +142,7 @@ nfv_status nfv_avgpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
     pool_geom g;
     NFV_TRY(pool_geometry("avgpool3d backward", p, dx, dy, &g));
     cl_kernel k;
-    NFV_TRY(pool_kernel(ctx, p, &g, "avgpool3d_backward", &k));
+    NFV_TRY(pool_kernel(ctx, 2, p, &g, "avgpool3d_backward", &k));
     NFV_ARG(k, "avgpool3d_backward", 0, dy->buf);
     NFV_ARG(k, "avgpool3d_backward", 1, dx->buf);
     size_t global[3] = {(size_t)g.in[2], (size_t)g.in[1], (size_t)g.n * g.c * g.in[0]};
@@ -173,7 +174,7 @@ nfv_status nfv_global_avgpool_forward(nfv_context *ctx, const nfv_tensor *x, nfv
     if (!ctx || !x || !y) return nfv_fail(NFV_ERR_INVALID_ARG, "global avgpool forward: NULL tensor");
     NFV_TRY(global_pool_check("global avgpool forward", x, y));
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "pool", "", "global_avgpool_forward", &k));
+    NFV_TRY(nfv_kernel_get(ctx, "pool", "-DPOOL_KIND=0", "global_avgpool_forward", &k));
     cl_uint n = (cl_uint)(x->numel / y->numel);
     size_t local = reduction_local_size(ctx, k);
     NFV_ARG(k, "global_avgpool_forward", 0, x->buf);
@@ -189,7 +190,7 @@ nfv_status nfv_global_avgpool_backward(nfv_context *ctx, const nfv_tensor *dy, n
     if (!ctx || !dy || !dx) return nfv_fail(NFV_ERR_INVALID_ARG, "global avgpool backward: NULL tensor");
     NFV_TRY(global_pool_check("global avgpool backward", dx, dy));
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "pool", "", "global_avgpool_backward", &k));
+    NFV_TRY(nfv_kernel_get(ctx, "pool", "-DPOOL_KIND=0", "global_avgpool_backward", &k));
     cl_uint n = (cl_uint)(dx->numel / dy->numel);
     NFV_ARG(k, "global_avgpool_backward", 0, dy->buf);
     NFV_ARG(k, "global_avgpool_backward", 1, dx->buf);
