@@ -250,6 +250,7 @@ void nfv_context_free(nfv_context *ctx)
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
     nfv_programs_release(ctx);
+    nfv_scratch_release(ctx);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->cl) clReleaseContext(ctx->cl);
     free(ctx);

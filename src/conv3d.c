@@ -12,13 +12,17 @@
  *                    conv3d_bias_partial.
  * Every other shape runs the *_ref kernels (one output per work-item).
  *
- * Scratch buffers (padded copies, flipped weights, partial sums) are created
- * per call and released right after the enqueue that uses them: OpenCL keeps
- * them alive until those commands finish, so nothing waits. */
+ * Scratch buffers (padded copies, flipped weights, partial sums) are the
+ * context's reusable scratch slots: fresh buffers per call cost more than the
+ * kernels (page faults on tens of MB).  The queue is in order, so reuse is safe. */
 #include <stdio.h>
 #include <string.h>
 
+#include "internal.h"
 #include "neurofv/ops.h"
+
+/* Scratch slots of the context (src/scratch.c) this file uses. */
+enum { SLOT_PADDED = 0, SLOT_FLIPPED_WEIGHTS = 1, SLOT_WEIGHT_PARTIALS = 2, SLOT_BIAS_PARTIALS = 3 };
 
 typedef struct conv_dims {
     int n, ci, d, h, w;      /* input (N, CI, D, H, W) */
@@ -200,15 +204,9 @@ static int fast_cob(const nfv_context *ctx, const conv_dims *d, const char *key)
     return v;
 }
 
-static nfv_status scratch_create(nfv_context *ctx, size_t floats, const char *what, cl_mem *out)
+static nfv_status scratch_create(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out)
 {
-    cl_int err;
-    *out = clCreateBuffer(nfv_context_cl(ctx), CL_MEM_READ_WRITE, floats * sizeof(float), NULL, &err);
-    if (err != CL_SUCCESS) {
-        *out = NULL;
-        return nfv_cl_fail(err, "clCreateBuffer", what, __FILE__, __LINE__);
-    }
-    return NFV_OK;
+    return nfv_scratch_get(ctx, slot, floats * sizeof(float), what, out);
 }
 
 static size_t padded_numel(const conv_dims *d)
@@ -224,13 +222,13 @@ static size_t padded_slack(const nfv_context *ctx, const conv_dims *d)
     return (size_t)(2 * d->s[1] + d->k[1] + 1) * wp + 4 * (size_t)nfv_context_vector_width(ctx) + d->k[2] + 64;
 }
 
-/* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into a new
- * scratch buffer (caller releases it after enqueueing its consumers). */
+/* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into the
+ * padded-input scratch slot. */
 static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem src, cl_mem *out)
 {
     size_t n = padded_numel(d), slack = padded_slack(ctx, d);
     cl_mem xp;
-    NFV_TRY(scratch_create(ctx, n + slack, "conv3d padded input", &xp));
+    NFV_TRY(scratch_create(ctx, SLOT_PADDED, n + slack, "conv3d padded input", &xp));
     float zero = 0.0f;
     cl_int err = clEnqueueFillBuffer(nfv_context_queue(ctx), xp, &zero, sizeof zero, n * sizeof(float),
                                      slack * sizeof(float), 0, NULL, NULL);
@@ -239,17 +237,14 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, const char *op
     if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clEnqueueFillBuffer", "conv3d padded input slack", __FILE__, __LINE__);
     if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", opts, "conv3d_pad", &k);
     if (st == NFV_OK) {
-        size_t global[3] = {(size_t)d->w + 2 * d->p[2], (size_t)d->h + 2 * d->p[1],
-                            (size_t)d->n * d->ci * (d->d + 2 * d->p[0])};
+        size_t global[2] = {(size_t)d->h + 2 * d->p[1], (size_t)d->n * d->ci * (d->d + 2 * d->p[0])};
+        size_t local[2] = {global[0], 1}; /* one padded plane per work-group */
         if ((err = clSetKernelArg(k, 0, sizeof src, &src)) != CL_SUCCESS ||
             (err = clSetKernelArg(k, 1, sizeof xp, &xp)) != CL_SUCCESS)
             st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_pad", __FILE__, __LINE__);
-        else st = nfv_kernel_launch(ctx, k, 3, global, NULL);
+        else st = nfv_kernel_launch(ctx, k, 2, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
     }
-    if (st != NFV_OK) {
-        clReleaseMemObject(xp);
-        return st;
-    }
+    if (st != NFV_OK) return st;
     *out = xp;
     return NFV_OK;
 }
@@ -274,13 +269,15 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
         (err = clSetKernelArg(k, 4, sizeof has_bias, &has_bias)))
         st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_fwd_fast", __FILE__, __LINE__);
     if (st == NFV_OK) {
-        size_t global[3] = {(size_t)(d->ow + vec - 1) / vec, (size_t)d->od * ((d->oh + rows - 1) / rows),
-                            (size_t)d->n * (d->co / cob)};
-        /* One row of x blocks per work-group: a single local size per layer. */
-        size_t local[3] = {global[0], 1, 1};
-        st = nfv_kernel_launch(ctx, k, 3, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
+        size_t global[3] = {(size_t)(d->ow + vec - 1) / vec, (size_t)(d->oh + rows - 1) / rows,
+                            (size_t)d->n * (d->co / cob) * d->od};
+        /* One output plane per work-group (PoCL pays per work-group, so few
+         * big ones), else one row of it where the device allows less. */
+        size_t max_local = nfv_kernel_max_local(ctx, k);
+        size_t local[3] = {global[0], global[1], 1};
+        if (global[0] * global[1] > max_local) local[1] = 1;
+        st = nfv_kernel_launch(ctx, k, 3, global, global[0] * local[1] <= max_local ? local : NULL);
     }
-    clReleaseMemObject(xp);
     return st;
 }
 
@@ -312,7 +309,7 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
     for (int i = 0; i < 3; i++) t.p[i] = d.k[i] - 1 - d.p[i];
     const int kvol = d.k[0] * d.k[1] * d.k[2];
     cl_mem wt;
-    NFV_TRY(scratch_create(ctx, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
+    NFV_TRY(scratch_create(ctx, SLOT_FLIPPED_WEIGHTS, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
     cl_kernel k;
     nfv_status st = nfv_kernel_get(ctx, "conv3d", "", "conv3d_flip_weights", &k);
     cl_int err = CL_SUCCESS;
@@ -328,7 +325,6 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
         }
     }
     if (st == NFV_OK) st = forward_fast(ctx, &t, dy->buf, wt, NULL, dx->buf);
-    clReleaseMemObject(wt);
     return st;
 }
 
@@ -355,11 +351,8 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, const char 
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bwd_weights_fast", &k));
     cl_mem xp, part;
     NFV_TRY(pad_input(ctx, d, opts, x, &xp));
-    nfv_status st = scratch_create(ctx, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part);
-    if (st != NFV_OK) {
-        clReleaseMemObject(xp);
-        return st;
-    }
+    NFV_TRY(scratch_create(ctx, SLOT_WEIGHT_PARTIALS, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part));
+    nfv_status st = NFV_OK;
     cl_int err;
     if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) || (err = clSetKernelArg(k, 1, sizeof dy, &dy)) ||
         (err = clSetKernelArg(k, 2, sizeof part, &part)))
@@ -370,8 +363,6 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, const char 
         st = nfv_kernel_launch(ctx, k, 3, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
     }
     if (st == NFV_OK) st = sum_partials(ctx, part, slabs, m, dw);
-    clReleaseMemObject(xp);
-    clReleaseMemObject(part);
     return st;
 }
 
@@ -381,7 +372,7 @@ static nfv_status bias_fast(nfv_context *ctx, const conv_dims *d, const char *op
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bias_partial", &k));
     cl_mem part;
-    NFV_TRY(scratch_create(ctx, (size_t)slabs * d->co, "conv3d bias-gradient partial sums", &part));
+    NFV_TRY(scratch_create(ctx, SLOT_BIAS_PARTIALS, (size_t)slabs * d->co, "conv3d bias-gradient partial sums", &part));
     nfv_status st = NFV_OK;
     cl_int err;
     if ((err = clSetKernelArg(k, 0, sizeof dy, &dy)) || (err = clSetKernelArg(k, 1, sizeof part, &part)))
@@ -391,7 +382,6 @@ static nfv_status bias_fast(nfv_context *ctx, const conv_dims *d, const char *op
         st = nfv_kernel_launch(ctx, k, 2, global, NULL);
     }
     if (st == NFV_OK) st = sum_partials(ctx, part, slabs, d->co, db);
-    clReleaseMemObject(part);
     return st;
 }
 

@@ -4,6 +4,8 @@
 
 #include "neurofv/context.h"
 
+#define NFV_SCRATCH_SLOTS 8
+
 /* One built program, keyed by embedded program name + build options. */
 typedef struct nfv_program_entry {
     char *key;                 /* "program|options" */
@@ -23,6 +25,9 @@ struct nfv_context {
     int program_count, program_cap;
     nfv_cache_stats cache_stats;
     char cache_dir[1024];
+    /* Reusable device scratch (src/scratch.c): padded copies, partial sums. */
+    cl_mem scratch[NFV_SCRATCH_SLOTS];
+    size_t scratch_bytes[NFV_SCRATCH_SLOTS];
 };
 
 /* Embedded kernel sources (generated from cl/*.cl at build time). */
@@ -41,5 +46,13 @@ unsigned long long nfv_hash64(const void *data, size_t n, unsigned long long see
 #define NFV_HASH_SEED 1469598103934665603ULL
 
 void nfv_programs_release(nfv_context *ctx);
+
+/* A device buffer of at least `bytes` for scratch slot `slot` (< NFV_SCRATCH_SLOTS),
+ * kept in the context and reused by later calls: the queue is in order, so
+ * work enqueued later sees the buffer only after earlier users finished.
+ * Grows by reallocation (in-flight commands keep the old buffer alive).
+ * Contents are undefined.  Owned by the context; do not release. */
+nfv_status nfv_scratch_get(nfv_context *ctx, int slot, size_t bytes, const char *what, cl_mem *out);
+void nfv_scratch_release(nfv_context *ctx);
 
 #endif
