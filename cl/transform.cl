@@ -59,77 +59,189 @@ __kernel void jitter(__global const float *x, __global float *y, __global const 
     y[(((long)n * D + oz) * H + oy) * W + ox] = inside ? x[(((long)n * D + z) * H + y_) * W + x_] : 0.0f;
 }
 
-/* Sample point q = A p + b of output voxel p; m = 12 floats (row-major 3x4).
- * Shared by the warp and its adjoint so both compute the same q. */
-inline float3 warp_point(__global const float *m, float pz, float py, float px)
+/* ---- affine warp -------------------------------------------------------- */
+
+/* The adjoint must recompute the forward's sample points bit for bit (it
+ * decides which outputs a voxel received and with what weight), so no
+ * contraction into FMAs that one kernel might get and the other not. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#ifndef VEC
+#define VEC 16
+#endif
+#define NFV_CAT_(a, b) a##b
+#define NFV_CAT(a, b) NFV_CAT_(a, b)
+#define floatv NFV_CAT(float, VEC)
+#define intv NFV_CAT(int, VEC)
+#define VSTORE NFV_CAT(vstore, VEC)
+#define convert_floatv NFV_CAT(convert_float, VEC)
+#define convert_intv NFV_CAT(convert_int, VEC)
+/* Lane offsets and indexed loads p[i] of VEC lanes (gathers: the corners of
+ * a rotated grid are not contiguous). */
+#if VEC == 4
+#define LANES ((int4)(0, 1, 2, 3))
+#define GATHER(p, i) ((float4)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3]))
+#elif VEC == 8
+#define LANES ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#define GATHER(p, i)                                                                                               \
+    ((float8)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3], (p)[(i).s4], (p)[(i).s5], (p)[(i).s6],         \
+              (p)[(i).s7]))
+#elif VEC == 16
+#define LANES ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define GATHER(p, i)                                                                                               \
+    ((float16)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3], (p)[(i).s4], (p)[(i).s5], (p)[(i).s6],        \
+               (p)[(i).s7], (p)[(i).s8], (p)[(i).s9], (p)[(i).sa], (p)[(i).sb], (p)[(i).sc], (p)[(i).sd],        \
+               (p)[(i).se], (p)[(i).sf]))
+#else
+#error "VEC must be 4, 8 or 16"
+#endif
+
+/* Store VEC lanes at p[0..VEC) of a row, only the first `count` when the row
+ * ends inside the block. */
+inline void store_row(__global float *p, floatv v, int count)
 {
-    return (float3)(m[0] * pz + m[1] * py + m[2] * px + m[3], m[4] * pz + m[5] * py + m[6] * px + m[7],
-                    m[8] * pz + m[9] * py + m[10] * px + m[11]);
+    if (count >= VEC) {
+        VSTORE(v, 0, p);
+    } else {
+        float t[VEC];
+        VSTORE(v, 0, t);
+        for (int i = 0; i < count; i++) p[i] = t[i];
+    }
 }
 
-/* global: (Wo, Ho, N*Do).  y (N,1,Do,Ho,Wo) = trilinear sample of x
- * (N,1,Di,Hi,Wi) at q = A p + b, corners outside x count as 0.
- * mats: (N, 24) floats, per sample the forward 3x4 then the inverse 3x4. */
+/* Per-sample parameters (WARP_STRIDE floats each), built on the host:
+ *   [0..12)  the forward 3x4 [A | b] (q = A p + b),
+ *   [12..24) its inverse,
+ *   [24..27) half-widths of the box of outputs an input voxel reaches,
+ *   [27..30) 1 / A[a][2] (0 where A[a][2] = 0),
+ *   [30]     how many consecutive x candidates cover one output row's interval.
+ * Sample point of output (pz, py, px) on axis a, computed by both kernels in
+ * exactly this order: (A[a][0] pz + A[a][1] py + b[a]) + A[a][2] px. */
+#define WARP_STRIDE 32
+
+/* global: (ceil(Wo / VEC), Ho, N*Do).  y (N,1,Do,Ho,Wo) = trilinear sample of
+ * x (N,1,Di,Hi,Wi) at q = A p + b, corners outside x count as 0.  Each
+ * work-item VEC consecutive outputs of one row: q is affine in x, so the
+ * arithmetic is vector and only the 8 corner loads are gathers.  Corners
+ * outside x get weight 0 and a clamped (valid) address. */
 __kernel void warp_forward(__global const float *x, __global float *y, __global const float *mats, int Di, int Hi,
                            int Wi, int Do, int Ho, int Wo)
 {
-    int ox = get_global_id(0), oy = get_global_id(1), nz = get_global_id(2);
+    int ox0 = get_global_id(0) * VEC, oy = get_global_id(1), nz = get_global_id(2);
     int n = nz / Do, oz = nz - n * Do;
-    float3 q = warp_point(mats + 24 * n, (float)oz, (float)oy, (float)ox);
-    float3 f = floor(q);
-    float3 t = q - f;
-    int z0 = (int)f.x, y0 = (int)f.y, x0 = (int)f.z;
+    __global const float *m = mats + WARP_STRIDE * n;
+    floatv fx = convert_floatv(ox0 + LANES);
+    float fz = (float)oz, fy = (float)oy;
+    floatv qz = (m[0] * fz + m[1] * fy + m[3]) + m[2] * fx;
+    floatv qy = (m[4] * fz + m[5] * fy + m[7]) + m[6] * fx;
+    floatv qx = (m[8] * fz + m[9] * fy + m[11]) + m[10] * fx;
+    /* Clamp before converting so far-away points stay representable; they
+     * remain outside. */
+    floatv flz = clamp(floor(qz), -2.0f, (float)Di + 1.0f), fly = clamp(floor(qy), -2.0f, (float)Hi + 1.0f),
+           flx = clamp(floor(qx), -2.0f, (float)Wi + 1.0f);
+    floatv tz = qz - flz, ty = qy - fly, tx = qx - flx;
+    intv z0 = convert_intv(flz), y0 = convert_intv(fly), x0 = convert_intv(flx);
+    intv z1 = z0 + 1, y1 = y0 + 1, x1 = x0 + 1;
+    /* Per-axis weights of the two corners, 0 outside the volume. */
+    floatv wz0 = select((floatv)0.0f, 1.0f - tz, z0 >= 0 && z0 < Di), wz1 = select((floatv)0.0f, tz, z1 >= 0 && z1 < Di);
+    floatv wy0 = select((floatv)0.0f, 1.0f - ty, y0 >= 0 && y0 < Hi), wy1 = select((floatv)0.0f, ty, y1 >= 0 && y1 < Hi);
+    floatv wx0 = select((floatv)0.0f, 1.0f - tx, x0 >= 0 && x0 < Wi), wx1 = select((floatv)0.0f, tx, x1 >= 0 && x1 < Wi);
+    intv cz0 = clamp(z0, 0, Di - 1) * Hi, cz1 = clamp(z1, 0, Di - 1) * Hi;
+    intv cy0 = clamp(y0, 0, Hi - 1), cy1 = clamp(y1, 0, Hi - 1);
+    intv cx0 = clamp(x0, 0, Wi - 1), cx1 = clamp(x1, 0, Wi - 1);
+    intv r00 = (cz0 + cy0) * Wi, r01 = (cz0 + cy1) * Wi, r10 = (cz1 + cy0) * Wi, r11 = (cz1 + cy1) * Wi;
     __global const float *s = x + (long)n * Di * Hi * Wi;
-    float acc = 0.0f;
-    for (int c = 0; c < 8; c++) {
-        int dz = c >> 2, dy = (c >> 1) & 1, dx = c & 1;
-        int z = z0 + dz, yy = y0 + dy, xx = x0 + dx;
-        if (z < 0 || z >= Di || yy < 0 || yy >= Hi || xx < 0 || xx >= Wi) continue;
-        float w = (dz ? t.x : 1.0f - t.x) * (dy ? t.y : 1.0f - t.y) * (dx ? t.z : 1.0f - t.z);
-        acc += w * s[((long)z * Hi + yy) * Wi + xx];
-    }
-    y[(((long)n * Do + oz) * Ho + oy) * Wo + ox] = acc;
+    floatv w00 = wz0 * wy0, w01 = wz0 * wy1, w10 = wz1 * wy0, w11 = wz1 * wy1;
+    floatv acc = w00 * wx0 * GATHER(s, r00 + cx0);
+    acc += w00 * wx1 * GATHER(s, r00 + cx1);
+    acc += w01 * wx0 * GATHER(s, r01 + cx0);
+    acc += w01 * wx1 * GATHER(s, r01 + cx1);
+    acc += w10 * wx0 * GATHER(s, r10 + cx0);
+    acc += w10 * wx1 * GATHER(s, r10 + cx1);
+    acc += w11 * wx0 * GATHER(s, r11 + cx0);
+    acc += w11 * wx1 * GATHER(s, r11 + cx1);
+    store_row(y + (((long)n * Do + oz) * Ho + oy) * Wo + ox0, acc, Wo - ox0);
 }
 
-/* global: (Wi, Hi, N*Di).  dx (N,1,Di,Hi,Wi) = warp^T dy (N,1,Do,Ho,Wo).
- * The forward gave input voxel v the weight prod_a (1 - |q_a - v_a|) from
- * every output p with |q - v| < 1 on each axis.  Those p lie in
- * A^-1 ((v - 1, v + 1)^3 - b): a parallelepiped whose bounding box is
- * centre c = A^-1 (v - b), half-width h_a = sum_b |A^-1_ab|.  Visiting that box
- * and recomputing q exactly as the forward did gives the exact transpose
- * without atomics. */
+/* Weight the forward gave input coordinate v (per axis) from sample
+ * coordinate q, for v - 1 <= q < v + 1: 1 - t at the lower corner (floor(q)
+ * = v), t at the upper (floor(q) = v - 1), with t = q - floor(q) computed as
+ * the forward does. */
+inline floatv corner_weight(floatv q, floatv v)
+{
+    return select(q - (v - 1.0f), 1.0f - (q - v), q >= v);
+}
+
+/* global: (ceil(Wi / VEC), Hi, N*Di).  dx (N,1,Di,Hi,Wi) = warp^T dy
+ * (N,1,Do,Ho,Wo), as a gather (deterministic, no atomics), VEC consecutive
+ * input voxels v per work-item.  The outputs p that gave v a weight have
+ * v - 1 <= q(p) < v + 1 on every axis; they lie in the box centre A^-1 (v - b),
+ * half-widths h (host).  For each output row (pz, py) of that box, the px
+ * with |q_a - v_a| < 1 form an interval (one per axis a, from A[a][2]); at
+ * most Kx consecutive integers cover their intersection.  Each candidate's q
+ * is recomputed exactly as the forward did and tested, so the box and
+ * interval only need to contain the contributing outputs (slack 1e-3). */
 __kernel void warp_adjoint(__global const float *dy, __global float *dx, __global const float *mats, int Di, int Hi,
                            int Wi, int Do, int Ho, int Wo)
 {
-    int vx = get_global_id(0), vy = get_global_id(1), nz = get_global_id(2);
+    int vx0 = get_global_id(0) * VEC, vy = get_global_id(1), nz = get_global_id(2);
     int n = nz / Di, vz = nz - n * Di;
-    __global const float *m = mats + 24 * n;
+    __global const float *m = mats + WARP_STRIDE * n;
     __global const float *inv = m + 12;
-    float3 v = (float3)((float)vz, (float)vy, (float)vx);
-    float3 c = warp_point(inv, v.x, v.y, v.z);
-    /* Half-widths, with a little slack for rounding: points on the box edge
-     * have weight 0 anyway, the test |q - v| < 1 below is what decides. */
-    float3 h = (float3)(fabs(inv[0]) + fabs(inv[1]) + fabs(inv[2]), fabs(inv[4]) + fabs(inv[5]) + fabs(inv[6]),
-                        fabs(inv[8]) + fabs(inv[9]) + fabs(inv[10])) + 1e-3f;
-    int zlo = max(0, (int)ceil(c.x - h.x)), zhi = min(Do - 1, (int)floor(c.x + h.x));
-    int ylo = max(0, (int)ceil(c.y - h.y)), yhi = min(Ho - 1, (int)floor(c.y + h.y));
-    int xlo = max(0, (int)ceil(c.z - h.z)), xhi = min(Wo - 1, (int)floor(c.z + h.z));
+    floatv vx = convert_floatv(vx0 + LANES);
+    float fvz = (float)vz, fvy = (float)vy;
+    floatv cz = (inv[0] * fvz + inv[1] * fvy + inv[3]) + inv[2] * vx;
+    floatv cy = (inv[4] * fvz + inv[5] * fvy + inv[7]) + inv[6] * vx;
+    float hz = m[24], hy = m[25], rz = m[27], ry = m[28], rx = m[29];
+    int Kz = (int)floor(2.0f * hz) + 1, Ky = (int)floor(2.0f * hy) + 1, Kx = (int)m[30];
+    intv pz0 = convert_intv(clamp(ceil(cz - hz), -1.0f, (float)Do)),
+         py0 = convert_intv(clamp(ceil(cy - hy), -1.0f, (float)Ho));
     __global const float *g = dy + (long)n * Do * Ho * Wo;
-    float acc = 0.0f;
-    for (int pz = zlo; pz <= zhi; pz++)
-        for (int py = ylo; py <= yhi; py++)
-            for (int px = xlo; px <= xhi; px++) {
-                float3 q = warp_point(m, (float)pz, (float)py, (float)px);
-                /* The forward's weight of corner v: 1 - t if v = floor(q), t if v = floor(q) + 1. */
-                float3 f = floor(q);
-                float3 t = q - f;
-                float3 d = v - f;   /* 0 or 1 for the two corners the forward used */
-                if (d.x != 0.0f && d.x != 1.0f) continue;
-                if (d.y != 0.0f && d.y != 1.0f) continue;
-                if (d.z != 0.0f && d.z != 1.0f) continue;
-                float w = (d.x != 0.0f ? t.x : 1.0f - t.x) * (d.y != 0.0f ? t.y : 1.0f - t.y) *
-                          (d.z != 0.0f ? t.z : 1.0f - t.z);
-                acc += w * g[((long)pz * Ho + py) * Wo + px];
+    floatv acc = 0.0f;
+    for (int kz = 0; kz < Kz; kz++) {
+        intv pz = pz0 + kz;
+        floatv fpz = convert_floatv(pz);
+        intv zin = pz >= 0 && pz < Do;
+        intv rowz = clamp(pz, 0, Do - 1) * Ho;
+        for (int ky = 0; ky < Ky; ky++) {
+            intv py = py0 + ky;
+            floatv fpy = convert_floatv(py);
+            intv rin = zin && py >= 0 && py < Ho;
+            intv row = (rowz + clamp(py, 0, Ho - 1)) * Wo;
+            /* Row parts of q, as the forward computes them. */
+            floatv bz = m[0] * fpz + m[1] * fpy + m[3];
+            floatv by = m[4] * fpz + m[5] * fpy + m[7];
+            floatv bx = m[8] * fpz + m[9] * fpy + m[11];
+            /* px interval where every |q_a - v_a| < 1 (axes with A[a][2] = 0
+             * do not limit px: the exact test below decides). */
+            floatv lo = -1e30f, hi = 1e30f;
+            if (rz != 0.0f) {
+                floatv e1 = (fvz - 1.0f - bz) * rz, e2 = (fvz + 1.0f - bz) * rz;
+                lo = fmax(lo, fmin(e1, e2));
+                hi = fmin(hi, fmax(e1, e2));
             }
-    dx[(((long)n * Di + vz) * Hi + vy) * Wi + vx] = acc;
+            if (ry != 0.0f) {
+                floatv e1 = (fvy - 1.0f - by) * ry, e2 = (fvy + 1.0f - by) * ry;
+                lo = fmax(lo, fmin(e1, e2));
+                hi = fmin(hi, fmax(e1, e2));
+            }
+            if (rx != 0.0f) {
+                floatv e1 = (vx - 1.0f - bx) * rx, e2 = (vx + 1.0f - bx) * rx;
+                lo = fmax(lo, fmin(e1, e2));
+                hi = fmin(hi, fmax(e1, e2));
+            }
+            intv px0 = convert_intv(clamp(ceil(lo - 1e-3f), -1.0f, (float)Wo));
+            for (int kx = 0; kx < Kx; kx++) {
+                intv px = px0 + kx;
+                floatv fpx = convert_floatv(px);
+                floatv qz = bz + m[2] * fpx, qy = by + m[6] * fpx, qx = bx + m[10] * fpx;
+                intv ok = rin && px >= 0 && px < Wo && qz >= fvz - 1.0f && qz < fvz + 1.0f && qy >= fvy - 1.0f &&
+                          qy < fvy + 1.0f && qx >= vx - 1.0f && qx < vx + 1.0f;
+                floatv w = corner_weight(qz, (floatv)fvz) * corner_weight(qy, (floatv)fvy) * corner_weight(qx, vx);
+                floatv val = GATHER(g, row + clamp(px, 0, Wo - 1));
+                acc += select((floatv)0.0f, w * val, ok);
+            }
+        }
+    }
+    store_row(dx + (((long)n * Di + vz) * Hi + vy) * Wi + vx0, acc, Wi - vx0);
 }

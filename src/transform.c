@@ -7,18 +7,20 @@
  * atomic_cmpxchg loops are slow on CPUs and nondeterministic in the summation
  * order.  We gather instead: each input voxel visits the output voxels whose
  * sample point falls within one voxel of it (found through the inverse map),
- * recomputing the forward's sample point and weight bit for bit.  For the
- * small rotations and scales of transformation robustness the box is 3-4
- * voxels per axis (27-64 candidates, of which ~8 contribute).
- * Measured at 1x1x91x109x91 (2-core PoCL CPU, loaded machine, median of 15):
- * forward 86-129 ms, adjoint ~330 ms.  Narrowing each row of the box to the
- * px interval where |q - v| < 1 (about 2 candidates instead of 3-4) made it
- * slower (~850 ms: per-row divisions and branches), so the plain box stays.
- * Both kernels are one voxel per work-item with loops, so PoCL does not
- * vectorize them: the next step is explicit vectors over x. */
+ * recomputing the forward's sample point and weight bit for bit.
+ *
+ * Both warp kernels compute VEC (the device's vector width) consecutive x
+ * voxels per work-item as float vectors: the sample points are affine in x,
+ * so only the corner loads are gathers.  The adjoint visits the (pz, py) rows
+ * of the box of outputs an input voxel can reach and, per row, only the few
+ * px (Kx, 3 for scale <= 1.25) around the interval where |q - v| < 1 holds on
+ * every axis; the per-axis reciprocals and Kx come from the host.
+ * Measured at 1x1x91x109x91 (2-core PoCL CPU, AVX-512, loaded machine): see
+ * the commit messages for before/after medians. */
 #include "neurofv/vis_ops.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +35,14 @@ static nfv_status volume_dims(const char *op, const char *what, const nfv_tensor
                         nfv_shape_str(t, s, sizeof s));
     for (int i = 0; i < 3; i++) dims[i] = t->shape[t->ndim - 3 + i];
     return NFV_OK;
+}
+
+/* Every transform kernel comes from one program built with the vector width. */
+static nfv_status transform_kernel(nfv_context *ctx, const char *name, cl_kernel *k)
+{
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DVEC=%d", nfv_context_vector_width(ctx));
+    return nfv_kernel_get(ctx, "transform", opts, name, k);
 }
 
 static nfv_status launch3(nfv_context *ctx, cl_kernel k, int W, int H, int ND)
@@ -66,7 +76,7 @@ nfv_status nfv_pad(nfv_context *ctx, const int pad[3], nfv_boundary mode, float 
     int n, d[3];
     NFV_TRY(pad_check("pad", pad, mode, x, y, &n, d));
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "transform", "", "pad_forward", &k));
+    NFV_TRY(transform_kernel(ctx, "pad_forward", &k));
     int rep = mode == NFV_BOUNDARY_REPLICATE;
     NFV_ARG(k, "pad_forward", 0, x->buf);
     NFV_ARG(k, "pad_forward", 1, y->buf);
@@ -85,7 +95,7 @@ nfv_status nfv_pad_adjoint(nfv_context *ctx, const int pad[3], nfv_boundary mode
     int n, d[3];
     NFV_TRY(pad_check("pad adjoint", pad, mode, dx, dy, &n, d));
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "transform", "", "pad_adjoint", &k));
+    NFV_TRY(transform_kernel(ctx, "pad_adjoint", &k));
     int rep = mode == NFV_BOUNDARY_REPLICATE;
     NFV_ARG(k, "pad_adjoint", 0, dy->buf);
     NFV_ARG(k, "pad_adjoint", 1, dx->buf);
@@ -117,7 +127,7 @@ nfv_status nfv_jitter(nfv_context *ctx, const int *shift, int adjoint, const nfv
     NFV_TRY(same_shape("jitter", x, y, &n, d));
     if (!shift) return nfv_fail(NFV_ERR_INVALID_ARG, "jitter: no shifts given");
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "transform", "", "jitter", &k));
+    NFV_TRY(transform_kernel(ctx, "jitter", &k));
     cl_int err;
     cl_mem sbuf = clCreateBuffer(nfv_context_cl(ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                                  (size_t)n * 3 * sizeof(cl_int), (void *)shift, &err);
@@ -166,6 +176,32 @@ static int affine_invert(const float *m, float *inv)
     return 1;
 }
 
+/* Per-sample parameters of the warp kernels (layout in cl/transform.cl):
+ * the matrix, its inverse, the half-widths of the box of outputs an input
+ * voxel reaches, 1 / A[a][2] and the candidate count per output row. */
+#define WARP_STRIDE 32
+static int warp_params(const float *m, float *p)
+{
+    memcpy(p, m, 12 * sizeof *p);
+    if (!affine_invert(m, p + 12)) return 0;
+    const float *inv = p + 12;
+    for (int a = 0; a < 2; a++)
+        /* A point on the box edge has weight 0; the slack covers rounding. */
+        p[24 + a] = fabsf(inv[4 * a]) + fabsf(inv[4 * a + 1]) + fabsf(inv[4 * a + 2]) + 1e-3f;
+    p[26] = fabsf(inv[8]) + fabsf(inv[9]) + fabsf(inv[10]) + 1e-3f;
+    /* Along one output row q_a moves by A[a][2] per voxel, so |q_a - v_a| < 1
+     * holds on an interval of length 2 / |A[a][2]|; the shortest bounds the
+     * intersection, which the kernel widens by 1e-3 on each side. */
+    double len = 1e30;
+    for (int a = 0; a < 3; a++) {
+        float c = m[4 * a + 2];
+        p[27 + a] = c != 0.0f ? 1.0f / c : 0.0f;
+        if (c != 0.0f && 2.0 / fabs((double)c) < len) len = 2.0 / fabs((double)c);
+    }
+    p[30] = (float)(floor(len + 0.01) + 1.0);
+    return 1;
+}
+
 static nfv_status warp_run(nfv_context *ctx, const char *op, const char *kname, const float *matrix,
                            const nfv_tensor *in_vol, const nfv_tensor *out_vol, const nfv_tensor *src,
                            nfv_tensor *dst, int gw, int gh, int gnd)
@@ -176,22 +212,22 @@ static nfv_status warp_run(nfv_context *ctx, const char *op, const char *kname, 
     if (n != no) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: batch sizes differ (%d and %d)", op, n, no);
     if (!matrix) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: no matrices given", op);
     if (src->buf == dst->buf) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: output must not alias input", op);
-    float *mats = malloc((size_t)n * 24 * sizeof *mats);
+    float *mats = calloc((size_t)n * WARP_STRIDE, sizeof *mats);
     if (!mats) return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", op);
     for (int i = 0; i < n; i++) {
-        memcpy(mats + 24 * i, matrix + 12 * i, 12 * sizeof *mats);
-        if (!affine_invert(matrix + 12 * i, mats + 24 * i + 12)) {
+        if (!warp_params(matrix + 12 * i, mats + WARP_STRIDE * i)) {
             free(mats);
             return nfv_fail(NFV_ERR_INVALID_ARG, "%s: matrix of sample %d is singular", op, i);
         }
     }
     cl_int err;
     cl_mem mbuf = clCreateBuffer(nfv_context_cl(ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                                 (size_t)n * 24 * sizeof(float), mats, &err);
+                                 (size_t)n * WARP_STRIDE * sizeof(float), mats, &err);
     free(mats);
     if (err != CL_SUCCESS) return nfv_cl_fail(err, "clCreateBuffer", "warp matrices", __FILE__, __LINE__);
     cl_kernel k;
-    nfv_status st = nfv_kernel_get(ctx, "transform", "", kname, &k);
+    int vec = nfv_context_vector_width(ctx);
+    nfv_status st = transform_kernel(ctx, kname, &k);
     if (st == NFV_OK) {
         cl_int e = clSetKernelArg(k, 0, sizeof(cl_mem), &src->buf);
         e |= clSetKernelArg(k, 1, sizeof(cl_mem), &dst->buf);
@@ -201,7 +237,7 @@ static nfv_status warp_run(nfv_context *ctx, const char *op, const char *kname, 
             e |= clSetKernelArg(k, 6 + a, sizeof(int), &dout[a]);
         }
         if (e != CL_SUCCESS) st = nfv_fail(NFV_ERR_OPENCL, "clSetKernelArg(%s) failed", kname);
-        else st = launch3(ctx, k, gw, gh, gnd * n);
+        else st = launch3(ctx, k, (gw + vec - 1) / vec, gh, gnd * n);
     }
     clReleaseMemObject(mbuf);
     return st;

@@ -236,6 +236,11 @@ TEST(vis_affine_warp_forward_adjoint)
     const int out[3] = {10, 8, 13};
     nfv_affine_about_centre(dims, out, 0.6f, ang, sh, mats);
     check_warp("strong", mats, 1, dims, out);
+    /* Rows longer than the vector width (16) and not a multiple of it (37,
+     * 35: full blocks plus a tail), batch 2, scale 0.8-1.25, +-15 degrees. */
+    const int wide_in[3] = {5, 7, 37}, wide_out[3] = {6, 5, 35};
+    nfv_random_transforms(11, 2, wide_in, 0.8f, 1.25f, (float)(15 * M_PI / 180), 0, mats, NULL);
+    check_warp("wide rows", mats, 2, wide_in, wide_out);
     /* Identity is an exact copy. */
     const float zero[3] = {0, 0, 0};
     nfv_affine_about_centre(dims, dims, 1.0f, zero, NULL, mats);
