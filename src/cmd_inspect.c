@@ -96,7 +96,8 @@ static nfv_status debug_forward(nfv_context *ctx, nfv_model *m, const char *inpu
 
 int cmd_inspect(int argc, char **argv)
 {
-    const char *arch = NULL, *shape = NULL, *device = NULL, *input = NULL, *dump = NULL;
+    const char *arch = NULL, *shape = NULL, *device = NULL, *input = NULL, *dump = NULL, *save = NULL;
+    unsigned long long seed = 1;
     int classes = 2, grad_class = -1;
     const cli_option opts[] = {
         {"--arch", CLI_STRING, &arch, "SPEC", "inspect an architecture spec or preset instead of a model file"},
@@ -106,6 +107,8 @@ int cmd_inspect(int argc, char **argv)
          "debug: raw float32 inputs (N x C x D x H x W) to run in eval mode (needs --dump)"},
         {"--grad-class", CLI_INT, &grad_class, "K", "debug: also the input gradient of output unit K"},
         {"--dump", CLI_STRING, &dump, "FILE", "debug: write outputs (N x K float32) then the input gradient"},
+        {"--save", CLI_STRING, &save, "MODEL", "with --arch: write the freshly initialized model (PyTorch defaults)"},
+        {"--seed", CLI_U64, &seed, "S", "with --arch: initialization seed (default 1)"},
         {"--device", CLI_STRING, &device, "DEV", "OpenCL device (see neurofv devices)"},
         {0},
     };
@@ -136,8 +139,9 @@ int cmd_inspect(int argc, char **argv)
             }
             in[1] = xyz[2], in[2] = xyz[1], in[3] = xyz[0];
         }
-        s = nfv_model_create_from_spec(ctx, arch, in, classes == 1 ? 2 : classes, NULL, classes == 1 ? NFV_HEAD_BINARY : NFV_HEAD_SOFTMAX, 1,
-                                       &m);
+        s = nfv_model_create_from_spec(ctx, arch, in, classes == 1 ? 2 : classes, NULL, classes == 1 ? NFV_HEAD_BINARY : NFV_HEAD_SOFTMAX,
+                                       seed, &m);
+        if (!s && save) s = nfv_model_save(m, save);
     }
     if (s) {
         nfv_context_free(ctx);

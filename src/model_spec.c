@@ -284,6 +284,16 @@ static int appendf(char *buf, size_t cap, size_t *used, const char *fmt, ...)
     return n;
 }
 
+/* Shortest decimal that reads back as the same float ("0.1", not "0.100000001"). */
+static const char *float_str(float v, char *s, size_t cap)
+{
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(s, cap, "%.*g", prec, v);
+        if (strtof(s, NULL) == v) break;
+    }
+    return s;
+}
+
 static void triple_str(const int v[3], char *s, size_t cap)
 {
     if (v[0] == v[1] && v[1] == v[2]) snprintf(s, cap, "%d", v[0]);
@@ -296,7 +306,7 @@ const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap)
     if (cap) buf[0] = 0;
     for (int i = 0; i < arch->count; i++) {
         const nfv_layer_spec *l = &arch->layers[i];
-        char k[40], s[40], pd[40];
+        char k[40], s[40], pd[40], f[40];
         triple_str(l->kernel, k, sizeof k);
         triple_str(l->stride, s, sizeof s);
         triple_str(l->padding, pd, sizeof pd);
@@ -320,12 +330,12 @@ const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap)
         }
         case NFV_LAYER_BATCHNORM3D:
             if (l->alpha == 1e-5f) appendf(buf, cap, &used, "bn");
-            else appendf(buf, cap, &used, "bn(%.9g)", l->alpha);
+            else appendf(buf, cap, &used, "bn(%s)", float_str(l->alpha, f, sizeof f));
             break;
         case NFV_LAYER_RELU: appendf(buf, cap, &used, "relu"); break;
-        case NFV_LAYER_LEAKY_RELU: appendf(buf, cap, &used, "lrelu(%.9g)", l->alpha); break;
-        case NFV_LAYER_ELU: appendf(buf, cap, &used, "elu(%.9g)", l->alpha); break;
-        case NFV_LAYER_DROPOUT: appendf(buf, cap, &used, "dropout(%.9g)", l->alpha); break;
+        case NFV_LAYER_LEAKY_RELU: appendf(buf, cap, &used, "lrelu(%s)", float_str(l->alpha, f, sizeof f)); break;
+        case NFV_LAYER_ELU: appendf(buf, cap, &used, "elu(%s)", float_str(l->alpha, f, sizeof f)); break;
+        case NFV_LAYER_DROPOUT: appendf(buf, cap, &used, "dropout(%s)", float_str(l->alpha, f, sizeof f)); break;
         case NFV_LAYER_FLATTEN: appendf(buf, cap, &used, "flatten"); break;
         case NFV_LAYER_GAP: appendf(buf, cap, &used, "gap"); break;
         case NFV_LAYER_LINEAR: appendf(buf, cap, &used, "linear(%d%s)", l->features, l->bias ? "" : ",nobias"); break;
