@@ -1,0 +1,238 @@
+/* Feature visualization (activation maximization): targets, the optimization
+ * loop, its outputs and the comparison of regularization configurations.
+ *
+ * One step, all on the device, for a batch of N samples (targets x starts):
+ *   param (N,1,D,H,W) -> [Fourier decode] -> change -> [x mask] -> [+ template]
+ *     = image (N,1,D,H,W)
+ *   image -> [pad P, replicate] (N,1,D+2P,..) -> [jitter / scale / rotate, one
+ *     affine warp or an integer shift] -> centre crop (N,1,D,H,W) = model input
+ *   model forward up to the target layer only (eval mode) -> objective
+ *   seed = -d objective / d activation at that layer -> backward to the input
+ *     (no parameter gradients) -> adjoints of crop, warp/shift, pad -> dimage
+ *   dimage += gradients of the penalties (on the change) -> [x mask]
+ *     -> [Fourier adjoint] -> Adam / SGD step on param;
+ *   every K steps a Gaussian blur of the parameter (voxel: a separable blur of
+ *   the change; Fourier: the same blur as a per-coefficient Gaussian factor).
+ * The host only draws the random transforms (seeded) and reads the objective
+ * (a few floats per sample) at logging steps. */
+#ifndef NEUROFV_VIS_H
+#define NEUROFV_VIS_H
+
+#include "neurofv/model.h"
+#include "neurofv/volume.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Targets (src/vis_target.c) ------------------------------------------ *
+ *
+ * Grammar ([-] = minimize instead of maximize):
+ *   [-]LAYER:CHANNEL          mean of one channel of a (C,D,H,W) layer output,
+ *                             or one feature of an (F) output (Linear, Flatten)
+ *   [-]LAYER:CHANNEL@z,y,x    one neuron (voxel z,y,x of that channel's map);
+ *   [-]LAYER:CHANNEL@         ... the centre voxel (D/2, H/2, W/2)
+ *   [-]LAYER                  the layer objective mean(a^2) (DeepDream)
+ *   [-]logit:CLASS            pre-softmax score of a class (name or index);
+ *                             a binary head's negative class is -logit
+ *   LAYER:all, logit:all      every channel / feature / class (expands)
+ * LAYER is a layer name as `neurofv inspect` prints it (conv1, relu2, fc) or
+ * an index.  Errors name what exists (layers, channel range, classes). */
+
+typedef enum nfv_target_kind {
+    NFV_TARGET_CHANNEL = 0, /* mean over (D,H,W) of channel `unit` */
+    NFV_TARGET_NEURON,      /* activation at (unit, pos) */
+    NFV_TARGET_LAYER,       /* mean over the whole layer (per sample) of a^2 */
+    NFV_TARGET_FEATURE      /* feature `unit` of an (F) output (logits included) */
+} nfv_target_kind;
+
+typedef struct nfv_target {
+    nfv_target_kind kind;
+    int layer;          /* model layer index whose output is the objective */
+    int unit;           /* channel or feature; -1 for NFV_TARGET_LAYER */
+    int pos[3];         /* NFV_TARGET_NEURON: z, y, x in the layer's output */
+    int minimize;       /* written with a leading '-' */
+    float sign;         /* +1 or -1: objective = sign * activation (binary negative class flips it) */
+    int is_logit;       /* written as logit:CLASS */
+    char name[128];     /* canonical text: parses back to this target */
+} nfv_target;
+
+/* Parse one target text; `all` expands to several.  *targets is malloc'ed
+ * (free()); count receives how many. */
+nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **targets, int *count);
+/* Canonical text of a target (as in t->name) into buf; returns buf. */
+const char *nfv_target_format(const nfv_model *m, const nfv_target *t, char *buf, size_t cap);
+/* A file-name stem: "logit_cube", "conv3_5", "conv1_0_at_3_4_5", "min_conv3_5". */
+const char *nfv_target_stem(const nfv_target *t, char *buf, size_t cap);
+
+/* Shards of a sweep: "I/N" with 1 <= I <= N.  Contiguous blocks: unit i of
+ * `units` belongs to shard floor(i * N / units) + 1, so the N shards partition
+ * the units exactly and differ in size by at most one. */
+nfv_status nfv_shard_parse(const char *text, int *index, int *count);
+int nfv_shard_contains(int unit, int units, int index, int count);
+
+/* ---- Options (src/vis.c) ------------------------------------------------- */
+
+typedef enum nfv_vis_param { NFV_VIS_PARAM_VOXEL = 0, NFV_VIS_PARAM_FOURIER, NFV_VIS_PARAM_DCT } nfv_vis_param;
+typedef enum nfv_vis_init { NFV_VIS_INIT_NOISE = 0, NFV_VIS_INIT_ZEROS, NFV_VIS_INIT_TEMPLATE } nfv_vis_init;
+
+#define NFV_VIS_MAX_SNAPSHOTS 16
+
+typedef struct nfv_vis_options {
+    int steps;                 /* 512 */
+    float lr;                  /* 0.05 */
+    int sgd;                   /* 0: Adam (default), 1: SGD */
+    float momentum;            /* SGD momentum, 0.9 */
+    float weight_decay;        /* added to the gradient (PyTorch Adam/SGD), 0 */
+    unsigned long long seed;   /* 1 */
+    int starts;                /* random starts per target, 1 */
+    int batch;                 /* samples (targets x starts) per device batch, 8 */
+    nfv_vis_param param;       /* voxel */
+    float decay;               /* Fourier 1/f exponent, 1 */
+    nfv_vis_init init;         /* noise */
+    float init_scale;          /* noise: uniform in [-s, s], 0.1 */
+    char init_path[1024];      /* template file (NFV_VIS_INIT_TEMPLATE) or "template" = Colin27 */
+    /* Penalties on the change, each weight x the MEAN over voxels (so weights
+     * do not depend on the grid): l1 mean|x|, l2 mean x^2, tv mean of the smooth
+     * isotropic 3D total variation sqrt(dz^2+dy^2+dx^2+eps). 0 = off. */
+    float l1, l2, tv, tv_eps;
+    float blur_sigma;          /* voxels, 0 = off */
+    int blur_every;            /* steps, 4 */
+    int jitter;                /* +-voxels per axis, 0 = off */
+    float scale_min, scale_max;/* 1,1 = off */
+    float rotate_deg;          /* +-degrees about each axis, 0 = off */
+    int pad;                   /* voxels of edge replication before the transforms */
+    char mask[1024];           /* "" none, "brain" (Colin27 > 0 on the model grid), or a file */
+    int log_every;             /* read the objective every k steps, 1 */
+    int snapshots[NFV_VIS_MAX_SNAPSHOTS]; /* steps at which the volume is also kept */
+    int snapshot_count;
+} nfv_vis_options;
+
+void nfv_vis_options_default(nfv_vis_options *o);
+/* Set one option by its command-line name ("--l2", "0.01").  Errors name the
+ * option and the accepted values. */
+nfv_status nfv_vis_options_set(nfv_vis_options *o, const char *name, const char *value);
+/* Apply "--l2 0.01 --tv 0.1 ..." (words separated by spaces; "--opt=value" too). */
+nfv_status nfv_vis_options_parse(nfv_vis_options *o, const char *text);
+/* Check consistency (ranges, combinations). */
+nfv_status nfv_vis_options_check(const nfv_vis_options *o);
+
+typedef struct nfv_vis_option_info {
+    const char *name, *meta, *help;
+} nfv_vis_option_info;
+/* Every option nfv_vis_options_set accepts, ending with {NULL}. */
+extern const nfv_vis_option_info nfv_vis_option_table[];
+
+/* ---- The loop (src/vis.c) ------------------------------------------------ */
+
+typedef struct nfv_vis_result {
+    nfv_target target;
+    nfv_volume volume;         /* the image (template + change) on the model grid, model affine */
+    nfv_volume change;         /* template init only: the change (else nx = 0) */
+    int best_start;            /* the start kept (highest final objective) */
+    int start_count;
+    float *start_objective;    /* final objective of each start */
+    float objective;           /* final objective (last step, transformed input) */
+    float objective_clean;     /* the kept volume, no transforms */
+    int log_count;             /* logged steps of the kept start */
+    int *log_step;
+    float *log_objective;
+    int term_count;            /* steps with regularizer terms (every 16th logged step and the last) */
+    int *term_step;
+    float *term_l1, *term_l2, *term_tv; /* weighted penalty values at those steps */
+    int snapshot_count;
+    int snapshot_step[NFV_VIS_MAX_SNAPSHOTS];
+    nfv_volume snapshot[NFV_VIS_MAX_SNAPSHOTS];
+    double seconds;            /* wall time of this target's batch share */
+} nfv_vis_result;
+
+/* Called after every logged step: batch b of nb, step (1-based) of steps,
+ * objective of each of the n samples. */
+typedef void (*nfv_vis_progress_fn)(void *user, int b, int nb, int step, int steps, const float *objective, int n);
+
+/* Optimize an input for every target; targets sharing a layer (and, for the
+ * layer objective, a sign) run together in batches of o->batch samples.
+ * *results (count of them) is malloc'ed; free with nfv_vis_results_free. */
+nfv_status nfv_visualize(nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
+                         const nfv_vis_options *o, nfv_vis_progress_fn progress, void *user,
+                         nfv_vis_result **results);
+void nfv_vis_results_free(nfv_vis_result *r, int count);
+
+/* Objective of each target for the given image volumes (no transforms): one
+ * forward per volume batch.  images[i] is on the model grid. */
+nfv_status nfv_vis_objective(nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
+                             const nfv_volume *images, float *objective);
+
+/* The Colin27 template (or `path`) on the model grid: resampled through the
+ * model affine, normalized as the model's training data (norm); raw (may be
+ * NULL) receives it before normalization (for a mask: raw > 0). */
+nfv_status nfv_vis_template_on_grid(const nfv_model *m, const char *path, nfv_volume *normalized, nfv_volume *raw);
+
+/* ---- Outputs (src/vis_output.c) ------------------------------------------ */
+
+/* Under dir: <stem>.nii.gz, <stem>_ortho.png, <stem>_mosaic.png,
+ * <stem>_overlay.png (on background, e.g. Colin27; NULL: skipped) and
+ * <stem>.json (options, objectives, per-step log). */
+nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, const nfv_volume *background,
+                         const char *dir);
+/* dir/<stem>_grid.png: one axial slice through each volume's peak. */
+nfv_status nfv_vis_write_grid(const nfv_vis_result *r, int count, const char *dir, const char *stem);
+/* mkdir -p. */
+nfv_status nfv_mkdirs(const char *path);
+
+/* ---- Comparison (src/vis_compare.c) ------------------------------------- */
+
+typedef struct nfv_compare_config {
+    char name[64];
+    char options[512];  /* as for nfv_vis_options_parse */
+} nfv_compare_config;
+
+/* none, l2, tv, blur, robust, fourier, fourier+robust, all. *out malloc'ed. */
+nfv_status nfv_compare_default_configs(nfv_compare_config **out, int *count);
+
+/* Share of high-frequency energy of v (D,H,W): with X the DFT of v minus its
+ * mean, sum |X(f)|^2 over |f| > cutoff cycles/voxel divided by the sum over
+ * all f != 0 (|f| = Euclidean norm of the per-axis frequencies in [-0.5, 0.5]).
+ * cutoff 0.25 = half the Nyquist radius.  Computed with the device's
+ * Fourier op (the Hartley energy over a symmetric set equals the DFT's). */
+nfv_status nfv_highfreq_share(nfv_context *ctx, const nfv_volume *v, double cutoff, double *share);
+
+/* Ground truth of a `neurofv synth` lesion cohort: shapes/<class>.nii.gz and
+ * mask.nii.gz (brought to the model grid when it differs). */
+typedef struct nfv_truth {
+    int count;
+    char **names;          /* shape names (file stems) */
+    nfv_volume *shapes;    /* shape templates at the model's voxel size */
+    nfv_volume mask;       /* on the model grid */
+} nfv_truth;
+nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out);
+void nfv_truth_free(nfv_truth *t);
+/* NCC (nfv_ncc_search inside the mask) of -vis (lesions are darker than
+ * tissue, so a lesion detector's image is dark where the shape is) with every
+ * shape; score[count]. */
+nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score);
+
+typedef struct nfv_compare_row {
+    char config[64];
+    char target[128];
+    char stem[128];
+    float objective, objective_clean;
+    double hf_share;
+    int has_truth;
+    char truth_class[64];  /* the target class's own shape ("" if none) */
+    double own_score;      /* NCC with the own shape */
+    char best_shape[64];   /* the best scoring shape */
+    double best_score;
+    int recovered;         /* own shape scores best */
+    double seconds;
+} nfv_compare_row;
+
+/* Write results.csv, results.md and index.html under dir (images are taken
+ * from dir/<config>/<stem>_*.png). */
+nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
+                                    int nconfigs, const nfv_compare_row *rows, int nrows);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,267 @@
+/* Feature-visualization targets: parsing, canonical text, file stems, shards.
+ * Grammar in include/neurofv/vis.h. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "neurofv/vis.h"
+
+static int parse_int(const char *s, size_t len, int *out)
+{
+    if (len == 0 || len > 9) return 0;
+    int v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)s[i])) return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static const char *class_name(const nfv_model *m, int i, char *buf, size_t cap)
+{
+    if (m->class_names && i < m->class_count && m->class_names[i]) return m->class_names[i];
+    snprintf(buf, cap, "%d", i);
+    return buf;
+}
+
+/* Classes addressable as logit:CLASS: softmax K, binary 2 (one logit), regression 1. */
+static int logit_classes(const nfv_model *m)
+{
+    if (m->head == NFV_HEAD_REGRESSION) return 1;
+    if (m->head == NFV_HEAD_BINARY) return 2;
+    return m->layers[m->layer_count - 1].out_shape[0];
+}
+
+static void list_classes(const nfv_model *m, char *buf, size_t cap)
+{
+    size_t used = 0;
+    char tmp[16];
+    buf[0] = 0;
+    for (int i = 0; i < logit_classes(m) && used + 32 < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", class_name(m, i, tmp, sizeof tmp));
+}
+
+const char *nfv_target_format(const nfv_model *m, const nfv_target *t, char *buf, size_t cap)
+{
+    const char *neg = t->minimize ? "-" : "";
+    char tmp[16];
+    if (t->is_logit) {
+        /* Binary head: the class is 1 unless the sign was flipped by naming class 0. */
+        int cls = t->unit;
+        if (m->head == NFV_HEAD_BINARY) cls = ((t->sign < 0) != (t->minimize != 0)) ? 0 : 1;
+        snprintf(buf, cap, "%slogit:%s", neg, class_name(m, cls, tmp, sizeof tmp));
+        return buf;
+    }
+    const char *lname = m->layers[t->layer].name;
+    switch (t->kind) {
+    case NFV_TARGET_LAYER: snprintf(buf, cap, "%s%s", neg, lname); break;
+    case NFV_TARGET_NEURON:
+        snprintf(buf, cap, "%s%s:%d@%d,%d,%d", neg, lname, t->unit, t->pos[0], t->pos[1], t->pos[2]);
+        break;
+    default: snprintf(buf, cap, "%s%s:%d", neg, lname, t->unit); break;
+    }
+    return buf;
+}
+
+const char *nfv_target_stem(const nfv_target *t, char *buf, size_t cap)
+{
+    size_t o = 0;
+    const char *s = t->name;
+    if (*s == '-') {
+        o += (size_t)snprintf(buf, cap, "min_");
+        s++;
+    }
+    for (; *s && o + 6 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '@') {
+            memcpy(buf + o, "_at_", 4);
+            o += 4;
+        } else {
+            buf[o++] = (isalnum(c) || c == '.' || c == '+') ? (char)c : '_';
+        }
+    }
+    buf[o < cap ? o : cap - 1] = 0;
+    return buf;
+}
+
+static nfv_status push(nfv_target **arr, int *count, int *cap, const nfv_target *t)
+{
+    if (*count == *cap) {
+        int nc = *cap ? *cap * 2 : 8;
+        nfv_target *p = realloc(*arr, (size_t)nc * sizeof *p);
+        if (!p) return nfv_fail(NFV_ERR_NO_MEMORY, "target list: out of memory");
+        *arr = p;
+        *cap = nc;
+    }
+    (*arr)[(*count)++] = *t;
+    return NFV_OK;
+}
+
+static nfv_status finish(const nfv_model *m, nfv_target *t, nfv_target **arr, int *count, int *cap)
+{
+    nfv_target_format(m, t, t->name, sizeof t->name);
+    return push(arr, count, cap, t);
+}
+
+nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **targets, int *count)
+{
+    *targets = NULL;
+    *count = 0;
+    if (!m || !text) return nfv_fail(NFV_ERR_INVALID_ARG, "target: missing model or text");
+    const char *s = text;
+    while (isspace((unsigned char)*s)) s++;
+    size_t len = strlen(s);
+    while (len && isspace((unsigned char)s[len - 1])) len--;
+    if (len == 0) return nfv_fail(NFV_ERR_INVALID_ARG, "target: empty text (e.g. conv3:5, logit:cube, conv2)");
+    char buf[256];
+    if (len >= sizeof buf) return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%.40s...\": too long", s);
+    memcpy(buf, s, len);
+    buf[len] = 0;
+
+    nfv_target t;
+    memset(&t, 0, sizeof t);
+    t.sign = 1.0f;
+    char *p = buf;
+    if (*p == '-') {
+        t.minimize = 1;
+        t.sign = -1.0f;
+        p++;
+    }
+    char *colon = strchr(p, ':');
+    char *at = strchr(p, '@');
+    if (at && (!colon || at < colon))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": '@' needs LAYER:CHANNEL before it (e.g. conv3:5@10,12,9)",
+                        text);
+    if (colon) *colon = 0;
+    const char *layer_txt = p, *unit_txt = colon ? colon + 1 : NULL;
+    if (at) *at = 0;
+    const char *pos_txt = at ? at + 1 : NULL;
+    nfv_target *arr = NULL;
+    int n = 0, cap = 0;
+    nfv_status st = NFV_OK;
+
+    if (!strcmp(layer_txt, "logit") || !strcmp(layer_txt, "logits")) {
+        const nfv_layer *last = &m->layers[m->layer_count - 1];
+        if (last->spec.kind != NFV_LAYER_LINEAR || last->out_ndim != 1)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": the model's last layer (%s) is not a Linear layer",
+                            text, last->name);
+        if (!unit_txt || !*unit_txt) {
+            char list[512];
+            list_classes(m, list, sizeof list);
+            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": logit needs a class: logit:CLASS (classes: %s; or all)",
+                            text, list);
+        }
+        if (pos_txt) return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": a logit has no position (@)", text);
+        t.kind = NFV_TARGET_FEATURE;
+        t.layer = m->layer_count - 1;
+        t.is_logit = 1;
+        int K = logit_classes(m), first = 0, last_cls = K - 1;
+        if (strcmp(unit_txt, "all")) {
+            int cls = -1;
+            char tmp[16];
+            for (int i = 0; i < K && cls < 0; i++)
+                if (!strcmp(unit_txt, class_name(m, i, tmp, sizeof tmp))) cls = i;
+            if (cls < 0 && parse_int(unit_txt, strlen(unit_txt), &cls) && cls >= K) cls = -1;
+            if (cls < 0) {
+                char list[512];
+                list_classes(m, list, sizeof list);
+                return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": no class \"%s\" in this model (classes: %s; or an index 0-%d, or all)",
+                                text, unit_txt, list, K - 1);
+            }
+            first = last_cls = cls;
+        }
+        for (int c = first; c <= last_cls && !st; c++) {
+            nfv_target u = t;
+            if (m->head == NFV_HEAD_BINARY) {
+                u.unit = 0;  /* one logit: class 1 maximizes it, class 0 minimizes it */
+                if (c == 0) u.sign = -u.sign;
+            } else {
+                u.unit = c;
+            }
+            st = finish(m, &u, &arr, &n, &cap);
+        }
+    } else {
+        int layer = nfv_model_find_layer(m, layer_txt);
+        if (layer < 0) return nfv_fail_context(NFV_ERR_INVALID_ARG, "target \"%s\"", text);
+        const nfv_layer *l = &m->layers[layer];
+        t.layer = layer;
+        int spatial = l->out_ndim == 4;
+        int units = l->out_shape[0];
+        if (!unit_txt) {
+            t.kind = NFV_TARGET_LAYER;
+            t.unit = -1;
+            st = finish(m, &t, &arr, &n, &cap);
+        } else {
+            int first = 0, last_unit = units - 1;
+            if (strcmp(unit_txt, "all")) {
+                int u;
+                if (!parse_int(unit_txt, strlen(unit_txt), &u))
+                    return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": channel \"%s\" is not a number (layer %s has %s 0-%d, or all)",
+                                    text, unit_txt, l->name, spatial ? "channels" : "features", units - 1);
+                if (u >= units)
+                    return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": layer %s has %d %s (0-%d), not %d", text, l->name,
+                                    units, spatial ? "channels" : "features", units - 1, u);
+                first = last_unit = u;
+            }
+            t.kind = spatial ? NFV_TARGET_CHANNEL : NFV_TARGET_FEATURE;
+            if (pos_txt) {
+                if (!spatial)
+                    return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": layer %s has no spatial map (output %d features), so no @position",
+                                    text, l->name, units);
+                t.kind = NFV_TARGET_NEURON;
+                int D = l->out_shape[1], H = l->out_shape[2], W = l->out_shape[3];
+                if (!*pos_txt) {
+                    t.pos[0] = D / 2;
+                    t.pos[1] = H / 2;
+                    t.pos[2] = W / 2;
+                } else {
+                    const char *q = pos_txt;
+                    for (int a = 0; a < 3; a++) {
+                        const char *e = q;
+                        while (*e && *e != ',') e++;
+                        if (!parse_int(q, (size_t)(e - q), &t.pos[a]) || (a < 2 && *e != ',') || (a == 2 && *e))
+                            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": position \"%s\" must be z,y,x (three integers)",
+                                            text, pos_txt);
+                        q = e + 1;
+                    }
+                    if (t.pos[0] >= D || t.pos[1] >= H || t.pos[2] >= W)
+                        return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": position %d,%d,%d is outside layer %s's %dx%dx%d map",
+                                        text, t.pos[0], t.pos[1], t.pos[2], l->name, D, H, W);
+                }
+            }
+            for (int u = first; u <= last_unit && !st; u++) {
+                nfv_target v = t;
+                v.unit = u;
+                st = finish(m, &v, &arr, &n, &cap);
+            }
+        }
+    }
+    if (st) {
+        free(arr);
+        return st;
+    }
+    *targets = arr;
+    *count = n;
+    return NFV_OK;
+}
+
+nfv_status nfv_shard_parse(const char *text, int *index, int *count)
+{
+    int i = 0, n = 0;
+    char tail;
+    if (!text || sscanf(text, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--shard expects I/N with 1 <= I <= N (e.g. 2/8), got \"%s\"",
+                        text ? text : "");
+    *index = i;
+    *count = n;
+    return NFV_OK;
+}
+
+int nfv_shard_contains(int unit, int units, int index, int count)
+{
+    if (count <= 1) return 1;
+    if (units <= 0 || unit < 0 || unit >= units) return 0;
+    return (int)((long long)unit * count / units) == index - 1;
+}
