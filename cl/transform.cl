@@ -96,6 +96,23 @@ __kernel void jitter(__global const float *x, __global float *y, __global const 
 #error "VEC must be 4, 8 or 16"
 #endif
 
+/* The warp kernels run on a flat range of N*D*H*ceil(W/VEC) work-items
+ * (rounded up to the host's local size, which is given explicitly: PoCL's
+ * own choice for some 3D ranges made launches 5-20x slower).  This decodes
+ * work-item g into the first x of its block, its row y and plane nz = n*D + z,
+ * and returns from work-items past the end. */
+#define FLAT_BLOCK(W, H, N, D, x0, y, nz)                                                                          \
+    int x0, y, nz;                                                                                                 \
+    {                                                                                                              \
+        int nb_ = ((W) + VEC - 1) / VEC;                                                                           \
+        long g_ = get_global_id(0);                                                                                \
+        if (g_ >= (long)nb_ * (H) * (N) * (D)) return;                                                             \
+        long r_ = g_ / nb_;                                                                                        \
+        x0 = (int)(g_ - r_ * nb_) * VEC;                                                                           \
+        nz = (int)(r_ / (H));                                                                                      \
+        y = (int)(r_ - (long)nz * (H));                                                                            \
+    }
+
 /* Store VEC lanes at p[0..VEC) of a row, only the first `count` when the row
  * ends inside the block. */
 inline void store_row(__global float *p, floatv v, int count)
@@ -119,15 +136,15 @@ inline void store_row(__global float *p, floatv v, int count)
  * exactly this order: (A[a][0] pz + A[a][1] py + b[a]) + A[a][2] px. */
 #define WARP_STRIDE 32
 
-/* global: (ceil(Wo / VEC), Ho, N*Do).  y (N,1,Do,Ho,Wo) = trilinear sample of
+/* global: N*Do*Ho*ceil(Wo / VEC) (FLAT_BLOCK).  y (N,1,Do,Ho,Wo) = trilinear sample of
  * x (N,1,Di,Hi,Wi) at q = A p + b, corners outside x count as 0.  Each
  * work-item VEC consecutive outputs of one row: q is affine in x, so the
  * arithmetic is vector and only the 8 corner loads are gathers.  Corners
  * outside x get weight 0 and a clamped (valid) address. */
 __kernel void warp_forward(__global const float *x, __global float *y, __global const float *mats, int Di, int Hi,
-                           int Wi, int Do, int Ho, int Wo)
+                           int Wi, int Do, int Ho, int Wo, int N)
 {
-    int ox0 = get_global_id(0) * VEC, oy = get_global_id(1), nz = get_global_id(2);
+    FLAT_BLOCK(Wo, Ho, N, Do, ox0, oy, nz);
     int n = nz / Do, oz = nz - n * Do;
     __global const float *m = mats + WARP_STRIDE * n;
     floatv fx = convert_floatv(ox0 + LANES);
@@ -172,7 +189,7 @@ inline floatv corner_weight(floatv q, floatv v)
     return select(q - (v - 1.0f), 1.0f - (q - v), q >= v);
 }
 
-/* global: (ceil(Wi / VEC), Hi, N*Di).  dx (N,1,Di,Hi,Wi) = warp^T dy
+/* global: N*Di*Hi*ceil(Wi / VEC) (FLAT_BLOCK).  dx (N,1,Di,Hi,Wi) = warp^T dy
  * (N,1,Do,Ho,Wo), as a gather (deterministic, no atomics), VEC consecutive
  * input voxels v per work-item.  The outputs p that gave v a weight have
  * v - 1 <= q(p) < v + 1 on every axis; they lie in the box centre A^-1 (v - b),
@@ -182,9 +199,9 @@ inline floatv corner_weight(floatv q, floatv v)
  * is recomputed exactly as the forward did and tested, so the box and
  * interval only need to contain the contributing outputs (slack 1e-3). */
 __kernel void warp_adjoint(__global const float *dy, __global float *dx, __global const float *mats, int Di, int Hi,
-                           int Wi, int Do, int Ho, int Wo)
+                           int Wi, int Do, int Ho, int Wo, int N)
 {
-    int vx0 = get_global_id(0) * VEC, vy = get_global_id(1), nz = get_global_id(2);
+    FLAT_BLOCK(Wi, Hi, N, Di, vx0, vy, nz);
     int n = nz / Di, vz = nz - n * Di;
     __global const float *m = mats + WARP_STRIDE * n;
     __global const float *inv = m + 12;

@@ -111,43 +111,151 @@ __kernel void mask_apply(__global float *t, __global const float *mask, long vol
     t[i] *= mask[mask_per_sample ? i : i % vol];
 }
 
-/* One axis of the separable blur.  global: (numel).  The axis has length len
- * and stride `stride` (elements).  coef = weights w[0..2R] (w[R] at offset 0)
- * followed by their prefix sums cum[0..2R+1] (cum[0] = 0, cum[m+1] = w[0..m]).
+/* ---- separable Gaussian blur ------------------------------------------- */
+
+#ifndef VEC
+#define VEC 16
+#endif
+#define NFV_CAT_(a, b) a##b
+#define NFV_CAT(a, b) NFV_CAT_(a, b)
+#define floatv NFV_CAT(float, VEC)
+#define intv NFV_CAT(int, VEC)
+#define VLOAD NFV_CAT(vload, VEC)
+#define VSTORE NFV_CAT(vstore, VEC)
+#if VEC == 4
+#define LANES ((int4)(0, 1, 2, 3))
+#define GATHER(p, i) ((float4)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3]))
+#elif VEC == 8
+#define LANES ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#define GATHER(p, i)                                                                                               \
+    ((float8)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3], (p)[(i).s4], (p)[(i).s5], (p)[(i).s6],         \
+              (p)[(i).s7]))
+#elif VEC == 16
+#define LANES ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define GATHER(p, i)                                                                                               \
+    ((float16)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3], (p)[(i).s4], (p)[(i).s5], (p)[(i).s6],        \
+               (p)[(i).s7], (p)[(i).s8], (p)[(i).s9], (p)[(i).sa], (p)[(i).sb], (p)[(i).sc], (p)[(i).sd],        \
+               (p)[(i).se], (p)[(i).sf]))
+#else
+#error "VEC must be 4, 8 or 16"
+#endif
+
+/* The blur kernels run on a flat range of N*D*H*ceil(W/VEC) work-items
+ * (rounded up to the host's local size, which is given explicitly: PoCL's
+ * own choice for some 3D ranges made launches 5-20x slower).  This decodes
+ * work-item g into the first x of its block, its row y and plane nz = n*D + z,
+ * and returns from work-items past the end. */
+#define FLAT_BLOCK(W, H, N, D, x0, y, nz)                                                                          \
+    int x0, y, nz;                                                                                                 \
+    {                                                                                                              \
+        int nb_ = ((W) + VEC - 1) / VEC;                                                                           \
+        long g_ = get_global_id(0);                                                                                \
+        if (g_ >= (long)nb_ * (H) * (N) * (D)) return;                                                             \
+        long r_ = g_ / nb_;                                                                                        \
+        x0 = (int)(g_ - r_ * nb_) * VEC;                                                                           \
+        nz = (int)(r_ / (H));                                                                                      \
+        y = (int)(r_ - (long)nz * (H));                                                                            \
+    }
+
+/* VEC floats of a row of length W from x0: a vector load when the block is
+ * whole, else a gather with clamped addresses (lanes past W are never stored). */
+inline floatv load_block(__global const float *row, int x0, int W)
+{
+    if (x0 + VEC <= W) return VLOAD(0, row + x0);
+    return GATHER(row, min(x0 + LANES, W - 1));
+}
+
+inline void store_block(__global float *row, int x0, int W, floatv v)
+{
+    if (x0 + VEC <= W) {
+        VSTORE(v, 0, row + x0);
+    } else {
+        float t[VEC];
+        VSTORE(v, 0, t);
+        for (int i = 0; i < W - x0; i++) row[x0 + i] = t[i];
+    }
+}
+
+/* One axis of the separable blur.  coef = weights w[0..2R] (w[R] at offset
+ * 0) followed by their prefix sums cum[0..2R+1] (cum[0] = 0, cum[m+1] =
+ * w[0..m]).  Along an axis of length len, output i gets from source j:
  *   forward:  out[i] = sum_k w[k] in[b(i + k)]  (b = clamp or zero outside)
  *   adjoint:  out[j] = sum_i A[i][j] in[i], A the forward's matrix; only the
- *             replicate edges differ from the forward (A[i][0] collects every
- *             k with i + k <= 0, A[i][len-1] every k with i + k >= len-1). */
-__kernel void blur_axis(__global const float *in, __global float *out, __global const float *coef, int R,
-                        int len, long stride, int replicate, int adjoint)
+ *             replicate edges differ from the forward: A[i][0] collects every
+ *             k with i + k <= 0, A[i][len-1] every k with i + k >= len-1, so
+ *             output 0 takes cum[R+1-j] from source j and output len-1 takes
+ *             cum[2R+1] - cum[len-1-j+R].
+ * Both kernels sum the taps in the order k = -R..R. */
+
+/* Weight of tap k (source j = i + k, an address is clamp(j)) for output i. */
+inline float blur_tap(__global const float *w, __global const float *cum, int R, int len, int replicate,
+                      int adjoint, int i, int k)
 {
-    long g = get_global_id(0);
-    int i = (int)((g / stride) % len);
-    long base = g - (long)i * stride;
-    __global const float *w = coef;
-    __global const float *cum = coef + 2 * R + 1;
-    float acc = 0.0f;
-    if (!replicate || (adjoint && i > 0 && i < len - 1)) {
-        /* Zero boundary (self-adjoint) or an interior voxel of the replicate adjoint. */
-        for (int k = -R; k <= R; k++) {
-            int j = i + k;
-            if (j >= 0 && j < len) acc += w[k + R] * in[base + (long)j * stride];
-        }
-    } else if (!adjoint) {
-        for (int k = -R; k <= R; k++) {
-            int j = clamp(i + k, 0, len - 1);
-            acc += w[k + R] * in[base + (long)j * stride];
-        }
+    int j = i + k;
+    int inside = j >= 0 && j < len;
+    if (replicate && adjoint && (i == 0 || i == len - 1)) {
+        if (!inside) return 0.0f;
+        if (len == 1) return 1.0f;
+        return i == 0 ? cum[R + 1 - j] : cum[2 * R + 1] - cum[len - 1 - j + R];
+    }
+    if (replicate && !adjoint) return w[k + R];
+    return inside ? w[k + R] : 0.0f;
+}
+
+/* global: N*D*H*ceil(W / VEC) (FLAT_BLOCK).  The D (axis 0) or H (axis 1) pass of x,
+ * y (N, 1, D, H, W): each work-item VEC consecutive x of one row; the output
+ * index i along the axis is the same for all lanes, so the tap weights are
+ * scalars and every tap is a vector load of a whole source row. */
+__kernel void blur_cols(__global const float *in, __global float *out, __global const float *coef, int R, int D,
+                        int H, int W, int axis, int replicate, int adjoint, int N)
+{
+    FLAT_BLOCK(W, H, N, D, x0, y, nz);
+    int n = nz / D, z = nz - n * D;
+    int i = axis == 0 ? z : y, len = axis == 0 ? D : H;
+    long stride = axis == 0 ? (long)H * W : W;
+    long base = (((long)n * D + z) * H + y) * W - (long)i * stride;
+    __global const float *w = coef, *cum = coef + 2 * R + 1;
+    floatv acc = 0.0f;
+    for (int k = -R; k <= R; k++) {
+        float wk = blur_tap(w, cum, R, len, replicate, adjoint, i, k);
+        int j = clamp(i + k, 0, len - 1);
+        acc += wk * load_block(in + base + (long)j * stride, x0, W);
+    }
+    store_block(out + base + (long)i * stride, x0, W, acc);
+}
+
+/* global: N*D*H*ceil(W / VEC) (FLAT_BLOCK).  The W pass: VEC consecutive outputs of
+ * one row.  Blocks at least R from both row ends take every tap as one
+ * unaligned vector load; the others gather clamped addresses and weight each
+ * lane by its own tap (w, or 0 outside, or the replicate adjoint's edge sums). */
+__kernel void blur_rows(__global const float *in, __global float *out, __global const float *coef, int R, int D,
+                        int H, int W, int replicate, int adjoint, int N)
+{
+    FLAT_BLOCK(W, H, N, D, x0, y, nz);
+    long base = ((long)nz * H + y) * W;
+    __global const float *row = in + base;
+    __global const float *w = coef, *cum = coef + 2 * R + 1;
+    floatv acc = 0.0f;
+    if (x0 - R >= 0 && x0 + VEC + R <= W) {
+        for (int k = -R; k <= R; k++) acc += w[k + R] * VLOAD(0, row + x0 + k);
     } else {
-        /* Replicate adjoint at an edge voxel i (0 or len-1). */
-        int lo = max(0, i - R), hi = min(len - 1, i + R);
-        for (int j = lo; j <= hi; j++) {
-            float a;
-            if (len == 1) a = 1.0f;
-            else if (i == 0) a = cum[min(R, -j) + R + 1];                 /* k in [-R, min(R, -j)] */
-            else a = cum[2 * R + 1] - cum[max(-R, len - 1 - j) + R];      /* k in [max(-R, len-1-j), R] */
-            acc += a * in[base + (long)j * stride];
+        intv i = x0 + LANES;
+        intv left = i == 0, right = i == W - 1;
+        intv edge = (replicate && adjoint) ? (left || right) : (intv)0;
+        for (int k = -R; k <= R; k++) {
+            intv j = i + k;
+            intv inside = j >= 0 && j < W;
+            float wk = w[k + R];
+            floatv wl = (replicate && !adjoint) ? (floatv)wk : select((floatv)0.0f, (floatv)wk, inside);
+            if (replicate && adjoint) {
+                /* Edge lanes (outputs 0 and W-1) weight source j by their prefix sums. */
+                floatv a = W == 1 ? (floatv)1.0f
+                                  : select(GATHER(cum, clamp(R + 1 - j, 0, 2 * R + 1)),
+                                           cum[2 * R + 1] - GATHER(cum, clamp(W - 1 - j + R, 0, 2 * R + 1)), right);
+                wl = select(wl, select((floatv)0.0f, a, inside), edge);
+            }
+            acc += wl * GATHER(row, clamp(j, 0, W - 1));
         }
     }
-    out[g] = acc;
+    store_block(out + base, x0, W, acc);
 }

@@ -1,11 +1,17 @@
 /* Feature-visualization penalties (L1, L2, 3D total variation), the brain
  * mask and the separable Gaussian blur; kernels in cl/vis.cl.  See
  * include/neurofv/vis_ops.h for the shapes. */
+#include "internal.h"
 #include "neurofv/vis_ops.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+/* Scratch slots of the context (src/scratch.c) used here, only within one
+ * call: a fresh 14 MB buffer per blur cost more than the blur itself on the
+ * CPU device (page faults), and the contents need not survive the call. */
+enum { SLOT_BLUR_TMP = 7, SLOT_PENALTY_ROWS = 6 };
 
 /* Read (N, 1, D, H, W), (1, D, H, W) or (D, H, W) into n and dims; checks C = 1. */
 static nfv_status volume_shape(const char *op, const char *what, const nfv_tensor *t, int *n, int dims[3])
@@ -46,12 +52,20 @@ static const char *penalty_name(nfv_penalty_kind k)
     return "?";
 }
 
+/* Every kernel of cl/vis.cl comes from one program built with the vector width. */
+static nfv_status vis_kernel(nfv_context *ctx, const char *name, cl_kernel *k)
+{
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DVEC=%d", nfv_context_vector_width(ctx));
+    return nfv_kernel_get(ctx, "vis", opts, name, k);
+}
+
 static nfv_status penalty_launch(nfv_context *ctx, nfv_penalty_kind kind, float weight, float eps,
                                  const nfv_tensor *x, const nfv_tensor *mask, int per_sample, nfv_tensor *value,
                                  nfv_tensor *grad, const int dims[3], int n, cl_mem rows)
 {
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "vis", "", "penalty_rows", &k));
+    NFV_TRY(vis_kernel(ctx, "penalty_rows", &k));
     /* Absent mask/grad: any valid buffer, never touched (has_mask/has_grad = 0). */
     cl_mem mbuf = mask ? mask->buf : x->buf, gbuf = grad ? grad->buf : x->buf;
     int D = dims[0], H = dims[1], W = dims[2], ikind = (int)kind, has_mask = mask != NULL, has_grad = grad != NULL;
@@ -72,7 +86,7 @@ static nfv_status penalty_launch(nfv_context *ctx, nfv_penalty_kind kind, float 
     NFV_TRY(nfv_kernel_launch(ctx, k, 3, global, NULL));
     if (!value) return NFV_OK;
     cl_kernel r;
-    NFV_TRY(nfv_kernel_get(ctx, "vis", "", "penalty_reduce", &r));
+    NFV_TRY(vis_kernel(ctx, "penalty_reduce", &r));
     /* One output per sample, or one for the whole batch. */
     int count = value->numel == 1 ? n * D * H : D * H;
     size_t outs = value->numel;
@@ -102,13 +116,11 @@ nfv_status nfv_penalty(nfv_context *ctx, nfv_penalty_kind kind, float weight, fl
                         penalty_name(kind), value->numel, n);
     if (!value && !grad) return NFV_OK;
 
-    /* Row partial sums (N*D*H floats), released once the queue is done with them. */
+    /* Row partial sums (N*D*H floats) in a scratch slot. */
     size_t nrows = (size_t)n * dims[0] * dims[1];
-    cl_int err;
-    cl_mem rows = clCreateBuffer(nfv_context_cl(ctx), CL_MEM_READ_WRITE, nrows * sizeof(float), NULL, &err);
-    if (err != CL_SUCCESS) return nfv_cl_fail(err, "clCreateBuffer", "penalty row sums", __FILE__, __LINE__);
-    nfv_status st = penalty_launch(ctx, kind, weight, eps, x, mask, per_sample, value, grad, dims, n, rows);
-    clReleaseMemObject(rows);
+    cl_mem rows;
+    nfv_status st = nfv_scratch_get(ctx, SLOT_PENALTY_ROWS, nrows * sizeof(float), "penalty row sums", &rows);
+    if (st == NFV_OK) st = penalty_launch(ctx, kind, weight, eps, x, mask, per_sample, value, grad, dims, n, rows);
     if (st != NFV_OK) return nfv_fail_context(st, "penalty %s", penalty_name(kind));
     return NFV_OK;
 }
@@ -119,7 +131,7 @@ nfv_status nfv_mask_apply(nfv_context *ctx, const nfv_tensor *mask, nfv_tensor *
     NFV_TRY(volume_shape("mask apply", "tensor", t, &n, dims));
     NFV_TRY(mask_shape("mask apply", mask, n, dims, &per_sample));
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "vis", "", "mask_apply", &k));
+    NFV_TRY(vis_kernel(ctx, "mask_apply", &k));
     cl_long vol = (cl_long)dims[0] * dims[1] * dims[2];
     NFV_ARG(k, "mask_apply", 0, t->buf);
     NFV_ARG(k, "mask_apply", 1, mask->buf);
@@ -129,19 +141,34 @@ nfv_status nfv_mask_apply(nfv_context *ctx, const nfv_tensor *mask, nfv_tensor *
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
-/* Enqueue one axis pass of the blur. */
-static nfv_status blur_pass(nfv_context *ctx, cl_kernel k, cl_mem in, cl_mem out, cl_mem coef, int R, int len,
-                            cl_long stride, int replicate, int adjoint, size_t numel)
+/* Enqueue one axis pass of the blur on (N, 1, D, H, W): axis 2 (W) with
+ * blur_rows, 0 (D) or 1 (H) with blur_cols; VEC x voxels per work-item. */
+static nfv_status blur_pass(nfv_context *ctx, cl_mem in, cl_mem out, cl_mem coef, int R, int n, const int dims[3],
+                            int axis, int replicate, int adjoint)
 {
-    NFV_ARG(k, "blur_axis", 0, in);
-    NFV_ARG(k, "blur_axis", 1, out);
-    NFV_ARG(k, "blur_axis", 2, coef);
-    NFV_ARG(k, "blur_axis", 3, R);
-    NFV_ARG(k, "blur_axis", 4, len);
-    NFV_ARG(k, "blur_axis", 5, stride);
-    NFV_ARG(k, "blur_axis", 6, replicate);
-    NFV_ARG(k, "blur_axis", 7, adjoint);
-    return nfv_kernel_launch(ctx, k, 1, &numel, NULL);
+    const char *name = axis == 2 ? "blur_rows" : "blur_cols";
+    cl_kernel k;
+    NFV_TRY(vis_kernel(ctx, name, &k));
+    NFV_ARG(k, name, 0, in);
+    NFV_ARG(k, name, 1, out);
+    NFV_ARG(k, name, 2, coef);
+    NFV_ARG(k, name, 3, R);
+    NFV_ARG(k, name, 4, dims[0]);
+    NFV_ARG(k, name, 5, dims[1]);
+    NFV_ARG(k, name, 6, dims[2]);
+    int a = 7;
+    if (axis != 2) NFV_ARG(k, name, a++, axis);
+    NFV_ARG(k, name, a++, replicate);
+    NFV_ARG(k, name, a++, adjoint);
+    NFV_ARG(k, name, a, n);
+    /* A flat range with one fixed local size (FLAT_BLOCK in cl/vis.cl):
+     * PoCL's own choice for the 3D range made N = 4 20x slower than N = 1. */
+    int vec = nfv_context_vector_width(ctx);
+    size_t local = 64, maxwg = nfv_context_device_info(ctx)->max_work_group_size;
+    if (maxwg && local > maxwg) local = maxwg;
+    size_t items = (size_t)((dims[2] + vec - 1) / vec) * dims[1] * n * dims[0];
+    size_t global = (items + local - 1) / local * local;
+    return nfv_kernel_launch(ctx, k, 1, &global, &local);
 }
 
 nfv_status nfv_gaussian_blur(nfv_context *ctx, float sigma, nfv_boundary boundary, int adjoint, const nfv_tensor *x,
@@ -182,21 +209,19 @@ nfv_status nfv_gaussian_blur(nfv_context *ctx, float sigma, nfv_boundary boundar
                                  (size_t)(2 * nw + 1) * sizeof(float), coef, &err);
     free(coef);
     if (err != CL_SUCCESS) return nfv_cl_fail(err, "clCreateBuffer", "blur weights", __FILE__, __LINE__);
-    cl_mem tmp = clCreateBuffer(nfv_context_cl(ctx), CL_MEM_READ_WRITE, x->numel * sizeof(float), NULL, &err);
-    if (err != CL_SUCCESS) {
+    cl_mem tmp;
+    nfv_status sst = nfv_scratch_get(ctx, SLOT_BLUR_TMP, x->numel * sizeof(float), "blur scratch", &tmp);
+    if (sst != NFV_OK) {
         clReleaseMemObject(cbuf);
-        return nfv_cl_fail(err, "clCreateBuffer", "blur scratch", __FILE__, __LINE__);
+        return nfv_fail_context(sst, "gaussian blur");
     }
-    cl_kernel k;
-    nfv_status st = nfv_kernel_get(ctx, "vis", "", "blur_axis", &k);
+    nfv_status st = NFV_OK;
     int rep = boundary == NFV_BOUNDARY_REPLICATE;
-    cl_long HW = (cl_long)dims[1] * dims[2];
     /* The three axis operators act on different axes and commute, so the
      * adjoint is the same sequence of per-axis adjoints: x -> y (W), y -> tmp (H), tmp -> y (D). */
-    if (st == NFV_OK) st = blur_pass(ctx, k, x->buf, y->buf, cbuf, R, dims[2], 1, rep, adjoint, x->numel);
-    if (st == NFV_OK) st = blur_pass(ctx, k, y->buf, tmp, cbuf, R, dims[1], dims[2], rep, adjoint, x->numel);
-    if (st == NFV_OK) st = blur_pass(ctx, k, tmp, y->buf, cbuf, R, dims[0], HW, rep, adjoint, x->numel);
-    clReleaseMemObject(tmp);
+    if (st == NFV_OK) st = blur_pass(ctx, x->buf, y->buf, cbuf, R, n, dims, 2, rep, adjoint);
+    if (st == NFV_OK) st = blur_pass(ctx, y->buf, tmp, cbuf, R, n, dims, 1, rep, adjoint);
+    if (st == NFV_OK) st = blur_pass(ctx, tmp, y->buf, cbuf, R, n, dims, 0, rep, adjoint);
     clReleaseMemObject(cbuf);
     return st == NFV_OK ? NFV_OK : nfv_fail_context(st, "gaussian blur");
 }

@@ -45,6 +45,19 @@ static nfv_status transform_kernel(nfv_context *ctx, const char *name, cl_kernel
     return nfv_kernel_get(ctx, "transform", opts, name, k);
 }
 
+/* Launch a FLAT_BLOCK kernel (cl/transform.cl) over N*D*H rows of W voxels,
+ * VEC per work-item, with one fixed local size (PoCL compiles a work-group
+ * function per local size, and its own choice for the 3D range was slow). */
+static nfv_status launch_blocks(nfv_context *ctx, cl_kernel k, int W, int H, int ND)
+{
+    int vec = nfv_context_vector_width(ctx);
+    size_t local = 64, maxwg = nfv_context_device_info(ctx)->max_work_group_size;
+    if (maxwg && local > maxwg) local = maxwg;
+    size_t items = (size_t)((W + vec - 1) / vec) * H * ND;
+    size_t global = (items + local - 1) / local * local;
+    return nfv_kernel_launch(ctx, k, 1, &global, &local);
+}
+
 static nfv_status launch3(nfv_context *ctx, cl_kernel k, int W, int H, int ND)
 {
     size_t global[3] = {(size_t)W, (size_t)H, (size_t)ND};
@@ -226,7 +239,6 @@ static nfv_status warp_run(nfv_context *ctx, const char *op, const char *kname, 
     free(mats);
     if (err != CL_SUCCESS) return nfv_cl_fail(err, "clCreateBuffer", "warp matrices", __FILE__, __LINE__);
     cl_kernel k;
-    int vec = nfv_context_vector_width(ctx);
     nfv_status st = transform_kernel(ctx, kname, &k);
     if (st == NFV_OK) {
         cl_int e = clSetKernelArg(k, 0, sizeof(cl_mem), &src->buf);
@@ -236,8 +248,9 @@ static nfv_status warp_run(nfv_context *ctx, const char *op, const char *kname, 
             e |= clSetKernelArg(k, 3 + a, sizeof(int), &di[a]);
             e |= clSetKernelArg(k, 6 + a, sizeof(int), &dout[a]);
         }
+        e |= clSetKernelArg(k, 9, sizeof(int), &n);
         if (e != CL_SUCCESS) st = nfv_fail(NFV_ERR_OPENCL, "clSetKernelArg(%s) failed", kname);
-        else st = launch3(ctx, k, (gw + vec - 1) / vec, gh, gnd * n);
+        else st = launch_blocks(ctx, k, gw, gh, gnd * n);
     }
     clReleaseMemObject(mbuf);
     return st;
