@@ -1,0 +1,390 @@
+/* Comparison of regularization configurations: the default set, the
+ * high-frequency energy share, concept recovery against a synthetic cohort's
+ * ground truth, and the CSV / Markdown / HTML report. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "neurofv/vis.h"
+#include "neurofv/vis_ops.h"
+
+/* Shared transformation-robustness settings (Lucid's defaults, the authors'
+ * jitter): pad 4, jitter +-3 voxels, scale 0.9-1.1, rotation +-10 degrees. */
+#define ROBUST "--pad 4 --jitter 3 --scale 0.9,1.1 --rotate 10"
+
+static const nfv_compare_config default_configs[] = {
+    {"none", ""},
+    {"l2", "--l2 1"},
+    {"tv", "--tv 1"},
+    {"blur", "--blur 1 --blur-every 4"},
+    {"robust", ROBUST},
+    {"fourier", "--param fourier --decay 1"},
+    {"fourier+robust", "--param fourier --decay 1 " ROBUST},
+    {"all", "--param fourier --decay 1 " ROBUST " --l2 1 --tv 1 --blur 1 --blur-every 4 --mask brain"},
+};
+
+nfv_status nfv_compare_default_configs(nfv_compare_config **out, int *count)
+{
+    int n = (int)(sizeof default_configs / sizeof *default_configs);
+    *out = malloc(sizeof default_configs);
+    if (!*out) return nfv_fail(NFV_ERR_NO_MEMORY, "configs: out of memory");
+    memcpy(*out, default_configs, sizeof default_configs);
+    *count = n;
+    return NFV_OK;
+}
+
+nfv_status nfv_highfreq_share(nfv_context *ctx, const nfv_volume *v, double cutoff, double *share)
+{
+    int D = v->nz, H = v->ny, W = v->nx;
+    size_t n = nfv_volume_numel(v);
+    nfv_fourier *f = NULL;
+    nfv_tensor x, c;
+    memset(&x, 0, sizeof x);
+    memset(&c, 0, sizeof c);
+    int shape[5] = {1, 1, D, H, W};
+    /* decay 0: the scale is 1 everywhere, so the adjoint is the plain orthonormal Hartley transform. */
+    nfv_status st = nfv_fourier_create(ctx, NFV_FOURIER_DFT, D, H, W, 0.0f, &f);
+    if (!st) st = nfv_tensor_create(ctx, &x, 5, shape);
+    if (!st) st = nfv_tensor_create(ctx, &c, 5, shape);
+    if (!st) st = nfv_tensor_upload(ctx, &x, v->data);
+    if (!st) st = nfv_fourier_adjoint(ctx, f, &x, &c);
+    float *coef = st ? NULL : malloc(n * sizeof *coef);
+    if (!st && !coef) st = nfv_fail(NFV_ERR_NO_MEMORY, "high-frequency share: out of memory");
+    if (!st) st = nfv_tensor_download(ctx, &c, coef);
+    if (!st) {
+        double hi = 0, total = 0;
+        for (int z = 0; z < D; z++) {
+            double fz = (double)(z < D - z ? z : D - z) / D;
+            for (int y = 0; y < H; y++) {
+                double fy = (double)(y < H - y ? y : H - y) / H;
+                for (int xx = 0; xx < W; xx++) {
+                    if (!z && !y && !xx) continue; /* the mean */
+                    double fx = (double)(xx < W - xx ? xx : W - xx) / W;
+                    double e = (double)coef[((size_t)z * H + y) * W + xx];
+                    e *= e;
+                    total += e;
+                    if (sqrt(fz * fz + fy * fy + fx * fx) > cutoff) hi += e;
+                }
+            }
+        }
+        *share = total > 0 ? hi / total : 0.0;
+    }
+    free(coef);
+    nfv_tensor_free(&x);
+    nfv_tensor_free(&c);
+    if (f) nfv_fourier_free(f);
+    return st;
+}
+
+void nfv_truth_free(nfv_truth *t)
+{
+    for (int i = 0; i < t->count; i++) {
+        free(t->names[i]);
+        nfv_volume_free(&t->shapes[i]);
+    }
+    free(t->names);
+    free(t->shapes);
+    nfv_volume_free(&t->mask);
+    memset(t, 0, sizeof *t);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out)
+{
+    memset(out, 0, sizeof *out);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/shapes", dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return nfv_fail(NFV_ERR_IO, "--truth %s: no shapes/ directory (%s); expected a `neurofv synth --task lesion` output",
+                        dir, strerror(errno));
+    char **names = NULL;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len > 7 && !strcmp(e->d_name + len - 7, ".nii.gz")) {
+            char **p = realloc(names, (size_t)(n + 1) * sizeof *p);
+            if (!p) break;
+            names = p;
+            names[n] = malloc(len - 6);
+            if (!names[n]) break;
+            memcpy(names[n], e->d_name, len - 7);
+            names[n][len - 7] = 0;
+            n++;
+        }
+    }
+    closedir(d);
+    if (n == 0) {
+        free(names);
+        return nfv_fail(NFV_ERR_FORMAT, "--truth %s: shapes/ holds no .nii.gz shape templates", dir);
+    }
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    out->names = names;
+    out->count = n;
+    out->shapes = calloc((size_t)n, sizeof *out->shapes);
+    if (!out->shapes) {
+        nfv_truth_free(out);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "truth: out of memory");
+    }
+    nfv_status st = NFV_OK;
+    for (int i = 0; i < n && !st; i++) {
+        nfv_volume v;
+        snprintf(path, sizeof path, "%s/shapes/%s.nii.gz", dir, names[i]);
+        st = nfv_volume_read(path, &v, NULL);
+        if (st) break;
+        /* The template at the model's voxel size (synth writes the cohort's). */
+        double vx = fabs(v.affine[0][0]) + fabs(v.affine[1][0]) + fabs(v.affine[2][0]);
+        if (fabs(vx - m->voxel_mm[0]) > 1e-3) {
+            st = nfv_volume_resample(&v, m->voxel_mm, &out->shapes[i]);
+            nfv_volume_free(&v);
+        } else {
+            out->shapes[i] = v;
+        }
+    }
+    if (!st) {
+        nfv_volume mk;
+        snprintf(path, sizeof path, "%s/mask.nii.gz", dir);
+        st = nfv_volume_read(path, &mk, NULL);
+        if (!st) {
+            st = nfv_volume_resample_to(&mk, m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                                        (const double(*)[4])m->affine, 0.0f, &out->mask);
+            nfv_volume_free(&mk);
+        }
+    }
+    if (st) {
+        nfv_truth_free(out);
+        return nfv_fail_context(st, "--truth %s", dir);
+    }
+    for (size_t i = 0; i < nfv_volume_numel(&out->mask); i++) out->mask.data[i] = out->mask.data[i] > 0.5f;
+    return NFV_OK;
+}
+
+nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score)
+{
+    size_t n = nfv_volume_numel(vis);
+    if (n != nfv_volume_numel(&t->mask))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "truth scores: the visualization (%dx%dx%d) is not on the mask's grid",
+                        vis->nx, vis->ny, vis->nz);
+    float *neg = malloc(n * sizeof *neg);
+    if (!neg) return nfv_fail(NFV_ERR_NO_MEMORY, "truth scores: out of memory");
+    for (size_t i = 0; i < n; i++) neg[i] = -vis->data[i];
+    int dims[3] = {vis->nz, vis->ny, vis->nx};
+    nfv_status st = NFV_OK;
+    for (int i = 0; i < t->count && !st; i++) {
+        const nfv_volume *s = &t->shapes[i];
+        int td[3] = {s->nz, s->ny, s->nx};
+        nfv_ncc_result r;
+        st = nfv_ncc_search(neg, dims, t->mask.data, s->data, td, &r);
+        score[i] = r.score;
+    }
+    free(neg);
+    return st;
+}
+
+/* ---- report ---------------------------------------------------------------- */
+
+static void html_escape(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '&') fputs("&amp;", f);
+        else if (*s == '"') fputs("&quot;", f);
+        else fputc(*s, f);
+    }
+}
+
+static FILE *open_tmp(const char *path, char *tmp, size_t cap)
+{
+    snprintf(tmp, cap, "%s.tmp%ld", path, (long)getpid());
+    return fopen(tmp, "w");
+}
+
+static nfv_status close_rename(FILE *f, const char *tmp, const char *path)
+{
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        remove(tmp);
+        return nfv_fail(NFV_ERR_IO, "cannot write %s", path);
+    }
+    if (rename(tmp, path)) {
+        remove(tmp);
+        return nfv_fail(NFV_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    }
+    return NFV_OK;
+}
+
+typedef struct summary {
+    int recovered, with_truth, n;
+    double obj, obj_clean, hf, secs;
+} summary;
+
+static summary summarize(const char *config, const nfv_compare_row *rows, int nrows)
+{
+    summary s;
+    memset(&s, 0, sizeof s);
+    for (int i = 0; i < nrows; i++) {
+        if (strcmp(rows[i].config, config)) continue;
+        s.n++;
+        s.obj += rows[i].objective;
+        s.obj_clean += rows[i].objective_clean;
+        s.hf += rows[i].hf_share;
+        s.secs += rows[i].seconds;
+        if (rows[i].has_truth && rows[i].truth_class[0]) {
+            s.with_truth++;
+            s.recovered += rows[i].recovered;
+        }
+    }
+    if (s.n) {
+        s.obj /= s.n;
+        s.obj_clean /= s.n;
+        s.hf /= s.n;
+    }
+    return s;
+}
+
+static const nfv_compare_row *find_row(const nfv_compare_row *rows, int nrows, const char *config, const char *target)
+{
+    for (int i = 0; i < nrows; i++)
+        if (!strcmp(rows[i].config, config) && !strcmp(rows[i].target, target)) return &rows[i];
+    return NULL;
+}
+
+nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
+                                    int nconfigs, const nfv_compare_row *rows, int nrows)
+{
+    char path[4200], tmp[4300];
+    NFV_TRY(nfv_mkdirs(dir));
+    int any_truth = 0;
+    for (int i = 0; i < nrows; i++) any_truth |= rows[i].has_truth && rows[i].truth_class[0];
+
+    /* CSV */
+    snprintf(path, sizeof path, "%s/results.csv", dir);
+    FILE *f = open_tmp(path, tmp, sizeof tmp);
+    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "config,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,best_ncc,"
+               "recovered,seconds\n");
+    for (int i = 0; i < nrows; i++) {
+        const nfv_compare_row *r = &rows[i];
+        fprintf(f, "%s,%s,%.6g,%.6g,%.4f,%s,", r->config, r->target, r->objective, r->objective_clean, r->hf_share,
+                r->truth_class);
+        if (r->has_truth && r->truth_class[0])
+            fprintf(f, "%.4f,%s,%.4f,%d,", r->own_score, r->best_shape, r->best_score, r->recovered);
+        else if (r->has_truth)
+            fprintf(f, ",%s,%.4f,,", r->best_shape, r->best_score);
+        else
+            fprintf(f, ",,,,");
+        fprintf(f, "%.2f\n", r->seconds);
+    }
+    NFV_TRY(close_rename(f, tmp, path));
+
+    /* Markdown */
+    snprintf(path, sizeof path, "%s/results.md", dir);
+    f = open_tmp(path, tmp, sizeof tmp);
+    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "# Regularization comparison\n\nModel: `%s`\n\n", model_path);
+    fprintf(f, "HF share = fraction of the spectral energy (DFT of the volume minus its mean) at radius |f| > 0.25 "
+               "cycles/voxel, i.e. above half the Nyquist radius.\n");
+    if (any_truth)
+        fprintf(f, "Concept recovery: for each class target, NCC of the negated visualization (lesions are darker than "
+                   "tissue) with each shape template, best position inside the brain mask; recovered = the class's own "
+                   "shape scores best.\n");
+    fprintf(f, "\n## Summary per configuration\n\n| config | options | %smean objective | mean objective without "
+               "transforms | mean HF share | seconds |\n|---|---|%s---|---|---|---|\n",
+            any_truth ? "classes recovered | " : "", any_truth ? "---|" : "");
+    for (int c = 0; c < nconfigs; c++) {
+        summary s = summarize(configs[c].name, rows, nrows);
+        fprintf(f, "| %s | `%s` | ", configs[c].name, configs[c].options[0] ? configs[c].options : "(none)");
+        if (any_truth) fprintf(f, "%d/%d | ", s.recovered, s.with_truth);
+        fprintf(f, "%.4g | %.4g | %.3f | %.1f |\n", s.obj, s.obj_clean, s.hf, s.secs);
+    }
+    fprintf(f, "\n## Per target\n\n| config | target | objective | without transforms | HF share |%s\n|---|---|---|---|---|%s\n",
+            any_truth ? " own-shape NCC | best shape (NCC) | recovered |" : "", any_truth ? "---|---|---|" : "");
+    for (int i = 0; i < nrows; i++) {
+        const nfv_compare_row *r = &rows[i];
+        fprintf(f, "| %s | %s | %.4g | %.4g | %.3f |", r->config, r->target, r->objective, r->objective_clean,
+                r->hf_share);
+        if (any_truth) {
+            if (r->has_truth && r->truth_class[0])
+                fprintf(f, " %.3f | %s (%.3f) | %s |", r->own_score, r->best_shape, r->best_score,
+                        r->recovered ? "yes" : "no");
+            else
+                fprintf(f, " | | |");
+        }
+        fputc('\n', f);
+    }
+    NFV_TRY(close_rename(f, tmp, path));
+
+    /* HTML: configurations as columns, targets as rows. */
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    f = open_tmp(path, tmp, sizeof tmp);
+    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>neurofv compare</title>\n<style>"
+               "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+               "padding:4px;vertical-align:top;font-size:12px}img{max-width:260px}.ok{color:#070}.no{color:#a00}"
+               "</style></head><body>\n<h1>Regularization comparison</h1>\n<p>Model: <code>");
+    html_escape(f, model_path);
+    fprintf(f, "</code>. Tables: <a href=\"results.csv\">results.csv</a>, <a href=\"results.md\">results.md</a>.</p>\n"
+               "<p>HF share = fraction of spectral energy (DFT of the volume minus its mean) above half the Nyquist "
+               "radius (|f| &gt; 0.25 cycles/voxel).");
+    if (any_truth)
+        fprintf(f, " Concept recovery: NCC of the negated visualization with each shape template (best position in "
+                   "the brain mask); recovered when the class's own shape scores best.");
+    fprintf(f, "</p>\n<h2>Summary</h2>\n<table><tr><th>config</th><th>options</th>%s<th>mean objective</th>"
+               "<th>mean objective without transforms</th><th>mean HF share</th><th>seconds</th></tr>\n",
+            any_truth ? "<th>classes recovered</th>" : "");
+    for (int c = 0; c < nconfigs; c++) {
+        summary s = summarize(configs[c].name, rows, nrows);
+        fprintf(f, "<tr><td>");
+        html_escape(f, configs[c].name);
+        fprintf(f, "</td><td><code>");
+        html_escape(f, configs[c].options[0] ? configs[c].options : "(none)");
+        fprintf(f, "</code></td>");
+        if (any_truth) fprintf(f, "<td>%d/%d</td>", s.recovered, s.with_truth);
+        fprintf(f, "<td>%.4g</td><td>%.4g</td><td>%.3f</td><td>%.1f</td></tr>\n", s.obj, s.obj_clean, s.hf, s.secs);
+    }
+    fprintf(f, "</table>\n<h2>Images</h2>\n<p>Each cell: orthogonal slices through the peak (overlay on the template "
+               "when it was written); numbers below.</p>\n<table><tr><th>target</th>");
+    for (int c = 0; c < nconfigs; c++) {
+        fprintf(f, "<th>");
+        html_escape(f, configs[c].name);
+        fprintf(f, "</th>");
+    }
+    fprintf(f, "</tr>\n");
+    /* Targets in first-seen order. */
+    for (int i = 0; i < nrows; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= !strcmp(rows[j].target, rows[i].target);
+        if (seen) continue;
+        fprintf(f, "<tr><th>");
+        html_escape(f, rows[i].target);
+        fprintf(f, "</th>");
+        for (int c = 0; c < nconfigs; c++) {
+            const nfv_compare_row *r = find_row(rows, nrows, configs[c].name, rows[i].target);
+            fprintf(f, "<td>");
+            if (r) {
+                char img[600];
+                snprintf(img, sizeof img, "%s/%s/%s_overlay.png", dir, r->config, r->stem);
+                int has_overlay = access(img, R_OK) == 0;
+                fprintf(f, "<a href=\"%s/%s.nii.gz\"><img src=\"%s/%s_%s.png\" alt=\"%s\"></a><br>", r->config, r->stem,
+                        r->config, r->stem, has_overlay ? "overlay" : "ortho", r->stem);
+                fprintf(f, "obj %.4g, clean %.4g, HF %.3f", r->objective, r->objective_clean, r->hf_share);
+                if (r->has_truth && r->truth_class[0])
+                    fprintf(f, "<br>own NCC %.3f, best %s %.3f <b class=\"%s\">%s</b>", r->own_score, r->best_shape,
+                            r->best_score, r->recovered ? "ok" : "no", r->recovered ? "recovered" : "not recovered");
+                fprintf(f, "<br><a href=\"%s/%s_mosaic.png\">mosaic</a> <a href=\"%s/%s.json\">log</a>", r->config,
+                        r->stem, r->config, r->stem);
+            }
+            fprintf(f, "</td>");
+        }
+        fprintf(f, "</tr>\n");
+    }
+    fprintf(f, "</table>\n</body></html>\n");
+    return close_rename(f, tmp, path);
+}
