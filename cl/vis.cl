@@ -2,116 +2,16 @@
  * Volumes are (N, 1, D, H, W) row-major; see include/neurofv/vis_ops.h.
  *
  * The penalties are bandwidth-bound and cheap next to the model: one
- * work-item per row (n, z, y) walks the W voxels of that row, accumulates the
- * gradient in place and writes the row's partial penalty; penalty_reduce then
- * sums the rows of each sample (Kahan-compensated, no fp64 needed). */
+ * work-item per row (n, z, y) walks the W voxels of that row VEC at a time
+ * (float vectors, borders by masks), accumulates the gradient in place and
+ * writes the row's partial penalty; penalty_reduce then sums the rows of
+ * each sample (Kahan-compensated, no fp64 needed). */
 
 /* The penalty kind, mask and gradient presence are run-time arguments, not
  * -D options: the branches are uniform across the launch (free next to the
  * memory traffic) and one program serves every combination instead of 16
  * compiled variants (1-4 s each on PoCL). */
 enum { PEN_L1 = 0, PEN_L2 = 1, PEN_TV = 2, PEN_TV_SQ = 3 };
-
-/* Mask weight of voxel v (index inside one sample) of sample n. */
-inline float mask_at(__global const float *mask, int has_mask, int mask_per_sample, long vol, int n, long v)
-{
-    return has_mask ? mask[(mask_per_sample ? (long)n * vol : 0) + v] : 1.0f;
-}
-
-/* Forward differences at (z, y, x) of one sample (base = its first voxel),
- * zero on the last plane of each axis. */
-inline float3 tv_diffs(__global const float *s, int D, int H, int W, int z, int y, int x)
-{
-    long v = ((long)z * H + y) * W + x;
-    float c = s[v];
-    float dz = z + 1 < D ? s[v + (long)H * W] - c : 0.0f;
-    float dy = y + 1 < H ? s[v + W] - c : 0.0f;
-    float dx = x + 1 < W ? s[v + 1] - c : 0.0f;
-    return (float3)(dz, dy, dx);
-}
-
-/* d(term)/d(difference) per unit difference: 1/t for smooth TV, 2 for squared. */
-inline float tv_factor(int kind, float3 d, float eps)
-{
-    return kind == PEN_TV ? rsqrt(dot(d, d) + eps) : 2.0f;
-}
-
-inline float tv_value(int kind, float3 d, float eps)
-{
-    return kind == PEN_TV ? sqrt(dot(d, d) + eps) : dot(d, d);
-}
-
-/* global: (H, D, N).  x, grad (N, 1, D, H, W); rows (N*D*H) partial sums. */
-__kernel void penalty_rows(int kind, __global const float *x, __global const float *mask, int has_mask,
-                           int mask_per_sample, __global float *grad, int has_grad, __global float *rows, int D,
-                           int H, int W, float weight, float eps)
-{
-    int y = get_global_id(0), z = get_global_id(1), n = get_global_id(2);
-    long vol = (long)D * H * W;
-    __global const float *s = x + n * vol;
-    long row = ((long)z * H + y) * W;
-    float sum = 0.0f;
-    for (int i = 0; i < W; i++) {
-        long v = row + i;
-        float m = mask_at(mask, has_mask, mask_per_sample, vol, n, v);
-        float g;
-        if (kind == PEN_L1) {
-            float xv = s[v];
-            sum += m * fabs(xv);
-            g = m * (xv > 0.0f ? 1.0f : (xv < 0.0f ? -1.0f : 0.0f));
-        } else if (kind == PEN_L2) {
-            float xv = s[v];
-            sum += m * xv * xv;
-            g = 2.0f * m * xv;
-        } else {
-            /* Term at v depends on x[v] and its three forward neighbours; x[v]
-             * is also the forward neighbour of the terms at v - ez, v - ey, v - ex. */
-            float3 d = tv_diffs(s, D, H, W, z, y, i);
-            float f = m * tv_factor(kind, d, eps);
-            sum += m * tv_value(kind, d, eps);
-            g = -f * (d.x + d.y + d.z);
-            if (z > 0) {
-                float3 e = tv_diffs(s, D, H, W, z - 1, y, i);
-                g += mask_at(mask, has_mask, mask_per_sample, vol, n, v - (long)H * W) *
-                     tv_factor(kind, e, eps) * e.x;
-            }
-            if (y > 0) {
-                float3 e = tv_diffs(s, D, H, W, z, y - 1, i);
-                g += mask_at(mask, has_mask, mask_per_sample, vol, n, v - W) * tv_factor(kind, e, eps) * e.y;
-            }
-            if (i > 0) {
-                float3 e = tv_diffs(s, D, H, W, z, y, i - 1);
-                g += mask_at(mask, has_mask, mask_per_sample, vol, n, v - 1) * tv_factor(kind, e, eps) * e.z;
-            }
-        }
-        if (has_grad) grad[n * vol + v] += weight * g;
-    }
-    rows[((long)n * D + z) * H + y] = sum;
-}
-
-/* global: (outputs).  value[o] = weight * sum of rows[o*count .. o*count + count). */
-__kernel void penalty_reduce(__global const float *rows, int count, float weight, __global float *value)
-{
-    int o = get_global_id(0);
-    __global const float *r = rows + (long)o * count;
-    float sum = 0.0f, carry = 0.0f;
-    for (int i = 0; i < count; i++) {
-        float t = r[i] - carry;
-        float s = sum + t;
-        carry = (s - sum) - t;
-        sum = s;
-    }
-    value[o] = weight * sum;
-}
-
-/* global: (numel).  t (N, 1, D, H, W) *= mask (vol or N*vol floats). */
-__kernel void mask_apply(__global float *t, __global const float *mask, long vol, int mask_per_sample)
-{
-    long i = get_global_id(0);
-    t[i] *= mask[mask_per_sample ? i : i % vol];
-}
-
-/* ---- separable Gaussian blur ------------------------------------------- */
 
 #ifndef VEC
 #define VEC 16
@@ -175,6 +75,134 @@ inline void store_block(__global float *row, int x0, int W, floatv v)
         for (int i = 0; i < W - x0; i++) row[x0 + i] = t[i];
     }
 }
+
+/* Row (z, y) of one sample at x, shifted loads for the +-1 neighbours:
+ * a vector load when the block lies inside the row, else a gather with
+ * clamped addresses (lanes reading outside are masked by the caller). */
+inline floatv load_at(__global const float *row, int x, int W)
+{
+    if (x >= 0 && x + VEC <= W) return VLOAD(0, row + x);
+    return GATHER(row, clamp(x + LANES, 0, W - 1));
+}
+
+/* d(term)/d(difference) per unit difference: 1/t for smooth TV, 2 for squared. */
+inline floatv tv_factor(int kind, floatv dz, floatv dy, floatv dx, float eps)
+{
+    return kind == PEN_TV ? rsqrt(dz * dz + dy * dy + dx * dx + eps) : (floatv)2.0f;
+}
+
+inline floatv tv_value(int kind, floatv dz, floatv dy, floatv dx, float eps)
+{
+    floatv q = dz * dz + dy * dy + dx * dx;
+    return kind == PEN_TV ? sqrt(q + eps) : q;
+}
+
+/* global: N*D*H rounded up to the local size (one row each).  x, grad (N, 1,
+ * D, H, W); rows (N*D*H) partial sums.  TV uses forward differences, zero on
+ * the last plane of each axis; the term at v depends on x[v] and its three
+ * forward neighbours, and x[v] is also the forward neighbour of the terms at
+ * v - ez, v - ey, v - ex, which the gradient at v collects. */
+__kernel void penalty_rows(int kind, __global const float *x, __global const float *mask, int has_mask,
+                           int mask_per_sample, __global float *grad, int has_grad, __global float *rows, int D,
+                           int H, int W, float weight, float eps, int N)
+{
+    long r = get_global_id(0);
+    if (r >= (long)N * D * H) return;
+    int nz = (int)(r / H), y = (int)(r - (long)nz * H);
+    int n = nz / D, z = nz - n * D;
+    long vol = (long)D * H * W, HW = (long)H * W;
+    __global const float *s = x + n * vol;
+    __global const float *ms = mask + (mask_per_sample ? n * vol : 0);
+    long row = ((long)z * H + y) * W;
+    /* Neighbour rows, clamped into the volume; their terms are masked below. */
+    long rzp = ((long)min(z + 1, D - 1) * H + y) * W, rzm = ((long)max(z - 1, 0) * H + y) * W;
+    long ryp = ((long)z * H + min(y + 1, H - 1)) * W, rym = ((long)z * H + max(y - 1, 0)) * W;
+    long rzm_yp = ((long)max(z - 1, 0) * H + min(y + 1, H - 1)) * W;
+    long rzp_ym = ((long)min(z + 1, D - 1) * H + max(y - 1, 0)) * W;
+    float hz = z + 1 < D ? 1.0f : 0.0f, hy = y + 1 < H ? 1.0f : 0.0f;
+    floatv sum = 0.0f;
+    for (int x0 = 0; x0 < W; x0 += VEC) {
+        intv xi = x0 + LANES;
+        intv valid = xi < W;
+        floatv m = has_mask ? load_at(ms + row, x0, W) : (floatv)1.0f;
+        floatv c = load_at(s + row, x0, W);
+        floatv g, term;
+        if (kind == PEN_L1) {
+            term = m * fabs(c);
+            g = m * sign(c);
+        } else if (kind == PEN_L2) {
+            term = m * c * c;
+            g = 2.0f * m * c;
+        } else {
+            floatv zero = 0.0f;
+            intv xin = xi + 1 < W;
+            floatv dz = hz * (load_at(s + rzp, x0, W) - c), dy = hy * (load_at(s + ryp, x0, W) - c);
+            floatv dx = select(zero, load_at(s + row, x0 + 1, W) - c, xin);
+            floatv f = m * tv_factor(kind, dz, dy, dx, eps);
+            term = m * tv_value(kind, dz, dy, dx, eps);
+            g = -f * (dz + dy + dx);
+            if (z > 0) {
+                /* Term at (z-1, y, x): its dz is c - a. */
+                floatv a = load_at(s + rzm, x0, W);
+                floatv ez = c - a, ey = hy * (load_at(s + rzm_yp, x0, W) - a);
+                floatv ex = select(zero, load_at(s + rzm, x0 + 1, W) - a, xin);
+                floatv ma = has_mask ? load_at(ms + rzm, x0, W) : (floatv)1.0f;
+                g += ma * tv_factor(kind, ez, ey, ex, eps) * ez;
+            }
+            if (y > 0) {
+                /* Term at (z, y-1, x): its dy is c - b. */
+                floatv b = load_at(s + rym, x0, W);
+                floatv ez = hz * (load_at(s + rzp_ym, x0, W) - b), ey = c - b;
+                floatv ex = select(zero, load_at(s + rym, x0 + 1, W) - b, xin);
+                floatv mb = has_mask ? load_at(ms + rym, x0, W) : (floatv)1.0f;
+                g += mb * tv_factor(kind, ez, ey, ex, eps) * ey;
+            }
+            {
+                /* Term at (z, y, x-1) for x > 0: its dx is c - l. */
+                floatv l = load_at(s + row, x0 - 1, W);
+                floatv ez = hz * (load_at(s + rzp, x0 - 1, W) - l), ey = hy * (load_at(s + ryp, x0 - 1, W) - l);
+                floatv ex = c - l;
+                floatv ml = has_mask ? load_at(ms + row, x0 - 1, W) : (floatv)1.0f;
+                g += select(zero, ml * tv_factor(kind, ez, ey, ex, eps) * ex, xi > 0);
+            }
+        }
+        sum += select((floatv)0.0f, term, valid);
+        if (has_grad) {
+            __global float *gr = grad + n * vol + row;
+            store_block(gr, x0, W, load_block(gr, x0, W) + weight * g);
+        }
+    }
+    /* Lanes summed in a fixed order: deterministic. */
+    float t[VEC];
+    VSTORE(sum, 0, t);
+    float total = 0.0f;
+    for (int i = 0; i < VEC; i++) total += t[i];
+    rows[r] = total;
+}
+
+/* global: (outputs).  value[o] = weight * sum of rows[o*count .. o*count + count). */
+__kernel void penalty_reduce(__global const float *rows, int count, float weight, __global float *value)
+{
+    int o = get_global_id(0);
+    __global const float *r = rows + (long)o * count;
+    float sum = 0.0f, carry = 0.0f;
+    for (int i = 0; i < count; i++) {
+        float t = r[i] - carry;
+        float s = sum + t;
+        carry = (s - sum) - t;
+        sum = s;
+    }
+    value[o] = weight * sum;
+}
+
+/* global: (numel).  t (N, 1, D, H, W) *= mask (vol or N*vol floats). */
+__kernel void mask_apply(__global float *t, __global const float *mask, long vol, int mask_per_sample)
+{
+    long i = get_global_id(0);
+    t[i] *= mask[mask_per_sample ? i : i % vol];
+}
+
+/* ---- separable Gaussian blur ------------------------------------------- */
 
 /* One axis of the separable blur.  coef = weights w[0..2R] (w[R] at offset
  * 0) followed by their prefix sums cum[0..2R+1] (cum[0] = 0, cum[m+1] =

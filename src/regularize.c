@@ -60,6 +60,14 @@ static nfv_status vis_kernel(nfv_context *ctx, const char *name, cl_kernel *k)
     return nfv_kernel_get(ctx, "vis", opts, name, k);
 }
 
+/* The one local size of the flat launches here: PoCL compiles a work-group
+ * function per local size, and its own choice for 3D ranges was slow. */
+static size_t flat_local(nfv_context *ctx)
+{
+    size_t local = 64, maxwg = nfv_context_device_info(ctx)->max_work_group_size;
+    return maxwg && local > maxwg ? maxwg : local;
+}
+
 static nfv_status penalty_launch(nfv_context *ctx, nfv_penalty_kind kind, float weight, float eps,
                                  const nfv_tensor *x, const nfv_tensor *mask, int per_sample, nfv_tensor *value,
                                  nfv_tensor *grad, const int dims[3], int n, cl_mem rows)
@@ -82,8 +90,10 @@ static nfv_status penalty_launch(nfv_context *ctx, nfv_penalty_kind kind, float 
     NFV_ARG(k, "penalty_rows", 10, W);
     NFV_ARG(k, "penalty_rows", 11, weight);
     NFV_ARG(k, "penalty_rows", 12, eps);
-    size_t global[3] = {(size_t)H, (size_t)D, (size_t)n};
-    NFV_TRY(nfv_kernel_launch(ctx, k, 3, global, NULL));
+    NFV_ARG(k, "penalty_rows", 13, n);
+    /* One work-item per row (n, z, y), a flat range with a fixed local size. */
+    size_t local = flat_local(ctx), global = ((size_t)n * D * H + local - 1) / local * local;
+    NFV_TRY(nfv_kernel_launch(ctx, k, 1, &global, &local));
     if (!value) return NFV_OK;
     cl_kernel r;
     NFV_TRY(vis_kernel(ctx, "penalty_reduce", &r));
@@ -164,8 +174,7 @@ static nfv_status blur_pass(nfv_context *ctx, cl_mem in, cl_mem out, cl_mem coef
     /* A flat range with one fixed local size (FLAT_BLOCK in cl/vis.cl):
      * PoCL's own choice for the 3D range made N = 4 20x slower than N = 1. */
     int vec = nfv_context_vector_width(ctx);
-    size_t local = 64, maxwg = nfv_context_device_info(ctx)->max_work_group_size;
-    if (maxwg && local > maxwg) local = maxwg;
+    size_t local = flat_local(ctx);
     size_t items = (size_t)((dims[2] + vec - 1) / vec) * dims[1] * n * dims[0];
     size_t global = (items + local - 1) / local * local;
     return nfv_kernel_launch(ctx, k, 1, &global, &local);

@@ -115,6 +115,12 @@ TEST(vis_penalty_gradients)
     /* Degenerate axes of length 1 (a single slice). */
     const int flat[3] = {1, 5, 3};
     check_penalty(NFV_PENALTY_TV, 3, 1, flat);
+    /* Rows longer than the vector width (16) and not a multiple of it:
+     * whole blocks, shifted neighbour loads across blocks, and a tail. */
+    const int wide[3] = {4, 5, 37};
+    for (int kind = NFV_PENALTY_L1; kind <= NFV_PENALTY_TV_SQ; kind++)
+        check_penalty((nfv_penalty_kind)kind, 2, 2, wide);
+    check_penalty(NFV_PENALTY_TV, 1, 0, wide);
 }
 
 TEST(vis_penalty_rejects_bad_input)
