@@ -113,11 +113,9 @@ static nfv_status layout(nfv_model *m)
             shape[1] = shape[2] = shape[3] = 1;
             break;
         case NFV_LAYER_LINEAR:
+            /* Even after gap, whose (C,1,1,1) output has the layout of (C),
+             * PyTorch needs an nn.Flatten, so we ask for one to stay in step. */
             if (ndim != 1) {
-                if (shape[1] == 1 && shape[2] == 1 && shape[3] == 1) {
-                    /* after gap, (C,1,1,1) has the memory layout of (C); PyTorch would need a
-                     * flatten, so we ask for one to keep the two in step. */
-                }
                 return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): Linear needs a flat input: put \"flatten\" before it",
                                 i, l->name);
             }
@@ -902,31 +900,48 @@ nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const cha
     }
     if (!s && ns && nfv_norm_method_parse(ns, &m->norm)) s = nfv_fail_context(NFV_ERR_FORMAT, "%s", f->path);
 
-    if (!s) s = alloc_params(m, ctx);
+    /* Shapes first, so a corrupt header cannot make us allocate what the file does not hold. */
     char name[64];
-    int expected = 0;
+    for (int i = 0; !s && i < m->layer_count; i++) {
+        const nfv_layer *l = &m->layers[i];
+        for (int p = 0; !s && p < l->nparams; p++) {
+            int sh[5];
+            int nd = param_shape(l, p, sh);
+            snprintf(name, sizeof name, "%d.%s", i, PARAM_NAMES[p]);
+            const nfv_st_tensor *t = nfv_st_find(f, name);
+            int same = t && t->ndim == nd;
+            for (int d = 0; same && d < nd; d++) same = t->shape[d] == sh[d];
+            if (!t) s = nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" (layer %s) is missing", f->path, name, l->name);
+            else if (!same) {
+                char got[160] = "", want[96] = "";
+                size_t u = 0, v = 0;
+                for (int d = 0; d < t->ndim && u < sizeof got; d++)
+                    u += (size_t)snprintf(got + u, sizeof got - u, d ? "x%lld" : "%lld", t->shape[d]);
+                for (int d = 0; d < nd && v < sizeof want; d++)
+                    v += (size_t)snprintf(want + v, sizeof want - v, d ? "x%d" : "%d", sh[d]);
+                s = nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" has shape [%s] but layer %d (%s) of \"%s\" needs %s",
+                             f->path, name, t->ndim ? got : "scalar", i, l->name, m->arch_spec, want);
+            }
+        }
+    }
+    if (!s) s = alloc_params(m, ctx);
     for (int i = 0; !s && i < m->layer_count; i++) {
         nfv_layer *l = &m->layers[i];
         for (int p = 0; !s && p < l->nparams; p++) {
             snprintf(name, sizeof name, "%d.%s", i, PARAM_NAMES[p]);
             s = load_tensor(ctx, f, name, &l->param[p]);
-            expected++;
         }
         if (!s && l->spec.kind == NFV_LAYER_BATCHNORM3D) {
             snprintf(name, sizeof name, "%d.running_mean", i);
             s = load_tensor(ctx, f, name, &l->running_mean);
             snprintf(name, sizeof name, "%d.running_var", i);
             if (!s) s = load_tensor(ctx, f, name, &l->running_var);
-            expected += 2;
             snprintf(name, sizeof name, "%d.num_batches_tracked", i);
             const nfv_st_tensor *t = nfv_st_find(f, name);
             if (t) {
-                expected++;
                 if (t->numel != 1 || t->dtype != NFV_ST_I64)
                     s = nfv_fail(NFV_ERR_FORMAT, "%s: \"%s\" must be one I64", f->path, name);
                 else {
-                    float v;
-                    nfv_st_to_float(t, &v);
                     long long x = 0;
                     for (int b = 7; b >= 0; b--) x = (x << 8) | t->data[b];
                     l->num_batches_tracked = x;
@@ -956,7 +971,6 @@ nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const cha
             s = nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" does not belong to the architecture \"%s\"", f->path, tn,
                          m->arch_spec);
     }
-    (void)expected;
     if (s) {
         nfv_model_free(m);
         return s;
