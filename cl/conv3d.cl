@@ -369,6 +369,81 @@ __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w,
 #undef STORE_ROW
 }
 
+/* ---- fast forward, flattened planes (h stride 1) -------------------------- */
+/* Same as conv3d_fwd_fast, but a vector runs along the output plane flattened
+ * with the padded row pitch WP: position p = oh*WP + ox, ox < WP, so one
+ * vector may span rows and only ox >= WO lanes (WP - WO per row) are wasted,
+ * instead of rounding every row up to whole vectors (11 of 16 lanes used at
+ * W = 11).  Input taps are then at p + (kd*HP + kh)*WP + kw for any p.
+ * ROWS here is the number of consecutive vectors per work-item.
+ * Global (ceil(HO*WP / (VEC*ROWS)), 1, N*(CO/COB)*DO). */
+#define FLAT_OUT (HO * WP)
+#define FLAT_BLOCKS ((FLAT_OUT + VEC * ROWS - 1) / (VEC * ROWS))
+__kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w, __global const float *bias,
+                              __global float *y, int has_bias)
+{
+    const int p0 = get_global_id(0) * VEC * ROWS;
+    const int od = get_global_id(2) % DO, cb = (get_global_id(2) / DO) % (CO / COB);
+    const int n = get_global_id(2) / (DO * (CO / COB));
+    const int co0 = cb * COB;
+
+#define DECL(c) floatV a0_##c = (floatV)(0.0f); floatV a1_##c = (floatV)(0.0f);
+    REP(COB, DECL)
+#undef DECL
+
+    __global const float *xpos = xp + ((size_t)n * CI * DP + (size_t)od * SD) * HP * WP + p0;
+    __global const float *wco = w + (size_t)co0 * CI * KVOL;
+    for (int ci = 0; ci < CI; ci++) {
+        __global const float *xc = xpos + (size_t)ci * DP * HP * WP;
+        __global const float *wc = wco + ci * KVOL;
+#pragma unroll
+        for (int kd = 0; kd < KD; kd++)
+#pragma unroll
+            for (int kh = 0; kh < KH; kh++)
+#pragma unroll
+                for (int kw = 0; kw < KW; kw++) {
+                    const int tap = (kd * KH + kh) * KW + kw;
+                    const floatV v0 = vloadV(0, xc + (kd * HP + kh) * WP + kw);
+#if ROWS == 2
+                    const floatV v1 = vloadV(0, xc + (kd * HP + kh) * WP + kw + VEC);
+#define TAP(c) a0_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v0, a0_##c); \
+               a1_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v1, a1_##c);
+#else
+#define TAP(c) a0_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v0, a0_##c);
+#endif
+                    REP(COB, TAP)
+#undef TAP
+                }
+    }
+
+    /* Store: a vector inside one row's valid part goes out whole; one that
+     * crosses a row end goes lane by lane, keeping (oh, ox) with ox < WO. */
+    __global float *yplane = y + (((size_t)n * CO + co0) * DO + od) * HO * WO;
+#define STORE_VEC(r, c)                                                                     \
+    {                                                                                      \
+        const floatV v = a##r##_##c + (floatV)(has_bias ? bias[co0 + (c)] : 0.0f);          \
+        __global float *dst = yplane + (size_t)(c) * DO * HO * WO;                         \
+        const int pr = p0 + (r) * VEC, ohr = pr / WP, oxr = pr % WP;                       \
+        if (oxr + VEC <= WO && ohr < HO) vstoreV(v, 0, dst + ohr * WO + oxr);               \
+        else {                                                                             \
+            float tmp[VEC];                                                                \
+            vstoreV(v, 0, tmp);                                                            \
+            for (int l = 0; l < VEC; l++) {                                                \
+                const int p = pr + l, oh = p / WP, ox = p % WP;                            \
+                if (oh < HO && ox < WO) dst[oh * WO + ox] = tmp[l];                        \
+            }                                                                              \
+        }                                                                                  \
+    }
+#if ROWS == 2
+#define STORE(c) STORE_VEC(0, c) STORE_VEC(1, c)
+#else
+#define STORE(c) STORE_VEC(0, c)
+#endif
+    REP(COB, STORE)
+#undef STORE
+#undef STORE_VEC
+}
+
 /* ---- fast weight gradient, first pass ------------------------------------ */
 /* part (N*DO, CO, CI, KD, KH, KW): per (n, od) slab, the sum over oh and x of
  * dy[n, co, od, oh, x] * xp[n, ci, od*SD + kd, oh*SH + kh, x + kw].

@@ -256,8 +256,10 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     fast_options(ctx, d, opts, sizeof opts);
     const int vec = nfv_context_vector_width(ctx);
     const int cob = fast_cob(ctx, d, "-DCOB="), rows = fast_cob(ctx, d, "-DROWS=");
+    /* With h stride 1 the flattened-plane kernel wastes fewer lanes. */
+    const int flat = d->s[1] == 1;
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_fwd_fast", &k));
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast", &k));
     cl_mem xp;
     NFV_TRY(pad_input(ctx, d, opts, x, &xp));
     cl_int has_bias = bias != NULL;
@@ -269,8 +271,10 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
         (err = clSetKernelArg(k, 4, sizeof has_bias, &has_bias)))
         st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_fwd_fast", __FILE__, __LINE__);
     if (st == NFV_OK) {
+        size_t wp = (size_t)d->w + 2 * d->p[2];
         size_t global[3] = {(size_t)(d->ow + vec - 1) / vec, (size_t)(d->oh + rows - 1) / rows,
                             (size_t)d->n * (d->co / cob) * d->od};
+        if (flat) global[0] = (d->oh * wp + (size_t)vec * rows - 1) / ((size_t)vec * rows), global[1] = 1;
         /* One output plane per work-group (PoCL pays per work-group, so few
          * big ones), else one row of it where the device allows less. */
         size_t max_local = nfv_kernel_max_local(ctx, k);
