@@ -28,7 +28,7 @@ all: $(BIN) $(TESTBIN) neurofv
 
 # The binary at the repository root is a copy for convenience (./neurofv).
 neurofv: $(BIN)
-	cp $(BIN) neurofv
+	cp $(BIN) neurofv.tmp && mv -f neurofv.tmp neurofv
 
 $(BUILD)/cl_sources.c: $(CL_SRC) tools/embed-cl.sh | $(BUILD)
 	sh tools/embed-cl.sh $@ $(CL_SRC)
