@@ -181,12 +181,14 @@ __kernel void warp_forward(__global const float *x, __global float *y, __global 
 }
 
 /* Weight the forward gave input coordinate v (per axis) from sample
- * coordinate q, for v - 1 <= q < v + 1: 1 - t at the lower corner (floor(q)
+ * coordinate q, 0 unless v - 1 <= q < v + 1: 1 - t at the lower corner (floor(q)
  * = v), t at the upper (floor(q) = v - 1), with t = q - floor(q) computed as
  * the forward does. */
 inline floatv corner_weight(floatv q, floatv v)
 {
-    return select(q - (v - 1.0f), 1.0f - (q - v), q >= v);
+    /* Negative for q outside [v - 1, v + 1]: fmax makes that 0, which is
+     * also the range test (the forward gave such voxels nothing). */
+    return fmax(select(q - (v - 1.0f), 1.0f - (q - v), q >= v), 0.0f);
 }
 
 /* global: N*Di*Hi*ceil(Wi / VEC) (FLAT_BLOCK).  dx (N,1,Di,Hi,Wi) = warp^T dy
@@ -252,8 +254,7 @@ __kernel void warp_adjoint(__global const float *dy, __global float *dx, __globa
                 intv px = px0 + kx;
                 floatv fpx = convert_floatv(px);
                 floatv qz = bz + m[2] * fpx, qy = by + m[6] * fpx, qx = bx + m[10] * fpx;
-                intv ok = rin && px >= 0 && px < Wo && qz >= fvz - 1.0f && qz < fvz + 1.0f && qy >= fvy - 1.0f &&
-                          qy < fvy + 1.0f && qx >= vx - 1.0f && qx < vx + 1.0f;
+                intv ok = rin && px >= 0 && px < Wo;
                 floatv w = corner_weight(qz, (floatv)fvz) * corner_weight(qy, (floatv)fvy) * corner_weight(qx, vx);
                 floatv val = GATHER(g, row + clamp(px, 0, Wo - 1));
                 acc += select((floatv)0.0f, w * val, ok);
