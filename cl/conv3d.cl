@@ -241,25 +241,29 @@ __kernel void conv3d_bwd_bias_ref(__global const float *dy, __global float *db, 
 
 /* ---- helpers of the fast path -------------------------------------------- */
 
-/* xp (N*CI, DP, HP, WP) = x (N*CI, ID, IH, IW) surrounded by PD/PH/PW zeros.
- * Global (HP, N*CI*DP): one padded row per work-item, copied with whole
- * vectors (a per-element kernel with index arithmetic ran at ~1 GB/s). */
-__kernel void conv3d_pad(__global const float *x, __global float *xp)
+/* xp (N*CI, dp, hp, wp) = x (N*CI, id, ih, iw) surrounded by pd/ph/pw zeros
+ * (dp = id + 2 pd, ...).  Global (hp, N*CI*dp): one padded row per
+ * work-item, copied with whole vectors (a per-element kernel with index
+ * arithmetic ran at ~1 GB/s).  Shapes are run-time arguments so one build
+ * serves every layer: the per-row index arithmetic is negligible. */
+__kernel void conv3d_pad(__global const float *x, __global float *xp, int id, int ih, int iw, int pd_, int ph_,
+                         int pw_)
 {
-    const int hp = get_global_id(0), pd = get_global_id(1);
-    const int plane = pd / DP, d = pd % DP - PD, h = hp - PH;
-    __global float *dst = xp + ((size_t)pd * HP + hp) * WP;
-    if (d < 0 || d >= ID || h < 0 || h >= IH) {
+    const int dp = id + 2 * pd_, hp_n = ih + 2 * ph_, wp = iw + 2 * pw_;
+    const int hp = get_global_id(0), pdi = get_global_id(1);
+    const int plane = pdi / dp, d = pdi % dp - pd_, h = hp - ph_;
+    __global float *dst = xp + ((size_t)pdi * hp_n + hp) * wp;
+    if (d < 0 || d >= id || h < 0 || h >= ih) {
         int j = 0;
-        for (; j + VEC <= WP; j += VEC) vstoreV((floatV)(0.0f), 0, dst + j);
-        for (; j < WP; j++) dst[j] = 0.0f;
+        for (; j + VEC <= wp; j += VEC) vstoreV((floatV)(0.0f), 0, dst + j);
+        for (; j < wp; j++) dst[j] = 0.0f;
         return;
     }
-    __global const float *src = x + (((size_t)plane * ID + d) * IH + h) * IW;
-    for (int j = 0; j < PW; j++) dst[j] = 0.0f, dst[PW + IW + j] = 0.0f;
+    __global const float *src = x + (((size_t)plane * id + d) * ih + h) * iw;
+    for (int j = 0; j < pw_; j++) dst[j] = 0.0f, dst[pw_ + iw + j] = 0.0f;
     int j = 0;
-    for (; j + VEC <= IW; j += VEC) vstoreV(vloadV(0, src + j), 0, dst + PW + j);
-    for (; j < IW; j++) dst[PW + j] = src[j];
+    for (; j + VEC <= iw; j += VEC) vstoreV(vloadV(0, src + j), 0, dst + pw_ + j);
+    for (; j < iw; j++) dst[pw_ + j] = src[j];
 }
 
 /* wt (CI, CO, KD, KH, KW) = w (CO, CI, KD, KH, KW) transposed over channels and
@@ -507,15 +511,16 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
 }
 
 /* ---- fast bias gradient, first pass -------------------------------------- */
-/* partb (N*DO, CO): sum of the plane dy[n, co, od, :, :] (HO*WO contiguous
- * floats).  Global (N*DO, CO); lanes past the plane are selected to zero. */
-__kernel void conv3d_bias_partial(__global const float *dy, __global float *partb)
+/* partb (N*DO, CO): sum of the plane dy[n, co, od, :, :] (plane = HO*WO
+ * contiguous floats).  Global (N*DO, CO); lanes past the plane are selected
+ * to zero.  Shapes at run time: one build for every layer. */
+__kernel void conv3d_bias_partial(__global const float *dy, __global float *partb, int do_, int plane, int co_count)
 {
     const int slab = get_global_id(0), co = get_global_id(1);
-    const int n = slab / DO, od = slab % DO;
-    __global const float *src = dy + (((size_t)n * CO + co) * DO + od) * HO * WO;
+    const int n = slab / do_, od = slab % do_;
+    __global const float *src = dy + (((size_t)n * co_count + co) * do_ + od) * plane;
     floatV acc = (floatV)(0.0f);
-    for (int j = 0; j < HO * WO; j += VEC)
-        acc += select((floatV)(0.0f), vloadV(0, src + j), isless(LANES, (floatV)((float)(HO * WO - j))));
-    partb[(size_t)slab * CO + co] = vsum(acc);
+    for (int j = 0; j < plane; j += VEC)
+        acc += select((floatV)(0.0f), vloadV(0, src + j), isless(LANES, (floatV)((float)(plane - j))));
+    partb[(size_t)slab * co_count + co] = vsum(acc);
 }

@@ -86,6 +86,14 @@ static nfv_status check_shapes(const char *op, const nfv_conv3d_params *p, const
     return NFV_OK;
 }
 
+/* Options of the one shape-independent build of cl/conv3d.cl (reference
+ * kernels, padding, weight flip, partial sums, bias), shared by all layers. */
+static const char *generic_options(const nfv_context *ctx, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "-DVEC=%d", nfv_context_vector_width(ctx));
+    return buf;
+}
+
 /* The run-time shape arguments of the *_ref kernels. */
 static void ref_args(const conv_dims *d, int has_bias, cl_int16 *s, cl_int4 *pd)
 {
@@ -100,7 +108,8 @@ static nfv_status launch_ref(nfv_context *ctx, const char *name, cl_mem a, cl_me
                              const conv_dims *d, int has_bias, size_t count)
 {
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", "", name, &k));
+    char go[32];
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), name, &k));
     cl_int16 s;
     cl_int4 pd;
     ref_args(d, has_bias, &s, &pd);
@@ -224,7 +233,7 @@ static size_t padded_slack(const nfv_context *ctx, const conv_dims *d)
 
 /* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into the
  * padded-input scratch slot. */
-static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem src, cl_mem *out)
+static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem *out)
 {
     size_t n = padded_numel(d), slack = padded_slack(ctx, d);
     cl_mem xp;
@@ -235,13 +244,16 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, const char *op
     cl_kernel k;
     nfv_status st = NFV_OK;
     if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clEnqueueFillBuffer", "conv3d padded input slack", __FILE__, __LINE__);
-    if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", opts, "conv3d_pad", &k);
+    char go[32];
+    if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_pad", &k);
     if (st == NFV_OK) {
         size_t global[2] = {(size_t)d->h + 2 * d->p[1], (size_t)d->n * d->ci * (d->d + 2 * d->p[0])};
         size_t local[2] = {global[0], 1}; /* one padded plane per work-group */
-        if ((err = clSetKernelArg(k, 0, sizeof src, &src)) != CL_SUCCESS ||
-            (err = clSetKernelArg(k, 1, sizeof xp, &xp)) != CL_SUCCESS)
-            st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_pad", __FILE__, __LINE__);
+        cl_int a[6] = {d->d, d->h, d->w, d->p[0], d->p[1], d->p[2]};
+        err = clSetKernelArg(k, 0, sizeof src, &src);
+        if (err == CL_SUCCESS) err = clSetKernelArg(k, 1, sizeof xp, &xp);
+        for (int i = 0; i < 6 && err == CL_SUCCESS; i++) err = clSetKernelArg(k, 2 + i, sizeof a[i], &a[i]);
+        if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_pad", __FILE__, __LINE__);
         else st = nfv_kernel_launch(ctx, k, 2, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
     }
     if (st != NFV_OK) return st;
@@ -261,7 +273,7 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast", &k));
     cl_mem xp;
-    NFV_TRY(pad_input(ctx, d, opts, x, &xp));
+    NFV_TRY(pad_input(ctx, d, x, &xp));
     cl_int has_bias = bias != NULL;
     cl_mem b = bias ? bias : w;
     nfv_status st = NFV_OK;
@@ -315,7 +327,8 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
     cl_mem wt;
     NFV_TRY(scratch_create(ctx, SLOT_FLIPPED_WEIGHTS, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
     cl_kernel k;
-    nfv_status st = nfv_kernel_get(ctx, "conv3d", "", "conv3d_flip_weights", &k);
+    char go[32];
+    nfv_status st = nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_flip_weights", &k);
     cl_int err = CL_SUCCESS;
     if (st == NFV_OK) {
         cl_int co = d.co, ci = d.ci, kv = kvol;
@@ -336,7 +349,8 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
 static nfv_status sum_partials(nfv_context *ctx, cl_mem part, int parts, int m, cl_mem out)
 {
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", "", "conv3d_sum_partials", &k));
+    char go[32];
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_sum_partials", &k));
     NFV_ARG(k, "conv3d_sum_partials", 0, part);
     NFV_ARG(k, "conv3d_sum_partials", 1, out);
     NFV_ARG(k, "conv3d_sum_partials", 2, parts);
@@ -354,7 +368,7 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, const char 
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bwd_weights_fast", &k));
     cl_mem xp, part;
-    NFV_TRY(pad_input(ctx, d, opts, x, &xp));
+    NFV_TRY(pad_input(ctx, d, x, &xp));
     NFV_TRY(scratch_create(ctx, SLOT_WEIGHT_PARTIALS, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part));
     nfv_status st = NFV_OK;
     cl_int err;
@@ -370,16 +384,20 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, const char 
     return st;
 }
 
-static nfv_status bias_fast(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem dy, cl_mem db)
+static nfv_status bias_fast(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem db)
 {
     const int slabs = d->n * d->od;
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bias_partial", &k));
+    char go[32];
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_bias_partial", &k));
+    cl_int do_ = d->od, plane = d->oh * d->ow, co = d->co;
     cl_mem part;
     NFV_TRY(scratch_create(ctx, SLOT_BIAS_PARTIALS, (size_t)slabs * d->co, "conv3d bias-gradient partial sums", &part));
     nfv_status st = NFV_OK;
     cl_int err;
-    if ((err = clSetKernelArg(k, 0, sizeof dy, &dy)) || (err = clSetKernelArg(k, 1, sizeof part, &part)))
+    if ((err = clSetKernelArg(k, 0, sizeof dy, &dy)) || (err = clSetKernelArg(k, 1, sizeof part, &part)) ||
+        (err = clSetKernelArg(k, 2, sizeof do_, &do_)) || (err = clSetKernelArg(k, 3, sizeof plane, &plane)) ||
+        (err = clSetKernelArg(k, 4, sizeof co, &co)))
         st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_bias_partial", __FILE__, __LINE__);
     if (st == NFV_OK) {
         size_t global[2] = {(size_t)slabs, (size_t)d->co};
@@ -400,12 +418,6 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
         if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(weights_fast(ctx, &d, opts, x->buf, dy->buf, dw->buf));
         else NFV_TRY(nfv_conv3d_backward_weights_reference(ctx, p, x, dy, dw, NULL));
     }
-    if (db) {
-        /* The bias program depends only on the output shape: keep its options
-         * independent of the weights so a db-only call needs no weight shape. */
-        snprintf(opts, sizeof opts, "-DVEC=%d -DCOB=1 -DBW_COB=1 -DCO=%d -DDO=%d -DHO=%d -DWO=%d", nfv_context_vector_width(ctx), d.co,
-                 d.od, d.oh, d.ow);
-        NFV_TRY(bias_fast(ctx, &d, opts, dy->buf, db->buf));
-    }
+    if (db) NFV_TRY(bias_fast(ctx, &d, dy->buf, db->buf));
     return NFV_OK;
 }
