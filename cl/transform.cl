@@ -133,7 +133,9 @@ inline void store_row(__global float *p, floatv v, int count)
  *   [27..30) 1 / A[a][2] (0 where A[a][2] = 0),
  *   [30]     how many consecutive x candidates cover one output row's interval.
  * Sample point of output (pz, py, px) on axis a, computed by both kernels in
- * exactly this order: (A[a][0] pz + A[a][1] py + b[a]) + A[a][2] px. */
+ * exactly this order: ((A[a][0] pz + b[a]) + A[a][1] py) + A[a][2] px, and the
+ * weight of a corner c (per axis) as 1 - |q - c|, so that the adjoint can
+ * recompute both bit for bit. */
 #define WARP_STRIDE 32
 
 /* global: N*Do*Ho*ceil(Wo / VEC) (FLAT_BLOCK).  y (N,1,Do,Ho,Wo) = trilinear sample of
@@ -149,20 +151,23 @@ __kernel void warp_forward(__global const float *x, __global float *y, __global 
     __global const float *m = mats + WARP_STRIDE * n;
     floatv fx = convert_floatv(ox0 + LANES);
     float fz = (float)oz, fy = (float)oy;
-    floatv qz = (m[0] * fz + m[1] * fy + m[3]) + m[2] * fx;
-    floatv qy = (m[4] * fz + m[5] * fy + m[7]) + m[6] * fx;
-    floatv qx = (m[8] * fz + m[9] * fy + m[11]) + m[10] * fx;
+    floatv qz = ((m[0] * fz + m[3]) + m[1] * fy) + m[2] * fx;
+    floatv qy = ((m[4] * fz + m[7]) + m[5] * fy) + m[6] * fx;
+    floatv qx = ((m[8] * fz + m[11]) + m[9] * fy) + m[10] * fx;
     /* Clamp before converting so far-away points stay representable; they
      * remain outside. */
     floatv flz = clamp(floor(qz), -2.0f, (float)Di + 1.0f), fly = clamp(floor(qy), -2.0f, (float)Hi + 1.0f),
            flx = clamp(floor(qx), -2.0f, (float)Wi + 1.0f);
-    floatv tz = qz - flz, ty = qy - fly, tx = qx - flx;
     intv z0 = convert_intv(flz), y0 = convert_intv(fly), x0 = convert_intv(flx);
     intv z1 = z0 + 1, y1 = y0 + 1, x1 = x0 + 1;
-    /* Per-axis weights of the two corners, 0 outside the volume. */
-    floatv wz0 = select((floatv)0.0f, 1.0f - tz, z0 >= 0 && z0 < Di), wz1 = select((floatv)0.0f, tz, z1 >= 0 && z1 < Di);
-    floatv wy0 = select((floatv)0.0f, 1.0f - ty, y0 >= 0 && y0 < Hi), wy1 = select((floatv)0.0f, ty, y1 >= 0 && y1 < Hi);
-    floatv wx0 = select((floatv)0.0f, 1.0f - tx, x0 >= 0 && x0 < Wi), wx1 = select((floatv)0.0f, tx, x1 >= 0 && x1 < Wi);
+    /* Per-axis weights 1 - |q - c| of the two corners, 0 outside the volume. */
+    floatv zero = 0.0f;
+    floatv wz0 = select(zero, 1.0f - fabs(qz - flz), z0 >= 0 && z0 < Di);
+    floatv wz1 = select(zero, 1.0f - fabs(qz - (flz + 1.0f)), z1 >= 0 && z1 < Di);
+    floatv wy0 = select(zero, 1.0f - fabs(qy - fly), y0 >= 0 && y0 < Hi);
+    floatv wy1 = select(zero, 1.0f - fabs(qy - (fly + 1.0f)), y1 >= 0 && y1 < Hi);
+    floatv wx0 = select(zero, 1.0f - fabs(qx - flx), x0 >= 0 && x0 < Wi);
+    floatv wx1 = select(zero, 1.0f - fabs(qx - (flx + 1.0f)), x1 >= 0 && x1 < Wi);
     intv cz0 = clamp(z0, 0, Di - 1) * Hi, cz1 = clamp(z1, 0, Di - 1) * Hi;
     intv cy0 = clamp(y0, 0, Hi - 1), cy1 = clamp(y1, 0, Hi - 1);
     intv cx0 = clamp(x0, 0, Wi - 1), cx1 = clamp(x1, 0, Wi - 1);
@@ -181,14 +186,13 @@ __kernel void warp_forward(__global const float *x, __global float *y, __global 
 }
 
 /* Weight the forward gave input coordinate v (per axis) from sample
- * coordinate q, 0 unless v - 1 <= q < v + 1: 1 - t at the lower corner (floor(q)
- * = v), t at the upper (floor(q) = v - 1), with t = q - floor(q) computed as
- * the forward does. */
+ * coordinate q: 1 - |q - v| as the forward computes it when v is floor(q) or
+ * floor(q) + 1, i.e. v - 1 <= q < v + 1; negative or 0 outside, where fmax
+ * makes it 0, which is also the range test.  (At q = v + 1 exactly the
+ * forward did not use v, and the weight here is 0.) */
 inline floatv corner_weight(floatv q, floatv v)
 {
-    /* Negative for q outside [v - 1, v + 1]: fmax makes that 0, which is
-     * also the range test (the forward gave such voxels nothing). */
-    return fmax(select(q - (v - 1.0f), 1.0f - (q - v), q >= v), 0.0f);
+    return fmax(1.0f - fabs(q - v), 0.0f);
 }
 
 /* global: N*Di*Hi*ceil(Wi / VEC) (FLAT_BLOCK).  dx (N,1,Di,Hi,Wi) = warp^T dy
@@ -222,15 +226,14 @@ __kernel void warp_adjoint(__global const float *dy, __global float *dx, __globa
         floatv fpz = convert_floatv(pz);
         intv zin = pz >= 0 && pz < Do;
         intv rowz = clamp(pz, 0, Do - 1) * Ho;
+        floatv tz = m[0] * fpz + m[3], ty = m[4] * fpz + m[7], tx = m[8] * fpz + m[11];
         for (int ky = 0; ky < Ky; ky++) {
             intv py = py0 + ky;
             floatv fpy = convert_floatv(py);
             intv rin = zin && py >= 0 && py < Ho;
             intv row = (rowz + clamp(py, 0, Ho - 1)) * Wo;
             /* Row parts of q, as the forward computes them. */
-            floatv bz = m[0] * fpz + m[1] * fpy + m[3];
-            floatv by = m[4] * fpz + m[5] * fpy + m[7];
-            floatv bx = m[8] * fpz + m[9] * fpy + m[11];
+            floatv bz = tz + m[1] * fpy, by = ty + m[5] * fpy, bx = tx + m[9] * fpy;
             /* px interval where every |q_a - v_a| < 1 (axes with A[a][2] = 0
              * do not limit px: the exact test below decides). */
             floatv lo = -1e30f, hi = 1e30f;
