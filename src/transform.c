@@ -18,7 +18,7 @@
  * Measured at 1x1x91x109x91, scale 0.8-1.25, +-15 degrees (2-core PoCL CPU,
  * AVX-512, process CPU time of both cores, which was stable on the loaded
  * machine; wall time is about half on an idle one): forward 33 -> 4.5 ms,
- * adjoint 180 -> 33 ms.  In the adjoint the gathers are only ~10 % of the
+ * adjoint 180 -> 31 ms.  In the adjoint the gathers are only ~10 % of the
  * time: it is the ~16 rows x 3 candidates per voxel (of which ~8-16 count)
  * that cost; setting Kx to 1 halved it.  Skipping rows empty for every lane
  * gained nothing (the lanes' boxes are offset differently).  Tighter rows
