@@ -432,9 +432,11 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
         else {                                                                             \
             float tmp[VEC];                                                                \
             vstoreV(v, 0, tmp);                                                            \
+            int oh = ohr, ox = oxr;                                                        \
             for (int l = 0; l < VEC; l++) {                                                \
-                const int p = pr + l, oh = p / WP, ox = p % WP;                            \
                 if (oh < HO && ox < WO) dst[oh * WO + ox] = tmp[l];                        \
+                ox++;                                                                      \
+                if (ox == WP) ox = 0, oh++;                                                \
             }                                                                              \
         }                                                                                  \
     }
@@ -449,28 +451,35 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
 }
 
 /* ---- fast weight gradient, first pass ------------------------------------ */
-/* part (N*DO, CO, CI, KD, KH, KW): per (n, od) slab, the sum over oh and x of
+/* part (N*DSLABS, CO, CI, KD, KH, KW): per slab of ODC output planes
+ * (n, od in [s*ODC, s*ODC + ODC)), the sum over those planes, oh and x of
  * dy[n, co, od, oh, x] * xp[n, ci, od*SD + kd, oh*SH + kh, x + kw].
- * Global (KD*KH, N*DO, CI*CO/BW_COB), local (KD*KH, 1, 1): the KD*KH work-items
- * sharing one dy slab run back to back on one core, so it is read from cache.
- * Each work-item keeps BW_COB*KW vector accumulators (one tap row, BW_COB
- * output channels); dy lanes past WO are selected to zero. */
+ * ODC is chosen by the host so a slab holds a few thousand positions: enough
+ * work to amortize the horizontal sums, enough slabs for every core.
+ * Global (KD*KH, N*DSLABS, CI*CO/BW_COB), local (KD*KH, 1, 1): the KD*KH
+ * work-items sharing one dy slab run back to back on one core, so it is read
+ * from cache.  Each work-item keeps BW_COB*KW vector accumulators (one tap
+ * row, BW_COB output channels); dy lanes past WO are selected to zero. */
+#ifndef ODC
+#define ODC 1
+#endif
+#define DSLABS ((DO + ODC - 1) / ODC)
 __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const float *dy, __global float *part)
 {
     const int kd = get_global_id(0) / KH, kh = get_global_id(0) % KH;
-    const int slab = get_global_id(1), n = slab / DO, od = slab % DO;
+    const int slab = get_global_id(1), n = slab / DSLABS, od0 = (slab % DSLABS) * ODC;
     const int ci = get_global_id(2) % CI, cb = get_global_id(2) / CI;
     const int co0 = cb * BW_COB;
+    const int od1 = min(od0 + ODC, DO);
 
 #define DECL(c) floatV g0_##c = (floatV)(0.0f), g1_##c = (floatV)(0.0f), g2_##c = (floatV)(0.0f), \
                        g3_##c = (floatV)(0.0f), g4_##c = (floatV)(0.0f);
     REP(BW_COB, DECL)
 #undef DECL
-    __global const float *xbase = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + kh * WP;
-    __global const float *dybase = dy + (((size_t)n * CO + co0) * DO + od) * HO * WO;
+    for (int od = od0; od < od1; od++)
     for (int oh = 0; oh < HO; oh++) {
-        __global const float *xr = xbase + oh * SH * WP;
-        __global const float *dr = dybase + oh * WO;
+        __global const float *xr = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + (oh * SH + kh) * WP;
+        __global const float *dr = dy + ((((size_t)n * CO + co0) * DO + od) * HO + oh) * WO;
         for (int x0 = 0; x0 < WO; x0 += VEC) {
             /* lanes inside the row (all ones) or past its end (zero) */
             const intV keep = isless(LANES, (floatV)((float)(WO - x0)));

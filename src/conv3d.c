@@ -185,6 +185,20 @@ static int divisor_at_most(int n, int cap)
     return 1;
 }
 
+/* Output planes per weight-gradient slab: ~4096 positions or more each
+ * (horizontal sums and partial stores amortized), at most all of DO. */
+static int planes_per_slab(const conv_dims *d)
+{
+    int plane = d->oh * d->ow, odc = (4096 + plane - 1) / plane;
+    return odc < d->od ? odc : d->od;
+}
+
+static int slab_count(const conv_dims *d)
+{
+    int odc = planes_per_slab(d);
+    return d->n * ((d->od + odc - 1) / odc);
+}
+
 /* Build options of the fast program for one layer configuration.  Everything
  * a kernel's loop bounds or addressing depends on is compiled in. */
 static void fast_options(const nfv_context *ctx, const conv_dims *d, char *buf, size_t cap)
@@ -197,9 +211,9 @@ static void fast_options(const nfv_context *ctx, const conv_dims *d, char *buf, 
     if (d->oh < 2) rows = 1;
     int bw_cob = divisor_at_most(d->co, d->k[2] <= 1 ? 16 : 24 / d->k[2] < 16 ? 24 / d->k[2] : 16);
     snprintf(buf, cap,
-             "-DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d "
+             "-DODC=%d -DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d "
              "-DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d",
-             nfv_context_vector_width(ctx), cob, rows, bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0],
+             planes_per_slab(d), nfv_context_vector_width(ctx), cob, rows, bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0],
              d->s[1], d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow);
 }
 
@@ -363,7 +377,7 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, const char 
                                cl_mem dw)
 {
     const int kvol = d->k[0] * d->k[1] * d->k[2];
-    const int slabs = d->n * d->od, m = d->co * d->ci * kvol;
+    const int slabs = slab_count(d), m = d->co * d->ci * kvol;
     const int bw_cob = fast_cob(ctx, d, "-DBW_COB=");
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bwd_weights_fast", &k));
