@@ -331,8 +331,8 @@ nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cac
             s = nfv_volume_cache_get(cache, rows[i0 + i], &v);
             if (!s) memcpy(x + (size_t)i * per, v, per * sizeof(float));
         }
-        /* A short chunk is predicted as its own smaller batch only once per
-         * call: pad instead, keeping the model's batch allocation. */
+        /* nfv_model_predict pads a short last chunk to `batch`, so the model
+         * keeps one batch allocation. */
         if (!s) s = nfv_model_predict(m, ctx, x, cnt, batch, outputs + (size_t)i0 * k);
     }
     free(x);

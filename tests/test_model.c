@@ -399,3 +399,30 @@ TEST(model_file_mutations_never_crash)
     free(c);
     free(b);
 }
+
+/* `neurofv inspect --arch ref4`: every layer listed with its output shape; a
+ * broken spec fails with one line naming the word. */
+TEST(model_inspect_command)
+{
+    char out[600], cmd[1200];
+    snprintf(out, sizeof out, "%s/inspect.txt", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s inspect --arch ref4 --classes 3", test_bin());
+    if (!CHECK(test_run(cmd, out) == 0, "inspect ref4 exit 0")) return;
+    FILE *f = fopen(out, "r");
+    char line[512];
+    int conv4 = 0, fc = 0, total = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        conv4 |= strstr(line, "conv4") && strstr(line, "64x11x13x11") && strstr(line, "55360");
+        fc |= strstr(line, " fc ") && strstr(line, "linear(3)") && strstr(line, "28803");
+        total |= strstr(line, "101955 parameters") != NULL;
+    }
+    if (f) fclose(f);
+    CHECK(conv4 && fc && total, "inspect lists conv4 64x11x13x11 (55360 params), fc linear(3), 101955 in total");
+    snprintf(cmd, sizeof cmd, "%s inspect --arch 'conv(8,k3) bogus(2)'", test_bin());
+    CHECK(test_run(cmd, out) == 1, "a bad spec exits 1");
+    f = fopen(out, "r");
+    int named = 0;
+    while (f && fgets(line, sizeof line, f)) named |= strstr(line, "bogus") != NULL;
+    if (f) fclose(f);
+    CHECK(named, "the error names the bad word");
+}
