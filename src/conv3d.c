@@ -199,32 +199,39 @@ static int slab_count(const conv_dims *d)
     return d->n * ((d->od + odc - 1) / odc);
 }
 
-/* Build options of the fast program for one layer configuration.  Everything
- * a kernel's loop bounds or addressing depends on is compiled in. */
-static void fast_options(const nfv_context *ctx, const conv_dims *d, char *buf, size_t cap)
+/* Blocking of the fast kernels for one layer. */
+typedef struct fast_config {
+    int vec;     /* floats per vector (nfv_context_vector_width) */
+    int cob;     /* output channels per forward work-item */
+    int rows;    /* rows (row kernel) or consecutive vectors (flat kernel) per work-item */
+    int bw_cob;  /* output channels per weight-gradient work-item */
+    int odc;     /* output planes per weight-gradient slab */
+} fast_config;
+
+static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
 {
     /* ≲24 vector accumulators (PERF-NOTES): 16 channels x 1 row, or up to
-     * 8 channels x 2 rows; the weight gradient keeps BW_COB x KW of them. */
-    int cob, rows;
-    if (d->co % 16 == 0) cob = 16, rows = 1;
-    else cob = divisor_at_most(d->co, 8), rows = 2;
-    if (d->oh < 2) rows = 1;
-    int bw_cob = divisor_at_most(d->co, d->k[2] <= 1 ? 16 : 24 / d->k[2] < 16 ? 24 / d->k[2] : 16);
-    snprintf(buf, cap,
-             "-DODC=%d -DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d "
-             "-DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d",
-             planes_per_slab(d), nfv_context_vector_width(ctx), cob, rows, bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0],
-             d->s[1], d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow);
+     * 8 channels x 2 rows; the weight gradient keeps bw_cob x KW of them. */
+    fast_config c;
+    c.vec = nfv_context_vector_width(ctx);
+    if (d->co % 16 == 0) c.cob = 16, c.rows = 1;
+    else c.cob = divisor_at_most(d->co, 8), c.rows = 2;
+    if (d->oh < 2) c.rows = 1;
+    int acc_cap = d->k[2] <= 1 ? 16 : 24 / d->k[2];
+    c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
+    c.odc = planes_per_slab(d);
+    return c;
 }
 
-static int fast_cob(const nfv_context *ctx, const conv_dims *d, const char *key)
+/* Build options of the fast program for one layer configuration.  Everything
+ * a kernel's loop bounds or addressing depends on is compiled in. */
+static void fast_options(const fast_config *c, const conv_dims *d, char *buf, size_t cap)
 {
-    char o[512];
-    fast_options(ctx, d, o, sizeof o);
-    const char *at = strstr(o, key);
-    int v = 1;
-    if (at) sscanf(at + strlen(key), "%d", &v);
-    return v;
+    snprintf(buf, cap,
+             "-DODC=%d -DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d "
+             "-DSH=%d -DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d",
+             c->odc, c->vec, c->cob, c->rows, c->bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0], d->s[1],
+             d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow);
 }
 
 static nfv_status scratch_create(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out)
@@ -278,12 +285,16 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
 /* y = conv(x, w) + bias (bias may be NULL) through the fast kernels; d->s[2] == 1. */
 static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
 {
+    const fast_config c = fast_config_for(ctx, d);
     char opts[512];
-    fast_options(ctx, d, opts, sizeof opts);
-    const int vec = nfv_context_vector_width(ctx);
-    const int cob = fast_cob(ctx, d, "-DCOB="), rows = fast_cob(ctx, d, "-DROWS=");
-    /* With h stride 1 the flattened-plane kernel wastes fewer lanes. */
-    const int flat = d->s[1] == 1;
+    fast_options(&c, d, opts, sizeof opts);
+    const int vec = c.vec, cob = c.cob, rows = c.rows;
+    /* The flattened-plane kernel (h stride 1) wastes fewer lanes on narrow
+     * rows (11 of 16 used at WO = 11, 22 of 32 at WO = 22) but stores rows
+     * that cross a vector lane by lane; use it only when the row kernel
+     * would waste more than 10 % of its lanes. */
+    const int row_lanes = (d->ow + c.vec - 1) / c.vec * c.vec;
+    const int flat = d->s[1] == 1 && 10 * d->ow < 9 * row_lanes;
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast", &k));
     cl_mem xp;
@@ -373,12 +384,14 @@ static nfv_status sum_partials(nfv_context *ctx, cl_mem part, int parts, int m, 
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
-static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem x, cl_mem dy,
-                               cl_mem dw)
+static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
 {
+    const fast_config c = fast_config_for(ctx, d);
+    char opts[512];
+    fast_options(&c, d, opts, sizeof opts);
     const int kvol = d->k[0] * d->k[1] * d->k[2];
     const int slabs = slab_count(d), m = d->co * d->ci * kvol;
-    const int bw_cob = fast_cob(ctx, d, "-DBW_COB=");
+    const int bw_cob = c.bw_cob;
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bwd_weights_fast", &k));
     cl_mem xp, part;
@@ -426,10 +439,8 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
 {
     conv_dims d;
     NFV_TRY(check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
-    char opts[512];
     if (dw) {
-        fast_options(ctx, &d, opts, sizeof opts);
-        if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(weights_fast(ctx, &d, opts, x->buf, dy->buf, dw->buf));
+        if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(weights_fast(ctx, &d, x->buf, dy->buf, dw->buf));
         else NFV_TRY(nfv_conv3d_backward_weights_reference(ctx, p, x, dy, dw, NULL));
     }
     if (db) NFV_TRY(bias_fast(ctx, &d, dy->buf, db->buf));
