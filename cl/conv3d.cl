@@ -10,13 +10,19 @@
  *    are tested against, and the fallback for shapes the fast kernels do not
  *    cover (x stride != 1, backward-input with stride != 1 or pad > k - 1).
  *
- *  - *_fast: written for PoCL's CPU compiler (see PERF-NOTES.md): every shape
- *    constant compiled in with -D, each work-item computes VEC consecutive x
- *    positions as one floatVEC for COB output channels and ROWS rows, loops
- *    over input channels only, taps fully unrolled, no per-work-item arrays
- *    (accumulators are named variables made by macros), borders free of
- *    branches because they read a zero-padded staging copy of the input
- *    (conv3d_pad) that has slack after its end. */
+ *  - *_fast / *_flat: written for PoCL's CPU compiler (see PERF-NOTES.md):
+ *    every shape constant compiled in with -D, each work-item computes VEC
+ *    consecutive x positions as one floatVEC for COB output channels and ROWS
+ *    rows (or, in conv3d_fwd_flat, ROWS consecutive vectors of the plane
+ *    flattened with the padded row pitch), loops over input channels only,
+ *    taps fully unrolled, accumulators are named variables made by macros
+ *    (no per-work-item arrays in the hot loop), borders free of branches
+ *    because they read a zero-padded staging copy of the input (conv3d_pad)
+ *    with zeroed slack after its end.  The weight gradient reduces per slab
+ *    of output planes (conv3d_bwd_weights_fast), then conv3d_sum_partials.
+ *
+ *  - helpers shared by every layer, shapes at run time: conv3d_pad,
+ *    conv3d_flip_weights, conv3d_sum_partials, conv3d_bias_partial. */
 
 /* ---- tunables and shape constants (overridden with -D) ------------------ */
 #ifndef VEC
