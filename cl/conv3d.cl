@@ -32,7 +32,7 @@
 #define COB 8           /* output channels per work-item (forward) */
 #endif
 #ifndef ROWS
-#define ROWS 1          /* output rows (h) per work-item (forward): 1 or 2 */
+#define ROWS 1          /* output rows (h) per work-item (forward): 1-4 */
 #endif
 #ifndef BW_COB
 #define BW_COB 8        /* output channels per work-item (weight gradient) */
@@ -313,11 +313,28 @@ __kernel void conv3d_sum_partials(__global const float *part, __global float *ou
 #define REP16(M) REP15(M) M(15)
 #define REP(n, M) CAT(REP, n)(M)
 
+/* Accumulators a<r>_<c> for r < ROWS (1-4) and c < COB; loads v<r>. */
+#define DECL(c) floatV a0_##c = (floatV)(0.0f), a1_##c = (floatV)(0.0f), a2_##c = (floatV)(0.0f), \
+                       a3_##c = (floatV)(0.0f);
+#define TAPR(r, c) a##r##_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v##r, a##r##_##c);
+#if ROWS == 1
+#define ROWS_DO(M, c) M(0, c)
+#elif ROWS == 2
+#define ROWS_DO(M, c) M(0, c) M(1, c)
+#elif ROWS == 3
+#define ROWS_DO(M, c) M(0, c) M(1, c) M(2, c)
+#elif ROWS == 4
+#define ROWS_DO(M, c) M(0, c) M(1, c) M(2, c) M(3, c)
+#else
+#error "ROWS must be 1-4"
+#endif
+#define TAP(c) ROWS_DO(TAPR, c)
+
 /* ---- fast forward -------------------------------------------------------- */
 /* y (N, CO, DO, HO, WO) from xp (N, CI, DP, HP, WP) (zero-padded, x stride 1).
  * Global (ceil(WO/VEC), HOB, N*(CO/COB)*DO); work-item (xb, ohb, (n*(CO/COB)+cb)*DO+od)
  * computes y[n, cb*COB .. +COB, od, ohb*ROWS .. +ROWS, xb*VEC .. +VEC].
- * Lanes past WO and a second row past HO are computed from slack and not stored. */
+ * Lanes past WO and rows past HO are computed from slack and not stored. */
 __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w, __global const float *bias,
                               __global float *y, int has_bias)
 {
@@ -326,9 +343,7 @@ __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w,
     const int n = get_global_id(2) / (DO * (CO / COB));
     const int x0 = xb * VEC, oh0 = ohb * ROWS, co0 = cb * COB;
 
-#define DECL(c) floatV a0_##c = (floatV)(0.0f); floatV a1_##c = (floatV)(0.0f);
     REP(COB, DECL)
-#undef DECL
 
     __global const float *xrow = xp + (size_t)n * CI * DP * HP * WP + ((size_t)od * SD * HP + oh0 * SH) * WP + x0;
     __global const float *wco = w + (size_t)co0 * CI * KVOL;
@@ -342,16 +357,14 @@ __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w,
 #pragma unroll
                 for (int kw = 0; kw < KW; kw++) {
                     const int tap = (kd * KH + kh) * KW + kw;
+                    /* rows past ROWS are never loaded (constant conditions);
+                     * with SH = 1 row r at tap kh reads what row 0 reads at
+                     * kh + r, and the compiler reuses those loads. */
                     const floatV v0 = vloadV(0, xc + (kd * HP + kh) * WP + kw);
-#if ROWS == 2
-                    const floatV v1 = vloadV(0, xc + (kd * HP + kh + SH) * WP + kw);
-#define TAP(c) a0_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v0, a0_##c); \
-               a1_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v1, a1_##c);
-#else
-#define TAP(c) a0_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v0, a0_##c);
-#endif
+                    const floatV v1 = ROWS > 1 ? vloadV(0, xc + (kd * HP + kh + SH) * WP + kw) : v0;
+                    const floatV v2 = ROWS > 2 ? vloadV(0, xc + (kd * HP + kh + 2 * SH) * WP + kw) : v0;
+                    const floatV v3 = ROWS > 3 ? vloadV(0, xc + (kd * HP + kh + 3 * SH) * WP + kw) : v0;
                     REP(COB, TAP)
-#undef TAP
                 }
     }
 
@@ -369,11 +382,7 @@ __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w,
             for (int l = 0; l < WO - x0; l++) dst[l] = tmp[l];                               \
         }                                                                                    \
     }
-#if ROWS == 2
-#define STORE(c) STORE_ROW(0, c) STORE_ROW(1, c)
-#else
-#define STORE(c) STORE_ROW(0, c)
-#endif
+#define STORE(c) ROWS_DO(STORE_ROW, c)
     REP(COB, STORE)
 #undef STORE
 #undef STORE_ROW
@@ -397,9 +406,7 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
     const int n = get_global_id(2) / (DO * (CO / COB));
     const int co0 = cb * COB;
 
-#define DECL(c) floatV a0_##c = (floatV)(0.0f); floatV a1_##c = (floatV)(0.0f);
     REP(COB, DECL)
-#undef DECL
 
     __global const float *xpos = xp + ((size_t)n * CI * DP + (size_t)od * SD) * HP * WP + p0;
     __global const float *wco = w + (size_t)co0 * CI * KVOL;
@@ -414,15 +421,10 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
                 for (int kw = 0; kw < KW; kw++) {
                     const int tap = (kd * KH + kh) * KW + kw;
                     const floatV v0 = vloadV(0, xc + (kd * HP + kh) * WP + kw);
-#if ROWS == 2
-                    const floatV v1 = vloadV(0, xc + (kd * HP + kh) * WP + kw + VEC);
-#define TAP(c) a0_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v0, a0_##c); \
-               a1_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v1, a1_##c);
-#else
-#define TAP(c) a0_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v0, a0_##c);
-#endif
+                    const floatV v1 = ROWS > 1 ? vloadV(0, xc + (kd * HP + kh) * WP + kw + VEC) : v0;
+                    const floatV v2 = ROWS > 2 ? vloadV(0, xc + (kd * HP + kh) * WP + kw + 2 * VEC) : v0;
+                    const floatV v3 = ROWS > 3 ? vloadV(0, xc + (kd * HP + kh) * WP + kw + 3 * VEC) : v0;
                     REP(COB, TAP)
-#undef TAP
                 }
     }
 
@@ -446,11 +448,7 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
             }                                                                              \
         }                                                                                  \
     }
-#if ROWS == 2
-#define STORE(c) STORE_VEC(0, c) STORE_VEC(1, c)
-#else
-#define STORE(c) STORE_VEC(0, c)
-#endif
+#define STORE(c) ROWS_DO(STORE_VEC, c)
     REP(COB, STORE)
 #undef STORE
 #undef STORE_VEC
@@ -478,6 +476,7 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
     const int co0 = cb * BW_COB;
     const int od1 = min(od0 + ODC, DO);
 
+#undef DECL
 #define DECL(c) floatV g0_##c = (floatV)(0.0f), g1_##c = (floatV)(0.0f), g2_##c = (floatV)(0.0f), \
                        g3_##c = (floatV)(0.0f), g4_##c = (floatV)(0.0f);
     REP(BW_COB, DECL)

@@ -206,6 +206,7 @@ typedef struct fast_config {
     int rows;    /* rows (row kernel) or consecutive vectors (flat kernel) per work-item */
     int bw_cob;  /* output channels per weight-gradient work-item */
     int odc;     /* output planes per weight-gradient slab */
+    int flat;    /* forward through conv3d_fwd_flat rather than conv3d_fwd_fast */
 } fast_config;
 
 static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
@@ -216,7 +217,17 @@ static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
     c.vec = nfv_context_vector_width(ctx);
     if (d->co % 16 == 0) c.cob = 16, c.rows = 1;
     else c.cob = divisor_at_most(d->co, 8), c.rows = 2;
+    /* Few output channels (the input gradient of a 1-channel first layer):
+     * each loaded vector feeds only cob FMAs, so take 4 rows, whose input
+     * rows overlap and are loaded once. */
+    if (c.cob <= 2) c.rows = 4;
     if (d->oh < 2) c.rows = 1;
+    /* The flattened-plane kernel (h stride 1) wastes fewer lanes on narrow
+     * rows (11 of 16 used at WO = 11, 22 of 32 at WO = 22) but stores rows
+     * that cross a vector lane by lane; use it only when the row kernel
+     * would waste more than 10 % of its lanes. */
+    const int row_lanes = (d->ow + c.vec - 1) / c.vec * c.vec;
+    c.flat = d->s[1] == 1 && 10 * d->ow < 9 * row_lanes;
     int acc_cap = d->k[2] <= 1 ? 16 : 24 / d->k[2];
     c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
     c.odc = planes_per_slab(d);
@@ -244,12 +255,13 @@ static size_t padded_numel(const conv_dims *d)
     return (size_t)d->n * d->ci * (d->d + 2 * d->p[0]) * (d->h + 2 * d->p[1]) * (d->w + 2 * d->p[2]);
 }
 
-/* Slack after the padded copy: a second row past HO, lanes past WO and the
- * kw shifts read up to here; zero-filled so every read value is finite. */
+/* Slack after the padded copy: up to 3 rows past HO (4-row blocks), lanes
+ * past WO, 4 vectors past the plane (flat kernel) and the kw shifts read up
+ * to here; zero-filled so every value read is finite. */
 static size_t padded_slack(const nfv_context *ctx, const conv_dims *d)
 {
     size_t wp = (size_t)d->w + 2 * d->p[2];
-    return (size_t)(2 * d->s[1] + d->k[1] + 1) * wp + 4 * (size_t)nfv_context_vector_width(ctx) + d->k[2] + 64;
+    return (size_t)(4 * d->s[1] + d->k[1] + 1) * wp + 4 * (size_t)nfv_context_vector_width(ctx) + d->k[2] + 64;
 }
 
 /* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into the
@@ -289,12 +301,7 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     char opts[512];
     fast_options(&c, d, opts, sizeof opts);
     const int vec = c.vec, cob = c.cob, rows = c.rows;
-    /* The flattened-plane kernel (h stride 1) wastes fewer lanes on narrow
-     * rows (11 of 16 used at WO = 11, 22 of 32 at WO = 22) but stores rows
-     * that cross a vector lane by lane; use it only when the row kernel
-     * would waste more than 10 % of its lanes. */
-    const int row_lanes = (d->ow + c.vec - 1) / c.vec * c.vec;
-    const int flat = d->s[1] == 1 && 10 * d->ow < 9 * row_lanes;
+    const int flat = c.flat;
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast", &k));
     cl_mem xp;

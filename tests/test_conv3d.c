@@ -136,7 +136,7 @@ static void run_case(const conv_case *c, int reference, unsigned seed)
     data_free(&cd);
 }
 
-/* Shapes: odd/prime sizes, 1/3/8 channels (and 16 for the 16-channel block),
+/* Shapes: odd/prime sizes, 1/3/8 channels (and 2 and 16 for other blockings),
  * batch 1 and 3, stride 1 and 2, padding 0/1/2, kernels 1/2/3 and non-cubic,
  * rows narrower than, equal to and wider than one vector block. */
 static const conv_case CASES[] = {
@@ -149,6 +149,9 @@ static const conv_case CASES[] = {
     {1, 3, 16, 7, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 1},
     {1, 3, 8, 6, 5, 19, {2, 2, 2}, {1, 1, 1}, {2, 2, 2}, 0},
     {1, 3, 8, 5, 4, 32, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
+    /* 1-2 output channels take 4-row blocks (HO = 7 and 6: a partial last block) */
+    {1, 3, 1, 9, 7, 32, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
+    {1, 3, 2, 9, 11, 16, {3, 3, 3}, {1, 2, 1}, {1, 1, 1}, 0},
 };
 
 TEST(conv3d_fast_vs_host_reference)
