@@ -72,5 +72,11 @@ asan:
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  NEUROFV_BIN=$(CURDIR)/build-asan/neurofv build-asan/neurofv-tests $(ASAN_TESTS)
 
+# The README's main job: dependencies, build, synthetic cohort, training, eval,
+# feature visualization and the regularization comparison, with stage times;
+# DEMO=quick for the small version.  Report: demo/report/index.html.
+demo:
+	DEMO=$(DEMO) bash tools/demo.sh
+
 clean:
 	rm -rf build build-asan neurofv

@@ -773,6 +773,18 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
 
     const nfv_tensor *mask = b.has_mask ? &b.mask : NULL;
     float inv_vox = 1.0f / (float)b.vox;
+    /* NEUROFV_VIS_PROFILE=1: wait after each phase and print where a step's time goes. */
+    int profile = getenv("NEUROFV_VIS_PROFILE") != NULL;
+    double ph[8] = {0}, tp = now_s();
+#define PHASE(i)                                                                                                   \
+    do {                                                                                                           \
+        if (profile) {                                                                                             \
+            nfv_finish(ctx);                                                                                       \
+            double tn = now_s();                                                                                   \
+            ph[i] += tn - tp;                                                                                      \
+            tp = tn;                                                                                               \
+        }                                                                                                          \
+    } while (0)
     for (int step = 1; step <= o->steps + 1; step++) {
         const nfv_tensor *image, *x;
         T(make_image(&b, &image));
@@ -785,8 +797,11 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
             }
         if (step == o->steps + 1) break; /* the final image, for outputs */
 
+        PHASE(0);
         T(transform_forward(&b, image, streams, matrix, shift, &x));
+        PHASE(1);
         T(nfv_model_forward(m, ctx, x, t0->layer, 0));
+        PHASE(2);
         act = nfv_model_activation(m, t0->layer);
         T(step_seed(&b, t0, l, act, &b.seed));
         int do_log = step % o->log_every == 0 || step == o->steps || step == 1;
@@ -800,9 +815,12 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
             }
             if (progress) progress(user, bi, nb, step, o->steps, obj, N);
         }
+        PHASE(3);
         T(nfv_model_backward(m, ctx, t0->layer, &b.seed, 0, &b.dx));
+        PHASE(4);
         nfv_tensor *dimage;
         T(transform_adjoint(&b, matrix, shift, &dimage));
+        PHASE(5);
         const nfv_tensor *ch = change_of(&b);
         if (o->l1 > 0) T(nfv_penalty(ctx, NFV_PENALTY_L1, o->l1 * inv_vox, 0.0f, ch, mask, NULL, dimage));
         if (o->l2 > 0) T(nfv_penalty(ctx, NFV_PENALTY_L2, o->l2 * inv_vox, 0.0f, ch, mask, NULL, dimage));
@@ -828,7 +846,15 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
                 T(nfv_tensor_copy(ctx, &b.param, &b.blur_tmp));
             }
         }
+        PHASE(6);
     }
+    if (profile)
+        fprintf(stderr,
+                "vis profile (N=%d, %d steps, s/step): image %.4f transforms %.4f forward %.4f objective %.4f "
+                "backward %.4f adjoints %.4f penalties+step+blur %.4f\n",
+                N, o->steps, ph[0] / o->steps, ph[1] / o->steps, ph[2] / o->steps, ph[3] / o->steps,
+                ph[4] / o->steps, ph[5] / o->steps, ph[6] / o->steps);
+#undef PHASE
     /* Final objective (last logged) and the final image / change. */
     for (int n = 0; n < N; n++) logs[n].final_objective = logs[n].count ? logs[n].objective[logs[n].count - 1] : 0.0f;
     {
