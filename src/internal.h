@@ -51,7 +51,9 @@ void nfv_programs_release(nfv_context *ctx);
  * kept in the context and reused by later calls: the queue is in order, so
  * work enqueued later sees the buffer only after earlier users finished.
  * Grows by reallocation (in-flight commands keep the old buffer alive).
- * Contents are undefined.  Owned by the context; do not release. */
+ * Contents are undefined and only valid within one operation: another op
+ * may reuse the slot next.  In use: 0-3 conv3d, 6-7 regularize.
+ * Owned by the context; do not release. */
 nfv_status nfv_scratch_get(nfv_context *ctx, int slot, size_t bytes, const char *what, cl_mem *out);
 void nfv_scratch_release(nfv_context *ctx);
 
