@@ -1,0 +1,192 @@
+/* `compare` pieces: the high-frequency energy share against a direct double
+ * DFT and on volumes whose answer is known, concept recovery on a planted
+ * dark shape, the report files, and the command end to end. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "neurofv/synth.h"
+#include "neurofv/vis.h"
+#include "test.h"
+
+/* Direct 3D DFT in double: share of |X|^2 at radius > cutoff among f != 0. */
+static double hf_reference(const float *v, int D, int H, int W, double cutoff)
+{
+    double hi = 0, total = 0;
+    for (int kz = 0; kz < D; kz++)
+        for (int ky = 0; ky < H; ky++)
+            for (int kx = 0; kx < W; kx++) {
+                if (!kz && !ky && !kx) continue;
+                double re = 0, im = 0;
+                for (int z = 0; z < D; z++)
+                    for (int y = 0; y < H; y++)
+                        for (int x = 0; x < W; x++) {
+                            double a = -2 * M_PI * ((double)kz * z / D + (double)ky * y / H + (double)kx * x / W);
+                            double s = v[((size_t)z * H + y) * W + x];
+                            re += s * cos(a);
+                            im += s * sin(a);
+                        }
+                double e = re * re + im * im;
+                double fz = (kz <= D / 2 ? kz : D - kz) / (double)D, fy = (ky <= H / 2 ? ky : H - ky) / (double)H,
+                       fx = (kx <= W / 2 ? kx : W - kx) / (double)W;
+                total += e;
+                if (sqrt(fz * fz + fy * fy + fx * fx) > cutoff) hi += e;
+            }
+    return hi / total;
+}
+
+TEST(compare_highfreq_share)
+{
+    nfv_context *ctx = test_ctx();
+    int D = 7, H = 9, W = 11;
+    nfv_volume v;
+    CHECK_OK(nfv_volume_alloc(&v, W, H, D, NULL));
+    float *r = test_random((size_t)D * H * W, 3, -1, 1);
+    memcpy(v.data, r, sizeof(float) * D * H * W);
+    free(r);
+    double got = -1, want = hf_reference(v.data, D, H, W, 0.25);
+    CHECK_OK(nfv_highfreq_share(ctx, &v, 0.25, &got));
+    /* Hartley energy over symmetric frequency sets equals the DFT's; float32
+     * transform of 693 values: 1e-4 is ample. */
+    CHECK(fabs(got - want) < 1e-4, "HF share of noise %.6f vs direct double DFT %.6f", got, want);
+    /* A slow cosine (1 cycle across x): no energy above 0.25 cycles/voxel. */
+    for (int z = 0; z < D; z++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) v.data[((size_t)z * H + y) * W + x] = (float)cos(2 * M_PI * x / W) + 5.0f;
+    CHECK_OK(nfv_highfreq_share(ctx, &v, 0.25, &got));
+    CHECK(got < 1e-4, "smooth cosine: HF share %.2g ~ 0", got);
+    /* A checkerboard along z and y (0.5 - 1/(2n) cycles/voxel on the odd sizes): all energy high. */
+    for (int z = 0; z < D; z++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) v.data[((size_t)z * H + y) * W + x] = ((z + y) & 1) ? 1.0f : -1.0f;
+    CHECK_OK(nfv_highfreq_share(ctx, &v, 0.25, &got));
+    want = hf_reference(v.data, D, H, W, 0.25);
+    CHECK(got > 0.9 && fabs(got - want) < 1e-4, "checkerboard: HF share %.4f (direct %.4f) > 0.9", got, want);
+    nfv_volume_free(&v);
+}
+
+/* A tiny 2-class model (cube, sphere) on a 2 mm grid, and a truth directory
+ * with the two shape templates and an all-brain mask on that grid. */
+static nfv_model *shape_model(char *truth_dir, size_t cap)
+{
+    static const char *names[] = {"cube", "sphere"};
+    int in[4] = {1, 20, 22, 19};
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(test_ctx(), "conv(2,k3,p1) relu flatten linear(2)", in, 2, names,
+                                             NFV_HEAD_SOFTMAX, 4, &m)))
+        return NULL;
+    snprintf(truth_dir, cap, "%s/truth", test_tmpdir());
+    char path[600];
+    snprintf(path, sizeof path, "%s/shapes", truth_dir);
+    CHECK_OK(nfv_mkdirs(path));
+    nfv_shape shapes[2] = {NFV_SHAPE_CUBE, NFV_SHAPE_SPHERE};
+    for (int i = 0; i < 2; i++) {
+        nfv_volume t;
+        if (!CHECK_OK(nfv_synth_shape_template(shapes[i], 11.0, 2.0, &t))) continue;
+        snprintf(path, sizeof path, "%s/shapes/%s.nii.gz", truth_dir, names[i]);
+        CHECK_OK(nfv_volume_write(path, &t));
+        nfv_volume_free(&t);
+    }
+    nfv_volume mask;
+    CHECK_OK(nfv_volume_alloc(&mask, in[3], in[2], in[1], (const double(*)[4])m->affine));
+    for (size_t i = 0; i < nfv_volume_numel(&mask); i++) mask.data[i] = 1.0f;
+    snprintf(path, sizeof path, "%s/mask.nii.gz", truth_dir);
+    CHECK_OK(nfv_volume_write(path, &mask));
+    nfv_volume_free(&mask);
+    return m;
+}
+
+TEST(compare_truth_recovers_planted_shape)
+{
+    char truth_dir[512];
+    nfv_model *m = shape_model(truth_dir, sizeof truth_dir);
+    if (!m) return;
+    nfv_truth t;
+    if (!CHECK_OK(nfv_truth_load(m, truth_dir, &t))) {
+        nfv_model_free(m);
+        return;
+    }
+    CHECK(t.count == 2 && !strcmp(t.names[0], "cube") && !strcmp(t.names[1], "sphere"), "two shapes, sorted");
+    nfv_shape shapes[2] = {NFV_SHAPE_CUBE, NFV_SHAPE_SPHERE};
+    for (int s = 0; s < 2; s++) {
+        /* A dark (negative) shape at a world point off the centre, plus weak noise. */
+        nfv_volume v, occ;
+        CHECK_OK(nfv_volume_alloc(&v, m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                                  (const double(*)[4])m->affine));
+        CHECK_OK(nfv_volume_clone(&v, &occ));
+        double world[3] = {v.affine[0][3] + 2.0 * 8, v.affine[1][3] + 2.0 * 12, v.affine[2][3] + 2.0 * 9};
+        CHECK_OK(nfv_synth_shape_paint(&occ, shapes[s], 11.0, world));
+        float *noise = test_random(nfv_volume_numel(&v), 9 + s, -0.05f, 0.05f);
+        for (size_t i = 0; i < nfv_volume_numel(&v); i++) v.data[i] = -occ.data[i] + noise[i];
+        free(noise);
+        double score[2];
+        if (CHECK_OK(nfv_truth_scores(&t, &v, score)))
+            CHECK(score[s] > score[1 - s] && score[s] > 0.8,
+                  "planted dark %s: own NCC %.3f beats the other shape's %.3f and exceeds 0.8", t.names[s], score[s],
+                  score[1 - s]);
+        nfv_volume_free(&v);
+        nfv_volume_free(&occ);
+    }
+    nfv_truth_free(&t);
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/nowhere", test_tmpdir());
+    CHECK(nfv_truth_load(m, bad, &t) == NFV_ERR_IO && strstr(nfv_error_message(), "shapes"),
+          "missing truth dir: %s", nfv_error_message());
+    nfv_model_free(m);
+}
+
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+TEST(compare_cli_end_to_end)
+{
+    char truth_dir[512];
+    nfv_model *m = shape_model(truth_dir, sizeof truth_dir);
+    if (!m) return;
+    char model[600], out[600], cmd[3000], path[700];
+    snprintf(model, sizeof model, "%s/cmp.safetensors", test_tmpdir());
+    snprintf(out, sizeof out, "%s/cmp", test_tmpdir());
+    CHECK_OK(nfv_model_save(m, model));
+    snprintf(cmd, sizeof cmd,
+             "%s compare --model %s --target logit:all --truth %s --out %s --steps 3 --background none "
+             "--config 'l2=--l2 0.5' --config 'mine=--tv 0.2 --jitter 1' --configs none,l2,fourier,mine",
+             test_bin(), model, truth_dir, out);
+    CHECK(test_run(cmd, NULL) == 0, "compare runs: %s", cmd);
+    snprintf(path, sizeof path, "%s/results.csv", out);
+    /* header + 4 configurations x 2 classes */
+    CHECK(count_lines(path) == 9, "results.csv has 1 + 8 lines (%d)", count_lines(path));
+    CHECK(file_contains(path, "mine,logit:sphere,") && file_contains(path, "l2,logit:cube,"), "rows per config x target");
+    snprintf(path, sizeof path, "%s/results.md", out);
+    CHECK(file_contains(path, "| l2 | `--l2 0.5` |") && file_contains(path, "/2 |"),
+          "results.md: overridden options and k/K recovered in the summary");
+    snprintf(path, sizeof path, "%s/index.html", out);
+    CHECK(file_contains(path, "<th>fourier</th>") && file_contains(path, "fourier/logit_cube_ortho.png"),
+          "index.html: configurations as columns with images");
+    snprintf(path, sizeof path, "%s/mine/logit_sphere.nii.gz", out);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0, "per-configuration volumes written (%s)", path);
+    snprintf(cmd, sizeof cmd, "%s compare --model %s --target logit:all --out %s --config 'x=--l2 -3' 2>&1 | grep -q 'x'",
+             test_bin(), model, out);
+    CHECK(test_run(cmd, NULL) == 0, "a bad configuration is named in the error");
+    nfv_model_free(m);
+}
