@@ -94,9 +94,52 @@ static nfv_status debug_forward(nfv_context *ctx, nfv_model *m, const char *inpu
     return s;
 }
 
+/* Training-mode outputs and parameter gradients of the head's loss for the
+ * inputs in `input` and the class labels "l0,l1,...": outputs (N x K), then
+ * every parameter's gradient in state_dict order (weight, bias per layer). */
+static nfv_status debug_train_grads(nfv_context *ctx, nfv_model *m, const char *input, const char *labels,
+                                    const char *dump)
+{
+    float *x = NULL;
+    size_t count = 0;
+    NFV_TRY(read_raw(input, &x, &count));
+    size_t per = nfv_shape_numel(4, m->input_shape);
+    int n = (int)(count / per), k = nfv_model_outputs(m);
+    float *targets = calloc((size_t)n + 1, sizeof(float)), *outputs = malloc((size_t)n * k * sizeof(float));
+    nfv_status s = count % per ? nfv_fail(NFV_ERR_INVALID_ARG, "%s: not a whole number of inputs", input) : NFV_OK;
+    const char *p = labels;
+    for (int i = 0; !s && i < n; i++) {
+        char *end;
+        targets[i] = strtof(p, &end);
+        if (end == p) s = nfv_fail(NFV_ERR_INVALID_ARG, "--labels needs %d comma-separated values", n);
+        p = *end == ',' ? end + 1 : end;
+    }
+    nfv_trainer *t = NULL;
+    nfv_optim_config opt;
+    nfv_optim_config_default(&opt);
+    opt.kind = NFV_OPT_SGD;
+    if (!s) s = nfv_trainer_create(ctx, m, &opt, NULL, &t);
+    if (!s) s = nfv_trainer_step(t, x, targets, n, NULL, outputs);
+    size_t total = 0;
+    for (int i = 0; i < m->layer_count; i++)
+        for (int q = 0; q < m->layers[i].nparams; q++) total += m->layers[i].grad[q].numel;
+    float *grads = malloc((total + 1) * sizeof(float));
+    size_t at = 0;
+    for (int i = 0; !s && i < m->layer_count; i++)
+        for (int q = 0; !s && q < m->layers[i].nparams; q++) {
+            s = nfv_tensor_download(ctx, &m->layers[i].grad[q], grads + at);
+            at += m->layers[i].grad[q].numel;
+        }
+    if (!s) s = write_raw(dump, outputs, (size_t)n * k, grads, total);
+    if (!s) printf("wrote %d x %d training-mode outputs and %zu parameter gradients to %s\n", n, k, total, dump);
+    nfv_trainer_free(t);
+    free(x), free(targets), free(outputs), free(grads);
+    return s;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
-    const char *arch = NULL, *shape = NULL, *device = NULL, *input = NULL, *dump = NULL, *save = NULL;
+    const char *arch = NULL, *shape = NULL, *device = NULL, *input = NULL, *dump = NULL, *save = NULL, *labels = NULL;
     unsigned long long seed = 1;
     int classes = 2, grad_class = -1;
     const cli_option opts[] = {
@@ -106,6 +149,8 @@ int cmd_inspect(int argc, char **argv)
         {"--input", CLI_STRING, &input, "FILE",
          "debug: raw float32 inputs (N x C x D x H x W) to run in eval mode (needs --dump)"},
         {"--grad-class", CLI_INT, &grad_class, "K", "debug: also the input gradient of output unit K"},
+        {"--labels", CLI_STRING, &labels, "L0,L1,..",
+         "debug: training mode instead: outputs, then parameter gradients of the loss for these labels"},
         {"--dump", CLI_STRING, &dump, "FILE", "debug: write outputs (N x K float32) then the input gradient"},
         {"--save", CLI_STRING, &save, "MODEL", "with --arch: write the freshly initialized model (PyTorch defaults)"},
         {"--seed", CLI_U64, &seed, "S", "with --arch: initialization seed (default 1)"},
@@ -148,7 +193,7 @@ int cmd_inspect(int argc, char **argv)
         return cli_fail("inspect", s);
     }
     if (input) {
-        s = debug_forward(ctx, m, input, grad_class, dump);
+        s = labels ? debug_train_grads(ctx, m, input, labels, dump) : debug_forward(ctx, m, input, grad_class, dump);
         nfv_model_free(m);
         nfv_context_free(ctx);
         return s ? cli_fail("inspect", s) : 0;

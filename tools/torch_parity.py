@@ -54,6 +54,62 @@ def neurofv_run(model_path, x, grad_class, tmp):
     return raw[:n * k].reshape(n, k), raw[n * k:].reshape(x.shape)
 
 
+def training_parity(spec, shape, classes, tmp, rng):
+    """Training-mode outputs and every parameter gradient of the loss (BN batch
+    statistics, no dropout: p = 0) against torch in float64."""
+    spec = nt.PRESETS.get(spec, spec).replace("dropout(0.5)", "dropout(0)")
+    x = rng.standard_normal((2,) + shape).astype(np.float32)
+    labels = [0, classes - 1] if classes > 1 else [0, 1]
+    path = os.path.join(tmp, "train.safetensors")
+    c, d, h, w = shape
+    r = subprocess.run([BIN, "inspect", "--arch", spec, "--shape", f"{w},{h},{d}", "--classes", str(classes),
+                        "--seed", "4", "--save", path], capture_output=True, text=True)
+    if r.returncode:
+        print(f"FAIL neurofv could not save: {r.stderr.strip()}")
+        return False
+    model, _ = nt.import_model(path)
+    xin, dump = os.path.join(tmp, "xt.bin"), os.path.join(tmp, "gt.bin")
+    x.astype("<f4").tofile(xin)
+    r = subprocess.run([BIN, "inspect", path, "--input", xin, "--labels", ",".join(map(str, labels)), "--dump", dump],
+                       capture_output=True, text=True)
+    if r.returncode:
+        print(f"FAIL neurofv training gradients: {r.stderr.strip()}")
+        return False
+    raw = np.fromfile(dump, dtype="<f4")
+    m = model.double().train()
+    out = m(torch.tensor(x, dtype=torch.float64))
+    if classes > 1:
+        loss = torch.nn.functional.cross_entropy(out, torch.tensor(labels))
+    else:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], torch.tensor(labels, dtype=torch.float64))
+    loss.backward()
+    k = out.shape[1]
+    ok = compare(f"training {shape}: outputs", raw[:2 * k].reshape(2, k), out.detach().numpy(), 1e-4)
+    at = 2 * k
+    mods = list(m)
+    weight_scale = {}
+    for name, prm in m.named_parameters():
+        g = prm.grad.numpy()
+        got = raw[at:at + g.size].reshape(g.shape)
+        at += g.size
+        idx, field = name.split(".")
+        if field == "weight":
+            weight_scale[idx] = np.abs(g).max()
+        nxt = mods[int(idx) + 1] if int(idx) + 1 < len(mods) else None
+        if field == "bias" and isinstance(mods[int(idx)], torch.nn.Conv3d) and isinstance(nxt, torch.nn.BatchNorm3d):
+            # A conv bias followed by training-mode BN has a true gradient of 0 (BN
+            # removes the channel mean): check it is round-off next to the weight's.
+            rel = np.abs(got).max() / weight_scale[idx]
+            good = rel < 1e-3
+            print(f"{'ok  ' if good else 'FAIL'} training {shape}: grad {name} (exactly 0 in theory): "
+                  f"max |got| / max |weight grad| = {rel:.2e} (limit 0.001)")
+            ok &= good
+            continue
+        # Sums over N*D*H*W (1.8 M terms at 91x109x91) in float32: 1e-2.
+        ok &= compare(f"training {shape}: grad {name} {tuple(g.shape)}", got, g, 1e-2)
+    return ok
+
+
 def compare(what, got, want, rtol):
     scale = max(np.abs(want).max(), 1e-12)
     err = np.abs(got - want).max() / scale
@@ -114,6 +170,9 @@ def main():
                     ok &= inside
                     if not inside:
                         print(f"FAIL {name}: init exceeds 1/sqrt(fan_in)")
+        # Training: weight gradients at the full ref4 grid (large reductions) and on the small net.
+        ok &= training_parity("ref4", (1, 91, 109, 91), 3, tmp, rng)
+        ok &= training_parity(CASES[1][0], CASES[1][1], 1, tmp, rng)
     print("torch parity:", "passed" if ok else "FAILED")
     return 0 if ok else 1
 
