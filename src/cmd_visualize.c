@@ -12,26 +12,14 @@ NFV_COMMAND(visualize, "visualize", "Optimize volumes that maximally activate un
 
 #define MAX_TARGET_ARGS 256
 
-typedef struct progress_state {
-    cli_progress bar;
-    long done_before;  /* steps of earlier batches */
-    long total;
-    int last_batch;
-} progress_state;
-
 static void on_progress(void *user, int b, int nb, int step, int steps, const float *obj, int n)
 {
-    progress_state *p = user;
-    (void)nb;
-    if (b != p->last_batch) {
-        p->done_before += steps;
-        p->last_batch = b;
-    }
+    cli_progress *p = user;
     double mean = 0;
     for (int i = 0; i < n; i++) mean += obj[i];
     char extra[96];
     snprintf(extra, sizeof extra, "batch %d/%d objective %.4g", b + 1, nb, n ? mean / n : 0.0);
-    cli_progress_update(&p->bar, p->done_before + step, p->total, extra);
+    cli_progress_update(p, (long)b * steps + step, (long)nb * steps, extra);
 }
 
 /* Pull every "--target X" / "--target=X" out of argv (it may repeat). */
@@ -173,17 +161,11 @@ int cmd_visualize(int argc, char **argv)
             goto done;
         }
     }
-    progress_state ps;
-    memset(&ps, 0, sizeof ps);
-    cli_progress_start(&ps.bar, "visualize");
-    {
-        /* Steps summed over batches: as nfv_visualize batches them (upper bound for the bar). */
-        int per = o.batch, samples = count * o.starts;
-        ps.total = (long)o.steps * ((samples + per - 1) / per);
-    }
+    cli_progress bar;
+    cli_progress_start(&bar, "visualize");
     double t0 = cli_now();
-    st = nfv_visualize(ctx, m, targets, count, &o, on_progress, &ps, &res);
-    cli_progress_end(&ps.bar);
+    st = nfv_visualize(ctx, m, targets, count, &o, on_progress, &bar, &res);
+    cli_progress_end(&bar);
     if (st) {
         rc = cli_fail("visualize", st);
         goto done;
