@@ -10,7 +10,7 @@
 # Settings per mode (chosen to fit the budget on a 2-core CPU through PoCL;
 # see the report page for what was run):
 #   quick: 4 mm grid (46x55x46), 120 subjects, few epochs and steps  (< 3 min target)
-#   full : 3 mm grid (61x73x61), 300 subjects, more epochs and steps (< 15 min target)
+#   full : 3 mm grid (61x73x61), 600 subjects, more epochs and steps (< 15 min target)
 # The 2 mm grid of the paper (91x109x91) is ~8x the voxels of 4 mm: too slow
 # for this budget on 2 CPU cores.  Override any setting by environment
 # variable (DEMO_VOXEL, DEMO_N, DEMO_EPOCHS, DEMO_STEPS, DEMO_CONV_STEPS,
@@ -29,8 +29,8 @@ quick)
     CONFIGS=${DEMO_CONFIGS:-none,l2,tv,blur,robust,fourier,fourier+robust,all}
     ;;
 full)
-    VOXEL=${DEMO_VOXEL:-3}; N=${DEMO_N:-300}; EPOCHS=${DEMO_EPOCHS:-8}; LR=${DEMO_LR:-0.0003}; BATCH=${DEMO_BATCH:-8}
-    STEPS=${DEMO_STEPS:-128}; CONV_STEPS=${DEMO_CONV_STEPS:-32}; CMP_STEPS=${DEMO_CMP_STEPS:-96}
+    VOXEL=${DEMO_VOXEL:-3}; N=${DEMO_N:-600}; EPOCHS=${DEMO_EPOCHS:-10}; LR=${DEMO_LR:-0.0003}; BATCH=${DEMO_BATCH:-8}
+    STEPS=${DEMO_STEPS:-128}; CONV_STEPS=${DEMO_CONV_STEPS:-24}; CMP_STEPS=${DEMO_CMP_STEPS:-64}
     CONFIGS=${DEMO_CONFIGS:-none,l2,tv,blur,robust,fourier,fourier+robust,all}
     ;;
 *)

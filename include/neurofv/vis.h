@@ -129,9 +129,9 @@ typedef struct nfv_vis_result {
     nfv_target target;
     nfv_volume volume;         /* the image (template + change) on the model grid, model affine */
     nfv_volume change;         /* template init only: the change (else nx = 0) */
-    int best_start;            /* the start kept (highest final objective) */
+    int best_start;            /* the start kept (highest objective without transforms) */
     int start_count;
-    float *start_objective;    /* final objective of each start */
+    float *start_objective;    /* objective without transforms of each start */
     float objective;           /* final objective (last step, transformed input) */
     float objective_clean;     /* the kept volume, no transforms */
     int log_count;             /* logged steps of the kept start */
