@@ -34,7 +34,8 @@ nfv_status nfv_mkdirs(const char *path)
 
 static nfv_status write_text(const char *path, const char *text)
 {
-    char tmp[4200];
+    char tmp[4400];
+    if (strlen(path) > 4096) return nfv_fail(NFV_ERR_IO, "%.64s...: path too long", path);
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
