@@ -330,6 +330,7 @@ TEST(vis_options_parse_and_reject)
 
 TEST(vis_cli_writes_outputs)
 {
+    char p[1024];
     nfv_context *ctx = test_ctx();
     nfv_model *m = cube_model();
     if (!m) return;
@@ -346,14 +347,12 @@ TEST(vis_cli_writes_outputs)
                            "relu1_1.nii.gz", "relu1_all_grid.png", "conv1_0_at_8_9_8.nii.gz",
                            "conv1_0_at_8_9_8_step2.nii.gz"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char p[1024];
         snprintf(p, sizeof p, "%s/%s", out, files[i]);
         FILE *f = fopen(p, "rb");
         CHECK(f != NULL, "wrote %s", p);
         if (f) fclose(f);
     }
     /* The volume carries the model's affine. */
-    char p[1024];
     snprintf(p, sizeof p, "%s/relu1_0.nii.gz", out);
     nfv_volume v;
     if (CHECK_OK(nfv_volume_read(p, &v, NULL))) {
@@ -362,6 +361,21 @@ TEST(vis_cli_writes_outputs)
             for (int j = 0; j < 4; j++) same &= fabs(v.affine[i][j] - m->affine[i][j]) < 1e-4;
         CHECK(same, "output grid and affine are the model's");
         nfv_volume_free(&v);
+    }
+    /* Two shards of relu1:all (2 channels) write one channel each, together both. */
+    for (int shard = 1; shard <= 2; shard++) {
+        snprintf(cmd, sizeof cmd, "%s visualize --model %s --target relu1:all --out %s_shard%d --steps 2 --background none "
+                 "--shard %d/2", test_bin(), model, out, shard, shard);
+        CHECK(test_run(cmd, NULL) == 0, "shard %d/2 runs", shard);
+    }
+    for (int ch = 0; ch < 2; ch++) {
+        int owners = 0;
+        for (int shard = 1; shard <= 2; shard++) {
+            snprintf(p, sizeof p, "%s_shard%d/relu1_%d.nii.gz", out, shard, ch);
+            FILE *f = fopen(p, "rb");
+            if (f) owners++, fclose(f);
+        }
+        CHECK(owners == 1, "relu1:%d written by exactly one shard (%d)", ch, owners);
     }
     snprintf(cmd, sizeof cmd, "%s visualize --model %s --target conv7:0 --out %s --steps 1 2>&1 | grep -q 'conv1, relu1'",
              test_bin(), model, out);
