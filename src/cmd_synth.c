@@ -13,6 +13,17 @@ static void on_progress(void *user, int done, int total)
     cli_progress_update((cli_progress *)user, done, total, "subjects");
 }
 
+/* "A,B" with lo <= A <= B <= hi. */
+static int parse_range(const char *s, double lo, double hi, double out[2])
+{
+    double a, b;
+    char tail;
+    if (sscanf(s, "%lf,%lf%c", &a, &b, &tail) != 2 || !(a >= lo) || !(b <= hi) || !(a <= b)) return 0;
+    out[0] = a;
+    out[1] = b;
+    return 1;
+}
+
 int cmd_synth(int argc, char **argv)
 {
     nfv_synth_options o;
@@ -20,6 +31,7 @@ int cmd_synth(int argc, char **argv)
     const char *task = "lesion", *split = "70/15/15", *shape = NULL, *out = NULL;
     float voxel = 2.0f;
     int no_lesion = 0;
+    const char *lesion_size = NULL, *lesion_intensity = NULL;
     const cli_option opts[] = {
         {"--task", CLI_STRING, &task, "lesion|morph", "lesion: lesions of K shapes, label = shape; morph: control vs "
                                                       "atrophy (global -3 %, hippocampal atrophy) (default lesion)"},
@@ -27,6 +39,9 @@ int cmd_synth(int argc, char **argv)
         {"--shapes", CLI_STRING, &o.shapes, "LIST", "lesion shapes, comma-separated, from sphere,cube,cross,cylinder,"
                                                     "pyramid,torus (default sphere,cube,cross)"},
         {"--no-lesion-class", CLI_FLAG, &no_lesion, NULL, "add a class \"none\" without lesion"},
+        {"--lesion-size", CLI_STRING, &lesion_size, "MIN,MAX", "lesion size range in mm (default 16,22)"},
+        {"--lesion-intensity", CLI_STRING, &lesion_intensity, "MIN,MAX",
+         "lesion intensity as a multiple of white matter: >1 bright, <1 dark (default 1.5,1.8)"},
         {"--voxel", CLI_FLOAT, &voxel, "MM", "isotropic voxel size (default 2: 91x109x91 MNI grid)"},
         {"--shape", CLI_STRING, &shape, "X,Y,Z", "grid size in voxels (default: the MNI box at --voxel)"},
         {"--seed", CLI_U64, &o.seed, "S", "random seed; the same seed gives the same bytes (default 1)"},
@@ -49,6 +64,12 @@ int cmd_synth(int argc, char **argv)
     else if (!strcmp(task, "morph")) o.task = NFV_SYNTH_MORPH;
     else return cli_failf("synth", "--task must be lesion or morph, got \"%s\"", task);
     o.no_lesion_class = no_lesion;
+    if (lesion_size && !parse_range(lesion_size, 1.0, 200.0, o.lesion_size_mm))
+        return cli_failf("synth", "--lesion-size expects MIN,MAX mm with 1 <= MIN <= MAX <= 200, got \"%s\"",
+                         lesion_size);
+    if (lesion_intensity && !parse_range(lesion_intensity, 0.0, 5.0, o.lesion_intensity))
+        return cli_failf("synth", "--lesion-intensity expects MIN,MAX with 0 <= MIN <= MAX <= 5, got \"%s\"",
+                         lesion_intensity);
     o.voxel_mm = voxel;
     if (shape) {
         char tail;

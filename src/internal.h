@@ -30,7 +30,7 @@ struct nfv_context {
     size_t scratch_bytes[NFV_SCRATCH_SLOTS];
 };
 
-/* Embedded kernel sources (generated from cl/*.cl at build time). */
+/* Embedded kernel sources (generated from cl/ files at build time). */
 typedef struct nfv_embedded_source {
     const char *name;     /* file name without .cl */
     const char *source;

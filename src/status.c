@@ -47,7 +47,15 @@ nfv_status nfv_fail_context(nfv_status s, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, message, sizeof old);
-    snprintf(message, sizeof message, "%s: %s", prefix, old);
+    /* Keep the prefix; cut the old message if both do not fit. */
+    size_t n = strlen(prefix);
+    if (n > sizeof message - 3) n = sizeof message - 3;
+    memcpy(message, prefix, n);
+    memcpy(message + n, ": ", 2);
+    size_t room = sizeof message - n - 3, m = strlen(old);
+    if (m > room) m = room;
+    memcpy(message + n + 2, old, m);
+    message[n + 2 + m] = '\0';
     return s;
 }
 

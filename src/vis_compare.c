@@ -1,6 +1,7 @@
 /* Comparison of regularization configurations: the default set, the
  * high-frequency energy share, concept recovery against a synthetic cohort's
  * ground truth, and the CSV / Markdown / HTML report. */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -97,6 +98,32 @@ void nfv_truth_free(nfv_truth *t)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Lesion polarity from DIR/cohort.json's lesion_intensity (multiples of the
+ * white-matter intensity): +1 when their mean is >= 1 (bright lesions, synth's
+ * default), else -1.  A cohort without cohort.json is taken as bright. */
+static nfv_status truth_polarity(const char *dir, int *polarity)
+{
+    *polarity = 1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cohort.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NFV_OK;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf);
+    if (!j) return nfv_fail(NFV_ERR_FORMAT, "--truth: %s is not valid JSON", path);
+    const cJSON *li = cJSON_GetObjectItemCaseSensitive(j, "lesion_intensity");
+    if (cJSON_IsArray(li) && cJSON_GetArraySize(li) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(li, 0)) &&
+        cJSON_IsNumber(cJSON_GetArrayItem(li, 1))) {
+        double mean = 0.5 * (cJSON_GetArrayItem(li, 0)->valuedouble + cJSON_GetArrayItem(li, 1)->valuedouble);
+        *polarity = mean >= 1.0 ? 1 : -1;
+    }
+    cJSON_Delete(j);
+    return NFV_OK;
+}
+
 nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out)
 {
     memset(out, 0, sizeof *out);
@@ -165,7 +192,7 @@ nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out)
         return nfv_fail_context(st, "--truth %s", dir);
     }
     for (size_t i = 0; i < nfv_volume_numel(&out->mask); i++) out->mask.data[i] = out->mask.data[i] > 0.5f;
-    return NFV_OK;
+    return truth_polarity(dir, &out->polarity);
 }
 
 nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score)
@@ -176,7 +203,7 @@ nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *s
                         vis->nx, vis->ny, vis->nz);
     float *neg = malloc(n * sizeof *neg);
     if (!neg) return nfv_fail(NFV_ERR_NO_MEMORY, "truth scores: out of memory");
-    for (size_t i = 0; i < n; i++) neg[i] = -vis->data[i];
+    for (size_t i = 0; i < n; i++) neg[i] = (float)t->polarity * vis->data[i];
     int dims[3] = {vis->nz, vis->ny, vis->nx};
     nfv_status st = NFV_OK;
     for (int i = 0; i < t->count && !st; i++) {
@@ -295,8 +322,8 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
     fprintf(f, "HF share = fraction of the spectral energy (DFT of the volume minus its mean) at radius |f| > 0.25 "
                "cycles/voxel, i.e. above half the Nyquist radius.\n");
     if (any_truth)
-        fprintf(f, "Concept recovery: for each class target, NCC of the negated visualization (lesions are darker than "
-                   "tissue) with each shape template, best position inside the brain mask; recovered = the class's own "
+        fprintf(f, "Concept recovery: for each class target, NCC of the visualization (negated when the cohort's "
+                   "lesions are darker than tissue) with each shape template, best position inside the brain mask; recovered = the class's own "
                    "shape scores best.\n");
     fprintf(f, "\n## Summary per configuration\n\n| config | options | %smean objective | mean objective without "
                "transforms | mean HF share | seconds |\n|---|---|%s---|---|---|---|\n",
@@ -337,7 +364,7 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
                "<p>HF share = fraction of spectral energy (DFT of the volume minus its mean) above half the Nyquist "
                "radius (|f| &gt; 0.25 cycles/voxel).");
     if (any_truth)
-        fprintf(f, " Concept recovery: NCC of the negated visualization with each shape template (best position in "
+        fprintf(f, " Concept recovery: NCC of the visualization (negated for dark lesions) with each shape template (best position in "
                    "the brain mask); recovered when the class's own shape scores best.");
     fprintf(f, "</p>\n<h2>Summary</h2>\n<table><tr><th>config</th><th>options</th>%s<th>mean objective</th>"
                "<th>mean objective without transforms</th><th>mean HF share</th><th>seconds</th></tr>\n",

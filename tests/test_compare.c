@@ -95,6 +95,14 @@ static nfv_model *shape_model(char *truth_dir, size_t cap)
     snprintf(path, sizeof path, "%s/mask.nii.gz", truth_dir);
     CHECK_OK(nfv_volume_write(path, &mask));
     nfv_volume_free(&mask);
+    /* This cohort's lesions are dark (intensity below white matter), so
+     * concept recovery must negate the visualization. */
+    snprintf(path, sizeof path, "%s/cohort.json", truth_dir);
+    FILE *f = fopen(path, "w");
+    if (CHECK(f != NULL, "writing %s", path)) {
+        fputs("{\"task\": \"lesion\", \"lesion_intensity\": [0.4, 0.7]}\n", f);
+        fclose(f);
+    }
     return m;
 }
 
@@ -109,6 +117,7 @@ TEST(compare_truth_recovers_planted_shape)
         return;
     }
     CHECK(t.count == 2 && !strcmp(t.names[0], "cube") && !strcmp(t.names[1], "sphere"), "two shapes, sorted");
+    CHECK(t.polarity == -1, "cohort.json with lesion_intensity < 1 gives polarity -1, got %d", t.polarity);
     nfv_shape shapes[2] = {NFV_SHAPE_CUBE, NFV_SHAPE_SPHERE};
     for (int s = 0; s < 2; s++) {
         /* A dark (negative) shape at a world point off the centre, plus weak noise. */

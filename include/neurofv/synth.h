@@ -63,7 +63,7 @@ int nfv_synth_shape_contains(nfv_shape shape, double size_mm, double dx, double 
  * other voxels are left as they are). */
 nfv_status nfv_synth_shape_paint(nfv_volume *v, nfv_shape shape, double size_mm, const double centre_mm[3]);
 
-/* The shape's template volume: odd size n = 2*ceil(9 mm / voxel) + 1 per
+/* The shape's template volume: odd size n = 2*ceil((size/2 + 3 mm) / voxel) + 1 per
  * axis, voxel_mm isotropic, the shape (size_mm) centred at world (0,0,0). */
 nfv_status nfv_synth_shape_template(nfv_shape shape, double size_mm, double voxel_mm, nfv_volume *out);
 
@@ -80,6 +80,9 @@ typedef struct nfv_synth_options {
     int shape[3];                /* zeros: from voxel_mm */
     const char *shapes;          /* comma list; NULL: "sphere,cube,cross" */
     int no_lesion_class;         /* add a class "none" without lesion */
+    double lesion_size_mm[2];    /* lesion size drawn uniformly in [min, max] mm (default 16-22) */
+    double lesion_intensity[2];  /* lesion intensity as a multiple of white matter, in [min, max]:
+                                  * > 1 hyper-intense (default 1.5-1.8), < 1 hypo-intense */
     unsigned long long seed;
     double split[3];             /* train/val/test percentages, 70/15/15 */
     int threads;                 /* 0: online CPUs */

@@ -204,12 +204,12 @@ typedef struct nfv_truth {
     char **names;          /* shape names (file stems) */
     nfv_volume *shapes;    /* shape templates at the model's voxel size */
     nfv_volume mask;       /* on the model grid */
+    int polarity;          /* +1: lesions brighter than tissue, -1: darker (from cohort.json) */
 } nfv_truth;
 nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out);
 void nfv_truth_free(nfv_truth *t);
-/* NCC (nfv_ncc_search inside the mask) of -vis (lesions are darker than
- * tissue, so a lesion detector's image is dark where the shape is) with every
- * shape; score[count]. */
+/* NCC (nfv_ncc_search inside the mask) of polarity * vis with every shape
+ * (a detector of dark lesions draws its shape dark); score[count]. */
 nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score);
 
 typedef struct nfv_compare_row {
