@@ -116,7 +116,11 @@ nfv_status nfv_dropout_forward(nfv_context *ctx, float p, unsigned long long see
 /* dx = dy * mask. */
 nfv_status nfv_dropout_backward(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *mask, nfv_tensor *dx);
 
-/* ---- Linear (src/linear.c, CLBlast SGEMM) ------------------------------ */
+/* ---- Linear (src/linear.c, cl/dense.cl) -------------------------------- */
+/* Batches of up to 16 rows use direct VEC-wide kernels (CLBlast pads such
+ * matrix-vector shapes to 64-row tiles and was 10-100x slower on PoCL);
+ * larger batches use CLBlast SGEMM.  NEUROFV_LINEAR=clblast|direct forces one
+ * path (tests run both). */
 
 /* y (N, Out) = x (N, In) w (Out, In)^T + b (Out) or no bias. */
 nfv_status nfv_linear_forward(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *w, const nfv_tensor *b,
@@ -129,7 +133,9 @@ nfv_status nfv_linear_backward(nfv_context *ctx, const nfv_tensor *x, const nfv_
 
 /* Softmax cross-entropy over logits (N, K); labels (N) hold class indices as
  * floats; class_weights (K) or NULL.  loss (1) = sum_i w[y_i] * l_i / sum_i w[y_i]
- * (PyTorch's weighted mean); dlogits (N, K) its gradient, or NULL. */
+ * (PyTorch's weighted mean); dlogits (N, K) its gradient, or NULL.  A label
+ * that is not a whole number in [0, K) makes the loss NaN (checking device
+ * labels on the host would need a sync). */
 nfv_status nfv_softmax_cross_entropy(nfv_context *ctx, const nfv_tensor *logits, const nfv_tensor *labels,
                                      const nfv_tensor *class_weights, nfv_tensor *loss, nfv_tensor *dlogits);
 /* Binary cross-entropy with logits (N, 1), targets (N) in {0, 1}; pos_weight
