@@ -54,6 +54,43 @@ static void shifted_copy(float *dst, const float *src, int D, int H, int W, int 
         }
 }
 
+/* dst (D, H, W) = src mirrored along x (left-right in RAS-oriented grids). */
+static void flip_x_inplace(float *v, int D, int H, int W)
+{
+    for (size_t r = 0; r < (size_t)D * H; r++) {
+        float *row = v + r * W;
+        for (int x = 0; x < W / 2; x++) {
+            float t = row[x];
+            row[x] = row[W - 1 - x], row[W - 1 - x] = t;
+        }
+    }
+}
+
+/* --augment LIST: comma-separated shift=N and flip. */
+static int parse_augment(const char *s, int *shift, int *flip)
+{
+    *shift = 0, *flip = 0;
+    if (!s) return 1;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char end;
+        if (!strcmp(tok, "flip")) *flip = 1;
+        else if (sscanf(tok, "shift=%d%c", shift, &end) != 1 || *shift < 0) return 0;
+    }
+    return 1;
+}
+
+/* Learning rate of an epoch (0-based) under the schedule: constant, or a
+ * cosine from base down to base/100 at the last epoch (SGDR without restarts,
+ * torch's CosineAnnealingLR with eta_min = base/100, stepped per epoch). */
+static float scheduled_lr(const char *schedule, float base, int epoch, int epochs)
+{
+    if (strcmp(schedule, "cosine") || epochs < 2) return base;
+    double floor_lr = base / 100.0, t = (double)epoch / (double)(epochs - 1);
+    return (float)(floor_lr + 0.5 * (base - floor_lr) * (1.0 + cos(3.14159265358979323846 * t)));
+}
+
 static int parse_shape3(const char *s, int v[3])
 {
     return s && sscanf(s, "%d,%d,%d", &v[0], &v[1], &v[2]) == 3 && v[0] > 0 && v[1] > 0 && v[2] > 0;
@@ -107,20 +144,24 @@ int cmd_train(int argc, char **argv)
     const char *data = NULL, *arch = "ref4", *out = NULL, *optimizer = "adam", *class_weights = NULL, *augment = NULL,
                *device = NULL, *shape = NULL, *norm = "zscore-nonzero", *head_name = "softmax";
     int epochs = 10, batch = 4, resume = 0, quiet = 0, cache_mb = 4096;
-    float lr = 1e-3f, momentum = 0.9f, weight_decay = 0.0f, voxel = 0.0f;
+    const char *schedule = NULL;
+    float lr = NAN, momentum = 0.9f, weight_decay = 0.0f, voxel = 0.0f;
     unsigned long long seed = 1;
     const cli_option opts[] = {
         {"--data", CLI_STRING, &data, "CSV", "dataset CSV path,label[,split] (required)"},
         {"--arch", CLI_STRING, &arch, "SPEC", "architecture spec or preset ref4|notebook (default ref4)"},
         {"--epochs", CLI_INT, &epochs, "N", "epochs (default 10)"},
         {"--batch", CLI_INT, &batch, "N", "mini-batch size (default 4; the last partial batch is dropped)"},
-        {"--lr", CLI_FLOAT, &lr, "X", "learning rate (default 0.001)"},
+        {"--lr", CLI_FLOAT, &lr, "X", "learning rate (default 0.001; with --resume, replaces the checkpoint's)"},
+        {"--schedule", CLI_STRING, &schedule, "constant|cosine",
+         "learning-rate schedule over --epochs: constant, or cosine from --lr down to --lr/100 (default constant)"},
         {"--optimizer", CLI_STRING, &optimizer, "adam|sgd", "optimizer (default adam)"},
         {"--momentum", CLI_FLOAT, &momentum, "X", "SGD momentum (default 0.9)"},
         {"--weight-decay", CLI_FLOAT, &weight_decay, "X", "L2 weight decay (default 0)"},
         {"--class-weights", CLI_STRING, &class_weights, "auto|W1,W2,..",
          "loss weights per class; auto = n / (K * count) over the training split (default none)"},
-        {"--augment", CLI_STRING, &augment, "shift=N", "random shift of up to N voxels per axis (default none)"},
+        {"--augment", CLI_STRING, &augment, "shift=N,flip",
+         "random shift of up to N voxels per axis and/or random left-right flip (default none)"},
         {"--head", CLI_STRING, &head_name, "softmax|binary", "softmax over K classes or one logit for 2 classes"},
         {"--seed", CLI_U64, &seed, "S", "seed of initialization, shuffling, augmentation, dropout (default 1)"},
         {"--out", CLI_STRING, &out, "MODEL", "output model .safetensors (required); also MODEL.ckpt, MODEL.log.csv"},
@@ -145,10 +186,13 @@ int cmd_train(int argc, char **argv)
     nfv_optim_config_default(&opt);
     if (!strcmp(optimizer, "sgd")) opt.kind = NFV_OPT_SGD;
     else if (strcmp(optimizer, "adam")) return cli_failf("train", "--optimizer must be adam or sgd, got \"%s\"", optimizer);
-    opt.lr = lr, opt.momentum = momentum, opt.weight_decay = weight_decay;
-    int shift = 0;
-    if (augment && (sscanf(augment, "shift=%d", &shift) != 1 || shift < 0))
-        return cli_failf("train", "--augment expects shift=N, got \"%s\"", augment);
+    if (!isnan(lr) && !(lr > 0)) return cli_failf("train", "--lr must be > 0, got %g", lr);
+    if (schedule && strcmp(schedule, "constant") && strcmp(schedule, "cosine"))
+        return cli_failf("train", "--schedule must be constant or cosine, got \"%s\"", schedule);
+    opt.lr = isnan(lr) ? 1e-3f : lr, opt.momentum = momentum, opt.weight_decay = weight_decay;
+    int shift = 0, flip = 0;
+    if (!parse_augment(augment, &shift, &flip))
+        return cli_failf("train", "--augment expects a comma-separated list of shift=N and flip, got \"%s\"", augment);
     nfv_head head;
     if (nfv_head_parse(head_name, &head) || head == NFV_HEAD_REGRESSION)
         return cli_failf("train", "--head must be softmax or binary, got \"%s\"", head_name);
@@ -197,6 +241,7 @@ int cmd_train(int argc, char **argv)
     if ((s = nfv_context_create(device, &ctx))) goto fail;
 
     int start_epoch = 0;
+    float base_lr = opt.lr;
     double best_bacc = -1, best_loss = INFINITY;
     if (resume) {
         if ((s = nfv_checkpoint_load(ctx, ckpt, &m, &t, &meta))) goto fail;
@@ -207,6 +252,11 @@ int cmd_train(int argc, char **argv)
             goto fail;
         }
         start_epoch = atoi(e);
+        /* The schedule and its base rate continue from the checkpoint unless
+         * given again; older checkpoints hold only the rate in use. */
+        const char *bl_meta = nfv_st_meta(&meta, "base_lr"), *sc_meta = nfv_st_meta(&meta, "schedule");
+        base_lr = !isnan(lr) ? lr : bl_meta ? strtof(bl_meta, NULL) : t->opt.lr;
+        if (!schedule) schedule = sc_meta && !strcmp(sc_meta, "cosine") ? "cosine" : "constant";
         best_bacc = strtod(bb, NULL), best_loss = strtod(bl, NULL);
         seed = strtoull(sd, NULL, 10);
         if (m->input_shape[1] != in[1] || m->input_shape[2] != in[2] || m->input_shape[3] != in[3]) {
@@ -283,16 +333,18 @@ int cmd_train(int argc, char **argv)
         s = nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", logpath, strerror(errno));
         goto fail;
     }
-    if (!resume) fprintf(log, "epoch,train_loss,train_acc,val_loss,val_acc,val_balanced_acc,val_auc,seconds,saved\n");
+    if (!resume) fprintf(log, "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_balanced_acc,val_auc,seconds,saved\n");
     fflush(log);
     if (!quiet && !resume) {
         fprintf(stderr, "model %s: %d layers, %lld parameters, input 1x%dx%dx%d, %d train / %d val subjects, batch %d\n",
                 m->arch_spec, m->layer_count, nfv_model_param_count(m), in[1], in[2], in[3], ntrain, nval, batch);
     }
+    if (!schedule) schedule = "constant";
     int nbatches = ntrain / batch;
     order = malloc((size_t)ntrain * sizeof(int));
     for (int epoch = start_epoch; epoch < epochs; epoch++) {
         double t0 = cli_now();
+        t->opt.lr = scheduled_lr(schedule, base_lr, epoch, epochs);
         memcpy(order, train_rows, (size_t)ntrain * sizeof(int));
         shuffle(order, ntrain, seed, epoch);
         double loss_sum = 0;
@@ -315,6 +367,9 @@ int cmd_train(int argc, char **argv)
                     }
                 }
                 shifted_copy(x + (size_t)i * per, v, in[1], in[2], in[3], d[0], d[1], d[2]);
+                if (flip && (mix64(seed ^ mix64(((unsigned long long)epoch << 32) ^ 0xF11Full ^
+                                                 ((unsigned long long)(b * batch + i) << 8))) & 1))
+                    flip_x_inplace(x + (size_t)i * per, in[1], in[2], in[3]);
                 targets[i] = (float)ds.rows[row].class_index;
             }
             float loss = 0;
@@ -348,21 +403,23 @@ int cmd_train(int argc, char **argv)
             if ((s = nfv_model_save(m, out))) goto fail;  /* no validation split: keep the latest */
             saved = 1;
         }
-        char ebuf[32], bb[32], bl[32], sd[32];
+        char ebuf[32], bb[32], bl[32], sd[32], blr[32];
         snprintf(ebuf, sizeof ebuf, "%d", epoch + 1);
         snprintf(bb, sizeof bb, "%.17g", best_bacc);
         snprintf(bl, sizeof bl, "%.17g", best_loss);
         snprintf(sd, sizeof sd, "%llu", seed);
-        const char *keys[4] = {"epoch", "best_bacc", "best_loss", "seed"}, *vals[4] = {ebuf, bb, bl, sd};
-        if ((s = nfv_checkpoint_save(t, ckpt, 4, keys, vals))) goto fail;
+        snprintf(blr, sizeof blr, "%.9g", base_lr);
+        const char *keys[6] = {"epoch", "best_bacc", "best_loss", "seed", "base_lr", "schedule"},
+                   *vals[6] = {ebuf, bb, bl, sd, blr, schedule};
+        if ((s = nfv_checkpoint_save(t, ckpt, 6, keys, vals))) goto fail;
         double secs = cli_now() - t0;
         double tl = nbatches ? loss_sum / nbatches : NAN, ta = seen ? (double)correct / seen : NAN;
-        fprintf(log, "%d,%.6f,%.4f,%.6f,%.4f,%.4f,%.4f,%.1f,%d\n", epoch + 1, tl, ta, ev.loss, ev.metrics.accuracy,
+        fprintf(log, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.4f,%.4f,%.1f,%d\n", epoch + 1, t->opt.lr, tl, ta, ev.loss, ev.metrics.accuracy,
                 ev.metrics.balanced_accuracy, ev.metrics.auc, secs, saved);
         fflush(log);
         if (!quiet)
-            printf("epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f bacc %.3f auc %.3f  %.1fs%s\n", epoch + 1,
-                   epochs, tl, ta, ev.loss, ev.metrics.accuracy, ev.metrics.balanced_accuracy, ev.metrics.auc, secs,
+            printf("epoch %d/%d  lr %.3g  train loss %.4f acc %.3f  val loss %.4f acc %.3f bacc %.3f auc %.3f  %.1fs%s\n", epoch + 1,
+                   epochs, t->opt.lr, tl, ta, ev.loss, ev.metrics.accuracy, ev.metrics.balanced_accuracy, ev.metrics.auc, secs,
                    saved ? "  (saved)" : "");
         fflush(stdout);
     }

@@ -201,8 +201,8 @@ TEST(train_cohort_learns_resumes_and_evaluates)
         char line[512];
         while (fgets(line, sizeof line, f)) {
             int e;
-            double tl, ta, vl, va;
-            if (sscanf(line, "%d,%lf,%lf,%lf,%lf", &e, &tl, &ta, &vl, &va) == 5) {
+            double lr, tl, ta, vl, va;
+            if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf", &e, &lr, &tl, &ta, &vl, &va) == 6) {
                 lines++;
                 if (va > best) best = va;
             }
@@ -247,6 +247,26 @@ TEST(train_cohort_learns_resumes_and_evaluates)
     snprintf(ca, sizeof ca, "%s.ckpt", a);
     snprintf(cb, sizeof cb, "%s.ckpt", b);
     CHECK(same_file_tensors(ca, cb), "resumed checkpoint identical to the uninterrupted one (weights, BN, optimizer)");
+
+    /* 4. cosine schedule (with flips): the log's lr column follows
+     * base/100 + (base - base/100) (1 + cos(pi e / (E - 1))) / 2, and --lr on
+     * --resume replaces the rate (it used to be silently ignored). */
+    snprintf(a, sizeof a, "%s/cos.safetensors", dir);
+    CHECK(train_cmd(dir, a, 3, "--quiet --schedule cosine --augment shift=1,flip", NULL) == 0, "cosine run");
+    CHECK(train_cmd(dir, a, 4, "--quiet --resume --lr 0.0005 --schedule constant", NULL) == 0, "resume with new lr");
+    snprintf(csv, sizeof csv, "%s.log.csv", a);
+    double want[4] = {0.003, 0.00003 + 0.5 * (0.003 - 0.00003), 0.00003, 0.0005}, got[4] = {-1, -1, -1, -1};
+    f = fopen(csv, "r");
+    if (CHECK(f != NULL, "epoch log %s", csv)) {
+        char line[512];
+        int e;
+        double lr;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "%d,%lf", &e, &lr) == 2 && e >= 1 && e <= 4) got[e - 1] = lr;
+        fclose(f);
+    }
+    for (int e = 0; e < 4; e++)
+        CHECK(fabs(got[e] - want[e]) <= 1e-6 + 1e-4 * want[e], "epoch %d lr %.6g, want %.6g", e + 1, got[e], want[e]);
 }
 
 /* The authors' notebook model (1x96x114x96, Linear 6144 -> 100 -> 1) takes a
