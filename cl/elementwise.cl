@@ -36,3 +36,15 @@ __kernel void scale(const float a, __global float *x, const ulong n)
         for (ulong i = base; i < n; i++) x[i] = a * x[i];
     }
 }
+
+/* x = min(max(x, lo), hi): the projection onto a box, for projected gradient
+ * steps (visualization --range).  Comparisons are exact, so no tolerance. */
+__kernel void clamp_range(const float lo, const float hi, __global float *x, const ulong n)
+{
+    const ulong base = (ulong)get_global_id(0) * VEC;
+    if (base + VEC <= n) {
+        VSTORE(fmin(fmax(VLOAD(0, x + base), (floatv)(lo)), (floatv)(hi)), 0, x + base);
+    } else {
+        for (ulong i = base; i < n; i++) x[i] = fmin(fmax(x[i], lo), hi);
+    }
+}

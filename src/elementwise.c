@@ -1,4 +1,4 @@
-/* Elementwise helpers (axpy, scale); kernels in cl/elementwise.cl. */
+/* Elementwise helpers (axpy, scale, clamp); kernels in cl/elementwise.cl. */
 #include <stdio.h>
 
 #include "neurofv/ops.h"
@@ -40,6 +40,24 @@ nfv_status nfv_scale(nfv_context *ctx, float a, nfv_tensor *x)
     NFV_ARG(k, "scale", 0, a);
     NFV_ARG(k, "scale", 1, x->buf);
     NFV_ARG(k, "scale", 2, n);
+    size_t global = vec_items(x->numel, vec);
+    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
+}
+
+nfv_status nfv_clamp(nfv_context *ctx, float lo, float hi, nfv_tensor *x)
+{
+    if (!ctx || !x || !x->buf) return nfv_fail(NFV_ERR_INVALID_ARG, "clamp: NULL tensor");
+    if (!(lo <= hi)) return nfv_fail(NFV_ERR_INVALID_ARG, "clamp: empty range [%g, %g]", lo, hi);
+    int vec = nfv_context_vector_width(ctx);
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DVEC=%d", vec);
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "elementwise", opts, "clamp_range", &k));
+    cl_ulong n = x->numel;
+    NFV_ARG(k, "clamp_range", 0, lo);
+    NFV_ARG(k, "clamp_range", 1, hi);
+    NFV_ARG(k, "clamp_range", 2, x->buf);
+    NFV_ARG(k, "clamp_range", 3, n);
     size_t global = vec_items(x->numel, vec);
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }

@@ -45,6 +45,8 @@ const nfv_vis_option_info nfv_vis_option_table[] = {
     {"--scale", "LO,HI", "random scale in [LO, HI] each step (default 1,1 = off)"},
     {"--rotate", "DEG", "random rotation of up to +-DEG degrees about each axis each step (default 0 = off)"},
     {"--pad", "P", "replicate the edges by P voxels before the transforms (default 0)"},
+    {"--range", "LO,HI", "keep every voxel of the change in [LO, HI] (projected steps, voxel parameterization; "
+                         "e.g. 0,4 = only brighten, by at most 4 SD) (default off)"},
     {"--mask", "FILE|brain|none", "optimize only inside a mask (brain: Colin27 > 0 on the model grid) (default none)"},
     {"--log-every", "K", "read the objective every K steps (default 1)"},
     {"--snapshots", "S1,S2,...", "also keep the volume at these steps (0 = the start)"},
@@ -152,6 +154,18 @@ nfv_status nfv_vis_options_set(nfv_vis_options *o, const char *name, const char 
         if (!parse_intv(v, &o->blur_every) || o->blur_every < 1) return BAD(name, v, "an integer >= 1");
     } else if (!strcmp(name, "--jitter")) {
         if (!parse_intv(v, &o->jitter) || o->jitter < 0 || o->jitter > 64) return BAD(name, v, "voxels 0-64");
+    } else if (!strcmp(name, "--range")) {
+        char tail;
+        float a, b;
+        if (sscanf(v, "%f,%f%c", &a, &b, &tail) == 2 && isfinite(a) && isfinite(b) && a < b) {
+            o->range_lo = a, o->range_hi = b, o->has_range = 1;
+            return NFV_OK;
+        }
+        if (!strcmp(v, "off") || !strcmp(v, "none")) {
+            o->has_range = 0;
+            return NFV_OK;
+        }
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--range expects LO,HI with LO < HI (or off), got \"%s\"", v);
     } else if (!strcmp(name, "--scale")) {
         char tail;
         float a, b;
@@ -226,6 +240,8 @@ nfv_status nfv_vis_options_check(const nfv_vis_options *o)
     if (o->steps < 0) return nfv_fail(NFV_ERR_INVALID_ARG, "--steps must be >= 0");
     if (o->starts < 1 || o->batch < 1) return nfv_fail(NFV_ERR_INVALID_ARG, "--starts and --batch must be >= 1");
     if (o->scale_min > o->scale_max) return nfv_fail(NFV_ERR_INVALID_ARG, "--scale LO must be <= HI");
+    if (o->has_range && o->param != NFV_VIS_PARAM_VOXEL)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--range bounds voxels of the change: it needs --param voxel");
     return NFV_OK;
 }
 
@@ -753,6 +769,7 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
             memset(p, 0, b.vox * sizeof *p);
     }
     T(nfv_tensor_upload(ctx, &b.param, host));
+    if (o->has_range) T(nfv_clamp(ctx, o->range_lo, o->range_hi, &b.param));
     if (b.has_template) {
         T(vol_tensor(ctx, &b.templ, N, b.D, b.H, b.W));
         for (int n = 0; n < N; n++) memcpy(host + (size_t)n * b.vox, templ_host, b.vox * sizeof *host);
@@ -846,6 +863,8 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
                 T(nfv_tensor_copy(ctx, &b.param, &b.blur_tmp));
             }
         }
+        /* Projected gradient ascent: back into the box after every update. */
+        if (o->has_range) T(nfv_clamp(ctx, o->range_lo, o->range_hi, &b.param));
         PHASE(6);
     }
     if (profile)

@@ -110,7 +110,7 @@ TEST(activation_bad_args_rejected)
     nfv_tensor_free(&a), nfv_tensor_free(&b);
 }
 
-TEST(activation_elementwise_axpy_scale)
+TEST(activation_elementwise_axpy_scale_clamp)
 {
     nfv_context *ctx = test_ctx();
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
@@ -126,6 +126,13 @@ TEST(activation_elementwise_axpy_scale)
         float *got = test_download(&ty);
         /* Two float roundings per element. */
         if (got) CHECK_CLOSE("axpy then scale", got, want, n, 1e-6, 1e-6);
+        free(got);
+        /* clamp to [-0.5, 0.25]: exact (comparisons only), odd sizes hit the scalar tail. */
+        for (size_t i = 0; i < n; i++) want[i] = hx[i] < -0.5f ? -0.5 : hx[i] > 0.25f ? 0.25 : hx[i];
+        CHECK_OK(nfv_clamp(ctx, -0.5f, 0.25f, &tx));
+        got = test_download(&tx);
+        if (got) CHECK_CLOSE("clamp", got, want, n, 0.0, 0.0);
+        CHECK(nfv_clamp(ctx, 1.0f, 0.0f, &tx) == NFV_ERR_INVALID_ARG, "empty clamp range rejected");
         free(hx), free(hy), free(want), free(got);
         nfv_tensor_free(&tx), nfv_tensor_free(&ty);
     }

@@ -430,3 +430,45 @@ TEST(vis_mask_and_template_start)
     nfv_volume_free(&tmpl);
     nfv_model_free(m);
 }
+
+/* --range LO,HI: projected ascent.  For the linear cube detector the box
+ * optimum is HI on the 3^3 cube and LO on the rest of its 7^3 receptive field;
+ * Adam's steps (lr 0.05, 80 steps, from +-0.1 noise) reach both bounds.
+ * Every voxel stays inside [LO, HI], exactly (a clamp, no rounding). */
+TEST(vis_range_projects_onto_the_box)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = cube_model();
+    if (!m) return;
+    nfv_target t = one_target(m, "conv1:0@8,9,8");
+    nfv_vis_options o;
+    nfv_vis_options_default(&o);
+    CHECK_OK(nfv_vis_options_parse(&o, "--steps 80 --range -0.5,2"));
+    nfv_vis_result *r = NULL;
+    if (CHECK_OK(nfv_visualize(ctx, m, &t, 1, &o, NULL, NULL, &r))) {
+        int D = IN_SHAPE[1], H = IN_SHAPE[2], W = IN_SHAPE[3], outside = 0, wrong = 0;
+        for (int z = 0; z < D; z++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    float v = r->volume.data[((size_t)z * H + y) * W + x];
+                    outside += v < -0.5f || v > 2.0f;
+                    int dz = abs(z - 8), dy = abs(y - 9), dx = abs(x - 8);
+                    if (dz <= 3 && dy <= 3 && dx <= 3) {
+                        float want = dz <= 1 && dy <= 1 && dx <= 1 ? 2.0f : -0.5f;
+                        wrong += v != want;
+                    }
+                }
+        CHECK(outside == 0, "%d voxels outside [-0.5, 2]", outside);
+        CHECK(wrong == 0, "%d receptive-field voxels not at the box optimum (2 on the cube, -0.5 around)", wrong);
+        /* Objective at the optimum: 27 * 2 + 316 * (27/316) * 0.5 + bias 1 = 68.5. */
+        CHECK(fabs(r->objective_clean - 68.5) < 1e-3 * 68.5, "objective %.4f = the box optimum 68.5", r->objective_clean);
+        nfv_vis_results_free(r, 1);
+    }
+    nfv_vis_options o2;
+    nfv_vis_options_default(&o2);
+    CHECK(nfv_vis_options_parse(&o2, "--range 2,1") == NFV_ERR_INVALID_ARG, "--range 2,1 rejected");
+    CHECK_OK(nfv_vis_options_parse(&o2, "--range 0,1 --param fourier"));
+    CHECK(nfv_vis_options_check(&o2) == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "--param voxel"),
+          "--range with fourier rejected: %s", nfv_error_message());
+    nfv_model_free(m);
+}

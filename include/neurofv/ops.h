@@ -171,6 +171,8 @@ nfv_status nfv_sgd_step(nfv_context *ctx, const nfv_sgd_params *hp, nfv_tensor *
 nfv_status nfv_axpy(nfv_context *ctx, float a, const nfv_tensor *x, nfv_tensor *y);
 /* x = a * x. */
 nfv_status nfv_scale(nfv_context *ctx, float a, nfv_tensor *x);
+/* x = min(max(x, lo), hi) elementwise (lo <= hi). */
+nfv_status nfv_clamp(nfv_context *ctx, float lo, float hi, nfv_tensor *x);
 
 #ifdef __cplusplus
 }

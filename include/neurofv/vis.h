@@ -102,6 +102,12 @@ typedef struct nfv_vis_options {
     float scale_min, scale_max;/* 1,1 = off */
     float rotate_deg;          /* +-degrees about each axis, 0 = off */
     int pad;                   /* voxels of edge replication before the transforms */
+    /* Box constraint on the change (voxel parameterization): after every
+     * update the parameter is clamped to [range_lo, range_hi] (projected
+     * gradient ascent; Lucid bounds pixels to [0,1] for the same reason: an
+     * unbounded input lets a ReLU network's logit grow without limit). */
+    int has_range;
+    float range_lo, range_hi;
     char mask[1024];           /* "" none, "brain" (Colin27 > 0 on the model grid), or a file */
     int log_every;             /* read the objective every k steps, 1 */
     int snapshots[NFV_VIS_MAX_SNAPSHOTS]; /* steps at which the volume is also kept */
