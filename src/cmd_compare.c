@@ -244,9 +244,12 @@ int cmd_compare(int argc, char **argv)
                 int best = 0, own = -1;
                 for (int s = 0; s < truth.count; s++) {
                     if (scores[s] > scores[best]) best = s;
-                    /* The class's own shape: logit:CLASS with CLASS a shape name (maximized). */
-                    const char *cls = strncmp(row->target, "logit:", 6) ? NULL : row->target + 6;
-                    if (cls && !strcmp(cls, truth.names[s])) own = s;
+                    /* The class's own shape: logit:CLASS or contrast:CLASS (@cell or not), CLASS a shape name (maximized). */
+                    const char *cls = !strncmp(row->target, "logit:", 6)      ? row->target + 6
+                                      : !strncmp(row->target, "contrast:", 9) ? row->target + 9
+                                                                              : NULL;
+                    size_t len = cls ? strcspn(cls, "@") : 0;
+                    if (cls && len == strlen(truth.names[s]) && !strncmp(cls, truth.names[s], len)) own = s;
                 }
                 snprintf(row->best_shape, sizeof row->best_shape, "%s", truth.names[best]);
                 row->best_score = scores[best];

@@ -64,7 +64,9 @@ int cmd_visualize(int argc, char **argv)
     opts[k++] = (cli_option){"--model", CLI_STRING, &model_path, "FILE", "model (.safetensors) (required)"};
     opts[k++] = (cli_option){"--target", CLI_STRING, &target_dummy, "T",
                              "unit to visualize, repeatable: LAYER:CHANNEL, LAYER:CHANNEL@z,y,x (or @ = centre), "
-                             "LAYER (mean a^2), logit:CLASS, LAYER:all, logit:all; '-' prefix minimizes (required)"};
+                             "LAYER (mean a^2), logit:CLASS, logit:CLASS@z,y,x (class evidence of one cell of the map before flatten), "
+                             "contrast:CLASS[@z,y,x] (logit minus the mean of the others), LAYER:all, logit:all, contrast:all; "
+                             "'-' prefix minimizes (required)"};
     opts[k++] = (cli_option){"--out", CLI_STRING, &out, "DIR", "output directory (required)"};
     opts[k++] = (cli_option){"--shard", CLI_STRING, &shard, "I/N",
                              "only shard I of N of the targets (contiguous blocks of the expanded list)"};

@@ -389,6 +389,7 @@ typedef struct batch_state {
     nfv_tensor pen_value;     /* (N) */
     nfv_tensor blur_tmp, blur_factor;
     nfv_fourier *fourier;
+    float *seed_host;         /* the constant seed on the host ((N, per) floats) */
     int has_mask, has_template, transforms, warp;
     int pdims[3];
 } batch_state;
@@ -398,6 +399,8 @@ static void batch_free(batch_state *b)
     nfv_tensor *ts[] = {&b->param, &b->dparam, &b->opt_m, &b->opt_v, &b->change, &b->image, &b->templ, &b->mask,
                         &b->padded, &b->shifted, &b->model_in, &b->dx, &b->dpadded, &b->dshifted, &b->dimage_buf,
                         &b->seed, &b->value, &b->pen_value, &b->blur_tmp, &b->blur_factor};
+    free(b->seed_host);
+    b->seed_host = NULL;
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) nfv_tensor_free(ts[i]);
     if (b->fourier) nfv_fourier_free(b->fourier);
     b->fourier = NULL;
@@ -495,6 +498,14 @@ static nfv_status transform_adjoint(batch_state *b, const float *matrix, const i
     return NFV_OK;
 }
 
+/* Weight of logit k in a logit target: 1 for its class; contrast targets
+ * also -1/(K-1) for every other class. */
+static float class_coef(const nfv_target *t, int K, int k)
+{
+    if (k == t->unit) return 1.0f;
+    return t->contrast && K > 1 ? -1.0f / (float)(K - 1) : 0.0f;
+}
+
 /* The constant objective seed (minus d objective / d activation) for
  * channel, neuron and feature targets; the layer objective adds its own. */
 static nfv_status build_seed(batch_state *b, const nfv_target *targets, const sample *smp, const nfv_layer *l,
@@ -502,13 +513,43 @@ static nfv_status build_seed(batch_state *b, const nfv_target *targets, const sa
 {
     size_t per = l->out_ndim == 4 ? (size_t)l->out_shape[0] * l->out_shape[1] * l->out_shape[2] * l->out_shape[3]
                                   : (size_t)l->out_shape[0];
-    float *h = calloc((size_t)b->N * per, sizeof *h);
+    float *h = calloc((size_t)b->N * per, sizeof *h), *fc_w = NULL;
     if (!h) return nfv_fail(NFV_ERR_NO_MEMORY, "objective seed: out of memory");
     for (int n = 0; n < b->N; n++) {
         const nfv_target *t = &targets[smp[n].target];
         float *row = h + (size_t)n * per;
-        if (t->kind == NFV_TARGET_FEATURE) {
-            row[t->unit] = -t->sign;
+        if (t->kind == NFV_TARGET_LOGIT_CELL) {
+            /* The final Linear's weights W (K, F), F = C*D*H*W in Flatten's
+             * (channel, z, y, x) order: the seed is -sign W[unit, :, cell]. */
+            const nfv_layer *fc = &b->m->layers[b->m->layer_count - 1];
+            if (!fc_w) {
+                if (fc->param[0].numel != (size_t)fc->out_shape[0] * per) {
+                    free(h);
+                    return nfv_fail(NFV_ERR_INVALID_ARG, "%s: layer %s (%zu features) does not feed %s (%zu weights)",
+                                    t->name, l->name, per, fc->name, fc->param[0].numel);
+                }
+                fc_w = malloc(fc->param[0].numel * sizeof *fc_w);
+                nfv_status st = fc_w ? nfv_tensor_download(b->ctx, &fc->param[0], fc_w)
+                                     : nfv_fail(NFV_ERR_NO_MEMORY, "objective seed: out of memory");
+                if (st) {
+                    free(h), free(fc_w);
+                    return st;
+                }
+            }
+            size_t sp = (size_t)l->out_shape[1] * l->out_shape[2] * l->out_shape[3];
+            size_t cell = ((size_t)t->pos[0] * l->out_shape[2] + t->pos[1]) * l->out_shape[3] + t->pos[2];
+            int K = fc->out_shape[0];
+            for (int k = 0; k < K; k++) {
+                float a = class_coef(t, K, k);
+                if (a == 0.0f) continue;
+                for (int c = 0; c < l->out_shape[0]; c++)
+                    row[(size_t)c * sp + cell] -= t->sign * a * fc_w[(size_t)k * per + (size_t)c * sp + cell];
+            }
+        } else if (t->kind == NFV_TARGET_FEATURE) {
+            if (t->contrast)
+                for (size_t k = 0; k < per; k++) row[k] = -t->sign * class_coef(t, (int)per, (int)k);
+            else
+                row[t->unit] = -t->sign;
         } else if (t->kind == NFV_TARGET_CHANNEL) {
             size_t sp = (size_t)l->out_shape[1] * l->out_shape[2] * l->out_shape[3];
             for (size_t i = 0; i < sp; i++) row[(size_t)t->unit * sp + i] = -t->sign / (float)sp;
@@ -518,6 +559,7 @@ static nfv_status build_seed(batch_state *b, const nfv_target *targets, const sa
             row[idx] = -t->sign;
         }
     }
+    free(fc_w);
     *host_out = h;
     return NFV_OK;
 }
@@ -538,7 +580,17 @@ static nfv_status read_objective(batch_state *b, const nfv_target *targets, cons
     for (int n = 0; n < b->N; n++) {
         const nfv_target *t = &targets[smp[n].target];
         size_t base = (size_t)n * per;
-        if (t->kind == NFV_TARGET_FEATURE) {
+        if (t->kind == NFV_TARGET_LOGIT_CELL || t->contrast) {
+            /* Linear in the activation: objective = sum of (-seed) x act over
+             * the seed's support (scratch holds a whole sample: K logits, or
+             * C*D*H*W for a cell). */
+            NFV_TRY(read_floats(b->ctx, act, base, per, scratch));
+            const float *seed = b->seed_host + base;
+            double s = 0;
+            for (size_t i = 0; i < per; i++)
+                if (seed[i] != 0.0f) s -= (double)seed[i] * scratch[i];
+            obj[n] = (float)s;
+        } else if (t->kind == NFV_TARGET_FEATURE) {
             NFV_TRY(read_floats(b->ctx, act, base + (size_t)t->unit, 1, &obj[n]));
             obj[n] *= t->sign;
         } else if (t->kind == NFV_TARGET_NEURON) {
@@ -754,7 +806,10 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
     tl1 = obj + N;
     tl2 = obj + 2 * N;
     ttv = obj + 3 * N;
+    /* Scratch for read_objective: one channel map, or a whole sample for logit cells. */
     size_t per_act = l->out_ndim == 4 ? (size_t)l->out_shape[1] * l->out_shape[2] * l->out_shape[3] : 1;
+    for (int n = 0; n < N; n++)
+        if (targets[smp[n].target].kind == NFV_TARGET_LOGIT_CELL || targets[smp[n].target].contrast) per_act = nfv_shape_numel(l->out_ndim, l->out_shape);
     scratch = malloc(per_act * sizeof *scratch);
     if (!host || !streams || !matrix || !shift || !obj || !scratch) {
         st = nfv_fail(NFV_ERR_NO_MEMORY, "visualization: out of memory");
@@ -784,7 +839,7 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
         int shape[5] = {N, l->out_shape[0], l->out_shape[1], l->out_shape[2], l->out_shape[3]};
         st = nfv_tensor_create(ctx, &b.seed, l->out_ndim + 1, shape);
         if (!st) st = nfv_tensor_upload(ctx, &b.seed, seed_host);
-        free(seed_host);
+        b.seed_host = seed_host; /* read_objective of logit cells uses it */
         if (st) goto done;
     }
 
@@ -1130,6 +1185,9 @@ nfv_status nfv_vis_objective(nfv_context *ctx, nfv_model *m, const nfv_target *t
         nfv_tensor *act = st ? NULL : nfv_model_activation(m, t->layer);
         if (!st) st = step_seed(&b, t, l, act, &b.seed);
         size_t sp = l->out_ndim == 4 ? (size_t)l->out_shape[1] * l->out_shape[2] * l->out_shape[3] : 1;
+        if (t->kind == NFV_TARGET_LOGIT_CELL || t->contrast) sp = nfv_shape_numel(l->out_ndim, l->out_shape);
+        b.seed_host = seed_host;
+        seed_host = NULL;
         scratch = st ? NULL : malloc(sp * sizeof *scratch);
         if (!st && !scratch) st = nfv_fail(NFV_ERR_NO_MEMORY, "objective: out of memory");
         if (!st) st = read_objective(&b, t - i, &smp, l, act, &objective[i], scratch);

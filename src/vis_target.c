@@ -51,7 +51,11 @@ const char *nfv_target_format(const nfv_model *m, const nfv_target *t, char *buf
         /* Binary head: the class is 1 unless the sign was flipped by naming class 0. */
         int cls = t->unit;
         if (m->head == NFV_HEAD_BINARY) cls = ((t->sign < 0) != (t->minimize != 0)) ? 0 : 1;
-        snprintf(buf, cap, "%slogit:%s", neg, class_name(m, cls, tmp, sizeof tmp));
+        snprintf(buf, cap, "%s%s:%s", neg, t->contrast ? "contrast" : "logit", class_name(m, cls, tmp, sizeof tmp));
+        if (t->kind == NFV_TARGET_LOGIT_CELL) {
+            size_t len = strlen(buf);
+            snprintf(buf + len, cap - len, "@%d,%d,%d", t->pos[0], t->pos[1], t->pos[2]);
+        }
         return buf;
     }
     const char *lname = m->layers[t->layer].name;
@@ -99,6 +103,41 @@ static nfv_status push(nfv_target **arr, int *count, int *cap, const nfv_target 
     return NFV_OK;
 }
 
+/* "z,y,x" (or "" = the centre) inside a D x H x W map. */
+static nfv_status parse_position(const char *text, const char *pos_txt, const nfv_layer *l, int pos[3])
+{
+    int D = l->out_shape[1], H = l->out_shape[2], W = l->out_shape[3];
+    if (!*pos_txt) {
+        pos[0] = D / 2, pos[1] = H / 2, pos[2] = W / 2;
+        return NFV_OK;
+    }
+    const char *q = pos_txt;
+    for (int a = 0; a < 3; a++) {
+        const char *e = q;
+        while (*e && *e != ',') e++;
+        if (!parse_int(q, (size_t)(e - q), &pos[a]) || (a < 2 && *e != ',') || (a == 2 && *e))
+            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": position \"%s\" must be z,y,x (three integers)", text,
+                            pos_txt);
+        q = e + 1;
+    }
+    if (pos[0] >= D || pos[1] >= H || pos[2] >= W)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": position %d,%d,%d is outside layer %s's %dx%dx%d map", text,
+                        pos[0], pos[1], pos[2], l->name, D, H, W);
+    return NFV_OK;
+}
+
+/* The layer whose (C,D,H,W) map reaches the final Linear through Flatten
+ * (and Dropout): ref4's pool4.  -1 when the model has no such layer. */
+static int logit_map_layer(const nfv_model *m)
+{
+    int i = m->layer_count - 2;
+    while (i >= 0 && m->layers[i].spec.kind == NFV_LAYER_DROPOUT) i--;
+    if (i < 1 || m->layers[i].spec.kind != NFV_LAYER_FLATTEN) return -1;
+    i--;
+    while (i >= 0 && m->layers[i].spec.kind == NFV_LAYER_DROPOUT) i--;
+    return i >= 0 && m->layers[i].out_ndim == 4 ? i : -1;
+}
+
 static nfv_status finish(const nfv_model *m, nfv_target *t, nfv_target **arr, int *count, int *cap)
 {
     nfv_target_format(m, t, t->name, sizeof t->name);
@@ -142,7 +181,9 @@ nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **t
     int n = 0, cap = 0;
     nfv_status st = NFV_OK;
 
-    if (!strcmp(layer_txt, "logit") || !strcmp(layer_txt, "logits")) {
+    int contrast = !strcmp(layer_txt, "contrast");
+    if (contrast && m->head != NFV_HEAD_SOFTMAX) contrast = 0; /* binary: the one logit is already the contrast */
+    if (!strcmp(layer_txt, "logit") || !strcmp(layer_txt, "logits") || !strcmp(layer_txt, "contrast")) {
         const nfv_layer *last = &m->layers[m->layer_count - 1];
         if (last->spec.kind != NFV_LAYER_LINEAR || last->out_ndim != 1)
             return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": the model's last layer (%s) is not a Linear layer",
@@ -153,10 +194,21 @@ nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **t
             return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": logit needs a class: logit:CLASS (classes: %s; or all)",
                             text, list);
         }
-        if (pos_txt) return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": a logit has no position (@)", text);
         t.kind = NFV_TARGET_FEATURE;
         t.layer = m->layer_count - 1;
         t.is_logit = 1;
+        t.contrast = contrast;
+        if (pos_txt) {
+            int map = logit_map_layer(m);
+            if (map < 0)
+                return nfv_fail(NFV_ERR_INVALID_ARG,
+                                "target \"%s\": logit:CLASS@z,y,x needs a spatial map -> flatten -> linear ending; this model's "
+                                "last layers are %s, %s",
+                                text, m->layer_count > 1 ? m->layers[m->layer_count - 2].name : "-", last->name);
+            t.kind = NFV_TARGET_LOGIT_CELL;
+            t.layer = map;
+            if ((st = parse_position(text, pos_txt, &m->layers[map], t.pos))) return st;
+        }
         int K = logit_classes(m), first = 0, last_cls = K - 1;
         if (strcmp(unit_txt, "all")) {
             int cls = -1;
@@ -211,25 +263,7 @@ nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **t
                     return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": layer %s has no spatial map (output %d features), so no @position",
                                     text, l->name, units);
                 t.kind = NFV_TARGET_NEURON;
-                int D = l->out_shape[1], H = l->out_shape[2], W = l->out_shape[3];
-                if (!*pos_txt) {
-                    t.pos[0] = D / 2;
-                    t.pos[1] = H / 2;
-                    t.pos[2] = W / 2;
-                } else {
-                    const char *q = pos_txt;
-                    for (int a = 0; a < 3; a++) {
-                        const char *e = q;
-                        while (*e && *e != ',') e++;
-                        if (!parse_int(q, (size_t)(e - q), &t.pos[a]) || (a < 2 && *e != ',') || (a == 2 && *e))
-                            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": position \"%s\" must be z,y,x (three integers)",
-                                            text, pos_txt);
-                        q = e + 1;
-                    }
-                    if (t.pos[0] >= D || t.pos[1] >= H || t.pos[2] >= W)
-                        return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": position %d,%d,%d is outside layer %s's %dx%dx%d map",
-                                        text, t.pos[0], t.pos[1], t.pos[2], l->name, D, H, W);
-                }
+                if ((st = parse_position(text, pos_txt, l, t.pos))) return st;
             }
             for (int u = first; u <= last_unit && !st; u++) {
                 nfv_target v = t;

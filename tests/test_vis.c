@@ -176,7 +176,8 @@ TEST(vis_gradient_matches_finite_differences)
     if (!CHECK_OK(nfv_model_create_from_spec(ctx, "conv(3,k3,p1) elu(1.0) maxpool(2) flatten linear(3)", in, 3, names,
                                              NFV_HEAD_SOFTMAX, 7, &m)))
         return;
-    const char *texts[] = {"logit:b", "-logit:c", "conv1:2", "conv1:1@3,4,5", "elu1", "pool1:0"};
+    const char *texts[] = {"logit:b", "-logit:c", "conv1:2", "conv1:1@3,4,5", "elu1", "pool1:0",
+                           "logit:b@1,2,2", "contrast:c", "-contrast:a@1,2,2"};
     int nt = (int)(sizeof texts / sizeof *texts);
     size_t vox = (size_t)7 * 9 * 11;
     nfv_volume base;
@@ -206,6 +207,7 @@ TEST(vis_gradient_matches_finite_differences)
         const float *change = res[0].change.data;
         double got[6], want[6];
         float gotf[6];
+        /* 235 = (2,3,4) and 346 = (3,4,5) lie in the receptive field of pool cell (1,2,2). */
         int probe[6] = {0, 235, 250, 346, 400, 555}; /* 235, 346: inside the neuron target's field */
         for (int p = 0; p < 6; p++) {
             double h = 1e-3;
@@ -470,5 +472,64 @@ TEST(vis_range_projects_onto_the_box)
     CHECK_OK(nfv_vis_options_parse(&o2, "--range 0,1 --param fourier"));
     CHECK(nfv_vis_options_check(&o2) == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "--param voxel"),
           "--range with fourier rejected: %s", nfv_error_message());
+    nfv_model_free(m);
+}
+
+/* logit:CLASS@cell sums to the logit: bias + sum over every cell of the map
+ * before Flatten; contrast:CLASS = logit - mean of the other logits.  Host
+ * arithmetic in double on the device's float objectives: 1e-4 abs + rel. */
+TEST(vis_logit_cells_and_contrast_add_up)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = NULL;
+    int in[4] = {1, 7, 9, 11};
+    const char *names[3] = {"a", "b", "c"};
+    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "conv(3,k3,p1) relu maxpool(2) flatten dropout(0.5) linear(3)", in, 3,
+                                             names, NFV_HEAD_SOFTMAX, 9, &m)))
+        return;
+    m->norm = NFV_NORM_NONE;
+    nfv_volume v;
+    CHECK_OK(nfv_volume_alloc(&v, 11, 9, 7, NULL));
+    float *r = test_random((size_t)7 * 9 * 11, 31, -1.0f, 1.0f);
+    memcpy(v.data, r, sizeof(float) * 7 * 9 * 11);
+    free(r);
+    float *bias = test_download(&m->layers[m->layer_count - 1].param[1]);
+    /* pool1 is 3x(3,4,5): 60 cells. */
+    enum { CELLS = 60 };
+    nfv_target t[CELLS + 4];
+    nfv_volume vs[CELLS + 4];
+    int n = 0;
+    for (int z = 0; z < 3; z++)
+        for (int y = 0; y < 4; y++)
+            for (int x = 0; x < 5; x++) {
+                char text[64];
+                snprintf(text, sizeof text, "logit:b@%d,%d,%d", z, y, x);
+                vs[n] = v;
+                t[n++] = one_target(m, text);
+            }
+    const char *whole[4] = {"logit:a", "logit:b", "logit:c", "contrast:b"};
+    for (int i = 0; i < 4; i++) {
+        vs[n] = v;
+        t[n++] = one_target(m, whole[i]);
+    }
+    CHECK(!strcmp(t[0].name, "logit:b@0,0,0") && !strcmp(t[CELLS + 3].name, "contrast:b"), "canonical names %s, %s",
+          t[0].name, t[CELLS + 3].name);
+    float got[CELLS + 4];
+    if (bias && CHECK_OK(nfv_vis_objective(ctx, m, t, n, vs, got))) {
+        double sum = bias[1];
+        for (int i = 0; i < CELLS; i++) sum += got[i];
+        double la = got[CELLS], lb = got[CELLS + 1], lc = got[CELLS + 2];
+        float have[2] = {(float)sum, got[CELLS + 3]};
+        double want[2] = {lb, lb - 0.5 * (la + lc)};
+        CHECK_CLOSE("bias + sum of cells = logit; contrast = logit - mean of others", have, want, 2, 1e-4, 1e-4);
+    }
+    free(bias);
+    nfv_target *bad = NULL;
+    int nb = 0;
+    CHECK(nfv_target_parse(m, "logit:b@3,0,0", &bad, &nb) == NFV_ERR_INVALID_ARG &&
+              strstr(nfv_error_message(), "outside") != NULL,
+          "cell outside the map rejected: %s", nfv_error_message());
+    free(bad);
+    nfv_volume_free(&v);
     nfv_model_free(m);
 }

@@ -35,7 +35,25 @@ extern "C" {
  *   [-]LAYER                  the layer objective mean(a^2) (DeepDream)
  *   [-]logit:CLASS            pre-softmax score of a class (name or index);
  *                             a binary head's negative class is -logit
- *   LAYER:all, logit:all      every channel / feature / class (expands)
+ *   [-]logit:CLASS@z,y,x      the class evidence of one cell of the map that
+ *                             Flatten feeds to the final Linear: for ref4,
+ *                             pool4 (64,5,6,5) and cell (z,y,x), the sum over
+ *                             channels ch of W[CLASS, ch, z, y, x] a[ch, z, y, x]
+ *                             (no bias).  The logit is the bias plus the sum
+ *                             over all cells, so this is "what makes this
+ *                             region look like CLASS": one localized object
+ *                             instead of a texture tiling the whole volume.
+ *   [-]logit:CLASS@           ... the centre cell
+ *   [-]contrast:CLASS[@...]   the logit minus the mean of the other classes'
+ *                             logits (softmax heads; for a binary head the
+ *                             same as logit).  Softmax is blind to what raises
+ *                             every logit alike, and a class can be recognized
+ *                             only through the others' evidence falling (a
+ *                             "default" class): its own logit is then flat,
+ *                             the contrast is not.  Linear, so it does not
+ *                             saturate as log-probabilities do.
+ *   LAYER:all, logit:all      every channel / feature / class (expands; also
+ *                             contrast:all, logit:all@z,y,x)
  * LAYER is a layer name as `neurofv inspect` prints it (conv1, relu2, fc) or
  * an index.  Errors name what exists (layers, channel range, classes). */
 
@@ -43,17 +61,19 @@ typedef enum nfv_target_kind {
     NFV_TARGET_CHANNEL = 0, /* mean over (D,H,W) of channel `unit` */
     NFV_TARGET_NEURON,      /* activation at (unit, pos) */
     NFV_TARGET_LAYER,       /* mean over the whole layer (per sample) of a^2 */
-    NFV_TARGET_FEATURE      /* feature `unit` of an (F) output (logits included) */
+    NFV_TARGET_FEATURE,     /* feature `unit` of an (F) output (logits included) */
+    NFV_TARGET_LOGIT_CELL   /* logit `unit` restricted to cell pos of `layer` (the map before Flatten) */
 } nfv_target_kind;
 
 typedef struct nfv_target {
     nfv_target_kind kind;
     int layer;          /* model layer index whose output is the objective */
     int unit;           /* channel or feature; -1 for NFV_TARGET_LAYER */
-    int pos[3];         /* NFV_TARGET_NEURON: z, y, x in the layer's output */
+    int pos[3];         /* NFV_TARGET_NEURON, NFV_TARGET_LOGIT_CELL: z, y, x in the layer's output */
     int minimize;       /* written with a leading '-' */
     float sign;         /* +1 or -1: objective = sign * activation (binary negative class flips it) */
-    int is_logit;       /* written as logit:CLASS */
+    int is_logit;       /* written as logit:CLASS or contrast:CLASS */
+    int contrast;       /* contrast:CLASS: logit minus the mean of the other logits */
     char name[128];     /* canonical text: parses back to this target */
 } nfv_target;
 
