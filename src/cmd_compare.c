@@ -1,5 +1,7 @@
 /* `neurofv compare`: run named regularization configurations on the same
  * targets and seeds and write results.csv, results.md and index.html. */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,10 +48,38 @@ static void on_progress(void *user, int b, int nb, int step, int steps, const fl
     cli_progress_update(p, (long)b * steps + step, (long)nb * steps, extra);
 }
 
+/* "1,2,3" -> seeds; NULL -> the one fallback seed. */
+static nfv_status parse_seeds(const char *text, unsigned long long fallback, unsigned long long **out, int *n)
+{
+    *n = 1;
+    if (text)
+        for (const char *p = text; *p; p++) *n += *p == ',';
+    *out = malloc((size_t)*n * sizeof **out);
+    if (!*out) return nfv_fail(NFV_ERR_NO_MEMORY, "--seeds: out of memory");
+    if (!text) {
+        (*out)[0] = fallback;
+        return NFV_OK;
+    }
+    const char *p = text;
+    for (int i = 0; i < *n; i++) {
+        char *end;
+        errno = 0;
+        if (*p < '0' || *p > '9') return nfv_fail(NFV_ERR_INVALID_ARG, "--seeds expects S1,S2,... (unsigned integers), got \"%s\"", text);
+        (*out)[i] = strtoull(p, &end, 10);
+        if (errno || (*end && *end != ',') || (*end == ',' && i == *n - 1))
+            return nfv_fail(NFV_ERR_INVALID_ARG, "--seeds expects S1,S2,... (unsigned integers), got \"%s\"", text);
+        for (int j = 0; j < i; j++)
+            if ((*out)[j] == (*out)[i])
+                return nfv_fail(NFV_ERR_INVALID_ARG, "--seeds: seed %llu is given twice", (*out)[i]);
+        p = end + (*end == ',');
+    }
+    return NFV_OK;
+}
+
 int cmd_compare(int argc, char **argv)
 {
     const char *model_path = NULL, *out = NULL, *device = NULL, *truth_dir = NULL, *only = NULL,
-               *background = "template";
+               *background = "template", *seeds_text = NULL;
     const char *tlist[MAX_MULTI], *clist[MAX_MULTI];
     int ntexts = 0, ncfg_args = 0;
     if (take_multi("--target", &argc, argv, tlist, &ntexts) || take_multi("--config", &argc, argv, clist, &ncfg_args))
@@ -57,7 +87,7 @@ int cmd_compare(int argc, char **argv)
     int nvis = 0;
     while (nfv_vis_option_table[nvis].name) nvis++;
     const char **vis_values = calloc((size_t)nvis, sizeof *vis_values);
-    cli_option *opts = calloc((size_t)nvis + 16, sizeof *opts);
+    cli_option *opts = calloc((size_t)nvis + 17, sizeof *opts);
     if (!vis_values || !opts) return cli_failf("compare", "out of memory");
     static const char *dummy_t, *dummy_c;
     int k = 0;
@@ -71,6 +101,10 @@ int cmd_compare(int argc, char **argv)
                              "add or override a configuration, repeatable (e.g. --config 'l2=--l2 0.5'); defaults: "
                              "none, l2, tv, blur, robust, fourier, fourier+robust, all"};
     opts[k++] = (cli_option){"--configs", CLI_STRING, &only, "A,B,...", "run only these configurations (by name)"};
+    opts[k++] = (cli_option){"--seeds", CLI_STRING, &seeds_text, "S1,S2,...",
+                             "run every configuration once per seed (outputs in DIR/<config>/seed<S>/); the report "
+                             "counts, per configuration, the seeds in which every class is recovered (default: the one "
+                             "--seed)"};
     opts[k++] = (cli_option){"--background", CLI_STRING, &background, "FILE|template|none",
                              "volume under the overlay PNGs (default template = Colin27 ch2bet)"};
     opts[k++] = (cli_option){"--device", CLI_STRING, &device, "DEV", "OpenCL device"};
@@ -89,7 +123,8 @@ int cmd_compare(int argc, char **argv)
     nfv_target *targets = NULL;
     nfv_compare_config *configs = NULL;
     nfv_compare_row *rows = NULL;
-    int count = 0, nconfigs = 0, nrows = 0;
+    unsigned long long *seeds = NULL;
+    int count = 0, nconfigs = 0, nrows = 0, nseeds = 1;
     nfv_truth truth;
     memset(&truth, 0, sizeof truth);
     nfv_volume bg;
@@ -110,6 +145,10 @@ int cmd_compare(int argc, char **argv)
             rc = cli_fail("compare", st);
             goto done;
         }
+    if ((st = parse_seeds(seeds_text, base.seed, &seeds, &nseeds))) {
+        rc = cli_fail("compare", st);
+        goto done;
+    }
     if ((st = nfv_compare_default_configs(&configs, &nconfigs))) {
         rc = cli_fail("compare", st);
         goto done;
@@ -197,19 +236,26 @@ int cmd_compare(int argc, char **argv)
             goto done;
         }
     }
-    rows = calloc((size_t)nconfigs * count, sizeof *rows);
+    rows = calloc((size_t)nconfigs * nseeds * count, sizeof *rows);
     double *scores = calloc((size_t)(truth.count ? truth.count : 1), sizeof *scores);
     if (!rows || !scores) {
         free(scores);
         rc = cli_failf("compare", "out of memory");
         goto done;
     }
-    for (int c = 0; c < nconfigs && !rc; c++) {
+    for (int run = 0; run < nconfigs * nseeds && !rc; run++) {
+        int c = run / nseeds;
         nfv_vis_options o = base;
         nfv_vis_options_parse(&o, configs[c].options);
-        char dir[4200], label[96];
-        snprintf(dir, sizeof dir, "%s/%s", out, configs[c].name);
-        snprintf(label, sizeof label, "compare %s", configs[c].name);
+        /* --seeds replaces any --seed, also one inside a configuration. */
+        if (seeds_text) o.seed = seeds[run % nseeds];
+        char sub[96], dir[4200], label[128];
+        if (nseeds > 1)
+            snprintf(sub, sizeof sub, "%s/seed%llu", configs[c].name, o.seed);
+        else
+            snprintf(sub, sizeof sub, "%s", configs[c].name);
+        snprintf(dir, sizeof dir, "%s/%s", out, sub);
+        snprintf(label, sizeof label, "compare %s", sub);
         cli_progress bar;
         cli_progress_start(&bar, label);
         nfv_vis_result *res = NULL;
@@ -224,6 +270,8 @@ int cmd_compare(int argc, char **argv)
         for (int i = 0; i < count && !rc; i++) {
             nfv_compare_row *row = &rows[nrows++];
             snprintf(row->config, sizeof row->config, "%s", configs[c].name);
+            snprintf(row->dir, sizeof row->dir, "%s", sub);
+            row->seed = o.seed;
             snprintf(row->target, sizeof row->target, "%s", res[i].target.name);
             nfv_target_stem(&res[i].target, row->stem, sizeof row->stem);
             row->objective = res[i].objective;
@@ -257,6 +305,10 @@ int cmd_compare(int argc, char **argv)
                     snprintf(row->truth_class, sizeof row->truth_class, "%s", truth.names[own]);
                     row->own_score = scores[own];
                     row->recovered = own == best;
+                    double other = -2.0; /* NCC is in [-1, 1] */
+                    for (int s = 0; s < truth.count; s++)
+                        if (s != own && scores[s] > other) other = scores[s];
+                    row->margin = truth.count > 1 ? scores[own] - other : NAN;
                 }
             }
         }
@@ -272,13 +324,26 @@ int cmd_compare(int argc, char **argv)
                     rec += rows[i].recovered;
                 }
             }
-            printf("%-16s mean objective %.4g, mean HF share %.3f", configs[c].name, mo / count, mh / count);
+            printf("%-16s mean objective %.4g, mean HF share %.3f", sub, mo / count, mh / count);
             if (truth.count) printf(", classes recovered %d/%d", rec, tot);
             printf(" (%.1f s)\n", secs);
             fflush(stdout);
         }
     }
     free(scores);
+    /* Over the seeds: how often each configuration drew every class. */
+    for (int c = 0; c < nconfigs && !rc && truth.count && nseeds > 1; c++) {
+        char text[512];
+        int rec = 0, tot = 0;
+        for (int i = 0; i < nrows; i++)
+            if (!strcmp(rows[i].config, configs[c].name) && rows[i].truth_class[0]) {
+                tot++;
+                rec += rows[i].recovered;
+            }
+        nfv_compare_recovery_text(configs[c].name, rows, nrows, text, sizeof text);
+        printf("%-16s %d seeds: classes recovered %d/%d; every class recovered in %s\n", configs[c].name, nseeds, rec,
+               tot, text);
+    }
     if (!rc && (st = nfv_compare_write_report(out, model_path, configs, nconfigs, rows, nrows)))
         rc = cli_fail("compare", st);
     if (!rc) fprintf(stderr, "compare: wrote %s/index.html, results.csv, results.md\n", out);
@@ -286,6 +351,7 @@ done:
     nfv_truth_free(&truth);
     nfv_volume_free(&bg);
     free(rows);
+    free(seeds);
     free(configs);
     free(targets);
     if (m) nfv_model_free(m);

@@ -279,11 +279,64 @@ static summary summarize(const char *config, const nfv_compare_row *rows, int nr
     return s;
 }
 
-static const nfv_compare_row *find_row(const nfv_compare_row *rows, int nrows, const char *config, const char *target)
+static const nfv_compare_row *find_row(const nfv_compare_row *rows, int nrows, const char *config, const char *target,
+                                       unsigned long long seed)
 {
     for (int i = 0; i < nrows; i++)
-        if (!strcmp(rows[i].config, config) && !strcmp(rows[i].target, target)) return &rows[i];
+        if (!strcmp(rows[i].config, config) && !strcmp(rows[i].target, target) && rows[i].seed == seed) return &rows[i];
     return NULL;
+}
+
+/* The target without its class: "contrast:cube@1,2,2" -> "contrast@1,2,2". */
+static void target_family(const char *target, char *buf, size_t cap)
+{
+    size_t colon = strcspn(target, ":");
+    const char *cell = strchr(target, '@');
+    snprintf(buf, cap, "%.*s%s", (int)colon, target, cell ? cell : "");
+}
+
+void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, int nrows, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    /* Families and seeds in first-seen order; a (family, seed) run is complete when none of its class rows failed. */
+    for (int i = 0; i < nrows; i++) {
+        if (strcmp(rows[i].config, config) || !rows[i].truth_class[0]) continue;
+        char fam[160], other[160];
+        target_family(rows[i].target, fam, sizeof fam);
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) {
+            if (strcmp(rows[j].config, config) || !rows[j].truth_class[0]) continue;
+            target_family(rows[j].target, other, sizeof other);
+            seen = !strcmp(fam, other);
+        }
+        if (seen) continue;
+        int seeds = 0, complete = 0;
+        for (int j = i; j < nrows; j++) {
+            if (strcmp(rows[j].config, config) || !rows[j].truth_class[0]) continue;
+            target_family(rows[j].target, other, sizeof other);
+            if (strcmp(fam, other)) continue;
+            int first = 1, all = 1;
+            for (int k = i; k < j && first; k++) {
+                if (strcmp(rows[k].config, config) || !rows[k].truth_class[0] || rows[k].seed != rows[j].seed) continue;
+                target_family(rows[k].target, other, sizeof other);
+                first = strcmp(fam, other) != 0;
+            }
+            if (!first) continue;
+            for (int k = j; k < nrows; k++) {
+                if (strcmp(rows[k].config, config) || !rows[k].truth_class[0] || rows[k].seed != rows[j].seed) continue;
+                target_family(rows[k].target, other, sizeof other);
+                if (!strcmp(fam, other)) all &= rows[k].recovered;
+            }
+            seeds++;
+            complete += all;
+        }
+        int w = snprintf(buf + used, used < cap ? cap - used : 0, "%s%s %d/%d seed%s", used ? ", " : "", fam, complete,
+                         seeds, seeds == 1 ? "" : "s");
+        if (w > 0) used += (size_t)w;
+        if (used >= cap) break;
+    }
+    if (!buf[0]) snprintf(buf, cap, "-");
 }
 
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
@@ -294,22 +347,36 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
     int any_truth = 0;
     for (int i = 0; i < nrows; i++) any_truth |= rows[i].has_truth && rows[i].truth_class[0];
 
+    /* Seeds in first-seen order. */
+    unsigned long long seeds[64];
+    int nseeds = 0;
+    for (int i = 0; i < nrows; i++) {
+        int seen = 0;
+        for (int j = 0; j < nseeds; j++) seen |= seeds[j] == rows[i].seed;
+        if (!seen && nseeds < 64) seeds[nseeds++] = rows[i].seed;
+    }
+    char seed_list[512] = "";
+    for (int j = 0, used = 0; j < nseeds && used < (int)sizeof seed_list; j++)
+        used += snprintf(seed_list + used, sizeof seed_list - (size_t)used, "%s%llu", j ? ", " : "", seeds[j]);
+
     /* CSV */
     snprintf(path, sizeof path, "%s/results.csv", dir);
     FILE *f = open_tmp(path, tmp, sizeof tmp);
     if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    fprintf(f, "config,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,best_ncc,"
-               "recovered,seconds\n");
+    fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
+               "best_ncc,recovered,margin,seconds\n");
     for (int i = 0; i < nrows; i++) {
         const nfv_compare_row *r = &rows[i];
-        fprintf(f, "%s,%s,%.6g,%.6g,%.4f,%s,", r->config, r->target, r->objective, r->objective_clean, r->hf_share,
-                r->truth_class);
-        if (r->has_truth && r->truth_class[0])
+        fprintf(f, "%s,%llu,%s,%.6g,%.6g,%.4f,%s,", r->config, r->seed, r->target, r->objective, r->objective_clean,
+                r->hf_share, r->truth_class);
+        if (r->has_truth && r->truth_class[0]) {
             fprintf(f, "%.4f,%s,%.4f,%d,", r->own_score, r->best_shape, r->best_score, r->recovered);
-        else if (r->has_truth)
-            fprintf(f, ",%s,%.4f,,", r->best_shape, r->best_score);
+            if (isfinite(r->margin)) fprintf(f, "%.4f", r->margin);
+            fputc(',', f);
+        } else if (r->has_truth)
+            fprintf(f, ",%s,%.4f,,,", r->best_shape, r->best_score);
         else
-            fprintf(f, ",,,,");
+            fprintf(f, ",,,,,");
         fprintf(f, "%.2f\n", r->seconds);
     }
     NFV_TRY(close_rename(f, tmp, path));
@@ -325,27 +392,34 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
         fprintf(f, "Concept recovery: for each class target, NCC of the visualization (negated when the cohort's "
                    "lesions are darker than tissue) with each shape template, best position inside the brain mask; recovered = the class's own "
                    "shape scores best.\n");
+    fprintf(f, "Seed%s: %s.\n", nseeds == 1 ? "" : "s", seed_list);
+    if (any_truth)
+        fprintf(f, "Every class recovered: per target family, the seeds in which every class's own shape scored "
+                   "best; classes recovered counts single targets over all seeds.\n");
     fprintf(f, "\n## Summary per configuration\n\n| config | options | %smean objective | mean objective without "
                "transforms | mean HF share | seconds |\n|---|---|%s---|---|---|---|\n",
-            any_truth ? "classes recovered | " : "", any_truth ? "---|" : "");
+            any_truth ? "every class recovered | classes recovered | " : "", any_truth ? "---|---|" : "");
     for (int c = 0; c < nconfigs; c++) {
         summary s = summarize(configs[c].name, rows, nrows);
         fprintf(f, "| %s | `%s` | ", configs[c].name, configs[c].options[0] ? configs[c].options : "(none)");
-        if (any_truth) fprintf(f, "%d/%d | ", s.recovered, s.with_truth);
+        char text[512];
+        nfv_compare_recovery_text(configs[c].name, rows, nrows, text, sizeof text);
+        if (any_truth) fprintf(f, "%s | %d/%d | ", text, s.recovered, s.with_truth);
         fprintf(f, "%.4g | %.4g | %.3f | %.1f |\n", s.obj, s.obj_clean, s.hf, s.secs);
     }
-    fprintf(f, "\n## Per target\n\n| config | target | objective | without transforms | HF share |%s\n|---|---|---|---|---|%s\n",
-            any_truth ? " own-shape NCC | best shape (NCC) | recovered |" : "", any_truth ? "---|---|---|" : "");
+    fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s\n"
+               "|---|---|---|---|---|---|%s\n",
+            any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered |" : "", any_truth ? "---|---|---|---|" : "");
     for (int i = 0; i < nrows; i++) {
         const nfv_compare_row *r = &rows[i];
-        fprintf(f, "| %s | %s | %.4g | %.4g | %.3f |", r->config, r->target, r->objective, r->objective_clean,
-                r->hf_share);
+        fprintf(f, "| %s | %llu | %s | %.4g | %.4g | %.3f |", r->config, r->seed, r->target, r->objective,
+                r->objective_clean, r->hf_share);
         if (any_truth) {
             if (r->has_truth && r->truth_class[0])
-                fprintf(f, " %.3f | %s (%.3f) | %s |", r->own_score, r->best_shape, r->best_score,
-                        r->recovered ? "yes" : "no");
+                fprintf(f, " %.3f | %s (%.3f) | %+.3f | %s |", r->own_score, r->best_shape, r->best_score,
+                        isfinite(r->margin) ? r->margin : 0.0, r->recovered ? "yes" : "no");
             else
-                fprintf(f, " | | |");
+                fprintf(f, " | | | |");
         }
         fputc('\n', f);
     }
@@ -366,9 +440,12 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
     if (any_truth)
         fprintf(f, " Concept recovery: NCC of the visualization (negated for dark lesions) with each shape template (best position in "
                    "the brain mask); recovered when the class's own shape scores best.");
+    fprintf(f, " Seed%s: %s.", nseeds == 1 ? "" : "s", seed_list);
+    if (any_truth)
+        fprintf(f, " Every class recovered: per target family, the seeds in which every class's own shape scored best.");
     fprintf(f, "</p>\n<h2>Summary</h2>\n<table><tr><th>config</th><th>options</th>%s<th>mean objective</th>"
                "<th>mean objective without transforms</th><th>mean HF share</th><th>seconds</th></tr>\n",
-            any_truth ? "<th>classes recovered</th>" : "");
+            any_truth ? "<th>every class recovered</th><th>classes recovered</th>" : "");
     for (int c = 0; c < nconfigs; c++) {
         summary s = summarize(configs[c].name, rows, nrows);
         fprintf(f, "<tr><td>");
@@ -376,7 +453,13 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
         fprintf(f, "</td><td><code>");
         html_escape(f, configs[c].options[0] ? configs[c].options : "(none)");
         fprintf(f, "</code></td>");
-        if (any_truth) fprintf(f, "<td>%d/%d</td>", s.recovered, s.with_truth);
+        if (any_truth) {
+            char text[512];
+            nfv_compare_recovery_text(configs[c].name, rows, nrows, text, sizeof text);
+            fprintf(f, "<td>");
+            html_escape(f, text);
+            fprintf(f, "</td><td>%d/%d</td>", s.recovered, s.with_truth);
+        }
         fprintf(f, "<td>%.4g</td><td>%.4g</td><td>%.3f</td><td>%.1f</td></tr>\n", s.obj, s.obj_clean, s.hf, s.secs);
     }
     fprintf(f, "</table>\n<h2>Images</h2>\n<p>Each cell: orthogonal slices through the peak (overlay on the template "
@@ -387,33 +470,37 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
         fprintf(f, "</th>");
     }
     fprintf(f, "</tr>\n");
-    /* Targets in first-seen order. */
+    /* Targets in first-seen order, one row per seed. */
     for (int i = 0; i < nrows; i++) {
         int seen = 0;
         for (int j = 0; j < i; j++) seen |= !strcmp(rows[j].target, rows[i].target);
         if (seen) continue;
-        fprintf(f, "<tr><th>");
-        html_escape(f, rows[i].target);
-        fprintf(f, "</th>");
-        for (int c = 0; c < nconfigs; c++) {
-            const nfv_compare_row *r = find_row(rows, nrows, configs[c].name, rows[i].target);
-            fprintf(f, "<td>");
-            if (r) {
-                char img[600];
-                snprintf(img, sizeof img, "%s/%s/%s_overlay.png", dir, r->config, r->stem);
-                int has_overlay = access(img, R_OK) == 0;
-                fprintf(f, "<a href=\"%s/%s.nii.gz\"><img src=\"%s/%s_%s.png\" alt=\"%s\"></a><br>", r->config, r->stem,
-                        r->config, r->stem, has_overlay ? "overlay" : "ortho", r->stem);
-                fprintf(f, "obj %.4g, clean %.4g, HF %.3f", r->objective, r->objective_clean, r->hf_share);
-                if (r->has_truth && r->truth_class[0])
-                    fprintf(f, "<br>own NCC %.3f, best %s %.3f <b class=\"%s\">%s</b>", r->own_score, r->best_shape,
-                            r->best_score, r->recovered ? "ok" : "no", r->recovered ? "recovered" : "not recovered");
-                fprintf(f, "<br><a href=\"%s/%s_mosaic.png\">mosaic</a> <a href=\"%s/%s.json\">log</a>", r->config,
-                        r->stem, r->config, r->stem);
+        for (int sd = 0; sd < nseeds; sd++) {
+            fprintf(f, "<tr><th>");
+            html_escape(f, rows[i].target);
+            if (nseeds > 1) fprintf(f, "<br>seed %llu", seeds[sd]);
+            fprintf(f, "</th>");
+            for (int c = 0; c < nconfigs; c++) {
+                const nfv_compare_row *r = find_row(rows, nrows, configs[c].name, rows[i].target, seeds[sd]);
+                fprintf(f, "<td>");
+                if (r) {
+                    char img[600];
+                    snprintf(img, sizeof img, "%s/%s/%s_overlay.png", dir, r->dir, r->stem);
+                    int has_overlay = access(img, R_OK) == 0;
+                    fprintf(f, "<a href=\"%s/%s.nii.gz\"><img src=\"%s/%s_%s.png\" alt=\"%s\"></a><br>", r->dir,
+                            r->stem, r->dir, r->stem, has_overlay ? "overlay" : "ortho", r->stem);
+                    fprintf(f, "obj %.4g, clean %.4g, HF %.3f", r->objective, r->objective_clean, r->hf_share);
+                    if (r->has_truth && r->truth_class[0])
+                        fprintf(f, "<br>own NCC %.3f, best %s %.3f <b class=\"%s\">%s</b>", r->own_score,
+                                r->best_shape, r->best_score, r->recovered ? "ok" : "no",
+                                r->recovered ? "recovered" : "not recovered");
+                    fprintf(f, "<br><a href=\"%s/%s_mosaic.png\">mosaic</a> <a href=\"%s/%s.json\">log</a>", r->dir,
+                            r->stem, r->dir, r->stem);
+                }
+                fprintf(f, "</td>");
             }
-            fprintf(f, "</td>");
+            fprintf(f, "</tr>\n");
         }
-        fprintf(f, "</tr>\n");
     }
     fprintf(f, "</table>\n</body></html>\n");
     return close_rename(f, tmp, path);

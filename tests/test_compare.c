@@ -184,7 +184,8 @@ TEST(compare_cli_end_to_end)
     snprintf(path, sizeof path, "%s/results.csv", out);
     /* header + 4 configurations x 2 classes */
     CHECK(count_lines(path) == 9, "results.csv has 1 + 8 lines (%d)", count_lines(path));
-    CHECK(file_contains(path, "mine,logit:sphere,") && file_contains(path, "l2,logit:cube,"), "rows per config x target");
+    CHECK(file_contains(path, "mine,1,logit:sphere,") && file_contains(path, "l2,1,logit:cube,"),
+          "rows per config x target, with the seed");
     snprintf(path, sizeof path, "%s/results.md", out);
     CHECK(file_contains(path, "| l2 | `--l2 0.5` |") && file_contains(path, "/2 |"),
           "results.md: overridden options and k/K recovered in the summary");
@@ -197,5 +198,82 @@ TEST(compare_cli_end_to_end)
     snprintf(cmd, sizeof cmd, "%s compare --model %s --target logit:all --out %s --config 'x=--l2 -3' 2>&1 | grep -q 'x'",
              test_bin(), model, out);
     CHECK(test_run(cmd, NULL) == 0, "a bad configuration is named in the error");
+
+    /* --seeds: one run per seed in <config>/seed<S>/; seed 1 reproduces the single-seed run above. */
+    char out2[600];
+    snprintf(out2, sizeof out2, "%s/cmp-seeds", test_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "%s compare --model %s --target logit:all --truth %s --out %s --steps 3 --background none "
+             "--configs none,l2 --config 'l2=--l2 0.5' --seeds 2,1",
+             test_bin(), model, truth_dir, out2);
+    CHECK(test_run(cmd, NULL) == 0, "compare --seeds runs: %s", cmd);
+    snprintf(path, sizeof path, "%s/results.csv", out2);
+    CHECK(count_lines(path) == 9, "results.csv has 1 + 2 configs x 2 seeds x 2 classes lines (%d)", count_lines(path));
+    CHECK(file_contains(path, "none,2,logit:cube,") && file_contains(path, "l2,1,logit:sphere,"), "rows per seed");
+    nfv_volume a, b;
+    char pa[800], pb[800];
+    snprintf(pa, sizeof pa, "%s/l2/logit_cube.nii.gz", out);
+    snprintf(pb, sizeof pb, "%s/l2/seed1/logit_cube.nii.gz", out2);
+    if (CHECK_OK(nfv_volume_read(pa, &a, NULL))) {
+        if (CHECK_OK(nfv_volume_read(pb, &b, NULL))) {
+            CHECK(nfv_volume_numel(&a) == nfv_volume_numel(&b) &&
+                      !memcmp(a.data, b.data, nfv_volume_numel(&a) * sizeof *a.data),
+                  "seed 1 of --seeds 2,1 gives the same volume as the single run with --seed 1");
+            nfv_volume_free(&b);
+        }
+        snprintf(pb, sizeof pb, "%s/l2/seed2/logit_cube.nii.gz", out2);
+        if (CHECK_OK(nfv_volume_read(pb, &b, NULL))) {
+            CHECK(nfv_volume_numel(&a) == nfv_volume_numel(&b) &&
+                      memcmp(a.data, b.data, nfv_volume_numel(&a) * sizeof *a.data),
+                  "seed 2 gives another volume");
+            nfv_volume_free(&b);
+        }
+        nfv_volume_free(&a);
+    }
+    snprintf(path, sizeof path, "%s/results.md", out2);
+    CHECK(file_contains(path, "Seeds: 2, 1.") && file_contains(path, " seeds | "),
+          "results.md names the seeds and counts complete recoveries per family over seeds");
+    snprintf(path, sizeof path, "%s/index.html", out2);
+    CHECK(file_contains(path, "l2/seed2/logit_cube_ortho.png") && file_contains(path, "<br>seed 1</th>"),
+          "index.html: one image row per seed");
+    snprintf(cmd, sizeof cmd, "%s compare --model %s --target logit:all --out %s --seeds 1,x,3 2>&1 | grep -q -- '--seeds'",
+             test_bin(), model, out2);
+    CHECK(test_run(cmd, NULL) == 0, "a malformed --seeds list is refused with its name");
+    snprintf(cmd, sizeof cmd, "%s compare --model %s --target logit:all --out %s --seeds 1,1 2>&1 | grep -q 'twice'",
+             test_bin(), model, out2);
+    CHECK(test_run(cmd, NULL) == 0, "a repeated seed is refused");
     nfv_model_free(m);
+}
+
+/* The family summary: per (target family, seed), complete when every class row was recovered. */
+TEST(compare_recovery_text_counts_complete_seeds)
+{
+    nfv_compare_row rows[8];
+    memset(rows, 0, sizeof rows);
+    const char *targets[4] = {"logit:a", "logit:b", "contrast:a", "contrast:b"};
+    /* seed 1: logit a+b recovered, contrast b missed; seed 2: logit b missed, contrast both recovered. */
+    int recovered[8] = {1, 1, 1, 0, 1, 0, 1, 1};
+    for (int i = 0; i < 8; i++) {
+        snprintf(rows[i].config, sizeof rows[i].config, "cfg");
+        snprintf(rows[i].target, sizeof rows[i].target, "%s", targets[i % 4]);
+        snprintf(rows[i].truth_class, sizeof rows[i].truth_class, "%s", targets[i % 4] + strcspn(targets[i % 4], ":") + 1);
+        rows[i].seed = 1 + (unsigned)(i / 4);
+        rows[i].has_truth = 1;
+        rows[i].recovered = recovered[i];
+    }
+    char text[256];
+    nfv_compare_recovery_text("cfg", rows, 8, text, sizeof text);
+    CHECK(!strcmp(text, "logit 1/2 seeds, contrast 1/2 seeds"), "got \"%s\"", text);
+    rows[6].recovered = rows[7].recovered = 0;
+    rows[3].recovered = 1;
+    nfv_compare_recovery_text("cfg", rows, 8, text, sizeof text);
+    CHECK(!strcmp(text, "logit 1/2 seeds, contrast 1/2 seeds"), "got \"%s\"", text);
+    rows[5].recovered = 1;
+    nfv_compare_recovery_text("cfg", rows, 8, text, sizeof text);
+    CHECK(!strcmp(text, "logit 2/2 seeds, contrast 1/2 seeds"), "got \"%s\"", text);
+    nfv_compare_recovery_text("other", rows, 8, text, sizeof text);
+    CHECK(!strcmp(text, "-"), "no rows of the config: got \"%s\"", text);
+    snprintf(rows[0].target, sizeof rows[0].target, "logit:a@1,2,3");
+    nfv_compare_recovery_text("cfg", rows, 8, text, sizeof text);
+    CHECK(!strcmp(text, "logit@1,2,3 1/1 seed, logit 2/2 seeds, contrast 1/2 seeds"), "cells are their own family: \"%s\"", text);
 }

@@ -240,6 +240,8 @@ nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *s
 
 typedef struct nfv_compare_row {
     char config[64];
+    unsigned long long seed;  /* the visualization seed of this run */
+    char dir[96];             /* output subdirectory relative to the report: <config> or <config>/seed<S> */
     char target[128];
     char stem[128];
     float objective, objective_clean;
@@ -250,11 +252,21 @@ typedef struct nfv_compare_row {
     char best_shape[64];   /* the best scoring shape */
     double best_score;
     int recovered;         /* own shape scores best */
+    double margin;         /* own NCC minus the best other shape's NCC (> 0 iff recovered) */
     double seconds;
 } nfv_compare_row;
 
+/* Per target family of config's rows ("logit", "contrast", "logit@1,2,2":
+ * the target without its class), the number of seeds in which every class with
+ * a shape was recovered, as "logit 2/3 seeds, contrast 3/3 seeds" into buf
+ * ("-" when no row has a shape). */
+void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, int nrows, char *buf, size_t cap);
+
 /* Write results.csv, results.md and index.html under dir (images are taken
- * from dir/<config>/<stem>_*.png). */
+ * from dir/<row dir>/<stem>_*.png).  Rows of several seeds are summarized per
+ * configuration: classes recovered over all runs, and per target family
+ * (logit:, contrast:, with the same @cell) the number of seeds in which every
+ * class with a shape was recovered. */
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
                                     int nconfigs, const nfv_compare_row *rows, int nrows);
 
