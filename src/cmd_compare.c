@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "neurofv/render.h"
 #include "neurofv/synth.h" /* NFV_SYNTH_DEFAULT_TEMPLATE */
 #include "neurofv/vis.h"
 
@@ -46,6 +47,22 @@ static void on_progress(void *user, int b, int nb, int step, int steps, const fl
     char extra[96];
     snprintf(extra, sizeof extra, "batch %d/%d objective %.4g", b + 1, nb, n ? mean / n : 0.0);
     cli_progress_update(p, (long)b * steps + step, (long)nb * steps, extra);
+}
+
+/* DIR/<stem>_match.png: the visualization's orthogonal slices through the
+ * world point (mm) where its own shape template matched best. */
+static nfv_status write_match_png(const nfv_volume *v, const double at[3], const char *dir, const char *stem)
+{
+    nfv_render_options ro;
+    nfv_render_options_default(&ro);
+    nfv_image im;
+    memset(&im, 0, sizeof im);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s_match.png", dir, stem);
+    nfv_status st = nfv_render_ortho(v, &ro, at, &im);
+    if (!st) st = nfv_image_write_png(path, &im);
+    nfv_image_free(&im);
+    return st ? nfv_fail_context(st, "%s", path) : NFV_OK;
 }
 
 /* "1,2,3" -> seeds; NULL -> the one fallback seed. */
@@ -238,8 +255,10 @@ int cmd_compare(int argc, char **argv)
     }
     rows = calloc((size_t)nconfigs * nseeds * count, sizeof *rows);
     double *scores = calloc((size_t)(truth.count ? truth.count : 1), sizeof *scores);
-    if (!rows || !scores) {
+    int(*positions)[3] = calloc((size_t)(truth.count ? truth.count : 1), sizeof *positions);
+    if (!rows || !scores || !positions) {
         free(scores);
+        free(positions);
         rc = cli_failf("compare", "out of memory");
         goto done;
     }
@@ -285,7 +304,7 @@ int cmd_compare(int argc, char **argv)
             }
             if (truth.count) {
                 row->has_truth = 1;
-                if ((st = nfv_truth_scores(&truth, shown, scores))) {
+                if ((st = nfv_truth_scores(&truth, shown, scores, positions))) {
                     rc = cli_fail("compare", st);
                     break;
                 }
@@ -309,6 +328,14 @@ int cmd_compare(int argc, char **argv)
                     for (int s = 0; s < truth.count; s++)
                         if (s != own && scores[s] > other) other = scores[s];
                     row->margin = truth.count > 1 ? scores[own] - other : NAN;
+                    const int *p = positions[own];
+                    for (int d = 0; d < 3; d++)
+                        row->own_mm[d] = shown->affine[d][0] * p[0] + shown->affine[d][1] * p[1] +
+                                         shown->affine[d][2] * p[2] + shown->affine[d][3];
+                    if ((st = write_match_png(shown, row->own_mm, dir, row->stem))) {
+                        rc = cli_fail("compare", st);
+                        break;
+                    }
                 }
             }
         }
@@ -331,6 +358,7 @@ int cmd_compare(int argc, char **argv)
         }
     }
     free(scores);
+    free(positions);
     /* Over the seeds: how often each configuration drew every class. */
     for (int c = 0; c < nconfigs && !rc && truth.count && nseeds > 1; c++) {
         char text[512];

@@ -195,7 +195,7 @@ nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out)
     return truth_polarity(dir, &out->polarity);
 }
 
-nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score)
+nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score, int (*pos)[3])
 {
     size_t n = nfv_volume_numel(vis);
     if (n != nfv_volume_numel(&t->mask))
@@ -212,6 +212,12 @@ nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *s
         nfv_ncc_result r;
         st = nfv_ncc_search(neg, dims, t->mask.data, s->data, td, &r);
         score[i] = r.score;
+        if (pos) {
+            /* nfv_ncc_search reports (z, y, x) = (k, j, i). */
+            pos[i][0] = r.pos[2];
+            pos[i][1] = r.pos[1];
+            pos[i][2] = r.pos[0];
+        }
     }
     free(neg);
     return st;
@@ -364,7 +370,7 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
     FILE *f = open_tmp(path, tmp, sizeof tmp);
     if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
-               "best_ncc,recovered,margin,seconds\n");
+               "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds\n");
     for (int i = 0; i < nrows; i++) {
         const nfv_compare_row *r = &rows[i];
         fprintf(f, "%s,%llu,%s,%.6g,%.6g,%.4f,%s,", r->config, r->seed, r->target, r->objective, r->objective_clean,
@@ -372,11 +378,11 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
         if (r->has_truth && r->truth_class[0]) {
             fprintf(f, "%.4f,%s,%.4f,%d,", r->own_score, r->best_shape, r->best_score, r->recovered);
             if (isfinite(r->margin)) fprintf(f, "%.4f", r->margin);
-            fputc(',', f);
+            fprintf(f, ",%.1f,%.1f,%.1f,", r->own_mm[0], r->own_mm[1], r->own_mm[2]);
         } else if (r->has_truth)
-            fprintf(f, ",%s,%.4f,,,", r->best_shape, r->best_score);
+            fprintf(f, ",%s,%.4f,,,,,,", r->best_shape, r->best_score);
         else
-            fprintf(f, ",,,,,");
+            fprintf(f, ",,,,,,,,");
         fprintf(f, "%.2f\n", r->seconds);
     }
     NFV_TRY(close_rename(f, tmp, path));
@@ -409,17 +415,19 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
     }
     fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s\n"
                "|---|---|---|---|---|---|%s\n",
-            any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered |" : "", any_truth ? "---|---|---|---|" : "");
+            any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered | own-shape match at (mm) |" : "",
+            any_truth ? "---|---|---|---|---|" : "");
     for (int i = 0; i < nrows; i++) {
         const nfv_compare_row *r = &rows[i];
         fprintf(f, "| %s | %llu | %s | %.4g | %.4g | %.3f |", r->config, r->seed, r->target, r->objective,
                 r->objective_clean, r->hf_share);
         if (any_truth) {
             if (r->has_truth && r->truth_class[0])
-                fprintf(f, " %.3f | %s (%.3f) | %+.3f | %s |", r->own_score, r->best_shape, r->best_score,
-                        isfinite(r->margin) ? r->margin : 0.0, r->recovered ? "yes" : "no");
+                fprintf(f, " %.3f | %s (%.3f) | %+.3f | %s | %.0f, %.0f, %.0f |", r->own_score, r->best_shape,
+                        r->best_score, isfinite(r->margin) ? r->margin : 0.0, r->recovered ? "yes" : "no",
+                        r->own_mm[0], r->own_mm[1], r->own_mm[2]);
             else
-                fprintf(f, " | | | |");
+                fprintf(f, " | | | | |");
         }
         fputc('\n', f);
     }
@@ -462,8 +470,9 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
         }
         fprintf(f, "<td>%.4g</td><td>%.4g</td><td>%.3f</td><td>%.1f</td></tr>\n", s.obj, s.obj_clean, s.hf, s.secs);
     }
-    fprintf(f, "</table>\n<h2>Images</h2>\n<p>Each cell: orthogonal slices through the peak (overlay on the template "
-               "when it was written); numbers below.</p>\n<table><tr><th>target</th>");
+    fprintf(f, "</table>\n<h2>Images</h2>\n<p>Each cell: orthogonal slices through the best match of the class's own "
+               "shape template when there is ground truth, else through the peak (overlay on the template when it was "
+               "written); numbers below.</p>\n<table><tr><th>target</th>");
     for (int c = 0; c < nconfigs; c++) {
         fprintf(f, "<th>");
         html_escape(f, configs[c].name);
@@ -487,8 +496,15 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
                     char img[600];
                     snprintf(img, sizeof img, "%s/%s/%s_overlay.png", dir, r->dir, r->stem);
                     int has_overlay = access(img, R_OK) == 0;
+                    snprintf(img, sizeof img, "%s/%s/%s_match.png", dir, r->dir, r->stem);
+                    int has_match = r->has_truth && r->truth_class[0] && access(img, R_OK) == 0;
+                    /* With ground truth: the slices through the own shape's best match (what the score saw). */
                     fprintf(f, "<a href=\"%s/%s.nii.gz\"><img src=\"%s/%s_%s.png\" alt=\"%s\"></a><br>", r->dir,
-                            r->stem, r->dir, r->stem, has_overlay ? "overlay" : "ortho", r->stem);
+                            r->stem, r->dir, r->stem, has_match ? "match" : has_overlay ? "overlay" : "ortho", r->stem);
+                    if (has_match)
+                        fprintf(f, "%s match at %.0f, %.0f, %.0f mm (<a href=\"%s/%s_%s.png\">peak</a>)<br>",
+                                r->truth_class, r->own_mm[0], r->own_mm[1], r->own_mm[2], r->dir, r->stem,
+                                has_overlay ? "overlay" : "ortho");
                     fprintf(f, "obj %.4g, clean %.4g, HF %.3f", r->objective, r->objective_clean, r->hf_share);
                     if (r->has_truth && r->truth_class[0])
                         fprintf(f, "<br>own NCC %.3f, best %s %.3f <b class=\"%s\">%s</b>", r->own_score,

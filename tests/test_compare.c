@@ -131,10 +131,15 @@ TEST(compare_truth_recovers_planted_shape)
         for (size_t i = 0; i < nfv_volume_numel(&v); i++) v.data[i] = -occ.data[i] + noise[i];
         free(noise);
         double score[2];
-        if (CHECK_OK(nfv_truth_scores(&t, &v, score)))
+        int pos[2][3];
+        if (CHECK_OK(nfv_truth_scores(&t, &v, score, pos))) {
             CHECK(score[s] > score[1 - s] && score[s] > 0.8,
                   "planted dark %s: own NCC %.3f beats the other shape's %.3f and exceeds 0.8", t.names[s], score[s],
                   score[1 - s]);
+            /* The shape was painted at voxel (8, 12, 9) (2 mm grid, axis-aligned affine). */
+            CHECK(pos[s][0] == 8 && pos[s][1] == 12 && pos[s][2] == 9, "planted %s found at voxel %d,%d,%d, want 8,12,9",
+                  t.names[s], pos[s][0], pos[s][1], pos[s][2]);
+        }
         nfv_volume_free(&v);
         nfv_volume_free(&occ);
     }
@@ -190,11 +195,14 @@ TEST(compare_cli_end_to_end)
     CHECK(file_contains(path, "| l2 | `--l2 0.5` |") && file_contains(path, "/2 |"),
           "results.md: overridden options and k/K recovered in the summary");
     snprintf(path, sizeof path, "%s/index.html", out);
-    CHECK(file_contains(path, "<th>fourier</th>") && file_contains(path, "fourier/logit_cube_ortho.png"),
-          "index.html: configurations as columns with images");
+    CHECK(file_contains(path, "<th>fourier</th>") && file_contains(path, "fourier/logit_cube_match.png") &&
+              file_contains(path, "fourier/logit_cube_ortho.png"),
+          "index.html: configurations as columns with images through the match (and the peak)");
     snprintf(path, sizeof path, "%s/mine/logit_sphere.nii.gz", out);
     struct stat sb;
     CHECK(stat(path, &sb) == 0, "per-configuration volumes written (%s)", path);
+    snprintf(path, sizeof path, "%s/mine/logit_sphere_match.png", out);
+    CHECK(stat(path, &sb) == 0, "slices through the own shape's match written (%s)", path);
     snprintf(cmd, sizeof cmd, "%s compare --model %s --target logit:all --out %s --config 'x=--l2 -3' 2>&1 | grep -q 'x'",
              test_bin(), model, out);
     CHECK(test_run(cmd, NULL) == 0, "a bad configuration is named in the error");

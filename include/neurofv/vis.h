@@ -235,8 +235,10 @@ typedef struct nfv_truth {
 nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out);
 void nfv_truth_free(nfv_truth *t);
 /* NCC (nfv_ncc_search inside the mask) of polarity * vis with every shape
- * (a detector of dark lesions draws its shape dark); score[count]. */
-nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score);
+ * (a detector of dark lesions draws its shape dark); score[count].  pos
+ * (may be NULL): pos[count][3], the voxel (i, j, k) = (x, y, z index) at the
+ * centre of each shape's best match. */
+nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score, int (*pos)[3]);
 
 typedef struct nfv_compare_row {
     char config[64];
@@ -253,6 +255,7 @@ typedef struct nfv_compare_row {
     double best_score;
     int recovered;         /* own shape scores best */
     double margin;         /* own NCC minus the best other shape's NCC (> 0 iff recovered) */
+    double own_mm[3];      /* world (x, y, z) mm of the own shape's best match; <stem>_match.png is drawn through it */
     double seconds;
 } nfv_compare_row;
 
