@@ -113,10 +113,10 @@ int cmd_compare(int argc, char **argv)
     opts[k++] = (cli_option){"--out", CLI_STRING, &out, "DIR", "output directory (required)"};
     opts[k++] = (cli_option){"--truth", CLI_STRING, &truth_dir, "SYNTH_DIR",
                              "a `neurofv synth --task lesion` output: score concept recovery of logit:CLASS targets "
-                             "against shapes/<CLASS>.nii.gz inside mask.nii.gz"};
+                             "against shapes/<CLASS>.nii.gz, the template box inside mask.nii.gz"};
     opts[k++] = (cli_option){"--config", CLI_STRING, &dummy_c, "NAME=OPTIONS",
                              "add or override a configuration, repeatable (e.g. --config 'l2=--l2 0.5'); defaults: "
-                             "none, l2, tv, blur, robust, fourier, fourier+robust, all"};
+                             "none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask"};
     opts[k++] = (cli_option){"--configs", CLI_STRING, &only, "A,B,...", "run only these configurations (by name)"};
     opts[k++] = (cli_option){"--seeds", CLI_STRING, &seeds_text, "S1,S2,...",
                              "run every configuration once per seed (outputs in DIR/<config>/seed<S>/); the report "

@@ -56,10 +56,14 @@ nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask
     double *tc = malloc(tn * sizeof *tc);
     size_t sn = (size_t)(D + 1) * (H + 1) * (W + 1);
     double *S1 = malloc(sn * sizeof *S1), *S2 = malloc(sn * sizeof *S2);
-    if (!tc || !S1 || !S2) {
+    double *SM = mask ? malloc(sn * sizeof *SM) : NULL;
+    float *inside = mask ? malloc((size_t)D * H * W * sizeof *inside) : NULL;
+    if (!tc || !S1 || !S2 || (mask && (!SM || !inside))) {
         free(tc);
         free(S1);
         free(S2);
+        free(SM);
+        free(inside);
         return nfv_fail(NFV_ERR_NO_MEMORY, "ncc search: out of memory for %dx%dx%d tables", D, H, W);
     }
     double tmean = 0.0, tnorm = 0.0;
@@ -72,11 +76,17 @@ nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask
     tnorm = sqrt(tnorm);
     summed_table(vol, D, H, W, 0, S1);
     summed_table(vol, D, H, W, 1, S2);
+    if (mask) {
+        /* Count of mask voxels per box: a position counts only when its whole box is inside. */
+        for (size_t i = 0; i < (size_t)D * H * W; i++) inside[i] = mask[i] > 0.5f ? 1.0f : 0.0f;
+        summed_table(inside, D, H, W, 0, SM);
+        free(inside);
+    }
     for (int z = 0; z + td <= D; z++)
         for (int y = 0; y + th <= H; y++)
             for (int x = 0; x + tw <= W; x++) {
                 int cz = z + td / 2, cy = y + th / 2, cx = x + tw / 2;
-                if (mask && !(mask[((size_t)cz * H + cy) * W + cx] > 0.5f)) continue;
+                if (mask && box_sum(SM, H, W, z, y, x, td, th, tw) < (double)tn - 0.5) continue;
                 double s1 = box_sum(S1, H, W, z, y, x, td, th, tw), s2 = box_sum(S2, H, W, z, y, x, td, th, tw);
                 double var = s2 - s1 * s1 / (double)tn; /* patch sum of squared deviations */
                 double score = 0.0;
@@ -102,6 +112,7 @@ nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask
     free(tc);
     free(S1);
     free(S2);
+    free(SM);
     return NFV_OK;
 }
 

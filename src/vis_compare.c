@@ -29,6 +29,8 @@ static const nfv_compare_config default_configs[] = {
     {"fourier", "--param fourier --decay 1"},
     {"fourier+robust", "--param fourier --decay 1 " ROBUST},
     {"all", "--param fourier --decay 1 " ROBUST " --l2 2 --tv 2 --blur 1 --blur-every 4 --mask brain"},
+    /* `all` without the brain mask: what the mask prior itself adds or costs. */
+    {"all-no-mask", "--param fourier --decay 1 " ROBUST " --l2 2 --tv 2 --blur 1 --blur-every 4"},
 };
 
 nfv_status nfv_compare_default_configs(nfv_compare_config **out, int *count)
@@ -396,7 +398,7 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
                "cycles/voxel, i.e. above half the Nyquist radius.\n");
     if (any_truth)
         fprintf(f, "Concept recovery: for each class target, NCC of the visualization (negated when the cohort's "
-                   "lesions are darker than tissue) with each shape template, best position inside the brain mask; recovered = the class's own "
+                   "lesions are darker than tissue) with each shape template, best position with the template box inside the brain mask; recovered = the class's own "
                    "shape scores best.\n");
     fprintf(f, "Seed%s: %s.\n", nseeds == 1 ? "" : "s", seed_list);
     if (any_truth)
@@ -446,7 +448,7 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
                "<p>HF share = fraction of spectral energy (DFT of the volume minus its mean) above half the Nyquist "
                "radius (|f| &gt; 0.25 cycles/voxel).");
     if (any_truth)
-        fprintf(f, " Concept recovery: NCC of the visualization (negated for dark lesions) with each shape template (best position in "
+        fprintf(f, " Concept recovery: NCC of the visualization (negated for dark lesions) with each shape template (best position with the template box in "
                    "the brain mask); recovered when the class's own shape scores best.");
     fprintf(f, " Seed%s: %s.", nseeds == 1 ? "" : "s", seed_list);
     if (any_truth)

@@ -278,6 +278,10 @@ TEST(vis_ncc_finds_planted_cube)
     CHECK_OK(nfv_ncc_search(v, dims, mask, tmpl, tdims, &rm));
     CHECK(rm.pos[0] < 10 && rm.score < r.score, "masked search stays inside the mask: z=%d score %.3f (cube %.3f)",
           rm.pos[0], rm.score, r.score);
+    /* Whole template box inside the mask (z < 10): centres z = 3..6 only. */
+    CHECK(rm.pos[0] + 3 < 10 && rm.positions == (long)(10 - 6) * (29 - 6) * (31 - 6),
+          "only positions whose whole box is inside the mask: centre z=%d, %ld positions (want %d)", rm.pos[0],
+          rm.positions, (10 - 6) * (29 - 6) * (31 - 6));
     const int big[3] = {30, 7, 7};
     CHECK(nfv_ncc_search(v, dims, NULL, tmpl, big, &r) == NFV_ERR_INVALID_ARG, "oversized template rejected");
     free(mask);

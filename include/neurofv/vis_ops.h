@@ -160,10 +160,12 @@ typedef struct nfv_ncc_result {
 } nfv_ncc_result;
 
 /* Slide tmpl (td, th, tw) over vol (D, H, W) at every position where it fits
- * entirely and whose centre voxel is inside mask (D*H*W, > 0.5; NULL = all),
+ * entirely and its whole box lies inside mask (D*H*W, > 0.5; NULL = all),
  * scoring the Pearson correlation of the template with the patch; the best
- * is returned.  Flat patches (zero variance) score 0.  Cost: positions x
- * template voxels. */
+ * is returned.  The whole box, not only its centre: a visualization
+ * optimized inside a brain mask is cut off flat at the mask's edge, and a
+ * blob cut by that edge is not a shape the model drew.  Flat patches (zero
+ * variance) score 0.  Cost: positions x template voxels. */
 nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask, const float *tmpl,
                           const int tdims[3], nfv_ncc_result *out);
 /* Pearson correlation of two volumes of n voxels over mask (NULL = all). */
