@@ -71,6 +71,7 @@ static nfv_status parse_seeds(const char *text, unsigned long long fallback, uns
     *n = 1;
     if (text)
         for (const char *p = text; *p; p++) *n += *p == ',';
+    if (*n > 64) return nfv_fail(NFV_ERR_INVALID_ARG, "--seeds: at most 64 seeds, got %d", *n);
     *out = malloc((size_t)*n * sizeof **out);
     if (!*out) return nfv_fail(NFV_ERR_NO_MEMORY, "--seeds: out of memory");
     if (!text) {
