@@ -48,3 +48,14 @@ __kernel void clamp_range(const float lo, const float hi, __global float *x, con
         for (ulong i = base; i < n; i++) x[i] = fmin(fmax(x[i], lo), hi);
     }
 }
+
+/* y = y + |x|: accumulates gradient magnitudes (visualization --importance). */
+__kernel void abs_accumulate(__global const float *x, __global float *y, const ulong n)
+{
+    const ulong base = (ulong)get_global_id(0) * VEC;
+    if (base + VEC <= n) {
+        VSTORE(VLOAD(0, y + base) + fabs(VLOAD(0, x + base)), 0, y + base);
+    } else {
+        for (ulong i = base; i < n; i++) y[i] = y[i] + fabs(x[i]);
+    }
+}

@@ -1,4 +1,4 @@
-/* Elementwise helpers (axpy, scale, clamp); kernels in cl/elementwise.cl. */
+/* Elementwise helpers (axpy, scale, clamp, abs_accumulate); kernels in cl/elementwise.cl. */
 #include <stdio.h>
 
 #include "neurofv/ops.h"
@@ -58,6 +58,27 @@ nfv_status nfv_clamp(nfv_context *ctx, float lo, float hi, nfv_tensor *x)
     NFV_ARG(k, "clamp_range", 1, hi);
     NFV_ARG(k, "clamp_range", 2, x->buf);
     NFV_ARG(k, "clamp_range", 3, n);
+    size_t global = vec_items(x->numel, vec);
+    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
+}
+
+nfv_status nfv_abs_accumulate(nfv_context *ctx, const nfv_tensor *x, nfv_tensor *y)
+{
+    if (!ctx || !x || !y || !x->buf || !y->buf) return nfv_fail(NFV_ERR_INVALID_ARG, "abs_accumulate: NULL tensor");
+    if (x->numel != y->numel) {
+        char sx[64], sy[64];
+        return nfv_fail(NFV_ERR_INVALID_ARG, "abs_accumulate: x %s and y %s differ in size",
+                        nfv_shape_str(x, sx, sizeof sx), nfv_shape_str(y, sy, sizeof sy));
+    }
+    int vec = nfv_context_vector_width(ctx);
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DVEC=%d", vec);
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "elementwise", opts, "abs_accumulate", &k));
+    cl_ulong n = x->numel;
+    NFV_ARG(k, "abs_accumulate", 0, x->buf);
+    NFV_ARG(k, "abs_accumulate", 1, y->buf);
+    NFV_ARG(k, "abs_accumulate", 2, n);
     size_t global = vec_items(x->numel, vec);
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }

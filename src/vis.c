@@ -50,6 +50,8 @@ const nfv_vis_option_info nfv_vis_option_table[] = {
     {"--mask", "FILE|brain|none", "optimize only inside a mask (brain: Colin27 > 0 on the model grid) (default none)"},
     {"--log-every", "K", "read the objective every K steps (default 1)"},
     {"--snapshots", "S1,S2,...", "also keep the volume at these steps (0 = the start)"},
+    {"--importance", "on|off", "also write <stem>_importance.nii.gz/.png: the mean |d objective / d voxel| over the "
+                               "steps, where the unit looked while its image was drawn (default off)"},
     {NULL, NULL, NULL}};
 
 void nfv_vis_options_default(nfv_vis_options *o)
@@ -186,6 +188,10 @@ nfv_status nfv_vis_options_set(nfv_vis_options *o, const char *name, const char 
         snprintf(o->mask, sizeof o->mask, "%s", strcmp(v, "none") ? v : "");
     } else if (!strcmp(name, "--log-every")) {
         if (!parse_intv(v, &o->log_every) || o->log_every < 1) return BAD(name, v, "an integer >= 1");
+    } else if (!strcmp(name, "--importance")) {
+        if (!strcmp(v, "on")) o->importance = 1;
+        else if (!strcmp(v, "off")) o->importance = 0;
+        else return BAD(name, v, "on or off");
     } else if (!strcmp(name, "--snapshots")) {
         o->snapshot_count = 0;
         const char *p = v;
@@ -370,6 +376,7 @@ typedef struct sample_log {
     float clean_objective;
     float *image;       /* D*H*W, the final image */
     float *change;      /* template init: the final change */
+    float *importance;  /* --importance: mean |d objective / d image| over the steps */
     float *snap[NFV_VIS_MAX_SNAPSHOTS];
 } sample_log;
 
@@ -388,6 +395,7 @@ typedef struct batch_state {
     nfv_tensor seed, value;   /* seed like the target activation; value (N) for the layer objective */
     nfv_tensor pen_value;     /* (N) */
     nfv_tensor blur_tmp, blur_factor;
+    nfv_tensor importance;    /* (N,1,D,H,W) sum of |d objective / d image| over the steps */
     nfv_fourier *fourier;
     float *seed_host;         /* the constant seed on the host ((N, per) floats) */
     int has_mask, has_template, transforms, warp;
@@ -398,7 +406,7 @@ static void batch_free(batch_state *b)
 {
     nfv_tensor *ts[] = {&b->param, &b->dparam, &b->opt_m, &b->opt_v, &b->change, &b->image, &b->templ, &b->mask,
                         &b->padded, &b->shifted, &b->model_in, &b->dx, &b->dpadded, &b->dshifted, &b->dimage_buf,
-                        &b->seed, &b->value, &b->pen_value, &b->blur_tmp, &b->blur_factor};
+                        &b->seed, &b->value, &b->pen_value, &b->blur_tmp, &b->blur_factor, &b->importance};
     free(b->seed_host);
     b->seed_host = NULL;
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) nfv_tensor_free(ts[i]);
@@ -825,6 +833,11 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
     }
     T(nfv_tensor_upload(ctx, &b.param, host));
     if (o->has_range) T(nfv_clamp(ctx, o->range_lo, o->range_hi, &b.param));
+    if (o->importance) {
+        T(vol_tensor(ctx, &b.importance, N, b.D, b.H, b.W));
+        memset(host, 0, (size_t)N * b.vox * sizeof *host);
+        T(nfv_tensor_upload(ctx, &b.importance, host));
+    }
     if (b.has_template) {
         T(vol_tensor(ctx, &b.templ, N, b.D, b.H, b.W));
         for (int n = 0; n < N; n++) memcpy(host + (size_t)n * b.vox, templ_host, b.vox * sizeof *host);
@@ -892,6 +905,8 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
         PHASE(4);
         nfv_tensor *dimage;
         T(transform_adjoint(&b, matrix, shift, &dimage));
+        /* The objective's own gradient (the seed is -d objective, the sign does not matter here). */
+        if (o->importance) T(nfv_abs_accumulate(ctx, dimage, &b.importance));
         PHASE(5);
         const nfv_tensor *ch = change_of(&b);
         if (o->l1 > 0) T(nfv_penalty(ctx, NFV_PENALTY_L1, o->l1 * inv_vox, 0.0f, ch, mask, NULL, dimage));
@@ -942,6 +957,12 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
             T(download_samples(&b, change_of(&b), chs));
             for (int n = 0; n < N; n++) logs[n].change = chs[n];
         }
+        if (o->importance) {
+            float *imp[4096];
+            if (o->steps > 0) T(nfv_scale(ctx, 1.0f / (float)o->steps, &b.importance));
+            T(download_samples(&b, &b.importance, imp));
+            for (int n = 0; n < N; n++) logs[n].importance = imp[n];
+        }
         /* The same volumes without transforms. */
         T(nfv_model_forward(m, ctx, image, t0->layer, 0));
         act = nfv_model_activation(m, t0->layer);
@@ -970,6 +991,7 @@ void nfv_vis_results_free(nfv_vis_result *r, int count)
     for (int i = 0; i < count; i++) {
         nfv_volume_free(&r[i].volume);
         nfv_volume_free(&r[i].change);
+        nfv_volume_free(&r[i].importance);
         free(r[i].start_objective);
         free(r[i].log_step);
         free(r[i].log_objective);
@@ -992,6 +1014,7 @@ static void log_free(sample_log *lg)
     free(lg->tv);
     free(lg->image);
     free(lg->change);
+    free(lg->importance);
     for (int s = 0; s < NFV_VIS_MAX_SNAPSHOTS; s++) free(lg->snap[s]);
     memset(lg, 0, sizeof *lg);
 }
@@ -1112,6 +1135,7 @@ nfv_status nfv_visualize(nfv_context *ctx, nfv_model *m, const nfv_target *targe
         r->objective_clean = lg->clean_objective;
         st = volume_from(m, lg->image, &r->volume);
         if (!st && lg->change) st = volume_from(m, lg->change, &r->change);
+        if (!st && lg->importance) st = volume_from(m, lg->importance, &r->importance);
         r->log_count = lg->count;
         r->log_step = lg->step;
         r->log_objective = lg->objective;

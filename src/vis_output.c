@@ -78,6 +78,7 @@ static cJSON *options_json(const nfv_vis_options *o)
     cJSON_AddNumberToObject(j, "rotate_deg", o->rotate_deg);
     cJSON_AddNumberToObject(j, "pad", o->pad);
     cJSON_AddStringToObject(j, "mask", o->mask[0] ? o->mask : "none");
+    cJSON_AddBoolToObject(j, "importance", o->importance);
     return j;
 }
 
@@ -99,6 +100,10 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
     if (r->change.nx) {
         snprintf(path, sizeof path, "%s/%s_change.nii.gz", dir, stem);
         NFV_TRY(nfv_volume_write(path, &r->change));
+    }
+    if (r->importance.nx) {
+        snprintf(path, sizeof path, "%s/%s_importance.nii.gz", dir, stem);
+        NFV_TRY(nfv_volume_write(path, &r->importance));
     }
     for (int s = 0; s < r->snapshot_count; s++) {
         snprintf(path, sizeof path, "%s/%s_step%d.nii.gz", dir, stem, r->snapshot_step[s]);
@@ -125,6 +130,15 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
         nfv_volume_peak(ov, at, NULL);
         st = nfv_render_ortho(ov, &bo, at, &im);
         if (!st) st = write_png(dir, stem, "_overlay.png", &im);
+        nfv_image_free(&im);
+    }
+    if (!st && r->importance.nx) {
+        /* Slices through the most important voxel: hot overlay on the background when there is one. */
+        nfv_render_options io = ro;
+        io.background = background;
+        nfv_volume_peak(&r->importance, at, NULL);
+        st = nfv_render_ortho(&r->importance, &io, at, &im);
+        if (!st) st = write_png(dir, stem, "_importance.png", &im);
         nfv_image_free(&im);
     }
     if (st) return nfv_fail_context(st, "outputs of %s", r->target.name);

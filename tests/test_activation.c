@@ -110,7 +110,7 @@ TEST(activation_bad_args_rejected)
     nfv_tensor_free(&a), nfv_tensor_free(&b);
 }
 
-TEST(activation_elementwise_axpy_scale_clamp)
+TEST(activation_elementwise_axpy_scale_clamp_abs_accumulate)
 {
     nfv_context *ctx = test_ctx();
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
@@ -133,6 +133,18 @@ TEST(activation_elementwise_axpy_scale_clamp)
         got = test_download(&tx);
         if (got) CHECK_CLOSE("clamp", got, want, n, 0.0, 0.0);
         CHECK(nfv_clamp(ctx, 1.0f, 0.0f, &tx) == NFV_ERR_INVALID_ARG, "empty clamp range rejected");
+        free(got);
+        /* abs_accumulate twice into y = hy: one float add per call, rounded as C's float add (exact match). */
+        CHECK_OK(nfv_tensor_upload(ctx, &tx, hx));
+        CHECK_OK(nfv_tensor_upload(ctx, &ty, hy));
+        CHECK_OK(nfv_abs_accumulate(ctx, &tx, &ty));
+        CHECK_OK(nfv_abs_accumulate(ctx, &tx, &ty));
+        for (size_t i = 0; i < n; i++) {
+            float acc = hy[i] + fabsf(hx[i]);
+            want[i] = acc + fabsf(hx[i]);
+        }
+        got = test_download(&ty);
+        if (got) CHECK_CLOSE("abs_accumulate", got, want, n, 0.0, 0.0);
         free(hx), free(hy), free(want), free(got);
         nfv_tensor_free(&tx), nfv_tensor_free(&ty);
     }

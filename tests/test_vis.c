@@ -109,6 +109,56 @@ TEST(vis_cube_detector_gives_a_cube)
     nfv_model_free(m);
 }
 
+/* The importance map of a linear unit is |its weights|: the gradient of
+ * conv1:0@8,9,8 with respect to the image is the 7^3 kernel placed at the
+ * unit's receptive field, the same at every step, and zero elsewhere.  So the
+ * mean |gradient| over the steps must be 1 on the 3^3 cube, 27/316 on the
+ * rest of the receptive field and exactly 0 outside it, maximized or
+ * minimized alike.  Tolerance: abs 1e-6 + rel 1e-5 (a float sum of 12 equal
+ * terms times 1/12). */
+TEST(vis_importance_is_the_gradient_magnitude)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = cube_model();
+    if (!m) return;
+    const char *texts[2] = {"conv1:0@8,9,8", "-conv1:0@8,9,8"};
+    nfv_target t[2] = {one_target(m, texts[0]), one_target(m, texts[1])};
+    nfv_vis_options o;
+    nfv_vis_options_default(&o);
+    o.steps = 12;
+    o.importance = 1;
+    nfv_vis_result *r = NULL;
+    float w[KS * KS * KS];
+    cube_kernel(w);
+    int D = IN_SHAPE[1], H = IN_SHAPE[2], W = IN_SHAPE[3];
+    size_t n = (size_t)D * H * W;
+    double *want = malloc(n * sizeof *want);
+    for (int z = 0; z < D; z++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                int dz = z - 8 + 3, dy = y - 9 + 3, dx = x - 8 + 3;
+                int in = dz >= 0 && dz < KS && dy >= 0 && dy < KS && dx >= 0 && dx < KS;
+                want[((size_t)z * H + y) * W + x] = in ? fabs((double)w[(dz * KS + dy) * KS + dx]) : 0.0;
+            }
+    if (CHECK_OK(nfv_visualize(ctx, m, t, 2, &o, NULL, NULL, &r))) {
+        for (int i = 0; i < 2; i++) {
+            if (!CHECK(r[i].importance.nx == W && r[i].importance.ny == H && r[i].importance.nz == D,
+                       "%s: importance map on the model grid", texts[i]))
+                continue;
+            CHECK_CLOSE(texts[i], r[i].importance.data, want, n, 1e-6, 1e-5);
+        }
+        CHECK(r[0].volume.nx == W, "the volume is still there");
+        nfv_vis_results_free(r, 2);
+    }
+    o.importance = 0;
+    if (CHECK_OK(nfv_visualize(ctx, m, t, 1, &o, NULL, NULL, &r))) {
+        CHECK(r[0].importance.nx == 0 && r[0].importance.data == NULL, "no importance map unless asked");
+        nfv_vis_results_free(r, 1);
+    }
+    free(want);
+    nfv_model_free(m);
+}
+
 /* Host reference of conv1 (7^3, pad 3) for channel c at one voxel, double. */
 static double conv_ref(const float *img, const float *w, float bias, int z, int y, int x)
 {
@@ -354,6 +404,20 @@ TEST(vis_cli_writes_outputs)
         CHECK(f != NULL, "wrote %s", p);
         if (f) fclose(f);
     }
+    snprintf(cmd, sizeof cmd,
+             "%s visualize --model %s --target 'conv1:0@' --out %s_imp --steps 2 --background none --importance on",
+             test_bin(), model, out);
+    CHECK(test_run(cmd, NULL) == 0, "visualize --importance on runs: %s", cmd);
+    const char *imp_files[] = {"conv1_0_at_8_9_8_importance.nii.gz", "conv1_0_at_8_9_8_importance.png"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s_imp/%s", out, imp_files[i]);
+        FILE *f = fopen(p, "rb");
+        CHECK(f != NULL, "wrote %s", p);
+        if (f) fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s visualize --model %s --target 'conv1:0@' --out %s_imp --steps 1 --importance maybe 2>&1 | grep -q -- '--importance'",
+             test_bin(), model, out);
+    CHECK(test_run(cmd, NULL) == 0, "a bad --importance value is refused with its name");
     /* The volume carries the model's affine. */
     snprintf(p, sizeof p, "%s/relu1_0.nii.gz", out);
     nfv_volume v;

@@ -173,6 +173,8 @@ nfv_status nfv_axpy(nfv_context *ctx, float a, const nfv_tensor *x, nfv_tensor *
 nfv_status nfv_scale(nfv_context *ctx, float a, nfv_tensor *x);
 /* x = min(max(x, lo), hi) elementwise (lo <= hi). */
 nfv_status nfv_clamp(nfv_context *ctx, float lo, float hi, nfv_tensor *x);
+/* y = y + |x| elementwise (same numel). */
+nfv_status nfv_abs_accumulate(nfv_context *ctx, const nfv_tensor *x, nfv_tensor *y);
 
 #ifdef __cplusplus
 }

@@ -132,6 +132,10 @@ typedef struct nfv_vis_options {
     int log_every;             /* read the objective every k steps, 1 */
     int snapshots[NFV_VIS_MAX_SNAPSHOTS]; /* steps at which the volume is also kept */
     int snapshot_count;
+    /* Importance map: the mean over the steps of |d objective / d image| per
+     * voxel (after the transforms' adjoints, before penalties and mask): where
+     * the unit looked while its image was drawn.  0 = off. */
+    int importance;
 } nfv_vis_options;
 
 void nfv_vis_options_default(nfv_vis_options *o);
@@ -155,6 +159,7 @@ typedef struct nfv_vis_result {
     nfv_target target;
     nfv_volume volume;         /* the image (template + change) on the model grid, model affine */
     nfv_volume change;         /* template init only: the change (else nx = 0) */
+    nfv_volume importance;     /* --importance on: mean |d objective / d image| per voxel over the steps (else nx = 0) */
     int best_start;            /* the start kept (highest objective without transforms) */
     int start_count;
     float *start_objective;    /* objective without transforms of each start */
