@@ -97,7 +97,7 @@ evaluate() {
         --out "$OUT/report/predictions.csv" 2>&1 | tee "$OUT/report/eval.txt"
 }
 vis_logits() {
-    "$BIN" visualize --model "$OUT/model.safetensors" --target logit:all --steps "$STEPS" $VIS_OPTS \
+    "$BIN" visualize --model "$OUT/model.safetensors" --target logit:all --steps "$STEPS" $VIS_OPTS --importance on \
         --out "$OUT/report/vis/logits" 2>&1 | grep -v '^visualize [0-9]' | tee "$OUT/report/vis_logits.txt"
 }
 vis_conv() {
@@ -162,8 +162,9 @@ EOF
         [ -e "$png" ] || continue
         b=$(basename "$png" _overlay.png)
         echo "<p><b>$b</b> <a href=\"vis/logits/$b.nii.gz\">NIfTI</a> <a href=\"vis/logits/$b.json\">log</a>
-<a href=\"vis/logits/${b}_mosaic.png\">mosaic</a><br><img src=\"vis/logits/${b}_overlay.png\">
-<img src=\"vis/logits/${b}_ortho.png\"></p>"
+<a href=\"vis/logits/${b}_mosaic.png\">mosaic</a> <a href=\"vis/logits/${b}_importance.nii.gz\">importance NIfTI</a><br><img src=\"vis/logits/${b}_overlay.png\">
+<img src=\"vis/logits/${b}_ortho.png\"><br>Importance (mean |gradient| of the logit per voxel over the steps):<br>
+<img src=\"vis/logits/${b}_importance.png\"></p>"
     done
     cat <<EOF
 <h2>conv4: every channel</h2>
