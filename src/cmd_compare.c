@@ -80,11 +80,10 @@ static nfv_status parse_seeds(const char *text, unsigned long long fallback, uns
     }
     const char *p = text;
     for (int i = 0; i < *n; i++) {
-        char *end;
+        char *end = NULL;
         errno = 0;
-        if (*p < '0' || *p > '9') return nfv_fail(NFV_ERR_INVALID_ARG, "--seeds expects S1,S2,... (unsigned integers), got \"%s\"", text);
-        (*out)[i] = strtoull(p, &end, 10);
-        if (errno || (*end && *end != ',') || (*end == ',' && i == *n - 1))
+        if (*p >= '0' && *p <= '9') (*out)[i] = strtoull(p, &end, 10);
+        if (!end || errno || (*end && *end != ',') || (*end == ',' && i == *n - 1))
             return nfv_fail(NFV_ERR_INVALID_ARG, "--seeds expects S1,S2,... (unsigned integers), got \"%s\"", text);
         for (int j = 0; j < i; j++)
             if ((*out)[j] == (*out)[i])

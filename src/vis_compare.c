@@ -305,44 +305,41 @@ static void target_family(const char *target, char *buf, size_t cap)
 
 void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, int nrows, char *buf, size_t cap)
 {
-    size_t used = 0;
-    buf[0] = 0;
-    /* Families and seeds in first-seen order; a (family, seed) run is complete when none of its class rows failed. */
+    /* Families and seeds of config's class rows, in first-seen order. */
+    char fams[64][160];
+    unsigned long long seeds[64];
+    int nf = 0, ns = 0;
     for (int i = 0; i < nrows; i++) {
         if (strcmp(rows[i].config, config) || !rows[i].truth_class[0]) continue;
-        char fam[160], other[160];
+        char fam[160];
         target_family(rows[i].target, fam, sizeof fam);
-        int seen = 0;
-        for (int j = 0; j < i && !seen; j++) {
-            if (strcmp(rows[j].config, config) || !rows[j].truth_class[0]) continue;
-            target_family(rows[j].target, other, sizeof other);
-            seen = !strcmp(fam, other);
-        }
-        if (seen) continue;
-        int seeds = 0, complete = 0;
-        for (int j = i; j < nrows; j++) {
-            if (strcmp(rows[j].config, config) || !rows[j].truth_class[0]) continue;
-            target_family(rows[j].target, other, sizeof other);
-            if (strcmp(fam, other)) continue;
-            int first = 1, all = 1;
-            for (int k = i; k < j && first; k++) {
-                if (strcmp(rows[k].config, config) || !rows[k].truth_class[0] || rows[k].seed != rows[j].seed) continue;
-                target_family(rows[k].target, other, sizeof other);
-                first = strcmp(fam, other) != 0;
+        int f = 0, s = 0;
+        while (f < nf && strcmp(fams[f], fam)) f++;
+        if (f == nf && nf < 64) snprintf(fams[nf++], sizeof fams[0], "%s", fam);
+        while (s < ns && seeds[s] != rows[i].seed) s++;
+        if (s == ns && ns < 64) seeds[ns++] = rows[i].seed;
+    }
+    /* A (family, seed) run is complete when none of its class rows failed. */
+    size_t used = 0;
+    buf[0] = 0;
+    for (int f = 0; f < nf && used < cap; f++) {
+        int runs = 0, complete = 0;
+        for (int s = 0; s < ns; s++) {
+            int present = 0, all = 1;
+            for (int i = 0; i < nrows; i++) {
+                char fam[160];
+                if (strcmp(rows[i].config, config) || !rows[i].truth_class[0] || rows[i].seed != seeds[s]) continue;
+                target_family(rows[i].target, fam, sizeof fam);
+                if (strcmp(fam, fams[f])) continue;
+                present = 1;
+                all &= rows[i].recovered;
             }
-            if (!first) continue;
-            for (int k = j; k < nrows; k++) {
-                if (strcmp(rows[k].config, config) || !rows[k].truth_class[0] || rows[k].seed != rows[j].seed) continue;
-                target_family(rows[k].target, other, sizeof other);
-                if (!strcmp(fam, other)) all &= rows[k].recovered;
-            }
-            seeds++;
-            complete += all;
+            runs += present;
+            complete += present && all;
         }
-        int w = snprintf(buf + used, used < cap ? cap - used : 0, "%s%s %d/%d seed%s", used ? ", " : "", fam, complete,
-                         seeds, seeds == 1 ? "" : "s");
+        int w = snprintf(buf + used, cap - used, "%s%s %d/%d seed%s", used ? ", " : "", fams[f], complete, runs,
+                         runs == 1 ? "" : "s");
         if (w > 0) used += (size_t)w;
-        if (used >= cap) break;
     }
     if (!buf[0]) snprintf(buf, cap, "-");
 }
