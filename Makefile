@@ -12,8 +12,12 @@ LDFLAGS += $(EXTRA_LDFLAGS)
 PYTHON  ?= /usr/bin/python3
 
 CL_SRC   := $(sort $(wildcard cl/*.cl))
-CLI_SRC  := src/main.c src/cli.c $(sort $(wildcard src/cmd_*.c))
-LIB_SRC  := $(filter-out $(CLI_SRC),$(sort $(wildcard src/*.c)))
+# src/ is in layers, each using only those below it (docs/ARCHITECTURE.md):
+# base < runtime < io < layers < model < vis < cli.
+LAYERS   := base runtime io layers model vis
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+LIB_SRC  := $(foreach l,$(LAYERS),$(sort $(wildcard src/$(l)/*.c)))
+HEADERS  := $(wildcard include/neurofv/*.h) $(wildcard src/*/*.h)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/cl_sources.o
@@ -34,21 +38,22 @@ $(BUILD)/cl_sources.c: $(CL_SRC) tools/embed-cl.sh | $(BUILD)
 	sh tools/embed-cl.sh $@ $(CL_SRC)
 
 # Command and test tables are generated from NFV_COMMAND(...) lines in
-# src/cmd_*.c and TEST(...) lines in tests/*.c, so adding one touches one file.
+# src/cli/cmd_*.c and TEST(...) lines in tests/*.c, so adding one touches one file.
 $(BUILD)/command_list.h: $(CLI_SRC) | $(BUILD)
-	grep -h '^NFV_COMMAND(' $(filter src/cmd_%.c,$(CLI_SRC)) > $@.tmp; mv $@.tmp $@
+	grep -h '^NFV_COMMAND(' $(filter src/cli/cmd_%.c,$(CLI_SRC)) > $@.tmp; mv $@.tmp $@
 $(BUILD)/test_list.h: $(TEST_SRC) | $(BUILD)
 	grep -ho '^TEST([a-z0-9_]*)' $(TEST_SRC) > $@.tmp; mv $@.tmp $@
 
 $(BUILD):
 	mkdir -p $(BUILD)/obj/tests
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/neurofv/*.h) src/internal.h | $(BUILD)
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/obj/cl_sources.o: $(BUILD)/cl_sources.c src/internal.h
+$(BUILD)/obj/cl_sources.o: $(BUILD)/cl_sources.c $(HEADERS)
 	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/obj/main.o: $(BUILD)/command_list.h
-$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h) $(wildcard include/neurofv/*.h) $(BUILD)/test_list.h | $(BUILD)
+$(BUILD)/obj/cli/main.o: $(BUILD)/command_list.h
+$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h) $(HEADERS) $(BUILD)/test_list.h | $(BUILD)
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 
 $(LIB): $(LIB_OBJ)

@@ -8,7 +8,7 @@
  *   8 bytes  FNV-1a hash of the payload
  *   payload  the binary from CL_PROGRAM_BINARIES
  * A file whose size, hash or clBuildProgram fails is rejected and rebuilt. */
-#include "internal.h"
+#include "runtime/internal.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* Device enumeration and selection; see include/neurofv/context.h. */
-#include "internal.h"
+#include "runtime/internal.h"
 
 #include <ctype.h>
 #include <stdio.h>

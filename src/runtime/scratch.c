@@ -1,7 +1,7 @@
 /* Reusable device scratch buffers held by the context; see src/internal.h.
  * Allocating a fresh buffer per call cost more than the kernels using it on
  * the CPU device (page faults on tens of MB), so they are kept and grown. */
-#include "internal.h"
+#include "runtime/internal.h"
 
 nfv_status nfv_scratch_get(nfv_context *ctx, int slot, size_t bytes, const char *what, cl_mem *out)
 {

@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "runtime/internal.h"
 #include "neurofv/ops.h"
 
 /* Scratch slots of the context (src/scratch.c) this file uses. */

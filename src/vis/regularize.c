@@ -1,7 +1,7 @@
 /* Feature-visualization penalties (L1, L2, 3D total variation), the brain
  * mask and the separable Gaussian blur; kernels in cl/vis.cl.  See
  * include/neurofv/vis_ops.h for the shapes. */
-#include "internal.h"
+#include "runtime/internal.h"
 #include "neurofv/vis_ops.h"
 
 #include <math.h>
