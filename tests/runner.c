@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/rng.h"
 #include "test.h"
 
 #undef TEST
@@ -90,12 +91,10 @@ nfv_context *test_ctx(void)
 
 double test_uniform(unsigned long long *s)
 {
-    /* splitmix64 */
-    unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
+    uint64_t state = *s;
+    double u = nfv_uniform01(&state);
+    *s = state;
+    return u;
 }
 
 float *test_random(size_t n, unsigned seed, float lo, float hi)

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "neurofv/synth.h"
+#include "base/fs.h"
 #include "neurofv/vis.h"
 #include "test.h"
 

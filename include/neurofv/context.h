@@ -107,13 +107,6 @@ nfv_status nfv_cl_fail(cl_int err, const char *call, const char *what, const cha
     NFV_CL_CHECK(clSetKernelArg((kernel), (index), sizeof(value), &(value)),      \
                  "clSetKernelArg", kname)
 
-/* Propagate a failing nfv_status. */
-#define NFV_TRY(expr)                                                            \
-    do {                                                                          \
-        nfv_status nfv_try_st_ = (expr);                                          \
-        if (nfv_try_st_ != NFV_OK) return nfv_try_st_;                            \
-    } while (0)
-
 #ifdef __cplusplus
 }
 #endif

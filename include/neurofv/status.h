@@ -47,6 +47,13 @@ nfv_status nfv_fail_context(nfv_status s, const char *fmt, ...)
 /* The scope named in OpenCL error messages ("layer 3 (conv3d)"); NULL clears. */
 void nfv_error_scope_set(const char *scope);
 
+/* Propagate a failing nfv_status. */
+#define NFV_TRY(expr)                                                            \
+    do {                                                                          \
+        nfv_status nfv_try_st_ = (expr);                                          \
+        if (nfv_try_st_ != NFV_OK) return nfv_try_st_;                            \
+    } while (0)
+
 #ifdef __cplusplus
 }
 #endif

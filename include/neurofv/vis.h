@@ -208,8 +208,6 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
                          const char *dir);
 /* dir/<stem>_grid.png: one axial slice through each volume's peak. */
 nfv_status nfv_vis_write_grid(const nfv_vis_result *r, int count, const char *dir, const char *stem);
-/* mkdir -p. */
-nfv_status nfv_mkdirs(const char *path);
 
 /* ---- Comparison (src/vis_compare.c) ------------------------------------- */
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "cli.h"
 #include "neurofv/metrics.h"
 #include "neurofv/train.h"
@@ -124,13 +125,9 @@ int cmd_eval(int argc, char **argv)
         printf("\n");
     }
     if (out) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
-        FILE *f = fopen(tmp, "w");
-        if (!f) {
-            s = nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-            goto fail;
-        }
+        nfv_atomic_file af;
+        if ((s = nfv_atomic_open(&af, out, "w")) != NFV_OK) goto fail;
+        FILE *f = af.f;
         fprintf(f, "path,label,prediction,correct");
         for (int j = 0; j < k; j++) {
             fputs(",p_", f);
@@ -147,12 +144,7 @@ int cmd_eval(int argc, char **argv)
             for (int j = 0; j < k; j++) fprintf(f, ",%.6f", prob[(size_t)i * k + j]);
             fprintf(f, "\n");
         }
-        int bad = ferror(f);
-        if (fclose(f) || bad || rename(tmp, out)) {
-            remove(tmp);
-            s = nfv_fail(NFV_ERR_IO, "%s: write failed", out);
-            goto fail;
-        }
+        if ((s = nfv_atomic_commit(&af)) != NFV_OK) goto fail;
         printf("predictions: %s\n", out);
     }
     code = 0;

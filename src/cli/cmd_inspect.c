@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fs.h"
 #include "cli.h"
 #include "neurofv/train.h"
 
@@ -40,16 +41,13 @@ static nfv_status read_raw(const char *path, float **out, size_t *count)
 
 static nfv_status write_raw(const char *path, const float *a, size_t na, const float *b, size_t nb)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    int ok = fwrite(a, 4, na, f) == na && (!b || fwrite(b, 4, nb, f) == nb);
-    if (fclose(f) || !ok || rename(tmp, path)) {
-        remove(tmp);
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "wb"));
+    if (fwrite(a, 4, na, af.f) != na || (b && fwrite(b, 4, nb, af.f) != nb)) {
+        nfv_atomic_abort(&af);
         return nfv_fail(NFV_ERR_IO, "%s: write failed", path);
     }
-    return NFV_OK;
+    return nfv_atomic_commit(&af);
 }
 
 /* Eval-mode outputs for the inputs in `input` and, with grad_class >= 0, the

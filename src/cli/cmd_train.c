@@ -7,28 +7,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/rng.h"
 #include "cli.h"
 #include "neurofv/metrics.h"
 #include "neurofv/train.h"
 
 NFV_COMMAND(train, "train", "Train a model on a dataset CSV (best model by validation, resumable)")
 
-static unsigned long long mix64(unsigned long long z)
-{
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 /* Per-epoch shuffling and augmentation come from hashes of (seed, epoch, ...),
  * not from a running generator, so a resumed run draws exactly what the
  * uninterrupted run would have drawn. */
 static void shuffle(int *idx, int n, unsigned long long seed, int epoch)
 {
-    unsigned long long s = mix64(seed ^ mix64(0x5EEDULL + (unsigned long long)epoch));
+    unsigned long long s = nfv_mix64(seed ^ nfv_mix64(0x5EEDULL + (unsigned long long)epoch));
     for (int i = n - 1; i > 0; i--) {
-        s = mix64(s);
+        s = nfv_mix64(s);
         int j = (int)(s % (unsigned long long)(i + 1));
         int t = idx[i];
         idx[i] = idx[j], idx[j] = t;
@@ -283,7 +276,7 @@ int cmd_train(int argc, char **argv)
         if ((s = nfv_model_create_from_spec(ctx, arch, in, ds.class_count, (const char *const *)ds.class_names, head,
                                             seed, &m)))
             goto fail;
-        m->dropout_seed = mix64(seed ^ 0xD50ULL);
+        m->dropout_seed = nfv_mix64(seed ^ 0xD50ULL);
         memcpy(m->voxel_mm, vox, sizeof vox);
         m->norm = grid.norm;
         /* The model's affine is the preprocessed grid's, so visualizations overlay. */
@@ -360,14 +353,14 @@ int cmd_train(int argc, char **argv)
                 if ((s = nfv_volume_cache_get(cache, row, &v))) break;
                 int d[3] = {0, 0, 0};
                 if (shift > 0) {
-                    unsigned long long h = mix64(seed ^ mix64(((unsigned long long)epoch << 32) ^ (unsigned)(b * batch + i)));
+                    unsigned long long h = nfv_mix64(seed ^ nfv_mix64(((unsigned long long)epoch << 32) ^ (unsigned)(b * batch + i)));
                     for (int a = 0; a < 3; a++) {
-                        h = mix64(h);
+                        h = nfv_mix64(h);
                         d[a] = (int)(h % (unsigned long long)(2 * shift + 1)) - shift;
                     }
                 }
                 shifted_copy(x + (size_t)i * per, v, in[1], in[2], in[3], d[0], d[1], d[2]);
-                if (flip && (mix64(seed ^ mix64(((unsigned long long)epoch << 32) ^ 0xF11Full ^
+                if (flip && (nfv_mix64(seed ^ nfv_mix64(((unsigned long long)epoch << 32) ^ 0xF11Full ^
                                                  ((unsigned long long)(b * batch + i) << 8))) & 1))
                     flip_x_inplace(x + (size_t)i * per, in[1], in[2], in[3]);
                 targets[i] = (float)ds.rows[row].class_index;

@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "neurofv/context.h" /* NFV_TRY */
+#include "neurofv/status.h"
 
 /* A dataset CSV lists files, it is never big: refuse anything over 256 MiB. */
 #define NFV_CSV_MAX_BYTES (256L << 20)

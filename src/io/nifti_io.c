@@ -17,7 +17,8 @@
 
 #include <nifti2_io.h>
 
-#include "neurofv/context.h" /* NFV_TRY */
+#include "base/fs.h"
+#include "neurofv/status.h"
 
 /* Largest volume we agree to read: 2^30 voxels (4 GiB as float). Real MRI is
  * far below (a 0.5 mm whole head is ~3.5e7 voxels). */
@@ -288,9 +289,7 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
             s = nfv_fail(NFV_ERR_IO, "%s: the written file does not read back (disk full?)", path);
         if (chk) nifti_image_free(chk);
     }
-    if (s == NFV_OK && rename(tmp, path) != 0)
-        s = nfv_fail(NFV_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    if (s != NFV_OK) unlink(tmp);
+    s = nfv_rename_into_place(s, tmp, path);
     free(tmp);
     return s;
 }

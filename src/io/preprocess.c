@@ -6,6 +6,7 @@
  * keeps the world coordinate (mm) it was sampled from: a preprocessed volume
  * written back to NIfTI overlays exactly on its input.  Voxel (i, j, k) of a
  * volume is data[(k * ny + j) * nx + i]. */
+#include "base/affine.h"
 #include "neurofv/volume.h"
 
 #include <float.h>
@@ -13,46 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "neurofv/context.h" /* NFV_TRY */
+#include "neurofv/status.h"
 
 typedef double mat4[4][4];
-
-static void mat4_mul(const mat4 a, const mat4 b, mat4 out)
-{
-    mat4 r;
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) {
-            double s = 0.0;
-            for (int k = 0; k < 4; k++) s += a[i][k] * b[k][j];
-            r[i][j] = s;
-        }
-    memcpy(out, r, sizeof r);
-}
-
-/* Inverse of an affine (last row 0 0 0 1); returns 0 when singular. */
-static int affine_inverse(const mat4 a, mat4 out)
-{
-    double c00 = a[1][1] * a[2][2] - a[1][2] * a[2][1];
-    double c01 = a[1][2] * a[2][0] - a[1][0] * a[2][2];
-    double c02 = a[1][0] * a[2][1] - a[1][1] * a[2][0];
-    double det = a[0][0] * c00 + a[0][1] * c01 + a[0][2] * c02;
-    double scale = 0.0;
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) scale = fmax(scale, fabs(a[i][j]));
-    if (!(fabs(det) > 1e-12 * scale * scale * scale)) return 0;
-    double inv[3][3] = {
-        {c00 / det, (a[0][2] * a[2][1] - a[0][1] * a[2][2]) / det, (a[0][1] * a[1][2] - a[0][2] * a[1][1]) / det},
-        {c01 / det, (a[0][0] * a[2][2] - a[0][2] * a[2][0]) / det, (a[0][2] * a[1][0] - a[0][0] * a[1][2]) / det},
-        {c02 / det, (a[0][1] * a[2][0] - a[0][0] * a[2][1]) / det, (a[0][0] * a[1][1] - a[0][1] * a[1][0]) / det},
-    };
-    for (int i = 0; i < 3; i++) {
-        for (int j = 0; j < 3; j++) out[i][j] = inv[i][j];
-        out[i][3] = -(inv[i][0] * a[0][3] + inv[i][1] * a[1][3] + inv[i][2] * a[2][3]);
-    }
-    out[3][0] = out[3][1] = out[3][2] = 0.0;
-    out[3][3] = 1.0;
-    return 1;
-}
 
 static double column_norm(const mat4 a, int c)
 {
@@ -114,7 +78,7 @@ nfv_status nfv_volume_reorient_ras(const nfv_volume *in, nfv_volume *out)
         t[c][3] = sign_of_world[w] < 0 ? n_in[c] - 1 : 0;
     }
     mat4 a_out;
-    mat4_mul(in->affine, t, a_out);
+    nfv_affine_mul(in->affine, t, a_out);
     NFV_TRY(nfv_volume_alloc(out, n_out[0], n_out[1], n_out[2], (const double(*)[4])a_out));
     copy_codes(in, out);
 
@@ -174,10 +138,10 @@ nfv_status nfv_volume_resample_to(const nfv_volume *in, int nx, int ny, int nz, 
     NFV_TRY(check_volume(in, "resample"));
     if (!affine) return nfv_fail(NFV_ERR_INVALID_ARG, "resample: NULL target affine");
     mat4 in_inv, m;
-    if (!affine_inverse(in->affine, in_inv))
+    if (!nfv_affine_inverse(in->affine, in_inv))
         return nfv_fail(NFV_ERR_INVALID_ARG, "resample: the input affine is singular");
     /* m maps target voxel -> input voxel. */
-    mat4_mul(in_inv, affine, m);
+    nfv_affine_mul(in_inv, affine, m);
     NFV_TRY(nfv_volume_alloc(out, nx, ny, nz, affine));
     copy_codes(in, out);
     int identity = nx == in->nx && ny == in->ny && nz == in->nz;
@@ -226,7 +190,7 @@ nfv_status nfv_volume_resample(const nfv_volume *in, const double voxel_mm[3], n
         s[c][3] = 0.5 * (n_in[c] - 1) - 0.5 * (n_out[c] - 1) * ratio;
     }
     mat4 a_out;
-    mat4_mul(in->affine, s, a_out);
+    nfv_affine_mul(in->affine, s, a_out);
     return nfv_volume_resample_to(in, n_out[0], n_out[1], n_out[2], (const double(*)[4])a_out, 0.0f, out);
 }
 
@@ -246,7 +210,7 @@ nfv_status nfv_volume_crop_pad(const nfv_volume *in, int nx, int ny, int nz, nfv
         t[c][3] = start[c];
     }
     mat4 a_out;
-    mat4_mul(in->affine, t, a_out);
+    nfv_affine_mul(in->affine, t, a_out);
     NFV_TRY(nfv_volume_alloc(out, nx, ny, nz, (const double(*)[4])a_out));
     copy_codes(in, out);
     /* Range of output i whose source lies inside the input. */

@@ -1,5 +1,6 @@
 /* Slice panels, orthogonal views, mosaics and grids of volumes; PNG output.
  * See include/neurofv/render.h for the conventions. */
+#include "base/affine.h"
 #include "neurofv/render.h"
 
 #include <errno.h>
@@ -9,7 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "neurofv/context.h" /* NFV_TRY */
+#include "base/fs.h"
+#include "neurofv/status.h"
 
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
@@ -49,19 +51,13 @@ void nfv_image_free(nfv_image *im)
 nfv_status nfv_image_write_png(const char *path, const nfv_image *im)
 {
     if (!path || !im || !im->rgb) return nfv_fail(NFV_ERR_INVALID_ARG, "PNG write: empty image or NULL path");
-    size_t cap = strlen(path) + 64;
-    char *tmp = malloc(cap);
-    if (!tmp) return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", path);
-    snprintf(tmp, cap, "%s.tmp%ld", path, (long)getpid());
+    char tmp[4160];
+    NFV_TRY(nfv_temp_name(path, tmp, sizeof tmp));
     nfv_status s = NFV_OK;
     errno = 0;
     if (!stbi_write_png(tmp, im->width, im->height, 3, im->rgb, im->width * 3))
         s = nfv_fail(NFV_ERR_IO, "%s: cannot write PNG (%s)", path, errno ? strerror(errno) : "stb_image_write failed");
-    else if (rename(tmp, path) != 0)
-        s = nfv_fail(NFV_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    if (s != NFV_OK) unlink(tmp);
-    free(tmp);
-    return s;
+    return nfv_rename_into_place(s, tmp, path);
 }
 
 static void put(nfv_image *im, int x, int y, const unsigned char c[3])
@@ -147,29 +143,6 @@ static void draw_text(nfv_image *im, int x0, int y0, const char *s, int scale, c
 static const unsigned char white[3] = {255, 255, 255}, yellow[3] = {255, 230, 90};
 
 /* ---- Geometry and colour ---------------------------------------------------------- */
-
-static int affine_inverse(const double a[4][4], double out[4][4])
-{
-    double m[3][3];
-    for (int r = 0; r < 3; r++)
-        for (int c = 0; c < 3; c++) m[r][c] = a[r][c];
-    double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-                 m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    if (!(fabs(det) > 1e-12) || !isfinite(det)) return -1;
-    double inv[3][3] = {{(m[1][1] * m[2][2] - m[1][2] * m[2][1]) / det, (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det,
-                         (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det},
-                        {(m[1][2] * m[2][0] - m[1][0] * m[2][2]) / det, (m[0][0] * m[2][2] - m[0][2] * m[2][0]) / det,
-                         (m[0][2] * m[1][0] - m[0][0] * m[1][2]) / det},
-                        {(m[1][0] * m[2][1] - m[1][1] * m[2][0]) / det, (m[0][1] * m[2][0] - m[0][0] * m[2][1]) / det,
-                         (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det}};
-    for (int r = 0; r < 3; r++) {
-        for (int c = 0; c < 3; c++) out[r][c] = inv[r][c];
-        out[r][3] = -(inv[r][0] * a[0][3] + inv[r][1] * a[1][3] + inv[r][2] * a[2][3]);
-    }
-    out[3][0] = out[3][1] = out[3][2] = 0.0;
-    out[3][3] = 1.0;
-    return 0;
-}
 
 typedef struct layer {
     const nfv_volume *v;
@@ -259,7 +232,7 @@ static nfv_status prepare(const nfv_volume *v, const nfv_render_options *o, prep
 {
     memset(p, 0, sizeof *p);
     if (!v || !v->data || nfv_volume_numel(v) == 0) return nfv_fail(NFV_ERR_INVALID_ARG, "render: empty volume");
-    if (affine_inverse((const double(*)[4])v->affine, p->over.inv))
+    if (!nfv_affine_inverse((const double(*)[4])v->affine, p->over.inv))
         return nfv_fail(NFV_ERR_INVALID_ARG, "render: the volume's affine is singular");
     p->over.v = v;
     p->radiological = o->radiological;
@@ -269,7 +242,7 @@ static nfv_status prepare(const nfv_volume *v, const nfv_render_options *o, prep
         if (!o->background->data || nfv_volume_numel(o->background) == 0)
             return nfv_fail(NFV_ERR_INVALID_ARG, "render: empty background volume");
         p->grey.v = o->background;
-        if (affine_inverse((const double(*)[4])o->background->affine, p->grey.inv))
+        if (!nfv_affine_inverse((const double(*)[4])o->background->affine, p->grey.inv))
             return nfv_fail(NFV_ERR_INVALID_ARG, "render: the background's affine is singular");
         p->has_over = 1;
         float amax = 0, vmin = 0;

@@ -7,6 +7,8 @@
  * 20 mm), evaluated separably in three passes over the grid.  Subjects are
  * spread over threads; each draws its randomness from its own stream
  * (seed, subject index), so bytes do not depend on the thread count. */
+#include "base/affine.h"
+#include "base/rng.h"
 #include "neurofv/synth.h"
 
 #include <errno.h>
@@ -20,7 +22,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "neurofv/context.h" /* NFV_TRY */
+#include "base/fs.h"
+#include "neurofv/status.h"
 
 const char *const nfv_synth_shape_names[NFV_SHAPE_COUNT] = {"sphere", "cube", "cross", "cylinder", "pyramid", "torus"};
 
@@ -32,92 +35,10 @@ static const double fov_extent[3] = {180.0, 216.0, 180.0};
 #define OUT_SCALE 8.0f
 #define CONTROL_SPACING_MM 20.0
 
-/* ---- PRNG: xoshiro256** seeded by splitmix64 ------------------------------ */
-
-typedef struct rng { uint64_t s[4]; } rng;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* Independent stream per (seed, stream, index). */
-static void rng_seed(rng *r, uint64_t seed, uint64_t stream, uint64_t index)
-{
-    uint64_t x = seed ^ (stream * 0xD1B54A32D192ED03ULL) ^ (index * 0x8CB92BA72F3D8DD7ULL);
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-static double rng_uniform(rng *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
-static double rng_range(rng *r, double lo, double hi) { return lo + (hi - lo) * rng_uniform(r); }
-static int rng_below(rng *r, int n) { return (int)(rng_uniform(r) * n) % n; }
-static double rng_normal(rng *r)
-{
-    double u = rng_uniform(r), v = rng_uniform(r);
-    return sqrt(-2.0 * log(1.0 - u)) * cos(6.283185307179586 * v);
-}
-
+/* Streams of the one host RNG (base/rng.h) per subject, labels and split. */
 enum { STREAM_SUBJECT = 1, STREAM_LABELS = 2, STREAM_SPLIT = 3 };
 
-/* ---- Small matrix helpers (4x4 affine) ------------------------------------ */
-
-static void mat_mul(const double a[4][4], const double b[4][4], double out[4][4])
-{
-    double t[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 4; c++) {
-            double s = 0;
-            for (int k = 0; k < 4; k++) s += a[r][k] * b[k][c];
-            t[r][c] = s;
-        }
-    memcpy(out, t, sizeof t);
-}
-
-/* Inverse of an affine (last row 0 0 0 1); fails when singular. */
-static int affine_inverse(const double a[4][4], double out[4][4])
-{
-    double m[3][3];
-    for (int r = 0; r < 3; r++)
-        for (int c = 0; c < 3; c++) m[r][c] = a[r][c];
-    double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-                 m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    if (!(fabs(det) > 1e-12)) return -1;
-    double inv[3][3];
-    inv[0][0] = (m[1][1] * m[2][2] - m[1][2] * m[2][1]) / det;
-    inv[0][1] = (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det;
-    inv[0][2] = (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det;
-    inv[1][0] = (m[1][2] * m[2][0] - m[1][0] * m[2][2]) / det;
-    inv[1][1] = (m[0][0] * m[2][2] - m[0][2] * m[2][0]) / det;
-    inv[1][2] = (m[0][2] * m[1][0] - m[0][0] * m[1][2]) / det;
-    inv[2][0] = (m[1][0] * m[2][1] - m[1][1] * m[2][0]) / det;
-    inv[2][1] = (m[0][1] * m[2][0] - m[0][0] * m[2][1]) / det;
-    inv[2][2] = (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det;
-    for (int r = 0; r < 3; r++) {
-        for (int c = 0; c < 3; c++) out[r][c] = inv[r][c];
-        out[r][3] = -(inv[r][0] * a[0][3] + inv[r][1] * a[1][3] + inv[r][2] * a[2][3]);
-    }
-    out[3][0] = out[3][1] = out[3][2] = 0.0;
-    out[3][3] = 1.0;
-    return 0;
-}
+/* ---- Small matrix helpers (4x4 affine; product and inverse in base/affine.h) */
 
 static void affine_apply(const double a[4][4], const double p[3], double out[3])
 {
@@ -216,7 +137,7 @@ nfv_status nfv_synth_shape_paint(nfv_volume *v, nfv_shape shape, double size_mm,
     if (!v || !v->data || (int)shape < 0 || shape >= NFV_SHAPE_COUNT || !(size_mm > 0))
         return nfv_fail(NFV_ERR_INVALID_ARG, "shape paint: empty volume, unknown shape or size <= 0");
     double inv[4][4];
-    if (affine_inverse((const double(*)[4])v->affine, inv))
+    if (!nfv_affine_inverse((const double(*)[4])v->affine, inv))
         return nfv_fail(NFV_ERR_INVALID_ARG, "shape paint: the volume's affine is singular");
     int dims[3] = {v->nx, v->ny, v->nz}, lo[3], hi[3];
     if (!shape_bbox((const double(*)[4])v->affine, inv, dims, size_mm, centre_mm, lo, hi)) return NFV_OK;
@@ -458,22 +379,22 @@ typedef struct subject_params {
 
 /* Rotation about the FOV centre, anisotropic scale, translation: a world->
  * world backward map x_template = c + L (x - c) + t. */
-static void random_affine(rng *r, double scale, double world_back[4][4])
+static void random_affine(nfv_rng *r, double scale, double world_back[4][4])
 {
     const double deg = 3.141592653589793 / 180.0;
-    double ax = rng_range(r, -4, 4) * deg, ay = rng_range(r, -4, 4) * deg, az = rng_range(r, -4, 4) * deg;
+    double ax = nfv_rng_range(r, -4, 4) * deg, ay = nfv_rng_range(r, -4, 4) * deg, az = nfv_rng_range(r, -4, 4) * deg;
     double s[3];
-    double g = rng_range(r, 0.97, 1.03);
-    for (int d = 0; d < 3; d++) s[d] = scale / (g * rng_range(r, 0.98, 1.02));
-    double t[3] = {rng_range(r, -3, 3), rng_range(r, -3, 3), rng_range(r, -3, 3)};
+    double g = nfv_rng_range(r, 0.97, 1.03);
+    for (int d = 0; d < 3; d++) s[d] = scale / (g * nfv_rng_range(r, 0.98, 1.02));
+    double t[3] = {nfv_rng_range(r, -3, 3), nfv_rng_range(r, -3, 3), nfv_rng_range(r, -3, 3)};
     double rx[4][4] = {{1, 0, 0, 0}, {0, cos(ax), -sin(ax), 0}, {0, sin(ax), cos(ax), 0}, {0, 0, 0, 1}};
     double ry[4][4] = {{cos(ay), 0, sin(ay), 0}, {0, 1, 0, 0}, {-sin(ay), 0, cos(ay), 0}, {0, 0, 0, 1}};
     double rz[4][4] = {{cos(az), -sin(az), 0, 0}, {sin(az), cos(az), 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
     double sc[4][4] = {{s[0], 0, 0, 0}, {0, s[1], 0, 0}, {0, 0, s[2], 0}, {0, 0, 0, 1}};
     double l[4][4];
-    mat_mul(rz, ry, l);
-    mat_mul(l, rx, l);
-    mat_mul(l, sc, l);
+    nfv_affine_mul(rz, ry, l);
+    nfv_affine_mul(l, rx, l);
+    nfv_affine_mul(l, sc, l);
     /* x_t = c + L (x - c) + t  =>  translation column c - L c + t */
     for (int d = 0; d < 3; d++) {
         double lc = l[d][0] * fov_centre[0] + l[d][1] * fov_centre[1] + l[d][2] * fov_centre[2];
@@ -489,7 +410,7 @@ static const double hippo_centre[2][3] = {{-28, -24, -12}, {28, -24, -12}};
 #define MORPH_GLOBAL_SCALE 0.97
 
 /* Warp the template into w->clean with the subject's map; brain mask. */
-static void warp_subject(const synth_shared *sh, synth_work *w, rng *r, subject_params *sp, const bspline_axis ax[3])
+static void warp_subject(const synth_shared *sh, synth_work *w, nfv_rng *r, subject_params *sp, const bspline_axis ax[3])
 {
     const nfv_volume *g = &sh->grid;
     int nx = g->nx, ny = g->ny, nz = g->nz;
@@ -497,8 +418,8 @@ static void warp_subject(const synth_shared *sh, synth_work *w, rng *r, subject_
     double scale = sp->morph_atrophy ? 1.0 / MORPH_GLOBAL_SCALE : 1.0;
     random_affine(r, scale, world_back);
     double tmp[4][4];
-    mat_mul(world_back, (const double(*)[4])g->affine, tmp);
-    mat_mul(sh->tmpl_inv, tmp, sp->back);
+    nfv_affine_mul(world_back, (const double(*)[4])g->affine, tmp);
+    nfv_affine_mul(sh->tmpl_inv, tmp, sp->back);
     /* Displacements (world mm, added after the affine) -> template voxels. */
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++) sp->disp_to_tvox[a][b] = sh->tmpl_inv[a][b];
@@ -508,7 +429,7 @@ static void warp_subject(const synth_shared *sh, synth_work *w, rng *r, subject_
     size_t nctrl = (size_t)ncx * ncy * ncz;
     float *ctrl = w->g1 + 3 * (size_t)ncz * ncy * nx; /* scratch after g1 (sized for it) */
     for (size_t c = 0; c < nctrl; c++) {
-        double d[3] = {2.5 * rng_normal(r), 2.5 * rng_normal(r), 2.5 * rng_normal(r)};
+        double d[3] = {2.5 * nfv_rng_normal(r), 2.5 * nfv_rng_normal(r), 2.5 * nfv_rng_normal(r)};
         for (int a = 0; a < 3; a++)
             ctrl[3 * c + a] = (float)(sp->disp_to_tvox[a][0] * d[0] + sp->disp_to_tvox[a][1] * d[1] +
                                       sp->disp_to_tvox[a][2] * d[2]);
@@ -593,7 +514,7 @@ static void erode6(const unsigned char *in, unsigned char *out, int nx, int ny, 
 }
 
 /* Plant one lesion of the subject's class shape; fills w->lesion (0/1). */
-static void plant_lesion(const synth_shared *sh, synth_work *w, rng *r, nfv_shape shape)
+static void plant_lesion(const synth_shared *sh, synth_work *w, nfv_rng *r, nfv_shape shape)
 {
     const nfv_volume *g = &sh->grid;
     int nx = g->nx, ny = g->ny, nz = g->nz, dims[3] = {nx, ny, nz};
@@ -607,16 +528,16 @@ static void plant_lesion(const synth_shared *sh, synth_work *w, rng *r, nfv_shap
         for (size_t i = 0; i < n; i++)
             if (w->brain[i] && sh->common_mask[i]) w->candidates[ncand++] = (int)i;
 
-    double size = rng_range(r, sh->o->lesion_size_mm[0], sh->o->lesion_size_mm[1]);
-    double intensity = rng_range(r, sh->o->lesion_intensity[0], sh->o->lesion_intensity[1]);
+    double size = nfv_rng_range(r, sh->o->lesion_size_mm[0], sh->o->lesion_size_mm[1]);
+    double intensity = nfv_rng_range(r, sh->o->lesion_intensity[0], sh->o->lesion_intensity[1]);
     double inv[4][4];
-    affine_inverse((const double(*)[4])g->affine, inv);
+    nfv_affine_inverse((const double(*)[4])g->affine, inv);
 
     double best_score = -1, best_centre[3] = {0, 0, 0};
     for (int attempt = 0; attempt < 64 && ncand > 0; attempt++) {
-        int c = w->candidates[rng_below(r, ncand)];
-        double vox[3] = {c % nx + rng_range(r, -0.5, 0.5), (c / nx) % ny + rng_range(r, -0.5, 0.5),
-                         (double)(c / (int)plane) + rng_range(r, -0.5, 0.5)};
+        int c = w->candidates[nfv_rng_below(r, ncand)];
+        double vox[3] = {c % nx + nfv_rng_range(r, -0.5, 0.5), (c / nx) % ny + nfv_rng_range(r, -0.5, 0.5),
+                         (double)(c / (int)plane) + nfv_rng_range(r, -0.5, 0.5)};
         double centre[3];
         affine_apply((const double(*)[4])g->affine, vox, centre);
         int lo[3], hi[3];
@@ -662,12 +583,12 @@ static void plant_lesion(const synth_shared *sh, synth_work *w, rng *r, nfv_shap
 
 /* Bias field (smooth, multiplicative) and noise inside the brain; scale and
  * round into w->out. */
-static void finish_subject(const synth_shared *sh, synth_work *w, rng *r)
+static void finish_subject(const synth_shared *sh, synth_work *w, nfv_rng *r)
 {
     const nfv_volume *g = &sh->grid;
     double coef[9];
-    for (int q = 0; q < 9; q++) coef[q] = rng_range(r, -0.08, 0.08);
-    double sigma = rng_range(r, 0.015, 0.04) * sh->wm_level;
+    for (int q = 0; q < 9; q++) coef[q] = nfv_rng_range(r, -0.08, 0.08);
+    double sigma = nfv_rng_range(r, 0.015, 0.04) * sh->wm_level;
     size_t plane = (size_t)g->nx * g->ny;
     for (int z = 0; z < g->nz; z++)
         for (int y = 0; y < g->ny; y++)
@@ -682,7 +603,7 @@ static void finish_subject(const synth_shared *sh, synth_work *w, rng *r)
                 double s = (g->affine[2][2] * z + g->affine[2][3] - fov_centre[2]) / 90.0;
                 double b = coef[0] * u + coef[1] * v + coef[2] * s + coef[3] * u * u + coef[4] * v * v +
                            coef[5] * s * s + coef[6] * u * v + coef[7] * u * s + coef[8] * v * s;
-                double val = w->clean[idx] * exp(b) + sigma * rng_normal(r);
+                double val = w->clean[idx] * exp(b) + sigma * nfv_rng_normal(r);
                 float q = floorf((float)(val * OUT_SCALE) + 0.5f);
                 w->out.data[idx] = q < 1.0f ? 1.0f : q;
             }
@@ -719,10 +640,7 @@ static nfv_status write_volume_fast(const char *path, const nfv_volume *v)
     if (in) fclose(in);
     if (out && gzclose(out) != Z_OK && s == NFV_OK) s = nfv_fail(NFV_ERR_IO, "writing %s failed (disk full?)", gz);
     unlink(plain);
-    if (s == NFV_OK && rename(gz, path) != 0)
-        s = nfv_fail(NFV_ERR_IO, "cannot rename %s to %s: %s", gz, path, strerror(errno));
-    if (s != NFV_OK) unlink(gz);
-    return s;
+    return nfv_rename_into_place(s, gz, path);
 }
 
 static void subject_path(char *buf, size_t cap, const char *dir, const char *sub, int index)
@@ -734,8 +652,8 @@ static void subject_path(char *buf, size_t cap, const char *dir, const char *sub
 static nfv_status make_subject(const synth_shared *sh, synth_work *w, int index, const bspline_axis ax[3])
 {
     const nfv_synth_options *o = sh->o;
-    rng r;
-    rng_seed(&r, o->seed, STREAM_SUBJECT, (uint64_t)index);
+    nfv_rng r;
+    nfv_rng_seed(&r, o->seed, STREAM_SUBJECT, (uint64_t)index);
     subject_params sp;
     memset(&sp, 0, sizeof sp);
     int cls = sh->label[index];
@@ -836,49 +754,19 @@ static void *worker(void *p)
 
 /* ---- Cohort-level files ------------------------------------------------------ */
 
-static nfv_status mkdir_p(const char *path)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "output directory name too long: %s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return nfv_fail(NFV_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return nfv_fail(NFV_ERR_IO, "%s exists and is not a directory", path);
-    return NFV_OK;
-}
-
 static nfv_status write_labels(const synth_shared *sh)
 {
     const nfv_synth_options *o = sh->o;
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/labels.csv", o->out_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    FILE *f = af.f;
     static const char *split_names[3] = {"train", "val", "test"};
     fprintf(f, "path,label,split\n");
     for (int i = 0; i < o->n; i++)
         fprintf(f, "sub-%04d.nii.gz,%s,%s\n", i + 1, sh->class_names[sh->label[i]], split_names[sh->split[i]]);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        unlink(tmp);
-        return nfv_fail(NFV_ERR_IO, "writing %s failed (disk full?)", path);
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return nfv_fail(NFV_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    }
-    return NFV_OK;
+    return nfv_atomic_commit(&af);
 }
 
 /* cohort.json: the settings a later step needs to interpret the cohort
@@ -886,41 +774,32 @@ static nfv_status write_labels(const synth_shared *sh)
 static nfv_status write_cohort_json(const synth_shared *sh)
 {
     const nfv_synth_options *o = sh->o;
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/cohort.json", o->out_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    FILE *f = af.f;
     fprintf(f, "{\n  \"task\": \"%s\",\n  \"n\": %d,\n  \"seed\": %llu,\n  \"voxel_mm\": %g,\n  \"classes\": [",
             o->task == NFV_SYNTH_LESION ? "lesion" : "morph", o->n, o->seed, o->voxel_mm);
     for (int c = 0; c < sh->class_count; c++) fprintf(f, "%s\"%s\"", c ? ", " : "", sh->class_names[c]);
     fprintf(f, "],\n  \"lesion_size_mm\": [%g, %g],\n  \"lesion_intensity\": [%g, %g]\n}\n", o->lesion_size_mm[0],
             o->lesion_size_mm[1], o->lesion_intensity[0], o->lesion_intensity[1]);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        unlink(tmp);
-        return nfv_fail(NFV_ERR_IO, "writing %s failed (disk full?)", path);
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return nfv_fail(NFV_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    }
-    return NFV_OK;
+    return nfv_atomic_commit(&af);
 }
 
 /* Balanced labels (counts differ by at most one), shuffled; stratified split. */
 static void assign_labels(synth_shared *sh)
 {
     const nfv_synth_options *o = sh->o;
-    rng r;
-    rng_seed(&r, o->seed, STREAM_LABELS, 0);
+    nfv_rng r;
+    nfv_rng_seed(&r, o->seed, STREAM_LABELS, 0);
     for (int i = 0; i < o->n; i++) sh->label[i] = i % sh->class_count;
     for (int i = o->n - 1; i > 0; i--) {
-        int j = rng_below(&r, i + 1), t = sh->label[i];
+        int j = nfv_rng_below(&r, i + 1), t = sh->label[i];
         sh->label[i] = sh->label[j];
         sh->label[j] = t;
     }
-    rng_seed(&r, o->seed, STREAM_SPLIT, 0);
+    nfv_rng_seed(&r, o->seed, STREAM_SPLIT, 0);
     double total = o->split[0] + o->split[1] + o->split[2];
     int *members = malloc((size_t)o->n * sizeof *members);
     if (!members) return; /* caller checked n; allocation of n ints cannot fail in practice */
@@ -929,7 +808,7 @@ static void assign_labels(synth_shared *sh)
         for (int i = 0; i < o->n; i++)
             if (sh->label[i] == c) members[m++] = i;
         for (int i = m - 1; i > 0; i--) {
-            int j = rng_below(&r, i + 1), t = members[i];
+            int j = nfv_rng_below(&r, i + 1), t = members[i];
             members[i] = members[j];
             members[j] = t;
         }
@@ -973,7 +852,7 @@ static nfv_status write_grid_template(synth_shared *sh)
 {
     nfv_volume *g = &sh->grid;
     double back[4][4];
-    mat_mul(sh->tmpl_inv, (const double(*)[4])g->affine, back);
+    nfv_affine_mul(sh->tmpl_inv, (const double(*)[4])g->affine, back);
     size_t n = nfv_volume_numel(g), plane = (size_t)g->nx * g->ny;
     nfv_volume mask;
     NFV_TRY(nfv_volume_clone(g, &mask));
@@ -1003,7 +882,7 @@ static nfv_status write_shape_templates(const synth_shared *sh)
 {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/shapes", sh->o->out_dir);
-    NFV_TRY(mkdir_p(dir));
+    NFV_TRY(nfv_mkdirs(dir));
     for (int c = 0; c < sh->class_count; c++) {
         if (sh->class_shape[c] == NFV_SHAPE_COUNT) continue;
         nfv_volume v;
@@ -1042,7 +921,7 @@ static nfv_status run_inner(synth_shared *sh)
 
     const char *tpath = o->template_path ? o->template_path : NFV_SYNTH_DEFAULT_TEMPLATE;
     NFV_TRY(nfv_volume_read(tpath, &sh->tmpl, NULL));
-    if (affine_inverse((const double(*)[4])sh->tmpl.affine, sh->tmpl_inv))
+    if (!nfv_affine_inverse((const double(*)[4])sh->tmpl.affine, sh->tmpl_inv))
         return nfv_fail(NFV_ERR_FORMAT, "%s: the template's affine is singular", tpath);
     double cls[3];
     intensity_classes(&sh->tmpl, cls);
@@ -1068,11 +947,11 @@ static nfv_status run_inner(synth_shared *sh)
     if (!sh->common_mask || !sh->label || !sh->split) return nfv_fail(NFV_ERR_NO_MEMORY, "synth: out of memory");
     assign_labels(sh);
 
-    NFV_TRY(mkdir_p(o->out_dir));
+    NFV_TRY(nfv_mkdirs(o->out_dir));
     if (o->task == NFV_SYNTH_LESION) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/lesion_masks", o->out_dir);
-        NFV_TRY(mkdir_p(dir));
+        NFV_TRY(nfv_mkdirs(dir));
         NFV_TRY(write_shape_templates(sh));
     }
     NFV_TRY(write_grid_template(sh));

@@ -1,7 +1,7 @@
 /* Host volumes: allocation, copy; see include/neurofv/volume.h. */
 #include "neurofv/volume.h"
 
-#include "neurofv/context.h" /* NFV_TRY */
+#include "neurofv/status.h"
 
 #include <stdint.h>
 #include <stdlib.h>

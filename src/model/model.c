@@ -1,5 +1,6 @@
 /* Sequential models: building from a spec, shapes, forward and backward over
  * the ops of ops.h, safetensors load/save.  See include/neurofv/model.h. */
+#include "base/rng.h"
 #include "neurofv/model.h"
 
 #include <cjson/cJSON.h>
@@ -37,16 +38,6 @@ static char *dupstr(const char *s)
     if (d) memcpy(d, s, n);
     return d;
 }
-
-/* splitmix64: a small, well-mixed host RNG so initialization is the same on every device. */
-static unsigned long long splitmix64(unsigned long long *s)
-{
-    unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(unsigned long long *s) { return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
 
 static int out_size(int in, int k, int s, int p) { return in + 2 * p < k ? 0 : (in + 2 * p - k) / s + 1; }
 
@@ -361,7 +352,7 @@ nfv_status nfv_model_create_from_spec(nfv_context *ctx, const char *spec, const 
     m->head = head;
     nfv_status s = set_classes(m, head == NFV_HEAD_REGRESSION ? 0 : class_count, class_names);
     if (!s) s = alloc_params(m, ctx);
-    unsigned long long rng = seed ^ 0x6E6575726F6676ULL;
+    uint64_t rng = seed ^ 0x6E6575726F6676ULL;
     for (int i = 0; !s && i < m->layer_count; i++) {
         nfv_layer *l = &m->layers[i];
         if (l->spec.kind == NFV_LAYER_BATCHNORM3D) {
@@ -380,7 +371,7 @@ nfv_status nfv_model_create_from_spec(nfv_context *ctx, const char *spec, const 
                 s = nfv_fail(NFV_ERR_NO_MEMORY, "model: out of memory");
                 break;
             }
-            for (size_t e = 0; e < l->param[p].numel; e++) h[e] = (float)((2.0 * rng_uniform(&rng) - 1.0) * bound);
+            for (size_t e = 0; e < l->param[p].numel; e++) h[e] = (float)((2.0 * nfv_uniform01(&rng) - 1.0) * bound);
             s = nfv_tensor_upload(ctx, &l->param[p], h);
             free(h);
         }

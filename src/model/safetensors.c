@@ -1,4 +1,5 @@
 /* safetensors reader and writer; see include/neurofv/safetensors.h. */
+#include "base/fs.h"
 #include "neurofv/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -362,13 +363,13 @@ nfv_status nfv_st_writer_write(const nfv_st_writer *w, const char *path)
     size_t jlen = strlen(json);
     size_t padded = (jlen + 7) / 8 * 8;   /* data starts 8-byte aligned, as the reference writer does */
 
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
+    nfv_atomic_file af;
+    nfv_status s = nfv_atomic_open(&af, path, "wb");
+    if (s != NFV_OK) {
         free(json);
-        return nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+        return s;
     }
+    FILE *fp = af.f;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(json, 1, jlen, fp) == jlen;
@@ -376,11 +377,10 @@ nfv_status nfv_st_writer_write(const nfv_st_writer *w, const char *path)
     for (int i = 0; ok && i < w->count; i++)
         ok = fwrite(w->tensors[i].data, 1, w->tensors[i].bytes, fp) == w->tensors[i].bytes;
     free(json);
-    if (fclose(fp) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
+    if (!ok) {
         int e = errno;
-        remove(tmp);
+        nfv_atomic_abort(&af);
         return nfv_fail(NFV_ERR_IO, "%s: write failed: %s", path, strerror(e));
     }
-    return NFV_OK;
+    return nfv_atomic_commit(&af);
 }

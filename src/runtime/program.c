@@ -8,6 +8,7 @@
  *   8 bytes  FNV-1a hash of the payload
  *   payload  the binary from CL_PROGRAM_BINARIES
  * A file whose size, hash or clBuildProgram fails is rejected and rebuilt. */
+#include "base/fs.h"
 #include "runtime/internal.h"
 
 #include <errno.h>
@@ -45,20 +46,6 @@ static unsigned long long cache_key(const nfv_context *ctx, const char *source, 
         h = nfv_hash64(parts[i], strlen(parts[i]) + 1, h);
     }
     return h;
-}
-
-static void mkdir_p(const char *dir)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
 }
 
 static unsigned char *read_cache(const char *path, size_t *size)
@@ -100,20 +87,18 @@ static void write_cache(const nfv_context *ctx, const char *path, cl_program pro
         free(bin);
         return;
     }
-    mkdir_p(ctx->cache_dir);
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (f) {
+    /* The cache is an optimization: a failure to write it costs a rebuild
+     * next run, never this run, so errors here are not reported. */
+    nfv_atomic_file af;
+    if (nfv_mkdirs(ctx->cache_dir) == NFV_OK && nfv_atomic_open(&af, path, "wb") == NFV_OK) {
+        FILE *f = af.f;
         unsigned char head[24];
         memcpy(head, CACHE_MAGIC, 8);
         unsigned long long hash = nfv_hash64(bin, n, NFV_HASH_SEED), len = n;
         for (int i = 0; i < 8; i++) head[8 + i] = (unsigned char)(len >> (8 * i));
         for (int i = 0; i < 8; i++) head[16 + i] = (unsigned char)(hash >> (8 * i));
-        int ok = fwrite(head, 1, 24, f) == 24 && fwrite(bin, 1, n, f) == n;
-        ok = (fclose(f) == 0) && ok;
-        if (ok) rename(tmp, path);
-        else remove(tmp);
+        if (fwrite(head, 1, 24, f) == 24 && fwrite(bin, 1, n, f) == n) (void)nfv_atomic_commit(&af);
+        else nfv_atomic_abort(&af);
     }
     free(bin);
 }

@@ -23,6 +23,7 @@
  * that cost; setting Kx to 1 halved it.  Skipping rows empty for every lane
  * gained nothing (the lanes' boxes are offset differently).  Tighter rows
  * (the py range of each pz section of the parallelepiped) are the next step. */
+#include "base/rng.h"
 #include "neurofv/vis_ops.h"
 
 #include <math.h>
@@ -316,27 +317,18 @@ void nfv_affine_about_centre(const int in_dims[3], const int out_dims[3], float 
     }
 }
 
-static double splitmix_uniform(unsigned long long *s)
-{
-    unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
-
 void nfv_random_transforms(unsigned long long seed, int n, const int dims[3], float scale_min, float scale_max,
                            float max_angle, int jitter, float *matrix, int *shift)
 {
-    unsigned long long s = seed;
+    uint64_t s = seed;
     for (int i = 0; i < n; i++) {
         /* Always draw every number so the sequence does not depend on which outputs were asked for. */
-        float sc = (float)(scale_min + (scale_max - scale_min) * splitmix_uniform(&s));
+        float sc = (float)(scale_min + (scale_max - scale_min) * nfv_uniform01(&s));
         float ang[3];
-        for (int a = 0; a < 3; a++) ang[a] = (float)((2.0 * splitmix_uniform(&s) - 1.0) * max_angle);
+        for (int a = 0; a < 3; a++) ang[a] = (float)((2.0 * nfv_uniform01(&s) - 1.0) * max_angle);
         int sh[3];
         for (int a = 0; a < 3; a++) {
-            sh[a] = (int)floor(splitmix_uniform(&s) * (2 * jitter + 1)) - jitter;
+            sh[a] = (int)floor(nfv_uniform01(&s) * (2 * jitter + 1)) - jitter;
             if (sh[a] > jitter) sh[a] = jitter;
         }
         if (matrix) nfv_affine_about_centre(dims, dims, sc, ang, NULL, matrix + 12 * i);

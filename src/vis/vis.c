@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/rng.h"
 #include "neurofv/synth.h" /* NFV_SYNTH_DEFAULT_TEMPLATE */
 #include "neurofv/vis.h"
 #include "neurofv/vis_ops.h"
@@ -253,15 +254,6 @@ nfv_status nfv_vis_options_check(const nfv_vis_options *o)
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static unsigned long long splitmix64(unsigned long long *s)
-{
-    unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-static double uniform01(unsigned long long *s) { return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
-
 static unsigned long long hash_str(const char *s, unsigned long long h)
 {
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
@@ -269,11 +261,11 @@ static unsigned long long hash_str(const char *s, unsigned long long h)
 }
 
 /* The stream of one sample: (seed, target text, start). */
-static unsigned long long sample_seed(unsigned long long seed, const char *target, int start)
+static uint64_t sample_seed(unsigned long long seed, const char *target, int start)
 {
-    unsigned long long h = hash_str(target, 1469598103934665603ULL ^ (seed * 0x9E3779B97F4A7C15ULL));
+    uint64_t h = hash_str(target, 1469598103934665603ULL ^ (seed * 0x9E3779B97F4A7C15ULL));
     h ^= (unsigned long long)(start + 1) * 0xD1B54A32D192ED03ULL;
-    splitmix64(&h);
+    nfv_splitmix64(&h);
     return h;
 }
 
@@ -441,7 +433,7 @@ static nfv_status make_image(batch_state *b, const nfv_tensor **image)
 }
 
 /* Draw this step's transforms for every sample and build the model input. */
-static nfv_status transform_forward(batch_state *b, const nfv_tensor *image, unsigned long long *streams, float *matrix,
+static nfv_status transform_forward(batch_state *b, const nfv_tensor *image, uint64_t *streams, float *matrix,
                                     int *shift, const nfv_tensor **x)
 {
     const nfv_vis_options *o = b->o;
@@ -452,13 +444,13 @@ static nfv_status transform_forward(batch_state *b, const nfv_tensor *image, uns
     int out_dims[3] = {b->D, b->H, b->W};
     float max_angle = (float)(o->rotate_deg * M_PI / 180.0);
     for (int n = 0; n < b->N; n++) {
-        unsigned long long *s = &streams[n];
+        uint64_t *s = &streams[n];
         /* Always draw the same count of numbers per step. */
-        float sc = (float)(o->scale_min + (o->scale_max - o->scale_min) * uniform01(s));
+        float sc = (float)(o->scale_min + (o->scale_max - o->scale_min) * nfv_uniform01(s));
         float ang[3], sh[3];
-        for (int a = 0; a < 3; a++) ang[a] = (float)((2.0 * uniform01(s) - 1.0) * max_angle);
+        for (int a = 0; a < 3; a++) ang[a] = (float)((2.0 * nfv_uniform01(s) - 1.0) * max_angle);
         for (int a = 0; a < 3; a++) {
-            int v = (int)floor(uniform01(s) * (2 * o->jitter + 1)) - o->jitter;
+            int v = (int)floor(nfv_uniform01(s) * (2 * o->jitter + 1)) - o->jitter;
             if (v > o->jitter) v = o->jitter;
             shift[3 * n + a] = v;
             sh[a] = (float)v;
@@ -760,7 +752,7 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
     const nfv_layer *l = &m->layers[t0->layer];
     float *host = NULL, *matrix = NULL, *obj = NULL, *scratch = NULL, *tl1 = NULL, *tl2 = NULL, *ttv = NULL;
     int *shift = NULL;
-    unsigned long long *streams = NULL;
+    uint64_t *streams = NULL;
     nfv_status st = NFV_OK;
     double t_start = now_s();
 
@@ -827,7 +819,7 @@ static nfv_status run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *ta
         streams[n] = sample_seed(o->seed, targets[smp[n].target].name, smp[n].start);
         float *p = host + (size_t)n * b.vox;
         if (o->init == NFV_VIS_INIT_NOISE)
-            for (size_t i = 0; i < b.vox; i++) p[i] = (float)((2.0 * uniform01(&streams[n]) - 1.0) * o->init_scale);
+            for (size_t i = 0; i < b.vox; i++) p[i] = (float)((2.0 * nfv_uniform01(&streams[n]) - 1.0) * o->init_scale);
         else
             memset(p, 0, b.vox * sizeof *p);
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "neurofv/vis.h"
 #include "neurofv/vis_ops.h"
 
@@ -238,26 +239,6 @@ static void html_escape(FILE *f, const char *s)
     }
 }
 
-static FILE *open_tmp(const char *path, char *tmp, size_t cap)
-{
-    snprintf(tmp, cap, "%s.tmp%ld", path, (long)getpid());
-    return fopen(tmp, "w");
-}
-
-static nfv_status close_rename(FILE *f, const char *tmp, const char *path)
-{
-    int bad = ferror(f);
-    if (fclose(f) || bad) {
-        remove(tmp);
-        return nfv_fail(NFV_ERR_IO, "cannot write %s", path);
-    }
-    if (rename(tmp, path)) {
-        remove(tmp);
-        return nfv_fail(NFV_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    }
-    return NFV_OK;
-}
-
 typedef struct summary {
     int recovered, with_truth, n;
     double obj, obj_clean, hf, secs;
@@ -347,7 +328,7 @@ void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, 
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
                                     int nconfigs, const nfv_compare_row *rows, int nrows)
 {
-    char path[4200], tmp[4300];
+    char path[4200];
     NFV_TRY(nfv_mkdirs(dir));
     int any_truth = 0;
     for (int i = 0; i < nrows; i++) any_truth |= rows[i].has_truth && rows[i].truth_class[0];
@@ -366,8 +347,9 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
 
     /* CSV */
     snprintf(path, sizeof path, "%s/results.csv", dir);
-    FILE *f = open_tmp(path, tmp, sizeof tmp);
-    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    FILE *f = af.f;
     fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
                "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds\n");
     for (int i = 0; i < nrows; i++) {
@@ -384,12 +366,12 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
             fprintf(f, ",,,,,,,,");
         fprintf(f, "%.2f\n", r->seconds);
     }
-    NFV_TRY(close_rename(f, tmp, path));
+    NFV_TRY(nfv_atomic_commit(&af));
 
     /* Markdown */
     snprintf(path, sizeof path, "%s/results.md", dir);
-    f = open_tmp(path, tmp, sizeof tmp);
-    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    f = af.f;
     fprintf(f, "# Regularization comparison\n\nModel: `%s`\n\n", model_path);
     fprintf(f, "HF share = fraction of the spectral energy (DFT of the volume minus its mean) at radius |f| > 0.25 "
                "cycles/voxel, i.e. above half the Nyquist radius.\n");
@@ -430,12 +412,12 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
         }
         fputc('\n', f);
     }
-    NFV_TRY(close_rename(f, tmp, path));
+    NFV_TRY(nfv_atomic_commit(&af));
 
     /* HTML: configurations as columns, targets as rows. */
     snprintf(path, sizeof path, "%s/index.html", dir);
-    f = open_tmp(path, tmp, sizeof tmp);
-    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    f = af.f;
     fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>neurofv compare</title>\n<style>"
                "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
                "padding:4px;vertical-align:top;font-size:12px}img{max-width:260px}.ok{color:#070}.no{color:#a00}"
@@ -518,5 +500,5 @@ nfv_status nfv_compare_write_report(const char *dir, const char *model_path, con
         }
     }
     fprintf(f, "</table>\n</body></html>\n");
-    return close_rename(f, tmp, path);
+    return nfv_atomic_commit(&af);
 }

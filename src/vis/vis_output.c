@@ -11,45 +11,8 @@
 #include <cjson/cJSON.h>
 
 #include "neurofv/render.h"
+#include "base/fs.h"
 #include "neurofv/vis.h"
-
-nfv_status nfv_mkdirs(const char *path)
-{
-    char tmp[4096];
-    if (!path || !*path) return nfv_fail(NFV_ERR_INVALID_ARG, "mkdir: empty path");
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return nfv_fail(NFV_ERR_IO, "%s: path too long", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST)
-                return nfv_fail(NFV_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return nfv_fail(NFV_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
-    struct stat sb;
-    if (stat(tmp, &sb) || !S_ISDIR(sb.st_mode)) return nfv_fail(NFV_ERR_IO, "%s is not a directory", tmp);
-    return NFV_OK;
-}
-
-static nfv_status write_text(const char *path, const char *text)
-{
-    char tmp[4400];
-    if (strlen(path) > 4096) return nfv_fail(NFV_ERR_IO, "%.64s...: path too long", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    int ok = fputs(text, f) >= 0;
-    if (fclose(f) || !ok) {
-        remove(tmp);
-        return nfv_fail(NFV_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-    if (rename(tmp, path)) {
-        remove(tmp);
-        return nfv_fail(NFV_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    }
-    return NFV_OK;
-}
 
 static cJSON *options_json(const nfv_vis_options *o)
 {
@@ -172,7 +135,7 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
     cJSON_Delete(j);
     if (!text) return nfv_fail(NFV_ERR_NO_MEMORY, "JSON log of %s: out of memory", r->target.name);
     snprintf(path, sizeof path, "%s/%s.json", dir, stem);
-    st = write_text(path, text);
+    st = nfv_write_text_atomic(path, text);
     free(text);
     return st;
 }

@@ -1,0 +1,80 @@
+/* mkdir -p and atomic writes; see fs.h. */
+#include "base/fs.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+nfv_status nfv_mkdirs(const char *path)
+{
+    char tmp[4096];
+    if (!path || !*path) return nfv_fail(NFV_ERR_INVALID_ARG, "mkdir: empty path");
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return nfv_fail(NFV_ERR_IO, "%s: path too long", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST)
+                return nfv_fail(NFV_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) && errno != EEXIST)
+        return nfv_fail(NFV_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
+    struct stat sb;
+    if (stat(tmp, &sb) || !S_ISDIR(sb.st_mode)) return nfv_fail(NFV_ERR_IO, "%s is not a directory", tmp);
+    return NFV_OK;
+}
+
+nfv_status nfv_temp_name(const char *path, char *tmp, size_t cap)
+{
+    if (!path || !*path) return nfv_fail(NFV_ERR_INVALID_ARG, "write: empty path");
+    if (snprintf(tmp, cap, "%s.tmp%ld", path, (long)getpid()) >= (int)cap)
+        return nfv_fail(NFV_ERR_IO, "%.64s...: path too long", path);
+    return NFV_OK;
+}
+
+nfv_status nfv_rename_into_place(nfv_status status, const char *tmp, const char *path)
+{
+    if (status == NFV_OK && rename(tmp, path) != 0)
+        status = nfv_fail(NFV_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+    if (status != NFV_OK) unlink(tmp);
+    return status;
+}
+
+nfv_status nfv_atomic_open(nfv_atomic_file *af, const char *path, const char *mode)
+{
+    af->f = NULL;
+    if (snprintf(af->path, sizeof af->path, "%s", path ? path : "") >= (int)sizeof af->path)
+        return nfv_fail(NFV_ERR_IO, "%.64s...: path too long", path);
+    NFV_TRY(nfv_temp_name(path, af->tmp, sizeof af->tmp));
+    af->f = fopen(af->tmp, mode);
+    if (!af->f) return nfv_fail(NFV_ERR_IO, "%s: cannot write %s: %s", path, af->tmp, strerror(errno));
+    return NFV_OK;
+}
+
+nfv_status nfv_atomic_commit(nfv_atomic_file *af)
+{
+    if (!af->f) return nfv_fail(NFV_ERR_IO, "%s: not open for writing", af->path);
+    int bad = ferror(af->f) || fflush(af->f) != 0;
+    int err = bad ? errno : 0;
+    if (fclose(af->f) != 0 && !bad) bad = 1, err = errno;
+    af->f = NULL;
+    nfv_status s = NFV_OK;
+    if (bad) s = nfv_fail(NFV_ERR_IO, "%s: write failed: %s", af->path, err ? strerror(err) : "stream error");
+    return nfv_rename_into_place(s, af->tmp, af->path);
+}
+
+void nfv_atomic_abort(nfv_atomic_file *af)
+{
+    if (af->f) fclose(af->f);
+    af->f = NULL;
+    unlink(af->tmp);
+}
+
+nfv_status nfv_write_text_atomic(const char *path, const char *text)
+{
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    fputs(text, af.f);
+    return nfv_atomic_commit(&af);
+}

@@ -1,0 +1,46 @@
+/* Files and folders: mkdir -p and atomic writes.
+ *
+ * Every file neurofv writes goes to a temporary name beside its final path
+ * and is renamed into place only after every write, the flush and the close
+ * succeeded, so a crash, a signal or a full disk never leaves a partial file
+ * under the final name and a previous file stays intact until replaced. */
+#ifndef NEUROFV_BASE_FS_H
+#define NEUROFV_BASE_FS_H
+
+#include <stdio.h>
+
+#include "neurofv/status.h"
+
+/* mkdir -p: creates path and its missing parents (mode 0755); fails when a
+ * component exists and is not a directory. */
+nfv_status nfv_mkdirs(const char *path);
+
+/* A file being written under a temporary name ("<path>.tmp<pid>"). */
+typedef struct nfv_atomic_file {
+    FILE *f;           /* write through this */
+    char path[4096];   /* final name */
+    char tmp[4160];    /* temporary name */
+} nfv_atomic_file;
+
+/* Opens the temporary file with fopen mode ("w" or "wb"). */
+nfv_status nfv_atomic_open(nfv_atomic_file *af, const char *path, const char *mode);
+
+/* Checks the stream for write errors, flushes, closes and renames the
+ * temporary file to its final name.  On any failure the temporary file is
+ * removed and the error names the file.  af->f is closed either way. */
+nfv_status nfv_atomic_commit(nfv_atomic_file *af);
+
+/* Closes and removes the temporary file (after an error while writing). */
+void nfv_atomic_abort(nfv_atomic_file *af);
+
+/* Writes text to path atomically. */
+nfv_status nfv_write_text_atomic(const char *path, const char *text);
+
+/* For writers that open files by name themselves (nifti, stb, zlib): the
+ * temporary name for path into tmp (cap bytes), and the final step that
+ * renames tmp to path when status is NFV_OK and removes tmp otherwise.
+ * nfv_rename_into_place returns status unchanged, or the rename failure. */
+nfv_status nfv_temp_name(const char *path, char *tmp, size_t cap);
+nfv_status nfv_rename_into_place(nfv_status status, const char *tmp, const char *path);
+
+#endif

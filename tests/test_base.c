@@ -1,0 +1,169 @@
+/* src/base: the one RNG, the affine helpers and atomic file writing. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/affine.h"
+#include "base/fs.h"
+#include "base/rng.h"
+#include "test.h"
+
+TEST(rng_splitmix64_matches_published_values)
+{
+    /* Vigna's reference splitmix64.c seeded with 1234567 (the values the
+     * reference implementation prints; also listed by many ports). */
+    uint64_t s = 1234567;
+    const uint64_t want[3] = {6457827717110365317ULL, 3203168211198807973ULL, 9817491932198370423ULL};
+    for (int i = 0; i < 3; i++) {
+        uint64_t got = nfv_splitmix64(&s);
+        CHECK(got == want[i], "splitmix64 output %d: got %llu want %llu", i, (unsigned long long)got,
+              (unsigned long long)want[i]);
+    }
+    uint64_t t = 1234567;
+    CHECK(nfv_mix64(1234567) == nfv_splitmix64(&t), "mix64(x) is one splitmix64 step from state x");
+}
+
+TEST(rng_streams_uniform_and_independent)
+{
+    nfv_rng a, b, c;
+    nfv_rng_seed(&a, 7, 1, 0);
+    nfv_rng_seed(&b, 7, 1, 0);
+    nfv_rng_seed(&c, 7, 1, 1);
+    int same = 1, differ = 0;
+    double sum = 0, sum2 = 0, mn = 1, mx = 0;
+    const int n = 20000;
+    for (int i = 0; i < n; i++) {
+        uint64_t x = nfv_rng_next(&a), y = nfv_rng_next(&b), z = nfv_rng_next(&c);
+        same &= x == y;
+        differ += x != z;
+        double u = (double)(x >> 11) * (1.0 / 9007199254740992.0);
+        sum += u, sum2 += u * u, mn = fmin(mn, u), mx = fmax(mx, u);
+    }
+    CHECK(same, "same (seed, stream, index) gives the same sequence");
+    CHECK(differ > n - 5, "another index gives another sequence (%d of %d differ)", differ, n);
+    double mean = sum / n, var = sum2 / n - mean * mean;
+    /* Uniform [0,1): mean 1/2 (SE 0.002 at n = 20000), variance 1/12. */
+    CHECK(fabs(mean - 0.5) < 0.01 && fabs(var - 1.0 / 12) < 0.005 && mn >= 0 && mx < 1,
+          "uniform: mean %.4f var %.4f range [%.4f, %.4f)", mean, var, mn, mx);
+    int counts[5] = {0};
+    double nsum = 0, nsum2 = 0;
+    for (int i = 0; i < n; i++) {
+        counts[nfv_rng_below(&a, 5)]++;
+        double g = nfv_rng_normal(&a);
+        nsum += g, nsum2 += g * g;
+    }
+    for (int k = 0; k < 5; k++) CHECK(abs(counts[k] - n / 5) < 400, "rng_below(5): value %d drawn %d times", k, counts[k]);
+    CHECK(fabs(nsum / n) < 0.03 && fabs(nsum2 / n - 1) < 0.05, "normal: mean %.4f, second moment %.4f", nsum / n,
+          nsum2 / n);
+}
+
+TEST(affine_inverse_and_product)
+{
+    const double a[4][4] = {{0, -2, 0.1, 90}, {1.5, 0, 0, -126}, {0, 0.2, 2.5, -72}, {0, 0, 0, 1}};
+    double inv[4][4], id[4][4], worst = 0;
+    CHECK(nfv_affine_inverse(a, inv), "an oblique, anisotropic affine inverts");
+    nfv_affine_mul(a, inv, id);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) worst = fmax(worst, fabs(id[i][j] - (i == j)));
+    CHECK(worst < 1e-12, "A * A^-1 = I within 1e-12 (worst %.3g)", worst);
+    const double singular[4][4] = {{1, 2, 3, 0}, {2, 4, 6, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
+    const double zero[4][4] = {{0}};
+    const double tiny[4][4] = {{1e-5, 0, 0, 0}, {0, 1e-5, 0, 0}, {0, 0, 1e-5, 0}, {0, 0, 0, 1}};
+    double nan_a[4][4] = {{NAN, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
+    CHECK(!nfv_affine_inverse(singular, inv), "a rank-2 affine is refused");
+    CHECK(!nfv_affine_inverse(zero, inv), "a zero affine is refused");
+    CHECK(!nfv_affine_inverse((const double(*)[4])nan_a, inv), "a NaN affine is refused");
+    CHECK(nfv_affine_inverse(tiny, inv) && fabs(inv[0][0] - 1e5) < 1e-6, "10 um voxels are not singular");
+}
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static int count_tmp_files(const char *dir)
+{
+    char cmd[9000], out[4400];
+    snprintf(out, sizeof out, "%s/count.txt", dir);
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c '\\.tmp' > '%s'", dir, out);
+    if (system(cmd) == -1) return -1;
+    FILE *f = fopen(out, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1) n = -1;
+        fclose(f);
+    }
+    remove(out);
+    return n;
+}
+
+TEST(fs_mkdirs_and_atomic_write)
+{
+    char dir[4096], path[4200], buf[64] = {0};
+    snprintf(dir, sizeof dir, "%s/base_fs/a/b/c", test_tmpdir());
+    CHECK_OK(nfv_mkdirs(dir));
+    CHECK_OK(nfv_mkdirs(dir)); /* existing is fine */
+    snprintf(path, sizeof path, "%s/file.txt", dir);
+    CHECK_OK(nfv_write_text_atomic(path, "first\n"));
+    FILE *f = fopen(path, "r");
+    CHECK(f && fgets(buf, sizeof buf, f) && !strcmp(buf, "first\n"), "the text landed: \"%s\"", buf);
+    if (f) fclose(f);
+    CHECK(nfv_mkdirs(path) != NFV_OK && strstr(nfv_error_message(), "not a directory"),
+          "mkdirs over a file fails naming it: %s", nfv_error_message());
+
+    /* Abort leaves the previous file and no temporary. */
+    nfv_atomic_file af;
+    CHECK_OK(nfv_atomic_open(&af, path, "w"));
+    fputs("partial", af.f);
+    nfv_atomic_abort(&af);
+    f = fopen(path, "r");
+    CHECK(f && fgets(buf, sizeof buf, f) && !strcmp(buf, "first\n"), "abort keeps the previous file: \"%s\"", buf);
+    if (f) fclose(f);
+    CHECK(count_tmp_files(dir) == 0, "no temporary file is left after abort");
+
+    char missing[4300];
+    snprintf(missing, sizeof missing, "%s/no/such/dir/x.txt", dir);
+    CHECK(nfv_write_text_atomic(missing, "x") != NFV_OK && strstr(nfv_error_message(), "x.txt"),
+          "writing into a missing folder fails naming the file: %s", nfv_error_message());
+}
+
+TEST(fs_full_disk_keeps_previous_file)
+{
+    /* A child limited to 4 KiB of file size (RLIMIT_FSIZE, the disk-full
+     * stand-in) writes 64 KiB through nfv_atomic_file: commit must fail, the
+     * previous file must stay and no temporary may be left. */
+    char dir[4096], path[4200], buf[64] = {0};
+    snprintf(dir, sizeof dir, "%s/base_full", test_tmpdir());
+    CHECK_OK(nfv_mkdirs(dir));
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    CHECK_OK(nfv_write_text_atomic(path, "previous\n"));
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* get EFBIG from write() instead of being killed */
+        struct rlimit rl = {4096, 4096};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        nfv_atomic_file af;
+        if (nfv_atomic_open(&af, path, "wb") != NFV_OK) _exit(3);
+        static char block[65536];
+        memset(block, 7, sizeof block);
+        fwrite(block, 1, sizeof block, af.f);
+        nfv_status s = nfv_atomic_commit(&af);
+        _exit(s == NFV_OK ? 0 : (strstr(nfv_error_message(), "out.bin") ? 1 : 2));
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1,
+          "commit on a full disk fails with a message naming the file (child status %d)", st);
+    FILE *f = fopen(path, "r");
+    CHECK(f && fgets(buf, sizeof buf, f) && !strcmp(buf, "previous\n"), "the previous file is intact: \"%s\"", buf);
+    if (f) fclose(f);
+    CHECK(count_tmp_files(dir) == 0 && file_exists(path), "no temporary file is left");
+}
