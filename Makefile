@@ -27,7 +27,7 @@ LIB      := $(BUILD)/libneurofv.a
 BIN      := $(BUILD)/neurofv
 TESTBIN  := $(BUILD)/neurofv-tests
 
-.PHONY: all test test-torch asan clean bench demo
+.PHONY: all test test-torch asan clean bench demo check-layers
 all: $(BIN) $(TESTBIN) neurofv
 
 # The binary at the repository root is a copy for convenience (./neurofv).
@@ -65,6 +65,10 @@ $(TESTBIN): $(TEST_OBJ) $(LIB)
 
 test: all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(TESTBIN)
+
+# Every include goes to the same or a lower layer (docs/ARCHITECTURE.md).
+check-layers:
+	sh tools/check-layers.sh
 
 test-torch: all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/torch_parity.py
