@@ -165,3 +165,37 @@ TEST(runtime_devices_command)
     snprintf(cmd, sizeof cmd, "%s devices --help", test_bin());
     CHECK(test_run(cmd, NULL) == 0, "devices --help exits 0");
 }
+
+TEST(runtime_kernel_config_profiles_and_refusals)
+{
+    nfv_device_info cpu = {0}, gpu = {0};
+    snprintf(cpu.name, sizeof cpu.name, "test CPU");
+    cpu.is_cpu = 1, cpu.preferred_vector_width_float = 8, cpu.max_work_group_size = 4096;
+    cpu.local_mem_bytes = 512 * 1024;
+    snprintf(gpu.name, sizeof gpu.name, "test GPU");
+    gpu.is_gpu = 1, gpu.preferred_vector_width_float = 1, gpu.max_work_group_size = 256;
+    gpu.local_mem_bytes = 32 * 1024;
+    nfv_kernel_config c;
+    CHECK_OK(nfv_kernel_config_parse(NULL, &cpu, &c));
+    CHECK(c.vector_width == 8 && c.reduction_chunk == 4096 && c.max_local == 0, "AVX2 CPU default: vec %d chunk %d",
+          c.vector_width, c.reduction_chunk);
+    CHECK_OK(nfv_kernel_config_parse("", &gpu, &c));
+    CHECK(c.vector_width == 4 && c.reduction_chunk == 1024, "GPU default: vec %d chunk %d", c.vector_width,
+          c.reduction_chunk);
+    CHECK_OK(nfv_kernel_config_parse("amd,vec=16,chunk=256", &cpu, &c));
+    CHECK(c.vector_width == 16 && c.reduction_chunk == 256 && c.max_local == 256,
+          "profile then overrides: vec %d chunk %d local %zu", c.vector_width, c.reduction_chunk, c.max_local);
+    const char *bad[] = {"vec=5", "vec=", "chunk=100", "local=3", "tpu", "vec=4,speed=9", "local=-4"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(nfv_kernel_config_parse(bad[i], &cpu, &c) == NFV_ERR_INVALID_ARG &&
+                  strstr(nfv_error_message(), "NEUROFV_KERNEL_CONFIG"),
+              "\"%s\" is refused naming the variable: %s", bad[i], nfv_error_message());
+    /* What the device cannot run is refused before any launch. */
+    CHECK(nfv_kernel_config_parse("nvidia", &gpu, &c) == NFV_ERR_INVALID_ARG &&
+              strstr(nfv_error_message(), "1024") && strstr(nfv_error_message(), "test GPU"),
+          "work-groups of 1024 on a 256 device are refused: %s", nfv_error_message());
+    gpu.local_mem_bytes = 1024;
+    CHECK(nfv_kernel_config_parse("amd", &gpu, &c) == NFV_ERR_INVALID_ARG &&
+              strstr(nfv_error_message(), "local memory"),
+          "work-groups whose __local scratch exceeds local memory are refused: %s", nfv_error_message());
+}

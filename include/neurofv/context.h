@@ -51,9 +51,31 @@ cl_context nfv_context_cl(const nfv_context *ctx);
 cl_command_queue nfv_context_queue(const nfv_context *ctx);
 cl_device_id nfv_context_device(const nfv_context *ctx);
 
+/* The choices the kernels make per device (src/runtime/kernel_config.c).
+ * Defaults come from the device; $NEUROFV_KERNEL_CONFIG forces a profile
+ * ("cpu-avx512", "cpu-avx2", "gpu", "nvidia", "amd", "intel") and/or single
+ * settings ("vec=4,local=64"), so a GPU's configuration runs on the CPU. */
+typedef struct nfv_kernel_config {
+    char name[64];         /* the profile or the forcing string */
+    int vector_width;      /* -DVEC of the fast kernels: 4, 8 or 16 floats */
+    int reduction_chunk;   /* -DCHUNK of the BatchNorm reductions (elements per work-item) */
+    size_t max_local;      /* cap on work-group sizes; 0: the device's limit */
+} nfv_kernel_config;
+
+/* The table's choice for a device. */
+nfv_kernel_config nfv_kernel_config_default(const nfv_device_info *info);
+/* The default with spec applied (NULL or "": the default), refused with a
+ * message when the device cannot run it. */
+nfv_status nfv_kernel_config_parse(const char *spec, const nfv_device_info *info, nfv_kernel_config *out);
+const nfv_kernel_config *nfv_context_kernel_config(const nfv_context *ctx);
+
 /* Vector width (floats) the fast kernels use on this device: 16 for AVX-512
- * CPUs, 8 for AVX2, 4 for GPUs unless told otherwise. */
+ * CPUs, 8 for AVX2, 4 for GPUs unless the kernel config says otherwise. */
 int nfv_context_vector_width(const nfv_context *ctx);
+
+/* Largest work-group size any kernel may use here: the device's limit or the
+ * kernel config's cap, whichever is smaller. */
+size_t nfv_context_max_local(const nfv_context *ctx);
 
 /* Wait for all queued work. */
 nfv_status nfv_finish(nfv_context *ctx);

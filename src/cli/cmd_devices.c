@@ -11,7 +11,9 @@ int cmd_devices(int argc, char **argv)
     const cli_option opts[] = {{0}};
     int r = cli_parse("devices", "", "List every OpenCL platform/device as P:D; '*' marks the default "
                                      "(first GPU, else the CPU device).  Choose another with --device P:D, "
-                                     "gpu, cpu or a name substring, or NEUROFV_DEVICE.",
+                                     "gpu, cpu or a name substring, or NEUROFV_DEVICE.  The kernel line shows "
+                                     "what the kernels use there; NEUROFV_KERNEL_CONFIG forces a profile (cpu-avx512, "
+                                     "cpu-avx2, gpu, nvidia, amd, intel) and/or vec=4|8|16, chunk=N, local=N.",
                       opts, argc, argv, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     nfv_device_info *list;
@@ -25,6 +27,12 @@ int cmd_devices(int argc, char **argv)
         printf("        %u compute units, %.1f GiB global, %llu KiB local, max work-group %zu, float vector %u\n",
                d->compute_units, (double)d->global_mem_bytes / (1024.0 * 1024 * 1024), d->local_mem_bytes / 1024,
                d->max_work_group_size, d->preferred_vector_width_float);
+        nfv_kernel_config kc;
+        if (nfv_kernel_config_parse(getenv("NEUROFV_KERNEL_CONFIG"), d, &kc) == NFV_OK)
+            printf("        kernels: %s (vec %d, chunk %d, work-groups up to %zu)\n", kc.name, kc.vector_width,
+                   kc.reduction_chunk, kc.max_local ? kc.max_local : d->max_work_group_size);
+        else
+            printf("        kernels: %s\n", nfv_error_message());
     }
     free(list);
     return 0;

@@ -7,7 +7,7 @@
 
 /* Floats per statistics work-item: long enough that the partials are few,
  * short enough that the second (centring) pass over a chunk hits cache. */
-static int bn_chunk(nfv_context *ctx) { return nfv_context_device_info(ctx)->is_cpu ? 4096 : 1024; }
+static int bn_chunk(nfv_context *ctx) { return nfv_context_kernel_config(ctx)->reduction_chunk; }
 
 static nfv_status bn_kernel(nfv_context *ctx, const char *name, cl_kernel *k)
 {

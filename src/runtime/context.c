@@ -180,18 +180,6 @@ static int choose(const nfv_device_info *list, int n, const char *spec)
     return -1;
 }
 
-static int default_vector_width(const nfv_device_info *info)
-{
-    if (info->is_cpu) {
-        /* PoCL reports the native SIMD width in floats (16 with AVX-512, 8 with AVX2). */
-        unsigned w = info->preferred_vector_width_float;
-        if (w >= 16) return 16;
-        if (w >= 8) return 8;
-        return 8;
-    }
-    return 4;
-}
-
 nfv_status nfv_context_create(const char *spec, nfv_context **out)
 {
     *out = NULL;
@@ -234,7 +222,11 @@ nfv_status nfv_context_create(const char *spec, nfv_context **out)
         free(ctx);
         return nfv_cl_fail(err, "clCreateCommandQueue", "", __FILE__, __LINE__);
     }
-    ctx->vector_width = default_vector_width(&ctx->info);
+    nfv_status st = nfv_kernel_config_parse(getenv("NEUROFV_KERNEL_CONFIG"), &ctx->info, &ctx->kernel_config);
+    if (st != NFV_OK) {
+        nfv_context_free(ctx);
+        return st;
+    }
 
     const char *xdg = getenv("XDG_CACHE_HOME");
     const char *home = getenv("HOME");
@@ -260,7 +252,15 @@ const nfv_device_info *nfv_context_device_info(const nfv_context *ctx) { return 
 cl_context nfv_context_cl(const nfv_context *ctx) { return ctx->cl; }
 cl_command_queue nfv_context_queue(const nfv_context *ctx) { return ctx->queue; }
 cl_device_id nfv_context_device(const nfv_context *ctx) { return ctx->device; }
-int nfv_context_vector_width(const nfv_context *ctx) { return ctx->vector_width; }
+int nfv_context_vector_width(const nfv_context *ctx) { return ctx->kernel_config.vector_width; }
+const nfv_kernel_config *nfv_context_kernel_config(const nfv_context *ctx) { return &ctx->kernel_config; }
+
+size_t nfv_context_max_local(const nfv_context *ctx)
+{
+    size_t device = ctx->info.max_work_group_size ? ctx->info.max_work_group_size : 1;
+    size_t cap = ctx->kernel_config.max_local;
+    return cap && cap < device ? cap : device;
+}
 nfv_cache_stats nfv_context_cache_stats(const nfv_context *ctx) { return ctx->cache_stats; }
 const char *nfv_context_cache_dir(const nfv_context *ctx) { return ctx->cache_dir; }
 
@@ -275,7 +275,8 @@ size_t nfv_kernel_max_local(nfv_context *ctx, cl_kernel kernel)
     size_t s = 0;
     if (clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof s, &s, NULL) != CL_SUCCESS)
         s = 1;
-    return s ? s : 1;
+    size_t cap = nfv_context_max_local(ctx);
+    return s == 0 ? 1 : s < cap ? s : cap;
 }
 
 nfv_status nfv_kernel_launch(nfv_context *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,

@@ -20,7 +20,7 @@ struct nfv_context {
     cl_device_id device;
     cl_context cl;
     cl_command_queue queue;
-    int vector_width;
+    nfv_kernel_config kernel_config; /* vector width, reduction chunk, work-group cap */
     nfv_program_entry *programs;
     int program_count, program_cap;
     nfv_cache_stats cache_stats;

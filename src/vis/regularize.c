@@ -64,8 +64,8 @@ static nfv_status vis_kernel(nfv_context *ctx, const char *name, cl_kernel *k)
  * function per local size, and its own choice for 3D ranges was slow. */
 static size_t flat_local(nfv_context *ctx)
 {
-    size_t local = 64, maxwg = nfv_context_device_info(ctx)->max_work_group_size;
-    return maxwg && local > maxwg ? maxwg : local;
+    size_t local = 64, maxwg = nfv_context_max_local(ctx);
+    return local > maxwg ? maxwg : local;
 }
 
 static nfv_status penalty_launch(nfv_context *ctx, nfv_penalty_kind kind, float weight, float eps,

@@ -1,0 +1,112 @@
+/* Kernel configurations: the per-device table and NEUROFV_KERNEL_CONFIG.
+ *
+ * What the table can choose for a device is small and explicit: the vector
+ * width of the fast kernels (-DVEC), the BatchNorm reduction chunk (-DCHUNK)
+ * and a cap on work-group sizes.  Any of them can be forced on any device,
+ * so the configurations a GPU would get run (and are tested) on the CPU:
+ *
+ *   NEUROFV_KERNEL_CONFIG=nvidia              a named profile
+ *   NEUROFV_KERNEL_CONFIG=vec=4,local=64      single settings
+ *   NEUROFV_KERNEL_CONFIG=amd,vec=8           a profile, then overrides
+ *
+ * A setting the device cannot run (a work-group larger than the device
+ * allows, __local scratch larger than its local memory) is refused with a
+ * message when the context is created, never launched. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/internal.h"
+
+/* The profiles.  local = 0 means "the device's own limit".  The GPU rows are
+ * what the table picks for those devices (vector width 4 and a 1024-float
+ * BatchNorm chunk on every GPU; work-group caps of the vendors' typical
+ * limits: 1024 on NVIDIA, 256 on AMD and Intel). */
+static const nfv_kernel_config profiles[] = {
+    {"cpu-avx512", 16, 4096, 0},
+    {"cpu-avx2", 8, 4096, 0},
+    {"gpu", 4, 1024, 0},
+    {"nvidia", 4, 1024, 1024},
+    {"amd", 4, 1024, 256},
+    {"intel", 4, 1024, 256},
+};
+enum { PROFILE_COUNT = (int)(sizeof profiles / sizeof profiles[0]) };
+
+/* Floats of __local scratch the reduction kernels take per work-item (loss,
+ * linear and BatchNorm reductions keep up to three floats each). */
+#define LOCAL_FLOATS_PER_ITEM 3
+
+nfv_kernel_config nfv_kernel_config_default(const nfv_device_info *info)
+{
+    if (info->is_cpu) {
+        /* PoCL reports the native SIMD width in floats (16 with AVX-512, 8 with AVX2). */
+        return profiles[info->preferred_vector_width_float >= 16 ? 0 : 1];
+    }
+    return profiles[2];
+}
+
+static int is_power_of_two(long v) { return v > 0 && (v & (v - 1)) == 0; }
+
+static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
+{
+    for (int i = 0; i < PROFILE_COUNT; i++)
+        if (!strcmp(item, profiles[i].name)) {
+            *c = profiles[i];
+            return NFV_OK;
+        }
+    const char *eq = strchr(item, '=');
+    char *end = NULL;
+    long v = eq ? strtol(eq + 1, &end, 10) : 0;
+    if (!eq || end == eq + 1 || *end)
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "NEUROFV_KERNEL_CONFIG: \"%s\" is neither a profile (cpu-avx512, cpu-avx2, gpu, nvidia, amd, "
+                        "intel) nor vec=N, chunk=N or local=N",
+                        item);
+    size_t key = (size_t)(eq - item);
+    if (key == 3 && !strncmp(item, "vec", 3)) {
+        if (v != 4 && v != 8 && v != 16)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: vec=%ld (the kernels take 4, 8 or 16)", v);
+        c->vector_width = (int)v;
+    } else if (key == 5 && !strncmp(item, "chunk", 5)) {
+        if (!is_power_of_two(v) || v < 64 || v > 65536)
+            return nfv_fail(NFV_ERR_INVALID_ARG,
+                            "NEUROFV_KERNEL_CONFIG: chunk=%ld (a power of two from 64 to 65536)", v);
+        c->reduction_chunk = (int)v;
+    } else if (key == 5 && !strncmp(item, "local", 5)) {
+        if (!is_power_of_two(v) || v > 65536)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: local=%ld (a power of two up to 65536)", v);
+        c->max_local = (size_t)v;
+    } else {
+        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local)",
+                        (int)key, item);
+    }
+    return NFV_OK;
+}
+
+nfv_status nfv_kernel_config_parse(const char *spec, const nfv_device_info *info, nfv_kernel_config *out)
+{
+    nfv_kernel_config c = nfv_kernel_config_default(info);
+    if (spec && *spec) {
+        char buf[256];
+        if (snprintf(buf, sizeof buf, "%s", spec) >= (int)sizeof buf)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: longer than %zu characters", sizeof buf - 1);
+        char *save = NULL;
+        for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save))
+            NFV_TRY(apply_setting(&c, item));
+        snprintf(c.name, sizeof c.name, "%s", spec);
+    }
+    /* What this device cannot run is refused here, not at launch. */
+    size_t device_local = info->max_work_group_size ? info->max_work_group_size : 1;
+    if (c.max_local > device_local)
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "kernel config %s: work-groups of %zu exceed %s's limit of %zu work-items", c.name,
+                        c.max_local, info->name, device_local);
+    size_t local = c.max_local ? c.max_local : device_local;
+    unsigned long long need = (unsigned long long)local * LOCAL_FLOATS_PER_ITEM * sizeof(float);
+    if (info->local_mem_bytes && need > info->local_mem_bytes)
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "kernel config %s: work-groups of %zu need %llu bytes of local memory, %s has %llu", c.name,
+                        local, need, info->name, info->local_mem_bytes);
+    *out = c;
+    return NFV_OK;
+}
