@@ -3,6 +3,7 @@
 #   make test       run the unit and end-to-end tests (CI runs this)
 #   make test-torch PyTorch parity checks (Debian python3-torch)
 #   make asan       build and run the tests under AddressSanitizer + UBSan
+#   make check-cl   compile every cl/*.cl standalone with clang (no device needed)
 CC      ?= cc
 OPT     ?= -O2
 BUILD   ?= build
@@ -12,6 +13,8 @@ LDFLAGS += $(EXTRA_LDFLAGS)
 PYTHON  ?= /usr/bin/python3
 
 CL_SRC   := $(sort $(wildcard cl/*.cl))
+# cl/common.cl is the prelude the others #include (inlined at embed time), not a program.
+CL_PROGS := $(filter-out cl/common.cl,$(CL_SRC))
 # src/ is in layers, each using only those below it (docs/ARCHITECTURE.md):
 # base < runtime < io < layers < model < vis < cli.
 LAYERS   := base runtime io layers model vis
@@ -27,7 +30,7 @@ LIB      := $(BUILD)/libneurofv.a
 BIN      := $(BUILD)/neurofv
 TESTBIN  := $(BUILD)/neurofv-tests
 
-.PHONY: all test test-torch asan clean bench demo check-layers
+.PHONY: all test test-torch asan check-cl check-layers clean bench demo
 all: $(BIN) $(TESTBIN) neurofv
 
 # The binary at the repository root is a copy for convenience (./neurofv).
@@ -35,7 +38,7 @@ neurofv: $(BIN)
 	cp $(BIN) neurofv.tmp && mv -f neurofv.tmp neurofv
 
 $(BUILD)/cl_sources.c: $(CL_SRC) tools/embed-cl.sh | $(BUILD)
-	sh tools/embed-cl.sh $@ $(CL_SRC)
+	sh tools/embed-cl.sh $@ $(CL_PROGS)
 
 # Command and test tables are generated from NFV_COMMAND(...) lines in
 # src/cli/cmd_*.c and TEST(...) lines in tests/*.c, so adding one touches one file.
@@ -72,6 +75,26 @@ check-layers:
 
 test-torch: all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/torch_parity.py
+
+# Every kernel file compiles standalone as OpenCL C 1.2 (common.cl found with
+# -Icl) for each vector width the host passes (default_vector_width in
+# src/runtime/context.c: 4, 8, 16), and pool.cl / conv3d.cl for each
+# POOL_KIND / ROWS, which select code.  Warnings are errors.
+CLANG_CL     ?= clang
+CHECK_CL_VEC := 4 8 16
+check-cl:
+	@for f in $(CL_SRC); do \
+	  case $$f in \
+	    cl/pool.cl) defs="POOL_KIND=0 POOL_KIND=1 POOL_KIND=2" ;; \
+	    cl/conv3d.cl) defs="ROWS=1 ROWS=2 ROWS=3 ROWS=4" ;; \
+	    *) defs="" ;; \
+	  esac; \
+	  for v in $(CHECK_CL_VEC); do for d in $${defs:-""}; do \
+	    $(CLANG_CL) -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -Icl -fsyntax-only -Werror \
+	      -DVEC=$$v $${d:+-D$$d} $$f || { echo "check-cl: $$f failed with -DVEC=$$v $${d:+-D$$d}"; exit 1; }; \
+	  done; done; \
+	  echo "check-cl: $$f ok (VEC $(CHECK_CL_VEC)$${defs:+; $$defs})"; \
+	done
 
 # OpenCL drivers keep allocations until exit, so leak reports are off; every
 # other ASan/UBSan finding fails the run.

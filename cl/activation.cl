@@ -9,11 +9,7 @@
 #define VEC 8
 #endif
 
-#define NFV_CAT_(a, b) a##b
-#define NFV_CAT(a, b) NFV_CAT_(a, b)
-#define floatv NFV_CAT(float, VEC)
-#define VLOAD NFV_CAT(vload, VEC)
-#define VSTORE NFV_CAT(vstore, VEC)
+#include "common.cl"
 
 /* f(x) and dy * f'(x) written once for vectors and scalars (OpenCL's ?:
  * selects per component when the condition is a vector).  NaN inputs give

@@ -28,6 +28,7 @@
 #ifndef VEC
 #define VEC 16          /* floats per work-item along x: 16 AVX-512, 8 AVX2, 4 GPU */
 #endif
+#include "common.cl"
 #ifndef COB
 #define COB 8           /* output channels per work-item (forward) */
 #endif
@@ -91,47 +92,6 @@
 #define WP (IW + 2 * PW)
 #define KVOL (KD * KH * KW)
 #define HOB ((HO + ROWS - 1) / ROWS)
-
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define floatV CAT(float, VEC)
-#define vloadV CAT(vload, VEC)
-#define vstoreV CAT(vstore, VEC)
-#define intV CAT(int, VEC)
-
-/* 0, 1, ..., VEC-1: lane numbers, for masking the end of a row. */
-#if VEC == 16
-#define LANES ((float16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-#elif VEC == 8
-#define LANES ((float8)(0, 1, 2, 3, 4, 5, 6, 7))
-#elif VEC == 4
-#define LANES ((float4)(0, 1, 2, 3))
-#elif VEC == 2
-#define LANES ((float2)(0, 1))
-#else
-#error "VEC must be 2, 4, 8 or 16"
-#endif
-
-/* Sum of the lanes of a floatV. */
-inline float vsum(floatV v)
-{
-#if VEC == 16
-    const float8 v8 = v.lo + v.hi;
-#elif VEC == 8
-    const float8 v8 = v;
-#endif
-#if VEC >= 8
-    const float4 v4 = v8.lo + v8.hi;
-#elif VEC == 4
-    const float4 v4 = v;
-#endif
-#if VEC >= 4
-    const float2 v2 = v4.lo + v4.hi;
-#else
-    const float2 v2 = v;
-#endif
-    return v2.x + v2.y;
-}
 
 /* ---- reference kernels (shapes at run time) ------------------------------ */
 /* s = (N, CI, D, H, W, CO, DO, HO, WO, KD, KH, KW, SD, SH, SW, has_bias),
@@ -261,14 +221,14 @@ __kernel void conv3d_pad(__global const float *x, __global float *xp, int id, in
     __global float *dst = xp + ((size_t)pdi * hp_n + hp) * wp;
     if (d < 0 || d >= id || h < 0 || h >= ih) {
         int j = 0;
-        for (; j + VEC <= wp; j += VEC) vstoreV((floatV)(0.0f), 0, dst + j);
+        for (; j + VEC <= wp; j += VEC) VSTORE((floatv)(0.0f), 0, dst + j);
         for (; j < wp; j++) dst[j] = 0.0f;
         return;
     }
     __global const float *src = x + (((size_t)plane * id + d) * ih + h) * iw;
     for (int j = 0; j < pw_; j++) dst[j] = 0.0f, dst[pw_ + iw + j] = 0.0f;
     int j = 0;
-    for (; j + VEC <= iw; j += VEC) vstoreV(vloadV(0, src + j), 0, dst + pw_ + j);
+    for (; j + VEC <= iw; j += VEC) VSTORE(VLOAD(0, src + j), 0, dst + pw_ + j);
     for (; j < iw; j++) dst[pw_ + j] = src[j];
 }
 
@@ -311,12 +271,12 @@ __kernel void conv3d_sum_partials(__global const float *part, __global float *ou
 #define REP14(M) REP13(M) M(13)
 #define REP15(M) REP14(M) M(14)
 #define REP16(M) REP15(M) M(15)
-#define REP(n, M) CAT(REP, n)(M)
+#define REP(n, M) NFV_CAT(REP, n)(M)
 
 /* Accumulators a<r>_<c> for r < ROWS (1-4) and c < COB; loads v<r>. */
-#define DECL(c) floatV a0_##c = (floatV)(0.0f), a1_##c = (floatV)(0.0f), a2_##c = (floatV)(0.0f), \
-                       a3_##c = (floatV)(0.0f);
-#define TAPR(r, c) a##r##_##c = mad((floatV)(wc[(c) * CI * KVOL + tap]), v##r, a##r##_##c);
+#define DECL(c) floatv a0_##c = (floatv)(0.0f), a1_##c = (floatv)(0.0f), a2_##c = (floatv)(0.0f), \
+                       a3_##c = (floatv)(0.0f);
+#define TAPR(r, c) a##r##_##c = mad((floatv)(wc[(c) * CI * KVOL + tap]), v##r, a##r##_##c);
 #if ROWS == 1
 #define ROWS_DO(M, c) M(0, c)
 #elif ROWS == 2
@@ -360,10 +320,10 @@ __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w,
                     /* rows past ROWS are never loaded (constant conditions);
                      * with SH = 1 row r at tap kh reads what row 0 reads at
                      * kh + r, and the compiler reuses those loads. */
-                    const floatV v0 = vloadV(0, xc + (kd * HP + kh) * WP + kw);
-                    const floatV v1 = ROWS > 1 ? vloadV(0, xc + (kd * HP + kh + SH) * WP + kw) : v0;
-                    const floatV v2 = ROWS > 2 ? vloadV(0, xc + (kd * HP + kh + 2 * SH) * WP + kw) : v0;
-                    const floatV v3 = ROWS > 3 ? vloadV(0, xc + (kd * HP + kh + 3 * SH) * WP + kw) : v0;
+                    const floatv v0 = VLOAD(0, xc + (kd * HP + kh) * WP + kw);
+                    const floatv v1 = ROWS > 1 ? VLOAD(0, xc + (kd * HP + kh + SH) * WP + kw) : v0;
+                    const floatv v2 = ROWS > 2 ? VLOAD(0, xc + (kd * HP + kh + 2 * SH) * WP + kw) : v0;
+                    const floatv v3 = ROWS > 3 ? VLOAD(0, xc + (kd * HP + kh + 3 * SH) * WP + kw) : v0;
                     REP(COB, TAP)
                 }
     }
@@ -372,13 +332,13 @@ __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w,
     const int full = x0 + VEC <= WO;
 #define STORE_ROW(r, c)                                                                       \
     if (oh0 + (r) < HO) {                                                                    \
-        floatV v = a##r##_##c;                                                               \
-        if (has_bias) v += (floatV)(bias[co0 + (c)]);                                        \
+        floatv v = a##r##_##c;                                                               \
+        if (has_bias) v += (floatv)(bias[co0 + (c)]);                                        \
         __global float *dst = y + ((((size_t)n * CO + co0 + (c)) * DO + od) * HO + oh0 + (r)) * WO + x0; \
-        if (full) vstoreV(v, 0, dst);                                                         \
+        if (full) VSTORE(v, 0, dst);                                                         \
         else {                                                                               \
             float tmp[VEC];                                                                  \
-            vstoreV(v, 0, tmp);                                                              \
+            VSTORE(v, 0, tmp);                                                              \
             for (int l = 0; l < WO - x0; l++) dst[l] = tmp[l];                               \
         }                                                                                    \
     }
@@ -420,10 +380,10 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
 #pragma unroll
                 for (int kw = 0; kw < KW; kw++) {
                     const int tap = (kd * KH + kh) * KW + kw;
-                    const floatV v0 = vloadV(0, xc + (kd * HP + kh) * WP + kw);
-                    const floatV v1 = ROWS > 1 ? vloadV(0, xc + (kd * HP + kh) * WP + kw + VEC) : v0;
-                    const floatV v2 = ROWS > 2 ? vloadV(0, xc + (kd * HP + kh) * WP + kw + 2 * VEC) : v0;
-                    const floatV v3 = ROWS > 3 ? vloadV(0, xc + (kd * HP + kh) * WP + kw + 3 * VEC) : v0;
+                    const floatv v0 = VLOAD(0, xc + (kd * HP + kh) * WP + kw);
+                    const floatv v1 = ROWS > 1 ? VLOAD(0, xc + (kd * HP + kh) * WP + kw + VEC) : v0;
+                    const floatv v2 = ROWS > 2 ? VLOAD(0, xc + (kd * HP + kh) * WP + kw + 2 * VEC) : v0;
+                    const floatv v3 = ROWS > 3 ? VLOAD(0, xc + (kd * HP + kh) * WP + kw + 3 * VEC) : v0;
                     REP(COB, TAP)
                 }
     }
@@ -433,13 +393,13 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
     __global float *yplane = y + (((size_t)n * CO + co0) * DO + od) * HO * WO;
 #define STORE_VEC(r, c)                                                                     \
     {                                                                                      \
-        const floatV v = a##r##_##c + (floatV)(has_bias ? bias[co0 + (c)] : 0.0f);          \
+        const floatv v = a##r##_##c + (floatv)(has_bias ? bias[co0 + (c)] : 0.0f);          \
         __global float *dst = yplane + (size_t)(c) * DO * HO * WO;                         \
         const int pr = p0 + (r) * VEC, ohr = pr / WP, oxr = pr % WP;                       \
-        if (oxr + VEC <= WO && ohr < HO) vstoreV(v, 0, dst + ohr * WO + oxr);               \
+        if (oxr + VEC <= WO && ohr < HO) VSTORE(v, 0, dst + ohr * WO + oxr);               \
         else {                                                                             \
             float tmp[VEC];                                                                \
-            vstoreV(v, 0, tmp);                                                            \
+            VSTORE(v, 0, tmp);                                                            \
             int oh = ohr, ox = oxr;                                                        \
             for (int l = 0; l < VEC; l++) {                                                \
                 if (oh < HO && ox < WO) dst[oh * WO + ox] = tmp[l];                        \
@@ -477,8 +437,8 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
     const int od1 = min(od0 + ODC, DO);
 
 #undef DECL
-#define DECL(c) floatV g0_##c = (floatV)(0.0f), g1_##c = (floatV)(0.0f), g2_##c = (floatV)(0.0f), \
-                       g3_##c = (floatV)(0.0f), g4_##c = (floatV)(0.0f);
+#define DECL(c) floatv g0_##c = (floatv)(0.0f), g1_##c = (floatv)(0.0f), g2_##c = (floatv)(0.0f), \
+                       g3_##c = (floatv)(0.0f), g4_##c = (floatv)(0.0f);
     REP(BW_COB, DECL)
 #undef DECL
     for (int od = od0; od < od1; od++)
@@ -487,16 +447,16 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
         __global const float *dr = dy + ((((size_t)n * CO + co0) * DO + od) * HO + oh) * WO;
         for (int x0 = 0; x0 < WO; x0 += VEC) {
             /* lanes inside the row (all ones) or past its end (zero) */
-            const intV keep = isless(LANES, (floatV)((float)(WO - x0)));
+            const intv keep = isless(LANES_F, (floatv)((float)(WO - x0)));
             /* taps past KW are never loaded: the conditions are constants */
-            const floatV x_0 = vloadV(0, xr + x0);
-            const floatV x_1 = KW > 1 ? vloadV(0, xr + x0 + 1) : (floatV)(0.0f);
-            const floatV x_2 = KW > 2 ? vloadV(0, xr + x0 + 2) : (floatV)(0.0f);
-            const floatV x_3 = KW > 3 ? vloadV(0, xr + x0 + 3) : (floatV)(0.0f);
-            const floatV x_4 = KW > 4 ? vloadV(0, xr + x0 + 4) : (floatV)(0.0f);
+            const floatv x_0 = VLOAD(0, xr + x0);
+            const floatv x_1 = KW > 1 ? VLOAD(0, xr + x0 + 1) : (floatv)(0.0f);
+            const floatv x_2 = KW > 2 ? VLOAD(0, xr + x0 + 2) : (floatv)(0.0f);
+            const floatv x_3 = KW > 3 ? VLOAD(0, xr + x0 + 3) : (floatv)(0.0f);
+            const floatv x_4 = KW > 4 ? VLOAD(0, xr + x0 + 4) : (floatv)(0.0f);
 #define GACC(c)                                                                       \
     {                                                                                 \
-        const floatV g = select((floatV)(0.0f), vloadV(0, dr + (size_t)(c) * DO * HO * WO + x0), \
+        const floatv g = select((floatv)(0.0f), VLOAD(0, dr + (size_t)(c) * DO * HO * WO + x0), \
                                 keep);                                                 \
         g0_##c = mad(g, x_0, g0_##c);                                                 \
         if (KW > 1) g1_##c = mad(g, x_1, g1_##c);                                     \
@@ -533,8 +493,8 @@ __kernel void conv3d_bias_partial(__global const float *dy, __global float *part
     const int slab = get_global_id(0), co = get_global_id(1);
     const int n = slab / do_, od = slab % do_;
     __global const float *src = dy + (((size_t)n * co_count + co) * do_ + od) * plane;
-    floatV acc = (floatV)(0.0f);
+    floatv acc = (floatv)(0.0f);
     for (int j = 0; j < plane; j += VEC)
-        acc += select((floatV)(0.0f), vloadV(0, src + j), isless(LANES, (floatV)((float)(plane - j))));
+        acc += select((floatv)(0.0f), VLOAD(0, src + j), isless(LANES_F, (floatv)((float)(plane - j))));
     partb[(size_t)slab * co_count + co] = vsum(acc);
 }

@@ -33,29 +33,7 @@ __kernel void dense_bias_grad(__global const float *dy, __global float *db, int 
 #ifndef VEC
 #define VEC 8
 #endif
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define floatv CAT(float, VEC)
-#define vloadv CAT(vload, VEC)
-#define vstorev CAT(vstore, VEC)
-
-static float hsum(floatv v)
-{
-#if VEC == 16
-    float8 a = v.lo + v.hi;
-    float4 b = a.lo + a.hi;
-#elif VEC == 8
-    float4 b = v.lo + v.hi;
-#elif VEC == 4
-    float4 b = v;
-#elif VEC == 2
-    float4 b = (float4)(v, 0.0f, 0.0f);
-#else
-#error "VEC must be 2, 4, 8 or 16"
-#endif
-    float2 c = b.lo + b.hi;
-    return c.x + c.y;
-}
+#include "common.cl"
 
 /* Sum over the work-group (power-of-two size), returned to every work-item. */
 static float dense_group_sum(float v, __local float *scratch)
@@ -72,18 +50,6 @@ static float dense_group_sum(float v, __local float *scratch)
     return total;
 }
 
-/* Store the first `count` (1..VEC) lanes of v at p. */
-static void store_lanes(floatv v, __global float *p, int count)
-{
-    if (count >= VEC) {
-        vstorev(v, 0, p);
-    } else {
-        float lanes[VEC];
-        vstorev(v, 0, lanes);
-        for (int k = 0; k < count; k++) p[k] = lanes[k];
-    }
-}
-
 /* y[n, o] = sum_j x[n, j] w[o, j] (+ b[o]).  One work-group per output
  * feature o (global = Out * local); its work-items stride over In in
  * VEC-wide chunks, then reduce.  scratch: one float per work-item. */
@@ -98,14 +64,14 @@ __kernel void dense_forward_small_batch(__global const float *x, __global const 
         __global const float *xr = x + (size_t)n * (size_t)in_features;
         float s = 0.0f;
         for (int t = lid; t < chunks; t += size) {
-            floatv prod = vloadv(t, xr) * vloadv(t, wr);
+            floatv prod = VLOAD(t, xr) * VLOAD(t, wr);
             const int valid = in_features - t * VEC;
             if (valid < VEC) { /* last chunk: drop lanes past the row's end */
                 float lanes[VEC];
-                vstorev(prod, 0, lanes);
+                VSTORE(prod, 0, lanes);
                 for (int k = 0; k < valid; k++) s += lanes[k];
             } else {
-                s += hsum(prod);
+                s += vsum(prod);
             }
         }
         s = dense_group_sum(s, scratch);
@@ -122,7 +88,7 @@ __kernel void dense_backward_input_small_batch(__global const float *dy, __globa
     if (t >= chunks) return;
     floatv acc = (floatv)(0.0f);
     for (int o = 0; o < out_features; o++)
-        acc += dy[(size_t)n * (size_t)out_features + o] * vloadv(0, w + (size_t)o * (size_t)in_features + t * VEC);
+        acc += dy[(size_t)n * (size_t)out_features + o] * VLOAD(0, w + (size_t)o * (size_t)in_features + t * VEC);
     store_lanes(acc, dx + (size_t)n * (size_t)in_features + t * VEC, in_features - t * VEC);
 }
 
@@ -135,6 +101,6 @@ __kernel void dense_backward_weights_small_batch(__global const float *x, __glob
     if (t >= chunks) return;
     floatv acc = (floatv)(0.0f);
     for (int n = 0; n < batch; n++)
-        acc += dy[(size_t)n * (size_t)out_features + o] * vloadv(0, x + (size_t)n * (size_t)in_features + t * VEC);
+        acc += dy[(size_t)n * (size_t)out_features + o] * VLOAD(0, x + (size_t)n * (size_t)in_features + t * VEC);
     store_lanes(acc, dw + (size_t)o * (size_t)in_features + t * VEC, in_features - t * VEC);
 }

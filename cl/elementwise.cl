@@ -8,11 +8,7 @@
 #define VEC 8
 #endif
 
-#define NFV_CAT_(a, b) a##b
-#define NFV_CAT(a, b) NFV_CAT_(a, b)
-#define floatv NFV_CAT(float, VEC)
-#define VLOAD NFV_CAT(vload, VEC)
-#define VSTORE NFV_CAT(vstore, VEC)
+#include "common.cl"
 
 /* y = a * x + y */
 __kernel void axpy(const float a, __global const float *x, __global float *y, const ulong n)

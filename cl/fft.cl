@@ -16,23 +16,7 @@
 #define RB 4           /* rows per work-item in basis_last (share each matrix load) */
 #endif
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define floatV CAT(float, VEC)
-#define vloadV CAT(vload, VEC)
-#define vstoreV CAT(vstore, VEC)
-
-/* Store the first `count` lanes of v at p (the tail of a row). */
-inline void store_lanes(floatV v, __global float *p, int count)
-{
-    if (count >= VEC) {
-        vstoreV(v, 0, p);
-        return;
-    }
-    float tmp[VEC];
-    vstoreV(v, 0, tmp);
-    for (int l = 0; l < count; l++) p[l] = tmp[l];
-}
+#include "common.cl"
 
 /* Axis with inner > 1 (D or H).  global: (ceil(inner/VEC), ceil(len/IB), outer).
  * M: (roundup(len, IB), len) row-major, rows past len are zero.  Loads may
@@ -43,11 +27,11 @@ __kernel void basis_inner(__global const float *in, __global float *out, __globa
     int j0 = get_global_id(0) * VEC, i0 = get_global_id(1) * IB, o = get_global_id(2);
     __global const float *src = in + (long)o * len * inner + j0;
     __global const float *m = M + (long)i0 * len;
-    floatV acc[IB];
-    for (int b = 0; b < IB; b++) acc[b] = (floatV)(0.0f);
+    floatv acc[IB];
+    for (int b = 0; b < IB; b++) acc[b] = (floatv)(0.0f);
     for (int k = 0; k < len; k++) {
-        floatV v = vloadV(0, src + (long)k * inner);
-        for (int b = 0; b < IB; b++) acc[b] = mad((floatV)(m[b * len + k]), v, acc[b]);
+        floatv v = VLOAD(0, src + (long)k * inner);
+        for (int b = 0; b < IB; b++) acc[b] = mad((floatv)(m[b * len + k]), v, acc[b]);
     }
     for (int b = 0; b < IB; b++)
         if (i0 + b < len) store_lanes(acc[b], out + ((long)o * len + i0 + b) * inner + j0, inner - j0);
@@ -60,15 +44,15 @@ __kernel void basis_last(__global const float *in, __global float *out, __global
                          int rows)
 {
     int i0 = get_global_id(0) * VEC, r0 = get_global_id(1) * RB;
-    floatV acc[RB];
+    floatv acc[RB];
     long base[RB];
     for (int b = 0; b < RB; b++) {
-        acc[b] = (floatV)(0.0f);
+        acc[b] = (floatv)(0.0f);
         base[b] = (long)min(r0 + b, rows - 1) * len; /* rows past the end read the last row, never stored */
     }
     for (int k = 0; k < len; k++) {
-        floatV m = vloadV(0, Mt + (long)k * ldb + i0);
-        for (int b = 0; b < RB; b++) acc[b] = mad((floatV)(in[base[b] + k]), m, acc[b]);
+        floatv m = VLOAD(0, Mt + (long)k * ldb + i0);
+        for (int b = 0; b < RB; b++) acc[b] = mad((floatv)(in[base[b] + k]), m, acc[b]);
     }
     for (int b = 0; b < RB; b++)
         if (r0 + b < rows) store_lanes(acc[b], out + (long)(r0 + b) * len + i0, len - i0);

@@ -23,28 +23,7 @@
 #define CHUNK 4096
 #endif
 
-#define NFV_CAT_(a, b) a##b
-#define NFV_CAT(a, b) NFV_CAT_(a, b)
-#define floatv NFV_CAT(float, VEC)
-#define VLOAD NFV_CAT(vload, VEC)
-#define VSTORE NFV_CAT(vstore, VEC)
-
-/* Horizontal sum of one vector, as a tree. */
-#if VEC == 1
-#define HSUM(v) (v)
-#elif VEC == 2
-#define HSUM(v) ((v).x + (v).y)
-#elif VEC == 4
-#define HSUM(v) (((v).lo + (v).hi).x + ((v).lo + (v).hi).y)
-#elif VEC == 8
-inline float hsum8(float8 v) { float4 a = v.lo + v.hi; float2 b = a.lo + a.hi; return b.x + b.y; }
-#define HSUM(v) hsum8(v)
-#elif VEC == 16
-inline float hsum16(float16 v) { float8 s = v.lo + v.hi; float4 a = s.lo + s.hi; float2 b = a.lo + a.hi; return b.x + b.y; }
-#define HSUM(v) hsum16(v)
-#else
-#error "VEC must be 1, 2, 4, 8 or 16"
-#endif
+#include "common.cl"
 
 /* ---- training forward ------------------------------------------------- */
 
@@ -60,7 +39,7 @@ __kernel void bn_stats_partial(__global const float *x, __global float *part, co
     const uint nv = count / VEC;
     floatv acc = (floatv)(0.0f);
     for (uint i = 0; i < nv; i++) acc += VLOAD(i, xp);
-    float sum = HSUM(acc);
+    float sum = vsum(acc);
     for (uint i = nv * VEC; i < count; i++) sum += xp[i];
     const float mean = sum / (float)count;
     floatv m2v = (floatv)(0.0f);
@@ -68,7 +47,7 @@ __kernel void bn_stats_partial(__global const float *x, __global float *part, co
         const floatv d = VLOAD(i, xp) - mean;
         m2v = mad(d, d, m2v);
     }
-    float m2 = HSUM(m2v);
+    float m2 = vsum(m2v);
     for (uint i = nv * VEC; i < count; i++) {
         const float d = xp[i] - mean;
         m2 = mad(d, d, m2);
@@ -214,7 +193,7 @@ __kernel void bn_backward_partial(__global const float *x, __global const float 
         sg += g;
         sgx = mad(g, VLOAD(i, xp) - mean, sgx);
     }
-    float sum_g = HSUM(sg), sum_gx = HSUM(sgx);
+    float sum_g = vsum(sg), sum_gx = vsum(sgx);
     for (uint i = nv * VEC; i < count; i++) {
         sum_g += gp[i];
         sum_gx = mad(gp[i], xp[i] - mean, sum_gx);

@@ -11,6 +11,11 @@
  * POOL_KIND selects which kernels a variant compiles (a cold PoCL build
  * costs seconds per kernel): 1 max pooling, 2 average pooling, 0 the
  * geometry-free global average pooling. */
+
+/* No default VEC: the host's -DVEC enables the vectorized stride-2 max
+ * pooling kernels at the end of the file. */
+#include "common.cl"
+
 #ifndef POOL_KIND
 #define POOL_KIND 0
 #endif
@@ -243,30 +248,15 @@ __kernel void global_avgpool_backward(__global const float *dy, __global float *
  * 2*VEC floats past the row (into the next row, or into the slack every
  * nfv_tensor has after its last element), and stores only its valid lanes. */
 #if POOL_KIND == 1 && defined(VEC) && (VEC == 4 || VEC == 8 || VEC == 16)
-#define NFV_CAT_(a, b) a##b
-#define NFV_CAT(a, b) NFV_CAT_(a, b)
-#define floatv NFV_CAT(float, VEC)
-#define intv NFV_CAT(int, VEC)
-#define uintv NFV_CAT(uint, VEC)
-#define VLOAD NFV_CAT(vload, VEC)
-#define VSTORE NFV_CAT(vstore, VEC)
+/* Half-width loads of dy / argmax, each value duplicated to two lanes. */
 #if VEC == 4
-#define floath float2
-#define inth int2
 #define VLOADH vload2
-#define IOTA1 ((intv)(0, 1, 2, 3))
 #define DUP ((uintv)(0, 0, 1, 1))
 #elif VEC == 8
-#define floath float4
-#define inth int4
 #define VLOADH vload4
-#define IOTA1 ((intv)(0, 1, 2, 3, 4, 5, 6, 7))
 #define DUP ((uintv)(0, 0, 1, 1, 2, 2, 3, 3))
 #elif VEC == 16
-#define floath float8
-#define inth int8
 #define VLOADH vload8
-#define IOTA1 ((intv)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
 #define DUP ((uintv)(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7))
 #endif
 
@@ -311,7 +301,7 @@ inline void max_window_w2(__global const float *xp, const int d0, const int h0, 
         floatv best;                                                                              \
         intv off;                                                                                 \
         max_window_w2(xp, d0, h0, ow0, &best, &off);                                              \
-        const intv idx = off + (d0 * H + h0) * W + 2 * ow0 + 2 * IOTA1;                           \
+        const intv idx = off + (d0 * H + h0) * W + 2 * ow0 + 2 * LANES;                           \
         if (ow0 + VEC <= OW) {                                                                    \
             VSTORE(best, 0, y + o);                                                               \
             if (WITH_IDX) VSTORE(idx, 0, argmax + o);                                             \
@@ -341,8 +331,8 @@ __kernel void maxpool3d_backward_w2(__global const float *dy, __global const int
     const int self0 = (d * H + h) * W + w0;
     /* Lanes past the last window (w >= 2*OW) read the next row's entries:
      * masked out, as those windows may contain this voxel when KH > SH. */
-    const intv lane_ok = (w0 + IOTA1) < 2 * OW;
-    const intv self = self0 + IOTA1;
+    const intv lane_ok = (w0 + LANES) < 2 * OW;
+    const intv self = self0 + LANES;
     floatv acc = (floatv)(0.0f);
     for (int jd = 0; jd < CD; jd++) {
         const int od = (d + PD) / SD - jd;

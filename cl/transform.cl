@@ -69,62 +69,7 @@ __kernel void jitter(__global const float *x, __global float *y, __global const 
 #ifndef VEC
 #define VEC 16
 #endif
-#define NFV_CAT_(a, b) a##b
-#define NFV_CAT(a, b) NFV_CAT_(a, b)
-#define floatv NFV_CAT(float, VEC)
-#define intv NFV_CAT(int, VEC)
-#define VSTORE NFV_CAT(vstore, VEC)
-#define convert_floatv NFV_CAT(convert_float, VEC)
-#define convert_intv NFV_CAT(convert_int, VEC)
-/* Lane offsets and indexed loads p[i] of VEC lanes (gathers: the corners of
- * a rotated grid are not contiguous). */
-#if VEC == 4
-#define LANES ((int4)(0, 1, 2, 3))
-#define GATHER(p, i) ((float4)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3]))
-#elif VEC == 8
-#define LANES ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
-#define GATHER(p, i)                                                                                               \
-    ((float8)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3], (p)[(i).s4], (p)[(i).s5], (p)[(i).s6],         \
-              (p)[(i).s7]))
-#elif VEC == 16
-#define LANES ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-#define GATHER(p, i)                                                                                               \
-    ((float16)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3], (p)[(i).s4], (p)[(i).s5], (p)[(i).s6],        \
-               (p)[(i).s7], (p)[(i).s8], (p)[(i).s9], (p)[(i).sa], (p)[(i).sb], (p)[(i).sc], (p)[(i).sd],        \
-               (p)[(i).se], (p)[(i).sf]))
-#else
-#error "VEC must be 4, 8 or 16"
-#endif
-
-/* The warp kernels run on a flat range of N*D*H*ceil(W/VEC) work-items
- * (rounded up to the host's local size, which is given explicitly: PoCL's
- * own choice for some 3D ranges made launches 5-20x slower).  This decodes
- * work-item g into the first x of its block, its row y and plane nz = n*D + z,
- * and returns from work-items past the end. */
-#define FLAT_BLOCK(W, H, N, D, x0, y, nz)                                                                          \
-    int x0, y, nz;                                                                                                 \
-    {                                                                                                              \
-        int nb_ = ((W) + VEC - 1) / VEC;                                                                           \
-        long g_ = get_global_id(0);                                                                                \
-        if (g_ >= (long)nb_ * (H) * (N) * (D)) return;                                                             \
-        long r_ = g_ / nb_;                                                                                        \
-        x0 = (int)(g_ - r_ * nb_) * VEC;                                                                           \
-        nz = (int)(r_ / (H));                                                                                      \
-        y = (int)(r_ - (long)nz * (H));                                                                            \
-    }
-
-/* Store VEC lanes at p[0..VEC) of a row, only the first `count` when the row
- * ends inside the block. */
-inline void store_row(__global float *p, floatv v, int count)
-{
-    if (count >= VEC) {
-        VSTORE(v, 0, p);
-    } else {
-        float t[VEC];
-        VSTORE(v, 0, t);
-        for (int i = 0; i < count; i++) p[i] = t[i];
-    }
-}
+#include "common.cl"
 
 /* Per-sample parameters (WARP_STRIDE floats each), built on the host:
  *   [0..12)  the forward 3x4 [A | b] (q = A p + b),
@@ -182,7 +127,7 @@ __kernel void warp_forward(__global const float *x, __global float *y, __global 
     acc += w10 * wx1 * GATHER(s, r10 + cx1);
     acc += w11 * wx0 * GATHER(s, r11 + cx0);
     acc += w11 * wx1 * GATHER(s, r11 + cx1);
-    store_row(y + (((long)n * Do + oz) * Ho + oy) * Wo + ox0, acc, Wo - ox0);
+    store_lanes(acc, y + (((long)n * Do + oz) * Ho + oy) * Wo + ox0, Wo - ox0);
 }
 
 /* Weight the forward gave input coordinate v (per axis) from sample
@@ -264,5 +209,5 @@ __kernel void warp_adjoint(__global const float *dy, __global float *dx, __globa
             }
         }
     }
-    store_row(dx + (((long)n * Di + vz) * Hi + vy) * Wi + vx0, acc, Wi - vx0);
+    store_lanes(acc, dx + (((long)n * Di + vz) * Hi + vy) * Wi + vx0, Wi - vx0);
 }

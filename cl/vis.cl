@@ -16,46 +16,7 @@ enum { PEN_L1 = 0, PEN_L2 = 1, PEN_TV = 2, PEN_TV_SQ = 3 };
 #ifndef VEC
 #define VEC 16
 #endif
-#define NFV_CAT_(a, b) a##b
-#define NFV_CAT(a, b) NFV_CAT_(a, b)
-#define floatv NFV_CAT(float, VEC)
-#define intv NFV_CAT(int, VEC)
-#define VLOAD NFV_CAT(vload, VEC)
-#define VSTORE NFV_CAT(vstore, VEC)
-#if VEC == 4
-#define LANES ((int4)(0, 1, 2, 3))
-#define GATHER(p, i) ((float4)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3]))
-#elif VEC == 8
-#define LANES ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
-#define GATHER(p, i)                                                                                               \
-    ((float8)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3], (p)[(i).s4], (p)[(i).s5], (p)[(i).s6],         \
-              (p)[(i).s7]))
-#elif VEC == 16
-#define LANES ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-#define GATHER(p, i)                                                                                               \
-    ((float16)((p)[(i).s0], (p)[(i).s1], (p)[(i).s2], (p)[(i).s3], (p)[(i).s4], (p)[(i).s5], (p)[(i).s6],        \
-               (p)[(i).s7], (p)[(i).s8], (p)[(i).s9], (p)[(i).sa], (p)[(i).sb], (p)[(i).sc], (p)[(i).sd],        \
-               (p)[(i).se], (p)[(i).sf]))
-#else
-#error "VEC must be 4, 8 or 16"
-#endif
-
-/* The blur kernels run on a flat range of N*D*H*ceil(W/VEC) work-items
- * (rounded up to the host's local size, which is given explicitly: PoCL's
- * own choice for some 3D ranges made launches 5-20x slower).  This decodes
- * work-item g into the first x of its block, its row y and plane nz = n*D + z,
- * and returns from work-items past the end. */
-#define FLAT_BLOCK(W, H, N, D, x0, y, nz)                                                                          \
-    int x0, y, nz;                                                                                                 \
-    {                                                                                                              \
-        int nb_ = ((W) + VEC - 1) / VEC;                                                                           \
-        long g_ = get_global_id(0);                                                                                \
-        if (g_ >= (long)nb_ * (H) * (N) * (D)) return;                                                             \
-        long r_ = g_ / nb_;                                                                                        \
-        x0 = (int)(g_ - r_ * nb_) * VEC;                                                                           \
-        nz = (int)(r_ / (H));                                                                                      \
-        y = (int)(r_ - (long)nz * (H));                                                                            \
-    }
+#include "common.cl"
 
 /* VEC floats of a row of length W from x0: a vector load when the block is
  * whole, else a gather with clamped addresses (lanes past W are never stored). */
@@ -65,6 +26,8 @@ inline floatv load_block(__global const float *row, int x0, int W)
     return GATHER(row, min(x0 + LANES, W - 1));
 }
 
+/* Not store_lanes: the same test as load_block's lets the compiler merge the
+ * two branches of a load-modify-store. */
 inline void store_block(__global float *row, int x0, int W, floatv v)
 {
     if (x0 + VEC <= W) {
