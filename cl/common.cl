@@ -26,7 +26,12 @@
 /* LANES: 0, 1, ..., VEC-1 as an intv (lane offsets of a block, masks at the
  * end of a row); LANES_F the same as a floatv (conv3d.cl compares it with a
  * float count).  GATHER(p, i): p[i] for each lane of the intv i (gathers:
- * the corners of a rotated grid, or a clamped block, are not contiguous). */
+ * the corners of a rotated grid, or a clamped block, are not contiguous).
+ *
+ * Integer min/max/clamp on vectors take vector bounds, (intv)(W - 1), never
+ * a scalar W - 1: the scalar-bound overloads are legal OpenCL 1.2, but
+ * oclgrind 21.10 evaluates them wrongly (lanes read far outside the row),
+ * and the explicit form means the same on every device. */
 #if VEC == 2
 #define LANES ((int2)(0, 1))
 #define LANES_F ((float2)(0, 1))

@@ -101,8 +101,8 @@ __kernel void warp_forward(__global const float *x, __global float *y, __global 
     floatv qx = ((m[8] * fz + m[11]) + m[9] * fy) + m[10] * fx;
     /* Clamp before converting so far-away points stay representable; they
      * remain outside. */
-    floatv flz = clamp(floor(qz), -2.0f, (float)Di + 1.0f), fly = clamp(floor(qy), -2.0f, (float)Hi + 1.0f),
-           flx = clamp(floor(qx), -2.0f, (float)Wi + 1.0f);
+    floatv flz = clamp(floor(qz), (floatv)(-2.0f), (floatv)((float)Di + 1.0f)), fly = clamp(floor(qy), (floatv)(-2.0f), (floatv)((float)Hi + 1.0f)),
+           flx = clamp(floor(qx), (floatv)(-2.0f), (floatv)((float)Wi + 1.0f));
     intv z0 = convert_intv(flz), y0 = convert_intv(fly), x0 = convert_intv(flx);
     intv z1 = z0 + 1, y1 = y0 + 1, x1 = x0 + 1;
     /* Per-axis weights 1 - |q - c| of the two corners, 0 outside the volume. */
@@ -113,9 +113,9 @@ __kernel void warp_forward(__global const float *x, __global float *y, __global 
     floatv wy1 = select(zero, 1.0f - fabs(qy - (fly + 1.0f)), y1 >= 0 && y1 < Hi);
     floatv wx0 = select(zero, 1.0f - fabs(qx - flx), x0 >= 0 && x0 < Wi);
     floatv wx1 = select(zero, 1.0f - fabs(qx - (flx + 1.0f)), x1 >= 0 && x1 < Wi);
-    intv cz0 = clamp(z0, 0, Di - 1) * Hi, cz1 = clamp(z1, 0, Di - 1) * Hi;
-    intv cy0 = clamp(y0, 0, Hi - 1), cy1 = clamp(y1, 0, Hi - 1);
-    intv cx0 = clamp(x0, 0, Wi - 1), cx1 = clamp(x1, 0, Wi - 1);
+    intv cz0 = clamp(z0, (intv)(0), (intv)(Di - 1)) * Hi, cz1 = clamp(z1, (intv)(0), (intv)(Di - 1)) * Hi;
+    intv cy0 = clamp(y0, (intv)(0), (intv)(Hi - 1)), cy1 = clamp(y1, (intv)(0), (intv)(Hi - 1));
+    intv cx0 = clamp(x0, (intv)(0), (intv)(Wi - 1)), cx1 = clamp(x1, (intv)(0), (intv)(Wi - 1));
     intv r00 = (cz0 + cy0) * Wi, r01 = (cz0 + cy1) * Wi, r10 = (cz1 + cy0) * Wi, r11 = (cz1 + cy1) * Wi;
     __global const float *s = x + (long)n * Di * Hi * Wi;
     floatv w00 = wz0 * wy0, w01 = wz0 * wy1, w10 = wz1 * wy0, w11 = wz1 * wy1;
@@ -162,21 +162,21 @@ __kernel void warp_adjoint(__global const float *dy, __global float *dx, __globa
     floatv cy = (inv[4] * fvz + inv[5] * fvy + inv[7]) + inv[6] * vx;
     float hz = m[24], hy = m[25], rz = m[27], ry = m[28], rx = m[29];
     int Kz = (int)floor(2.0f * hz) + 1, Ky = (int)floor(2.0f * hy) + 1, Kx = (int)m[30];
-    intv pz0 = convert_intv(clamp(ceil(cz - hz), -1.0f, (float)Do)),
-         py0 = convert_intv(clamp(ceil(cy - hy), -1.0f, (float)Ho));
+    intv pz0 = convert_intv(clamp(ceil(cz - hz), (floatv)(-1.0f), (floatv)((float)Do))),
+         py0 = convert_intv(clamp(ceil(cy - hy), (floatv)(-1.0f), (floatv)((float)Ho)));
     __global const float *g = dy + (long)n * Do * Ho * Wo;
     floatv acc = 0.0f;
     for (int kz = 0; kz < Kz; kz++) {
         intv pz = pz0 + kz;
         floatv fpz = convert_floatv(pz);
         intv zin = pz >= 0 && pz < Do;
-        intv rowz = clamp(pz, 0, Do - 1) * Ho;
+        intv rowz = clamp(pz, (intv)(0), (intv)(Do - 1)) * Ho;
         floatv tz = m[0] * fpz + m[3], ty = m[4] * fpz + m[7], tx = m[8] * fpz + m[11];
         for (int ky = 0; ky < Ky; ky++) {
             intv py = py0 + ky;
             floatv fpy = convert_floatv(py);
             intv rin = zin && py >= 0 && py < Ho;
-            intv row = (rowz + clamp(py, 0, Ho - 1)) * Wo;
+            intv row = (rowz + clamp(py, (intv)(0), (intv)(Ho - 1))) * Wo;
             /* Row parts of q, as the forward computes them. */
             floatv bz = tz + m[1] * fpy, by = ty + m[5] * fpy, bx = tx + m[9] * fpy;
             /* px interval where every |q_a - v_a| < 1 (axes with A[a][2] = 0
@@ -197,14 +197,14 @@ __kernel void warp_adjoint(__global const float *dy, __global float *dx, __globa
                 lo = fmax(lo, fmin(e1, e2));
                 hi = fmin(hi, fmax(e1, e2));
             }
-            intv px0 = convert_intv(clamp(ceil(lo - 1e-3f), -1.0f, (float)Wo));
+            intv px0 = convert_intv(clamp(ceil(lo - 1e-3f), (floatv)(-1.0f), (floatv)((float)Wo)));
             for (int kx = 0; kx < Kx; kx++) {
                 intv px = px0 + kx;
                 floatv fpx = convert_floatv(px);
                 floatv qz = bz + m[2] * fpx, qy = by + m[6] * fpx, qx = bx + m[10] * fpx;
                 intv ok = rin && px >= 0 && px < Wo;
                 floatv w = corner_weight(qz, (floatv)fvz) * corner_weight(qy, (floatv)fvy) * corner_weight(qx, vx);
-                floatv val = GATHER(g, row + clamp(px, 0, Wo - 1));
+                floatv val = GATHER(g, row + clamp(px, (intv)(0), (intv)(Wo - 1)));
                 acc += select((floatv)0.0f, w * val, ok);
             }
         }

@@ -23,7 +23,7 @@ enum { PEN_L1 = 0, PEN_L2 = 1, PEN_TV = 2, PEN_TV_SQ = 3 };
 inline floatv load_block(__global const float *row, int x0, int W)
 {
     if (x0 + VEC <= W) return VLOAD(0, row + x0);
-    return GATHER(row, min(x0 + LANES, W - 1));
+    return GATHER(row, min(x0 + LANES, (intv)(W - 1)));
 }
 
 /* Not store_lanes: the same test as load_block's lets the compiler merge the
@@ -45,7 +45,7 @@ inline void store_block(__global float *row, int x0, int W, floatv v)
 inline floatv load_at(__global const float *row, int x, int W)
 {
     if (x >= 0 && x + VEC <= W) return VLOAD(0, row + x);
-    return GATHER(row, clamp(x + LANES, 0, W - 1));
+    return GATHER(row, clamp(x + LANES, (intv)(0), (intv)(W - 1)));
 }
 
 /* d(term)/d(difference) per unit difference: 1/t for smooth TV, 2 for squared. */
@@ -241,11 +241,11 @@ __kernel void blur_rows(__global const float *in, __global float *out, __global 
             if (replicate && adjoint) {
                 /* Edge lanes (outputs 0 and W-1) weight source j by their prefix sums. */
                 floatv a = W == 1 ? (floatv)1.0f
-                                  : select(GATHER(cum, clamp(R + 1 - j, 0, 2 * R + 1)),
-                                           cum[2 * R + 1] - GATHER(cum, clamp(W - 1 - j + R, 0, 2 * R + 1)), right);
+                                  : select(GATHER(cum, clamp(R + 1 - j, (intv)(0), (intv)(2 * R + 1))),
+                                           cum[2 * R + 1] - GATHER(cum, clamp(W - 1 - j + R, (intv)(0), (intv)(2 * R + 1))), right);
                 wl = select(wl, select((floatv)0.0f, a, inside), edge);
             }
-            acc += wl * GATHER(row, clamp(j, 0, W - 1));
+            acc += wl * GATHER(row, clamp(j, (intv)(0), (intv)(W - 1)));
         }
     }
     store_block(out + base, x0, W, acc);
