@@ -30,7 +30,7 @@ LIB      := $(BUILD)/libneurofv.a
 BIN      := $(BUILD)/neurofv
 TESTBIN  := $(BUILD)/neurofv-tests
 
-.PHONY: all test test-torch asan check-cl check-layers clean bench demo
+.PHONY: all test test-torch test-configs test-oclgrind asan check-cl check-layers clean bench demo
 all: $(BIN) $(TESTBIN) neurofv
 
 # The binary at the repository root is a copy for convenience (./neurofv).
@@ -72,6 +72,16 @@ test: all
 # Every include goes to the same or a lower layer (docs/ARCHITECTURE.md).
 check-layers:
 	sh tools/check-layers.sh
+
+# Kernel tests under every configuration the per-device table can pick
+# (CPU and GPU profiles), on this machine's device.
+test-configs: all
+	sh tools/test-configs.sh $(TESTBIN)
+
+# Kernel tests under oclgrind (bounds, data races, API) in the GPU and CPU
+# kernel configurations; 0 findings to pass.
+test-oclgrind: all
+	sh tools/test-oclgrind.sh $(TESTBIN)
 
 test-torch: all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/torch_parity.py

@@ -20,7 +20,8 @@ typedef enum nfv_status {
     NFV_ERR_BUILD,         /* an OpenCL program failed to build (log in the message) */
     NFV_ERR_NO_MEMORY,     /* host allocation failed */
     NFV_ERR_NO_DEVICE,     /* no OpenCL device matches the request */
-    NFV_ERR_UNSUPPORTED    /* valid request this build cannot serve */
+    NFV_ERR_UNSUPPORTED,   /* valid request this build cannot serve */
+    NFV_ERR_INTERRUPTED    /* SIGINT or SIGTERM arrived; the work stopped at a safe point */
 } nfv_status;
 
 /* Short name of a status ("NFV_ERR_IO"). */

@@ -23,6 +23,7 @@ const char *nfv_status_name(nfv_status s)
     case NFV_ERR_NO_MEMORY: return "NFV_ERR_NO_MEMORY";
     case NFV_ERR_NO_DEVICE: return "NFV_ERR_NO_DEVICE";
     case NFV_ERR_UNSUPPORTED: return "NFV_ERR_UNSUPPORTED";
+    case NFV_ERR_INTERRUPTED: return "NFV_ERR_INTERRUPTED";
     }
     return "NFV_ERR_UNKNOWN";
 }
@@ -65,5 +66,5 @@ void nfv_error_scope_set(const char *s)
     else snprintf(scope, sizeof scope, "%s", s);
 }
 
-/* Used by nfv_cl_fail in runtime.c. */
+/* Used by nfv_cl_fail in src/runtime/context.c. */
 const char *nfv_error_scope_get(void) { return scope; }

@@ -1,4 +1,5 @@
 /* Command-line parsing, error reporting and progress; see src/cli.h. */
+#include "base/interrupt.h"
 #include "cli.h"
 
 #include <errno.h>
@@ -107,8 +108,10 @@ int cli_parse(const char *command, const char *usage, const char *description, c
 
 int cli_fail(const char *command, nfv_status s)
 {
-    (void)s;
     fprintf(stderr, "neurofv %s: %s\n", command, nfv_error_message());
+    /* An interrupted run exits as the shell reports a signal (128 + signo),
+     * so job schedulers and scripts can tell it from a failure. */
+    if (s == NFV_ERR_INTERRUPTED && nfv_interrupted()) return 128 + nfv_interrupted();
     return 1;
 }
 

@@ -1,7 +1,8 @@
-/* neurofv: the command dispatcher.  Commands live in src/cmd_*.c. */
+/* neurofv: the command dispatcher.  Commands live in src/cli/cmd_*.c. */
 #include <stdio.h>
 #include <string.h>
 
+#include "base/interrupt.h"
 #include "cli.h"
 
 #undef NFV_COMMAND
@@ -33,6 +34,9 @@ int main(int argc, char **argv)
         usage(stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* SIGINT/SIGTERM stop long commands at their next safe point with a
+     * message saying where (base/interrupt.h). */
+    nfv_interrupt_install();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "neurofv: unknown command \"%s\" (see neurofv --help)\n", argv[1]);
