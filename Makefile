@@ -66,7 +66,11 @@ $(BIN): $(CLI_OBJ) $(LIB)
 $(TESTBIN): $(TEST_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(TEST_OBJ) $(LIB) $(LDLIBS) -o $@
 
-test: all
+# On a fresh Debian 12 machine the test command alone works: what is missing
+# is installed first (tools/install-deps prints nothing when all is there).
+test:
+	@bash tools/install-deps
+	$(MAKE) all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(TESTBIN)
 
 # Every include goes to the same or a lower layer (docs/ARCHITECTURE.md).
