@@ -58,9 +58,6 @@ nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cac
  * sigmoid(logit) for a binary head; k = class_count values. */
 void nfv_model_probabilities(const nfv_model *m, const float *row, double *prob);
 
-/* Number of outputs per sample (last layer's features). */
-int nfv_model_outputs(const nfv_model *m);
-
 /* Checkpoint = model file + optimizer state ("optim.<layer>.<param>.m|v")
  * + metadata (optimizer, step, dropout seed) + extra key/value pairs given
  * here (epoch, RNG seed, best metric, ...).  Temp file + rename. */
