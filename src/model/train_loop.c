@@ -169,9 +169,8 @@ static nfv_status start_resume(train_run *r)
     } else {
         r->start_epoch = atoi(e);
         r->base_lr = !isnan(o->lr) ? o->lr : bl_meta ? strtof(bl_meta, NULL) : r->t->opt.lr;
-        r->schedule = o->schedule != NFV_LR_DEFAULT                  ? o->schedule
-                      : sc_meta && !strcmp(sc_meta, "cosine") ? NFV_LR_COSINE
-                                                              : NFV_LR_CONSTANT;
+        if (o->schedule != NFV_LR_DEFAULT) r->schedule = o->schedule;
+        else r->schedule = sc_meta && !strcmp(sc_meta, "cosine") ? NFV_LR_COSINE : NFV_LR_CONSTANT;
         r->best_bacc = strtod(bb, NULL), r->best_loss = strtod(bl, NULL);
         r->seed = strtoull(sd, NULL, 10);
     }
