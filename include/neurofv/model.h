@@ -1,4 +1,5 @@
-/* Sequential 3D CNN models: layers, parameters, forward/backward, files.
+/* Sequential 3D CNN models: layers, parameters, forward/backward, files
+ * (src/model/model.c, model_run.c, model_io.c).
  *
  * A model is a plain list of layers, each the counterpart of one module of a
  * PyTorch nn.Sequential: layer i has index i, and its parameters are named
@@ -8,7 +9,7 @@
  * after Flatten/Linear.  The model's tensors live on the device of the
  * context that created or loaded it; pass that same context to every call.
  *
- * Architecture spec (src/model_spec.c): words separated by spaces, e.g.
+ * Architecture spec (src/model/model_spec.c): words separated by spaces, e.g.
  *   "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,s2,p1,nobias) elu(1.0)
  *    avgpool(2,2) gap flatten dropout(0.5) linear(3)"
  *   conv(C[,kK|kKdxKhxKw][,sS][,pP][,nobias])  Conv3d to C channels (k3 s1 p0)
@@ -142,7 +143,7 @@ typedef struct nfv_model {
 nfv_status nfv_model_create_from_spec(nfv_context *ctx, const char *spec, const int input_shape[4], int class_count,
                                       const char *const *class_names, nfv_head head, unsigned long long seed,
                                       nfv_model **out);
-/* Load a .safetensors model (see the file header comment of src/safetensors.c):
+/* Load a .safetensors model (see the file header comment of src/model/safetensors.c):
  * every tensor's dtype, shape and byte range are checked against the file and
  * the architecture in __metadata__ before anything is read. */
 nfv_status nfv_model_load(nfv_context *ctx, const char *path, nfv_model **out);
@@ -162,6 +163,7 @@ int nfv_model_find_layer(const nfv_model *m, const char *name);
 const nfv_layer *nfv_model_layer(const nfv_model *m, int index);
 
 /* Totals per sample. */
+int nfv_model_outputs(const nfv_model *m);    /* outputs of the last layer (logits / value) */
 long long nfv_model_param_count(const nfv_model *m);
 long long nfv_layer_param_count(const nfv_layer *l);
 double nfv_layer_flops(const nfv_layer *l);   /* forward multiply-adds x 2 per sample */

@@ -1,144 +1,14 @@
-/* Slice panels, orthogonal views, mosaics and grids of volumes; PNG output.
- * See include/neurofv/render.h for the conventions. */
+/* Slice panels, orthogonal views, mosaics and grids of volumes: sampling in
+ * world millimetres, grey windows and overlay colours, layout and labels.
+ * Images, PNG and text are in render_image.c.  See include/neurofv/render.h
+ * for the conventions. */
 #include "base/affine.h"
-#include "neurofv/render.h"
+#include "io/render_internal.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include "base/fs.h"
-#include "neurofv/status.h"
-
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#endif
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#include <stb/stb_image_write.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-
-/* ---- Images ------------------------------------------------------------------ */
-
-nfv_status nfv_image_alloc(nfv_image *im, int width, int height)
-{
-    if (!im) return nfv_fail(NFV_ERR_INVALID_ARG, "image alloc: NULL image");
-    memset(im, 0, sizeof *im);
-    if (width < 1 || height < 1 || width > 32768 || height > 32768)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "image alloc: invalid size %dx%d", width, height);
-    im->rgb = calloc((size_t)width * height * 3, 1);
-    if (!im->rgb) return nfv_fail(NFV_ERR_NO_MEMORY, "image alloc: cannot allocate %dx%d RGB", width, height);
-    im->width = width;
-    im->height = height;
-    return NFV_OK;
-}
-
-void nfv_image_free(nfv_image *im)
-{
-    if (!im) return;
-    free(im->rgb);
-    memset(im, 0, sizeof *im);
-}
-
-nfv_status nfv_image_write_png(const char *path, const nfv_image *im)
-{
-    if (!path || !im || !im->rgb) return nfv_fail(NFV_ERR_INVALID_ARG, "PNG write: empty image or NULL path");
-    char tmp[4160];
-    NFV_TRY(nfv_temp_name(path, tmp, sizeof tmp));
-    nfv_status s = NFV_OK;
-    errno = 0;
-    if (!stbi_write_png(tmp, im->width, im->height, 3, im->rgb, im->width * 3))
-        s = nfv_fail(NFV_ERR_IO, "%s: cannot write PNG (%s)", path, errno ? strerror(errno) : "stb_image_write failed");
-    return nfv_rename_into_place(s, tmp, path);
-}
-
-static void put(nfv_image *im, int x, int y, const unsigned char c[3])
-{
-    if (x < 0 || y < 0 || x >= im->width || y >= im->height) return;
-    unsigned char *p = im->rgb + ((size_t)y * im->width + x) * 3;
-    p[0] = c[0];
-    p[1] = c[1];
-    p[2] = c[2];
-}
-
-static void blit(nfv_image *dst, const nfv_image *src, int x0, int y0)
-{
-    for (int y = 0; y < src->height; y++)
-        for (int x = 0; x < src->width; x++) put(dst, x0 + x, y0 + y, src->rgb + ((size_t)y * src->width + x) * 3);
-}
-
-/* ---- A 5x7 bitmap font (rows top to bottom, bit 4 = left column) ------------ */
-
-typedef struct glyph { char c; unsigned char rows[7]; } glyph;
-static const glyph font[] = {
-    {'A', {0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11}}, {'B', {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}},
-    {'C', {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}}, {'D', {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}},
-    {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}}, {'F', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}},
-    {'G', {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}}, {'H', {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
-    {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}}, {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}},
-    {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}}, {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}},
-    {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}}, {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
-    {'O', {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'P', {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}},
-    {'Q', {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}}, {'R', {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}},
-    {'S', {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}}, {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}},
-    {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}}, {'X', {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}},
-    {'Y', {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}}, {'Z', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}},
-    {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}}, {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}},
-    {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}}, {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}},
-    {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}}, {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}},
-    {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}}, {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
-    {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}}, {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}},
-    {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}}, {'+', {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}},
-    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}}, {'=', {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}},
-    {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}}, {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}},
-    {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}}, {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}},
-    {',', {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}}, {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}},
-    {'@', {0x0E, 0x11, 0x01, 0x0D, 0x15, 0x15, 0x0E}}, {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}},
-    {'?', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}}, {' ', {0, 0, 0, 0, 0, 0, 0}},
-};
-
-static const unsigned char *glyph_rows(char c)
-{
-    if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
-    for (size_t i = 0; i < sizeof font / sizeof font[0]; i++)
-        if (font[i].c == c) return font[i].rows;
-    return glyph_rows('?');
-}
-
-static int text_width(const char *s, int scale) { return s[0] ? (int)strlen(s) * 6 * scale - scale : 0; }
-
-/* Text with a one-pixel dark outline so it reads on any background. */
-static void draw_text(nfv_image *im, int x0, int y0, const char *s, int scale, const unsigned char colour[3])
-{
-    static const unsigned char shadow[3] = {0, 0, 0};
-    for (int pass = 0; pass < 2; pass++)
-        for (int n = 0; s[n]; n++) {
-            const unsigned char *rows = glyph_rows(s[n]);
-            for (int r = 0; r < 7; r++)
-                for (int c = 0; c < 5; c++) {
-                    if (!(rows[r] & (0x10 >> c))) continue;
-                    for (int dy = 0; dy < scale; dy++)
-                        for (int dx = 0; dx < scale; dx++) {
-                            int x = x0 + (n * 6 + c) * scale + dx, y = y0 + r * scale + dy;
-                            if (pass == 0) {
-                                for (int oy = -1; oy <= 1; oy++)
-                                    for (int ox = -1; ox <= 1; ox++) put(im, x + ox, y + oy, shadow);
-                            } else {
-                                put(im, x, y, colour);
-                            }
-                        }
-                }
-        }
-}
 
 static const unsigned char white[3] = {255, 255, 255}, yellow[3] = {255, 230, 90};
 
@@ -349,7 +219,7 @@ static nfv_status render_panel(const prep *p, nfv_view view, double coord, nfv_i
                     else cold(t, c);
                 }
             }
-            put(out, x, y, c);
+            nfv_image_put(out, x, y, c);
         }
     if (p->annotate) {
         static const char *letters[3][2] = {{"L", "R"}, {"P", "A"}, {"I", "S"}}; /* low, high end of x, y, z */
@@ -357,10 +227,10 @@ static nfv_status render_panel(const prep *p, nfv_view view, double coord, nfv_i
         const char *top = letters[v][1], *bottom = letters[v][0];
         int s = out->height >= 120 ? 2 : 1, gh = 7 * s, gw = 5 * s;
         if (out->width >= 3 * gw && out->height >= 3 * gh) {
-            draw_text(out, 3, (out->height - gh) / 2, left, s, yellow);
-            draw_text(out, out->width - gw - 3, (out->height - gh) / 2, right, s, yellow);
-            draw_text(out, (out->width - gw) / 2, 3, top, s, yellow);
-            draw_text(out, (out->width - gw) / 2, out->height - gh - 3, bottom, s, yellow);
+            nfv_image_draw_text(out, 3, (out->height - gh) / 2, left, s, yellow);
+            nfv_image_draw_text(out, out->width - gw - 3, (out->height - gh) / 2, right, s, yellow);
+            nfv_image_draw_text(out, (out->width - gw) / 2, 3, top, s, yellow);
+            nfv_image_draw_text(out, (out->width - gw) / 2, out->height - gh - 3, bottom, s, yellow);
         }
     }
     return NFV_OK;
@@ -401,11 +271,11 @@ static int colorbar_width(const prep *p)
 {
     char buf[64];
     snprintf(buf, sizeof buf, "%+.3g", p->has_over ? -(double)p->omax : (double)p->wlo);
-    int w1 = text_width(buf, 1);
+    int w1 = nfv_image_text_width(buf, 1);
     snprintf(buf, sizeof buf, "%+.3g", p->has_over ? (double)p->omax : (double)p->whi);
-    int w2 = text_width(buf, 1);
+    int w2 = nfv_image_text_width(buf, 1);
     snprintf(buf, sizeof buf, "%+.3g", (double)p->thr);
-    int w3 = p->has_over ? text_width(buf, 1) : 0;
+    int w3 = p->has_over ? nfv_image_text_width(buf, 1) : 0;
     int w = w1 > w2 ? w1 : w2;
     return 16 + 4 + (w > w3 ? w : w3) + 4;
 }
@@ -426,28 +296,28 @@ static void draw_colorbar(nfv_image *im, const prep *p, int x0, int y0, int h)
         } else {
             cold((0.5f - t) * 2, c);
         }
-        for (int x = 0; x < 16; x++) put(im, x0 + x, y0 + y, c);
+        for (int x = 0; x < 16; x++) nfv_image_put(im, x0 + x, y0 + y, c);
     }
     int tx = x0 + 20;
     if (!p->has_over) {
         snprintf(buf, sizeof buf, "%.3g", (double)p->whi);
-        draw_text(im, tx, y0, buf, 1, white);
+        nfv_image_draw_text(im, tx, y0, buf, 1, white);
         snprintf(buf, sizeof buf, "%.3g", (double)p->wlo);
-        draw_text(im, tx, y0 + h - 7, buf, 1, white);
+        nfv_image_draw_text(im, tx, y0 + h - 7, buf, 1, white);
     } else if (!p->over_negative) {
         snprintf(buf, sizeof buf, "%.3g", (double)p->omax);
-        draw_text(im, tx, y0, buf, 1, white);
+        nfv_image_draw_text(im, tx, y0, buf, 1, white);
         snprintf(buf, sizeof buf, "%.3g", (double)p->thr);
-        draw_text(im, tx, y0 + h - 7, buf, 1, white);
+        nfv_image_draw_text(im, tx, y0 + h - 7, buf, 1, white);
     } else {
         snprintf(buf, sizeof buf, "%+.3g", (double)p->omax);
-        draw_text(im, tx, y0, buf, 1, white);
+        nfv_image_draw_text(im, tx, y0, buf, 1, white);
         snprintf(buf, sizeof buf, "%+.3g", (double)p->thr);
-        draw_text(im, tx, y0 + h / 2 - 9, buf, 1, white);
+        nfv_image_draw_text(im, tx, y0 + h / 2 - 9, buf, 1, white);
         snprintf(buf, sizeof buf, "%+.3g", -(double)p->thr);
-        draw_text(im, tx, y0 + h / 2 + 2, buf, 1, white);
+        nfv_image_draw_text(im, tx, y0 + h / 2 + 2, buf, 1, white);
         snprintf(buf, sizeof buf, "%+.3g", -(double)p->omax);
-        draw_text(im, tx, y0 + h - 7, buf, 1, white);
+        nfv_image_draw_text(im, tx, y0 + h - 7, buf, 1, white);
     }
 }
 
@@ -476,7 +346,7 @@ nfv_status nfv_render_ortho(const nfv_volume *v, const nfv_render_options *o, co
         if (s == NFV_OK) {
             int x = GAP;
             for (int i = 0; i < 3; i++) {
-                blit(out, &panel[i], x, GAP + (H - panel[i].height) / 2);
+                nfv_image_blit(out, &panel[i], x, GAP + (H - panel[i].height) / 2);
                 x += panel[i].width + GAP;
             }
             if (p.annotate) {
@@ -484,7 +354,7 @@ nfv_status nfv_render_ortho(const nfv_volume *v, const nfv_render_options *o, co
                 char buf[160];
                 snprintf(buf, sizeof buf, "X=%.1f Y=%.1f Z=%.1f MM  %s", at[0], at[1], at[2],
                          p.radiological ? "RADIOLOGICAL (R ON LEFT)" : "NEUROLOGICAL (L ON LEFT)");
-                draw_text(out, GAP, GAP + H + GAP + 1, buf, 1, white);
+                nfv_image_draw_text(out, GAP, GAP + H + GAP + 1, buf, 1, white);
             }
         }
     }
@@ -543,11 +413,11 @@ nfv_status nfv_render_mosaic(const nfv_volume *v, const nfv_render_options *o, i
             if (s != NFV_OK) break;
         }
         int x = GAP + (n % cols) * (cw + GAP), y = GAP + (n / cols) * (ch + GAP);
-        blit(out, &panel, x, y);
+        nfv_image_blit(out, &panel, x, y);
         if (p.annotate) {
             char buf[32];
             snprintf(buf, sizeof buf, "Z=%.0f", z);
-            draw_text(out, x + 2, y + ch - 9, buf, 1, white);
+            nfv_image_draw_text(out, x + 2, y + ch - 9, buf, 1, white);
         }
         nfv_image_free(&panel);
     }
@@ -592,16 +462,17 @@ nfv_status nfv_render_grid(const nfv_volume *const *vols, const char *const *tit
     if (s == NFV_OK)
         for (int n = 0; n < count; n++) {
             int x = GAP + (n % cols) * (cw + GAP), y = GAP + (n / cols) * (ch + caption + GAP);
-            blit(out, &panels[n], x + (cw - panels[n].width) / 2, y + (ch - panels[n].height) / 2);
+            nfv_image_blit(out, &panels[n], x + (cw - panels[n].width) / 2, y + (ch - panels[n].height) / 2);
             if (o->annotate && titles && titles[n]) {
                 char buf[128];
                 snprintf(buf, sizeof buf, "%s", titles[n]);
                 int maxc = (cw + 1) / 6;
                 if (maxc < (int)sizeof buf && (int)strlen(buf) > maxc) buf[maxc > 0 ? maxc : 0] = '\0';
-                draw_text(out, x + (cw - text_width(buf, 1)) / 2, y + ch + 2, buf, 1, white);
+                nfv_image_draw_text(out, x + (cw - nfv_image_text_width(buf, 1)) / 2, y + ch + 2, buf, 1, white);
             }
         }
     for (int n = 0; n < count; n++) nfv_image_free(&panels[n]);
     free(panels);
     return s;
 }
+

@@ -21,8 +21,7 @@
 #include "runtime/internal.h"
 #include "neurofv/ops.h"
 
-/* Scratch slots of the context (src/scratch.c) this file uses. */
-enum { SLOT_PADDED = 0, SLOT_FLIPPED_WEIGHTS = 1, SLOT_WEIGHT_PARTIALS = 2, SLOT_BIAS_PARTIALS = 3 };
+/* Scratch slots: NFV_SCRATCH_CONV_* of nfv_scratch_slot (src/runtime/internal.h). */
 
 typedef struct conv_dims {
     int n, ci, d, h, w;      /* input (N, CI, D, H, W) */
@@ -270,7 +269,7 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
 {
     size_t n = padded_numel(d), slack = padded_slack(ctx, d);
     cl_mem xp;
-    NFV_TRY(scratch_create(ctx, SLOT_PADDED, n + slack, "conv3d padded input", &xp));
+    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, n + slack, "conv3d padded input", &xp));
     float zero = 0.0f;
     cl_int err = clEnqueueFillBuffer(nfv_context_queue(ctx), xp, &zero, sizeof zero, n * sizeof(float),
                                      slack * sizeof(float), 0, NULL, NULL);
@@ -357,7 +356,7 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
     for (int i = 0; i < 3; i++) t.p[i] = d.k[i] - 1 - d.p[i];
     const int kvol = d.k[0] * d.k[1] * d.k[2];
     cl_mem wt;
-    NFV_TRY(scratch_create(ctx, SLOT_FLIPPED_WEIGHTS, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
+    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
     cl_kernel k;
     char go[32];
     nfv_status st = nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_flip_weights", &k);
@@ -403,7 +402,7 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bwd_weights_fast", &k));
     cl_mem xp, part;
     NFV_TRY(pad_input(ctx, d, x, &xp));
-    NFV_TRY(scratch_create(ctx, SLOT_WEIGHT_PARTIALS, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part));
+    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part));
     nfv_status st = NFV_OK;
     cl_int err;
     if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) || (err = clSetKernelArg(k, 1, sizeof dy, &dy)) ||
@@ -426,7 +425,7 @@ static nfv_status bias_fast(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_bias_partial", &k));
     cl_int do_ = d->od, plane = d->oh * d->ow, co = d->co;
     cl_mem part;
-    NFV_TRY(scratch_create(ctx, SLOT_BIAS_PARTIALS, (size_t)slabs * d->co, "conv3d bias-gradient partial sums", &part));
+    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_BIAS_PARTIALS, (size_t)slabs * d->co, "conv3d bias-gradient partial sums", &part));
     nfv_status st = NFV_OK;
     cl_int err;
     if ((err = clSetKernelArg(k, 0, sizeof dy, &dy)) || (err = clSetKernelArg(k, 1, sizeof part, &part)) ||

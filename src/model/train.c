@@ -15,12 +15,6 @@ void nfv_optim_config_default(nfv_optim_config *c)
     c->momentum = 0.9f;
 }
 
-int nfv_model_outputs(const nfv_model *m)
-{
-    const nfv_layer *l = &m->layers[m->layer_count - 1];
-    return (int)nfv_shape_numel(l->out_ndim, l->out_shape);
-}
-
 static void free_batch(nfv_trainer *t)
 {
     nfv_tensor_free(&t->x);

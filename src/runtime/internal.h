@@ -4,7 +4,21 @@
 
 #include "neurofv/context.h"
 
-#define NFV_SCRATCH_SLOTS 8
+/* The context's reusable device scratch buffers (nfv_scratch_get), one named
+ * slot per use, so that two users never share a buffer by accident.  A slot's
+ * contents live only within one operation, but two slots used by the same
+ * operation must differ: conv3d backward-weights pads x into CONV_PADDED
+ * while its partial sums sit in CONV_WEIGHT_PARTIALS.  Add a use here, not
+ * as a number in the file that uses it. */
+typedef enum nfv_scratch_slot {
+    NFV_SCRATCH_CONV_PADDED = 0,          /* conv3d: zero-padded x or dy (N, C, D+2p, H+2p, W+2p) */
+    NFV_SCRATCH_CONV_FLIPPED_WEIGHTS,     /* conv3d backward-input: weights (CI, CO, kd, kh, kw), flipped */
+    NFV_SCRATCH_CONV_WEIGHT_PARTIALS,     /* conv3d backward-weights: partial sums per (n, od) slab */
+    NFV_SCRATCH_CONV_BIAS_PARTIALS,       /* conv3d bias gradient: partial sums per slab (slabs, CO) */
+    NFV_SCRATCH_VIS_PENALTY_ROWS,         /* regularize: penalty row sums (N*D*H) */
+    NFV_SCRATCH_VIS_BLUR_TMP,             /* regularize: one blur pass (N, 1, D, H, W) */
+    NFV_SCRATCH_SLOTS                     /* count */
+} nfv_scratch_slot;
 
 /* One built program, keyed by embedded program name + build options. */
 typedef struct nfv_program_entry {
@@ -25,7 +39,7 @@ struct nfv_context {
     int program_count, program_cap;
     nfv_cache_stats cache_stats;
     char cache_dir[1024];
-    /* Reusable device scratch (src/scratch.c): padded copies, partial sums. */
+    /* Reusable device scratch (src/runtime/scratch.c), by nfv_scratch_slot. */
     cl_mem scratch[NFV_SCRATCH_SLOTS];
     size_t scratch_bytes[NFV_SCRATCH_SLOTS];
 };
@@ -47,14 +61,13 @@ unsigned long long nfv_hash64(const void *data, size_t n, unsigned long long see
 
 void nfv_programs_release(nfv_context *ctx);
 
-/* A device buffer of at least `bytes` for scratch slot `slot` (< NFV_SCRATCH_SLOTS),
- * kept in the context and reused by later calls: the queue is in order, so
- * work enqueued later sees the buffer only after earlier users finished.
- * Grows by reallocation (in-flight commands keep the old buffer alive).
- * Contents are undefined and only valid within one operation: another op
- * may reuse the slot next.  In use: 0-3 conv3d, 6-7 regularize.
- * Owned by the context; do not release. */
-nfv_status nfv_scratch_get(nfv_context *ctx, int slot, size_t bytes, const char *what, cl_mem *out);
+/* A device buffer of at least `bytes` for scratch slot `slot`, kept in the
+ * context and reused by later calls: the queue is in order, so work enqueued
+ * later sees the buffer only after earlier users finished.  Grows by
+ * reallocation (in-flight commands keep the old buffer alive).  Contents are
+ * undefined and only valid within one operation: another op may reuse the
+ * slot next.  Owned by the context; do not release. */
+nfv_status nfv_scratch_get(nfv_context *ctx, nfv_scratch_slot slot, size_t bytes, const char *what, cl_mem *out);
 void nfv_scratch_release(nfv_context *ctx);
 
 #endif

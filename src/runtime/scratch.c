@@ -1,13 +1,13 @@
-/* Reusable device scratch buffers held by the context; see src/internal.h.
+/* Reusable device scratch buffers held by the context; see src/runtime/internal.h.
  * Allocating a fresh buffer per call cost more than the kernels using it on
  * the CPU device (page faults on tens of MB), so they are kept and grown. */
 #include "runtime/internal.h"
 
-nfv_status nfv_scratch_get(nfv_context *ctx, int slot, size_t bytes, const char *what, cl_mem *out)
+nfv_status nfv_scratch_get(nfv_context *ctx, nfv_scratch_slot slot, size_t bytes, const char *what, cl_mem *out)
 {
     *out = NULL;
-    if (slot < 0 || slot >= NFV_SCRATCH_SLOTS)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "scratch slot %d for %s (0-%d)", slot, what, NFV_SCRATCH_SLOTS - 1);
+    if ((int)slot < 0 || slot >= NFV_SCRATCH_SLOTS)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "scratch slot %d for %s (0-%d)", (int)slot, what, NFV_SCRATCH_SLOTS - 1);
     if (bytes == 0) bytes = sizeof(float);
     if (!ctx->scratch[slot] || ctx->scratch_bytes[slot] < bytes) {
         if (ctx->scratch[slot]) clReleaseMemObject(ctx->scratch[slot]);

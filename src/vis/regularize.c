@@ -8,10 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Scratch slots of the context (src/scratch.c) used here, only within one
- * call: a fresh 14 MB buffer per blur cost more than the blur itself on the
- * CPU device (page faults), and the contents need not survive the call. */
-enum { SLOT_BLUR_TMP = 7, SLOT_PENALTY_ROWS = 6 };
+/* Scratch slots NFV_SCRATCH_VIS_* (src/runtime/internal.h), used only within
+ * one call: a fresh 14 MB buffer per blur cost more than the blur itself on
+ * the CPU device (page faults), and the contents need not survive the call. */
 
 /* Read (N, 1, D, H, W), (1, D, H, W) or (D, H, W) into n and dims; checks C = 1. */
 static nfv_status volume_shape(const char *op, const char *what, const nfv_tensor *t, int *n, int dims[3])
@@ -129,7 +128,7 @@ nfv_status nfv_penalty(nfv_context *ctx, nfv_penalty_kind kind, float weight, fl
     /* Row partial sums (N*D*H floats) in a scratch slot. */
     size_t nrows = (size_t)n * dims[0] * dims[1];
     cl_mem rows;
-    nfv_status st = nfv_scratch_get(ctx, SLOT_PENALTY_ROWS, nrows * sizeof(float), "penalty row sums", &rows);
+    nfv_status st = nfv_scratch_get(ctx, NFV_SCRATCH_VIS_PENALTY_ROWS, nrows * sizeof(float), "penalty row sums", &rows);
     if (st == NFV_OK) st = penalty_launch(ctx, kind, weight, eps, x, mask, per_sample, value, grad, dims, n, rows);
     if (st != NFV_OK) return nfv_fail_context(st, "penalty %s", penalty_name(kind));
     return NFV_OK;
@@ -219,7 +218,7 @@ nfv_status nfv_gaussian_blur(nfv_context *ctx, float sigma, nfv_boundary boundar
     free(coef);
     if (err != CL_SUCCESS) return nfv_cl_fail(err, "clCreateBuffer", "blur weights", __FILE__, __LINE__);
     cl_mem tmp;
-    nfv_status sst = nfv_scratch_get(ctx, SLOT_BLUR_TMP, x->numel * sizeof(float), "blur scratch", &tmp);
+    nfv_status sst = nfv_scratch_get(ctx, NFV_SCRATCH_VIS_BLUR_TMP, x->numel * sizeof(float), "blur scratch", &tmp);
     if (sst != NFV_OK) {
         clReleaseMemObject(cbuf);
         return nfv_fail_context(sst, "gaussian blur");

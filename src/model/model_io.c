@@ -1,0 +1,326 @@
+/* Model files: every parameter and BatchNorm buffer as a tensor named as in
+ * PyTorch's state_dict ("i.weight", "i.running_mean", ...) plus metadata
+ * (format, arch, input_shape, voxel_mm, affine, norm, head, classes) in a
+ * safetensors file.  See include/neurofv/model.h. */
+#include "model/model_internal.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODEL_FORMAT "neurofv-model-1"
+
+static nfv_status download_param(nfv_context *ctx, const nfv_tensor *t, float **host)
+{
+    *host = malloc(t->numel * sizeof(float));
+    if (!*host) return nfv_fail(NFV_ERR_NO_MEMORY, "model: out of memory");
+    nfv_status s = nfv_tensor_download(ctx, t, *host);
+    if (s) {
+        free(*host);
+        *host = NULL;
+    }
+    return s;
+}
+
+static nfv_status add_tensor(nfv_context *ctx, nfv_st_writer *w, const char *name, const nfv_tensor *t)
+{
+    float *h;
+    NFV_TRY(download_param(ctx, t, &h));
+    long long sh[NFV_MAX_DIMS];
+    for (int i = 0; i < t->ndim; i++) sh[i] = t->shape[i];
+    nfv_status s = nfv_st_writer_add(w, name, NFV_ST_F32, t->ndim, sh, h);
+    free(h);
+    return s;
+}
+
+static const char *const PARAM_NAMES[NFV_LAYER_MAX_PARAMS] = {"weight", "bias"};
+
+nfv_status nfv_model_to_writer(const nfv_model *m, nfv_st_writer *w)
+{
+    nfv_context *ctx = m->ctx;
+    char name[64], buf[1024];
+    for (int i = 0; i < m->layer_count; i++) {
+        const nfv_layer *l = &m->layers[i];
+        for (int p = 0; p < l->nparams; p++) {
+            snprintf(name, sizeof name, "%d.%s", i, PARAM_NAMES[p]);
+            NFV_TRY(add_tensor(ctx, w, name, &l->param[p]));
+        }
+        if (l->spec.kind == NFV_LAYER_BATCHNORM3D) {
+            snprintf(name, sizeof name, "%d.running_mean", i);
+            NFV_TRY(add_tensor(ctx, w, name, &l->running_mean));
+            snprintf(name, sizeof name, "%d.running_var", i);
+            NFV_TRY(add_tensor(ctx, w, name, &l->running_var));
+            snprintf(name, sizeof name, "%d.num_batches_tracked", i);
+            long long nbt = l->num_batches_tracked;
+            NFV_TRY(nfv_st_writer_add(w, name, NFV_ST_I64, 0, NULL, &nbt));
+        }
+    }
+    NFV_TRY(nfv_st_writer_meta(w, "format", MODEL_FORMAT));
+    NFV_TRY(nfv_st_writer_meta(w, "arch", m->arch_spec));
+    snprintf(buf, sizeof buf, "%d,%d,%d,%d", m->input_shape[0], m->input_shape[1], m->input_shape[2], m->input_shape[3]);
+    NFV_TRY(nfv_st_writer_meta(w, "input_shape", buf));
+    snprintf(buf, sizeof buf, "%.17g,%.17g,%.17g", m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2]);
+    NFV_TRY(nfv_st_writer_meta(w, "voxel_mm", buf));
+    size_t used = 0;
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%.17g", r || c ? "," : "", m->affine[r][c]);
+    NFV_TRY(nfv_st_writer_meta(w, "affine", buf));
+    NFV_TRY(nfv_st_writer_meta(w, "norm", nfv_norm_method_name(m->norm)));
+    NFV_TRY(nfv_st_writer_meta(w, "head", nfv_head_name(m->head)));
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < m->class_count; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(m->class_names[i]));
+    char *js = arr ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
+    if (!js) return nfv_fail(NFV_ERR_NO_MEMORY, "model: out of memory");
+    nfv_status s = nfv_st_writer_meta(w, "classes", js);
+    free(js);
+    return s;
+}
+
+nfv_status nfv_model_save(const nfv_model *m, const char *path)
+{
+    nfv_st_writer w;
+    nfv_st_writer_init(&w);
+    nfv_status s = nfv_model_to_writer(m, &w);
+    if (!s) s = nfv_st_writer_write(&w, path);
+    nfv_st_writer_free(&w);
+    if (s) return nfv_fail_context(s, "saving model %s", path);
+    return NFV_OK;
+}
+
+static int parse_numbers(const char *s, double *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *end;
+        v[i] = strtod(s, &end);
+        if (end == s || !isfinite(v[i])) return 0;
+        s = end;
+        while (*s == ' ') s++;
+        if (i < n - 1) {
+            if (*s != ',') return 0;
+            s++;
+        }
+    }
+    while (*s == ' ') s++;
+    return *s == 0;
+}
+
+static nfv_status load_tensor(nfv_context *ctx, const nfv_st_file *f, const char *name, nfv_tensor *t)
+{
+    const nfv_st_tensor *st = nfv_st_find(f, name);
+    char want[64];
+    nfv_shape_str(t, want, sizeof want);
+    if (!st) return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" (%s) is missing", f->path, name, want);
+    int same = st->ndim == t->ndim;
+    for (int i = 0; same && i < t->ndim; i++) same = st->shape[i] == t->shape[i];
+    if (!same) {
+        char got[160] = "";
+        size_t u = 0;
+        for (int i = 0; i < st->ndim && u < sizeof got; i++)
+            u += (size_t)snprintf(got + u, sizeof got - u, i ? "x%lld" : "%lld", st->shape[i]);
+        return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" has shape [%s] but the architecture needs %s", f->path, name,
+                        st->ndim ? got : "scalar", want);
+    }
+    if (st->dtype != NFV_ST_F32 && st->dtype != NFV_ST_F64 && st->dtype != NFV_ST_F16 && st->dtype != NFV_ST_BF16)
+        return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" is %s, a floating-point type is needed", f->path, name,
+                        nfv_st_dtype_name(st->dtype));
+    float *h = malloc(st->numel * sizeof *h + 1);
+    if (!h) return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", f->path);
+    nfv_st_to_float(st, h);
+    nfv_status s = nfv_tensor_upload(ctx, t, h);
+    free(h);
+    return s;
+}
+
+/* input_shape metadata: "C,D,H,W", positive integers. */
+static nfv_status read_input_shape(const nfv_st_file *f, const char *ishape, int shape[4])
+{
+    double d[4];
+    if (!parse_numbers(ishape, d, 4))
+        return nfv_fail(NFV_ERR_FORMAT, "%s: input_shape \"%s\" is not C,D,H,W", f->path, ishape);
+    for (int i = 0; i < 4; i++) {
+        if (d[i] < 1 || d[i] > 1e6 || d[i] != floor(d[i]))
+            return nfv_fail(NFV_ERR_FORMAT, "%s: input_shape \"%s\" is not C,D,H,W", f->path, ishape);
+        shape[i] = (int)d[i];
+    }
+    return NFV_OK;
+}
+
+/* classes metadata: a JSON list of strings, one per class of m's head
+ * (absent: "0", "1", ...). */
+static nfv_status read_classes(nfv_model *m, const nfv_st_file *f)
+{
+    int feats = nfv_model_outputs(m);
+    const char *cs = nfv_st_meta(f, "classes");
+    cJSON *arr = cs ? cJSON_Parse(cs) : NULL;
+    int nclass = m->head == NFV_HEAD_SOFTMAX ? feats : m->head == NFV_HEAD_BINARY ? 2 : 0;
+    const char **names = calloc((size_t)nclass + 1, sizeof(char *));
+    nfv_status s = NFV_OK;
+    if (!names) s = nfv_fail(NFV_ERR_NO_MEMORY, "out of memory");
+    else if (cs && (!arr || !cJSON_IsArray(arr)))
+        s = nfv_fail(NFV_ERR_FORMAT, "%s: \"classes\" is not a JSON list", f->path);
+    else if (arr && cJSON_GetArraySize(arr) != nclass)
+        s = nfv_fail(NFV_ERR_FORMAT, "%s: %d class names for a %s head with %d outputs", f->path,
+                     cJSON_GetArraySize(arr), nfv_head_name(m->head), feats);
+    for (int i = 0; !s && arr && i < nclass; i++) {
+        cJSON *c = cJSON_GetArrayItem(arr, i);
+        if (!cJSON_IsString(c)) s = nfv_fail(NFV_ERR_FORMAT, "%s: class name %d is not a string", f->path, i);
+        else names[i] = c->valuestring;
+    }
+    if (!s) s = nfv_model_set_classes(m, nclass, names);
+    free(names);
+    cJSON_Delete(arr);
+    return s;
+}
+
+/* voxel_mm, affine and norm metadata, each optional (voxel_mm without an
+ * affine gives the default grid at that voxel size). */
+static nfv_status read_geometry(nfv_model *m, const nfv_st_file *f)
+{
+    const char *vs = nfv_st_meta(f, "voxel_mm"), *as = nfv_st_meta(f, "affine"), *ns = nfv_st_meta(f, "norm");
+    if (vs) {
+        if (!parse_numbers(vs, m->voxel_mm, 3) || m->voxel_mm[0] <= 0 || m->voxel_mm[1] <= 0 || m->voxel_mm[2] <= 0)
+            return nfv_fail(NFV_ERR_FORMAT, "%s: voxel_mm \"%s\" is not three positive numbers", f->path, vs);
+        nfv_model_default_affine(m);
+    }
+    if (as) {
+        double d[16];
+        if (!parse_numbers(as, d, 16)) return nfv_fail(NFV_ERR_FORMAT, "%s: affine is not 16 numbers", f->path);
+        for (int i = 0; i < 16; i++) m->affine[i / 4][i % 4] = d[i];
+    }
+    if (ns && nfv_norm_method_parse(ns, &m->norm)) return nfv_fail_context(NFV_ERR_FORMAT, "%s", f->path);
+    return NFV_OK;
+}
+
+/* Every parameter tensor is present with the architecture's shape.  Checked
+ * before any allocation, so a corrupt header cannot make us allocate what the
+ * file does not hold. */
+static nfv_status check_param_shapes(const nfv_model *m, const nfv_st_file *f)
+{
+    char name[64];
+    for (int i = 0; i < m->layer_count; i++) {
+        const nfv_layer *l = &m->layers[i];
+        for (int p = 0; p < l->nparams; p++) {
+            int sh[5];
+            int nd = nfv_model_param_shape(l, p, sh);
+            snprintf(name, sizeof name, "%d.%s", i, PARAM_NAMES[p]);
+            const nfv_st_tensor *t = nfv_st_find(f, name);
+            if (!t) return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" (layer %s) is missing", f->path, name, l->name);
+            int same = t->ndim == nd;
+            for (int d = 0; same && d < nd; d++) same = t->shape[d] == sh[d];
+            if (same) continue;
+            char got[160] = "", want[96] = "";
+            size_t u = 0, v = 0;
+            for (int d = 0; d < t->ndim && u < sizeof got; d++)
+                u += (size_t)snprintf(got + u, sizeof got - u, d ? "x%lld" : "%lld", t->shape[d]);
+            for (int d = 0; d < nd && v < sizeof want; d++)
+                v += (size_t)snprintf(want + v, sizeof want - v, d ? "x%d" : "%d", sh[d]);
+            return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" has shape [%s] but layer %d (%s) of \"%s\" needs %s",
+                            f->path, name, t->ndim ? got : "scalar", i, l->name, m->arch_spec, want);
+        }
+    }
+    return NFV_OK;
+}
+
+/* Parameters of layer i and, for BatchNorm, its running buffers and
+ * num_batches_tracked (one I64, optional). */
+static nfv_status load_layer(nfv_context *ctx, nfv_layer *l, int i, const nfv_st_file *f)
+{
+    char name[64];
+    nfv_status s = NFV_OK;
+    for (int p = 0; !s && p < l->nparams; p++) {
+        snprintf(name, sizeof name, "%d.%s", i, PARAM_NAMES[p]);
+        s = load_tensor(ctx, f, name, &l->param[p]);
+    }
+    if (s || l->spec.kind != NFV_LAYER_BATCHNORM3D) return s;
+    snprintf(name, sizeof name, "%d.running_mean", i);
+    s = load_tensor(ctx, f, name, &l->running_mean);
+    snprintf(name, sizeof name, "%d.running_var", i);
+    if (!s) s = load_tensor(ctx, f, name, &l->running_var);
+    snprintf(name, sizeof name, "%d.num_batches_tracked", i);
+    const nfv_st_tensor *t = nfv_st_find(f, name);
+    if (t) {
+        if (t->numel != 1 || t->dtype != NFV_ST_I64)
+            s = nfv_fail(NFV_ERR_FORMAT, "%s: \"%s\" must be one I64", f->path, name);
+        else {
+            long long x = 0;
+            for (int b = 7; b >= 0; b--) x = (x << 8) | t->data[b];
+            l->num_batches_tracked = x;
+        }
+    }
+    return s;
+}
+
+/* Anything else in the file means it was made for another architecture
+ * (tensors whose name starts with ignore_prefix excepted). */
+static nfv_status check_no_stray(const nfv_model *m, const nfv_st_file *f, const char *ignore_prefix)
+{
+    for (int i = 0; i < f->count; i++) {
+        const char *tn = f->tensors[i].name;
+        if (ignore_prefix && *ignore_prefix && !strncmp(tn, ignore_prefix, strlen(ignore_prefix))) continue;
+        int known = 0;
+        char *dot = strchr(tn, '.');
+        if (dot) {
+            char *end;
+            long li = strtol(tn, &end, 10);
+            if (end == dot && li >= 0 && li < m->layer_count) {
+                const nfv_layer *l = &m->layers[li];
+                const char *field = dot + 1;
+                known = (l->nparams >= 1 && !strcmp(field, "weight")) || (l->nparams >= 2 && !strcmp(field, "bias")) ||
+                        (l->spec.kind == NFV_LAYER_BATCHNORM3D &&
+                         (!strcmp(field, "running_mean") || !strcmp(field, "running_var") ||
+                          !strcmp(field, "num_batches_tracked")));
+            }
+        }
+        if (!known)
+            return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" does not belong to the architecture \"%s\"", f->path,
+                            tn, m->arch_spec);
+    }
+    return NFV_OK;
+}
+
+nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const char *ignore_prefix, nfv_model **out)
+{
+    *out = NULL;
+    const char *arch = nfv_st_meta(f, "arch"), *ishape = nfv_st_meta(f, "input_shape");
+    if (!arch || !ishape)
+        return nfv_fail(NFV_ERR_FORMAT, "%s: __metadata__ lacks \"arch\" or \"input_shape\" (export with tools/neurofv_torch.py)",
+                        f->path);
+    int shape[4];
+    NFV_TRY(read_input_shape(f, ishape, shape));
+    nfv_head head = NFV_HEAD_SOFTMAX;
+    const char *hs = nfv_st_meta(f, "head");
+    if (hs && nfv_head_parse(hs, &head)) return nfv_fail_context(NFV_ERR_FORMAT, "%s", f->path);
+
+    nfv_model *m;
+    nfv_status s = nfv_model_new(arch, shape, 0, &m);
+    if (s) return nfv_fail_context(NFV_ERR_FORMAT, "%s: architecture in __metadata__", f->path);
+    m->ctx = ctx;
+    m->head = head;
+    if (head == NFV_HEAD_SOFTMAX && nfv_model_outputs(m) == 1) m->head = NFV_HEAD_BINARY;
+    s = read_classes(m, f);
+    if (!s) s = read_geometry(m, f);
+    if (!s) s = check_param_shapes(m, f);
+    if (!s) s = nfv_model_alloc_params(m, ctx);
+    for (int i = 0; !s && i < m->layer_count; i++) s = load_layer(ctx, &m->layers[i], i, f);
+    if (!s) s = check_no_stray(m, f, ignore_prefix);
+    if (s) {
+        nfv_model_free(m);
+        return s;
+    }
+    *out = m;
+    return NFV_OK;
+}
+
+nfv_status nfv_model_load(nfv_context *ctx, const char *path, nfv_model **out)
+{
+    *out = NULL;
+    nfv_st_file f;
+    NFV_TRY(nfv_st_read(path, &f));
+    nfv_status s = nfv_model_from_file(ctx, &f, NULL, out);
+    nfv_st_free(&f);
+    return s;
+}

@@ -1,0 +1,373 @@
+/* The epoch loop over a dataset: setup of a new or resumed run, batches,
+ * validation, the best model, checkpoints and the epoch log.  See
+ * include/neurofv/train.h for what one epoch does; the per-epoch draws are
+ * in train_schedule.c. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/rng.h"
+#include "neurofv/metrics.h"
+#include "neurofv/train.h"
+
+void nfv_train_options_default(nfv_train_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->arch = "ref4";
+    o->grid = (nfv_grid){91, 109, 91, {2, 2, 2}, NFV_NORM_ZSCORE_NONZERO};
+    o->head = NFV_HEAD_SOFTMAX;
+    nfv_optim_config_default(&o->opt);
+    o->seed = 1;
+    o->lr = NAN;
+    o->schedule = NFV_LR_DEFAULT;
+    o->epochs = 10;
+    o->batch = 4;
+    o->cache_bytes = (size_t)4096 << 20;
+}
+
+/* One run's state, from setup to the last epoch. */
+typedef struct train_run {
+    nfv_context *ctx;
+    const nfv_dataset *ds;
+    const nfv_train_options *o;
+    nfv_model *m;
+    nfv_trainer *t;
+    nfv_volume_cache *cache;
+    nfv_grid grid;
+    int *train_rows, *val_rows, *order;
+    int ntrain, nval, batch;
+    float *x, *targets, *outputs, *val_out;  /* x (batch, 1, D, H, W); outputs (batch, K); val_out (nval, K) */
+    FILE *log;
+    char ckpt[4096], logpath[4096];
+    int start_epoch;
+    float base_lr;
+    nfv_lr_schedule schedule;
+    unsigned long long seed;
+    double best_bacc, best_loss;
+} train_run;
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void emit(const train_run *r, nfv_train_event *e)
+{
+    if (!r->o->on_event) return;
+    e->model = r->m;
+    e->resumed = r->o->resume;
+    e->epochs = r->o->epochs;
+    e->train_count = r->ntrain, e->val_count = r->nval, e->batch_size = r->batch;
+    e->checkpoint = r->ckpt;
+    r->o->on_event(r->o->user, e);
+}
+
+/* The dataset's name in messages. */
+static const char *ds_name(const nfv_dataset *ds) { return ds->csv_path ? ds->csv_path : "dataset"; }
+
+/* Row indices of the train and val splits. */
+static nfv_status split_rows(train_run *r)
+{
+    const nfv_dataset *ds = r->ds;
+    r->train_rows = malloc(((size_t)ds->count + 1) * sizeof(int));
+    r->val_rows = malloc(((size_t)ds->count + 1) * sizeof(int));
+    if (!r->train_rows || !r->val_rows) return nfv_fail(NFV_ERR_NO_MEMORY, "train: out of memory");
+    for (int i = 0; i < ds->count; i++) {
+        if (ds->rows[i].split == NFV_SPLIT_TRAIN) r->train_rows[r->ntrain++] = i;
+        else if (ds->rows[i].split == NFV_SPLIT_VAL) r->val_rows[r->nval++] = i;
+    }
+    if (r->ntrain < 1) return nfv_fail(NFV_ERR_INVALID_ARG, "%s has no training rows", ds_name(ds));
+    return NFV_OK;
+}
+
+/* Class weights of a new run into *out (K floats, malloc'ed; NULL for none). */
+static nfv_status class_weights(const train_run *r, float **out)
+{
+    const char *spec = r->o->class_weights;
+    const nfv_dataset *ds = r->ds;
+    *out = NULL;
+    if (!spec) return NFV_OK;
+    float *cw = calloc((size_t)ds->class_count, sizeof(float));
+    if (!cw) return nfv_fail(NFV_ERR_NO_MEMORY, "train: out of memory");
+    if (!strcmp(spec, "auto")) {
+        for (int i = 0; i < r->ntrain; i++) cw[ds->rows[r->train_rows[i]].class_index] += 1;
+        for (int c = 0; c < ds->class_count; c++)
+            cw[c] = cw[c] > 0 ? (float)r->ntrain / ((float)ds->class_count * cw[c]) : 1.0f;
+    } else {
+        const char *p = spec;
+        for (int c = 0; c < ds->class_count; c++) {
+            char *end;
+            cw[c] = strtof(p, &end);
+            if (end == p || (c < ds->class_count - 1 && *end != ',') || (c == ds->class_count - 1 && *end)) {
+                free(cw);
+                return nfv_fail(NFV_ERR_INVALID_ARG, "--class-weights needs %d comma-separated numbers, got \"%s\"",
+                                ds->class_count, spec);
+            }
+            p = end + 1;
+        }
+    }
+    *out = cw;
+    return NFV_OK;
+}
+
+/* A new model and trainer.  The model's affine is the preprocessed grid's
+ * (of the first train volume), so visualizations overlay on the data. */
+static nfv_status start_new(train_run *r)
+{
+    const nfv_train_options *o = r->o;
+    const nfv_dataset *ds = r->ds;
+    if (ds->class_count < 2) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: need at least 2 classes", ds_name(ds));
+    if (o->head == NFV_HEAD_BINARY && ds->class_count != 2)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--head binary needs 2 classes, %s has %d", ds_name(ds), ds->class_count);
+    r->grid = o->grid;
+    r->seed = o->seed;
+    r->base_lr = isnan(o->lr) ? 1e-3f : o->lr;
+    r->schedule = o->schedule == NFV_LR_DEFAULT ? NFV_LR_CONSTANT : o->schedule;
+    int in[4] = {1, r->grid.nz, r->grid.ny, r->grid.nx};
+    NFV_TRY(nfv_model_create_from_spec(r->ctx, o->arch, in, ds->class_count, (const char *const *)ds->class_names,
+                                       o->head, r->seed, &r->m));
+    nfv_model *m = r->m;
+    m->dropout_seed = nfv_mix64(r->seed ^ 0xD50ULL);
+    memcpy(m->voxel_mm, r->grid.voxel_mm, sizeof m->voxel_mm);
+    m->norm = r->grid.norm;
+    nfv_volume v, pv;
+    NFV_TRY(nfv_volume_read(ds->rows[r->train_rows[0]].path, &v, NULL));
+    nfv_status s = nfv_preprocess(&v, &r->grid, &pv);
+    nfv_volume_free(&v);
+    NFV_TRY(s);
+    memcpy(m->affine, pv.affine, sizeof m->affine);
+    nfv_volume_free(&pv);
+    float *cw;
+    NFV_TRY(class_weights(r, &cw));
+    nfv_optim_config opt = o->opt;
+    opt.lr = r->base_lr;
+    s = nfv_trainer_create(r->ctx, m, &opt, cw, &r->t);
+    free(cw);
+    return s;
+}
+
+/* Model, trainer, epoch, best, seed and schedule from the checkpoint.  The
+ * schedule and its base rate continue unless given again; older checkpoints
+ * hold only the rate in use.  The checkpoint's grid wins over o->grid: it is
+ * what the model was built for. */
+static nfv_status start_resume(train_run *r)
+{
+    const nfv_train_options *o = r->o;
+    nfv_st_file meta;
+    NFV_TRY(nfv_checkpoint_load(r->ctx, r->ckpt, &r->m, &r->t, &meta));
+    const char *e = nfv_st_meta(&meta, "epoch"), *bb = nfv_st_meta(&meta, "best_bacc"),
+               *bl = nfv_st_meta(&meta, "best_loss"), *sd = nfv_st_meta(&meta, "seed"),
+               *bl_meta = nfv_st_meta(&meta, "base_lr"), *sc_meta = nfv_st_meta(&meta, "schedule");
+    nfv_status s = NFV_OK;
+    if (!e || !bb || !bl || !sd) {
+        s = nfv_fail(NFV_ERR_FORMAT, "%s: checkpoint lacks epoch/best/seed metadata", r->ckpt);
+    } else {
+        r->start_epoch = atoi(e);
+        r->base_lr = !isnan(o->lr) ? o->lr : bl_meta ? strtof(bl_meta, NULL) : r->t->opt.lr;
+        if (o->schedule != NFV_LR_DEFAULT) r->schedule = o->schedule;
+        else r->schedule = sc_meta && !strcmp(sc_meta, "cosine") ? NFV_LR_COSINE : NFV_LR_CONSTANT;
+        r->best_bacc = strtod(bb, NULL), r->best_loss = strtod(bl, NULL);
+        r->seed = strtoull(sd, NULL, 10);
+    }
+    nfv_st_free(&meta);
+    NFV_TRY(s);
+    const nfv_model *m = r->m;
+    r->grid = (nfv_grid){m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                         {m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2]}, m->norm};
+    if (m->class_count != r->ds->class_count)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s has %d classes, the checkpoint %d", ds_name(r->ds),
+                        r->ds->class_count, m->class_count);
+    return NFV_OK;
+}
+
+/* Volume cache, host batch buffers and the epoch log (appended on resume). */
+static nfv_status open_run(train_run *r)
+{
+    NFV_TRY(nfv_volume_cache_create(r->ds, &r->grid, r->o->cache_bytes, &r->cache));
+    size_t per = nfv_shape_numel(4, r->m->input_shape);
+    int k = nfv_model_outputs(r->m);
+    r->x = malloc((size_t)r->batch * per * sizeof(float));
+    r->targets = malloc((size_t)r->batch * sizeof(float));
+    r->outputs = malloc((size_t)r->batch * (size_t)k * sizeof(float));
+    r->val_out = malloc(((size_t)r->nval + 1) * (size_t)k * sizeof(float));
+    r->order = malloc((size_t)r->ntrain * sizeof(int));
+    if (!r->x || !r->targets || !r->outputs || !r->val_out || !r->order)
+        return nfv_fail(NFV_ERR_NO_MEMORY, "train: out of memory for batch %d", r->batch);
+    r->log = fopen(r->logpath, r->o->resume ? "a" : "w");
+    if (!r->log) return nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", r->logpath, strerror(errno));
+    if (!r->o->resume)
+        fprintf(r->log, "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_balanced_acc,val_auc,seconds,saved\n");
+    fflush(r->log);
+    return NFV_OK;
+}
+
+/* One epoch's batches: shuffled rows, augmented volumes, one step each. */
+static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
+{
+    const nfv_train_options *o = r->o;
+    const int *in = r->m->input_shape;
+    size_t per = nfv_shape_numel(4, in);
+    int k = nfv_model_outputs(r->m), nbatches = r->ntrain / r->batch;
+    memcpy(r->order, r->train_rows, (size_t)r->ntrain * sizeof(int));
+    nfv_train_shuffle(r->order, r->ntrain, r->seed, epoch);
+    nfv_train_event ev = {.kind = NFV_TRAIN_EPOCH_BEGIN, .epoch = epoch, .batches = nbatches};
+    emit(r, &ev);
+    double loss_sum = 0;
+    int correct = 0, seen = 0;
+    nfv_status s = NFV_OK;
+    for (int b = 0; b < nbatches && !s; b++) {
+        for (int i = 0; i < r->batch && !s; i++) {
+            int row = r->order[b * r->batch + i];
+            const float *v;
+            if ((s = nfv_volume_cache_get(r->cache, row, &v))) break;
+            nfv_train_augment(&o->augment, r->seed, epoch, b * r->batch + i, v, r->x + (size_t)i * per, in[1], in[2],
+                              in[3]);
+            r->targets[i] = (float)r->ds->rows[row].class_index;
+        }
+        float loss = 0;
+        if (!s) s = nfv_trainer_step(r->t, r->x, r->targets, r->batch, &loss, r->outputs);
+        if (s) break;
+        loss_sum += loss;
+        for (int i = 0; i < r->batch; i++)
+            correct += nfv_model_predict_class(r->m, r->outputs + (size_t)i * k) == (int)r->targets[i];
+        seen += r->batch;
+        ev = (nfv_train_event){.kind = NFV_TRAIN_BATCH, .epoch = epoch, .batch = b + 1, .batches = nbatches,
+                               .loss = loss_sum / (b + 1), .acc = (double)correct / seen};
+        emit(r, &ev);
+    }
+    ev = (nfv_train_event){.kind = NFV_TRAIN_BATCHES_END, .epoch = epoch, .batches = nbatches};
+    emit(r, &ev);
+    res->train_loss = nbatches ? loss_sum / nbatches : NAN;
+    res->train_acc = seen ? (double)correct / seen : NAN;
+    return s;
+}
+
+/* Cross-entropy of one output row against the true class, on the host. */
+static double host_loss(const nfv_model *m, const float *row, int truth)
+{
+    double p[64];
+    if (m->class_count > 64) return NAN;
+    nfv_model_probabilities(m, row, p);
+    double q = p[truth] > 1e-12 ? p[truth] : 1e-12;
+    return -log(q);
+}
+
+/* Eval-mode loss and metrics on the val rows into res. */
+static nfv_status validate(train_run *r, nfv_epoch_result *res)
+{
+    nfv_model *m = r->m;
+    int n = r->nval;
+    NFV_TRY(nfv_model_predict_rows(m, r->ctx, r->cache, r->val_rows, n, r->batch, r->val_out));
+    int k = nfv_model_outputs(m);
+    int *truth = malloc((size_t)n * sizeof(int)), *pred = malloc((size_t)n * sizeof(int));
+    double *score = malloc((size_t)n * sizeof(double));
+    if (!truth || !pred || !score) {
+        free(truth), free(pred), free(score);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "validation: out of memory");
+    }
+    double loss = 0;
+    for (int i = 0; i < n; i++) {
+        const float *row = r->val_out + (size_t)i * k;
+        truth[i] = r->ds->rows[r->val_rows[i]].class_index;
+        pred[i] = nfv_model_predict_class(m, row);
+        double p[64] = {0};
+        nfv_model_probabilities(m, row, p);
+        score[i] = p[1];
+        loss += host_loss(m, row, truth[i]);
+    }
+    nfv_metrics met;
+    memset(&met, 0, sizeof met);
+    nfv_status s = nfv_metrics_compute(n, m->class_count, truth, pred, score, &met);
+    free(truth), free(pred), free(score);
+    res->val_loss = n ? loss / n : NAN;
+    res->val_acc = met.accuracy, res->val_bacc = met.balanced_accuracy, res->val_auc = met.auc;
+    nfv_metrics_free(&met);
+    return s;
+}
+
+/* The model file when validation improved (or always without a val split),
+ * then the checkpoint with what a resume needs. */
+static nfv_status save_epoch(train_run *r, int epoch, nfv_epoch_result *res)
+{
+    res->saved = 0;
+    if (r->nval > 0) {
+        NFV_TRY(validate(r, res));
+        double bacc = res->val_bacc;
+        if (bacc > r->best_bacc || (bacc == r->best_bacc && res->val_loss < r->best_loss)) {
+            r->best_bacc = bacc, r->best_loss = res->val_loss;
+            NFV_TRY(nfv_model_save(r->m, r->o->out));
+            res->saved = 1;
+        }
+    } else {
+        NFV_TRY(nfv_model_save(r->m, r->o->out)); /* no validation split: keep the latest */
+        res->saved = 1;
+    }
+    char ebuf[32], bb[32], bl[32], sd[32], blr[32];
+    snprintf(ebuf, sizeof ebuf, "%d", epoch + 1);
+    snprintf(bb, sizeof bb, "%.17g", r->best_bacc);
+    snprintf(bl, sizeof bl, "%.17g", r->best_loss);
+    snprintf(sd, sizeof sd, "%llu", r->seed);
+    snprintf(blr, sizeof blr, "%.9g", r->base_lr);
+    const char *keys[6] = {"epoch", "best_bacc", "best_loss", "seed", "base_lr", "schedule"},
+               *vals[6] = {ebuf, bb, bl, sd, blr, nfv_lr_schedule_name(r->schedule)};
+    return nfv_checkpoint_save(r->t, r->ckpt, 6, keys, vals);
+}
+
+static nfv_status run_epoch(train_run *r, int epoch)
+{
+    double t0 = now_seconds();
+    nfv_epoch_result res = {.epoch = epoch, .val_loss = NAN, .val_acc = NAN, .val_bacc = NAN, .val_auc = NAN};
+    res.lr = r->t->opt.lr = nfv_train_lr(r->schedule, r->base_lr, epoch, r->o->epochs);
+    NFV_TRY(train_batches(r, epoch, &res));
+    NFV_TRY(save_epoch(r, epoch, &res));
+    res.seconds = now_seconds() - t0;
+    fprintf(r->log, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.4f,%.4f,%.1f,%d\n", epoch + 1, res.lr, res.train_loss, res.train_acc,
+            res.val_loss, res.val_acc, res.val_bacc, res.val_auc, res.seconds, res.saved);
+    fflush(r->log);
+    nfv_train_event ev = {.kind = NFV_TRAIN_EPOCH_END, .epoch = epoch, .result = &res};
+    emit(r, &ev);
+    return NFV_OK;
+}
+
+static nfv_status run(train_run *r, nfv_train_result *result)
+{
+    NFV_TRY(split_rows(r));
+    r->batch = r->o->batch > r->ntrain ? r->ntrain : r->o->batch;
+    NFV_TRY(r->o->resume ? start_resume(r) : start_new(r));
+    NFV_TRY(open_run(r));
+    nfv_train_event ev = {.kind = NFV_TRAIN_START, .epoch = r->start_epoch};
+    emit(r, &ev);
+    for (int epoch = r->start_epoch; epoch < r->o->epochs; epoch++) {
+        NFV_TRY(run_epoch(r, epoch));
+        if (result) result->epochs_run++;
+    }
+    return NFV_OK;
+}
+
+nfv_status nfv_train_run(nfv_context *ctx, const nfv_dataset *ds, const nfv_train_options *o, nfv_train_result *result)
+{
+    if (!o || !o->out || !o->out[0]) return nfv_fail(NFV_ERR_INVALID_ARG, "train: no output model path");
+    if (o->epochs < 1 || o->batch < 1)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "train: epochs (%d) and batch (%d) must be >= 1", o->epochs, o->batch);
+    train_run r = {.ctx = ctx, .ds = ds, .o = o, .best_bacc = -1, .best_loss = INFINITY};
+    snprintf(r.ckpt, sizeof r.ckpt, "%s.ckpt", o->out);
+    snprintf(r.logpath, sizeof r.logpath, "%s.log.csv", o->out);
+    if (result) memset(result, 0, sizeof *result);
+    nfv_status s = run(&r, result);
+    if (result) {
+        result->best_bacc = r.best_bacc, result->best_loss = r.best_loss;
+        result->start_epoch = r.start_epoch;
+    }
+    if (r.log) fclose(r.log);
+    free(r.x), free(r.targets), free(r.outputs), free(r.val_out);
+    free(r.train_rows), free(r.val_rows), free(r.order);
+    nfv_volume_cache_free(r.cache);
+    nfv_trainer_free(r.t);
+    nfv_model_free(r.m);
+    return s;
+}
