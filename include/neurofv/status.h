@@ -21,7 +21,8 @@ typedef enum nfv_status {
     NFV_ERR_NO_MEMORY,     /* host allocation failed */
     NFV_ERR_NO_DEVICE,     /* no OpenCL device matches the request */
     NFV_ERR_UNSUPPORTED,   /* valid request this build cannot serve */
-    NFV_ERR_INTERRUPTED    /* SIGINT or SIGTERM arrived; the work stopped at a safe point */
+    NFV_ERR_INTERRUPTED,   /* SIGINT or SIGTERM arrived; the work stopped at a safe point */
+    NFV_ERR_DIVERGED       /* a computation produced NaN or Inf (a training loss, say) */
 } nfv_status;
 
 /* Short name of a status ("NFV_ERR_IO"). */

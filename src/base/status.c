@@ -24,6 +24,7 @@ const char *nfv_status_name(nfv_status s)
     case NFV_ERR_NO_DEVICE: return "NFV_ERR_NO_DEVICE";
     case NFV_ERR_UNSUPPORTED: return "NFV_ERR_UNSUPPORTED";
     case NFV_ERR_INTERRUPTED: return "NFV_ERR_INTERRUPTED";
+    case NFV_ERR_DIVERGED: return "NFV_ERR_DIVERGED";
     }
     return "NFV_ERR_UNKNOWN";
 }

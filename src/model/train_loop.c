@@ -11,6 +11,7 @@
 
 #include "base/rng.h"
 #include "neurofv/metrics.h"
+#include "base/interrupt.h"
 #include "neurofv/train.h"
 
 void nfv_train_options_default(nfv_train_options *o)
@@ -221,6 +222,10 @@ static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
     int correct = 0, seen = 0;
     nfv_status s = NFV_OK;
     for (int b = 0; b < nbatches && !s; b++) {
+        /* Between steps nothing is being written: a safe point to stop.  The
+         * checkpoint still holds the last finished epoch. */
+        s = nfv_interrupt_check("during epoch %d, batch %d of %d; %s holds the last finished epoch: continue with "
+                                "--resume", epoch + 1, b + 1, nbatches, r->ckpt);
         for (int i = 0; i < r->batch && !s; i++) {
             int row = r->order[b * r->batch + i];
             const float *v;
@@ -231,6 +236,13 @@ static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
         }
         float loss = 0;
         if (!s) s = nfv_trainer_step(r->t, r->x, r->targets, r->batch, &loss, r->outputs);
+        /* A NaN or Inf loss poisons the weights from here on: stop before
+         * this epoch is saved, so the checkpoint keeps the last good one. */
+        if (!s && !isfinite(loss))
+            s = nfv_fail(NFV_ERR_DIVERGED,
+                         "training diverged: loss %g at epoch %d, batch %d of %d (try a lower --lr); %s keeps the last "
+                         "good epoch",
+                         (double)loss, epoch + 1, b + 1, nbatches, r->ckpt);
         if (s) break;
         loss_sum += loss;
         for (int i = 0; i < r->batch; i++)
