@@ -8,7 +8,7 @@
 
 #include "cli.h"
 #include "neurofv/render.h"
-#include "neurofv/synth.h" /* NFV_SYNTH_DEFAULT_TEMPLATE */
+#include "neurofv/compare.h"
 #include "neurofv/vis.h"
 
 NFV_COMMAND(compare, "compare", "Compare regularization configurations of feature visualization (CSV/MD/HTML report)")
@@ -247,7 +247,7 @@ int cmd_compare(int argc, char **argv)
         goto done;
     }
     if (strcmp(background, "none")) {
-        const char *bp = strcmp(background, "template") ? background : NFV_SYNTH_DEFAULT_TEMPLATE;
+        const char *bp = strcmp(background, "template") ? background : NFV_DEFAULT_TEMPLATE;
         if ((st = nfv_volume_read(bp, &bg, NULL))) {
             rc = cli_fail("compare", st);
             goto done;

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "neurofv/synth.h" /* NFV_SYNTH_DEFAULT_TEMPLATE */
 #include "neurofv/vis.h"
 
 NFV_COMMAND(visualize, "visualize", "Optimize volumes that maximally activate units (feature visualization)")
@@ -157,7 +156,7 @@ int cmd_visualize(int argc, char **argv)
         if (count == 0) goto done;
     }
     if (strcmp(background, "none")) {
-        const char *bp = strcmp(background, "template") ? background : NFV_SYNTH_DEFAULT_TEMPLATE;
+        const char *bp = strcmp(background, "template") ? background : NFV_DEFAULT_TEMPLATE;
         if ((st = nfv_volume_read(bp, &bg, NULL))) {
             rc = cli_fail("visualize", st);
             goto done;

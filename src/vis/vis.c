@@ -15,7 +15,6 @@
 #include <time.h>
 
 #include "base/rng.h"
-#include "neurofv/synth.h" /* NFV_SYNTH_DEFAULT_TEMPLATE */
 #include "neurofv/vis.h"
 #include "neurofv/vis_ops.h"
 
@@ -286,7 +285,7 @@ static nfv_status read_floats(nfv_context *ctx, const nfv_tensor *t, size_t offs
 
 nfv_status nfv_vis_template_on_grid(const nfv_model *m, const char *path, nfv_volume *normalized, nfv_volume *raw)
 {
-    if (!path || !*path || !strcmp(path, "template")) path = NFV_SYNTH_DEFAULT_TEMPLATE;
+    if (!path || !*path || !strcmp(path, "template")) path = NFV_DEFAULT_TEMPLATE;
     nfv_volume src, grid;
     NFV_TRY(nfv_volume_read(path, &src, NULL));
     int nx = m->input_shape[3], ny = m->input_shape[2], nz = m->input_shape[1];

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
-#include "neurofv/vis.h"
+#include "neurofv/compare.h"
 #include "neurofv/vis_ops.h"
 
 /* Shared transformation-robustness settings (Lucid's defaults, the authors'
