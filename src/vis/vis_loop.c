@@ -240,20 +240,8 @@ static nfv_status transform_forward(batch_state *b, const nfv_tensor *image, con
     }
     int out_dims[3] = {b->D, b->H, b->W};
     float max_angle = (float)(o->rotate_deg * M_PI / 180.0);
-    for (int n = 0; n < b->N; n++) {
-        uint64_t *s = &b->streams[n];
-        /* Always draw the same count of numbers per step. */
-        float sc = (float)(o->scale_min + (o->scale_max - o->scale_min) * nfv_uniform01(s));
-        float ang[3], sh[3];
-        for (int a = 0; a < 3; a++) ang[a] = (float)((2.0 * nfv_uniform01(s) - 1.0) * max_angle);
-        for (int a = 0; a < 3; a++) {
-            int v = (int)floor(nfv_uniform01(s) * (2 * o->jitter + 1)) - o->jitter;
-            if (v > o->jitter) v = o->jitter;
-            b->shift[3 * n + a] = v;
-            sh[a] = (float)v;
-        }
-        nfv_affine_about_centre(b->pdims, out_dims, sc, ang, sh, b->matrix + 12 * n);
-    }
+    nfv_random_transforms(b->streams, b->N, b->pdims, out_dims, o->scale_min, o->scale_max, max_angle, o->jitter,
+                          b->matrix, b->shift);
     const nfv_tensor *src = image;
     int pad[3] = {o->pad, o->pad, o->pad};
     if (o->pad > 0) {
