@@ -5,6 +5,7 @@
  *   vis_inputs.c     template and mask on the model grid
  *   vis_objective.c  what each target kind means: its seed and its readout
  *   vis_loop.c       one batch of samples through the optimization loop
+ *   vis_log.c        what the loop records per sample
  *   vis_run.c        nfv_visualize: samples into batches, best start per target */
 #ifndef NEUROFV_VIS_INTERNAL_H
 #define NEUROFV_VIS_INTERNAL_H
@@ -69,7 +70,7 @@ void vis_objective_free(vis_objective *ob);
  * rebuilt per step for the whole batch (layer objective), the same sign. */
 int vis_same_batch(const nfv_target *a, const nfv_target *b);
 
-/* ---- one batch (vis_loop.c) --------------------------------------------- */
+/* ---- one batch (vis_loop.c, vis_log.c) ---------------------------------- */
 
 /* What the loop records for one sample. */
 typedef struct vis_log {
@@ -87,6 +88,9 @@ typedef struct vis_log {
     float *snap[NFV_VIS_MAX_SNAPSHOTS];
 } vis_log;
 
+/* Appends (step, objective) / (step, l1, l2, tv) to the log. */
+nfv_status vis_log_push(vis_log *lg, int step, float obj);
+nfv_status vis_log_terms(vis_log *lg, int step, float l1, float l2, float tv);
 void vis_log_free(vis_log *lg);
 
 /* Where a batch reports progress: batch index of nb. */

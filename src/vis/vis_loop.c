@@ -283,59 +283,6 @@ static nfv_status transform_adjoint(batch_state *b, nfv_tensor **dimage)
     return NFV_OK;
 }
 
-/* ---- logs ----------------------------------------------------------------- */
-
-static nfv_status log_push(vis_log *lg, int step, float obj)
-{
-    if (lg->count == lg->cap) {
-        int nc = lg->cap ? lg->cap * 2 : 64;
-        int *s = realloc(lg->step, (size_t)nc * sizeof *s);
-        if (!s) return nfv_fail(NFV_ERR_NO_MEMORY, "objective log: out of memory");
-        lg->step = s;
-        float *f = realloc(lg->objective, (size_t)nc * sizeof *f);
-        if (!f) return nfv_fail(NFV_ERR_NO_MEMORY, "objective log: out of memory");
-        lg->objective = f;
-        lg->cap = nc;
-    }
-    lg->step[lg->count] = step;
-    lg->objective[lg->count++] = obj;
-    return NFV_OK;
-}
-
-static nfv_status term_push(vis_log *lg, int step, float l1, float l2, float tv)
-{
-    int n = lg->term_count + 1;
-    int *s = realloc(lg->term_step, (size_t)n * sizeof *s);
-    if (!s) return nfv_fail(NFV_ERR_NO_MEMORY, "term log: out of memory");
-    lg->term_step = s;
-    float **arrs[3] = {&lg->l1, &lg->l2, &lg->tv};
-    float vals[3] = {l1, l2, tv};
-    for (int k = 0; k < 3; k++) {
-        float *p = realloc(*arrs[k], (size_t)n * sizeof *p);
-        if (!p) return nfv_fail(NFV_ERR_NO_MEMORY, "term log: out of memory");
-        *arrs[k] = p;
-        p[n - 1] = vals[k];
-    }
-    lg->term_step[n - 1] = step;
-    lg->term_count = n;
-    return NFV_OK;
-}
-
-void vis_log_free(vis_log *lg)
-{
-    free(lg->step);
-    free(lg->objective);
-    free(lg->term_step);
-    free(lg->l1);
-    free(lg->l2);
-    free(lg->tv);
-    free(lg->image);
-    free(lg->change);
-    free(lg->importance);
-    for (int s = 0; s < NFV_VIS_MAX_SNAPSHOTS; s++) free(lg->snap[s]);
-    memset(lg, 0, sizeof *lg);
-}
-
 /* Weighted penalty values per sample (for the log) into b->l1, l2, tv. */
 static nfv_status read_terms(batch_state *b)
 {
@@ -381,12 +328,12 @@ static nfv_status log_step(batch_state *b, int step, const nfv_tensor *act)
 {
     const nfv_vis_options *o = b->o;
     NFV_TRY(vis_objective_read(&b->objective, act, b->obj));
-    for (int n = 0; n < b->N; n++) NFV_TRY(log_push(&b->logs[n], step, b->obj[n]));
+    for (int n = 0; n < b->N; n++) NFV_TRY(vis_log_push(&b->logs[n], step, b->obj[n]));
     int terms = (o->l1 > 0 || o->l2 > 0 || o->tv > 0) &&
                 (step % (16 * o->log_every) == 0 || step == o->steps || step == 1);
     if (terms) {
         NFV_TRY(read_terms(b));
-        for (int n = 0; n < b->N; n++) NFV_TRY(term_push(&b->logs[n], step, b->l1[n], b->l2[n], b->tv[n]));
+        for (int n = 0; n < b->N; n++) NFV_TRY(vis_log_terms(&b->logs[n], step, b->l1[n], b->l2[n], b->tv[n]));
     }
     const vis_progress *p = b->progress;
     if (p && p->fn) p->fn(p->user, p->batch, p->batches, step, o->steps, b->obj, b->N);
