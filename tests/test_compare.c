@@ -9,7 +9,7 @@
 
 #include "neurofv/synth.h"
 #include "base/fs.h"
-#include "neurofv/vis.h"
+#include "neurofv/compare.h"
 #include "test.h"
 
 /* Direct 3D DFT in double: share of |X|^2 at radius > cutoff among f != 0. */

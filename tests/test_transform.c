@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "neurofv/vis_ops.h"
 #include "ref_vis.h"
 #include "test.h"
@@ -141,7 +142,8 @@ TEST(vis_jitter_forward_adjoint)
     const int n = 3, dims[3] = {7, 9, 11}, shape[5] = {n, 1, 7, 9, 11};
     size_t nx = (size_t)n * 7 * 9 * 11;
     int shift[9];
-    nfv_random_transforms(42, n, dims, 1, 1, 0, 3, NULL, shift);
+    uint64_t streams[3] = {42, 43, 44};
+    nfv_random_transforms(streams, n, dims, dims, 1, 1, 0, 3, NULL, shift);
     shift[0] = -8; /* larger than the axis: everything falls out */
     float *x = test_random(nx, 3, -1, 1), *y = test_random(nx, 4, -1, 1);
     double *xd = ref_to_double(x, nx), *want = malloc(nx * sizeof *want);
@@ -228,7 +230,8 @@ TEST(vis_affine_warp_forward_adjoint)
     const int dims[3] = {7, 9, 11}, n = 3;
     float mats[3 * 12];
     /* Peers' defaults: scale 0.9-1.1, rotation +-10 degrees; a shift too. */
-    nfv_random_transforms(7, n, dims, 0.9f, 1.1f, (float)(10 * M_PI / 180), 0, mats, NULL);
+    uint64_t streams[3] = {7, 8, 9};
+    nfv_random_transforms(streams, n, dims, dims, 0.9f, 1.1f, (float)(10 * M_PI / 180), 0, mats, NULL);
     mats[3] += 0.37f;
     check_warp("random", mats, n, dims, dims);
     /* Strong: scale 0.6, 35 degrees, into a larger, cropped-and-padded output. */
@@ -239,7 +242,8 @@ TEST(vis_affine_warp_forward_adjoint)
     /* Rows longer than the vector width (16) and not a multiple of it (37,
      * 35: full blocks plus a tail), batch 2, scale 0.8-1.25, +-15 degrees. */
     const int wide_in[3] = {5, 7, 37}, wide_out[3] = {6, 5, 35};
-    nfv_random_transforms(11, 2, wide_in, 0.8f, 1.25f, (float)(15 * M_PI / 180), 0, mats, NULL);
+    uint64_t wide_streams[2] = {11, 12};
+    nfv_random_transforms(wide_streams, 2, wide_in, wide_out, 0.8f, 1.25f, (float)(15 * M_PI / 180), 0, mats, NULL);
     check_warp("wide rows", mats, 2, wide_in, wide_out);
     /* Identity is an exact copy. */
     const float zero[3] = {0, 0, 0};
@@ -295,4 +299,38 @@ TEST(vis_affine_warp_quarter_turn)
     free(x);
     nfv_tensor_free(&tx);
     nfv_tensor_free(&ty);
+}
+
+/* The draws the visualization loop makes (it calls nfv_random_transforms):
+ * 7 numbers per sample and step from the sample's own stream, whatever
+ * outputs are asked for, so a sample draws the same alone as in a batch; the
+ * integer shift is also the matrix's translation. */
+TEST(vis_random_transforms_per_sample_streams)
+{
+    const int in[3] = {11, 13, 9}, out[3] = {7, 9, 5};
+    const float angle = (float)(10 * M_PI / 180);
+    uint64_t batch[3] = {5, 6, 7}, alone = 6, counted = 6;
+    float mats[3 * 12], one[12];
+    int shift[9], sh1[3];
+    nfv_random_transforms(batch, 3, in, out, 0.9f, 1.1f, angle, 2, mats, shift);
+    nfv_random_transforms(&alone, 1, in, out, 0.9f, 1.1f, angle, 2, one, sh1);
+    CHECK(!memcmp(one, mats + 12, sizeof one) && !memcmp(sh1, shift + 3, sizeof sh1) && alone == batch[1],
+          "sample 1 draws the same alone as in a batch of 3");
+    for (int i = 0; i < 7; i++) nfv_uniform01(&counted);
+    CHECK(alone == counted, "one sample's step advances its stream by 7 draws");
+    uint64_t no_outputs = 6;
+    nfv_random_transforms(&no_outputs, 1, in, out, 0.9f, 1.1f, angle, 2, NULL, NULL);
+    CHECK(no_outputs == counted, "the same 7 draws when no output is asked for");
+    int inside = 1;
+    for (int i = 0; i < 9; i++) inside &= shift[i] >= -2 && shift[i] <= 2;
+    CHECK(inside, "shifts within +-jitter");
+    /* Scale 1, no rotation: A = I and b = c_in - c_out - shift. */
+    uint64_t plain = 99;
+    nfv_random_transforms(&plain, 1, in, out, 1, 1, 0, 3, one, sh1);
+    int ok = 1;
+    for (int a = 0; a < 3; a++) {
+        for (int j = 0; j < 3; j++) ok &= one[4 * a + j] == (a == j ? 1.0f : 0.0f);
+        ok &= fabsf(one[4 * a + 3] - (0.5f * (float)(in[a] - out[a]) - (float)sh1[a])) < 1e-6f;
+    }
+    CHECK(ok, "the matrix translates by the integer shift (%d, %d, %d)", sh1[0], sh1[1], sh1[2]);
 }

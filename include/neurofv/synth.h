@@ -36,7 +36,8 @@
 extern "C" {
 #endif
 
-#define NFV_SYNTH_DEFAULT_TEMPLATE "/usr/share/mricron/templates/ch2bet.nii.gz"
+/* The template a cohort is built from unless another is given. */
+#define NFV_SYNTH_DEFAULT_TEMPLATE NFV_DEFAULT_TEMPLATE
 
 typedef enum nfv_synth_task { NFV_SYNTH_LESION = 0, NFV_SYNTH_MORPH = 1 } nfv_synth_task;
 

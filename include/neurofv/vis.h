@@ -1,5 +1,6 @@
-/* Feature visualization (activation maximization): targets, the optimization
- * loop, its outputs and the comparison of regularization configurations.
+/* Feature visualization (activation maximization): targets, options, the
+ * optimization loop and its outputs.  The comparison of regularization
+ * configurations (ground truth, report) is in neurofv/compare.h.
  *
  * One step, all on the device, for a batch of N samples (targets x starts):
  *   param (N,1,D,H,W) -> [Fourier decode] -> change -> [x mask] -> [+ template]
@@ -25,7 +26,7 @@
 extern "C" {
 #endif
 
-/* ---- Targets (src/vis_target.c) ------------------------------------------ *
+/* ---- Targets (src/vis/vis_target.c; objectives: vis_objective.c) ------- *
  *
  * Grammar ([-] = minimize instead of maximize):
  *   [-]LAYER:CHANNEL          mean of one channel of a (C,D,H,W) layer output,
@@ -91,7 +92,7 @@ const char *nfv_target_stem(const nfv_target *t, char *buf, size_t cap);
 nfv_status nfv_shard_parse(const char *text, int *index, int *count);
 int nfv_shard_contains(int unit, int units, int index, int count);
 
-/* ---- Options (src/vis.c) ------------------------------------------------- */
+/* ---- Options (src/vis/vis_options.c) ------------------------------------- */
 
 typedef enum nfv_vis_param { NFV_VIS_PARAM_VOXEL = 0, NFV_VIS_PARAM_FOURIER, NFV_VIS_PARAM_DCT } nfv_vis_param;
 typedef enum nfv_vis_init { NFV_VIS_INIT_NOISE = 0, NFV_VIS_INIT_ZEROS, NFV_VIS_INIT_TEMPLATE } nfv_vis_init;
@@ -153,7 +154,7 @@ typedef struct nfv_vis_option_info {
 /* Every option nfv_vis_options_set accepts, ending with {NULL}. */
 extern const nfv_vis_option_info nfv_vis_option_table[];
 
-/* ---- The loop (src/vis.c) ------------------------------------------------ */
+/* ---- The loop (src/vis/vis_run.c, vis_loop.c) ---------------------------- */
 
 typedef struct nfv_vis_result {
     nfv_target target;
@@ -199,7 +200,7 @@ nfv_status nfv_vis_objective(nfv_context *ctx, nfv_model *m, const nfv_target *t
  * NULL) receives it before normalization (for a mask: raw > 0). */
 nfv_status nfv_vis_template_on_grid(const nfv_model *m, const char *path, nfv_volume *normalized, nfv_volume *raw);
 
-/* ---- Outputs (src/vis_output.c) ------------------------------------------ */
+/* ---- Outputs (src/vis/vis_output.c) -------------------------------------- */
 
 /* Under dir: <stem>.nii.gz, <stem>_ortho.png, <stem>_mosaic.png,
  * <stem>_overlay.png (on background, e.g. Colin27; NULL: skipped) and
@@ -208,73 +209,6 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
                          const char *dir);
 /* dir/<stem>_grid.png: one axial slice through each volume's peak. */
 nfv_status nfv_vis_write_grid(const nfv_vis_result *r, int count, const char *dir, const char *stem);
-
-/* ---- Comparison (src/vis_compare.c) ------------------------------------- */
-
-typedef struct nfv_compare_config {
-    char name[64];
-    char options[512];  /* as for nfv_vis_options_parse */
-} nfv_compare_config;
-
-/* none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask. *out malloc'ed. */
-nfv_status nfv_compare_default_configs(nfv_compare_config **out, int *count);
-
-/* Share of high-frequency energy of v (D,H,W): with X the DFT of v minus its
- * mean, sum |X(f)|^2 over |f| > cutoff cycles/voxel divided by the sum over
- * all f != 0 (|f| = Euclidean norm of the per-axis frequencies in [-0.5, 0.5]).
- * cutoff 0.25 = half the Nyquist radius.  Computed with the device's
- * Fourier op (the Hartley energy over a symmetric set equals the DFT's). */
-nfv_status nfv_highfreq_share(nfv_context *ctx, const nfv_volume *v, double cutoff, double *share);
-
-/* Ground truth of a `neurofv synth` lesion cohort: shapes/<class>.nii.gz and
- * mask.nii.gz (brought to the model grid when it differs). */
-typedef struct nfv_truth {
-    int count;
-    char **names;          /* shape names (file stems) */
-    nfv_volume *shapes;    /* shape templates at the model's voxel size */
-    nfv_volume mask;       /* on the model grid */
-    int polarity;          /* +1: lesions brighter than tissue, -1: darker (from cohort.json) */
-} nfv_truth;
-nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out);
-void nfv_truth_free(nfv_truth *t);
-/* NCC (nfv_ncc_search inside the mask) of polarity * vis with every shape
- * (a detector of dark lesions draws its shape dark); score[count].  pos
- * (may be NULL): pos[count][3], the voxel (i, j, k) = (x, y, z index) at the
- * centre of each shape's best match. */
-nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score, int (*pos)[3]);
-
-typedef struct nfv_compare_row {
-    char config[64];
-    unsigned long long seed;  /* the visualization seed of this run */
-    char dir[96];             /* output subdirectory relative to the report: <config> or <config>/seed<S> */
-    char target[128];
-    char stem[128];
-    float objective, objective_clean;
-    double hf_share;
-    int has_truth;
-    char truth_class[64];  /* the target class's own shape ("" if none) */
-    double own_score;      /* NCC with the own shape */
-    char best_shape[64];   /* the best scoring shape */
-    double best_score;
-    int recovered;         /* own shape scores best */
-    double margin;         /* own NCC minus the best other shape's NCC (> 0 iff recovered) */
-    double own_mm[3];      /* world (x, y, z) mm of the own shape's best match; <stem>_match.png is drawn through it */
-    double seconds;
-} nfv_compare_row;
-
-/* Per target family of config's rows ("logit", "contrast", "logit@1,2,2":
- * the target without its class), the number of seeds in which every class with
- * a shape was recovered, as "logit 2/3 seeds, contrast 3/3 seeds" into buf
- * ("-" when no row has a shape). */
-void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, int nrows, char *buf, size_t cap);
-
-/* Write results.csv, results.md and index.html under dir (images are taken
- * from dir/<row dir>/<stem>_*.png).  Rows of several seeds are summarized per
- * configuration: classes recovered over all runs, and per target family
- * (logit:, contrast:, with the same @cell) the number of seeds in which every
- * class with a shape was recovered. */
-nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
-                                    int nconfigs, const nfv_compare_row *rows, int nrows);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,8 @@
 #ifndef NEUROFV_VIS_OPS_H
 #define NEUROFV_VIS_OPS_H
 
+#include <stdint.h>
+
 #include "neurofv/tensor.h"
 
 #ifdef __cplusplus
@@ -110,14 +112,18 @@ nfv_status nfv_affine_warp_adjoint(nfv_context *ctx, const float *matrix, const 
 void nfv_affine_about_centre(const int in_dims[3], const int out_dims[3], float scale, const float angles[3],
                              const float shift[3], float matrix[12]);
 
-/* Random transformation-robustness parameters for n samples from a seed
- * (splitmix64, same sequence on every platform).  Scale uniform in
- * [scale_min, scale_max], each angle uniform in [-max_angle, max_angle]
- * radians, integer jitter uniform in [-jitter, jitter] per axis.  Any output
- * pointer may be NULL.  matrix gets n x 12 floats (about the centres of
- * volumes of size dims, no translation), shift n x 3 ints. */
-void nfv_random_transforms(unsigned long long seed, int n, const int dims[3], float scale_min, float scale_max,
-                           float max_angle, int jitter, float *matrix, int *shift);
+/* One step's random transformation-robustness parameters for n samples, as
+ * the visualization loop draws them: sample i from its own splitmix64 stream
+ * streams[i] (same sequence on every platform), which advances by 7 draws
+ * whatever is asked for (scale; angles about z, y, x; shifts along z, y, x),
+ * so a sample's transforms do not depend on the others in its batch.  Scale
+ * uniform in [scale_min, scale_max], each angle uniform in [-max_angle,
+ * max_angle] radians, integer shift uniform in [-jitter, jitter] per axis.
+ * Either output may be NULL: matrix gets n x 12 floats
+ * (nfv_affine_about_centre from in_dims to out_dims with that scale, those
+ * angles and the shift as the translation), shift n x 3 ints. */
+void nfv_random_transforms(uint64_t *streams, int n, const int in_dims[3], const int out_dims[3], float scale_min,
+                           float scale_max, float max_angle, int jitter, float *matrix, int *shift);
 
 /* ---- Fourier parameterization (cl/fft.cl, src/fft.c) ------------------- */
 

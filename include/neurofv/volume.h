@@ -11,6 +11,11 @@
 
 #include "neurofv/status.h"
 
+/* The default template brain: Colin27 ch2bet (MNI, 1 mm, brain-extracted T1,
+ * from the Debian mricron-data package).  Cohorts are built from it, overlays
+ * drawn on it, and visualization masks and starts taken from it. */
+#define NFV_DEFAULT_TEMPLATE "/usr/share/mricron/templates/ch2bet.nii.gz"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -6,7 +6,6 @@
 
 #include "cli.h"
 #include "neurofv/render.h"
-#include "neurofv/synth.h" /* NFV_SYNTH_DEFAULT_TEMPLATE */
 
 NFV_COMMAND(render, "render", "Write PNG pictures of a volume: orthogonal slices, mosaic, overlay on a template")
 
@@ -60,7 +59,7 @@ int cmd_render(int argc, char **argv)
         goto done;
     }
     if (overlay) {
-        const char *bg_path = strcmp(overlay, "template") ? overlay : NFV_SYNTH_DEFAULT_TEMPLATE;
+        const char *bg_path = strcmp(overlay, "template") ? overlay : NFV_DEFAULT_TEMPLATE;
         s = nfv_volume_read(bg_path, &bg, NULL);
         if (s) {
             rc = cli_fail("render", s);

@@ -317,21 +317,21 @@ void nfv_affine_about_centre(const int in_dims[3], const int out_dims[3], float 
     }
 }
 
-void nfv_random_transforms(unsigned long long seed, int n, const int dims[3], float scale_min, float scale_max,
-                           float max_angle, int jitter, float *matrix, int *shift)
+void nfv_random_transforms(uint64_t *streams, int n, const int in_dims[3], const int out_dims[3], float scale_min,
+                           float scale_max, float max_angle, int jitter, float *matrix, int *shift)
 {
-    uint64_t s = seed;
     for (int i = 0; i < n; i++) {
+        uint64_t *s = &streams[i];
         /* Always draw every number so the sequence does not depend on which outputs were asked for. */
-        float sc = (float)(scale_min + (scale_max - scale_min) * nfv_uniform01(&s));
-        float ang[3];
-        for (int a = 0; a < 3; a++) ang[a] = (float)((2.0 * nfv_uniform01(&s) - 1.0) * max_angle);
-        int sh[3];
+        float sc = (float)(scale_min + (scale_max - scale_min) * nfv_uniform01(s));
+        float ang[3], sh[3];
+        for (int a = 0; a < 3; a++) ang[a] = (float)((2.0 * nfv_uniform01(s) - 1.0) * max_angle);
         for (int a = 0; a < 3; a++) {
-            sh[a] = (int)floor(nfv_uniform01(&s) * (2 * jitter + 1)) - jitter;
-            if (sh[a] > jitter) sh[a] = jitter;
+            int v = (int)floor(nfv_uniform01(s) * (2 * jitter + 1)) - jitter;
+            if (v > jitter) v = jitter;
+            if (shift) shift[3 * i + a] = v;
+            sh[a] = (float)v;
         }
-        if (matrix) nfv_affine_about_centre(dims, dims, sc, ang, NULL, matrix + 12 * i);
-        if (shift) memcpy(shift + 3 * i, sh, sizeof sh);
+        if (matrix) nfv_affine_about_centre(in_dims, out_dims, sc, ang, sh, matrix + 12 * i);
     }
 }

@@ -144,6 +144,117 @@ static nfv_status finish(const nfv_model *m, nfv_target *t, nfv_target **arr, in
     return push(arr, count, cap, t);
 }
 
+/* The parts of a target text: "[-]HEAD[:UNIT][@POS]" (in buf, split in place). */
+typedef struct target_text {
+    const char *text;  /* as given, for errors */
+    const char *head;  /* layer name or index, logit, logits, contrast */
+    const char *unit;  /* channel, feature, class or all; NULL when no ':' */
+    const char *pos;   /* after '@' ("" = the centre); NULL when no '@' */
+} target_text;
+
+/* logit:CLASS, contrast:CLASS (each @z,y,x or not; CLASS may be all). */
+static nfv_status parse_logit(const nfv_model *m, const target_text *tt, nfv_target t, nfv_target **arr, int *n,
+                              int *cap)
+{
+    const char *text = tt->text;
+    int contrast = !strcmp(tt->head, "contrast");
+    if (contrast && m->head != NFV_HEAD_SOFTMAX) contrast = 0; /* binary: the one logit is already the contrast */
+    const nfv_layer *last = &m->layers[m->layer_count - 1];
+    if (last->spec.kind != NFV_LAYER_LINEAR || last->out_ndim != 1)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": the model's last layer (%s) is not a Linear layer", text,
+                        last->name);
+    if (!tt->unit || !*tt->unit) {
+        char list[512];
+        list_classes(m, list, sizeof list);
+        return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": logit needs a class: logit:CLASS (classes: %s; or all)",
+                        text, list);
+    }
+    t.kind = NFV_TARGET_FEATURE;
+    t.layer = m->layer_count - 1;
+    t.is_logit = 1;
+    t.contrast = contrast;
+    if (tt->pos) {
+        int map = logit_map_layer(m);
+        if (map < 0)
+            return nfv_fail(NFV_ERR_INVALID_ARG,
+                            "target \"%s\": logit:CLASS@z,y,x needs a spatial map -> flatten -> linear ending; this model's "
+                            "last layers are %s, %s",
+                            text, m->layer_count > 1 ? m->layers[m->layer_count - 2].name : "-", last->name);
+        t.kind = NFV_TARGET_LOGIT_CELL;
+        t.layer = map;
+        NFV_TRY(parse_position(text, tt->pos, &m->layers[map], t.pos));
+    }
+    int K = logit_classes(m), first = 0, last_cls = K - 1;
+    if (strcmp(tt->unit, "all")) {
+        int cls = -1;
+        char tmp[16];
+        for (int i = 0; i < K && cls < 0; i++)
+            if (!strcmp(tt->unit, class_name(m, i, tmp, sizeof tmp))) cls = i;
+        if (cls < 0 && parse_int(tt->unit, strlen(tt->unit), &cls) && cls >= K) cls = -1;
+        if (cls < 0) {
+            char list[512];
+            list_classes(m, list, sizeof list);
+            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": no class \"%s\" in this model (classes: %s; or an index 0-%d, or all)",
+                            text, tt->unit, list, K - 1);
+        }
+        first = last_cls = cls;
+    }
+    for (int c = first; c <= last_cls; c++) {
+        nfv_target u = t;
+        if (m->head == NFV_HEAD_BINARY) {
+            u.unit = 0;  /* one logit: class 1 maximizes it, class 0 minimizes it */
+            if (c == 0) u.sign = -u.sign;
+        } else {
+            u.unit = c;
+        }
+        NFV_TRY(finish(m, &u, arr, n, cap));
+    }
+    return NFV_OK;
+}
+
+/* LAYER, LAYER:CHANNEL[@z,y,x], LAYER:all[@z,y,x]. */
+static nfv_status parse_layer(const nfv_model *m, const target_text *tt, nfv_target t, nfv_target **arr, int *n,
+                              int *cap)
+{
+    const char *text = tt->text, *unit_txt = tt->unit;
+    int layer = nfv_model_find_layer(m, tt->head);
+    if (layer < 0) return nfv_fail_context(NFV_ERR_INVALID_ARG, "target \"%s\"", text);
+    const nfv_layer *l = &m->layers[layer];
+    t.layer = layer;
+    int spatial = l->out_ndim == 4;
+    int units = l->out_shape[0];
+    if (!unit_txt) {
+        t.kind = NFV_TARGET_LAYER;
+        t.unit = -1;
+        return finish(m, &t, arr, n, cap);
+    }
+    int first = 0, last_unit = units - 1;
+    if (strcmp(unit_txt, "all")) {
+        int u;
+        if (!parse_int(unit_txt, strlen(unit_txt), &u))
+            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": channel \"%s\" is not a number (layer %s has %s 0-%d, or all)",
+                            text, unit_txt, l->name, spatial ? "channels" : "features", units - 1);
+        if (u >= units)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": layer %s has %d %s (0-%d), not %d", text, l->name,
+                            units, spatial ? "channels" : "features", units - 1, u);
+        first = last_unit = u;
+    }
+    t.kind = spatial ? NFV_TARGET_CHANNEL : NFV_TARGET_FEATURE;
+    if (tt->pos) {
+        if (!spatial)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": layer %s has no spatial map (output %d features), so no @position",
+                            text, l->name, units);
+        t.kind = NFV_TARGET_NEURON;
+        NFV_TRY(parse_position(text, tt->pos, l, t.pos));
+    }
+    for (int u = first; u <= last_unit; u++) {
+        nfv_target v = t;
+        v.unit = u;
+        NFV_TRY(finish(m, &v, arr, n, cap));
+    }
+    return NFV_OK;
+}
+
 nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **targets, int *count)
 {
     *targets = NULL;
@@ -174,104 +285,12 @@ nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **t
         return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": '@' needs LAYER:CHANNEL before it (e.g. conv3:5@10,12,9)",
                         text);
     if (colon) *colon = 0;
-    const char *layer_txt = p, *unit_txt = colon ? colon + 1 : NULL;
     if (at) *at = 0;
-    const char *pos_txt = at ? at + 1 : NULL;
+    target_text tt = {text, p, colon ? colon + 1 : NULL, at ? at + 1 : NULL};
     nfv_target *arr = NULL;
     int n = 0, cap = 0;
-    nfv_status st = NFV_OK;
-
-    int contrast = !strcmp(layer_txt, "contrast");
-    if (contrast && m->head != NFV_HEAD_SOFTMAX) contrast = 0; /* binary: the one logit is already the contrast */
-    if (!strcmp(layer_txt, "logit") || !strcmp(layer_txt, "logits") || !strcmp(layer_txt, "contrast")) {
-        const nfv_layer *last = &m->layers[m->layer_count - 1];
-        if (last->spec.kind != NFV_LAYER_LINEAR || last->out_ndim != 1)
-            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": the model's last layer (%s) is not a Linear layer",
-                            text, last->name);
-        if (!unit_txt || !*unit_txt) {
-            char list[512];
-            list_classes(m, list, sizeof list);
-            return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": logit needs a class: logit:CLASS (classes: %s; or all)",
-                            text, list);
-        }
-        t.kind = NFV_TARGET_FEATURE;
-        t.layer = m->layer_count - 1;
-        t.is_logit = 1;
-        t.contrast = contrast;
-        if (pos_txt) {
-            int map = logit_map_layer(m);
-            if (map < 0)
-                return nfv_fail(NFV_ERR_INVALID_ARG,
-                                "target \"%s\": logit:CLASS@z,y,x needs a spatial map -> flatten -> linear ending; this model's "
-                                "last layers are %s, %s",
-                                text, m->layer_count > 1 ? m->layers[m->layer_count - 2].name : "-", last->name);
-            t.kind = NFV_TARGET_LOGIT_CELL;
-            t.layer = map;
-            if ((st = parse_position(text, pos_txt, &m->layers[map], t.pos))) return st;
-        }
-        int K = logit_classes(m), first = 0, last_cls = K - 1;
-        if (strcmp(unit_txt, "all")) {
-            int cls = -1;
-            char tmp[16];
-            for (int i = 0; i < K && cls < 0; i++)
-                if (!strcmp(unit_txt, class_name(m, i, tmp, sizeof tmp))) cls = i;
-            if (cls < 0 && parse_int(unit_txt, strlen(unit_txt), &cls) && cls >= K) cls = -1;
-            if (cls < 0) {
-                char list[512];
-                list_classes(m, list, sizeof list);
-                return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": no class \"%s\" in this model (classes: %s; or an index 0-%d, or all)",
-                                text, unit_txt, list, K - 1);
-            }
-            first = last_cls = cls;
-        }
-        for (int c = first; c <= last_cls && !st; c++) {
-            nfv_target u = t;
-            if (m->head == NFV_HEAD_BINARY) {
-                u.unit = 0;  /* one logit: class 1 maximizes it, class 0 minimizes it */
-                if (c == 0) u.sign = -u.sign;
-            } else {
-                u.unit = c;
-            }
-            st = finish(m, &u, &arr, &n, &cap);
-        }
-    } else {
-        int layer = nfv_model_find_layer(m, layer_txt);
-        if (layer < 0) return nfv_fail_context(NFV_ERR_INVALID_ARG, "target \"%s\"", text);
-        const nfv_layer *l = &m->layers[layer];
-        t.layer = layer;
-        int spatial = l->out_ndim == 4;
-        int units = l->out_shape[0];
-        if (!unit_txt) {
-            t.kind = NFV_TARGET_LAYER;
-            t.unit = -1;
-            st = finish(m, &t, &arr, &n, &cap);
-        } else {
-            int first = 0, last_unit = units - 1;
-            if (strcmp(unit_txt, "all")) {
-                int u;
-                if (!parse_int(unit_txt, strlen(unit_txt), &u))
-                    return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": channel \"%s\" is not a number (layer %s has %s 0-%d, or all)",
-                                    text, unit_txt, l->name, spatial ? "channels" : "features", units - 1);
-                if (u >= units)
-                    return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": layer %s has %d %s (0-%d), not %d", text, l->name,
-                                    units, spatial ? "channels" : "features", units - 1, u);
-                first = last_unit = u;
-            }
-            t.kind = spatial ? NFV_TARGET_CHANNEL : NFV_TARGET_FEATURE;
-            if (pos_txt) {
-                if (!spatial)
-                    return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": layer %s has no spatial map (output %d features), so no @position",
-                                    text, l->name, units);
-                t.kind = NFV_TARGET_NEURON;
-                if ((st = parse_position(text, pos_txt, l, t.pos))) return st;
-            }
-            for (int u = first; u <= last_unit && !st; u++) {
-                nfv_target v = t;
-                v.unit = u;
-                st = finish(m, &v, &arr, &n, &cap);
-            }
-        }
-    }
+    int logit = !strcmp(p, "logit") || !strcmp(p, "logits") || !strcmp(p, "contrast");
+    nfv_status st = logit ? parse_logit(m, &tt, t, &arr, &n, &cap) : parse_layer(m, &tt, t, &arr, &n, &cap);
     if (st) {
         free(arr);
         return st;

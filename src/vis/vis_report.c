@@ -1,0 +1,357 @@
+/* The report of `neurofv compare`: results.csv (one row per configuration x
+ * seed x target), results.md (a summary per configuration, then every row)
+ * and index.html (the summary, then an image table: targets x seeds as rows,
+ * configurations as columns).  Rows of several seeds are summarized per
+ * configuration: classes recovered over all runs, and per target family
+ * (logit:, contrast:, with the same @cell) the number of seeds in which every
+ * class with a shape was recovered.  Each file is written atomically. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "neurofv/compare.h"
+
+static void html_escape(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '&') fputs("&amp;", f);
+        else if (*s == '"') fputs("&quot;", f);
+        else fputc(*s, f);
+    }
+}
+
+typedef struct summary {
+    int recovered, with_truth, n;
+    double obj, obj_clean, hf, secs;
+} summary;
+
+static summary summarize(const char *config, const nfv_compare_row *rows, int nrows)
+{
+    summary s;
+    memset(&s, 0, sizeof s);
+    for (int i = 0; i < nrows; i++) {
+        if (strcmp(rows[i].config, config)) continue;
+        s.n++;
+        s.obj += rows[i].objective;
+        s.obj_clean += rows[i].objective_clean;
+        s.hf += rows[i].hf_share;
+        s.secs += rows[i].seconds;
+        if (rows[i].has_truth && rows[i].truth_class[0]) {
+            s.with_truth++;
+            s.recovered += rows[i].recovered;
+        }
+    }
+    if (s.n) {
+        s.obj /= s.n;
+        s.obj_clean /= s.n;
+        s.hf /= s.n;
+    }
+    return s;
+}
+
+static const nfv_compare_row *find_row(const nfv_compare_row *rows, int nrows, const char *config, const char *target,
+                                       unsigned long long seed)
+{
+    for (int i = 0; i < nrows; i++)
+        if (!strcmp(rows[i].config, config) && !strcmp(rows[i].target, target) && rows[i].seed == seed) return &rows[i];
+    return NULL;
+}
+
+/* The target without its class: "contrast:cube@1,2,2" -> "contrast@1,2,2". */
+static void target_family(const char *target, char *buf, size_t cap)
+{
+    size_t colon = strcspn(target, ":");
+    const char *cell = strchr(target, '@');
+    snprintf(buf, cap, "%.*s%s", (int)colon, target, cell ? cell : "");
+}
+
+void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, int nrows, char *buf, size_t cap)
+{
+    /* Families and seeds of config's class rows, in first-seen order. */
+    char fams[64][160];
+    unsigned long long seeds[64];
+    int nf = 0, ns = 0;
+    for (int i = 0; i < nrows; i++) {
+        if (strcmp(rows[i].config, config) || !rows[i].truth_class[0]) continue;
+        char fam[160];
+        target_family(rows[i].target, fam, sizeof fam);
+        int f = 0, s = 0;
+        while (f < nf && strcmp(fams[f], fam)) f++;
+        if (f == nf && nf < 64) snprintf(fams[nf++], sizeof fams[0], "%s", fam);
+        while (s < ns && seeds[s] != rows[i].seed) s++;
+        if (s == ns && ns < 64) seeds[ns++] = rows[i].seed;
+    }
+    /* A (family, seed) run is complete when none of its class rows failed. */
+    size_t used = 0;
+    buf[0] = 0;
+    for (int f = 0; f < nf && used < cap; f++) {
+        int runs = 0, complete = 0;
+        for (int s = 0; s < ns; s++) {
+            int present = 0, all = 1;
+            for (int i = 0; i < nrows; i++) {
+                char fam[160];
+                if (strcmp(rows[i].config, config) || !rows[i].truth_class[0] || rows[i].seed != seeds[s]) continue;
+                target_family(rows[i].target, fam, sizeof fam);
+                if (strcmp(fam, fams[f])) continue;
+                present = 1;
+                all &= rows[i].recovered;
+            }
+            runs += present;
+            complete += present && all;
+        }
+        int w = snprintf(buf + used, cap - used, "%s%s %d/%d seed%s", used ? ", " : "", fams[f], complete, runs,
+                         runs == 1 ? "" : "s");
+        if (w > 0) used += (size_t)w;
+    }
+    if (!buf[0]) snprintf(buf, cap, "-");
+}
+
+/* What every writer needs: the rows and what is derived from them once. */
+typedef struct report {
+    const char *dir, *model_path;
+    const nfv_compare_config *configs;
+    int nconfigs;
+    const nfv_compare_row *rows;
+    int nrows;
+    int any_truth;                /* some row has a class with a shape */
+    unsigned long long seeds[64]; /* in first-seen order */
+    int nseeds;
+    char seed_list[512];          /* "1, 2, 3" */
+} report;
+
+static void report_init(report *r)
+{
+    r->any_truth = 0;
+    for (int i = 0; i < r->nrows; i++) r->any_truth |= r->rows[i].has_truth && r->rows[i].truth_class[0];
+    r->nseeds = 0;
+    for (int i = 0; i < r->nrows; i++) {
+        int seen = 0;
+        for (int j = 0; j < r->nseeds; j++) seen |= r->seeds[j] == r->rows[i].seed;
+        if (!seen && r->nseeds < 64) r->seeds[r->nseeds++] = r->rows[i].seed;
+    }
+    r->seed_list[0] = 0;
+    for (int j = 0, used = 0; j < r->nseeds && used < (int)sizeof r->seed_list; j++)
+        used += snprintf(r->seed_list + used, sizeof r->seed_list - (size_t)used, "%s%llu", j ? ", " : "",
+                         r->seeds[j]);
+}
+
+/* ---- results.csv ---------------------------------------------------------- */
+
+static void write_csv(const report *rp, FILE *f)
+{
+    fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
+               "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds\n");
+    for (int i = 0; i < rp->nrows; i++) {
+        const nfv_compare_row *r = &rp->rows[i];
+        fprintf(f, "%s,%llu,%s,%.6g,%.6g,%.4f,%s,", r->config, r->seed, r->target, r->objective, r->objective_clean,
+                r->hf_share, r->truth_class);
+        if (r->has_truth && r->truth_class[0]) {
+            fprintf(f, "%.4f,%s,%.4f,%d,", r->own_score, r->best_shape, r->best_score, r->recovered);
+            if (isfinite(r->margin)) fprintf(f, "%.4f", r->margin);
+            fprintf(f, ",%.1f,%.1f,%.1f,", r->own_mm[0], r->own_mm[1], r->own_mm[2]);
+        } else if (r->has_truth)
+            fprintf(f, ",%s,%.4f,,,,,,", r->best_shape, r->best_score);
+        else
+            fprintf(f, ",,,,,,,,");
+        fprintf(f, "%.2f\n", r->seconds);
+    }
+}
+
+/* ---- results.md ----------------------------------------------------------- */
+
+static void md_summary(const report *rp, FILE *f)
+{
+    int any_truth = rp->any_truth;
+    fprintf(f, "\n## Summary per configuration\n\n| config | options | %smean objective | mean objective without "
+               "transforms | mean HF share | seconds |\n|---|---|%s---|---|---|---|\n",
+            any_truth ? "every class recovered | classes recovered | " : "", any_truth ? "---|---|" : "");
+    for (int c = 0; c < rp->nconfigs; c++) {
+        const nfv_compare_config *cfg = &rp->configs[c];
+        summary s = summarize(cfg->name, rp->rows, rp->nrows);
+        fprintf(f, "| %s | `%s` | ", cfg->name, cfg->options[0] ? cfg->options : "(none)");
+        char text[512];
+        nfv_compare_recovery_text(cfg->name, rp->rows, rp->nrows, text, sizeof text);
+        if (any_truth) fprintf(f, "%s | %d/%d | ", text, s.recovered, s.with_truth);
+        fprintf(f, "%.4g | %.4g | %.3f | %.1f |\n", s.obj, s.obj_clean, s.hf, s.secs);
+    }
+}
+
+static void md_rows(const report *rp, FILE *f)
+{
+    int any_truth = rp->any_truth;
+    fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s\n"
+               "|---|---|---|---|---|---|%s\n",
+            any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered | own-shape match at (mm) |" : "",
+            any_truth ? "---|---|---|---|---|" : "");
+    for (int i = 0; i < rp->nrows; i++) {
+        const nfv_compare_row *r = &rp->rows[i];
+        fprintf(f, "| %s | %llu | %s | %.4g | %.4g | %.3f |", r->config, r->seed, r->target, r->objective,
+                r->objective_clean, r->hf_share);
+        if (any_truth) {
+            if (r->has_truth && r->truth_class[0])
+                fprintf(f, " %.3f | %s (%.3f) | %+.3f | %s | %.0f, %.0f, %.0f |", r->own_score, r->best_shape,
+                        r->best_score, isfinite(r->margin) ? r->margin : 0.0, r->recovered ? "yes" : "no",
+                        r->own_mm[0], r->own_mm[1], r->own_mm[2]);
+            else
+                fprintf(f, " | | | | |");
+        }
+        fputc('\n', f);
+    }
+}
+
+static void write_markdown(const report *rp, FILE *f)
+{
+    fprintf(f, "# Regularization comparison\n\nModel: `%s`\n\n", rp->model_path);
+    fprintf(f, "HF share = fraction of the spectral energy (DFT of the volume minus its mean) at radius |f| > 0.25 "
+               "cycles/voxel, i.e. above half the Nyquist radius.\n");
+    if (rp->any_truth)
+        fprintf(f, "Concept recovery: for each class target, NCC of the visualization (negated when the cohort's "
+                   "lesions are darker than tissue) with each shape template, best position with the template box inside the brain mask; recovered = the class's own "
+                   "shape scores best.\n");
+    fprintf(f, "Seed%s: %s.\n", rp->nseeds == 1 ? "" : "s", rp->seed_list);
+    if (rp->any_truth)
+        fprintf(f, "Every class recovered: per target family, the seeds in which every class's own shape scored "
+                   "best; classes recovered counts single targets over all seeds.\n");
+    md_summary(rp, f);
+    md_rows(rp, f);
+}
+
+/* ---- index.html ----------------------------------------------------------- */
+
+static void html_intro(const report *rp, FILE *f)
+{
+    fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>neurofv compare</title>\n<style>"
+               "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+               "padding:4px;vertical-align:top;font-size:12px}img{max-width:260px}.ok{color:#070}.no{color:#a00}"
+               "</style></head><body>\n<h1>Regularization comparison</h1>\n<p>Model: <code>");
+    html_escape(f, rp->model_path);
+    fprintf(f, "</code>. Tables: <a href=\"results.csv\">results.csv</a>, <a href=\"results.md\">results.md</a>.</p>\n"
+               "<p>HF share = fraction of spectral energy (DFT of the volume minus its mean) above half the Nyquist "
+               "radius (|f| &gt; 0.25 cycles/voxel).");
+    if (rp->any_truth)
+        fprintf(f, " Concept recovery: NCC of the visualization (negated for dark lesions) with each shape template (best position with the template box in "
+                   "the brain mask); recovered when the class's own shape scores best.");
+    fprintf(f, " Seed%s: %s.", rp->nseeds == 1 ? "" : "s", rp->seed_list);
+    if (rp->any_truth)
+        fprintf(f, " Every class recovered: per target family, the seeds in which every class's own shape scored best.");
+    fprintf(f, "</p>\n");
+}
+
+static void html_summary(const report *rp, FILE *f)
+{
+    fprintf(f, "<h2>Summary</h2>\n<table><tr><th>config</th><th>options</th>%s<th>mean objective</th>"
+               "<th>mean objective without transforms</th><th>mean HF share</th><th>seconds</th></tr>\n",
+            rp->any_truth ? "<th>every class recovered</th><th>classes recovered</th>" : "");
+    for (int c = 0; c < rp->nconfigs; c++) {
+        const nfv_compare_config *cfg = &rp->configs[c];
+        summary s = summarize(cfg->name, rp->rows, rp->nrows);
+        fprintf(f, "<tr><td>");
+        html_escape(f, cfg->name);
+        fprintf(f, "</td><td><code>");
+        html_escape(f, cfg->options[0] ? cfg->options : "(none)");
+        fprintf(f, "</code></td>");
+        if (rp->any_truth) {
+            char text[512];
+            nfv_compare_recovery_text(cfg->name, rp->rows, rp->nrows, text, sizeof text);
+            fprintf(f, "<td>");
+            html_escape(f, text);
+            fprintf(f, "</td><td>%d/%d</td>", s.recovered, s.with_truth);
+        }
+        fprintf(f, "<td>%.4g</td><td>%.4g</td><td>%.3f</td><td>%.1f</td></tr>\n", s.obj, s.obj_clean, s.hf, s.secs);
+    }
+    fprintf(f, "</table>\n");
+}
+
+/* One image cell: the slices through the own shape's best match when there
+ * is ground truth (what the score saw), else the overlay or the plain
+ * slices through the peak; the row's numbers below. */
+static void html_cell(const report *rp, const nfv_compare_row *r, FILE *f)
+{
+    char img[600];
+    snprintf(img, sizeof img, "%s/%s/%s_overlay.png", rp->dir, r->dir, r->stem);
+    int has_overlay = access(img, R_OK) == 0;
+    snprintf(img, sizeof img, "%s/%s/%s_match.png", rp->dir, r->dir, r->stem);
+    int has_match = r->has_truth && r->truth_class[0] && access(img, R_OK) == 0;
+    fprintf(f, "<a href=\"%s/%s.nii.gz\"><img src=\"%s/%s_%s.png\" alt=\"%s\"></a><br>", r->dir, r->stem, r->dir,
+            r->stem, has_match ? "match" : has_overlay ? "overlay" : "ortho", r->stem);
+    if (has_match)
+        fprintf(f, "%s match at %.0f, %.0f, %.0f mm (<a href=\"%s/%s_%s.png\">peak</a>)<br>", r->truth_class,
+                r->own_mm[0], r->own_mm[1], r->own_mm[2], r->dir, r->stem, has_overlay ? "overlay" : "ortho");
+    fprintf(f, "obj %.4g, clean %.4g, HF %.3f", r->objective, r->objective_clean, r->hf_share);
+    if (r->has_truth && r->truth_class[0])
+        fprintf(f, "<br>own NCC %.3f, best %s %.3f <b class=\"%s\">%s</b>", r->own_score, r->best_shape,
+                r->best_score, r->recovered ? "ok" : "no", r->recovered ? "recovered" : "not recovered");
+    fprintf(f, "<br><a href=\"%s/%s_mosaic.png\">mosaic</a> <a href=\"%s/%s.json\">log</a>", r->dir, r->stem, r->dir,
+            r->stem);
+}
+
+/* Configurations as columns; targets in first-seen order, one row per seed. */
+static void html_images(const report *rp, FILE *f)
+{
+    fprintf(f, "<h2>Images</h2>\n<p>Each cell: orthogonal slices through the best match of the class's own "
+               "shape template when there is ground truth, else through the peak (overlay on the template when it was "
+               "written); numbers below.</p>\n<table><tr><th>target</th>");
+    for (int c = 0; c < rp->nconfigs; c++) {
+        fprintf(f, "<th>");
+        html_escape(f, rp->configs[c].name);
+        fprintf(f, "</th>");
+    }
+    fprintf(f, "</tr>\n");
+    const nfv_compare_row *rows = rp->rows;
+    for (int i = 0; i < rp->nrows; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= !strcmp(rows[j].target, rows[i].target);
+        if (seen) continue;
+        for (int sd = 0; sd < rp->nseeds; sd++) {
+            fprintf(f, "<tr><th>");
+            html_escape(f, rows[i].target);
+            if (rp->nseeds > 1) fprintf(f, "<br>seed %llu", rp->seeds[sd]);
+            fprintf(f, "</th>");
+            for (int c = 0; c < rp->nconfigs; c++) {
+                const nfv_compare_row *r = find_row(rows, rp->nrows, rp->configs[c].name, rows[i].target, rp->seeds[sd]);
+                fprintf(f, "<td>");
+                if (r) html_cell(rp, r, f);
+                fprintf(f, "</td>");
+            }
+            fprintf(f, "</tr>\n");
+        }
+    }
+    fprintf(f, "</table>\n");
+}
+
+static void write_html(const report *rp, FILE *f)
+{
+    html_intro(rp, f);
+    html_summary(rp, f);
+    html_images(rp, f);
+    fprintf(f, "</body></html>\n");
+}
+
+/* ---- the report ----------------------------------------------------------- */
+
+static nfv_status write_file(const report *rp, const char *name, void (*body)(const report *, FILE *))
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", rp->dir, name);
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    body(rp, af.f);
+    return nfv_atomic_commit(&af);
+}
+
+nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
+                                    int nconfigs, const nfv_compare_row *rows, int nrows)
+{
+    NFV_TRY(nfv_mkdirs(dir));
+    report rp = {.dir = dir, .model_path = model_path, .configs = configs, .nconfigs = nconfigs, .rows = rows,
+                 .nrows = nrows};
+    report_init(&rp);
+    NFV_TRY(write_file(&rp, "results.csv", write_csv));
+    NFV_TRY(write_file(&rp, "results.md", write_markdown));
+    return write_file(&rp, "index.html", write_html);
+}
