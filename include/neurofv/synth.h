@@ -36,8 +36,6 @@
 extern "C" {
 #endif
 
-/* The template a cohort is built from unless another is given. */
-#define NFV_SYNTH_DEFAULT_TEMPLATE NFV_DEFAULT_TEMPLATE
 
 typedef enum nfv_synth_task { NFV_SYNTH_LESION = 0, NFV_SYNTH_MORPH = 1 } nfv_synth_task;
 
@@ -76,7 +74,7 @@ nfv_status nfv_synth_grid(double voxel_mm, const int shape[3], nfv_volume *out);
 typedef struct nfv_synth_options {
     nfv_synth_task task;
     int n;                       /* subjects (>= number of classes) */
-    const char *template_path;   /* NULL: NFV_SYNTH_DEFAULT_TEMPLATE */
+    const char *template_path;   /* NULL: NFV_DEFAULT_TEMPLATE (volume.h) */
     double voxel_mm;             /* 2 */
     int shape[3];                /* zeros: from voxel_mm */
     const char *shapes;          /* comma list; NULL: "sphere,cube,cross" */

@@ -47,7 +47,7 @@ int cmd_synth(int argc, char **argv)
         {"--seed", CLI_U64, &o.seed, "S", "random seed; the same seed gives the same bytes (default 1)"},
         {"--split", CLI_STRING, &split, "A/B/C", "train/val/test percentages, stratified by label (default 70/15/15)"},
         {"--template", CLI_STRING, &o.template_path, "FILE",
-         "brain-extracted T1 template (default " NFV_SYNTH_DEFAULT_TEMPLATE ")"},
+         "brain-extracted T1 template (default " NFV_DEFAULT_TEMPLATE ")"},
         {"--threads", CLI_INT, &o.threads, "N", "worker threads (default: all CPUs)"},
         {"--out", CLI_STRING, &out, "DIR", "output directory (required)"},
         {0}};

@@ -6,6 +6,7 @@
  * each subject is made in synth_anatomy.c, its lesion in synth_lesion.c.
  * Subjects are spread over threads; each draws its randomness from its own
  * stream (seed, subject index), so bytes do not depend on the thread count. */
+#include "base/interrupt.h"
 #include "io/synth_internal.h"
 
 #include <errno.h>
@@ -179,6 +180,12 @@ static void *worker(void *p)
     }
     for (;;) {
         pthread_mutex_lock(&sh->mu);
+        /* Between subjects no file is open: a safe point to stop. */
+        if (!sh->failed && nfv_interrupted()) {
+            sh->failed = 1;
+            sh->status = nfv_interrupt_check("after %d of %d subjects (labels.csv not written)", sh->done, sh->o->n);
+            snprintf(sh->message, sizeof sh->message, "%s", nfv_error_message());
+        }
         int index = sh->failed ? sh->o->n : sh->next++;
         pthread_mutex_unlock(&sh->mu);
         if (index >= sh->o->n) break;
@@ -396,7 +403,7 @@ static nfv_status run_inner(synth_shared *sh)
                         sh->class_count);
     NFV_TRY(nfv_synth_grid(o->voxel_mm, o->shape, &sh->grid));
 
-    const char *tpath = o->template_path ? o->template_path : NFV_SYNTH_DEFAULT_TEMPLATE;
+    const char *tpath = o->template_path ? o->template_path : NFV_DEFAULT_TEMPLATE;
     NFV_TRY(nfv_synth_prepare_template(sh, tpath));
 
     size_t n = nfv_volume_numel(&sh->grid);

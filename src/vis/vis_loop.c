@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/interrupt.h"
 #include "base/rng.h"
 #include "neurofv/vis_ops.h"
 #include "vis/vis_internal.h"
@@ -484,6 +485,8 @@ static nfv_status optimize(batch_state *b, const float *templ, const float *mask
         NFV_TRY(make_image(b, &image));
         NFV_TRY(take_snapshots(b, image, step));
         if (step == b->o->steps + 1) break; /* the final image, for outputs */
+        /* Between steps only device buffers are in flight: a safe point. */
+        NFV_TRY(nfv_interrupt_check("at step %d of %d", step, b->o->steps));
         NFV_TRY(take_step(b, step, image));
     }
     phase_report(b);
