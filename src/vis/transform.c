@@ -58,8 +58,8 @@ static nfv_status transform_kernel(nfv_context *ctx, const char *name, cl_kernel
 static nfv_status launch_blocks(nfv_context *ctx, cl_kernel k, int W, int H, int ND)
 {
     int vec = nfv_context_vector_width(ctx);
-    size_t local = 64, maxwg = nfv_context_device_info(ctx)->max_work_group_size;
-    if (maxwg && local > maxwg) local = maxwg;
+    size_t local = 64, maxwg = nfv_context_max_local(ctx);
+    if (local > maxwg) local = maxwg;
     size_t items = (size_t)((W + vec - 1) / vec) * H * ND;
     size_t global = (items + local - 1) / local * local;
     return nfv_kernel_launch(ctx, k, 1, &global, &local);
