@@ -4,10 +4,13 @@
  * epoch, sample), events, and a 2-epoch run byte-identical to 1 epoch + a
  * resume for 1 more on a tiny cohort. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "base/interrupt.h"
 #include "neurofv/train.h"
 #include "neurofv/volume.h"
 #include "test.h"
@@ -279,4 +282,196 @@ TEST(train_loop_errors_name_the_problem)
           "resume without a checkpoint names it: %s", nfv_error_message());
     o.resume = 0, o.epochs = 0;
     CHECK(nfv_train_run(test_ctx(), &ds, &o, &r) == NFV_ERR_INVALID_ARG, "0 epochs");
+}
+
+/* Sends SIGTERM to this process when the given batch of the given epoch
+ * (0-based epoch, 1-based batch) has finished. */
+typedef struct kill_at {
+    event_log log;
+    int epoch, batch;
+} kill_at;
+
+static void term_at(void *user, const nfv_train_event *e)
+{
+    kill_at *k = user;
+    record(&k->log, e);
+    if (e->kind == NFV_TRAIN_BATCH && e->epoch == k->epoch && e->batch == k->batch) raise(SIGTERM);
+}
+
+static int no_temp_files(const char *dir)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "! ls -a '%s' | grep -q '\\.tmp'", dir);
+    return test_run(cmd, NULL) == 0;
+}
+
+TEST(train_loop_sigterm_stops_cleanly_and_resumes_exactly)
+{
+    char dir[512], csv[600], a[600], b[600], ckpt[700], saved[700], cmd[2000];
+    snprintf(dir, sizeof dir, "%s/loop_term", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    test_run(cmd, NULL);
+    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    nfv_dataset ds;
+    if (!CHECK_OK(nfv_dataset_load(csv, &ds))) return;
+    nfv_context *ctx = test_ctx();
+    snprintf(a, sizeof a, "%s/whole.safetensors", dir);
+    snprintf(b, sizeof b, "%s/cut.safetensors", dir);
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", b);
+    snprintf(saved, sizeof saved, "%s/epoch1.ckpt", dir);
+    nfv_train_options o;
+    nfv_train_result r;
+    event_log whole;
+    memset(&whole, 0, sizeof whole);
+    loop_options(&o, a, 3, 0, &whole);
+    CHECK_OK(nfv_train_run(ctx, &ds, &o, &r));
+
+    /* SIGTERM after batch 2 of epoch 2 (of 3): the run stops there, names
+     * where, leaves no temporary file and the epoch-1 checkpoint as it was. */
+    nfv_interrupt_install();
+    event_log first;
+    memset(&first, 0, sizeof first);
+    loop_options(&o, b, 1, 0, &first); /* 1 epoch, to keep a copy of its checkpoint */
+    CHECK_OK(nfv_train_run(ctx, &ds, &o, &r));
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ckpt, saved);
+    CHECK(test_run(cmd, NULL) == 0, "checkpoint after epoch 1 copied");
+    kill_at k = {.epoch = 1, .batch = 2};
+    memset(&k.log, 0, sizeof k.log);
+    loop_options(&o, b, 3, 1, &first);
+    o.on_event = term_at, o.user = &k;
+    nfv_status s = nfv_train_run(ctx, &ds, &o, &r);
+    CHECK(s == NFV_ERR_INTERRUPTED && strstr(nfv_error_message(), "SIGTERM") &&
+              strstr(nfv_error_message(), "epoch 2, batch 3 of 3") && strstr(nfv_error_message(), "--resume"),
+          "stopped with %s: %s", nfv_status_name(s), nfv_error_message());
+    CHECK(same_bytes(ckpt, saved), "the checkpoint still holds epoch 1");
+    CHECK(no_temp_files(dir), "no temporary file left in %s", dir);
+    nfv_interrupt_reset();
+
+    /* Resume: the same final model, checkpoint and best as never stopping. */
+    loop_options(&o, b, 3, 1, &first);
+    CHECK_OK(nfv_train_run(ctx, &ds, &o, &r));
+    CHECK(same_bytes(a, b), "interrupted + resumed model is byte-identical to the uninterrupted one");
+    char ca[700];
+    snprintf(ca, sizeof ca, "%s.ckpt", a);
+    CHECK(same_bytes(ca, ckpt), "and so is the final checkpoint");
+    nfv_dataset_free(&ds);
+}
+
+TEST(train_loop_divergence_stops_and_keeps_the_last_good_epoch)
+{
+    char dir[512], csv[600], m[600], ckpt[700], saved[700], cmd[2000];
+    snprintf(dir, sizeof dir, "%s/loop_nan", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    test_run(cmd, NULL);
+    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    nfv_dataset ds;
+    if (!CHECK_OK(nfv_dataset_load(csv, &ds))) return;
+    nfv_context *ctx = test_ctx();
+    snprintf(m, sizeof m, "%s/m.safetensors", dir);
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", m);
+    snprintf(saved, sizeof saved, "%s/good.ckpt", dir);
+    nfv_train_options o;
+    nfv_train_result r;
+    event_log log;
+    memset(&log, 0, sizeof log);
+    loop_options(&o, m, 1, 0, &log);
+    CHECK_OK(nfv_train_run(ctx, &ds, &o, &r));
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ckpt, saved);
+    CHECK(test_run(cmd, NULL) == 0, "good checkpoint copied");
+    /* Adam moves every weight by about lr: a step of 3e38 (near FLT_MAX)
+     * overflows the logits, whatever BatchNorm normalizes, so the loss is Inf
+     * or NaN within a batch or two. */
+    loop_options(&o, m, 3, 1, &log);
+    o.lr = 3e38f;
+    nfv_status s = nfv_train_run(ctx, &ds, &o, &r);
+    CHECK(s == NFV_ERR_DIVERGED && strstr(nfv_error_message(), "epoch 2, batch") &&
+              strstr(nfv_error_message(), "--lr"),
+          "divergence stops the run naming epoch and batch: %s: %s", nfv_status_name(s), nfv_error_message());
+    CHECK(same_bytes(ckpt, saved), "the checkpoint keeps the last good epoch");
+    nfv_dataset_free(&ds);
+}
+
+/* ---- The binary under signals: SIGTERM stops cleanly, kill -9 resumes ---- */
+
+#define CLI_ARCH "conv(4,k3,p1) bn relu maxpool(2) conv(8,k3,p1) bn relu gap flatten dropout(0.2) linear(2)"
+
+/* Runs `neurofv train` on the cohort into model, for epochs, in the
+ * background; when its epoch log has `lines` lines (header + epochs), sends
+ * signal sig; writes "rc=N" (the exit status) after the command's output to
+ * out.  resume: pass --resume.  Returns test_run's status of the script. */
+static int train_and_signal(const char *csv, const char *model, int epochs, int resume, int lines, const char *sig,
+                            const char *out)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "bash -c '\"%s\" train --data \"%s\" --arch \"" CLI_ARCH "\" --shape 24,24,24 --voxel 1 --lr 0.003 "
+             "--schedule cosine --augment shift=1,flip --epochs %d --batch 4 --seed 5 --quiet --out \"%s\" %s & pid=$!; "
+             "if [ %d -gt 0 ]; then for i in $(seq 1 1200); do "
+             "[ \"$(cat \"%s.log.csv\" 2>/dev/null | wc -l)\" -ge %d ] && break; "
+             "kill -0 $pid 2>/dev/null || break; sleep 0.02; done; kill -%s $pid 2>/dev/null; fi; "
+             "wait $pid; echo rc=$?'",
+             test_bin(), csv, epochs, model, resume ? "--resume" : "", lines, model, lines, sig);
+    return test_run(cmd, out);
+}
+
+static int read_rc(const char *out)
+{
+    FILE *f = fopen(out, "r");
+    char line[4096];
+    int rc = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "rc=", 3)) rc = atoi(line + 3);
+    if (f) fclose(f);
+    return rc;
+}
+
+static int file_contains(const char *path, const char *text)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "grep -q -- '%s' '%s'", text, path);
+    return test_run(cmd, NULL) == 0;
+}
+
+TEST(train_cli_sigterm_and_kill9_resume_byte_identical)
+{
+    char dir[512], csv[600], ref[700], m[700], out[700], a[800], b[800], cmd[2000];
+    snprintf(dir, sizeof dir, "%s/cli_kill", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    test_run(cmd, NULL);
+    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    snprintf(ref, sizeof ref, "%s/ref.safetensors", dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    const int epochs = 4;
+    train_and_signal(csv, ref, epochs, 0, 0, "TERM", out);
+    if (!CHECK(read_rc(out) == 0, "the uninterrupted run succeeds (rc %d)", read_rc(out))) return;
+
+    /* SIGTERM in the middle: exit 128 + 15, one line saying where, no
+     * temporary files; --resume then finishes byte-identical to ref. */
+    snprintf(m, sizeof m, "%s/term.safetensors", dir);
+    train_and_signal(csv, m, 400, 0, 3, "TERM", out);
+    CHECK(read_rc(out) == 143 && file_contains(out, "interrupted by SIGTERM during epoch") &&
+              file_contains(out, "--resume"),
+          "SIGTERM stops train with exit 143 and says where (rc %d; see %s)", read_rc(out), out);
+    CHECK(no_temp_files(dir), "no temporary file after SIGTERM");
+
+    /* kill -9 at several points (before the first checkpoint, after epoch
+     * 1, after epoch 2, late in the run): rerunning (with --resume once a
+     * checkpoint exists) gives the model and checkpoint of the
+     * uninterrupted run, byte for byte. */
+    const int kill_lines[4] = {1, 2, 3, 4};
+    for (int k = 0; k < 4; k++) {
+        snprintf(m, sizeof m, "%s/kill%d.safetensors", dir, k);
+        train_and_signal(csv, m, epochs, 0, kill_lines[k], "KILL", out);
+        int rc = read_rc(out);
+        snprintf(a, sizeof a, "%s.ckpt", m);
+        struct stat st;
+        int has_ckpt = stat(a, &st) == 0;
+        if (rc != 0) train_and_signal(csv, m, epochs, has_ckpt, 0, "TERM", out);
+        CHECK(read_rc(out) == 0, "kill -9 at log line %d (rc %d), then %s: the rerun succeeds (rc %d)",
+              kill_lines[k], rc, has_ckpt ? "--resume" : "a fresh start", read_rc(out));
+        CHECK(same_bytes(ref, m), "kill -9 at log line %d: model byte-identical to the uninterrupted run",
+              kill_lines[k]);
+        snprintf(b, sizeof b, "%s.ckpt", ref);
+        CHECK(same_bytes(b, a), "kill -9 at log line %d: checkpoint byte-identical", kill_lines[k]);
+    }
 }

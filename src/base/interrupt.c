@@ -25,6 +25,12 @@ void nfv_interrupt_install(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+void nfv_interrupt_reset(void)
+{
+    received = 0;
+    nfv_interrupt_install();
+}
+
 int nfv_interrupted(void) { return (int)received; }
 
 nfv_status nfv_interrupt_check(const char *where, ...)

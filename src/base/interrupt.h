@@ -16,6 +16,10 @@
 /* Installs the SIGINT and SIGTERM handlers (idempotent). */
 void nfv_interrupt_install(void);
 
+/* Forgets a received signal and reinstalls the handlers (a library user
+ * that handled the interruption and goes on; the tests). */
+void nfv_interrupt_reset(void);
+
 /* The signal received since installation (SIGINT, SIGTERM), else 0. */
 int nfv_interrupted(void);
 
