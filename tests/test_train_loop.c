@@ -475,3 +475,59 @@ TEST(train_cli_sigterm_and_kill9_resume_byte_identical)
         CHECK(same_bytes(b, a), "kill -9 at log line %d: checkpoint byte-identical", kill_lines[k]);
     }
 }
+
+/* Runs cmd in the background, sends SIGTERM once path exists (or after 10 s;
+ * path NULL: after 2 s), and writes its output and "rc=N" to out. */
+static void run_and_term_when(const char *cmd, const char *path, const char *out)
+{
+    char script[6000];
+    snprintf(script, sizeof script,
+             "bash -c '%s & pid=$!; for i in $(seq 1 500); do [ -e \"%s\" ] && break; "
+             "kill -0 $pid 2>/dev/null || break; sleep 0.02; done; sleep 0.3; kill -TERM $pid 2>/dev/null; "
+             "wait $pid; echo rc=$?'",
+             cmd, path ? path : "/nonexistent");
+    if (!path) {
+        snprintf(script, sizeof script, "bash -c '%s & pid=$!; sleep 2; kill -TERM $pid 2>/dev/null; wait $pid; "
+                 "echo rc=$?'", cmd);
+    }
+    test_run(script, out);
+}
+
+TEST(cli_sigterm_visualize_and_synth_leave_nothing_partial)
+{
+    char dir[512], csv[600], m[700], out[700], vis[700], syn[700], cmd[4096], probe[800];
+    snprintf(dir, sizeof dir, "%s/cli_term2", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    test_run(cmd, NULL);
+    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    snprintf(m, sizeof m, "%s/m.safetensors", dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    train_and_signal(csv, m, 1, 0, 0, "TERM", out);
+    if (!CHECK(read_rc(out) == 0, "model trained (rc %d)", read_rc(out))) return;
+
+    /* visualize: SIGTERM during the optimization (its progress line on
+     * stderr shows it started) stops at a step, writes no volume. */
+    snprintf(vis, sizeof vis, "%s/vis", dir);
+    snprintf(cmd, sizeof cmd,
+             "\"%s\" visualize --model \"%s\" --target logit:cube --steps 1000000 --background none --out \"%s\"",
+             test_bin(), m, vis);
+    run_and_term_when(cmd, NULL, out);
+    CHECK(read_rc(out) == 143 && file_contains(out, "interrupted by SIGTERM at step"),
+          "visualize: exit 143 naming the step (rc %d; see %s)", read_rc(out), out);
+    snprintf(cmd, sizeof cmd, "! ls '%s' 2>/dev/null | grep -q 'nii\\|tmp'", vis);
+    CHECK(test_run(cmd, NULL) == 0, "visualize: no volume or temporary file in %s", vis);
+
+    /* synth: SIGTERM while subjects are written: exit 143, every subject
+     * file complete, no labels.csv (the cohort is not usable half-made). */
+    snprintf(syn, sizeof syn, "%s/syn", dir);
+    snprintf(probe, sizeof probe, "%s/sub-0001.nii.gz", syn);
+    snprintf(cmd, sizeof cmd, "\"%s\" synth --task lesion --n 5000 --voxel 4 --threads 1 --out \"%s\"", test_bin(),
+             syn);
+    run_and_term_when(cmd, probe, out);
+    CHECK(read_rc(out) == 143 && file_contains(out, "interrupted by SIGTERM after"),
+          "synth: exit 143 saying how far it got (rc %d; see %s)", read_rc(out), out);
+    snprintf(cmd, sizeof cmd, "test ! -e '%s/labels.csv' && ! ls '%s' | grep -q tmp", syn, syn);
+    CHECK(test_run(cmd, NULL) == 0, "synth: no labels.csv and no temporary file in %s", syn);
+    snprintf(cmd, sizeof cmd, "for f in '%s'/sub-*.nii.gz; do gzip -t \"$f\" || exit 1; done", syn);
+    CHECK(test_run(cmd, NULL) == 0, "synth: every subject file written is complete");
+}
