@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/fs.h"
 #include "base/interrupt.h"
 #include "neurofv/train.h"
 #include "neurofv/volume.h"
@@ -173,6 +174,13 @@ static int make_cohort(const char *dir, char *csv_path, size_t cap)
     return fclose(csv) == 0;
 }
 
+/* The cohort in a fresh folder test_tmpdir()/name (its path into dir). */
+static int cohort_in(const char *name, char *dir, size_t dir_cap, char *csv_path, size_t csv_cap)
+{
+    snprintf(dir, dir_cap, "%s/%s", test_tmpdir(), name);
+    return nfv_mkdirs(dir) == NFV_OK && make_cohort(dir, csv_path, csv_cap);
+}
+
 typedef struct event_log {
     int count[NFV_TRAIN_EPOCH_END + 1];
     int last_batches, start_epoch, resumed;
@@ -213,10 +221,7 @@ static void loop_options(nfv_train_options *o, const char *out, int epochs, int 
 TEST(train_loop_resume_equals_uninterrupted)
 {
     char dir[512], csv[600], a[600], b[600], ca[700], cb[700], cmd[2000];
-    snprintf(dir, sizeof dir, "%s/loop_cohort", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    test_run(cmd, NULL);
-    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    if (!CHECK(cohort_in("loop_cohort", dir, sizeof dir, csv, sizeof csv), "cohort written")) return;
     nfv_dataset ds;
     if (!CHECK_OK(nfv_dataset_load(csv, &ds))) return;
     nfv_context *ctx = test_ctx();
@@ -308,10 +313,7 @@ static int no_temp_files(const char *dir)
 TEST(train_loop_sigterm_stops_cleanly_and_resumes_exactly)
 {
     char dir[512], csv[600], a[600], b[600], ckpt[700], saved[700], cmd[2000];
-    snprintf(dir, sizeof dir, "%s/loop_term", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    test_run(cmd, NULL);
-    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    if (!CHECK(cohort_in("loop_term", dir, sizeof dir, csv, sizeof csv), "cohort written")) return;
     nfv_dataset ds;
     if (!CHECK_OK(nfv_dataset_load(csv, &ds))) return;
     nfv_context *ctx = test_ctx();
@@ -360,10 +362,7 @@ TEST(train_loop_sigterm_stops_cleanly_and_resumes_exactly)
 TEST(train_loop_divergence_stops_and_keeps_the_last_good_epoch)
 {
     char dir[512], csv[600], m[600], ckpt[700], saved[700], cmd[2000];
-    snprintf(dir, sizeof dir, "%s/loop_nan", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    test_run(cmd, NULL);
-    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    if (!CHECK(cohort_in("loop_nan", dir, sizeof dir, csv, sizeof csv), "cohort written")) return;
     nfv_dataset ds;
     if (!CHECK_OK(nfv_dataset_load(csv, &ds))) return;
     nfv_context *ctx = test_ctx();
@@ -434,11 +433,8 @@ static int file_contains(const char *path, const char *text)
 
 TEST(train_cli_sigterm_and_kill9_resume_byte_identical)
 {
-    char dir[512], csv[600], ref[700], m[700], out[700], a[800], b[800], cmd[2000];
-    snprintf(dir, sizeof dir, "%s/cli_kill", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    test_run(cmd, NULL);
-    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    char dir[512], csv[600], ref[700], m[700], out[700], a[800], b[800];
+    if (!CHECK(cohort_in("cli_kill", dir, sizeof dir, csv, sizeof csv), "cohort written")) return;
     snprintf(ref, sizeof ref, "%s/ref.safetensors", dir);
     snprintf(out, sizeof out, "%s/out.txt", dir);
     const int epochs = 4;
@@ -496,10 +492,7 @@ static void run_and_term_when(const char *cmd, const char *path, const char *out
 TEST(cli_sigterm_visualize_and_synth_leave_nothing_partial)
 {
     char dir[512], csv[600], m[700], out[700], vis[700], syn[700], cmd[4096], probe[800];
-    snprintf(dir, sizeof dir, "%s/cli_term2", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    test_run(cmd, NULL);
-    if (!CHECK(make_cohort(dir, csv, sizeof csv), "cohort written")) return;
+    if (!CHECK(cohort_in("cli_term2", dir, sizeof dir, csv, sizeof csv), "cohort written")) return;
     snprintf(m, sizeof m, "%s/m.safetensors", dir);
     snprintf(out, sizeof out, "%s/out.txt", dir);
     train_and_signal(csv, m, 1, 0, 0, "TERM", out);
