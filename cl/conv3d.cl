@@ -10,7 +10,7 @@
  *    are tested against, and the fallback for shapes the fast kernels do not
  *    cover (x stride != 1, backward-input with stride != 1 or pad > k - 1).
  *
- *  - *_fast / *_flat: written for PoCL's CPU compiler (see PERF-NOTES.md):
+ *  - *_fast / *_flat: written for PoCL's CPU compiler (docs/ARCHITECTURE.md, performance notes):
  *    every shape constant compiled in with -D, each work-item computes VEC
  *    consecutive x positions as one floatVEC for COB output channels and ROWS
  *    rows (or, in conv3d_fwd_flat, ROWS consecutive vectors of the plane

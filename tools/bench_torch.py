@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The PyTorch peer for `neurofv bench`: ref4 (DESIGN.md) at 2 mm on this machine.
+"""The PyTorch peer for `neurofv bench`: ref4 (the preset in src/model/model_spec.c) at 2 mm on this machine.
 
 Times, with medians over --reps runs after a warm-up:
   vis    one feature-visualization step at batch 1: forward in eval mode, backward

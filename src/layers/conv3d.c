@@ -210,8 +210,9 @@ typedef struct fast_config {
 
 static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
 {
-    /* ≲24 vector accumulators (PERF-NOTES): 16 channels x 1 row, or up to
-     * 8 channels x 2 rows; the weight gradient keeps bw_cob x KW of them. */
+    /* ≲24 vector accumulators (docs/ARCHITECTURE.md, performance notes):
+     * 16 channels x 1 row, or up to 8 channels x 2 rows; the weight gradient
+     * keeps bw_cob x KW of them. */
     fast_config c;
     c.vec = nfv_context_vector_width(ctx);
     if (d->co % 16 == 0) c.cob = 16, c.rows = 1;

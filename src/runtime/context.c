@@ -185,8 +185,8 @@ nfv_status nfv_context_create(const char *spec, nfv_context **out)
     *out = NULL;
     if (!spec || !spec[0]) spec = getenv("NEUROFV_DEVICE");
     /* PoCL's worker threads compete with the host thread; pinning them was
-     * measured to cut a conv from 5.9 to 3.6 ms (PERF-NOTES).  Ignored by
-     * other drivers; a user's own setting wins. */
+     * measured to cut a conv from 5.9 to 3.6 ms (docs/ARCHITECTURE.md,
+     * performance notes).  Ignored by other drivers; a user's own setting wins. */
     setenv("POCL_AFFINITY", "1", 0);
 
     nfv_device_info *list;
