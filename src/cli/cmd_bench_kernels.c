@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "base/rng.h"
 #include "cli.h"
 #include "neurofv/ops.h"
 
@@ -75,11 +76,8 @@ static nfv_status fill_random(nfv_context *ctx, nfv_tensor *t, unsigned seed, fl
 {
     float *h = malloc(t->numel * sizeof *h);
     if (!h) return nfv_fail(NFV_ERR_NO_MEMORY, "bench-kernels: out of host memory");
-    unsigned long long s = seed * 0x9E3779B97F4A7C15ULL + 1;
-    for (size_t i = 0; i < t->numel; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        h[i] = lo + (hi - lo) * (float)((s >> 40) * (1.0 / 16777216.0));
-    }
+    uint64_t s = seed;
+    for (size_t i = 0; i < t->numel; i++) h[i] = lo + (hi - lo) * (float)nfv_uniform01(&s);
     nfv_status st = nfv_tensor_upload(ctx, t, h);
     free(h);
     return st;
