@@ -113,7 +113,7 @@ check-cl:
 # OpenCL drivers keep allocations until exit, so leak reports are off; every
 # other ASan/UBSan finding fails the run.
 asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	$(MAKE) -j$$(nproc) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/neurofv build-asan/neurofv-tests
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  NEUROFV_BIN=$(CURDIR)/build-asan/neurofv build-asan/neurofv-tests $(ASAN_TESTS)
