@@ -300,3 +300,31 @@ TEST(synth_morph_task_and_bad_input)
         free(out);
     }
 }
+
+TEST(synth_cli_full_disk_fails_cleanly_and_keeps_previous_files)
+{
+    /* A cohort written once; the same command again under a file-size limit
+     * (ulimit -f, the stand-in for a disk that fills up) must fail with one
+     * line naming a file, leave no temporary file, and leave every file of
+     * the first run byte for byte as it was. */
+    char dir[600], keep[700], cmd[4096], out[700];
+    snprintf(dir, sizeof dir, "%s/synth_full", test_tmpdir());
+    snprintf(keep, sizeof keep, "%s/synth_full_copy", test_tmpdir());
+    snprintf(out, sizeof out, "%s/synth_full.txt", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "\"%s\" synth --task lesion --n 6 --voxel 4 --threads 1 --out \"%s\"", test_bin(), dir);
+    if (!CHECK(test_run(cmd, NULL) == 0, "first cohort written")) return;
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", dir, keep);
+    test_run(cmd, NULL);
+    /* bash's ulimit -f counts 1024-byte blocks: 8 KiB is less than one subject. */
+    snprintf(cmd, sizeof cmd,
+             "bash -c 'ulimit -f 8; \"%s\" synth --task lesion --n 6 --voxel 4 --threads 1 --seed 2 --out \"%s\"'",
+             test_bin(), dir);
+    int rc = test_run(cmd, out);
+    CHECK(rc == 1, "synth under a full disk exits 1 (got %d)", rc);
+    snprintf(cmd, sizeof cmd, "test $(wc -l < '%s') -eq 1 && grep -q 'sub-0001\\|labels\\|\\.nii' '%s'", out, out);
+    CHECK(test_run(cmd, NULL) == 0, "one line on stderr naming the file (see %s)", out);
+    snprintf(cmd, sizeof cmd, "! find '%s' -name '*.tmp*' | grep -q .", dir);
+    CHECK(test_run(cmd, NULL) == 0, "no temporary file left in %s", dir);
+    snprintf(cmd, sizeof cmd, "diff -r '%s' '%s'", dir, keep);
+    CHECK(test_run(cmd, NULL) == 0, "every file of the first cohort is intact");
+}

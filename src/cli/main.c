@@ -1,4 +1,5 @@
 /* neurofv: the command dispatcher.  Commands live in src/cli/cmd_*.c. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +38,9 @@ int main(int argc, char **argv)
     /* SIGINT/SIGTERM stop long commands at their next safe point with a
      * message saying where (base/interrupt.h). */
     nfv_interrupt_install();
+    /* Past a file-size limit (ulimit -f, a quota) a write should fail with
+     * EFBIG and be reported like a full disk, not kill the process. */
+    signal(SIGXFSZ, SIG_IGN);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "neurofv: unknown command \"%s\" (see neurofv --help)\n", argv[1]);
