@@ -17,7 +17,8 @@
  *   bn[(eps)]  relu  lrelu(slope)  elu(alpha)  dropout(p)  flatten
  *   gap                                        AdaptiveAvgPool3d(1): (C,1,1,1)
  *   linear(F[,nobias])                         Linear to F features
- * Presets: "ref4" (DESIGN.md) and "notebook" (the authors' notebook model).
+ * Presets: "ref4" (docs/ARCHITECTURE.md, the reference model) and "notebook"
+ * (the authors' notebook model).
  * nfv_arch_print() gives back a canonical spec that parses to the same list. */
 #ifndef NEUROFV_MODEL_H
 #define NEUROFV_MODEL_H
