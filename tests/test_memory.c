@@ -255,3 +255,207 @@ TEST(memory_estimate_matches_allocations_train)
     nfv_model_free(m);
     nfv_context_free(ctx);
 }
+
+/* ---- refusals and batch choices ------------------------------------------- */
+
+/* A made-up run: 10 MiB per sample, one buffer of 1 MiB per sample. */
+static void fake_total(void *user, int batch, nfv_memory_estimate *e)
+{
+    (void)user;
+    memset(e, 0, sizeof *e);
+    nfv_memory_add(e, NFV_MEM_ACTIVATIONS, (unsigned long long)batch * (9ULL << 20), "the rest");
+    nfv_memory_add(e, NFV_MEM_BATCH, (unsigned long long)batch << 20, "one sample buffer, batch %d", batch);
+}
+/* One buffer of 20 MiB per sample, nothing else. */
+static void fake_buffer(void *user, int batch, nfv_memory_estimate *e)
+{
+    (void)user;
+    memset(e, 0, sizeof *e);
+    nfv_memory_add(e, NFV_MEM_ACTIVATIONS, (unsigned long long)batch * (20ULL << 20), "layer 0 (conv1) output, batch %d",
+                   batch);
+}
+
+TEST(memory_check_refuses_with_the_numbers)
+{
+    nfv_context *ctx = own_context("mem=64M");
+    if (!ctx) return;
+    int chosen = 0;
+    CHECK_OK(nfv_memory_check_batch(ctx, "run", fake_total, NULL, 6, 0, &chosen));
+    CHECK(chosen == 6, "60 MiB of 64 fits: batch %d", chosen);
+    CHECK(nfv_memory_check_batch(ctx, "run", fake_total, NULL, 8, 0, &chosen) == NFV_ERR_UNSUPPORTED &&
+              strstr(nfv_error_message(), "run: batch 8 needs 80.0 MiB of device memory") &&
+              strstr(nfv_error_message(), "has 64.0 MiB") && strstr(nfv_error_message(), "mem=") &&
+              strstr(nfv_error_message(), "the largest batch that fits is 6 (60.0 MiB): use --batch 6"),
+          "80 MiB refused with needed, available and the batch that fits: %s", nfv_error_message());
+    CHECK_OK(nfv_memory_check_batch(ctx, "run", fake_total, NULL, 8, 1, &chosen));
+    CHECK(chosen == 6, "auto: the largest batch that fits, 6 (%d)", chosen);
+    CHECK(nfv_memory_check_batch(ctx, NULL, fake_buffer, NULL, 4, 1, &chosen) == NFV_OK && chosen == 3,
+          "one 80 MiB buffer: auto picks 3 (%d)", chosen);
+    CHECK(nfv_memory_check_batch(ctx, NULL, fake_buffer, NULL, 4, 0, &chosen) == NFV_ERR_UNSUPPORTED &&
+              strstr(nfv_error_message(), "needs") && strstr(nfv_error_message(), "use --batch 3"),
+          "explicit batch 4 refused: %s", nfv_error_message());
+    nfv_context_free(ctx);
+    /* A buffer over the device's per-buffer limit while the total fits. */
+    ctx = own_context(NULL);
+    if (!ctx) return;
+    nfv_device_memory d = nfv_context_device_memory(ctx);
+    if (d.max_alloc_bytes < d.global_bytes) {
+        int b = (int)(d.max_alloc_bytes / (20ULL << 20)) + 1;
+        if (b * (20ULL << 20) <= d.global_bytes) {
+            CHECK(nfv_memory_check_batch(ctx, NULL, fake_buffer, NULL, b, 0, &chosen) == NFV_ERR_UNSUPPORTED &&
+                      strstr(nfv_error_message(), "per buffer") && strstr(nfv_error_message(), "conv1") &&
+                      strstr(nfv_error_message(), "CL_DEVICE_MAX_MEM_ALLOC_SIZE"),
+                  "one buffer over the per-buffer limit: %s", nfv_error_message());
+        }
+    }
+    nfv_context_free(ctx);
+}
+
+static int same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        same = ca == cb;
+        if (ca == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+static int log_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+/* nfv_train_memory_check on a dataset whose files are never read. */
+TEST(memory_train_refused_before_the_run)
+{
+    nfv_context *ctx = own_context("mem=4M");
+    if (!ctx) return;
+    char *names[3] = {"a", "b", "c"}, path[] = "unused.nii.gz", label[] = "a";
+    nfv_dataset_row rows[6];
+    for (int i = 0; i < 6; i++) rows[i] = (nfv_dataset_row){path, label, i % 3, i < 5 ? NFV_SPLIT_TRAIN : NFV_SPLIT_VAL, i + 2};
+    nfv_dataset ds = {rows, 6, names, 3, NULL};
+    nfv_train_options o;
+    nfv_train_options_default(&o);
+    o.arch = "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,p1) relu gap flatten linear(3)";
+    o.grid.nx = MEAS_IN[3], o.grid.ny = MEAS_IN[2], o.grid.nz = MEAS_IN[1];
+    o.out = "unused.safetensors";
+    o.batch = 4;
+    nfv_status s = nfv_train_memory_check(ctx, &ds, &o);
+    CHECK(s == NFV_ERR_UNSUPPORTED && strstr(nfv_error_message(), "batch 4 needs") &&
+              strstr(nfv_error_message(), "has 4.0 MiB") && strstr(nfv_error_message(), "optimizer"),
+          "batch 4 of a ~8 MiB run refused on a 4 MiB device: %s", nfv_error_message());
+    o.batch = 64; /* cut to the 5 train rows, as the run does */
+    s = nfv_train_memory_check(ctx, &ds, &o);
+    CHECK(s == NFV_ERR_UNSUPPORTED && strstr(nfv_error_message(), "batch 5 needs"), "batch cut to the train rows: %s",
+          nfv_error_message());
+    nfv_context_free(ctx);
+    ctx = own_context(NULL);
+    if (ctx) CHECK_OK(nfv_train_memory_check(ctx, &ds, &o));
+    nfv_context_free(ctx);
+
+    /* `neurofv train` says it before reading a volume. */
+    char csv[600], vol[700], cmd[3000], logp[700];
+    snprintf(csv, sizeof csv, "%s/mem_train.csv", test_tmpdir());
+    snprintf(logp, sizeof logp, "%s/mem_train.log", test_tmpdir());
+    FILE *f = fopen(csv, "w");
+    if (!CHECK(f != NULL, "writing %s", csv)) return;
+    fprintf(f, "path,label\n");
+    for (int i = 0; i < 4; i++) {
+        nfv_volume v;
+        double aff[4][4] = {{2, 0, 0, 0}, {0, 2, 0, 0}, {0, 0, 2, 0}, {0, 0, 0, 1}};
+        snprintf(vol, sizeof vol, "%s/mem_train_%d.nii.gz", test_tmpdir(), i);
+        if (CHECK_OK(nfv_volume_alloc(&v, 8, 8, 8, (const double(*)[4])aff))) {
+            CHECK_OK(nfv_volume_write(vol, &v));
+            nfv_volume_free(&v);
+        }
+        fprintf(f, "%s,%s\n", vol, i % 2 ? "yes" : "no");
+    }
+    fclose(f);
+    const char *prev = getenv("NEUROFV_KERNEL_CONFIG");
+    snprintf(cmd, sizeof cmd,
+             "NEUROFV_KERNEL_CONFIG='%s%smem=1M' %s train --data %s --out %s/mem_train.safetensors --arch "
+             "'conv(8,k3,p1) relu gap flatten linear(2)' --shape 40,48,40 --batch 2 --epochs 1",
+             prev && *prev ? prev : "", prev && *prev ? "," : "", test_bin(), csv, test_tmpdir());
+    CHECK(test_run(cmd, logp) == 1 && log_has(logp, "neurofv train: batch 2 needs") && log_has(logp, "has 1.0 MiB") &&
+              log_has(logp, "not even a batch of 1 fits"),
+          "train on a 1 MiB device is refused with the numbers: %s", cmd);
+}
+
+/* `visualize` without --batch on a device too small for 8: the largest
+ * batch that fits, the same bytes as the unconstrained run; with --batch 8
+ * (or a tiny device) refused before any work. */
+TEST(memory_visualize_picks_the_batch_that_fits)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "conv(8,k3,p1) relu maxpool(2) conv(8,k3,p1) relu gap flatten linear(2)",
+                                             MEAS_IN, 2, NULL, NFV_HEAD_SOFTMAX, 5, &m)))
+        return;
+    char model[600], out[600], cmd[4000], logp[700], pa[800], pb[800], env[700];
+    snprintf(model, sizeof model, "%s/mem_vis.safetensors", test_tmpdir());
+    snprintf(out, sizeof out, "%s/mem_vis", test_tmpdir());
+    CHECK_OK(nfv_model_save(m, model));
+    const char *opts = "--steps 3 --jitter 1";
+    int n = 0;
+    nfv_target *t = parse_targets(m, "relu2:all", &n);
+    nfv_vis_options o;
+    nfv_vis_options_default(&o);
+    CHECK_OK(nfv_vis_options_parse(&o, opts));
+    nfv_memory_estimate e3, e4;
+    o.batch = 3;
+    nfv_vis_memory(ctx, m, t, n, &o, &e3);
+    o.batch = 4;
+    nfv_vis_memory(ctx, m, t, n, &o, &e4);
+    CHECK(n == 8 && e3.total < e4.total && e3.total > (1ULL << 20), "8 targets, estimates grow with the batch");
+    unsigned long long mem = (e3.total + e4.total) / 2;
+    const char *prev = getenv("NEUROFV_KERNEL_CONFIG");
+    snprintf(env, sizeof env, "NEUROFV_KERNEL_CONFIG='%s%smem=%llu'", prev && *prev ? prev : "", prev && *prev ? "," : "",
+             mem);
+    snprintf(logp, sizeof logp, "%s/mem_vis.log", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s visualize --model %s --target relu2:all --out %s_full %s --background none", test_bin(),
+             model, out, opts);
+    CHECK(test_run(cmd, NULL) == 0, "unconstrained run: %s", cmd);
+    snprintf(cmd, sizeof cmd, "%s %s visualize --model %s --target relu2:all --out %s_small %s --background none", env,
+             test_bin(), model, out, opts);
+    CHECK(test_run(cmd, logp) == 0 && log_has(logp, "batch 8 would need") && log_has(logp, "using batch 3 ("),
+          "without --batch on a device for 3: batch 3, said with the numbers (%s)", cmd);
+    const char *suffix[] = {".nii.gz", "_ortho.png", "_mosaic.png"};
+    int same = 1;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) {
+            char stem[160];
+            nfv_target_stem(&t[i], stem, sizeof stem);
+            snprintf(pa, sizeof pa, "%s_full/%s%s", out, stem, suffix[k]);
+            snprintf(pb, sizeof pb, "%s_small/%s%s", out, stem, suffix[k]);
+            if (!same_file(pa, pb)) {
+                same = 0;
+                CHECK(0, "%s and %s differ", pa, pb);
+            }
+        }
+    CHECK(same, "batches of 3 give the same bytes as batches of 8");
+    snprintf(cmd, sizeof cmd, "%s %s visualize --model %s --target relu2:all --out %s_refused %s --background none --batch 8",
+             env, test_bin(), model, out, opts);
+    CHECK(test_run(cmd, logp) == 1 && log_has(logp, "neurofv visualize: batch 8 needs") &&
+              log_has(logp, "MiB of device memory") && log_has(logp, "use --batch 3"),
+          "--batch 8 on a device for 3 is refused with the numbers and the batch that fits");
+    struct stat sb;
+    snprintf(pa, sizeof pa, "%s_refused", out);
+    CHECK(stat(pa, &sb) != 0, "nothing written by a refused run");
+    snprintf(cmd, sizeof cmd, "NEUROFV_KERNEL_CONFIG='%s%smem=1M' %s visualize --model %s --target relu2:all --out %s_tiny %s "
+             "--background none", prev && *prev ? prev : "", prev && *prev ? "," : "", test_bin(), model, out, opts);
+    CHECK(test_run(cmd, logp) == 1 && log_has(logp, "not even a batch of 1 fits") && log_has(logp, "has 1.0 MiB"),
+          "a 1 MiB device refuses every batch, saying so");
+    free(t);
+    nfv_model_free(m);
+}

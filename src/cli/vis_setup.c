@@ -141,7 +141,7 @@ nfv_status vis_fit_batch(const vis_session *s, const nfv_target *targets, int co
             "%s: %s%sbatch %d would need %.1f MiB of device memory but %s has %.1f MiB%s: using batch %d (%.1f MiB); "
             "results do not depend on the batch\n",
             command, what ? what : "", what ? ": " : "", asked, a.total / mib, nfv_context_device_info(s->ctx)->name, d.global_bytes / mib,
-            d.from_config ? " (NEUROFV_KERNEL_CONFIG mem=)" : "", o->batch, b.total / mib);
+            d.from_config ? " (from NEUROFV_KERNEL_CONFIG mem=)" : "", o->batch, b.total / mib);
     return NFV_OK;
 }
 

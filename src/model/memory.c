@@ -231,7 +231,7 @@ nfv_status nfv_memory_check_batch(const nfv_context *ctx, const char *what, nfv_
     }
     nfv_device_memory d = nfv_context_device_memory(ctx);
     const char *dev = nfv_context_device_info(ctx)->name;
-    const char *src = d.from_config ? " (NEUROFV_KERNEL_CONFIG mem=)" : "";
+    const char *src = d.from_config ? " (from NEUROFV_KERNEL_CONFIG mem=)" : "";
     char parts[256], tail[160], pre[128];
     nfv_memory_parts_text(&e, parts, sizeof parts);
     snprintf(pre, sizeof pre, "%s%s", what ? what : "", what && what[0] ? ": " : "");
