@@ -28,7 +28,8 @@ typedef struct nfv_device_info {
     int is_gpu, is_cpu;
     unsigned compute_units;
     size_t max_work_group_size;
-    unsigned long long global_mem_bytes;
+    unsigned long long global_mem_bytes;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
+    unsigned long long max_mem_alloc_bytes;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer */
     unsigned long long local_mem_bytes;
     unsigned preferred_vector_width_float; /* from the device, used for -DVEC */
     unsigned max_clock_mhz;
@@ -54,12 +55,16 @@ cl_device_id nfv_context_device(const nfv_context *ctx);
 /* The choices the kernels make per device (src/runtime/kernel_config.c).
  * Defaults come from the device; $NEUROFV_KERNEL_CONFIG forces a profile
  * ("cpu-avx512", "cpu-avx2", "gpu", "nvidia", "amd", "intel") and/or single
- * settings ("vec=4,local=64"), so a GPU's configuration runs on the CPU. */
+ * settings ("vec=4,local=64"), so a GPU's configuration runs on the CPU.
+ * "mem=BYTES" (suffix K, M or G for KiB, MiB, GiB) makes the memory checks
+ * see a device of BYTES global memory, at most BYTES per buffer (tests, or
+ * to keep room for another process); it allocates nothing. */
 typedef struct nfv_kernel_config {
     char name[64];         /* the profile or the forcing string */
     int vector_width;      /* -DVEC of the fast kernels: 4, 8 or 16 floats */
     int reduction_chunk;   /* -DCHUNK of the BatchNorm reductions (elements per work-item) */
     size_t max_local;      /* cap on work-group sizes; 0: the device's limit */
+    unsigned long long mem_bytes; /* mem=BYTES: the device memory the checks see; 0: the device's own */
 } nfv_kernel_config;
 
 /* The table's choice for a device. */
@@ -68,6 +73,16 @@ nfv_kernel_config nfv_kernel_config_default(const nfv_device_info *info);
  * message when the device cannot run it. */
 nfv_status nfv_kernel_config_parse(const char *spec, const nfv_device_info *info, nfv_kernel_config *out);
 const nfv_kernel_config *nfv_context_kernel_config(const nfv_context *ctx);
+
+/* The device memory the memory checks (nfv_memory_check) compare a run's
+ * needs with: the device's global memory and largest single buffer, or
+ * mem=BYTES of the kernel config (then the buffer limit is at most BYTES). */
+typedef struct nfv_device_memory {
+    unsigned long long global_bytes;    /* CL_DEVICE_GLOBAL_MEM_SIZE or mem=BYTES */
+    unsigned long long max_alloc_bytes; /* CL_DEVICE_MAX_MEM_ALLOC_SIZE, capped by mem=BYTES */
+    int from_config;                    /* 1: mem=BYTES of NEUROFV_KERNEL_CONFIG */
+} nfv_device_memory;
+nfv_device_memory nfv_context_device_memory(const nfv_context *ctx);
 
 /* Vector width (floats) the fast kernels use on this device: 16 for AVX-512
  * CPUs, 8 for AVX2, 4 for GPUs unless the kernel config says otherwise. */

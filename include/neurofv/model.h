@@ -194,6 +194,79 @@ nfv_status nfv_model_backward(nfv_model *m, nfv_context *ctx, int from_layer, co
 /* Predicted class of one output row (softmax: argmax; binary: logit > 0). */
 int nfv_model_predict_class(const nfv_model *m, const float *output_row);
 
+/* ---- Device memory (src/model/memory.c) ----------------------------------
+ *
+ * What a run will allocate on the device, counted from the same shapes and
+ * rules as the allocations themselves (nfv_tensor_create's 64 floats of
+ * slack included), so a run that does not fit is refused before it starts
+ * instead of failing inside a kernel.  Scratch slots that grow are counted
+ * at their largest; buffers that live for one call (BatchNorm's partial
+ * sums) at the largest one. */
+typedef enum nfv_memory_part {
+    NFV_MEM_WEIGHTS = 0,   /* parameters and BatchNorm running statistics */
+    NFV_MEM_GRADIENTS,     /* parameter gradients (allocated with the parameters) */
+    NFV_MEM_OPTIMIZER,     /* Adam m and v, or SGD velocity */
+    NFV_MEM_ACTIVATIONS,   /* every layer's output and what backward keeps (argmax, masks, BN statistics) */
+    NFV_MEM_BACKWARD,      /* the two ping-pong gradient buffers */
+    NFV_MEM_BATCH,         /* the batch: training inputs and targets; a visualization's per-sample buffers */
+    NFV_MEM_SCRATCH,       /* conv padded copies, flipped weights, partial sums; BN, Fourier, penalty scratch */
+    NFV_MEM_PARTS
+} nfv_memory_part;
+
+typedef struct nfv_memory_estimate {
+    unsigned long long part[NFV_MEM_PARTS]; /* bytes per part */
+    unsigned long long total;               /* bytes, all parts */
+    unsigned long long largest;             /* bytes of the largest single buffer */
+    char largest_what[96];                  /* what that buffer is ("layer 0 (conv1) output, batch 8") */
+} nfv_memory_estimate;
+
+/* "weights", "gradients", ... */
+const char *nfv_memory_part_name(nfv_memory_part p);
+/* Device bytes of a tensor of numel floats (nfv_tensor_create adds 64 floats). */
+unsigned long long nfv_tensor_bytes(size_t numel);
+/* Adds one buffer of `bytes` to part p of e; what (printf format) names it
+ * when it is the largest so far. */
+void nfv_memory_add(nfv_memory_estimate *e, nfv_memory_part p, unsigned long long bytes, const char *what, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* Adds what model m holds on ctx's device with batch n (the model need not
+ * be on a device: a layout from nfv_arch_parse / model files counts the
+ * same): parameters, gradients, BN buffers, activations and backward buffers
+ * of nfv_model_set_batch, and the scratch of the layers run.  training != 0:
+ * a training step (forward in training mode, backward from the last layer
+ * with parameter gradients, no input gradient); 0: a visualization step
+ * (forward up to upto_layer in eval mode, backward from it to the input). */
+void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upto_layer, int training,
+                      nfv_memory_estimate *e);
+
+/* Whether e fits ctx's device (nfv_context_device_memory): the total within
+ * its global memory, the largest buffer within its per-buffer limit. */
+int nfv_memory_fits(const nfv_context *ctx, const nfv_memory_estimate *e);
+
+/* The estimate of a run with batch b (filled from zero by the callee). */
+typedef void (*nfv_memory_fn)(void *user, int batch, nfv_memory_estimate *e);
+
+/* The largest batch in [1, max] whose estimate fits (0: not even 1);
+ * estimates grow with the batch. */
+int nfv_memory_largest_batch(const nfv_context *ctx, nfv_memory_fn fn, void *user, int max);
+
+/* Checks a run of batch `batch` against ctx's device before it starts.  It
+ * fits: *chosen = batch.  It does not and auto_batch is set: *chosen = the
+ * largest batch that fits, when there is one.  Else NFV_ERR_UNSUPPORTED with
+ * the numbers, e.g. "[<what>: ]batch 8 needs 1530.2 MiB of device memory
+ * (weights 0.4, ..., scratch 96.1 MiB) but <device> has 1024.0 MiB; the
+ * largest batch that fits is 5 (980.3 MiB): use --batch 5", or the largest
+ * buffer and the device's per-buffer limit when that is what does not fit.
+ * what may be NULL. */
+nfv_status nfv_memory_check_batch(const nfv_context *ctx, const char *what, nfv_memory_fn fn, void *user, int batch,
+                                  int auto_batch, int *chosen);
+
+/* "weights 0.4, gradients 0.4, ..., scratch 96.1" (MiB, the parts that are not 0) into buf. */
+const char *nfv_memory_parts_text(const nfv_memory_estimate *e, char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

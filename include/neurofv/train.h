@@ -183,6 +183,19 @@ typedef struct nfv_train_result {
     int epochs_run;
 } nfv_train_result;
 
+/* The device memory of a training run (src/model/memory.c): the model and
+ * its gradients, the optimizer state, activations at batch `batch`, backward
+ * and scratch buffers, the trainer's batch and validation's input. */
+void nfv_train_memory(const nfv_model *m, const nfv_context *ctx, nfv_optimizer_kind opt, int batch,
+                      nfv_memory_estimate *e);
+/* Before nfv_train_run: whether the run o would fit ctx's device (a new
+ * run: the architecture on o's grid; a resumed one: the checkpoint's model
+ * and optimizer, read from o->out.ckpt); the batch is o->batch cut to the
+ * train rows of ds.  NFV_ERR_UNSUPPORTED with needed vs available MiB and
+ * the largest batch that fits when it does not (nfv_memory_check_batch).
+ * A checkpoint that cannot be read is left to nfv_train_run to report. */
+nfv_status nfv_train_memory_check(const nfv_context *ctx, const nfv_dataset *ds, const nfv_train_options *o);
+
 /* Train as described above on ds (classes and splits of the CSV) with the
  * device of ctx; result may be NULL. */
 nfv_status nfv_train_run(nfv_context *ctx, const nfv_dataset *ds, const nfv_train_options *o,

@@ -190,6 +190,22 @@ nfv_status nfv_visualize(nfv_context *ctx, nfv_model *m, const nfv_target *targe
                          nfv_vis_result **results);
 void nfv_vis_results_free(nfv_vis_result *r, int count);
 
+/* The device memory nfv_visualize(ctx, m, targets, count, o) needs: the
+ * model (weights, activations at the batch size, backward buffers, conv
+ * scratch of the layers run) and each batch's buffers (parameter, Adam
+ * state, gradients, transformed copies, Fourier plan, objective seed), at
+ * the largest batch the run forms: o->batch, or fewer when no group of
+ * targets that may share a batch has that many samples.  e is filled from 0. */
+void nfv_vis_memory(const nfv_context *ctx, const nfv_model *m, const nfv_target *targets, int count,
+                    const nfv_vis_options *o, nfv_memory_estimate *e);
+/* Before nfv_visualize: checks o->batch against ctx's device
+ * (nfv_memory_check_batch, `what` starts the message).  auto_batch: a batch
+ * that does not fit is lowered to the largest that does (o->batch changes;
+ * results do not depend on the batch); else it is an error with needed vs
+ * available MiB and the largest batch that fits. */
+nfv_status nfv_vis_fit_batch(const nfv_context *ctx, const nfv_model *m, const nfv_target *targets, int count,
+                             nfv_vis_options *o, int auto_batch, const char *what);
+
 /* Objective of each target for the given image volumes (no transforms): one
  * forward per volume batch.  images[i] is on the model grid. */
 nfv_status nfv_vis_objective(nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
@@ -209,6 +225,20 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
                          const char *dir);
 /* dir/<stem>_grid.png: one axial slice through each volume's peak. */
 nfv_status nfv_vis_write_grid(const nfv_vis_result *r, int count, const char *dir, const char *stem);
+
+/* For --resume (a pre-empted job run again with the same options): whether
+ * every file nfv_vis_write writes for target t with options o (the overlay
+ * when with_overlay) is under dir.  Each is written to a temporary name and
+ * renamed, the JSON log last, so all present means complete.  A complete
+ * target whose log names another target or other options is an error (its
+ * outputs are not this run's). */
+nfv_status nfv_vis_outputs_complete(const nfv_target *t, const nfv_vis_options *o, int with_overlay, const char *dir,
+                                    int *complete);
+/* A complete target's result read back from dir: the volume (and change)
+ * with the model's affine, objectives, best start and seconds from its log
+ * (no step log, importance or snapshots).  Free with nfv_vis_results_free. */
+nfv_status nfv_vis_result_read(const nfv_model *m, const nfv_target *t, const nfv_vis_options *o, const char *dir,
+                               nfv_vis_result *r);
 
 #ifdef __cplusplus
 }

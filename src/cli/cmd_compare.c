@@ -19,6 +19,7 @@ typedef struct compare_args {
     const char *texts[VIS_SETUP_MAX_MULTI];    /* --target */
     const char *cfg_args[VIS_SETUP_MAX_MULTI]; /* --config NAME=OPTIONS */
     int ntexts, ncfg_args;
+    int resume;                                /* skip (configuration, seed, target)s whose outputs are complete */
 } compare_args;
 
 /* Everything a run of the configurations reads and fills. */
@@ -27,6 +28,7 @@ typedef struct compare_state {
     nfv_vis_options base;          /* the options given to compare itself */
     nfv_compare_config *configs;
     int nconfigs;
+    int *batches;                  /* (nconfigs) the batch of each configuration, fitted to the device */
     unsigned long long *seeds;
     int nseeds;
     vis_session s;
@@ -143,8 +145,9 @@ static int own_shape(const nfv_truth *truth, const char *target)
 }
 
 /* Concept recovery of one row: NCC of the shown volume with every shape; for
- * a class with a shape, the margin and the slices through its best match. */
-static nfv_status score_truth(compare_state *cs, const nfv_volume *shown, const char *dir, nfv_compare_row *row)
+ * a class with a shape, the margin and (write) the slices through its best match. */
+static nfv_status score_truth(compare_state *cs, const nfv_volume *shown, const char *dir, int write,
+                              nfv_compare_row *row)
 {
     const nfv_truth *truth = &cs->truth;
     const double *scores = cs->scores;
@@ -167,13 +170,14 @@ static nfv_status score_truth(compare_state *cs, const nfv_volume *shown, const 
     for (int d = 0; d < 3; d++)
         row->own_mm[d] =
             shown->affine[d][0] * p[0] + shown->affine[d][1] * p[1] + shown->affine[d][2] * p[2] + shown->affine[d][3];
-    return write_match_png(shown, row->own_mm, dir, row->stem);
+    return write ? write_match_png(shown, row->own_mm, dir, row->stem) : NFV_OK;
 }
 
-/* One row: the result's numbers, its outputs under dir, its HF share and,
- * with --truth, concept recovery (of the change for a template start). */
+/* One row: the result's numbers, its outputs under dir (write; not for a
+ * result read back by --resume), its HF share and, with --truth, concept
+ * recovery (of the change for a template start). */
 static nfv_status fill_row(compare_state *cs, int c, const char *sub, const char *dir, const nfv_vis_options *o,
-                           const nfv_vis_result *res, nfv_compare_row *row)
+                           const nfv_vis_result *res, int write, nfv_compare_row *row)
 {
     snprintf(row->config, sizeof row->config, "%s", cs->configs[c].name);
     snprintf(row->dir, sizeof row->dir, "%s", sub);
@@ -184,9 +188,9 @@ static nfv_status fill_row(compare_state *cs, int c, const char *sub, const char
     row->objective_clean = res->objective_clean;
     row->seconds = res->seconds;
     const nfv_volume *shown = res->change.nx ? &res->change : &res->volume;
-    NFV_TRY(nfv_vis_write(res, o, vis_session_overlay(&cs->s), dir));
+    if (write) NFV_TRY(nfv_vis_write(res, o, vis_session_overlay(&cs->s), dir));
     NFV_TRY(nfv_highfreq_share(cs->s.ctx, shown, 0.25, &row->hf_share));
-    return cs->truth.count ? score_truth(cs, shown, dir, row) : NFV_OK;
+    return cs->truth.count ? score_truth(cs, shown, dir, write, row) : NFV_OK;
 }
 
 /* "<sub> mean objective ..., mean HF share ...[, classes recovered k/K] (s)". */
@@ -208,30 +212,71 @@ static void print_run(const compare_state *cs, const char *sub, double secs)
     fflush(stdout);
 }
 
+/* --resume: which targets of one run are complete under dir: all that
+ * nfv_vis_write writes and, for a class with its own shape, <stem>_match.png. */
+static nfv_status resume_scan(const compare_state *cs, const nfv_vis_options *o, const char *dir, vis_resume *rs)
+{
+    NFV_TRY(vis_resume_scan(rs, &cs->s, cs->s.targets, cs->s.count, o, dir, cs->a->resume));
+    for (int i = 0; i < cs->s.count; i++) {
+        if (!rs->done[i] || !cs->truth.count || own_shape(&cs->truth, cs->s.targets[i].name) < 0) continue;
+        char stem[160], path[4400];
+        nfv_target_stem(&cs->s.targets[i], stem, sizeof stem);
+        snprintf(path, sizeof path, "%s/%s_match.png", dir, stem);
+        FILE *f = fopen(path, "rb");
+        if (f) fclose(f);
+        else rs->done[i] = 0;
+    }
+    return vis_resume_todo(rs, cs->s.targets, cs->s.count);
+}
+
+/* Visualizes the targets left to run of one run (all without --resume). */
+static nfv_status visualize_todo(compare_state *cs, const char *sub, const nfv_vis_options *o, const vis_resume *rs,
+                                 nfv_vis_result **computed)
+{
+    *computed = NULL;
+    if (cs->a->resume)
+        fprintf(stderr, "compare: --resume: %s: %d of %d target(s) complete, %d to run\n", sub, rs->ndone,
+                cs->s.count, rs->ntodo);
+    if (!rs->ntodo) return NFV_OK;
+    char label[128];
+    snprintf(label, sizeof label, "compare %s", sub);
+    cli_progress bar;
+    cli_progress_start(&bar, label);
+    nfv_status st = nfv_visualize(cs->s.ctx, cs->s.m, rs->todo, rs->ntodo, o, vis_on_progress, &bar, computed);
+    cli_progress_end(&bar);
+    return st;
+}
+
 /* Run `run` = configuration run / nseeds with seed run % nseeds: visualize
- * every target, write the outputs under DIR/<config>[/seed<S>], add rows. */
+ * every target (with --resume, those not complete), write the outputs under
+ * DIR/<config>[/seed<S>], add rows (complete targets' from their files). */
 static int run_config(compare_state *cs, int run)
 {
     int c = run / cs->nseeds;
     nfv_vis_options o;
     (void)config_options(cs, c, &o); /* every configuration was checked before the first run */
+    o.batch = cs->batches[c];
     /* --seeds replaces any --seed, also one inside a configuration. */
     if (cs->a->seeds_text) o.seed = cs->seeds[run % cs->nseeds];
-    char sub[96], dir[4200], label[128];
+    char sub[96], dir[4200];
     if (cs->nseeds > 1) snprintf(sub, sizeof sub, "%s/seed%llu", cs->configs[c].name, o.seed);
     else snprintf(sub, sizeof sub, "%s", cs->configs[c].name);
     snprintf(dir, sizeof dir, "%s/%s", cs->a->out, sub);
-    snprintf(label, sizeof label, "compare %s", sub);
-    cli_progress bar;
-    cli_progress_start(&bar, label);
-    nfv_vis_result *res = NULL;
+    vis_resume rs;
+    nfv_vis_result *computed = NULL, *res = NULL;
     double t0 = cli_now();
-    nfv_status st = nfv_visualize(cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, &o, vis_on_progress, &bar, &res);
-    cli_progress_end(&bar);
-    if (st) return cli_failf("compare", "configuration %s: %s", cs->configs[c].name, nfv_error_message());
+    nfv_status st = resume_scan(cs, &o, dir, &rs);
+    if (!st) st = visualize_todo(cs, sub, &o, &rs, &computed);
+    if (!st) st = vis_resume_results(&rs, &cs->s, cs->s.targets, cs->s.count, &o, dir, computed, &res);
+    if (st) {
+        vis_resume_free(&rs);
+        return cli_failf("compare", "configuration %s: %s", cs->configs[c].name, nfv_error_message());
+    }
     double secs = cli_now() - t0;
-    for (int i = 0; i < cs->s.count && !st; i++) st = fill_row(cs, c, sub, dir, &o, &res[i], &cs->rows[cs->nrows++]);
+    for (int i = 0; i < cs->s.count && !st; i++)
+        st = fill_row(cs, c, sub, dir, &o, &res[i], !rs.done[i], &cs->rows[cs->nrows++]);
     nfv_vis_results_free(res, cs->s.count);
+    vis_resume_free(&rs);
     if (st) return cli_fail("compare", st);
     print_run(cs, sub, secs);
     return 0;
@@ -259,6 +304,7 @@ static void print_seed_summary(const compare_state *cs)
  * device, model, targets, truth and background. */
 static int prepare(compare_state *cs, const vis_cli *cli)
 {
+    int given_batch = vis_cli_value(cli, "--batch") != NULL;
     const compare_args *a = cs->a;
     nfv_vis_options_default(&cs->base);
     nfv_status st = vis_cli_options(cli, &cs->base);
@@ -275,6 +321,20 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     if (!st && a->truth_dir) st = nfv_truth_load(cs->s.m, a->truth_dir, &cs->truth);
     if (!st) st = vis_session_background(&cs->s, a->background);
     if (st) return cli_fail("compare", st);
+    /* Every configuration's batch against the device before any work:
+     * without --batch (here or in the configuration) the largest that fits. */
+    cs->batches = calloc((size_t)cs->nconfigs, sizeof *cs->batches);
+    if (!cs->batches) return cli_failf("compare", "out of memory");
+    for (int c = 0; c < cs->nconfigs; c++) {
+        nfv_vis_options o;
+        char what[96];
+        (void)config_options(cs, c, &o);
+        snprintf(what, sizeof what, "configuration %s", cs->configs[c].name);
+        int auto_batch = !given_batch && !strstr(cs->configs[c].options, "--batch");
+        if ((st = vis_fit_batch(&cs->s, cs->s.targets, cs->s.count, &o, auto_batch, "compare", what)))
+            return cli_fail("compare", st);
+        cs->batches[c] = o.batch;
+    }
     size_t shapes = (size_t)(cs->truth.count ? cs->truth.count : 1);
     cs->rows = calloc((size_t)cs->nconfigs * cs->nseeds * cs->s.count, sizeof *cs->rows);
     cs->scores = calloc(shapes, sizeof *cs->scores);
@@ -304,6 +364,7 @@ static int compare(const compare_args *a, const vis_cli *cli)
     free(cs.rows);
     free(cs.seeds);
     free(cs.configs);
+    free(cs.batches);
     return rc;
 }
 
@@ -334,6 +395,9 @@ int cmd_compare(int argc, char **argv)
         {"--background", CLI_STRING, &a.background, "FILE|template|none",
          "volume under the overlay PNGs (default template = Colin27 ch2bet)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device"},
+        {"--resume", CLI_FLAG, &a.resume, NULL,
+         "skip configuration x seed x target runs whose outputs in DIR are all there (a pre-empted job run again "
+         "with the same options); the report is the same as an uninterrupted run's"},
     };
     vis_cli cli;
     if (vis_cli_init(&cli, "compare", own, (int)(sizeof own / sizeof *own))) return 1;

@@ -143,6 +143,8 @@ int cmd_train(int argc, char **argv)
     nfv_context *ctx = NULL;
     nfv_train_result res;
     s = nfv_context_create(device, &ctx);
+    /* A run that cannot fit the device is refused here, with the numbers, not inside a kernel. */
+    if (!s) s = nfv_train_memory_check(ctx, &ds, &o);
     if (!s) s = nfv_train_run(ctx, &ds, &o, &res);
     nfv_context_free(ctx);
     nfv_dataset_free(&ds);

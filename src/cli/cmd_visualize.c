@@ -15,6 +15,8 @@ typedef struct visualize_args {
     const char *texts[VIS_SETUP_MAX_MULTI]; /* --target, as given */
     int ntexts;
     int shard_i, shard_n;
+    int resume;     /* skip targets whose outputs are complete */
+    int auto_batch; /* no --batch: the largest batch that fits the device, at most the default */
 } visualize_args;
 
 /* Keeps the targets of shard I of N (contiguous blocks of the expanded list). */
@@ -31,47 +33,75 @@ static void keep_shard(vis_session *s, int shard_i, int shard_n)
 }
 
 /* A grid per target text that expanded to several units, named after the
- * text ("relu1:all" -> relu1_all_grid.png, "-x" -> "mx"). */
-static nfv_status write_grids(const visualize_args *a, const vis_session *s, const nfv_vis_result *res)
+ * text ("relu1:all" -> relu1_all_grid.png, "-x" -> "mx"); with --resume only
+ * those missing or with a target that ran again. */
+static nfv_status write_grids(const visualize_args *a, const vis_session *s, const nfv_vis_result *res,
+                              const int *done)
 {
     for (int t = 0; t < a->ntexts; t++) {
-        int first = -1, n = 0;
+        int first = -1, n = 0, ran = 0;
         for (int i = 0; i < s->count; i++)
             if (s->text_of[i] == t) {
                 if (first < 0) first = i;
                 n++;
+                ran |= !done[i];
             }
         if (n < 2) continue;
         const char *text = a->texts[t];
-        char stem[200];
+        char stem[200], path[4400];
         size_t w = 0;
         for (const char *p = text; *p && w + 2 < sizeof stem; p++)
             stem[w++] = (*p == ':' || *p == '@' || *p == ',' || *p == '/') ? '_' : (*p == '-' && p == text) ? 'm' : *p;
         stem[w] = 0;
         if (a->shard_n > 1) snprintf(stem + w, sizeof stem - w, "_shard%dof%d", a->shard_i, a->shard_n);
+        snprintf(path, sizeof path, "%s/%s_grid.png", a->out, stem);
+        FILE *f = ran ? NULL : fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            continue;
+        }
         NFV_TRY(nfv_vis_write_grid(res + first, n, a->out, stem));
     }
     return NFV_OK;
 }
 
-/* Optimizes, writes every target's outputs and the grids, prints objectives. */
-static int optimize_and_write(const visualize_args *a, vis_session *s, const nfv_vis_options *o)
+/* The targets left to run (all, or with --resume those whose outputs are
+ * not complete) through the loop at a batch that fits the device. */
+static nfv_status run_targets(const visualize_args *a, vis_session *s, nfv_vis_options *o, const vis_resume *rs,
+                              nfv_vis_result **computed)
 {
-    nfv_vis_result *res = NULL;
+    *computed = NULL;
+    if (!rs->ntodo) return NFV_OK;
+    NFV_TRY(vis_fit_batch(s, rs->todo, rs->ntodo, o, a->auto_batch, "visualize", NULL));
     cli_progress bar;
     cli_progress_start(&bar, "visualize");
-    double t0 = cli_now();
-    nfv_status st = nfv_visualize(s->ctx, s->m, s->targets, s->count, o, vis_on_progress, &bar, &res);
+    nfv_status st = nfv_visualize(s->ctx, s->m, rs->todo, rs->ntodo, o, vis_on_progress, &bar, computed);
     cli_progress_end(&bar);
+    return st;
+}
+
+/* Optimizes, writes every target's outputs and the grids, prints objectives. */
+static int optimize_and_write(const visualize_args *a, vis_session *s, nfv_vis_options *o)
+{
+    vis_resume rs;
+    nfv_vis_result *computed = NULL, *res = NULL;
+    nfv_status st = vis_resume_scan(&rs, s, s->targets, s->count, o, a->out, a->resume);
+    if (!st && a->resume)
+        fprintf(stderr, "visualize: --resume: %d of %d target(s) complete in %s, %d to run\n", rs.ndone, s->count,
+                a->out, rs.ntodo);
+    double t0 = cli_now();
+    if (!st) st = run_targets(a, s, o, &rs, &computed);
     double t1 = cli_now();
+    if (!st) st = vis_resume_results(&rs, s, s->targets, s->count, o, a->out, computed, &res);
     for (int i = 0; i < s->count && !st; i++) {
-        st = nfv_vis_write(&res[i], o, vis_session_overlay(s), a->out);
+        if (!rs.done[i]) st = nfv_vis_write(&res[i], o, vis_session_overlay(s), a->out);
         if (!st)
             printf("%s: objective %.6g (last step, with transforms), %.6g without transforms\n", res[i].target.name,
                    res[i].objective, res[i].objective_clean);
     }
-    if (!st) st = write_grids(a, s, res);
-    nfv_vis_results_free(res, s->count);
+    if (!st) st = write_grids(a, s, res, rs.done);
+    if (res) nfv_vis_results_free(res, s->count);
+    vis_resume_free(&rs);
     if (st) return cli_fail("visualize", st);
     fprintf(stderr, "visualize: %d target(s), %d step(s), %.1f s optimizing, %.1f s writing; outputs in %s\n",
             s->count, o->steps, t1 - t0, cli_now() - t1, a->out);
@@ -88,6 +118,7 @@ static int visualize(visualize_args *a, const vis_cli *cli)
     nfv_status st = vis_cli_options(cli, &o);
     if (!st) st = nfv_vis_options_check(&o);
     a->shard_i = a->shard_n = 1;
+    a->auto_batch = vis_cli_value(cli, "--batch") == NULL;
     if (!st && a->shard) st = nfv_shard_parse(a->shard, &a->shard_i, &a->shard_n);
     if (st) return cli_fail("visualize", st);
     vis_session s;
@@ -123,6 +154,8 @@ int cmd_visualize(int argc, char **argv)
         {"--background", CLI_STRING, &a.background, "FILE|template|none",
          "volume under the overlay PNG (default template = Colin27 ch2bet)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device (see neurofv devices)"},
+        {"--resume", CLI_FLAG, &a.resume, NULL,
+         "skip targets whose outputs in DIR are all there (a pre-empted job run again with the same options)"},
     };
     vis_cli cli;
     if (vis_cli_init(&cli, "visualize", own, (int)(sizeof own / sizeof *own))) return 1;
@@ -130,7 +163,8 @@ int cmd_visualize(int argc, char **argv)
                       "Optimize an input volume per target so that the unit's activation is as large as possible "
                       "(or small, with '-'), entirely on the device; write DIR/<target>.nii.gz (the model's "
                       "affine), _ortho.png, _mosaic.png, _overlay.png, <target>.json (objective per step) and "
-                      "a _grid.png per `all` sweep.",
+                      "a _grid.png per `all` sweep.  Without --batch, the batch is the largest (at most 8) "
+                      "that fits the device's memory; a batch that does not fit is refused before the run.",
                       cli.opts, argc, argv, NULL, 0, NULL);
     int rc = r ? (r == 1 ? 0 : 2) : visualize(&a, &cli);
     vis_cli_free(&cli);

@@ -116,3 +116,85 @@ void vis_on_progress(void *user, int b, int nb, int step, int steps, const float
     snprintf(extra, sizeof extra, "batch %d/%d objective %.4g", b + 1, nb, n ? mean / n : 0.0);
     cli_progress_update(p, (long)b * steps + step, (long)nb * steps, extra);
 }
+
+const char *vis_cli_value(const vis_cli *c, const char *name)
+{
+    for (int i = 0; i < c->nvis; i++)
+        if (!strcmp(nfv_vis_option_table[i].name, name)) return c->vis_values[i];
+    return NULL;
+}
+
+nfv_status vis_fit_batch(const vis_session *s, const nfv_target *targets, int count, nfv_vis_options *o,
+                         int auto_batch, const char *command, const char *what)
+{
+    int asked = o->batch;
+    NFV_TRY(nfv_vis_fit_batch(s->ctx, s->m, targets, count, o, auto_batch, what));
+    if (o->batch == asked) return NFV_OK;
+    nfv_memory_estimate a, b;
+    nfv_vis_options ao = *o;
+    ao.batch = asked;
+    nfv_vis_memory(s->ctx, s->m, targets, count, &ao, &a);
+    nfv_vis_memory(s->ctx, s->m, targets, count, o, &b);
+    nfv_device_memory d = nfv_context_device_memory(s->ctx);
+    double mib = 1024.0 * 1024.0;
+    fprintf(stderr,
+            "%s: %s%sbatch %d would need %.1f MiB of device memory but %s has %.1f MiB%s: using batch %d (%.1f MiB); "
+            "results do not depend on the batch\n",
+            command, what ? what : "", what ? ": " : "", asked, a.total / mib, nfv_context_device_info(s->ctx)->name, d.global_bytes / mib,
+            d.from_config ? " (from NEUROFV_KERNEL_CONFIG mem=)" : "", o->batch, b.total / mib);
+    return NFV_OK;
+}
+
+nfv_status vis_resume_todo(vis_resume *r, const nfv_target *targets, int count)
+{
+    free(r->todo);
+    r->todo = malloc((size_t)(count > 0 ? count : 1) * sizeof *r->todo);
+    if (!r->todo) return nfv_fail(NFV_ERR_NO_MEMORY, "out of memory");
+    r->ndone = r->ntodo = 0;
+    for (int i = 0; i < count; i++) {
+        if (r->done[i]) r->ndone++;
+        else r->todo[r->ntodo++] = targets[i];
+    }
+    return NFV_OK;
+}
+
+nfv_status vis_resume_scan(vis_resume *r, const vis_session *s, const nfv_target *targets, int count,
+                           const nfv_vis_options *o, const char *dir, int resume)
+{
+    memset(r, 0, sizeof *r);
+    r->done = calloc((size_t)(count > 0 ? count : 1), sizeof *r->done);
+    if (!r->done) return nfv_fail(NFV_ERR_NO_MEMORY, "out of memory");
+    int overlay = vis_session_overlay(s) != NULL;
+    for (int i = 0; resume && i < count; i++)
+        NFV_TRY(nfv_vis_outputs_complete(&targets[i], o, overlay, dir, &r->done[i]));
+    return vis_resume_todo(r, targets, count);
+}
+
+nfv_status vis_resume_results(const vis_resume *r, const vis_session *s, const nfv_target *targets, int count,
+                              const nfv_vis_options *o, const char *dir, nfv_vis_result *computed,
+                              nfv_vis_result **all)
+{
+    *all = calloc((size_t)(count > 0 ? count : 1), sizeof **all);
+    if (!*all) {
+        nfv_vis_results_free(computed, r->ntodo);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "out of memory");
+    }
+    for (int i = 0, k = 0; i < count; i++)
+        if (!r->done[i] && computed) (*all)[i] = computed[k++]; /* moved: the arrays now belong to *all */
+    free(computed);
+    nfv_status st = NFV_OK;
+    for (int i = 0; i < count && !st; i++)
+        if (r->done[i]) st = nfv_vis_result_read(s->m, &targets[i], o, dir, &(*all)[i]);
+    if (st) {
+        nfv_vis_results_free(*all, count);
+        *all = NULL;
+    }
+    return st;
+}
+
+void vis_resume_free(vis_resume *r)
+{
+    free(r->done);
+    free(r->todo);
+    memset(r, 0, sizeof *r);
+}

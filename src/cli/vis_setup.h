@@ -49,6 +49,36 @@ nfv_status vis_session_background(vis_session *s, const char *background);
 const nfv_volume *vis_session_overlay(const vis_session *s);
 void vis_session_free(vis_session *s);
 
+/* The value given for loop option `name` ("--batch"), or NULL. */
+const char *vis_cli_value(const vis_cli *c, const char *name);
+
+/* The device memory check before a run (nfv_vis_fit_batch): auto_batch
+ * (no --batch given) lowers o->batch to the largest that fits and says so on
+ * stderr with the numbers ("<command>: [<what>: ]batch 8 would need ...");
+ * else a batch that does not fit is the error.  what may be NULL. */
+nfv_status vis_fit_batch(const vis_session *s, const nfv_target *targets, int count, nfv_vis_options *o,
+                         int auto_batch, const char *command, const char *what);
+
+/* --resume: which targets' outputs under a directory are complete (read
+ * back, not run) and which are left to run. */
+typedef struct vis_resume {
+    int *done;          /* (count) 1: complete */
+    nfv_target *todo;   /* the others, in order */
+    int ndone, ntodo;
+} vis_resume;
+/* Scans dir for every target (nothing is complete when resume is 0). */
+nfv_status vis_resume_scan(vis_resume *r, const vis_session *s, const nfv_target *targets, int count,
+                           const nfv_vis_options *o, const char *dir, int resume);
+/* Rebuilds todo / ndone / ntodo after done[] changed. */
+nfv_status vis_resume_todo(vis_resume *r, const nfv_target *targets, int count);
+/* *all (count results, nfv_vis_results_free): the computed results of the
+ * todo targets (moved out of computed, which is freed) and the complete
+ * ones read back from dir. */
+nfv_status vis_resume_results(const vis_resume *r, const vis_session *s, const nfv_target *targets, int count,
+                              const nfv_vis_options *o, const char *dir, nfv_vis_result *computed,
+                              nfv_vis_result **all);
+void vis_resume_free(vis_resume *r);
+
 /* nfv_vis_progress_fn drawing on a cli_progress (user): done steps over all
  * batches, with the batch and its mean objective. */
 void vis_on_progress(void *user, int b, int nb, int step, int steps, const float *obj, int n);

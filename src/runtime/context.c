@@ -80,6 +80,9 @@ static void fill_info(cl_platform_id p, cl_device_id d, int pi, int di, nfv_devi
     clGetDeviceInfo(d, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof l, &l, NULL);
     o->global_mem_bytes = l;
     l = 0;
+    clGetDeviceInfo(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof l, &l, NULL);
+    o->max_mem_alloc_bytes = l;
+    l = 0;
     clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_SIZE, sizeof l, &l, NULL);
     o->local_mem_bytes = l;
 }
@@ -261,6 +264,20 @@ size_t nfv_context_max_local(const nfv_context *ctx)
     size_t cap = ctx->kernel_config.max_local;
     return cap && cap < device ? cap : device;
 }
+nfv_device_memory nfv_context_device_memory(const nfv_context *ctx)
+{
+    nfv_device_memory d = {ctx->info.global_mem_bytes, ctx->info.max_mem_alloc_bytes, 0};
+    /* A device that does not report a buffer limit: OpenCL's minimum is a quarter of the memory. */
+    if (!d.max_alloc_bytes) d.max_alloc_bytes = d.global_bytes / 4;
+    unsigned long long mem = ctx->kernel_config.mem_bytes;
+    if (mem) {
+        d.global_bytes = mem;
+        if (d.max_alloc_bytes > mem || !d.max_alloc_bytes) d.max_alloc_bytes = mem;
+        d.from_config = 1;
+    }
+    return d;
+}
+
 nfv_cache_stats nfv_context_cache_stats(const nfv_context *ctx) { return ctx->cache_stats; }
 const char *nfv_context_cache_dir(const nfv_context *ctx) { return ctx->cache_dir; }
 

@@ -8,6 +8,9 @@
  *   NEUROFV_KERNEL_CONFIG=nvidia              a named profile
  *   NEUROFV_KERNEL_CONFIG=vec=4,local=64      single settings
  *   NEUROFV_KERNEL_CONFIG=amd,vec=8           a profile, then overrides
+ *   NEUROFV_KERNEL_CONFIG=mem=512M            the memory checks see a device of
+ *                                             512 MiB (also at most 512 MiB per
+ *                                             buffer); nothing is allocated
  *
  * A setting the device cannot run (a work-group larger than the device
  * allows, __local scratch larger than its local memory) is refused with a
@@ -23,12 +26,12 @@
  * BatchNorm chunk on every GPU; work-group caps of the vendors' typical
  * limits: 1024 on NVIDIA, 256 on AMD and Intel). */
 static const nfv_kernel_config profiles[] = {
-    {"cpu-avx512", 16, 4096, 0},
-    {"cpu-avx2", 8, 4096, 0},
-    {"gpu", 4, 1024, 0},
-    {"nvidia", 4, 1024, 1024},
-    {"amd", 4, 1024, 256},
-    {"intel", 4, 1024, 256},
+    {"cpu-avx512", 16, 4096, 0, 0},
+    {"cpu-avx2", 8, 4096, 0, 0},
+    {"gpu", 4, 1024, 0, 0},
+    {"nvidia", 4, 1024, 1024, 0},
+    {"amd", 4, 1024, 256, 0},
+    {"intel", 4, 1024, 256, 0},
 };
 enum { PROFILE_COUNT = (int)(sizeof profiles / sizeof profiles[0]) };
 
@@ -47,20 +50,47 @@ nfv_kernel_config nfv_kernel_config_default(const nfv_device_info *info)
 
 static int is_power_of_two(long v) { return v > 0 && (v & (v - 1)) == 0; }
 
+/* Smallest mem=BYTES accepted: below 1 MiB no model runs, so it is a typo. */
+#define MEM_MIN_BYTES (1ULL << 20)
+
+/* mem=BYTES with an optional K, M or G (binary) suffix. */
+static nfv_status parse_mem(const char *item, const char *v, unsigned long long *out)
+{
+    char *end = NULL;
+    unsigned long long b = (*v >= '0' && *v <= '9') ? strtoull(v, &end, 10) : 0;
+    int shift = 0;
+    if (end && (*end == 'K' || *end == 'k')) shift = 10, end++;
+    else if (end && (*end == 'M' || *end == 'm')) shift = 20, end++;
+    else if (end && (*end == 'G' || *end == 'g')) shift = 30, end++;
+    if (!end || end == v || *end || b > (~0ULL >> shift))
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "NEUROFV_KERNEL_CONFIG: \"%s\": mem=BYTES takes a whole number of bytes, optionally with a "
+                        "K, M or G suffix (e.g. mem=512M)",
+                        item);
+    b <<= shift;
+    if (b < MEM_MIN_BYTES)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: mem=%llu bytes is below the minimum of 1M", b);
+    *out = b;
+    return NFV_OK;
+}
+
 static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
 {
     for (int i = 0; i < PROFILE_COUNT; i++)
         if (!strcmp(item, profiles[i].name)) {
+            unsigned long long mem = c->mem_bytes; /* a profile says nothing about memory */
             *c = profiles[i];
+            c->mem_bytes = mem;
             return NFV_OK;
         }
     const char *eq = strchr(item, '=');
+    if (eq && eq - item == 3 && !strncmp(item, "mem", 3)) return parse_mem(item, eq + 1, &c->mem_bytes);
     char *end = NULL;
     long v = eq ? strtol(eq + 1, &end, 10) : 0;
     if (!eq || end == eq + 1 || *end)
         return nfv_fail(NFV_ERR_INVALID_ARG,
                         "NEUROFV_KERNEL_CONFIG: \"%s\" is neither a profile (cpu-avx512, cpu-avx2, gpu, nvidia, amd, "
-                        "intel) nor vec=N, chunk=N or local=N",
+                        "intel) nor vec=N, chunk=N, local=N or mem=BYTES",
                         item);
     size_t key = (size_t)(eq - item);
     if (key == 3 && !strncmp(item, "vec", 3)) {
@@ -77,7 +107,7 @@ static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
             return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: local=%ld (a power of two up to 65536)", v);
         c->max_local = (size_t)v;
     } else {
-        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local)",
+        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local, mem)",
                         (int)key, item);
     }
     return NFV_OK;
@@ -107,6 +137,9 @@ nfv_status nfv_kernel_config_parse(const char *spec, const nfv_device_info *info
         return nfv_fail(NFV_ERR_INVALID_ARG,
                         "kernel config %s: work-groups of %zu need %llu bytes of local memory, %s has %llu", c.name,
                         local, need, info->name, info->local_mem_bytes);
+    if (c.mem_bytes && info->global_mem_bytes && c.mem_bytes > info->global_mem_bytes)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "kernel config %s: mem=%llu bytes is more than %s has (%llu bytes)",
+                        c.name, c.mem_bytes, info->name, info->global_mem_bytes);
     *out = c;
     return NFV_OK;
 }

@@ -1,6 +1,8 @@
 /* Outputs of a visualization: the volume as NIfTI (the model's affine),
  * orthogonal slices, an axial mosaic, an overlay on the template, a grid for
- * sweeps, and a JSON log.  Every file goes to a temporary name, then rename(). */
+ * sweeps, and a JSON log.  Every file goes to a temporary name, then rename().
+ * For --resume: whether a target's outputs are all there, and its result
+ * read back from them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,5 +166,128 @@ nfv_status nfv_vis_write_grid(const nfv_vis_result *r, int count, const char *di
     free(titles);
     if (!st) st = write_png(dir, stem, "_grid.png", &im);
     nfv_image_free(&im);
+    return st;
+}
+
+/* ---- resuming ----------------------------------------------------------------- */
+
+/* The whole file at path, NUL-terminated (malloc'ed), or NULL. */
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) != NULL) {
+        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[n] = 0;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+nfv_status nfv_vis_outputs_complete(const nfv_target *t, const nfv_vis_options *o, int with_overlay, const char *dir,
+                                    int *complete)
+{
+    char stem[160], path[4200];
+    nfv_target_stem(t, stem, sizeof stem);
+    *complete = 0;
+    /* What nfv_vis_write writes for this target and these options, the JSON log last. */
+    const char *always[] = {".nii.gz", "_ortho.png", "_mosaic.png", ".json"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s%s", dir, stem, always[i]);
+        if (!exists(path)) return NFV_OK;
+    }
+    const char *optional[] = {"_change.nii.gz", "_overlay.png", "_importance.nii.gz", "_importance.png"};
+    int wanted[] = {o->init == NFV_VIS_INIT_TEMPLATE, with_overlay, o->importance, o->importance};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s%s", dir, stem, optional[i]);
+        if (wanted[i] && !exists(path)) return NFV_OK;
+    }
+    for (int s = 0; s < o->snapshot_count; s++) {
+        if (o->snapshots[s] < 0 || o->snapshots[s] > o->steps) continue; /* never taken */
+        snprintf(path, sizeof path, "%s/%s_step%d.nii.gz", dir, stem, o->snapshots[s]);
+        if (!exists(path)) return NFV_OK;
+    }
+    /* Complete; but outputs of another target or other options are not this run's. */
+    snprintf(path, sizeof path, "%s/%s.json", dir, stem);
+    char *text = read_text(path);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!j) return nfv_fail(NFV_ERR_FORMAT, "--resume: %s is not a visualization log (not JSON)", path);
+    const cJSON *tg = cJSON_GetObjectItemCaseSensitive(j, "target");
+    cJSON *want = options_json(o);
+    int same_target = cJSON_IsString(tg) && !strcmp(tg->valuestring, t->name);
+    int same_options = want && cJSON_Compare(cJSON_GetObjectItemCaseSensitive(j, "options"), want, 1);
+    cJSON_Delete(want);
+    cJSON_Delete(j);
+    if (!same_target || !same_options)
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "--resume: %s was written %s; resume with the options of the interrupted run, or write to "
+                        "another --out",
+                        path, same_target ? "with other options" : "for another target");
+    *complete = 1;
+    return NFV_OK;
+}
+
+static double json_number(const cJSON *j, const char *key, const char *path, nfv_status *st)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (cJSON_IsNumber(v)) return v->valuedouble;
+    if (!*st) *st = nfv_fail(NFV_ERR_FORMAT, "--resume: %s has no number \"%s\"", path, key);
+    return 0.0;
+}
+
+/* dir/<stem><suffix> into v, on the model grid with the model's affine. */
+static nfv_status read_volume(const nfv_model *m, const char *dir, const char *stem, const char *suffix, nfv_volume *v)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s%s", dir, stem, suffix);
+    NFV_TRY(nfv_volume_read(path, v, NULL));
+    if (v->nx != m->input_shape[3] || v->ny != m->input_shape[2] || v->nz != m->input_shape[1]) {
+        nfv_volume_free(v);
+        return nfv_fail(NFV_ERR_FORMAT, "--resume: %s is %dx%dx%d, not the model grid %dx%dx%d", path, v->nx, v->ny,
+                        v->nz, m->input_shape[3], m->input_shape[2], m->input_shape[1]);
+    }
+    /* The file's affine went through the header; the run's was the model's. */
+    memcpy(v->affine, m->affine, sizeof v->affine);
+    return NFV_OK;
+}
+
+nfv_status nfv_vis_result_read(const nfv_model *m, const nfv_target *t, const nfv_vis_options *o, const char *dir,
+                               nfv_vis_result *r)
+{
+    char stem[160], path[4200];
+    memset(r, 0, sizeof *r);
+    r->target = *t;
+    nfv_target_stem(t, stem, sizeof stem);
+    snprintf(path, sizeof path, "%s/%s.json", dir, stem);
+    char *text = read_text(path);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!j) return nfv_fail(NFV_ERR_FORMAT, "--resume: cannot read %s as JSON", path);
+    nfv_status st = NFV_OK;
+    /* The log's numbers are the floats' exact values (cJSON prints 17 digits when 15 do not round-trip). */
+    r->objective = (float)json_number(j, "objective", path, &st);
+    r->objective_clean = (float)json_number(j, "objective_without_transforms", path, &st);
+    r->best_start = (int)json_number(j, "best_start", path, &st);
+    r->seconds = json_number(j, "seconds", path, &st);
+    cJSON_Delete(j);
+    if (!st) st = read_volume(m, dir, stem, ".nii.gz", &r->volume);
+    if (!st && o->init == NFV_VIS_INIT_TEMPLATE) st = read_volume(m, dir, stem, "_change.nii.gz", &r->change);
+    if (st) {
+        nfv_volume_free(&r->volume);
+        nfv_volume_free(&r->change);
+    }
     return st;
 }

@@ -1,7 +1,9 @@
 /* nfv_visualize: every target's starts become samples, samples are ordered
  * into batches of targets that may share one (vis_same_batch), each batch
  * runs through the loop (vis_loop.c), and the best start of each target
- * (highest objective without transforms) becomes its result. */
+ * (highest objective without transforms) becomes its result.  The device
+ * memory a run needs (nfv_vis_memory) is counted here too, from the same
+ * rules as vis_loop.c's batch_alloc. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,5 +199,105 @@ nfv_status nfv_visualize(nfv_context *ctx, nfv_model *m, const nfv_target *targe
         return st;
     }
     *results = res;
+    return NFV_OK;
+}
+
+/* ---- device memory ---------------------------------------------------------- */
+
+/* The most samples one batch holds: o->batch, or the largest group's samples. */
+static int largest_batch_run(const nfv_target *targets, int count, const nfv_vis_options *o)
+{
+    int most = 0;
+    for (int i = 0; i < count; i++) {
+        int first = 1, n = 0;
+        for (int j = 0; j < i && first; j++) first = !vis_same_batch(&targets[i], &targets[j]);
+        if (!first) continue;
+        for (int j = i; j < count; j++) n += vis_same_batch(&targets[i], &targets[j]);
+        if (n > most) most = n;
+    }
+    long samples = (long)most * o->starts;
+    return samples < o->batch ? (int)samples : o->batch;
+}
+
+/* The buffers of one batch of N samples: batch_alloc (vis_loop.c), the
+ * objective's seed, the Fourier plan, the penalty and blur scratch. */
+static void batch_memory(const nfv_context *ctx, const nfv_model *m, const nfv_layer *widest, int N,
+                         const nfv_vis_options *o, nfv_memory_estimate *e)
+{
+    int D = m->input_shape[1], H = m->input_shape[2], W = m->input_shape[3], P = o->pad;
+    size_t vox = (size_t)D * H * W, padded = (size_t)(D + 2 * P) * (H + 2 * P) * (W + 2 * P);
+    unsigned long long vol = nfv_tensor_bytes((size_t)N * vox);
+    int has_mask = o->mask[0] != 0, has_template = o->init == NFV_VIS_INIT_TEMPLATE;
+    int warp = o->scale_min != 1.0f || o->scale_max != 1.0f || o->rotate_deg > 0;
+    int transforms = warp || o->jitter > 0 || P > 0;
+    /* param, dparam, Adam m (and v), dx, dimage; image; transformed input; change; importance; template copies. */
+    int volumes = 5 + !o->sgd + (has_mask || has_template) + transforms + (o->param != NFV_VIS_PARAM_VOXEL) +
+                  (o->importance != 0) + has_template + (o->param == NFV_VIS_PARAM_VOXEL && o->blur_sigma > 0);
+    for (int i = 0; i < volumes; i++) nfv_memory_add(e, NFV_MEM_BATCH, vol, "visualization volume, batch %d", N);
+    if (transforms && P > 0)
+        for (int i = 0; i < (warp ? 2 : 4); i++)
+            nfv_memory_add(e, NFV_MEM_BATCH, nfv_tensor_bytes((size_t)N * padded), "padded volume, batch %d", N);
+    nfv_memory_add(e, NFV_MEM_BATCH, nfv_tensor_bytes((size_t)N) * 2, "objective and penalty values");
+    if (has_mask) nfv_memory_add(e, NFV_MEM_BATCH, nfv_tensor_bytes(vox), "mask");
+    size_t per = nfv_shape_numel(widest->out_ndim, widest->out_shape);
+    nfv_memory_add(e, NFV_MEM_BATCH, nfv_tensor_bytes((size_t)N * per), "objective seed, batch %d", N);
+    if (o->param != NFV_VIS_PARAM_VOXEL) {
+        /* nfv_fourier_create: the 1/f scale, per axis a matrix each way; two scratch volumes. */
+        int vec = nfv_context_vector_width(ctx), dims[3] = {D, H, W};
+        size_t ldb = (size_t)(W + vec - 1) / vec * vec, mats = 0;
+        for (int a = 0; a < 3; a++)
+            mats += 2 * ((a == 2 ? (size_t)W * ldb : (size_t)(dims[a] + 3) / 4 * 4 * dims[a]) + 64);
+        nfv_memory_add(e, NFV_MEM_SCRATCH, (vox + mats) * sizeof(float), "Fourier basis");
+        for (int i = 0; i < 2; i++)
+            nfv_memory_add(e, NFV_MEM_SCRATCH, nfv_tensor_bytes((size_t)N * vox), "Fourier scratch, batch %d", N);
+        if (o->blur_sigma > 0) nfv_memory_add(e, NFV_MEM_BATCH, nfv_tensor_bytes(vox), "Fourier blur factor");
+    } else if (o->blur_sigma > 0) {
+        nfv_memory_add(e, NFV_MEM_SCRATCH, (size_t)N * vox * sizeof(float), "blur scratch, batch %d", N);
+    }
+    if (o->l1 > 0 || o->l2 > 0 || o->tv > 0)
+        nfv_memory_add(e, NFV_MEM_SCRATCH, (size_t)N * D * H * sizeof(float), "penalty row sums");
+}
+
+void nfv_vis_memory(const nfv_context *ctx, const nfv_model *m, const nfv_target *targets, int count,
+                    const nfv_vis_options *o, nfv_memory_estimate *e)
+{
+    memset(e, 0, sizeof *e);
+    if (count <= 0) return;
+    int N = largest_batch_run(targets, count, o), deepest = 0, widest = 0;
+    for (int i = 0; i < count; i++) {
+        const nfv_layer *a = &m->layers[targets[i].layer], *b = &m->layers[targets[widest].layer];
+        if (targets[i].layer > deepest) deepest = targets[i].layer;
+        if (nfv_shape_numel(a->out_ndim, a->out_shape) > nfv_shape_numel(b->out_ndim, b->out_shape)) widest = i;
+    }
+    if (N < 1) N = 1;
+    nfv_model_memory(m, ctx, N, deepest, 0, e);
+    batch_memory(ctx, m, &m->layers[targets[widest].layer], N, o, e);
+}
+
+typedef struct vis_fit {
+    const nfv_context *ctx;
+    const nfv_model *m;
+    const nfv_target *targets;
+    int count;
+    nfv_vis_options o;
+} vis_fit;
+
+static void vis_fit_fn(void *user, int batch, nfv_memory_estimate *e)
+{
+    vis_fit *f = user;
+    f->o.batch = batch;
+    nfv_vis_memory(f->ctx, f->m, f->targets, f->count, &f->o, e);
+}
+
+nfv_status nfv_vis_fit_batch(const nfv_context *ctx, const nfv_model *m, const nfv_target *targets, int count,
+                             nfv_vis_options *o, int auto_batch, const char *what)
+{
+    if (count <= 0 || o->batch < 1) return NFV_OK;
+    for (int i = 0; i < count; i++)
+        if (targets[i].layer < 0 || targets[i].layer >= m->layer_count) return NFV_OK; /* nfv_visualize refuses it */
+    vis_fit f = {ctx, m, targets, count, *o};
+    int chosen = o->batch;
+    NFV_TRY(nfv_memory_check_batch(ctx, what, vis_fit_fn, &f, o->batch, auto_batch, &chosen));
+    o->batch = chosen;
     return NFV_OK;
 }
