@@ -24,8 +24,10 @@ int cmd_devices(int argc, char **argv)
         const nfv_device_info *d = &list[i];
         printf("%c %d:%d  %-4s %s  [%s; %s]\n", d->is_default ? '*' : ' ', d->platform_index, d->device_index,
                d->is_gpu ? "GPU" : d->is_cpu ? "CPU" : "ACC", d->name, d->platform_name, d->device_version);
-        printf("        %u compute units, %.1f GiB global, %llu KiB local, max work-group %zu, float vector %u\n",
-               d->compute_units, (double)d->global_mem_bytes / (1024.0 * 1024 * 1024), d->local_mem_bytes / 1024,
+        printf("        %u compute units, %.1f GiB global (%.1f GiB per buffer), %llu KiB local, max work-group %zu, "
+               "float vector %u\n",
+               d->compute_units, (double)d->global_mem_bytes / (1024.0 * 1024 * 1024),
+               (double)d->max_mem_alloc_bytes / (1024.0 * 1024 * 1024), d->local_mem_bytes / 1024,
                d->max_work_group_size, d->preferred_vector_width_float);
         nfv_kernel_config kc;
         if (nfv_kernel_config_parse(getenv("NEUROFV_KERNEL_CONFIG"), d, &kc) == NFV_OK)
