@@ -88,10 +88,11 @@ static int nothing_left(const char *out, char *found, size_t cap)
     return none;
 }
 
+/* rm -rf path and everything whose name starts with it. */
 static void remove_tree(const char *path)
 {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'*", path, path);
     test_run(cmd, NULL);
 }
 
@@ -270,7 +271,7 @@ const char *bi_model(void)
         const int in[4] = {1, 12, 12, 12};
         const char *names[2] = {"a", "b"};
         nfv_model *m = NULL;
-        if (!CHECK_OK(nfv_model_create_from_spec(test_ctx(), "conv(2,k3,p1) relu maxpool(2) flatten linear(2)", in, 2,
+        if (!CHECK_OK(nfv_model_create_from_spec(test_ctx(), BI_ARCH, in, 2,
                                                  names, NFV_HEAD_SOFTMAX, 1, &m)) ||
             !CHECK_OK(nfv_model_save(m, path)))
             path[0] = 0;
@@ -451,7 +452,7 @@ static void int16_ramp(int16_t *d)
 }
 
 /* Writes the legal files and checks what the library reads from two of them. */
-static void write_legal_volumes(void)
+void bi_legal_volumes(void)
 {
     char p[600];
     struct nifti_1_header h;
@@ -509,7 +510,7 @@ static void write_legal_volumes(void)
 
 TEST(bad_input_volume_legal_unusual)
 {
-    write_legal_volumes();
+    bi_legal_volumes();
     const char *files[] = {"legal_int16_lps.nii", "legal_uint8_oblique.nii.gz", "legal_float64_qform.nii",
                            "legal_no_transform_offset.nii", "legal_big_endian.nii", "legal_4d.nii.gz"};
     char in[600], out[600];

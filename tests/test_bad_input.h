@@ -36,6 +36,12 @@ int bi_float_volume(const char *path, int n);
  * "trunc_data.nii.gz", "nan_voxels.nii", "huge.nii", ... */
 const char *bi_bad_volume(const char *file);
 
+/* The legal but unusual volumes (legal_*.nii*, see tests/test_bad_input.c). */
+void bi_legal_volumes(void);
+
+/* The fixture model's architecture (for `train --arch`). */
+#define BI_ARCH "conv(2,k3,p1) relu maxpool(2) flatten linear(2)"
+
 /* The shared fixture: a model (input 1x12x12x12, classes a, b) and a
  * dataset of 12^3 volumes (labels.csv: 4 train, 2 val, 2 test rows). */
 const char *bi_model(void);

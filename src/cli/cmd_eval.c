@@ -49,8 +49,9 @@ int cmd_eval(int argc, char **argv)
     if (r) return r == 1 ? 0 : 2;
     if (!model_path || !data) return cli_failf("eval", "--model and --data are required (see neurofv eval --help)");
     nfv_split split;
-    if (nfv_split_parse(split_name, &split)) return cli_fail("eval", NFV_ERR_INVALID_ARG);
-    if (batch < 1) return cli_failf("eval", "--batch must be >= 1");
+    if (nfv_split_parse(split_name, &split))
+        return cli_failf("eval", "--split expects train, val, test or all, got \"%s\"", split_name);
+    if (batch < 1) return cli_failf("eval", "--batch must be >= 1, got %d", batch);
 
     int code = 1;
     nfv_status s;
