@@ -68,6 +68,12 @@ int cmd_eval(int argc, char **argv)
     if ((s = nfv_dataset_load(data, &ds))) goto fail;
     if ((s = nfv_context_create(device, &ctx))) goto fail;
     if ((s = nfv_model_load(ctx, model_path, &m))) goto fail;
+    /* one volume per subject: a multi-channel input cannot be filled */
+    if (m->input_shape[0] != 1) {
+        s = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: the model takes %d input channels; eval gives it one volume per subject",
+                     model_path, m->input_shape[0]);
+        goto fail;
+    }
     if (m->head == NFV_HEAD_REGRESSION) {
         s = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: eval of regression models is not implemented", model_path);
         goto fail;
