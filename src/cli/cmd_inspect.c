@@ -204,7 +204,7 @@ int cmd_inspect(int argc, char **argv)
     if (input && !dump) return cli_failf("inspect", "--input needs --dump FILE");
     if (grad_class < -1) return cli_failf("inspect", "--grad-class expects an output index >= 0, got %d", grad_class);
     int in[4] = {1, 91, 109, 91};
-    if (arch && (r = arch_input(arch, shape, classes, in))) return r;
+    if (!npos && (r = arch_input(arch, shape, classes, in))) return r;
     nfv_context *ctx = NULL;
     nfv_model *m = NULL;
     nfv_status s = nfv_context_create(device, &ctx);

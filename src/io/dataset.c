@@ -262,7 +262,7 @@ static nfv_status check_text(const char *csv_path, const char *text, size_t len)
         unsigned char c = (unsigned char)text[i];
         if (c == '\n') line++;
         else if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
-            return nfv_fail(NFV_ERR_FORMAT, "%s line %d: byte 0x%02x: a binary file, not a dataset CSV", csv_path,
+            return nfv_fail(NFV_ERR_FORMAT, "%s line %d: byte 0x%02x: a binary file, not a dataset CSV (UTF-16 text: save it as UTF-8)", csv_path,
                             line, c);
     }
     return NFV_OK;
