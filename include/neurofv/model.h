@@ -72,6 +72,15 @@ void nfv_arch_free(nfv_arch *arch);
  * 1x91x109x91 at 2 mm; "notebook": 1x96x114x96 at 2 mm, i.e. the 2 mm MNI grid padded); 0 if spec is not a preset. */
 int nfv_arch_preset_input(const char *spec, int input_shape[4], double voxel_mm[3]);
 
+/* Whether spec builds on input (C, D, H, W) without allocating anything:
+ * the spec parses (outputs fills linear(classes); 0: the spec must give
+ * every size), every layer fits its input, and the sizes are ones a
+ * device can hold: at most 2^30 input values and 2^30 values of any layer's
+ * output per sample, at most 2^31 parameters in all.  Errors name the word
+ * or layer.  model_outputs (may be NULL) receives the outputs per sample of
+ * the last layer. */
+nfv_status nfv_arch_check(const char *spec, const int input_shape[4], int outputs, int *model_outputs);
+
 typedef enum nfv_head {
     NFV_HEAD_SOFTMAX = 0,    /* K >= 2 logits, cross-entropy */
     NFV_HEAD_BINARY,         /* 1 logit, binary cross-entropy with logits; class 1 = positive */

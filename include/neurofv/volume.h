@@ -36,12 +36,18 @@ nfv_status nfv_volume_clone(const nfv_volume *src, nfv_volume *dst);
 
 /* ---- NIfTI I/O (src/nifti_io.c) ------------------------------------------ */
 
-/* Read .nii/.nii.gz, NIfTI-1 or -2, any common datatype, scl_slope/inter
- * applied, into float32.  Affine: sform if sform_code > 0, else qform if
- * qform_code > 0, else pixdim scaling.  4-D files: the first volume, with a
- * warning on stderr.  Non-finite voxels are set to 0 and counted in
- * *nonfinite (may be NULL).  Rejects 1-D/2-D images, sizes inconsistent with
- * the file, and anything nifticlib cannot parse, with a message naming the file.
+/* Read .nii/.nii.gz, NIfTI-1 or -2 (either byte order), any common datatype,
+ * scl_slope/inter applied, into float32.  Affine: sform if sform_code > 0,
+ * else qform if qform_code > 0, else pixdim scaling; a singular or
+ * non-finite one is an error.  4-D files: the first volume, with a warning
+ * on stderr.  Non-finite voxels (NaN/Inf, also after scaling): with
+ * nonfinite == NULL the file is refused with their count and the first
+ * one's voxel; otherwise they are set to 0 and counted in *nonfinite (the
+ * caller accepts them).  Every command passes NULL.  Rejects 1-D/2-D images,
+ * corrupt headers (dim[0] outside 1..7, a size < 1, vox_offset inside the
+ * header or not finite, NaN in the transform in use), sizes inconsistent
+ * with the file, and anything nifticlib cannot parse, with one message
+ * naming the file.
  *
  * Details: datatypes uint8/int8/int16/uint16/int32/uint32/int64/uint64/
  * float32/float64 (complex, RGB: NFV_ERR_UNSUPPORTED); scaling is computed in
@@ -51,8 +57,8 @@ nfv_status nfv_volume_clone(const nfv_volume *src, nfv_volume *dst);
  * is allocated: at most 2^30 voxels, and the data must fit in the file (for
  * .gz, in 1032x the compressed size), so a lying header is an error, not a
  * huge allocation.  Errors: NFV_ERR_IO (cannot open), NFV_ERR_FORMAT
- * (corrupt, truncated, 2-D), one line naming the file; nifticlib may also
- * print its own diagnostics on stderr. */
+ * (corrupt, truncated, 2-D, non-finite voxels), one line naming the file;
+ * nifticlib's own diagnostics are silenced. */
 nfv_status nfv_volume_read(const char *path, nfv_volume *out, size_t *nonfinite);
 /* Write float32 .nii or .nii.gz (by extension) with v's affine as both sform
  * and qform (codes from v, default 2 = aligned when 0).  Written to a
@@ -158,8 +164,8 @@ typedef struct nfv_volume_cache nfv_volume_cache;
 nfv_status nfv_volume_cache_create(const nfv_dataset *ds, const nfv_grid *grid, size_t cap_bytes,
                                    nfv_volume_cache **out);
 /* Pointer to nx*ny*nz preprocessed floats for row; valid until the next call.
- * Errors (file unreadable since the CSV was loaded, ...) name the CSV line;
- * non-finite voxels are zeroed as by nfv_volume_read. */
+ * Errors (file unreadable since the CSV was loaded, corrupt, NaN/Inf
+ * voxels, ...) name the CSV line and the file. */
 nfv_status nfv_volume_cache_get(nfv_volume_cache *c, int row, const float **data);
 void nfv_volume_cache_free(nfv_volume_cache *c);
 

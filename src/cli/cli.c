@@ -2,7 +2,10 @@
 #include "base/interrupt.h"
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,8 @@ static void print_help(const char *command, const char *usage, const char *descr
     printf("  %-26s %s\n", "-h, --help", "show this help");
 }
 
+/* A value of the option's type: integers in int range, unsigned integers
+ * without a sign, finite numbers (NaN and Inf are never an option value). */
 static int set_value(const char *command, const cli_option *o, const char *v)
 {
     char *end = NULL;
@@ -36,11 +41,13 @@ static int set_value(const char *command, const cli_option *o, const char *v)
     case CLI_STRING: *(const char **)o->dst = v; return 0;
     case CLI_INT: {
         long x = strtol(v, &end, 10);
-        if (errno || !end || *end || end == v) break;
+        if (errno || !end || *end || end == v || x < INT_MIN || x > INT_MAX) break;
         *(int *)o->dst = (int)x;
         return 0;
     }
     case CLI_U64: {
+        while (isspace((unsigned char)*v)) v++;
+        if (*v == '-' || *v == '+') break; /* strtoull would wrap -1 to 2^64 - 1 */
         unsigned long long x = strtoull(v, &end, 10);
         if (errno || !end || *end || end == v) break;
         *(unsigned long long *)o->dst = x;
@@ -48,14 +55,14 @@ static int set_value(const char *command, const cli_option *o, const char *v)
     }
     case CLI_FLOAT: {
         float x = strtof(v, &end);
-        if (errno || !end || *end || end == v) break;
+        if (errno || !end || *end || end == v || !isfinite(x)) break;
         *(float *)o->dst = x;
         return 0;
     }
     case CLI_FLAG: *(int *)o->dst = 1; return 0;
     }
     fprintf(stderr, "neurofv %s: %s expects %s, got \"%s\"\n", command, o->name,
-            o->type == CLI_FLOAT ? "a number" : "an integer", v);
+            o->type == CLI_FLOAT ? "a finite number" : o->type == CLI_U64 ? "a non-negative integer" : "an integer", v);
     return 2;
 }
 

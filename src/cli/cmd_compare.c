@@ -92,8 +92,9 @@ static int select_configs(compare_state *cs)
     if (st) return cli_fail("compare", st);
     for (int i = 0; i < a->ncfg_args; i++) {
         const char *arg = a->cfg_args[i], *eq = strchr(arg, '=');
-        if (!eq || eq == arg || eq - arg >= 64)
-            return cli_failf("compare", "--config expects NAME=OPTIONS (e.g. 'l2=--l2 0.5'), got \"%s\"", arg);
+        if (!eq || eq == arg || eq - arg >= 64 || strlen(eq + 1) >= sizeof cs->configs[0].options)
+            return cli_failf("compare", "--config expects NAME=OPTIONS (name under 64, options under %zu characters, "
+                             "e.g. 'l2=--l2 0.5'), got \"%.80s\"", sizeof cs->configs[0].options, arg);
         size_t len = (size_t)(eq - arg);
         int c = 0;
         while (c < cs->nconfigs && (strlen(cs->configs[c].name) != len || strncmp(cs->configs[c].name, arg, len))) c++;
@@ -105,6 +106,11 @@ static int select_configs(compare_state *cs)
             snprintf(cs->configs[c].name, sizeof cs->configs[c].name, "%.*s", (int)len, arg);
         }
         snprintf(cs->configs[c].options, sizeof cs->configs[c].options, "%s", eq + 1);
+        /* Checked even when --configs does not select it: it was written. */
+        nfv_vis_options o = cs->base;
+        st = nfv_vis_options_parse(&o, cs->configs[c].options);
+        if (!st) st = nfv_vis_options_check(&o);
+        if (st) return cli_failf("compare", "configuration %s: %s", cs->configs[c].name, nfv_error_message());
     }
     if (!a->only) return 0;
     int w = 0;
@@ -317,6 +323,9 @@ static int prepare(compare_state *cs, const vis_cli *cli)
             return cli_failf("compare", "configuration %s: %s", cs->configs[c].name, nfv_error_message());
     }
     st = vis_session_open(&cs->s, a->device, a->model_path);
+    if (!st && cs->s.m->input_shape[0] != 1)
+        st = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: the model takes %d input channels; visualization supports 1",
+                      a->model_path, cs->s.m->input_shape[0]);
     if (!st) st = vis_session_targets(&cs->s, a->texts, a->ntexts);
     if (!st && a->truth_dir) st = nfv_truth_load(cs->s.m, a->truth_dir, &cs->truth);
     if (!st) st = vis_session_background(&cs->s, a->background);

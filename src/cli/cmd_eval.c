@@ -49,8 +49,9 @@ int cmd_eval(int argc, char **argv)
     if (r) return r == 1 ? 0 : 2;
     if (!model_path || !data) return cli_failf("eval", "--model and --data are required (see neurofv eval --help)");
     nfv_split split;
-    if (nfv_split_parse(split_name, &split)) return cli_fail("eval", NFV_ERR_INVALID_ARG);
-    if (batch < 1) return cli_failf("eval", "--batch must be >= 1");
+    if (nfv_split_parse(split_name, &split))
+        return cli_failf("eval", "--split expects train, val, test or all, got \"%s\"", split_name);
+    if (batch < 1) return cli_failf("eval", "--batch must be >= 1, got %d", batch);
 
     int code = 1;
     nfv_status s;
@@ -67,6 +68,12 @@ int cmd_eval(int argc, char **argv)
     if ((s = nfv_dataset_load(data, &ds))) goto fail;
     if ((s = nfv_context_create(device, &ctx))) goto fail;
     if ((s = nfv_model_load(ctx, model_path, &m))) goto fail;
+    /* one volume per subject: a multi-channel input cannot be filled */
+    if (m->input_shape[0] != 1) {
+        s = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: the model takes %d input channels; eval gives it one volume per subject",
+                     model_path, m->input_shape[0]);
+        goto fail;
+    }
     if (m->head == NFV_HEAD_REGRESSION) {
         s = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: eval of regression models is not implemented", model_path);
         goto fail;

@@ -2,6 +2,7 @@
  * and a debug path computing outputs and input gradients for given inputs
  * (used by tools/torch_parity.py). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,12 @@ static nfv_status read_raw(const char *path, float **out, size_t *count)
         return nfv_fail(NFV_ERR_IO, "%s: short read", path);
     }
     *count = (size_t)n / 4;
+    size_t bad = 0;
+    for (size_t i = 0; i < *count; i++) bad += !isfinite((*out)[i]);
+    if (bad) {
+        free(*out);
+        return nfv_fail(NFV_ERR_FORMAT, "%s: %zu of %zu values are NaN or Inf", path, bad, *count);
+    }
     return NFV_OK;
 }
 
@@ -56,7 +63,8 @@ static nfv_status debug_forward(nfv_context *ctx, nfv_model *m, const char *inpu
 {
     float *x = NULL;
     size_t count = 0;
-    NFV_TRY(read_raw(input, &x, &count));
+    nfv_status rs = read_raw(input, &x, &count);
+    if (rs) return nfv_fail_context(rs, "--input");
     size_t per = nfv_shape_numel(4, m->input_shape);
     if (count % per) {
         free(x);
@@ -100,17 +108,23 @@ static nfv_status debug_train_grads(nfv_context *ctx, nfv_model *m, const char *
 {
     float *x = NULL;
     size_t count = 0;
-    NFV_TRY(read_raw(input, &x, &count));
+    nfv_status rs = read_raw(input, &x, &count);
+    if (rs) return nfv_fail_context(rs, "--input");
     size_t per = nfv_shape_numel(4, m->input_shape);
     int n = (int)(count / per), k = nfv_model_outputs(m);
     float *targets = calloc((size_t)n + 1, sizeof(float)), *outputs = malloc((size_t)n * k * sizeof(float));
     nfv_status s = count % per ? nfv_fail(NFV_ERR_INVALID_ARG, "%s: not a whole number of inputs", input) : NFV_OK;
+    /* n class indices, each a class of the model */
     const char *p = labels;
+    int classes = m->head == NFV_HEAD_SOFTMAX ? k : 2;
     for (int i = 0; !s && i < n; i++) {
         char *end;
-        targets[i] = strtof(p, &end);
-        if (end == p) s = nfv_fail(NFV_ERR_INVALID_ARG, "--labels needs %d comma-separated values", n);
-        p = *end == ',' ? end + 1 : end;
+        long c = strtol(p, &end, 10);
+        if (end == p || c < 0 || c >= classes || (i < n - 1 ? *end != ',' : *end != 0))
+            s = nfv_fail(NFV_ERR_INVALID_ARG, "--labels needs %d comma-separated classes 0..%d, got \"%s\"", n,
+                         classes - 1, labels);
+        targets[i] = (float)c;
+        p = end + 1;
     }
     nfv_trainer *t = NULL;
     nfv_optim_config opt;
@@ -133,6 +147,30 @@ static nfv_status debug_train_grads(nfv_context *ctx, nfv_model *m, const char *
     nfv_trainer_free(t);
     free(x), free(targets), free(outputs), free(grads);
     return s;
+}
+
+/* The input of --arch: the preset's grid, else 91,109,91, or --shape
+ * X,Y,Z; the architecture checked on it (syntax, shapes, sizes) and against
+ * --classes before anything is allocated.  0 or the exit code. */
+static int arch_input(const char *arch, const char *shape, int classes, int in[4])
+{
+    double vox[3];
+    nfv_arch_preset_input(arch, in, vox);
+    int xyz[3];
+    char tail;
+    if (shape && (sscanf(shape, "%d,%d,%d%c", &xyz[0], &xyz[1], &xyz[2], &tail) != 3 || xyz[0] < 1 || xyz[1] < 1 ||
+                  xyz[2] < 1 || xyz[0] > 4096 || xyz[1] > 4096 || xyz[2] > 4096))
+        return cli_failf("inspect", "--shape expects X,Y,Z voxels, each 1..4096, got \"%s\"", shape);
+    if (shape) in[1] = xyz[2], in[2] = xyz[1], in[3] = xyz[0];
+    if (classes < 1) return cli_failf("inspect", "--classes expects K >= 1, got %d", classes);
+    int outputs = 0;
+    nfv_status s = nfv_arch_check(arch, in, classes == 1 ? 1 : classes, &outputs);
+    if (!s && outputs != (classes == 1 ? 1 : classes) && !(outputs == 1 && classes == 2))
+        s = nfv_fail(NFV_ERR_INVALID_ARG, "the last layer gives %d outputs, not --classes %d", outputs, classes);
+    if (s)
+        return cli_fail("inspect", nfv_fail_context(s, "--arch \"%.200s\" on input %dx%dx%d (--shape X,Y,Z)", arch,
+                                                    in[3], in[2], in[1]));
+    return 0;
 }
 
 int cmd_inspect(int argc, char **argv)
@@ -164,6 +202,9 @@ int cmd_inspect(int argc, char **argv)
     if (r) return r == 1 ? 0 : 2;
     if (!npos && !arch) return cli_failf("inspect", "give a MODEL file or --arch SPEC (see neurofv inspect --help)");
     if (input && !dump) return cli_failf("inspect", "--input needs --dump FILE");
+    if (grad_class < -1) return cli_failf("inspect", "--grad-class expects an output index >= 0, got %d", grad_class);
+    int in[4] = {1, 91, 109, 91};
+    if (!npos && (r = arch_input(arch, shape, classes, in))) return r;
     nfv_context *ctx = NULL;
     nfv_model *m = NULL;
     nfv_status s = nfv_context_create(device, &ctx);
@@ -171,19 +212,8 @@ int cmd_inspect(int argc, char **argv)
     if (npos) {
         s = nfv_model_load(ctx, pos[0], &m);
     } else {
-        int in[4] = {1, 91, 109, 91};
-        double vox[3];
-        nfv_arch_preset_input(arch, in, vox);
-        int xyz[3];
-        if (shape) {
-            if (sscanf(shape, "%d,%d,%d", &xyz[0], &xyz[1], &xyz[2]) != 3) {
-                nfv_context_free(ctx);
-                return cli_failf("inspect", "--shape expects X,Y,Z, got \"%s\"", shape);
-            }
-            in[1] = xyz[2], in[2] = xyz[1], in[3] = xyz[0];
-        }
-        s = nfv_model_create_from_spec(ctx, arch, in, classes == 1 ? 2 : classes, NULL, classes == 1 ? NFV_HEAD_BINARY : NFV_HEAD_SOFTMAX,
-                                       seed, &m);
+        s = nfv_model_create_from_spec(ctx, arch, in, classes == 1 ? 2 : classes, NULL,
+                                       classes == 1 ? NFV_HEAD_BINARY : NFV_HEAD_SOFTMAX, seed, &m);
         if (!s && save) s = nfv_model_save(m, save);
     }
     if (s) {

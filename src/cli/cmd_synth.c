@@ -24,6 +24,37 @@ static int parse_range(const char *s, double lo, double hi, double out[2])
     return 1;
 }
 
+/* Every option beyond its type, before the cohort directory is created;
+ * 0 or the exit code. */
+static int check_options(nfv_synth_options *o, const char *task, const char *split, const char *shape,
+                         const char *lesion_size, const char *lesion_intensity)
+{
+    if (!strcmp(task, "lesion")) o->task = NFV_SYNTH_LESION;
+    else if (!strcmp(task, "morph")) o->task = NFV_SYNTH_MORPH;
+    else return cli_failf("synth", "--task must be lesion or morph, got \"%s\"", task);
+    if (o->n < 1 || o->n > 1000000) return cli_failf("synth", "--n expects 1..1000000 subjects, got %d", o->n);
+    if (o->shapes && !o->shapes[0]) return cli_failf("synth", "--shapes needs at least one shape");
+    if (lesion_size && !parse_range(lesion_size, 1.0, 200.0, o->lesion_size_mm))
+        return cli_failf("synth", "--lesion-size expects MIN,MAX mm with 1 <= MIN <= MAX <= 200, got \"%s\"",
+                         lesion_size);
+    if (lesion_intensity && !parse_range(lesion_intensity, 0.0, 5.0, o->lesion_intensity))
+        return cli_failf("synth", "--lesion-intensity expects MIN,MAX with 0 <= MIN <= MAX <= 5, got \"%s\"",
+                         lesion_intensity);
+    if (!(o->voxel_mm >= 0.25 && o->voxel_mm <= 20))
+        return cli_failf("synth", "--voxel expects a size in mm in 0.25..20, got %g", o->voxel_mm);
+    if (shape) {
+        char tail;
+        int *n = o->shape;
+        if (sscanf(shape, "%d,%d,%d%c", &n[0], &n[1], &n[2], &tail) != 3 || n[0] < 4 || n[1] < 4 || n[2] < 4 ||
+            n[0] > 2048 || n[1] > 2048 || n[2] > 2048)
+            return cli_failf("synth", "--shape expects X,Y,Z voxels, each 4..2048, got \"%s\"", shape);
+    }
+    if (o->threads < 0) return cli_failf("synth", "--threads must be >= 0 (0: all CPUs), got %d", o->threads);
+    nfv_status s = nfv_synth_split_parse(split, o->split);
+    if (s) return cli_fail("synth", nfv_fail_context(s, "--split"));
+    return 0;
+}
+
 int cmd_synth(int argc, char **argv)
 {
     nfv_synth_options o;
@@ -60,31 +91,15 @@ int cmd_synth(int argc, char **argv)
     if (r) return r == 1 ? 0 : 2;
     if (!out) return cli_failf("synth", "--out DIR is required (see neurofv synth --help)");
     o.out_dir = out;
-    if (!strcmp(task, "lesion")) o.task = NFV_SYNTH_LESION;
-    else if (!strcmp(task, "morph")) o.task = NFV_SYNTH_MORPH;
-    else return cli_failf("synth", "--task must be lesion or morph, got \"%s\"", task);
     o.no_lesion_class = no_lesion;
-    if (lesion_size && !parse_range(lesion_size, 1.0, 200.0, o.lesion_size_mm))
-        return cli_failf("synth", "--lesion-size expects MIN,MAX mm with 1 <= MIN <= MAX <= 200, got \"%s\"",
-                         lesion_size);
-    if (lesion_intensity && !parse_range(lesion_intensity, 0.0, 5.0, o.lesion_intensity))
-        return cli_failf("synth", "--lesion-intensity expects MIN,MAX with 0 <= MIN <= MAX <= 5, got \"%s\"",
-                         lesion_intensity);
     o.voxel_mm = voxel;
-    if (shape) {
-        char tail;
-        if (sscanf(shape, "%d,%d,%d%c", &o.shape[0], &o.shape[1], &o.shape[2], &tail) != 3 || o.shape[0] < 1 ||
-            o.shape[1] < 1 || o.shape[2] < 1)
-            return cli_failf("synth", "--shape expects X,Y,Z positive integers, got \"%s\"", shape);
-    }
-    nfv_status s = nfv_synth_split_parse(split, o.split);
-    if (s) return cli_fail("synth", s);
+    if ((r = check_options(&o, task, split, shape, lesion_size, lesion_intensity))) return r;
     cli_progress p;
     cli_progress_start(&p, "synth");
     o.progress = on_progress;
     o.progress_user = &p;
     double t0 = cli_now();
-    s = nfv_synth_run(&o);
+    nfv_status s = nfv_synth_run(&o);
     cli_progress_end(&p);
     if (s) return cli_fail("synth", s);
     fprintf(stderr, "synth: %d subjects in %s (%.1f s)\n", o.n, out, cli_now() - t0);

@@ -3,7 +3,9 @@
  * checkpoint; this file prints its progress. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "neurofv/train.h"
@@ -12,7 +14,9 @@ NFV_COMMAND(train, "train", "Train a model on a dataset CSV (best model by valid
 
 static int parse_shape3(const char *s, int v[3])
 {
-    return s && sscanf(s, "%d,%d,%d", &v[0], &v[1], &v[2]) == 3 && v[0] > 0 && v[1] > 0 && v[2] > 0;
+    char tail;
+    return s && sscanf(s, "%d,%d,%d%c", &v[0], &v[1], &v[2], &tail) == 3 && v[0] > 0 && v[1] > 0 && v[2] > 0 &&
+           v[0] <= 4096 && v[1] <= 4096 && v[2] <= 4096;
 }
 
 /* Progress bar per epoch on stderr, one line per epoch on stdout. */
@@ -54,7 +58,7 @@ static void print_event(void *user, const nfv_train_event *e)
 }
 
 /* The model grid: the preset's (else 91 x 109 x 91 at 2 mm), then --shape
- * X,Y,Z and --voxel. */
+ * X,Y,Z and --voxel (NaN: not given). */
 static int train_grid(const char *arch, const char *shape, float voxel, const char *norm, nfv_grid *grid)
 {
     int in[4] = {1, 91, 109, 91};
@@ -62,30 +66,106 @@ static int train_grid(const char *arch, const char *shape, float voxel, const ch
     nfv_arch_preset_input(arch, in, vox);
     int xyz[3];
     if (shape) {
-        if (!parse_shape3(shape, xyz)) return cli_failf("train", "--shape expects X,Y,Z, got \"%s\"", shape);
+        if (!parse_shape3(shape, xyz))
+            return cli_failf("train", "--shape expects X,Y,Z voxels, each 1..4096, got \"%s\"", shape);
         in[1] = xyz[2], in[2] = xyz[1], in[3] = xyz[0];
     }
-    if (voxel > 0) vox[0] = vox[1] = vox[2] = voxel;
+    if (!isnan(voxel) && !(voxel > 0 && voxel <= 20))
+        return cli_failf("train", "--voxel expects a size in mm in (0, 20], got %g", voxel);
+    if (!isnan(voxel)) vox[0] = vox[1] = vox[2] = voxel;
     *grid = (nfv_grid){in[3], in[2], in[1], {vox[0], vox[1], vox[2]}, NFV_NORM_ZSCORE_NONZERO};
-    if (nfv_norm_method_parse(norm, &grid->norm)) return cli_fail("train", NFV_ERR_INVALID_ARG);
+    if (nfv_norm_method_parse(norm, &grid->norm) || grid->norm == NFV_NORM_ZSCORE_MASK)
+        return cli_failf("train", "--norm expects none, zscore-nonzero, zscore or minmax, got \"%s\"", norm);
     return 0;
+}
+
+/* --class-weights: auto, or comma-separated finite weights >= 0, not all 0
+ * (their count is checked against the classes once the data are read). */
+static int class_weights_ok(const char *s)
+{
+    if (!strcmp(s, "auto")) return 1;
+    double sum = 0;
+    for (const char *p = s;;) {
+        char *end;
+        double w = strtod(p, &end);
+        if (end == p || !isfinite(w) || w < 0 || (*end && *end != ',')) return 0;
+        sum += w;
+        if (!*end) return sum > 0;
+        p = end + 1;
+    }
 }
 
 /* Options that need checking beyond their type; 0 or the exit code. */
 static int check_options(nfv_train_options *o, const char *optimizer, const char *schedule, const char *augment,
-                         const char *head)
+                         const char *head, int cache_mb)
 {
-    if (o->epochs < 1 || o->batch < 1) return cli_failf("train", "--epochs and --batch must be >= 1");
+    if (o->epochs < 1) return cli_failf("train", "--epochs must be >= 1, got %d", o->epochs);
+    if (o->batch < 1) return cli_failf("train", "--batch must be >= 1, got %d", o->batch);
     if (!strcmp(optimizer, "sgd")) o->opt.kind = NFV_OPT_SGD;
     else if (strcmp(optimizer, "adam")) return cli_failf("train", "--optimizer must be adam or sgd, got \"%s\"", optimizer);
     if (!isnan(o->lr) && !(o->lr > 0)) return cli_failf("train", "--lr must be > 0, got %g", o->lr);
+    if (!(o->opt.momentum >= 0 && o->opt.momentum < 1))
+        return cli_failf("train", "--momentum must be in [0, 1), got %g", o->opt.momentum);
+    if (!(o->opt.weight_decay >= 0)) return cli_failf("train", "--weight-decay must be >= 0, got %g", o->opt.weight_decay);
+    if (o->class_weights && !class_weights_ok(o->class_weights))
+        return cli_failf("train", "--class-weights expects auto or weights W1,W2,.. >= 0 (not all 0), got \"%s\"",
+                         o->class_weights);
     if (schedule && nfv_lr_schedule_parse(schedule, &o->schedule))
         return cli_failf("train", "--schedule must be constant or cosine, got \"%s\"", schedule);
     if (nfv_augment_parse(augment, &o->augment))
         return cli_failf("train", "--augment expects a comma-separated list of shift=N and flip, got \"%s\"", augment);
     if (nfv_head_parse(head, &o->head) || o->head == NFV_HEAD_REGRESSION)
         return cli_failf("train", "--head must be softmax or binary, got \"%s\"", head);
+    if (cache_mb < 0) return cli_failf("train", "--cache-mb must be >= 0, got %d", cache_mb);
     return 0;
+}
+
+/* Before any output exists: the architecture on the grid (a new run), and
+ * every train and val row's volume read once, so that a bad file is named
+ * with its CSV line now and not in the middle of an epoch. */
+static nfv_status check_inputs(const nfv_train_options *o, const nfv_dataset *ds)
+{
+    if (!o->resume) {
+        int in[4] = {1, o->grid.nz, o->grid.ny, o->grid.nx}, k = ds->class_count, got = 0;
+        int binary = o->head == NFV_HEAD_BINARY;
+        nfv_status s = nfv_arch_check(o->arch, in, binary ? 1 : k, &got);
+        /* a softmax spec with one output trains a binary head on 2 classes */
+        if (!s && !(binary ? got == 1 : got == k || (got == 1 && k == 2)))
+            s = nfv_fail(NFV_ERR_INVALID_ARG, "the last layer gives %d outputs; %s has %d classes (%s head)", got,
+                         ds->csv_path, k, nfv_head_name(o->head));
+        if (s) return nfv_fail_context(s, "--arch \"%.200s\"", o->arch);
+    }
+    for (int i = 0; i < ds->count; i++) {
+        if (ds->rows[i].split == NFV_SPLIT_TEST) continue;
+        nfv_volume v;
+        nfv_status s = nfv_volume_read(ds->rows[i].path, &v, NULL);
+        if (s) return nfv_fail_context(s, "%s line %d", ds->csv_path, ds->rows[i].csv_line);
+        nfv_volume_free(&v);
+    }
+    return NFV_OK;
+}
+
+/* The files a run writes (MODEL, MODEL.ckpt, MODEL.log.csv) that did not
+ * exist before it; a new run that failed before finishing an epoch removes
+ * them again, so that bad input leaves nothing behind. */
+typedef struct run_outputs {
+    char path[3][4200];
+    int existed[3];
+} run_outputs;
+
+static void outputs_note(run_outputs *r, const char *out)
+{
+    const char *suffix[3] = {"", ".ckpt", ".log.csv"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(r->path[i], sizeof r->path[i], "%s%s", out, suffix[i]);
+        r->existed[i] = access(r->path[i], F_OK) == 0;
+    }
+}
+
+static void outputs_remove_new(const run_outputs *r)
+{
+    for (int i = 0; i < 3; i++)
+        if (!r->existed[i]) unlink(r->path[i]);
 }
 
 int cmd_train(int argc, char **argv)
@@ -95,7 +175,7 @@ int cmd_train(int argc, char **argv)
     const char *data = NULL, *optimizer = "adam", *device = NULL, *shape = NULL, *norm = "zscore-nonzero",
                *head = "softmax", *schedule = NULL, *augment = NULL;
     int quiet = 0, cache_mb = 4096;
-    float voxel = 0.0f;
+    float voxel = NAN;
     const cli_option opts[] = {
         {"--data", CLI_STRING, &data, "CSV", "dataset CSV path,label[,split] (required)"},
         {"--arch", CLI_STRING, &o.arch, "SPEC", "architecture spec or preset ref4|notebook (default ref4)"},
@@ -130,7 +210,7 @@ int cmd_train(int argc, char **argv)
                       opts, argc, argv, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     if (!data || !o.out) return cli_failf("train", "--data CSV and --out MODEL are required (see neurofv train --help)");
-    if ((r = check_options(&o, optimizer, schedule, augment, head))) return r;
+    if ((r = check_options(&o, optimizer, schedule, augment, head, cache_mb))) return r;
     if ((r = train_grid(o.arch, shape, voxel, norm, &o.grid))) return r;
     o.cache_bytes = (size_t)cache_mb << 20;
     printer p;
@@ -142,12 +222,17 @@ int cmd_train(int argc, char **argv)
     if (s) return cli_fail("train", s);
     nfv_context *ctx = NULL;
     nfv_train_result res;
-    s = nfv_context_create(device, &ctx);
+    memset(&res, 0, sizeof res);
+    run_outputs before;
+    outputs_note(&before, o.out);
+    s = check_inputs(&o, &ds);
+    if (!s) s = nfv_context_create(device, &ctx);
     /* A run that cannot fit the device is refused here, with the numbers, not inside a kernel. */
     if (!s) s = nfv_train_memory_check(ctx, &ds, &o);
     if (!s) s = nfv_train_run(ctx, &ds, &o, &res);
     nfv_context_free(ctx);
     nfv_dataset_free(&ds);
+    if (s && !o.resume && res.epochs_run == 0) outputs_remove_new(&before);
     if (s) return cli_fail("train", s);
     printf("best validation balanced accuracy %.4f (loss %.4f); model %s\n", res.best_bacc, res.best_loss, o.out);
     return 0;

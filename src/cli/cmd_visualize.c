@@ -125,6 +125,9 @@ static int visualize(visualize_args *a, const vis_cli *cli)
     memset(&s, 0, sizeof s);
     int rc = 0;
     st = vis_session_open(&s, a->device, a->model_path);
+    if (!st && s.m->input_shape[0] != 1)
+        st = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: the model takes %d input channels; visualization supports 1",
+                      a->model_path, s.m->input_shape[0]);
     if (!st) st = vis_session_targets(&s, a->texts, a->ntexts);
     if (!st && a->shard_n > 1) keep_shard(&s, a->shard_i, a->shard_n);
     if (!st && s.count > 0) st = vis_session_background(&s, a->background);

@@ -14,6 +14,9 @@
 
 /* A dataset CSV lists files, it is never big: refuse anything over 256 MiB. */
 #define NFV_CSV_MAX_BYTES (256L << 20)
+/* Longest path (PATH_MAX - 1) and label a row may hold. */
+#define NFV_CSV_MAX_PATH 4095
+#define NFV_CSV_MAX_LABEL 255
 
 const char *nfv_split_name(nfv_split s)
 {
@@ -250,6 +253,43 @@ static char *resolve_path(const char *csv_path, const char *p)
     return out;
 }
 
+/* A CSV is text: a NUL or another control byte (tab and line ends aside)
+ * means a binary file, refused before any of it is shown in a message. */
+static nfv_status check_text(const char *csv_path, const char *text, size_t len)
+{
+    int line = 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n') line++;
+        else if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
+            return nfv_fail(NFV_ERR_FORMAT, "%s line %d: byte 0x%02x: a binary file, not a dataset CSV (UTF-16 text: save it as UTF-8)", csv_path,
+                            line, c);
+    }
+    return NFV_OK;
+}
+
+/* A path or label of a row: not too long, no line break or tab (they would
+ * break messages and output CSVs). */
+static nfv_status check_field(const char *csv_path, int line, const char *what, const char *v, size_t max)
+{
+    size_t n = strlen(v);
+    if (n > max)
+        return nfv_fail(NFV_ERR_FORMAT, "%s line %d: the %s has %zu characters (at most %zu)", csv_path, line, what, n,
+                        max);
+    if (strpbrk(v, "\r\n\t"))
+        return nfv_fail(NFV_ERR_FORMAT, "%s line %d: the %s contains a line break or tab", csv_path, line, what);
+    return NFV_OK;
+}
+
+/* Up to 60 characters of a field for a message, "..." when cut. */
+static const char *excerpt(const char *v, char buf[64])
+{
+    snprintf(buf, 64, "%.60s%s", v, strlen(v) > 60 ? "..." : "");
+    for (char *q = buf; *q; q++)
+        if ((unsigned char)*q < 0x20) *q = '?';
+    return buf;
+}
+
 static nfv_status dataset_parse(const char *csv_path, const char *text, size_t len, nfv_dataset *ds)
 {
     csv_reader rd = {text, text + len, 1, csv_path};
@@ -257,7 +297,9 @@ static nfv_status dataset_parse(const char *csv_path, const char *text, size_t l
         rd.p += 3; /* UTF-8 byte order mark */
     csv_record rec = {0};
     int got = 0;
-    nfv_status s = csv_next(&rd, &rec, &got);
+    char ex[64];
+    nfv_status s = check_text(csv_path, text, len);
+    if (s == NFV_OK) s = csv_next(&rd, &rec, &got);
     if (s != NFV_OK) goto done;
     if (!got) {
         s = nfv_fail(NFV_ERR_FORMAT, "%s: empty file (expected a header line path,label[,split])", csv_path);
@@ -271,7 +313,7 @@ static nfv_status dataset_parse(const char *csv_path, const char *text, size_t l
     }
     if (col_path < 0 || col_label < 0) {
         s = nfv_fail(NFV_ERR_FORMAT, "%s line %d: header has no '%s' column (need path,label[,split]; found '%s'%s)",
-                     csv_path, rec.line, col_path < 0 ? "path" : "label", rec.count ? rec.fields[0] : "",
+                     csv_path, rec.line, col_path < 0 ? "path" : "label", excerpt(rec.count ? rec.fields[0] : "", ex),
                      rec.count > 1 ? ",..." : "");
         goto done;
     }
@@ -291,6 +333,10 @@ static nfv_status dataset_parse(const char *csv_path, const char *text, size_t l
             s = nfv_fail(NFV_ERR_FORMAT, "%s line %d: empty path", csv_path, rec.line);
             break;
         }
+        if ((s = check_field(csv_path, rec.line, "path", p, NFV_CSV_MAX_PATH)) ||
+            (s = check_field(csv_path, rec.line, "label", label, NFV_CSV_MAX_LABEL)) ||
+            (s = check_field(csv_path, rec.line, "split", split, NFV_CSV_MAX_LABEL)))
+            break;
         if (!label[0]) {
             s = nfv_fail(NFV_ERR_FORMAT, "%s line %d: empty label for '%s'", csv_path, rec.line, p);
             break;

@@ -17,6 +17,7 @@
 
 #include <nifti2_io.h>
 
+#include "base/affine.h"
 #include "base/fs.h"
 #include "neurofv/status.h"
 
@@ -35,13 +36,14 @@ static int has_suffix(const char *s, const char *suffix)
 
 /* Convert n raw voxels of `datatype` to float with optional scaling; values are
  * computed in double so int32/int64/float64 scaling loses nothing before the
- * final rounding to float.  Non-finite results become 0 and are counted. */
+ * final rounding to float.  Non-finite results become 0 and are counted in
+ * *nonfinite; *first_bad is the index of the first (n when none). */
 static nfv_status convert_to_float(const void *raw, int datatype, size_t n, double slope, double inter, float *out,
-                                   size_t *nonfinite, const char *path)
+                                   size_t *nonfinite, size_t *first_bad, const char *path)
 {
     int scale = isfinite(slope) && slope != 0.0;
     if (!isfinite(inter)) inter = 0.0;
-    size_t bad = 0;
+    size_t bad = 0, first = n;
 #define NFV_CONVERT(T)                                                         \
     do {                                                                       \
         const T *p = (const T *)raw;                                           \
@@ -51,7 +53,7 @@ static nfv_status convert_to_float(const void *raw, int datatype, size_t n, doub
             float f = (float)x;                                                \
             if (!isfinite(f)) {                                                \
                 f = 0.0f;                                                      \
-                bad++;                                                         \
+                if (!bad++) first = i;                                         \
             }                                                                  \
             out[i] = f;                                                        \
         }                                                                      \
@@ -72,7 +74,84 @@ static nfv_status convert_to_float(const void *raw, int datatype, size_t n, doub
                         path, nifti_datatype_string(datatype), datatype);
     }
 #undef NFV_CONVERT
-    if (nonfinite) *nonfinite = bad;
+    *nonfinite = bad;
+    *first_bad = first;
+    return NFV_OK;
+}
+
+static int supported_datatype(int datatype)
+{
+    switch (datatype) {
+    case DT_UINT8: case DT_INT8: case DT_INT16: case DT_UINT16: case DT_INT32: case DT_UINT32:
+    case DT_INT64: case DT_UINT64: case DT_FLOAT32: case DT_FLOAT64: return 1;
+    default: return 0;
+    }
+}
+
+/* The header as written, before nifticlib's repairs: nifticlib quietly turns
+ * dimension sizes < 1 into 1 and a vox_offset inside the header (negative,
+ * NaN) into the header size, so that data would be read from the wrong
+ * place or with the wrong shape.  Checked here: the number of dimensions,
+ * every size, the data offset and the datatype. */
+static nfv_status check_raw_header(const char *path)
+{
+    int nver = 0;
+    void *raw = nifti_read_header(path, &nver, 0);
+    if (!raw || (nver != 1 && nver != 2)) {
+        free(raw);
+        return nfv_fail(NFV_ERR_FORMAT, "%s: not a NIfTI-1/NIfTI-2 file (no valid header)", path);
+    }
+    int64_t dim[8];
+    double offset, xform[2][12]; /* sform rows, then qform quaternion + offsets */
+    int datatype, header_bytes, single, codes[2];
+    /* nifti_read_header leaves a byte-swapped header as it is in the file. */
+    if (nver == 1 && ((nifti_1_header *)raw)->sizeof_hdr != 348) nifti_swap_as_nifti1(raw);
+    if (nver == 2 && ((nifti_2_header *)raw)->sizeof_hdr != 540) nifti_swap_as_nifti2(raw);
+    if (nver == 1) {
+        const nifti_1_header *h = raw;
+        for (int d = 0; d < 8; d++) dim[d] = h->dim[d];
+        offset = h->vox_offset, datatype = h->datatype, header_bytes = 348;
+        single = !strcmp(h->magic, "n+1");
+        codes[0] = h->sform_code, codes[1] = h->qform_code;
+        for (int c = 0; c < 4; c++)
+            xform[0][c] = h->srow_x[c], xform[0][4 + c] = h->srow_y[c], xform[0][8 + c] = h->srow_z[c];
+        const float q[12] = {h->quatern_b, h->quatern_c, h->quatern_d, h->qoffset_x, h->qoffset_y, h->qoffset_z,
+                             h->pixdim[0], h->pixdim[1], h->pixdim[2], h->pixdim[3], 0, 0};
+        for (int c = 0; c < 12; c++) xform[1][c] = q[c];
+    } else {
+        const nifti_2_header *h = raw;
+        for (int d = 0; d < 8; d++) dim[d] = h->dim[d];
+        offset = (double)h->vox_offset, datatype = h->datatype, header_bytes = 540;
+        single = !memcmp(h->magic, "n+2", 4);
+        codes[0] = h->sform_code, codes[1] = h->qform_code;
+        for (int c = 0; c < 4; c++)
+            xform[0][c] = h->srow_x[c], xform[0][4 + c] = h->srow_y[c], xform[0][8 + c] = h->srow_z[c];
+        const double q[12] = {h->quatern_b, h->quatern_c, h->quatern_d, h->qoffset_x, h->qoffset_y, h->qoffset_z,
+                              h->pixdim[0], h->pixdim[1], h->pixdim[2], h->pixdim[3], 0, 0};
+        for (int c = 0; c < 12; c++) xform[1][c] = q[c];
+    }
+    free(raw);
+    /* nifticlib drops a transform with NaN/Inf entries and falls back to
+     * the next: the file would be placed somewhere it does not say. */
+    for (int x = 0; x < 2; x++)
+        for (int c = 0; codes[x] > 0 && c < 12; c++)
+            if (!isfinite(xform[x][c]))
+                return nfv_fail(NFV_ERR_FORMAT, "%s: corrupt header: the %s has a NaN or infinite entry", path,
+                                x ? "qform" : "sform");
+    if (dim[0] < 1 || dim[0] > 7)
+        return nfv_fail(NFV_ERR_FORMAT, "%s: corrupt header: %lld dimensions (dim[0] must be 1..7)", path,
+                        (long long)dim[0]);
+    for (int d = 1; d <= dim[0]; d++)
+        if (dim[d] < 1)
+            return nfv_fail(NFV_ERR_FORMAT, "%s: corrupt header: dimension %d has size %lld", path, d,
+                            (long long)dim[d]);
+    if (!isfinite(offset) || offset < (single ? header_bytes : 0))
+        return nfv_fail(NFV_ERR_FORMAT, "%s: corrupt header: vox_offset %g is not a data offset (at least %d)", path,
+                        offset, single ? header_bytes : 0);
+    if (!supported_datatype(datatype))
+        return nfv_fail(NFV_ERR_UNSUPPORTED,
+                        "%s: voxel datatype %s (%d) is not supported (need an integer or real type)", path,
+                        nifti_datatype_string(datatype), datatype);
     return NFV_OK;
 }
 
@@ -128,7 +207,9 @@ static nfv_status check_header(const nifti_image *nim, const char *path, int64_t
     return NFV_OK;
 }
 
-static void read_affine(const nifti_image *nim, nfv_volume *out)
+/* The voxel-to-world affine (sform, else qform, else pixdim); a singular or
+ * non-finite one is an error: no world position could be computed. */
+static nfv_status read_affine(const nifti_image *nim, nfv_volume *out, const char *path)
 {
     const nifti_dmat44 *m = NULL;
     if (nim->sform_code > 0) m = &nim->sto_xyz;
@@ -144,6 +225,11 @@ static void read_affine(const nifti_image *nim, nfv_volume *out)
     out->affine[3][3] = 1.0;
     out->sform_code = nim->sform_code > 0 ? nim->sform_code : 0;
     out->qform_code = nim->qform_code > 0 ? nim->qform_code : 0;
+    double inv[4][4];
+    if (!nfv_affine_inverse((const double(*)[4])out->affine, inv))
+        return nfv_fail(NFV_ERR_FORMAT, "%s: the voxel-to-world affine (%s) is singular or not finite", path,
+                        m == &nim->sto_xyz ? "sform" : m ? "qform" : "pixdim");
+    return NFV_OK;
 }
 
 nfv_status nfv_volume_read(const char *path, nfv_volume *out, size_t *nonfinite)
@@ -155,6 +241,9 @@ nfv_status nfv_volume_read(const char *path, nfv_volume *out, size_t *nonfinite)
     if (stat(path, &st) != 0) return nfv_fail(NFV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode)) return nfv_fail(NFV_ERR_IO, "%s: not a regular file", path);
 
+    /* nifticlib's own diagnostics would add lines to our one message. */
+    nifti_set_debug_level(0);
+    NFV_TRY(check_raw_header(path));
     /* Header only (read_data = 0): nothing large is allocated yet. */
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim) return nfv_fail(NFV_ERR_FORMAT, "%s: not a readable NIfTI-1/NIfTI-2 file (nifticlib rejected the header)",
@@ -195,12 +284,19 @@ nfv_status nfv_volume_read(const char *path, nfv_volume *out, size_t *nonfinite)
     }
     if (nim->byteorder != nifti_short_order() && nim->swapsize > 1)
         nifti_swap_Nbytes((int64_t)voxels * (nim->nbyper / nim->swapsize), nim->swapsize, raw);
+    size_t bad = 0, first = 0;
     s = nfv_volume_alloc(out, (int)nim->nx, (int)nim->ny, (int)nim->nz, NULL);
-    if (s == NFV_OK) {
-        s = convert_to_float(raw, nim->datatype, (size_t)voxels, nim->scl_slope, nim->scl_inter,
-                             out->data, nonfinite, path);
-        read_affine(nim, out);
+    if (s == NFV_OK)
+        s = convert_to_float(raw, nim->datatype, (size_t)voxels, nim->scl_slope, nim->scl_inter, out->data, &bad,
+                             &first, path);
+    if (s == NFV_OK) s = read_affine(nim, out, path);
+    if (s == NFV_OK && bad && !nonfinite) {
+        size_t i = first % (size_t)out->nx, j = first / (size_t)out->nx % (size_t)out->ny,
+               k = first / ((size_t)out->nx * (size_t)out->ny);
+        s = nfv_fail(NFV_ERR_FORMAT, "%s: %zu voxel%s NaN or Inf (the first at i,j,k = %zu,%zu,%zu); replace them, e.g. "
+                     "by 0, before use", path, bad, bad == 1 ? " is" : "s are", i, j, k);
     }
+    if (nonfinite) *nonfinite = bad;
     free(raw);
     nifti_image_free(nim);
     if (s != NFV_OK) nfv_volume_free(out);
@@ -227,9 +323,20 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
     size_t stem = strlen(path) - (gz ? 7 : 4);
     snprintf(tmp, cap, "%.*s.tmp%ld%s", (int)stem, path, (long)getpid(), gz ? ".nii.gz" : ".nii");
 
+    /* nifticlib prints its own line when it cannot create the file: try
+     * first, so that the one message is ours. */
+    FILE *probe = fopen(tmp, "wb");
+    if (!probe) {
+        nfv_status s = nfv_fail(NFV_ERR_IO, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+        free(tmp);
+        return s;
+    }
+    fclose(probe);
+    nifti_set_debug_level(0); /* failures are checked below, in one message */
     int64_t dims[8] = {3, v->nx, v->ny, v->nz, 1, 1, 1, 1};
     nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT32, 0);
     if (!nim) {
+        unlink(tmp);
         free(tmp);
         return nfv_fail(NFV_ERR_NO_MEMORY, "%s: nifticlib could not create an image header", path);
     }
@@ -266,6 +373,7 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
     nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
     if (nifti_set_filenames(nim, tmp, 0, 1) != 0) {
         nifti_image_free(nim);
+        unlink(tmp);
         free(tmp);
         return nfv_fail(NFV_ERR_IO, "%s: nifticlib rejected the file name", path);
     }

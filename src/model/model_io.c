@@ -2,6 +2,7 @@
  * PyTorch's state_dict ("i.weight", "i.running_mean", ...) plus metadata
  * (format, arch, input_shape, voxel_mm, affine, norm, head, classes) in a
  * safetensors file.  See include/neurofv/model.h. */
+#include "base/affine.h"
 #include "model/model_internal.h"
 
 #include <cjson/cJSON.h>
@@ -130,7 +131,11 @@ static nfv_status load_tensor(nfv_context *ctx, const nfv_st_file *f, const char
     float *h = malloc(st->numel * sizeof *h + 1);
     if (!h) return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", f->path);
     nfv_st_to_float(st, h);
-    nfv_status s = nfv_tensor_upload(ctx, t, h);
+    size_t bad = 0;
+    for (size_t i = 0; i < st->numel; i++) bad += !isfinite(h[i]);
+    nfv_status s = bad ? nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" has %zu NaN or Inf value%s", f->path, name, bad,
+                                  bad == 1 ? "" : "s")
+                       : nfv_tensor_upload(ctx, t, h);
     free(h);
     return s;
 }
@@ -169,6 +174,16 @@ static nfv_status read_classes(nfv_model *m, const nfv_st_file *f)
         cJSON *c = cJSON_GetArrayItem(arr, i);
         if (!cJSON_IsString(c)) s = nfv_fail(NFV_ERR_FORMAT, "%s: class name %d is not a string", f->path, i);
         else names[i] = c->valuestring;
+        /* Names are matched against dataset labels and printed: each must be
+         * one, unique, printable. */
+        if (!s && (!names[i][0] || strlen(names[i]) > 255))
+            s = nfv_fail(NFV_ERR_FORMAT, "%s: class name %d is empty or longer than 255 characters", f->path, i);
+        for (const char *q = names[i]; !s && q && *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                s = nfv_fail(NFV_ERR_FORMAT, "%s: class name %d contains a control character", f->path, i);
+        for (int j = 0; !s && j < i; j++)
+            if (!strcmp(names[i], names[j]))
+                s = nfv_fail(NFV_ERR_FORMAT, "%s: class name \"%s\" is given twice", f->path, names[i]);
     }
     if (!s) s = nfv_model_set_classes(m, nclass, names);
     free(names);
@@ -187,9 +202,11 @@ static nfv_status read_geometry(nfv_model *m, const nfv_st_file *f)
         nfv_model_default_affine(m);
     }
     if (as) {
-        double d[16];
+        double d[16], inv[4][4];
         if (!parse_numbers(as, d, 16)) return nfv_fail(NFV_ERR_FORMAT, "%s: affine is not 16 numbers", f->path);
         for (int i = 0; i < 16; i++) m->affine[i / 4][i % 4] = d[i];
+        if (!nfv_affine_inverse((const double(*)[4])m->affine, inv))
+            return nfv_fail(NFV_ERR_FORMAT, "%s: the affine of the model grid is singular", f->path);
     }
     if (ns && nfv_norm_method_parse(ns, &m->norm)) return nfv_fail_context(NFV_ERR_FORMAT, "%s", f->path);
     return NFV_OK;
@@ -295,8 +312,10 @@ nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const cha
     const char *hs = nfv_st_meta(f, "head");
     if (hs && nfv_head_parse(hs, &head)) return nfv_fail_context(NFV_ERR_FORMAT, "%s", f->path);
 
+    /* Shapes and sizes first: a file of a few bytes may claim any grid. */
     nfv_model *m;
-    nfv_status s = nfv_model_new(arch, shape, 0, &m);
+    nfv_status s = nfv_arch_check(arch, shape, 0, NULL);
+    if (!s) s = nfv_model_new(arch, shape, 0, &m);
     if (s) return nfv_fail_context(NFV_ERR_FORMAT, "%s: architecture in __metadata__", f->path);
     m->ctx = ctx;
     m->head = head;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "neurofv/model.h"
+#include "model/model_internal.h"
 
 /* DESIGN.md's reference model: 4 x [Conv3d 3^3 pad 1 -> BN -> ReLU -> MaxPool 2]
  * with 8/16/32/64 channels, then Flatten, Dropout, Linear to the outputs. */
@@ -342,4 +342,50 @@ const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap)
         }
     }
     return buf;
+}
+
+/* Sizes a model may have: a device and the host hold every layer output of
+ * a sample and every parameter in one buffer each, and an int indexes them. */
+#define ARCH_MAX_VALUES (1LL << 30) /* input values, and one layer's output, per sample */
+#define ARCH_MAX_PARAMS (1LL << 31) /* parameters in all */
+
+static double shape_product(int ndim, const int *shape)
+{
+    double n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+nfv_status nfv_arch_check(const char *spec, const int input_shape[4], int outputs, int *model_outputs)
+{
+    for (int i = 0; i < 4; i++)
+        if (input_shape[i] < 1)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "input shape %dx%dx%dx%d (C, D, H, W) has an entry < 1",
+                            input_shape[0], input_shape[1], input_shape[2], input_shape[3]);
+    if (shape_product(4, input_shape) > (double)ARCH_MAX_VALUES)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "input %dx%dx%dx%d (C, D, H, W) has %.3g values per sample (at most 2^30)",
+                        input_shape[0], input_shape[1], input_shape[2], input_shape[3], shape_product(4, input_shape));
+    nfv_model *m;
+    NFV_TRY(nfv_model_new(spec, input_shape, outputs, &m));
+    nfv_status s = NFV_OK;
+    double params = 0;
+    /* In order, stopping at the first layer too large: every later shape was
+     * laid out from sizes that fit in an int. */
+    for (int i = 0; i < m->layer_count && !s; i++) {
+        const nfv_layer *l = &m->layers[i];
+        double out = shape_product(l->out_ndim, l->out_shape);
+        if (out > (double)ARCH_MAX_VALUES)
+            s = nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s) gives %.3g values per sample (at most 2^30)", i, l->name,
+                         out);
+        for (int p = 0; p < l->nparams; p++) {
+            int sh[5];
+            int nd = nfv_model_param_shape(l, p, sh);
+            params += shape_product(nd, sh);
+        }
+    }
+    if (!s && params > (double)ARCH_MAX_PARAMS)
+        s = nfv_fail(NFV_ERR_INVALID_ARG, "%.3g parameters (at most 2^31)", params);
+    if (!s && model_outputs) *model_outputs = nfv_model_outputs(m);
+    nfv_model_free(m);
+    return s;
 }
