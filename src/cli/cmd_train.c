@@ -145,29 +145,6 @@ static nfv_status check_inputs(const nfv_train_options *o, const nfv_dataset *ds
     return NFV_OK;
 }
 
-/* The files a run writes (MODEL, MODEL.ckpt, MODEL.log.csv) that did not
- * exist before it; a new run that failed before finishing an epoch removes
- * them again, so that bad input leaves nothing behind. */
-typedef struct run_outputs {
-    char path[3][4200];
-    int existed[3];
-} run_outputs;
-
-static void outputs_note(run_outputs *r, const char *out)
-{
-    const char *suffix[3] = {"", ".ckpt", ".log.csv"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(r->path[i], sizeof r->path[i], "%s%s", out, suffix[i]);
-        r->existed[i] = access(r->path[i], F_OK) == 0;
-    }
-}
-
-static void outputs_remove_new(const run_outputs *r)
-{
-    for (int i = 0; i < 3; i++)
-        if (!r->existed[i]) unlink(r->path[i]);
-}
-
 int cmd_train(int argc, char **argv)
 {
     nfv_train_options o;
@@ -223,8 +200,6 @@ int cmd_train(int argc, char **argv)
     nfv_context *ctx = NULL;
     nfv_train_result res;
     memset(&res, 0, sizeof res);
-    run_outputs before;
-    outputs_note(&before, o.out);
     s = check_inputs(&o, &ds);
     if (!s) s = nfv_context_create(device, &ctx);
     /* A run that cannot fit the device is refused here, with the numbers, not inside a kernel. */
@@ -232,7 +207,6 @@ int cmd_train(int argc, char **argv)
     if (!s) s = nfv_train_run(ctx, &ds, &o, &res);
     nfv_context_free(ctx);
     nfv_dataset_free(&ds);
-    if (s && !o.resume && res.epochs_run == 0) outputs_remove_new(&before);
     if (s) return cli_fail("train", s);
     printf("best validation balanced accuracy %.4f (loss %.4f); model %s\n", res.best_bacc, res.best_loss, o.out);
     return 0;

@@ -8,7 +8,7 @@
 
 #include "model/model_internal.h"
 
-/* DESIGN.md's reference model: 4 x [Conv3d 3^3 pad 1 -> BN -> ReLU -> MaxPool 2]
+/* The reference model (docs/ARCHITECTURE.md): 4 x [Conv3d 3^3 pad 1 -> BN -> ReLU -> MaxPool 2]
  * with 8/16/32/64 channels, then Flatten, Dropout, Linear to the outputs. */
 static const char *const REF4 =
     "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,p1) bn relu maxpool(2) "

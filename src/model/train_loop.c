@@ -186,7 +186,9 @@ static nfv_status start_resume(train_run *r)
     return NFV_OK;
 }
 
-/* Volume cache, host batch buffers and the epoch log (appended on resume). */
+/* Volume cache and host batch buffers.  The epoch log is opened with the
+ * first epoch's row (log_epoch), so a run that fails before finishing an
+ * epoch leaves no file behind. */
 static nfv_status open_run(train_run *r)
 {
     NFV_TRY(nfv_volume_cache_create(r->ds, &r->grid, r->o->cache_bytes, &r->cache));
@@ -199,11 +201,23 @@ static nfv_status open_run(train_run *r)
     r->order = malloc((size_t)r->ntrain * sizeof(int));
     if (!r->x || !r->targets || !r->outputs || !r->val_out || !r->order)
         return nfv_fail(NFV_ERR_NO_MEMORY, "train: out of memory for batch %d", r->batch);
-    r->log = fopen(r->logpath, r->o->resume ? "a" : "w");
-    if (!r->log) return nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", r->logpath, strerror(errno));
-    if (!r->o->resume)
-        fprintf(r->log, "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_balanced_acc,val_auc,seconds,saved\n");
-    fflush(r->log);
+    return NFV_OK;
+}
+
+/* One row of the epoch log (appended on resume; a new run starts it with the
+ * header). */
+static nfv_status log_epoch(train_run *r, const nfv_epoch_result *res)
+{
+    if (!r->log) {
+        r->log = fopen(r->logpath, r->o->resume ? "a" : "w");
+        if (!r->log) return nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", r->logpath, strerror(errno));
+        if (!r->o->resume)
+            fprintf(r->log, "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_balanced_acc,val_auc,seconds,saved\n");
+    }
+    fprintf(r->log, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.4f,%.4f,%.1f,%d\n", res->epoch + 1, res->lr, res->train_loss,
+            res->train_acc, res->val_loss, res->val_acc, res->val_bacc, res->val_auc, res->seconds, res->saved);
+    if (fflush(r->log) != 0 || ferror(r->log))
+        return nfv_fail(NFV_ERR_IO, "%s: write failed: %s", r->logpath, strerror(errno));
     return NFV_OK;
 }
 
@@ -338,9 +352,7 @@ static nfv_status run_epoch(train_run *r, int epoch)
     NFV_TRY(train_batches(r, epoch, &res));
     NFV_TRY(save_epoch(r, epoch, &res));
     res.seconds = now_seconds() - t0;
-    fprintf(r->log, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.4f,%.4f,%.1f,%d\n", epoch + 1, res.lr, res.train_loss, res.train_acc,
-            res.val_loss, res.val_acc, res.val_bacc, res.val_auc, res.seconds, res.saved);
-    fflush(r->log);
+    NFV_TRY(log_epoch(r, &res));
     nfv_train_event ev = {.kind = NFV_TRAIN_EPOCH_END, .epoch = epoch, .result = &res};
     emit(r, &ev);
     return NFV_OK;
