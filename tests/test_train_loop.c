@@ -489,7 +489,7 @@ static void run_and_term_when(const char *cmd, const char *path, const char *out
     test_run(script, out);
 }
 
-TEST(cli_sigterm_visualize_and_synth_leave_nothing_partial)
+TEST(cli_sigterm_visualize_compare_synth_leave_nothing_partial)
 {
     char dir[512], csv[600], m[700], out[700], vis[700], syn[700], cmd[4096], probe[800];
     if (!CHECK(cohort_in("cli_term2", dir, sizeof dir, csv, sizeof csv), "cohort written")) return;
@@ -509,6 +509,20 @@ TEST(cli_sigterm_visualize_and_synth_leave_nothing_partial)
           "visualize: exit 143 naming the step (rc %d; see %s)", read_rc(out), out);
     snprintf(cmd, sizeof cmd, "! ls '%s' 2>/dev/null | grep -q 'nii\\|tmp'", vis);
     CHECK(test_run(cmd, NULL) == 0, "visualize: no volume or temporary file in %s", vis);
+
+    /* compare: the same stop inside its visualizations; no report written. */
+    char cmpdir[700];
+    snprintf(cmpdir, sizeof cmpdir, "%s/cmp", dir);
+    snprintf(cmd, sizeof cmd,
+             "\"%s\" compare --model \"%s\" --target logit:cube --steps 1000000 --background none --configs none "
+             "--out \"%s\"",
+             test_bin(), m, cmpdir);
+    run_and_term_when(cmd, NULL, out);
+    CHECK(read_rc(out) == 143 && file_contains(out, "interrupted by SIGTERM at step"),
+          "compare: exit 143 naming the step (rc %d; see %s)", read_rc(out), out);
+    snprintf(cmd, sizeof cmd, "test ! -e '%s/results.csv' && ! find '%s' -name '*tmp*' 2>/dev/null | grep -q .",
+             cmpdir, cmpdir);
+    CHECK(test_run(cmd, NULL) == 0, "compare: no report and no temporary file in %s", cmpdir);
 
     /* synth: SIGTERM while subjects are written: exit 143, every subject
      * file complete, no labels.csv (the cohort is not usable half-made). */

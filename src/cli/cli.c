@@ -113,13 +113,17 @@ int cli_parse(const char *command, const char *usage, const char *description, c
     return 0;
 }
 
+/* A run stopped by SIGINT/SIGTERM exits as the shell reports a signal
+ * (128 + signo), so job schedulers and scripts can tell it from a failure;
+ * whatever error the stop surfaced as on its way up (a compare
+ * configuration, a target) it is the signal's doing. */
+static int cli_exit_code(void) { return nfv_interrupted() ? 128 + nfv_interrupted() : 1; }
+
 int cli_fail(const char *command, nfv_status s)
 {
     fprintf(stderr, "neurofv %s: %s\n", command, nfv_error_message());
-    /* An interrupted run exits as the shell reports a signal (128 + signo),
-     * so job schedulers and scripts can tell it from a failure. */
-    if (s == NFV_ERR_INTERRUPTED && nfv_interrupted()) return 128 + nfv_interrupted();
-    return 1;
+    (void)s;
+    return cli_exit_code();
 }
 
 int cli_failf(const char *command, const char *fmt, ...)
@@ -130,7 +134,7 @@ int cli_failf(const char *command, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    return 1;
+    return cli_exit_code();
 }
 
 void cli_progress_start(cli_progress *p, const char *label)
