@@ -1,6 +1,8 @@
 /* Device enumeration and selection; see include/neurofv/context.h. */
 #include "runtime/internal.h"
 
+#include <clblast_c.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,6 +246,11 @@ void nfv_context_free(nfv_context *ctx)
 {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    /* CLBlast (the dense layers) keeps its programs per cl_context in a
+     * global cache that it would otherwise release at process exit, after
+     * the OpenCL runtime's own thread-local state is gone (oclgrind then
+     * writes to freed memory and aborts): release them with the context. */
+    CLBlastClearCache();
     nfv_programs_release(ctx);
     nfv_scratch_release(ctx);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);

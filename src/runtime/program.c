@@ -136,9 +136,10 @@ nfv_status nfv_program_build_source(nfv_context *ctx, const char *label, const c
             cl_int err, status;
             const unsigned char *bins[1] = {bin};
             cl_program prog = clCreateProgramWithBinary(ctx->cl, 1, &ctx->device, &n, bins, &status, &err);
-            free(bin);
-            if (err == CL_SUCCESS && status == CL_SUCCESS &&
-                clBuildProgram(prog, 1, &ctx->device, opts, NULL, NULL) == CL_SUCCESS) {
+            int built = err == CL_SUCCESS && status == CL_SUCCESS &&
+                        clBuildProgram(prog, 1, &ctx->device, opts, NULL, NULL) == CL_SUCCESS;
+            free(bin); /* after the build: a driver may read the binary until then */
+            if (built) {
                 ctx->cache_stats.loaded_from_disk++;
                 *out = prog;
                 return NFV_OK;
