@@ -1,4 +1,4 @@
-/* Host random number generators; see rng.h. */
+/* Host random number generators and the FNV-1a hash; see rng.h. */
 #include "base/rng.h"
 
 #include <math.h>
@@ -9,6 +9,16 @@ uint64_t nfv_splitmix64(uint64_t *state)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
+}
+
+unsigned long long nfv_hash64(const void *data, size_t n, unsigned long long h)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
 }
 
 uint64_t nfv_mix64(uint64_t x) { return nfv_splitmix64(&x); }

@@ -13,6 +13,7 @@
 #ifndef NEUROFV_BASE_RNG_H
 #define NEUROFV_BASE_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Advances *state by the golden-ratio increment and returns its mix. */
@@ -23,6 +24,11 @@ uint64_t nfv_mix64(uint64_t x);
 
 /* Uniform double in [0, 1) from the top 53 bits of the next splitmix64 output. */
 double nfv_uniform01(uint64_t *state);
+
+/* 64-bit FNV-1a of n bytes from seed h: program-cache keys and checksums,
+ * and the visualization's per-target streams. */
+#define NFV_HASH_SEED 1469598103934665603ULL
+unsigned long long nfv_hash64(const void *data, size_t n, unsigned long long h);
 
 /* xoshiro256**. */
 typedef struct nfv_rng { uint64_t s[4]; } nfv_rng;

@@ -403,7 +403,6 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
         s = nfv_fail(NFV_ERR_IO, "%s: short write (%lld of %zu bytes; disk full?)", path, (long long)st.st_size,
                      352 + bytes);
     } else if (s == NFV_OK && gz) {
-        nifti_set_debug_level(0);
         nifti_image *chk = nifti_image_read(tmp, 1);
         if (!chk || !chk->data || chk->nx != v->nx || chk->ny != v->ny || chk->nz != v->nz)
             s = nfv_fail(NFV_ERR_IO, "%s: the written file does not read back (disk full?)", path);

@@ -55,9 +55,6 @@ const char *nfv_embedded_source_find(const char *name);
 
 const char *nfv_error_scope_get(void);
 
-/* 64-bit FNV-1a, used for cache keys and checksums. */
-unsigned long long nfv_hash64(const void *data, size_t n, unsigned long long seed);
-#define NFV_HASH_SEED 1469598103934665603ULL
 
 void nfv_programs_release(nfv_context *ctx);
 

@@ -9,6 +9,7 @@
  *   payload  the binary from CL_PROGRAM_BINARIES
  * A file whose size, hash or clBuildProgram fails is rejected and rebuilt. */
 #include "base/fs.h"
+#include "base/rng.h"
 #include "runtime/internal.h"
 
 #include <errno.h>
@@ -19,16 +20,6 @@
 #include <unistd.h>
 
 static const char CACHE_MAGIC[8] = {'N', 'F', 'V', 'B', 'I', 'N', '0', '1'};
-
-unsigned long long nfv_hash64(const void *data, size_t n, unsigned long long h)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 const char *nfv_embedded_source_find(const char *name)
 {

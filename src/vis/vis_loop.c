@@ -27,16 +27,10 @@ double vis_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static unsigned long long hash_str(const char *s, unsigned long long h)
-{
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 /* The stream of one sample: (seed, target text, start). */
 static uint64_t sample_seed(unsigned long long seed, const char *target, int start)
 {
-    uint64_t h = hash_str(target, 1469598103934665603ULL ^ (seed * 0x9E3779B97F4A7C15ULL));
+    uint64_t h = nfv_hash64(target, strlen(target), NFV_HASH_SEED ^ (seed * 0x9E3779B97F4A7C15ULL));
     h ^= (unsigned long long)(start + 1) * 0xD1B54A32D192ED03ULL;
     nfv_splitmix64(&h);
     return h;
