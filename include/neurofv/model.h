@@ -43,8 +43,28 @@ typedef enum nfv_layer_kind {
     NFV_LAYER_DROPOUT,
     NFV_LAYER_FLATTEN,
     NFV_LAYER_LINEAR,
-    NFV_LAYER_GAP            /* global average pool: (C, D, H, W) -> (C, 1, 1, 1) */
+    NFV_LAYER_GAP,           /* global average pool: (C, D, H, W) -> (C, 1, 1, 1) */
+    /* Graph ops (ONNX import, residual and dense presets). */
+    NFV_LAYER_ADD,           /* sum of its inputs (all the same shape) */
+    NFV_LAYER_CONCAT,        /* inputs joined along the channel axis: (C1 + C2 + ..., D, H, W) or (F1 + F2 + ...) */
+    NFV_LAYER_PAD,           /* constant pad: padding[] before, pad_end[] after each of (d, h, w), value alpha */
+    NFV_LAYER_GMP,           /* global max pool: (C, D, H, W) -> (C, 1, 1, 1) */
+    NFV_LAYER_INSTANCENORM,  /* InstanceNorm3d, affine gamma/beta (C), eps alpha */
+    NFV_LAYER_SIGMOID,
+    NFV_LAYER_SOFTMAX,       /* over the channel axis */
+    NFV_LAYER_LOGSOFTMAX,    /* over the channel axis */
+    NFV_LAYER_IDENTITY,      /* y = x (a view) */
+    NFV_LAYER_RESHAPE,       /* per-sample shape reshape[0..reshape_ndim) (1 or 4 dims), same numel: a view */
+    NFV_LAYER_CONSTANT,      /* no input; output = its tensor "value" (1 or N samples of shape reshape[]), no gradient */
+    NFV_LAYER_KIND_COUNT
 } nfv_layer_kind;
+
+/* Graph limits: inputs of one node, characters of node and parameter names. */
+#define NFV_NODE_MAX_INPUTS 32
+#define NFV_NODE_NAME_MAX 64
+#define NFV_PARAM_NAME_MAX 96
+#define NFV_NODE_MAX_TENSORS 4   /* parameters + buffers of one node (BN: weight, bias, running mean, var) */
+#define NFV_INPUT_NODE (-1)      /* an input index meaning the model's input */
 
 /* What the spec says about one layer (the hyper-parameters, no weights). */
 typedef struct nfv_layer_spec {
@@ -52,7 +72,27 @@ typedef struct nfv_layer_spec {
     int features;            /* Conv3d: output channels; Linear: output features */
     int kernel[3], stride[3], padding[3]; /* Conv3d and pools (d, h, w) */
     int bias;                /* Conv3d / Linear: 1 = has a bias */
-    float alpha;             /* LeakyReLU slope, ELU alpha, Dropout p, BatchNorm eps */
+    float alpha;             /* LeakyReLU slope, ELU alpha, Dropout p, BatchNorm/InstanceNorm eps, Pad value */
+    int dilation[3];         /* Conv3d; 0 means 1 */
+    int groups;              /* Conv3d; 0 means 1 */
+    int pad_end[3];          /* Pad: voxels after each axis (padding[] is before) */
+    int ceil_mode;           /* pools: PyTorch ceil_mode */
+    int exclude_pad;         /* avgpool: count_include_pad=False */
+    int reshape_ndim, reshape[4]; /* Reshape: per-sample output shape */
+
+    /* Graph wiring.  n_inputs = 0: the one input is the previous node's
+     * output (the model input for node 0), i.e. a sequential model.  Else
+     * inputs[] are node indices (earlier nodes) or NFV_INPUT_NODE. */
+    int n_inputs;
+    int inputs[NFV_NODE_MAX_INPUTS];
+    /* Name of the node's output ("" = the default "conv1", "relu3", ...):
+     * what targets and `inspect` call it. */
+    char name[NFV_NODE_NAME_MAX];
+    /* Names of the node's tensors in the model file: parameters then buffers
+     * (Conv/Linear: weight[, bias]; BatchNorm: weight, bias, running_mean,
+     * running_var; InstanceNorm: weight, bias).  "" = "<index>.weight", ...
+     * (the nn.Sequential state_dict names). */
+    char tensor_names[NFV_NODE_MAX_TENSORS][NFV_PARAM_NAME_MAX];
 } nfv_layer_spec;
 
 typedef struct nfv_arch {
@@ -96,7 +136,10 @@ nfv_status nfv_head_parse(const char *s, nfv_head *out);
 typedef struct nfv_layer {
     nfv_layer_spec spec;
     int index;               /* = PyTorch nn.Sequential index */
-    char name[24];           /* "conv1", "bn1", "relu1", "pool1", "dropout1", "flatten", "fc1"/"fc", ... */
+    char name[NFV_NODE_NAME_MAX]; /* "conv1", "bn1", ... or the spec's / ONNX node's name */
+    int n_inputs, inputs[NFV_NODE_MAX_INPUTS]; /* resolved wiring: node indices or NFV_INPUT_NODE */
+    int consumers;           /* nodes reading this output */
+    nfv_tensor dout;         /* graph models: gradient of out for backward (allocated with the batch) */
     int in_ndim, in_shape[4];   /* per sample: (C, D, H, W) or (F) */
     int out_ndim, out_shape[4]; /* per sample: (C, D, H, W) or (F) */
 

@@ -25,12 +25,18 @@ typedef struct nfv_conv3d_params {
     int kernel[3];   /* kd, kh, kw */
     int stride[3];   /* sd, sh, sw */
     int padding[3];  /* pd, ph, pw (zero padding on both sides) */
+    int dilation[3]; /* dd, dh, dw; 0 means 1 (so zero-initialized params are a plain conv) */
+    int groups;      /* G: Ci and Co split into G groups (G = Ci: depthwise); 0 means 1 */
 } nfv_conv3d_params;
 
 /* Output spatial size along one axis: (in + 2*pad - k) / stride + 1 (floor). */
 int nfv_conv_out_size(int in, int kernel, int stride, int pad);
+/* The same with dilation: (in + 2*pad - dil*(k-1) - 1) / stride + 1 (floor); 0 if it does not fit. */
+int nfv_conv_out_size_dilated(int in, int kernel, int stride, int pad, int dilation);
 
-/* y (N, Co, Do, Ho, Wo) = conv(x (N, Ci, D, H, W), w (Co, Ci, kd, kh, kw)) + b (Co) or no bias. */
+/* y (N, Co, Do, Ho, Wo) = conv(x (N, Ci, D, H, W), w (Co, Ci/G, kd, kh, kw)) + b (Co) or no bias.
+ * Dilation or groups > 1 run the general (one output per work-item) kernels;
+ * the fast tiled kernels serve the plain case. */
 nfv_status nfv_conv3d_forward(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                               const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y);
 /* dx (N, Ci, D, H, W) from dy (N, Co, Do, Ho, Wo) and w. */
@@ -52,7 +58,12 @@ nfv_status nfv_conv3d_backward_weights_reference(nfv_context *ctx, const nfv_con
 
 typedef struct nfv_pool3d_params {
     int kernel[3], stride[3], padding[3];
+    int ceil_mode;   /* 1: output size rounds up (PyTorch ceil_mode; a last window must start inside the input or its left padding) */
+    int exclude_pad; /* average pool: 1 = padded zeros do not count in the divisor (count_include_pad=False; ONNX's default) */
 } nfv_pool3d_params;
+
+/* Pooled size along one axis with p's rounding (floor or PyTorch's ceil_mode rule); 0 if the window does not fit. */
+int nfv_pool_out_size(int in, int kernel, int stride, int pad, int ceil_mode);
 
 /* y (N, C, Do, Ho, Wo) = max over each window of x (N, C, D, H, W); padding is
  * -inf as in PyTorch.  argmax (same shape as y) receives, as int32 bit
@@ -70,10 +81,15 @@ nfv_status nfv_avgpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
 /* y (N, C) = mean over D, H, W of x (N, C, D, H, W); backward spreads dy/(D*H*W). */
 nfv_status nfv_global_avgpool_forward(nfv_context *ctx, const nfv_tensor *x, nfv_tensor *y);
 nfv_status nfv_global_avgpool_backward(nfv_context *ctx, const nfv_tensor *dy, nfv_tensor *dx);
+/* y (N, C) = max over D, H, W of x (N, C, D, H, W) (y may also be shaped (N, C, 1, 1, 1));
+ * argmax (N, C) receives the flat index d*H*W + h*W + w of the winner (first on ties) as int32 bits.
+ * Backward: dx = 0 except dx[argmax] = dy. */
+nfv_status nfv_global_maxpool_forward(nfv_context *ctx, const nfv_tensor *x, nfv_tensor *y, nfv_tensor *argmax);
+nfv_status nfv_global_maxpool_backward(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *argmax, nfv_tensor *dx);
 
 /* ---- Activations (cl/activation.cl, src/activation.c) ------------------ */
 
-typedef enum nfv_activation { NFV_RELU, NFV_LEAKY_RELU, NFV_ELU } nfv_activation;
+typedef enum nfv_activation { NFV_RELU, NFV_LEAKY_RELU, NFV_ELU, NFV_SIGMOID } nfv_activation;
 
 /* y = f(x), any shape; alpha is LeakyReLU's negative slope or ELU's alpha.
  * y may be x (in place). */
@@ -105,6 +121,45 @@ nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x,
 /* Eval-mode backward to the input only (visualization): dx = dy * gamma / sqrt(running_var + eps). */
 nfv_status nfv_batchnorm3d_backward_eval(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *gamma,
                                          const nfv_tensor *running_var, float eps, nfv_tensor *dx);
+
+/* ---- InstanceNorm3d (cl/norm.cl, src/layers/instancenorm.c) ------------ */
+
+/* y = gamma[c] * (x - mean[n,c]) * invstd[n,c] + beta[c] with the mean and
+ * biased variance of each (n, c) volume of x (N, C, D, H, W), in training and
+ * eval alike (PyTorch's InstanceNorm3d with track_running_stats=False, ONNX
+ * InstanceNormalization).  gamma/beta (C) may be NULL (no affine: 1 and 0).
+ * save_mean and save_invstd (N, C) keep what backward needs. */
+nfv_status nfv_instancenorm3d_forward(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                      const nfv_tensor *beta, float eps, nfv_tensor *y, nfv_tensor *save_mean,
+                                      nfv_tensor *save_invstd);
+/* dx (may be NULL), dgamma and dbeta (C, may be NULL) from x, dy and the saved statistics. */
+nfv_status nfv_instancenorm3d_backward(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                       const nfv_tensor *gamma, const nfv_tensor *save_mean,
+                                       const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
+                                       nfv_tensor *dbeta);
+
+/* ---- Graph ops: Add, Concat, Pad, Softmax (cl/graph.cl, src/layers/graph_ops.c) */
+
+/* y = a + b (same numel; y may be a or b). */
+nfv_status nfv_add_forward(nfv_context *ctx, const nfv_tensor *a, const nfv_tensor *b, nfv_tensor *y);
+/* Concat along channels: x (N, Ci, S...) is written into channels
+ * [c_offset, c_offset + Ci) of y (N, Ct, S...) (same N and S; S may be empty
+ * for (N, F) tensors).  Backward: dx (N, Ci, S...) = that channel slice of dy. */
+nfv_status nfv_concat_channels_forward(nfv_context *ctx, const nfv_tensor *x, int c_offset, nfv_tensor *y);
+nfv_status nfv_concat_channels_backward(nfv_context *ctx, const nfv_tensor *dy, int c_offset, nfv_tensor *dx);
+/* Constant pad of x (N, C, D, H, W) to y (N, C, D+b0+e0, H+b1+e1, W+b2+e2):
+ * begin[a] / end[a] >= 0 voxels before / after axis a (d, h, w) filled with value.
+ * Backward: dx = the matching crop of dy. */
+nfv_status nfv_pad3d_forward(nfv_context *ctx, const int begin[3], const int end[3], float value, const nfv_tensor *x,
+                             nfv_tensor *y);
+nfv_status nfv_pad3d_backward(nfv_context *ctx, const int begin[3], const int end[3], const nfv_tensor *dy,
+                              nfv_tensor *dx);
+/* Softmax (log_softmax != 0: LogSoftmax) over the channel axis of x (N, C, S...)
+ * (S may be empty: (N, C)), numerically stable (max subtracted).  Backward from
+ * the forward's output y: softmax dx = y * (dy - sum_c dy*y); log dx = dy - exp(y) * sum_c dy. */
+nfv_status nfv_softmax_forward(nfv_context *ctx, int log_softmax, const nfv_tensor *x, nfv_tensor *y);
+nfv_status nfv_softmax_backward(nfv_context *ctx, int log_softmax, const nfv_tensor *y, const nfv_tensor *dy,
+                                nfv_tensor *dx);
 
 /* ---- Dropout (cl/activation.cl, src/dropout.c) ------------------------- */
 
