@@ -208,6 +208,16 @@ void nfv_model_free(nfv_model *m);
  * metadata to w; build a model from an already validated file (tensors it does
  * not know are an error unless their name starts with ignore_prefix). */
 nfv_status nfv_model_to_writer(const nfv_model *m, nfv_st_writer *w);
+
+/* A model from an ONNX graph read by nfv_onnx_read (neurofv/onnx.h): the
+ * graph's nodes, its initializers as parameters under their ONNX names.
+ * Metadata defaults as nfv_model_create_from_spec (head from the outputs:
+ * 1 -> binary, else softmax); set them after. */
+struct nfv_onnx_graph;
+nfv_status nfv_model_from_onnx(nfv_context *ctx, const struct nfv_onnx_graph *g, nfv_model **out);
+/* nfv_model_load for a .safetensors file, or read + nfv_model_from_onnx for
+ * a path ending in ".onnx" (so every --model takes either). */
+nfv_status nfv_model_open(nfv_context *ctx, const char *path, nfv_model **out);
 nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const char *ignore_prefix, nfv_model **out);
 
 /* Layer index by name ("conv3"), by index ("7"), or "logits"/"output" for the
