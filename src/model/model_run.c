@@ -80,12 +80,14 @@ static nfv_tensor shaped(cl_mem buf, int ndim, const int *shape)
 
 static void conv_params(const nfv_layer_spec *s, nfv_conv3d_params *p)
 {
+    memset(p, 0, sizeof *p); /* dilation and groups 0: a plain conv */
     memcpy(p->kernel, s->kernel, sizeof p->kernel);
     memcpy(p->stride, s->stride, sizeof p->stride);
     memcpy(p->padding, s->padding, sizeof p->padding);
 }
 static void pool_params(const nfv_layer_spec *s, nfv_pool3d_params *p)
 {
+    memset(p, 0, sizeof *p); /* ceil_mode and exclude_pad 0: floor, padding counts */
     memcpy(p->kernel, s->kernel, sizeof p->kernel);
     memcpy(p->stride, s->stride, sizeof p->stride);
     memcpy(p->padding, s->padding, sizeof p->padding);
