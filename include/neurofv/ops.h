@@ -46,7 +46,8 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
 nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                                        const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
- * ones are tested against, never used by the program. */
+ * ones are tested against, never used by the program (with dilation or
+ * groups > 1 they run the general kernels, as the functions above). */
 nfv_status nfv_conv3d_forward_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                                         const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y);
 nfv_status nfv_conv3d_backward_input_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
