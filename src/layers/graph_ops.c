@@ -1,6 +1,5 @@
 /* Graph ops: Add, channel Concat, constant Pad, Softmax / LogSoftmax over
  * channels, forward and backward; kernels in cl/graph.cl. */
-#include <math.h>
 #include <stdio.h>
 
 #include "neurofv/ops.h"
@@ -179,7 +178,6 @@ nfv_status nfv_pad3d_forward(nfv_context *ctx, const int begin[3], const int end
     static const char *op = "pad3d forward";
     if (!ctx) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL context", op);
     NFV_TRY(check_pad(op, begin, end, "x", x, "y", y));
-    if (isnan(value)) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: pad value is NaN", op);
     cl_kernel k;
     size_t vec;
     NFV_TRY(graph_kernel(ctx, "graph_pad3d", &k, &vec));
