@@ -225,6 +225,15 @@ nfv_status nfv_model_from_onnx(nfv_context *ctx, const struct nfv_onnx_graph *g,
 nfv_status nfv_model_open(nfv_context *ctx, const char *path, nfv_model **out);
 nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const char *ignore_prefix, nfv_model **out);
 
+/* Metadata setters for imported models: the default centred RAS grid at
+ * m->voxel_mm; class names (count of them; NULL or a NULL entry: "0", "1",
+ * ...) replacing the current ones. */
+void nfv_model_default_grid(nfv_model *m);
+nfv_status nfv_model_replace_classes(nfv_model *m, int count, const char *const *names);
+/* One eval-mode forward of a zero input (batch 1): a model that loads but
+ * cannot run is refused before it is saved or used. */
+nfv_status nfv_model_check_runs(nfv_model *m, nfv_context *ctx);
+
 /* Layer index by name ("conv3"), by index ("7"), or "logits"/"output" for the
  * last layer; -1 with an error message naming the available layers if absent. */
 int nfv_model_find_layer(const nfv_model *m, const char *name);

@@ -210,7 +210,7 @@ int cmd_inspect(int argc, char **argv)
     nfv_status s = nfv_context_create(device, &ctx);
     if (s) return cli_fail("inspect", s);
     if (npos) {
-        s = nfv_model_load(ctx, pos[0], &m);
+        s = nfv_model_open(ctx, pos[0], &m);
     } else {
         s = nfv_model_create_from_spec(ctx, arch, in, classes == 1 ? 2 : classes, NULL,
                                        classes == 1 ? NFV_HEAD_BINARY : NFV_HEAD_SOFTMAX, seed, &m);

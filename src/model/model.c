@@ -481,6 +481,30 @@ nfv_status nfv_model_create_from_spec(nfv_context *ctx, const char *spec, const 
     return NFV_OK;
 }
 
+void nfv_model_default_grid(nfv_model *m) { nfv_model_default_affine(m); }
+
+nfv_status nfv_model_replace_classes(nfv_model *m, int count, const char *const *names)
+{
+    for (int i = 0; i < m->class_count; i++) free(m->class_names[i]);
+    free(m->class_names);
+    m->class_names = NULL;
+    m->class_count = 0;
+    return nfv_model_set_classes(m, count, names);
+}
+
+nfv_status nfv_model_check_runs(nfv_model *m, nfv_context *ctx)
+{
+    int sh[5] = {1, m->input_shape[0], m->input_shape[1], m->input_shape[2], m->input_shape[3]};
+    nfv_tensor x;
+    NFV_TRY(nfv_tensor_create(ctx, &x, 5, sh));
+    nfv_status s = nfv_tensor_fill(ctx, &x, 0.0f);
+    if (!s) s = nfv_model_forward(m, ctx, &x, -1, 0);
+    if (!s) s = nfv_finish(ctx);
+    nfv_model_free_runtime(m);
+    nfv_tensor_free(&x);
+    return s;
+}
+
 /* ---- names ---------------------------------------------------------------- */
 
 const char *nfv_layer_tensor_name(const nfv_layer *l, int t, char *buf, size_t cap)
