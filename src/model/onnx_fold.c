@@ -1,6 +1,6 @@
 /* The host constant folder of the ONNX reader (see onnx_read.c): Constant
  * nodes, and Shape / Gather / Unsqueeze / Squeeze / Concat / Cast / Slice /
- * Reshape / Identity on constants or on the statically known shapes of graph
+ * Transpose (constants only) / Reshape / Identity on constants or on the statically known shapes of graph
  * tensors (torch's x.view(x.size(0), -1) idiom), evaluated here so they
  * produce no node.  A symbolic batch size travels as OX_BATCH_DIM. */
 #include "model/onnx_internal.h"
@@ -309,6 +309,34 @@ nfv_status ox_fold_concat(ox_ctx *c, int axis)
         for (long long o = 0; o < outer; o++)
             for (long long e = 0; e < len; e++) copy_elem(&y->c, (size_t)(o * total * inner + off + e), &v->c, (size_t)(o * len + e));
         off += len;
+    }
+    return NFV_OK;
+}
+
+nfv_status ox_op_transpose(ox_ctx *c)
+{
+    NFV_TRY(ox_check_attrs(c, "perm"));
+    ox_value *x, *y;
+    NFV_TRY(const_input(c, 0, &x));
+    long long perm[OX_MAX_RANK], shape[OX_MAX_RANK], st[OX_MAX_RANK];
+    int n, r = x->c.ndim, seen[OX_MAX_RANK] = {0};
+    NFV_TRY(ox_attr_ints(c, "perm", perm, OX_MAX_RANK, &n));
+    if (n < 0)
+        for (int d = 0; d < r; d++) perm[d] = r - 1 - d;
+    else if (n != r)
+        return ox_fail(c, NFV_ERR_FORMAT, "perm has %d values for rank %d", n, r);
+    for (int d = 0; d < r; d++) {
+        if (perm[d] < 0 || perm[d] >= r || seen[perm[d]]++) return ox_fail(c, NFV_ERR_FORMAT, "perm is not a permutation");
+        shape[d] = x->c.shape[perm[d]];
+    }
+    for (int d = r - 1, s = 1; d >= 0; d--) st[d] = s, s *= (int)x->c.shape[d];
+    NFV_TRY(new_out(c, x->c.dtype, r, shape, &y));
+    long long cnt[OX_MAX_RANK] = {0};
+    for (size_t j = 0; y && j < y->c.numel; j++) {
+        long long src = 0;
+        for (int d = 0; d < r; d++) src += cnt[d] * st[perm[d]];
+        copy_elem(&y->c, j, &x->c, (size_t)src);
+        for (int d = r - 1; d >= 0 && ++cnt[d] == shape[d]; d--) cnt[d] = 0;
     }
     return NFV_OK;
 }

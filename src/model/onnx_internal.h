@@ -141,7 +141,7 @@ nfv_status ox_op_dropout(ox_ctx *c);
 nfv_status ox_emit_reshape(ox_ctx *c, const ox_value *x, int rank, const long long *dims, ox_value *y);
 
 /* ---- onnx_fold.c: Constant, Shape, Gather, Unsqueeze, Squeeze, Cast,
- * Slice, and Concat / Reshape / Identity of constants ---- */
+ * Slice, Transpose, and Concat / Reshape / Identity of constants ---- */
 nfv_status ox_op_constant(ox_ctx *c);
 nfv_status ox_op_shape(ox_ctx *c);
 nfv_status ox_op_gather(ox_ctx *c);
@@ -149,6 +149,7 @@ nfv_status ox_op_unsqueeze(ox_ctx *c);
 nfv_status ox_op_squeeze(ox_ctx *c);
 nfv_status ox_op_cast(ox_ctx *c);
 nfv_status ox_op_slice(ox_ctx *c);
+nfv_status ox_op_transpose(ox_ctx *c);
 nfv_status ox_fold_concat(ox_ctx *c, int axis);
 /* Reshape of a constant to the target shape (already resolved). */
 nfv_status ox_fold_reshape(ox_ctx *c, const ox_value *x, int rank, const long long *dims, ox_value *y);

@@ -372,6 +372,7 @@ static const struct { const char *name; ox_op_fn fn; } OPS[] = {
     {"Slice", ox_op_slice},
     {"Softmax", op_softmax},
     {"Squeeze", ox_op_squeeze},
+    {"Transpose", ox_op_transpose},
     {"Unsqueeze", ox_op_unsqueeze},
 };
 #define NOPS ((int)(sizeof OPS / sizeof OPS[0]))

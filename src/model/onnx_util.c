@@ -104,9 +104,9 @@ nfv_status ox_tensor_to_const(ox_ctx *c, const Onnx__TensorProto *t, const char 
         }
         memcpy(dst, t->raw_data.data, n * es); /* little-endian, as the host */
     } else if (dt == OX_F32 && t->n_float_data == n) {
-        memcpy(dst, t->float_data, n * es);
+        if (n) memcpy(dst, t->float_data, n * es);
     } else if (dt == OX_I64 && t->n_int64_data == n) {
-        memcpy(dst, t->int64_data, n * es);
+        if (n) memcpy(dst, t->int64_data, n * es);
     } else {
         size_t have = dt == OX_F32 ? t->n_float_data : t->n_int64_data;
         ox_const_free(out);
