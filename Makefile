@@ -8,7 +8,7 @@ CC      ?= cc
 OPT     ?= -O2
 BUILD   ?= build
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD) -I/usr/include/nifti $(EXTRA_CFLAGS)
-LDLIBS  += -lclblast -lOpenCL -lnifti2 -lznz -lcjson -lz -lm
+LDLIBS  += -lclblast -lOpenCL -lnifti2 -lznz -lcjson -lprotobuf-c -lz -lm
 LDFLAGS += $(EXTRA_LDFLAGS)
 PYTHON  ?= /usr/bin/python3
 
@@ -23,7 +23,17 @@ LIB_SRC  := $(foreach l,$(LAYERS),$(sort $(wildcard src/$(l)/*.c)))
 HEADERS  := $(wildcard include/neurofv/*.h) $(wildcard src/*/*.h)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 
-LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/cl_sources.o
+# ONNX reading (src/model/onnx_*.c) uses C generated at build time by protoc-c
+# (Debian protobuf-c-compiler) from Debian libonnx-dev's onnx.proto, which is
+# proto2, `package onnx` (so the types are Onnx__ModelProto, ...) and needs no
+# other .proto: $(BUILD)/gen/onnx.pb-c.{c,h}, compiled into the library and
+# linked with -lprotobuf-c.  Nothing of the format is parsed by hand.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+PROTOC_C   ?= protoc-c
+ONNX_GEN_C := $(BUILD)/gen/onnx.pb-c.c
+ONNX_GEN_H := $(BUILD)/gen/onnx.pb-c.h
+
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/cl_sources.o $(BUILD)/obj/gen/onnx.pb-c.o
 CLI_OBJ  := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
 LIB      := $(BUILD)/libneurofv.a
@@ -49,6 +59,17 @@ $(BUILD)/test_list.h: $(TEST_SRC) | $(BUILD)
 
 $(BUILD):
 	mkdir -p $(BUILD)/obj/tests
+
+# One protoc-c run writes both files; the header is a by-product of the .c.
+$(ONNX_GEN_C): $(ONNX_PROTO) | $(BUILD)
+	@mkdir -p $(BUILD)/gen
+	$(PROTOC_C) -I$(dir $(ONNX_PROTO)) --c_out=$(BUILD)/gen $(ONNX_PROTO)
+$(ONNX_GEN_H): $(ONNX_GEN_C) ;
+$(BUILD)/obj/gen/onnx.pb-c.o: $(ONNX_GEN_C) $(ONNX_GEN_H)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(OPT) -g -I$(BUILD)/gen $(EXTRA_CFLAGS) -c $< -o $@
+# Every file that includes gen/onnx.pb-c.h waits for it.
+$(filter $(BUILD)/obj/model/onnx%.o,$(LIB_OBJ)) $(filter $(BUILD)/obj/tests/test_onnx%.o,$(TEST_OBJ)): $(ONNX_GEN_H)
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)
 	@mkdir -p $(@D)

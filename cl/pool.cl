@@ -10,7 +10,13 @@
  * from every window that contains it: deterministic, no atomics.
  * POOL_KIND selects which kernels a variant compiles (a cold PoCL build
  * costs seconds per kernel): 1 max pooling, 2 average pooling, 0 the
- * geometry-free global average pooling. */
+ * geometry-free global average and max pooling.
+ *
+ * ceil_mode needs no define: the host passes the larger OD/OH/OW, and every
+ * window is clipped to the input (max) or divided as below (average).
+ * EXCLUDE_PAD (average pooling) 1: the divisor counts only real voxels
+ * (count_include_pad=False); 0: the window clipped to the padded input,
+ * (min(start + K, IN + P) - start) per axis, as PyTorch (K in floor mode). */
 
 /* No default VEC: the host's -DVEC enables the vectorized stride-2 max
  * pooling kernels at the end of the file. */
@@ -63,6 +69,9 @@
 #endif
 #ifndef OW
 #define OW 1
+#endif
+#ifndef EXCLUDE_PAD
+#define EXCLUDE_PAD 0
 #endif
 
 /* Most windows along one axis that can contain one input position. */
@@ -157,8 +166,20 @@ __kernel void maxpool3d_backward(__global const float *dy, __global const int *a
 #endif /* POOL_KIND == 1 */
 
 #if POOL_KIND == 2
-/* Average pooling with count_include_pad: the divisor is always KD*KH*KW
- * (floor-mode windows never reach past the padding). */
+/* Reciprocal of the divisor of the window starting at (d0, h0, w0) (input
+ * coordinates, negative in the left padding): the real voxels it covers
+ * with EXCLUDE_PAD, else its extent clipped to the padded input (KD*KH*KW
+ * unless a ceil_mode window hangs past the right padding). */
+inline float avg_scale(const int d0, const int h0, const int w0)
+{
+#if EXCLUDE_PAD
+    const int n = (min(d0 + KD, D) - max(d0, 0)) * (min(h0 + KH, H) - max(h0, 0)) * (min(w0 + KW, W) - max(w0, 0));
+#else
+    const int n = (min(d0 + KD, D + PD) - d0) * (min(h0 + KH, H + PH) - h0) * (min(w0 + KW, W + PW) - w0);
+#endif
+    return 1.0f / (float)n;
+}
+
 __kernel void avgpool3d_forward(__global const float *x, __global float *y)
 {
     const int ow = get_global_id(0), oh = get_global_id(1), z = get_global_id(2);
@@ -179,7 +200,7 @@ __kernel void avgpool3d_forward(__global const float *x, __global float *y)
             }
         }
     }
-    y[((size_t)z * OH + oh) * OW + ow] = acc * (1.0f / (KD * KH * KW));
+    y[((size_t)z * OH + oh) * OW + ow] = acc * avg_scale(d0, h0, w0);
 }
 
 __kernel void avgpool3d_backward(__global const float *dy, __global float *dx)
@@ -197,11 +218,11 @@ __kernel void avgpool3d_backward(__global const float *dy, __global float *dx)
             for (int jw = 0; jw < CW; jw++) {
                 const int ow = (w + PW) / SW - jw;
                 if (ow < 0 || ow >= OW || w + PW - ow * SW >= KW) continue;
-                acc += dyp[(od * OH + oh) * OW + ow];
+                acc += dyp[(od * OH + oh) * OW + ow] * avg_scale(od * SD - PD, oh * SH - PH, ow * SW - PW);
             }
         }
     }
-    dx[((size_t)z * H + h) * W + w] = acc * (1.0f / (KD * KH * KW));
+    dx[((size_t)z * H + h) * W + w] = acc;
 }
 
 #endif /* POOL_KIND == 2 */
@@ -231,6 +252,54 @@ __kernel void global_avgpool_backward(__global const float *dy, __global float *
 {
     const size_t i = get_global_id(0), plane = get_global_id(1);
     dx[plane * n + i] = dy[plane] / (float)n;
+}
+
+/* Whether (v, i) beats the best so far (bv, bi): larger wins, equal values
+ * the smaller index (the first in the plane, whatever the reduction order);
+ * NaN beats every number, as in max pooling. */
+inline int gmp_better(const float v, const int i, const float bv, const int bi)
+{
+    if (isnan(v) || isnan(bv)) return isnan(v) && (!isnan(bv) || i < bi);
+    return v > bv || (v == bv && i < bi);
+}
+
+/* y (N*C) = max of each plane of x (planes of n floats), argmax its flat
+ * index in the plane (int32 bits; written when with_idx).  One work-group
+ * per plane as global_avgpool_forward, (value, index) pairs in local memory. */
+__kernel void global_maxpool_forward(__global const float *x, __global float *y, __global int *argmax, const uint n,
+                                     const int with_idx, __local float *sv, __local int *si)
+{
+    const size_t plane = get_group_id(0);
+    const uint lid = get_local_id(0), lsize = get_local_size(0);
+    __global const float *xp = x + plane * (size_t)n;
+    float best = -INFINITY;
+    int bi = INT_MAX; /* any element beats the empty start, -inf included */
+    for (uint i = lid; i < n; i += lsize) {
+        const float v = xp[i];
+        if (gmp_better(v, (int)i, best, bi)) best = v, bi = (int)i;
+    }
+    sv[lid] = best;
+    si[lid] = bi;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = lsize / 2; s > 0; s /= 2) {
+        if (lid < s && gmp_better(sv[lid + s], si[lid + s], sv[lid], si[lid])) {
+            sv[lid] = sv[lid + s];
+            si[lid] = si[lid + s];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        y[plane] = sv[0];
+        if (with_idx) argmax[plane] = si[0];
+    }
+}
+
+/* dx[plane, i] = dy[plane] where i is the plane's argmax, else 0; grid (n, planes). */
+__kernel void global_maxpool_backward(__global const float *dy, __global const int *argmax, __global float *dx,
+                                      const uint n)
+{
+    const size_t i = get_global_id(0), plane = get_global_id(1);
+    dx[plane * n + i] = argmax[plane] == (int)i ? dy[plane] : 0.0f;
 }
 
 #endif /* POOL_KIND == 0 */

@@ -6,13 +6,22 @@
 
 int ref_pool_out(int in, int k, int s, int p) { return in + 2 * p < k ? 0 : (in + 2 * p - k) / s + 1; }
 
+int ref_pool_out_mode(int in, int k, int s, int p, int ceil_mode)
+{
+    if (!ceil_mode) return ref_pool_out(in, k, s, p);
+    if (in + 2 * p < k) return 0;
+    int out = (int)ceil((double)(in + 2 * p - k) / s) + 1;
+    if ((out - 1) * s >= in + p) out--;
+    return out;
+}
+
 /* First maximum wins ties, as PyTorch's CPU kernel. */
 void ref_maxpool3d(const nfv_pool3d_params *p, const double *x, int n, int c, int d, int h, int w, double *y,
                    int *argmax)
 {
-    int od = ref_pool_out(d, p->kernel[0], p->stride[0], p->padding[0]);
-    int oh = ref_pool_out(h, p->kernel[1], p->stride[1], p->padding[1]);
-    int ow = ref_pool_out(w, p->kernel[2], p->stride[2], p->padding[2]);
+    int od = ref_pool_out_mode(d, p->kernel[0], p->stride[0], p->padding[0], p->ceil_mode);
+    int oh = ref_pool_out_mode(h, p->kernel[1], p->stride[1], p->padding[1], p->ceil_mode);
+    int ow = ref_pool_out_mode(w, p->kernel[2], p->stride[2], p->padding[2], p->ceil_mode);
     for (int pl = 0; pl < n * c; pl++) {
         const double *xp = x + (size_t)pl * d * h * w;
         for (int a = 0; a < od; a++)
@@ -42,16 +51,22 @@ void ref_maxpool3d(const nfv_pool3d_params *p, const double *x, int n, int c, in
 
 void ref_avgpool3d(const nfv_pool3d_params *p, const double *x, int n, int c, int d, int h, int w, double *y)
 {
-    int od = ref_pool_out(d, p->kernel[0], p->stride[0], p->padding[0]);
-    int oh = ref_pool_out(h, p->kernel[1], p->stride[1], p->padding[1]);
-    int ow = ref_pool_out(w, p->kernel[2], p->stride[2], p->padding[2]);
-    double div = (double)p->kernel[0] * p->kernel[1] * p->kernel[2];
+    int od = ref_pool_out_mode(d, p->kernel[0], p->stride[0], p->padding[0], p->ceil_mode);
+    int oh = ref_pool_out_mode(h, p->kernel[1], p->stride[1], p->padding[1], p->ceil_mode);
+    int ow = ref_pool_out_mode(w, p->kernel[2], p->stride[2], p->padding[2], p->ceil_mode);
     for (int pl = 0; pl < n * c; pl++) {
         const double *xp = x + (size_t)pl * d * h * w;
         for (int a = 0; a < od; a++)
             for (int b = 0; b < oh; b++)
                 for (int e = 0; e < ow; e++) {
                     double acc = 0.0;
+                    int real = 0, st[3] = {a, b, e}, clipped = 1;
+                    /* Window extent clipped to the padded input, per axis. */
+                    for (int ax = 0; ax < 3; ax++) {
+                        int start = st[ax] * p->stride[ax] - p->padding[ax];
+                        int end = start + p->kernel[ax], lim = (ax == 0 ? d : ax == 1 ? h : w) + p->padding[ax];
+                        clipped *= (end < lim ? end : lim) - start;
+                    }
                     for (int kd = 0; kd < p->kernel[0]; kd++)
                         for (int kh = 0; kh < p->kernel[1]; kh++)
                             for (int kw = 0; kw < p->kernel[2]; kw++) {
@@ -60,8 +75,9 @@ void ref_avgpool3d(const nfv_pool3d_params *p, const double *x, int n, int c, in
                                 int zw = e * p->stride[2] - p->padding[2] + kw;
                                 if (zd < 0 || zd >= d || zh < 0 || zh >= h || zw < 0 || zw >= w) continue;
                                 acc += xp[(zd * h + zh) * w + zw];
+                                real++;
                             }
-                    y[(((size_t)pl * od + a) * oh + b) * ow + e] = acc / div;
+                    y[(((size_t)pl * od + a) * oh + b) * ow + e] = acc / (p->exclude_pad ? real : clipped);
                 }
     }
 }
@@ -75,24 +91,43 @@ void ref_global_avgpool(const double *x, int planes, size_t size, double *y)
     }
 }
 
+void ref_global_maxpool(const double *x, int planes, size_t size, double *y, int *argmax)
+{
+    for (int pl = 0; pl < planes; pl++) {
+        const double *xp = x + (size_t)pl * size;
+        size_t bi = 0;
+        for (size_t i = 1; i < size; i++)
+            if (xp[i] > xp[bi]) bi = i;
+        y[pl] = xp[bi];
+        if (argmax) argmax[pl] = (int)bi;
+    }
+}
+
 static double act(nfv_activation kind, double alpha, double v)
 {
+    if (kind == NFV_SIGMOID) return v >= 0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
     if (v > 0) return v;
     switch (kind) {
     case NFV_RELU: return 0.0;
     case NFV_LEAKY_RELU: return alpha * v;
     case NFV_ELU: return alpha * expm1(v);
+    case NFV_SIGMOID: break;
     }
     return NAN;
 }
 
 static double act_grad(nfv_activation kind, double alpha, double v)
 {
+    if (kind == NFV_SIGMOID) {
+        double e = exp(-fabs(v));
+        return e / ((1.0 + e) * (1.0 + e));
+    }
     if (v > 0) return 1.0;
     switch (kind) {
     case NFV_RELU: return 0.0;
     case NFV_LEAKY_RELU: return alpha;
     case NFV_ELU: return alpha * exp(v);
+    case NFV_SIGMOID: break;
     }
     return NAN;
 }

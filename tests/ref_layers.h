@@ -10,15 +10,23 @@
 
 /* Output size along one axis, floor mode. */
 int ref_pool_out(int in, int k, int s, int p);
+/* The same with PyTorch's ceil_mode when ceil != 0: ceil((in + 2p - k) / s) + 1,
+ * less one when the last window would start at or past in + p. */
+int ref_pool_out_mode(int in, int k, int s, int p, int ceil);
 
-/* y (N, C, Do, Ho, Wo) = window max of x; argmax (may be NULL) the flat
- * index d*H*W + h*W + w of the first maximum inside its plane. */
+/* y (N, C, Do, Ho, Wo) = window max of x (output size with p->ceil_mode,
+ * windows clipped to the input); argmax (may be NULL) the flat index
+ * d*H*W + h*W + w of the first maximum inside its plane. */
 void ref_maxpool3d(const nfv_pool3d_params *p, const double *x, int n, int c, int d, int h, int w, double *y,
                    int *argmax);
-/* Average with count_include_pad (divisor kd*kh*kw). */
+/* Average (output size with p->ceil_mode) divided as PyTorch's avg_pool3d:
+ * by the window clipped to the padded input (count_include_pad, kd*kh*kw
+ * in floor mode), or with p->exclude_pad by the real voxels it covers. */
 void ref_avgpool3d(const nfv_pool3d_params *p, const double *x, int n, int c, int d, int h, int w, double *y);
 /* y (planes) = mean of each plane of `size` values. */
 void ref_global_avgpool(const double *x, int planes, size_t size, double *y);
+/* y (planes) = max of each plane, argmax (may be NULL) the first index of it. */
+void ref_global_maxpool(const double *x, int planes, size_t size, double *y, int *argmax);
 
 /* y = f(x) and dx = dy * f'(x), n elements. */
 void ref_activation(nfv_activation kind, double alpha, const double *x, double *y, size_t n);

@@ -2,6 +2,7 @@
 #include "ref_model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,65 +45,155 @@ static void conv(const nfv_layer *l, const double *w, const double *b, const dou
     int ci = l->in_shape[0], D = l->in_shape[1], H = l->in_shape[2], W = l->in_shape[3];
     int co = l->out_shape[0], Do = l->out_shape[1], Ho = l->out_shape[2], Wo = l->out_shape[3];
     const int *k = l->spec.kernel, *s = l->spec.stride, *p = l->spec.padding;
+    int G = l->spec.groups > 1 ? l->spec.groups : 1, cig = ci / G, cog = co / G;
+    int dl[3];
+    for (int a = 0; a < 3; a++) dl[a] = l->spec.dilation[a] > 1 ? l->spec.dilation[a] : 1;
     for (int s0 = 0; s0 < n; s0++)
         for (int o = 0; o < co; o++)
             for (int z = 0; z < Do; z++)
                 for (int yy = 0; yy < Ho; yy++)
                     for (int xx = 0; xx < Wo; xx++) {
                         double acc = b ? b[o] : 0;
-                        for (int c = 0; c < ci; c++)
+                        for (int cg = 0; cg < cig; cg++) {
+                            int c = (o / cog) * cig + cg;
                             for (int a = 0; a < k[0]; a++)
                                 for (int bb = 0; bb < k[1]; bb++)
                                     for (int cc = 0; cc < k[2]; cc++) {
-                                        int iz = z * s[0] - p[0] + a, iy = yy * s[1] - p[1] + bb,
-                                            ix = xx * s[2] - p[2] + cc;
+                                        int iz = z * s[0] - p[0] + a * dl[0], iy = yy * s[1] - p[1] + bb * dl[1],
+                                            ix = xx * s[2] - p[2] + cc * dl[2];
                                         if (iz < 0 || iy < 0 || ix < 0 || iz >= D || iy >= H || ix >= W) continue;
-                                        acc += w[(((size_t)o * ci + c) * k[0] + a) * k[1] * k[2] + bb * k[2] + cc] *
+                                        acc += w[(((size_t)o * cig + cg) * k[0] + a) * k[1] * k[2] + bb * k[2] + cc] *
                                                x[(((size_t)s0 * ci + c) * D + iz) * H * W + (size_t)iy * W + ix];
                                     }
+                        }
                         y[(((size_t)s0 * co + o) * Do + z) * Ho * Wo + (size_t)yy * Wo + xx] = acc;
                     }
 }
 
+/* PyTorch's pooling windows: start = o*s - p, end = min(start + k, in + p)
+ * (the divisor with count_include_pad), then clipped to the input (the
+ * divisor without it; ONNX count_include_pad=0). */
 static void pool(const nfv_layer *l, int is_max, const double *x, int n, double *y)
 {
-    int C = l->in_shape[0], D = l->in_shape[1], H = l->in_shape[2], W = l->in_shape[3];
-    int Do = l->out_shape[1], Ho = l->out_shape[2], Wo = l->out_shape[3];
+    int C = l->in_shape[0], in[3] = {l->in_shape[1], l->in_shape[2], l->in_shape[3]};
+    int out[3] = {l->out_shape[1], l->out_shape[2], l->out_shape[3]};
     const int *k = l->spec.kernel, *s = l->spec.stride, *p = l->spec.padding;
     for (int sc = 0; sc < n * C; sc++)
-        for (int z = 0; z < Do; z++)
-            for (int yy = 0; yy < Ho; yy++)
-                for (int xx = 0; xx < Wo; xx++) {
+        for (int z = 0; z < out[0]; z++)
+            for (int yy = 0; yy < out[1]; yy++)
+                for (int xx = 0; xx < out[2]; xx++) {
+                    int o[3] = {z, yy, xx}, lo[3], hi[3];
+                    double padded = 1, real = 1;
+                    for (int a = 0; a < 3; a++) {
+                        int start = o[a] * s[a] - p[a], end = start + k[a];
+                        if (end > in[a] + p[a]) end = in[a] + p[a];
+                        padded *= end - start;
+                        lo[a] = start < 0 ? 0 : start;
+                        hi[a] = end > in[a] ? in[a] : end;
+                        real *= hi[a] - lo[a];
+                    }
                     double acc = is_max ? -INFINITY : 0;
-                    for (int a = 0; a < k[0]; a++)
-                        for (int b = 0; b < k[1]; b++)
-                            for (int c = 0; c < k[2]; c++) {
-                                int iz = z * s[0] - p[0] + a, iy = yy * s[1] - p[1] + b, ix = xx * s[2] - p[2] + c;
-                                int in = iz >= 0 && iy >= 0 && ix >= 0 && iz < D && iy < H && ix < W;
-                                double v = in ? x[((size_t)sc * D + iz) * H * W + (size_t)iy * W + ix] : 0;
-                                if (is_max) {
-                                    if (in && v > acc) acc = v;
-                                } else {
-                                    acc += v; /* padded zeros count (count_include_pad) */
-                                }
+                    for (int a = lo[0]; a < hi[0]; a++)
+                        for (int b = lo[1]; b < hi[1]; b++)
+                            for (int c = lo[2]; c < hi[2]; c++) {
+                                double v = x[((size_t)sc * in[0] + a) * in[1] * in[2] + (size_t)b * in[2] + c];
+                                if (is_max) acc = v > acc ? v : acc;
+                                else acc += v;
                             }
-                    if (!is_max) acc /= (double)(k[0] * k[1] * k[2]);
-                    y[((size_t)sc * Do + z) * Ho * Wo + (size_t)yy * Wo + xx] = acc;
+                    if (!is_max) acc /= l->spec.exclude_pad ? real : padded;
+                    y[((size_t)sc * out[0] + z) * out[1] * out[2] + (size_t)yy * out[2] + xx] = acc;
                 }
+}
+
+/* Graph ops: several inputs ins[0..n_inputs) of node l. */
+static void graph_op(const nfv_layer *l, const nfv_model *m, double *const *ins, const double *cur, int n,
+                     double *const *p, double *y)
+{
+    size_t on = (size_t)n * nfv_shape_numel(l->out_ndim, l->out_shape);
+    int C = l->in_shape[0];
+    size_t sp = l->in_ndim == 4 ? nfv_shape_numel(3, l->in_shape + 1) : 1;
+    switch (l->spec.kind) {
+    case NFV_LAYER_ADD:
+        memset(y, 0, on * sizeof *y);
+        for (int k = 0; k < l->n_inputs; k++)
+            for (size_t e = 0; e < on; e++) y[e] += ins[k][e];
+        break;
+    case NFV_LAYER_CONCAT: {
+        int ct = l->out_shape[0], off = 0;
+        size_t osp = l->out_ndim == 4 ? nfv_shape_numel(3, l->out_shape + 1) : 1;
+        for (int k = 0; k < l->n_inputs; k++) {
+            int j = l->inputs[k], ck = j < 0 ? m->input_shape[0] : m->layers[j].out_shape[0];
+            for (int b = 0; b < n; b++)
+                memcpy(y + ((size_t)b * ct + off) * osp, ins[k] + (size_t)b * ck * osp, (size_t)ck * osp * sizeof *y);
+            off += ck;
+        }
+        break;
+    }
+    case NFV_LAYER_SIGMOID:
+        for (size_t e = 0; e < on; e++) y[e] = 1 / (1 + exp(-cur[e]));
+        break;
+    case NFV_LAYER_SOFTMAX:
+    case NFV_LAYER_LOGSOFTMAX:
+        for (int b = 0; b < n; b++)
+            for (size_t e = 0; e < sp; e++) {
+                double mx = -INFINITY, sum = 0;
+                for (int c = 0; c < C; c++) mx = fmax(mx, cur[((size_t)b * C + c) * sp + e]);
+                for (int c = 0; c < C; c++) sum += exp(cur[((size_t)b * C + c) * sp + e] - mx);
+                for (int c = 0; c < C; c++) {
+                    double v = cur[((size_t)b * C + c) * sp + e] - mx;
+                    y[((size_t)b * C + c) * sp + e] = l->spec.kind == NFV_LAYER_LOGSOFTMAX ? v - log(sum) : exp(v) / sum;
+                }
+            }
+        break;
+    case NFV_LAYER_GMP:
+        for (size_t bc = 0; bc < (size_t)n * C; bc++) {
+            double mx = -INFINITY;
+            for (size_t e = 0; e < sp; e++) mx = fmax(mx, cur[bc * sp + e]);
+            y[bc] = mx;
+        }
+        break;
+    case NFV_LAYER_INSTANCENORM:
+        for (size_t bc = 0; bc < (size_t)n * C; bc++) {
+            double mean = 0, var = 0;
+            for (size_t e = 0; e < sp; e++) mean += cur[bc * sp + e];
+            mean /= (double)sp;
+            for (size_t e = 0; e < sp; e++) var += (cur[bc * sp + e] - mean) * (cur[bc * sp + e] - mean);
+            double inv = 1 / sqrt(var / (double)sp + l->spec.alpha);
+            int c = (int)(bc % (size_t)C);
+            for (size_t e = 0; e < sp; e++) y[bc * sp + e] = p[0][c] * (cur[bc * sp + e] - mean) * inv + p[1][c];
+        }
+        break;
+    case NFV_LAYER_PAD: {
+        const int *in = l->in_shape + 1, *o = l->out_shape + 1, *bg = l->spec.padding;
+        for (size_t e = 0; e < on; e++) y[e] = l->spec.alpha;
+        for (size_t bc = 0; bc < (size_t)n * C; bc++)
+            for (int a = 0; a < in[0]; a++)
+                for (int b = 0; b < in[1]; b++)
+                    for (int c = 0; c < in[2]; c++)
+                        y[((bc * o[0] + a + bg[0]) * o[1] + b + bg[1]) * o[2] + c + bg[2]] =
+                            cur[((bc * in[0] + a) * in[1] + b) * in[2] + c];
+        break;
+    }
+    case NFV_LAYER_IDENTITY:
+    case NFV_LAYER_RESHAPE: memcpy(y, cur, on * sizeof *y); break;
+    default: fprintf(stderr, "ref_model: layer kind %d has no reference\n", (int)l->spec.kind); abort();
+    }
 }
 
 void ref_model_forward(const nfv_model *m, const ref_params *rp, const double *x, int n, int training, int upto,
                        double *out)
 {
-    size_t cur_n = (size_t)n * nfv_shape_numel(4, m->input_shape);
-    double *cur = malloc(cur_n * sizeof *cur);
-    memcpy(cur, x, cur_n * sizeof *cur);
     if (upto < 0) upto = m->layer_count - 1;
+    /* Every node's output (a graph may read any earlier one). */
+    double **outs = calloc((size_t)upto + 1, sizeof *outs);
     for (int i = 0; i <= upto; i++) {
         const nfv_layer *l = &m->layers[i];
         size_t on = (size_t)n * nfv_shape_numel(l->out_ndim, l->out_shape);
         double *y = malloc(on * sizeof *y);
         double *const *p = rp->p + i * 4;
+        double *ins[NFV_NODE_MAX_INPUTS];
+        for (int k = 0; k < l->n_inputs; k++) ins[k] = l->inputs[k] < 0 ? (double *)x : outs[l->inputs[k]];
+        const double *cur = l->n_inputs ? ins[0] : x;
         double alpha = l->spec.alpha;
         switch (l->spec.kind) {
         case NFV_LAYER_CONV3D: conv(l, p[0], l->spec.bias ? p[1] : NULL, cur, n, y); break;
@@ -164,13 +255,14 @@ void ref_model_forward(const nfv_model *m, const ref_params *rp, const double *x
                 }
             break;
         }
+        default: graph_op(l, m, ins, cur, n, p, y); break;
         }
-        free(cur);
-        cur = y;
-        cur_n = on;
+        outs[i] = y;
     }
-    memcpy(out, cur, cur_n * sizeof *out);
-    free(cur);
+    const nfv_layer *last = &m->layers[upto];
+    memcpy(out, outs[upto], (size_t)n * nfv_shape_numel(last->out_ndim, last->out_shape) * sizeof *out);
+    for (int i = 0; i <= upto; i++) free(outs[i]);
+    free(outs);
 }
 
 double ref_head_loss(const nfv_model *m, const double *out, const double *targets, int n, const double *cw)

@@ -1,12 +1,15 @@
 /* Conv3d: fast and reference device kernels against the double-precision host
  * reference (tests/ref_conv3d.c) over odd shapes, strides, paddings and kernel
  * sizes; every backward against central finite differences of the host
- * forward; the exact ref4 conv2 shape fast vs reference; bad shapes. */
+ * forward; the exact ref4 conv2 shape fast vs reference; bad shapes.  The
+ * conv3d_general_* tests do the same for dilation and groups (the general
+ * kernels, cl/conv3d_general.cl). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/conv3d_internal.h"
 #include "neurofv/ops.h"
 #include "ref_conv3d.h"
 #include "test.h"
@@ -15,28 +18,32 @@ typedef struct conv_case {
     int n, ci, co, d, h, w;
     int k[3], s[3], p[3];
     int bias;
+    int dil[3], g; /* 0 means 1: the plain cases leave them out */
 } conv_case;
 
 static ref_conv3d_shape case_shape(const conv_case *c)
 {
-    ref_conv3d_shape s = {.n = c->n, .ci = c->ci, .d = c->d, .h = c->h, .w = c->w, .co = c->co};
-    for (int i = 0; i < 3; i++) s.k[i] = c->k[i], s.s[i] = c->s[i], s.p[i] = c->p[i];
+    ref_conv3d_shape s = {.n = c->n, .ci = c->ci, .d = c->d, .h = c->h, .w = c->w, .co = c->co, .g = c->g};
+    for (int i = 0; i < 3; i++) s.k[i] = c->k[i], s.s[i] = c->s[i], s.p[i] = c->p[i], s.dil[i] = c->dil[i];
     ref_conv3d_shape_init(&s);
     return s;
 }
 
 static nfv_conv3d_params case_params(const conv_case *c)
 {
-    nfv_conv3d_params p;
-    for (int i = 0; i < 3; i++) p.kernel[i] = c->k[i], p.stride[i] = c->s[i], p.padding[i] = c->p[i];
+    nfv_conv3d_params p = {.groups = c->g};
+    for (int i = 0; i < 3; i++)
+        p.kernel[i] = c->k[i], p.stride[i] = c->s[i], p.padding[i] = c->p[i], p.dilation[i] = c->dil[i];
     return p;
 }
 
 static const char *case_name(const conv_case *c, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "n%d %d->%d %dx%dx%d k%dx%dx%d s%dx%dx%d p%dx%dx%d%s", c->n, c->ci, c->co, c->d, c->h, c->w,
-             c->k[0], c->k[1], c->k[2], c->s[0], c->s[1], c->s[2], c->p[0], c->p[1], c->p[2],
-             c->bias ? " bias" : "");
+    int used = snprintf(buf, cap, "n%d %d->%d %dx%dx%d k%dx%dx%d s%dx%dx%d p%dx%dx%d%s", c->n, c->ci, c->co, c->d,
+                        c->h, c->w, c->k[0], c->k[1], c->k[2], c->s[0], c->s[1], c->s[2], c->p[0], c->p[1], c->p[2],
+                        c->bias ? " bias" : "");
+    if (used > 0 && (size_t)used < cap && (c->g || c->dil[0] || c->dil[1] || c->dil[2]))
+        snprintf(buf + used, cap - (size_t)used, " dil%dx%dx%d g%d", c->dil[0], c->dil[1], c->dil[2], c->g);
     return buf;
 }
 
@@ -54,13 +61,14 @@ static int data_init(conv_data *cd, const conv_case *c, unsigned seed)
     cd->s = case_shape(c);
     const ref_conv3d_shape *s = &cd->s;
     cd->nx = (size_t)s->n * s->ci * s->d * s->h * s->w;
-    cd->nw = (size_t)s->co * s->ci * s->k[0] * s->k[1] * s->k[2];
+    const int cig = s->ci / (s->g > 0 ? s->g : 1); /* weights (CO, CI/G, k) */
+    cd->nw = (size_t)s->co * cig * s->k[0] * s->k[1] * s->k[2];
     cd->ny = (size_t)s->n * s->co * s->od * s->oh * s->ow;
     cd->x = test_random(cd->nx, seed, -1, 1);
     cd->w = test_random(cd->nw, seed + 1, -1, 1);
     cd->b = test_random((size_t)s->co, seed + 2, -1, 1);
     cd->dy = test_random(cd->ny, seed + 3, -1, 1);
-    int xs[5] = {s->n, s->ci, s->d, s->h, s->w}, ws[5] = {s->co, s->ci, s->k[0], s->k[1], s->k[2]};
+    int xs[5] = {s->n, s->ci, s->d, s->h, s->w}, ws[5] = {s->co, cig, s->k[0], s->k[1], s->k[2]};
     int ys[5] = {s->n, s->co, s->od, s->oh, s->ow}, bs[1] = {s->co};
     return CHECK_OK(test_tensor(&cd->tx, 5, xs, cd->x)) && CHECK_OK(test_tensor(&cd->tw, 5, ws, cd->w)) &&
            CHECK_OK(test_tensor(&cd->tb, 1, bs, cd->b)) && CHECK_OK(test_tensor(&cd->ty, 5, ys, NULL)) &&
@@ -140,18 +148,18 @@ static void run_case(const conv_case *c, int reference, unsigned seed)
  * batch 1 and 3, stride 1 and 2, padding 0/1/2, kernels 1/2/3 and non-cubic,
  * rows narrower than, equal to and wider than one vector block. */
 static const conv_case CASES[] = {
-    {1, 1, 8, 7, 9, 11, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
-    {3, 3, 3, 7, 9, 11, {3, 3, 3}, {1, 1, 1}, {0, 0, 0}, 0},
-    {1, 8, 1, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {2, 2, 2}, 1},
-    {3, 3, 8, 9, 7, 11, {3, 1, 2}, {1, 1, 1}, {1, 0, 1}, 1},
-    {1, 8, 3, 11, 9, 7, {2, 2, 2}, {2, 2, 2}, {1, 1, 1}, 1},
-    {3, 1, 3, 7, 9, 11, {3, 3, 3}, {2, 2, 1}, {1, 1, 1}, 0},
-    {1, 3, 16, 7, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 1},
-    {1, 3, 8, 6, 5, 19, {2, 2, 2}, {1, 1, 1}, {2, 2, 2}, 0},
-    {1, 3, 8, 5, 4, 32, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
+    {1, 1, 8, 7, 9, 11, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
+    {3, 3, 3, 7, 9, 11, {3, 3, 3}, {1, 1, 1}, {0, 0, 0}, 0, {0, 0, 0}, 0},
+    {1, 8, 1, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {2, 2, 2}, 1, {0, 0, 0}, 0},
+    {3, 3, 8, 9, 7, 11, {3, 1, 2}, {1, 1, 1}, {1, 0, 1}, 1, {0, 0, 0}, 0},
+    {1, 8, 3, 11, 9, 7, {2, 2, 2}, {2, 2, 2}, {1, 1, 1}, 1, {0, 0, 0}, 0},
+    {3, 1, 3, 7, 9, 11, {3, 3, 3}, {2, 2, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
+    {1, 3, 16, 7, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 1, {0, 0, 0}, 0},
+    {1, 3, 8, 6, 5, 19, {2, 2, 2}, {1, 1, 1}, {2, 2, 2}, 0, {0, 0, 0}, 0},
+    {1, 3, 8, 5, 4, 32, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
     /* 1-2 output channels take 4-row blocks (HO = 7 and 6: a partial last block) */
-    {1, 3, 1, 9, 7, 32, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
-    {1, 3, 2, 9, 11, 16, {3, 3, 3}, {1, 2, 1}, {1, 1, 1}, 0},
+    {1, 3, 1, 9, 7, 32, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
+    {1, 3, 2, 9, 11, 16, {3, 3, 3}, {1, 2, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
 };
 
 TEST(conv3d_fast_vs_host_reference)
@@ -248,9 +256,9 @@ static void run_finite_differences(const conv_case *c, unsigned seed)
 TEST(conv3d_gradients_vs_finite_differences)
 {
     static const conv_case fd_cases[] = {
-        {1, 3, 3, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1},
-        {3, 1, 8, 4, 5, 6, {2, 3, 1}, {2, 1, 2}, {1, 2, 0}, 1},
-        {1, 8, 1, 3, 5, 7, {3, 1, 2}, {1, 1, 1}, {0, 0, 1}, 1},
+        {1, 3, 3, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
+        {3, 1, 8, 4, 5, 6, {2, 3, 1}, {2, 1, 2}, {1, 2, 0}, 1, {0, 0, 0}, 0},
+        {1, 8, 1, 3, 5, 7, {3, 1, 2}, {1, 1, 1}, {0, 0, 1}, 1, {0, 0, 0}, 0},
     };
     for (size_t i = 0; i < sizeof fd_cases / sizeof fd_cases[0]; i++) run_finite_differences(&fd_cases[i], 300 + (unsigned)i);
 }
@@ -262,7 +270,7 @@ TEST(conv3d_gradients_vs_finite_differences)
  * plus 1e-4 relative. */
 TEST(conv3d_ref4_conv2_fast_vs_reference)
 {
-    conv_case c = {1, 8, 16, 45, 54, 45, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1};
+    conv_case c = {1, 8, 16, 45, 54, 45, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0};
     conv_data cd;
     nfv_context *ctx = test_ctx();
     nfv_conv3d_params p = case_params(&c);
@@ -303,7 +311,7 @@ TEST(conv3d_ref4_conv2_fast_vs_reference)
 TEST(conv3d_bad_shapes)
 {
     nfv_context *ctx = test_ctx();
-    nfv_conv3d_params p = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}};
+    nfv_conv3d_params p = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 0};
     nfv_tensor x, w, y, ybad, b;
     int xs[5] = {1, 3, 7, 9, 11}, ws_bad[5] = {8, 4, 3, 3, 3}, ws[5] = {8, 3, 3, 3, 3};
     int ys[5] = {1, 8, 7, 9, 11}, ys_bad[5] = {1, 8, 7, 9, 10}, bs[1] = {7};
@@ -334,11 +342,134 @@ TEST(conv3d_bad_shapes)
     CHECK(st == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "bias"), "bias length 7 for 8 channels: %s",
           nfv_error_message());
     /* Bad parameters: zero stride, kernel larger than the padded input. */
-    nfv_conv3d_params bad = {{3, 3, 3}, {0, 1, 1}, {1, 1, 1}};
+    nfv_conv3d_params bad = {{3, 3, 3}, {0, 1, 1}, {1, 1, 1}, {0, 0, 0}, 0};
     st = nfv_conv3d_forward(ctx, &bad, &x, &w, NULL, &y);
     CHECK(st == NFV_ERR_INVALID_ARG, "stride 0 rejected, got %s", nfv_status_name(st));
     CHECK(nfv_conv_out_size(91, 3, 1, 1) == 91 && nfv_conv_out_size(91, 2, 2, 0) == 45 &&
               nfv_conv_out_size(7, 3, 2, 1) == 4 && nfv_conv_out_size(2, 5, 1, 1) == 0,
           "nfv_conv_out_size follows floor((in + 2p - k) / s) + 1");
     nfv_tensor_free(&x), nfv_tensor_free(&w), nfv_tensor_free(&y), nfv_tensor_free(&ybad), nfv_tensor_free(&b);
+}
+
+/* ---- dilation and groups (the general kernels) ---------------------------- */
+
+/* Dilation 2 and 1x2x3, groups 2, depthwise (G = CI = CO and CO = 2 CI),
+ * everything together with stride and padding, batch 2; a dilated x axis
+ * with stride 1 (where the plain conv would take the fast kernels). */
+static const conv_case GENERAL_CASES[] = {
+    {1, 3, 4, 7, 8, 9, {3, 3, 3}, {1, 1, 1}, {2, 2, 2}, 1, {2, 2, 2}, 0},
+    {2, 2, 3, 6, 9, 11, {3, 3, 2}, {1, 1, 1}, {1, 2, 3}, 0, {1, 2, 3}, 0},
+    {1, 4, 6, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 2},
+    {2, 4, 4, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 4},
+    {1, 3, 6, 5, 7, 6, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 0, {0, 0, 0}, 3},
+    {2, 4, 6, 9, 8, 10, {3, 2, 3}, {2, 1, 2}, {2, 1, 1}, 1, {2, 3, 1}, 2},
+    {1, 2, 2, 5, 5, 12, {1, 1, 3}, {1, 1, 1}, {0, 0, 0}, 1, {1, 1, 4}, 0},
+    {2, 6, 4, 7, 6, 9, {2, 3, 3}, {2, 2, 1}, {0, 1, 2}, 1, {3, 1, 2}, 2},
+};
+
+/* Tolerances as run_case: at most CI/G*KVOL (<= 81) or CO/G*KVOL terms per
+ * forward / input-gradient element, N*DO*HO*WO (<= 320) per weight. */
+TEST(conv3d_general_vs_host_reference)
+{
+    for (size_t i = 0; i < sizeof GENERAL_CASES / sizeof GENERAL_CASES[0]; i++) {
+        run_case(&GENERAL_CASES[i], 0, 500 + (unsigned)i);
+        run_case(&GENERAL_CASES[i], 1, 520 + (unsigned)i);
+    }
+}
+
+/* Small shapes: one host forward per element of x, w and b, twice. */
+TEST(conv3d_general_gradients_vs_finite_differences)
+{
+    static const conv_case fd_cases[] = {
+        {1, 2, 2, 5, 5, 6, {3, 3, 3}, {1, 1, 1}, {2, 2, 2}, 1, {2, 2, 2}, 0},
+        {2, 2, 3, 4, 6, 7, {2, 3, 2}, {1, 1, 1}, {1, 2, 3}, 0, {1, 2, 3}, 0},
+        {1, 4, 4, 4, 5, 5, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 4},
+        {1, 2, 4, 4, 4, 5, {2, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 2},
+        {2, 4, 2, 6, 5, 7, {3, 2, 3}, {2, 1, 2}, {2, 1, 1}, 1, {2, 2, 1}, 2},
+    };
+    for (size_t i = 0; i < sizeof fd_cases / sizeof fd_cases[0]; i++)
+        run_finite_differences(&fd_cases[i], 600 + (unsigned)i);
+}
+
+/* Zero-initialized params and explicit dilation 1 / groups 1 are the plain
+ * conv: the fast kernels, bit for bit the same results at ref4's conv4 shape. */
+TEST(conv3d_general_plain_params_take_fast_path)
+{
+    nfv_conv3d_params zero = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 0};
+    nfv_conv3d_params ones = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1};
+    nfv_conv3d_params dil = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 2, 1}, 0};
+    nfv_conv3d_params grp = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 2};
+    CHECK(!nfv_conv3d_params_general(&zero) && !nfv_conv3d_params_general(&ones), "plain params take the fast path");
+    CHECK(nfv_conv3d_params_general(&dil) && nfv_conv3d_params_general(&grp), "dilation or groups take the general path");
+    conv_case c = {1, 32, 64, 11, 13, 11, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {1, 1, 1}, 1};
+    conv_data cd;
+    nfv_context *ctx = test_ctx();
+    nfv_conv3d_params p = case_params(&c);
+    if (!data_init(&cd, &c, 700)) {
+        data_free(&cd);
+        return;
+    }
+    nfv_tensor y0;
+    int ys[5] = {1, 64, 11, 13, 11};
+    if (CHECK_OK(test_tensor(&y0, 5, ys, NULL))) {
+        CHECK_OK(nfv_conv3d_forward(ctx, &zero, &cd.tx, &cd.tw, &cd.tb, &y0));
+        CHECK_OK(nfv_conv3d_forward(ctx, &p, &cd.tx, &cd.tw, &cd.tb, &cd.ty));
+        float *a = test_download(&y0), *b = test_download(&cd.ty);
+        if (a && b) CHECK(!memcmp(a, b, cd.ny * sizeof *a), "explicit dilation 1 / groups 1 gives the zero-params result bit for bit");
+        free(a), free(b);
+    }
+    nfv_tensor_free(&y0);
+    data_free(&cd);
+}
+
+static int message_has(const char *a, const char *b)
+{
+    const char *m = nfv_error_message();
+    return strstr(m, a) && strstr(m, b);
+}
+
+TEST(conv3d_general_bad_shapes)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_tensor x3, x4, w_ok, w_full, w5, y;
+    int x3s[5] = {1, 3, 7, 9, 11}, x4s[5] = {1, 4, 7, 9, 11}, wok[5] = {6, 2, 3, 3, 3}, wfull[5] = {6, 4, 3, 3, 3};
+    int w5s[5] = {5, 2, 3, 3, 3}, ys[5] = {1, 6, 7, 9, 11};
+    if (!CHECK_OK(test_tensor(&x3, 5, x3s, NULL)) || !CHECK_OK(test_tensor(&x4, 5, x4s, NULL)) ||
+        !CHECK_OK(test_tensor(&w_ok, 5, wok, NULL)) || !CHECK_OK(test_tensor(&w_full, 5, wfull, NULL)) ||
+        !CHECK_OK(test_tensor(&w5, 5, w5s, NULL)) || !CHECK_OK(test_tensor(&y, 5, ys, NULL)))
+        return;
+    nfv_conv3d_params p = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 2};
+    CHECK_OK(nfv_conv3d_forward(ctx, &p, &x4, &w_ok, NULL, &y));
+    nfv_status st = nfv_conv3d_forward(ctx, &p, &x3, &w_ok, NULL, &y);
+    CHECK(st == NFV_ERR_INVALID_ARG && message_has("1x3x7x9x11", "6x2x3x3x3") && message_has("groups", "forward"),
+          "CI = 3 not a multiple of G = 2: %s", nfv_error_message());
+    st = nfv_conv3d_forward(ctx, &p, &x4, &w_full, NULL, &y);
+    CHECK(st == NFV_ERR_INVALID_ARG && message_has("1x4x7x9x11", "6x4x3x3x3") && message_has("Ci/G", "forward"),
+          "weight (CO, CI) instead of (CO, CI/G): %s", nfv_error_message());
+    st = nfv_conv3d_backward_input(ctx, &p, &y, &w5, &x4);
+    CHECK(st == NFV_ERR_INVALID_ARG && message_has("1x4x7x9x11", "5x2x3x3x3") && message_has("groups", "backward-input"),
+          "CO = 5 not a multiple of G = 2: %s", nfv_error_message());
+    st = nfv_conv3d_backward_weights(ctx, &p, &x3, &y, &w_ok, NULL);
+    CHECK(st == NFV_ERR_INVALID_ARG && message_has("1x3x7x9x11", "6x2x3x3x3") && message_has("groups", "backward-weights"),
+          "backward-weights: CI = 3 with G = 2: %s", nfv_error_message());
+    /* Dilation 4 makes a 3-tap kernel span 9 input planes, more than D = 7 (no padding). */
+    nfv_conv3d_params wide = {{3, 3, 3}, {1, 1, 1}, {0, 0, 0}, {4, 1, 1}, 2};
+    st = nfv_conv3d_forward(ctx, &wide, &x4, &w_ok, NULL, &y);
+    CHECK(st == NFV_ERR_INVALID_ARG && message_has("1x4x7x9x11", "dilation"), "dilated kernel larger than the input: %s",
+          nfv_error_message());
+    /* Dilation 2, padding 1: the output shrinks to 5x7x9, so y (.., 7, 9, 11) is wrong. */
+    nfv_conv3d_params d2 = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {2, 2, 2}, 2};
+    st = nfv_conv3d_forward(ctx, &d2, &x4, &w_ok, NULL, &y);
+    CHECK(st == NFV_ERR_INVALID_ARG && message_has("1x6x7x9x11", "1x6x5x7x9"), "dilated output shape: %s",
+          nfv_error_message());
+    nfv_conv3d_params neg = {{3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {-1, 1, 1}, 0};
+    CHECK(nfv_conv3d_forward(ctx, &neg, &x4, &w_full, NULL, &y) == NFV_ERR_INVALID_ARG, "negative dilation rejected");
+    neg.dilation[0] = 0, neg.groups = -2;
+    CHECK(nfv_conv3d_forward(ctx, &neg, &x4, &w_full, NULL, &y) == NFV_ERR_INVALID_ARG, "negative groups rejected");
+    CHECK(nfv_conv_out_size_dilated(7, 3, 1, 0, 2) == 3 && nfv_conv_out_size_dilated(9, 3, 2, 2, 2) == 5 &&
+              nfv_conv_out_size_dilated(4, 3, 1, 0, 2) == 0 && nfv_conv_out_size_dilated(11, 2, 1, 3, 3) == 14 &&
+              nfv_conv_out_size_dilated(91, 3, 1, 1, 1) == nfv_conv_out_size(91, 3, 1, 1),
+          "nfv_conv_out_size_dilated follows floor((in + 2p - dil*(k-1) - 1) / s) + 1");
+    nfv_tensor_free(&x3), nfv_tensor_free(&x4), nfv_tensor_free(&w_ok), nfv_tensor_free(&w_full);
+    nfv_tensor_free(&w5), nfv_tensor_free(&y);
 }

@@ -139,6 +139,7 @@ typedef struct nfv_layer {
     char name[NFV_NODE_NAME_MAX]; /* "conv1", "bn1", ... or the spec's / ONNX node's name */
     int n_inputs, inputs[NFV_NODE_MAX_INPUTS]; /* resolved wiring: node indices or NFV_INPUT_NODE */
     int consumers;           /* nodes reading this output */
+    int computed;            /* 1: out holds this node's output of the last forward */
     nfv_tensor dout;         /* graph models: gradient of out for backward (allocated with the batch) */
     int in_ndim, in_shape[4];   /* per sample: (C, D, H, W) or (F) */
     int out_ndim, out_shape[4]; /* per sample: (C, D, H, W) or (F) */
@@ -156,8 +157,10 @@ typedef struct nfv_layer {
     nfv_tensor running_mean, running_var;
     long long num_batches_tracked;
 
-    /* Runtime (batch N): out (N, out_shape); aux = maxpool argmax / dropout
-     * mask / BN save_mean (C); aux2 = BN save_invstd (C). */
+    nfv_tensor constant;     /* Constant: its value (1 or N samples of out_shape) */
+    /* Runtime (batch N): out (N, out_shape); aux = maxpool / global max pool
+     * argmax, dropout mask, BN save_mean (C), InstanceNorm save_mean (N, C);
+     * aux2 = BN save_invstd (C), InstanceNorm save_invstd (N, C). */
     nfv_tensor out, aux, aux2;
 } nfv_layer;
 
@@ -165,7 +168,8 @@ typedef struct nfv_model {
     nfv_layer *layers;
     int layer_count;
     nfv_arch arch;           /* parsed spec */
-    char *arch_spec;         /* canonical spec text */
+    char *arch_spec;         /* canonical spec text, or the JSON graph (model_graph.c) */
+    char arch_label[96];     /* for messages: the spec, or "graph of N nodes" */
 
     int input_shape[4];      /* (C, D, H, W) per sample */
     double voxel_mm[3];
@@ -180,6 +184,7 @@ typedef struct nfv_model {
     const nfv_tensor *last_input;    /* x of the last forward (not owned) */
     int last_forward_upto;           /* last layer the last forward computed */
     int last_training;
+    int is_graph;            /* 0: a chain (each layer reads the previous one), run with the ping-pong buffers */
     /* Scratch gradient buffers (ping-pong), each the largest activation of the batch. */
     nfv_tensor grad_a, grad_b;
     nfv_context *ctx;
@@ -219,6 +224,15 @@ nfv_status nfv_model_from_onnx(nfv_context *ctx, const struct nfv_onnx_graph *g,
  * a path ending in ".onnx" (so every --model takes either). */
 nfv_status nfv_model_open(nfv_context *ctx, const char *path, nfv_model **out);
 nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const char *ignore_prefix, nfv_model **out);
+
+/* Metadata setters for imported models: the default centred RAS grid at
+ * m->voxel_mm; class names (count of them; NULL or a NULL entry: "0", "1",
+ * ...) replacing the current ones. */
+void nfv_model_default_grid(nfv_model *m);
+nfv_status nfv_model_replace_classes(nfv_model *m, int count, const char *const *names);
+/* One eval-mode forward of a zero input (batch 1): a model that loads but
+ * cannot run is refused before it is saved or used. */
+nfv_status nfv_model_check_runs(nfv_model *m, nfv_context *ctx);
 
 /* Layer index by name ("conv3"), by index ("7"), or "logits"/"output" for the
  * last layer; -1 with an error message naming the available layers if absent. */

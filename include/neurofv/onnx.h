@@ -11,7 +11,20 @@
  * (C, D, H, W) or (F).  Inputs of rank 3 (N, C, L) and 4 (N, C, H, W) are
  * read as (C, 1, 1, L) and (C, 1, H, W), and the kernel, stride and padding
  * attributes of their Conv and pooling nodes are extended with unit axes in
- * front, so 1-D and 2-D nodes run on the 3-D kernels. */
+ * front, so 1-D and 2-D nodes run on the 3-D kernels.
+ *
+ * Tensors: every initializer is kept under its ONNX name (the state_dict
+ * name for torch exports), converted to neurofv's layout: Conv weights
+ * (Co, Ci/groups, kd, kh, kw) with unit axes in front for 1-D / 2-D;
+ * Linear weights (Out, In) (Gemm's alpha and transB and MatMul's (In, Out)
+ * folded in on the host), Gemm's beta folded into the bias; a CONSTANT
+ * node's tensor is (L, reshape...) with L = its features (1, or the batch
+ * when the constant is per sample), already broadcast to the per-sample
+ * shape.  A name used twice for different data gets a ".2" suffix.
+ * Node names: torch's "/layer3/layer3.1/conv2/Conv" -> "layer3.1.conv2";
+ * else the ONNX node name, the output name, or "<op><index>"; a suffix
+ * "_2", ... makes them unique ("<name>.pad" / ".const" for the extra Pad
+ * before an asymmetrically padded Conv and the Constant of an Add). */
 #ifndef NEUROFV_ONNX_H
 #define NEUROFV_ONNX_H
 
@@ -44,7 +57,10 @@ typedef struct nfv_onnx_graph {
 } nfv_onnx_graph;
 
 /* Constants to substitute for graph inputs (the conformance tests feed
- * input_1.pb ... as values; a neurofv model has one runtime input). */
+ * input_1.pb ... as values; a neurofv model has one runtime input).  A
+ * tensor with a name gives the graph input of that name; unnamed ones give
+ * the graph inputs after the model input in order.  Values of an input
+ * declared INT64 are converted back from float. */
 typedef struct nfv_onnx_feed {
     const nfv_onnx_tensor *tensors;
     int count;

@@ -42,11 +42,12 @@ nfv_status nfv_conv3d_forward(nfv_context *ctx, const nfv_conv3d_params *p, cons
 /* dx (N, Ci, D, H, W) from dy (N, Co, Do, Ho, Wo) and w. */
 nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
                                      const nfv_tensor *w, nfv_tensor *dx);
-/* dw (Co, Ci, kd, kh, kw) and db (Co, may be NULL) from x and dy. */
+/* dw (Co, Ci/G, kd, kh, kw) and db (Co, may be NULL) from x and dy. */
 nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                                        const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
- * ones are tested against, never used by the program. */
+ * ones are tested against, never used by the program (with dilation or
+ * groups > 1 they run the general kernels, as the functions above). */
 nfv_status nfv_conv3d_forward_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                                         const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y);
 nfv_status nfv_conv3d_backward_input_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
@@ -75,7 +76,9 @@ nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
 nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
                                   const nfv_tensor *argmax, nfv_tensor *dx);
 /* Average pooling; padded zeros count in the divisor (PyTorch's default
- * count_include_pad=True). */
+ * count_include_pad=True), or with exclude_pad only the real voxels.  With
+ * ceil_mode a last window hanging past the right padding divides by its part
+ * inside the padded input, as PyTorch. */
 nfv_status nfv_avgpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x, nfv_tensor *y);
 nfv_status nfv_avgpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy, nfv_tensor *dx);
 /* y (N, C) = mean over D, H, W of x (N, C, D, H, W); backward spreads dy/(D*H*W). */
@@ -122,7 +125,7 @@ nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x,
 nfv_status nfv_batchnorm3d_backward_eval(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *gamma,
                                          const nfv_tensor *running_var, float eps, nfv_tensor *dx);
 
-/* ---- InstanceNorm3d (cl/norm.cl, src/layers/instancenorm.c) ------------ */
+/* ---- InstanceNorm3d (cl/instancenorm.cl, src/layers/instancenorm.c) ---- */
 
 /* y = gamma[c] * (x - mean[n,c]) * invstd[n,c] + beta[c] with the mean and
  * biased variance of each (n, c) volume of x (N, C, D, H, W), in training and

@@ -33,6 +33,9 @@ nfv_status nfv_tensor_fill(nfv_context *ctx, nfv_tensor *t, float value);
 /* dst <- src, same numel (queued). */
 nfv_status nfv_tensor_copy(nfv_context *ctx, nfv_tensor *dst, const nfv_tensor *src);
 
+/* Elements [src_offset, src_offset + count) of src into dst from dst_offset (queued). */
+nfv_status nfv_tensor_copy_range(nfv_context *ctx, nfv_tensor *dst, size_t dst_offset, const nfv_tensor *src,
+                                 size_t src_offset, size_t count);
 /* A view of src's buffer with another shape of equal numel (Flatten). */
 nfv_status nfv_tensor_view(const nfv_tensor *src, nfv_tensor *view, int ndim, const int *shape);
 

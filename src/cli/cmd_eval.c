@@ -67,7 +67,7 @@ int cmd_eval(int argc, char **argv)
     memset(&met, 0, sizeof met);
     if ((s = nfv_dataset_load(data, &ds))) goto fail;
     if ((s = nfv_context_create(device, &ctx))) goto fail;
-    if ((s = nfv_model_load(ctx, model_path, &m))) goto fail;
+    if ((s = nfv_model_open(ctx, model_path, &m))) goto fail;
     /* one volume per subject: a multi-channel input cannot be filled */
     if (m->input_shape[0] != 1) {
         s = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: the model takes %d input channels; eval gives it one volume per subject",

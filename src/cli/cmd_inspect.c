@@ -210,7 +210,7 @@ int cmd_inspect(int argc, char **argv)
     nfv_status s = nfv_context_create(device, &ctx);
     if (s) return cli_fail("inspect", s);
     if (npos) {
-        s = nfv_model_load(ctx, pos[0], &m);
+        s = nfv_model_open(ctx, pos[0], &m);
     } else {
         s = nfv_model_create_from_spec(ctx, arch, in, classes == 1 ? 2 : classes, NULL,
                                        classes == 1 ? NFV_HEAD_BINARY : NFV_HEAD_SOFTMAX, seed, &m);
@@ -226,25 +226,37 @@ int cmd_inspect(int argc, char **argv)
         nfv_context_free(ctx);
         return s ? cli_fail("inspect", s) : 0;
     }
-    printf("arch:   %s\n", m->arch_spec);
+    printf("arch:   %s\n", m->arch_label);
     printf("input:  %dx%dx%dx%d (C, D, H, W), voxel %gx%gx%g mm, norm %s\n", m->input_shape[0], m->input_shape[1],
            m->input_shape[2], m->input_shape[3], m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2],
            nfv_norm_method_name(m->norm));
     printf("head:   %s, classes:", nfv_head_name(m->head));
     for (int i = 0; i < m->class_count; i++) printf(" %s", m->class_names[i]);
-    printf("\n\n%4s  %-10s %-26s %-18s %12s %12s\n", "idx", "name", "layer", "output", "params", "MFLOPs");
+    /* Graphs get an inputs column; names as wide as the longest. */
+    int width = 10;
+    for (int i = 0; i < m->layer_count; i++) {
+        int len = (int)strlen(m->layers[i].name);
+        if (len > width) width = len;
+    }
+    printf("\n\n%4s  %-*s %-26s %-18s %12s %12s%s\n", "idx", width, "name", "layer", "output", "params", "MFLOPs",
+           m->is_graph ? "  inputs" : "");
     double total_flops = 0;
     for (int i = 0; i < m->layer_count; i++) {
         const nfv_layer *l = &m->layers[i];
         nfv_arch one = {(nfv_layer_spec *)&l->spec, 1};
-        char spec[128], out[64];
+        char spec[128], out[64], inputs[256] = "";
         nfv_arch_print(&one, spec, sizeof spec);
         if (l->out_ndim == 4)
             snprintf(out, sizeof out, "%dx%dx%dx%d", l->out_shape[0], l->out_shape[1], l->out_shape[2], l->out_shape[3]);
         else snprintf(out, sizeof out, "%d", l->out_shape[0]);
         double fl = nfv_layer_flops(l);
         total_flops += fl;
-        printf("%4d  %-10s %-26s %-18s %12lld %12.2f\n", i, l->name, spec, out, nfv_layer_param_count(l), fl / 1e6);
+        size_t used = 0;
+        for (int k = 0; m->is_graph && k < l->n_inputs && used < sizeof inputs; k++)
+            used += (size_t)snprintf(inputs + used, sizeof inputs - used, "%s%s", k ? ", " : "  ",
+                                     l->inputs[k] < 0 ? "(input)" : m->layers[l->inputs[k]].name);
+        printf("%4d  %-*s %-26s %-18s %12lld %12.2f%s\n", i, width, l->name, spec, out, nfv_layer_param_count(l),
+               fl / 1e6, inputs);
     }
     printf("\ntotal: %lld parameters (%.2f MB float32), %.3f GFLOP forward per sample\n", nfv_model_param_count(m),
            (double)nfv_model_param_count(m) * 4 / 1e6, total_flops / 1e9);

@@ -36,7 +36,7 @@ static void print_event(void *user, const nfv_train_event *e)
         if (e->resumed) fprintf(stderr, "resuming from %s at epoch %d\n", e->checkpoint, e->epoch + 1);
         else
             fprintf(stderr, "model %s: %d layers, %lld parameters, input 1x%dx%dx%d, %d train / %d val subjects, batch %d\n",
-                    m->arch_spec, m->layer_count, nfv_model_param_count(m), m->input_shape[1], m->input_shape[2],
+                    m->arch_label, m->layer_count, nfv_model_param_count(m), m->input_shape[1], m->input_shape[2],
                     m->input_shape[3], e->train_count, e->val_count, e->batch_size);
         break;
     case NFV_TRAIN_EPOCH_BEGIN:

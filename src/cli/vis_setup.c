@@ -63,7 +63,7 @@ nfv_status vis_cli_options(const vis_cli *c, nfv_vis_options *o)
 nfv_status vis_session_open(vis_session *s, const char *device, const char *model_path)
 {
     NFV_TRY(nfv_context_create(device, &s->ctx));
-    return nfv_model_load(s->ctx, model_path, &s->m);
+    return nfv_model_open(s->ctx, model_path, &s->m);
 }
 
 nfv_status vis_session_targets(vis_session *s, const char *const *texts, int ntexts)

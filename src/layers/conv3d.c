@@ -11,6 +11,9 @@
  *                    1 and kw <= 5; the bias gradient likewise with
  *                    conv3d_bias_partial.
  * Every other shape runs the *_ref kernels (one output per work-item).
+ * Dilation or groups other than 1 run the general kernels instead
+ * (src/layers/conv3d_general.c, cl/conv3d_general.cl), also one output per
+ * work-item; the shape checks here serve both.
  *
  * Scratch buffers (padded copies, flipped weights, partial sums) are the
  * context's reusable scratch slots: fresh buffers per call cost more than the
@@ -18,21 +21,22 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/internal.h"
-#include "neurofv/ops.h"
+#include "layers/conv3d_internal.h"
 
 /* Scratch slots: NFV_SCRATCH_CONV_* of nfv_scratch_slot (src/runtime/internal.h). */
-
-typedef struct conv_dims {
-    int n, ci, d, h, w;      /* input (N, CI, D, H, W) */
-    int co, od, oh, ow;      /* output (N, CO, DO, HO, WO) */
-    int k[3], s[3], p[3];
-} conv_dims;
 
 int nfv_conv_out_size(int in, int kernel, int stride, int pad)
 {
     if (stride < 1) return 0;
     int span = in + 2 * pad - kernel;
+    if (span < 0) return 0;
+    return span / stride + 1;
+}
+
+int nfv_conv_out_size_dilated(int in, int kernel, int stride, int pad, int dilation)
+{
+    if (stride < 1 || kernel < 1 || dilation < 1) return 0;
+    int span = in + 2 * pad - dilation * (kernel - 1) - 1;
     if (span < 0) return 0;
     return span / stride + 1;
 }
@@ -50,31 +54,49 @@ static nfv_status check_shapes(const char *op, const nfv_conv3d_params *p, const
     char sx[64], sw[64], sy[64], sb[64];
     if (!p || !x || !w || !y) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL params or tensor", op);
     for (int i = 0; i < 3; i++)
-        if (p->kernel[i] < 1 || p->stride[i] < 1 || p->padding[i] < 0)
+        if (p->kernel[i] < 1 || p->stride[i] < 1 || p->padding[i] < 0 || p->dilation[i] < 0)
             return nfv_fail(NFV_ERR_INVALID_ARG,
-                            "%s: kernel %dx%dx%d stride %dx%dx%d padding %dx%dx%d: kernel and stride must be >= 1 "
-                            "and padding >= 0",
+                            "%s: kernel %dx%dx%d stride %dx%dx%d padding %dx%dx%d dilation %dx%dx%d: kernel and stride "
+                            "must be >= 1, padding >= 0 and dilation >= 1 (0 means 1)",
                             op, p->kernel[0], p->kernel[1], p->kernel[2], p->stride[0], p->stride[1], p->stride[2],
-                            p->padding[0], p->padding[1], p->padding[2]);
+                            p->padding[0], p->padding[1], p->padding[2], p->dilation[0], p->dilation[1],
+                            p->dilation[2]);
+    if (p->groups < 0) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: groups %d must be >= 1 (0 means 1)", op, p->groups);
     if (x->ndim != 5 || w->ndim != 5 || y->ndim != 5)
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s, weight %s and output %s must all be 5-D", op,
                         shp(x, sx, 64), shp(w, sw, 64), shp(y, sy, 64));
     memset(d, 0, sizeof *d);
     d->n = x->shape[0], d->ci = x->shape[1], d->d = x->shape[2], d->h = x->shape[3], d->w = x->shape[4];
     d->co = w->shape[0];
-    for (int i = 0; i < 3; i++) d->k[i] = p->kernel[i], d->s[i] = p->stride[i], d->p[i] = p->padding[i];
-    if (w->shape[1] != d->ci)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s has %d channels but weight %s expects %d", op,
-                        shp(x, sx, 64), d->ci, shp(w, sw, 64), w->shape[1]);
+    d->g = p->groups ? p->groups : 1;
+    for (int i = 0; i < 3; i++) {
+        d->k[i] = p->kernel[i], d->s[i] = p->stride[i], d->p[i] = p->padding[i];
+        d->dil[i] = p->dilation[i] ? p->dilation[i] : 1;
+    }
+    if (d->ci % d->g)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s has %d channels, not a multiple of groups %d (weight %s)", op,
+                        shp(x, sx, 64), d->ci, d->g, shp(w, sw, 64));
+    if (d->co % d->g)
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "%s: weight %s has %d output channels, not a multiple of groups %d (input %s)", op,
+                        shp(w, sw, 64), d->co, d->g, shp(x, sx, 64));
+    if (w->shape[1] != d->ci / d->g)
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "%s: input %s has %d channels in %d groups but weight %s (Co, Ci/G, kd, kh, kw) expects %d "
+                        "per group",
+                        op, shp(x, sx, 64), d->ci, d->g, shp(w, sw, 64), w->shape[1]);
     if (w->shape[2] != d->k[0] || w->shape[3] != d->k[1] || w->shape[4] != d->k[2])
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: weight %s does not match kernel size %dx%dx%d", op,
-                        shp(w, sw, 64), d->k[0], d->k[1], d->k[2]);
-    d->od = nfv_conv_out_size(d->d, d->k[0], d->s[0], d->p[0]);
-    d->oh = nfv_conv_out_size(d->h, d->k[1], d->s[1], d->p[1]);
-    d->ow = nfv_conv_out_size(d->w, d->k[2], d->s[2], d->p[2]);
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: weight %s does not match kernel size %dx%dx%d (input %s)", op,
+                        shp(w, sw, 64), d->k[0], d->k[1], d->k[2], shp(x, sx, 64));
+    d->od = nfv_conv_out_size_dilated(d->d, d->k[0], d->s[0], d->p[0], d->dil[0]);
+    d->oh = nfv_conv_out_size_dilated(d->h, d->k[1], d->s[1], d->p[1], d->dil[1]);
+    d->ow = nfv_conv_out_size_dilated(d->w, d->k[2], d->s[2], d->p[2], d->dil[2]);
     if (d->od < 1 || d->oh < 1 || d->ow < 1)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s is smaller than kernel %dx%dx%d with padding %dx%dx%d", op,
-                        shp(x, sx, 64), d->k[0], d->k[1], d->k[2], d->p[0], d->p[1], d->p[2]);
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "%s: input %s is smaller than kernel %dx%dx%d with dilation %dx%dx%d and padding %dx%dx%d "
+                        "(weight %s)",
+                        op, shp(x, sx, 64), d->k[0], d->k[1], d->k[2], d->dil[0], d->dil[1], d->dil[2], d->p[0],
+                        d->p[1], d->p[2], shp(w, sw, 64));
     if (y->shape[0] != d->n || y->shape[1] != d->co || y->shape[2] != d->od || y->shape[3] != d->oh ||
         y->shape[4] != d->ow)
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: output %s, expected %dx%dx%dx%dx%d for input %s and weight %s", op,
@@ -124,12 +146,20 @@ static nfv_status launch_ref(nfv_context *ctx, const char *name, cl_mem a, cl_me
 }
 
 /* ---- reference entry points ---------------------------------------------- */
+/* With dilation or groups they run the general kernels, which are the
+ * reference (one output per work-item) for those shapes. */
+
+static int dims_general(const conv_dims *d)
+{
+    return d->g != 1 || d->dil[0] != 1 || d->dil[1] != 1 || d->dil[2] != 1;
+}
 
 nfv_status nfv_conv3d_forward_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                                         const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y)
 {
     conv_dims d;
     NFV_TRY(check_shapes("conv3d forward", p, x, w, b, y, &d));
+    if (dims_general(&d)) return nfv_conv3d_general_forward(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
     cl_mem bias = b ? b->buf : w->buf; /* never read without bias */
     return launch_ref(ctx, "conv3d_fwd_ref", x->buf, w->buf, bias, y->buf, &d, b != NULL, y->numel);
 }
@@ -140,6 +170,7 @@ nfv_status nfv_conv3d_backward_input_reference(nfv_context *ctx, const nfv_conv3
     conv_dims d;
     if (!dx) return NFV_OK;
     NFV_TRY(check_shapes("conv3d backward-input", p, dx, w, NULL, dy, &d));
+    if (dims_general(&d)) return nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf);
     return launch_ref(ctx, "conv3d_bwd_input_ref", dy->buf, w->buf, NULL, dx->buf, &d, 0, dx->numel);
 }
 
@@ -155,6 +186,7 @@ static nfv_status check_grad_shapes(const char *op, const nfv_conv3d_params *p, 
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s, output gradient %s and bias gradient %s do not fit", op,
                         shp(x, sx, 64), shp(dy, sy, 64), shp(db, sb, 64));
     memset(d, 0, sizeof *d);
+    d->g = 1, d->dil[0] = d->dil[1] = d->dil[2] = 1;
     d->n = dy->shape[0], d->co = dy->shape[1], d->od = dy->shape[2], d->oh = dy->shape[3], d->ow = dy->shape[4];
     d->ci = x->shape[1], d->d = x->shape[2], d->h = x->shape[3], d->w = x->shape[4];
     if (x->shape[0] != d->n)
@@ -168,7 +200,8 @@ nfv_status nfv_conv3d_backward_weights_reference(nfv_context *ctx, const nfv_con
 {
     conv_dims d;
     NFV_TRY(check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
-    if (dw)
+    if (dw && dims_general(&d)) NFV_TRY(nfv_conv3d_general_backward_weights(ctx, &d, x->buf, dy->buf, dw->buf));
+    else if (dw)
         NFV_TRY(launch_ref(ctx, "conv3d_bwd_weights_ref", x->buf, dy->buf, NULL, dw->buf, &d, 0, dw->numel));
     if (db) NFV_TRY(launch_ref(ctx, "conv3d_bwd_bias_ref", dy->buf, NULL, NULL, db->buf, &d, 0, (size_t)d.co));
     return NFV_OK;
@@ -334,6 +367,7 @@ nfv_status nfv_conv3d_forward(nfv_context *ctx, const nfv_conv3d_params *p, cons
 {
     conv_dims d;
     NFV_TRY(check_shapes("conv3d forward", p, x, w, b, y, &d));
+    if (dims_general(&d)) return nfv_conv3d_general_forward(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
     if (d.s[2] != 1) return nfv_conv3d_forward_reference(ctx, p, x, w, b, y);
     return forward_fast(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
 }
@@ -344,6 +378,7 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
     conv_dims d;
     if (!dx) return NFV_OK;
     NFV_TRY(check_shapes("conv3d backward-input", p, dx, w, NULL, dy, &d));
+    if (dims_general(&d)) return nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf);
     int fast = 1;
     for (int i = 0; i < 3; i++) fast &= d.s[i] == 1 && d.p[i] <= d.k[i] - 1;
     if (!fast) return nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
@@ -446,7 +481,8 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
 {
     conv_dims d;
     NFV_TRY(check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
-    if (dw) {
+    if (dw && dims_general(&d)) NFV_TRY(nfv_conv3d_general_backward_weights(ctx, &d, x->buf, dy->buf, dw->buf));
+    else if (dw) {
         if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(weights_fast(ctx, &d, x->buf, dy->buf, dw->buf));
         else NFV_TRY(nfv_conv3d_backward_weights_reference(ctx, p, x, dy, dw, NULL));
     }

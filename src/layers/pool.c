@@ -1,6 +1,8 @@
-/* Max / average pooling and global average pooling; kernels in cl/pool.cl.
- * The window geometry and the tensor sizes are compiled into each program
- * variant (-D), one variant per layer geometry, built once per context. */
+/* Max / average pooling and global average and max pooling; kernels in
+ * cl/pool.cl.  The window geometry and the tensor sizes are compiled into
+ * each program variant (-D), one variant per layer geometry, built once per
+ * context.  ceil_mode only changes the output size the host computes;
+ * exclude_pad is the average variant's -DEXCLUDE_PAD. */
 #include <stdio.h>
 
 #include "neurofv/ops.h"
@@ -25,11 +27,17 @@ static nfv_status check_params(const char *op, const nfv_pool3d_params *p)
     return NFV_OK;
 }
 
-/* (in + 2*pad - k) / stride + 1, floor; 0 when the window does not fit. */
-static int pool_out_size(int in, int k, int stride, int pad)
+/* floor: (in + 2*pad - k) / stride + 1.  ceil (PyTorch): ceil((in + 2*pad - k)
+ * / stride) + 1, less one when that last window would start in the right
+ * padding ((out - 1) * stride >= in + pad).  0 when the window does not fit. */
+int nfv_pool_out_size(int in, int kernel, int stride, int pad, int ceil_mode)
 {
-    if (in + 2 * pad < k) return 0;
-    return (in + 2 * pad - k) / stride + 1;
+    if (stride < 1 || kernel < 1 || in + 2 * pad < kernel) return 0;
+    const int span = in + 2 * pad - kernel;
+    if (!ceil_mode) return span / stride + 1;
+    int out = (span + stride - 1) / stride + 1;
+    if ((out - 1) * stride >= in + pad) out--;
+    return out;
 }
 
 /* Geometry from the full-resolution tensor big (N, C, D, H, W) and the
@@ -44,7 +52,7 @@ static nfv_status pool_geometry(const char *op, const nfv_pool3d_params *p, cons
     g->c = big->shape[1];
     for (int a = 0; a < 3; a++) {
         g->in[a] = big->shape[2 + a];
-        g->out[a] = pool_out_size(g->in[a], p->kernel[a], p->stride[a], p->padding[a]);
+        g->out[a] = nfv_pool_out_size(g->in[a], p->kernel[a], p->stride[a], p->padding[a], p->ceil_mode);
         if (g->out[a] < 1)
             return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s too small for kernel %d padding %d on axis %d", op,
                             nfv_shape_str(big, sb, sizeof sb), p->kernel[a], p->padding[a], a);
@@ -57,12 +65,14 @@ static nfv_status pool_geometry(const char *op, const nfv_pool3d_params *p, cons
     return NFV_OK;
 }
 
-/* Kernel 2, stride 2, no padding along W: the explicitly vectorized max
- * pooling kernels apply (cl/pool.cl, *_w2). */
-static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p)
+/* Kernel 2, stride 2, no padding along W, and the floor-mode width (ceil_mode
+ * along D and H is fine; a ceil_mode window past the end of a row is not):
+ * the explicitly vectorized max pooling kernels apply (cl/pool.cl, *_w2). */
+static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g)
 {
     int vec = nfv_context_vector_width(ctx);
-    return p->kernel[2] == 2 && p->stride[2] == 2 && p->padding[2] == 0 && (vec == 4 || vec == 8 || vec == 16);
+    return p->kernel[2] == 2 && p->stride[2] == 2 && p->padding[2] == 0 && g->out[2] == g->in[2] / 2 &&
+           (vec == 4 || vec == 8 || vec == 16);
 }
 
 /* kind: 1 max, 2 average (POOL_KIND in cl/pool.cl). */
@@ -71,6 +81,7 @@ static nfv_status pool_kernel(nfv_context *ctx, int kind, const nfv_pool3d_param
 {
     char opts[512];
     int used = snprintf(opts, sizeof opts, "-DPOOL_KIND=%d -DVEC=%d ", kind, nfv_context_vector_width(ctx));
+    if (kind == 2) used += snprintf(opts + used, sizeof opts - (size_t)used, "-DEXCLUDE_PAD=%d ", p->exclude_pad != 0);
     snprintf(opts + used, sizeof opts - (size_t)used,
              "-DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d -DSW=%d -DPD=%d -DPH=%d -DPW=%d -DD=%d -DH=%d -DW=%d "
              "-DOD=%d -DOH=%d -DOW=%d",
@@ -88,7 +99,7 @@ nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
     NFV_TRY(pool_geometry("maxpool3d forward", p, x, y, &g));
     if (argmax && argmax->numel != y->numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d forward: argmax has %zu elements, y %zu", argmax->numel, y->numel);
-    int w2 = use_w2(ctx, p);
+    int w2 = use_w2(ctx, p, &g);
     size_t vec = w2 ? (size_t)nfv_context_vector_width(ctx) : 1;
     const char *name = w2 ? (argmax ? "maxpool3d_forward_w2" : "maxpool3d_forward_w2_noidx")
                           : (argmax ? "maxpool3d_forward" : "maxpool3d_forward_noidx");
@@ -111,7 +122,7 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
     NFV_TRY(pool_geometry("maxpool3d backward", p, dx, dy, &g));
     if (argmax->numel != dy->numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d backward: argmax has %zu elements, dy %zu", argmax->numel, dy->numel);
-    int w2 = use_w2(ctx, p);
+    int w2 = use_w2(ctx, p, &g);
     size_t vec = w2 ? (size_t)nfv_context_vector_width(ctx) : 1;
     const char *name = w2 ? "maxpool3d_backward_w2" : "maxpool3d_backward";
     cl_kernel k;
@@ -195,6 +206,62 @@ nfv_status nfv_global_avgpool_backward(nfv_context *ctx, const nfv_tensor *dy, n
     NFV_ARG(k, "global_avgpool_backward", 0, dy->buf);
     NFV_ARG(k, "global_avgpool_backward", 1, dx->buf);
     NFV_ARG(k, "global_avgpool_backward", 2, n);
+    size_t global[2] = {n, dy->numel};
+    return nfv_kernel_launch(ctx, k, 2, global, NULL);
+}
+
+/* x (N, C, D, H, W) and y / argmax of N*C elements each ((N, C) or (N, C, 1, 1, 1)). */
+static nfv_status global_max_check(const char *op, const nfv_tensor *x, const nfv_tensor *y, const nfv_tensor *argmax)
+{
+    char sx[64], sy[64], sa[64];
+    int ok = x->ndim == 5 && (y->ndim == 2 || (y->ndim == 5 && y->shape[2] == 1 && y->shape[3] == 1 &&
+                                                y->shape[4] == 1));
+    ok = ok && y->shape[0] == x->shape[0] && y->shape[1] == x->shape[1];
+    if (!ok)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: expected x (N, C, D, H, W) and y (N, C) or (N, C, 1, 1, 1), got %s and %s",
+                        op, nfv_shape_str(x, sx, sizeof sx), nfv_shape_str(y, sy, sizeof sy));
+    if (argmax && argmax->numel != y->numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: argmax %s has %zu elements, pooled %s %zu", op,
+                        nfv_shape_str(argmax, sa, sizeof sa), argmax->numel, nfv_shape_str(y, sy, sizeof sy), y->numel);
+    if (x->numel / y->numel > 0x7fffffffULL)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: volume %s too large", op, nfv_shape_str(x, sx, sizeof sx));
+    return NFV_OK;
+}
+
+nfv_status nfv_global_maxpool_forward(nfv_context *ctx, const nfv_tensor *x, nfv_tensor *y, nfv_tensor *argmax)
+{
+    if (!ctx || !x || !y) return nfv_fail(NFV_ERR_INVALID_ARG, "global maxpool forward: NULL tensor");
+    NFV_TRY(global_max_check("global maxpool forward", x, y, argmax));
+    const char *name = "global_maxpool_forward";
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "pool", "-DPOOL_KIND=0", name, &k));
+    cl_uint n = (cl_uint)(x->numel / y->numel);
+    cl_int with_idx = argmax != NULL;
+    cl_mem idx = argmax ? argmax->buf : y->buf; /* never written without argmax */
+    size_t local = reduction_local_size(ctx, k);
+    NFV_ARG(k, name, 0, x->buf);
+    NFV_ARG(k, name, 1, y->buf);
+    NFV_ARG(k, name, 2, idx);
+    NFV_ARG(k, name, 3, n);
+    NFV_ARG(k, name, 4, with_idx);
+    NFV_CL_CHECK(clSetKernelArg(k, 5, local * sizeof(float), NULL), "clSetKernelArg", name);
+    NFV_CL_CHECK(clSetKernelArg(k, 6, local * sizeof(cl_int), NULL), "clSetKernelArg", name);
+    size_t global = local * y->numel;
+    return nfv_kernel_launch(ctx, k, 1, &global, &local);
+}
+
+nfv_status nfv_global_maxpool_backward(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *argmax, nfv_tensor *dx)
+{
+    if (!ctx || !dy || !argmax || !dx) return nfv_fail(NFV_ERR_INVALID_ARG, "global maxpool backward: NULL tensor");
+    NFV_TRY(global_max_check("global maxpool backward", dx, dy, argmax));
+    const char *name = "global_maxpool_backward";
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "pool", "-DPOOL_KIND=0", name, &k));
+    cl_uint n = (cl_uint)(dx->numel / dy->numel);
+    NFV_ARG(k, name, 0, dy->buf);
+    NFV_ARG(k, name, 1, argmax->buf);
+    NFV_ARG(k, name, 2, dx->buf);
+    NFV_ARG(k, name, 3, n);
     size_t global[2] = {n, dy->numel};
     return nfv_kernel_launch(ctx, k, 2, global, NULL);
 }

@@ -67,7 +67,7 @@ const char *nfv_memory_parts_text(const nfv_memory_estimate *e, char *buf, size_
 enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_BN, SL_COUNT };
 typedef struct scratch_max {
     size_t floats[SL_COUNT];
-    char what[SL_COUNT][64];
+    char what[SL_COUNT][160];
 } scratch_max;
 
 static void grow(scratch_max *s, int slot, size_t floats, const nfv_layer *l, const char *use)
@@ -154,8 +154,23 @@ static void model_batch(const nfv_model *m, int n, nfv_memory_estimate *e)
         const nfv_layer *l = &m->layers[i];
         size_t numel = (size_t)n * nfv_shape_numel(l->out_ndim, l->out_shape);
         if (numel > biggest) biggest = numel;
+        if (m->is_graph && l->spec.kind != NFV_LAYER_CONSTANT)
+            nfv_memory_add(e, NFV_MEM_BACKWARD, nfv_tensor_bytes(numel), "layer %d (%s) gradient, batch %d", i, l->name,
+                           n);
         switch (l->spec.kind) {
-        case NFV_LAYER_FLATTEN: continue;
+        case NFV_LAYER_FLATTEN:
+        case NFV_LAYER_RESHAPE:
+        case NFV_LAYER_IDENTITY: continue;
+        case NFV_LAYER_CONSTANT:
+            nfv_memory_add(e, NFV_MEM_WEIGHTS, nfv_tensor_bytes(numel / (size_t)n * (size_t)l->spec.features),
+                           "layer %d (%s) value", i, l->name);
+            break;
+        case NFV_LAYER_GMP:
+        case NFV_LAYER_INSTANCENORM:
+            nfv_memory_add(e, NFV_MEM_ACTIVATIONS, (l->spec.kind == NFV_LAYER_GMP ? 1 : 2) *
+                                                       nfv_tensor_bytes((size_t)n * (size_t)l->in_shape[0]),
+                           "layer %d (%s) %s", i, l->name, l->spec.kind == NFV_LAYER_GMP ? "argmax" : "statistics");
+            break;
         case NFV_LAYER_MAXPOOL3D:
         case NFV_LAYER_DROPOUT:
             nfv_memory_add(e, NFV_MEM_ACTIVATIONS, nfv_tensor_bytes(numel), "layer %d (%s) %s, batch %d", i, l->name,
@@ -170,7 +185,7 @@ static void model_batch(const nfv_model *m, int n, nfv_memory_estimate *e)
         nfv_memory_add(e, NFV_MEM_ACTIVATIONS, nfv_tensor_bytes(numel), "layer %d (%s) output, batch %d", i, l->name,
                        n);
     }
-    for (int b = 0; b < 2; b++)
+    for (int b = 0; b < (m->is_graph ? 1 : 2); b++)
         nfv_memory_add(e, NFV_MEM_BACKWARD, nfv_tensor_bytes(biggest), "backward gradient buffer, batch %d", n);
 }
 

@@ -10,22 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Word of a default layer name ("conv1", "pool2", "fc"). */
 static const char *kind_word(nfv_layer_kind k)
 {
     switch (k) {
-    case NFV_LAYER_CONV3D: return "conv";
-    case NFV_LAYER_MAXPOOL3D: return "pool";
+    case NFV_LAYER_MAXPOOL3D:
     case NFV_LAYER_AVGPOOL3D: return "pool";
-    case NFV_LAYER_BATCHNORM3D: return "bn";
-    case NFV_LAYER_RELU: return "relu";
-    case NFV_LAYER_LEAKY_RELU: return "lrelu";
-    case NFV_LAYER_ELU: return "elu";
-    case NFV_LAYER_DROPOUT: return "dropout";
-    case NFV_LAYER_FLATTEN: return "flatten";
     case NFV_LAYER_LINEAR: return "fc";
-    case NFV_LAYER_GAP: return "gap";
+    default: return nfv_layer_op_word(k);
     }
-    return "layer";
 }
 
 static char *dupstr(const char *s)
@@ -36,14 +29,132 @@ static char *dupstr(const char *s)
     return d;
 }
 
-static int out_size(int in, int k, int s, int p) { return in + 2 * p < k ? 0 : (in + 2 * p - k) / s + 1; }
+static int is_spatial(int ndim) { return ndim == 4; }
 
-/* Shapes, names and parameter shapes of every layer, from arch and input. */
+/* Output shape of node l from its inputs' shapes (already laid out). */
+static nfv_status node_shape(nfv_model *m, nfv_layer *l, int *ndim, int shape[4])
+{
+    const nfv_layer_spec *s = &l->spec;
+    int i = l->index;
+#define NEED4(what)                                                                                                    \
+    if (!is_spatial(*ndim))                                                                                           \
+    return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): %s needs a (C, D, H, W) input, got %d-D (after flatten?)", i, \
+                    l->name, what, *ndim)
+    switch (s->kind) {
+    case NFV_LAYER_CONV3D:
+    case NFV_LAYER_MAXPOOL3D:
+    case NFV_LAYER_AVGPOOL3D: {
+        NEED4(nfv_layer_op_word(s->kind));
+        int groups = s->kind == NFV_LAYER_CONV3D && s->groups > 1 ? s->groups : 1;
+        if (s->kind == NFV_LAYER_CONV3D && (shape[0] % groups || s->features % groups))
+            return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): %d input and %d output channels do not split into %d groups",
+                            i, l->name, shape[0], s->features, groups);
+        for (int a = 0; a < 3; a++) {
+            int o = s->kind == NFV_LAYER_CONV3D
+                        ? nfv_conv_out_size_dilated(shape[1 + a], s->kernel[a], s->stride[a], s->padding[a],
+                                                    s->dilation[a] > 1 ? s->dilation[a] : 1)
+                        : nfv_pool_out_size(shape[1 + a], s->kernel[a], s->stride[a], s->padding[a], s->ceil_mode);
+            if (o < 1)
+                return nfv_fail(NFV_ERR_INVALID_ARG,
+                                "layer %d (%s): input %dx%dx%dx%d is too small for kernel %dx%dx%d padding %d", i,
+                                l->name, shape[0], shape[1], shape[2], shape[3], s->kernel[0], s->kernel[1],
+                                s->kernel[2], s->padding[a]);
+            shape[1 + a] = o;
+        }
+        if (s->kind == NFV_LAYER_CONV3D) shape[0] = s->features;
+        return NFV_OK;
+    }
+    case NFV_LAYER_BATCHNORM3D: NEED4("BatchNorm3d"); return NFV_OK;
+    case NFV_LAYER_INSTANCENORM: NEED4("InstanceNorm3d"); return NFV_OK;
+    case NFV_LAYER_PAD:
+        NEED4("Pad");
+        for (int a = 0; a < 3; a++) shape[1 + a] += s->padding[a] + s->pad_end[a];
+        return NFV_OK;
+    case NFV_LAYER_FLATTEN:
+        shape[0] = (int)nfv_shape_numel(*ndim, shape);
+        *ndim = 1;
+        return NFV_OK;
+    case NFV_LAYER_GAP:
+    case NFV_LAYER_GMP:
+        NEED4("global pooling");
+        shape[1] = shape[2] = shape[3] = 1;
+        return NFV_OK;
+    case NFV_LAYER_LINEAR:
+        /* Even after gap, whose (C,1,1,1) output has the layout of (C),
+         * PyTorch needs an nn.Flatten, so we ask for one to stay in step. */
+        if (*ndim != 1)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): Linear needs a flat input: put \"flatten\" before it", i,
+                            l->name);
+        shape[0] = s->features;
+        return NFV_OK;
+    case NFV_LAYER_RESHAPE:
+    case NFV_LAYER_CONSTANT: {
+        if (s->reshape_ndim != 1 && s->reshape_ndim != 4)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): per-sample shape of %d dims (1 or 4)", i, l->name,
+                            s->reshape_ndim);
+        size_t want = nfv_shape_numel(s->reshape_ndim, s->reshape);
+        if (s->kind == NFV_LAYER_RESHAPE && want != nfv_shape_numel(*ndim, shape))
+            return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): reshape of %zu values into %zu", i, l->name,
+                            nfv_shape_numel(*ndim, shape), want);
+        *ndim = s->reshape_ndim;
+        memcpy(shape, s->reshape, sizeof s->reshape);
+        return NFV_OK;
+    }
+    case NFV_LAYER_ADD:
+    case NFV_LAYER_CONCAT:
+        for (int k = 1; k < l->n_inputs; k++) {
+            int j = l->inputs[k];
+            int nd2 = j < 0 ? 4 : m->layers[j].out_ndim;
+            const int *sh2 = j < 0 ? m->input_shape : m->layers[j].out_shape;
+            int same = nd2 == *ndim;
+            for (int d = s->kind == NFV_LAYER_CONCAT; same && d < *ndim; d++) same = sh2[d] == shape[d];
+            if (!same)
+                return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): input %d has shape %dx%dx%dx%d (%d-D), input 0 has %dx%dx%dx%d", i,
+                                l->name, k, sh2[0], nd2 > 1 ? sh2[1] : 1, nd2 > 1 ? sh2[2] : 1, nd2 > 1 ? sh2[3] : 1,
+                                nd2, shape[0], *ndim > 1 ? shape[1] : 1, *ndim > 1 ? shape[2] : 1,
+                                *ndim > 1 ? shape[3] : 1);
+            if (s->kind == NFV_LAYER_CONCAT) shape[0] += sh2[0];
+        }
+        return NFV_OK;
+    default: return NFV_OK; /* elementwise: same shape */
+    }
+#undef NEED4
+}
+
+/* Resolved inputs of node i: the spec's, or the previous node. */
+static nfv_status wire(nfv_model *m, nfv_layer *l)
+{
+    const nfv_layer_spec *s = &l->spec;
+    int i = l->index;
+    if (s->kind == NFV_LAYER_CONSTANT) {
+        l->n_inputs = 0;
+        return NFV_OK;
+    }
+    if (!s->n_inputs) {
+        l->n_inputs = 1;
+        l->inputs[0] = i - 1;
+        return NFV_OK;
+    }
+    int multi = s->kind == NFV_LAYER_ADD || s->kind == NFV_LAYER_CONCAT;
+    if (multi ? s->n_inputs < 1 : s->n_inputs != 1)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): %d inputs (%s takes %s)", i, l->name, s->n_inputs,
+                        nfv_layer_op_word(s->kind), multi ? "one or more" : "one");
+    l->n_inputs = s->n_inputs;
+    for (int k = 0; k < s->n_inputs; k++) {
+        int j = s->inputs[k];
+        if (j < NFV_INPUT_NODE || j >= i)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): input %d is node %d, not an earlier node", i, l->name,
+                            k, j);
+        l->inputs[k] = j;
+        if (j >= 0) m->layers[j].consumers++;
+    }
+    return NFV_OK;
+}
+
+/* Shapes, names, wiring and parameter counts of every layer, from arch and input. */
 static nfv_status layout(nfv_model *m)
 {
-    int ndim = 4, shape[4];
-    memcpy(shape, m->input_shape, sizeof shape);
-    int counts[16] = {0}, totals[16] = {0};
+    int counts[NFV_LAYER_KIND_COUNT] = {0}, totals[NFV_LAYER_KIND_COUNT] = {0};
     for (int i = 0; i < m->arch.count; i++) {
         nfv_layer_kind k = m->arch.layers[i].kind;
         totals[k == NFV_LAYER_AVGPOOL3D ? NFV_LAYER_MAXPOOL3D : k]++;
@@ -55,65 +166,31 @@ static nfv_status layout(nfv_model *m)
         int fam = l->spec.kind == NFV_LAYER_AVGPOOL3D ? NFV_LAYER_MAXPOOL3D : (int)l->spec.kind;
         counts[fam]++;
         int unnumbered = totals[fam] == 1 && (fam == NFV_LAYER_FLATTEN || fam == NFV_LAYER_GAP || fam == NFV_LAYER_LINEAR);
-        if (unnumbered) snprintf(l->name, sizeof l->name, "%s", kind_word(l->spec.kind));
+        if (l->spec.name[0]) snprintf(l->name, sizeof l->name, "%s", l->spec.name);
+        else if (unnumbered) snprintf(l->name, sizeof l->name, "%s", kind_word(l->spec.kind));
         else snprintf(l->name, sizeof l->name, "%s%d", kind_word(l->spec.kind), counts[fam]);
+        NFV_TRY(wire(m, l));
+        int ndim = 4, shape[4];
+        memcpy(shape, m->input_shape, sizeof shape);
+        if (l->n_inputs && l->inputs[0] >= 0) {
+            ndim = m->layers[l->inputs[0]].out_ndim;
+            memcpy(shape, m->layers[l->inputs[0]].out_shape, sizeof shape);
+        }
         l->in_ndim = ndim;
         memcpy(l->in_shape, shape, sizeof shape);
-        const nfv_layer_spec *s = &l->spec;
-        switch (s->kind) {
-        case NFV_LAYER_CONV3D:
-        case NFV_LAYER_MAXPOOL3D:
-        case NFV_LAYER_AVGPOOL3D:
-            if (ndim != 4)
-                return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): needs a (C, D, H, W) input, got %d-D (after flatten?)",
-                                i, l->name, ndim);
-            for (int a = 0; a < 3; a++) {
-                int o = out_size(shape[1 + a], s->kernel[a], s->stride[a], s->padding[a]);
-                if (o < 1)
-                    return nfv_fail(NFV_ERR_INVALID_ARG,
-                                    "layer %d (%s): input %dx%dx%dx%d is too small for kernel %dx%dx%d padding %d",
-                                    i, l->name, shape[0], shape[1], shape[2], shape[3], s->kernel[0], s->kernel[1],
-                                    s->kernel[2], s->padding[a]);
-                shape[1 + a] = o;
-            }
-            if (s->kind == NFV_LAYER_CONV3D) {
-                l->nparams = s->bias ? 2 : 1;
-                shape[0] = s->features;
-            }
-            break;
-        case NFV_LAYER_BATCHNORM3D:
-            if (ndim != 4)
-                return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): BatchNorm3d needs a (C, D, H, W) input", i, l->name);
-            l->nparams = 2;
-            break;
-        case NFV_LAYER_RELU:
-        case NFV_LAYER_LEAKY_RELU:
-        case NFV_LAYER_ELU:
-        case NFV_LAYER_DROPOUT: break;
-        case NFV_LAYER_FLATTEN:
-            shape[0] = (int)nfv_shape_numel(ndim, shape);
-            ndim = 1;
-            break;
-        case NFV_LAYER_GAP:
-            if (ndim != 4)
-                return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): global average pool needs a (C, D, H, W) input", i,
-                                l->name);
-            shape[1] = shape[2] = shape[3] = 1;
-            break;
-        case NFV_LAYER_LINEAR:
-            /* Even after gap, whose (C,1,1,1) output has the layout of (C),
-             * PyTorch needs an nn.Flatten, so we ask for one to stay in step. */
-            if (ndim != 1) {
-                return nfv_fail(NFV_ERR_INVALID_ARG, "layer %d (%s): Linear needs a flat input: put \"flatten\" before it",
-                                i, l->name);
-            }
-            l->nparams = s->bias ? 2 : 1;
-            shape[0] = s->features;
-            break;
-        }
+        NFV_TRY(node_shape(m, l, &ndim, shape));
+        l->nparams = l->spec.kind == NFV_LAYER_BATCHNORM3D   ? 2
+                     : l->spec.kind == NFV_LAYER_CONSTANT ? 0
+                                                          : nfv_spec_tensor_count(&l->spec);
         l->out_ndim = ndim;
         memcpy(l->out_shape, shape, sizeof shape);
     }
+    for (int i = 0; i < m->layer_count; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(m->layers[i].name, m->layers[j].name))
+                return nfv_fail(NFV_ERR_INVALID_ARG, "layers %d and %d are both named \"%s\"", j, i, m->layers[i].name);
+    m->layers[m->layer_count - 1].consumers++; /* the model output */
+    m->is_graph = nfv_arch_is_graph(&m->arch);
     return NFV_OK;
 }
 
@@ -124,7 +201,7 @@ int nfv_model_param_shape(const nfv_layer *l, int p, int shape[5])
     switch (s->kind) {
     case NFV_LAYER_CONV3D:
         if (p == 0) {
-            shape[0] = s->features, shape[1] = l->in_shape[0];
+            shape[0] = s->features, shape[1] = l->in_shape[0] / (s->groups > 1 ? s->groups : 1);
             shape[2] = s->kernel[0], shape[3] = s->kernel[1], shape[4] = s->kernel[2];
             return 5;
         }
@@ -137,7 +214,8 @@ int nfv_model_param_shape(const nfv_layer *l, int p, int shape[5])
         }
         shape[0] = s->features;
         return 1;
-    case NFV_LAYER_BATCHNORM3D: shape[0] = l->in_shape[0]; return 1;
+    case NFV_LAYER_BATCHNORM3D:
+    case NFV_LAYER_INSTANCENORM: shape[0] = l->in_shape[0]; return 1;
     default: return 0;
     }
 }
@@ -183,6 +261,7 @@ void nfv_model_free_runtime(nfv_model *m)
         nfv_tensor_free(&l->out);
         nfv_tensor_free(&l->aux);
         nfv_tensor_free(&l->aux2);
+        nfv_tensor_free(&l->dout);
     }
     nfv_tensor_free(&m->grad_a);
     nfv_tensor_free(&m->grad_b);
@@ -205,6 +284,7 @@ void nfv_model_free(nfv_model *m)
         }
         nfv_tensor_free(&l->running_mean);
         nfv_tensor_free(&l->running_var);
+        nfv_tensor_free(&l->constant);
     }
     for (int i = 0; i < m->class_count; i++) free(m->class_names[i]);
     free(m->class_names);
@@ -229,6 +309,14 @@ nfv_status nfv_model_alloc_params(nfv_model *m, nfv_context *ctx)
             int c = l->in_shape[0];
             NFV_TRY(nfv_tensor_create(ctx, &l->running_mean, 1, &c));
             NFV_TRY(nfv_tensor_create(ctx, &l->running_var, 1, &c));
+        }
+        if (l->spec.kind == NFV_LAYER_CONSTANT) {
+            int n = l->spec.features > 0 ? l->spec.features : 1;
+            int sh[5];
+            int nd = 1 + l->out_ndim;
+            sh[0] = n;
+            memcpy(sh + 1, l->out_shape, (size_t)l->out_ndim * sizeof(int));
+            NFV_TRY(nfv_tensor_create(ctx, &l->constant, nd, sh));
         }
     }
     return NFV_OK;
@@ -271,18 +359,29 @@ nfv_status nfv_model_set_classes(nfv_model *m, int count, const char *const *nam
     return NFV_OK;
 }
 
-/* Common construction: arch parse, layout, metadata defaults. */
-nfv_status nfv_model_new(const char *spec, const int input_shape[4], int outputs, nfv_model **out)
+/* Common construction: arch copied, layout, metadata defaults. */
+nfv_status nfv_model_new_from_arch(const nfv_arch *arch, const int input_shape[4], nfv_model **out)
 {
     *out = NULL;
     nfv_model *m = calloc(1, sizeof *m);
     if (!m) return nfv_fail(NFV_ERR_NO_MEMORY, "model: out of memory");
     m->last_forward_upto = -1;
-    nfv_status s = nfv_arch_parse(spec, outputs, &m->arch);
-    if (s) {
-        free(m);
-        return s;
+    m->arch.count = arch->count;
+    m->arch.layers = malloc((size_t)(arch->count > 0 ? arch->count : 1) * sizeof *arch->layers);
+    m->layers = calloc((size_t)(arch->count > 0 ? arch->count : 1), sizeof *m->layers);
+    if (m->layers) m->layer_count = arch->count;
+    if (m->arch.layers) memcpy(m->arch.layers, arch->layers, (size_t)arch->count * sizeof *arch->layers);
+    m->arch_spec = m->arch.layers ? nfv_arch_to_text(&m->arch) : NULL;
+    if (!m->arch.layers || !m->layers || !m->arch_spec) {
+        nfv_model_free(m);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "model: out of memory");
     }
+    if (arch->count < 1) {
+        nfv_model_free(m);
+        return nfv_fail(NFV_ERR_INVALID_ARG, "model: no layers");
+    }
+    if (strlen(m->arch_spec) < sizeof m->arch_label) snprintf(m->arch_label, sizeof m->arch_label, "%s", m->arch_spec);
+    else snprintf(m->arch_label, sizeof m->arch_label, "graph of %d nodes", m->layer_count);
     for (int i = 0; i < 4; i++) {
         if (input_shape[i] < 1) {
             nfv_model_free(m);
@@ -290,17 +389,8 @@ nfv_status nfv_model_new(const char *spec, const int input_shape[4], int outputs
         }
         m->input_shape[i] = input_shape[i];
     }
-    m->layer_count = m->arch.count;
-    m->layers = calloc((size_t)m->layer_count, sizeof *m->layers);
-    char *text = malloc(8192);
-    if (!m->layers || !text) {
-        free(text);
-        nfv_model_free(m);
-        return nfv_fail(NFV_ERR_NO_MEMORY, "model: out of memory");
-    }
-    m->arch_spec = dupstr(nfv_arch_print(&m->arch, text, 8192));
-    free(text);
-    if ((s = layout(m))) {
+    nfv_status s = layout(m);
+    if (s) {
         nfv_model_free(m);
         return s;
     }
@@ -309,6 +399,16 @@ nfv_status nfv_model_new(const char *spec, const int input_shape[4], int outputs
     nfv_model_default_affine(m);
     *out = m;
     return NFV_OK;
+}
+
+nfv_status nfv_model_new(const char *spec, const int input_shape[4], int outputs, nfv_model **out)
+{
+    *out = NULL;
+    nfv_arch arch;
+    NFV_TRY(nfv_arch_parse(spec, outputs, &arch));
+    nfv_status s = nfv_model_new_from_arch(&arch, input_shape, out);
+    nfv_arch_free(&arch);
+    return s;
 }
 
 int nfv_model_outputs(const nfv_model *m)
@@ -352,9 +452,9 @@ nfv_status nfv_model_create_from_spec(nfv_context *ctx, const char *spec, const 
     uint64_t rng = seed ^ 0x6E6575726F6676ULL;
     for (int i = 0; !s && i < m->layer_count; i++) {
         nfv_layer *l = &m->layers[i];
-        if (l->spec.kind == NFV_LAYER_BATCHNORM3D) {
+        if (l->spec.kind == NFV_LAYER_BATCHNORM3D || l->spec.kind == NFV_LAYER_INSTANCENORM) {
             s = fill_host(ctx, &l->param[0], 1.0f);
-            if (!s) s = fill_host(ctx, &l->running_var, 1.0f);
+            if (!s && l->spec.kind == NFV_LAYER_BATCHNORM3D) s = fill_host(ctx, &l->running_var, 1.0f);
             continue; /* beta, running_mean stay 0 */
         }
         if (!l->nparams) continue;
@@ -381,7 +481,49 @@ nfv_status nfv_model_create_from_spec(nfv_context *ctx, const char *spec, const 
     return NFV_OK;
 }
 
+void nfv_model_default_grid(nfv_model *m) { nfv_model_default_affine(m); }
+
+nfv_status nfv_model_replace_classes(nfv_model *m, int count, const char *const *names)
+{
+    for (int i = 0; i < m->class_count; i++) free(m->class_names[i]);
+    free(m->class_names);
+    m->class_names = NULL;
+    m->class_count = 0;
+    return nfv_model_set_classes(m, count, names);
+}
+
+nfv_status nfv_model_check_runs(nfv_model *m, nfv_context *ctx)
+{
+    int sh[5] = {1, m->input_shape[0], m->input_shape[1], m->input_shape[2], m->input_shape[3]};
+    nfv_tensor x;
+    NFV_TRY(nfv_tensor_create(ctx, &x, 5, sh));
+    nfv_status s = nfv_tensor_fill(ctx, &x, 0.0f);
+    if (!s) s = nfv_model_forward(m, ctx, &x, -1, 0);
+    if (!s) s = nfv_finish(ctx);
+    nfv_model_free_runtime(m);
+    nfv_tensor_free(&x);
+    return s;
+}
+
 /* ---- names ---------------------------------------------------------------- */
+
+const char *nfv_layer_tensor_name(const nfv_layer *l, int t, char *buf, size_t cap)
+{
+    static const char *const fields[NFV_NODE_MAX_TENSORS] = {"weight", "bias", "running_mean", "running_var"};
+    if (t >= 0 && t < NFV_NODE_MAX_TENSORS && l->spec.tensor_names[t][0])
+        snprintf(buf, cap, "%s", l->spec.tensor_names[t]);
+    else if (l->spec.kind == NFV_LAYER_CONSTANT) snprintf(buf, cap, "%d.value", l->index);
+    else snprintf(buf, cap, "%d.%s", l->index, t >= 0 && t < NFV_NODE_MAX_TENSORS ? fields[t] : "?");
+    return buf;
+}
+
+nfv_tensor *nfv_layer_tensor(nfv_layer *l, int t)
+{
+    if (l->spec.kind == NFV_LAYER_CONSTANT) return t == 0 ? &l->constant : NULL;
+    if (t < l->nparams) return &l->param[t];
+    if (l->spec.kind == NFV_LAYER_BATCHNORM3D) return t == 2 ? &l->running_mean : t == 3 ? &l->running_var : NULL;
+    return NULL;
+}
 
 int nfv_model_find_layer(const nfv_model *m, const char *name)
 {

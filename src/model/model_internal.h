@@ -26,4 +26,31 @@ void nfv_model_default_affine(nfv_model *m);
 /* Frees the batch's runtime tensors (activations, gradient buffers). */
 void nfv_model_free_runtime(nfv_model *m);
 
+/* ---- graphs (model_graph.c, model_presets.c) ---- */
+
+/* The op word of a kind ("conv", "add", ...). */
+const char *nfv_layer_op_word(nfv_layer_kind k);
+/* 1 unless a is a plain sequential list the spec syntax can write. */
+int nfv_arch_is_graph(const nfv_arch *a);
+/* Tensors a node keeps in the model file: parameters then buffers. */
+int nfv_spec_tensor_count(const nfv_layer_spec *l);
+/* The JSON form (model_graph.c); malloc'ed text or NULL when out of memory. */
+char *nfv_arch_to_json(const nfv_arch *a);
+nfv_status nfv_arch_from_json(const char *text, nfv_arch *out);
+/* Spec text for a sequential arch, else the JSON form; malloc'ed. */
+char *nfv_arch_to_text(const nfv_arch *a);
+/* A graph preset (resnet10, resnet18, densenet, sfcn, with arguments):
+ * returns 1 and sets *status when spec names one, else 0. */
+int nfv_arch_graph_preset(const char *spec, int classes, nfv_arch *out, nfv_status *status);
+
+/* A model from an architecture (copied) for input (C, D, H, W) as nfv_model_new. */
+nfv_status nfv_model_new_from_arch(const nfv_arch *arch, const int input_shape[4], nfv_model **out);
+
+/* Name in the model file of tensor t of layer l (parameters, then BN running
+ * mean and var, or a constant's value) into buf; the nn.Sequential name
+ * "<index>.weight" unless the spec names it. */
+const char *nfv_layer_tensor_name(const nfv_layer *l, int t, char *buf, size_t cap);
+/* The device tensor t of layer l (same order), or NULL. */
+nfv_tensor *nfv_layer_tensor(nfv_layer *l, int t);
+
 #endif

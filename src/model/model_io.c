@@ -36,24 +36,44 @@ static nfv_status add_tensor(nfv_context *ctx, nfv_st_writer *w, const char *nam
     return s;
 }
 
-static const char *const PARAM_NAMES[NFV_LAYER_MAX_PARAMS] = {"weight", "bias"};
+/* Shape of tensor t of layer l in the file (parameters, BN running
+ * statistics, a constant's value); returns its ndim. */
+static int tensor_shape(const nfv_layer *l, int t, int sh[5])
+{
+    if (l->spec.kind == NFV_LAYER_CONSTANT) {
+        sh[0] = l->spec.features > 0 ? l->spec.features : 1;
+        memcpy(sh + 1, l->out_shape, (size_t)l->out_ndim * sizeof(int));
+        return 1 + l->out_ndim;
+    }
+    if (t < l->nparams) return nfv_model_param_shape(l, t, sh);
+    sh[0] = l->in_shape[0]; /* BN running mean / var */
+    return 1;
+}
+
+/* The name of a BatchNorm's num_batches_tracked next to its running mean
+ * ("bn1.running_mean" -> "bn1.num_batches_tracked"); 0 if it has none. */
+static int batches_tracked_name(const nfv_layer *l, char *buf, size_t cap)
+{
+    char mean[NFV_PARAM_NAME_MAX];
+    nfv_layer_tensor_name(l, 2, mean, sizeof mean);
+    size_t n = strlen(mean), suffix = strlen("running_mean");
+    if (n < suffix || strcmp(mean + n - suffix, "running_mean")) return 0;
+    snprintf(buf, cap, "%.*snum_batches_tracked", (int)(n - suffix), mean);
+    return 1;
+}
 
 nfv_status nfv_model_to_writer(const nfv_model *m, nfv_st_writer *w)
 {
     nfv_context *ctx = m->ctx;
-    char name[64], buf[1024];
+    char name[NFV_PARAM_NAME_MAX + 32], buf[1024];
     for (int i = 0; i < m->layer_count; i++) {
-        const nfv_layer *l = &m->layers[i];
-        for (int p = 0; p < l->nparams; p++) {
-            snprintf(name, sizeof name, "%d.%s", i, PARAM_NAMES[p]);
-            NFV_TRY(add_tensor(ctx, w, name, &l->param[p]));
+        nfv_layer *l = &m->layers[i];
+        int nt = nfv_spec_tensor_count(&l->spec);
+        for (int t = 0; t < nt; t++) {
+            nfv_layer_tensor_name(l, t, name, sizeof name);
+            NFV_TRY(add_tensor(ctx, w, name, nfv_layer_tensor(l, t)));
         }
-        if (l->spec.kind == NFV_LAYER_BATCHNORM3D) {
-            snprintf(name, sizeof name, "%d.running_mean", i);
-            NFV_TRY(add_tensor(ctx, w, name, &l->running_mean));
-            snprintf(name, sizeof name, "%d.running_var", i);
-            NFV_TRY(add_tensor(ctx, w, name, &l->running_var));
-            snprintf(name, sizeof name, "%d.num_batches_tracked", i);
+        if (l->spec.kind == NFV_LAYER_BATCHNORM3D && batches_tracked_name(l, name, sizeof name)) {
             long long nbt = l->num_batches_tracked;
             NFV_TRY(nfv_st_writer_add(w, name, NFV_ST_I64, 0, NULL, &nbt));
         }
@@ -217,13 +237,14 @@ static nfv_status read_geometry(nfv_model *m, const nfv_st_file *f)
  * file does not hold. */
 static nfv_status check_param_shapes(const nfv_model *m, const nfv_st_file *f)
 {
-    char name[64];
+    char name[NFV_PARAM_NAME_MAX];
     for (int i = 0; i < m->layer_count; i++) {
         const nfv_layer *l = &m->layers[i];
-        for (int p = 0; p < l->nparams; p++) {
+        int nt = nfv_spec_tensor_count(&l->spec);
+        for (int p = 0; p < nt; p++) {
             int sh[5];
-            int nd = nfv_model_param_shape(l, p, sh);
-            snprintf(name, sizeof name, "%d.%s", i, PARAM_NAMES[p]);
+            int nd = tensor_shape(l, p, sh);
+            nfv_layer_tensor_name(l, p, name, sizeof name);
             const nfv_st_tensor *t = nfv_st_find(f, name);
             if (!t) return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" (layer %s) is missing", f->path, name, l->name);
             int same = t->ndim == nd;
@@ -236,28 +257,22 @@ static nfv_status check_param_shapes(const nfv_model *m, const nfv_st_file *f)
             for (int d = 0; d < nd && v < sizeof want; d++)
                 v += (size_t)snprintf(want + v, sizeof want - v, d ? "x%d" : "%d", sh[d]);
             return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" has shape [%s] but layer %d (%s) of \"%s\" needs %s",
-                            f->path, name, t->ndim ? got : "scalar", i, l->name, m->arch_spec, want);
+                            f->path, name, t->ndim ? got : "scalar", i, l->name, m->arch_label, want);
         }
     }
     return NFV_OK;
 }
 
-/* Parameters of layer i and, for BatchNorm, its running buffers and
- * num_batches_tracked (one I64, optional). */
-static nfv_status load_layer(nfv_context *ctx, nfv_layer *l, int i, const nfv_st_file *f)
+/* Tensors of layer l and, for BatchNorm, num_batches_tracked (one I64,
+ * optional). */
+static nfv_status load_layer(nfv_context *ctx, nfv_layer *l, const nfv_st_file *f)
 {
-    char name[64];
+    char name[NFV_PARAM_NAME_MAX + 32];
     nfv_status s = NFV_OK;
-    for (int p = 0; !s && p < l->nparams; p++) {
-        snprintf(name, sizeof name, "%d.%s", i, PARAM_NAMES[p]);
-        s = load_tensor(ctx, f, name, &l->param[p]);
-    }
-    if (s || l->spec.kind != NFV_LAYER_BATCHNORM3D) return s;
-    snprintf(name, sizeof name, "%d.running_mean", i);
-    s = load_tensor(ctx, f, name, &l->running_mean);
-    snprintf(name, sizeof name, "%d.running_var", i);
-    if (!s) s = load_tensor(ctx, f, name, &l->running_var);
-    snprintf(name, sizeof name, "%d.num_batches_tracked", i);
+    int nt = nfv_spec_tensor_count(&l->spec);
+    for (int p = 0; !s && p < nt; p++)
+        s = load_tensor(ctx, f, nfv_layer_tensor_name(l, p, name, sizeof name), nfv_layer_tensor(l, p));
+    if (s || l->spec.kind != NFV_LAYER_BATCHNORM3D || !batches_tracked_name(l, name, sizeof name)) return s;
     const nfv_st_tensor *t = nfv_st_find(f, name);
     if (t) {
         if (t->numel != 1 || t->dtype != NFV_ST_I64)
@@ -275,26 +290,21 @@ static nfv_status load_layer(nfv_context *ctx, nfv_layer *l, int i, const nfv_st
  * (tensors whose name starts with ignore_prefix excepted). */
 static nfv_status check_no_stray(const nfv_model *m, const nfv_st_file *f, const char *ignore_prefix)
 {
+    char name[NFV_PARAM_NAME_MAX + 32];
     for (int i = 0; i < f->count; i++) {
         const char *tn = f->tensors[i].name;
         if (ignore_prefix && *ignore_prefix && !strncmp(tn, ignore_prefix, strlen(ignore_prefix))) continue;
         int known = 0;
-        char *dot = strchr(tn, '.');
-        if (dot) {
-            char *end;
-            long li = strtol(tn, &end, 10);
-            if (end == dot && li >= 0 && li < m->layer_count) {
-                const nfv_layer *l = &m->layers[li];
-                const char *field = dot + 1;
-                known = (l->nparams >= 1 && !strcmp(field, "weight")) || (l->nparams >= 2 && !strcmp(field, "bias")) ||
-                        (l->spec.kind == NFV_LAYER_BATCHNORM3D &&
-                         (!strcmp(field, "running_mean") || !strcmp(field, "running_var") ||
-                          !strcmp(field, "num_batches_tracked")));
-            }
+        for (int j = 0; !known && j < m->layer_count; j++) {
+            const nfv_layer *l = &m->layers[j];
+            int nt = nfv_spec_tensor_count(&l->spec);
+            for (int p = 0; !known && p < nt; p++) known = !strcmp(tn, nfv_layer_tensor_name(l, p, name, sizeof name));
+            if (!known && l->spec.kind == NFV_LAYER_BATCHNORM3D && batches_tracked_name(l, name, sizeof name))
+                known = !strcmp(tn, name);
         }
         if (!known)
             return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" does not belong to the architecture \"%s\"", f->path,
-                            tn, m->arch_spec);
+                            tn, m->arch_label);
     }
     return NFV_OK;
 }
@@ -324,7 +334,7 @@ nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const cha
     if (!s) s = read_geometry(m, f);
     if (!s) s = check_param_shapes(m, f);
     if (!s) s = nfv_model_alloc_params(m, ctx);
-    for (int i = 0; !s && i < m->layer_count; i++) s = load_layer(ctx, &m->layers[i], i, f);
+    for (int i = 0; !s && i < m->layer_count; i++) s = load_layer(ctx, &m->layers[i], f);
     if (!s) s = check_no_stray(m, f, ignore_prefix);
     if (s) {
         nfv_model_free(m);

@@ -127,7 +127,9 @@ static nfv_status parse_word(const char *name, char args[][32], int nargs, int c
             else if (s[0] == 'k' && parse_triple(s + 1, l->kernel) && l->kernel[0] && l->kernel[1] && l->kernel[2]) continue;
             else if (s[0] == 's' && parse_triple(s + 1, l->stride) && l->stride[0] && l->stride[1] && l->stride[2]) continue;
             else if (s[0] == 'p' && parse_triple(s + 1, l->padding)) continue;
-            else BAD("bad option \"%s\" (kK, sS, pP, nobias)", word_no, name, s);
+            else if (s[0] == 'd' && parse_triple(s + 1, l->dilation) && l->dilation[0] && l->dilation[1] && l->dilation[2]) continue;
+            else if (s[0] == 'g' && parse_int(s + 1, &l->groups)) continue;
+            else BAD("bad option \"%s\" (kK, sS, pP, dD, gG, nobias)", word_no, name, s);
         }
         return NFV_OK;
     }
@@ -194,6 +196,10 @@ nfv_status nfv_arch_parse(const char *spec, int classes, nfv_arch *out)
     if (!spec) return nfv_fail(NFV_ERR_INVALID_ARG, "architecture: no spec given");
     const char *preset = preset_text(spec);
     if (preset) spec = preset;
+    nfv_status graph_status;
+    if (nfv_arch_graph_preset(spec, classes, out, &graph_status)) return graph_status;
+    while (isspace((unsigned char)*spec)) spec++;
+    if (*spec == '{') return nfv_arch_from_json(spec, out);
     int cap = 16;
     out->layers = malloc((size_t)cap * sizeof *out->layers);
     if (!out->layers) return nfv_fail(NFV_ERR_NO_MEMORY, "architecture: out of memory");
@@ -317,6 +323,14 @@ const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap)
             appendf(buf, cap, &used, "conv(%d,k%s", l->features, k);
             if (l->stride[0] != 1 || l->stride[1] != 1 || l->stride[2] != 1) appendf(buf, cap, &used, ",s%s", s);
             if (!zero_pad) appendf(buf, cap, &used, ",p%s", pd);
+            if (l->dilation[0] > 1 || l->dilation[1] > 1 || l->dilation[2] > 1) {
+                int d[3] = {l->dilation[0] ? l->dilation[0] : 1, l->dilation[1] ? l->dilation[1] : 1,
+                            l->dilation[2] ? l->dilation[2] : 1};
+                char ds[40];
+                triple_str(d, ds, sizeof ds);
+                appendf(buf, cap, &used, ",d%s", ds);
+            }
+            if (l->groups > 1) appendf(buf, cap, &used, ",g%d", l->groups);
             appendf(buf, cap, &used, "%s)", l->bias ? "" : ",nobias");
             break;
         case NFV_LAYER_MAXPOOL3D:
@@ -339,6 +353,7 @@ const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap)
         case NFV_LAYER_FLATTEN: appendf(buf, cap, &used, "flatten"); break;
         case NFV_LAYER_GAP: appendf(buf, cap, &used, "gap"); break;
         case NFV_LAYER_LINEAR: appendf(buf, cap, &used, "linear(%d%s)", l->features, l->bias ? "" : ",nobias"); break;
+        default: appendf(buf, cap, &used, "%s", nfv_layer_op_word(l->kind)); break; /* graphs print as JSON */
         }
     }
     return buf;

@@ -102,6 +102,19 @@ nfv_status nfv_tensor_copy(nfv_context *ctx, nfv_tensor *dst, const nfv_tensor *
     return NFV_OK;
 }
 
+nfv_status nfv_tensor_copy_range(nfv_context *ctx, nfv_tensor *dst, size_t dst_offset, const nfv_tensor *src,
+                                 size_t src_offset, size_t count)
+{
+    if (src_offset + count > src->numel || dst_offset + count > dst->numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "tensor copy: elements [%zu, %zu) of %zu into [%zu, %zu) of %zu", src_offset,
+                        src_offset + count, src->numel, dst_offset, dst_offset + count, dst->numel);
+    if (!count) return NFV_OK;
+    NFV_CL_CHECK(clEnqueueCopyBuffer(nfv_context_queue(ctx), src->buf, dst->buf, src_offset * sizeof(float),
+                                     dst_offset * sizeof(float), count * sizeof(float), 0, NULL, NULL),
+                 "clEnqueueCopyBuffer", "tensor copy");
+    return NFV_OK;
+}
+
 nfv_status nfv_tensor_view(const nfv_tensor *src, nfv_tensor *view, int ndim, const int *shape)
 {
     size_t n = nfv_shape_numel(ndim, shape);

@@ -1,0 +1,19 @@
+/* Shared by model_run.c (forward) and model_backward.c; not public. */
+#ifndef NEUROFV_MODEL_RUN_H
+#define NEUROFV_MODEL_RUN_H
+
+#include "model/model_internal.h"
+
+/* (N, shape...) of a per-sample shape into out; returns its ndim. */
+int nfv_batched_shape(int n, int ndim, const int *shape, int *out);
+/* A tensor header over buf with the given shape (no allocation, a view). */
+nfv_tensor nfv_shaped_tensor(cl_mem buf, int ndim, const int *shape);
+/* mark[i] = 1 for node and every node it depends on (mark zeroed by the caller). */
+void nfv_model_mark_ancestors(const nfv_model *m, int node, unsigned char *mark);
+
+/* Op parameters of a layer spec. */
+void nfv_layer_conv_params(const nfv_layer_spec *s, nfv_conv3d_params *p);
+void nfv_layer_pool_params(const nfv_layer_spec *s, nfv_pool3d_params *p);
+nfv_activation nfv_layer_activation(nfv_layer_kind k);
+
+#endif
