@@ -412,8 +412,8 @@ EXPORTS = [
     ("resnet10-small", "-bn-nodes", 13, False, "PRESERVE"),
     ("densenet-small", "", 13, True, "EVAL"),
     ("sfcn", "", 13, True, "EVAL"),
-    ("sfcn", "-opset11", 11, True, "EVAL"),
-    ("sfcn", "-opset17", 17, True, "EVAL"),
+    ("sfcn", "", 11, True, "EVAL"),
+    ("sfcn", "", 17, True, "EVAL"),
     ("sfcn", "-bn-nodes", 13, False, "PRESERVE"),
     ("notebook", "", 13, True, "EVAL"),
 ]
