@@ -56,6 +56,10 @@ CASES = [
      "the 2 mm MNI grid 1x91x109x91 neurofv models use (odd sizes: floor in the stride-2 pools), N=2"),
     ("notebook", 2, 1, "float64", [],
      "its real input 1x96x114x96 (the 2 mm grid padded), N=2"),
+    ("sfcn-probe", 2, 3, "float64",
+     [("-opset11", 11, True, "EVAL"), ("-opset17", 17, True, "EVAL"), ("-bn-nodes", 13, False, "PRESERVE")],
+     "SFCN's layer pattern and 5-D log_softmax head on 1x10x12x10, N=2: cheap, so the opsets that write "
+     "log_softmax differently (11: Transpose, LogSoftmax on the last axis, Transpose) run too"),
     ("sfcn", 1, 17, "conv32", [],
      "its real input 1x160x192x160 (1 mm UK Biobank crop; its AvgPool3d([5, 6, 5]) takes nothing smaller), N=1; "
      "REFERENCE: float64 but the convolutions in float32 (mkldnn), because a float64 pass (~260 GFLOP for "
@@ -201,6 +205,17 @@ def main():
                             f"(limit a tenth of each check's: {LOGIT_RTOL / 10:g} / {GRAD_RTOL / 10:g}; "
                             f"{time.time() - t:.1f} s)")
 
+            if name == "sfcn":
+                # Context for the gradient check: torch's own float32 gradient against this reference.
+                t = time.time()
+                m32 = copy.deepcopy(model).float().eval().requires_grad_(False)
+                x32 = torch.tensor(x, requires_grad=True)
+                gm.first_output(m32(x32)).reshape(x.shape[0], -1)[:, k].sum().backward()
+                print(f"     context: torch in float32 is {rel_err(x32.grad.numpy().astype(np.float64), want_g):.1e} "
+                      f"from this reference in the input gradient ({time.time() - t:.1f} s): SFCN's five MaxPool3d "
+                      f"come before ReLU, so a max-pool window whose top two values are within float32 "
+                      f"round-off of each other can send the gradient to another voxel", flush=True)
+                del m32, x32
             if have_bin:
                 neurofv_inspect(checks, f"{name} .onnx", onnx_path, x, k, want_y, want_g, tmp)
                 st_path = os.path.join(tmp, f"{name}.safetensors")

@@ -304,6 +304,27 @@ SFCN_INPUT = (1, 160, 192, 160)
 SFCN_PARAMS = 2952936
 
 
+class SFCNProbe(nn.Module):
+    """SFCN's layer pattern at a size where everything is cheap: one conv_layer
+    block with max pool (Conv3d k3 p1, BatchNorm3d, MaxPool3d(2, 2), ReLU), one
+    without (k1), then SFCN's classifier (AvgPool3d([5, 6, 5]), Dropout(0.5), 1x1x1
+    Conv3d) and log_softmax over dim 1 of the (N, K, 1, 1, 1) result, on input
+    1x10x12x10.  Its exports show how each opset writes a 5-D log_softmax."""
+
+    def __init__(self, output_dim=6):
+        super().__init__()
+        self.feature_extractor = nn.Sequential()
+        self.feature_extractor.add_module("conv_0", SFCN.conv_layer(1, 4, maxpool=True, kernel_size=3, padding=1))
+        self.feature_extractor.add_module("conv_1", SFCN.conv_layer(4, 8, maxpool=False, kernel_size=1, padding=0))
+        self.classifier = nn.Sequential()
+        self.classifier.add_module("average_pool", nn.AvgPool3d([5, 6, 5]))
+        self.classifier.add_module("dropout", nn.Dropout(0.5))
+        self.classifier.add_module("conv_2", nn.Conv3d(8, output_dim, padding=0, kernel_size=1))
+
+    def forward(self, x):
+        return [F.log_softmax(self.classifier(self.feature_extractor(x)), dim=1)]
+
+
 # ---- the notebook model ------------------------------------------------------------
 
 NOTEBOOK_INPUT = (1, 96, 114, 96)
@@ -394,6 +415,8 @@ def build(name, seed=0):
         model, shape = small_densenet(out_channels=3), (1, 91, 109, 91)
     elif name == "sfcn":
         model, shape = SFCN(), SFCN_INPUT
+    elif name == "sfcn-probe":
+        model, shape = SFCNProbe(), (1, 10, 12, 10)
     elif name == "notebook":
         model, shape = notebook_model(classes=2), NOTEBOOK_INPUT
     else:
@@ -415,6 +438,8 @@ EXPORTS = [
     ("sfcn", "", 11, True, "EVAL"),
     ("sfcn", "", 17, True, "EVAL"),
     ("sfcn", "-bn-nodes", 13, False, "PRESERVE"),
+    ("sfcn-probe", "", 13, True, "EVAL"),
+    ("sfcn-probe", "", 11, True, "EVAL"),
     ("notebook", "", 13, True, "EVAL"),
 ]
 
