@@ -238,6 +238,10 @@ nfv_status nfv_model_check_runs(nfv_model *m, nfv_context *ctx);
  * last layer; -1 with an error message naming the available layers if absent. */
 int nfv_model_find_layer(const nfv_model *m, const char *name);
 const nfv_layer *nfv_model_layer(const nfv_model *m, int index);
+/* The node holding the logits: the output node, or the input of a final
+ * Softmax / LogSoftmax (SFCN ends in log_softmax; feature visualization
+ * maximizes the logit, not the probability), past trailing views. */
+int nfv_model_logit_layer(const nfv_model *m);
 
 /* Totals per sample. */
 int nfv_model_outputs(const nfv_model *m);    /* outputs of the last layer (logits / value) */

@@ -556,6 +556,20 @@ const nfv_layer *nfv_model_layer(const nfv_model *m, int index)
     return index >= 0 && index < m->layer_count ? &m->layers[index] : NULL;
 }
 
+int nfv_model_logit_layer(const nfv_model *m)
+{
+    int i = m->layer_count - 1;
+    for (;;) {
+        const nfv_layer *l = &m->layers[i];
+        nfv_layer_kind k = l->spec.kind;
+        int see_through = k == NFV_LAYER_SOFTMAX || k == NFV_LAYER_LOGSOFTMAX || k == NFV_LAYER_IDENTITY ||
+                          k == NFV_LAYER_RESHAPE || (k == NFV_LAYER_FLATTEN && l->in_ndim == 4 &&
+                                                     l->in_shape[1] * l->in_shape[2] * l->in_shape[3] == 1);
+        if (!see_through || l->n_inputs != 1 || l->inputs[0] < 0 || m->layers[l->inputs[0]].consumers != 1) return i;
+        i = l->inputs[0];
+    }
+}
+
 int nfv_model_predict_class(const nfv_model *m, const float *row)
 {
     if (m->head != NFV_HEAD_SOFTMAX) return row[0] > 0.0f;
