@@ -1,4 +1,4 @@
-/* Activations (ReLU, LeakyReLU, ELU) forward/backward and inverted dropout.
+/* Activations (ReLU, LeakyReLU, ELU, Sigmoid) forward/backward and inverted dropout.
  *
  * Activations work on flat arrays of n floats, VEC consecutive floats per
  * work-item (explicit vectors: full-width loads on CPUs), the last
@@ -20,6 +20,13 @@
 #define LEAKY_B(x, dy, a) ((x) > 0.0f ? (dy) : (dy) * (a))
 #define ELU_F(x, a) ((x) > 0.0f ? (x) : (a) * expm1(x))
 #define ELU_B(x, dy, a) ((x) > 0.0f ? (dy) : (dy) * (a) * exp(x))
+/* Sigmoid from e = exp(-|x|) <= 1, which never overflows: s = 1 / (1 + e)
+ * for x >= 0 and e / (1 + e) below (full relative accuracy as s -> 0), and
+ * s' = s (1 - s) = e / (1 + e)^2 (no cancellation for large |x|; 0, not NaN,
+ * when e underflows).  alpha is unused. */
+#define SIGMOID_E(x) exp(-fabs(x))
+#define SIGMOID_F(x, a) (((x) >= 0.0f ? 1.0f : SIGMOID_E(x)) / (1.0f + SIGMOID_E(x)))
+#define SIGMOID_B(x, dy, a) ((dy) * (SIGMOID_E(x) / ((1.0f + SIGMOID_E(x)) * (1.0f + SIGMOID_E(x)))))
 
 #define ACTIVATION_KERNELS(name, FWD, BWD)                                                      \
     __kernel void name##_forward(__global const float *x, __global float *y, const float alpha, \
@@ -54,6 +61,7 @@
 ACTIVATION_KERNELS(relu, RELU_F, RELU_B)
 ACTIVATION_KERNELS(leaky_relu, LEAKY_F, LEAKY_B)
 ACTIVATION_KERNELS(elu, ELU_F, ELU_B)
+ACTIVATION_KERNELS(sigmoid, SIGMOID_F, SIGMOID_B)
 
 /* ---- Dropout ----------------------------------------------------------
  * The keep decision for element i is a pure function of (seed, i), in

@@ -105,22 +105,29 @@ void ref_global_maxpool(const double *x, int planes, size_t size, double *y, int
 
 static double act(nfv_activation kind, double alpha, double v)
 {
+    if (kind == NFV_SIGMOID) return v >= 0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
     if (v > 0) return v;
     switch (kind) {
     case NFV_RELU: return 0.0;
     case NFV_LEAKY_RELU: return alpha * v;
     case NFV_ELU: return alpha * expm1(v);
+    case NFV_SIGMOID: break;
     }
     return NAN;
 }
 
 static double act_grad(nfv_activation kind, double alpha, double v)
 {
+    if (kind == NFV_SIGMOID) {
+        double e = exp(-fabs(v));
+        return e / ((1.0 + e) * (1.0 + e));
+    }
     if (v > 0) return 1.0;
     switch (kind) {
     case NFV_RELU: return 0.0;
     case NFV_LEAKY_RELU: return alpha;
     case NFV_ELU: return alpha * exp(v);
+    case NFV_SIGMOID: break;
     }
     return NAN;
 }

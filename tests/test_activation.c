@@ -1,4 +1,4 @@
-/* ReLU, LeakyReLU, ELU forward vs the double reference, backward vs central
+/* ReLU, LeakyReLU, ELU, Sigmoid forward vs the double reference, backward vs central
  * finite differences, in place, and bad shapes; axpy and scale. */
 #include <math.h>
 #include <stdio.h>
@@ -14,7 +14,8 @@ static const struct {
     float alpha;
     const char *name;
 } KINDS[] = {{NFV_RELU, 0.0f, "relu"}, {NFV_LEAKY_RELU, 0.01f, "leaky_relu 0.01"},
-             {NFV_LEAKY_RELU, 0.2f, "leaky_relu 0.2"}, {NFV_ELU, 1.0f, "elu 1"}, {NFV_ELU, 0.7f, "elu 0.7"}};
+             {NFV_LEAKY_RELU, 0.2f, "leaky_relu 0.2"}, {NFV_ELU, 1.0f, "elu 1"}, {NFV_ELU, 0.7f, "elu 0.7"},
+             {NFV_SIGMOID, 0.0f, "sigmoid"}};
 
 /* Shapes whose sizes are not multiples of any vector width, batch 1 and 3, 1/3/8 channels. */
 static const int SHAPES[][5] = {{1, 1, 7, 9, 11}, {3, 3, 7, 9, 11}, {3, 8, 5, 6, 7}, {1, 1, 1, 1, 3}};
@@ -93,6 +94,35 @@ TEST(activation_backward_finite_differences)
             free(hx), free(hdy), free(x), free(w), free(g), free(l.y), free(gdx), free(gdy);
             nfv_tensor_free(&tx), nfv_tensor_free(&tdy), nfv_tensor_free(&tdx);
         }
+}
+
+/* Sigmoid at |x| up to 200 (exp(200) overflows float): forward and backward
+ * finite, forward within 1e-6 relative of the double value even where it is
+ * ~1e-87 (denormal range flushes to 0 on some devices: 1e-30 absolute). */
+TEST(activation_sigmoid_large_inputs_stable)
+{
+    nfv_context *ctx = test_ctx();
+    enum { N = 37 };
+    float hx[N], hdy[N];
+    for (int i = 0; i < N; i++) {
+        hx[i] = -200.0f + (float)i * (400.0f / (N - 1));
+        hdy[i] = 1.0f - 0.05f * (float)i;
+    }
+    int shape[2] = {1, N};
+    double *x = rl_to_double(hx, N), *dy = rl_to_double(hdy, N), y[N], dx[N];
+    ref_activation(NFV_SIGMOID, 0.0, x, y, N);
+    ref_activation_backward(NFV_SIGMOID, 0.0, x, dy, dx, N);
+    nfv_tensor tx, tdy, ty;
+    CHECK_OK(test_tensor(&tx, 2, shape, hx));
+    CHECK_OK(test_tensor(&tdy, 2, shape, hdy));
+    CHECK_OK(test_tensor(&ty, 2, shape, NULL));
+    CHECK_OK(nfv_activation_forward(ctx, NFV_SIGMOID, 0.0f, &tx, &ty));
+    CHECK_OK(nfv_activation_backward(ctx, NFV_SIGMOID, 0.0f, &tx, &tdy, &tdy));
+    float *gy = test_download(&ty), *gdx = test_download(&tdy);
+    if (gy) CHECK_CLOSE("sigmoid forward, |x| <= 200", gy, y, N, 1e-30, 2e-6);
+    if (gdx) CHECK_CLOSE("sigmoid backward, |x| <= 200", gdx, dx, N, 1e-30, 4e-6);
+    free(x), free(dy), free(gy), free(gdx);
+    nfv_tensor_free(&tx), nfv_tensor_free(&tdy), nfv_tensor_free(&ty);
 }
 
 TEST(activation_bad_args_rejected)

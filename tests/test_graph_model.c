@@ -12,7 +12,7 @@
 #include "ref_model.h"
 #include "test.h"
 
-TEST(graph_presets_vs_reference)
+TEST(model_graph_presets_vs_reference)
 {
     int r[4] = {1, 20, 18, 16};
     check_model("resnet10(4)", r, 2, 3, NFV_HEAD_SOFTMAX, 0, -1); /* eval: visualization of a logit */
@@ -55,7 +55,7 @@ static const char *const ALL_OPS =
     "{\"op\":\"linear\",\"name\":\"fc\",\"f\":3,\"b\":1},"
     "{\"op\":\"logsoftmax\",\"name\":\"out\"}]}";
 
-TEST(graph_all_ops_vs_reference)
+TEST(model_graph_all_ops_vs_reference)
 {
     int in[4] = {1, 9, 8, 7};
     check_model(ALL_OPS, in, 2, 3, NFV_HEAD_SOFTMAX, 0, -1);
@@ -132,7 +132,7 @@ static void check_param_grads(const char *spec, const int in[4], int n)
     nfv_model_free(m);
 }
 
-TEST(graph_parameter_gradients)
+TEST(model_graph_parameter_gradients)
 {
     int r[4] = {1, 12, 10, 9};
     check_param_grads("resnet10(2)", r, 2);
@@ -155,7 +155,7 @@ static int same_outputs(nfv_context *ctx, nfv_model *a, nfv_model *b, const int 
     return same;
 }
 
-TEST(graph_model_file_round_trip)
+TEST(model_graph_model_file_round_trip)
 {
     nfv_context *ctx = test_ctx();
     int in[4] = {1, 16, 14, 12};

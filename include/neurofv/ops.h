@@ -125,7 +125,7 @@ nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x,
 nfv_status nfv_batchnorm3d_backward_eval(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *gamma,
                                          const nfv_tensor *running_var, float eps, nfv_tensor *dx);
 
-/* ---- InstanceNorm3d (cl/norm.cl, src/layers/instancenorm.c) ------------ */
+/* ---- InstanceNorm3d (cl/instancenorm.cl, src/layers/instancenorm.c) ---- */
 
 /* y = gamma[c] * (x - mean[n,c]) * invstd[n,c] + beta[c] with the mean and
  * biased variance of each (n, c) volume of x (N, C, D, H, W), in training and

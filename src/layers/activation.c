@@ -1,4 +1,4 @@
-/* ReLU, LeakyReLU, ELU forward and backward; kernels in cl/activation.cl. */
+/* ReLU, LeakyReLU, ELU, Sigmoid forward and backward; kernels in cl/activation.cl. */
 #include <math.h>
 #include <stdio.h>
 
@@ -10,6 +10,7 @@ static const char *kind_name(nfv_activation kind)
     case NFV_RELU: return "relu";
     case NFV_LEAKY_RELU: return "leaky_relu";
     case NFV_ELU: return "elu";
+    case NFV_SIGMOID: return "sigmoid";
     }
     return NULL;
 }
