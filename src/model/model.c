@@ -133,6 +133,7 @@ static nfv_status wire(nfv_model *m, nfv_layer *l)
     if (!s->n_inputs) {
         l->n_inputs = 1;
         l->inputs[0] = i - 1;
+        if (i > 0) m->layers[i - 1].consumers++;
         return NFV_OK;
     }
     int multi = s->kind == NFV_LAYER_ADD || s->kind == NFV_LAYER_CONCAT;
