@@ -140,6 +140,8 @@ typedef struct nfv_layer {
     int n_inputs, inputs[NFV_NODE_MAX_INPUTS]; /* resolved wiring: node indices or NFV_INPUT_NODE */
     int consumers;           /* nodes reading this output */
     int computed;            /* 1: out holds this node's output of the last forward */
+    int in_place;            /* Add writing into its first input's buffer (that input feeds nothing else;
+                              * its activation is gone after the Add ran: nfv_model_activation gives NULL) */
     nfv_tensor dout;         /* graph models: gradient of out for backward (allocated with the batch) */
     int in_ndim, in_shape[4];   /* per sample: (C, D, H, W) or (F) */
     int out_ndim, out_shape[4]; /* per sample: (C, D, H, W) or (F) */

@@ -192,6 +192,18 @@ static nfv_status layout(nfv_model *m)
                 return nfv_fail(NFV_ERR_INVALID_ARG, "layers %d and %d are both named \"%s\"", j, i, m->layers[i].name);
     m->layers[m->layer_count - 1].consumers++; /* the model output */
     m->is_graph = nfv_arch_is_graph(&m->arch);
+    /* An Add whose first input feeds only it sums into that input's memory:
+     * no op's backward reads its own output except Softmax's. */
+    for (int i = 0; i < m->layer_count; i++) {
+        nfv_layer *l = &m->layers[i];
+        int j = l->inputs[0];
+        if (l->spec.kind != NFV_LAYER_ADD || l->n_inputs < 2 || j < 0 || m->layers[j].consumers != 1) continue;
+        nfv_layer_kind k = m->layers[j].spec.kind;
+        if (k == NFV_LAYER_FLATTEN || k == NFV_LAYER_RESHAPE || k == NFV_LAYER_IDENTITY || k == NFV_LAYER_CONSTANT ||
+            k == NFV_LAYER_SOFTMAX || k == NFV_LAYER_LOGSOFTMAX || m->layers[j].in_place)
+            continue;
+        l->in_place = 1;
+    }
     return NFV_OK;
 }
 
