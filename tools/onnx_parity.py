@@ -1,0 +1,241 @@
+"""ONNX import parity of neurofv against PyTorch for graph models (run by
+`make test-torch` after tools/torch_parity.py).
+
+For ResNet-18 (MONAI layout), a small MONAI-layout DenseNet, SFCN (Peng et al.)
+and the notebook model (tools/torch_graph_models.py), each with randomized
+BatchNorm statistics:
+  1. torch.onnx.export (opset 13, dynamic batch, constant folding) and onnx.checker;
+  2. `neurofv import MODEL.onnx --out M.safetensors`;
+  3. `neurofv inspect MODEL.onnx --input x.bin --grad-class K --dump out.bin`
+     and the same on M.safetensors: eval-mode outputs, then the input gradient
+     of the batch sum of output K;
+  4. against torch: outputs within 1e-4 relative (max |diff| / max |ref|) and
+     input gradients within 1e-3 relative.
+A few more exports of the small models (BatchNorm kept as nodes, opsets 11 and
+17) go through step 3 on the .onnx file only.
+
+The references are torch in float64, except SFCN's convolutions, which run in
+float32 (see REFERENCE below); how far float32 convolutions move a float64
+reference is measured on ResNet-18 and must stay under a tenth of each limit.
+
+One ok/FAIL line per check with the measured figure and its limit; exit status
+1 on any failure.  NEUROFV_BIN names the binary (default build/neurofv).
+"""
+import contextlib
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_graph_models as gm  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+BIN = os.environ.get("NEUROFV_BIN", os.path.join(ROOT, "build", "neurofv"))
+LOGIT_RTOL, GRAD_RTOL = 1e-4, 1e-3
+NEUROFV_TIMEOUT = 600
+
+# name, batch N, grad class K, reference ("float64" or "conv32"), extra exports (suffix, opset, fold, mode), why
+CASES = [
+    ("resnet18", 1, 1, "float64", [],
+     "full width (33.2 M parameters), conv1 7x7x7 stride 2: 1x64x64x64 rather than a 1x91x109x91 brain grid "
+     "(3.5x the voxels) because torch's float64 convolutions run at about 1 GFLOP/s on the 2-core machine "
+     "(reference BLAS, no MKL) and 64^3 already takes ~9 GFLOP per forward pass; N=1"),
+    ("resnet10-small", 2, 0, "float64",
+     [("-bn-nodes", 13, False, "PRESERVE"), ("-opset11", 11, True, "EVAL"), ("-opset17", 17, True, "EVAL")],
+     "widen_factor 0.125 on 1x32x40x32, N=2: cheap, so its extra exports (BatchNormalization nodes kept, "
+     "opsets 11 and 17) run too"),
+    ("densenet-small", 2, 2, "float64", [],
+     "the 2 mm MNI grid 1x91x109x91 neurofv models use (odd sizes: floor in the stride-2 pools), N=2"),
+    ("notebook", 2, 1, "float64", [],
+     "its real input 1x96x114x96 (the 2 mm grid padded), N=2"),
+    ("sfcn-probe", 2, 3, "float64",
+     [("-opset11", 11, True, "EVAL"), ("-opset17", 17, True, "EVAL"), ("-bn-nodes", 13, False, "PRESERVE")],
+     "SFCN's layer pattern and 5-D log_softmax head on 1x10x12x10, N=2: cheap, so the opsets that write "
+     "log_softmax differently (11: Transpose, LogSoftmax on the last axis, Transpose) run too"),
+    ("sfcn", 1, 17, "conv32", [],
+     "its real input 1x160x192x160 (1 mm UK Biobank crop; its AvgPool3d([5, 6, 5]) takes nothing smaller), N=1; "
+     "REFERENCE: float64 but the convolutions in float32 (mkldnn), because a float64 pass (~260 GFLOP for "
+     "outputs and input gradient) takes about 4 min here"),
+]
+
+
+@contextlib.contextmanager
+def float32_convolutions(on):
+    """Inside: every Conv3d of a float64 model convolves in float32 (mkldnn)
+    and returns float64; bias, BatchNorm, pools, activations stay float64."""
+    if not on:
+        yield
+        return
+    orig = nn.Conv3d._conv_forward
+
+    def conv32(self, x, weight, bias):
+        y = F.conv3d(x.float(), weight.float(), None, self.stride, self.padding, self.dilation, self.groups).double()
+        return y if bias is None else y + bias.double().view(1, -1, 1, 1, 1)
+
+    nn.Conv3d._conv_forward = conv32
+    try:
+        yield
+    finally:
+        nn.Conv3d._conv_forward = orig
+
+
+def torch_reference(model, x, grad_class, conv32=False):
+    """Outputs (N, K) and the input gradient of sum over the batch of output K."""
+    m = copy.deepcopy(model).double().eval().requires_grad_(False)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    with float32_convolutions(conv32):
+        y = gm.first_output(m(xt)).reshape(x.shape[0], -1)
+        y[:, grad_class].sum().backward()
+    return y.detach().numpy(), xt.grad.numpy()
+
+
+def rel_err(got, want):
+    return float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-30))
+
+
+class Checks:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def line(self, ok, text):
+        print(f"{'ok  ' if ok else 'FAIL'} {text}", flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        return ok
+
+    def compare(self, what, got, want, rtol):
+        if got.shape != want.shape:
+            return self.line(False, f"{what}: shape {got.shape}, torch {want.shape}")
+        err = rel_err(got, want)
+        return self.line(bool(err <= rtol), f"{what}: max |diff| / max |ref| = {err:.2e} (limit {rtol:g})")
+
+
+def run_neurofv(args):
+    """(returncode, combined stdout+stderr text) of the neurofv binary; never raises."""
+    try:
+        r = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=NEUROFV_TIMEOUT)
+        return r.returncode, (r.stdout + r.stderr).strip()
+    except subprocess.TimeoutExpired:
+        return 124, f"timed out after {NEUROFV_TIMEOUT} s"
+    except OSError as e:
+        return 127, str(e)
+
+
+def short(text, n=300):
+    text = " | ".join(line for line in text.splitlines() if line.strip())
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def neurofv_inspect(checks, what, model_path, x, grad_class, want_y, want_g, tmp):
+    xin, dump = os.path.join(tmp, "x.bin"), os.path.join(tmp, "out.bin")
+    if os.path.exists(dump):
+        os.remove(dump)
+    t = time.time()
+    rc, out = run_neurofv(["inspect", model_path, "--input", xin, "--grad-class", str(grad_class), "--dump", dump])
+    dt = time.time() - t
+    if rc:
+        checks.line(False, f"{what}: neurofv inspect exited {rc} ({dt:.1f} s): {short(out)}")
+        return
+    raw = np.fromfile(dump, dtype="<f4").astype(np.float64)
+    n, k = want_y.shape
+    if raw.size != n * k + x.size:
+        checks.line(False, f"{what}: dump has {raw.size} floats, expected {n} x {k} outputs + {x.size} gradient")
+        return
+    print(f"     {what}: neurofv inspect {dt:.1f} s", flush=True)
+    checks.compare(f"{what}: outputs", raw[:n * k].reshape(n, k), want_y, LOGIT_RTOL)
+    checks.compare(f"{what}: input gradient of output {grad_class}", raw[n * k:].reshape(x.shape), want_g, GRAD_RTOL)
+
+
+def main():
+    t_all = time.time()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    only = set(sys.argv[1:])
+    checks = Checks()
+    have_bin = os.access(BIN, os.X_OK)
+    if not have_bin:
+        checks.line(False, f"neurofv binary {BIN} not found or not executable (set NEUROFV_BIN); "
+                           "only the torch side runs")
+    rng = np.random.default_rng(5)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, batch, k, ref, extra, why in CASES:
+            if only and name not in only:
+                continue
+            t_case = time.time()
+            model, shape = gm.build(name)
+            print(f"== {name}: {gm.param_count(model):,} parameters, input {batch}x{'x'.join(map(str, shape))}: {why}",
+                  flush=True)
+            x = rng.standard_normal((batch,) + shape).astype(np.float32)
+            x.astype("<f4").tofile(os.path.join(tmp, "x.bin"))
+
+            t = time.time()
+            onnx_path = os.path.join(tmp, f"{name}.onnx")
+            ops = gm.export_onnx(model, onnx_path, shape, opset=13)
+            print(f"     export opset 13 ({time.time() - t:.1f} s, checker ok): {gm.ops_text(ops)}", flush=True)
+            extra_paths = []
+            for suffix, opset, fold, mode in extra:
+                p = os.path.join(tmp, f"{name}{suffix}.onnx")
+                ops = gm.export_onnx(model, p, shape, opset=opset, fold=fold,
+                                     training=getattr(torch.onnx.TrainingMode, mode))
+                print(f"     export {suffix[1:]} (opset {opset}, fold={fold}, training={mode}; checker ok): "
+                      f"{gm.ops_text(ops)}", flush=True)
+                extra_paths.append((suffix[1:], p))
+
+            t = time.time()
+            want_y, want_g = torch_reference(model, x, k, conv32=(ref == "conv32"))
+            print(f"     torch reference ({'float64' if ref == 'float64' else 'float64, convolutions float32'}): "
+                  f"{time.time() - t:.1f} s", flush=True)
+            if name == "resnet18":
+                # How far float32 convolutions (SFCN's reference) move a float64 reference; ResNet-18's
+                # reductions (512 x 27 terms) are longer than SFCN's (256 x 27).
+                t = time.time()
+                y32, g32 = torch_reference(model, x, k, conv32=True)
+                checks.line(rel_err(y32, want_y) <= LOGIT_RTOL / 10 and rel_err(g32, want_g) <= GRAD_RTOL / 10,
+                            f"reference check: float32 convolutions move resnet18's float64 reference by "
+                            f"{rel_err(y32, want_y):.1e} (outputs) / {rel_err(g32, want_g):.1e} (gradient) "
+                            f"(limit a tenth of each check's: {LOGIT_RTOL / 10:g} / {GRAD_RTOL / 10:g}; "
+                            f"{time.time() - t:.1f} s)")
+
+            if name == "sfcn":
+                # Context for the gradient check: torch's own float32 gradient against this reference.
+                t = time.time()
+                m32 = copy.deepcopy(model).float().eval().requires_grad_(False)
+                x32 = torch.tensor(x, requires_grad=True)
+                gm.first_output(m32(x32)).reshape(x.shape[0], -1)[:, k].sum().backward()
+                print(f"     context: torch in float32 is {rel_err(x32.grad.numpy().astype(np.float64), want_g):.1e} "
+                      f"from this reference in the input gradient ({time.time() - t:.1f} s): SFCN's five MaxPool3d "
+                      f"come before ReLU, so a max-pool window whose top two values are within float32 "
+                      f"round-off of each other can send the gradient to another voxel", flush=True)
+                del m32, x32
+            if have_bin:
+                neurofv_inspect(checks, f"{name} .onnx", onnx_path, x, k, want_y, want_g, tmp)
+                st_path = os.path.join(tmp, f"{name}.safetensors")
+                t = time.time()
+                rc, out = run_neurofv(["import", onnx_path, "--out", st_path])
+                if rc:
+                    checks.line(False, f"{name}: neurofv import exited {rc}: {short(out)}")
+                elif not os.path.exists(st_path):
+                    checks.line(False, f"{name}: neurofv import exited 0 but wrote no {os.path.basename(st_path)}")
+                else:
+                    checks.line(True, f"{name}: neurofv import wrote {os.path.getsize(st_path):,} bytes "
+                                      f"({time.time() - t:.1f} s)")
+                    neurofv_inspect(checks, f"{name} imported .safetensors", st_path, x, k, want_y, want_g, tmp)
+                for label, p in extra_paths:
+                    neurofv_inspect(checks, f"{name} {label} .onnx", p, x, k, want_y, want_g, tmp)
+            print(f"     {name}: {time.time() - t_case:.1f} s", flush=True)
+    print(f"onnx parity: {'passed' if not checks.failed else 'FAILED'} in {time.time() - t_all:.0f} s")
+    print(f"{checks.passed} passed, {checks.failed} failed")
+    return 1 if checks.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
