@@ -70,6 +70,13 @@ static void add_reason(tally *t, const char *test, const char *msg)
     }
     char *sup = strstr(key, "; supported: Add, "); /* the op list is the same everywhere */
     if (sup) *sup = 0;
+    /* Names in quotes and the .pb file vary per test: "*" and no path. */
+    const char *pb = strstr(key, ".pb: ");
+    if (pb) memmove(key, pb + 5, strlen(pb + 5) + 1);
+    for (char *q = strchr(key, '"'), *e; q && (e = strchr(q + 1, '"')) != NULL; q = strchr(q + 3, '"')) {
+        memmove(q + 2, e, strlen(e) + 1);
+        q[1] = '*';
+    }
     for (int i = 0; i < t->nreasons; i++)
         if (!strcmp(t->reasons[i].text, key)) {
             t->reasons[i].count++;
@@ -86,7 +93,7 @@ static void add_reason(tally *t, const char *test, const char *msg)
  * on failure.  Returns 1 when it matches. */
 static int run_model(nfv_model *m, const nfv_onnx_graph *g, const char *dir, const char *test)
 {
-    char p[1024];
+    char p[1100];
     nfv_onnx_tensor in, want;
     snprintf(p, sizeof p, "%s/test_data_set_0/input_0.pb", dir);
     if (!CHECK_OK(nfv_onnx_read_tensor(p, &in))) return 0;
@@ -96,7 +103,8 @@ static int run_model(nfv_model *m, const nfv_onnx_graph *g, const char *dir, con
         return 0;
     }
     nfv_context *ctx = test_ctx();
-    int shape[5] = {(int)in.shape[0], 1, 1, 1, 1}, ndim = 1 + g->input_ndim, ok = 0;
+    /* Models take (N, C, D, H, W); an (N, F) input is (N, F, 1, 1, 1) (its Flatten is in the model). */
+    int shape[5] = {(int)in.shape[0], 1, 1, 1, 1}, ndim = 5, ok = 0;
     for (int d = 0; d < g->input_ndim; d++) shape[1 + d] = g->input_shape[d];
     nfv_tensor x = {0};
     float *got = NULL;

@@ -148,14 +148,79 @@ static int make_cohort(const char *dir)
 static const char *ARCH = "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,p1) bn relu maxpool(2) conv(16,k3,p1) bn relu "
                           "gap flatten dropout(0.2) linear(2)";
 
-static int train_cmd(const char *dir, const char *out, int epochs, const char *extra, const char *log)
+static int train_arch_cmd(const char *arch, const char *dir, const char *out, int epochs, const char *extra,
+                          const char *log)
 {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "%s train --data %s/labels.csv --arch '%s' --shape 24,24,24 --voxel 1 --epochs %d --batch 8 --lr 0.003 "
              "--augment shift=1 --seed 5 --out %s %s",
-             test_bin(), dir, ARCH, epochs, out, extra);
+             test_bin(), dir, arch, epochs, out, extra);
     return test_run(cmd, log);
+}
+
+static int train_cmd(const char *dir, const char *out, int epochs, const char *extra, const char *log)
+{
+    return train_arch_cmd(ARCH, dir, out, epochs, extra, log);
+}
+
+/* Best validation accuracy in a model's epoch log; *rows gets its rows. */
+static double best_val_accuracy(const char *model, int *rows)
+{
+    char csv[700];
+    snprintf(csv, sizeof csv, "%s.log.csv", model);
+    FILE *f = fopen(csv, "r");
+    double best = 0;
+    *rows = 0;
+    if (!f) return -1;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        int e;
+        double lr, tl, ta, vl, va;
+        if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf", &e, &lr, &tl, &ta, &vl, &va) == 6) {
+            (*rows)++;
+            if (va > best) best = va;
+        }
+    }
+    fclose(f);
+    return best;
+}
+
+/* A graph preset (MONAI's ResNet layout, residual adds) trains through
+ * `neurofv train --arch`, and the trained model visualizes a class logit
+ * and a residual block's channel through `neurofv visualize`. */
+TEST(train_resnet10_learns_and_visualizes)
+{
+    char dir[512], out[600], log[600], cmd[4096];
+    snprintf(dir, sizeof dir, "%s/cohort_resnet", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    test_run(cmd, NULL);
+    if (!CHECK(make_cohort(dir), "cohort written")) return;
+    snprintf(out, sizeof out, "%s/resnet.safetensors", dir);
+    snprintf(log, sizeof log, "%s/train.txt", dir);
+    int rc = train_arch_cmd("resnet10(8)", dir, out, 12, "--quiet", log);
+    if (!CHECK(rc == 0, "neurofv train --arch resnet10(8) exit %d (log %s)", rc, log)) return;
+    int rows;
+    double best = best_val_accuracy(out, &rows);
+    CHECK(rows == 12 && best >= 0.9, "resnet10: %d epochs, best validation accuracy %.2f >= 0.90", rows, best);
+    snprintf(cmd, sizeof cmd,
+             "%s visualize --model %s --target logit:cross --target layer2.0:3 --steps 16 --out %s/vis", test_bin(),
+             out, dir);
+    snprintf(log, sizeof log, "%s/vis.txt", dir);
+    rc = test_run(cmd, log);
+    CHECK(rc == 0, "visualize a logit and block layer2.0 of the trained resnet10: exit %d (log %s)", rc, log);
+    const char *files[2] = {"logit_cross.nii.gz", "layer2.0_3.nii.gz"};
+    for (int i = 0; i < 2; i++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/vis/%s", dir, files[i]);
+        nfv_volume v;
+        if (CHECK(nfv_volume_read(path, &v, NULL) == NFV_OK, "%s written", path)) {
+            double energy = 0;
+            for (size_t e = 0; e < nfv_volume_numel(&v); e++) energy += (double)v.data[e] * v.data[e];
+            CHECK(v.nx == 24 && energy > 0, "%s: a 24^3 volume that is not empty", files[i]);
+            nfv_volume_free(&v);
+        }
+    }
 }
 
 /* Model tensors (no metadata) of two safetensors files equal byte for byte. */

@@ -140,6 +140,8 @@ typedef struct nfv_layer {
     int n_inputs, inputs[NFV_NODE_MAX_INPUTS]; /* resolved wiring: node indices or NFV_INPUT_NODE */
     int consumers;           /* nodes reading this output */
     int computed;            /* 1: out holds this node's output of the last forward */
+    int in_place;            /* Add writing into its first input's buffer (that input feeds nothing else;
+                              * its activation is gone after the Add ran: nfv_model_activation gives NULL) */
     nfv_tensor dout;         /* graph models: gradient of out for backward (allocated with the batch) */
     int in_ndim, in_shape[4];   /* per sample: (C, D, H, W) or (F) */
     int out_ndim, out_shape[4]; /* per sample: (C, D, H, W) or (F) */
@@ -238,6 +240,10 @@ nfv_status nfv_model_check_runs(nfv_model *m, nfv_context *ctx);
  * last layer; -1 with an error message naming the available layers if absent. */
 int nfv_model_find_layer(const nfv_model *m, const char *name);
 const nfv_layer *nfv_model_layer(const nfv_model *m, int index);
+/* The node holding the logits: the output node, or the input of a final
+ * Softmax / LogSoftmax (SFCN ends in log_softmax; feature visualization
+ * maximizes the logit, not the probability), past trailing views. */
+int nfv_model_logit_layer(const nfv_model *m);
 
 /* Totals per sample. */
 int nfv_model_outputs(const nfv_model *m);    /* outputs of the last layer (logits / value) */

@@ -161,6 +161,9 @@ static void model_batch(const nfv_model *m, int n, nfv_memory_estimate *e)
         case NFV_LAYER_FLATTEN:
         case NFV_LAYER_RESHAPE:
         case NFV_LAYER_IDENTITY: continue;
+        case NFV_LAYER_ADD:
+            if (l->in_place) continue;
+            break;
         case NFV_LAYER_CONSTANT:
             nfv_memory_add(e, NFV_MEM_WEIGHTS, nfv_tensor_bytes(numel / (size_t)n * (size_t)l->spec.features),
                            "layer %d (%s) value", i, l->name);

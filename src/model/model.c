@@ -133,6 +133,7 @@ static nfv_status wire(nfv_model *m, nfv_layer *l)
     if (!s->n_inputs) {
         l->n_inputs = 1;
         l->inputs[0] = i - 1;
+        if (i > 0) m->layers[i - 1].consumers++;
         return NFV_OK;
     }
     int multi = s->kind == NFV_LAYER_ADD || s->kind == NFV_LAYER_CONCAT;
@@ -191,6 +192,18 @@ static nfv_status layout(nfv_model *m)
                 return nfv_fail(NFV_ERR_INVALID_ARG, "layers %d and %d are both named \"%s\"", j, i, m->layers[i].name);
     m->layers[m->layer_count - 1].consumers++; /* the model output */
     m->is_graph = nfv_arch_is_graph(&m->arch);
+    /* An Add whose first input feeds only it sums into that input's memory:
+     * no op's backward reads its own output except Softmax's. */
+    for (int i = 0; i < m->layer_count; i++) {
+        nfv_layer *l = &m->layers[i];
+        int j = l->inputs[0];
+        if (l->spec.kind != NFV_LAYER_ADD || l->n_inputs < 2 || j < 0 || m->layers[j].consumers != 1) continue;
+        nfv_layer_kind k = m->layers[j].spec.kind;
+        if (k == NFV_LAYER_FLATTEN || k == NFV_LAYER_RESHAPE || k == NFV_LAYER_IDENTITY || k == NFV_LAYER_CONSTANT ||
+            k == NFV_LAYER_SOFTMAX || k == NFV_LAYER_LOGSOFTMAX || m->layers[j].in_place)
+            continue;
+        l->in_place = 1;
+    }
     return NFV_OK;
 }
 
@@ -554,6 +567,20 @@ int nfv_model_find_layer(const nfv_model *m, const char *name)
 const nfv_layer *nfv_model_layer(const nfv_model *m, int index)
 {
     return index >= 0 && index < m->layer_count ? &m->layers[index] : NULL;
+}
+
+int nfv_model_logit_layer(const nfv_model *m)
+{
+    int i = m->layer_count - 1;
+    for (;;) {
+        const nfv_layer *l = &m->layers[i];
+        nfv_layer_kind k = l->spec.kind;
+        int see_through = k == NFV_LAYER_SOFTMAX || k == NFV_LAYER_LOGSOFTMAX || k == NFV_LAYER_IDENTITY ||
+                          k == NFV_LAYER_RESHAPE || (k == NFV_LAYER_FLATTEN && l->in_ndim == 4 &&
+                                                     l->in_shape[1] * l->in_shape[2] * l->in_shape[3] == 1);
+        if (!see_through || l->n_inputs != 1 || l->inputs[0] < 0 || m->layers[l->inputs[0]].consumers != 1) return i;
+        i = l->inputs[0];
+    }
 }
 
 int nfv_model_predict_class(const nfv_model *m, const float *row)

@@ -38,6 +38,9 @@ nfv_status nfv_model_set_batch(nfv_model *m, nfv_context *ctx, int n)
         case NFV_LAYER_FLATTEN:
         case NFV_LAYER_RESHAPE:
         case NFV_LAYER_IDENTITY: break; /* views of their input, made by forward */
+        case NFV_LAYER_ADD:
+            if (!l->in_place) s = nfv_tensor_create(ctx, &l->out, nd, sh);
+            break;
         case NFV_LAYER_MAXPOOL3D:
         case NFV_LAYER_DROPOUT:
             s = nfv_tensor_create(ctx, &l->aux, nd, sh);
@@ -130,7 +133,12 @@ static nfv_status graph_forward(nfv_model *m, nfv_context *ctx, nfv_layer *l, co
     int nd = nfv_batched_shape(m->batch, l->out_ndim, l->out_shape, sh);
     switch (s->kind) {
     case NFV_LAYER_ADD:
-        NFV_TRY(nfv_add_forward(ctx, in[0], l->n_inputs > 1 ? in[1] : NULL, &l->out));
+        if (l->n_inputs == 1) return nfv_tensor_copy(ctx, &l->out, in[0]);
+        if (l->in_place) {
+            NFV_TRY(nfv_tensor_view(in[0], &l->out, nd, sh));
+            m->layers[l->inputs[0]].computed = 0; /* its output is overwritten by the sum */
+        }
+        NFV_TRY(nfv_add_forward(ctx, in[0], in[1], &l->out));
         for (int k = 2; k < l->n_inputs; k++) NFV_TRY(nfv_add_forward(ctx, &l->out, in[k], &l->out));
         return NFV_OK;
     case NFV_LAYER_CONCAT:

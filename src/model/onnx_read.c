@@ -332,6 +332,9 @@ static nfv_status read_graph(ox_ctx *c, Onnx__ModelProto *m, const nfv_onnx_feed
     }
     g->opset = c->opset;
     if (!m->graph) return ox_fail(c, NFV_ERR_FORMAT, "not a valid ONNX model: no graph");
+    if (c->opset == 0)
+        return ox_fail(c, NFV_ERR_UNSUPPORTED, "the model imports no opset of the default ONNX domain (only custom "
+                                               "domains); supported: default-domain opsets 1-17");
     if (c->opset < 1 || c->opset > 17)
         return ox_fail(c, NFV_ERR_UNSUPPORTED, "opset %lld of the default domain; supported: 1-17 (torch.onnx.export "
                                                "writes 9-17)", c->opset);

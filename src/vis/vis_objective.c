@@ -82,7 +82,7 @@ static nfv_status final_weights(vis_objective *ob, const nfv_target *t, const nf
  * -sign sum_k coef_k W[k, :, cell] (coef: class_coef). */
 static nfv_status seed_logit_cell(vis_objective *ob, const nfv_target *t, float *row)
 {
-    const nfv_layer *l = ob->layer, *fc = &ob->m->layers[ob->m->layer_count - 1];
+    const nfv_layer *l = ob->layer, *fc = &ob->m->layers[nfv_model_logit_layer(ob->m)];
     NFV_TRY(final_weights(ob, t, fc));
     size_t cell = ((size_t)t->pos[0] * l->out_shape[2] + t->pos[1]) * l->out_shape[3] + t->pos[2];
     int K = fc->out_shape[0];

@@ -31,7 +31,7 @@ static int logit_classes(const nfv_model *m)
 {
     if (m->head == NFV_HEAD_REGRESSION) return 1;
     if (m->head == NFV_HEAD_BINARY) return 2;
-    return m->layers[m->layer_count - 1].out_shape[0];
+    return m->layers[nfv_model_logit_layer(m)].out_shape[0];
 }
 
 static void list_classes(const nfv_model *m, char *buf, size_t cap)
@@ -130,7 +130,10 @@ static nfv_status parse_position(const char *text, const char *pos_txt, const nf
  * (and Dropout): ref4's pool4.  -1 when the model has no such layer. */
 static int logit_map_layer(const nfv_model *m)
 {
-    int i = m->layer_count - 2;
+    int i = nfv_model_logit_layer(m);
+    if (m->layers[i].spec.kind != NFV_LAYER_LINEAR || m->layers[i].n_inputs != 1 || m->layers[i].inputs[0] != i - 1)
+        return -1;
+    i--;
     while (i >= 0 && m->layers[i].spec.kind == NFV_LAYER_DROPOUT) i--;
     if (i < 1 || m->layers[i].spec.kind != NFV_LAYER_FLATTEN) return -1;
     i--;
@@ -159,9 +162,10 @@ static nfv_status parse_logit(const nfv_model *m, const target_text *tt, nfv_tar
     const char *text = tt->text;
     int contrast = !strcmp(tt->head, "contrast");
     if (contrast && m->head != NFV_HEAD_SOFTMAX) contrast = 0; /* binary: the one logit is already the contrast */
-    const nfv_layer *last = &m->layers[m->layer_count - 1];
-    if (last->spec.kind != NFV_LAYER_LINEAR || last->out_ndim != 1)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": the model's last layer (%s) is not a Linear layer", text,
+    int logits = nfv_model_logit_layer(m);
+    const nfv_layer *last = &m->layers[logits];
+    if (nfv_shape_numel(last->out_ndim, last->out_shape) != (size_t)last->out_shape[0])
+        return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": the model's logits (%s) are not one value per class", text,
                         last->name);
     if (!tt->unit || !*tt->unit) {
         char list[512];
@@ -169,8 +173,8 @@ static nfv_status parse_logit(const nfv_model *m, const target_text *tt, nfv_tar
         return nfv_fail(NFV_ERR_INVALID_ARG, "target \"%s\": logit needs a class: logit:CLASS (classes: %s; or all)",
                         text, list);
     }
-    t.kind = NFV_TARGET_FEATURE;
-    t.layer = m->layer_count - 1;
+    t.kind = NFV_TARGET_FEATURE; /* (K), or (K, 1, 1, 1) read the same way */
+    t.layer = logits;
     t.is_logit = 1;
     t.contrast = contrast;
     if (tt->pos) {
@@ -179,7 +183,7 @@ static nfv_status parse_logit(const nfv_model *m, const target_text *tt, nfv_tar
             return nfv_fail(NFV_ERR_INVALID_ARG,
                             "target \"%s\": logit:CLASS@z,y,x needs a spatial map -> flatten -> linear ending; this model's "
                             "last layers are %s, %s",
-                            text, m->layer_count > 1 ? m->layers[m->layer_count - 2].name : "-", last->name);
+                            text, logits > 0 ? m->layers[logits - 1].name : "-", last->name);
         t.kind = NFV_TARGET_LOGIT_CELL;
         t.layer = map;
         NFV_TRY(parse_position(text, tt->pos, &m->layers[map], t.pos));
