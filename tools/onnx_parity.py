@@ -24,8 +24,10 @@ two values lie within float32 round-off of each other sends the gradient to
 another voxel.  Measured once: torch's own float32 gradient is 2.8e-2 (max
 |diff| / max |ref|) from a pure float64 one, and float32 convolutions alone
 move the float64 gradient by 2.8e-2, while the outputs agree to 1e-7.  The
-check keeps its 1e-3 limit; the script prints torch-float32's own distance and
-how many voxels are over the limit next to it.
+check keeps its 1e-3 limit.  Where a gradient check fails, the script prints
+how many voxels are over the limit and how far torch's own float32 gradient is
+from the reference.  The notebook model (ELU before its max pools) can meet the
+same near-ties on some inputs.
 
 Time on the 2-core machine, kernel caches warm: about 4 min (SFCN 2.5 min).
 
@@ -39,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import numpy as np
 import torch
@@ -149,7 +152,24 @@ def short(text, n=300):
     return text if len(text) <= n else text[:n] + "..."
 
 
-def neurofv_inspect(checks, what, model_path, x, grad_class, want_y, want_g, tmp):
+def float32_context(model, x, grad_class, want_g, memo):
+    """Once per case, after a failed gradient check: how far torch's own float32
+    input gradient is from the reference (max-pool argmax near-ties)."""
+    if memo:
+        return
+    memo.append(True)
+    t = time.time()
+    m32 = copy.deepcopy(model).float().eval().requires_grad_(False)
+    x32 = torch.tensor(x, requires_grad=True)
+    gm.first_output(m32(x32)).reshape(x.shape[0], -1)[:, grad_class].sum().backward()
+    d = np.abs(x32.grad.numpy().astype(np.float64) - want_g) / np.abs(want_g).max()
+    print(f"     context: torch's own float32 input gradient is {d.max():.1e} from this reference, "
+          f"{int((d > GRAD_RTOL).sum()):,} voxels over the limit ({time.time() - t:.1f} s); a max-pool window whose "
+          f"top two values lie within float32 round-off of each other sends the gradient to another voxel",
+          flush=True)
+
+
+def neurofv_inspect(checks, what, model_path, x, grad_class, want_y, want_g, tmp, model, memo):
     xin, dump = os.path.join(tmp, "x.bin"), os.path.join(tmp, "out.bin")
     if os.path.exists(dump):
         os.remove(dump)
@@ -171,6 +191,7 @@ def neurofv_inspect(checks, what, model_path, x, grad_class, want_y, want_g, tmp
         d = np.abs(got_g - want_g) / np.abs(want_g).max()
         print(f"     where: {int((d > GRAD_RTOL).sum()):,} of {d.size:,} voxels are over the limit; median "
               f"|diff| / max |ref| = {np.median(d):.1e}", flush=True)
+        float32_context(model, x, grad_class, want_g, memo)
 
 
 def main():
@@ -182,7 +203,6 @@ def main():
     if not have_bin:
         checks.line(False, f"neurofv binary {BIN} not found or not executable (set NEUROFV_BIN); "
                            "only the torch side runs")
-    rng = np.random.default_rng(5)
     with tempfile.TemporaryDirectory() as tmp:
         for name, batch, k, ref, extra, why in CASES:
             if only and name not in only:
@@ -191,7 +211,10 @@ def main():
             model, shape = gm.build(name)
             print(f"== {name}: {gm.param_count(model):,} parameters, input {batch}x{'x'.join(map(str, shape))}: {why}",
                   flush=True)
+            # each case its own input stream, so that changing one case leaves the others' inputs alone
+            rng = np.random.default_rng(zlib.crc32(name.encode()))
             x = rng.standard_normal((batch,) + shape).astype(np.float32)
+            memo = []
             x.astype("<f4").tofile(os.path.join(tmp, "x.bin"))
 
             t = time.time()
@@ -222,19 +245,8 @@ def main():
                             f"(limit a tenth of each check's: {LOGIT_RTOL / 10:g} / {GRAD_RTOL / 10:g}; "
                             f"{time.time() - t:.1f} s)")
 
-            if name == "sfcn":
-                # Context for the gradient check: torch's own float32 gradient against this reference.
-                t = time.time()
-                m32 = copy.deepcopy(model).float().eval().requires_grad_(False)
-                x32 = torch.tensor(x, requires_grad=True)
-                gm.first_output(m32(x32)).reshape(x.shape[0], -1)[:, k].sum().backward()
-                print(f"     context: torch in float32 is {rel_err(x32.grad.numpy().astype(np.float64), want_g):.1e} "
-                      f"from this reference in the input gradient ({time.time() - t:.1f} s): SFCN's five MaxPool3d "
-                      f"come before ReLU, so a max-pool window whose top two values are within float32 "
-                      f"round-off of each other can send the gradient to another voxel", flush=True)
-                del m32, x32
             if have_bin:
-                neurofv_inspect(checks, f"{name} .onnx", onnx_path, x, k, want_y, want_g, tmp)
+                neurofv_inspect(checks, f"{name} .onnx", onnx_path, x, k, want_y, want_g, tmp, model, memo)
                 st_path = os.path.join(tmp, f"{name}.safetensors")
                 t = time.time()
                 rc, out = run_neurofv(["import", onnx_path, "--out", st_path])
@@ -245,9 +257,10 @@ def main():
                 else:
                     checks.line(True, f"{name}: neurofv import wrote {os.path.getsize(st_path):,} bytes "
                                       f"({time.time() - t:.1f} s)")
-                    neurofv_inspect(checks, f"{name} imported .safetensors", st_path, x, k, want_y, want_g, tmp)
+                    neurofv_inspect(checks, f"{name} imported .safetensors", st_path, x, k, want_y, want_g, tmp,
+                                    model, memo)
                 for label, p in extra_paths:
-                    neurofv_inspect(checks, f"{name} {label} .onnx", p, x, k, want_y, want_g, tmp)
+                    neurofv_inspect(checks, f"{name} {label} .onnx", p, x, k, want_y, want_g, tmp, model, memo)
             print(f"     {name}: {time.time() - t_case:.1f} s", flush=True)
     print(f"onnx parity: {'passed' if not checks.failed else 'FAILED'} in {time.time() - t_all:.0f} s")
     print(f"{checks.passed} passed, {checks.failed} failed")
