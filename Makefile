@@ -40,7 +40,7 @@ LIB      := $(BUILD)/libneurofv.a
 BIN      := $(BUILD)/neurofv
 TESTBIN  := $(BUILD)/neurofv-tests
 
-.PHONY: all test test-torch test-configs test-oclgrind asan check-cl check-layers clean bench demo
+.PHONY: all test test-torch test-configs test-oclgrind asan check-cl check-layers clean bench demo onnx-demo
 all: $(BIN) $(TESTBIN) neurofv
 
 # The binary at the repository root is a copy for convenience (./neurofv).
@@ -145,6 +145,13 @@ asan:
 # DEMO=quick for the small version.  Report: demo/report/index.html.
 demo:
 	DEMO=$(DEMO) bash tools/demo.sh
+
+# PyTorch -> ONNX -> neurofv: synth a 4 mm lesion cohort, train MONAI's ResNet-10 layout in PyTorch,
+# export ONNX, import, check neurofv's eval against torch's test accuracy, visualize logits and an
+# inner block; summary in $(DIR)/summary.txt, two pictures in docs/.
+onnx-demo: DIR ?= demo-onnx
+onnx-demo: $(BIN)
+	NEUROFV=$(CURDIR)/$(BIN) PYTHON=$(PYTHON) bash tools/onnx_workflow.sh $(DIR)
 
 clean:
 	rm -rf build build-asan neurofv
