@@ -287,24 +287,26 @@ static int all_digits(const char *s)
 }
 
 /* torch's "/layer3/layer3.1/conv2/Conv" -> "layer3.1.conv2": the scope
- * components joined with '.', a component that extends the path so far
- * ("layer3.1" after "layer3") replacing it; the last component (the op)
- * dropped. */
+ * components joined with '.', a component that extends the one before it
+ * ("layer3.1" after "layer3"; SFCN's "/feature_extractor/conv_3/conv_3.3"
+ * -> "feature_extractor.conv_3.3") replacing it; the last component (the
+ * op) dropped.  These are the module's state_dict prefixes. */
 static void scope_name(const char *n, char *out, size_t cap)
 {
     out[0] = 0;
     const char *last = strrchr(n, '/');
     if (!last || last == n) return;
-    size_t len = 0;
+    size_t len = 0, prev = 0; /* out[prev..len) is the last component */
     for (const char *p = n + 1; p < last;) {
         const char *e = strchr(p, '/');
-        size_t cl = (size_t)(e - p);
+        size_t cl = (size_t)(e - p), pl = len - prev;
         if (cl) {
-            if (len && (cl <= len || strncmp(p, out, len) || p[len] != '.')) {
-                if (len + 1 < cap) out[len++] = '.';
-            } else {
-                len = 0;
+            if (len && cl > pl && !strncmp(p, out + prev, pl) && p[pl] == '.') {
+                len = prev; /* extends the previous component: replace it */
+            } else if (len && len + 1 < cap) {
+                out[len++] = '.';
             }
+            prev = len;
             for (size_t j = 0; j < cl && len + 1 < cap; j++) out[len++] = p[j];
             out[len] = 0;
         }
