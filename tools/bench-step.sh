@@ -2,10 +2,10 @@
 # Whole-step timings of one or more neurofv binaries on ref4 at 2 mm, in one
 # run, interleaved (so machine load hits every binary alike):
 #   vis    one visualization step at batch 1 (forward + input gradient + Adam):
-#          (time of a 40-step run - time of a 10-step run) / 30, so start-up
+#          (time of a 110-step run - time of a 10-step run) / 100, so start-up
 #          and kernel builds cancel;
 #   train  one training epoch of 16 subjects at batch 4 (4 steps + validation):
-#          (3-epoch run - 1-epoch run) / 2.
+#          (4-epoch run - 1-epoch run) / 3.
 # Medians over REPS rounds (default 3).  Used to show that the graph executor
 # costs ref4 nothing: tools/bench-step.sh OLD_BINARY build/neurofv
 # Usage: tools/bench-step.sh BINARY [BINARY ...]
@@ -32,11 +32,11 @@ declare -A vis train
 for r in $(seq "$reps"); do
   for b in "$@"; do
     v10=$(seconds "$b" visualize --model "$work/ref4.safetensors" --target logit:0 --batch 1 --steps 10 --out "$work/v10")
-    v40=$(seconds "$b" visualize --model "$work/ref4.safetensors" --target logit:0 --batch 1 --steps 40 --out "$work/v40")
-    vis[$b]+="$(calc "($v40 - $v10) / 30 * 1000") "
+    v110=$(seconds "$b" visualize --model "$work/ref4.safetensors" --target logit:0 --batch 1 --steps 110 --out "$work/v110")
+    vis[$b]+="$(calc "($v110 - $v10) / 100 * 1000") "
     t1=$(seconds "$b" train --data "$work/cohort/labels.csv" --arch ref4 --epochs 1 --batch 4 --seed 1 --quiet --out "$work/t1.safetensors")
-    t3=$(seconds "$b" train --data "$work/cohort/labels.csv" --arch ref4 --epochs 3 --batch 4 --seed 1 --quiet --out "$work/t3.safetensors")
-    train[$b]+="$(calc "($t3 - $t1) / 2") "
+    t4=$(seconds "$b" train --data "$work/cohort/labels.csv" --arch ref4 --epochs 4 --batch 4 --seed 1 --quiet --out "$work/t4.safetensors")
+    train[$b]+="$(calc "($t4 - $t1) / 3") "
   done
 done
 printf '%-40s %18s %18s\n' binary "vis step (ms)" "train epoch (s)"
