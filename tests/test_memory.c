@@ -262,9 +262,9 @@ TEST(memory_estimate_matches_allocations_train)
                   "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,p1) relu dropout(0.5) gap flatten linear(3)", MEAS_IN);
     /* Graphs: a gradient per node, in-place residual adds, concatenation (the
      * input size of tests/test_graph_model.c, whose kernels are then built). */
-    const int graph_in[4] = {1, 24, 20, 18};
-    measure_train("resnet10(4) training step, Adam, batch 4", "resnet10(4)", graph_in);
-    measure_train("densenet(4,8) training step, Adam, batch 4", "densenet(4,8)", graph_in);
+    const int graph_in[4] = {1, 24, 24, 24};
+    measure_train("resnet10(8) training step, Adam, batch 4", "resnet10(8)", graph_in);
+    measure_train("densenet(4,8,2) training step, Adam, batch 4", "densenet(4,8,2)", graph_in);
 }
 
 /* ---- refusals and batch choices ------------------------------------------- */

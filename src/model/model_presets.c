@@ -9,9 +9,9 @@
  *       blocks with W, 2W, 4W, 8W channels (W = 64 unless given), global
  *       average pool, fc.  Block b of layer L is "layerL.b"; its output
  *       (after the residual add and ReLU) is the node named "layerL.b".
- *   densenet [ (G,F) ]  a small 3D DenseNet in MONAI's layout: conv0 7^3 s2
- *       p3 to F channels (default 32), norm0, relu0, pool0 (max 3^3 s2 p1),
- *       three dense blocks of 4 layers (BN-ReLU-Conv1 to 4G, BN-ReLU-Conv3
+ *   densenet [ (G,F[,L]) ]  a small 3D DenseNet in MONAI's layout: conv0 7^3
+ *       s2 p3 to F channels (default 32), norm0, relu0, pool0 (max 3^3 s2 p1),
+ *       three dense blocks of L layers (default 4) (BN-ReLU-Conv1 to 4G, BN-ReLU-Conv3
  *       to G, concatenated; growth G default 16), transitions (BN-ReLU-Conv1
  *       halving the channels, avgpool 2), norm5, relu, global average pool,
  *       Linear.  Block k's output is "features.denseblockk".
@@ -134,9 +134,9 @@ static int resnet(builder *b, const int blocks[4], int width, int classes)
     return after(b, fc, x, "fc");
 }
 
-static int densenet(builder *b, int growth, int init, int classes)
+static int densenet(builder *b, int growth, int init, int layers, int classes)
 {
-    const int block_config[3] = {4, 4, 4}, bn_size = 4;
+    const int block_config[3] = {layers, layers, layers}, bn_size = 4;
     int x = node(b, conv_spec(init, 7, 2, 3, 0), 1, (int[]){NFV_INPUT_NODE}, "features.conv0");
     x = after(b, plain(NFV_LAYER_BATCHNORM3D, 1e-5f), x, "features.norm0");
     x = after(b, plain(NFV_LAYER_RELU, 0), x, "features.relu0");
@@ -193,30 +193,28 @@ static int sfcn(builder *b, int outputs)
     return after(b, plain(NFV_LAYER_LOGSOFTMAX, 0), x, "log_softmax");
 }
 
-/* "name" or "name(a[,b])" with up to two positive integer arguments. */
-static int preset_args(const char *spec, const char *name, int *a, int *b)
+/* "name" or "name(a[,b[,c]])" with up to three positive integer arguments. */
+static int preset_args(const char *spec, const char *name, int *a, int *b, int *c)
 {
     size_t n = strlen(name);
     if (strncmp(spec, name, n)) return 0;
     if (!spec[n]) return 1;
     char close = 0;
-    int got = sscanf(spec + n, "(%d,%d%c", a, b, &close);
-    if (got == 3 && close == ')' && *a > 0 && *b > 0) return 1;
-    got = sscanf(spec + n, "(%d%c", a, &close);
-    return got == 2 && close == ')' && *a > 0;
+    if (sscanf(spec + n, "(%d,%d,%d%c", a, b, c, &close) == 4) return close == ')' && *a > 0 && *b > 0 && *c > 0;
+    if (sscanf(spec + n, "(%d,%d%c", a, b, &close) == 3) return close == ')' && *a > 0 && *b > 0;
+    return sscanf(spec + n, "(%d%c", a, &close) == 2 && close == ')' && *a > 0;
 }
 
 int nfv_arch_graph_preset(const char *spec, int classes, nfv_arch *out, nfv_status *status)
 {
-    int a = 0, c = 0;
+    int a = 64, c = 0, d = 0;
     builder b = {out, 0, NFV_OK};
     memset(out, 0, sizeof *out);
     int outputs = classes > 0 ? classes : 1;
-    a = 64;
-    if (preset_args(spec, "resnet10", &a, &c) && !c) resnet(&b, (const int[4]){1, 1, 1, 1}, a, outputs);
-    else if ((a = 64, c = 0, preset_args(spec, "resnet18", &a, &c)) && !c)
+    if (preset_args(spec, "resnet10", &a, &c, &d) && !c) resnet(&b, (const int[4]){1, 1, 1, 1}, a, outputs);
+    else if ((a = 64, c = 0, preset_args(spec, "resnet18", &a, &c, &d)) && !c)
         resnet(&b, (const int[4]){2, 2, 2, 2}, a, outputs);
-    else if ((a = 16, c = 32, preset_args(spec, "densenet", &a, &c))) densenet(&b, a, c, outputs);
+    else if ((a = 16, c = 32, d = 4, preset_args(spec, "densenet", &a, &c, &d))) densenet(&b, a, c, d, outputs);
     else if (!strcmp(spec, "sfcn")) sfcn(&b, classes > 0 ? classes : 40);
     else return 0;
     *status = b.status;
