@@ -77,6 +77,50 @@ nfv_status nfv_explain(nfv_context *ctx, nfv_model *m, nfv_explain_method method
                        const float *x, const float *baseline, const nfv_explain_options *o, float *maps,
                        float *objective);
 
+/* ---- Scores against a planted truth (src/explain/explain_score.c) --------
+ *
+ * Over n voxels of a map A and a truth mask (> 0.5 inside), all on one grid:
+ *   mass in mask     sum_{inside} |A| / sum |A|  (relevance mass accuracy,
+ *                    Arras et al. 2022; 0 for an all-zero map)
+ *   pointing game    1 when the voxel of largest |A| is inside (Zhang et al. 2018)
+ * and between two maps over the voxels where `where` > 0 (NULL: all): the
+ * Spearman rank correlation of |A| and |B| (ties get their mean rank), and
+ * the Pearson correlation of A and B (NaN when either is constant). */
+double nfv_explain_mass_in(const float *map, const float *mask, size_t n);
+int nfv_explain_pointing(const float *map, const float *mask, size_t n);
+double nfv_explain_spearman(const float *a, const float *b, const float *where, size_t n);
+double nfv_explain_pearson(const float *a, const float *b, const float *where, size_t n);
+
+/* ---- Reports (src/explain/explain_report.c) ------------------------------
+ *
+ * What `neurofv explain` accumulates over the subjects of a run, one entry
+ * per method in the order given, and writes as summary.csv, summary.md and
+ * index.html under a folder. */
+typedef struct nfv_explain_summary {
+    int count;                                   /* methods */
+    nfv_explain_method method[NFV_EXPLAIN_METHODS];
+    int subjects;                                /* explained */
+    double seconds[NFV_EXPLAIN_METHODS];         /* wall time per method, all subjects */
+    /* Lesion truth: subjects with a mask, sums of mass in mask, its square, pointing hits. */
+    int scored;
+    double mass[NFV_EXPLAIN_METHODS], mass_sq[NFV_EXPLAIN_METHODS];
+    int hits[NFV_EXPLAIN_METHODS];
+    double chance;                               /* sum over scored subjects of lesion / brain voxels */
+    /* Mean Spearman correlation between methods (sums over subjects, count). */
+    double spearman[NFV_EXPLAIN_METHODS][NFV_EXPLAIN_METHODS];
+    int spearman_n;
+    /* Age truth: Pearson r of the split's mean map with the age-effect map
+     * (signed, and of the absolute values); NaN when none. */
+    double effect_r[NFV_EXPLAIN_METHODS], effect_abs_r[NFV_EXPLAIN_METHODS];
+    char target[128];                            /* the target as given (label, predicted, output, ...) */
+    char model[256];
+} nfv_explain_summary;
+
+/* summary.csv, summary.md and index.html under dir; pictures (may be NULL)
+ * are PNG paths relative to dir shown in the page with their captions. */
+nfv_status nfv_explain_write_report(const nfv_explain_summary *s, const char *dir, const char *const *pictures,
+                                    const char *const *captions, int npictures);
+
 #ifdef __cplusplus
 }
 #endif
