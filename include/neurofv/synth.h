@@ -37,7 +37,7 @@ extern "C" {
 #endif
 
 
-typedef enum nfv_synth_task { NFV_SYNTH_LESION = 0, NFV_SYNTH_MORPH = 1 } nfv_synth_task;
+typedef enum nfv_synth_task { NFV_SYNTH_LESION = 0, NFV_SYNTH_MORPH = 1, NFV_SYNTH_AGE = 2 } nfv_synth_task;
 
 /* Lesion shapes, in the order of nfv_synth_shape_names. */
 typedef enum nfv_shape {
