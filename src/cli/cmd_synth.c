@@ -21,7 +21,7 @@ NFV_COMMAND(synth, "synth", "Build a synthetic cohort (planted lesions, morphome
     "x -28..28, y -50..35, z -5..35 mm\n"                                                                         \
     "  tissue      loss L(b) = 0.002 t + 0.00006 h^2 (0.2 %/year before 60, 0.5 %/year at 85, 16.8 % at 85): half "  \
     "as a global contraction about (0, -18, 18) mm (volume x (1 - L/2)), half as CSF partial volume in the "      \
-    "cortical band (brain edge, weight clamp(2 (1 - G3mm*mask), 0, 1)): I -= c w (I - CSF), c = L / (2 mean w)\n" \
+    "cortical band (brain edge, weight w = clamp(2 (1 - G5mm*mask), 0, 1)): I -= c w (I - CSF), c = L / (2 mean w)\n" \
     "  contrast    above the GM level I -= C (I - GM), C(b) = 0.003 t (WM-GM contrast -19.5 % at 85)\n"          \
     "then the subject's random affine, deformation, bias and noise as for the other tasks.  age_effect.nii.gz: "    \
     "(I(85) - I(20)) / 65 of the model alone (gap 0, no subject variation or noise) on the grid, in the subjects' " \
