@@ -168,7 +168,7 @@ TEST(synth_age_old_ventricles_larger_than_young)
     nfv_synth_options o;
     nfv_synth_options_default(&o);
     o.task = NFV_SYNTH_AGE;
-    o.n = 24;
+    o.n = 32;
     o.voxel_mm = 4;
     o.seed = 21;
     o.out_dir = dir;
@@ -179,11 +179,11 @@ TEST(synth_age_old_ventricles_larger_than_young)
     double want = cohort_value(dir, "ventricle_ratio_target"), got = cohort_value(dir, "ventricle_ratio_calibrated");
     CHECK(fabs(want - 2.675) < 1e-3 && fabs(got - want) < 0.03 * want, "ventricle ratio at 85: target %.3f, calibrated %.3f",
           want, got);
-    age_row rows[24];
-    int n = read_ages(dir, rows, 24);
-    if (!CHECK(n == 24, "labels.csv has %d rows", n)) return;
-    /* Mean CSF count of the 6 oldest over the 6 youngest; ages are
-     * stratified, so those are > ~65 and < ~36 years. */
+    age_row rows[32];
+    int n = read_ages(dir, rows, 32);
+    if (!CHECK(n == 32, "labels.csv has %d rows", n)) return;
+    /* Mean CSF count of the 8 oldest (> 68.7 years; ages are stratified)
+     * over the 8 youngest (< 36.3 years). */
     double young = 0, old = 0, sa = 0, sc = 0, saa = 0, scc = 0, sac = 0;
     int ny = 0, no = 0;
     for (int i = 0; i < n; i++) {
@@ -194,15 +194,17 @@ TEST(synth_age_old_ventricles_larger_than_young)
         if (ag < 36.3) young += (double)c, ny++;
         if (ag > 68.7) old += (double)c, no++;
     }
-    CHECK(ny >= 5 && no >= 5, "%d young and %d old subjects", ny, no);
+    CHECK(ny >= 7 && no >= 7, "%d young and %d old subjects", ny, no);
     young /= ny > 0 ? ny : 1;
     old /= no > 0 ? no : 1;
-    /* Model: R ~ 1.2 at 30 and ~2.3 at 76, ventricle box CSF ~ +1/3 from
-     * sulci that do not scale: want old/young > 1.4 (measured ~1.9). */
+    /* Model: R ~ 1.2 at 28 and ~2.3 at 77, the box's other dark voxels do
+     * not scale, each subject's ventricles vary by exp(N(0, 0.2^2)): want
+     * old/young > 1.4 (seeds 21-25 at n = 24: 1.77-2.08). */
     CHECK(young > 0 && old > 1.4 * young, "CSF in the ventricle box: young %.1f, old %.1f voxels (want old > 1.4x)",
           young, old);
     double r = (sac - sa * sc / n) / sqrt((saa - sa * sa / n) * (scc - sc * sc / n));
-    CHECK(r > 0.7, "correlation of age with the ventricle CSF count %.3f, want > 0.7", r);
+    /* Seeds 21-25 at n = 24: r = 0.72-0.84 (the ventricle factor and the gap keep it from 1). */
+    CHECK(r > 0.5, "correlation of age with the ventricle CSF count %.3f, want > 0.5", r);
 }
 
 TEST(synth_age_effect_map_negative_around_ventricles)

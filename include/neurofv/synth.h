@@ -23,7 +23,13 @@
  *           Biological age b = clip(age + gap, 15, 95), gap ~ N(0, 5^2)
  *           clipped to [-10, 10] years, drawn per subject; the anatomy follows
  *           b, so a perfect predictor of b still has MAE ~4 years against the
- *           label.  The template is the anatomy at b = 20.  With t = b - 20,
+ *           label.  Each subject's ventricle volume is also scaled by a factor
+ *           F = exp(N(0, 0.2^2)) clipped to [exp(-0.4), exp(0.4)] (healthy
+ *           people of one age differ in ventricle size), so the ventricles
+ *           alone do not give the age (a quadratic fit of age on the box's CSF
+ *           voxel count: MAE ~10 years on 200 subjects at 2 mm).  Both are
+ *           the first draws of the subject's stream.  The template is the
+ *           anatomy at b = 20.  With t = b - 20,
  *           h = max(0, b - 60) (formulas extend linearly below 20):
  *
  *           Ventricles: target volume ratio R(b) = V(b)/V(20) =
@@ -37,7 +43,7 @@
  *             calibrated once per cohort on the template: V(k) = 2 mm voxels in
  *             the box darker than (CSF + GM)/2 after the flow, tabulated for k
  *             = -100, -50, ..., 700 mm^2 and inverted linearly so V(k)/V(0) =
- *             R(b) (k = 279 mm^2 at 85 for Colin27).
+ *             R(b) x F (k = 279 mm^2 for R = 2.675, Colin27).
  *           Tissue: fractional tissue loss L(b) = 0.002 t + 0.00006 h^2
  *             (-0.2 %/year to 60, -0.32 %/year at 70, -0.5 %/year at 85; 8 % at
  *             60, 16.8 % at 85), half of it (a) a global contraction about the
@@ -60,7 +66,7 @@
  *           (the +-3 % scale of the affine is of the order of the
  *           contraction, so brain size alone does not give the age).
  *           age_effect.nii.gz: (I_85 - I_20) / 65 on the output grid, I_b the
- *           model alone at biological age b (no gap, affine, deformation,
+ *           model alone at biological age b (no gap, F = 1, affine, deformation,
  *           bias or noise; 0 outside its brain), in the subjects' intensity
  *           units (template x 8) per year.  Negative = darker with age: the
  *           periventricular tissue (becomes CSF), the cortical band, white

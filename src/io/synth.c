@@ -107,8 +107,8 @@ static nfv_status make_subject(const synth_shared *sh, synth_work *w, int index,
     nfv_rng_seed(&r, o->seed, STREAM_SUBJECT, (uint64_t)index);
     int cls = sh->label[index];
     synth_age_params age, *agep = NULL;
-    if (o->task == NFV_SYNTH_AGE) { /* the gap is the stream's first draw */
-        nfv_synth_age_params(sh, nfv_synth_age_bio(&r, sh->age_years[index]), &age);
+    if (o->task == NFV_SYNTH_AGE) { /* gap and ventricle factor: the stream's first draws */
+        nfv_synth_age_subject(sh, &r, sh->age_years[index], &age);
         agep = &age;
     }
     nfv_synth_warp_subject(sh, w, &r, o->task == NFV_SYNTH_MORPH && cls == 1, agep, ax);
@@ -248,7 +248,7 @@ static nfv_status write_cohort_json(const synth_shared *sh)
     if (o->task == NFV_SYNTH_AGE) {
         /* Regression: no classes; the age range, the gap and the model's levels. */
         synth_age_params p85;
-        nfv_synth_age_params(sh, AGE_MAX, &p85);
+        nfv_synth_age_params(sh, AGE_MAX, 1.0, &p85);
         fprintf(f, "  \"label\": \"age\",\n  \"age_range\": [%g, %g],\n  \"brain_age_gap_sd\": 5,\n"
                    "  \"levels\": {\"csf\": %.2f, \"gm\": %.2f, \"wm\": %.2f},\n"
                    "  \"at_85\": {\"ventricle_ratio_target\": %.3f, \"ventricle_ratio_calibrated\": %.3f, "

@@ -32,6 +32,7 @@ const double nfv_synth_age_box[3][2] = {{-28, 28}, {-50, 35}, {-5, 35}};
 #define CAL_DK 50.0
 #define GAP_SD 5.0
 #define GAP_CLIP 10.0
+#define VENT_LOG_SD 0.2     /* subject's ventricle volume factor exp(N(0, 0.2^2)), clipped to +-2 sd */
 
 struct synth_age_model {
     nfv_volume vel[3];        /* (91, 109, 91) each, 2 mm MNI grid */
@@ -265,11 +266,11 @@ static double flow_amplitude(const synth_age_model *m, double want)
     return dir > 0 ? CAL_K0 + CAL_DK * (AGE_CAL_N - 1) : CAL_K0;
 }
 
-void nfv_synth_age_params(const synth_shared *sh, double b, synth_age_params *p)
+void nfv_synth_age_params(const synth_shared *sh, double b, double vent_factor, synth_age_params *p)
 {
     const synth_age_model *m = sh->age;
     p->bio_age = b;
-    p->k = flow_amplitude(m, nfv_synth_age_ventricle_ratio(b));
+    p->k = flow_amplitude(m, nfv_synth_age_ventricle_ratio(b) * vent_factor);
     double loss = nfv_synth_age_tissue_loss(b);
     p->shrink = cbrt(1.0 - 0.5 * loss);
     p->cortex = 0.5 * loss / m->mean_band;
@@ -287,13 +288,16 @@ double nfv_synth_age_ventricle_ratio_model(const synth_shared *sh, double b)
     return m->cal_ratio[j] + (f - j) * (m->cal_ratio[j + 1] - m->cal_ratio[j]);
 }
 
-double nfv_synth_age_bio(nfv_rng *r, double age)
+static double clip(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+void nfv_synth_age_subject(const synth_shared *sh, nfv_rng *r, double age, synth_age_params *p)
 {
-    double gap = GAP_SD * nfv_rng_normal(r);
-    if (gap > GAP_CLIP) gap = GAP_CLIP;
-    if (gap < -GAP_CLIP) gap = -GAP_CLIP;
-    double b = age + gap;
-    return b < 15.0 ? 15.0 : b > 95.0 ? 95.0 : b;
+    /* Brain-age gap: the anatomy's age differs from the label. */
+    double b = clip(age + clip(GAP_SD * nfv_rng_normal(r), -GAP_CLIP, GAP_CLIP), 15.0, 95.0);
+    /* Ventricle size varies between healthy people of one age (CV ~ 20-40 %):
+     * without it the ventricles alone would read the age to the gap's floor. */
+    double vent = exp(clip(VENT_LOG_SD * nfv_rng_normal(r), -2 * VENT_LOG_SD, 2 * VENT_LOG_SD));
+    nfv_synth_age_params(sh, b, vent, p);
 }
 
 float nfv_synth_age_sample(const synth_shared *sh, const synth_age_params *p, double px, double py, double pz,
@@ -345,8 +349,8 @@ nfv_status nfv_synth_age_write_effect(const synth_shared *sh)
     double back[4][4];
     nfv_affine_mul(sh->tmpl_inv, (const double(*)[4])g->affine, back);
     synth_age_params old, young;
-    nfv_synth_age_params(sh, AGE_MAX, &old);
-    nfv_synth_age_params(sh, AGE_MIN, &young);
+    nfv_synth_age_params(sh, AGE_MAX, 1.0, &old);
+    nfv_synth_age_params(sh, AGE_MIN, 1.0, &young);
     nfv_volume e;
     NFV_TRY(nfv_volume_clone(g, &e));
     size_t plane = (size_t)g->nx * g->ny;

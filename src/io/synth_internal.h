@@ -126,11 +126,14 @@ double nfv_synth_age_contrast_loss(double b);
 /* Builds sh->age from sh->tmpl (after nfv_synth_prepare_template). */
 nfv_status nfv_synth_age_prepare(synth_shared *sh);
 void nfv_synth_age_free(synth_age_model *m);
-void nfv_synth_age_params(const synth_shared *sh, double bio_age, synth_age_params *p);
+/* Parameters at biological age b with the ventricle ratio R(b) x vent_factor. */
+void nfv_synth_age_params(const synth_shared *sh, double bio_age, double vent_factor, synth_age_params *p);
 /* The ventricle ratio the calibrated flow gives at b (the table, interpolated). */
 double nfv_synth_age_ventricle_ratio_model(const synth_shared *sh, double b);
-/* Biological age: age + N(0, 5^2) gap clipped to +-10, then to [15, 95]. */
-double nfv_synth_age_bio(nfv_rng *r, double age);
+/* One subject's parameters: biological age b = clip(age + gap, 15, 95), gap ~
+ * N(0, 5^2) clipped to +-10, and ventricle factor exp(N(0, 0.2^2)) clipped
+ * to [exp(-0.4), exp(0.4)]; draws both from r. */
+void nfv_synth_age_subject(const synth_shared *sh, nfv_rng *r, double age, synth_age_params *p);
 /* The aged template at template voxel (px, py, pz); *in_brain from the geometry. */
 float nfv_synth_age_sample(const synth_shared *sh, const synth_age_params *p, double px, double py, double pz,
                            int *in_brain);
