@@ -112,7 +112,8 @@ TEST(synth_age_labels_uniform_split_and_determinism)
                            "sub-0001.nii.gz", "sub-0017.nii.gz", "sub-0030.nii.gz"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         CHECK(same_bytes(a, b, files[i]), "%s differs between 1 and 2 threads (seed 5)", files[i]);
-    CHECK(!same_bytes(a, c, "sub-0001.nii.gz") && !same_bytes(a, c, "labels.csv"), "seeds 5 and 6 gave the same cohort");
+    CHECK(!same_bytes(a, c, "sub-0001.nii.gz") && !same_bytes(a, c, "labels.csv"),
+          "seeds 5 and 6 gave the same cohort");
 
     age_row rows[40];
     int n = read_ages(a, rows, 40);
@@ -131,7 +132,8 @@ TEST(synth_age_labels_uniform_split_and_determinism)
     }
     /* Stratified uniform: 6 per 13-year bin (+-1 for rounding at the edges),
      * and the q-th smallest age within one stratum (65/30 years) of its quantile. */
-    for (int q = 0; q < 5; q++) CHECK(bins[q] >= 5 && bins[q] <= 7, "13-year bin %d holds %d ages, want 6+-1", q, bins[q]);
+    for (int q = 0; q < 5; q++)
+        CHECK(bins[q] >= 5 && bins[q] <= 7, "13-year bin %d holds %d ages, want 6+-1", q, bins[q]);
     for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
             double t = sorted[j];
@@ -177,8 +179,8 @@ TEST(synth_age_old_ventricles_larger_than_young)
     if (!CHECK(thr > 0, "cohort.json lacks the csf/gm levels")) return;
     /* The calibration hits the documented ratio at 85 (2.675). */
     double want = cohort_value(dir, "ventricle_ratio_target"), got = cohort_value(dir, "ventricle_ratio_calibrated");
-    CHECK(fabs(want - 2.675) < 1e-3 && fabs(got - want) < 0.03 * want, "ventricle ratio at 85: target %.3f, calibrated %.3f",
-          want, got);
+    CHECK(fabs(want - 2.675) < 1e-3 && fabs(got - want) < 0.03 * want,
+          "ventricle ratio at 85: target %.3f, calibrated %.3f", want, got);
     age_row rows[32];
     int n = read_ages(dir, rows, 32);
     if (!CHECK(n == 32, "labels.csv has %d rows", n)) return;
@@ -249,8 +251,8 @@ TEST(synth_age_effect_map_negative_around_ventricles)
     CHECK(nperi > 0 && peri / nperi < -1.0 && neg > 0.75 * nperi,
           "periventricular age effect mean %.3f/year, %ld of %ld negative (want mean < -1, > 75 %% negative)",
           nperi ? peri / nperi : 0.0, neg, nperi);
-    CHECK(nbrain > 0 && brain / nbrain < -0.5, "mean age effect over the brain %.3f/year, want < -0.5 (darker with age)",
-          nbrain ? brain / nbrain : 0.0);
+    CHECK(nbrain > 0 && brain / nbrain < -0.5,
+          "mean age effect over the brain %.3f/year, want < -0.5 (darker with age)", nbrain ? brain / nbrain : 0.0);
     nfv_volume_free(&e);
     nfv_volume_free(&t);
     nfv_volume_free(&m);

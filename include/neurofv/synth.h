@@ -43,7 +43,10 @@
  *             calibrated once per cohort on the template: V(k) = 2 mm voxels in
  *             the box darker than (CSF + GM)/2 after the flow, tabulated for k
  *             = -100, -50, ..., 700 mm^2 and inverted linearly so V(k)/V(0) =
- *             R(b) x F (k = 279 mm^2 for R = 2.675, Colin27).
+ *             R(b) x F (Colin27: k = 279 mm^2 for R = 2.675; the table ends
+ *             at k = 700 mm^2, ratio ~4.0, which caps the rare b ~ 85-95 with
+ *             F near its maximum; each Euler step stays invertible up to k =
+ *             8 / max|eig Hess S| ~ 975 mm^2).
  *           Tissue: fractional tissue loss L(b) = 0.002 t + 0.00006 h^2
  *             (-0.2 %/year to 60, -0.32 %/year at 70, -0.5 %/year at 85; 8 % at
  *             60, 16.8 % at 85), half of it (a) a global contraction about the

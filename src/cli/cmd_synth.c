@@ -6,27 +6,26 @@
 #include "cli.h"
 #include "neurofv/synth.h"
 
-NFV_COMMAND(synth, "synth", "Build a synthetic cohort (planted lesions, morphometry or brain age) from a template brain")
+NFV_COMMAND(synth, "synth", "Build a synthetic cohort (planted lesions, morphometry or brain age) from a template")
 
 /* The age model as --help states it (keep in step with include/neurofv/synth.h). */
-#define AGE_HELP                                                                                                  \
-    "\n\n--task age: label = age in years (one decimal), stratified uniform in [20, 85]; split stratified by "   \
-    "age (groups of 20 consecutive ages).  The template is the anatomy at biological age 20.  Each "               \
-    "subject's anatomy follows its "                                                                           \
-    "biological age b = clip(age + gap, 15, 95), gap ~ N(0, 5^2) clipped to +-10 years (so a perfect model "     \
-    "still errs by ~4 years MAE), and a ventricle factor F = exp(N(0, 0.2^2)) clipped to +-0.4 in the exponent.  " \
-    "With t = b - 20, h = max(0, b - 60):\n"                                       \
-    "  ventricles  volume ratio R(b) = 1 + 0.02 t + 0.0006 h^2 (1.80 at 60, 2.68 at 85), times F: a smooth outward flow "  \
-    "(velocity = gradient of the ventricle mask smoothed by 6 mm, 8 Euler steps) whose amplitude is calibrated "   \
-    "on the template; ventricles = template voxels darker than the CSF class centre (3-class k-means) inside the MNI box "                  \
-    "x -28..28, y -50..35, z -5..35 mm\n"                                                                         \
-    "  tissue      loss L(b) = 0.002 t + 0.00006 h^2 (0.2 %/year before 60, 0.5 %/year at 85, 16.8 % at 85): half "  \
-    "as a global contraction about (0, -18, 18) mm (volume x (1 - L/2)), half as CSF partial volume in the "      \
-    "cortical band (brain edge, weight w = clamp(2 (1 - G5mm*mask), 0, 1)): I -= c w (I - CSF), c = L / (2 mean w)\n" \
-    "  contrast    above the GM level I -= C (I - GM), C(b) = 0.003 t (WM-GM contrast -19.5 % at 85)\n"          \
-    "then the subject's random affine, deformation, bias and noise as for the other tasks.  age_effect.nii.gz: "    \
-    "(I(85) - I(20)) / 65 of the model alone (gap 0, F = 1, no subject variation or noise) on the grid, in the subjects' " \
-    "units per year; negative = darker with age."
+#define AGE_HELP \
+    "\n\n--task age: label = age in years (one decimal), stratified uniform in [20, 85]; split stratified " \
+    "by age (groups of 20 consecutive ages).  The template is the anatomy at biological age 20.  Each " \
+    "subject's anatomy follows its biological age b = clip(age + gap, 15, 95), gap ~ N(0, 5^2) clipped " \
+    "to +-10 years (so a perfect model still errs by ~4 years MAE), and a ventricle factor F = exp(N(0, " \
+    "0.2^2)) clipped to +-0.4 in the exponent.  With t = b - 20, h = max(0, b - 60):\n  ventricles  " \
+    "volume ratio R(b) = 1 + 0.02 t + 0.0006 h^2 (1.80 at 60, 2.68 at 85), times F: a smooth outward " \
+    "flow (velocity = gradient of the ventricle mask smoothed by 6 mm, 8 Euler steps) whose amplitude is " \
+    "calibrated on the template; ventricles = template voxels darker than the CSF class centre (3-class " \
+    "k-means) inside the MNI box x -28..28, y -50..35, z -5..35 mm\n  tissue      loss L(b) = 0.002 t + " \
+    "0.00006 h^2 (0.2 %/year before 60, 0.5 %/year at 85, 16.8 % at 85): half as a global contraction " \
+    "about (0, -18, 18) mm (volume x (1 - L/2)), half as CSF partial volume in the cortical band (brain " \
+    "edge, weight w = clamp(2 (1 - G5mm*mask), 0, 1)): I -= c w (I - CSF), c = L / (2 mean w)\n  contrast " \
+    "   above the GM level I -= C (I - GM), C(b) = 0.003 t (WM-GM contrast -19.5 % at 85)\nthen the " \
+    "subject's random affine, deformation, bias and noise as for the other tasks.  age_effect.nii.gz: " \
+    "(I(85) - I(20)) / 65 of the model alone (gap 0, F = 1, no subject variation or noise) on the grid, " \
+    "in the subjects' units per year; negative = darker with age."
 
 static void on_progress(void *user, int done, int total)
 {
@@ -101,7 +100,8 @@ int cmd_synth(int argc, char **argv)
         {"--voxel", CLI_FLOAT, &voxel, "MM", "isotropic voxel size (default 2: 91x109x91 MNI grid)"},
         {"--shape", CLI_STRING, &shape, "X,Y,Z", "grid size in voxels (default: the MNI box at --voxel)"},
         {"--seed", CLI_U64, &o.seed, "S", "random seed; the same seed gives the same bytes (default 1)"},
-        {"--split", CLI_STRING, &split, "A/B/C", "train/val/test percentages, stratified by label (age: by groups of 20 consecutive ages) (default 70/15/15)"},
+        {"--split", CLI_STRING, &split, "A/B/C",
+         "train/val/test percentages, stratified by label (age: by groups of 20 consecutive ages) (default 70/15/15)"},
         {"--template", CLI_STRING, &o.template_path, "FILE",
          "brain-extracted T1 template (default " NFV_DEFAULT_TEMPLATE ")"},
         {"--threads", CLI_INT, &o.threads, "N", "worker threads (default: all CPUs)"},

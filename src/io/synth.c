@@ -252,7 +252,8 @@ static nfv_status write_cohort_json(const synth_shared *sh)
         fprintf(f, "  \"label\": \"age\",\n  \"age_range\": [%g, %g],\n  \"brain_age_gap_sd\": 5,\n"
                    "  \"levels\": {\"csf\": %.2f, \"gm\": %.2f, \"wm\": %.2f},\n"
                    "  \"at_85\": {\"ventricle_ratio_target\": %.3f, \"ventricle_ratio_calibrated\": %.3f, "
-                   "\"flow_k_mm2\": %.1f, \"linear_shrink\": %.4f, \"cortex_fraction\": %.4f, \"contrast_loss\": %.3f}\n}\n",
+                   "\"flow_k_mm2\": %.1f, \"linear_shrink\": %.4f, \"cortex_fraction\": %.4f, "
+                   "\"contrast_loss\": %.3f}\n}\n",
                 AGE_MIN, AGE_MAX, sh->csf_level * NFV_SYNTH_OUT_SCALE, sh->gm_level * NFV_SYNTH_OUT_SCALE,
                 sh->wm_level * NFV_SYNTH_OUT_SCALE, nfv_synth_age_ventricle_ratio(AGE_MAX),
                 nfv_synth_age_ventricle_ratio_model(sh, AGE_MAX), p85.k, p85.shrink, p85.cortex, p85.contrast);

@@ -78,7 +78,8 @@ static nfv_status gauss3(nfv_volume *v, double sigma)
                     float acc = 0;
                     for (int i = -r; i <= r; i++) {
                         int q = c[ax] + i;
-                        if (q >= 0 && q < dims[ax]) acc += k[i + r] * tmp[(ptrdiff_t)idx + (ptrdiff_t)i * (ptrdiff_t)stride[ax]];
+                        if (q >= 0 && q < dims[ax])
+                            acc += k[i + r] * tmp[(ptrdiff_t)idx + (ptrdiff_t)i * (ptrdiff_t)stride[ax]];
                     }
                     v->data[idx] = acc;
                 }
@@ -363,7 +364,8 @@ nfv_status nfv_synth_age_write_effect(const synth_shared *sh)
                 float a = nfv_synth_age_sample(sh, &old, p[0], p[1], p[2], &in_old);
                 float b = nfv_synth_age_sample(sh, &young, p[0], p[1], p[2], &in_young);
                 double d = (in_old ? a : 0.0) - (in_young ? b : 0.0);
-                e.data[(size_t)z * plane + (size_t)y * g->nx + x] = (float)(d * NFV_SYNTH_OUT_SCALE / (AGE_MAX - AGE_MIN));
+                e.data[(size_t)z * plane + (size_t)y * g->nx + x] =
+                    (float)(d * NFV_SYNTH_OUT_SCALE / (AGE_MAX - AGE_MIN));
             }
     char path[4096];
     snprintf(path, sizeof path, "%s/age_effect.nii.gz", sh->o->out_dir);
