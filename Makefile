@@ -111,6 +111,7 @@ test-oclgrind: all
 test-torch: all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/torch_parity.py
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/onnx_parity.py
+	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/explain_parity.py
 
 # Every kernel file compiles standalone as OpenCL C 1.2 (common.cl found with
 # -Icl) for each vector width the host passes (default_vector_width in
