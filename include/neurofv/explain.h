@@ -91,6 +91,32 @@ int nfv_explain_pointing(const float *map, const float *mask, size_t n);
 double nfv_explain_spearman(const float *a, const float *b, const float *where, size_t n);
 double nfv_explain_pearson(const float *a, const float *b, const float *where, size_t n);
 
+/* ---- Feature visualizations against the same truth (src/explain/explain_vis.c)
+ *
+ * The outputs of `neurofv visualize` in a folder, scored so the two
+ * families sit in one report: each <stem>_importance.nii.gz (the mean
+ * |d objective / d image| over the optimization) of a logit or contrast
+ * target against the region where that class's lesions lie (the union of
+ * the explained subjects' lesion masks of the class), and each
+ * visualization (<stem>_change.nii.gz when the start was a template, else
+ * <stem>.nii.gz) against the age-effect map (Pearson r over the brain). */
+typedef struct nfv_explain_vis_score {
+    char target[128];        /* logit:cube, output, ... (from the file name) */
+    char file[256];          /* the file scored, relative to the folder */
+    double mass, chance;     /* importance mass in the class's lesion region; region / brain voxels (NaN: n/a) */
+    double brain_mass;       /* importance mass inside the brain (NaN: n/a) */
+    int hit;                 /* pointing game in the region (-1: n/a) */
+    double effect_r;         /* r with the age-effect map (NaN: n/a) */
+} nfv_explain_vis_score;
+
+/* regions: classes volumes (0/1, any grid; nx = 0: none for that class),
+ * brain: 0/1 volume, effect: the age-effect map (nx = 0: none); the volumes
+ * are resampled onto each file's grid through their affines.  *out
+ * malloc'ed, *count entries (files that match nothing are skipped). */
+nfv_status nfv_explain_score_vis(const char *dir, const nfv_volume *regions, const char *const *class_names,
+                                 int classes, const nfv_volume *brain, const nfv_volume *effect,
+                                 nfv_explain_vis_score **out, int *count);
+
 /* ---- Reports (src/explain/explain_report.c) ------------------------------
  *
  * What `neurofv explain` accumulates over the subjects of a run, one entry
@@ -114,6 +140,8 @@ typedef struct nfv_explain_summary {
     double effect_r[NFV_EXPLAIN_METHODS], effect_abs_r[NFV_EXPLAIN_METHODS];
     char target[128];                            /* the target as given (label, predicted, output, ...) */
     char model[256];
+    const nfv_explain_vis_score *vis;            /* feature visualizations scored (nfv_explain_score_vis) */
+    int vis_count;
 } nfv_explain_summary;
 
 /* summary.csv, summary.md and index.html under dir; pictures (may be NULL)

@@ -21,7 +21,7 @@ NFV_COMMAND(explain, "explain", "Attribution maps of single subjects, scored aga
 
 typedef struct explain_args {
     const char *model_path, *input, *data, *split_name, *target, *methods, *out, *baseline, *cam_layer, *shard;
-    const char *truth, *device;
+    const char *truth, *device, *vis;
     nfv_explain_options o;
     nfv_explain_method method[NFV_EXPLAIN_METHODS];
     int nmethods;
@@ -43,6 +43,7 @@ typedef struct explain_run {
     nfv_model *m;
     float *baseline;            /* (D, H, W) or NULL: zeros */
     nfv_volume effect;          /* age-effect map on the model grid, nx = 0: none */
+    nfv_volume *regions;        /* (classes) union of the class's lesion masks on the model grid (--vis) */
     double *mean_sum;           /* (methods, classes + 1, D*H*W): per class, last = all */
     int *mean_n;                /* (classes + 1) */
     int classes;
@@ -183,6 +184,22 @@ static nfv_status lesion_mask(const explain_run *r, const subject *s, nfv_volume
     return st;
 }
 
+/* ORs a subject's lesion mask (its grid) into its class's region on the model grid. */
+static nfv_status add_region(explain_run *r, const subject *s, const nfv_volume *mask)
+{
+    int c = class_of(r, s);
+    if (!r->regions || c >= r->classes) return NFV_OK;
+    nfv_volume *reg = &r->regions[c], on;
+    if (!reg->nx) {
+        NFV_TRY(nfv_volume_clone(&s->pre, reg));
+        memset(reg->data, 0, nfv_volume_numel(reg) * sizeof *reg->data);
+    }
+    NFV_TRY(nfv_volume_resample_to(mask, reg->nx, reg->ny, reg->nz, reg->affine, 0, &on));
+    for (size_t i = 0; i < nfv_volume_numel(reg); i++) reg->data[i] = reg->data[i] > 0.5f || on.data[i] > 0.5f;
+    nfv_volume_free(&on);
+    return NFV_OK;
+}
+
 /* One subject's map of method k: NIfTI and PNG in the subject's space,
  * scores against its lesion, its row of subjects.csv. */
 static nfv_status subject_outputs(explain_run *r, const subject *s, int k, const float *map, float objective)
@@ -214,7 +231,10 @@ static nfv_status subject_outputs(explain_run *r, const subject *s, int k, const
         mass = nfv_explain_mass_in(in_subject.data, mask.data, n);
         hit = nfv_explain_pointing(in_subject.data, mask.data, n);
         for (size_t i = 0; i < n; i++) lesion += mask.data[i] > 0.5f, brain += s->orig.data[i] != 0;
-        if (k == 0) r->sum.chance += brain ? (double)lesion / brain : 0, r->sum.scored++;
+        if (k == 0) {
+            r->sum.chance += brain ? (double)lesion / brain : 0, r->sum.scored++;
+            st = add_region(r, s, &mask);
+        }
         r->sum.mass[k] += mass, r->sum.mass_sq[k] += mass * mass, r->sum.hits[k] += hit;
     }
     if (!st)
@@ -412,6 +432,10 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
     r->mean_sum = calloc((size_t)a->nmethods * (r->classes + 1) * per, sizeof *r->mean_sum);
     r->mean_n = calloc((size_t)r->classes + 1, sizeof *r->mean_n);
     double *input_sum = calloc(per, sizeof *input_sum);
+    if (a->vis && r->classes) {
+        r->regions = calloc((size_t)r->classes, sizeof *r->regions);
+        if (!r->regions) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+    }
     float *brain = calloc(per, sizeof *brain);
     if (!st && (!r->mean_sum || !r->mean_n || !input_sum || !brain)) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
     char path[4200];
@@ -447,6 +471,14 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
         for (size_t v = 0; v < per && !st; v++) mean_input.data[v] = (float)(input_sum[v] / count);
     }
     if (!st) st = write_means(r, &grid, &mean_input, brain);
+    nfv_explain_vis_score *vis = NULL;
+    if (!st && a->vis) {
+        nfv_volume bv = grid;
+        bv.data = brain;
+        st = nfv_explain_score_vis(a->vis, r->regions, (const char *const *)r->m->class_names, r->classes, &bv,
+                                   &r->effect, &vis, &r->sum.vis_count);
+        r->sum.vis = vis;
+    }
     if (!st) {
         snprintf(r->sum.target, sizeof r->sum.target, "%s", a->target);
         snprintf(r->sum.model, sizeof r->sum.model, "%s", a->model_path);
@@ -455,6 +487,8 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
     }
     if (mean_input.data != grid.data) free(mean_input.data);
     nfv_volume_free(&grid);
+    free(vis);
+    r->sum.vis = NULL;
     free(input_sum), free(brain);
     return st;
 }
@@ -507,6 +541,9 @@ int cmd_explain(int argc, char **argv)
         {"--seed", CLI_U64, &a.o.seed, "N", "SmoothGrad noise seed (default 1)"},
         {"--truth", CLI_STRING, &a.truth, "DIR",
          "a neurofv synth folder: score maps against its lesion_masks/ (lesion task) or age_effect.nii.gz (age task)"},
+        {"--vis", CLI_STRING, &a.vis, "DIR",
+         "with --truth: also score the feature visualizations of a `neurofv visualize` folder (importance maps of "
+         "logit targets against the class's lesion region; visualizations against the age-effect map)"},
         {"--shard", CLI_STRING, &a.shard, "I/N", "only shard I of N of the subjects (contiguous blocks)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device (see neurofv devices)"},
         {0},
@@ -523,6 +560,7 @@ int cmd_explain(int argc, char **argv)
     if (!a.model_path || !a.out || !a.input == !a.data)
         return cli_failf("explain", "--model, --out and one of --input or --data are required (see neurofv explain --help)");
     if (parse_methods(&a)) return cli_fail("explain", NFV_ERR_INVALID_ARG);
+    if (a.vis && !a.truth) return cli_failf("explain", "--vis scores against a truth: give --truth SYNTH_DIR too");
     explain_run r;
     memset(&r, 0, sizeof r);
     r.a = &a;
@@ -545,6 +583,8 @@ int cmd_explain(int argc, char **argv)
     for (int i = 0; i < r.npictures; i++) free(r.pictures[i]), free(r.captions[i]);
     free(subs), free(r.baseline), free(r.mean_sum), free(r.mean_n);
     nfv_volume_free(&r.effect);
+    for (int c = 0; r.regions && c < r.classes; c++) nfv_volume_free(&r.regions[c]);
+    free(r.regions);
     nfv_model_free(r.m);
     nfv_context_free(r.ctx);
     nfv_dataset_free(&ds);

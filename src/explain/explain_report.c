@@ -35,6 +35,27 @@ static nfv_status write_csv(const nfv_explain_summary *s, const char *path)
     return nfv_atomic_commit(&af);
 }
 
+/* The feature visualizations scored against the same truth. */
+static void vis_table(FILE *f, const nfv_explain_summary *s, int html)
+{
+    if (!s->vis_count) return;
+    const char *row0 = html ? "<tr><td>" : "| ", *sep = html ? "</td><td>" : " | ", *row1 = html ? "</td></tr>\n" : " |\n";
+    fprintf(f, html ? "<h2>Feature visualizations against the same truth</h2>\n<table>\n<tr><th>target</th><th>file</th>"
+                      "<th>importance mass in the class's lesion region</th><th>pointing game</th><th>chance (region / brain)</th>"
+                      "<th>mass inside the brain</th><th>r with age effect</th></tr>\n"
+                    : "\nFeature visualizations against the same truth (importance: mean |d objective / d image| over the "
+                      "optimization; region: the union of the class's lesion masks):\n\n| target | file | importance mass in "
+                      "the class's lesion region | pointing game | chance (region / brain) | mass inside the brain | r with age "
+                      "effect |\n|---|---|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < s->vis_count; i++) {
+        const nfv_explain_vis_score *v = &s->vis[i];
+        fprintf(f, "%s%s%s%s%s%.3f%s%s%s%.3f%s%.3f%s%.3f", row0, v->target, sep, v->file, sep, v->mass, sep,
+                v->hit < 0 ? "n/a" : v->hit ? "hit" : "miss", sep, v->chance, sep, v->brain_mass, sep, v->effect_r);
+        fputs(row1, f);
+    }
+    if (html) fputs("</table>\n", f);
+}
+
 /* The tables, as Markdown (html = 0) or HTML (html = 1). */
 static void tables(FILE *f, const nfv_explain_summary *s, int html)
 {
@@ -86,6 +107,7 @@ static void tables(FILE *f, const nfv_explain_summary *s, int html)
         }
         if (html) fputs("</table>\n", f);
     }
+    vis_table(f, s, html);
 }
 
 static nfv_status write_md(const nfv_explain_summary *s, const char *path)
@@ -120,10 +142,27 @@ static nfv_status write_html(const nfv_explain_summary *s, const char *path, con
     return nfv_atomic_commit(&af);
 }
 
+static nfv_status write_vis_csv(const nfv_explain_summary *s, const char *path)
+{
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    fprintf(af.f, "target,file,mass_in_region,pointing_hit,chance,mass_in_brain,effect_r\n");
+    for (int i = 0; i < s->vis_count; i++) {
+        const nfv_explain_vis_score *v = &s->vis[i];
+        fprintf(af.f, "%s,%s,%.4f,%d,%.4f,%.4f,%.4f\n", v->target, v->file, v->mass, v->hit, v->chance, v->brain_mass,
+                v->effect_r);
+    }
+    return nfv_atomic_commit(&af);
+}
+
 nfv_status nfv_explain_write_report(const nfv_explain_summary *s, const char *dir, const char *const *pictures,
                                     const char *const *captions, int npictures)
 {
     char path[4096];
+    if (s->vis_count) {
+        snprintf(path, sizeof path, "%s/vis_scores.csv", dir);
+        NFV_TRY(write_vis_csv(s, path));
+    }
     snprintf(path, sizeof path, "%s/summary.csv", dir);
     NFV_TRY(write_csv(s, path));
     snprintf(path, sizeof path, "%s/summary.md", dir);
