@@ -1,6 +1,7 @@
 /* Bad input, one clear line each, nothing left behind: dataset CSVs through
- * `neurofv train` and `neurofv eval` (both load the CSV before anything
- * else), volumes that are bad only when a row is read, and the options of
+ * `neurofv train` and `neurofv eval` (train loads the CSV before anything,
+ * eval right after the model whose head says how to read the labels;
+ * both before any output), volumes that are bad only when a row is read, and the options of
  * train, eval and synth.  Legal but unusual CSVs (BOM, CRLF, quoted fields
  * with commas, other columns, any column order) and volumes (scaled
  * integers, LPS, oblique, 4-D) must be accepted.  Harness and fixture in
