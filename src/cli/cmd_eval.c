@@ -30,6 +30,35 @@ static void csv_field(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* Classification predictions: path,label,prediction,correct,p_CLASS... */
+static nfv_status write_class_csv(const char *out, const nfv_model *m, const nfv_dataset *ds, const int *rows,
+                                  const int *truth, const int *pred, const double *prob, int n)
+{
+    int k = m->class_count;
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, out, "w"));
+    FILE *f = af.f;
+    fprintf(f, "path,label,prediction,correct");
+    for (int j = 0; j < k; j++) {
+        fputs(",p_", f);
+        csv_field(f, m->class_names[j]);
+    }
+    fprintf(f, "\n");
+    for (int i = 0; i < n; i++) {
+        csv_field(f, ds->rows[rows[i]].path);
+        fputc(',', f);
+        csv_field(f, m->class_names[truth[i]]);
+        fputc(',', f);
+        csv_field(f, m->class_names[pred[i]]);
+        fprintf(f, ",%d", pred[i] == truth[i]);
+        for (int j = 0; j < k; j++) fprintf(f, ",%.6f", prob[(size_t)i * k + j]);
+        fprintf(f, "\n");
+    }
+    NFV_TRY(nfv_atomic_commit(&af));
+    printf("predictions: %s\n", out);
+    return NFV_OK;
+}
+
 /* Regression metrics of the rows[0..n) whose split is `split` (NFV_SPLIT_ALL:
  * every row), one line. */
 static nfv_status print_regression_split(const nfv_dataset *ds, const int *rows, const double *y, const double *p, int n,
@@ -201,29 +230,7 @@ int cmd_eval(int argc, char **argv)
         for (int j = 0; j < k; j++) printf(" %10d", met.confusion[i * k + j]);
         printf("\n");
     }
-    if (out) {
-        nfv_atomic_file af;
-        if ((s = nfv_atomic_open(&af, out, "w")) != NFV_OK) goto fail;
-        FILE *f = af.f;
-        fprintf(f, "path,label,prediction,correct");
-        for (int j = 0; j < k; j++) {
-            fputs(",p_", f);
-            csv_field(f, m->class_names[j]);
-        }
-        fprintf(f, "\n");
-        for (int i = 0; i < n; i++) {
-            csv_field(f, ds.rows[rows[i]].path);
-            fputc(',', f);
-            csv_field(f, m->class_names[truth[i]]);
-            fputc(',', f);
-            csv_field(f, m->class_names[pred[i]]);
-            fprintf(f, ",%d", pred[i] == truth[i]);
-            for (int j = 0; j < k; j++) fprintf(f, ",%.6f", prob[(size_t)i * k + j]);
-            fprintf(f, "\n");
-        }
-        if ((s = nfv_atomic_commit(&af)) != NFV_OK) goto fail;
-        printf("predictions: %s\n", out);
-    }
+    if (out && (s = write_class_csv(out, m, &ds, rows, truth, pred, prob, n))) goto fail;
     code = 0;
     goto done;
 fail:

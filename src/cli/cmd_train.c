@@ -189,7 +189,7 @@ int cmd_train(int argc, char **argv)
         {"--head", CLI_STRING, &head, "softmax|binary|regression",
          "softmax over K classes, one logit for 2 classes, or one value for numeric labels (e.g. age)"},
         {"--loss", CLI_STRING, &loss, "mse|huber",
-         "regression loss on standardized labels (label - train mean) / train SD (default mse)"},
+         "regression loss on standardized labels (label - train mean) / train SD (default mse; --resume keeps the checkpoint's)"},
         {"--huber-delta", CLI_FLOAT, &o.huber_delta, "D", "Huber's delta in standardized units (default 1)"},
         {"--seed", CLI_U64, &o.seed, "S", "seed of initialization, shuffling, augmentation, dropout (default 1)"},
         {"--out", CLI_STRING, &o.out, "MODEL", "output model .safetensors (required); also MODEL.ckpt, MODEL.log.csv"},
