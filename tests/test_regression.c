@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "neurofv/safetensors.h"
+#include "neurofv/train.h"
 #include "neurofv/volume.h"
 #include "test.h"
 
@@ -259,4 +260,72 @@ TEST(regression_train_errors)
               cases[i].opts, rc, cases[i].want, text);
         free(text);
     }
+}
+
+/* Copy of the model file src at dst with the metadata key `drop` left out
+ * and, when set_key is given, set_key = set_value added. */
+static int rewrite_meta(const char *src, const char *dst, const char *drop, const char *set_key, const char *set_value)
+{
+    nfv_st_file f;
+    if (nfv_st_read(src, &f)) return 0;
+    nfv_st_writer w;
+    nfv_st_writer_init(&w);
+    nfv_status s = NFV_OK;
+    for (int i = 0; !s && i < f.count; i++)
+        s = nfv_st_writer_add(&w, f.tensors[i].name, f.tensors[i].dtype, f.tensors[i].ndim, f.tensors[i].shape,
+                              f.tensors[i].data);
+    for (int i = 0; !s && i < f.meta_count; i++)
+        if (strcmp(f.meta_keys[i], drop) && (!set_key || strcmp(f.meta_keys[i], set_key)))
+            s = nfv_st_writer_meta(&w, f.meta_keys[i], f.meta_values[i]);
+    if (!s && set_key) s = nfv_st_writer_meta(&w, set_key, set_value);
+    if (!s) s = nfv_st_writer_write(&w, dst);
+    nfv_st_writer_free(&w);
+    nfv_st_free(&f);
+    return s == NFV_OK;
+}
+
+/* target_mean / target_sd round-trip through the model file and scale
+ * nfv_model_predict (prediction = mean + sd x raw output); a file without
+ * them (older regression models) loads as 0 / 1, so its raw output is the
+ * prediction; a bad SD is refused by name. */
+TEST(regression_model_file_target_scale)
+{
+    int in[4] = {1, 6, 7, 5};
+    nfv_model *m = NULL, *m2 = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(test_ctx(), "conv(2,k3,p1) relu gap flatten linear(1)", in, 0, NULL,
+                                             NFV_HEAD_REGRESSION, 9, &m)))
+        return;
+    CHECK(m->target_mean == 0 && m->target_sd == 1, "a new model: 0 / 1");
+    float *x = test_random(6 * 7 * 5, 3, -1, 1), raw = 0, pred = 0;
+    CHECK_OK(nfv_model_predict(m, test_ctx(), x, 1, 1, &raw));
+    m->target_mean = 63.25, m->target_sd = 8.5;
+    char path[600], old[600], bad[600];
+    snprintf(path, sizeof path, "%s/scale.safetensors", test_tmpdir());
+    snprintf(old, sizeof old, "%s/scale_old.safetensors", test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/scale_bad.safetensors", test_tmpdir());
+    if (CHECK_OK(nfv_model_save(m, path)) && CHECK_OK(nfv_model_load(test_ctx(), path, &m2))) {
+        CHECK(m2->target_mean == 63.25 && m2->target_sd == 8.5, "loaded %g / %g", m2->target_mean, m2->target_sd);
+        if (CHECK_OK(nfv_model_predict(m2, test_ctx(), x, 1, 1, &pred))) {
+            double want = 63.25 + 8.5 * (double)raw;
+            CHECK_CLOSE("prediction = mean + sd x raw output", &pred, &want, 1, 1e-5, 1e-6);
+        }
+        nfv_model_free(m2);
+        m2 = NULL;
+    }
+    if (CHECK(rewrite_meta(path, old, "target_mean", NULL, NULL), "old-style copy") &&
+        CHECK(rewrite_meta(old, old, "target_sd", NULL, NULL), "no target_sd either") &&
+        CHECK_OK(nfv_model_load(test_ctx(), old, &m2))) {
+        CHECK(m2->target_mean == 0 && m2->target_sd == 1, "no metadata: %g / %g", m2->target_mean, m2->target_sd);
+        if (CHECK_OK(nfv_model_predict(m2, test_ctx(), x, 1, 1, &pred)))
+            CHECK(pred == raw, "no metadata: the raw output %g is the prediction %g", raw, pred);
+        nfv_model_free(m2);
+    }
+    if (CHECK(rewrite_meta(path, bad, "", "target_sd", "0"), "bad copy")) {
+        m2 = NULL;
+        nfv_status s = nfv_model_load(test_ctx(), bad, &m2);
+        CHECK(s == NFV_ERR_FORMAT && strstr(nfv_error_message(), "target_sd") && !m2, "target_sd 0 refused: %s",
+              nfv_error_message());
+    }
+    free(x);
+    nfv_model_free(m);
 }
