@@ -362,7 +362,7 @@ static nfv_status validate_regression(train_run *r, nfv_epoch_result *res)
     free(y), free(p);
     res->val_loss = n ? loss / n : NAN;
     res->val_mae = met.mae, res->val_rmse = met.rmse, res->val_r2 = met.r2;
-    return s;
+    return s ? nfv_fail_context(s, "validation on %d rows of %s", n, ds_name(r->ds)) : NFV_OK;
 }
 
 /* Eval-mode loss and metrics on the val rows into res. */
