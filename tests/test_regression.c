@@ -5,7 +5,8 @@
  * mean and SD, `neurofv eval` prints MAE/RMSE/R^2/r per split and writes one
  * prediction per subject, a Huber run resumed after 2 of 3 epochs gives the
  * uninterrupted checkpoint byte for byte, and `neurofv visualize --target
- * output --target -output` pushes the prediction up and down. */
+ * output --target -output` pushes the prediction up and down, and `neurofv
+ * compare` runs on the model. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +219,19 @@ TEST(regression_cohort_learns_evaluates_resumes_visualizes)
         free(text);
     }
     CHECK(obj[0] > -obj[1], "raw output of the output image %.3f > of the -output image %.3f", obj[0], -obj[1]);
+
+    /* 6. compare and its report take a regression model (no classes, no truth). */
+    snprintf(cmd, sizeof cmd, "%s compare --model %s --target output --target -output --configs none,l2 --steps 4 --out %s/cmp",
+             test_bin(), out, dir);
+    snprintf(log, sizeof log, "%s/cmp.txt", dir);
+    rc = test_run(cmd, log);
+    snprintf(pred, sizeof pred, "%s/cmp/results.csv", dir);
+    text = slurp(pred);
+    lines = 0;
+    for (const char *q = text; *q; q++) lines += *q == '\n';
+    CHECK(rc == 0 && lines == 5 && strstr(text, ",-output,"), "compare on the regression model: exit %d, %d lines (log %s)",
+          rc, lines, log);
+    free(text);
 }
 
 /* Regression training refuses what it cannot use, naming it. */
