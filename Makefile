@@ -16,8 +16,8 @@ CL_SRC   := $(sort $(wildcard cl/*.cl))
 # cl/common.cl is the prelude the others #include (inlined at embed time), not a program.
 CL_PROGS := $(filter-out cl/common.cl,$(CL_SRC))
 # src/ is in layers, each using only those below it (docs/ARCHITECTURE.md):
-# base < runtime < io < layers < model < vis < cli.
-LAYERS   := base runtime io layers model vis
+# base < runtime < io < layers < model < vis < explain < cli.
+LAYERS   := base runtime io layers model vis explain
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_SRC  := $(foreach l,$(LAYERS),$(sort $(wildcard src/$(l)/*.c)))
 HEADERS  := $(wildcard include/neurofv/*.h) $(wildcard src/*/*.h)
@@ -111,6 +111,7 @@ test-oclgrind: all
 test-torch: all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/torch_parity.py
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/onnx_parity.py
+	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/explain_parity.py
 
 # Every kernel file compiles standalone as OpenCL C 1.2 (common.cl found with
 # -Icl) for each vector width the host passes (default_vector_width in

@@ -255,6 +255,10 @@ const nfv_layer *nfv_model_layer(const nfv_model *m, int index);
  * maximizes the logit, not the probability), past trailing views. */
 int nfv_model_logit_layer(const nfv_model *m);
 
+/* mark[i] = 1 for node and every node it depends on (mark, layer_count
+ * bytes, zeroed by the caller). */
+void nfv_model_mark_ancestors(const nfv_model *m, int node, unsigned char *mark);
+
 /* Totals per sample. */
 int nfv_model_outputs(const nfv_model *m);    /* outputs of the last layer (logits / value) */
 long long nfv_model_param_count(const nfv_model *m);
@@ -282,6 +286,14 @@ nfv_tensor *nfv_model_activation(nfv_model *m, int layer);
  * Dropout identity). */
 nfv_status nfv_model_backward(nfv_model *m, nfv_context *ctx, int from_layer, const nfv_tensor *grad_at_from_layer_output,
                               int param_grads, nfv_tensor *dx);
+
+/* The gradient of the output of layer to_layer (from_layer itself or a
+ * layer before it) given grad_at_from_layer_output: backward from from_layer
+ * stopping there, no parameter gradients, into dact (N, out_shape of
+ * to_layer).  A layer from_layer does not depend on gets 0.  Grad-CAM
+ * weights a layer's channels by this gradient's spatial mean. */
+nfv_status nfv_model_backward_to_layer(nfv_model *m, nfv_context *ctx, int from_layer, const nfv_tensor *g,
+                                       int to_layer, nfv_tensor *dact);
 
 /* Predicted class of one output row (softmax: argmax; binary: logit > 0). */
 int nfv_model_predict_class(const nfv_model *m, const float *output_row);

@@ -221,6 +221,20 @@ nfv_status nfv_vis_fit_batch(const nfv_context *ctx, const nfv_model *m, const n
 nfv_status nfv_vis_objective(nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
                              const nfv_volume *images, float *objective);
 
+/* ---- Gradients of an objective (src/vis/vis_gradient.c) ----------------
+ *
+ * For attribution (neurofv/explain.h): x (n, C, D, H, W) on the model grid,
+ * sample i's target targets[i], all on one layer (as one visualization
+ * batch), eval mode, no transforms.  objective (n floats, may be NULL)
+ * receives each sample's objective; dx (n, C, D, H, W) d objective / d x.
+ * The layer version gives d objective / d a for the output a of `layer`
+ * (an ancestor of the targets' layer) into dact (n, out_shape of layer):
+ * Grad-CAM's channel weights are its spatial means. */
+nfv_status nfv_vis_input_gradient(nfv_context *ctx, nfv_model *m, const nfv_target *targets, int n,
+                                  const nfv_tensor *x, float *objective, nfv_tensor *dx);
+nfv_status nfv_vis_layer_gradient(nfv_context *ctx, nfv_model *m, const nfv_target *targets, int n,
+                                  const nfv_tensor *x, int layer, float *objective, nfv_tensor *dact);
+
 /* The Colin27 template (or `path`) on the model grid: resampled through the
  * model affine, normalized as the model's training data (norm); raw (may be
  * NULL) receives it before normalization (for a mask: raw > 0). */

@@ -6,7 +6,26 @@
 #include "cli.h"
 #include "neurofv/synth.h"
 
-NFV_COMMAND(synth, "synth", "Build a synthetic cohort (planted lesions or morphometry) from a template brain")
+NFV_COMMAND(synth, "synth", "Build a synthetic cohort (planted lesions, morphometry or brain age) from a template")
+
+/* The age model as --help states it (keep in step with include/neurofv/synth.h). */
+#define AGE_HELP \
+    "\n\n--task age: label = age in years (one decimal), stratified uniform in [20, 85]; split stratified " \
+    "by age (groups of 20 consecutive ages).  The template is the anatomy at biological age 20.  Each " \
+    "subject's anatomy follows its biological age b = clip(age + gap, 15, 95), gap ~ N(0, 5^2) clipped " \
+    "to +-10 years (so a perfect model still errs by ~4 years MAE), and a ventricle factor F = exp(N(0, " \
+    "0.2^2)) clipped to +-0.4 in the exponent.  With t = b - 20, h = max(0, b - 60):\n  ventricles  " \
+    "volume ratio R(b) = 1 + 0.02 t + 0.0006 h^2 (1.80 at 60, 2.68 at 85), times F: a smooth outward " \
+    "flow (velocity = gradient of the ventricle mask smoothed by 6 mm, 8 Euler steps) whose amplitude is " \
+    "calibrated on the template; ventricles = template voxels darker than the CSF class centre (3-class " \
+    "k-means) inside the MNI box x -28..28, y -50..35, z -5..35 mm\n  tissue      loss L(b) = 0.002 t + " \
+    "0.00006 h^2 (0.2 %/year before 60, 0.5 %/year at 85, 16.8 % at 85): half as a global contraction " \
+    "about (0, -18, 18) mm (volume x (1 - L/2)), half as CSF partial volume in the cortical band (brain " \
+    "edge, weight w = clamp(2 (1 - G5mm*mask), 0, 1)): I -= c w (I - CSF), c = L / (2 mean w)\n  contrast " \
+    "   above the GM level I -= C (I - GM), C(b) = 0.003 t (WM-GM contrast -19.5 % at 85)\nthen the " \
+    "subject's random affine, deformation, bias and noise as for the other tasks.  age_effect.nii.gz: " \
+    "(I(85) - I(20)) / 65 of the model alone (gap 0, F = 1, no subject variation or noise) on the grid, " \
+    "in the subjects' units per year; negative = darker with age."
 
 static void on_progress(void *user, int done, int total)
 {
@@ -31,7 +50,11 @@ static int check_options(nfv_synth_options *o, const char *task, const char *spl
 {
     if (!strcmp(task, "lesion")) o->task = NFV_SYNTH_LESION;
     else if (!strcmp(task, "morph")) o->task = NFV_SYNTH_MORPH;
-    else return cli_failf("synth", "--task must be lesion or morph, got \"%s\"", task);
+    else if (!strcmp(task, "age")) o->task = NFV_SYNTH_AGE;
+    else return cli_failf("synth", "--task must be lesion, morph or age, got \"%s\"", task);
+    if (o->task == NFV_SYNTH_AGE && (o->shapes || o->no_lesion_class || lesion_size || lesion_intensity))
+        return cli_failf("synth", "--shapes, --no-lesion-class, --lesion-size and --lesion-intensity are for "
+                                  "--task lesion, not --task age");
     if (o->n < 1 || o->n > 1000000) return cli_failf("synth", "--n expects 1..1000000 subjects, got %d", o->n);
     if (o->shapes && !o->shapes[0]) return cli_failf("synth", "--shapes needs at least one shape");
     if (lesion_size && !parse_range(lesion_size, 1.0, 200.0, o->lesion_size_mm))
@@ -64,8 +87,9 @@ int cmd_synth(int argc, char **argv)
     int no_lesion = 0;
     const char *lesion_size = NULL, *lesion_intensity = NULL;
     const cli_option opts[] = {
-        {"--task", CLI_STRING, &task, "lesion|morph", "lesion: lesions of K shapes, label = shape; morph: control vs "
-                                                      "atrophy (global -3 %, hippocampal atrophy) (default lesion)"},
+        {"--task", CLI_STRING, &task, "lesion|morph|age", "lesion: lesions of K shapes, label = shape; morph: control "
+                                                          "vs atrophy (global -3 %, hippocampal atrophy); age: label "
+                                                          "= age 20-85, ageing anatomy (above) (default lesion)"},
         {"--n", CLI_INT, &o.n, "N", "number of subjects (default 600)"},
         {"--shapes", CLI_STRING, &o.shapes, "LIST", "lesion shapes, comma-separated, from sphere,cube,cross,cylinder,"
                                                     "pyramid,torus (default sphere,cube,cross)"},
@@ -76,7 +100,8 @@ int cmd_synth(int argc, char **argv)
         {"--voxel", CLI_FLOAT, &voxel, "MM", "isotropic voxel size (default 2: 91x109x91 MNI grid)"},
         {"--shape", CLI_STRING, &shape, "X,Y,Z", "grid size in voxels (default: the MNI box at --voxel)"},
         {"--seed", CLI_U64, &o.seed, "S", "random seed; the same seed gives the same bytes (default 1)"},
-        {"--split", CLI_STRING, &split, "A/B/C", "train/val/test percentages, stratified by label (default 70/15/15)"},
+        {"--split", CLI_STRING, &split, "A/B/C",
+         "train/val/test percentages, stratified by label (age: by groups of 20 consecutive ages) (default 70/15/15)"},
         {"--template", CLI_STRING, &o.template_path, "FILE",
          "brain-extracted T1 template (default " NFV_DEFAULT_TEMPLATE ")"},
         {"--threads", CLI_INT, &o.threads, "N", "worker threads (default: all CPUs)"},
@@ -84,9 +109,10 @@ int cmd_synth(int argc, char **argv)
         {0}};
     int r = cli_parse("synth", "--out DIR [options]",
                       "Write a cohort under DIR: labels.csv (path,label,split), sub-XXXX.nii.gz, mask.nii.gz, "
-                      "template.nii.gz, and for --task lesion shapes/<shape>.nii.gz and lesion_masks/sub-XXXX.nii.gz. "
+                      "template.nii.gz, cohort.json, for --task lesion shapes/<shape>.nii.gz and "
+                      "lesion_masks/sub-XXXX.nii.gz, for --task age age_effect.nii.gz. "
                       "Each subject is the template under a small random affine and smooth deformation, with a "
-                      "bias field and noise.  Grid: RAS, sform code 4 (MNI).",
+                      "bias field and noise.  Grid: RAS, sform code 4 (MNI)." AGE_HELP,
                       opts, argc, argv, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     if (!out) return cli_failf("synth", "--out DIR is required (see neurofv synth --help)");

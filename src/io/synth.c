@@ -106,7 +106,12 @@ static nfv_status make_subject(const synth_shared *sh, synth_work *w, int index,
     nfv_rng r;
     nfv_rng_seed(&r, o->seed, STREAM_SUBJECT, (uint64_t)index);
     int cls = sh->label[index];
-    nfv_synth_warp_subject(sh, w, &r, o->task == NFV_SYNTH_MORPH && cls == 1, ax);
+    synth_age_params age, *agep = NULL;
+    if (o->task == NFV_SYNTH_AGE) { /* gap and ventricle factor: the stream's first draws */
+        nfv_synth_age_subject(sh, &r, sh->age_years[index], &age);
+        agep = &age;
+    }
+    nfv_synth_warp_subject(sh, w, &r, o->task == NFV_SYNTH_MORPH && cls == 1, agep, ax);
     char path[4096];
     if (o->task == NFV_SYNTH_LESION) {
         memset(w->lesion.data, 0, nfv_volume_numel(&w->lesion) * sizeof(float));
@@ -218,8 +223,12 @@ static nfv_status write_labels(const synth_shared *sh)
     FILE *f = af.f;
     static const char *split_names[3] = {"train", "val", "test"};
     fprintf(f, "path,label,split\n");
-    for (int i = 0; i < o->n; i++)
-        fprintf(f, "sub-%04d.nii.gz,%s,%s\n", i + 1, sh->class_names[sh->label[i]], split_names[sh->split[i]]);
+    for (int i = 0; i < o->n; i++) {
+        if (o->task == NFV_SYNTH_AGE)
+            fprintf(f, "sub-%04d.nii.gz,%.1f,%s\n", i + 1, sh->age_years[i], split_names[sh->split[i]]);
+        else
+            fprintf(f, "sub-%04d.nii.gz,%s,%s\n", i + 1, sh->class_names[sh->label[i]], split_names[sh->split[i]]);
+    }
     return nfv_atomic_commit(&af);
 }
 
@@ -233,25 +242,46 @@ static nfv_status write_cohort_json(const synth_shared *sh)
     nfv_atomic_file af;
     NFV_TRY(nfv_atomic_open(&af, path, "w"));
     FILE *f = af.f;
-    fprintf(f, "{\n  \"task\": \"%s\",\n  \"n\": %d,\n  \"seed\": %llu,\n  \"voxel_mm\": %g,\n  \"classes\": [",
-            o->task == NFV_SYNTH_LESION ? "lesion" : "morph", o->n, o->seed, o->voxel_mm);
+    static const char *task_names[3] = {"lesion", "morph", "age"};
+    fprintf(f, "{\n  \"task\": \"%s\",\n  \"n\": %d,\n  \"seed\": %llu,\n  \"voxel_mm\": %g,\n",
+            task_names[o->task], o->n, o->seed, o->voxel_mm);
+    if (o->task == NFV_SYNTH_AGE) {
+        /* Regression: no classes; the age range, the gap and the model's levels. */
+        synth_age_params p85;
+        nfv_synth_age_params(sh, AGE_MAX, 1.0, &p85);
+        fprintf(f, "  \"label\": \"age\",\n  \"age_range\": [%g, %g],\n  \"brain_age_gap_sd\": 5,\n"
+                   "  \"levels\": {\"csf\": %.2f, \"gm\": %.2f, \"wm\": %.2f},\n"
+                   "  \"at_85\": {\"ventricle_ratio_target\": %.3f, \"ventricle_ratio_calibrated\": %.3f, "
+                   "\"flow_k_mm2\": %.1f, \"linear_shrink\": %.4f, \"cortex_fraction\": %.4f, "
+                   "\"contrast_loss\": %.3f}\n}\n",
+                AGE_MIN, AGE_MAX, sh->csf_level * NFV_SYNTH_OUT_SCALE, sh->gm_level * NFV_SYNTH_OUT_SCALE,
+                sh->wm_level * NFV_SYNTH_OUT_SCALE, nfv_synth_age_ventricle_ratio(AGE_MAX),
+                nfv_synth_age_ventricle_ratio_model(sh, AGE_MAX), p85.k, p85.shrink, p85.cortex, p85.contrast);
+        return nfv_atomic_commit(&af);
+    }
+    fprintf(f, "  \"classes\": [");
     for (int c = 0; c < sh->class_count; c++) fprintf(f, "%s\"%s\"", c ? ", " : "", sh->class_names[c]);
     fprintf(f, "],\n  \"lesion_size_mm\": [%g, %g],\n  \"lesion_intensity\": [%g, %g]\n}\n", o->lesion_size_mm[0],
             o->lesion_size_mm[1], o->lesion_intensity[0], o->lesion_intensity[1]);
     return nfv_atomic_commit(&af);
 }
 
-/* Balanced labels (counts differ by at most one), shuffled; stratified split. */
+/* Balanced labels (counts differ by at most one), shuffled, or the age
+ * task's ages; stratified split. */
 static void assign_labels(synth_shared *sh)
 {
     const nfv_synth_options *o = sh->o;
     nfv_rng r;
     nfv_rng_seed(&r, o->seed, STREAM_LABELS, 0);
-    for (int i = 0; i < o->n; i++) sh->label[i] = i % sh->class_count;
-    for (int i = o->n - 1; i > 0; i--) {
-        int j = nfv_rng_below(&r, i + 1), t = sh->label[i];
-        sh->label[i] = sh->label[j];
-        sh->label[j] = t;
+    if (o->task == NFV_SYNTH_AGE) {
+        nfv_synth_age_draw(sh, &r); /* label = age group: the split is stratified by age */
+    } else {
+        for (int i = 0; i < o->n; i++) sh->label[i] = i % sh->class_count;
+        for (int i = o->n - 1; i > 0; i--) {
+            int j = nfv_rng_below(&r, i + 1), t = sh->label[i];
+            sh->label[i] = sh->label[j];
+            sh->label[j] = t;
+        }
     }
     nfv_rng_seed(&r, o->seed, STREAM_SPLIT, 0);
     double total = o->split[0] + o->split[1] + o->split[2];
@@ -356,6 +386,8 @@ static void shared_free(synth_shared *sh)
     free(sh->common_mask);
     free(sh->label);
     free(sh->split);
+    free(sh->age_years);
+    nfv_synth_age_free(sh->age);
 }
 
 /* Every subject, on o->threads threads (0: all CPUs) including the caller. */
@@ -393,24 +425,29 @@ static nfv_status run_inner(synth_shared *sh)
     const nfv_synth_options *o = sh->o;
     if (o->task == NFV_SYNTH_LESION) {
         NFV_TRY(parse_shapes(sh));
+    } else if (o->task == NFV_SYNTH_AGE) {
+        sh->class_count = (o->n + AGE_SPLIT_GROUP - 1) / AGE_SPLIT_GROUP; /* split groups; any n >= 1 */
     } else {
         sh->class_count = 2;
         sh->class_names[0] = "control";
         sh->class_names[1] = "atrophy";
     }
-    if (o->n < sh->class_count)
+    if (o->task != NFV_SYNTH_AGE && o->n < sh->class_count)
         return nfv_fail(NFV_ERR_INVALID_ARG, "--n %d is smaller than the number of classes (%d)", o->n,
                         sh->class_count);
     NFV_TRY(nfv_synth_grid(o->voxel_mm, o->shape, &sh->grid));
 
     const char *tpath = o->template_path ? o->template_path : NFV_DEFAULT_TEMPLATE;
     NFV_TRY(nfv_synth_prepare_template(sh, tpath));
+    if (o->task == NFV_SYNTH_AGE) NFV_TRY(nfv_synth_age_prepare(sh));
 
     size_t n = nfv_volume_numel(&sh->grid);
     sh->common_mask = malloc(n);
     sh->label = malloc((size_t)o->n * sizeof *sh->label);
     sh->split = malloc((size_t)o->n * sizeof *sh->split);
-    if (!sh->common_mask || !sh->label || !sh->split) return nfv_fail(NFV_ERR_NO_MEMORY, "synth: out of memory");
+    sh->age_years = malloc((size_t)o->n * sizeof *sh->age_years);
+    if (!sh->common_mask || !sh->label || !sh->split || !sh->age_years)
+        return nfv_fail(NFV_ERR_NO_MEMORY, "synth: out of memory");
     assign_labels(sh);
 
     NFV_TRY(nfv_mkdirs(o->out_dir));
@@ -421,6 +458,7 @@ static nfv_status run_inner(synth_shared *sh)
         NFV_TRY(write_shape_templates(sh));
     }
     NFV_TRY(write_grid_template(sh));
+    if (o->task == NFV_SYNTH_AGE) NFV_TRY(nfv_synth_age_write_effect(sh));
 
     NFV_TRY(make_subjects(sh));
     NFV_TRY(write_cohort_json(sh));
@@ -431,7 +469,7 @@ nfv_status nfv_synth_run(const nfv_synth_options *o)
 {
     if (!o || !o->out_dir || !o->out_dir[0]) return nfv_fail(NFV_ERR_INVALID_ARG, "synth: no output directory");
     if (o->n < 1 || o->n > 1000000) return nfv_fail(NFV_ERR_INVALID_ARG, "synth: --n %d is out of range", o->n);
-    if (o->task != NFV_SYNTH_LESION && o->task != NFV_SYNTH_MORPH)
+    if (o->task != NFV_SYNTH_LESION && o->task != NFV_SYNTH_MORPH && o->task != NFV_SYNTH_AGE)
         return nfv_fail(NFV_ERR_INVALID_ARG, "synth: unknown task");
     if (!(o->split[0] >= 0 && o->split[1] >= 0 && o->split[2] >= 0 && o->split[0] + o->split[1] + o->split[2] > 0))
         return nfv_fail(NFV_ERR_INVALID_ARG, "synth: split fractions must be >= 0 and not all 0");

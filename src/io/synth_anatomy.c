@@ -249,7 +249,7 @@ static void displacement_xy(const synth_shared *sh, synth_work *w, nfv_rng *r, c
 }
 
 void nfv_synth_warp_subject(const synth_shared *sh, synth_work *w, nfv_rng *r, int morph_atrophy,
-                            const bspline_axis ax[3])
+                            const synth_age_params *age, const bspline_axis ax[3])
 {
     const nfv_volume *g = &sh->grid;
     int nx = g->nx, ny = g->ny, nz = g->nz;
@@ -302,6 +302,12 @@ void nfv_synth_warp_subject(const synth_shared *sh, synth_work *w, nfv_rng *r, i
                     }
                 }
                 size_t idx = (size_t)z * plane + (size_t)y * nx + x;
+                if (age) { /* the aged template (synth_age.c) under the subject's warp */
+                    int in;
+                    w->clean[idx] = nfv_synth_age_sample(sh, age, px, py, pz, &in);
+                    w->brain[idx] = (unsigned char)in;
+                    continue;
+                }
                 float v = nfv_synth_sample_trilinear(&sh->tmpl, px, py, pz);
                 w->clean[idx] = v;
                 w->brain[idx] = v >= sh->brain_level;

@@ -2,6 +2,7 @@
  *   synth.c          options, threads, cohort files (labels, cohort.json, template, masks)
  *   synth_anatomy.c  output grid, template preparation, per-subject warp, bias and noise
  *   synth_lesion.c   lesion shapes (point test, partial-volume paint) and planting
+ *   synth_age.c      the age task: ageing model (fields, calibration), ages, age-effect map
  * Volumes are (nz, ny, nx) arrays, x fastest; affines map voxel (i, j, k) to world mm. */
 #ifndef NEUROFV_SYNTH_INTERNAL_H
 #define NEUROFV_SYNTH_INTERNAL_H
@@ -23,6 +24,22 @@ static inline void nfv_synth_affine_apply(const double a[4][4], const double p[3
     for (int r = 0; r < 3; r++) out[r] = a[r][0] * p[0] + a[r][1] * p[1] + a[r][2] * p[2] + a[r][3];
 }
 
+/* The age model's fields and calibration (synth_age.c). */
+typedef struct synth_age_model synth_age_model;
+#define AGE_MIN 20.0
+#define AGE_MAX 85.0
+#define AGE_SPLIT_GROUP 20 /* the split is stratified by groups of 20 consecutive ages */
+#define AGE_CAL_N 17  /* calibration table entries, k = -100, -50, ..., 700 mm^2 */
+
+/* One biological age's parameters of the model (synth.h states them). */
+typedef struct synth_age_params {
+    double bio_age;   /* years */
+    double k;         /* ventricle flow amplitude, mm^2 */
+    double shrink;    /* linear contraction factor (1 - L/2)^(1/3) */
+    double cortex;    /* cortical band's CSF partial-volume fraction */
+    double contrast;  /* fraction of (I - GM) removed above the GM level */
+} synth_age_params;
+
 /* The cohort being built, read by every worker thread. */
 typedef struct synth_shared {
     const nfv_synth_options *o;
@@ -35,7 +52,9 @@ typedef struct synth_shared {
     int class_count;
     const char *class_names[NFV_SHAPE_COUNT + 1];
     nfv_shape class_shape[NFV_SHAPE_COUNT + 1]; /* lesion task; NFV_SHAPE_COUNT = no lesion */
-    int *label;                      /* class per subject */
+    int *label;                      /* class per subject (age task: split group) */
+    double *age_years;               /* age task: chronological age per subject (the label) */
+    synth_age_model *age;            /* age task: the model; NULL otherwise */
     int *split;                      /* split per subject */
 
     pthread_mutex_t mu;
@@ -79,10 +98,10 @@ float nfv_synth_sample_trilinear(const nfv_volume *t, double px, double py, doub
 nfv_status nfv_synth_prepare_template(synth_shared *sh, const char *tpath);
 
 /* The template warped by subject-specific random affine + B-spline field
- * (+ hippocampal atrophy when morph_atrophy) into w->clean, brain mask
- * into w->brain; draws from r. */
+ * (+ hippocampal atrophy when morph_atrophy; sampling the aged template
+ * when age is not NULL) into w->clean, brain mask into w->brain; draws from r. */
 void nfv_synth_warp_subject(const synth_shared *sh, synth_work *w, nfv_rng *r, int morph_atrophy,
-                            const bspline_axis ax[3]);
+                            const synth_age_params *age, const bspline_axis ax[3]);
 
 /* Bias field and noise inside the brain, scaled and rounded into w->out. */
 void nfv_synth_finish_subject(const synth_shared *sh, synth_work *w, nfv_rng *r);
@@ -92,5 +111,35 @@ void nfv_synth_finish_subject(const synth_shared *sh, synth_work *w, nfv_rng *r)
 /* Plants one lesion of `shape` into w->clean (in white matter of w and of
  * sh->common_mask) and its 0/1 mask into w->lesion; draws from r. */
 void nfv_synth_plant_lesion(const synth_shared *sh, synth_work *w, nfv_rng *r, nfv_shape shape);
+
+/* ---- synth_age.c ---- */
+
+/* Box (MNI mm, per axis [min, max]) that holds the lateral ventricles. */
+extern const double nfv_synth_age_box[3][2];
+
+/* Model curves of biological age b (synth.h): target ventricle volume ratio
+ * R(b), tissue loss fraction L(b), grey-white contrast loss C(b). */
+double nfv_synth_age_ventricle_ratio(double b);
+double nfv_synth_age_tissue_loss(double b);
+double nfv_synth_age_contrast_loss(double b);
+
+/* Builds sh->age from sh->tmpl (after nfv_synth_prepare_template). */
+nfv_status nfv_synth_age_prepare(synth_shared *sh);
+void nfv_synth_age_free(synth_age_model *m);
+/* Parameters at biological age b with the ventricle ratio R(b) x vent_factor. */
+void nfv_synth_age_params(const synth_shared *sh, double bio_age, double vent_factor, synth_age_params *p);
+/* The ventricle ratio the calibrated flow gives at b (the table, interpolated). */
+double nfv_synth_age_ventricle_ratio_model(const synth_shared *sh, double b);
+/* One subject's parameters: biological age b = clip(age + gap, 15, 95), gap ~
+ * N(0, 5^2) clipped to +-10, and ventricle factor exp(N(0, 0.2^2)) clipped
+ * to [exp(-0.4), exp(0.4)]; draws both from r. */
+void nfv_synth_age_subject(const synth_shared *sh, nfv_rng *r, double age, synth_age_params *p);
+/* The aged template at template voxel (px, py, pz); *in_brain from the geometry. */
+float nfv_synth_age_sample(const synth_shared *sh, const synth_age_params *p, double px, double py, double pz,
+                           int *in_brain);
+/* Ages into sh->age_years, age rank / AGE_SPLIT_GROUP into sh->label; draws from r. */
+void nfv_synth_age_draw(synth_shared *sh, nfv_rng *r);
+/* out_dir/age_effect.nii.gz: (I(85) - I(20)) / 65 on the grid, output units per year. */
+nfv_status nfv_synth_age_write_effect(const synth_shared *sh);
 
 #endif

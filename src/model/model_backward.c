@@ -79,7 +79,7 @@ static nfv_status layer_backward(nfv_model *m, nfv_context *ctx, nfv_layer *l, c
 
 /* The pass of a chain: gradients alternate between two buffers. */
 static nfv_status chain_backward(nfv_model *m, nfv_context *ctx, int from_layer, const nfv_tensor *g, int param_grads,
-                                 nfv_tensor *dx)
+                                 nfv_tensor *dx, int stop, nfv_tensor *dact)
 {
     nfv_tensor dy_view;
     {
@@ -92,7 +92,7 @@ static nfv_status chain_backward(nfv_model *m, nfv_context *ctx, int from_layer,
     cl_mem bufs[2] = {m->grad_a.buf, m->grad_b.buf};
     int next = 0;
     nfv_tensor cur = dy_view;
-    for (int i = from_layer; i >= 0; i--) {
+    for (int i = from_layer; i > stop; i--) {
         nfv_layer *l = &m->layers[i];
         const nfv_tensor *x = i ? &m->layers[i - 1].out : m->last_input;
         int sh[5];
@@ -122,7 +122,8 @@ static nfv_status chain_backward(nfv_model *m, nfv_context *ctx, int from_layer,
             next ^= 1;
         }
     }
-    return NFV_OK;
+    /* cur is now the gradient of layer stop's output. */
+    return stop >= 0 ? nfv_tensor_copy(ctx, dact, &cur) : NFV_OK;
 }
 
 /* Gradient bookkeeping of the graph pass: grad[j] is node j's gradient so
@@ -223,7 +224,7 @@ static nfv_status graph_node_backward(nfv_model *m, nfv_context *ctx, graph_grad
 }
 
 static nfv_status graph_backward(nfv_model *m, nfv_context *ctx, int from, const nfv_tensor *g, int param_grads,
-                                 nfv_tensor *dx)
+                                 nfv_tensor *dx, int stop, nfv_tensor *dact)
 {
     graph_grads gg;
     memset(&gg, 0, sizeof gg);
@@ -248,7 +249,9 @@ static nfv_status graph_backward(nfv_model *m, nfv_context *ctx, int from, const
     gg.grad[from] = nfv_shaped_tensor(top->dout.buf, nd, sh);
     gg.has[from] = 1;
     nfv_status s = nfv_tensor_copy(ctx, &gg.grad[from], g);
-    for (int i = from; i >= 0 && !s; i--) {
+    /* Nodes are in topological order: once every node after `stop` is done,
+     * stop's gradient is complete (all its consumers come after it). */
+    for (int i = from; i > stop && !s; i--) {
         nfv_layer *l = &m->layers[i];
         if (!gg.needed[i] || !gg.has[i] || l->spec.kind == NFV_LAYER_CONSTANT) continue;
         char scope[128];
@@ -261,24 +264,47 @@ static nfv_status graph_backward(nfv_model *m, nfv_context *ctx, int from, const
     }
     /* An input no path reaches (e.g. the target ignores it) has gradient 0. */
     if (!s && dx && !gg.input_has) s = nfv_tensor_fill(ctx, dx, 0.0f);
+    if (!s && stop >= 0) s = gg.has[stop] ? nfv_tensor_copy(ctx, dact, &gg.grad[stop]) : nfv_tensor_fill(ctx, dact, 0.0f);
     free(gg.grad), free(gg.has), free(gg.needed);
     return s;
+}
+
+/* The checks shared by both entry points. */
+static nfv_status check_backward(const nfv_model *m, int from_layer, const nfv_tensor *g)
+{
+    if (from_layer > m->last_forward_upto || !m->last_input || !m->layers[from_layer].computed)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "model backward from layer %d: the last forward did not compute it (it reached layer %d)",
+                        from_layer, m->last_forward_upto);
+    if (g->numel != m->layers[from_layer].out.numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "model backward: gradient has %zu elements, layer %d (%s) output has %zu",
+                        g->numel, from_layer, m->layers[from_layer].name, m->layers[from_layer].out.numel);
+    return NFV_OK;
 }
 
 nfv_status nfv_model_backward(nfv_model *m, nfv_context *ctx, int from_layer, const nfv_tensor *grad_at_from_layer_output,
                               int param_grads, nfv_tensor *dx)
 {
     if (from_layer < 0) from_layer = m->layer_count - 1;
-    if (from_layer > m->last_forward_upto || !m->last_input || !m->layers[from_layer].computed)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "model backward from layer %d: the last forward did not compute it (it reached layer %d)",
-                        from_layer, m->last_forward_upto);
     const nfv_tensor *g = grad_at_from_layer_output;
-    if (g->numel != m->layers[from_layer].out.numel)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "model backward: gradient has %zu elements, layer %d (%s) output has %zu",
-                        g->numel, from_layer, m->layers[from_layer].name, m->layers[from_layer].out.numel);
+    NFV_TRY(check_backward(m, from_layer, g));
     if (dx && dx->numel != m->last_input->numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "model backward: dx has %zu elements, the input has %zu", dx->numel,
                         m->last_input->numel);
-    if (m->is_graph) return graph_backward(m, ctx, from_layer, g, param_grads, dx);
-    return chain_backward(m, ctx, from_layer, g, param_grads, dx);
+    if (m->is_graph) return graph_backward(m, ctx, from_layer, g, param_grads, dx, -1, NULL);
+    return chain_backward(m, ctx, from_layer, g, param_grads, dx, -1, NULL);
+}
+
+nfv_status nfv_model_backward_to_layer(nfv_model *m, nfv_context *ctx, int from_layer, const nfv_tensor *g,
+                                       int to_layer, nfv_tensor *dact)
+{
+    if (from_layer < 0) from_layer = m->layer_count - 1;
+    NFV_TRY(check_backward(m, from_layer, g));
+    if (to_layer < 0 || to_layer > from_layer)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "model backward to layer %d: not between 0 and the starting layer %d (%s)",
+                        to_layer, from_layer, m->layers[from_layer].name);
+    if (dact->numel != m->layers[to_layer].out.numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "model backward to layer %d (%s): gradient buffer has %zu elements, the output has %zu",
+                        to_layer, m->layers[to_layer].name, dact->numel, m->layers[to_layer].out.numel);
+    if (m->is_graph) return graph_backward(m, ctx, from_layer, g, 0, NULL, to_layer, dact);
+    return chain_backward(m, ctx, from_layer, g, 0, NULL, to_layer, dact);
 }

@@ -8,8 +8,6 @@
 int nfv_batched_shape(int n, int ndim, const int *shape, int *out);
 /* A tensor header over buf with the given shape (no allocation, a view). */
 nfv_tensor nfv_shaped_tensor(cl_mem buf, int ndim, const int *shape);
-/* mark[i] = 1 for node and every node it depends on (mark zeroed by the caller). */
-void nfv_model_mark_ancestors(const nfv_model *m, int node, unsigned char *mark);
 
 /* Op parameters of a layer spec. */
 void nfv_layer_conv_params(const nfv_layer_spec *s, nfv_conv3d_params *p);

@@ -1,0 +1,552 @@
+/* `neurofv explain`: attribution maps of single subjects (saliency, gradient
+ * x input, SmoothGrad, integrated gradients, occlusion, Grad-CAM), written
+ * in each subject's own space, with per-class mean maps and, given the
+ * synthetic cohort's folder, scores against its planted truth.  The methods
+ * are in src/explain/ (include/neurofv/explain.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "cli.h"
+#include "neurofv/explain.h"
+#include "neurofv/render.h"
+#include "neurofv/train.h"
+
+NFV_COMMAND(explain, "explain", "Attribution maps of single subjects, scored against a planted truth")
+
+#define MAX_PICTURES 16
+
+typedef struct explain_args {
+    const char *model_path, *input, *data, *split_name, *target, *methods, *out, *baseline, *cam_layer, *shard;
+    const char *truth, *device;
+    nfv_explain_options o;
+    nfv_explain_method method[NFV_EXPLAIN_METHODS];
+    int nmethods;
+} explain_args;
+
+/* One subject: the scan as read, on the model grid, its label and target. */
+typedef struct subject {
+    const char *path, *label;   /* label NULL: none (--input) */
+    char stem[256];
+    nfv_volume orig, pre;       /* pre: on the model grid (x of the model), its own affine */
+    nfv_target target;
+    int first;                  /* the first subject: its pictures go into the report */
+} subject;
+
+/* The run's state beyond the arguments. */
+typedef struct explain_run {
+    explain_args *a;
+    nfv_context *ctx;
+    nfv_model *m;
+    float *baseline;            /* (D, H, W) or NULL: zeros */
+    nfv_volume effect;          /* age-effect map on the model grid, nx = 0: none */
+    double *mean_sum;           /* (methods, classes + 1, D*H*W): per class, last = all */
+    int *mean_n;                /* (classes + 1) */
+    int classes;
+    nfv_explain_summary sum;
+    FILE *subjects_csv;
+    nfv_atomic_file subjects_af;
+    char *pictures[MAX_PICTURES], *captions[MAX_PICTURES];
+    int npictures;
+} explain_run;
+
+static nfv_status parse_methods(explain_args *a)
+{
+    const char *s = a->methods;
+    if (!strcmp(s, "all")) s = "saliency,gradxinput,smoothgrad,integrated-gradients,occlusion,gradcam";
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", s);
+    a->nmethods = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (a->nmethods == NFV_EXPLAIN_METHODS) return nfv_fail(NFV_ERR_INVALID_ARG, "--method: at most %d methods", NFV_EXPLAIN_METHODS);
+        NFV_TRY(nfv_explain_method_parse(tok, &a->method[a->nmethods]));
+        for (int k = 0; k < a->nmethods; k++)
+            if (a->method[k] == a->method[a->nmethods]) return nfv_fail(NFV_ERR_INVALID_ARG, "--method: %s given twice", tok);
+        a->nmethods++;
+    }
+    return a->nmethods ? NFV_OK : nfv_fail(NFV_ERR_INVALID_ARG, "--method: no method given");
+}
+
+/* The file name without folders and .nii[.gz]. */
+static void stem_of(const char *path, char *out, size_t cap)
+{
+    const char *b = strrchr(path, '/');
+    snprintf(out, cap, "%s", b ? b + 1 : path);
+    char *e = strstr(out, ".nii");
+    if (e) *e = 0;
+}
+
+/* The model grid as a preprocessing target. */
+static nfv_grid model_grid(const nfv_model *m)
+{
+    nfv_grid g = {m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                  {m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2]}, m->norm};
+    return g;
+}
+
+static nfv_status load_subject(const nfv_model *m, subject *s)
+{
+    NFV_TRY(nfv_volume_read(s->path, &s->orig, NULL));
+    nfv_grid g = model_grid(m);
+    nfv_status st = nfv_preprocess(&s->orig, &g, &s->pre);
+    return st ? nfv_fail_context(st, "%s", s->path) : NFV_OK;
+}
+
+static void free_subject(subject *s)
+{
+    nfv_volume_free(&s->orig);
+    nfv_volume_free(&s->pre);
+}
+
+/* The target of a subject: "label" (its class), "predicted" (the model's
+ * class, from output), or a target text. */
+static nfv_status resolve_target(explain_run *r, subject *s, const float *output)
+{
+    const char *t = r->a->target;
+    char text[300];
+    if (!strcmp(t, "label") || !strcmp(t, "predicted")) {
+        if (r->m->head == NFV_HEAD_REGRESSION) {
+            snprintf(text, sizeof text, "output");
+        } else if (!strcmp(t, "label")) {
+            if (!s->label) return nfv_fail(NFV_ERR_INVALID_ARG, "--target label needs --data (a single --input has no label)");
+            snprintf(text, sizeof text, "logit:%s", s->label);
+        } else {
+            snprintf(text, sizeof text, "logit:%s", r->m->class_names[nfv_model_predict_class(r->m, output)]);
+        }
+    } else {
+        snprintf(text, sizeof text, "%s", t);
+    }
+    nfv_target *ts = NULL;
+    int n = 0;
+    nfv_status st = nfv_target_parse(r->m, text, &ts, &n);
+    if (!st && n != 1) st = nfv_fail(NFV_ERR_INVALID_ARG, "--target %s names %d targets; explain takes one", text, n);
+    if (!st) s->target = ts[0];
+    free(ts);
+    return st ? nfv_fail_context(st, "%s", s->path) : NFV_OK;
+}
+
+/* Index of the subject's class for the mean maps (classes = none/unknown). */
+static int class_of(const explain_run *r, const subject *s)
+{
+    for (int c = 0; s->label && c < r->m->class_count; c++)
+        if (!strcmp(r->m->class_names[c], s->label)) return c;
+    return r->classes;
+}
+
+static nfv_status add_picture(explain_run *r, const char *rel, const char *caption)
+{
+    if (r->npictures == MAX_PICTURES) return NFV_OK;
+    r->pictures[r->npictures] = strdup(rel);
+    r->captions[r->npictures] = strdup(caption);
+    if (!r->pictures[r->npictures] || !r->captions[r->npictures]) return nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+    r->npictures++;
+    return NFV_OK;
+}
+
+/* Sagittal | coronal | axial through the voxel of largest |v|, v as a hot/cold
+ * overlay on background. */
+static nfv_status overlay_png(const nfv_volume *v, const nfv_volume *background, const char *path)
+{
+    size_t n = nfv_volume_numel(v), best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (fabsf(v->data[i]) > fabsf(v->data[best])) best = i;
+    double ijk[3] = {(double)(best % v->nx), (double)((best / v->nx) % v->ny), (double)(best / ((size_t)v->nx * v->ny))};
+    double at[3];
+    for (int a = 0; a < 3; a++)
+        at[a] = v->affine[a][0] * ijk[0] + v->affine[a][1] * ijk[1] + v->affine[a][2] * ijk[2] + v->affine[a][3];
+    nfv_render_options ro;
+    nfv_render_options_default(&ro);
+    ro.background = background;
+    nfv_image im = {0, 0, NULL};
+    nfv_status st = nfv_render_ortho(v, &ro, at, &im);
+    if (!st) st = nfv_image_write_png(path, &im);
+    nfv_image_free(&im);
+    return st;
+}
+
+/* The subject's lesion mask from the synthetic cohort (truth/lesion_masks/
+ * <file name>) on the subject's grid; *found = 0 when it has none. */
+static nfv_status lesion_mask(const explain_run *r, const subject *s, nfv_volume *mask, int *found)
+{
+    char path[4096];
+    const char *b = strrchr(s->path, '/');
+    snprintf(path, sizeof path, "%s/lesion_masks/%s", r->a->truth, b ? b + 1 : s->path);
+    *found = access(path, R_OK) == 0;
+    if (!*found) return NFV_OK;
+    nfv_volume raw;
+    NFV_TRY(nfv_volume_read(path, &raw, NULL));
+    nfv_status st = nfv_volume_resample_to(&raw, s->orig.nx, s->orig.ny, s->orig.nz, s->orig.affine, 0, mask);
+    nfv_volume_free(&raw);
+    return st;
+}
+
+/* One subject's map of method k: NIfTI and PNG in the subject's space,
+ * scores against its lesion, its row of subjects.csv. */
+static nfv_status subject_outputs(explain_run *r, const subject *s, int k, const float *map, float objective)
+{
+    const char *name = nfv_explain_method_name(r->a->method[k]);
+    nfv_volume grid = s->pre, in_subject;
+    grid.data = (float *)map;
+    NFV_TRY(nfv_volume_resample_to(&grid, s->orig.nx, s->orig.ny, s->orig.nz, s->orig.affine, 0, &in_subject));
+    in_subject.sform_code = s->orig.sform_code, in_subject.qform_code = s->orig.qform_code;
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/%s", r->a->out, s->stem);
+    nfv_status st = nfv_mkdirs(dir);
+    snprintf(path, sizeof path, "%s/%s.nii.gz", dir, name);
+    if (!st) st = nfv_volume_write(path, &in_subject);
+    snprintf(path, sizeof path, "%s/%s.png", dir, name);
+    if (!st) st = overlay_png(&in_subject, &s->orig, path);
+    if (!st && s->first) {
+        char rel[600], cap[600];
+        snprintf(rel, sizeof rel, "%s/%s.png", s->stem, name);
+        snprintf(cap, sizeof cap, "%s: %s, %s", s->stem, name, s->target.name);
+        st = add_picture(r, rel, cap);
+    }
+    double mass = NAN;
+    int hit = -1, found = 0;
+    nfv_volume mask = {0};
+    if (!st && r->a->truth) st = lesion_mask(r, s, &mask, &found);
+    if (!st && found) {
+        size_t n = nfv_volume_numel(&in_subject), lesion = 0, brain = 0;
+        mass = nfv_explain_mass_in(in_subject.data, mask.data, n);
+        hit = nfv_explain_pointing(in_subject.data, mask.data, n);
+        for (size_t i = 0; i < n; i++) lesion += mask.data[i] > 0.5f, brain += s->orig.data[i] != 0;
+        if (k == 0) r->sum.chance += brain ? (double)lesion / brain : 0, r->sum.scored++;
+        r->sum.mass[k] += mass, r->sum.mass_sq[k] += mass * mass, r->sum.hits[k] += hit;
+    }
+    if (!st)
+        fprintf(r->subjects_csv, "%s,%s,%s,%s,%.6g,%.4f,%d\n", s->path, s->label ? s->label : "", s->target.name, name,
+                (double)objective, mass, hit);
+    nfv_volume_free(&mask);
+    nfv_volume_free(&in_subject);
+    return st ? nfv_fail_context(st, "%s of %s", name, s->path) : NFV_OK;
+}
+
+/* Spearman correlations of |maps| between every pair of methods for one
+ * subject, over its brain voxels on the model grid. */
+static void add_spearman(explain_run *r, const subject *s, float *const *maps)
+{
+    size_t n = nfv_volume_numel(&s->pre);
+    for (int a = 0; a < r->a->nmethods; a++) {
+        r->sum.spearman[a][a] += 1.0;
+        for (int b = a + 1; b < r->a->nmethods; b++) {
+            double rho = nfv_explain_spearman(maps[a], maps[b], s->pre.data, n);
+            r->sum.spearman[a][b] += rho, r->sum.spearman[b][a] += rho;
+        }
+    }
+    r->sum.spearman_n++;
+}
+
+/* Adds subject s's map of method k to its class's mean and the overall mean. */
+static void add_mean(explain_run *r, const subject *s, int k, const float *map)
+{
+    size_t per = nfv_volume_numel(&s->pre);
+    int c = class_of(r, s);
+    double *cls = r->mean_sum + ((size_t)k * (r->classes + 1) + c) * per;
+    double *all = r->mean_sum + ((size_t)k * (r->classes + 1) + r->classes) * per;
+    for (size_t v = 0; v < per; v++) all[v] += map[v];
+    if (c < r->classes)
+        for (size_t v = 0; v < per; v++) cls[v] += map[v];
+}
+
+/* Explain a chunk of subjects with every method. */
+static nfv_status explain_chunk(explain_run *r, subject *subs, int n, cli_progress *bar, long *done, long total)
+{
+    size_t per = nfv_volume_numel(&subs[0].pre);
+    float *x = malloc((size_t)n * per * sizeof *x), *out = malloc((size_t)n * (nfv_model_outputs(r->m) + 1) * sizeof *out);
+    float *maps[NFV_EXPLAIN_METHODS] = {0}, *obj = malloc((size_t)n * sizeof *obj);
+    nfv_target *tg = malloc((size_t)n * sizeof *tg);
+    nfv_status st = x && out && obj && tg ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+    for (int i = 0; i < n && !st; i++) memcpy(x + (size_t)i * per, subs[i].pre.data, per * sizeof *x);
+    if (!st && !strcmp(r->a->target, "predicted")) st = nfv_model_predict(r->m, r->ctx, x, n, r->a->o.batch, out);
+    for (int i = 0; i < n && !st; i++) {
+        st = resolve_target(r, &subs[i], out + (size_t)i * nfv_model_outputs(r->m));
+        tg[i] = subs[i].target;
+    }
+    for (int k = 0; k < r->a->nmethods && !st; k++) {
+        maps[k] = malloc((size_t)n * per * sizeof *maps[k]);
+        if (!maps[k]) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+        double t0 = cli_now();
+        if (!st) st = nfv_explain(r->ctx, r->m, r->a->method[k], tg, n, x, r->baseline, &r->a->o, maps[k], obj);
+        r->sum.seconds[k] += cli_now() - t0;
+        for (int i = 0; i < n && !st; i++) {
+            st = subject_outputs(r, &subs[i], k, maps[k] + (size_t)i * per, obj[i]);
+            add_mean(r, &subs[i], k, maps[k] + (size_t)i * per);
+        }
+        *done += n;
+        cli_progress_update(bar, *done, total, nfv_explain_method_name(r->a->method[k]));
+    }
+    for (int i = 0; i < n && !st; i++) {
+        float *m_i[NFV_EXPLAIN_METHODS];
+        for (int k = 0; k < r->a->nmethods; k++) m_i[k] = maps[k] + (size_t)i * per;
+        if (r->a->nmethods > 1) add_spearman(r, &subs[i], m_i);
+        int c = class_of(r, &subs[i]);
+        r->mean_n[c] += c < r->classes, r->mean_n[r->classes]++;
+        r->sum.subjects++;
+    }
+    for (int k = 0; k < NFV_EXPLAIN_METHODS; k++) free(maps[k]);
+    free(x), free(out), free(obj), free(tg);
+    return st;
+}
+
+/* mean_<method>[_<class>].nii.gz and .png on the model grid (the first
+ * subject's grid); correlation of the overall mean with the age effect. */
+static nfv_status write_means(explain_run *r, const nfv_volume *grid, const nfv_volume *mean_input, const float *brain)
+{
+    size_t per = nfv_volume_numel(grid);
+    nfv_volume v = *grid;
+    v.data = malloc(per * sizeof *v.data);
+    if (!v.data) return nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+    nfv_status st = NFV_OK;
+    for (int k = 0; k < r->a->nmethods && !st; k++) {
+        const char *name = nfv_explain_method_name(r->a->method[k]);
+        r->sum.effect_r[k] = r->sum.effect_abs_r[k] = NAN;
+        for (int c = 0; c <= r->classes && !st; c++) {
+            if (!r->mean_n[c]) continue;
+            const double *src = r->mean_sum + ((size_t)k * (r->classes + 1) + c) * per;
+            for (size_t i = 0; i < per; i++) v.data[i] = (float)(src[i] / r->mean_n[c]);
+            char base[4096], path[4200];
+            if (c < r->classes) snprintf(base, sizeof base, "%s/mean_%s_%s", r->a->out, name, r->m->class_names[c]);
+            else snprintf(base, sizeof base, "%s/mean_%s", r->a->out, name);
+            snprintf(path, sizeof path, "%s.nii.gz", base);
+            st = nfv_volume_write(path, &v);
+            snprintf(path, sizeof path, "%s.png", base);
+            if (!st) st = overlay_png(&v, mean_input, path);
+            if (!st && (c < r->classes || !r->classes)) {
+                char rel[600], cap[600];
+                snprintf(rel, sizeof rel, "%s", strrchr(path, '/') + 1);
+                snprintf(cap, sizeof cap, "mean %s%s%s over %d subjects", name, c < r->classes ? ", class " : "",
+                         c < r->classes ? r->m->class_names[c] : "", r->mean_n[c]);
+                st = add_picture(r, rel, cap);
+            }
+            if (!st && c == r->classes && r->effect.nx) {
+                float *absm = malloc(per * sizeof *absm), *abse = malloc(per * sizeof *abse);
+                if (!absm || !abse) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+                for (size_t i = 0; i < per && !st; i++) absm[i] = fabsf(v.data[i]), abse[i] = fabsf(r->effect.data[i]);
+                if (!st) {
+                    r->sum.effect_r[k] = nfv_explain_pearson(v.data, r->effect.data, brain, per);
+                    r->sum.effect_abs_r[k] = nfv_explain_pearson(absm, abse, brain, per);
+                }
+                free(absm), free(abse);
+            }
+        }
+    }
+    free(v.data);
+    return st;
+}
+
+/* --baseline zeros | template | FILE on the model grid (NULL: zeros). */
+static nfv_status load_baseline(explain_run *r)
+{
+    const char *b = r->a->baseline;
+    if (!strcmp(b, "zeros")) return NFV_OK;
+    nfv_volume v = {0};
+    if (!strcmp(b, "template")) {
+        NFV_TRY(nfv_vis_template_on_grid(r->m, NULL, &v, NULL));
+    } else {
+        nfv_volume raw;
+        nfv_status st = nfv_volume_read(b, &raw, NULL);
+        if (st) return nfv_fail_context(st, "--baseline (zeros, template or a NIfTI file)");
+        nfv_grid g = model_grid(r->m);
+        st = nfv_preprocess(&raw, &g, &v);
+        nfv_volume_free(&raw);
+        if (st) return nfv_fail_context(st, "--baseline %s", b);
+    }
+    r->baseline = v.data; /* owned now */
+    return NFV_OK;
+}
+
+/* The age-effect map of an age cohort (truth/age_effect.nii.gz) on grid. */
+static nfv_status load_effect(explain_run *r, const nfv_volume *grid)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/age_effect.nii.gz", r->a->truth);
+    if (access(path, R_OK)) return NFV_OK;
+    nfv_volume raw;
+    NFV_TRY(nfv_volume_read(path, &raw, NULL));
+    nfv_status st = nfv_volume_resample_to(&raw, grid->nx, grid->ny, grid->nz, grid->affine, 0, &r->effect);
+    nfv_volume_free(&raw);
+    return st;
+}
+
+/* The subjects of the run: --input, or the split of --data, of this shard. */
+static nfv_status list_subjects(explain_args *a, nfv_dataset *ds, subject **subs, int *count)
+{
+    *count = 0;
+    *subs = calloc(a->input ? 1 : (size_t)ds->count + 1, sizeof **subs);
+    if (!*subs) return nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+    if (a->input) {
+        (*subs)[0].path = a->input;
+        stem_of(a->input, (*subs)[0].stem, sizeof (*subs)[0].stem);
+        (*subs)[0].first = 1;
+        *count = 1;
+        return NFV_OK;
+    }
+    nfv_split split;
+    if (nfv_split_parse(a->split_name, &split)) return nfv_fail(NFV_ERR_INVALID_ARG, "--split expects train, val, test or all, got \"%s\"", a->split_name);
+    int total = 0, si = 1, sn = 1;
+    if (a->shard) NFV_TRY(nfv_shard_parse(a->shard, &si, &sn));
+    for (int i = 0; i < ds->count; i++) total += split == NFV_SPLIT_ALL || ds->rows[i].split == split;
+    for (int i = 0, j = 0; i < ds->count; i++) {
+        if (split != NFV_SPLIT_ALL && ds->rows[i].split != split) continue;
+        if (nfv_shard_contains(j++, total, si, sn)) {
+            subject *s = &(*subs)[(*count)++];
+            s->path = ds->rows[i].path, s->label = ds->rows[i].label, s->first = *count == 1;
+            stem_of(s->path, s->stem, sizeof s->stem);
+        }
+    }
+    if (!*count) return nfv_fail(NFV_ERR_INVALID_ARG, "%s has no rows in split %s%s%s", ds->csv_path, a->split_name, a->shard ? " shard " : "", a->shard ? a->shard : "");
+    return NFV_OK;
+}
+
+static nfv_status run_explain(explain_run *r, subject *subs, int count)
+{
+    explain_args *a = r->a;
+    nfv_status st = nfv_mkdirs(a->out);
+    if (!st) st = load_baseline(r);
+    r->classes = r->m->head == NFV_HEAD_REGRESSION ? 0 : r->m->class_count;
+    size_t per = (size_t)nfv_shape_numel(4, r->m->input_shape);
+    r->mean_sum = calloc((size_t)a->nmethods * (r->classes + 1) * per, sizeof *r->mean_sum);
+    r->mean_n = calloc((size_t)r->classes + 1, sizeof *r->mean_n);
+    double *input_sum = calloc(per, sizeof *input_sum);
+    float *brain = calloc(per, sizeof *brain);
+    if (!st && (!r->mean_sum || !r->mean_n || !input_sum || !brain)) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/subjects.csv", a->out);
+    if (!st) st = nfv_atomic_open(&r->subjects_af, path, "w");
+    if (!st) {
+        r->subjects_csv = r->subjects_af.f;
+        fprintf(r->subjects_csv, "path,label,target,method,objective,mass_in_lesion,pointing_hit\n");
+    }
+    nfv_volume grid = {0};
+    cli_progress bar;
+    cli_progress_start(&bar, "explain");
+    long done = 0, total = (long)count * a->nmethods;
+    for (int i0 = 0; i0 < count && !st; i0 += a->o.batch) {
+        int n = count - i0 < a->o.batch ? count - i0 : a->o.batch;
+        for (int i = 0; i < n && !st; i++) {
+            subject *s = &subs[i0 + i];
+            st = load_subject(r->m, s);
+            if (!st && !grid.nx) st = nfv_volume_clone(&s->pre, &grid);
+            if (!st && i0 + i == 0 && a->truth) st = load_effect(r, &grid);
+            for (size_t v = 0; v < per && !st; v++) input_sum[v] += s->pre.data[v], brain[v] = brain[v] || s->pre.data[v] != 0;
+        }
+        if (!st) st = explain_chunk(r, subs + i0, n, &bar, &done, total);
+        for (int i = 0; i < n; i++) free_subject(&subs[i0 + i]);
+    }
+    cli_progress_end(&bar);
+    if (!st) st = nfv_atomic_commit(&r->subjects_af);
+    else if (r->subjects_csv) nfv_atomic_abort(&r->subjects_af);
+    nfv_volume mean_input = grid;
+    if (!st) {
+        mean_input.data = malloc(per * sizeof *mean_input.data);
+        if (!mean_input.data) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+        for (size_t v = 0; v < per && !st; v++) mean_input.data[v] = (float)(input_sum[v] / count);
+    }
+    if (!st) st = write_means(r, &grid, &mean_input, brain);
+    if (!st) {
+        snprintf(r->sum.target, sizeof r->sum.target, "%s", a->target);
+        snprintf(r->sum.model, sizeof r->sum.model, "%s", a->model_path);
+        st = nfv_explain_write_report(&r->sum, a->out, (const char *const *)r->pictures,
+                                      (const char *const *)r->captions, r->npictures);
+    }
+    if (mean_input.data != grid.data) free(mean_input.data);
+    nfv_volume_free(&grid);
+    free(input_sum), free(brain);
+    return st;
+}
+
+static void print_summary(const explain_run *r)
+{
+    const nfv_explain_summary *s = &r->sum;
+    printf("%d subjects, target %s\n%-22s %10s", s->subjects, s->target, "method", "s/subject");
+    if (s->scored) printf(" %16s %14s", "mass in lesion", "pointing game");
+    int age = 0;
+    for (int k = 0; k < s->count; k++) age |= !isnan(s->effect_r[k]);
+    if (age) printf(" %12s", "r age effect");
+    printf("\n");
+    for (int k = 0; k < s->count; k++) {
+        printf("%-22s %10.2f", nfv_explain_method_name(s->method[k]), s->seconds[k] / s->subjects);
+        if (s->scored) printf(" %16.3f %8d/%-5d", s->mass[k] / s->scored, s->hits[k], s->scored);
+        if (age) printf(" %12.3f", s->effect_r[k]);
+        printf("\n");
+    }
+    if (s->scored) printf("chance mass (lesion / brain voxels): %.4f\n", s->chance / s->scored);
+    printf("report: %s/index.html\n", r->a->out);
+}
+
+int cmd_explain(int argc, char **argv)
+{
+    explain_args a;
+    memset(&a, 0, sizeof a);
+    nfv_explain_options_default(&a.o);
+    a.split_name = "test", a.target = "label", a.methods = "saliency", a.baseline = "zeros";
+    const cli_option opts[] = {
+        {"--model", CLI_STRING, &a.model_path, "MODEL", "model .safetensors or .onnx (required)"},
+        {"--input", CLI_STRING, &a.input, "NIFTI", "one subject's scan (any orientation and voxel size)"},
+        {"--data", CLI_STRING, &a.data, "CSV", "dataset CSV (path,label[,split]); explains the rows of --split"},
+        {"--split", CLI_STRING, &a.split_name, "SPLIT", "train|val|test|all (default test)"},
+        {"--target", CLI_STRING, &a.target, "T",
+         "label (each subject's class; default), predicted (the model's class), output (regression), or any "
+         "visualize target: logit:CLASS, LAYER:CHANNEL, ..."},
+        {"--method", CLI_STRING, &a.methods, "M[,M..]",
+         "saliency|gradxinput|smoothgrad|integrated-gradients|occlusion|gradcam, comma list or all (default saliency)"},
+        {"--out", CLI_STRING, &a.out, "DIR", "output folder (required)"},
+        {"--samples", CLI_INT, &a.o.smooth_samples, "N", "SmoothGrad samples (default 16)"},
+        {"--noise", CLI_FLOAT, &a.o.smooth_noise, "F", "SmoothGrad noise SD as a fraction of the input's range (default 0.1)"},
+        {"--steps", CLI_INT, &a.o.ig_steps, "N", "integrated-gradients steps (default 64)"},
+        {"--baseline", CLI_STRING, &a.baseline, "B",
+         "integrated gradients and occlusion baseline: zeros (the normalized mean), template (Colin27 on the grid) or a NIfTI file"},
+        {"--box", CLI_INT, &a.o.occlusion_box, "N", "occlusion box edge in voxels (default 8)"},
+        {"--stride", CLI_INT, &a.o.occlusion_stride, "N", "occlusion stride in voxels (default 4)"},
+        {"--cam-layer", CLI_STRING, &a.cam_layer, "LAYER", "Grad-CAM layer (default: the last spatial layer before the target)"},
+        {"--batch", CLI_INT, &a.o.batch, "N", "inputs per device call (default 8)"},
+        {"--seed", CLI_U64, &a.o.seed, "N", "SmoothGrad noise seed (default 1)"},
+        {"--truth", CLI_STRING, &a.truth, "DIR",
+         "a neurofv synth folder: score maps against its lesion_masks/ (lesion task) or age_effect.nii.gz (age task)"},
+        {"--shard", CLI_STRING, &a.shard, "I/N", "only shard I of N of the subjects (contiguous blocks)"},
+        {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device (see neurofv devices)"},
+        {0},
+    };
+    int pr = cli_parse("explain", "--model MODEL (--input NIFTI | --data CSV [--split test]) --out DIR [--method all] [--truth SYNTH_DIR]",
+                       "Attribution maps: which voxels of each subject drove the model's output. Maps are written in "
+                       "each subject's own space (DIR/<subject>/<method>.nii.gz, overlaying on the scan as read) with a "
+                       "PNG over the scan; mean maps per class on the model grid; with --truth, the share of "
+                       "attribution mass in each subject's lesion and the pointing game (lesion cohorts) or the "
+                       "correlation of the mean map with the age-effect map (age cohorts); summary.csv, summary.md, "
+                       "index.html.",
+                       opts, argc, argv, NULL, 0, NULL);
+    if (pr) return pr == 1 ? 0 : 2;
+    if (!a.model_path || !a.out || !a.input == !a.data)
+        return cli_failf("explain", "--model, --out and one of --input or --data are required (see neurofv explain --help)");
+    if (parse_methods(&a)) return cli_fail("explain", NFV_ERR_INVALID_ARG);
+    explain_run r;
+    memset(&r, 0, sizeof r);
+    r.a = &a;
+    r.sum.count = a.nmethods;
+    memcpy(r.sum.method, a.method, sizeof a.method);
+    nfv_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    subject *subs = NULL;
+    int count = 0;
+    nfv_status st = a.data ? nfv_dataset_load(a.data, &ds) : NFV_OK;
+    if (!st) st = list_subjects(&a, &ds, &subs, &count);
+    if (!st) st = nfv_context_create(a.device, &r.ctx);
+    if (!st) st = nfv_model_open(r.ctx, a.model_path, &r.m);
+    if (!st && a.cam_layer) {
+        a.o.cam_layer = nfv_model_find_layer(r.m, a.cam_layer);
+        if (a.o.cam_layer < 0) st = nfv_fail_context(NFV_ERR_INVALID_ARG, "--cam-layer");
+    }
+    if (!st) st = run_explain(&r, subs, count);
+    if (!st) print_summary(&r);
+    for (int i = 0; i < r.npictures; i++) free(r.pictures[i]), free(r.captions[i]);
+    free(subs), free(r.baseline), free(r.mean_sum), free(r.mean_n);
+    nfv_volume_free(&r.effect);
+    nfv_model_free(r.m);
+    nfv_context_free(r.ctx);
+    nfv_dataset_free(&ds);
+    return st ? cli_fail("explain", st) : 0;
+}

@@ -1,0 +1,133 @@
+/* The report of an explain run: one row per method (mass in the lesion,
+ * pointing game, time), the rank correlations between methods and, on an
+ * age cohort, the correlation with the age-effect map; CSV for machines,
+ * Markdown for the README, HTML with the pictures.  Each file is written to
+ * a temporary name and renamed. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/fs.h"
+#include "neurofv/explain.h"
+
+/* Mean and SD of a sum and a sum of squares over n. */
+static void mean_sd(double sum, double sq, int n, double *mean, double *sd)
+{
+    *mean = n ? sum / n : NAN;
+    double var = n > 1 ? (sq - sum * sum / n) / (n - 1) : NAN;
+    *sd = var > 0 ? sqrt(var) : (n > 1 ? 0 : NAN);
+}
+
+static nfv_status write_csv(const nfv_explain_summary *s, const char *path)
+{
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    fprintf(af.f, "method,subjects,seconds_per_subject,scored,mass_in_lesion_mean,mass_in_lesion_sd,pointing_game,"
+                  "chance_mass,effect_r,effect_abs_r\n");
+    for (int k = 0; k < s->count; k++) {
+        double mean, sd;
+        mean_sd(s->mass[k], s->mass_sq[k], s->scored, &mean, &sd);
+        fprintf(af.f, "%s,%d,%.3f,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n", nfv_explain_method_name(s->method[k]),
+                s->subjects, s->subjects ? s->seconds[k] / s->subjects : NAN, s->scored, mean, sd,
+                s->scored ? (double)s->hits[k] / s->scored : NAN, s->scored ? s->chance / s->scored : NAN,
+                s->effect_r[k], s->effect_abs_r[k]);
+    }
+    return nfv_atomic_commit(&af);
+}
+
+/* The tables, as Markdown (html = 0) or HTML (html = 1). */
+static void tables(FILE *f, const nfv_explain_summary *s, int html)
+{
+    const char *row0 = html ? "<tr><td>" : "| ", *sep = html ? "</td><td>" : " | ", *row1 = html ? "</td></tr>\n" : " |\n";
+    int lesion = s->scored > 0, age = 0;
+    for (int k = 0; k < s->count; k++) age |= !isnan(s->effect_r[k]);
+    fprintf(f, html ? "<table>\n<tr><th>method</th><th>s / subject</th>" : "| method | s / subject");
+    if (lesion) fprintf(f, html ? "<th>mass in lesion (mean &plusmn; SD)</th><th>pointing game</th>" : " | mass in lesion (mean ± SD) | pointing game");
+    if (age) fprintf(f, html ? "<th>r with age effect</th><th>r of |maps|</th>" : " | r with age effect | r of \\|maps\\|");
+    fprintf(f, html ? "</tr>\n" : " |\n");
+    if (!html) {
+        fprintf(f, "|---|---:");
+        if (lesion) fprintf(f, "|---:|---:");
+        if (age) fprintf(f, "|---:|---:");
+        fprintf(f, "|\n");
+    }
+    for (int k = 0; k < s->count; k++) {
+        fprintf(f, "%s%s%s%.2f", row0, nfv_explain_method_name(s->method[k]), sep,
+                s->subjects ? s->seconds[k] / s->subjects : NAN);
+        if (lesion) {
+            double mean, sd;
+            mean_sd(s->mass[k], s->mass_sq[k], s->scored, &mean, &sd);
+            fprintf(f, "%s%.3f %s %.3f%s%d/%d (%.0f %%)", sep, mean, html ? "&plusmn;" : "±", sd, sep, s->hits[k],
+                    s->scored, 100.0 * s->hits[k] / s->scored);
+        }
+        if (age) fprintf(f, "%s%.3f%s%.3f", sep, s->effect_r[k], sep, s->effect_abs_r[k]);
+        fputs(row1, f);
+    }
+    if (html) fputs("</table>\n", f);
+    if (lesion)
+        fprintf(f, html ? "<p>Chance (lesion voxels / brain voxels): %.4f, over %d subjects with a lesion mask.</p>\n"
+                        : "\nChance (lesion voxels / brain voxels): %.4f, over %d subjects with a lesion mask.\n",
+                s->chance / s->scored, s->scored);
+    if (s->spearman_n && s->count > 1) {
+        fprintf(f, html ? "<h2>Spearman rank correlation of |maps| between methods</h2>\n<table>\n<tr><th></th>"
+                        : "\nSpearman rank correlation of |maps| between methods (mean over %d subjects, brain voxels):\n\n| |",
+                s->spearman_n);
+        for (int k = 0; k < s->count; k++)
+            fprintf(f, html ? "<th>%s</th>" : " %s |", nfv_explain_method_name(s->method[k]));
+        fputs(html ? "</tr>\n" : "\n|---|", f);
+        if (!html) {
+            for (int k = 0; k < s->count; k++) fputs("---:|", f);
+            fputc('\n', f);
+        }
+        for (int a = 0; a < s->count; a++) {
+            fprintf(f, "%s%s", row0, nfv_explain_method_name(s->method[a]));
+            for (int b = 0; b < s->count; b++) fprintf(f, "%s%.2f", sep, s->spearman[a][b] / s->spearman_n);
+            fputs(row1, f);
+        }
+        if (html) fputs("</table>\n", f);
+    }
+}
+
+static nfv_status write_md(const nfv_explain_summary *s, const char *path)
+{
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    fprintf(af.f, "# Attribution: %s, target %s, %d subjects\n\n", s->model, s->target, s->subjects);
+    tables(af.f, s, 0);
+    return nfv_atomic_commit(&af);
+}
+
+static nfv_status write_html(const nfv_explain_summary *s, const char *path, const char *const *pictures,
+                             const char *const *captions, int npictures)
+{
+    nfv_atomic_file af;
+    NFV_TRY(nfv_atomic_open(&af, path, "w"));
+    FILE *f = af.f;
+    fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>neurofv explain</title>\n"
+               "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+               "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}figure{display:inline-block;margin:8px}"
+               "img{max-width:640px}</style></head><body>\n");
+    fprintf(f, "<h1>Attribution</h1>\n<p>Model %s, target %s, %d subjects. Scores use |map|: the share of "
+               "attribution mass inside the subject's lesion mask (relevance mass accuracy) and whether the largest "
+               "|map| voxel lies inside it (pointing game).</p>\n",
+            s->model, s->target, s->subjects);
+    tables(f, s, 1);
+    for (int i = 0; i < npictures; i++)
+        fprintf(f, "<figure><img src=\"%s\" alt=\"%s\"><figcaption>%s</figcaption></figure>\n", pictures[i],
+                captions[i], captions[i]);
+    fprintf(f, "<p>Files: <a href=\"summary.csv\">summary.csv</a>, <a href=\"subjects.csv\">subjects.csv</a>, "
+               "<a href=\"summary.md\">summary.md</a>.</p>\n</body></html>\n");
+    return nfv_atomic_commit(&af);
+}
+
+nfv_status nfv_explain_write_report(const nfv_explain_summary *s, const char *dir, const char *const *pictures,
+                                    const char *const *captions, int npictures)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary.csv", dir);
+    NFV_TRY(write_csv(s, path));
+    snprintf(path, sizeof path, "%s/summary.md", dir);
+    NFV_TRY(write_md(s, path));
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    return write_html(s, path, pictures, captions, npictures);
+}
