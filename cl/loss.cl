@@ -7,7 +7,8 @@
  * Shapes: logits (N, K) for softmax cross-entropy; logits / predictions (N)
  * or (N, 1) and targets (N) for BCE and MSE; loss (1); the gradient has the
  * logits' shape and is written only when want_grad != 0 (its buffer
- * argument is then a dummy that is never touched). */
+ * argument is then a dummy that is never touched).  Huber takes the same
+ * shapes as MSE. */
 
 /* Sum of v over the work-group, returned to every work-item.  `scratch`
  * holds get_local_size(0) floats; the size is a power of two. */
@@ -121,6 +122,26 @@ __kernel void mse_loss(__global const float *pred, __global const float *targets
         const float d = pred[i] - targets[i];
         part += d * d;
         if (want_grad) dpred[i] = 2.0f * d / (float)n;
+    }
+    const float total = group_sum(part, scratch);
+    if (lid == 0) loss[0] = total / (float)n;
+}
+
+/* PyTorch's huber_loss(pred, t, delta=delta), mean over N, with d_i = p_i - t_i:
+ *   l_i = d^2 / 2                  when |d| <= delta
+ *       = delta (|d| - delta / 2)  otherwise (linear tails: an outlier
+ *                                  pulls with at most delta, not 2 |d|),
+ *   dpred_i = clamp(d_i, -delta, delta) / N.
+ * At |d| = delta both pieces and their slopes meet. */
+__kernel void huber_loss(__global const float *pred, __global const float *targets, float delta, int n,
+                         __global float *loss, __global float *dpred, int want_grad, __local float *scratch)
+{
+    const int lid = (int)get_local_id(0), size = (int)get_local_size(0);
+    float part = 0.0f;
+    for (int i = lid; i < n; i += size) {
+        const float d = pred[i] - targets[i], a = fabs(d);
+        part += a <= delta ? 0.5f * d * d : delta * (a - 0.5f * delta);
+        if (want_grad) dpred[i] = clamp(d, -delta, delta) / (float)n;
     }
     const float total = group_sum(part, scratch);
     if (lid == 0) loss[0] = total / (float)n;

@@ -100,6 +100,17 @@ double ref_mse_loss(int n, const double *pred, const double *targets, double *dp
     return sum / n;
 }
 
+double ref_huber_loss(int n, const double *pred, const double *targets, double delta, double *dpred)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        const double d = pred[i] - targets[i], a = fabs(d);
+        sum += a <= delta ? 0.5 * d * d : delta * (a - 0.5 * delta);
+        if (dpred) dpred[i] = (d < -delta ? -delta : d > delta ? delta : d) / n;
+    }
+    return sum / n;
+}
+
 void ref_adam_step(int count, double lr, double beta1, double beta2, double eps, double weight_decay, int decoupled,
                    int step, double *param, const double *grad, double *m, double *v)
 {

@@ -18,6 +18,8 @@ double ref_softmax_cross_entropy(int n, int k, const double *logits, const int *
 double ref_bce_with_logits(int n, const double *logits, const double *targets, double pos_weight, double *dlogits);
 /* Mean squared error over n. */
 double ref_mse_loss(int n, const double *pred, const double *targets, double *dpred);
+/* PyTorch's huber_loss(pred, targets, delta=delta), mean over n; dpred (n) may be NULL. */
+double ref_huber_loss(int n, const double *pred, const double *targets, double delta, double *dpred);
 
 /* One torch.optim.Adam (decoupled = 0) / AdamW (decoupled = 1) update of
  * count elements; step is 1-based. */

@@ -1,6 +1,7 @@
 /* Bad input, one clear line each, nothing left behind: dataset CSVs through
- * `neurofv train` and `neurofv eval` (both load the CSV before anything
- * else), volumes that are bad only when a row is read, and the options of
+ * `neurofv train` and `neurofv eval` (train loads the CSV before anything,
+ * eval right after the model whose head says how to read the labels;
+ * both before any output), volumes that are bad only when a row is read, and the options of
  * train, eval and synth.  Legal but unusual CSVs (BOM, CRLF, quoted fields
  * with commas, other columns, any column order) and volumes (scaled
  * integers, LPS, oblique, 4-D) must be accepted.  Harness and fixture in
@@ -178,7 +179,8 @@ TEST(bad_input_train_eval_synth_options)
         {"--class-weights 1,nan", "--class-weights"}, {"--class-weights -1,1", "--class-weights"},
         {"--class-weights 0,0", "--class-weights"}, {"--class-weights 1,x", "--class-weights"},
         {"--class-weights 1", "--class-weights"}, {"--class-weights 1,2,3", "--class-weights"},
-        {"--augment shift=-1", "--augment"}, {"--augment spin", "--augment"}, {"--head regression", "--head"},
+        {"--augment shift=-1", "--augment"}, {"--augment spin", "--augment"},
+        {"--head regression", "label 'a' is not a number"}, {"--loss huber", "--loss"}, {"--huber-delta 2", "--huber-delta"},
         {"--head foo", "--head"}, {"--optimizer lbfgs", "--optimizer"}, {"--schedule step", "--schedule"},
         {"--shape 0,12,12", "--shape"}, {"--shape a,b,c", "--shape"}, {"--shape 12,12", "--shape"},
         {"--shape 12,12,12,4", "--shape"}, {"--shape 100000,12,12", "--shape"}, {"--voxel -1", "--voxel"},

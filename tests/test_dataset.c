@@ -132,6 +132,50 @@ TEST(dataset_csv_errors)
     CHECK(nfv_dataset_load("/nonexistent/x.csv", &ds) == NFV_ERR_IO, "missing CSV file must be an I/O error");
 }
 
+/* Numeric labels (regression): numbers in several spellings, no classes,
+ * and a label that is not a number named with its file and line. */
+TEST(dataset_numeric_labels)
+{
+    char csv[700];
+    snprintf(csv, sizeof csv, "%s/ages.csv", setup_dir());
+    write_text(csv, "path,label,split\nd.nii, 71.5 ,train\ne.nii,-3,val\nf.nii,\"1e2\",test\ng.nii,64,train\n");
+    nfv_dataset ds;
+    if (CHECK_OK(nfv_dataset_load_numeric(csv, &ds))) {
+        CHECK(ds.count == 4 && ds.class_count == 0 && ds.class_names == NULL, "4 rows, no classes (%d rows, %d classes)",
+              ds.count, ds.class_count);
+        if (ds.count == 4)
+            CHECK(ds.rows[0].value == 71.5 && ds.rows[1].value == -3 && ds.rows[2].value == 100 &&
+                      ds.rows[3].value == 64 && ds.rows[0].class_index == -1 && ds.rows[2].split == NFV_SPLIT_TEST,
+                  "values %g %g %g %g", ds.rows[0].value, ds.rows[1].value, ds.rows[2].value, ds.rows[3].value);
+        nfv_dataset_free(&ds);
+    }
+    /* The same CSV as classes: labels stay strings, values NaN. */
+    if (CHECK_OK(nfv_dataset_load(csv, &ds))) {
+        CHECK(ds.class_count == 4 && ds.rows[0].value != ds.rows[0].value, "as classes: 4 classes, no values");
+        nfv_dataset_free(&ds);
+    }
+    /* One equal label everywhere is fine as numbers (the trainer refuses a constant train split). */
+    snprintf(csv, sizeof csv, "%s/ages_same.csv", setup_dir());
+    write_text(csv, "path,label\nd.nii,70\ne.nii,70\n");
+    if (CHECK_OK(nfv_dataset_load_numeric(csv, &ds))) nfv_dataset_free(&ds);
+    const struct {
+        const char *name, *text, *want;
+    } bad[] = {
+        {"ages_bad.csv", "path,label\nd.nii,70\ne.nii,71\nf.nii,seventy\n", "ages_bad.csv line 4: label 'seventy' is not a number"},
+        {"ages_unit.csv", "path,label\nd.nii,70y\n", "ages_unit.csv line 2: label '70y' is not a number"},
+        {"ages_nan.csv", "path,label\nd.nii,70\ne.nii,nan\n", "ages_nan.csv line 3: label 'nan'"},
+        {"ages_inf.csv", "path,label\nd.nii,1e999\n", "ages_inf.csv line 2: label '1e999'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(csv, sizeof csv, "%s/%s", setup_dir(), bad[i].name);
+        write_text(csv, bad[i].text);
+        nfv_status s = nfv_dataset_load_numeric(csv, &ds);
+        const char *msg = nfv_error_message();
+        CHECK(s == NFV_ERR_FORMAT && strstr(msg, bad[i].want) && ds.count == 0, "%s: '%s' should contain '%s'",
+              bad[i].name, msg, bad[i].want);
+    }
+}
+
 TEST(dataset_volume_cache_lru)
 {
     char csv[700];

@@ -29,7 +29,7 @@ static int all_finite(const float *p, size_t n)
 
 /* Context for the finite-difference objectives below. */
 typedef struct loss_case {
-    int kind; /* 0 softmax CE, 1 BCE, 2 MSE */
+    int kind; /* 0 softmax CE, 1 BCE, 2 MSE, 3 Huber (delta in pos_weight) */
     int n, k;
     const int *labels;
     const double *weights, *targets;
@@ -41,7 +41,8 @@ static double ref_loss(const loss_case *c, const double *z, double *grad)
     switch (c->kind) {
     case 0: return ref_softmax_cross_entropy(c->n, c->k, z, c->labels, c->weights, grad);
     case 1: return ref_bce_with_logits(c->n, z, c->targets, c->pos_weight, grad);
-    default: return ref_mse_loss(c->n, z, c->targets, grad);
+    case 2: return ref_mse_loss(c->n, z, c->targets, grad);
+    default: return ref_huber_loss(c->n, z, c->targets, c->pos_weight, grad);
     }
 }
 
@@ -84,7 +85,8 @@ static void check_case(const loss_case *c, const float *zf, const char *what, in
     if (ok) {
         if (c->kind == 0) s = nfv_softmax_cross_entropy(ctx, &tz, &taux, c->weights ? &tw : NULL, &tloss, &tgrad);
         else if (c->kind == 1) s = nfv_bce_with_logits(ctx, &tz, &taux, (float)c->pos_weight, &tloss, &tgrad);
-        else s = nfv_mse_loss(ctx, &tz, &taux, &tloss, &tgrad);
+        else if (c->kind == 2) s = nfv_mse_loss(ctx, &tz, &taux, &tloss, &tgrad);
+        else s = nfv_huber_loss(ctx, &tz, &taux, (float)c->pos_weight, &tloss, &tgrad);
         ok = CHECK_OK(s);
     }
     if (ok) {
@@ -111,7 +113,8 @@ static void check_case(const loss_case *c, const float *zf, const char *what, in
         /* Without a gradient tensor the loss is the same. */
         if (c->kind == 0) s = nfv_softmax_cross_entropy(ctx, &tz, &taux, c->weights ? &tw : NULL, &tloss, NULL);
         else if (c->kind == 1) s = nfv_bce_with_logits(ctx, &tz, &taux, (float)c->pos_weight, &tloss, NULL);
-        else s = nfv_mse_loss(ctx, &tz, &taux, &tloss, NULL);
+        else if (c->kind == 2) s = nfv_mse_loss(ctx, &tz, &taux, &tloss, NULL);
+        else s = nfv_huber_loss(ctx, &tz, &taux, (float)c->pos_weight, &tloss, NULL);
         if (CHECK_OK(s)) {
             loss = test_download(&tloss);
             if (loss) CHECK_CLOSE(what, loss, &want_loss, 1, 1e-6, 1e-5);
@@ -210,6 +213,44 @@ TEST(loss_mse)
     }
 }
 
+/* Huber over standardized-looking residuals: some inside the quadratic zone
+ * (|d| <= delta), some on the linear tails, for delta 1 (the training
+ * default) and 0.3.  The finite-difference check (n <= 3) moves residuals
+ * that fall within 1e-3 of a kink +-delta away from it: there the loss has
+ * no second derivative and central differences of width 2e-5 would straddle
+ * the kink. */
+TEST(loss_huber)
+{
+    static const int sizes[] = {1, 3, 130};
+    static const double deltas[] = {1.0, 0.3};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (size_t d = 0; d < 2; d++) {
+            const int n = sizes[s];
+            float *p = test_random((size_t)n, 90 + (unsigned)s, -3, 3);
+            float *tf = test_random((size_t)n, 91 + (unsigned)s, -1, 1);
+            for (int i = 0; i < n; i++) {
+                double r = fabs((double)p[i] - tf[i]);
+                if (fabs(r - deltas[d]) < 1e-3) p[i] += 0.01f;
+            }
+            double *t = to_double(tf, (size_t)n);
+            loss_case c = {3, n, 1, NULL, NULL, t, deltas[d]};
+            char what[64];
+            snprintf(what, sizeof what, "Huber delta %g, N %d", deltas[d], n);
+            check_case(&c, p, what, n <= 3);
+            free(p), free(tf), free(t);
+        }
+    /* Hand-made: delta 1, residuals 0.5 (quadratic: 0.125, grad 0.5/2) and
+     * -3 (linear: 1 * (3 - 0.5) = 2.5, grad -1/2); mean 1.3125. */
+    const float pr[2] = {1.5f, -3.0f};
+    double tt[2] = {1.0, 0.0};
+    loss_case c = {3, 2, 1, NULL, NULL, tt, 1.0};
+    double g[2];
+    double l = ref_huber_loss(2, (const double[]){1.5, -3.0}, tt, 1.0, g);
+    CHECK(fabs(l - 1.3125) < 1e-12 && fabs(g[0] - 0.25) < 1e-12 && fabs(g[1] + 0.5) < 1e-12,
+          "Huber reference by hand: loss %g (1.3125), grad %g %g (0.25 -0.5)", l, g[0], g[1]);
+    check_case(&c, pr, "Huber by hand", 1);
+}
+
 TEST(loss_bad_shapes)
 {
     nfv_context *ctx = test_ctx();
@@ -240,6 +281,11 @@ TEST(loss_bad_shapes)
     CHECK(s == NFV_ERR_INVALID_ARG, "MSE targets length mismatch rejected, got %s", nfv_status_name(s));
     s = nfv_mse_loss(ctx, &labels, &labels, &loss, &labels_bad);
     CHECK(s == NFV_ERR_INVALID_ARG, "MSE gradient length mismatch rejected, got %s", nfv_status_name(s));
+    s = nfv_huber_loss(ctx, &labels, &labels_bad, 1.0f, &loss, NULL);
+    CHECK(s == NFV_ERR_INVALID_ARG, "Huber targets length mismatch rejected, got %s", nfv_status_name(s));
+    s = nfv_huber_loss(ctx, &labels, &labels, 0.0f, &loss, NULL);
+    CHECK(s == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "delta"), "Huber delta 0 rejected: %s",
+          nfv_error_message());
     /* A per-sample column may be (N) or (N, 1) on either side. */
     nfv_tensor column;
     int sc[2] = {3, 1};
@@ -252,7 +298,7 @@ TEST(loss_bad_shapes)
     nfv_tensor_free(&w_bad), nfv_tensor_free(&loss), nfv_tensor_free(&loss_bad), nfv_tensor_free(&grad_bad);
 }
 
-/* The three losses and their gradients in torch itself (skipped without
+/* The four losses and their gradients in torch itself (skipped without
  * torch): confirms the reading of PyTorch's weighted mean and pos_weight,
  * not only agreement with our own reference.  Inputs: logits (N, K) =
  * (5, 3), labels, class weights (K), BCE logits/targets (N), pos_weight 2.5. */
@@ -268,7 +314,8 @@ static const char *TORCH_LOSS_SCRIPT =
     "out = []\n"
     "for loss in (lambda: F.cross_entropy(z, y, weight=w),\n"
     "             lambda: F.binary_cross_entropy_with_logits(b, t, pos_weight=torch.tensor(2.5, dtype=torch.float64)),\n"
-    "             lambda: F.mse_loss(b, t)):\n"
+    "             lambda: F.mse_loss(b, t),\n"
+    "             lambda: F.huber_loss(b, t, delta=0.7)):\n"
     "    z.grad = None; b.grad = None\n"
     "    l = loss(); l.backward()\n"
     "    g = z.grad if z.grad is not None else b.grad\n"
@@ -302,8 +349,8 @@ TEST(loss_matches_torch)
                    fwrite(weights, sizeof(float), K, f) + fwrite(b, sizeof(float), N, f) + fwrite(t, sizeof(float), N, f);
         ok = CHECK(fclose(f) == 0 && w == N * K + 3 * N + K, "write %s", in_path);
     } else ok = 0;
-    /* loss + grad for CE (1 + N*K), BCE (1 + N), MSE (1 + N), in double. */
-    enum { TOTAL = 1 + N * K + 2 * (1 + N) };
+    /* loss + grad for CE (1 + N*K), BCE (1 + N), MSE (1 + N), Huber (1 + N), in double. */
+    enum { TOTAL = 1 + N * K + 3 * (1 + N) };
     double want[TOTAL];
     if (ok) {
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' '%s'", script, in_path, out_path);
@@ -346,6 +393,15 @@ TEST(loss_matches_torch)
             if (l && g) {
                 CHECK_CLOSE("torch mse_loss loss", l, w, 1, 1e-6, 1e-5);
                 CHECK_CLOSE("torch mse_loss grad", g, w + 1, N, 1e-6, 1e-4);
+            }
+            free(l), free(g);
+        }
+        w += 1 + N;
+        if (CHECK_OK(nfv_huber_loss(ctx, &tb, &tt, 0.7f, &tloss, &tgb))) {
+            float *l = test_download(&tloss), *g = test_download(&tgb);
+            if (l && g) {
+                CHECK_CLOSE("torch huber_loss(delta=0.7) loss", l, w, 1, 1e-6, 1e-5);
+                CHECK_CLOSE("torch huber_loss(delta=0.7) grad", g, w + 1, N, 1e-6, 1e-4);
             }
             free(l), free(g);
         }

@@ -354,7 +354,7 @@ TEST(memory_train_refused_before_the_run)
     if (!ctx) return;
     char *names[3] = {"a", "b", "c"}, path[] = "unused.nii.gz", label[] = "a";
     nfv_dataset_row rows[6];
-    for (int i = 0; i < 6; i++) rows[i] = (nfv_dataset_row){path, label, i % 3, i < 5 ? NFV_SPLIT_TRAIN : NFV_SPLIT_VAL, i + 2};
+    for (int i = 0; i < 6; i++) rows[i] = (nfv_dataset_row){path, label, i % 3, i < 5 ? NFV_SPLIT_TRAIN : NFV_SPLIT_VAL, i + 2, 0};
     nfv_dataset ds = {rows, 6, names, 3, NULL};
     nfv_train_options o;
     nfv_train_options_default(&o);

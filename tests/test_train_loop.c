@@ -274,7 +274,7 @@ TEST(train_loop_errors_name_the_problem)
     nfv_train_result r;
     char p0[] = "a.nii", p1[] = "b.nii", la[] = "x", lb[] = "y", name[] = "val_only.csv";
     char *classes[2] = {la, lb};
-    nfv_dataset_row rows[2] = {{p0, la, 0, NFV_SPLIT_VAL, 2}, {p1, lb, 1, NFV_SPLIT_VAL, 3}};
+    nfv_dataset_row rows[2] = {{p0, la, 0, NFV_SPLIT_VAL, 2, 0}, {p1, lb, 1, NFV_SPLIT_VAL, 3, 0}};
     nfv_dataset ds = {rows, 2, classes, 2, name};
     CHECK(nfv_train_run(test_ctx(), &ds, &o, &r) == NFV_ERR_INVALID_ARG, "no output path");
     o.out = "/nonexistent/m.safetensors";

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "neurofv/vis.h"
+#include "neurofv/train.h"
 #include "test.h"
 
 /* ref4-like but small: conv1 bn1 relu1 pool1 conv2 relu2 gap flatten fc (3 classes). */
@@ -169,4 +170,72 @@ TEST(vis_shards_partition_exactly)
     const char *bad[] = {"0/4", "5/4", "1", "1/0", "a/b", "2/4x"};
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++)
         CHECK(nfv_shard_parse(bad[k], &i, &n) == NFV_ERR_INVALID_ARG, "shard \"%s\" rejected", bad[k]);
+}
+
+/* output / -output on a regression model: the raw (standardized) value of
+ * the last layer, maximized or minimized; the same target as logit:0; on a
+ * classifier an error that points to logit:CLASS.  The objective of output
+ * on an image equals the model's raw output ((prediction - target_mean) /
+ * target_sd) and -output's is its negation. */
+TEST(vis_target_regression_output)
+{
+    int in[4] = {1, 9, 11, 7};
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(test_ctx(), "conv(4,k3,p1) bn relu maxpool(2) conv(5,k3,p1) relu gap flatten linear(1)",
+                                             in, 0, NULL, NFV_HEAD_REGRESSION, 3, &m)))
+        return;
+    m->target_mean = 50, m->target_sd = 10;
+    struct {
+        const char *text, *canonical, *stem;
+        float sign;
+    } cases[] = {{"output", "output", "output", 1}, {"-output", "-output", "min_output", -1}, {"logit:0", "output", "output", 1}};
+    nfv_target tg[2];
+    for (int i = 0; i < 3; i++) {
+        nfv_target *t = NULL, *u = NULL;
+        int n = 0, k = 0;
+        char stem[64];
+        if (!CHECK_OK(nfv_target_parse(m, cases[i].text, &t, &n))) continue;
+        CHECK(n == 1 && !strcmp(t[0].name, cases[i].canonical) && t[0].kind == NFV_TARGET_FEATURE && t[0].layer == 8 &&
+                  t[0].unit == 0 && t[0].sign == cases[i].sign && !strcmp(nfv_target_stem(&t[0], stem, sizeof stem), cases[i].stem),
+              "\"%s\" -> \"%s\" layer %d unit %d sign %g stem %s", cases[i].text, t[0].name, t[0].layer, t[0].unit,
+              (double)t[0].sign, stem);
+        if (CHECK_OK(nfv_target_parse(m, t[0].name, &u, &k)))
+            CHECK(k == 1 && !memcmp(&t[0], &u[0], sizeof t[0]), "\"%s\" round trips", t[0].name);
+        if (i < 2) tg[i] = t[0];
+        free(t), free(u);
+    }
+    nfv_volume v;
+    if (CHECK_OK(nfv_volume_alloc(&v, 7, 11, 9, NULL))) {
+        float *r = test_random(nfv_volume_numel(&v), 5, -1, 1), got[2], pred;
+        memcpy(v.data, r, nfv_volume_numel(&v) * sizeof(float));
+        free(r);
+        nfv_volume vs[2] = {v, v};
+        if (CHECK_OK(nfv_vis_objective(test_ctx(), m, tg, 2, vs, got)) &&
+            CHECK_OK(nfv_model_predict(m, test_ctx(), v.data, 1, 1, &pred))) {
+            /* Both in float32 from the same forward: equal to rounding. */
+            double want[2] = {(pred - 50.0) / 10.0, -(pred - 50.0) / 10.0};
+            CHECK_CLOSE("output / -output objective = +-(prediction - mean) / sd", got, want, 2, 1e-5, 1e-4);
+            CHECK(got[0] == -got[1], "-output is exactly the opposite of output (%g, %g)", got[0], got[1]);
+        }
+        nfv_volume_free(&v);
+    }
+    nfv_model_free(m);
+
+    nfv_model *c = small_model(NFV_HEAD_SOFTMAX, 3);
+    if (!c) return;
+    const char *bad[2] = {"output", "-output"};
+    for (int i = 0; i < 2; i++) {
+        nfv_target *t = NULL;
+        int n = 0;
+        nfv_status s = nfv_target_parse(c, bad[i], &t, &n);
+        CHECK(s == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "logit:CLASS") &&
+                  strstr(nfv_error_message(), "cube, sphere, cross") && !t,
+              "\"%s\" on a classifier: %s", bad[i], nfv_error_message());
+    }
+    nfv_target *t = NULL;
+    int n = 0;
+    if (CHECK_OK(nfv_target_parse(c, "output:2", &t, &n)))
+        CHECK(n == 1 && !strcmp(t[0].name, "fc:2"), "output:2 is unit 2 of the last layer (%s)", t[0].name);
+    free(t);
+    nfv_model_free(c);
 }

@@ -180,6 +180,16 @@ typedef struct nfv_model {
     nfv_head head;
     char **class_names;      /* class_count names (class index order); regression: 0 */
     int class_count;
+    /* Regression heads: the network is trained on standardized targets
+     * (y - target_mean) / target_sd (mean and population SD of the train
+     * split), so the last layer's raw output z is in SD units and the
+     * prediction in the label's units is target_mean + target_sd * z.  That
+     * de-standardization happens in nfv_model_predict (and so
+     * nfv_model_predict_rows, eval, validation) and nowhere else: forward
+     * activations, visualization objectives and training steps see z.  Model
+     * file metadata "target_mean", "target_sd"; files without them load as
+     * 0 and 1 (z is the prediction). */
+    double target_mean, target_sd;
 
     int batch;               /* N the runtime tensors are allocated for; 0 = none */
     unsigned long long dropout_seed; /* advanced by every training forward */

@@ -203,6 +203,11 @@ nfv_status nfv_bce_with_logits(nfv_context *ctx, const nfv_tensor *logits, const
 /* Mean squared error over predictions (N, 1) and targets (N). */
 nfv_status nfv_mse_loss(nfv_context *ctx, const nfv_tensor *pred, const nfv_tensor *targets, nfv_tensor *loss,
                         nfv_tensor *dpred);
+/* Huber loss (PyTorch's huber_loss, mean over N) of predictions (N, 1) and
+ * targets (N): d^2/2 for |d| <= delta, delta (|d| - delta/2) beyond; dpred
+ * (N, 1) = clamp(d, -delta, delta) / N, or NULL.  delta > 0. */
+nfv_status nfv_huber_loss(nfv_context *ctx, const nfv_tensor *pred, const nfv_tensor *targets, float delta,
+                          nfv_tensor *loss, nfv_tensor *dpred);
 
 /* ---- Optimizers (cl/optim.cl, src/optim.c) ----------------------------- */
 

@@ -29,12 +29,21 @@ typedef struct nfv_optim_config {
 /* Adam, lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay; SGD momentum 0.9. */
 void nfv_optim_config_default(nfv_optim_config *c);
 
+/* The loss of a regression head, on standardized targets (model.h,
+ * target_mean): mean squared error, or Huber with delta in SD units. */
+typedef enum nfv_reg_loss { NFV_LOSS_MSE = 0, NFV_LOSS_HUBER } nfv_reg_loss;
+/* "mse", "huber". */
+const char *nfv_reg_loss_name(nfv_reg_loss l);
+nfv_status nfv_reg_loss_parse(const char *s, nfv_reg_loss *out);
+
 typedef struct nfv_trainer {
     nfv_model *model;         /* not owned */
     nfv_context *ctx;
     nfv_optim_config opt;
     int step;                 /* optimizer steps taken (Adam's bias correction uses step + 1) */
     float *class_weights;     /* softmax: K weights, binary: 2 (pos_weight = w1 / w0); NULL = none */
+    nfv_reg_loss reg_loss;    /* regression head: MSE (default) or Huber */
+    float huber_delta;        /* Huber's delta in SD units, 1 unless set after nfv_trainer_create */
     nfv_tensor x, targets, loss, dout, weights;
     int batch;
 } nfv_trainer;
@@ -45,13 +54,16 @@ nfv_status nfv_trainer_create(nfv_context *ctx, nfv_model *model, const nfv_opti
 void nfv_trainer_free(nfv_trainer *t);
 
 /* One optimizer step on x (n*C*D*H*W floats) with targets (n floats: class
- * index, or the regression value); *loss (may be NULL) receives the batch
+ * index, or the standardized regression target (y - target_mean) /
+ * target_sd); *loss (may be NULL) receives the batch
  * loss before the update, outputs (may be NULL; n * outputs floats) the
  * model's outputs before the update. */
 nfv_status nfv_trainer_step(nfv_trainer *t, const float *x, const float *targets, int n, float *loss, float *outputs);
 
 /* Eval-mode outputs (logits / value) for n samples, computed in chunks of
- * `batch` (padded), outputs n * outputs floats. */
+ * `batch` (padded), outputs n * outputs floats.  A regression head's value
+ * is in the label's units: target_mean + target_sd * the raw output (the
+ * only place it is de-standardized; see model.h). */
 nfv_status nfv_model_predict(nfv_model *m, nfv_context *ctx, const float *x, int n, int batch, float *outputs);
 /* The same over dataset rows read through a volume cache (whose grid is the
  * model's): outputs n * outputs floats for rows[0..n). */
@@ -62,7 +74,8 @@ nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cac
 void nfv_model_probabilities(const nfv_model *m, const float *row, double *prob);
 
 /* Checkpoint = model file + optimizer state ("optim.<layer>.<param>.m|v")
- * + metadata (optimizer, step, dropout seed) + extra key/value pairs given
+ * + metadata (optimizer, step, dropout seed; regression: "loss" mse|huber,
+ * "huber_delta") + extra key/value pairs given
  * here (epoch, RNG seed, best metric, ...).  Temp file + rename. */
 nfv_status nfv_checkpoint_save(const nfv_trainer *t, const char *path, int n_extra, const char *const *keys,
                                const char *const *values);
@@ -79,14 +92,20 @@ nfv_status nfv_checkpoint_load(nfv_context *ctx, const char *path, nfv_model **m
  *      gives, in batches of o->batch (the last partial batch is dropped),
  *      each volume (D, H, W) augmented by nfv_train_augment(seed, epoch, its
  *      position in the epoch), one optimizer step per batch;
- *   3. validates on the val split (loss, accuracy, balanced accuracy, AUC)
- *      and writes the model to o->out when the balanced accuracy improves
- *      (ties: lower loss), or every epoch when there is no val split;
+ *   3. validates on the val split (loss, accuracy, balanced accuracy, AUC;
+ *      regression: loss, MAE, RMSE, R^2) and writes the model to o->out
+ *      when the balanced accuracy improves (regression: when the MAE falls;
+ *      ties: lower loss), or every epoch when there is no val split;
  *   4. writes the checkpoint o->out + ".ckpt" (model, optimizer state and
  *      epoch, best, seed, base_lr, schedule) and a row of o->out + ".log.csv".
  * Every random draw is a hash of (seed, epoch, position), not a running
  * generator, and dropout's seed is in the checkpoint, so a run resumed after
- * epoch e gives the same bytes as the run that was not interrupted. */
+ * epoch e gives the same bytes as the run that was not interrupted.
+ *
+ * Regression (o->head NFV_HEAD_REGRESSION, ds from nfv_dataset_load_numeric):
+ * targets are standardized with the mean and population SD of the train
+ * split's labels, kept in the model (target_mean, target_sd); the loss (MSE
+ * or Huber) is on standardized targets, MAE/RMSE in the label's units. */
 
 typedef enum nfv_lr_schedule {
     NFV_LR_DEFAULT = 0,  /* constant; on resume, the checkpoint's schedule */
@@ -123,8 +142,10 @@ void nfv_train_augment(const nfv_augment *a, unsigned long long seed, int epoch,
 typedef struct nfv_epoch_result {
     int epoch;                    /* 0-based (the log and messages count from 1) */
     float lr;
-    double train_loss, train_acc; /* mean batch loss, accuracy before each step */
-    double val_loss, val_acc, val_bacc, val_auc; /* NaN without a val split */
+    double train_loss, train_acc; /* mean batch loss, accuracy before each step (regression: NaN) */
+    double val_loss, val_acc, val_bacc, val_auc; /* NaN without a val split (and for regression, but the loss) */
+    double train_mae;             /* regression: mean |prediction - label| before each step, label units; else NaN */
+    double val_mae, val_rmse, val_r2; /* regression on the val split, label units; else NaN */
     double seconds;               /* wall time of the epoch, checkpoint included */
     int saved;                    /* the model file was written */
 } nfv_epoch_result;
@@ -146,6 +167,7 @@ typedef struct nfv_train_event {
     int train_count, val_count, batch_size; /* rows of the splits; batch after the cut to train_count */
     int batch, batches;           /* BATCH: batches done, of batches per epoch */
     double loss, acc;             /* BATCH: running mean train loss and accuracy of the epoch */
+    double mae;                   /* BATCH, regression: running train MAE in label units (acc is NaN) */
     const nfv_epoch_result *result; /* EPOCH_END */
     const char *checkpoint;       /* o->out + ".ckpt" */
 } nfv_train_event;
@@ -155,7 +177,9 @@ typedef struct nfv_train_options {
      * from the checkpoint. */
     const char *arch;             /* spec or preset ("ref4") */
     nfv_grid grid;                /* model grid (nx, ny, nz), voxel_mm, norm; input (1, nz, ny, nx) */
-    nfv_head head;                /* softmax or binary */
+    nfv_head head;                /* softmax, binary or regression */
+    nfv_reg_loss loss;            /* regression: MSE (default) or Huber */
+    float huber_delta;            /* Huber's delta in SD units; NaN: 1 */
     nfv_optim_config opt;         /* kind, momentum, weight decay, betas (lr: see lr below) */
     const char *class_weights;    /* NULL, "auto" (n / (K * count) over the train split) or "W1,W2,.." (K numbers) */
     unsigned long long seed;      /* initialization, shuffles, augmentation, dropout */
@@ -179,6 +203,7 @@ void nfv_train_options_default(nfv_train_options *o);
 
 typedef struct nfv_train_result {
     double best_bacc, best_loss;  /* best validation balanced accuracy and its loss (-1, inf: none) */
+    double best_mae;              /* regression: best validation MAE, label units (inf: none; best_loss is its loss) */
     int start_epoch;              /* first epoch run (0, or where a resume began) */
     int epochs_run;
 } nfv_train_result;

@@ -55,6 +55,16 @@ extern "C" {
  *                             saturate as log-probabilities do.
  *   LAYER:all, logit:all      every channel / feature / class (expands; also
  *                             contrast:all, logit:all@z,y,x)
+ *   [-]output                 a regression model's prediction: the raw value
+ *                             of its last layer, in standardized units (the
+ *                             network's own scale; label = target_mean +
+ *                             target_sd * value, model.h), so output shows
+ *                             what raises the prediction (e.g. older brain
+ *                             age) and -output what lowers it.  The same
+ *                             target as logit:0 on such a model.  On a
+ *                             classifier an error pointing to logit:CLASS;
+ *                             output:N is unit N of the last layer on any
+ *                             model.
  * LAYER is a layer name as `neurofv inspect` prints it (conv1, relu2, fc) or
  * an index.  Errors name what exists (layers, channel range, classes). */
 

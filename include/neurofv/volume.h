@@ -128,15 +128,17 @@ typedef enum nfv_split { NFV_SPLIT_TRAIN = 0, NFV_SPLIT_VAL = 1, NFV_SPLIT_TEST 
 typedef struct nfv_dataset_row {
     char *path;       /* resolved relative to the CSV's directory */
     char *label;      /* as written */
-    int class_index;  /* index into class_names */
+    int class_index;  /* index into class_names; -1 for numeric labels */
     nfv_split split;  /* train when the column is absent */
     int csv_line;     /* for messages */
+    double value;     /* the label as a number (nfv_dataset_load_numeric); NaN otherwise (last: positional
+                       * initializers of the fields above stay valid) */
 } nfv_dataset_row;
 
 typedef struct nfv_dataset {
     nfv_dataset_row *rows;
     int count;
-    char **class_names;   /* sorted, unique */
+    char **class_names;   /* sorted, unique; none (0) for numeric labels */
     int class_count;
     char *csv_path;
 } nfv_dataset;
@@ -151,6 +153,12 @@ typedef struct nfv_dataset {
  * (valid, validation), test.  Relative paths are resolved against the CSV's
  * directory. */
 nfv_status nfv_dataset_load(const char *csv_path, nfv_dataset *out);
+/* The same CSV with numeric labels (regression targets, e.g. age): every
+ * row's label must be one finite number (strtod syntax: 71.5, -3, 1e2),
+ * stored in row->value; no classes (class_count 0, class_index -1).  A label
+ * that is not a number is NFV_ERR_FORMAT naming the CSV, its line and the
+ * label. */
+nfv_status nfv_dataset_load_numeric(const char *csv_path, nfv_dataset *out);
 void nfv_dataset_free(nfv_dataset *ds);
 const char *nfv_split_name(nfv_split s);
 nfv_status nfv_split_parse(const char *s, nfv_split *out);

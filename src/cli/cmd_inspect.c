@@ -230,7 +230,9 @@ int cmd_inspect(int argc, char **argv)
     printf("input:  %dx%dx%dx%d (C, D, H, W), voxel %gx%gx%g mm, norm %s\n", m->input_shape[0], m->input_shape[1],
            m->input_shape[2], m->input_shape[3], m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2],
            nfv_norm_method_name(m->norm));
-    printf("head:   %s, classes:", nfv_head_name(m->head));
+    if (m->head == NFV_HEAD_REGRESSION) /* the de-standardization of nfv_model_predict */
+        printf("head:   regression, prediction = %.6g + %.6g x output", m->target_mean, m->target_sd);
+    else printf("head:   %s, classes:", nfv_head_name(m->head));
     for (int i = 0; i < m->class_count; i++) printf(" %s", m->class_names[i]);
     /* Graphs get an inputs column; names as wide as the longest. */
     int width = 10;

@@ -44,11 +44,19 @@ static void print_event(void *user, const nfv_train_event *e)
         cli_progress_start(&p->prog, p->label);
         break;
     case NFV_TRAIN_BATCH:
-        snprintf(text, sizeof text, "loss %.4f acc %.3f", e->loss, e->acc);
+        if (m->head == NFV_HEAD_REGRESSION) snprintf(text, sizeof text, "loss %.4f mae %.4g", e->loss, e->mae);
+        else snprintf(text, sizeof text, "loss %.4f acc %.3f", e->loss, e->acc);
         cli_progress_update(&p->prog, e->batch, e->batches, text);
         break;
     case NFV_TRAIN_BATCHES_END: cli_progress_end(&p->prog); break;
     case NFV_TRAIN_EPOCH_END:
+        if (m->head == NFV_HEAD_REGRESSION) {
+            printf("epoch %d/%d  lr %.3g  train loss %.4f mae %.4g  val loss %.4f mae %.4g rmse %.4g r2 %.3f  %.1fs%s\n",
+                   r->epoch + 1, e->epochs, r->lr, r->train_loss, r->train_mae, r->val_loss, r->val_mae, r->val_rmse,
+                   r->val_r2, r->seconds, r->saved ? "  (saved)" : "");
+            fflush(stdout);
+            break;
+        }
         printf("epoch %d/%d  lr %.3g  train loss %.4f acc %.3f  val loss %.4f acc %.3f bacc %.3f auc %.3f  %.1fs%s\n",
                r->epoch + 1, e->epochs, r->lr, r->train_loss, r->train_acc, r->val_loss, r->val_acc, r->val_bacc,
                r->val_auc, r->seconds, r->saved ? "  (saved)" : "");
@@ -97,7 +105,7 @@ static int class_weights_ok(const char *s)
 
 /* Options that need checking beyond their type; 0 or the exit code. */
 static int check_options(nfv_train_options *o, const char *optimizer, const char *schedule, const char *augment,
-                         const char *head, int cache_mb)
+                         const char *head, const char *loss, int cache_mb)
 {
     if (o->epochs < 1) return cli_failf("train", "--epochs must be >= 1, got %d", o->epochs);
     if (o->batch < 1) return cli_failf("train", "--batch must be >= 1, got %d", o->batch);
@@ -114,8 +122,16 @@ static int check_options(nfv_train_options *o, const char *optimizer, const char
         return cli_failf("train", "--schedule must be constant or cosine, got \"%s\"", schedule);
     if (nfv_augment_parse(augment, &o->augment))
         return cli_failf("train", "--augment expects a comma-separated list of shift=N and flip, got \"%s\"", augment);
-    if (nfv_head_parse(head, &o->head) || o->head == NFV_HEAD_REGRESSION)
-        return cli_failf("train", "--head must be softmax or binary, got \"%s\"", head);
+    if (nfv_head_parse(head, &o->head))
+        return cli_failf("train", "--head must be softmax, binary or regression, got \"%s\"", head);
+    if (loss && nfv_reg_loss_parse(loss, &o->loss)) return cli_failf("train", "--loss must be mse or huber, got \"%s\"", loss);
+    if (loss && o->head != NFV_HEAD_REGRESSION) return cli_failf("train", "--loss is for --head regression");
+    if (!isnan(o->huber_delta) && (o->head != NFV_HEAD_REGRESSION || o->loss != NFV_LOSS_HUBER))
+        return cli_failf("train", "--huber-delta is for --head regression --loss huber");
+    if (!isnan(o->huber_delta) && !(o->huber_delta > 0 && isfinite(o->huber_delta)))
+        return cli_failf("train", "--huber-delta must be > 0, got %g", o->huber_delta);
+    if (o->class_weights && o->head == NFV_HEAD_REGRESSION)
+        return cli_failf("train", "--class-weights: a regression head has no classes");
     if (cache_mb < 0) return cli_failf("train", "--cache-mb must be >= 0, got %d", cache_mb);
     return 0;
 }
@@ -127,10 +143,12 @@ static nfv_status check_inputs(const nfv_train_options *o, const nfv_dataset *ds
 {
     if (!o->resume) {
         int in[4] = {1, o->grid.nz, o->grid.ny, o->grid.nx}, k = ds->class_count, got = 0;
-        int binary = o->head == NFV_HEAD_BINARY;
-        nfv_status s = nfv_arch_check(o->arch, in, binary ? 1 : k, &got);
+        int one = o->head != NFV_HEAD_SOFTMAX; /* binary: one logit; regression: one value */
+        nfv_status s = nfv_arch_check(o->arch, in, one ? 1 : k, &got);
+        if (!s && o->head == NFV_HEAD_REGRESSION && got != 1)
+            s = nfv_fail(NFV_ERR_INVALID_ARG, "the last layer gives %d outputs; a regression head needs 1", got);
         /* a softmax spec with one output trains a binary head on 2 classes */
-        if (!s && !(binary ? got == 1 : got == k || (got == 1 && k == 2)))
+        else if (!s && !(one ? got == 1 : got == k || (got == 1 && k == 2)))
             s = nfv_fail(NFV_ERR_INVALID_ARG, "the last layer gives %d outputs; %s has %d classes (%s head)", got,
                          ds->csv_path, k, nfv_head_name(o->head));
         if (s) return nfv_fail_context(s, "--arch \"%.200s\"", o->arch);
@@ -150,7 +168,7 @@ int cmd_train(int argc, char **argv)
     nfv_train_options o;
     nfv_train_options_default(&o);
     const char *data = NULL, *optimizer = "adam", *device = NULL, *shape = NULL, *norm = "zscore-nonzero",
-               *head = "softmax", *schedule = NULL, *augment = NULL;
+               *head = "softmax", *schedule = NULL, *augment = NULL, *loss = NULL;
     int quiet = 0, cache_mb = 4096;
     float voxel = NAN;
     const cli_option opts[] = {
@@ -168,7 +186,11 @@ int cmd_train(int argc, char **argv)
          "loss weights per class; auto = n / (K * count) over the training split (default none)"},
         {"--augment", CLI_STRING, &augment, "shift=N,flip",
          "random shift of up to N voxels per axis and/or random left-right flip (default none)"},
-        {"--head", CLI_STRING, &head, "softmax|binary", "softmax over K classes or one logit for 2 classes"},
+        {"--head", CLI_STRING, &head, "softmax|binary|regression",
+         "softmax over K classes, one logit for 2 classes, or one value for numeric labels (e.g. age)"},
+        {"--loss", CLI_STRING, &loss, "mse|huber",
+         "regression loss on standardized labels (label - train mean) / train SD (default mse; --resume keeps the checkpoint's)"},
+        {"--huber-delta", CLI_FLOAT, &o.huber_delta, "D", "Huber's delta in standardized units (default 1)"},
         {"--seed", CLI_U64, &o.seed, "S", "seed of initialization, shuffling, augmentation, dropout (default 1)"},
         {"--out", CLI_STRING, &o.out, "MODEL", "output model .safetensors (required); also MODEL.ckpt, MODEL.log.csv"},
         {"--resume", CLI_FLAG, &o.resume, NULL, "continue from MODEL.ckpt"},
@@ -181,13 +203,14 @@ int cmd_train(int argc, char **argv)
         {0},
     };
     int r = cli_parse("train", "--data CSV --out MODEL [options]",
-                      "Train a 3D CNN.  Per epoch: train loss/accuracy, validation loss/accuracy/balanced accuracy/AUC; "
-                      "the best model by validation balanced accuracy (then loss) is written to MODEL, every epoch to "
-                      "MODEL.log.csv, and a checkpoint with the optimizer state to MODEL.ckpt for --resume.",
+                      "Train a 3D CNN.  Per epoch: train loss/accuracy, validation loss/accuracy/balanced accuracy/AUC "
+                      "(regression: loss, MAE, RMSE, R^2 in the label's units); the best model by validation balanced "
+                      "accuracy (regression: MAE; then loss) is written to MODEL, every epoch to MODEL.log.csv, and a "
+                      "checkpoint with the optimizer state to MODEL.ckpt for --resume (give --head regression again).",
                       opts, argc, argv, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     if (!data || !o.out) return cli_failf("train", "--data CSV and --out MODEL are required (see neurofv train --help)");
-    if ((r = check_options(&o, optimizer, schedule, augment, head, cache_mb))) return r;
+    if ((r = check_options(&o, optimizer, schedule, augment, head, loss, cache_mb))) return r;
     if ((r = train_grid(o.arch, shape, voxel, norm, &o.grid))) return r;
     o.cache_bytes = (size_t)cache_mb << 20;
     printer p;
@@ -195,7 +218,8 @@ int cmd_train(int argc, char **argv)
     if (!quiet) o.on_event = print_event, o.user = &p;
 
     nfv_dataset ds;
-    nfv_status s = nfv_dataset_load(data, &ds);
+    /* Regression labels are numbers (no classes). */
+    nfv_status s = o.head == NFV_HEAD_REGRESSION ? nfv_dataset_load_numeric(data, &ds) : nfv_dataset_load(data, &ds);
     if (s) return cli_fail("train", s);
     nfv_context *ctx = NULL;
     nfv_train_result res;
@@ -208,6 +232,9 @@ int cmd_train(int argc, char **argv)
     nfv_context_free(ctx);
     nfv_dataset_free(&ds);
     if (s) return cli_fail("train", s);
-    printf("best validation balanced accuracy %.4f (loss %.4f); model %s\n", res.best_bacc, res.best_loss, o.out);
+    if (o.head == NFV_HEAD_REGRESSION)
+        printf("best validation MAE %.4g (loss %.4f); model %s\n", res.best_mae, res.best_loss, o.out);
+    else
+        printf("best validation balanced accuracy %.4f (loss %.4f); model %s\n", res.best_bacc, res.best_loss, o.out);
     return 0;
 }

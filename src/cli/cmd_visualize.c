@@ -149,8 +149,8 @@ int cmd_visualize(int argc, char **argv)
         {"--target", CLI_STRING, &target_dummy, "T",
          "unit to visualize, repeatable: LAYER:CHANNEL, LAYER:CHANNEL@z,y,x (or @ = centre), "
          "LAYER (mean a^2), logit:CLASS, logit:CLASS@z,y,x (class evidence of one cell of the map before flatten), "
-         "contrast:CLASS[@z,y,x] (logit minus the mean of the others), LAYER:all, logit:all, contrast:all; "
-         "'-' prefix minimizes (required)"},
+         "contrast:CLASS[@z,y,x] (logit minus the mean of the others), LAYER:all, logit:all, contrast:all, "
+         "output (a regression model's prediction; -output lowers it); '-' prefix minimizes (required)"},
         {"--out", CLI_STRING, &a.out, "DIR", "output directory (required)"},
         {"--shard", CLI_STRING, &a.shard, "I/N",
          "only shard I of N of the targets (contiguous blocks of the expanded list)"},

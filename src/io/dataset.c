@@ -1,9 +1,11 @@
-/* Datasets (CSV `path,label[,split]`) and the bounded volume cache; see
+/* Datasets (CSV `path,label[,split]`): classes or numeric labels; the volume
+ * cache is in volume_cache.c.  See
  * include/neurofv/volume.h. */
 #include "neurofv/volume.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,7 +292,59 @@ static const char *excerpt(const char *v, char buf[64])
     return buf;
 }
 
-static nfv_status dataset_parse(const char *csv_path, const char *text, size_t len, nfv_dataset *ds)
+/* Classes: the sorted unique labels (at least 2); each row's class_index. */
+static nfv_status build_classes(const char *csv_path, nfv_dataset *ds)
+{
+    char **labels = malloc((size_t)ds->count * sizeof *labels);
+    if (!labels) return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+    for (int i = 0; i < ds->count; i++) labels[i] = ds->rows[i].label;
+    qsort(labels, (size_t)ds->count, sizeof *labels, cmp_str);
+    int unique = 0;
+    for (int i = 0; i < ds->count; i++)
+        if (i == 0 || strcmp(labels[i], labels[i - 1])) labels[unique++] = labels[i];
+    if (unique < 2) {
+        nfv_status s = nfv_fail(NFV_ERR_FORMAT, "%s: every one of the %d rows has label '%s'; need at least 2 classes",
+                                csv_path, ds->count, labels[0]);
+        free(labels);
+        return s;
+    }
+    ds->class_names = calloc((size_t)unique, sizeof *ds->class_names);
+    if (!ds->class_names) {
+        free(labels);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+    }
+    ds->class_count = unique;
+    for (int i = 0; i < unique; i++) ds->class_names[i] = dup_string(labels[i]);
+    free(labels);
+    for (int i = 0; i < unique; i++)
+        if (!ds->class_names[i]) return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
+    for (int r = 0; r < ds->count; r++) {
+        char *key = ds->rows[r].label;
+        char **hit = bsearch(&key, ds->class_names, (size_t)unique, sizeof *ds->class_names, cmp_str);
+        ds->rows[r].class_index = (int)(hit - ds->class_names);
+    }
+    return NFV_OK;
+}
+
+/* Numeric labels (regression): each row's value, no classes.  The whole
+ * label must be one finite number (strtod: 71.5, -3, 1e2; spaces around
+ * an unquoted field are already trimmed). */
+static nfv_status parse_values(const char *csv_path, nfv_dataset *ds)
+{
+    char ex[64];
+    for (int r = 0; r < ds->count; r++) {
+        nfv_dataset_row *row = &ds->rows[r];
+        char *end;
+        errno = 0;
+        row->value = strtod(row->label, &end);
+        if (end == row->label || *end || errno == ERANGE || !isfinite(row->value))
+            return nfv_fail(NFV_ERR_FORMAT, "%s line %d: label '%s' is not a number (a regression head needs numeric labels)",
+                            csv_path, row->csv_line, excerpt(row->label, ex));
+    }
+    return NFV_OK;
+}
+
+static nfv_status dataset_parse(const char *csv_path, const char *text, size_t len, int numeric, nfv_dataset *ds)
 {
     csv_reader rd = {text, text + len, 1, csv_path};
     if (len >= 3 && (unsigned char)text[0] == 0xEF && (unsigned char)text[1] == 0xBB && (unsigned char)text[2] == 0xBF)
@@ -363,6 +417,7 @@ static nfv_status dataset_parse(const char *csv_path, const char *text, size_t l
         row->split = sp;
         row->csv_line = rec.line;
         row->class_index = -1;
+        row->value = NAN;
         ds->count++;
         if (!row->path || !row->label) {
             s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
@@ -383,48 +438,13 @@ static nfv_status dataset_parse(const char *csv_path, const char *text, size_t l
         s = nfv_fail(NFV_ERR_FORMAT, "%s: no data rows after the header", csv_path);
         goto done;
     }
-    /* Classes: sorted unique labels. */
-    char **labels = malloc((size_t)ds->count * sizeof *labels);
-    if (!labels) {
-        s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
-        goto done;
-    }
-    for (int i = 0; i < ds->count; i++) labels[i] = ds->rows[i].label;
-    qsort(labels, (size_t)ds->count, sizeof *labels, cmp_str);
-    int unique = 0;
-    for (int i = 0; i < ds->count; i++)
-        if (i == 0 || strcmp(labels[i], labels[i - 1])) labels[unique++] = labels[i];
-    if (unique < 2) {
-        s = nfv_fail(NFV_ERR_FORMAT, "%s: every one of the %d rows has label '%s'; need at least 2 classes", csv_path,
-                     ds->count, labels[0]);
-        free(labels);
-        goto done;
-    }
-    ds->class_names = calloc((size_t)unique, sizeof *ds->class_names);
-    if (!ds->class_names) {
-        free(labels);
-        s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
-        goto done;
-    }
-    ds->class_count = unique;
-    for (int i = 0; i < unique; i++) ds->class_names[i] = dup_string(labels[i]);
-    free(labels);
-    for (int i = 0; i < unique; i++)
-        if (!ds->class_names[i]) {
-            s = nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
-            goto done;
-        }
-    for (int r = 0; r < ds->count; r++) {
-        char *key = ds->rows[r].label;
-        char **hit = bsearch(&key, ds->class_names, (size_t)unique, sizeof *ds->class_names, cmp_str);
-        ds->rows[r].class_index = (int)(hit - ds->class_names);
-    }
+    s = numeric ? parse_values(csv_path, ds) : build_classes(csv_path, ds);
 done:
     record_free(&rec);
     return s;
 }
 
-nfv_status nfv_dataset_load(const char *csv_path, nfv_dataset *out)
+static nfv_status dataset_load(const char *csv_path, int numeric, nfv_dataset *out)
 {
     if (!csv_path || !out) return nfv_fail(NFV_ERR_INVALID_ARG, "dataset: NULL argument");
     memset(out, 0, sizeof *out);
@@ -432,124 +452,13 @@ nfv_status nfv_dataset_load(const char *csv_path, nfv_dataset *out)
     size_t len = 0;
     NFV_TRY(read_file(csv_path, &text, &len));
     out->csv_path = dup_string(csv_path);
-    nfv_status s = out->csv_path ? dataset_parse(csv_path, text, len, out)
+    nfv_status s = out->csv_path ? dataset_parse(csv_path, text, len, numeric, out)
                                  : nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", csv_path);
     free(text);
     if (s != NFV_OK) nfv_dataset_free(out);
     return s;
 }
 
-/* ---- volume cache ---------------------------------------------------------- */
+nfv_status nfv_dataset_load(const char *csv_path, nfv_dataset *out) { return dataset_load(csv_path, 0, out); }
 
-struct nfv_volume_cache {
-    nfv_grid grid;
-    size_t cap_bytes, used_bytes, entry_bytes;
-    int count;                     /* rows */
-    char **paths;                  /* copies: the dataset may be freed first */
-    int *csv_lines;
-    float **entries;               /* NULL when not resident */
-    unsigned long long *last_use;  /* LRU clock per row */
-    unsigned long long clock;
-    int resident;
-    long hits, misses;
-    char *csv_path;
-};
-
-void nfv_volume_cache_free(nfv_volume_cache *c)
-{
-    if (!c) return;
-    for (int i = 0; i < c->count; i++) {
-        if (c->paths) free(c->paths[i]);
-        if (c->entries) free(c->entries[i]);
-    }
-    free(c->paths);
-    free(c->entries);
-    free(c->csv_lines);
-    free(c->last_use);
-    free(c->csv_path);
-    free(c);
-}
-
-nfv_status nfv_volume_cache_create(const nfv_dataset *ds, const nfv_grid *grid, size_t cap_bytes,
-                                   nfv_volume_cache **out)
-{
-    if (!out) return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: NULL output");
-    *out = NULL;
-    if (!ds || !grid || ds->count < 1) return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: empty dataset");
-    if (grid->nx < 1 || grid->ny < 1 || grid->nz < 1)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: invalid grid %dx%dx%d", grid->nx, grid->ny, grid->nz);
-    nfv_volume_cache *c = calloc(1, sizeof *c);
-    if (!c) return nfv_fail(NFV_ERR_NO_MEMORY, "volume cache: out of memory");
-    c->grid = *grid;
-    c->cap_bytes = cap_bytes;
-    c->entry_bytes = (size_t)grid->nx * grid->ny * grid->nz * sizeof(float);
-    c->count = ds->count;
-    c->paths = calloc((size_t)ds->count, sizeof *c->paths);
-    c->csv_lines = calloc((size_t)ds->count, sizeof *c->csv_lines);
-    c->entries = calloc((size_t)ds->count, sizeof *c->entries);
-    c->last_use = calloc((size_t)ds->count, sizeof *c->last_use);
-    c->csv_path = dup_string(ds->csv_path ? ds->csv_path : "dataset");
-    int ok = c->paths && c->csv_lines && c->entries && c->last_use && c->csv_path;
-    for (int i = 0; ok && i < ds->count; i++) {
-        c->paths[i] = dup_string(ds->rows[i].path);
-        c->csv_lines[i] = ds->rows[i].csv_line;
-        ok = c->paths[i] != NULL;
-    }
-    if (!ok) {
-        nfv_volume_cache_free(c);
-        return nfv_fail(NFV_ERR_NO_MEMORY, "volume cache: out of memory");
-    }
-    *out = c;
-    return NFV_OK;
-}
-
-nfv_status nfv_volume_cache_get(nfv_volume_cache *c, int row, const float **data)
-{
-    if (!c || !data) return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: NULL argument");
-    if (row < 0 || row >= c->count)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "volume cache: row %d out of range (0..%d)", row, c->count - 1);
-    c->clock++;
-    if (c->entries[row]) {
-        c->hits++;
-        c->last_use[row] = c->clock;
-        *data = c->entries[row];
-        return NFV_OK;
-    }
-    c->misses++;
-    nfv_volume raw, pre;
-    nfv_status s = nfv_volume_read(c->paths[row], &raw, NULL);
-    if (s == NFV_OK) {
-        s = nfv_preprocess(&raw, &c->grid, &pre);
-        nfv_volume_free(&raw);
-    }
-    if (s != NFV_OK) return nfv_fail_context(s, "%s line %d", c->csv_path, c->csv_lines[row]);
-    /* Evict least recently used volumes until the new one fits; the cap may
-     * be smaller than one volume, then only the newest stays. */
-    while (c->resident > 0 && c->used_bytes + c->entry_bytes > c->cap_bytes) {
-        int victim = -1;
-        for (int i = 0; i < c->count; i++)
-            if (c->entries[i] && (victim < 0 || c->last_use[i] < c->last_use[victim])) victim = i;
-        free(c->entries[victim]);
-        c->entries[victim] = NULL;
-        c->used_bytes -= c->entry_bytes;
-        c->resident--;
-    }
-    c->entries[row] = pre.data; /* ownership moves to the cache */
-    c->last_use[row] = c->clock;
-    c->used_bytes += c->entry_bytes;
-    c->resident++;
-    *data = pre.data;
-    return NFV_OK;
-}
-
-void nfv_volume_cache_get_stats(const nfv_volume_cache *c, nfv_volume_cache_stats *out)
-{
-    if (!out) return;
-    memset(out, 0, sizeof *out);
-    if (!c) return;
-    out->bytes = c->used_bytes;
-    out->cap_bytes = c->cap_bytes;
-    out->resident = c->resident;
-    out->hits = c->hits;
-    out->misses = c->misses;
-}
+nfv_status nfv_dataset_load_numeric(const char *csv_path, nfv_dataset *out) { return dataset_load(csv_path, 1, out); }

@@ -1,8 +1,9 @@
 /* Losses over a batch (cl/loss.cl): softmax cross-entropy with optional class
  * weights, binary cross-entropy with logits with pos_weight, mean squared
- * error.  Each runs as one work-group that strides over the batch; the loss
+ * error, Huber.  Each runs as one work-group that strides over the batch; the loss
  * is a 1-element tensor and the gradient (same shape as the logits) is
  * optional. */
+#include <math.h>
 #include <stdio.h>
 
 #include "neurofv/ops.h"
@@ -143,4 +144,32 @@ nfv_status nfv_mse_loss(nfv_context *ctx, const nfv_tensor *pred, const nfv_tens
     NFV_ARG(k, kn, 4, grad_buf);
     NFV_ARG(k, kn, 5, want_grad);
     return launch_single_group(ctx, k, kn, 6);
+}
+
+nfv_status nfv_huber_loss(nfv_context *ctx, const nfv_tensor *pred, const nfv_tensor *targets, float delta,
+                          nfv_tensor *loss, nfv_tensor *dpred)
+{
+    static const char *op = "Huber loss";
+    if (!pred || !is_column(pred, pred->shape[0])) return shape_fail(op, "pred", pred, "(N, 1) or (N)");
+    const int n = pred->shape[0];
+    char want[64];
+    snprintf(want, sizeof want, "(%d)", n);
+    if (!is_column(targets, n)) return shape_fail(op, "targets", targets, want);
+    if (!(delta > 0.0f) || delta == (float)INFINITY)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: delta %g must be a positive number", op, delta);
+    NFV_TRY(check_loss_out(op, loss, pred, dpred, "dpred"));
+
+    cl_kernel k;
+    const char *kn = "huber_loss";
+    NFV_TRY(nfv_kernel_get(ctx, "loss", "", kn, &k));
+    const int want_grad = dpred != NULL;
+    cl_mem grad_buf = want_grad ? dpred->buf : loss->buf;
+    NFV_ARG(k, kn, 0, pred->buf);
+    NFV_ARG(k, kn, 1, targets->buf);
+    NFV_ARG(k, kn, 2, delta);
+    NFV_ARG(k, kn, 3, n);
+    NFV_ARG(k, kn, 4, loss->buf);
+    NFV_ARG(k, kn, 5, grad_buf);
+    NFV_ARG(k, kn, 6, want_grad);
+    return launch_single_group(ctx, k, kn, 7);
 }

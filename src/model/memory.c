@@ -322,7 +322,7 @@ static nfv_status train_layout(const nfv_dataset *ds, const nfv_train_options *o
     *opt = o->opt.kind;
     if (!o->resume) {
         int in[4] = {1, o->grid.nz, o->grid.ny, o->grid.nx};
-        return nfv_model_new(o->arch, in, o->head == NFV_HEAD_BINARY ? 1 : ds->class_count, m);
+        return nfv_model_new(o->arch, in, o->head == NFV_HEAD_SOFTMAX ? ds->class_count : 1, m);
     }
     char path[4200];
     snprintf(path, sizeof path, "%s.ckpt", o->out);

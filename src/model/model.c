@@ -379,6 +379,7 @@ nfv_status nfv_model_new_from_arch(const nfv_arch *arch, const int input_shape[4
     nfv_model *m = calloc(1, sizeof *m);
     if (!m) return nfv_fail(NFV_ERR_NO_MEMORY, "model: out of memory");
     m->last_forward_upto = -1;
+    m->target_sd = 1; /* regression outputs in label units = raw until training sets the scale */
     m->arch.count = arch->count;
     m->arch.layers = malloc((size_t)(arch->count > 0 ? arch->count : 1) * sizeof *arch->layers);
     m->layers = calloc((size_t)(arch->count > 0 ? arch->count : 1), sizeof *m->layers);

@@ -1,7 +1,7 @@
 /* Model files: every parameter and BatchNorm buffer as a tensor named as in
  * PyTorch's state_dict ("i.weight", "i.running_mean", ...) plus metadata
- * (format, arch, input_shape, voxel_mm, affine, norm, head, classes) in a
- * safetensors file.  See include/neurofv/model.h. */
+ * (format, arch, input_shape, voxel_mm, affine, norm, head, classes and, for
+ * regression heads, target_mean and target_sd) in a safetensors file.  See include/neurofv/model.h. */
 #include "base/affine.h"
 #include "model/model_internal.h"
 
@@ -91,6 +91,12 @@ nfv_status nfv_model_to_writer(const nfv_model *m, nfv_st_writer *w)
     NFV_TRY(nfv_st_writer_meta(w, "affine", buf));
     NFV_TRY(nfv_st_writer_meta(w, "norm", nfv_norm_method_name(m->norm)));
     NFV_TRY(nfv_st_writer_meta(w, "head", nfv_head_name(m->head)));
+    if (m->head == NFV_HEAD_REGRESSION) {
+        snprintf(buf, sizeof buf, "%.17g", m->target_mean);
+        NFV_TRY(nfv_st_writer_meta(w, "target_mean", buf));
+        snprintf(buf, sizeof buf, "%.17g", m->target_sd);
+        NFV_TRY(nfv_st_writer_meta(w, "target_sd", buf));
+    }
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; arr && i < m->class_count; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(m->class_names[i]));
     char *js = arr ? cJSON_PrintUnformatted(arr) : NULL;
@@ -232,6 +238,19 @@ static nfv_status read_geometry(nfv_model *m, const nfv_st_file *f)
     return NFV_OK;
 }
 
+/* target_mean and target_sd metadata of a regression head (absent: 0 and 1,
+ * the raw output is the prediction); the SD must be > 0. */
+static nfv_status read_target_scale(nfv_model *m, const nfv_st_file *f)
+{
+    const char *ms = nfv_st_meta(f, "target_mean"), *ss = nfv_st_meta(f, "target_sd");
+    m->target_mean = 0, m->target_sd = 1;
+    if (ms && !parse_numbers(ms, &m->target_mean, 1))
+        return nfv_fail(NFV_ERR_FORMAT, "%s: target_mean \"%.60s\" is not a finite number", f->path, ms);
+    if (ss && (!parse_numbers(ss, &m->target_sd, 1) || !(m->target_sd > 0)))
+        return nfv_fail(NFV_ERR_FORMAT, "%s: target_sd \"%.60s\" is not a number > 0", f->path, ss);
+    return NFV_OK;
+}
+
 /* Every parameter tensor is present with the architecture's shape.  Checked
  * before any allocation, so a corrupt header cannot make us allocate what the
  * file does not hold. */
@@ -332,6 +351,7 @@ nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const cha
     if (head == NFV_HEAD_SOFTMAX && nfv_model_outputs(m) == 1) m->head = NFV_HEAD_BINARY;
     s = read_classes(m, f);
     if (!s) s = read_geometry(m, f);
+    if (!s) s = read_target_scale(m, f);
     if (!s) s = check_param_shapes(m, f);
     if (!s) s = nfv_model_alloc_params(m, ctx);
     for (int i = 0; !s && i < m->layer_count; i++) s = load_layer(ctx, &m->layers[i], f);

@@ -15,6 +15,16 @@ void nfv_optim_config_default(nfv_optim_config *c)
     c->momentum = 0.9f;
 }
 
+const char *nfv_reg_loss_name(nfv_reg_loss l) { return l == NFV_LOSS_HUBER ? "huber" : "mse"; }
+
+nfv_status nfv_reg_loss_parse(const char *s, nfv_reg_loss *out)
+{
+    if (s && !strcmp(s, "mse")) *out = NFV_LOSS_MSE;
+    else if (s && !strcmp(s, "huber")) *out = NFV_LOSS_HUBER;
+    else return nfv_fail(NFV_ERR_INVALID_ARG, "unknown loss \"%s\" (expected mse or huber)", s ? s : "");
+    return NFV_OK;
+}
+
 static void free_batch(nfv_trainer *t)
 {
     nfv_tensor_free(&t->x);
@@ -41,6 +51,7 @@ nfv_status nfv_trainer_create(nfv_context *ctx, nfv_model *model, const nfv_opti
     nfv_trainer *t = calloc(1, sizeof *t);
     if (!t) return nfv_fail(NFV_ERR_NO_MEMORY, "training: out of memory");
     t->model = model, t->ctx = ctx, t->opt = *opt;
+    t->huber_delta = 1.0f;
     int one = 1;
     nfv_status s = nfv_tensor_create(ctx, &t->loss, 1, &one);
     if (!s && class_weights && model->head != NFV_HEAD_REGRESSION) {
@@ -96,7 +107,10 @@ static nfv_status head_loss(nfv_trainer *t, const nfv_tensor *outputs)
         float pw = t->class_weights ? t->class_weights[1] / t->class_weights[0] : 1.0f;
         return nfv_bce_with_logits(ctx, &logits, &t->targets, pw, &t->loss, &t->dout);
     }
-    case NFV_HEAD_REGRESSION: return nfv_mse_loss(ctx, &logits, &t->targets, &t->loss, &t->dout);
+    case NFV_HEAD_REGRESSION:
+        if (t->reg_loss == NFV_LOSS_HUBER)
+            return nfv_huber_loss(ctx, &logits, &t->targets, t->huber_delta, &t->loss, &t->dout);
+        return nfv_mse_loss(ctx, &logits, &t->targets, &t->loss, &t->dout);
     }
     return nfv_fail(NFV_ERR_INVALID_ARG, "training: unknown head");
 }
@@ -170,6 +184,11 @@ nfv_status nfv_model_predict(nfv_model *m, nfv_context *ctx, const float *x, int
         if (!s) s = nfv_tensor_download(ctx, nfv_model_activation(m, m->layer_count - 1), out);
         if (!s) memcpy(outputs + (size_t)i0 * k, out, (size_t)cnt * (size_t)k * sizeof(float));
     }
+    /* The one place a regression output leaves SD units: the raw output z
+     * (trained on (y - mean) / sd) becomes mean + sd * z in the label's
+     * units (model.h, target_mean).  Computed in double, rounded once. */
+    if (!s && m->head == NFV_HEAD_REGRESSION)
+        for (int i = 0; i < n; i++) outputs[i] = (float)(m->target_mean + m->target_sd * (double)outputs[i]);
     free(staging);
     free(out);
     nfv_tensor_free(&xt);
@@ -220,6 +239,11 @@ nfv_status nfv_checkpoint_save(const nfv_trainer *t, const char *path, int n_ext
         if (!s) s = nfv_st_writer_meta(&w, "optim.step", buf);
         snprintf(buf, sizeof buf, "%llu", m->dropout_seed);
         if (!s) s = nfv_st_writer_meta(&w, "dropout_seed", buf);
+        if (!s && m->head == NFV_HEAD_REGRESSION) {
+            s = nfv_st_writer_meta(&w, "loss", nfv_reg_loss_name(t->reg_loss));
+            snprintf(buf, sizeof buf, "%.9g", t->huber_delta);
+            if (!s) s = nfv_st_writer_meta(&w, "huber_delta", buf);
+        }
         if (!s && t->class_weights) {
             size_t u = 0;
             for (int i = 0; i < m->class_count && u < sizeof buf; i++)
@@ -244,7 +268,8 @@ nfv_status nfv_checkpoint_load(nfv_context *ctx, const char *path, nfv_model **m
     nfv_optim_config_default(&opt);
     const char *kind = nfv_st_meta(meta, "optim.kind"), *hp = nfv_st_meta(meta, "optim.hparams"),
                *step = nfv_st_meta(meta, "optim.step"), *seed = nfv_st_meta(meta, "dropout_seed"),
-               *cw = nfv_st_meta(meta, "class_weights");
+               *cw = nfv_st_meta(meta, "class_weights"), *lk = nfv_st_meta(meta, "loss"),
+               *hd = nfv_st_meta(meta, "huber_delta");
     if (!s && (!kind || !hp || !step || !seed))
         s = nfv_fail(NFV_ERR_FORMAT, "%s: not a training checkpoint (no optimizer state)", path);
     if (!s) {
@@ -273,6 +298,14 @@ nfv_status nfv_checkpoint_load(nfv_context *ctx, const char *path, nfv_model **m
     if (!s) {
         (*trainer)->step = atoi(step);
         (*model)->dropout_seed = strtoull(seed, NULL, 10);
+        if (lk && nfv_reg_loss_parse(lk, &(*trainer)->reg_loss))
+            s = nfv_fail(NFV_ERR_FORMAT, "%s: bad loss \"%.40s\"", path, lk);
+        if (!s && hd) {
+            char *end;
+            (*trainer)->huber_delta = strtof(hd, &end);
+            if (end == hd || !((*trainer)->huber_delta > 0))
+                s = nfv_fail(NFV_ERR_FORMAT, "%s: bad huber_delta \"%.40s\"", path, hd);
+        }
     }
     char name[96];
     for (int i = 0; !s && i < (*model)->layer_count; i++) {

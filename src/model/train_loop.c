@@ -23,6 +23,7 @@ void nfv_train_options_default(nfv_train_options *o)
     nfv_optim_config_default(&o->opt);
     o->seed = 1;
     o->lr = NAN;
+    o->huber_delta = NAN;
     o->schedule = NFV_LR_DEFAULT;
     o->epochs = 10;
     o->batch = 4;
@@ -41,13 +42,15 @@ typedef struct train_run {
     int *train_rows, *val_rows, *order;
     int ntrain, nval, batch;
     float *x, *targets, *outputs, *val_out;  /* x (batch, 1, D, H, W); outputs (batch, K); val_out (nval, K) */
+    int regression;                          /* the model's head is NFV_HEAD_REGRESSION */
     FILE *log;
     char ckpt[4096], logpath[4096];
     int start_epoch;
     float base_lr;
     nfv_lr_schedule schedule;
     unsigned long long seed;
-    double best_bacc, best_loss;
+    double best_bacc, best_loss, best_mae;
+    double target_mean, target_sd;           /* regression, new runs: of the train split */
 } train_run;
 
 static double now_seconds(void)
@@ -93,6 +96,7 @@ static nfv_status class_weights(const train_run *r, float **out)
     const nfv_dataset *ds = r->ds;
     *out = NULL;
     if (!spec) return NFV_OK;
+    if (r->regression) return nfv_fail(NFV_ERR_INVALID_ARG, "--class-weights: a regression head has no classes");
     float *cw = calloc((size_t)ds->class_count, sizeof(float));
     if (!cw) return nfv_fail(NFV_ERR_NO_MEMORY, "train: out of memory");
     if (!strcmp(spec, "auto")) {
@@ -116,13 +120,39 @@ static nfv_status class_weights(const train_run *r, float **out)
     return NFV_OK;
 }
 
+/* Regression: the labels must be numbers (ds from nfv_dataset_load_numeric);
+ * mean and population SD of the train split's labels, which standardize
+ * the targets (the SD must be > 0: a constant label cannot be learned). */
+static nfv_status target_scale(train_run *r)
+{
+    const nfv_dataset *ds = r->ds;
+    if (ds->class_count > 0)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s was read as class labels; a regression head needs numeric labels",
+                        ds_name(ds));
+    double sum = 0, sq = 0;
+    for (int i = 0; i < r->ntrain; i++) sum += ds->rows[r->train_rows[i]].value;
+    double mean = sum / r->ntrain;
+    for (int i = 0; i < r->ntrain; i++) {
+        double d = ds->rows[r->train_rows[i]].value - mean;
+        sq += d * d;
+    }
+    double sd = sqrt(sq / r->ntrain);
+    if (!isfinite(mean) || !(sd > 0) || !isfinite(sd))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: the %d train labels have mean %g and SD %g; regression needs labels "
+                        "that vary", ds_name(ds), r->ntrain, mean, sd);
+    r->target_mean = mean, r->target_sd = sd;
+    return NFV_OK;
+}
+
 /* A new model and trainer.  The model's affine is the preprocessed grid's
  * (of the first train volume), so visualizations overlay on the data. */
 static nfv_status start_new(train_run *r)
 {
     const nfv_train_options *o = r->o;
     const nfv_dataset *ds = r->ds;
-    if (ds->class_count < 2) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: need at least 2 classes", ds_name(ds));
+    r->regression = o->head == NFV_HEAD_REGRESSION;
+    if (r->regression) NFV_TRY(target_scale(r));
+    else if (ds->class_count < 2) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: need at least 2 classes", ds_name(ds));
     if (o->head == NFV_HEAD_BINARY && ds->class_count != 2)
         return nfv_fail(NFV_ERR_INVALID_ARG, "--head binary needs 2 classes, %s has %d", ds_name(ds), ds->class_count);
     r->grid = o->grid;
@@ -133,6 +163,7 @@ static nfv_status start_new(train_run *r)
     NFV_TRY(nfv_model_create_from_spec(r->ctx, o->arch, in, ds->class_count, (const char *const *)ds->class_names,
                                        o->head, r->seed, &r->m));
     nfv_model *m = r->m;
+    m->target_mean = r->target_mean, m->target_sd = r->target_sd;
     m->dropout_seed = nfv_mix64(r->seed ^ 0xD50ULL);
     memcpy(m->voxel_mm, r->grid.voxel_mm, sizeof m->voxel_mm);
     m->norm = r->grid.norm;
@@ -149,6 +180,12 @@ static nfv_status start_new(train_run *r)
     opt.lr = r->base_lr;
     s = nfv_trainer_create(r->ctx, m, &opt, cw, &r->t);
     free(cw);
+    if (!s && r->regression) {
+        r->t->reg_loss = o->loss;
+        if (!isnan(o->huber_delta)) r->t->huber_delta = o->huber_delta;
+        if (!(r->t->huber_delta > 0) || isinf(r->t->huber_delta))
+            s = nfv_fail(NFV_ERR_INVALID_ARG, "--huber-delta must be a number > 0, got %g", (double)o->huber_delta);
+    }
     return s;
 }
 
@@ -161,7 +198,8 @@ static nfv_status start_resume(train_run *r)
     const nfv_train_options *o = r->o;
     nfv_st_file meta;
     NFV_TRY(nfv_checkpoint_load(r->ctx, r->ckpt, &r->m, &r->t, &meta));
-    const char *e = nfv_st_meta(&meta, "epoch"), *bb = nfv_st_meta(&meta, "best_bacc"),
+    r->regression = r->m->head == NFV_HEAD_REGRESSION;
+    const char *e = nfv_st_meta(&meta, "epoch"), *bb = nfv_st_meta(&meta, r->regression ? "best_mae" : "best_bacc"),
                *bl = nfv_st_meta(&meta, "best_loss"), *sd = nfv_st_meta(&meta, "seed"),
                *bl_meta = nfv_st_meta(&meta, "base_lr"), *sc_meta = nfv_st_meta(&meta, "schedule");
     nfv_status s = NFV_OK;
@@ -172,7 +210,8 @@ static nfv_status start_resume(train_run *r)
         r->base_lr = !isnan(o->lr) ? o->lr : bl_meta ? strtof(bl_meta, NULL) : r->t->opt.lr;
         if (o->schedule != NFV_LR_DEFAULT) r->schedule = o->schedule;
         else r->schedule = sc_meta && !strcmp(sc_meta, "cosine") ? NFV_LR_COSINE : NFV_LR_CONSTANT;
-        r->best_bacc = strtod(bb, NULL), r->best_loss = strtod(bl, NULL);
+        *(r->regression ? &r->best_mae : &r->best_bacc) = strtod(bb, NULL);
+        r->best_loss = strtod(bl, NULL);
         r->seed = strtoull(sd, NULL, 10);
     }
     nfv_st_free(&meta);
@@ -180,6 +219,10 @@ static nfv_status start_resume(train_run *r)
     const nfv_model *m = r->m;
     r->grid = (nfv_grid){m->input_shape[3], m->input_shape[2], m->input_shape[1],
                          {m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2]}, m->norm};
+    if (r->regression != (r->ds->class_count == 0))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "the checkpoint %s is a %s model but %s was read %s (--head %s)", r->ckpt,
+                        nfv_head_name(m->head), ds_name(r->ds), r->regression ? "as classes" : "as numbers",
+                        r->regression ? "regression" : "softmax|binary");
     if (m->class_count != r->ds->class_count)
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s has %d classes, the checkpoint %d", ds_name(r->ds),
                         r->ds->class_count, m->class_count);
@@ -211,11 +254,17 @@ static nfv_status log_epoch(train_run *r, const nfv_epoch_result *res)
     if (!r->log) {
         r->log = fopen(r->logpath, r->o->resume ? "a" : "w");
         if (!r->log) return nfv_fail(NFV_ERR_IO, "%s: cannot write: %s", r->logpath, strerror(errno));
-        if (!r->o->resume)
+        if (!r->o->resume && r->regression)
+            fprintf(r->log, "epoch,lr,train_loss,train_mae,val_loss,val_mae,val_rmse,val_r2,seconds,saved\n");
+        else if (!r->o->resume)
             fprintf(r->log, "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_balanced_acc,val_auc,seconds,saved\n");
     }
-    fprintf(r->log, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.4f,%.4f,%.1f,%d\n", res->epoch + 1, res->lr, res->train_loss,
-            res->train_acc, res->val_loss, res->val_acc, res->val_bacc, res->val_auc, res->seconds, res->saved);
+    if (r->regression)
+        fprintf(r->log, "%d,%.6g,%.6f,%.6g,%.6f,%.6g,%.6g,%.4f,%.1f,%d\n", res->epoch + 1, res->lr, res->train_loss,
+                res->train_mae, res->val_loss, res->val_mae, res->val_rmse, res->val_r2, res->seconds, res->saved);
+    else
+        fprintf(r->log, "%d,%.6g,%.6f,%.4f,%.6f,%.4f,%.4f,%.4f,%.1f,%d\n", res->epoch + 1, res->lr, res->train_loss,
+                res->train_acc, res->val_loss, res->val_acc, res->val_bacc, res->val_auc, res->seconds, res->saved);
     if (fflush(r->log) != 0 || ferror(r->log))
         return nfv_fail(NFV_ERR_IO, "%s: write failed: %s", r->logpath, strerror(errno));
     return NFV_OK;
@@ -232,8 +281,9 @@ static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
     nfv_train_shuffle(r->order, r->ntrain, r->seed, epoch);
     nfv_train_event ev = {.kind = NFV_TRAIN_EPOCH_BEGIN, .epoch = epoch, .batches = nbatches};
     emit(r, &ev);
-    double loss_sum = 0;
+    double loss_sum = 0, abs_err = 0; /* abs_err: regression, label units */
     int correct = 0, seen = 0;
+    const nfv_model *m = r->m;
     nfv_status s = NFV_OK;
     for (int b = 0; b < nbatches && !s; b++) {
         /* Between steps nothing is being written: a safe point to stop.  The
@@ -246,7 +296,9 @@ static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
             if ((s = nfv_volume_cache_get(r->cache, row, &v))) break;
             nfv_train_augment(&o->augment, r->seed, epoch, b * r->batch + i, v, r->x + (size_t)i * per, in[1], in[2],
                               in[3]);
-            r->targets[i] = (float)r->ds->rows[row].class_index;
+            /* Regression targets in SD units (model.h, target_mean). */
+            r->targets[i] = r->regression ? (float)((r->ds->rows[row].value - m->target_mean) / m->target_sd)
+                                          : (float)r->ds->rows[row].class_index;
         }
         float loss = 0;
         if (!s) s = nfv_trainer_step(r->t, r->x, r->targets, r->batch, &loss, r->outputs);
@@ -259,17 +311,21 @@ static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
                          (double)loss, epoch + 1, b + 1, nbatches, r->ckpt);
         if (s) break;
         loss_sum += loss;
-        for (int i = 0; i < r->batch; i++)
-            correct += nfv_model_predict_class(r->m, r->outputs + (size_t)i * k) == (int)r->targets[i];
+        for (int i = 0; i < r->batch; i++) {
+            if (r->regression) abs_err += m->target_sd * fabs((double)r->outputs[i] - r->targets[i]);
+            else correct += nfv_model_predict_class(m, r->outputs + (size_t)i * k) == (int)r->targets[i];
+        }
         seen += r->batch;
         ev = (nfv_train_event){.kind = NFV_TRAIN_BATCH, .epoch = epoch, .batch = b + 1, .batches = nbatches,
-                               .loss = loss_sum / (b + 1), .acc = (double)correct / seen};
+                               .loss = loss_sum / (b + 1), .acc = r->regression ? NAN : (double)correct / seen,
+                               .mae = r->regression ? abs_err / seen : NAN};
         emit(r, &ev);
     }
     ev = (nfv_train_event){.kind = NFV_TRAIN_BATCHES_END, .epoch = epoch, .batches = nbatches};
     emit(r, &ev);
     res->train_loss = nbatches ? loss_sum / nbatches : NAN;
-    res->train_acc = seen ? (double)correct / seen : NAN;
+    res->train_acc = seen && !r->regression ? (double)correct / seen : NAN;
+    res->train_mae = seen && r->regression ? abs_err / seen : NAN;
     return s;
 }
 
@@ -283,12 +339,39 @@ static double host_loss(const nfv_model *m, const float *row, int truth)
     return -log(q);
 }
 
+/* Regression validation: predictions (label units, nfv_model_predict) give
+ * MAE, RMSE, R^2; the loss is the training loss on standardized values, so
+ * it compares with the train loss. */
+static nfv_status validate_regression(train_run *r, nfv_epoch_result *res)
+{
+    const nfv_model *m = r->m;
+    int n = r->nval;
+    double *y = malloc((size_t)n * sizeof(double)), *p = malloc((size_t)n * sizeof(double)), loss = 0;
+    if (!y || !p) {
+        free(y), free(p);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "validation: out of memory");
+    }
+    const double delta = r->t->huber_delta;
+    for (int i = 0; i < n; i++) {
+        y[i] = r->ds->rows[r->val_rows[i]].value, p[i] = r->val_out[i];
+        double d = (p[i] - y[i]) / m->target_sd, a = fabs(d);
+        loss += r->t->reg_loss == NFV_LOSS_HUBER ? (a <= delta ? 0.5 * d * d : delta * (a - 0.5 * delta)) : d * d;
+    }
+    nfv_regression_metrics met;
+    nfv_status s = nfv_regression_metrics_compute(n, y, p, &met);
+    free(y), free(p);
+    res->val_loss = n ? loss / n : NAN;
+    res->val_mae = met.mae, res->val_rmse = met.rmse, res->val_r2 = met.r2;
+    return s ? nfv_fail_context(s, "validation on %d rows of %s", n, ds_name(r->ds)) : NFV_OK;
+}
+
 /* Eval-mode loss and metrics on the val rows into res. */
 static nfv_status validate(train_run *r, nfv_epoch_result *res)
 {
     nfv_model *m = r->m;
     int n = r->nval;
     NFV_TRY(nfv_model_predict_rows(m, r->ctx, r->cache, r->val_rows, n, r->batch, r->val_out));
+    if (r->regression) return validate_regression(r, res);
     int k = nfv_model_outputs(m);
     int *truth = malloc((size_t)n * sizeof(int)), *pred = malloc((size_t)n * sizeof(int));
     double *score = malloc((size_t)n * sizeof(double));
@@ -323,9 +406,13 @@ static nfv_status save_epoch(train_run *r, int epoch, nfv_epoch_result *res)
     res->saved = 0;
     if (r->nval > 0) {
         NFV_TRY(validate(r, res));
-        double bacc = res->val_bacc;
-        if (bacc > r->best_bacc || (bacc == r->best_bacc && res->val_loss < r->best_loss)) {
-            r->best_bacc = bacc, r->best_loss = res->val_loss;
+        double bacc = res->val_bacc, mae = res->val_mae;
+        int better = r->regression ? mae < r->best_mae || (mae == r->best_mae && res->val_loss < r->best_loss)
+                                   : bacc > r->best_bacc || (bacc == r->best_bacc && res->val_loss < r->best_loss);
+        if (better) {
+            if (r->regression) r->best_mae = mae;
+            else r->best_bacc = bacc;
+            r->best_loss = res->val_loss;
             NFV_TRY(nfv_model_save(r->m, r->o->out));
             res->saved = 1;
         }
@@ -335,11 +422,11 @@ static nfv_status save_epoch(train_run *r, int epoch, nfv_epoch_result *res)
     }
     char ebuf[32], bb[32], bl[32], sd[32], blr[32];
     snprintf(ebuf, sizeof ebuf, "%d", epoch + 1);
-    snprintf(bb, sizeof bb, "%.17g", r->best_bacc);
+    snprintf(bb, sizeof bb, "%.17g", r->regression ? r->best_mae : r->best_bacc);
     snprintf(bl, sizeof bl, "%.17g", r->best_loss);
     snprintf(sd, sizeof sd, "%llu", r->seed);
     snprintf(blr, sizeof blr, "%.9g", r->base_lr);
-    const char *keys[6] = {"epoch", "best_bacc", "best_loss", "seed", "base_lr", "schedule"},
+    const char *keys[6] = {"epoch", r->regression ? "best_mae" : "best_bacc", "best_loss", "seed", "base_lr", "schedule"},
                *vals[6] = {ebuf, bb, bl, sd, blr, nfv_lr_schedule_name(r->schedule)};
     return nfv_checkpoint_save(r->t, r->ckpt, 6, keys, vals);
 }
@@ -347,7 +434,8 @@ static nfv_status save_epoch(train_run *r, int epoch, nfv_epoch_result *res)
 static nfv_status run_epoch(train_run *r, int epoch)
 {
     double t0 = now_seconds();
-    nfv_epoch_result res = {.epoch = epoch, .val_loss = NAN, .val_acc = NAN, .val_bacc = NAN, .val_auc = NAN};
+    nfv_epoch_result res = {.epoch = epoch, .val_loss = NAN, .val_acc = NAN, .val_bacc = NAN, .val_auc = NAN,
+                            .train_mae = NAN, .val_mae = NAN, .val_rmse = NAN, .val_r2 = NAN};
     res.lr = r->t->opt.lr = nfv_train_lr(r->schedule, r->base_lr, epoch, r->o->epochs);
     NFV_TRY(train_batches(r, epoch, &res));
     NFV_TRY(save_epoch(r, epoch, &res));
@@ -378,13 +466,13 @@ nfv_status nfv_train_run(nfv_context *ctx, const nfv_dataset *ds, const nfv_trai
     if (!o || !o->out || !o->out[0]) return nfv_fail(NFV_ERR_INVALID_ARG, "train: no output model path");
     if (o->epochs < 1 || o->batch < 1)
         return nfv_fail(NFV_ERR_INVALID_ARG, "train: epochs (%d) and batch (%d) must be >= 1", o->epochs, o->batch);
-    train_run r = {.ctx = ctx, .ds = ds, .o = o, .best_bacc = -1, .best_loss = INFINITY};
+    train_run r = {.ctx = ctx, .ds = ds, .o = o, .best_bacc = -1, .best_loss = INFINITY, .best_mae = INFINITY};
     snprintf(r.ckpt, sizeof r.ckpt, "%s.ckpt", o->out);
     snprintf(r.logpath, sizeof r.logpath, "%s.log.csv", o->out);
     if (result) memset(result, 0, sizeof *result);
     nfv_status s = run(&r, result);
     if (result) {
-        result->best_bacc = r.best_bacc, result->best_loss = r.best_loss;
+        result->best_bacc = r.best_bacc, result->best_loss = r.best_loss, result->best_mae = r.best_mae;
         result->start_epoch = r.start_epoch;
     }
     if (r.log) fclose(r.log);

@@ -47,6 +47,10 @@ const char *nfv_target_format(const nfv_model *m, const nfv_target *t, char *buf
 {
     const char *neg = t->minimize ? "-" : "";
     char tmp[16];
+    if (t->is_logit && m->head == NFV_HEAD_REGRESSION && t->kind == NFV_TARGET_FEATURE) {
+        snprintf(buf, cap, "%soutput", neg); /* the one value: logit:0 and output are the same target */
+        return buf;
+    }
     if (t->is_logit) {
         /* Binary head: the class is 1 unless the sign was flipped by naming class 0. */
         int cls = t->unit;
@@ -216,6 +220,27 @@ static nfv_status parse_logit(const nfv_model *m, const target_text *tt, nfv_tar
     return NFV_OK;
 }
 
+/* output: a regression model's prediction, the raw (standardized) value of
+ * its last layer (maximized; -output minimizes it).  Classifiers have one
+ * score per class: logit:CLASS. */
+static nfv_status parse_output(const nfv_model *m, const target_text *tt, nfv_target t, nfv_target **arr, int *n,
+                               int *cap)
+{
+    if (m->head != NFV_HEAD_REGRESSION) {
+        char list[512];
+        list_classes(m, list, sizeof list);
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "target \"%s\": output is the prediction of a regression model; this model has a %s head: use "
+                        "logit:CLASS (classes: %s; or all), or output:N for a unit of the last layer",
+                        tt->text, nfv_head_name(m->head), list);
+    }
+    t.kind = NFV_TARGET_FEATURE;
+    t.layer = nfv_model_logit_layer(m);
+    t.unit = 0;
+    t.is_logit = 1;
+    return finish(m, &t, arr, n, cap);
+}
+
 /* LAYER, LAYER:CHANNEL[@z,y,x], LAYER:all[@z,y,x]. */
 static nfv_status parse_layer(const nfv_model *m, const target_text *tt, nfv_target t, nfv_target **arr, int *n,
                               int *cap)
@@ -294,7 +319,10 @@ nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **t
     nfv_target *arr = NULL;
     int n = 0, cap = 0;
     int logit = !strcmp(p, "logit") || !strcmp(p, "logits") || !strcmp(p, "contrast");
-    nfv_status st = logit ? parse_logit(m, &tt, t, &arr, &n, &cap) : parse_layer(m, &tt, t, &arr, &n, &cap);
+    int output = !strcmp(p, "output") && !colon; /* output:N stays a unit of the last layer */
+    nfv_status st = output  ? parse_output(m, &tt, t, &arr, &n, &cap)
+                    : logit ? parse_logit(m, &tt, t, &arr, &n, &cap)
+                            : parse_layer(m, &tt, t, &arr, &n, &cap);
     if (st) {
         free(arr);
         return st;
