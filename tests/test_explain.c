@@ -297,3 +297,26 @@ TEST(explain_bad_names_and_layers)
     free(x);
     nfv_model_free(m);
 }
+
+/* The scores on cases computed by hand. */
+TEST(explain_scores_by_hand)
+{
+    float map[4] = {1, -2, 3, 0}, mask[4] = {0, 1, 1, 0};
+    double mass = nfv_explain_mass_in(map, mask, 4);
+    CHECK(fabs(mass - 5.0 / 6.0) < 1e-12, "mass in mask (|-2| + 3) / 6 = %g", mass);
+    CHECK(nfv_explain_pointing(map, mask, 4) == 1, "largest |map| (3) is inside");
+    float zeros[4] = {0};
+    CHECK(nfv_explain_mass_in(zeros, mask, 4) == 0, "an all-zero map has no mass");
+    /* |a| ranks 1, 2.5, 2.5, 4 (a tie), b ranks 1..4: r = 4.5 / sqrt(4.5 * 5) */
+    float a[4] = {1, -2, 2, 4}, b[4] = {1, 2, 3, 4}, rev[4] = {4, 3, 2, 1};
+    double rho = nfv_explain_spearman(a, b, NULL, 4);
+    CHECK(fabs(rho - 4.5 / sqrt(22.5)) < 1e-12, "Spearman with a tie %g, want %g", rho, 4.5 / sqrt(22.5));
+    CHECK(fabs(nfv_explain_spearman(b, rev, NULL, 4) + 1) < 1e-12, "reversed ranks give -1");
+    float where[4] = {1, 0, 1, 1};
+    /* over voxels 0, 2, 3: a = 1, 2, 4 and b = 1, 3, 4: Pearson by hand */
+    double ma = 7.0 / 3, mb = 8.0 / 3, sab = 0, saa = 0, sbb = 0, va[3] = {1, 2, 4}, vb[3] = {1, 3, 4};
+    for (int i = 0; i < 3; i++) sab += (va[i] - ma) * (vb[i] - mb), saa += (va[i] - ma) * (va[i] - ma), sbb += (vb[i] - mb) * (vb[i] - mb);
+    double r = nfv_explain_pearson(a, b, where, 4);
+    CHECK(fabs(r - sab / sqrt(saa * sbb)) < 1e-12, "Pearson over the selected voxels %g, want %g", r, sab / sqrt(saa * sbb));
+    CHECK(isnan(nfv_explain_pearson(zeros, b, NULL, 4)), "a constant map has no correlation");
+}

@@ -88,27 +88,39 @@ TEST(explain_cli_map_lands_on_oblique_subject)
     CHECK(test_run(cmd, NULL) == 0, "overlay PNG and report written under %s", out);
 }
 
-/* Every method on a 6 mm lesion cohort with an untrained model: the run
- * completes, writes every file, and its scores are proportions. */
-TEST(explain_cli_all_methods_with_truth)
+/* A 6 mm lesion cohort (12 subjects) and an untrained model on its grid,
+ * under the test folder; made once, by whichever test needs them first. */
+static int cohort_and_model(char *dir, char *model, size_t cap)
 {
-    char dir[512], model[512], out[512], cmd[4096], log[512];
-    snprintf(dir, sizeof dir, "%s/explain_cohort", test_tmpdir());
-    snprintf(model, sizeof model, "%s/explain_cohort.safetensors", test_tmpdir());
-    snprintf(out, sizeof out, "%s/explain_all", test_tmpdir());
-    snprintf(log, sizeof log, "%s/explain_all.log", test_tmpdir());
+    char cmd[2048], log[512];
+    snprintf(dir, cap, "%s/explain_cohort", test_tmpdir());
+    snprintf(model, cap, "%s/explain_cohort.safetensors", test_tmpdir());
+    snprintf(log, sizeof log, "%s/explain_cohort.log", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "test -s %s && test -s %s/labels.csv", model, dir);
+    if (test_run(cmd, NULL) == 0) return 1;
     snprintf(cmd, sizeof cmd, "%s synth --n 12 --voxel 6 --lesion-size 24,30 --seed 3 --split 50/0/50 --out %s", test_bin(), dir);
-    if (!CHECK(test_run(cmd, log) == 0, "synth (log %s)", log)) return;
+    if (!CHECK(test_run(cmd, log) == 0, "synth (log %s)", log)) return 0;
     const int in[4] = {1, 31, 37, 31};
     const char *names[3] = {"cross", "cube", "sphere"};
     nfv_model *m = NULL;
     if (!CHECK_OK(nfv_model_create_from_spec(test_ctx(), "conv(4,k3,p1) relu maxpool(2) conv(4,k3,p1) relu flatten linear(3)",
                                              in, 3, names, NFV_HEAD_SOFTMAX, 2, &m)))
-        return;
+        return 0;
     m->voxel_mm[0] = m->voxel_mm[1] = m->voxel_mm[2] = 6.0;
     nfv_model_default_grid(m);
-    CHECK_OK(nfv_model_save(m, model));
+    int ok = CHECK_OK(nfv_model_save(m, model));
     nfv_model_free(m);
+    return ok;
+}
+
+/* Every method on the 6 mm lesion cohort with an untrained model: the run
+ * completes, writes every file, and its scores are proportions. */
+TEST(explain_cli_all_methods_with_truth)
+{
+    char dir[512], model[512], out[512], cmd[8192], log[512];
+    if (!cohort_and_model(dir, model, sizeof dir)) return;
+    snprintf(out, sizeof out, "%s/explain_all", test_tmpdir());
+    snprintf(log, sizeof log, "%s/explain_all.log", test_tmpdir());
     snprintf(cmd, sizeof cmd,
              "%s explain --model %s --data %s/labels.csv --split test --method all --samples 3 --steps 8 --box 8 --stride 8 "
              "--batch 3 --truth %s --out %s",
@@ -137,26 +149,35 @@ TEST(explain_cli_all_methods_with_truth)
              "test $(wc -l < %s/subjects.csv) -eq 37 && ls %s/sub-*/integrated-gradients.nii.gz >/dev/null",
              out, out, out, out, out);
     CHECK(test_run(cmd, NULL) == 0, "mean maps, Markdown, 36 subject rows and subject maps under %s", out);
+    /* Feature visualizations of the same model scored against the same truth. */
+    snprintf(cmd, sizeof cmd,
+             "(%s visualize --model %s --target logit:all --steps 4 --importance on --out %s/vis && "
+             "%s explain --model %s --data %s/labels.csv --method saliency --truth %s --vis %s/vis --out %s/with_vis && "
+             "test $(wc -l < %s/with_vis/vis_scores.csv) -eq 4 && grep -q 'logit:cube' %s/with_vis/summary.md)",
+             test_bin(), model, out, test_bin(), model, dir, dir, out, out, out, out);
+    CHECK(test_run(cmd, log) == 0, "explain --vis scores the 3 logit importance maps (log %s)", log);
 }
 
 TEST(explain_cli_bad_arguments)
 {
-    char cmd[2048], log[512], model[512];
-    snprintf(model, sizeof model, "%s/explain_cohort.safetensors", test_tmpdir());
+    char cmd[2048], log[512], model[512], dir[512];
+    if (!cohort_and_model(dir, model, sizeof dir)) return;
     snprintf(log, sizeof log, "%s/explain_bad.log", test_tmpdir());
     struct {
         const char *args, *want;
     } cases[] = {
-        {"--method lrp --input x.nii.gz --out o", "unknown attribution method \"lrp\""},
-        {"--input x.nii.gz --data y.csv --out o", "one of --input or --data"},
-        {"--input %s/explain_cohort/sub-0001.nii.gz --cam-layer nosuch --method gradcam --target logit:cube --out o", "nosuch"},
-        {"--input %s/explain_cohort/sub-0001.nii.gz --baseline /nonexistent.nii.gz --method integrated-gradients --target logit:cube --out o", "--baseline"},
-        {"--input %s/explain_cohort/sub-0001.nii.gz --target label --out o", "--target label needs --data"},
+        {"--method lrp --input x.nii.gz --out %s/explain_bad_out", "unknown attribution method \"lrp\""},
+        {"--input x.nii.gz --data y.csv --out %s/explain_bad_out", "one of --input or --data"},
+        {"--input %s/explain_cohort/sub-0001.nii.gz --cam-layer nosuch --method gradcam --target logit:cube --out %s/explain_bad_out", "nosuch"},
+        {"--input %s/explain_cohort/sub-0001.nii.gz --baseline /nonexistent.nii.gz --method integrated-gradients --target logit:cube --out %s/explain_bad_out", "--baseline"},
+        {"--input %s/explain_cohort/sub-0001.nii.gz --target label --out %s/explain_bad_out", "--target label needs --data"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[1024];
-        snprintf(args, sizeof args, cases[i].args, test_tmpdir());
-        snprintf(cmd, sizeof cmd, "cd %s && %s explain --model %s %s", test_tmpdir(), test_bin(), model, args);
+        const char *t = test_tmpdir();
+        /* every case names the temporary folder once or twice (input, output) */
+        snprintf(args, sizeof args, cases[i].args, t, t);
+        snprintf(cmd, sizeof cmd, "%s explain --model %s %s", test_bin(), model, args);
         int rc = test_run(cmd, log);
         char text[4096] = "";
         FILE *f = fopen(log, "r");
