@@ -99,7 +99,8 @@ double nfv_explain_pearson(const float *a, const float *b, const float *where, s
  * target against the region where that class's lesions lie (the union of
  * the explained subjects' lesion masks of the class), and each
  * visualization (<stem>_change.nii.gz when the start was a template, else
- * <stem>.nii.gz) against the age-effect map (Pearson r over the brain). */
+ * <stem>.nii.gz) against the age-effect map (Pearson r over the brain, and
+ * the share of its |mass| in the region where |effect| >= 20 % of its max). */
 typedef struct nfv_explain_vis_score {
     char target[128];        /* logit:cube, output, ... (from the file name) */
     char file[256];          /* the file scored, relative to the folder */
@@ -107,6 +108,7 @@ typedef struct nfv_explain_vis_score {
     double brain_mass;       /* importance mass inside the brain (NaN: n/a) */
     int hit;                 /* pointing game in the region (-1: n/a) */
     double effect_r;         /* r with the age-effect map (NaN: n/a) */
+    double effect_mass;      /* |mass| in the age-effect region (|effect| >= 20 % of max; NaN: n/a) */
 } nfv_explain_vis_score;
 
 /* regions: classes volumes (0/1, any grid; nx = 0: none for that class),
@@ -138,6 +140,10 @@ typedef struct nfv_explain_summary {
     /* Age truth: Pearson r of the split's mean map with the age-effect map
      * (signed, and of the absolute values); NaN when none. */
     double effect_r[NFV_EXPLAIN_METHODS], effect_abs_r[NFV_EXPLAIN_METHODS];
+    /* ... and the share of the mean map's |mass| in the age-effect region
+     * (|effect| >= 20 % of its maximum), with that region's share of the
+     * brain as chance. */
+    double effect_mass[NFV_EXPLAIN_METHODS], effect_chance;
     char target[128];                            /* the target as given (label, predicted, output, ...) */
     char model[256];
     const nfv_explain_vis_score *vis;            /* feature visualizations scored (nfv_explain_score_vis) */

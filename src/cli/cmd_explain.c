@@ -323,7 +323,7 @@ static nfv_status write_means(explain_run *r, const nfv_volume *grid, const nfv_
     nfv_status st = NFV_OK;
     for (int k = 0; k < r->a->nmethods && !st; k++) {
         const char *name = nfv_explain_method_name(r->a->method[k]);
-        r->sum.effect_r[k] = r->sum.effect_abs_r[k] = NAN;
+        r->sum.effect_r[k] = r->sum.effect_abs_r[k] = r->sum.effect_mass[k] = NAN;
         for (int c = 0; c <= r->classes && !st; c++) {
             if (!r->mean_n[c]) continue;
             const double *src = r->mean_sum + ((size_t)k * (r->classes + 1) + c) * per;
@@ -349,6 +349,17 @@ static nfv_status write_means(explain_run *r, const nfv_volume *grid, const nfv_
                 if (!st) {
                     r->sum.effect_r[k] = nfv_explain_pearson(v.data, r->effect.data, brain, per);
                     r->sum.effect_abs_r[k] = nfv_explain_pearson(absm, abse, brain, per);
+                    /* The region where the age effect is strong, inside the brain. */
+                    float emax = 0;
+                    size_t in = 0, all = 0;
+                    for (size_t i = 0; i < per; i++) emax = brain[i] && abse[i] > emax ? abse[i] : emax;
+                    for (size_t i = 0; i < per; i++) {
+                        abse[i] = brain[i] && abse[i] >= 0.2f * emax;
+                        in += abse[i] > 0, all += brain[i] > 0;
+                        if (!brain[i]) absm[i] = 0;
+                    }
+                    r->sum.effect_mass[k] = nfv_explain_mass_in(absm, abse, per);
+                    r->sum.effect_chance = all ? (double)in / all : NAN;
                 }
                 free(absm), free(abse);
             }
@@ -500,15 +511,16 @@ static void print_summary(const explain_run *r)
     if (s->scored) printf(" %16s %14s", "mass in lesion", "pointing game");
     int age = 0;
     for (int k = 0; k < s->count; k++) age |= !isnan(s->effect_r[k]);
-    if (age) printf(" %12s", "r age effect");
+    if (age) printf(" %12s %18s", "r age effect", "mass effect region");
     printf("\n");
     for (int k = 0; k < s->count; k++) {
         printf("%-22s %10.2f", nfv_explain_method_name(s->method[k]), s->seconds[k] / s->subjects);
         if (s->scored) printf(" %16.3f %8d/%-5d", s->mass[k] / s->scored, s->hits[k], s->scored);
-        if (age) printf(" %12.3f", s->effect_r[k]);
+        if (age) printf(" %12.3f %18.3f", s->effect_r[k], s->effect_mass[k]);
         printf("\n");
     }
     if (s->scored) printf("chance mass (lesion / brain voxels): %.4f\n", s->chance / s->scored);
+    if (age) printf("chance mass (age-effect region / brain voxels): %.4f\n", s->effect_chance);
     printf("report: %s/index.html\n", r->a->out);
 }
 
@@ -565,6 +577,7 @@ int cmd_explain(int argc, char **argv)
     memset(&r, 0, sizeof r);
     r.a = &a;
     r.sum.count = a.nmethods;
+    r.sum.effect_chance = NAN;
     memcpy(r.sum.method, a.method, sizeof a.method);
     nfv_dataset ds;
     memset(&ds, 0, sizeof ds);

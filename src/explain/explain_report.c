@@ -23,14 +23,14 @@ static nfv_status write_csv(const nfv_explain_summary *s, const char *path)
     nfv_atomic_file af;
     NFV_TRY(nfv_atomic_open(&af, path, "w"));
     fprintf(af.f, "method,subjects,seconds_per_subject,scored,mass_in_lesion_mean,mass_in_lesion_sd,pointing_game,"
-                  "chance_mass,effect_r,effect_abs_r\n");
+                  "chance_mass,effect_r,effect_abs_r,effect_mass,effect_chance\n");
     for (int k = 0; k < s->count; k++) {
         double mean, sd;
         mean_sd(s->mass[k], s->mass_sq[k], s->scored, &mean, &sd);
-        fprintf(af.f, "%s,%d,%.3f,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n", nfv_explain_method_name(s->method[k]),
+        fprintf(af.f, "%s,%d,%.3f,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f\n", nfv_explain_method_name(s->method[k]),
                 s->subjects, s->subjects ? s->seconds[k] / s->subjects : NAN, s->scored, mean, sd,
                 s->scored ? (double)s->hits[k] / s->scored : NAN, s->scored ? s->chance / s->scored : NAN,
-                s->effect_r[k], s->effect_abs_r[k]);
+                s->effect_r[k], s->effect_abs_r[k], s->effect_mass[k], s->effect_chance);
     }
     return nfv_atomic_commit(&af);
 }
@@ -42,15 +42,16 @@ static void vis_table(FILE *f, const nfv_explain_summary *s, int html)
     const char *row0 = html ? "<tr><td>" : "| ", *sep = html ? "</td><td>" : " | ", *row1 = html ? "</td></tr>\n" : " |\n";
     fprintf(f, html ? "<h2>Feature visualizations against the same truth</h2>\n<table>\n<tr><th>target</th><th>file</th>"
                       "<th>importance mass in the class's lesion region</th><th>pointing game</th><th>chance (region / brain)</th>"
-                      "<th>mass inside the brain</th><th>r with age effect</th></tr>\n"
+                      "<th>mass inside the brain</th><th>r with age effect</th><th>mass in age-effect region</th></tr>\n"
                     : "\nFeature visualizations against the same truth (importance: mean |d objective / d image| over the "
                       "optimization; region: the union of the class's lesion masks):\n\n| target | file | importance mass in "
                       "the class's lesion region | pointing game | chance (region / brain) | mass inside the brain | r with age "
-                      "effect |\n|---|---|---:|---:|---:|---:|---:|\n");
+                      "effect | mass in age-effect region |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < s->vis_count; i++) {
         const nfv_explain_vis_score *v = &s->vis[i];
-        fprintf(f, "%s%s%s%s%s%.3f%s%s%s%.3f%s%.3f%s%.3f", row0, v->target, sep, v->file, sep, v->mass, sep,
-                v->hit < 0 ? "n/a" : v->hit ? "hit" : "miss", sep, v->chance, sep, v->brain_mass, sep, v->effect_r);
+        fprintf(f, "%s%s%s%s%s%.3f%s%s%s%.3f%s%.3f%s%.3f%s%.3f", row0, v->target, sep, v->file, sep, v->mass, sep,
+                v->hit < 0 ? "n/a" : v->hit ? "hit" : "miss", sep, v->chance, sep, v->brain_mass, sep, v->effect_r, sep,
+                v->effect_mass);
         fputs(row1, f);
     }
     if (html) fputs("</table>\n", f);
@@ -64,12 +65,14 @@ static void tables(FILE *f, const nfv_explain_summary *s, int html)
     for (int k = 0; k < s->count; k++) age |= !isnan(s->effect_r[k]);
     fprintf(f, html ? "<table>\n<tr><th>method</th><th>s / subject</th>" : "| method | s / subject");
     if (lesion) fprintf(f, html ? "<th>mass in lesion (mean &plusmn; SD)</th><th>pointing game</th>" : " | mass in lesion (mean ± SD) | pointing game");
-    if (age) fprintf(f, html ? "<th>r with age effect</th><th>r of |maps|</th>" : " | r with age effect | r of \\|maps\\|");
+    if (age)
+        fprintf(f, html ? "<th>r with age effect</th><th>r of |maps|</th><th>mass in age-effect region</th>"
+                        : " | r with age effect | r of \\|maps\\| | mass in age-effect region");
     fprintf(f, html ? "</tr>\n" : " |\n");
     if (!html) {
         fprintf(f, "|---|---:");
         if (lesion) fprintf(f, "|---:|---:");
-        if (age) fprintf(f, "|---:|---:");
+        if (age) fprintf(f, "|---:|---:|---:");
         fprintf(f, "|\n");
     }
     for (int k = 0; k < s->count; k++) {
@@ -81,7 +84,7 @@ static void tables(FILE *f, const nfv_explain_summary *s, int html)
             fprintf(f, "%s%.3f %s %.3f%s%d/%d (%.0f %%)", sep, mean, html ? "&plusmn;" : "±", sd, sep, s->hits[k],
                     s->scored, 100.0 * s->hits[k] / s->scored);
         }
-        if (age) fprintf(f, "%s%.3f%s%.3f", sep, s->effect_r[k], sep, s->effect_abs_r[k]);
+        if (age) fprintf(f, "%s%.3f%s%.3f%s%.3f", sep, s->effect_r[k], sep, s->effect_abs_r[k], sep, s->effect_mass[k]);
         fputs(row1, f);
     }
     if (html) fputs("</table>\n", f);
@@ -89,6 +92,10 @@ static void tables(FILE *f, const nfv_explain_summary *s, int html)
         fprintf(f, html ? "<p>Chance (lesion voxels / brain voxels): %.4f, over %d subjects with a lesion mask.</p>\n"
                         : "\nChance (lesion voxels / brain voxels): %.4f, over %d subjects with a lesion mask.\n",
                 s->chance / s->scored, s->scored);
+    if (age)
+        fprintf(f, html ? "<p>Chance (age-effect region / brain voxels): %.4f; the region is where |effect| &ge; 20 %% of its maximum.</p>\n"
+                        : "\nChance (age-effect region / brain voxels): %.4f; the region is where |effect| >= 20 %% of its maximum.\n",
+                s->effect_chance);
     if (s->spearman_n && s->count > 1) {
         fprintf(f, html ? "<h2>Spearman rank correlation of |maps| between methods</h2>\n<table>\n<tr><th></th>"
                         : "\nSpearman rank correlation of |maps| between methods (mean over %d subjects, brain voxels):\n\n| |",
@@ -146,11 +153,11 @@ static nfv_status write_vis_csv(const nfv_explain_summary *s, const char *path)
 {
     nfv_atomic_file af;
     NFV_TRY(nfv_atomic_open(&af, path, "w"));
-    fprintf(af.f, "target,file,mass_in_region,pointing_hit,chance,mass_in_brain,effect_r\n");
+    fprintf(af.f, "target,file,mass_in_region,pointing_hit,chance,mass_in_brain,effect_r,effect_mass\n");
     for (int i = 0; i < s->vis_count; i++) {
         const nfv_explain_vis_score *v = &s->vis[i];
-        fprintf(af.f, "%s,%s,%.4f,%d,%.4f,%.4f,%.4f\n", v->target, v->file, v->mass, v->hit, v->chance, v->brain_mass,
-                v->effect_r);
+        fprintf(af.f, "%s,%s,%.4f,%d,%.4f,%.4f,%.4f,%.4f\n", v->target, v->file, v->mass, v->hit, v->chance, v->brain_mass,
+                v->effect_r, v->effect_mass);
     }
     return nfv_atomic_commit(&af);
 }

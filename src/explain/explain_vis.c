@@ -98,7 +98,7 @@ static nfv_status score_importance(const char *dir, const char *name, const nfv_
         sc->hit = nfv_explain_pointing(imp.data, reg.data, n);
         sc->chance = all ? (double)in / all : NAN;
         sc->brain_mass = nfv_explain_mass_in(imp.data, br.data, n);
-        sc->effect_r = NAN;
+        sc->effect_r = sc->effect_mass = NAN;
         *used = 1;
     }
     nfv_volume_free(&imp), nfv_volume_free(&reg), nfv_volume_free(&br);
@@ -127,7 +127,17 @@ static nfv_status score_effect(const char *dir, const char *name, const nfv_volu
         snprintf(sc->file, sizeof sc->file, "%s", strrchr(path, '/') + 1);
         sc->mass = sc->chance = sc->brain_mass = NAN;
         sc->hit = -1;
-        sc->effect_r = nfv_explain_pearson(v.data, eff.data, br.data, nfv_volume_numel(&v));
+        size_t n = nfv_volume_numel(&v);
+        sc->effect_r = nfv_explain_pearson(v.data, eff.data, br.data, n);
+        /* |mass| inside the brain that falls where |effect| >= 20 % of its max */
+        float emax = 0;
+        for (size_t i = 0; i < n; i++) emax = br.data[i] > 0.5f && fabsf(eff.data[i]) > emax ? fabsf(eff.data[i]) : emax;
+        for (size_t i = 0; i < n; i++) {
+            int inb = br.data[i] > 0.5f;
+            eff.data[i] = inb && fabsf(eff.data[i]) >= 0.2f * emax;
+            if (!inb) v.data[i] = 0;
+        }
+        sc->effect_mass = nfv_explain_mass_in(v.data, eff.data, n);
         *used = 1;
     }
     nfv_volume_free(&v), nfv_volume_free(&eff), nfv_volume_free(&br);
