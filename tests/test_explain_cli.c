@@ -156,6 +156,13 @@ TEST(explain_cli_all_methods_with_truth)
              "test $(wc -l < %s/with_vis/vis_scores.csv) -eq 4 && grep -q 'logit:cube' %s/with_vis/summary.md)",
              test_bin(), model, out, test_bin(), model, dir, dir, out, out, out, out);
     CHECK(test_run(cmd, log) == 0, "explain --vis scores the 3 logit importance maps (log %s)", log);
+    /* Two shards: 3 subjects each, own report folders, the maps of all 6. */
+    snprintf(cmd, sizeof cmd,
+             "(for s in 1/2 2/2; do %s explain --model %s --data %s/labels.csv --method saliency --shard $s --out %s/sharded "
+             "|| exit 1; done; test $(wc -l < %s/sharded/shard-1-of-2/summary.csv) -eq 2 && "
+             "grep -q '^saliency,3,' %s/sharded/shard-2-of-2/summary.csv && test $(ls -d %s/sharded/sub-* | wc -l) -eq 6)",
+             test_bin(), model, dir, out, out, out, out);
+    CHECK(test_run(cmd, log) == 0, "explain --shard 1/2 and 2/2 split the subjects and keep their reports apart (log %s)", log);
 }
 
 TEST(explain_cli_bad_arguments)

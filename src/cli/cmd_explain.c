@@ -52,6 +52,7 @@ typedef struct explain_run {
     nfv_atomic_file subjects_af;
     char *pictures[MAX_PICTURES], *captions[MAX_PICTURES];
     int npictures;
+    char report_dir[4096];      /* --out, or --out/shard-I-of-N: a shard's means and report do not clobber another's */
 } explain_run;
 
 static nfv_status parse_methods(explain_args *a)
@@ -218,7 +219,7 @@ static nfv_status subject_outputs(explain_run *r, const subject *s, int k, const
     if (!st) st = overlay_png(&in_subject, &s->orig, path);
     if (!st && s->first) {
         char rel[600], cap[600];
-        snprintf(rel, sizeof rel, "%s/%s.png", s->stem, name);
+        snprintf(rel, sizeof rel, "%s%s/%s.png", strcmp(r->report_dir, r->a->out) ? "../" : "", s->stem, name);
         snprintf(cap, sizeof cap, "%s: %s, %s", s->stem, name, s->target.name);
         st = add_picture(r, rel, cap);
     }
@@ -328,9 +329,9 @@ static nfv_status write_means(explain_run *r, const nfv_volume *grid, const nfv_
             if (!r->mean_n[c]) continue;
             const double *src = r->mean_sum + ((size_t)k * (r->classes + 1) + c) * per;
             for (size_t i = 0; i < per; i++) v.data[i] = (float)(src[i] / r->mean_n[c]);
-            char base[4096], path[4200];
-            if (c < r->classes) snprintf(base, sizeof base, "%s/mean_%s_%s", r->a->out, name, r->m->class_names[c]);
-            else snprintf(base, sizeof base, "%s/mean_%s", r->a->out, name);
+            char base[4400], path[4500];
+            if (c < r->classes) snprintf(base, sizeof base, "%s/mean_%s_%s", r->report_dir, name, r->m->class_names[c]);
+            else snprintf(base, sizeof base, "%s/mean_%s", r->report_dir, name);
             snprintf(path, sizeof path, "%s.nii.gz", base);
             st = nfv_volume_write(path, &v);
             snprintf(path, sizeof path, "%s.png", base);
@@ -436,7 +437,11 @@ static nfv_status list_subjects(explain_args *a, nfv_dataset *ds, subject **subs
 static nfv_status run_explain(explain_run *r, subject *subs, int count)
 {
     explain_args *a = r->a;
-    nfv_status st = nfv_mkdirs(a->out);
+    int si = 1, sn = 1;
+    if (a->shard && a->data) nfv_shard_parse(a->shard, &si, &sn); /* validated by list_subjects */
+    if (sn > 1) snprintf(r->report_dir, sizeof r->report_dir, "%s/shard-%d-of-%d", a->out, si, sn);
+    else snprintf(r->report_dir, sizeof r->report_dir, "%s", a->out);
+    nfv_status st = nfv_mkdirs(r->report_dir);
     if (!st) st = load_baseline(r);
     r->classes = r->m->head == NFV_HEAD_REGRESSION ? 0 : r->m->class_count;
     size_t per = (size_t)nfv_shape_numel(4, r->m->input_shape);
@@ -450,7 +455,7 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
     float *brain = calloc(per, sizeof *brain);
     if (!st && (!r->mean_sum || !r->mean_n || !input_sum || !brain)) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
     char path[4200];
-    snprintf(path, sizeof path, "%s/subjects.csv", a->out);
+    snprintf(path, sizeof path, "%s/subjects.csv", r->report_dir);
     if (!st) st = nfv_atomic_open(&r->subjects_af, path, "w");
     if (!st) {
         r->subjects_csv = r->subjects_af.f;
@@ -493,7 +498,7 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
     if (!st) {
         snprintf(r->sum.target, sizeof r->sum.target, "%s", a->target);
         snprintf(r->sum.model, sizeof r->sum.model, "%s", a->model_path);
-        st = nfv_explain_write_report(&r->sum, a->out, (const char *const *)r->pictures,
+        st = nfv_explain_write_report(&r->sum, r->report_dir, (const char *const *)r->pictures,
                                       (const char *const *)r->captions, r->npictures);
     }
     if (mean_input.data != grid.data) free(mean_input.data);
@@ -521,7 +526,7 @@ static void print_summary(const explain_run *r)
     }
     if (s->scored) printf("chance mass (lesion / brain voxels): %.4f\n", s->chance / s->scored);
     if (age) printf("chance mass (age-effect region / brain voxels): %.4f\n", s->effect_chance);
-    printf("report: %s/index.html\n", r->a->out);
+    printf("report: %s/index.html\n", r->report_dir);
 }
 
 int cmd_explain(int argc, char **argv)
@@ -556,7 +561,8 @@ int cmd_explain(int argc, char **argv)
         {"--vis", CLI_STRING, &a.vis, "DIR",
          "with --truth: also score the feature visualizations of a `neurofv visualize` folder (importance maps of "
          "logit targets against the class's lesion region; visualizations against the age-effect map)"},
-        {"--shard", CLI_STRING, &a.shard, "I/N", "only shard I of N of the subjects (contiguous blocks)"},
+        {"--shard", CLI_STRING, &a.shard, "I/N",
+         "only shard I of N of the subjects (contiguous blocks); its means and report go to DIR/shard-I-of-N/"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device (see neurofv devices)"},
         {0},
     };
