@@ -341,14 +341,14 @@ static nfv_status write_nifti(const char *path, const nfv_volume *v, int int16)
     if (int16) {
         double big = 0;
         for (size_t i = 0; i < n; i++) big = fmax(big, fabs((double)v->data[i]));
-        slope = big > 0 ? big / 32767.0 : 1.0;
+        slope = big > 0 ? (float)(big / 32767.0) : 1.0; /* as the header stores it (float32) */
         q = malloc(n * sizeof *q);
         if (!q) {
             unlink(tmp);
             free(tmp);
             return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", path);
         }
-        for (size_t i = 0; i < n; i++) q[i] = (short)lrint(v->data[i] / slope);
+        for (size_t i = 0; i < n; i++) q[i] = (short)fmax(-32767.0, fmin(32767.0, rint(v->data[i] / slope)));
     }
     nifti_image *nim = nifti_make_new_nim(dims, int16 ? DT_INT16 : DT_FLOAT32, 0);
     if (!nim) {

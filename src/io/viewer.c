@@ -173,8 +173,8 @@ void nfv_viewer_html(FILE *f, int available, const nfv_viewer_item *items, int c
                "<div style=\"font-size:13px\"><b id=\"nfv-title\">loading viewer</b> &nbsp; threshold "
                "<input type=\"range\" id=\"nfv-threshold\" min=\"0\" max=\"100\" value=\"20\"> "
                "<span id=\"nfv-threshold-value\"></span> (|value|, hot positive, cold negative) &nbsp; crosshair: "
-               "<span id=\"nfv-location\"></span></div>\n<canvas id=\"nfv-canvas\" width=\"960\" height=\"360\" "
-               "style=\"width:960px;height:360px\"></canvas></div>\n"
+               "<span id=\"nfv-location\"></span></div>\n<div style=\"width:960px;height:360px\">"
+               "<canvas id=\"nfv-canvas\"></canvas></div></div>\n"
                "<script src=\"viewer/niivue.umd.js\"></script>\n<script src=\"viewer/nfv-viewer.js\"></script>\n"
                "<script>NFV.start([\n");
     for (int i = 0; i < count; i++) {

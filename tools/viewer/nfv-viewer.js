@@ -67,7 +67,7 @@
 
   /* list: [{id, title, background, overlay}] (paths relative to the page). */
   NFV.start = async function (list) {
-    items = list;
+    items = NFV.items = list;
     if (!items.length) return;
     nv = new niivue.Niivue({ show3Dcrosshair: true, backColor: [0, 0, 0, 1], isColorbar: true });
     await nv.attachTo('nfv-canvas');
