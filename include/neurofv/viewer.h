@@ -45,4 +45,11 @@ typedef struct nfv_viewer_item {
  * not bundled and the PNGs below stand in. */
 void nfv_viewer_html(FILE *f, int available, const nfv_viewer_item *items, int count);
 
+/* Items for the volumes rels[0..n) (.nii/.nii.gz paths relative to
+ * report_dir): each written as <rel without extension>_view.js, ids "v<i>",
+ * titles the paths; shown over background resampled to the first volume's
+ * grid (viewer/background.js), or over themselves when background is NULL. */
+nfv_status nfv_viewer_write_items(const char *report_dir, const char *const *rels, int n, const nfv_volume *background,
+                                  nfv_viewer_item *items);
+
 #endif

@@ -169,7 +169,7 @@ void nfv_viewer_html(FILE *f, int available, const nfv_viewer_item *items, int c
                        "tools/install-deps); the pictures below are PNGs.</p>\n");
         return;
     }
-    fprintf(f, "<div id=\"nfv-viewer\" style=\"position:sticky;top:0;background:#fff;z-index:1;padding:4px 0\">"
+    fprintf(f, "<div id=\"nfv-viewer\" style=\"padding:4px 0\">"
                "<div style=\"font-size:13px\"><b id=\"nfv-title\">loading viewer</b> &nbsp; threshold "
                "<input type=\"range\" id=\"nfv-threshold\" min=\"0\" max=\"100\" value=\"20\"> "
                "<span id=\"nfv-threshold-value\"></span> (|value|, hot positive, cold negative) &nbsp; crosshair: "
@@ -189,4 +189,35 @@ void nfv_viewer_html(FILE *f, int available, const nfv_viewer_item *items, int c
         fprintf(f, "}%s\n", i + 1 < count ? "," : "");
     }
     fprintf(f, "]);</script>\n");
+}
+
+nfv_status nfv_viewer_write_items(const char *report_dir, const char *const *rels, int n, const nfv_volume *background,
+                                  nfv_viewer_item *items)
+{
+    nfv_status st = NFV_OK;
+    for (int i = 0; i < n && !st; i++) {
+        nfv_viewer_item *it = &items[i];
+        const char *rel = rels[i];
+        size_t len = strlen(rel), ext = len > 7 && !strcmp(rel + len - 7, ".nii.gz") ? 7
+                                      : len > 4 && !strcmp(rel + len - 4, ".nii")  ? 4
+                                                                                    : 0;
+        if (!ext) return nfv_fail(NFV_ERR_INVALID_ARG, "viewer: %s is not a .nii or .nii.gz file", rel);
+        snprintf(it->id, sizeof it->id, "v%d", i);
+        snprintf(it->title, sizeof it->title, "%.*s", (int)(len - ext), rel);
+        snprintf(it->overlay, sizeof it->overlay, "%.*s_view.js", (int)(len - ext), rel);
+        snprintf(it->background, sizeof it->background, "%s", background ? "viewer/background.js" : it->overlay);
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", report_dir, rel);
+        nfv_volume v = {0};
+        st = nfv_volume_read(path, &v, NULL);
+        if (!st) st = nfv_viewer_write_volume(report_dir, it->overlay, &v);
+        if (!st && i == 0 && background) {
+            nfv_volume bg = {0};
+            st = nfv_volume_resample_to(background, v.nx, v.ny, v.nz, v.affine, 0, &bg);
+            if (!st) st = nfv_viewer_write_volume(report_dir, it->background, &bg);
+            nfv_volume_free(&bg);
+        }
+        nfv_volume_free(&v);
+    }
+    return st;
 }

@@ -69,7 +69,7 @@
   NFV.start = async function (list) {
     items = NFV.items = list;
     if (!items.length) return;
-    nv = new niivue.Niivue({ show3Dcrosshair: true, backColor: [0, 0, 0, 1], isColorbar: true });
+    nv = new niivue.Niivue({ show3Dcrosshair: true, crosshairWidth: 1, backColor: [0, 0, 0, 1], isColorbar: true });
     await nv.attachTo('nfv-canvas');
     nv.setSliceType(nv.sliceTypeMultiplanar);
     nv.opts.multiplanarShowRender = niivue.SHOW_RENDER.ALWAYS;
@@ -77,7 +77,9 @@
     el('nfv-threshold').addEventListener('input', applyThreshold);
     window.addEventListener('hashchange', function () {
       var it = fromHash();
-      if (it && it !== current) show(it).catch(report);
+      if (!it) return;
+      el('nfv-viewer').scrollIntoView();
+      if (it !== current) show(it).catch(report);
     });
     try {
       await show(fromHash() || items[0]);

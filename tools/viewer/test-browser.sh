@@ -25,8 +25,24 @@ cmp=(compare --model model.safetensors --target logit:all --truth coh --steps 4 
 run "$BIN" "${cmp[@]}" --out compare
 NEUROFV_VIEWER_DIR=/nonexistent run "$BIN" "${cmp[@]}" --out compare-noviewer
 run "$BIN" explain --model model.safetensors --data coh/labels.csv --split test --method saliency --truth coh --out explain
-pages=(compare/index.html compare-noviewer/index.html explain/index.html)
+# The demo's report page: its class-logit section as tools/demo.sh writes it
+# (neurofv viewer's panel, then per logit a "view" link and the PNGs).
+run "$BIN" visualize --model model.safetensors --target logit:all --steps 4 --importance on --out demo/vis/logits
+vols=$(cd demo && for p in vis/logits/*_overlay.png; do echo "${p%_overlay.png}.nii.gz"; done)
+run "$BIN" viewer --report demo --html demo/viewer_panel.html --background template $vols
+{
+    echo '<!DOCTYPE html><html><head><meta charset="utf-8"><title>demo-like</title></head><body><h2>Class logits</h2>'
+    cat demo/viewer_panel.html
+    i=0
+    for v in $vols; do
+        b=${v%.nii.gz}
+        echo "<p><a href=\"#v$i\">view</a> <a href=\"$v\">NIfTI</a><br><img src=\"${b}_overlay.png\"><img src=\"${b}_importance.png\"></p>"
+        i=$((i + 1))
+    done
+    echo '</body></html>'
+} >demo/index.html
+pages=(compare/index.html compare-noviewer/index.html explain/index.html demo/index.html)
 echo "test-browser: pages made in $((SECONDS - t0)) s" >&2
-"$PYTHON" "$here/check_viewer_volumes.py" compare explain
+"$PYTHON" "$here/check_viewer_volumes.py" compare explain demo
 node "$here/test-browser.mjs" "$OUT/shots" "${pages[@]}"
 echo "test-browser: $((SECONDS - t0)) s" >&2
