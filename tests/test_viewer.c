@@ -146,3 +146,53 @@ TEST(viewer_bundle_found_copied_or_fallback_line)
           "panel: canvas, slider, scripts, items as JSON (%s)", buf);
     free(buf);
 }
+
+/* `neurofv viewer`: the panel for a page written elsewhere; without the
+ * bundle the one fallback line; refuses a missing --html and a non-NIfTI. */
+TEST(viewer_cli_panel_and_errors)
+{
+    nfv_volume v;
+    if (!make_volume(&v)) return;
+    char dir[600], path[800], cmd[3000], log[700];
+    snprintf(dir, sizeof dir, "%s/viewer_cli", test_tmpdir());
+    snprintf(path, sizeof path, "%s/maps/a.nii.gz", dir);
+    CHECK_OK(nfv_mkdirs(dir));
+    snprintf(cmd, sizeof cmd, "%s/maps", dir);
+    CHECK_OK(nfv_mkdirs(cmd));
+    CHECK_OK(nfv_volume_write(path, &v));
+    nfv_volume_free(&v);
+    snprintf(log, sizeof log, "%s/log.txt", dir);
+    snprintf(cmd, sizeof cmd, "NEUROFV_VIEWER_DIR=%s/fake_bundle %s viewer --report %s --html %s/panel.html maps/a.nii.gz",
+             test_tmpdir(), test_bin(), dir, dir);
+    int with = 0;
+    snprintf(path, sizeof path, "%s/fake_bundle/nfv-viewer.js", test_tmpdir());
+    FILE *f = fopen(path, "r");
+    if (f) with = 1, fclose(f);
+    if (!with) { /* the bundle test makes it; stand alone, make it here */
+        snprintf(path, sizeof path, "%s/fake_bundle", test_tmpdir());
+        CHECK_OK(nfv_mkdirs(path));
+        snprintf(path, sizeof path, "%s/fake_bundle/nfv-viewer.js", test_tmpdir());
+        CHECK_OK(nfv_write_text_atomic(path, "var NFV = {};\n"));
+        snprintf(path, sizeof path, "%s/fake_bundle/niivue.umd.js", test_tmpdir());
+        CHECK_OK(nfv_write_text_atomic(path, "var niivue = {};\n"));
+    }
+    CHECK(test_run(cmd, log) == 0, "viewer runs: %s", cmd);
+    snprintf(path, sizeof path, "%s/maps/a_view.js", dir);
+    f = fopen(path, "r");
+    CHECK(f != NULL, "wrote %s", path);
+    if (f) fclose(f);
+    snprintf(path, sizeof path, "%s/viewer/nfv-viewer.js", dir);
+    f = fopen(path, "r");
+    CHECK(f != NULL, "copied the bundle to %s", path);
+    if (f) fclose(f);
+    snprintf(cmd, sizeof cmd, "grep -q '\"overlay\":\"maps/a_view.js\"' %s/panel.html", dir);
+    CHECK(test_run(cmd, NULL) == 0, "panel.html lists maps/a.nii.gz's script");
+    snprintf(cmd, sizeof cmd, "NEUROFV_VIEWER_DIR=/nonexistent %s viewer --report %s --html %s/none.html maps/a.nii.gz && "
+             "grep -c . %s/none.html | grep -qx 1 && grep -q 'not bundled' %s/none.html", test_bin(), dir, dir, dir, dir);
+    CHECK(test_run(cmd, log) == 0, "no bundle: panel is the one fallback line");
+    snprintf(cmd, sizeof cmd, "%s viewer --report %s maps/a.nii.gz", test_bin(), dir);
+    CHECK(test_run(cmd, log) != 0, "--html is required");
+    snprintf(cmd, sizeof cmd, "NEUROFV_VIEWER_DIR=%s/fake_bundle %s viewer --report %s --html %s/x.html maps/a.png 2>&1 | "
+             "grep -q 'maps/a.png is not a .nii'", test_tmpdir(), test_bin(), dir, dir);
+    CHECK(test_run(cmd, NULL) == 0, "a non-NIfTI is refused, naming it");
+}
