@@ -147,8 +147,10 @@ static nfv_status write_html(const nfv_explain_summary *s, const char *path, con
     nfv_viewer_html(f, viewer, items, viewer ? npictures : 1);
     tables(f, s, 1);
     for (int i = 0; i < npictures; i++) {
-        fprintf(f, "<figure><a href=\"#%s\"><img src=\"%s\" alt=\"%s\"></a><figcaption>%s", viewer ? items[i].id : "",
-                pictures[i], captions[i], captions[i]);
+        fprintf(f, "<figure>");
+        if (viewer) fprintf(f, "<a href=\"#%s\">", items[i].id);
+        fprintf(f, "<img src=\"%s\" alt=\"%s\">%s<figcaption>%s", pictures[i], captions[i], viewer ? "</a>" : "",
+                captions[i]);
         if (viewer) fprintf(f, " (<a href=\"#%s\">view</a>)", items[i].id);
         fprintf(f, "</figcaption></figure>\n");
     }
