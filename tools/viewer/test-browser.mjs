@@ -116,7 +116,7 @@ for (const file of pages) {
       await page.$eval('#nfv-threshold', (e) => { e.value = '20'; e.dispatchEvent(new Event('input')); });
       await settle(page);
       const viewer = await page.$('#nfv-viewer');
-      await viewer.screenshot({ path: path.join(shotDir, path.basename(path.dirname(file)) + '.png') });
+      await viewer.screenshot({ path: path.join(shotDir, path.basename(path.dirname(path.resolve(file))) + '.png') });
     }
     // Click-through: the last item's "view" link shows that item.
     const last = await page.evaluate(() => NFV.items.length > 1 ? NFV.items[NFV.items.length - 1].id : null);
