@@ -40,7 +40,7 @@ LIB      := $(BUILD)/libneurofv.a
 BIN      := $(BUILD)/neurofv
 TESTBIN  := $(BUILD)/neurofv-tests
 
-.PHONY: all test test-torch test-configs test-oclgrind asan check-cl check-layers clean bench demo onnx-demo
+.PHONY: all viewer test-browser test test-torch test-configs test-oclgrind asan check-cl check-layers clean bench demo onnx-demo
 all: $(BIN) $(TESTBIN) neurofv
 
 # The binary at the repository root is a copy for convenience (./neurofv).
@@ -80,6 +80,15 @@ $(BUILD)/obj/cli/main.o: $(BUILD)/command_list.h
 $(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h) $(HEADERS) $(BUILD)/test_list.h | $(BUILD)
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 
+# The NiiVue bundle the reports copy (src/io/viewer.c looks in
+# $NEUROFV_VIEWER_DIR, then <binary's folder>/viewer, then this folder).
+VIEWER_DIR ?= $(CURDIR)/$(BUILD)/viewer
+$(BUILD)/obj/io/viewer.o: CFLAGS += -DNFV_VIEWER_DIR='"$(VIEWER_DIR)"'
+# tools/viewer/build.sh: npm ci from the lockfile, then NiiVue's classic-script
+# build and the page glue into $(BUILD)/viewer (tools/install-deps runs it).
+viewer:
+	bash tools/viewer/build.sh $(BUILD)/viewer
+
 $(LIB): $(LIB_OBJ)
 	rm -f $@; ar rcs $@ $^
 $(BIN): $(CLI_OBJ) $(LIB)
@@ -93,6 +102,12 @@ test:
 	@bash tools/install-deps
 	$(MAKE) all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(TESTBIN)
+
+# The HTML reports in headless Chromium, offline: console errors, the viewer
+# draws, the threshold slider acts, every link resolves (tools/viewer/test-browser.sh).
+test-browser: all
+	bash tools/viewer/build.sh $(BUILD)/viewer
+	NEUROFV_BIN=$(CURDIR)/$(BIN) PYTHON=$(PYTHON) bash tools/viewer/test-browser.sh
 
 # Every include goes to the same or a lower layer (docs/ARCHITECTURE.md).
 check-layers:

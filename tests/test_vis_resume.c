@@ -284,9 +284,20 @@ TEST(vis_resume_compare_continues_to_the_same_report)
     snprintf(out, sizeof out, "%s/resume_cmp", test_tmpdir());
     snprintf(keep, sizeof keep, "%s/resume_cmp_report", test_tmpdir());
     snprintf(logp, sizeof logp, "%s/resume_cmp.log", test_tmpdir());
-    const char *args = "--target logit:all --steps 2 --background none --configs none,l2 --config 'l2=--l2 0.5' "
-                       "--seeds 1,2";
-    snprintf(cmd, sizeof cmd, "%s compare --model %s --truth %s --out %s %s", test_bin(), model, truth, out, args);
+    /* A stand-in viewer bundle, so the report's viewer files are the same on every machine. */
+    char bundle[700];
+    snprintf(bundle, sizeof bundle, "%s/resume_bundle", test_tmpdir());
+    CHECK_OK(nfv_mkdirs(bundle));
+    snprintf(path, sizeof path, "%s/niivue.umd.js", bundle);
+    CHECK_OK(nfv_write_text_atomic(path, "var niivue = {};\n"));
+    snprintf(path, sizeof path, "%s/nfv-viewer.js", bundle);
+    CHECK_OK(nfv_write_text_atomic(path, "var NFV = {};\n"));
+    char args[1000];
+    snprintf(args, sizeof args, "--target logit:all --steps 2 --background none --configs none,l2 --config 'l2=--l2 0.5' "
+                                "--seeds 1,2");
+    char bin[900];
+    snprintf(bin, sizeof bin, "NEUROFV_VIEWER_DIR=%s %s", bundle, test_bin());
+    snprintf(cmd, sizeof cmd, "%s compare --model %s --truth %s --out %s %s", bin, model, truth, out, args);
     CHECK(test_run(cmd, NULL) == 0, "uninterrupted compare: %s", cmd);
     /* The report of the uninterrupted run, kept aside; then the job "stopped"
      * inside l2/seed2 (logit:sphere lost) before writing the report. */
@@ -299,15 +310,16 @@ TEST(vis_resume_compare_continues_to_the_same_report)
         CHECK(rename(from, to) == 0, "kept %s", reports[i]);
     }
     snprintf(path, sizeof path, "%s/l2/seed2", out);
-    CHECK(files_with_prefix(path, "logit_sphere", 1) == 5, "logit:sphere of l2/seed2: 5 files (with its match)");
+    CHECK(files_with_prefix(path, "logit_sphere", 1) == 6,
+          "logit:sphere of l2/seed2: 6 files (with its match and its viewer script)");
     age_tree(out);
-    snprintf(cmd, sizeof cmd, "%s compare --model %s --truth %s --out %s %s --resume", test_bin(), model, truth, out,
-             args);
+    snprintf(cmd, sizeof cmd, "%s compare --model %s --truth %s --out %s %s --resume", bin, model, truth, out, args);
     CHECK(test_run(cmd, logp) == 0, "resumed compare: %s", cmd);
     CHECK(log_has(logp, "--resume: l2/seed2: 1 of 2 target(s) complete, 1 to run") &&
               log_has(logp, "--resume: none/seed1: 2 of 2 target(s) complete, 0 to run"),
           "progress lines per configuration x seed");
-    CHECK(files_with_prefix(path, "logit_sphere", 0) == 5 && rewritten(out) == 5 + 3,
+    /* The report: 3 tables/pages, the 8 rows' viewer scripts (one of them logit:sphere's) and the 2 bundle files. */
+    CHECK(files_with_prefix(path, "logit_sphere", 0) == 6 && rewritten(out) == 5 + 3 + 8 + 2,
           "only logit:sphere of l2/seed2 and the report were written (%d files)", rewritten(out));
     for (int i = 0; i < 3; i++) {
         char a[900], b[900];
@@ -318,8 +330,7 @@ TEST(vis_resume_compare_continues_to_the_same_report)
     /* A missing match picture alone makes its target incomplete. */
     snprintf(path, sizeof path, "%s/none/seed1/logit_cube_match.png", out);
     CHECK(remove(path) == 0, "removed %s", path);
-    snprintf(cmd, sizeof cmd, "%s compare --model %s --truth %s --out %s %s --resume", test_bin(), model, truth, out,
-             args);
+    snprintf(cmd, sizeof cmd, "%s compare --model %s --truth %s --out %s %s --resume", bin, model, truth, out, args);
     CHECK(test_run(cmd, logp) == 0 && log_has(logp, "none/seed1: 1 of 2 target(s) complete"),
           "a target without its match picture runs again");
 }

@@ -127,6 +127,12 @@ TOTAL=$(awk -v a="$T_ALL0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }
 printf 'total\t%s\n' "$TOTAL" >>"$TIMES"
 
 # ---- the report page -------------------------------------------------------
+# The class logits in the NiiVue viewer (neurofv viewer: bundle, volumes as
+# scripts, the panel's HTML); item i is the i-th logit below, "#v<i>".
+VIEWER_HTML=$OUT/report/viewer_panel.html
+LOGIT_VOLS=$(cd "$OUT/report" && for p in vis/logits/*_overlay.png; do [ -e "$p" ] && echo "${p%_overlay.png}.nii.gz"; done || true)
+: >"$VIEWER_HTML"
+[ -z "$LOGIT_VOLS" ] || "$BIN" viewer --report "$OUT/report" --html "$VIEWER_HTML" --background template $LOGIT_VOLS
 esc() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g'; }
 {
     cat <<EOF
@@ -156,12 +162,17 @@ the shapes, and the visualizations and concept-recovery scores below describe a 
 classes; read them as a demonstration of the pipeline, not of the paper's finding.</p>
 <p><a href="predictions.csv">predictions.csv</a>; training log: <a href="../model.safetensors.log.csv">model.safetensors.log.csv</a></p>
 <h2>Class logits</h2>
+$(cat "$VIEWER_HTML")
 <pre>$(esc <"$OUT/report/vis_logits.txt")</pre>
 EOF
+    i=0
     for png in "$OUT"/report/vis/logits/*_overlay.png; do
         [ -e "$png" ] || continue
         b=$(basename "$png" _overlay.png)
-        echo "<p><b>$b</b> <a href=\"vis/logits/$b.nii.gz\">NIfTI</a> <a href=\"vis/logits/$b.json\">log</a>
+        view=""
+        grep -q 'id="nfv-viewer"' "$VIEWER_HTML" && view=" <a href=\"#v$i\">view</a>"
+        i=$((i + 1))
+        echo "<p><b>$b</b>$view <a href=\"vis/logits/$b.nii.gz\">NIfTI</a> <a href=\"vis/logits/$b.json\">log</a>
 <a href=\"vis/logits/${b}_mosaic.png\">mosaic</a> <a href=\"vis/logits/${b}_importance.nii.gz\">importance NIfTI</a><br><img src=\"vis/logits/${b}_overlay.png\">
 <img src=\"vis/logits/${b}_ortho.png\"><br>Importance (mean |gradient| of the logit per voxel over the steps):<br>
 <img src=\"vis/logits/${b}_importance.png\"></p>"

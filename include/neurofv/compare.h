@@ -75,9 +75,12 @@ void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, 
  * from dir/<row dir>/<stem>_*.png).  Rows of several seeds are summarized per
  * configuration: classes recovered over all runs, and per target family
  * (logit:, contrast:, with the same @cell) the number of seeds in which every
- * class with a shape was recovered. */
+ * class with a shape was recovered.  index.html embeds the NiiVue viewer
+ * (include/neurofv/viewer.h) when its bundle is found: each row's volume as
+ * <row dir>/<stem>_view.js, shown as an overlay on background (NULL: on
+ * itself), with the row's picture linking to it. */
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
-                                    int nconfigs, const nfv_compare_row *rows, int nrows);
+                                    int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background);
 
 #ifdef __cplusplus
 }

@@ -151,9 +151,12 @@ typedef struct nfv_explain_summary {
 } nfv_explain_summary;
 
 /* summary.csv, summary.md and index.html under dir; pictures (may be NULL)
- * are PNG paths relative to dir shown in the page with their captions. */
+ * are PNG paths relative to dir shown in the page with their captions.  With
+ * the NiiVue bundle (include/neurofv/viewer.h) the page embeds the viewer:
+ * picture i's map (the NIfTI beside it, <picture>.nii.gz) over backgrounds[i]
+ * (a NIfTI path: the subject, or the mean input). */
 nfv_status nfv_explain_write_report(const nfv_explain_summary *s, const char *dir, const char *const *pictures,
-                                    const char *const *captions, int npictures);
+                                    const char *const *captions, const char *const *backgrounds, int npictures);
 
 #ifdef __cplusplus
 }

@@ -67,6 +67,10 @@ nfv_status nfv_volume_read(const char *path, nfv_volume *out, size_t *nonfinite)
  * affine reads back to float precision), the qform is the closest
  * rotation+scale (exact unless the affine shears), pixdim from the qform. */
 nfv_status nfv_volume_write(const char *path, const nfv_volume *v);
+/* The same as scaled int16 (scl_slope = max |v| / 32767, no intercept): half
+ * the bytes, values within slope / 2 of v's.  For viewer copies
+ * (src/io/viewer.c); results stay float32. */
+nfv_status nfv_volume_write_int16(const char *path, const nfv_volume *v);
 
 /* ---- Preprocessing (src/preprocess.c) ------------------------------------ */
 

@@ -363,7 +363,8 @@ static int compare(const compare_args *a, const vis_cli *cli)
     for (int run = 0; run < cs.nconfigs * cs.nseeds && !rc; run++) rc = run_config(&cs, run);
     if (!rc && cs.truth.count && cs.nseeds > 1) print_seed_summary(&cs);
     nfv_status st;
-    if (!rc && (st = nfv_compare_write_report(a->out, a->model_path, cs.configs, cs.nconfigs, cs.rows, cs.nrows)))
+    if (!rc && (st = nfv_compare_write_report(a->out, a->model_path, cs.configs, cs.nconfigs, cs.rows, cs.nrows,
+                                                 vis_session_overlay(&cs.s))))
         rc = cli_fail("compare", st);
     if (!rc) fprintf(stderr, "compare: wrote %s/index.html, results.csv, results.md\n", a->out);
     free(cs.scores);

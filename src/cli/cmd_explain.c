@@ -50,7 +50,7 @@ typedef struct explain_run {
     nfv_explain_summary sum;
     FILE *subjects_csv;
     nfv_atomic_file subjects_af;
-    char *pictures[MAX_PICTURES], *captions[MAX_PICTURES];
+    char *pictures[MAX_PICTURES], *captions[MAX_PICTURES], *backgrounds[MAX_PICTURES]; /* backgrounds: NIfTI under the picture */
     int npictures;
     char report_dir[4096];      /* --out, or --out/shard-I-of-N: a shard's means and report do not clobber another's */
 } explain_run;
@@ -138,12 +138,14 @@ static int class_of(const explain_run *r, const subject *s)
     return r->classes;
 }
 
-static nfv_status add_picture(explain_run *r, const char *rel, const char *caption)
+static nfv_status add_picture(explain_run *r, const char *rel, const char *caption, const char *background)
 {
     if (r->npictures == MAX_PICTURES) return NFV_OK;
     r->pictures[r->npictures] = strdup(rel);
     r->captions[r->npictures] = strdup(caption);
-    if (!r->pictures[r->npictures] || !r->captions[r->npictures]) return nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+    r->backgrounds[r->npictures] = strdup(background);
+    if (!r->pictures[r->npictures] || !r->captions[r->npictures] || !r->backgrounds[r->npictures])
+        return nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
     r->npictures++;
     return NFV_OK;
 }
@@ -221,7 +223,7 @@ static nfv_status subject_outputs(explain_run *r, const subject *s, int k, const
         char rel[600], cap[600];
         snprintf(rel, sizeof rel, "%s%s/%s.png", strcmp(r->report_dir, r->a->out) ? "../" : "", s->stem, name);
         snprintf(cap, sizeof cap, "%s: %s, %s", s->stem, name, s->target.name);
-        st = add_picture(r, rel, cap);
+        st = add_picture(r, rel, cap, s->path);
     }
     double mass = NAN;
     int hit = -1, found = 0;
@@ -341,7 +343,8 @@ static nfv_status write_means(explain_run *r, const nfv_volume *grid, const nfv_
                 snprintf(rel, sizeof rel, "%s", strrchr(path, '/') + 1);
                 snprintf(cap, sizeof cap, "mean %s%s%s over %d subjects", name, c < r->classes ? ", class " : "",
                          c < r->classes ? r->m->class_names[c] : "", r->mean_n[c]);
-                st = add_picture(r, rel, cap);
+                snprintf(path, sizeof path, "%s/mean_input.nii.gz", r->report_dir);
+                st = add_picture(r, rel, cap, path);
             }
             if (!st && c == r->classes && r->effect.nx) {
                 float *absm = malloc(per * sizeof *absm), *abse = malloc(per * sizeof *abse);
@@ -486,6 +489,9 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
         if (!mean_input.data) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
         for (size_t v = 0; v < per && !st; v++) mean_input.data[v] = (float)(input_sum[v] / count);
     }
+    char mean_path[4200];
+    snprintf(mean_path, sizeof mean_path, "%s/mean_input.nii.gz", r->report_dir);
+    if (!st) st = nfv_volume_write(mean_path, &mean_input); /* under the mean maps in the viewer */
     if (!st) st = write_means(r, &grid, &mean_input, brain);
     nfv_explain_vis_score *vis = NULL;
     if (!st && a->vis) {
@@ -499,7 +505,8 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
         snprintf(r->sum.target, sizeof r->sum.target, "%s", a->target);
         snprintf(r->sum.model, sizeof r->sum.model, "%s", a->model_path);
         st = nfv_explain_write_report(&r->sum, r->report_dir, (const char *const *)r->pictures,
-                                      (const char *const *)r->captions, r->npictures);
+                                      (const char *const *)r->captions, (const char *const *)r->backgrounds,
+                                      r->npictures);
     }
     if (mean_input.data != grid.data) free(mean_input.data);
     nfv_volume_free(&grid);
@@ -599,7 +606,7 @@ int cmd_explain(int argc, char **argv)
     }
     if (!st) st = run_explain(&r, subs, count);
     if (!st) print_summary(&r);
-    for (int i = 0; i < r.npictures; i++) free(r.pictures[i]), free(r.captions[i]);
+    for (int i = 0; i < r.npictures; i++) free(r.pictures[i]), free(r.captions[i]), free(r.backgrounds[i]);
     free(subs), free(r.baseline), free(r.mean_sum), free(r.mean_n);
     nfv_volume_free(&r.effect);
     for (int c = 0; r.regions && c < r.classes; c++) nfv_volume_free(&r.regions[c]);

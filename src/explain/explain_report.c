@@ -7,8 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "base/fs.h"
 #include "neurofv/explain.h"
+#include "neurofv/viewer.h"
 
 /* Mean and SD of a sum and a sum of squares over n. */
 static void mean_sd(double sum, double sq, int n, double *mean, double *sd)
@@ -127,7 +131,7 @@ static nfv_status write_md(const nfv_explain_summary *s, const char *path)
 }
 
 static nfv_status write_html(const nfv_explain_summary *s, const char *path, const char *const *pictures,
-                             const char *const *captions, int npictures)
+                             const char *const *captions, int npictures, int viewer, const nfv_viewer_item *items)
 {
     nfv_atomic_file af;
     NFV_TRY(nfv_atomic_open(&af, path, "w"));
@@ -140,10 +144,16 @@ static nfv_status write_html(const nfv_explain_summary *s, const char *path, con
                "attribution mass inside the subject's lesion mask (relevance mass accuracy) and whether the largest "
                "|map| voxel lies inside it (pointing game).</p>\n",
             s->model, s->target, s->subjects);
+    nfv_viewer_html(f, viewer, items, viewer ? npictures : 1);
     tables(f, s, 1);
-    for (int i = 0; i < npictures; i++)
-        fprintf(f, "<figure><img src=\"%s\" alt=\"%s\"><figcaption>%s</figcaption></figure>\n", pictures[i],
-                captions[i], captions[i]);
+    for (int i = 0; i < npictures; i++) {
+        fprintf(f, "<figure>");
+        if (viewer) fprintf(f, "<a href=\"#%s\">", items[i].id);
+        fprintf(f, "<img src=\"%s\" alt=\"%s\">%s<figcaption>%s", pictures[i], captions[i], viewer ? "</a>" : "",
+                captions[i]);
+        if (viewer) fprintf(f, " (<a href=\"#%s\">view</a>)", items[i].id);
+        fprintf(f, "</figcaption></figure>\n");
+    }
     fprintf(f, "<p>Files: <a href=\"summary.csv\">summary.csv</a>, <a href=\"subjects.csv\">subjects.csv</a>, "
                "<a href=\"summary.md\">summary.md</a>.</p>\n</body></html>\n");
     return nfv_atomic_commit(&af);
@@ -162,8 +172,45 @@ static nfv_status write_vis_csv(const nfv_explain_summary *s, const char *path)
     return nfv_atomic_commit(&af);
 }
 
+/* The viewer's volumes: each picture's map (<picture>.nii.gz) as
+ * <picture>_view.js over its background (the subject, or the mean input),
+ * each background once as viewer/bg<N>.js. */
+static nfv_status viewer_items(const char *dir, const char *const *pictures, const char *const *captions,
+                               const char *const *backgrounds, int n, int *viewer, nfv_viewer_item **items)
+{
+    *items = NULL;
+    NFV_TRY(nfv_viewer_install(dir, viewer));
+    if (!*viewer || !n) return NFV_OK;
+    nfv_viewer_item *it = *items = calloc((size_t)n, sizeof *it);
+    if (!it) return nfv_fail(NFV_ERR_NO_MEMORY, "explain report: out of memory");
+    nfv_status st = NFV_OK;
+    for (int i = 0; i < n && !st; i++) {
+        size_t stem = strlen(pictures[i]) - (strlen(pictures[i]) > 4 ? 4 : 0); /* without .png */
+        char path[4400];
+        snprintf(it[i].id, sizeof it[i].id, "v%d", i);
+        snprintf(it[i].title, sizeof it[i].title, "%s", captions[i]);
+        snprintf(it[i].overlay, sizeof it[i].overlay, "%.*s_view.js", (int)stem, pictures[i]);
+        snprintf(path, sizeof path, "%s/%.*s.nii.gz", dir, (int)stem, pictures[i]);
+        nfv_volume v = {0};
+        st = nfv_volume_read(path, &v, NULL);
+        if (!st) st = nfv_viewer_write_volume(dir, it[i].overlay, &v);
+        nfv_volume_free(&v);
+        int same = 0;
+        while (same < i && strcmp(backgrounds[same], backgrounds[i])) same++;
+        if (same < i) {
+            snprintf(it[i].background, sizeof it[i].background, "%s", it[same].background);
+            continue;
+        }
+        snprintf(it[i].background, sizeof it[i].background, "viewer/bg%d.js", i);
+        if (!st) st = nfv_volume_read(backgrounds[i], &v, NULL);
+        if (!st) st = nfv_viewer_write_volume(dir, it[i].background, &v);
+        nfv_volume_free(&v);
+    }
+    return st ? nfv_fail_context(st, "explain report viewer") : NFV_OK;
+}
+
 nfv_status nfv_explain_write_report(const nfv_explain_summary *s, const char *dir, const char *const *pictures,
-                                    const char *const *captions, int npictures)
+                                    const char *const *captions, const char *const *backgrounds, int npictures)
 {
     char path[4096];
     if (s->vis_count) {
@@ -174,6 +221,11 @@ nfv_status nfv_explain_write_report(const nfv_explain_summary *s, const char *di
     NFV_TRY(write_csv(s, path));
     snprintf(path, sizeof path, "%s/summary.md", dir);
     NFV_TRY(write_md(s, path));
+    int viewer = 0;
+    nfv_viewer_item *items = NULL;
+    nfv_status st = viewer_items(dir, pictures, captions, backgrounds, npictures, &viewer, &items);
     snprintf(path, sizeof path, "%s/index.html", dir);
-    return write_html(s, path, pictures, captions, npictures);
+    if (!st) st = write_html(s, path, pictures, captions, npictures, viewer, items);
+    free(items);
+    return st;
 }

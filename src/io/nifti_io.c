@@ -303,7 +303,8 @@ nfv_status nfv_volume_read(const char *path, nfv_volume *out, size_t *nonfinite)
     return s;
 }
 
-nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
+/* int16: voxels stored as round(v / slope) with scl_slope = max |v| / 32767. */
+static nfv_status write_nifti(const char *path, const nfv_volume *v, int int16)
 {
     if (!path || !v || !v->data || nfv_volume_numel(v) == 0)
         return nfv_fail(NFV_ERR_INVALID_ARG, "volume write: empty volume or NULL path");
@@ -334,10 +335,26 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
     fclose(probe);
     nifti_set_debug_level(0); /* failures are checked below, in one message */
     int64_t dims[8] = {3, v->nx, v->ny, v->nz, 1, 1, 1, 1};
-    nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT32, 0);
+    size_t n = nfv_volume_numel(v);
+    double slope = 1.0;
+    short *q = NULL;
+    if (int16) {
+        double big = 0;
+        for (size_t i = 0; i < n; i++) big = fmax(big, fabs((double)v->data[i]));
+        slope = big > 0 ? (float)(big / 32767.0) : 1.0; /* as the header stores it (float32) */
+        q = malloc(n * sizeof *q);
+        if (!q) {
+            unlink(tmp);
+            free(tmp);
+            return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", path);
+        }
+        for (size_t i = 0; i < n; i++) q[i] = (short)fmax(-32767.0, fmin(32767.0, rint(v->data[i] / slope)));
+    }
+    nifti_image *nim = nifti_make_new_nim(dims, int16 ? DT_INT16 : DT_FLOAT32, 0);
     if (!nim) {
         unlink(tmp);
         free(tmp);
+        free(q);
         return nfv_fail(NFV_ERR_NO_MEMORY, "%s: nifticlib could not create an image header", path);
     }
     nifti_dmat44 a;
@@ -367,7 +384,7 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
     nim->qto_xyz = nifti_quatern_to_dmat44(qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac);
     nim->qto_ijk = nifti_dmat44_inverse(nim->qto_xyz);
     nim->xyz_units = NIFTI_UNITS_MM;
-    nim->scl_slope = 1.0;
+    nim->scl_slope = slope;
     nim->scl_inter = 0.0;
     snprintf(nim->descrip, sizeof nim->descrip, "neurofv");
     nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
@@ -375,20 +392,21 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
         nifti_image_free(nim);
         unlink(tmp);
         free(tmp);
+        free(q);
         return nfv_fail(NFV_ERR_IO, "%s: nifticlib rejected the file name", path);
     }
     /* The header through nifticlib (write_opts 2: no data, leave the file
      * open at vox_offset), the data ourselves: nifti_image_write returns
      * nothing and prints its own lines when a write falls short, where a
      * full disk must give one message and no file. */
-    size_t bytes = nfv_volume_numel(v) * sizeof(float);
+    size_t bytes = n * (int16 ? sizeof(short) : sizeof(float));
     znzFile fp = nifti_image_write_hdr_img(nim, 2, "wb");
     nifti_image_free(nim);
     nfv_status s = NFV_OK;
     if (znz_isnull(fp)) {
         s = nfv_fail(NFV_ERR_IO, "%s: cannot write %s: %s", path, tmp, strerror(errno));
     } else {
-        size_t wrote = znzwrite(v->data, 1, bytes, fp);
+        size_t wrote = znzwrite(int16 ? (const void *)q : (const void *)v->data, 1, bytes, fp);
         int err = errno;
         if (znzclose(fp) != 0 && wrote == bytes) wrote = 0, err = errno;
         if (wrote != bytes)
@@ -408,7 +426,12 @@ nfv_status nfv_volume_write(const char *path, const nfv_volume *v)
             s = nfv_fail(NFV_ERR_IO, "%s: the written file does not read back (disk full?)", path);
         if (chk) nifti_image_free(chk);
     }
+    free(q);
     s = nfv_rename_into_place(s, tmp, path);
     free(tmp);
     return s;
 }
+
+nfv_status nfv_volume_write(const char *path, const nfv_volume *v) { return write_nifti(path, v, 0); }
+
+nfv_status nfv_volume_write_int16(const char *path, const nfv_volume *v) { return write_nifti(path, v, 1); }

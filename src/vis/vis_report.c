@@ -13,6 +13,7 @@
 
 #include "base/fs.h"
 #include "neurofv/compare.h"
+#include "neurofv/viewer.h"
 
 static void html_escape(FILE *f, const char *s)
 {
@@ -122,6 +123,9 @@ typedef struct report {
     unsigned long long seeds[64]; /* in first-seen order */
     int nseeds;
     char seed_list[512];          /* "1, 2, 3" */
+    const nfv_volume *background; /* under the viewer's overlays, or NULL */
+    int viewer;                   /* the NiiVue bundle was copied into dir/viewer */
+    nfv_viewer_item *items;       /* one per row when viewer */
 } report;
 
 static void report_init(report *r)
@@ -277,8 +281,12 @@ static void html_cell(const report *rp, const nfv_compare_row *r, FILE *f)
     int has_overlay = access(img, R_OK) == 0;
     snprintf(img, sizeof img, "%s/%s/%s_match.png", rp->dir, r->dir, r->stem);
     int has_match = r->has_truth && r->truth_class[0] && access(img, R_OK) == 0;
-    fprintf(f, "<a href=\"%s/%s.nii.gz\"><img src=\"%s/%s_%s.png\" alt=\"%s\"></a><br>", r->dir, r->stem, r->dir,
-            r->stem, has_match ? "match" : has_overlay ? "overlay" : "ortho", r->stem);
+    if (rp->viewer)
+        fprintf(f, "<a href=\"#%s\" title=\"show in the viewer\">", rp->items[r - rp->rows].id);
+    else
+        fprintf(f, "<a href=\"%s/%s.nii.gz\">", r->dir, r->stem);
+    fprintf(f, "<img src=\"%s/%s_%s.png\" alt=\"%s\"></a><br>", r->dir, r->stem,
+            has_match ? "match" : has_overlay ? "overlay" : "ortho", r->stem);
     if (has_match)
         fprintf(f, "%s match at %.0f, %.0f, %.0f mm (<a href=\"%s/%s_%s.png\">peak</a>)<br>", r->truth_class,
                 r->own_mm[0], r->own_mm[1], r->own_mm[2], r->dir, r->stem, has_overlay ? "overlay" : "ortho");
@@ -286,8 +294,9 @@ static void html_cell(const report *rp, const nfv_compare_row *r, FILE *f)
     if (r->has_truth && r->truth_class[0])
         fprintf(f, "<br>own NCC %.3f, best %s %.3f <b class=\"%s\">%s</b>", r->own_score, r->best_shape,
                 r->best_score, r->recovered ? "ok" : "no", r->recovered ? "recovered" : "not recovered");
-    fprintf(f, "<br><a href=\"%s/%s_mosaic.png\">mosaic</a> <a href=\"%s/%s.json\">log</a>", r->dir, r->stem, r->dir,
-            r->stem);
+    fprintf(f, "<br><a href=\"%s/%s_mosaic.png\">mosaic</a> <a href=\"%s/%s.json\">log</a> <a href=\"%s/%s.nii.gz\">NIfTI</a>",
+            r->dir, r->stem, r->dir, r->stem, r->dir, r->stem);
+    if (rp->viewer) fprintf(f, " <a href=\"#%s\">view</a>", rp->items[r - rp->rows].id);
 }
 
 /* Configurations as columns; targets in first-seen order, one row per seed. */
@@ -327,6 +336,7 @@ static void html_images(const report *rp, FILE *f)
 static void write_html(const report *rp, FILE *f)
 {
     html_intro(rp, f);
+    nfv_viewer_html(f, rp->viewer, rp->items, rp->viewer ? rp->nrows : 1);
     html_summary(rp, f);
     html_images(rp, f);
     fprintf(f, "</body></html>\n");
@@ -344,14 +354,53 @@ static nfv_status write_file(const report *rp, const char *name, void (*body)(co
     return nfv_atomic_commit(&af);
 }
 
+/* The viewer's volumes: per row <row dir>/<stem>_view.js (the change from the
+ * template when there is one, as the overlay PNG, else the visualization),
+ * and viewer/background.js, the background on the first row's grid.  The
+ * full-precision NIfTI files stay where the runs wrote them. */
+static nfv_status viewer_volumes(report *rp)
+{
+    NFV_TRY(nfv_viewer_install(rp->dir, &rp->viewer));
+    if (!rp->viewer || !rp->nrows) return NFV_OK;
+    rp->items = calloc((size_t)rp->nrows, sizeof *rp->items);
+    if (!rp->items) return nfv_fail(NFV_ERR_NO_MEMORY, "compare report: out of memory");
+    nfv_status st = NFV_OK;
+    for (int i = 0; i < rp->nrows && !st; i++) {
+        const nfv_compare_row *r = &rp->rows[i];
+        nfv_viewer_item *it = &rp->items[i];
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s/%s_change.nii.gz", rp->dir, r->dir, r->stem);
+        if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/%s/%s.nii.gz", rp->dir, r->dir, r->stem);
+        nfv_volume v;
+        st = nfv_volume_read(path, &v, NULL);
+        if (st) break;
+        snprintf(it->id, sizeof it->id, "v%d", i);
+        snprintf(it->title, sizeof it->title, "%s, seed %llu: %s", r->config, r->seed, r->target);
+        snprintf(it->overlay, sizeof it->overlay, "%s/%s_view.js", r->dir, r->stem);
+        snprintf(it->background, sizeof it->background, "%s", rp->background ? "viewer/background.js" : it->overlay);
+        st = nfv_viewer_write_volume(rp->dir, it->overlay, &v);
+        if (!st && i == 0 && rp->background) {
+            nfv_volume bg;
+            st = nfv_volume_resample_to(rp->background, v.nx, v.ny, v.nz, v.affine, 0, &bg);
+            if (!st) st = nfv_viewer_write_volume(rp->dir, "viewer/background.js", &bg);
+            nfv_volume_free(&bg);
+        }
+        nfv_volume_free(&v);
+    }
+    return st ? nfv_fail_context(st, "compare report viewer") : NFV_OK;
+}
+
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
-                                    int nconfigs, const nfv_compare_row *rows, int nrows)
+                                    int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background)
 {
     NFV_TRY(nfv_mkdirs(dir));
     report rp = {.dir = dir, .model_path = model_path, .configs = configs, .nconfigs = nconfigs, .rows = rows,
-                 .nrows = nrows};
+                 .nrows = nrows, .background = background};
     report_init(&rp);
-    NFV_TRY(write_file(&rp, "results.csv", write_csv));
-    NFV_TRY(write_file(&rp, "results.md", write_markdown));
-    return write_file(&rp, "index.html", write_html);
+    nfv_status st = write_file(&rp, "results.csv", write_csv);
+    if (!st) st = write_file(&rp, "results.md", write_markdown);
+    if (!st) st = viewer_volumes(&rp);
+    if (!st) st = write_file(&rp, "index.html", write_html);
+    free(rp.items);
+    return st;
 }
