@@ -24,7 +24,7 @@
 # configuration recovers every class, not whether one seed happened to.
 # Override any setting by environment variable (DEMO_VOXEL, DEMO_N,
 # DEMO_EPOCHS, DEMO_LESION, DEMO_STEPS, DEMO_CONV_STEPS, DEMO_CMP_STEPS,
-# DEMO_SEEDS, DEMO_OUT).
+# DEMO_SEEDS, DEMO_AUGMENT, DEMO_SEED (cohort and training), DEMO_OUT).
 set -euo pipefail
 
 MODE=${DEMO:-full}
@@ -38,12 +38,14 @@ quick)
     STEPS=${DEMO_STEPS:-48}; CONV_STEPS=${DEMO_CONV_STEPS:-8}; CMP_STEPS=${DEMO_CMP_STEPS:-32}
     CONFIGS=${DEMO_CONFIGS:-none,l2,tv,blur,robust,fourier,fourier+robust,all,all-no-mask}
     SEEDS=${DEMO_SEEDS:-1}
+    AUGMENT=shift=2,flip
     ;;
 full)
     VOXEL=${DEMO_VOXEL:-3}; N=${DEMO_N:-600}; EPOCHS=${DEMO_EPOCHS:-30}; LR=${DEMO_LR:-0.001}; BATCH=${DEMO_BATCH:-8}
     STEPS=${DEMO_STEPS:-128}; CONV_STEPS=${DEMO_CONV_STEPS:-24}; CMP_STEPS=${DEMO_CMP_STEPS:-128}
     CONFIGS=${DEMO_CONFIGS:-none,l2,tv,blur,robust,fourier,fourier+robust,all,all-no-mask}
     SEEDS=${DEMO_SEEDS:-1,2,3}
+    AUGMENT=shift=2,flip
     ;;
 *)
     echo "demo: DEMO must be quick or full (got \"$MODE\")" >&2
@@ -52,6 +54,9 @@ full)
 esac
 OUT=${DEMO_OUT:-$ROOT/demo}
 LESION=${DEMO_LESION:-24,32}
+AUGMENT=${DEMO_AUGMENT:-$AUGMENT}
+# The seed of the cohort and of training.
+SEED=${DEMO_SEED:-1}
 # Options of the class-logit visualizations: compare's `all-no-mask`
 # configuration (Fourier 1/f parameterization, jitter/scale/rotation, L2, TV,
 # blur), the one that recovered every class's shape most often in the
@@ -82,36 +87,59 @@ stage() {
 }
 
 deps() { bash tools/install-deps; }
-build() { make -j2 >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log" >&2; return 1; }; }
+# Progress: every command's progress lines (stderr; on a pipe one every 10 s,
+# src/cli/cli.c) go to the terminal as they come; the logs the report shows
+# keep only the results (show_and_log).  The build prints a count of the
+# files compiled.
+build() {
+    make -j2 2>&1 | tee "$OUT/build.log" | awk '/ -c .* -o /{ n++; if (n % 20 == 0) { print "build: " n " files compiled"; fflush() } }' >&2 ||
+        { tail -30 "$OUT/build.log" >&2; return 1; }
+}
+# stdin to the terminal (stderr) line by line, and to file $1 without the
+# lines matching the regular expression $2 (progress lines).
+show_and_log() {
+    tee /dev/stderr | { grep -v -E "$2" || true; } >"$1"
+}
 synth() {
     rm -rf "$OUT/data"
-    "$BIN" synth --task lesion --n "$N" --voxel "$VOXEL" --lesion-size "$LESION" --seed 1 --out "$OUT/data" 2>&1 | tail -1
+    "$BIN" synth --task lesion --n "$N" --voxel "$VOXEL" --lesion-size "$LESION" --seed "$SEED" --out "$OUT/data" 2>&1 | tail -1
 }
 train() {
     rm -f "$OUT/model.safetensors" "$OUT/model.safetensors.ckpt"
     "$BIN" train --data "$OUT/data/labels.csv" --arch ref4 --voxel "$VOXEL" --shape "$SHAPE" --epochs "$EPOCHS" --lr "$LR" \
-        --batch "$BATCH" --schedule cosine --augment shift=2,flip --seed 1 --out "$OUT/model.safetensors" --quiet 2>&1 | tee "$OUT/train.txt"
+        --batch "$BATCH" --schedule cosine --augment "$AUGMENT" --seed "$SEED" --out "$OUT/model.safetensors" 2>&1 |
+        show_and_log "$OUT/train.txt" '^epoch [0-9]+/[0-9]+ [0-9]+/[0-9]+ '
+    echo "train: final line: $(tail -1 "$OUT/train.txt")" >&2
 }
 evaluate() {
     "$BIN" eval --model "$OUT/model.safetensors" --data "$OUT/data/labels.csv" --split test \
         --out "$OUT/report/predictions.csv" 2>&1 | tee "$OUT/report/eval.txt"
 }
 vis_logits() {
+    # --gif: <target>.gif beside the PNGs, the optimization at 16 evenly spaced steps.
     "$BIN" visualize --model "$OUT/model.safetensors" --target logit:all --steps "$STEPS" $VIS_OPTS --importance on \
-        --out "$OUT/report/vis/logits" 2>&1 | grep -v '^visualize [0-9]' | tee "$OUT/report/vis_logits.txt"
+        --gif --out "$OUT/report/vis/logits" 2>&1 | show_and_log "$OUT/report/vis_logits.txt" '^visualize .*[0-9]+/[0-9]+ .*ETA'
+    ls "$OUT"/report/vis/logits/*.gif >&2
 }
 vis_conv() {
     # The last Conv3d of ref4 is conv4 (64 channels); one step count for all.
     "$BIN" visualize --model "$OUT/model.safetensors" --target conv4:all --steps "$CONV_STEPS" --batch 16 $CONV_OPTS \
-        --background none --out "$OUT/report/vis/conv4" 2>&1 | grep -v '^visualize [0-9]' >"$OUT/report/vis_conv4.txt"
+        --background none --out "$OUT/report/vis/conv4" 2>&1 |
+        # Progress to the terminal; the 64 objective lines only to the log.
+        while IFS= read -r line; do
+            case "$line" in
+            visualize*ETA*) echo "$line" >&2 ;;
+            *) echo "$line" ;;
+            esac
+        done >"$OUT/report/vis_conv4.txt"
     tail -1 "$OUT/report/vis_conv4.txt" >&2
 }
 compare() {
     # Class logits, and the contrasts (logit minus the mean of the others).
     "$BIN" compare --model "$OUT/model.safetensors" --target logit:all --target contrast:all --truth "$OUT/data" \
         --steps "$CMP_STEPS" --seeds "$SEEDS" \
-        --configs "$CONFIGS" --out "$OUT/report/compare" 2>&1 | grep -v '^compare .* [0-9]*/[0-9]* ' |
-        tee "$OUT/report/compare.txt"
+        --configs "$CONFIGS" --out "$OUT/report/compare" 2>&1 |
+        show_and_log "$OUT/report/compare.txt" '^compare.*[0-9]+/[0-9]+ .*ETA'
 }
 
 T_ALL0=$(date +%s.%N)

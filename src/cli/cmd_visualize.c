@@ -74,8 +74,10 @@ static nfv_status run_targets(const visualize_args *a, vis_session *s, nfv_vis_o
     *computed = NULL;
     if (!rs->ntodo) return NFV_OK;
     NFV_TRY(vis_fit_batch(s, rs->todo, rs->ntodo, o, a->auto_batch, "visualize", NULL));
+    char label[64];
+    snprintf(label, sizeof label, "visualize (%d target(s))", rs->ntodo);
     cli_progress bar;
-    cli_progress_start(&bar, "visualize");
+    cli_progress_start(&bar, label);
     nfv_status st = nfv_visualize(s->ctx, s->m, rs->todo, rs->ntodo, o, vis_on_progress, &bar, computed);
     cli_progress_end(&bar);
     return st;
