@@ -4,10 +4,13 @@
  * include/neurofv/render.h. */
 #include "io/render_internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <gif_lib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/fs.h"
 
@@ -145,8 +148,13 @@ nfv_status nfv_gif_write(const char *path, const nfv_image *frames, int count, c
         return st;
     }
     int err = 0;
-    GifFileType *gif = EGifOpenFileName(tmp, false, &err);
-    if (!gif) {
+    /* Opened here: EGifOpenFileName creates files 0600, PNGs and NIfTIs are 0666 less the umask. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    GifFileType *gif = fd >= 0 ? EGifOpenFileHandle(fd, &err) : NULL;
+    if (fd < 0) {
+        st = nfv_fail(NFV_ERR_IO, "%s: cannot create the GIF (%s)", path, strerror(errno));
+    } else if (!gif) {
+        close(fd);
         st = gif_error(path, "open", err);
     } else {
         const char *what = "screen descriptor";
