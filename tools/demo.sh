@@ -101,8 +101,14 @@ build() {
 }
 # stdin to the terminal (stderr) line by line, and to file $1 without the
 # lines matching the regular expression $2 (progress lines).
+# (Not `tee /dev/stderr`: with stderr redirected to a file that reopens and
+# truncates it.)
 show_and_log() {
-    tee /dev/stderr | { grep -v -E "$2" || true; } >"$1"
+    local line
+    while IFS= read -r line; do
+        printf '%s\n' "$line" >&2
+        [[ $line =~ $2 ]] || printf '%s\n' "$line"
+    done >"$1"
 }
 synth() {
     rm -rf "$OUT/data"
