@@ -75,6 +75,20 @@ mkdir -p "$OUT/report"
 TIMES=$OUT/report/times.tsv
 : >"$TIMES"
 
+# A heartbeat while a stage runs, so that none stays silent for more than
+# 20 s (the first use of each kernel compiles it: with a cold cache the first
+# training batch takes minutes); killed when the stage ends, or by the trap
+# when a stage fails (set -e).
+HEARTBEAT=
+trap '[ -z "$HEARTBEAT" ] || kill "$HEARTBEAT" 2>/dev/null' EXIT
+heartbeat() {
+    local s=0
+    while sleep 20 </dev/null >/dev/null 2>&1; do
+        s=$((s + 20))
+        echo "== demo [$MODE] $1: running for ${s} s" >&2
+    done
+}
+
 # Run one stage, print and record its wall time.
 stage() {
     local name=$1
@@ -82,7 +96,12 @@ stage() {
     local t0 t1
     t0=$(date +%s.%N)
     echo "== demo [$MODE] stage: $name" >&2
+    heartbeat "$name" >/dev/null &
+    HEARTBEAT=$!
     "$@"
+    kill "$HEARTBEAT" 2>/dev/null || true
+    wait "$HEARTBEAT" 2>/dev/null || true
+    HEARTBEAT=
     t1=$(date +%s.%N)
     local dt
     dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
