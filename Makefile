@@ -8,7 +8,7 @@ CC      ?= cc
 OPT     ?= -O2
 BUILD   ?= build
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD) -I/usr/include/nifti $(EXTRA_CFLAGS)
-LDLIBS  += -lclblast -lOpenCL -lnifti2 -lznz -lcjson -lprotobuf-c -lz -lm
+LDLIBS  += -lclblast -lOpenCL -lnifti2 -lznz -lcjson -lprotobuf-c -lgif -lz -lm
 LDFLAGS += $(EXTRA_LDFLAGS)
 PYTHON  ?= /usr/bin/python3
 

@@ -54,6 +54,11 @@ typedef struct nfv_render_options {
 
 void nfv_render_options_default(nfv_render_options *o);
 
+/* The grey window the renderer picks for v when window[0] == window[1]
+ * (0 or the 0.5th percentile .. the 99.5th percentile of non-zero values):
+ * to draw several volumes at one scale. */
+void nfv_render_window(const nfv_volume *v, float window[2]);
+
 /* The world point (mm) and voxel of v's largest value. */
 void nfv_volume_peak(const nfv_volume *v, double world[3], int ijk[3]);
 
@@ -75,6 +80,22 @@ nfv_status nfv_render_mosaic(const nfv_volume *v, const nfv_render_options *o, i
  * `cols` per row.  Overlay scale is per volume unless o->overlay_max > 0. */
 nfv_status nfv_render_grid(const nfv_volume *const *vols, const char *const *titles, int count, int cols,
                            nfv_view view, const nfv_render_options *o, nfv_image *out);
+
+/* ---- Animated GIF (src/io/gif.c, giflib) ---- */
+
+/* count frames of equal size, frame f shown for delay_cs[f] hundredths of a
+ * second, looping forever.  One 256-colour palette for all frames: exact when
+ * the frames hold at most 256 distinct colours, else giflib's median cut
+ * (GifQuantizeBuffer) over all frames.  Temporary name, then renamed. */
+nfv_status nfv_gif_write(const char *path, const nfv_image *frames, int count, const int *delay_cs);
+
+/* An animation of volumes on one grid (e.g. the snapshots of an
+ * optimization): frame f is nfv_render_ortho(vols[f], o, at) with labels[f]
+ * (may be NULL) drawn in its top-left corner, shown for delay_cs (the last
+ * frame for last_delay_cs).  For one colour scale across frames, o should fix
+ * window (and for an overlay threshold and overlay_max). */
+nfv_status nfv_render_ortho_gif(const char *path, const nfv_volume *const *vols, const char *const *labels, int count,
+                                const nfv_render_options *o, const double at[3], int delay_cs, int last_delay_cs);
 
 #ifdef __cplusplus
 }

@@ -143,6 +143,12 @@ typedef struct nfv_vis_options {
     int log_every;             /* read the objective every k steps, 1 */
     int snapshots[NFV_VIS_MAX_SNAPSHOTS]; /* steps at which the volume is also kept */
     int snapshot_count;
+    /* --gif: also <stem>.gif, the snapshots as orthogonal slices through the
+     * final volume's peak at the final volume's grey window, one frame per
+     * snapshot step (nfv_vis_options_gif).  snapshots_auto: the steps were
+     * chosen for the GIF, not asked for: no <stem>_step<N>.nii.gz files. */
+    int gif;
+    int snapshots_auto;
     /* Importance map: the mean over the steps of |d objective / d image| per
      * voxel (after the transforms' adjoints, before penalties and mask): where
      * the unit looked while its image was drawn.  0 = off. */
@@ -150,6 +156,10 @@ typedef struct nfv_vis_options {
 } nfv_vis_options;
 
 void nfv_vis_options_default(nfv_vis_options *o);
+/* --gif: sets o->gif; without --snapshots, up to NFV_VIS_MAX_SNAPSHOTS
+ * evenly spaced steps from 0 to o->steps (both included) become the
+ * snapshots (snapshots_auto).  Call after o->steps is final. */
+void nfv_vis_options_gif(nfv_vis_options *o);
 /* Set one option by its command-line name ("--l2", "0.01").  Errors name the
  * option and the accepted values. */
 nfv_status nfv_vis_options_set(nfv_vis_options *o, const char *name, const char *value);
@@ -243,8 +253,9 @@ nfv_status nfv_vis_template_on_grid(const nfv_model *m, const char *path, nfv_vo
 /* ---- Outputs (src/vis/vis_output.c) -------------------------------------- */
 
 /* Under dir: <stem>.nii.gz, <stem>_ortho.png, <stem>_mosaic.png,
- * <stem>_overlay.png (on background, e.g. Colin27; NULL: skipped) and
- * <stem>.json (options, objectives, per-step log). */
+ * <stem>_overlay.png (on background, e.g. Colin27; NULL: skipped), with
+ * o->gif <stem>.gif (the snapshots) and <stem>.json (options, objectives,
+ * per-step log). */
 nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, const nfv_volume *background,
                          const char *dir);
 /* dir/<stem>_grid.png: one axial slice through each volume's peak. */

@@ -37,6 +37,7 @@ typedef struct compare_state {
     int nrows;
     double *scores;                /* (truth.count) NCC of one volume with each shape */
     int (*positions)[3];           /* (truth.count) voxel of each shape's best match */
+    double t0;                     /* when the first run started (cli_now) */
 } compare_state;
 
 /* DIR/<stem>_match.png: the visualization's orthogonal slices through the
@@ -236,16 +237,17 @@ static nfv_status resume_scan(const compare_state *cs, const nfv_vis_options *o,
 }
 
 /* Visualizes the targets left to run of one run (all without --resume). */
-static nfv_status visualize_todo(compare_state *cs, const char *sub, const nfv_vis_options *o, const vis_resume *rs,
-                                 nfv_vis_result **computed)
+static nfv_status visualize_todo(compare_state *cs, int run, const char *sub, const nfv_vis_options *o,
+                                 const vis_resume *rs, nfv_vis_result **computed)
 {
     *computed = NULL;
     if (cs->a->resume)
         fprintf(stderr, "compare: --resume: %s: %d of %d target(s) complete, %d to run\n", sub, rs->ndone,
                 cs->s.count, rs->ntodo);
     if (!rs->ntodo) return NFV_OK;
-    char label[128];
-    snprintf(label, sizeof label, "compare %s", sub);
+    char label[160];
+    snprintf(label, sizeof label, "compare %s (run %d/%d, %d target(s))", sub, run + 1, cs->nconfigs * cs->nseeds,
+             rs->ntodo);
     cli_progress bar;
     cli_progress_start(&bar, label);
     nfv_status st = nfv_visualize(cs->s.ctx, cs->s.m, rs->todo, rs->ntodo, o, vis_on_progress, &bar, computed);
@@ -272,7 +274,7 @@ static int run_config(compare_state *cs, int run)
     nfv_vis_result *computed = NULL, *res = NULL;
     double t0 = cli_now();
     nfv_status st = resume_scan(cs, &o, dir, &rs);
-    if (!st) st = visualize_todo(cs, sub, &o, &rs, &computed);
+    if (!st) st = visualize_todo(cs, run, sub, &o, &rs, &computed);
     if (!st) st = vis_resume_results(&rs, &cs->s, cs->s.targets, cs->s.count, &o, dir, computed, &res);
     if (st) {
         vis_resume_free(&rs);
@@ -285,6 +287,10 @@ static int run_config(compare_state *cs, int run)
     vis_resume_free(&rs);
     if (st) return cli_fail("compare", st);
     print_run(cs, sub, secs);
+    int runs = cs->nconfigs * cs->nseeds;
+    double el = cli_now() - cs->t0;
+    fprintf(stderr, "compare: %d/%d runs (configuration x seed) done, %.0fs, ETA %.0fs\n", run + 1, runs, el,
+            el * (runs - run - 1) / (run + 1));
     return 0;
 }
 
@@ -360,6 +366,7 @@ static int compare(const compare_args *a, const vis_cli *cli)
     memset(&cs, 0, sizeof cs);
     cs.a = a;
     int rc = prepare(&cs, cli);
+    cs.t0 = cli_now();
     for (int run = 0; run < cs.nconfigs * cs.nseeds && !rc; run++) rc = run_config(&cs, run);
     if (!rc && cs.truth.count && cs.nseeds > 1) print_seed_summary(&cs);
     nfv_status st;

@@ -15,6 +15,7 @@ typedef struct visualize_args {
     const char *texts[VIS_SETUP_MAX_MULTI]; /* --target, as given */
     int ntexts;
     int shard_i, shard_n;
+    int gif;        /* --gif: <stem>.gif of the snapshots */
     int resume;     /* skip targets whose outputs are complete */
     int auto_batch; /* no --batch: the largest batch that fits the device, at most the default */
 } visualize_args;
@@ -73,8 +74,10 @@ static nfv_status run_targets(const visualize_args *a, vis_session *s, nfv_vis_o
     *computed = NULL;
     if (!rs->ntodo) return NFV_OK;
     NFV_TRY(vis_fit_batch(s, rs->todo, rs->ntodo, o, a->auto_batch, "visualize", NULL));
+    char label[64];
+    snprintf(label, sizeof label, "visualize (%d target(s))", rs->ntodo);
     cli_progress bar;
-    cli_progress_start(&bar, "visualize");
+    cli_progress_start(&bar, label);
     nfv_status st = nfv_visualize(s->ctx, s->m, rs->todo, rs->ntodo, o, vis_on_progress, &bar, computed);
     cli_progress_end(&bar);
     return st;
@@ -116,6 +119,7 @@ static int visualize(visualize_args *a, const vis_cli *cli)
     nfv_vis_options o;
     nfv_vis_options_default(&o);
     nfv_status st = vis_cli_options(cli, &o);
+    if (!st && a->gif) nfv_vis_options_gif(&o);
     if (!st) st = nfv_vis_options_check(&o);
     a->shard_i = a->shard_n = 1;
     a->auto_batch = vis_cli_value(cli, "--batch") == NULL;
@@ -157,6 +161,9 @@ int cmd_visualize(int argc, char **argv)
         {"--background", CLI_STRING, &a.background, "FILE|template|none",
          "volume under the overlay PNG (default template = Colin27 ch2bet)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device (see neurofv devices)"},
+        {"--gif", CLI_FLAG, &a.gif, NULL,
+         "also write DIR/<target>.gif: the optimization as orthogonal slices through the final volume's peak, "
+         "one frame per snapshot (without --snapshots, 16 evenly spaced steps), at the final volume's scale"},
         {"--resume", CLI_FLAG, &a.resume, NULL,
          "skip targets whose outputs in DIR are all there (a pre-empted job run again with the same options)"},
     };
@@ -165,7 +172,7 @@ int cmd_visualize(int argc, char **argv)
     int r = cli_parse("visualize", "--model FILE --target T [--target T ...] --out DIR [options]",
                       "Optimize an input volume per target so that the unit's activation is as large as possible "
                       "(or small, with '-'), entirely on the device; write DIR/<target>.nii.gz (the model's "
-                      "affine), _ortho.png, _mosaic.png, _overlay.png, <target>.json (objective per step) and "
+                      "affine), _ortho.png, _mosaic.png, _overlay.png, <target>.json (objective per step), with --gif <target>.gif, and "
                       "a _grid.png per `all` sweep.  Without --batch, the batch is the largest (at most 8) "
                       "that fits the device's memory; a batch that does not fit is refused before the run.",
                       cli.opts, argc, argv, NULL, 0, NULL);

@@ -243,6 +243,8 @@ void nfv_render_options_default(nfv_render_options *o)
     o->annotate = 1;
 }
 
+void nfv_render_window(const nfv_volume *v, float window[2]) { auto_window(v, &window[0], &window[1]); }
+
 void nfv_volume_peak(const nfv_volume *v, double world[3], int ijk[3])
 {
     size_t n = nfv_volume_numel(v), best = 0;

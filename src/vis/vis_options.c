@@ -261,6 +261,16 @@ static int set_transform_or_output(nfv_vis_options *o, const char *name, const c
     return 1;
 }
 
+void nfv_vis_options_gif(nfv_vis_options *o)
+{
+    o->gif = 1;
+    if (o->snapshot_count > 0) return;
+    int n = o->steps + 1 < NFV_VIS_MAX_SNAPSHOTS ? o->steps + 1 : NFV_VIS_MAX_SNAPSHOTS;
+    for (int i = 0; i < n; i++) o->snapshots[i] = n == 1 ? 0 : (int)((long)i * o->steps / (n - 1));
+    o->snapshot_count = n;
+    o->snapshots_auto = 1;
+}
+
 nfv_status nfv_vis_options_set(nfv_vis_options *o, const char *name, const char *v)
 {
     if (!name) return nfv_fail(NFV_ERR_INVALID_ARG, "visualization option: no name");

@@ -54,6 +54,37 @@ static nfv_status write_png(const char *dir, const char *stem, const char *suffi
     return nfv_image_write_png(path, im);
 }
 
+/* dir/<stem>.gif: the snapshots in step order, orthogonal slices through
+ * the final volume's peak at its grey window, the step on each frame. */
+static nfv_status write_gif(const nfv_vis_result *r, const nfv_vis_options *o, const char *dir, const char *stem)
+{
+    int n = r->snapshot_count, order[NFV_VIS_MAX_SNAPSHOTS];
+    if (n < 1) return nfv_fail(NFV_ERR_INVALID_ARG, "--gif: no snapshot of %s was taken (steps 0-%d)", r->target.name, o->steps);
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = 1; i < n; i++) /* insertion sort by step */
+        for (int k = i; k > 0 && r->snapshot_step[order[k]] < r->snapshot_step[order[k - 1]]; k--) {
+            int t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+    const nfv_volume *vols[NFV_VIS_MAX_SNAPSHOTS];
+    char text[NFV_VIS_MAX_SNAPSHOTS][224];
+    const char *labels[NFV_VIS_MAX_SNAPSHOTS];
+    for (int i = 0; i < n; i++) {
+        vols[i] = &r->snapshot[order[i]];
+        snprintf(text[i], sizeof text[i], "%s  STEP %d/%d", r->target.name, r->snapshot_step[order[i]], o->steps);
+        labels[i] = text[i];
+    }
+    nfv_render_options ro;
+    nfv_render_options_default(&ro);
+    nfv_render_window(&r->volume, ro.window); /* the final frame's scale for every frame */
+    double at[3];
+    nfv_volume_peak(&r->volume, at, NULL);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.gif", dir, stem);
+    return nfv_render_ortho_gif(path, vols, labels, n, &ro, at, 25, 150);
+}
+
 nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, const nfv_volume *background,
                          const char *dir)
 {
@@ -70,7 +101,7 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
         snprintf(path, sizeof path, "%s/%s_importance.nii.gz", dir, stem);
         NFV_TRY(nfv_volume_write(path, &r->importance));
     }
-    for (int s = 0; s < r->snapshot_count; s++) {
+    for (int s = 0; s < r->snapshot_count && !o->snapshots_auto; s++) {
         snprintf(path, sizeof path, "%s/%s_step%d.nii.gz", dir, stem, r->snapshot_step[s]);
         NFV_TRY(nfv_volume_write(path, &r->snapshot[s]));
     }
@@ -106,6 +137,7 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
         if (!st) st = write_png(dir, stem, "_importance.png", &im);
         nfv_image_free(&im);
     }
+    if (!st && o->gif) st = write_gif(r, o, dir, stem);
     if (st) return nfv_fail_context(st, "outputs of %s", r->target.name);
 
     cJSON *j = cJSON_CreateObject();
@@ -214,7 +246,9 @@ nfv_status nfv_vis_outputs_complete(const nfv_target *t, const nfv_vis_options *
         snprintf(path, sizeof path, "%s/%s%s", dir, stem, optional[i]);
         if (wanted[i] && !exists(path)) return NFV_OK;
     }
-    for (int s = 0; s < o->snapshot_count; s++) {
+    snprintf(path, sizeof path, "%s/%s.gif", dir, stem);
+    if (o->gif && !exists(path)) return NFV_OK;
+    for (int s = 0; s < o->snapshot_count && !o->snapshots_auto; s++) {
         if (o->snapshots[s] < 0 || o->snapshots[s] > o->steps) continue; /* never taken */
         snprintf(path, sizeof path, "%s/%s_step%d.nii.gz", dir, stem, o->snapshots[s]);
         if (!exists(path)) return NFV_OK;
