@@ -214,7 +214,7 @@ EOF
 <h2>Evaluation (test split)</h2>
 <pre>$(esc <"$OUT/report/eval.txt")</pre>
 <p>Training: <code>$(tail -1 "$OUT/train.txt" | esc)</code>. Chance level is 1/$(ls "$OUT/data/shapes" | wc -l):
-when the test accuracy is near it (the quick mode's 120 subjects at 4 mm are too few), the model has not learnt
+when the test accuracy is near it, the model has not learnt
 the shapes, and the visualizations and concept-recovery scores below describe a model that does not separate the
 classes; read them as a demonstration of the pipeline, not of the paper's finding.</p>
 <p><a href="predictions.csv">predictions.csv</a>; training log: <a href="../model.safetensors.log.csv">model.safetensors.log.csv</a></p>
@@ -231,7 +231,8 @@ EOF
         i=$((i + 1))
         echo "<p><b>$b</b>$view <a href=\"vis/logits/$b.nii.gz\">NIfTI</a> <a href=\"vis/logits/$b.json\">log</a>
 <a href=\"vis/logits/${b}_mosaic.png\">mosaic</a> <a href=\"vis/logits/${b}_importance.nii.gz\">importance NIfTI</a><br><img src=\"vis/logits/${b}_overlay.png\">
-<img src=\"vis/logits/${b}_ortho.png\"><br>Importance (mean |gradient| of the logit per voxel over the steps):<br>
+<img src=\"vis/logits/${b}_ortho.png\"><br>The optimization, 16 snapshots (<a href=\"vis/logits/${b}.gif\">GIF</a>):<br>
+<img src=\"vis/logits/${b}.gif\"><br>Importance (mean |gradient| of the logit per voxel over the steps):<br>
 <img src=\"vis/logits/${b}_importance.png\"></p>"
     done
     cat <<EOF
