@@ -57,6 +57,8 @@ $(BUILD)/command_list.h: $(CLI_SRC) | $(BUILD)
 $(BUILD)/test_list.h: $(TEST_SRC) | $(BUILD)
 	grep -ho '^TEST([a-z0-9_]*)' $(TEST_SRC) > $@.tmp; mv $@.tmp $@
 
+# Each object rule also makes its own folder: $(BUILD) may already exist
+# without them (install-deps builds the viewer bundle into $(BUILD)/viewer).
 $(BUILD):
 	mkdir -p $(BUILD)/obj/tests
 
@@ -75,9 +77,11 @@ $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/obj/cl_sources.o: $(BUILD)/cl_sources.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/obj/cli/main.o: $(BUILD)/command_list.h
 $(BUILD)/obj/tests/%.o: tests/%.c $(wildcard tests/*.h) $(HEADERS) $(BUILD)/test_list.h | $(BUILD)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 
 # The NiiVue bundle the reports copy (src/io/viewer.c looks in
