@@ -341,12 +341,6 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     if (!st && cs->s.m->input_shape[0] != 1)
         st = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: the model takes %d input channels; visualization supports 1",
                       a->model_path, cs->s.m->input_shape[0]);
-    /* The report in --out links to the runs by a relative path, so the two
-     * folders move together. */
-    cs->runs = a->runs ? a->runs : a->out;
-    if (!st) st = nfv_mkdirs(a->out);
-    if (!st) st = nfv_mkdirs(cs->runs);
-    if (!st) st = nfv_relative_dir(a->out, cs->runs, cs->runs_rel, sizeof cs->runs_rel);
     if (!st) st = vis_session_targets(&cs->s, a->texts, a->ntexts);
     if (!st && a->truth_dir) st = nfv_truth_load(cs->s.m, a->truth_dir, &cs->truth);
     if (!st) st = vis_session_background(&cs->s, a->background);
@@ -365,6 +359,13 @@ static int prepare(compare_state *cs, const vis_cli *cli)
             return cli_fail("compare", st);
         cs->batches[c] = o.batch;
     }
+    /* After every check (a refused run leaves no folder): the report in --out
+     * links to the runs by a relative path, so the two folders move together. */
+    cs->runs = a->runs ? a->runs : a->out;
+    st = nfv_mkdirs(a->out);
+    if (!st) st = nfv_mkdirs(cs->runs);
+    if (!st) st = nfv_relative_dir(a->out, cs->runs, cs->runs_rel, sizeof cs->runs_rel);
+    if (st) return cli_fail("compare", st);
     size_t shapes = (size_t)(cs->truth.count ? cs->truth.count : 1);
     cs->rows = calloc((size_t)cs->nconfigs * cs->nseeds * cs->s.count, sizeof *cs->rows);
     cs->scores = calloc(shapes, sizeof *cs->scores);
