@@ -134,6 +134,32 @@ TEST(fs_mkdirs_and_atomic_write)
           "writing into a missing folder fails naming the file: %s", nfv_error_message());
 }
 
+TEST(fs_relative_dir)
+{
+    char base[4096], a[4300], b[4300], c[4300], rel[4096];
+    snprintf(base, sizeof base, "%s/base_rel", test_tmpdir());
+    snprintf(a, sizeof a, "%s/demo/report/compare", base);
+    snprintf(b, sizeof b, "%s/demo/runs/compare", base);
+    snprintf(c, sizeof c, "%s/demo/report/compare/sub", base);
+    CHECK_OK(nfv_mkdirs(a));
+    CHECK_OK(nfv_mkdirs(b));
+    CHECK_OK(nfv_mkdirs(c));
+    CHECK_OK(nfv_relative_dir(a, b, rel, sizeof rel));
+    CHECK(!strcmp(rel, "../../runs/compare"), "report -> runs: %s", rel);
+    CHECK_OK(nfv_relative_dir(a, c, rel, sizeof rel));
+    CHECK(!strcmp(rel, "sub"), "into a subfolder: %s", rel);
+    CHECK_OK(nfv_relative_dir(c, a, rel, sizeof rel));
+    CHECK(!strcmp(rel, ".."), "up: %s", rel);
+    CHECK_OK(nfv_relative_dir(a, a, rel, sizeof rel));
+    CHECK(!strcmp(rel, "."), "same folder: %s", rel);
+    snprintf(c, sizeof c, "%s/demo/report/compare/../../runs/compare/", base);
+    CHECK_OK(nfv_relative_dir(a, c, rel, sizeof rel));
+    CHECK(!strcmp(rel, "../../runs/compare"), "a path with .. and a trailing slash: %s", rel);
+    snprintf(c, sizeof c, "%s/demo/nowhere", base);
+    CHECK(nfv_relative_dir(a, c, rel, sizeof rel) != NFV_OK && strstr(nfv_error_message(), "nowhere"),
+          "a missing folder fails naming it: %s", nfv_error_message());
+}
+
 TEST(fs_full_disk_keeps_previous_file)
 {
     /* A child limited to 4 KiB of file size (RLIMIT_FSIZE, the disk-full

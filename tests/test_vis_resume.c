@@ -334,3 +334,55 @@ TEST(vis_resume_compare_continues_to_the_same_report)
     CHECK(test_run(cmd, logp) == 0 && log_has(logp, "none/seed1: 1 of 2 target(s) complete"),
           "a target without its match picture runs again");
 }
+
+/* compare --runs: the report in --out, every run's files (and the viewer's
+ * scripts) in RUNS, linked from the report by a relative path; --resume
+ * reads the runs there and ends with the same report. */
+TEST(vis_resume_compare_runs_outside_the_report)
+{
+    static const char *names[] = {"cube", "sphere"};
+    char model[600], truth[600], base[600], report[700], runs[700], cmd[4000], logp[700], path[900], keep[900];
+    snprintf(model, sizeof model, "%s/runs_cmp.safetensors", test_tmpdir());
+    snprintf(truth, sizeof truth, "%s/runs_truth", test_tmpdir());
+    nfv_model *m = small_model("conv(2,k3,p1) relu flatten linear(2)", 2, names, model);
+    if (!m) return;
+    write_truth(m, truth);
+    nfv_model_free(m);
+    snprintf(base, sizeof base, "%s/runs_demo", test_tmpdir());
+    snprintf(report, sizeof report, "%s/report/compare", base);
+    snprintf(runs, sizeof runs, "%s/runs/compare", base);
+    snprintf(logp, sizeof logp, "%s/runs_cmp.log", test_tmpdir());
+    char bundle[700];
+    snprintf(bundle, sizeof bundle, "%s/runs_bundle", test_tmpdir());
+    CHECK_OK(nfv_mkdirs(bundle));
+    snprintf(path, sizeof path, "%s/niivue.umd.js", bundle);
+    CHECK_OK(nfv_write_text_atomic(path, "var niivue = {};\n"));
+    snprintf(path, sizeof path, "%s/nfv-viewer.js", bundle);
+    CHECK_OK(nfv_write_text_atomic(path, "var NFV = {};\n"));
+    snprintf(cmd, sizeof cmd,
+             "NEUROFV_VIEWER_DIR=%s %s compare --model %s --truth %s --out %s --runs %s --target logit:all --steps 2 "
+             "--background none --configs none --seeds 1,2",
+             bundle, test_bin(), model, truth, report, runs);
+    CHECK(test_run(cmd, NULL) == 0, "compare --runs: %s", cmd);
+    snprintf(path, sizeof path, "%s/index.html", report);
+    CHECK(log_has(path, "\"../../runs/compare/none/seed1/logit_cube_match.png\"") &&
+              log_has(path, "\"../../runs/compare/none/seed2/logit_sphere_view.js\"") &&
+              log_has(path, "\"../../runs/compare/none/seed2/logit_sphere.nii.gz\""),
+          "index.html links the runs' pictures, volumes and viewer scripts relatively");
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/none", report);
+    CHECK(stat(path, &sb) != 0, "no run folder inside the report (%s)", path);
+    snprintf(path, sizeof path, "%s/none/seed2/logit_sphere_view.js", runs);
+    CHECK(log_has(path, "[\"../../runs/compare/none/seed2/logit_sphere_view.js\"]"),
+          "the viewer script beside the run's files, keyed by its path as seen from the report");
+    snprintf(path, sizeof path, "%s/none/seed2", runs);
+    CHECK(files_with_prefix(path, "logit_sphere", 1) == 6, "logit:sphere of none/seed2: 6 files, removed");
+    snprintf(path, sizeof path, "%s/index.html", report);
+    snprintf(keep, sizeof keep, "%s/index.kept.html", base);
+    CHECK(rename(path, keep) == 0, "kept index.html");
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --resume");
+    CHECK(test_run(cmd, logp) == 0 && log_has(logp, "--resume: none/seed2: 1 of 2 target(s) complete, 1 to run") &&
+              log_has(logp, "--resume: none/seed1: 2 of 2 target(s) complete, 0 to run"),
+          "--resume finds the complete runs under --runs");
+    CHECK(same_content(keep, path, ".html"), "the resumed report is the uninterrupted run's (but for seconds)");
+}

@@ -7,6 +7,12 @@
 #   compare regularization configurations against the planted shapes ->
 #   demo/report/index.html linking everything, with the stage times.
 #
+# Layout: demo/report holds the pages (index.html, compare/index.html, the
+# tables, logs, the NiiVue bundle); every command's own outputs (float32
+# NIfTI, PNGs, GIFs, JSON logs, the viewer's volume scripts) stay in
+# demo/runs (vis/logits, vis/conv4, compare/<config>/seed<S>), which the
+# pages link to relatively: keep demo/ together.
+#
 # Settings per mode (chosen to fit the budget on a 2-core CPU through PoCL;
 # see the report page for what was run):
 #   quick: 4 mm grid (46x55x46), 240 subjects, 20 epochs, few steps and 3 compare configurations (< 3 min target)
@@ -71,7 +77,10 @@ VIS_OPTS=${DEMO_VIS_OPTS:---param fourier --decay 1 --pad 4 --jitter 3 --scale 0
 CONV_OPTS=${DEMO_CONV_OPTS:---param fourier --mask brain}
 # The synth grid at VOXEL mm covers the MNI box x -90..90, y -126..90, z -72..108 (integer VOXEL).
 SHAPE=$((180 / VOXEL + 1)),$((216 / VOXEL + 1)),$((180 / VOXEL + 1))
-mkdir -p "$OUT/report"
+RUNS=$OUT/runs
+# Both are this script's outputs, made again below (an older demo kept the runs inside report/).
+rm -rf "$OUT/report" "$RUNS"
+mkdir -p "$OUT/report" "$RUNS"
 TIMES=$OUT/report/times.tsv
 : >"$TIMES"
 
@@ -147,13 +156,13 @@ evaluate() {
 vis_logits() {
     # --gif: <target>.gif beside the PNGs, the optimization at 16 evenly spaced steps.
     "$BIN" visualize --model "$OUT/model.safetensors" --target logit:all --steps "$STEPS" $VIS_OPTS --importance on \
-        --gif --out "$OUT/report/vis/logits" 2>&1 | show_and_log "$OUT/report/vis_logits.txt" '^visualize .*[0-9]+/[0-9]+ .*ETA'
-    ls "$OUT"/report/vis/logits/*.gif >&2
+        --gif --out "$RUNS/vis/logits" 2>&1 | show_and_log "$OUT/report/vis_logits.txt" '^visualize .*[0-9]+/[0-9]+ .*ETA'
+    ls "$RUNS"/vis/logits/*.gif >&2
 }
 vis_conv() {
     # The last Conv3d of ref4 is conv4 (64 channels); one step count for all.
     "$BIN" visualize --model "$OUT/model.safetensors" --target conv4:all --steps "$CONV_STEPS" --batch 16 $CONV_OPTS \
-        --background none --out "$OUT/report/vis/conv4" 2>&1 |
+        --background none --out "$RUNS/vis/conv4" 2>&1 |
         # Progress to the terminal; the 64 objective lines only to the log.
         while IFS= read -r line; do
             case "$line" in
@@ -164,10 +173,11 @@ vis_conv() {
     tail -1 "$OUT/report/vis_conv4.txt" >&2
 }
 compare() {
-    # Class logits, and the contrasts (logit minus the mean of the others).
+    # Class logits, and the contrasts (logit minus the mean of the others);
+    # the page in report/compare, the runs' files in runs/compare.
     "$BIN" compare --model "$OUT/model.safetensors" --target logit:all --target contrast:all --truth "$OUT/data" \
         --steps "$CMP_STEPS" --seeds "$SEEDS" \
-        --configs "$CONFIGS" --out "$OUT/report/compare" 2>&1 |
+        --configs "$CONFIGS" --out "$OUT/report/compare" --runs "$RUNS/compare" 2>&1 |
         show_and_log "$OUT/report/compare.txt" '^compare.*[0-9]+/[0-9]+ .*ETA'
 }
 
@@ -185,9 +195,11 @@ printf 'total\t%s\n' "$TOTAL" >>"$TIMES"
 
 # ---- the report page -------------------------------------------------------
 # The class logits in the NiiVue viewer (neurofv viewer: bundle, volumes as
-# scripts, the panel's HTML); item i is the i-th logit below, "#v<i>".
+# scripts beside the volumes in runs/, the panel's HTML); item i is the i-th
+# logit below, "#v<i>".  Paths are as seen from report/.
 VIEWER_HTML=$OUT/report/viewer_panel.html
-LOGIT_VOLS=$(cd "$OUT/report" && for p in vis/logits/*_overlay.png; do [ -e "$p" ] && echo "${p%_overlay.png}.nii.gz"; done || true)
+VIS=../runs/vis
+LOGIT_VOLS=$(cd "$OUT/report" && for p in $VIS/logits/*_overlay.png; do [ -e "$p" ] && echo "${p%_overlay.png}.nii.gz"; done || true)
 : >"$VIEWER_HTML"
 [ -z "$LOGIT_VOLS" ] || "$BIN" viewer --report "$OUT/report" --html "$VIEWER_HTML" --background template $LOGIT_VOLS
 esc() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g'; }
@@ -217,31 +229,35 @@ EOF
 when the test accuracy is near it, the model has not learnt
 the shapes, and the visualizations and concept-recovery scores below describe a model that does not separate the
 classes; read them as a demonstration of the pipeline, not of the paper's finding.</p>
+<p>This folder holds the pages; the commands' outputs (float32 NIfTI, PNGs, GIFs, logs) are in
+<a href="../runs/">../runs/</a>, linked from here: keep the demo folder together.</p>
 <p><a href="predictions.csv">predictions.csv</a>; training log: <a href="../model.safetensors.log.csv">model.safetensors.log.csv</a></p>
 <h2>Class logits</h2>
 $(cat "$VIEWER_HTML")
 <pre>$(esc <"$OUT/report/vis_logits.txt")</pre>
 EOF
     i=0
-    for png in "$OUT"/report/vis/logits/*_overlay.png; do
+    for png in "$RUNS"/vis/logits/*_overlay.png; do
         [ -e "$png" ] || continue
         b=$(basename "$png" _overlay.png)
         view=""
         grep -q 'id="nfv-viewer"' "$VIEWER_HTML" && view=" <a href=\"#v$i\">view</a>"
         i=$((i + 1))
-        echo "<p><b>$b</b>$view <a href=\"vis/logits/$b.nii.gz\">NIfTI</a> <a href=\"vis/logits/$b.json\">log</a>
-<a href=\"vis/logits/${b}_mosaic.png\">mosaic</a> <a href=\"vis/logits/${b}_importance.nii.gz\">importance NIfTI</a><br><img src=\"vis/logits/${b}_overlay.png\">
-<img src=\"vis/logits/${b}_ortho.png\"><br>The optimization, 16 snapshots (<a href=\"vis/logits/${b}.gif\">GIF</a>):<br>
-<img src=\"vis/logits/${b}.gif\"><br>Importance (mean |gradient| of the logit per voxel over the steps):<br>
-<img src=\"vis/logits/${b}_importance.png\"></p>"
+        d=$VIS/logits
+        echo "<p><b>$b</b>$view <a href=\"$d/$b.nii.gz\">NIfTI</a> <a href=\"$d/$b.json\">log</a>
+<a href=\"$d/${b}_mosaic.png\">mosaic</a> <a href=\"$d/${b}_importance.nii.gz\">importance NIfTI</a><br><img src=\"$d/${b}_overlay.png\">
+<img src=\"$d/${b}_ortho.png\"><br>The optimization, 16 snapshots (<a href=\"$d/${b}.gif\">GIF</a>):<br>
+<img src=\"$d/${b}.gif\"><br>Importance (mean |gradient| of the logit per voxel over the steps):<br>
+<img src=\"$d/${b}_importance.png\"></p>"
     done
     cat <<EOF
 <h2>conv4: every channel</h2>
-<p><img src="vis/conv4/conv4_all_grid.png" style="max-width:100%"></p>
+<p><img src="$VIS/conv4/conv4_all_grid.png" style="max-width:100%"> (each channel's files: <a href="$VIS/conv4/">$VIS/conv4/</a>)</p>
 <pre>$(esc <"$OUT/report/vis_conv4.txt" | tail -70)</pre>
 <h2>Regularization comparison</h2>
 <p><a href="compare/index.html">Full comparison page</a> (images side by side), <a href="compare/results.csv">results.csv</a>,
-<a href="compare/results.md">results.md</a>.</p>
+<a href="compare/results.md">results.md</a>; each run's files (float32 NIfTI, PNGs, logs) are in
+<a href="../runs/compare/">../runs/compare/</a>.</p>
 <pre>$(esc <"$OUT/report/compare.txt")</pre>
 </body></html>
 EOF

@@ -49,7 +49,8 @@ nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *s
 typedef struct nfv_compare_row {
     char config[64];
     unsigned long long seed;  /* the visualization seed of this run */
-    char dir[96];             /* output subdirectory relative to the report: <config> or <config>/seed<S> */
+    char dir[512];            /* the run's folder relative to the report: <config> or <config>/seed<S>, under
+                                 compare's --runs folder as seen from the report ("../runs/none/seed1") */
     char target[128];
     char stem[128];
     float objective, objective_clean;
@@ -72,12 +73,13 @@ typedef struct nfv_compare_row {
 void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, int nrows, char *buf, size_t cap);
 
 /* Write results.csv, results.md and index.html under dir (images are taken
- * from dir/<row dir>/<stem>_*.png).  Rows of several seeds are summarized per
+ * from dir/<row dir>/<stem>_*.png, linked as <row dir>/...: a row dir may
+ * lead out of dir, to runs kept elsewhere).  Rows of several seeds are summarized per
  * configuration: classes recovered over all runs, and per target family
  * (logit:, contrast:, with the same @cell) the number of seeds in which every
  * class with a shape was recovered.  index.html embeds the NiiVue viewer
  * (include/neurofv/viewer.h) when its bundle is found: each row's volume as
- * <row dir>/<stem>_view.js, shown as an overlay on background (NULL: on
+ * <row dir>/<stem>_view.js (beside the run's files), shown as an overlay on background (NULL: on
  * itself), with the row's picture linking to it. */
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
                                     int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background);

@@ -36,8 +36,8 @@ nfv_status nfv_viewer_write_volume(const char *report_dir, const char *rel, cons
 typedef struct nfv_viewer_item {
     char id[32];
     char title[256];
-    char background[512];
-    char overlay[512];
+    char background[1024];
+    char overlay[1024];
 } nfv_viewer_item;
 
 /* The viewer panel (canvas, threshold slider, crosshair position) and its

@@ -2,6 +2,8 @@
 #include "base/fs.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +24,37 @@ nfv_status nfv_mkdirs(const char *path)
         return nfv_fail(NFV_ERR_IO, "cannot create directory %s: %s", tmp, strerror(errno));
     struct stat sb;
     if (stat(tmp, &sb) || !S_ISDIR(sb.st_mode)) return nfv_fail(NFV_ERR_IO, "%s is not a directory", tmp);
+    return NFV_OK;
+}
+
+nfv_status nfv_relative_dir(const char *from, const char *to, char *out, size_t cap)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    if (!realpath(from, a)) return nfv_fail(NFV_ERR_IO, "cannot resolve folder %s: %s", from, strerror(errno));
+    if (!realpath(to, b)) return nfv_fail(NFV_ERR_IO, "cannot resolve folder %s: %s", to, strerror(errno));
+    /* The longest common prefix of whole components. */
+    size_t common = 0, i = 0;
+    while (a[i] && a[i] == b[i]) {
+        i++;
+        if ((a[i] == '/' || !a[i]) && (b[i] == '/' || !b[i])) common = i;
+    }
+    if (!a[i] && !b[i]) common = i;
+    size_t used = 0;
+    out[0] = 0;
+    for (const char *p = a + common; *p; p++) /* one ".." per component of from below the prefix */
+        if (*p == '/' && p[1]) {
+            int w = snprintf(out + used, cap - used, "%s..", used ? "/" : "");
+            if (w < 0 || (size_t)w >= cap - used) return nfv_fail(NFV_ERR_IO, "relative path from %s: too long", from);
+            used += (size_t)w;
+        }
+    const char *rest = b + common;
+    while (*rest == '/') rest++;
+    if (*rest) {
+        int w = snprintf(out + used, cap - used, "%s%s", used ? "/" : "", rest);
+        if (w < 0 || (size_t)w >= cap - used) return nfv_fail(NFV_ERR_IO, "relative path to %s: too long", to);
+        used += (size_t)w;
+    }
+    if (!used) snprintf(out, cap, ".");
     return NFV_OK;
 }
 

@@ -15,6 +15,11 @@
  * component exists and is not a directory. */
 nfv_status nfv_mkdirs(const char *path);
 
+/* The path of folder `to` relative to folder `from` ("../runs/compare";
+ * "." when they are the same), both existing (resolved with realpath, so
+ * symbolic links and "..": a page in `from` links to files in `to`). */
+nfv_status nfv_relative_dir(const char *from, const char *to, char *out, size_t cap);
+
 /* A file being written under a temporary name ("<path>.tmp<pid>"). */
 typedef struct nfv_atomic_file {
     FILE *f;           /* write through this */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fs.h"
 #include "cli.h"
 #include "neurofv/compare.h"
 #include "neurofv/render.h"
@@ -15,7 +16,7 @@
 NFV_COMMAND(compare, "compare", "Compare regularization configurations of feature visualization (CSV/MD/HTML report)")
 
 typedef struct compare_args {
-    const char *model_path, *out, *device, *truth_dir, *only, *background, *seeds_text;
+    const char *model_path, *out, *runs, *device, *truth_dir, *only, *background, *seeds_text;
     const char *texts[VIS_SETUP_MAX_MULTI];    /* --target */
     const char *cfg_args[VIS_SETUP_MAX_MULTI]; /* --config NAME=OPTIONS */
     int ntexts, ncfg_args;
@@ -38,6 +39,8 @@ typedef struct compare_state {
     double *scores;                /* (truth.count) NCC of one volume with each shape */
     int (*positions)[3];           /* (truth.count) voxel of each shape's best match */
     double t0;                     /* when the first run started (cli_now) */
+    const char *runs;              /* where the runs' outputs go: --runs, else --out */
+    char runs_rel[4096];           /* runs as seen from --out ("." when the same) */
 } compare_state;
 
 /* DIR/<stem>_match.png: the visualization's orthogonal slices through the
@@ -182,12 +185,15 @@ static nfv_status score_truth(compare_state *cs, const nfv_volume *shown, const 
 
 /* One row: the result's numbers, its outputs under dir (write; not for a
  * result read back by --resume), its HF share and, with --truth, concept
- * recovery (of the change for a template start). */
-static nfv_status fill_row(compare_state *cs, int c, const char *sub, const char *dir, const nfv_vis_options *o,
+ * recovery (of the change for a template start).  rel: dir as seen from the
+ * report. */
+static nfv_status fill_row(compare_state *cs, int c, const char *rel, const char *dir, const nfv_vis_options *o,
                            const nfv_vis_result *res, int write, nfv_compare_row *row)
 {
     snprintf(row->config, sizeof row->config, "%s", cs->configs[c].name);
-    snprintf(row->dir, sizeof row->dir, "%s", sub);
+    if (snprintf(row->dir, sizeof row->dir, "%s", rel) >= (int)sizeof row->dir)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "compare: the run folder %s seen from --out is too long (over %zu)", rel,
+                        sizeof row->dir - 1);
     row->seed = o->seed;
     snprintf(row->target, sizeof row->target, "%s", res->target.name);
     nfv_target_stem(&res->target, row->stem, sizeof row->stem);
@@ -257,7 +263,8 @@ static nfv_status visualize_todo(compare_state *cs, int run, const char *sub, co
 
 /* Run `run` = configuration run / nseeds with seed run % nseeds: visualize
  * every target (with --resume, those not complete), write the outputs under
- * DIR/<config>[/seed<S>], add rows (complete targets' from their files). */
+ * RUNS/<config>[/seed<S>] (RUNS: --runs, else --out), add rows (complete
+ * targets' from their files). */
 static int run_config(compare_state *cs, int run)
 {
     int c = run / cs->nseeds;
@@ -266,10 +273,12 @@ static int run_config(compare_state *cs, int run)
     o.batch = cs->batches[c];
     /* --seeds replaces any --seed, also one inside a configuration. */
     if (cs->a->seeds_text) o.seed = cs->seeds[run % cs->nseeds];
-    char sub[96], dir[4200];
+    char sub[96], dir[4200], rel[4200];
     if (cs->nseeds > 1) snprintf(sub, sizeof sub, "%s/seed%llu", cs->configs[c].name, o.seed);
     else snprintf(sub, sizeof sub, "%s", cs->configs[c].name);
-    snprintf(dir, sizeof dir, "%s/%s", cs->a->out, sub);
+    snprintf(dir, sizeof dir, "%s/%s", cs->runs, sub);
+    if (!strcmp(cs->runs_rel, ".")) snprintf(rel, sizeof rel, "%s", sub);
+    else snprintf(rel, sizeof rel, "%s/%s", cs->runs_rel, sub);
     vis_resume rs;
     nfv_vis_result *computed = NULL, *res = NULL;
     double t0 = cli_now();
@@ -282,7 +291,7 @@ static int run_config(compare_state *cs, int run)
     }
     double secs = cli_now() - t0;
     for (int i = 0; i < cs->s.count && !st; i++)
-        st = fill_row(cs, c, sub, dir, &o, &res[i], !rs.done[i], &cs->rows[cs->nrows++]);
+        st = fill_row(cs, c, rel, dir, &o, &res[i], !rs.done[i], &cs->rows[cs->nrows++]);
     nfv_vis_results_free(res, cs->s.count);
     vis_resume_free(&rs);
     if (st) return cli_fail("compare", st);
@@ -350,6 +359,13 @@ static int prepare(compare_state *cs, const vis_cli *cli)
             return cli_fail("compare", st);
         cs->batches[c] = o.batch;
     }
+    /* After every check (a refused run leaves no folder): the report in --out
+     * links to the runs by a relative path, so the two folders move together. */
+    cs->runs = a->runs ? a->runs : a->out;
+    st = nfv_mkdirs(a->out);
+    if (!st) st = nfv_mkdirs(cs->runs);
+    if (!st) st = nfv_relative_dir(a->out, cs->runs, cs->runs_rel, sizeof cs->runs_rel);
+    if (st) return cli_fail("compare", st);
     size_t shapes = (size_t)(cs->truth.count ? cs->truth.count : 1);
     cs->rows = calloc((size_t)cs->nconfigs * cs->nseeds * cs->s.count, sizeof *cs->rows);
     cs->scores = calloc(shapes, sizeof *cs->scores);
@@ -397,7 +413,10 @@ int cmd_compare(int argc, char **argv)
     const cli_option own[] = {
         {"--model", CLI_STRING, &a.model_path, "FILE", "model (.safetensors) (required)"},
         {"--target", CLI_STRING, &dummy_t, "T", "target(s), repeatable, as for visualize (required)"},
-        {"--out", CLI_STRING, &a.out, "DIR", "output directory (required)"},
+        {"--out", CLI_STRING, &a.out, "DIR", "the report's folder: index.html, results.csv, results.md (required)"},
+        {"--runs", CLI_STRING, &a.runs, "RUNS",
+         "where each run's outputs go (float32 NIfTI, PNGs, logs, the viewer's scripts), as RUNS/<config>[/seed<S>]/; "
+         "the report links to them relatively, so keep both folders together (default: DIR)"},
         {"--truth", CLI_STRING, &a.truth_dir, "SYNTH_DIR",
          "a `neurofv synth --task lesion` output: score concept recovery of logit:CLASS targets "
          "against shapes/<CLASS>.nii.gz, the template box inside mask.nii.gz"},
@@ -406,7 +425,7 @@ int cmd_compare(int argc, char **argv)
          "none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask"},
         {"--configs", CLI_STRING, &a.only, "A,B,...", "run only these configurations (by name)"},
         {"--seeds", CLI_STRING, &a.seeds_text, "S1,S2,...",
-         "run every configuration once per seed (outputs in DIR/<config>/seed<S>/); the report "
+         "run every configuration once per seed (outputs in RUNS/<config>/seed<S>/); the report "
          "counts, per configuration, the seeds in which every class is recovered (default: the one "
          "--seed)"},
         {"--background", CLI_STRING, &a.background, "FILE|template|none",
@@ -418,10 +437,10 @@ int cmd_compare(int argc, char **argv)
     };
     vis_cli cli;
     if (vis_cli_init(&cli, "compare", own, (int)(sizeof own / sizeof *own))) return 1;
-    int r = cli_parse("compare", "--model FILE --target T [...] --out DIR [--truth SYNTH_DIR] [--config NAME=OPTS ...]",
+    int r = cli_parse("compare", "--model FILE --target T [...] --out DIR [--runs RUNS] [--truth SYNTH_DIR] [--config NAME=OPTS ...]",
                       "Run every regularization configuration on the same targets and seeds (the visualization "
-                      "options given here apply to all, before each configuration's own), write DIR/<config>/ "
-                      "outputs and DIR/results.csv, results.md, index.html: objective reached, objective without "
+                      "options given here apply to all, before each configuration's own), write RUNS/<config>/ "
+                      "outputs (RUNS = --runs, else DIR) and DIR/results.csv, results.md, index.html: objective reached, objective without "
                       "transforms, high-frequency energy share and, with --truth, concept recovery.",
                       cli.opts, argc, argv, NULL, 0, NULL);
     int rc = r ? (r == 1 ? 0 : 2) : compare(&a, &cli);

@@ -276,7 +276,7 @@ static void html_summary(const report *rp, FILE *f)
  * slices through the peak; the row's numbers below. */
 static void html_cell(const report *rp, const nfv_compare_row *r, FILE *f)
 {
-    char img[600];
+    char img[4800];
     snprintf(img, sizeof img, "%s/%s/%s_overlay.png", rp->dir, r->dir, r->stem);
     int has_overlay = access(img, R_OK) == 0;
     snprintf(img, sizeof img, "%s/%s/%s_match.png", rp->dir, r->dir, r->stem);

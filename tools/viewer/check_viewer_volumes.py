@@ -1,18 +1,23 @@
 """Each viewer volume (<name>_view.js, written by src/io/viewer.c) decodes,
 with nibabel, to a scaled-int16 NIfTI whose values are the full-precision
 NIfTI's (the run's output) within half a quantization step, on the same
-affine.  usage: check_viewer_volumes.py REPORT_DIR...  Prints one line per
-report and exits 1 on any mismatch."""
+affine.  usage: check_viewer_volumes.py REPORT_DIR[=SCRIPTS_DIR]...: the
+scripts under SCRIPTS_DIR (default REPORT_DIR; `compare --runs` and the demo
+keep them beside the runs' files, outside the report), each keyed by its path
+as seen from REPORT_DIR.  Prints one line per report and exits 1 on any
+mismatch."""
 import base64, glob, gzip, io, os, re, sys
 
 import nibabel as nib
 import numpy as np
 
 bad = 0
-for report in sys.argv[1:]:
+for arg in sys.argv[1:]:
+    report, _, scripts = arg.partition("=")
+    scripts = scripts or report
     n = 0
     js_bytes = src_bytes = 0
-    for js in sorted(glob.glob(os.path.join(report, "**", "*_view.js"), recursive=True)):
+    for js in sorted(glob.glob(os.path.join(scripts, "**", "*_view.js"), recursive=True)):
         text = open(js).read()
         m = re.fullmatch(r'\(window\.NFV_DATA = window\.NFV_DATA \|\| \{\}\)\["([^"]+)"\] = "([A-Za-z0-9+/=]+)";\n', text)
         if not m or m.group(1) != os.path.relpath(js, report):
@@ -36,9 +41,9 @@ for report in sys.argv[1:]:
         js_bytes += os.path.getsize(js)
         src_bytes += os.path.getsize(src)
     if n == 0:
-        print(f"FAIL {report}: no viewer volume matches")
+        print(f"FAIL {arg}: no viewer volume matches")
         bad += 1
     else:
-        print(f"viewer volumes: {report}: {n} match their full-precision NIfTI within half a step; "
+        print(f"viewer volumes: {arg}: {n} match their full-precision NIfTI within half a step; "
               f"{js_bytes} bytes of scripts for {src_bytes} bytes of float32 .nii.gz")
 sys.exit(1 if bad else 0)

@@ -23,12 +23,18 @@ run "$BIN" train --data coh/labels.csv --arch "conv(4,k3,p1) relu maxpool(2) con
     --voxel 6 --shape 31,37,31 --epochs 1 --batch 2 --out model.safetensors --quiet
 cmp=(compare --model model.safetensors --target logit:all --truth coh --steps 4 --configs none,fourier)
 run "$BIN" "${cmp[@]}" --out compare
+# The demo's layout: the report page in report/compare, the runs' files (and
+# the viewer scripts) in runs/compare, linked relatively.
+run "$BIN" "${cmp[@]}" --out report/compare --runs runs/compare
 NEUROFV_VIEWER_DIR=/nonexistent run "$BIN" "${cmp[@]}" --out compare-noviewer
 run "$BIN" explain --model model.safetensors --data coh/labels.csv --split test --method saliency --truth coh --out explain
 # The demo's report page: its class-logit section as tools/demo.sh writes it
 # (neurofv viewer's panel, then per logit a "view" link and the PNGs).
-run "$BIN" visualize --model model.safetensors --target logit:all --steps 4 --importance on --out demo/vis/logits
-vols=$(cd demo && for p in vis/logits/*_overlay.png; do echo "${p%_overlay.png}.nii.gz"; done)
+# As tools/demo.sh: the visualization's files outside the page's folder (demo/),
+# in runs/vis/logits, as seen from demo/.
+run "$BIN" visualize --model model.safetensors --target logit:all --steps 4 --importance on --out runs/vis/logits
+mkdir -p demo
+vols=$(cd demo && for p in ../runs/vis/logits/*_overlay.png; do echo "${p%_overlay.png}.nii.gz"; done)
 run "$BIN" viewer --report demo --html demo/viewer_panel.html --background template $vols
 {
     echo '<!DOCTYPE html><html><head><meta charset="utf-8"><title>demo-like</title></head><body><h2>Class logits</h2>'
@@ -41,8 +47,8 @@ run "$BIN" viewer --report demo --html demo/viewer_panel.html --background templ
     done
     echo '</body></html>'
 } >demo/index.html
-pages=(compare/index.html compare-noviewer/index.html explain/index.html demo/index.html)
+pages=(compare/index.html compare-noviewer/index.html report/compare/index.html explain/index.html demo/index.html)
 echo "test-browser: pages made in $((SECONDS - t0)) s" >&2
-"$PYTHON" "$here/check_viewer_volumes.py" compare explain demo
+"$PYTHON" "$here/check_viewer_volumes.py" compare report/compare=runs/compare explain demo=runs/vis/logits
 node "$here/test-browser.mjs" "$OUT/shots" "${pages[@]}"
 echo "test-browser: $((SECONDS - t0)) s" >&2
