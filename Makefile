@@ -7,6 +7,17 @@
 CC      ?= cc
 OPT     ?= -O2
 BUILD   ?= build
+# make MPI=1: the same program built with Open MPI's mpicc into build-mpi/
+# (data-parallel training and distributed sweeps under mpirun; see the
+# README's "Running on a cluster").  Without it there is no MPI dependency.
+ifeq ($(MPI),1)
+CC      := mpicc
+BUILD   := build-mpi
+EXTRA_CFLAGS += -DNFV_WITH_MPI
+ROOT_COPY :=
+else
+ROOT_COPY := neurofv
+endif
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD) -I/usr/include/nifti $(EXTRA_CFLAGS)
 LDLIBS  += -lclblast -lOpenCL -lnifti2 -lznz -lcjson -lprotobuf-c -lgif -lz -lm
 LDFLAGS += $(EXTRA_LDFLAGS)
@@ -41,7 +52,7 @@ BIN      := $(BUILD)/neurofv
 TESTBIN  := $(BUILD)/neurofv-tests
 
 .PHONY: all viewer test-browser test test-torch test-configs test-oclgrind asan check-cl check-layers clean bench demo onnx-demo
-all: $(BIN) $(TESTBIN) neurofv
+all: $(BIN) $(TESTBIN) $(ROOT_COPY)
 
 # The binary at the repository root is a copy for convenience (./neurofv).
 neurofv: $(BIN)

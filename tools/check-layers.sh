@@ -18,7 +18,7 @@ rank() {
 header_layer() {
   case $1 in
     base/*|runtime/*|io/*|layers/*|model/*|vis/*|explain/*|cli/*) echo "${1%%/*}" ;;
-    neurofv/status.h) echo base ;;
+    neurofv/status.h|neurofv/dist.h) echo base ;;
     neurofv/context.h|neurofv/tensor.h) echo runtime ;;
     neurofv/volume.h|neurofv/render.h|neurofv/synth.h|neurofv/viewer.h) echo io ;;
     neurofv/ops.h) echo layers ;;

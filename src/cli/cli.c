@@ -128,12 +128,14 @@ int cli_fail(const char *command, nfv_status s)
 
 int cli_failf(const char *command, const char *fmt, ...)
 {
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "neurofv %s: ", command);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "neurofv %s: %s\n", command, msg);
+    /* Kept as the last error too: under mpirun the stopping message names it. */
+    nfv_fail(NFV_ERR_INVALID_ARG, "%s", msg);
     return cli_exit_code();
 }
 

@@ -3,19 +3,51 @@
 
 #include "cli.h"
 #include "neurofv/context.h"
+#include "neurofv/dist.h"
 
 NFV_COMMAND(devices, "devices", "List OpenCL devices and mark the one a plain run uses")
 
+/* Under mpirun: one line per rank, in rank order, naming the device that
+ * rank's context takes (node rank mod the node's GPUs, else the CPU). */
+static int print_rank_devices(const char *spec)
+{
+    nfv_context *ctx = NULL;
+    nfv_status s = nfv_context_create(spec, &ctx);
+    int failed = nfv_dist_any_failed(s != NFV_OK);
+    for (int r = 0; r < nfv_dist_size(); r++) {
+        if (r == nfv_dist_rank()) {
+            if (ctx) {
+                const nfv_device_info *d = nfv_context_device_info(ctx);
+                printf("rank %d of %d (node rank %d of %d): %d:%d %s %s\n", r, nfv_dist_size(), nfv_dist_local_rank(),
+                       nfv_dist_local_size(), d->platform_index, d->device_index,
+                       d->is_gpu ? "GPU" : d->is_cpu ? "CPU" : "ACC", d->name);
+            } else {
+                printf("rank %d of %d: no device: %s\n", r, nfv_dist_size(), nfv_error_message());
+            }
+            fflush(stdout);
+        }
+        nfv_dist_barrier();
+    }
+    nfv_context_free(ctx);
+    return failed ? 1 : 0;
+}
+
 int cmd_devices(int argc, char **argv)
 {
-    const cli_option opts[] = {{0}};
+    const char *device = NULL;
+    const cli_option opts[] = {{"--device", CLI_STRING, &device, "DEV",
+                                "under mpirun: the device each rank would take for this --device"},
+                               {0}};
     int r = cli_parse("devices", "", "List every OpenCL platform/device as P:D; '*' marks the default "
                                      "(first GPU, else the CPU device).  Choose another with --device P:D, "
                                      "gpu, cpu or a name substring, or NEUROFV_DEVICE.  The kernel line shows "
                                      "what the kernels use there; NEUROFV_KERNEL_CONFIG forces a profile (cpu-avx512, "
-                                     "cpu-avx2, gpu, nvidia, amd, intel) and/or vec=4|8|16, chunk=N, local=N.",
+                                     "cpu-avx2, gpu, nvidia, amd, intel) and/or vec=4|8|16, chunk=N, local=N.  Under mpirun "
+                                     "(a build with MPI=1) each rank prints the device it takes: its rank on the node "
+                                     "modulo the node's GPUs, else the CPU device.",
                       opts, argc, argv, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
+    if (nfv_dist_size() > 1) return print_rank_devices(device);
     nfv_device_info *list;
     int n;
     nfv_status s = nfv_devices_list(&list, &n);

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "neurofv/dist.h"
 
 const char *nfv_cl_error_name(cl_int err)
 {
@@ -158,6 +161,15 @@ static int contains_nocase(const char *hay, const char *needle)
 /* Index into list chosen by spec, or -1 with an error recorded. */
 static int choose(const nfv_device_info *list, int n, const char *spec)
 {
+    /* Several ranks on one node (mpirun): rank r of the node takes GPU
+     * r mod (the node's GPUs), so 4 ranks on a 4-GPU node use all four. */
+    int gpus = 0;
+    for (int i = 0; i < n; i++) gpus += list[i].is_gpu;
+    if ((!spec || !spec[0] || !strcmp(spec, "gpu")) && gpus > 0 && nfv_dist_local_size() > 1) {
+        int want = nfv_dist_local_rank() % gpus;
+        for (int i = 0; i < n; i++)
+            if (list[i].is_gpu && want-- == 0) return i;
+    }
     if (!spec || !spec[0]) {
         for (int i = 0; i < n; i++) if (list[i].is_default) return i;
         return 0;
@@ -192,7 +204,17 @@ nfv_status nfv_context_create(const char *spec, nfv_context **out)
     /* PoCL's worker threads compete with the host thread; pinning them was
      * measured to cut a conv from 5.9 to 3.6 ms (docs/ARCHITECTURE.md,
      * performance notes).  Ignored by other drivers; a user's own setting wins. */
-    setenv("POCL_AFFINITY", "1", 0);
+    /* Several ranks sharing one node's CPU device would each start a worker
+     * per core and pin them to the same cores: give each rank its share of
+     * the cores, unpinned.  PoCL reads these; other drivers ignore them. */
+    if (nfv_dist_local_size() > 1) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN), share = cores / nfv_dist_local_size();
+        char v[32];
+        snprintf(v, sizeof v, "%ld", share > 1 ? share : 1);
+        setenv("POCL_MAX_PTHREAD_COUNT", v, 0);
+    } else {
+        setenv("POCL_AFFINITY", "1", 0);
+    }
 
     nfv_device_info *list;
     cl_platform_id *pids;
