@@ -81,14 +81,18 @@ uint dropout_mix(uint h)
     return h;
 }
 
-/* mask[i] = keep ? scale : 0; y[i] = x[i] * mask[i].  y may alias x. */
+/* mask[i] = keep ? scale : 0; y[i] = x[i] * mask[i].  y may alias x.  The
+ * hash is of element first + i: a data-parallel rank holding the global
+ * batch's elements from `first` on draws one process's mask for them. */
 __kernel void dropout_forward(__global const float *x, __global float *y, __global float *mask, const uint seed_lo,
-                              const uint seed_hi, const uint threshold, const float scale, const ulong n)
+                              const uint seed_hi, const uint threshold, const float scale, const ulong n,
+                              const ulong first)
 {
     const ulong i = get_global_id(0);
     if (i >= n) return;
+    const ulong e = first + i;
     uint h = dropout_mix(dropout_mix(seed_lo ^ 0x9e3779b9U) ^ seed_hi);
-    h = dropout_mix(dropout_mix(h ^ (uint)i) ^ (uint)(i >> 32));
+    h = dropout_mix(dropout_mix(h ^ (uint)e) ^ (uint)(e >> 32));
     const float m = (h >> 8) >= threshold ? scale : 0.0f;
     mask[i] = m;
     y[i] = x[i] * m;

@@ -193,6 +193,10 @@ typedef struct nfv_model {
 
     int batch;               /* N the runtime tensors are allocated for; 0 = none */
     unsigned long long dropout_seed; /* advanced by every training forward */
+    /* Data-parallel training (nfv_trainer_step_dist): this rank's part of the
+     * global batch, for BatchNorm's synchronized statistics and dropout's
+     * global element indices; NULL: this process holds the whole batch. */
+    const nfv_dist_batch *dist;
     const nfv_tensor *last_input;    /* x of the last forward (not owned) */
     int last_forward_upto;           /* last layer the last forward computed */
     int last_training;

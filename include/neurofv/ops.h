@@ -13,6 +13,7 @@
 #ifndef NEUROFV_OPS_H
 #define NEUROFV_OPS_H
 
+#include "neurofv/dist.h"
 #include "neurofv/tensor.h"
 
 #ifdef __cplusplus
@@ -112,6 +113,18 @@ nfv_status nfv_batchnorm3d_forward_train(nfv_context *ctx, const nfv_tensor *x, 
                                          const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
                                          float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
                                          nfv_tensor *save_invstd);
+/* The same under data parallelism (synchronized BatchNorm): x holds this
+ * rank's dist->count samples of a global batch of dist->total; the
+ * statistics (and the running-stat update) are those of the whole batch, so
+ * every rank normalizes as one process holding the whole batch would.  The
+ * per-chunk partials of every rank are gathered in sample order and merged
+ * by the same kernel in the same order, so they equal the one-process
+ * statistics bit for bit.  dist NULL or of one rank: the call above. */
+nfv_status nfv_batchnorm3d_forward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                              const nfv_tensor *beta, nfv_tensor *running_mean,
+                                              nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,
+                                              nfv_tensor *save_mean, nfv_tensor *save_invstd,
+                                              const nfv_dist_batch *dist);
 /* Eval mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta. */
 nfv_status nfv_batchnorm3d_forward_eval(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                         const nfv_tensor *beta, const nfv_tensor *running_mean,
@@ -121,6 +134,13 @@ nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x,
                                           const nfv_tensor *gamma, const nfv_tensor *save_mean,
                                           const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
                                           nfv_tensor *dbeta);
+/* Synchronized backward: dx uses the sums of dy and dy * (x - mean) over the
+ * whole batch (gathered as in the forward); dgamma and dbeta are this rank's
+ * share, to be summed over ranks with the other parameter gradients. */
+nfv_status nfv_batchnorm3d_backward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                               const nfv_tensor *gamma, const nfv_tensor *save_mean,
+                                               const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
+                                               nfv_tensor *dbeta, const nfv_dist_batch *dist);
 /* Eval-mode backward to the input only (visualization): dx = dy * gamma / sqrt(running_var + eps). */
 nfv_status nfv_batchnorm3d_backward_eval(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *gamma,
                                          const nfv_tensor *running_var, float eps, nfv_tensor *dx);
@@ -171,6 +191,11 @@ nfv_status nfv_softmax_backward(nfv_context *ctx, int log_softmax, const nfv_ten
  * gives the same mask on any device.  y = x * mask. */
 nfv_status nfv_dropout_forward(nfv_context *ctx, float p, unsigned long long seed, const nfv_tensor *x,
                                nfv_tensor *y, nfv_tensor *mask);
+/* The same with element i hashed as index first + i: a data-parallel rank
+ * whose x starts at element `first` of the global batch draws the mask one
+ * process would draw for those elements. */
+nfv_status nfv_dropout_forward_at(nfv_context *ctx, float p, unsigned long long seed, unsigned long long first,
+                                  const nfv_tensor *x, nfv_tensor *y, nfv_tensor *mask);
 /* dx = dy * mask. */
 nfv_status nfv_dropout_backward(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *mask, nfv_tensor *dx);
 

@@ -60,6 +60,19 @@ void nfv_trainer_free(nfv_trainer *t);
  * model's outputs before the update. */
 nfv_status nfv_trainer_step(nfv_trainer *t, const float *x, const float *targets, int n, float *loss, float *outputs);
 
+/* One data-parallel step (include/neurofv/dist.h): the global batch of
+ * db->total samples is split over the ranks; this rank passes its own
+ * db->count volumes x (from sample db->offset on) and the targets of the
+ * whole batch (db->total floats: the loss's normaliser is the batch's).
+ * BatchNorm's statistics and dropout's masks are the whole batch's, each
+ * rank's loss gradient is its share of the global mean, and the parameter
+ * gradients are summed over the ranks (one all-reduce) before the update, so
+ * every rank takes the step one process would take on the whole batch.
+ * *loss: the global batch loss; outputs: this rank's db->count rows.  With
+ * one rank (or db NULL) this is nfv_trainer_step. */
+nfv_status nfv_trainer_step_dist(nfv_trainer *t, const float *x, const float *targets, const nfv_dist_batch *db,
+                                 float *loss, float *outputs);
+
 /* Eval-mode outputs (logits / value) for n samples, computed in chunks of
  * `batch` (padded), outputs n * outputs floats.  A regression head's value
  * is in the label's units: target_mean + target_sd * the raw output (the
@@ -69,6 +82,11 @@ nfv_status nfv_model_predict(nfv_model *m, nfv_context *ctx, const float *x, int
  * model's): outputs n * outputs floats for rows[0..n). */
 nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cache *cache, const int *rows, int n,
                                   int batch, float *outputs);
+/* The same split over the ranks (include/neurofv/dist.h): each predicts a
+ * contiguous block of the rows, every rank receives all n rows' outputs.
+ * One process: nfv_model_predict_rows. */
+nfv_status nfv_model_predict_rows_dist(nfv_model *m, nfv_context *ctx, nfv_volume_cache *cache, const int *rows,
+                                       int n, int batch, float *outputs);
 /* Class probabilities of one output row: softmax, or (1 - s, s) with s =
  * sigmoid(logit) for a binary head; k = class_count values. */
 void nfv_model_probabilities(const nfv_model *m, const float *row, double *prob);

@@ -1,6 +1,7 @@
 /* Command-line parsing, error reporting and progress; see src/cli.h. */
 #include "base/interrupt.h"
 #include "cli.h"
+#include "neurofv/dist.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -144,10 +145,12 @@ void cli_progress_start(cli_progress *p, const char *label)
     p->label = label;
     p->start = p->last_print = cli_now();
     p->is_tty = isatty(2);
+    p->silent = nfv_dist_rank() != 0;
 }
 
 void cli_progress_update(cli_progress *p, long done, long total, const char *extra)
 {
+    if (p->silent) return;
     double now = cli_now();
     double every = p->is_tty ? 0.2 : 10.0;
     if (done < total && now - p->last_print < every) return;
@@ -169,5 +172,5 @@ void cli_progress_update(cli_progress *p, long done, long total, const char *ext
 
 void cli_progress_end(cli_progress *p)
 {
-    if (p->is_tty) fprintf(stderr, "\n");
+    if (p->is_tty && !p->silent) fprintf(stderr, "\n");
 }

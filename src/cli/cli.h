@@ -41,6 +41,7 @@ int cli_failf(const char *command, const char *fmt, ...)
 /* Progress: a bar with ETA on a terminal, a plain line every `every` seconds
  * otherwise.  done/total in units of work. */
 typedef struct cli_progress {
+    int silent; /* under mpirun, ranks other than 0 print no progress */
     const char *label;
     double start, last_print;
     int is_tty;

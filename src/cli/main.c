@@ -50,6 +50,12 @@ static int run_command(int (*fn)(int, char **), const char *name, int argc, char
         fprintf(stderr, "neurofv: %s\n", nfv_error_message());
         return 1;
     }
+    /* Rank 0 reports; the others keep only stderr, for errors (and
+     * `devices`, whose point is each rank's line). */
+    if (nfv_dist_rank() != 0 && strcmp(name, "devices") && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "neurofv: rank %d: cannot silence stdout\n", nfv_dist_rank());
+        return 1;
+    }
     int rc = 0;
     if (distributed(name) || nfv_dist_rank() == 0) rc = fn(argc - 1, argv + 1);
     if (rc != 0 && nfv_dist_size() > 1) {

@@ -2,6 +2,8 @@
  * whose header explains the two-level, cancellation-free statistics. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "neurofv/ops.h"
 
@@ -94,10 +96,69 @@ static nfv_status launch_planes(nfv_context *ctx, cl_kernel k, const bn_geom *g)
     return nfv_kernel_launch(ctx, k, 2, global, NULL);
 }
 
+/* Synchronized BatchNorm: every rank's per-chunk partials (`stride` floats
+ * each, laid out [(c * N + n) * P + p] over its own N samples) gathered into
+ * *global, a new device buffer laid out the same over the whole batch, so
+ * the finalize kernels merge exactly what one process would. */
+static nfv_status gather_partials(nfv_context *ctx, cl_mem part, int stride, const bn_geom *g, cl_uint P,
+                                  const nfv_dist_batch *db, cl_mem *global)
+{
+    const size_t per_sample = (size_t)stride * g->c * P, total = per_sample * (size_t)db->total;
+    float *mine = malloc(per_sample * g->n * sizeof(float)), *all = malloc(total * sizeof(float)),
+          *ordered = malloc(total * sizeof(float));
+    int *counts = malloc((size_t)db->size * sizeof(int));
+    nfv_status s = mine && all && ordered && counts ? NFV_OK
+                                                    : nfv_fail(NFV_ERR_NO_MEMORY, "batchnorm: out of memory for %zu partials", total);
+    if (!s) {
+        cl_int err = clEnqueueReadBuffer(nfv_context_queue(ctx), part, CL_TRUE, 0, per_sample * g->n * sizeof(float),
+                                         mine, 0, NULL, NULL);
+        if (err != CL_SUCCESS) s = nfv_cl_fail(err, "clEnqueueReadBuffer", "batchnorm partials", __FILE__, __LINE__);
+    }
+    for (int r = 0; !s && r < db->size; r++) counts[r] = (int)(per_sample * (size_t)nfv_dist_batch_count(db, r));
+    if (!s) s = nfv_dist_gather_floats(mine, counts, all);
+    /* Rank r's block is [c][its n][p][stride]; the whole batch's is [c][first_r + n][p][stride]. */
+    size_t at = 0;
+    for (int r = 0; !s && r < db->size; r++) {
+        int first, nr;
+        nfv_dist_block(db->total, r, db->size, &first, &nr);
+        for (cl_uint c = 0; c < g->c; c++)
+            for (int n = 0; n < nr; n++) {
+                size_t src = at + ((size_t)c * nr + n) * P * stride, dst = ((size_t)c * db->total + first + n) * P * stride;
+                memcpy(ordered + dst, all + src, (size_t)P * stride * sizeof(float));
+            }
+        at += (size_t)counts[r];
+    }
+    if (!s) {
+        cl_int err;
+        *global = clCreateBuffer(nfv_context_cl(ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, total * sizeof(float),
+                                 ordered, &err);
+        if (err != CL_SUCCESS) s = nfv_cl_fail(err, "clCreateBuffer", "batchnorm gathered partials", __FILE__, __LINE__);
+    }
+    free(mine), free(all), free(ordered), free(counts);
+    return s;
+}
+
+/* A split over several ranks (else the one-process path). */
+static int synced(const nfv_dist_batch *db) { return db && db->size > 1; }
+
+static nfv_status check_split(const char *op, const bn_geom *g, const nfv_dist_batch *db)
+{
+    if (synced(db) && (db->count != (int)g->n || db->total < db->count))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: this rank holds %u samples but the split gives it %d of %d", op, g->n,
+                        db->count, db->total);
+    return NFV_OK;
+}
+
+static nfv_status finalize_and_apply(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                     const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
+                                     float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
+                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts, cl_mem coef);
+
 static nfv_status forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                 const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
                                 float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
-                                nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_mem coef)
+                                nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_mem coef,
+                                const nfv_dist_batch *db)
 {
     cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g->s + chunk - 1) / chunk, nparts = g->n * P;
     cl_kernel k;
@@ -110,7 +171,24 @@ static nfv_status forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv
     NFV_ARG(k, "bn_stats_partial", 5, P);
     size_t gp[2] = {P, (size_t)g->n * g->c};
     NFV_TRY(nfv_kernel_launch(ctx, k, 2, gp, NULL));
+    cl_mem merged = part;
+    if (synced(db)) {
+        NFV_TRY(gather_partials(ctx, part, 3, g, P, db, &merged));
+        nparts = (cl_uint)db->total * P;
+    }
+    nfv_status st = finalize_and_apply(ctx, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean,
+                                       save_invstd, g, merged, nparts, coef);
+    if (merged != part) clReleaseMemObject(merged);
+    return st;
+}
 
+/* bn_stats_finalize over nparts partials, then y = a * x + b. */
+static nfv_status finalize_and_apply(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                     const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
+                                     float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
+                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts, cl_mem coef)
+{
+    cl_kernel k;
     NFV_TRY(bn_kernel(ctx, "bn_stats_finalize", &k));
     cl_int update = running_mean != NULL;
     /* Without running stats the kernel never touches them; any buffer will do. */
@@ -147,6 +225,16 @@ nfv_status nfv_batchnorm3d_forward_train(nfv_context *ctx, const nfv_tensor *x, 
                                          float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
                                          nfv_tensor *save_invstd)
 {
+    return nfv_batchnorm3d_forward_train_dist(ctx, x, gamma, beta, running_mean, running_var, momentum, eps, y,
+                                              save_mean, save_invstd, NULL);
+}
+
+nfv_status nfv_batchnorm3d_forward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                              const nfv_tensor *beta, nfv_tensor *running_mean,
+                                              nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,
+                                              nfv_tensor *save_mean, nfv_tensor *save_invstd,
+                                              const nfv_dist_batch *db)
+{
     static const char *op = "batchnorm3d forward (train)";
     bn_geom g;
     if (!ctx) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL context", op);
@@ -162,7 +250,8 @@ nfv_status nfv_batchnorm3d_forward_train(nfv_context *ctx, const nfv_tensor *x, 
     }
     if (save_mean) NFV_TRY(check_channel(op, "save_mean", save_mean, &g));
     if (save_invstd) NFV_TRY(check_channel(op, "save_invstd", save_invstd, &g));
-    if ((size_t)g.n * g.s < 2)
+    NFV_TRY(check_split(op, &g, db));
+    if ((size_t)(synced(db) ? (cl_uint)db->total : g.n) * g.s < 2)
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %dx%dx%dx%dx%d has one value per channel (need more to train)",
                         op, x->shape[0], x->shape[1], x->shape[2], x->shape[3], x->shape[4]);
     if (!(eps > 0.0f) || !(momentum >= 0.0f && momentum <= 1.0f))
@@ -173,7 +262,7 @@ nfv_status nfv_batchnorm3d_forward_train(nfv_context *ctx, const nfv_tensor *x, 
     nfv_status st = scratch(ctx, 4 * (size_t)g.c, "batchnorm coefficients", &coef);
     if (st == NFV_OK)
         st = forward_train(ctx, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean, save_invstd,
-                           &g, part, coef);
+                           &g, part, coef, db);
     clReleaseMemObject(part);
     if (coef) clReleaseMemObject(coef);
     return st;
@@ -207,10 +296,13 @@ nfv_status nfv_batchnorm3d_forward_eval(nfv_context *ctx, const nfv_tensor *x, c
     return launch_planes(ctx, k, &g);
 }
 
+static nfv_status backward_finalize(nfv_context *ctx, cl_mem part, cl_uint nparts, float M, const nfv_tensor *gamma,
+                                    const nfv_tensor *save_mean, const nfv_tensor *save_invstd, cl_mem coef);
+
 static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
                                  const nfv_tensor *gamma, const nfv_tensor *save_mean, const nfv_tensor *save_invstd,
                                  nfv_tensor *dx, nfv_tensor *dgamma, nfv_tensor *dbeta, const bn_geom *g, cl_mem part,
-                                 cl_mem coef)
+                                 cl_mem coef, const nfv_dist_batch *db)
 {
     cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g->s + chunk - 1) / chunk, nparts = g->n * P;
     cl_kernel k;
@@ -225,25 +317,20 @@ static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nf
     NFV_ARG(k, "bn_backward_partial", 7, P);
     size_t gp[2] = {P, (size_t)g->n * g->c};
     NFV_TRY(nfv_kernel_launch(ctx, k, 2, gp, NULL));
-
-    NFV_TRY(bn_kernel(ctx, "bn_backward_finalize", &k));
-    size_t local = reduction_local_size(ctx, k);
-    float M = (float)((double)g->n * g->s);
-    NFV_ARG(k, "bn_backward_finalize", 0, part);
-    NFV_ARG(k, "bn_backward_finalize", 1, nparts);
-    NFV_ARG(k, "bn_backward_finalize", 2, M);
-    NFV_ARG(k, "bn_backward_finalize", 3, gamma->buf);
-    NFV_ARG(k, "bn_backward_finalize", 4, save_mean->buf);
-    NFV_ARG(k, "bn_backward_finalize", 5, save_invstd->buf);
-    NFV_ARG(k, "bn_backward_finalize", 6, coef);
-    for (cl_uint i = 7; i < 9; i++)
-        NFV_CL_CHECK(clSetKernelArg(k, i, local * sizeof(float), NULL), "clSetKernelArg", "bn_backward_finalize");
-    size_t gf = local * g->c;
-    NFV_TRY(nfv_kernel_launch(ctx, k, 1, &gf, &local));
-
+    /* dgamma and dbeta: this rank's sums (the gradient all-reduce adds the
+     * ranks' shares); dx: the whole batch's (gathered partials). */
+    NFV_TRY(backward_finalize(ctx, part, nparts, (float)((double)g->n * g->s), gamma, save_mean, save_invstd, coef));
     NFV_TRY(copy_channels(ctx, coef, 0, g, dgamma, "batchnorm dgamma"));
     NFV_TRY(copy_channels(ctx, coef, 1, g, dbeta, "batchnorm dbeta"));
     if (!dx) return NFV_OK;
+    if (synced(db)) {
+        cl_mem merged;
+        NFV_TRY(gather_partials(ctx, part, 2, g, P, db, &merged));
+        nfv_status st = backward_finalize(ctx, merged, (cl_uint)db->total * P, (float)((double)db->total * g->s), gamma,
+                                          save_mean, save_invstd, coef);
+        clReleaseMemObject(merged);
+        NFV_TRY(st);
+    }
     NFV_TRY(bn_kernel(ctx, "bn_backward_apply", &k));
     NFV_ARG(k, "bn_backward_apply", 0, x->buf);
     NFV_ARG(k, "bn_backward_apply", 1, dy->buf);
@@ -254,10 +341,39 @@ static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nf
     return launch_planes(ctx, k, g);
 }
 
+/* bn_backward_finalize over nparts partials of M values per channel into coef. */
+static nfv_status backward_finalize(nfv_context *ctx, cl_mem part, cl_uint nparts, float M, const nfv_tensor *gamma,
+                                    const nfv_tensor *save_mean, const nfv_tensor *save_invstd, cl_mem coef)
+{
+    cl_kernel k;
+    NFV_TRY(bn_kernel(ctx, "bn_backward_finalize", &k));
+    size_t local = reduction_local_size(ctx, k);
+    const cl_uint C = (cl_uint)gamma->numel;
+    NFV_ARG(k, "bn_backward_finalize", 0, part);
+    NFV_ARG(k, "bn_backward_finalize", 1, nparts);
+    NFV_ARG(k, "bn_backward_finalize", 2, M);
+    NFV_ARG(k, "bn_backward_finalize", 3, gamma->buf);
+    NFV_ARG(k, "bn_backward_finalize", 4, save_mean->buf);
+    NFV_ARG(k, "bn_backward_finalize", 5, save_invstd->buf);
+    NFV_ARG(k, "bn_backward_finalize", 6, coef);
+    for (cl_uint i = 7; i < 9; i++)
+        NFV_CL_CHECK(clSetKernelArg(k, i, local * sizeof(float), NULL), "clSetKernelArg", "bn_backward_finalize");
+    size_t gf = local * C;
+    return nfv_kernel_launch(ctx, k, 1, &gf, &local);
+}
+
 nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
                                           const nfv_tensor *gamma, const nfv_tensor *save_mean,
                                           const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
                                           nfv_tensor *dbeta)
+{
+    return nfv_batchnorm3d_backward_train_dist(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, NULL);
+}
+
+nfv_status nfv_batchnorm3d_backward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                               const nfv_tensor *gamma, const nfv_tensor *save_mean,
+                                               const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
+                                               nfv_tensor *dbeta, const nfv_dist_batch *db)
 {
     static const char *op = "batchnorm3d backward (train)";
     bn_geom g;
@@ -271,12 +387,13 @@ nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x,
     if (dgamma) NFV_TRY(check_channel(op, "dgamma", dgamma, &g));
     if (dbeta) NFV_TRY(check_channel(op, "dbeta", dbeta, &g));
     if (!dx && !dgamma && !dbeta) return NFV_OK;
+    NFV_TRY(check_split(op, &g, db));
     cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g.s + chunk - 1) / chunk;
     cl_mem part = NULL, coef = NULL;
     NFV_TRY(scratch(ctx, 2 * (size_t)g.c * g.n * P, "batchnorm backward partial sums", &part));
     nfv_status st = scratch(ctx, 6 * (size_t)g.c, "batchnorm backward coefficients", &coef);
     if (st == NFV_OK)
-        st = backward_train(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, &g, part, coef);
+        st = backward_train(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, &g, part, coef, db);
     clReleaseMemObject(part);
     if (coef) clReleaseMemObject(coef);
     return st;

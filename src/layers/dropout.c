@@ -18,6 +18,12 @@ static nfv_status check_same(const char *op, const char *what, const nfv_tensor 
 nfv_status nfv_dropout_forward(nfv_context *ctx, float p, unsigned long long seed, const nfv_tensor *x,
                                nfv_tensor *y, nfv_tensor *mask)
 {
+    return nfv_dropout_forward_at(ctx, p, seed, 0, x, y, mask);
+}
+
+nfv_status nfv_dropout_forward_at(nfv_context *ctx, float p, unsigned long long seed, unsigned long long first,
+                                  const nfv_tensor *x, nfv_tensor *y, nfv_tensor *mask)
+{
     if (!ctx || !x || !y || !mask || !x->buf || !y->buf || !mask->buf)
         return nfv_fail(NFV_ERR_INVALID_ARG, "dropout forward: NULL tensor");
     if (!(p >= 0.0f && p <= 1.0f)) return nfv_fail(NFV_ERR_INVALID_ARG, "dropout forward: p = %g outside [0, 1]", p);
@@ -30,7 +36,7 @@ nfv_status nfv_dropout_forward(nfv_context *ctx, float p, unsigned long long see
     /* p = 1 drops everything; threshold 2^24 is never reached by h >> 8. */
     float scale = p < 1.0f ? (float)(1.0 / (1.0 - (double)p)) : 0.0f;
     cl_uint seed_lo = (cl_uint)(seed & 0xffffffffULL), seed_hi = (cl_uint)(seed >> 32);
-    cl_ulong n = x->numel;
+    cl_ulong n = x->numel, first_index = first;
     int vec = nfv_context_vector_width(ctx);
     char opts[32];
     snprintf(opts, sizeof opts, "-DVEC=%d", vec);
@@ -44,6 +50,7 @@ nfv_status nfv_dropout_forward(nfv_context *ctx, float p, unsigned long long see
     NFV_ARG(k, "dropout_forward", 5, threshold);
     NFV_ARG(k, "dropout_forward", 6, scale);
     NFV_ARG(k, "dropout_forward", 7, n);
+    NFV_ARG(k, "dropout_forward", 8, first_index);
     size_t global = x->numel;
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }

@@ -35,8 +35,9 @@ static nfv_status layer_backward(nfv_model *m, nfv_context *ctx, nfv_layer *l, c
     }
     case NFV_LAYER_BATCHNORM3D:
         if (m->last_training)
-            return nfv_batchnorm3d_backward_train(ctx, x, dy, &l->param[0], &l->aux, &l->aux2, dx,
-                                                  param_grads ? &l->grad[0] : NULL, param_grads ? &l->grad[1] : NULL);
+            return nfv_batchnorm3d_backward_train_dist(ctx, x, dy, &l->param[0], &l->aux, &l->aux2, dx,
+                                                       param_grads ? &l->grad[0] : NULL,
+                                                       param_grads ? &l->grad[1] : NULL, m->dist);
         if (param_grads)
             return nfv_fail(NFV_ERR_UNSUPPORTED, "parameter gradients of BatchNorm after an eval-mode forward");
         return dx ? nfv_batchnorm3d_backward_eval(ctx, dy, &l->param[0], &l->running_var, s->alpha, dx) : NFV_OK;

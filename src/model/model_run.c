@@ -197,8 +197,9 @@ static nfv_status layer_forward(nfv_model *m, nfv_context *ctx, nfv_layer *l, co
     case NFV_LAYER_BATCHNORM3D:
         if (training) {
             l->num_batches_tracked++;
-            return nfv_batchnorm3d_forward_train(ctx, x, &l->param[0], &l->param[1], &l->running_mean, &l->running_var,
-                                                 BN_MOMENTUM, s->alpha, &l->out, &l->aux, &l->aux2);
+            return nfv_batchnorm3d_forward_train_dist(ctx, x, &l->param[0], &l->param[1], &l->running_mean,
+                                                      &l->running_var, BN_MOMENTUM, s->alpha, &l->out, &l->aux,
+                                                      &l->aux2, m->dist);
         }
         return nfv_batchnorm3d_forward_eval(ctx, x, &l->param[0], &l->param[1], &l->running_mean, &l->running_var,
                                             s->alpha, &l->out);
@@ -208,7 +209,10 @@ static nfv_status layer_forward(nfv_model *m, nfv_context *ctx, nfv_layer *l, co
     case NFV_LAYER_ELU: return nfv_activation_forward(ctx, nfv_layer_activation(s->kind), s->alpha, x, &l->out);
     case NFV_LAYER_DROPOUT:
         if (training && s->alpha > 0)
-            return nfv_dropout_forward(ctx, s->alpha, m->dropout_seed++, x, &l->out, &l->aux);
+            /* Under data parallelism: this rank's samples' elements of the global batch. */
+            return nfv_dropout_forward_at(ctx, s->alpha, m->dropout_seed++,
+                                          m->dist ? (unsigned long long)m->dist->offset * (x->numel / (size_t)m->batch) : 0,
+                                          x, &l->out, &l->aux);
         return nfv_tensor_copy(ctx, &l->out, x);
     case NFV_LAYER_FLATTEN: {
         int sh[2] = {m->batch, l->out_shape[0]};

@@ -163,6 +163,88 @@ nfv_status nfv_trainer_step(nfv_trainer *t, const float *x, const float *targets
     return optimizer_update(t);
 }
 
+/* The share of the global batch's loss normaliser this rank's samples
+ * carry: the head's loss is a mean over N (weighted by w[y] for a softmax
+ * with class weights), so this rank's loss and dlogits, computed as a mean
+ * over its own samples, times this share are its terms of the global mean. */
+static double loss_share(const nfv_trainer *t, const float *targets, const nfv_dist_batch *db)
+{
+    if (t->model->head != NFV_HEAD_SOFTMAX || !t->class_weights) return (double)db->count / db->total;
+    double mine = 0, all = 0;
+    for (int i = 0; i < db->total; i++) {
+        double w = t->class_weights[(int)targets[i]];
+        all += w;
+        if (i >= db->offset && i < db->offset + db->count) mine += w;
+    }
+    return mine / all;
+}
+
+/* Sums every parameter gradient over the ranks: one fused host buffer, one
+ * all-reduce per step. */
+static nfv_status sum_gradients(nfv_trainer *t)
+{
+    nfv_model *m = t->model;
+    size_t total = 0;
+    for (int i = 0; i < m->layer_count; i++)
+        for (int p = 0; p < m->layers[i].nparams; p++) total += m->layers[i].grad[p].numel;
+    float *h = malloc((total ? total : 1) * sizeof(float));
+    if (!h) return nfv_fail(NFV_ERR_NO_MEMORY, "gradient all-reduce: out of memory for %zu floats", total);
+    nfv_status s = NFV_OK;
+    size_t at = 0;
+    for (int i = 0; i < m->layer_count && !s; i++)
+        for (int p = 0; p < m->layers[i].nparams && !s; p++) {
+            s = nfv_tensor_download(t->ctx, &m->layers[i].grad[p], h + at);
+            at += m->layers[i].grad[p].numel;
+        }
+    if (!s) s = nfv_dist_sum_floats(h, total);
+    at = 0;
+    for (int i = 0; i < m->layer_count && !s; i++)
+        for (int p = 0; p < m->layers[i].nparams && !s; p++) {
+            s = nfv_tensor_upload(t->ctx, &m->layers[i].grad[p], h + at);
+            at += m->layers[i].grad[p].numel;
+        }
+    free(h);
+    return s ? nfv_fail_context(s, "gradient all-reduce (%zu floats)", total) : NFV_OK;
+}
+
+nfv_status nfv_trainer_step_dist(nfv_trainer *t, const float *x, const float *targets, const nfv_dist_batch *db,
+                                 float *loss, float *outputs)
+{
+    if (!db || db->size <= 1) return nfv_trainer_step(t, x, targets, db ? db->total : 0, loss, outputs);
+    nfv_model *m = t->model;
+    nfv_context *ctx = t->ctx;
+    const int n = db->count;
+    if (n < 1)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "training step: rank %d of %d has no sample of the batch of %d", db->rank,
+                        db->size, db->total);
+    if (m->head != NFV_HEAD_REGRESSION)
+        for (int i = 0; i < db->total; i++)
+            if (targets[i] < 0 || targets[i] >= (float)m->class_count || targets[i] != floorf(targets[i]))
+                return nfv_fail(NFV_ERR_INVALID_ARG, "training step: sample %d has class %g (0-%d)", i, targets[i],
+                                m->class_count - 1);
+    NFV_TRY(ensure_batch(t, n));
+    NFV_TRY(nfv_tensor_upload(ctx, &t->x, x));
+    NFV_TRY(nfv_tensor_upload(ctx, &t->targets, targets + db->offset));
+    m->dist = db;
+    nfv_status s = nfv_model_forward(m, ctx, &t->x, -1, 1);
+    nfv_tensor *out = nfv_model_activation(m, m->layer_count - 1);
+    double share = loss_share(t, targets, db);
+    if (!s) s = head_loss(t, out);
+    if (!s) s = nfv_scale(ctx, (float)share, &t->dout);
+    if (!s && outputs) s = nfv_tensor_download(ctx, out, outputs);
+    float mine = 0;
+    if (!s) s = nfv_tensor_download(ctx, &t->loss, &mine);
+    if (!s) s = nfv_model_backward(m, ctx, -1, &t->dout, 1, NULL);
+    m->dist = NULL;
+    NFV_TRY(s);
+    /* The batch loss: the ranks' shares of the global mean, summed. */
+    double l = share * mine;
+    NFV_TRY(nfv_dist_sum_doubles(&l, 1));
+    if (loss) *loss = (float)l;
+    NFV_TRY(sum_gradients(t));
+    return optimizer_update(t);
+}
+
 nfv_status nfv_model_predict(nfv_model *m, nfv_context *ctx, const float *x, int n, int batch, float *outputs)
 {
     if (batch < 1) batch = 1;
@@ -363,6 +445,28 @@ nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cac
         if (!s) s = nfv_model_predict(m, ctx, x, cnt, batch, outputs + (size_t)i0 * k);
     }
     free(x);
+    return s;
+}
+
+nfv_status nfv_model_predict_rows_dist(nfv_model *m, nfv_context *ctx, nfv_volume_cache *cache, const int *rows,
+                                       int n, int batch, float *outputs)
+{
+    int size = nfv_dist_size(), rank = nfv_dist_rank(), k = nfv_model_outputs(m), first, count;
+    if (size == 1) return nfv_model_predict_rows(m, ctx, cache, rows, n, batch, outputs);
+    nfv_dist_block(n, rank, size, &first, &count);
+    int *counts = malloc((size_t)size * sizeof *counts);
+    float *mine = malloc(((size_t)count + 1) * (size_t)k * sizeof(float));
+    nfv_status s = counts && mine ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "predict: out of memory");
+    /* Eval mode: samples are independent, so each rank's rows give the bytes one process gives. */
+    if (!s) s = nfv_model_predict_rows(m, ctx, cache, rows + first, count, batch, mine);
+    for (int r = 0; !s && r < size; r++) {
+        int f, c;
+        nfv_dist_block(n, r, size, &f, &c);
+        counts[r] = c * k;
+    }
+    if (!s) s = nfv_dist_gather_floats(mine, counts, outputs);
+    free(counts);
+    free(mine);
     return s;
 }
 

@@ -60,9 +60,10 @@ static double now_seconds(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* Events are reported by rank 0 alone: under mpirun one rank prints. */
 static void emit(const train_run *r, nfv_train_event *e)
 {
-    if (!r->o->on_event) return;
+    if (!r->o->on_event || nfv_dist_rank() != 0) return;
     e->model = r->m;
     e->resumed = r->o->resume;
     e->epochs = r->o->epochs;
@@ -270,6 +271,20 @@ static nfv_status log_epoch(train_run *r, const nfv_epoch_result *res)
     return NFV_OK;
 }
 
+/* Every rank's outputs (its block of outputs, at its offset) on every rank. */
+static nfv_status gather_outputs(const nfv_dist_batch *db, int k, float *outputs)
+{
+    int counts[256];
+    if (db->size > 256) return nfv_fail(NFV_ERR_UNSUPPORTED, "training: at most 256 ranks (%d)", db->size);
+    for (int r = 0; r < db->size; r++) counts[r] = nfv_dist_batch_count(db, r) * k;
+    float *mine = malloc(((size_t)db->count * k + 1) * sizeof(float));
+    if (!mine) return nfv_fail(NFV_ERR_NO_MEMORY, "training: out of memory");
+    memcpy(mine, outputs + (size_t)db->offset * k, (size_t)db->count * k * sizeof(float));
+    nfv_status s = nfv_dist_gather_floats(mine, counts, outputs);
+    free(mine);
+    return s;
+}
+
 /* One epoch's batches: shuffled rows, augmented volumes, one step each. */
 static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
 {
@@ -285,6 +300,9 @@ static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
     int correct = 0, seen = 0;
     const nfv_model *m = r->m;
     nfv_status s = NFV_OK;
+    /* Data parallelism: this rank loads and steps its block of each batch
+     * (all of it in one process); targets are the whole batch's. */
+    const nfv_dist_batch db = nfv_dist_batch_of(r->batch);
     for (int b = 0; b < nbatches && !s; b++) {
         /* Between steps nothing is being written: a safe point to stop.  The
          * checkpoint still holds the last finished epoch. */
@@ -292,16 +310,18 @@ static nfv_status train_batches(train_run *r, int epoch, nfv_epoch_result *res)
                                 "--resume", epoch + 1, b + 1, nbatches, r->ckpt);
         for (int i = 0; i < r->batch && !s; i++) {
             int row = r->order[b * r->batch + i];
-            const float *v;
-            if ((s = nfv_volume_cache_get(r->cache, row, &v))) break;
-            nfv_train_augment(&o->augment, r->seed, epoch, b * r->batch + i, v, r->x + (size_t)i * per, in[1], in[2],
-                              in[3]);
             /* Regression targets in SD units (model.h, target_mean). */
             r->targets[i] = r->regression ? (float)((r->ds->rows[row].value - m->target_mean) / m->target_sd)
                                           : (float)r->ds->rows[row].class_index;
+            if (i < db.offset || i >= db.offset + db.count) continue;
+            const float *v;
+            if ((s = nfv_volume_cache_get(r->cache, row, &v))) break;
+            nfv_train_augment(&o->augment, r->seed, epoch, b * r->batch + i, v, r->x + (size_t)(i - db.offset) * per,
+                              in[1], in[2], in[3]);
         }
         float loss = 0;
-        if (!s) s = nfv_trainer_step(r->t, r->x, r->targets, r->batch, &loss, r->outputs);
+        if (!s) s = nfv_trainer_step_dist(r->t, r->x, r->targets, &db, &loss, r->outputs + (size_t)db.offset * k);
+        if (!s && db.size > 1) s = gather_outputs(&db, k, r->outputs);
         /* A NaN or Inf loss poisons the weights from here on: stop before
          * this epoch is saved, so the checkpoint keeps the last good one. */
         if (!s && !isfinite(loss))
@@ -370,7 +390,7 @@ static nfv_status validate(train_run *r, nfv_epoch_result *res)
 {
     nfv_model *m = r->m;
     int n = r->nval;
-    NFV_TRY(nfv_model_predict_rows(m, r->ctx, r->cache, r->val_rows, n, r->batch, r->val_out));
+    NFV_TRY(nfv_model_predict_rows_dist(m, r->ctx, r->cache, r->val_rows, n, r->batch, r->val_out));
     if (r->regression) return validate_regression(r, res);
     int k = nfv_model_outputs(m);
     int *truth = malloc((size_t)n * sizeof(int)), *pred = malloc((size_t)n * sizeof(int));
@@ -413,11 +433,11 @@ static nfv_status save_epoch(train_run *r, int epoch, nfv_epoch_result *res)
             if (r->regression) r->best_mae = mae;
             else r->best_bacc = bacc;
             r->best_loss = res->val_loss;
-            NFV_TRY(nfv_model_save(r->m, r->o->out));
+            if (nfv_dist_rank() == 0) NFV_TRY(nfv_model_save(r->m, r->o->out));
             res->saved = 1;
         }
     } else {
-        NFV_TRY(nfv_model_save(r->m, r->o->out)); /* no validation split: keep the latest */
+        if (nfv_dist_rank() == 0) NFV_TRY(nfv_model_save(r->m, r->o->out)); /* no validation split: keep the latest */
         res->saved = 1;
     }
     char ebuf[32], bb[32], bl[32], sd[32], blr[32];
@@ -428,7 +448,8 @@ static nfv_status save_epoch(train_run *r, int epoch, nfv_epoch_result *res)
     snprintf(blr, sizeof blr, "%.9g", r->base_lr);
     const char *keys[6] = {"epoch", r->regression ? "best_mae" : "best_bacc", "best_loss", "seed", "base_lr", "schedule"},
                *vals[6] = {ebuf, bb, bl, sd, blr, nfv_lr_schedule_name(r->schedule)};
-    return nfv_checkpoint_save(r->t, r->ckpt, 6, keys, vals);
+    /* Every rank holds the same model and optimizer state; rank 0 writes them. */
+    return nfv_dist_rank() == 0 ? nfv_checkpoint_save(r->t, r->ckpt, 6, keys, vals) : NFV_OK;
 }
 
 static nfv_status run_epoch(train_run *r, int epoch)
@@ -440,7 +461,7 @@ static nfv_status run_epoch(train_run *r, int epoch)
     NFV_TRY(train_batches(r, epoch, &res));
     NFV_TRY(save_epoch(r, epoch, &res));
     res.seconds = now_seconds() - t0;
-    NFV_TRY(log_epoch(r, &res));
+    if (nfv_dist_rank() == 0) NFV_TRY(log_epoch(r, &res));
     nfv_train_event ev = {.kind = NFV_TRAIN_EPOCH_END, .epoch = epoch, .result = &res};
     emit(r, &ev);
     return NFV_OK;
@@ -450,6 +471,9 @@ static nfv_status run(train_run *r, nfv_train_result *result)
 {
     NFV_TRY(split_rows(r));
     r->batch = r->o->batch > r->ntrain ? r->ntrain : r->o->batch;
+    if (r->batch < nfv_dist_size())
+        return nfv_fail(NFV_ERR_INVALID_ARG, "train: the batch of %d is split over %d ranks; give --batch >= %d",
+                        r->batch, nfv_dist_size(), nfv_dist_size());
     NFV_TRY(r->o->resume ? start_resume(r) : start_new(r));
     NFV_TRY(open_run(r));
     nfv_train_event ev = {.kind = NFV_TRAIN_START, .epoch = r->start_epoch};
