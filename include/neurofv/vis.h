@@ -96,7 +96,9 @@ const char *nfv_target_format(const nfv_model *m, const nfv_target *t, char *buf
 /* A file-name stem: "logit_cube", "conv3_5", "conv1_0_at_3_4_5", "min_conv3_5". */
 const char *nfv_target_stem(const nfv_target *t, char *buf, size_t cap);
 
-/* Shards of a sweep: "I/N" with 1 <= I <= N.  Contiguous blocks: unit i of
+/* Shards of a sweep: "I/N" with 1 <= I <= N, or "auto": the task of a Slurm
+ * job array (I = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN + 1, N =
+ * SLURM_ARRAY_TASK_COUNT or MAX - MIN + 1).  Contiguous blocks: unit i of
  * `units` belongs to shard floor(i * N / units) + 1, so the N shards partition
  * the units exactly and differ in size by at most one. */
 nfv_status nfv_shard_parse(const char *text, int *index, int *count);

@@ -10,6 +10,7 @@
 
 #include "base/fs.h"
 #include "cli.h"
+#include "neurofv/dist.h"
 #include "neurofv/metrics.h"
 #include "neurofv/train.h"
 
@@ -89,7 +90,7 @@ static nfv_status eval_regression(nfv_model *m, nfv_context *ctx, const nfv_data
     nfv_status s = outputs && y ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "eval: out of memory");
     if (!s) s = nfv_volume_cache_create(ds, &grid, (size_t)256 << 20, &cache);
     double t0 = cli_now();
-    if (!s) s = nfv_model_predict_rows(m, ctx, cache, rows, n, batch, outputs);
+    if (!s) s = nfv_model_predict_rows_dist(m, ctx, cache, rows, n, batch, outputs);
     if (!s) {
         for (int i = 0; i < n; i++) y[i] = ds->rows[rows[i]].value, p[i] = outputs[i];
         printf("split %s: %d subjects, %.1f s; label mean %.4g SD %.4g in training\n", split_name, n, cli_now() - t0,
@@ -100,7 +101,8 @@ static nfv_status eval_regression(nfv_model *m, nfv_context *ctx, const nfv_data
         if (!s) s = print_regression_split(ds, rows, y, p, n, split, p + n, p + 2 * n);
     }
     nfv_atomic_file af;
-    if (!s && out && !(s = nfv_atomic_open(&af, out, "w"))) {
+    /* Under mpirun every rank holds every prediction; rank 0 writes them. */
+    if (!s && out && nfv_dist_rank() == 0 && !(s = nfv_atomic_open(&af, out, "w"))) {
         fprintf(af.f, "path,label,prediction,error\n");
         for (int i = 0; i < n; i++) {
             csv_field(af.f, ds->rows[rows[i]].path);
@@ -210,7 +212,7 @@ int cmd_eval(int argc, char **argv)
         goto fail;
     }
     double t0 = cli_now();
-    if ((s = nfv_model_predict_rows(m, ctx, cache, rows, n, batch, outputs))) goto fail;
+    if ((s = nfv_model_predict_rows_dist(m, ctx, cache, rows, n, batch, outputs))) goto fail;
     double secs = cli_now() - t0;
     for (int i = 0; i < n; i++) {
         pred[i] = nfv_model_predict_class(m, outputs + (size_t)i * nout);
@@ -230,7 +232,7 @@ int cmd_eval(int argc, char **argv)
         for (int j = 0; j < k; j++) printf(" %10d", met.confusion[i * k + j]);
         printf("\n");
     }
-    if (out && (s = write_class_csv(out, m, &ds, rows, truth, pred, prob, n))) goto fail;
+    if (out && nfv_dist_rank() == 0 && (s = write_class_csv(out, m, &ds, rows, truth, pred, prob, n))) goto fail;
     code = 0;
     goto done;
 fail:

@@ -332,12 +332,43 @@ nfv_status nfv_target_parse(const nfv_model *m, const char *text, nfv_target **t
     return NFV_OK;
 }
 
+/* A Slurm array variable as a non-negative integer, or -1 when unset or not a number. */
+static long slurm_var(const char *name)
+{
+    const char *v = getenv(name);
+    char *end = NULL;
+    long x = v && *v ? strtol(v, &end, 10) : -1;
+    return v && *v && end && !*end && x >= 0 ? x : -1;
+}
+
+/* --shard auto: I and N of a Slurm job array (sbatch --array=MIN-MAX):
+ * I = SLURM_ARRAY_TASK_ID - MIN + 1, N = SLURM_ARRAY_TASK_COUNT, else
+ * MAX - MIN + 1.  Arrays with a step (--array=0-9:2) number their tasks
+ * with gaps and are refused by the checks below. */
+static nfv_status shard_from_slurm(int *index, int *count)
+{
+    long id = slurm_var("SLURM_ARRAY_TASK_ID"), lo = slurm_var("SLURM_ARRAY_TASK_MIN"),
+         hi = slurm_var("SLURM_ARRAY_TASK_MAX"), n = slurm_var("SLURM_ARRAY_TASK_COUNT");
+    if (id < 0)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--shard auto: SLURM_ARRAY_TASK_ID is not set (not a task of a Slurm job "
+                        "array; give --shard I/N)");
+    if (lo < 0) lo = 0;
+    if (n < 0 && hi >= lo) n = hi - lo + 1;
+    if (n < 1 || id < lo || id - lo >= n)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--shard auto: task %ld of an array with MIN %ld and %ld task(s) is not a "
+                        "contiguous array task (SLURM_ARRAY_TASK_MIN/MAX/COUNT); give --shard I/N", id, lo, n);
+    *index = (int)(id - lo + 1);
+    *count = (int)n;
+    return NFV_OK;
+}
+
 nfv_status nfv_shard_parse(const char *text, int *index, int *count)
 {
     int i = 0, n = 0;
     char tail;
+    if (text && !strcmp(text, "auto")) return shard_from_slurm(index, count);
     if (!text || sscanf(text, "%d/%d%c", &i, &n, &tail) != 2 || n < 1 || i < 1 || i > n)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "--shard expects I/N with 1 <= I <= N (e.g. 2/8), got \"%s\"",
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--shard expects I/N with 1 <= I <= N (e.g. 2/8) or auto (a Slurm array task), got \"%s\"",
                         text ? text : "");
     *index = i;
     *count = n;
