@@ -15,6 +15,8 @@ CC      := mpicc
 BUILD   := build-mpi
 EXTRA_CFLAGS += -DNFV_WITH_MPI
 ROOT_COPY :=
+# the viewer bundle tools/install-deps built for the default build
+VIEWER_DIR := $(CURDIR)/build/viewer
 else
 ROOT_COPY := neurofv
 endif

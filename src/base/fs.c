@@ -1,5 +1,6 @@
 /* mkdir -p and atomic writes; see fs.h. */
 #include "base/fs.h"
+#include "base/rng.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -110,4 +111,19 @@ nfv_status nfv_write_text_atomic(const char *path, const char *text)
     NFV_TRY(nfv_atomic_open(&af, path, "w"));
     fputs(text, af.f);
     return nfv_atomic_commit(&af);
+}
+
+nfv_status nfv_file_hash(const char *path, unsigned long long *hash)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return nfv_fail(NFV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    unsigned long long h = NFV_HASH_SEED;
+    unsigned char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = nfv_hash64(buf, n, h);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return nfv_fail(NFV_ERR_IO, "%s: read error", path);
+    *hash = h;
+    return NFV_OK;
 }

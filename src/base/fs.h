@@ -38,6 +38,9 @@ nfv_status nfv_atomic_commit(nfv_atomic_file *af);
 /* Closes and removes the temporary file (after an error while writing). */
 void nfv_atomic_abort(nfv_atomic_file *af);
 
+/* 64-bit FNV-1a of a file's bytes (base/rng.h nfv_hash64): tells whether
+ * two runs read the same model file. */
+nfv_status nfv_file_hash(const char *path, unsigned long long *hash);
 /* Writes text to path atomically. */
 nfv_status nfv_write_text_atomic(const char *path, const char *text);
 

@@ -5,12 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/fs.h"
 #include "cli.h"
+#include "neurofv/dist.h"
 #include "neurofv/compare.h"
 #include "neurofv/render.h"
 #include "neurofv/vis.h"
+#include "shard_manifest.h"
 #include "vis_setup.h"
 
 NFV_COMMAND(compare, "compare", "Compare regularization configurations of feature visualization (CSV/MD/HTML report)")
@@ -21,6 +24,11 @@ typedef struct compare_args {
     const char *cfg_args[VIS_SETUP_MAX_MULTI]; /* --config NAME=OPTIONS */
     int ntexts, ncfg_args;
     int resume;                                /* skip (configuration, seed, target)s whose outputs are complete */
+    const char *shard;                         /* --shard I/N|auto */
+    int merge;                                 /* --merge DIR...: the positional folders are shards' reports */
+    int merging;                               /* replaying shards' command line: every result must be on disk */
+    int argc;                                  /* the command line as given (for a shard's manifest) */
+    char **argv;
 } compare_args;
 
 /* Everything a run of the configurations reads and fills. */
@@ -41,6 +49,12 @@ typedef struct compare_state {
     double t0;                     /* when the first run started (cli_now) */
     const char *runs;              /* where the runs' outputs go: --runs, else --out */
     char runs_rel[4096];           /* runs as seen from --out ("." when the same) */
+    const char *report;            /* where the report goes: --out, or --out/shard-I-of-N for a shard */
+    char report_buf[4200];
+    int shard_i, shard_n;          /* the runs (configuration x seed) of shard I of N; 1/1: all */
+    int mpi;                       /* under mpirun: shard = rank, then rank 0 reports over every run */
+    int reread;                    /* read every run back from its outputs (after the ranks' shards) */
+    int quiet;                     /* no per-run lines (a rank's shard pass under mpirun) */
 } compare_state;
 
 /* DIR/<stem>_match.png: the visualization's orthogonal slices through the
@@ -219,6 +233,7 @@ static void print_run(const compare_state *cs, const char *sub, double secs)
             rec += cs->rows[i].recovered;
         }
     }
+    if (cs->quiet) return;
     printf("%-16s mean objective %.4g, mean HF share %.3f", sub, mo / count, mh / count);
     if (cs->truth.count) printf(", classes recovered %d/%d", rec, tot);
     printf(" (%.1f s)\n", secs);
@@ -229,7 +244,7 @@ static void print_run(const compare_state *cs, const char *sub, double secs)
  * nfv_vis_write writes and, for a class with its own shape, <stem>_match.png. */
 static nfv_status resume_scan(const compare_state *cs, const nfv_vis_options *o, const char *dir, vis_resume *rs)
 {
-    NFV_TRY(vis_resume_scan(rs, &cs->s, cs->s.targets, cs->s.count, o, dir, cs->a->resume));
+    NFV_TRY(vis_resume_scan(rs, &cs->s, cs->s.targets, cs->s.count, o, dir, cs->a->resume || cs->reread));
     for (int i = 0; i < cs->s.count; i++) {
         if (!rs->done[i] || !cs->truth.count || own_shape(&cs->truth, cs->s.targets[i].name) < 0) continue;
         char stem[160], path[4400];
@@ -247,7 +262,10 @@ static nfv_status visualize_todo(compare_state *cs, int run, const char *sub, co
                                  const vis_resume *rs, nfv_vis_result **computed)
 {
     *computed = NULL;
-    if (cs->a->resume)
+    if ((cs->a->merging || cs->reread) && rs->ntodo)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: %d of %d target(s) have no complete outputs in %s/%s (did every shard "
+                        "finish?)", sub, rs->ntodo, cs->s.count, cs->runs, sub);
+    if (cs->a->resume && !cs->a->merging)
         fprintf(stderr, "compare: --resume: %s: %d of %d target(s) complete, %d to run\n", sub, rs->ndone,
                 cs->s.count, rs->ntodo);
     if (!rs->ntodo) return NFV_OK;
@@ -362,9 +380,14 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     /* After every check (a refused run leaves no folder): the report in --out
      * links to the runs by a relative path, so the two folders move together. */
     cs->runs = a->runs ? a->runs : a->out;
-    st = nfv_mkdirs(a->out);
+    cs->report = a->out;
+    if (cs->shard_n > 1 && !cs->mpi) {
+        snprintf(cs->report_buf, sizeof cs->report_buf, "%s/shard-%d-of-%d", a->out, cs->shard_i, cs->shard_n);
+        cs->report = cs->report_buf;
+    }
+    st = nfv_mkdirs(cs->report);
     if (!st) st = nfv_mkdirs(cs->runs);
-    if (!st) st = nfv_relative_dir(a->out, cs->runs, cs->runs_rel, sizeof cs->runs_rel);
+    if (!st) st = nfv_relative_dir(cs->report, cs->runs, cs->runs_rel, sizeof cs->runs_rel);
     if (st) return cli_fail("compare", st);
     size_t shapes = (size_t)(cs->truth.count ? cs->truth.count : 1);
     cs->rows = calloc((size_t)cs->nconfigs * cs->nseeds * cs->s.count, sizeof *cs->rows);
@@ -374,6 +397,50 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     return 0;
 }
 
+/* --shard (a Slurm array task) or the rank under mpirun: which runs
+ * (configuration x seed, in their order) this process visualizes.  Returns
+ * 0 or 1 (error printed). */
+static int select_shard(compare_state *cs)
+{
+    const compare_args *a = cs->a;
+    cs->shard_i = cs->shard_n = 1;
+    cs->mpi = nfv_dist_size() > 1;
+    if (a->shard && cs->mpi)
+        return cli_failf("compare", "--shard splits a run over Slurm array tasks and mpirun over ranks; use one");
+    if (a->shard && a->merging) return cli_failf("compare", "--merge and --shard: merge the shards' folders alone");
+    if (cs->mpi) cs->shard_i = nfv_dist_rank() + 1, cs->shard_n = nfv_dist_size();
+    nfv_status st = a->shard ? nfv_shard_parse(a->shard, &cs->shard_i, &cs->shard_n) : NFV_OK;
+    return st ? cli_fail("compare", st) : 0;
+}
+
+/* Under mpirun, after each rank ran its runs: rank 0 reads every run back
+ * from the shared runs folder (each rank's outputs are byte for byte those
+ * one process writes) to report on all of them. */
+static int mpi_gather_runs(compare_state *cs)
+{
+    nfv_status st = nfv_dist_barrier();
+    if (st) return cli_fail("compare", st);
+    if (nfv_dist_rank() != 0) return 0;
+    cs->nrows = 0;
+    cs->reread = 1;
+    cs->quiet = 0;
+    int rc = 0;
+    for (int run = 0; run < cs->nconfigs * cs->nseeds && !rc; run++) rc = run_config(cs, run);
+    return rc;
+}
+
+/* DIR/shard-I-of-N/shard.json: this shard's command line, model and runs
+ * folder, for `compare --merge`. */
+static int write_manifest(const compare_state *cs)
+{
+    char path[4400], runs_abs[4096];
+    if (!realpath(cs->runs, runs_abs)) return cli_failf("compare", "%s: cannot resolve: %s", cs->runs, strerror(errno));
+    snprintf(path, sizeof path, "%s/shard.json", cs->report);
+    nfv_status st = shard_manifest_write(path, "compare", cs->a->model_path, runs_abs, cs->shard_i, cs->shard_n,
+                                         cs->a->argc, cs->a->argv);
+    return st ? cli_fail("compare", st) : 0;
+}
+
 static int compare(const compare_args *a, const vis_cli *cli)
 {
     if (!a->model_path || !a->out || !a->ntexts)
@@ -381,15 +448,23 @@ static int compare(const compare_args *a, const vis_cli *cli)
     compare_state cs;
     memset(&cs, 0, sizeof cs);
     cs.a = a;
-    int rc = prepare(&cs, cli);
+    int rc = select_shard(&cs);
+    if (!rc) rc = prepare(&cs, cli);
     cs.t0 = cli_now();
-    for (int run = 0; run < cs.nconfigs * cs.nseeds && !rc; run++) rc = run_config(&cs, run);
+    int runs = cs.nconfigs * cs.nseeds;
+    cs.quiet = cs.mpi;
+    for (int run = 0; run < runs && !rc; run++)
+        if (nfv_shard_contains(run, runs, cs.shard_i, cs.shard_n)) rc = run_config(&cs, run);
+    if (!rc && cs.mpi) rc = mpi_gather_runs(&cs);
+    if (!rc && cs.mpi && nfv_dist_rank() != 0) rc = -1; /* rank 0 reports */
     if (!rc && cs.truth.count && cs.nseeds > 1) print_seed_summary(&cs);
     nfv_status st;
-    if (!rc && (st = nfv_compare_write_report(a->out, a->model_path, cs.configs, cs.nconfigs, cs.rows, cs.nrows,
+    if (!rc && (st = nfv_compare_write_report(cs.report, a->model_path, cs.configs, cs.nconfigs, cs.rows, cs.nrows,
                                                  vis_session_overlay(&cs.s))))
         rc = cli_fail("compare", st);
-    if (!rc) fprintf(stderr, "compare: wrote %s/index.html, results.csv, results.md\n", a->out);
+    if (!rc && cs.shard_n > 1 && !cs.mpi) rc = write_manifest(&cs);
+    if (!rc) fprintf(stderr, "compare: wrote %s/index.html, results.csv, results.md\n", cs.report);
+    if (rc < 0) rc = 0;
     free(cs.scores);
     free(cs.positions);
     nfv_truth_free(&cs.truth);
@@ -401,14 +476,71 @@ static int compare(const compare_args *a, const vis_cli *cli)
     return rc;
 }
 
-int cmd_compare(int argc, char **argv)
+static int compare_main(int argc, char **argv, int merging);
+
+/* compare --merge DIR1 DIR2 ... --out OUT: the shards' manifests agree
+ * (shard_manifest.h), then their command line runs again over every run,
+ * reading each result from the shared runs folder, writing OUT's report. */
+static int merge_shards(const char *const *dirs, int ndirs, const char *out)
+{
+    if (!out) return cli_failf("compare", "--merge needs --out DIR for the merged report");
+    char **paths = calloc((size_t)ndirs + 1, sizeof *paths);
+    int rc = paths ? 0 : cli_failf("compare", "out of memory");
+    for (int i = 0; !rc && i < ndirs; i++) {
+        size_t n = strlen(dirs[i]) + 16;
+        if (!(paths[i] = malloc(n))) rc = cli_failf("compare", "out of memory");
+        else snprintf(paths[i], n, "%s/shard.json", dirs[i]);
+    }
+    shard_manifest m;
+    memset(&m, 0, sizeof m);
+    nfv_status st = rc ? NFV_OK : shard_manifests_check("compare", (const char *const *)paths, ndirs, &m);
+    if (st) rc = cli_fail("compare", st);
+    char **args = rc ? NULL : calloc((size_t)m.argc + 8, sizeof *args);
+    if (!rc && !args) rc = cli_failf("compare", "out of memory");
+    if (!rc) {
+        int n = 0;
+        args[n++] = "compare";
+        for (int i = 0; i < m.argc; i++) args[n++] = m.argv[i];
+        args[n++] = "--out", args[n++] = (char *)out, args[n++] = "--runs", args[n++] = m.runs;
+        args[n++] = "--resume";
+        /* The shards' relative paths (model, truth) are from where they ran. */
+        char out_abs[4096];
+        st = nfv_mkdirs(out);
+        if (!st && !realpath(out, out_abs)) st = nfv_fail(NFV_ERR_IO, "%s: cannot resolve: %s", out, strerror(errno));
+        if (!st && chdir(m.cwd) != 0)
+            st = nfv_fail(NFV_ERR_IO, "--merge: cannot enter %s, where the shards ran: %s", m.cwd, strerror(errno));
+        args[n - 4] = out_abs;
+        if (st) rc = cli_fail("compare", st);
+        else {
+            fprintf(stderr, "compare: merging %d shard(s) of %s into %s\n", ndirs, m.model, out);
+            rc = compare_main(n, args, 1);
+        }
+    }
+    free(args);
+    shard_manifest_free(&m);
+    for (int i = 0; paths && i < ndirs; i++) free(paths[i]);
+    free(paths);
+    return rc;
+}
+
+int cmd_compare(int argc, char **argv) { return compare_main(argc, argv, 0); }
+
+static int compare_main(int argc, char **argv, int merging)
 {
     compare_args a;
     memset(&a, 0, sizeof a);
     a.background = "template";
+    a.merging = merging;
+    /* The line as given, for a shard's manifest (the takes below reorder argv). */
+    char **given = malloc(((size_t)argc + 1) * sizeof *given);
+    if (!given) return cli_failf("compare", "out of memory");
+    memcpy(given, argv, (size_t)argc * sizeof *given);
+    a.argc = argc, a.argv = given;
     if (vis_take_multi("compare", "--target", &argc, argv, a.texts, &a.ntexts) ||
-        vis_take_multi("compare", "--config", &argc, argv, a.cfg_args, &a.ncfg_args))
+        vis_take_multi("compare", "--config", &argc, argv, a.cfg_args, &a.ncfg_args)) {
+        free(given);
         return 2;
+    }
     static const char *dummy_t, *dummy_c; /* taken out above; listed for --help */
     const cli_option own[] = {
         {"--model", CLI_STRING, &a.model_path, "FILE", "model (.safetensors) (required)"},
@@ -434,16 +566,34 @@ int cmd_compare(int argc, char **argv)
         {"--resume", CLI_FLAG, &a.resume, NULL,
          "skip configuration x seed x target runs whose outputs in DIR are all there (a pre-empted job run again "
          "with the same options); the report is the same as an uninterrupted run's"},
+        {"--shard", CLI_STRING, &a.shard, "I/N|auto",
+         "only shard I of N of the runs (configuration x seed, contiguous blocks; auto: the Slurm array task); "
+         "outputs in RUNS as usual, this shard's report and shard.json in DIR/shard-I-of-N/"},
+        {"--merge", CLI_FLAG, &a.merge, NULL,
+         "compare --merge DIR/shard-1-of-N ... --out OUT: check that the folders are all N shards of one run (same "
+         "model bytes and options) and write the report one unsharded run would have written to OUT, from the "
+         "shards' outputs (nothing is recomputed)"},
     };
     vis_cli cli;
-    if (vis_cli_init(&cli, "compare", own, (int)(sizeof own / sizeof *own))) return 1;
+    if (vis_cli_init(&cli, "compare", own, (int)(sizeof own / sizeof *own))) {
+        free(given);
+        return 1;
+    }
+    const char *dirs[64];
+    int ndirs = 0;
     int r = cli_parse("compare", "--model FILE --target T [...] --out DIR [--runs RUNS] [--truth SYNTH_DIR] [--config NAME=OPTS ...]",
                       "Run every regularization configuration on the same targets and seeds (the visualization "
                       "options given here apply to all, before each configuration's own), write RUNS/<config>/ "
                       "outputs (RUNS = --runs, else DIR) and DIR/results.csv, results.md, index.html: objective reached, objective without "
-                      "transforms, high-frequency energy share and, with --truth, concept recovery.",
-                      cli.opts, argc, argv, NULL, 0, NULL);
-    int rc = r ? (r == 1 ? 0 : 2) : compare(&a, &cli);
+                      "transforms, high-frequency energy share and, with --truth, concept recovery.  Under mpirun "
+                      "(a build with MPI=1) the runs are split over the ranks and rank 0 writes the report.",
+                      cli.opts, argc, argv, dirs, 64, &ndirs);
+    int rc;
+    if (r) rc = r == 1 ? 0 : 2;
+    else if (a.merge) rc = merge_shards(dirs, ndirs, a.out);
+    else if (ndirs) rc = cli_failf("compare", "unexpected argument \"%s\" (folders are for --merge)", dirs[0]);
+    else rc = compare(&a, &cli);
     vis_cli_free(&cli);
+    free(given);
     return rc;
 }
