@@ -334,8 +334,9 @@ int cmd_explain(int argc, char **argv)
         {"--vis", CLI_STRING, &a.vis, "DIR",
          "with --truth: also score the feature visualizations of a `neurofv visualize` folder (importance maps of "
          "logit targets against the class's lesion region; visualizations against the age-effect map)"},
-        {"--shard", CLI_STRING, &a.shard, "I/N",
-         "only shard I of N of the subjects (contiguous blocks); its means and report go to DIR/shard-I-of-N/"},
+        {"--shard", CLI_STRING, &a.shard, "I/N|auto",
+         "only shard I of N of the subjects (contiguous blocks; auto: the Slurm array task); its means and report go "
+         "to DIR/shard-I-of-N/ (under mpirun each rank is a shard)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device (see neurofv devices)"},
         {0},
     };
@@ -351,6 +352,16 @@ int cmd_explain(int argc, char **argv)
     if (!a.model_path || !a.out || !a.input == !a.data)
         return cli_failf("explain", "--model, --out and one of --input or --data are required (see neurofv explain --help)");
     if (parse_methods(&a)) return cli_fail("explain", NFV_ERR_INVALID_ARG);
+    /* Under mpirun each rank is one shard of the subjects: the maps land in
+     * DIR as one process writes them, each rank's means and report in
+     * DIR/shard-R-of-N/ (a merged report is not written). */
+    static char rank_shard[32];
+    if (nfv_dist_size() > 1) {
+        if (a.shard) return cli_failf("explain", "--shard splits over Slurm array tasks and mpirun over ranks; use one");
+        if (!a.data) return cli_failf("explain", "under mpirun give --data (the ranks split its subjects)");
+        snprintf(rank_shard, sizeof rank_shard, "%d/%d", nfv_dist_rank() + 1, nfv_dist_size());
+        a.shard = rank_shard;
+    }
     if (a.vis && !a.truth) return cli_failf("explain", "--vis scores against a truth: give --truth SYNTH_DIR too");
     explain_run r;
     memset(&r, 0, sizeof r);
