@@ -53,7 +53,7 @@ LIB      := $(BUILD)/libneurofv.a
 BIN      := $(BUILD)/neurofv
 TESTBIN  := $(BUILD)/neurofv-tests
 
-.PHONY: all viewer test-browser test test-torch test-configs test-oclgrind asan check-cl check-layers clean bench demo onnx-demo
+.PHONY: all viewer test-browser test test-mpi test-torch test-configs test-oclgrind asan check-cl check-layers clean bench demo onnx-demo
 all: $(BIN) $(TESTBIN) $(ROOT_COPY)
 
 # The binary at the repository root is a copy for convenience (./neurofv).
@@ -139,6 +139,13 @@ test-configs: all
 # kernel configurations; 0 findings to pass.
 test-oclgrind: all
 	sh tools/test-oclgrind.sh $(TESTBIN)
+
+# neurofv built with Open MPI (make MPI=1) under mpirun, 2 ranks: data-parallel
+# training equals one process, sweeps split over ranks give the same bytes,
+# shards merge, a failing rank stops all (tools/test-mpi.sh).
+test-mpi:
+	$(MAKE) MPI=1 -j$$(nproc) build-mpi/neurofv
+	NEUROFV_MPI_BIN=build-mpi/neurofv PYTHON=$(PYTHON) bash tools/test-mpi.sh
 
 test-torch: all
 	NEUROFV_BIN=$(CURDIR)/$(BIN) $(PYTHON) tools/torch_parity.py
