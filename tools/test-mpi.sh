@@ -101,6 +101,27 @@ check "slurm: --shard auto = task 6 of 5-6 is shard 2/2" test -f vauto/shard-2-o
 if "$N" "${vis[@]}" --out vnone --shard auto >/dev/null 2>vnone.err; then bad "--shard auto outside an array refused"
 else grep -q SLURM_ARRAY_TASK_ID vnone.err && ok "--shard auto outside an array refused" || bad "--shard auto message"; fi
 
+# tools/slurm/sweep-array.sbatch as Slurm would run it: two array tasks, then
+# the merge job its first task submitted (sbatch here is a stand-in that
+# records the --wrap command).
+mkdir -p fakebin
+cat >fakebin/sbatch <<'SB'
+#!/bin/sh
+for a in "$@"; do case $a in --wrap=*) echo "${a#--wrap=}" >>"$FAKE_SBATCH_LOG" ;; esac; done
+SB
+chmod +x fakebin/sbatch
+for task in 1 2; do
+  PATH=$work/fakebin:$PATH FAKE_SBATCH_LOG=$work/sbatch.log NEUROFV=$N SLURM_ARRAY_JOB_ID=77 SLURM_ARRAY_TASK_ID=$task \
+    SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_MAX=2 bash "$T/slurm/sweep-array.sbatch" one.safetensors conv2 sweep \
+    --steps 8 --background none >"sweep$task.log" 2>&1 || { bad "sweep-array task $task"; tail -n 3 "sweep$task.log"; }
+done
+check "slurm: sweep-array.sbatch submitted one merge job" test "$(wc -l <sbatch.log)" -eq 1
+sh -c "$(cat sbatch.log)" >sweep-merge.out 2>sweep-merge.err || { bad "the merge job"; tail -n 3 sweep-merge.err; }
+"${run[@]}" -np 1 "$N" visualize --model one.safetensors --target conv2:all --steps 8 --background none --out sweep1 \
+  >sweep1.out 2>/dev/null
+check "slurm: merged grid = one run's grid" cmp sweep1/conv2_all_grid.png sweep/conv2_all_grid.png
+check "slurm: merged lines = one run's lines" cmp sweep1.out sweep-merge.out
+
 # A corrupt volume in the second half of the first batch: rank 1 reads it.
 mkdir -p broken && cp -r cohort/* broken/
 victim=$(awk -F, 'NR > 1 && $3 == "train" {print $1}' broken/labels.csv | tail -n 1)
