@@ -5,57 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/fs.h"
 #include "cli.h"
+#include "compare_cli.h"
 #include "neurofv/dist.h"
-#include "neurofv/compare.h"
 #include "neurofv/render.h"
-#include "neurofv/vis.h"
-#include "shard_manifest.h"
-#include "vis_setup.h"
 
 NFV_COMMAND(compare, "compare", "Compare regularization configurations of feature visualization (CSV/MD/HTML report)")
-
-typedef struct compare_args {
-    const char *model_path, *out, *runs, *device, *truth_dir, *only, *background, *seeds_text;
-    const char *texts[VIS_SETUP_MAX_MULTI];    /* --target */
-    const char *cfg_args[VIS_SETUP_MAX_MULTI]; /* --config NAME=OPTIONS */
-    int ntexts, ncfg_args;
-    int resume;                                /* skip (configuration, seed, target)s whose outputs are complete */
-    const char *shard;                         /* --shard I/N|auto */
-    int merge;                                 /* --merge DIR...: the positional folders are shards' reports */
-    int merging;                               /* replaying shards' command line: every result must be on disk */
-    int argc;                                  /* the command line as given (for a shard's manifest) */
-    char **argv;
-} compare_args;
-
-/* Everything a run of the configurations reads and fills. */
-typedef struct compare_state {
-    const compare_args *a;
-    nfv_vis_options base;          /* the options given to compare itself */
-    nfv_compare_config *configs;
-    int nconfigs;
-    int *batches;                  /* (nconfigs) the batch of each configuration, fitted to the device */
-    unsigned long long *seeds;
-    int nseeds;
-    vis_session s;
-    nfv_truth truth;
-    nfv_compare_row *rows;         /* (nconfigs x nseeds x targets) */
-    int nrows;
-    double *scores;                /* (truth.count) NCC of one volume with each shape */
-    int (*positions)[3];           /* (truth.count) voxel of each shape's best match */
-    double t0;                     /* when the first run started (cli_now) */
-    const char *runs;              /* where the runs' outputs go: --runs, else --out */
-    char runs_rel[4096];           /* runs as seen from --out ("." when the same) */
-    const char *report;            /* where the report goes: --out, or --out/shard-I-of-N for a shard */
-    char report_buf[4200];
-    int shard_i, shard_n;          /* the runs (configuration x seed) of shard I of N; 1/1: all */
-    int mpi;                       /* under mpirun: shard = rank, then rank 0 reports over every run */
-    int reread;                    /* read every run back from its outputs (after the ranks' shards) */
-    int quiet;                     /* no per-run lines (a rank's shard pass under mpirun) */
-} compare_state;
 
 /* DIR/<stem>_match.png: the visualization's orthogonal slices through the
  * world point (mm) where its own shape template matched best. */
@@ -283,7 +240,7 @@ static nfv_status visualize_todo(compare_state *cs, int run, const char *sub, co
  * every target (with --resume, those not complete), write the outputs under
  * RUNS/<config>[/seed<S>] (RUNS: --runs, else --out), add rows (complete
  * targets' from their files). */
-static int run_config(compare_state *cs, int run)
+int compare_run_config(compare_state *cs, int run)
 {
     int c = run / cs->nseeds;
     nfv_vis_options o;
@@ -397,50 +354,6 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     return 0;
 }
 
-/* --shard (a Slurm array task) or the rank under mpirun: which runs
- * (configuration x seed, in their order) this process visualizes.  Returns
- * 0 or 1 (error printed). */
-static int select_shard(compare_state *cs)
-{
-    const compare_args *a = cs->a;
-    cs->shard_i = cs->shard_n = 1;
-    cs->mpi = nfv_dist_size() > 1;
-    if (a->shard && cs->mpi)
-        return cli_failf("compare", "--shard splits a run over Slurm array tasks and mpirun over ranks; use one");
-    if (a->shard && a->merging) return cli_failf("compare", "--merge and --shard: merge the shards' folders alone");
-    if (cs->mpi) cs->shard_i = nfv_dist_rank() + 1, cs->shard_n = nfv_dist_size();
-    nfv_status st = a->shard ? nfv_shard_parse(a->shard, &cs->shard_i, &cs->shard_n) : NFV_OK;
-    return st ? cli_fail("compare", st) : 0;
-}
-
-/* Under mpirun, after each rank ran its runs: rank 0 reads every run back
- * from the shared runs folder (each rank's outputs are byte for byte those
- * one process writes) to report on all of them. */
-static int mpi_gather_runs(compare_state *cs)
-{
-    nfv_status st = nfv_dist_barrier();
-    if (st) return cli_fail("compare", st);
-    if (nfv_dist_rank() != 0) return 0;
-    cs->nrows = 0;
-    cs->reread = 1;
-    cs->quiet = 0;
-    int rc = 0;
-    for (int run = 0; run < cs->nconfigs * cs->nseeds && !rc; run++) rc = run_config(cs, run);
-    return rc;
-}
-
-/* DIR/shard-I-of-N/shard.json: this shard's command line, model and runs
- * folder, for `compare --merge`. */
-static int write_manifest(const compare_state *cs)
-{
-    char path[4400], runs_abs[4096];
-    if (!realpath(cs->runs, runs_abs)) return cli_failf("compare", "%s: cannot resolve: %s", cs->runs, strerror(errno));
-    snprintf(path, sizeof path, "%s/shard.json", cs->report);
-    nfv_status st = shard_manifest_write(path, "compare", cs->a->model_path, runs_abs, cs->shard_i, cs->shard_n,
-                                         cs->a->argc, cs->a->argv);
-    return st ? cli_fail("compare", st) : 0;
-}
-
 static int compare(const compare_args *a, const vis_cli *cli)
 {
     if (!a->model_path || !a->out || !a->ntexts)
@@ -448,21 +361,21 @@ static int compare(const compare_args *a, const vis_cli *cli)
     compare_state cs;
     memset(&cs, 0, sizeof cs);
     cs.a = a;
-    int rc = select_shard(&cs);
+    int rc = compare_select_shard(&cs);
     if (!rc) rc = prepare(&cs, cli);
     cs.t0 = cli_now();
     int runs = cs.nconfigs * cs.nseeds;
     cs.quiet = cs.mpi;
     for (int run = 0; run < runs && !rc; run++)
-        if (nfv_shard_contains(run, runs, cs.shard_i, cs.shard_n)) rc = run_config(&cs, run);
-    if (!rc && cs.mpi) rc = mpi_gather_runs(&cs);
+        if (nfv_shard_contains(run, runs, cs.shard_i, cs.shard_n)) rc = compare_run_config(&cs, run);
+    if (!rc && cs.mpi) rc = compare_mpi_gather_runs(&cs);
     if (!rc && cs.mpi && nfv_dist_rank() != 0) rc = -1; /* rank 0 reports */
     if (!rc && cs.truth.count && cs.nseeds > 1) print_seed_summary(&cs);
     nfv_status st;
     if (!rc && (st = nfv_compare_write_report(cs.report, a->model_path, cs.configs, cs.nconfigs, cs.rows, cs.nrows,
                                                  vis_session_overlay(&cs.s))))
         rc = cli_fail("compare", st);
-    if (!rc && cs.shard_n > 1 && !cs.mpi) rc = write_manifest(&cs);
+    if (!rc && cs.shard_n > 1 && !cs.mpi) rc = compare_write_manifest(&cs);
     if (!rc) fprintf(stderr, "compare: wrote %s/index.html, results.csv, results.md\n", cs.report);
     if (rc < 0) rc = 0;
     free(cs.scores);
@@ -476,56 +389,9 @@ static int compare(const compare_args *a, const vis_cli *cli)
     return rc;
 }
 
-static int compare_main(int argc, char **argv, int merging);
-
-/* compare --merge DIR1 DIR2 ... --out OUT: the shards' manifests agree
- * (shard_manifest.h), then their command line runs again over every run,
- * reading each result from the shared runs folder, writing OUT's report. */
-static int merge_shards(const char *const *dirs, int ndirs, const char *out)
-{
-    if (!out) return cli_failf("compare", "--merge needs --out DIR for the merged report");
-    char **paths = calloc((size_t)ndirs + 1, sizeof *paths);
-    int rc = paths ? 0 : cli_failf("compare", "out of memory");
-    for (int i = 0; !rc && i < ndirs; i++) {
-        size_t n = strlen(dirs[i]) + 16;
-        if (!(paths[i] = malloc(n))) rc = cli_failf("compare", "out of memory");
-        else snprintf(paths[i], n, "%s/shard.json", dirs[i]);
-    }
-    shard_manifest m;
-    memset(&m, 0, sizeof m);
-    nfv_status st = rc ? NFV_OK : shard_manifests_check("compare", (const char *const *)paths, ndirs, &m);
-    if (st) rc = cli_fail("compare", st);
-    char **args = rc ? NULL : calloc((size_t)m.argc + 8, sizeof *args);
-    if (!rc && !args) rc = cli_failf("compare", "out of memory");
-    if (!rc) {
-        int n = 0;
-        args[n++] = "compare";
-        for (int i = 0; i < m.argc; i++) args[n++] = m.argv[i];
-        args[n++] = "--out", args[n++] = (char *)out, args[n++] = "--runs", args[n++] = m.runs;
-        args[n++] = "--resume";
-        /* The shards' relative paths (model, truth) are from where they ran. */
-        char out_abs[4096];
-        st = nfv_mkdirs(out);
-        if (!st && !realpath(out, out_abs)) st = nfv_fail(NFV_ERR_IO, "%s: cannot resolve: %s", out, strerror(errno));
-        if (!st && chdir(m.cwd) != 0)
-            st = nfv_fail(NFV_ERR_IO, "--merge: cannot enter %s, where the shards ran: %s", m.cwd, strerror(errno));
-        args[n - 4] = out_abs;
-        if (st) rc = cli_fail("compare", st);
-        else {
-            fprintf(stderr, "compare: merging %d shard(s) of %s into %s\n", ndirs, m.model, out);
-            rc = compare_main(n, args, 1);
-        }
-    }
-    free(args);
-    shard_manifest_free(&m);
-    for (int i = 0; paths && i < ndirs; i++) free(paths[i]);
-    free(paths);
-    return rc;
-}
-
 int cmd_compare(int argc, char **argv) { return compare_main(argc, argv, 0); }
 
-static int compare_main(int argc, char **argv, int merging)
+int compare_main(int argc, char **argv, int merging)
 {
     compare_args a;
     memset(&a, 0, sizeof a);
@@ -590,7 +456,7 @@ static int compare_main(int argc, char **argv, int merging)
                       cli.opts, argc, argv, dirs, 64, &ndirs);
     int rc;
     if (r) rc = r == 1 ? 0 : 2;
-    else if (a.merge) rc = merge_shards(dirs, ndirs, a.out);
+    else if (a.merge) rc = compare_merge_shards(dirs, ndirs, a.out);
     else if (ndirs) rc = cli_failf("compare", "unexpected argument \"%s\" (folders are for --merge)", dirs[0]);
     else rc = compare(&a, &cli);
     vis_cli_free(&cli);
