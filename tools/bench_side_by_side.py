@@ -56,7 +56,7 @@ def main():
     if not a.no_torch:
         here = os.path.dirname(os.path.abspath(__file__))
         tcmd = [sys.executable, os.path.join(here, "bench_torch.py"), "--json", "--reps", str(a.torch_reps),
-                "--threads", str(a.threads), "--what", "vis1,vis8,train4,train8,eval4"]
+                "--threads", str(a.threads), "--warmup", "1", "--what", "vis1,vis8,train4,train8,eval4"]
         try:
             t = run_json(tcmd)
             torch_rows = {r["name"]: r for r in t["rows"]}
