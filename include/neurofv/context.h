@@ -99,6 +99,18 @@ nfv_status nfv_tuning_store(const char *cache_dir, const nfv_device_info *info, 
  * else ~/.cache/neurofv; "" when neither is set) into dir. */
 void nfv_default_cache_dir(char *dir, size_t cap);
 
+/* Kernel profiling: contexts created with NEUROFV_PROFILE=1 record each
+ * launch's device time (src/runtime/profile.c).  nfv_profile_collect waits
+ * for the queue, then gives the time per kernel name since the last reset
+ * (*rows malloc'ed, free()); returns the row count, or -1 when profiling is
+ * off.  CLBlast's launches and transfers are not counted. */
+typedef struct nfv_profile_row {
+    char name[64];
+    double seconds;
+    long launches;
+} nfv_profile_row;
+int nfv_profile_collect(nfv_context *ctx, nfv_profile_row **rows, int reset);
+
 /* The device memory the memory checks (nfv_memory_check) compare a run's
  * needs with: the device's global memory and largest single buffer, or
  * mem=BYTES of the kernel config (then the buffer limit is at most BYTES). */

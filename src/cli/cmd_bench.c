@@ -24,6 +24,8 @@
  * target's layer (forward + input gradient), a training step 3x the forward
  * (forward + input and weight gradients), eval 1x.
  *
+ * --profile adds each step's device time per kernel (src/runtime/profile.c).
+ *
  * Sections are rows of SECTIONS below: one function each that appends rows
  * to the table; a new measurement (an all-reduce, say) is one more entry. */
 #include <errno.h>
@@ -53,11 +55,13 @@ typedef struct bench_row {
     double gflop;       /* per repetition (0: not counted) */
     double value;       /* for rows without a step time (memory MiB): the value */
     const char *unit;   /* of value */
+    nfv_profile_row *prof; /* --profile: device time per kernel over all repetitions (warm-up included) */
+    int nprof, prof_reps;  /* rows, and the repetitions they cover */
 } bench_row;
 
 typedef struct bench_args {
     const char *arch, *model_path, *device, *target, *sections;
-    int classes, reps, warmup, json, no_cold, startup_child;
+    int classes, reps, warmup, json, no_cold, startup_child, profile;
     float peak_gflops;
 } bench_args;
 
@@ -82,6 +86,22 @@ static bench_row *add_row(bench_state *s, const char *name, int batch, const cha
     return r;
 }
 
+/* --profile: forget what was recorded before a measurement ... */
+static void profile_begin(bench_state *s)
+{
+    nfv_profile_row *rows = NULL;
+    if (s->a->profile && nfv_profile_collect(s->ctx, &rows, 1) >= 0) free(rows);
+}
+
+/* ... and give the measurement's kernels to its row. */
+static void profile_end(bench_state *s, bench_row *r)
+{
+    if (!s->a->profile || !r) return;
+    int n = nfv_profile_collect(s->ctx, &r->prof, 1);
+    r->nprof = n > 0 ? n : 0;
+    r->prof_reps = s->a->warmup + s->a->reps;
+}
+
 /* A section that cannot run on this model (a graph without training
  * support, say) is reported and the others go on. */
 static void skip(bench_state *s, const char *section, nfv_status st)
@@ -100,6 +120,7 @@ static nfv_status section_vis(bench_state *s)
     for (int i = 0; i < 2; i++) {
         bench_times t = {0};
         int layer = -1;
+        profile_begin(s);
         nfv_status st = bench_vis_step(s->ctx, s->m, s->a->target, batches[i], s->a->warmup, s->a->reps, &t, &layer);
         if (st) return st;
         char name[32], what[96];
@@ -107,6 +128,7 @@ static nfv_status section_vis(bench_state *s)
         snprintf(what, sizeof what, "visualization step, %s, %d sample(s)", s->a->target, batches[i]);
         bench_row *r = add_row(s, name, batches[i], what);
         if (r) r->ms = 1e3 * bench_median(&t), r->gflop = 2.0 * batches[i] * bench_forward_flops(s->m, layer) / 1e9;
+        profile_end(s, r);
         bench_times_free(&t);
     }
     return NFV_OK;
@@ -117,12 +139,14 @@ static nfv_status section_train(bench_state *s)
     static const int batches[2] = {4, 8};
     for (int i = 0; i < 2; i++) {
         bench_times t = {0};
+        profile_begin(s);
         NFV_TRY(bench_train_step(s->ctx, s->m, batches[i], s->a->warmup, s->a->reps, &t));
         char name[32], what[96];
         snprintf(name, sizeof name, "train b%d", batches[i]);
         snprintf(what, sizeof what, "training step, %d volumes, Adam", batches[i]);
         bench_row *r = add_row(s, name, batches[i], what);
         if (r) r->ms = 1e3 * bench_median(&t), r->gflop = 3.0 * batches[i] * bench_forward_flops(s->m, -1) / 1e9;
+        profile_end(s, r);
         bench_times_free(&t);
     }
     return NFV_OK;
@@ -131,9 +155,11 @@ static nfv_status section_train(bench_state *s)
 static nfv_status section_eval(bench_state *s)
 {
     bench_times t = {0};
+    profile_begin(s);
     NFV_TRY(bench_eval(s->ctx, s->m, 4, s->a->warmup, s->a->reps, &t));
     bench_row *r = add_row(s, "eval b4", 4, "eval outputs, 4 volumes (upload, forward, read)");
     if (r) r->ms = 1e3 * bench_median(&t), r->gflop = 4.0 * bench_forward_flops(s->m, -1) / 1e9;
+    profile_end(s, r);
     bench_times_free(&t);
     return NFV_OK;
 }
@@ -242,6 +268,27 @@ static const char *model_label(const bench_state *s)
     return s->a->model_path ? s->a->model_path : s->a->arch;
 }
 
+static int cmp_prof(const void *a, const void *b)
+{
+    double x = ((const nfv_profile_row *)a)->seconds, y = ((const nfv_profile_row *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+/* --profile: the kernels of one measurement by device time per repetition. */
+static void print_profile(const bench_row *r)
+{
+    if (!r->nprof) return;
+    qsort(r->prof, (size_t)r->nprof, sizeof *r->prof, cmp_prof);
+    double total = 0;
+    for (int k = 0; k < r->nprof; k++) total += r->prof[k].seconds;
+    double per = 1e3 / r->prof_reps;
+    printf("\nprofile of %s: %.1f ms of kernels per repetition (wall median %.1f ms; the rest is transfers, "
+           "CLBlast, host work and launch gaps)\n", r->name, total * per, r->ms);
+    for (int k = 0; k < r->nprof && k < 16; k++)
+        printf("  %-36s %9.2f ms %6.1f %%  %6.1f launches\n", r->prof[k].name, r->prof[k].seconds * per,
+               100.0 * r->prof[k].seconds / total, (double)r->prof[k].launches / r->prof_reps);
+}
+
 static void print_table(const bench_state *s, double peak, const char *peak_how)
 {
     const nfv_device_info *d = nfv_context_device_info(s->ctx);
@@ -273,6 +320,7 @@ static void print_table(const bench_state *s, double peak, const char *peak_how)
                     printf("\nvis batch 8 per target-step / batch 1 step: %.2f\n",
                            s->rows[i].ms / 8.0 / s->rows[j].ms);
     for (int i = 0; i < s->nskipped; i++) printf("skipped %s\n", s->skipped[i]);
+    for (int i = 0; i < s->nrows; i++) print_profile(&s->rows[i]);
 }
 
 static int print_json(const bench_state *s, double peak, const char *peak_how)
@@ -308,6 +356,16 @@ static int print_json(const bench_state *s, double peak, const char *peak_how)
                 cJSON_AddNumberToObject(o, "gflop", r->gflop);
                 cJSON_AddNumberToObject(o, "gflops", r->gflop / (r->ms * 1e-3));
                 if (peak > 0) cJSON_AddNumberToObject(o, "peak_share", r->gflop / (r->ms * 1e-3) / peak);
+            }
+        }
+        if (r->nprof) {
+            cJSON *pa = cJSON_AddArrayToObject(o, "profile");
+            for (int k = 0; pa && k < r->nprof; k++) {
+                cJSON *po = cJSON_CreateObject();
+                cJSON_AddStringToObject(po, "kernel", r->prof[k].name);
+                cJSON_AddNumberToObject(po, "ms_per_rep", 1e3 * r->prof[k].seconds / r->prof_reps);
+                cJSON_AddNumberToObject(po, "launches_per_rep", (double)r->prof[k].launches / r->prof_reps);
+                cJSON_AddItemToArray(pa, po);
             }
         }
         cJSON_AddItemToArray(rows, o);
@@ -373,6 +431,8 @@ int cmd_bench(int argc, char **argv)
         {"--no-cold", CLI_FLAG, &a.no_cold, NULL, "skip the cold-cache start-up (it compiles every kernel: minutes)"},
         {"--peak-gflops", CLI_FLOAT, &a.peak_gflops, "G", "the device's fp32 peak for the %peak column"},
         {"--json", CLI_FLAG, &a.json, NULL, "print JSON instead of the table"},
+        {"--profile", CLI_FLAG, &a.profile, NULL,
+         "also the device time per kernel of each step (NEUROFV_PROFILE=1: profiling queue, slightly slower)"},
         {"--startup-child", CLI_FLAG, &a.startup_child, NULL, "internal: the timed child of the startup section"},
         {0},
     };
@@ -388,6 +448,7 @@ int cmd_bench(int argc, char **argv)
     if (a.peak_gflops < 0) return cli_failf("bench", "--peak-gflops must be > 0, got %g", a.peak_gflops);
     int on[NSECTIONS];
     if (parse_sections(a.sections, on)) return 2;
+    if (a.profile) setenv("NEUROFV_PROFILE", "1", 1); /* before the context: its queue profiles */
     bench_state s;
     memset(&s, 0, sizeof s);
     s.a = &a;
@@ -417,6 +478,7 @@ int cmd_bench(int argc, char **argv)
         if (a.json) rc = print_json(&s, peak, how);
         else print_table(&s, peak, how);
     }
+    for (int i = 0; i < s.nrows; i++) free(s.rows[i].prof);
     if (s.m) nfv_model_free(s.m);
     if (s.ctx) nfv_context_free(s.ctx);
     return rc;

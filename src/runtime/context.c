@@ -265,14 +265,16 @@ nfv_status nfv_context_create_with_config(const char *spec, const char *kernel_c
         free(ctx);
         return nfv_cl_fail(err, "clCreateContext", "", __FILE__, __LINE__);
     }
-    ctx->queue = clCreateCommandQueue(ctx->cl, ctx->device, 0, &err);
+    int profile = nfv_profile_wanted();
+    ctx->queue = clCreateCommandQueue(ctx->cl, ctx->device, profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS) {
         clReleaseContext(ctx->cl);
         free(ctx);
         return nfv_cl_fail(err, "clCreateCommandQueue", "", __FILE__, __LINE__);
     }
     nfv_default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
-    nfv_status st = choose_config(ctx, kernel_config);
+    nfv_status st = profile ? nfv_profile_init(ctx) : NFV_OK;
+    if (!st) st = choose_config(ctx, kernel_config);
     if (st != NFV_OK) {
         nfv_context_free(ctx);
         return st;
@@ -285,6 +287,7 @@ void nfv_context_free(nfv_context *ctx)
 {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    nfv_profile_release(ctx);
     /* CLBlast (the dense layers) keeps its programs per cl_context in a
      * global cache that it would otherwise release at process exit, after
      * the OpenCL runtime's own thread-local state is gone (oclgrind then
@@ -347,7 +350,9 @@ nfv_status nfv_kernel_launch(nfv_context *ctx, cl_kernel kernel, cl_uint dims, c
 {
     for (cl_uint i = 0; i < dims; i++)
         if (global[i] == 0) return NFV_OK; /* empty launch: nothing to do */
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
+    cl_event *ev = ctx->profile ? nfv_profile_slot(ctx, kernel) : NULL;
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, ev);
+    if (ev && err == CL_SUCCESS) nfv_profile_launched(ctx);
     if (err != CL_SUCCESS) {
         char name[128] = "?";
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
