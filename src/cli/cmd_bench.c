@@ -60,7 +60,7 @@ typedef struct bench_row {
 } bench_row;
 
 typedef struct bench_args {
-    const char *arch, *model_path, *device, *target, *sections;
+    const char *arch, *model_path, *device, *target, *sections, *shape;
     int classes, reps, warmup, json, no_cold, startup_child, profile;
     float peak_gflops;
 } bench_args;
@@ -194,12 +194,13 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
  * cache_dir non-NULL: both kernel caches point into it (cold). */
 static nfv_status time_child(const bench_args *a, const char *cache_dir, double *seconds)
 {
-    char *argv[16];
+    char *argv[20];
     int n = 0;
     argv[n++] = "neurofv", argv[n++] = "bench", argv[n++] = "--startup-child";
     argv[n++] = "--target", argv[n++] = (char *)a->target;
     if (a->model_path) argv[n++] = "--model", argv[n++] = (char *)a->model_path;
     else argv[n++] = "--arch", argv[n++] = (char *)a->arch;
+    if (!a->model_path && a->shape) argv[n++] = "--shape", argv[n++] = (char *)a->shape;
     char classes[16];
     snprintf(classes, sizeof classes, "%d", a->classes);
     argv[n++] = "--classes", argv[n++] = classes;
@@ -390,6 +391,14 @@ static nfv_status open_model(const bench_args *a, nfv_context **ctx, nfv_model *
     int in[4] = {1, 91, 109, 91};
     double vox[3];
     nfv_arch_preset_input(a->arch, in, vox);
+    if (a->shape) {
+        int xyz[3];
+        char tail;
+        if (sscanf(a->shape, "%d,%d,%d%c", &xyz[0], &xyz[1], &xyz[2], &tail) != 3 || xyz[0] < 1 || xyz[1] < 1 ||
+            xyz[2] < 1 || xyz[0] > 4096 || xyz[1] > 4096 || xyz[2] > 4096)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "--shape expects X,Y,Z voxels, each 1..4096, got \"%s\"", a->shape);
+        in[1] = xyz[2], in[2] = xyz[1], in[3] = xyz[0];
+    }
     return nfv_model_create_from_spec(*ctx, a->arch, in, a->classes, NULL, NFV_HEAD_SOFTMAX, 1, m);
 }
 
@@ -422,6 +431,7 @@ int cmd_bench(int argc, char **argv)
     const cli_option opts[] = {
         {"--arch", CLI_STRING, &a.arch, "SPEC", "architecture spec or preset with random weights (default ref4)"},
         {"--classes", CLI_INT, &a.classes, "K", "outputs of --arch (default 3)"},
+        {"--shape", CLI_STRING, &a.shape, "X,Y,Z", "input grid of --arch (default: the preset's, ref4 91,109,91)"},
         {"--model", CLI_STRING, &a.model_path, "FILE", "a model file instead (.safetensors or imported .onnx)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device (see neurofv devices)"},
         {"--target", CLI_STRING, &a.target, "T", "visualization target (default output:0, the first output)"},
