@@ -50,6 +50,7 @@ def main():
     a = ap.parse_args()
 
     t0 = time.time()
+    load0 = os.getloadavg()[0]
     nfv_cmd = [a.neurofv, "bench", "--json", "--reps", str(a.reps)] + (["--no-cold"] if a.no_cold else []) + a.extra
     nfv = run_json(nfv_cmd)
     torch_rows, torch_note = {}, "not run (--no-torch)"
@@ -65,7 +66,9 @@ def main():
             torch_note = f"PyTorch run failed: {e}"
 
     print(f"# make bench, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {time.time() - t0:.0f} s")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}; "
+          f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (above the CPU count, "
+          f"other jobs shared the cores: compare the ratios, not the absolute times)")
     print(f"neurofv: {nfv['model']} on {nfv['device']} ({nfv['driver']}, kernels {nfv['kernel_config']}), "
           f"medians of {nfv['reps']} after {nfv['warmup']} warm-up; command: {' '.join(nfv_cmd)}")
     print(f"peer: {torch_note}; same model (ref4 layout, random weights), same shapes, the same machine, one run")
