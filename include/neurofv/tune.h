@@ -6,9 +6,10 @@
  * runs a small conv3d + maxpool3d + batchnorm3d workload forward and
  * backward, is validated against the reference (conv: the plain
  * one-output-per-work-item kernels; pool and BatchNorm: host loops) and
- * timed (median of reps).  The built-in default is candidate 0 and is
- * always measured; the choice is the fastest valid candidate, and the
- * default unless another was measured faster in the same run. */
+ * timed (median of reps).  The built-in default is candidate 0, measured
+ * first and again last (its better time kept); the choice is the fastest
+ * valid candidate, and the default unless another was measured at least 3 %
+ * faster in the same run. */
 #ifndef NEUROFV_TUNE_H
 #define NEUROFV_TUNE_H
 
@@ -23,7 +24,7 @@ extern "C" {
 typedef struct nfv_tune_options {
     int size;       /* edge of the test volume (voxels), 24 */
     int batch;      /* samples, 2 */
-    int reps;       /* timed repetitions per candidate (median), 5 */
+    int reps;       /* timed repetitions per candidate (median), 21 */
     /* Candidates to try besides the default (NEUROFV_KERNEL_CONFIG syntax);
      * NULL: the built-in list (vec 4/8/16, chunk 1024/4096/16384, local
      * 64/256, then the combination of the settings that each beat the default). */

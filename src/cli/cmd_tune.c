@@ -19,7 +19,7 @@ int cmd_tune(int argc, char **argv)
         {"--device", CLI_STRING, &device, "DEV", "OpenCL device (see neurofv devices)"},
         {"--size", CLI_INT, &o.size, "S", "edge of the test volume, even (default 24)"},
         {"--batch", CLI_INT, &o.batch, "N", "samples of the test batch (default 2)"},
-        {"--reps", CLI_INT, &o.reps, "N", "timed runs per candidate, median (default 5)"},
+        {"--reps", CLI_INT, &o.reps, "N", "timed runs per candidate, median (default 21)"},
         {"--candidates", CLI_STRING, &only, "LIST",
          "candidates besides the default, ';'-separated NEUROFV_KERNEL_CONFIG specs (default: vec 4/8/16, chunk "
          "1024/4096/16384, local 64/256, then the best of each together)"},

@@ -26,7 +26,7 @@ void nfv_tune_options_default(nfv_tune_options *o)
     memset(o, 0, sizeof *o);
     o->size = 24;
     o->batch = 2;
-    o->reps = 5;
+    o->reps = 21;
 }
 
 static double now_s(void)
@@ -265,7 +265,9 @@ static void run_candidate(const char *device, const nfv_tune_options *o, nfv_tun
     memset(&B, 0, sizeof B);
     nfv_status st = nfv_context_create_with_config(device, c->spec, &ctx);
     if (!st) st = bufs_create(ctx, o->batch, o->size, &B);
-    if (!st) st = workload(ctx, &B); /* first run: kernel builds */
+    /* Two untimed runs: kernel builds, first-touch page faults, PoCL's
+     * worker threads waking up. */
+    for (int i = 0; !st && i < 2; i++) st = workload(ctx, &B);
     double *t = calloc((size_t)o->reps, sizeof *t);
     if (!st && !t) st = nfv_fail(NFV_ERR_NO_MEMORY, "tune: out of host memory");
     for (int i = 0; !st && i < o->reps; i++) {
@@ -338,6 +340,12 @@ nfv_status nfv_tune(const char *device, const nfv_tune_options *o, nfv_tune_resu
         snprintf(c->spec, sizeof c->spec, "%s", combo);
         run_candidate(device, o, c);
     }
+    /* The default is measured again after the others and its better time
+     * kept: the first context of a run pays for a cold machine (measured
+     * 2x slower on PoCL), which must not make another candidate look faster. */
+    nfv_tune_candidate again = r->cand[0];
+    run_candidate(device, o, &again);
+    if (again.valid && again.ms < r->cand[0].ms) r->cand[0].ms = again.ms;
     /* Another configuration replaces the default only when it was measured
      * at least TUNE_MARGIN faster: run-to-run noise on a shared machine must
      * not flip the choice (and the choice is never slower than the default
