@@ -174,6 +174,7 @@ void cli_progress_start(cli_progress *p, const char *label)
     p->label = label;
     p->start = p->last_print = cli_now();
     p->is_tty = isatty(2);
+    p->repeat = 1;
     cli_estimate_start(&p->est);
 }
 
@@ -182,9 +183,13 @@ void cli_progress_update(cli_progress *p, long done, long total, const char *ext
     double now = cli_now(), per, whole, left;
     if (cli_estimate_update(&p->est, done, total, &per, &whole, &left)) {
         char w[32], l[32];
-        fprintf(stderr, "%s%s: estimate: %s in all, %s left (%.3g s per step over %d steps after the first)\n",
+        char job[96] = "";
+        if (p->repeat > 1) /* the first loop's start-up (kernel builds) is paid once */
+            snprintf(job, sizeof job, "; the whole job of %d such runs about %s", p->repeat,
+                     cli_duration(whole + (p->repeat - 1) * per * (double)total, l, sizeof l));
+        fprintf(stderr, "%s%s: estimate: %s in all, %s left (%.3g s per step over %d steps after the first)%s\n",
                 p->is_tty ? "\r\033[K" : "", p->label, cli_duration(whole, w, sizeof w),
-                cli_duration(left, l, sizeof l), per, (int)(done - p->est.first_done));
+                cli_duration(left, l, sizeof l), per, (int)(done - p->est.first_done), job);
     }
     double every = p->is_tty ? 0.2 : 10.0;
     if (done < total && now - p->last_print < every) return;

@@ -64,6 +64,7 @@ typedef struct cli_progress {
     double start, last_print;
     int is_tty;
     cli_estimate_state est;
+    int repeat; /* > 1: the job runs this many such loops; the estimate line also gives their total (1) */
 } cli_progress;
 void cli_progress_start(cli_progress *p, const char *label);
 void cli_progress_update(cli_progress *p, long done, long total, const char *extra);
