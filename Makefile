@@ -4,6 +4,7 @@
 #   make test-torch PyTorch parity checks (Debian python3-torch)
 #   make asan       build and run the tests under AddressSanitizer + UBSan
 #   make check-cl   compile every cl/*.cl standalone with clang (no device needed)
+#   make bench      neurofv bench --json and PyTorch side by side (BENCH_ARGS for more)
 CC      ?= cc
 OPT     ?= -O2
 BUILD   ?= build
@@ -179,6 +180,14 @@ asan:
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" build-asan/neurofv build-asan/neurofv-tests
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  NEUROFV_BIN=$(CURDIR)/build-asan/neurofv build-asan/neurofv-tests $(ASAN_TESTS)
+
+# The whole-job benchmark next to PyTorch on the same machine in one
+# invocation (tools/bench_side_by_side.py: neurofv bench --json, then
+# tools/bench_torch.py --json, then the table with ratios).  Not a test.
+# BENCH_ARGS, e.g. "--reps 3 --no-cold" or "--no-torch".
+BENCH_ARGS ?=
+bench: all
+	$(PYTHON) tools/bench_side_by_side.py --neurofv $(CURDIR)/$(BIN) $(BENCH_ARGS)
 
 # The README's main job: dependencies, build, synthetic cohort, training, eval,
 # feature visualization and the regularization comparison, with stage times;

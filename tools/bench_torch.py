@@ -6,6 +6,9 @@ Times, with medians over --reps runs after a warm-up:
          to the input only (parameters frozen), Adam update of the input;
   train  one training step at --batch (default 4): forward in training mode,
          softmax cross-entropy, backward, Adam update of the parameters.
+  vis8   the same step on 8 inputs in one batch; train8, eval4 (no_grad
+         forward of 4 volumes), all with --json (rows named as in
+         `neurofv bench --json`, which `make bench` puts side by side).
 Prints one line per measurement: `torch <what> median_ms=<m> per_s=<rate>`.
 Run with Debian's interpreter: /usr/bin/python3 tools/bench_torch.py
 """
@@ -39,50 +42,96 @@ def median_ms(fn, reps, warmup=2):
     return statistics.median(times)
 
 
+def vis_step_fn(model, shape, batch):
+    """One visualization step on `batch` inputs: eval forward, backward to the
+    input only (parameters frozen), Adam on the input; objective: the first
+    output of every sample (neurofv bench's output:0 with `batch` starts)."""
+    x = torch.rand(batch, 1, *shape, requires_grad=True)
+    opt = torch.optim.Adam([x], lr=0.05)
+
+    def step():
+        opt.zero_grad()
+        y = model(x)
+        (-y[:, 0].sum()).backward()
+        opt.step()
+    return step
+
+
+def train_step_fn(model, shape, batch):
+    x = torch.rand(batch, 1, *shape)
+    y = torch.randint(0, 3, (batch,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def eval_fn(model, shape, batch):
+    x = torch.rand(batch, 1, *shape)
+
+    def step():
+        with torch.no_grad():
+            model(x)
+    return step
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=4, help="training batch of the `train` line")
     ap.add_argument("--shape", default="91,109,91")
-    ap.add_argument("--what", default="vis,train")
+    ap.add_argument("--what", default="vis,train",
+                    help="vis,train (the lines above), or with --json any of vis1,vis8,train4,train8,eval4")
+    ap.add_argument("--json", action="store_true",
+                    help="print {rows: [{name, batch, median_ms}]} named as neurofv bench's rows")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     shape = tuple(int(s) for s in a.shape.split(","))
     model = ref4(3, shape)
 
+    def frozen(on):
+        for p in model.parameters():
+            p.requires_grad_(not on)
+
+    if a.json:
+        import json
+        what = a.what if a.what != "vis,train" else "vis1,vis8,train4,train8,eval4"
+        rows = []
+        for w in what.split(","):
+            kind, batch = w.rstrip("0123456789"), int(w[len(w.rstrip("0123456789")):] or 1)
+            if kind == "vis":
+                model.eval(), frozen(True)
+                fn, name = vis_step_fn(model, shape, batch), f"vis b{batch}"
+            elif kind == "train":
+                model.train(), frozen(False)
+                fn, name = train_step_fn(model, shape, batch), f"train b{batch}"
+            elif kind == "eval":
+                model.eval(), frozen(True)
+                fn, name = eval_fn(model, shape, batch), f"eval b{batch}"
+            else:
+                ap.error(f"--what: unknown item {w!r}")
+            ms = median_ms(fn, a.reps, a.warmup)
+            rows.append({"name": name, "batch": batch, "median_ms": ms})
+        print(json.dumps({"torch": torch.__version__, "threads": a.threads, "reps": a.reps, "rows": rows}, indent=1))
+        return
+
     if "vis" in a.what:
         model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        x = torch.rand(1, 1, *shape, requires_grad=True)
-        opt = torch.optim.Adam([x], lr=0.05)
-
-        def vis_step():
-            opt.zero_grad()
-            y = model(x)
-            (-y[0, 0]).backward()
-            opt.step()
-
-        ms = median_ms(vis_step, a.reps)
+        frozen(True)
+        ms = median_ms(vis_step_fn(model, shape, 1), a.reps, a.warmup)
         print(f"torch vis_step batch=1 median_ms={ms:.1f} per_s={1000.0 / ms:.2f}")
-        for p in model.parameters():
-            p.requires_grad_(True)
+        frozen(False)
 
     if "train" in a.what:
         model.train()
-        x = torch.rand(a.batch, 1, *shape)
-        y = torch.randint(0, 3, (a.batch,))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        loss_fn = nn.CrossEntropyLoss()
-
-        def train_step():
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-
-        ms = median_ms(train_step, a.reps)
+        ms = median_ms(train_step_fn(model, shape, a.batch), a.reps, a.warmup)
         print(f"torch train_step batch={a.batch} median_ms={ms:.1f} volumes_per_s={a.batch * 1000.0 / ms:.2f}")
 
 

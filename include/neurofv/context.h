@@ -74,6 +74,43 @@ nfv_kernel_config nfv_kernel_config_default(const nfv_device_info *info);
 nfv_status nfv_kernel_config_parse(const char *spec, const nfv_device_info *info, nfv_kernel_config *out);
 const nfv_kernel_config *nfv_context_kernel_config(const nfv_context *ctx);
 
+/* Like nfv_context_create, with the kernel configuration given: NULL does
+ * what nfv_context_create does ($NEUROFV_KERNEL_CONFIG when set, else the
+ * tuning file's entry for this device and driver, else the table), "" the
+ * table's default only, anything else that spec (NEUROFV_KERNEL_CONFIG
+ * syntax).  `neurofv tune` opens one context per candidate this way. */
+nfv_status nfv_context_create_with_config(const char *spec, const char *kernel_config, nfv_context **out);
+
+/* ---- The tuning file (src/runtime/tuning.c, written by `neurofv tune`) ----
+ * <cache dir>/tuning.json holds per device + driver + platform (the key) the
+ * kernel configuration found best.  Contexts created with no forced config
+ * use it; $NEUROFV_TUNING=off ignores it.  A file that cannot be parsed is
+ * ignored with one warning line on stderr (the built-in defaults run). */
+void nfv_tuning_key(const nfv_device_info *info, char *key, size_t cap);
+void nfv_tuning_path(const char *cache_dir, char *path, size_t cap);
+/* 1: found, spec receives the config; 0: no file or no entry for the
+ * device; -1: the file or the entry is corrupt, why receives one line. */
+int nfv_tuning_lookup(const char *cache_dir, const nfv_device_info *info, char *spec, size_t cap, char *why,
+                      size_t why_cap);
+/* Sets this device's entry (others kept; a corrupt file is replaced), atomically. */
+nfv_status nfv_tuning_store(const char *cache_dir, const nfv_device_info *info, const char *spec, double default_ms,
+                            double tuned_ms, int candidates);
+/* The cache folder a context on this machine uses ($XDG_CACHE_HOME/neurofv,
+ * else ~/.cache/neurofv; "" when neither is set) into dir. */
+void nfv_default_cache_dir(char *dir, size_t cap);
+
+/* Kernel profiling: contexts created with NEUROFV_PROFILE=1 record each
+ * launch's device time (src/runtime/profile.c).  nfv_profile_collect waits
+ * for the queue, then gives the time per kernel name since the last reset
+ * (*rows malloc'ed, free()); returns the row count, or -1 when profiling is
+ * off.  CLBlast's launches and transfers are not counted. */
+typedef struct nfv_profile_row {
+    char name[64];
+    double seconds;
+    long launches;
+} nfv_profile_row;
+int nfv_profile_collect(nfv_context *ctx, nfv_profile_row **rows, int reset);
+
 /* The device memory the memory checks (nfv_memory_check) compare a run's
  * needs with: the device's global memory and largest single buffer, or
  * mem=BYTES of the kernel config (then the buffer limit is at most BYTES). */

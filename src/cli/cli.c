@@ -140,18 +140,62 @@ int cli_failf(const char *command, const char *fmt, ...)
     return cli_exit_code();
 }
 
+void cli_estimate_start(cli_estimate_state *e)
+{
+    memset(e, 0, sizeof *e);
+    e->start = cli_now();
+}
+
+int cli_estimate_update(cli_estimate_state *e, long done, long total, double *per_unit, double *whole,
+                        double *left)
+{
+    double now = cli_now();
+    if (e->printed || done <= 0 || done >= total) return 0;
+    if (!e->first_done) {
+        e->first_done = done, e->first_t = now;
+        return 0;
+    }
+    long measured = done - e->first_done;
+    if (measured < CLI_ESTIMATE_UNITS || now - e->first_t < 0.5) return 0;
+    e->printed = 1;
+    *per_unit = (now - e->first_t) / (double)measured;
+    *left = *per_unit * (double)(total - done);
+    *whole = (now - e->start) + *left;
+    return 1;
+}
+
+const char *cli_duration(double s, char *buf, size_t cap)
+{
+    if (s < 90) snprintf(buf, cap, "%.0f s", s);
+    else if (s < 5400) snprintf(buf, cap, "%d min %02d s", (int)(s / 60), (int)s % 60);
+    else snprintf(buf, cap, "%d h %02d min", (int)(s / 3600), (int)(s / 60) % 60);
+    return buf;
+}
+
 void cli_progress_start(cli_progress *p, const char *label)
 {
     p->label = label;
     p->start = p->last_print = cli_now();
     p->is_tty = isatty(2);
     p->silent = nfv_dist_rank() != 0;
+    p->repeat = 1;
+    cli_estimate_start(&p->est);
 }
 
 void cli_progress_update(cli_progress *p, long done, long total, const char *extra)
 {
     if (p->silent) return;
-    double now = cli_now();
+    double now = cli_now(), per, whole, left;
+    if (cli_estimate_update(&p->est, done, total, &per, &whole, &left)) {
+        char w[32], l[32];
+        char job[96] = "";
+        if (p->repeat > 1) /* the first loop's start-up (kernel builds) is paid once */
+            snprintf(job, sizeof job, "; the whole job of %d such runs about %s", p->repeat,
+                     cli_duration(whole + (p->repeat - 1) * per * (double)total, l, sizeof l));
+        fprintf(stderr, "%s%s: estimate: %s in all, %s left (%.3g s per step over %d steps after the first)%s\n",
+                p->is_tty ? "\r\033[K" : "", p->label, cli_duration(whole, w, sizeof w),
+                cli_duration(left, l, sizeof l), per, (int)(done - p->est.first_done), job);
+    }
     double every = p->is_tty ? 0.2 : 10.0;
     if (done < total && now - p->last_print < every) return;
     p->last_print = now;

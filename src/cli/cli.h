@@ -38,13 +38,34 @@ int cli_failf(const char *command, const char *fmt, ...)
 #endif
     ;
 
+/* The whole run's time from measured steps: feed it (done, total) after each
+ * unit; after the first unit (kernel builds) it measures at least
+ * CLI_ESTIMATE_UNITS more units and ~0.5 s, then returns 1 once with the
+ * seconds per unit and the estimated whole and remaining seconds. */
+#define CLI_ESTIMATE_UNITS 3
+typedef struct cli_estimate_state {
+    double start, first_t;
+    long first_done; /* units done at the end of the first (0: not yet) */
+    int printed;
+} cli_estimate_state;
+void cli_estimate_start(cli_estimate_state *e);
+int cli_estimate_update(cli_estimate_state *e, long done, long total, double *per_unit, double *whole,
+                        double *left);
+/* "42 s", "3 min 20 s", "2 h 05 min" into buf. */
+const char *cli_duration(double seconds, char *buf, size_t cap);
+
 /* Progress: a bar with ETA on a terminal, a plain line every `every` seconds
- * otherwise.  done/total in units of work. */
+ * otherwise.  done/total in units of work.  Once a few units after the first
+ * are measured (the first builds kernels and buffers, so it is left out), one
+ * line on stderr estimates the whole run from the measured time per unit
+ * (cli_estimate). */
 typedef struct cli_progress {
     int silent; /* under mpirun, ranks other than 0 print no progress */
     const char *label;
     double start, last_print;
     int is_tty;
+    cli_estimate_state est;
+    int repeat; /* > 1: the job runs this many such loops; the estimate line also gives their total (1) */
 } cli_progress;
 void cli_progress_start(cli_progress *p, const char *label);
 void cli_progress_update(cli_progress *p, long done, long total, const char *extra);

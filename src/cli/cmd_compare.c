@@ -231,6 +231,11 @@ static nfv_status visualize_todo(compare_state *cs, int run, const char *sub, co
              rs->ntodo);
     cli_progress bar;
     cli_progress_start(&bar, label);
+    /* The first run estimates the whole comparison (runs of other
+     * configurations may differ in steps: an approximation); later runs are
+     * covered by the ETA line printed after each run. */
+    if (run == 0) bar.repeat = cs->nconfigs * cs->nseeds;
+    else bar.est.printed = 1;
     nfv_status st = nfv_visualize(cs->s.ctx, cs->s.m, rs->todo, rs->ntodo, o, vis_on_progress, &bar, computed);
     cli_progress_end(&bar);
     return st;

@@ -1,4 +1,5 @@
 /* `neurofv devices`: list OpenCL devices and mark the default. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cli.h"
@@ -52,6 +53,9 @@ int cmd_devices(int argc, char **argv)
     int n;
     nfv_status s = nfv_devices_list(&list, &n);
     if (s) return cli_fail("devices", s);
+    char cache[1024], path[1200];
+    nfv_default_cache_dir(cache, sizeof cache);
+    nfv_tuning_path(cache, path, sizeof path);
     for (int i = 0; i < n; i++) {
         const nfv_device_info *d = &list[i];
         printf("%c %d:%d  %-4s %s  [%s; %s]\n", d->is_default ? '*' : ' ', d->platform_index, d->device_index,
@@ -62,7 +66,17 @@ int cmd_devices(int argc, char **argv)
                (double)d->max_mem_alloc_bytes / (1024.0 * 1024 * 1024), d->local_mem_bytes / 1024,
                d->max_work_group_size, d->preferred_vector_width_float);
         nfv_kernel_config kc;
-        if (nfv_kernel_config_parse(getenv("NEUROFV_KERNEL_CONFIG"), d, &kc) == NFV_OK)
+        char spec[128], why[1400], line[1600];
+        int tuned = nfv_tuning_lookup(cache, d, spec, sizeof spec, why, sizeof why);
+        if (tuned > 0) snprintf(line, sizeof line, "tuned: %s (%s)", spec[0] ? spec : "the defaults were fastest", path);
+        else if (tuned == 0) snprintf(line, sizeof line, "not tuned (neurofv tune --device %d:%d)", d->platform_index,
+                                      d->device_index);
+        else snprintf(line, sizeof line, "tuning file ignored: %s", why);
+        printf("        %s\n", line);
+        /* What a run uses: NEUROFV_KERNEL_CONFIG, else the tuned entry, else the table. */
+        const char *env = getenv("NEUROFV_KERNEL_CONFIG");
+        const char *use = env && env[0] ? env : tuned > 0 && spec[0] ? spec : NULL;
+        if (nfv_kernel_config_parse(use, d, &kc) == NFV_OK)
             printf("        kernels: %s (vec %d, chunk %d, work-groups up to %zu)\n", kc.name, kc.vector_width,
                    kc.reduction_chunk, kc.max_local ? kc.max_local : d->max_work_group_size);
         else

@@ -23,7 +23,24 @@ static int parse_shape3(const char *s, int v[3])
 typedef struct printer {
     cli_progress prog;
     char label[64]; /* the progress bar keeps a pointer to it */
+    cli_estimate_state est; /* the whole run's time from the first epoch's steps */
+    int start_epoch, epochs;
 } printer;
+
+/* One line on stderr, once, a few training steps into the run: the whole
+ * run's time from the measured step time (validation and checkpoints not
+ * measured yet, so the line says so). */
+static void estimate_run(printer *p, const nfv_train_event *e)
+{
+    long done = (long)(e->epoch - p->start_epoch) * e->batches + e->batch;
+    long total = (long)(p->epochs - p->start_epoch) * e->batches;
+    double per, whole, left;
+    if (!cli_estimate_update(&p->est, done, total, &per, &whole, &left)) return;
+    char w[32], l[32];
+    fprintf(stderr, "%strain: estimate: %s in all, %s left (%.3g s per step x %d steps x %d epochs; validation "
+            "not included)\n", p->prog.is_tty ? "\r\033[K" : "", cli_duration(whole, w, sizeof w),
+            cli_duration(left, l, sizeof l), per, e->batches, p->epochs - p->start_epoch);
+}
 
 static void print_event(void *user, const nfv_train_event *e)
 {
@@ -33,6 +50,8 @@ static void print_event(void *user, const nfv_train_event *e)
     char text[64];
     switch (e->kind) {
     case NFV_TRAIN_START:
+        p->start_epoch = e->epoch;
+        cli_estimate_start(&p->est);
         if (e->resumed) fprintf(stderr, "resuming from %s at epoch %d\n", e->checkpoint, e->epoch + 1);
         else
             fprintf(stderr, "model %s: %d layers, %lld parameters, input 1x%dx%dx%d, %d train / %d val subjects, batch %d\n",
@@ -41,11 +60,14 @@ static void print_event(void *user, const nfv_train_event *e)
         break;
     case NFV_TRAIN_EPOCH_BEGIN:
         snprintf(p->label, sizeof p->label, "epoch %d/%d", e->epoch + 1, e->epochs);
+        p->epochs = e->epochs;
         cli_progress_start(&p->prog, p->label);
+        p->prog.est.printed = 1; /* not per epoch: estimate_run gives the whole run's */
         break;
     case NFV_TRAIN_BATCH:
         if (m->head == NFV_HEAD_REGRESSION) snprintf(text, sizeof text, "loss %.4f mae %.4g", e->loss, e->mae);
         else snprintf(text, sizeof text, "loss %.4f acc %.3f", e->loss, e->acc);
+        estimate_run(p, e);
         cli_progress_update(&p->prog, e->batch, e->batches, text);
         break;
     case NFV_TRAIN_BATCHES_END: cli_progress_end(&p->prog); break;

@@ -197,7 +197,51 @@ static int choose(const nfv_device_info *list, int n, const char *spec)
     return -1;
 }
 
+void nfv_default_cache_dir(char *dir, size_t cap)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && xdg[0]) snprintf(dir, cap, "%s/neurofv", xdg);
+    else if (home && home[0]) snprintf(dir, cap, "%s/.cache/neurofv", home);
+    else if (cap) dir[0] = '\0';
+}
+
+/* The kernel configuration of a new context (see nfv_context_create_with_config).
+ * A tuning entry the device cannot run, or a corrupt file, is a warning and
+ * the defaults: a stale file must not stop every command. */
+static nfv_status choose_config(nfv_context *ctx, const char *forced)
+{
+    const char *env = getenv("NEUROFV_KERNEL_CONFIG");
+    if (forced) return nfv_kernel_config_parse(forced, &ctx->info, &ctx->kernel_config);
+    if (env && env[0]) return nfv_kernel_config_parse(env, &ctx->info, &ctx->kernel_config);
+    NFV_TRY(nfv_kernel_config_parse(NULL, &ctx->info, &ctx->kernel_config));
+    const char *off = getenv("NEUROFV_TUNING");
+    if (off && !strcmp(off, "off")) return NFV_OK;
+    char spec[128], why[1400], path[1200];
+    int found = nfv_tuning_lookup(ctx->cache_dir, &ctx->info, spec, sizeof spec, why, sizeof why);
+    if (found < 0) {
+        fprintf(stderr, "neurofv: warning: ignoring the tuning file: %s; using the built-in kernel defaults\n", why);
+        return NFV_OK;
+    }
+    if (found == 0 || !spec[0]) return NFV_OK; /* "" = the tuner kept the defaults */
+    nfv_kernel_config tuned;
+    if (nfv_kernel_config_parse(spec, &ctx->info, &tuned) != NFV_OK) {
+        nfv_tuning_path(ctx->cache_dir, path, sizeof path);
+        fprintf(stderr, "neurofv: warning: ignoring the tuning file %s: %s; using the built-in kernel defaults\n",
+                path, nfv_error_message());
+        return NFV_OK;
+    }
+    snprintf(tuned.name, sizeof tuned.name, "tuned: %.56s", spec);
+    ctx->kernel_config = tuned;
+    return NFV_OK;
+}
+
 nfv_status nfv_context_create(const char *spec, nfv_context **out)
+{
+    return nfv_context_create_with_config(spec, NULL, out);
+}
+
+nfv_status nfv_context_create_with_config(const char *spec, const char *kernel_config, nfv_context **out)
 {
     *out = NULL;
     if (!spec || !spec[0]) spec = getenv("NEUROFV_DEVICE");
@@ -243,23 +287,20 @@ nfv_status nfv_context_create(const char *spec, nfv_context **out)
         free(ctx);
         return nfv_cl_fail(err, "clCreateContext", "", __FILE__, __LINE__);
     }
-    ctx->queue = clCreateCommandQueue(ctx->cl, ctx->device, 0, &err);
+    int profile = nfv_profile_wanted();
+    ctx->queue = clCreateCommandQueue(ctx->cl, ctx->device, profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS) {
         clReleaseContext(ctx->cl);
         free(ctx);
         return nfv_cl_fail(err, "clCreateCommandQueue", "", __FILE__, __LINE__);
     }
-    nfv_status st = nfv_kernel_config_parse(getenv("NEUROFV_KERNEL_CONFIG"), &ctx->info, &ctx->kernel_config);
+    nfv_default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
+    nfv_status st = profile ? nfv_profile_init(ctx) : NFV_OK;
+    if (!st) st = choose_config(ctx, kernel_config);
     if (st != NFV_OK) {
         nfv_context_free(ctx);
         return st;
     }
-
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    if (xdg && xdg[0]) snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s/neurofv", xdg);
-    else if (home && home[0]) snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s/.cache/neurofv", home);
-    else ctx->cache_dir[0] = '\0';
     *out = ctx;
     return NFV_OK;
 }
@@ -268,6 +309,7 @@ void nfv_context_free(nfv_context *ctx)
 {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    nfv_profile_release(ctx);
     /* CLBlast (the dense layers) keeps its programs per cl_context in a
      * global cache that it would otherwise release at process exit, after
      * the OpenCL runtime's own thread-local state is gone (oclgrind then
@@ -330,7 +372,9 @@ nfv_status nfv_kernel_launch(nfv_context *ctx, cl_kernel kernel, cl_uint dims, c
 {
     for (cl_uint i = 0; i < dims; i++)
         if (global[i] == 0) return NFV_OK; /* empty launch: nothing to do */
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
+    cl_event *ev = ctx->profile ? nfv_profile_slot(ctx, kernel) : NULL;
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, ev);
+    if (ev && err == CL_SUCCESS) nfv_profile_launched(ctx);
     if (err != CL_SUCCESS) {
         char name[128] = "?";
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);

@@ -42,7 +42,15 @@ struct nfv_context {
     /* Reusable device scratch (src/runtime/scratch.c), by nfv_scratch_slot. */
     cl_mem scratch[NFV_SCRATCH_SLOTS];
     size_t scratch_bytes[NFV_SCRATCH_SLOTS];
+    struct nfv_profile_state *profile; /* NEUROFV_PROFILE=1: per-kernel device time (profile.c); else NULL */
 };
+
+/* Kernel profiling (src/runtime/profile.c). */
+int nfv_profile_wanted(void);
+nfv_status nfv_profile_init(nfv_context *ctx);
+cl_event *nfv_profile_slot(nfv_context *ctx, cl_kernel kernel); /* where the next launch's event goes */
+void nfv_profile_launched(nfv_context *ctx);                    /* after that launch succeeded */
+void nfv_profile_release(nfv_context *ctx);
 
 /* Embedded kernel sources (generated from cl/ files at build time). */
 typedef struct nfv_embedded_source {

@@ -1,0 +1,49 @@
+/* Measurements behind `neurofv bench` (src/cli/cmd_bench.c): each times one
+ * kind of whole step of a real model on the device, in this process, with
+ * the library's own entry points (nfv_visualize, nfv_trainer_step,
+ * nfv_model_predict), and returns the per-repetition wall times so the
+ * command can take medians.  src/cli/bench_run.c. */
+#ifndef NEUROFV_CLI_BENCH_H
+#define NEUROFV_CLI_BENCH_H
+
+#include "neurofv/context.h"
+#include "neurofv/model.h"
+
+/* Wall seconds of each timed repetition; n of them, malloc'ed (free()). */
+typedef struct bench_times {
+    double *t;
+    int n;
+} bench_times;
+
+void bench_times_free(bench_times *b);
+double bench_median(const bench_times *b);
+
+/* One visualization step (forward in eval mode to the target's layer, input
+ * gradient, Adam on the input, no transforms or penalties: the loop's
+ * defaults) on `batch` samples: `target` (e.g. "output:0") with `batch`
+ * random starts in one batch, (batch, C, D, H, W).  Runs warmup + reps steps
+ * of one nfv_visualize call and records the time between consecutive logged
+ * steps (every step reads its objective back, as a default run does); the
+ * first warmup steps (kernel builds, buffer creation) are not recorded.
+ * *layer receives the target's layer (for the FLOP count). */
+nfv_status bench_vis_step(nfv_context *ctx, nfv_model *m, const char *target, int batch, int warmup, int reps,
+                          bench_times *out, int *layer);
+
+/* One training step (nfv_trainer_step: upload, forward in training mode,
+ * loss, backward with parameter gradients, Adam) on a random batch of
+ * `batch` volumes (batch, C, D, H, W) with random labels. */
+nfv_status bench_train_step(nfv_context *ctx, nfv_model *m, int batch, int warmup, int reps, bench_times *out);
+
+/* Eval-mode outputs of `batch` random volumes (nfv_model_predict, one chunk:
+ * upload, forward, read back). */
+nfv_status bench_eval(nfv_context *ctx, nfv_model *m, int batch, int warmup, int reps, bench_times *out);
+
+/* Forward FLOPs per sample of layers 0..upto (nfv_layer_flops; upto < 0: all). */
+double bench_forward_flops(const nfv_model *m, int upto);
+
+/* The device's fp32 peak in GFLOP/s as far as it can be estimated (CPU:
+ * compute units x clock x vector width x 2 for the FMA x 2 FMA ports), else
+ * 0; *how receives how it was obtained. */
+double bench_peak_estimate(const nfv_device_info *info, int vector_width, const char **how);
+
+#endif

@@ -1,0 +1,177 @@
+/* The measurements of `neurofv bench`; see bench.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng.h"
+#include "bench.h"
+#include "cli.h"
+#include "neurofv/train.h"
+#include "neurofv/vis.h"
+
+void bench_times_free(bench_times *b)
+{
+    free(b->t);
+    b->t = NULL;
+    b->n = 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(const bench_times *b)
+{
+    if (b->n <= 0) return 0.0;
+    double *s = malloc((size_t)b->n * sizeof *s);
+    if (!s) return b->t[0];
+    memcpy(s, b->t, (size_t)b->n * sizeof *s);
+    qsort(s, (size_t)b->n, sizeof *s, cmp_double);
+    double m = (b->n % 2) ? s[b->n / 2] : 0.5 * (s[b->n / 2 - 1] + s[b->n / 2]);
+    free(s);
+    return m;
+}
+
+static nfv_status times_alloc(bench_times *out, int reps)
+{
+    out->n = 0;
+    out->t = calloc((size_t)(reps > 0 ? reps : 1), sizeof *out->t);
+    return out->t ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "bench: out of host memory");
+}
+
+/* Host volume of one sample: C x D x H x W floats. */
+static size_t sample_numel(const nfv_model *m)
+{
+    return (size_t)m->input_shape[0] * (size_t)m->input_shape[1] * (size_t)m->input_shape[2] *
+           (size_t)m->input_shape[3];
+}
+
+static float *random_volumes(const nfv_model *m, int n, unsigned long long seed)
+{
+    size_t len = sample_numel(m) * (size_t)n;
+    float *x = malloc(len * sizeof *x);
+    if (!x) return NULL;
+    uint64_t s = seed;
+    for (size_t i = 0; i < len; i++) x[i] = (float)(2.0 * nfv_uniform01(&s) - 1.0);
+    return x;
+}
+
+/* ---- visualization step ---------------------------------------------------- */
+
+typedef struct vis_clock {
+    double last;       /* time of the previous logged step (or the start) */
+    int skip;          /* steps not recorded (warm-up) */
+    bench_times *out;
+    int cap;
+} vis_clock;
+
+/* Called after every step (log_every 1); step is 1-based. */
+static void vis_tick(void *user, int b, int nb, int step, int steps, const float *obj, int n)
+{
+    (void)b, (void)nb, (void)steps, (void)obj, (void)n;
+    vis_clock *c = user;
+    double now = cli_now();
+    if (step > c->skip && c->out->n < c->cap) c->out->t[c->out->n++] = now - c->last;
+    c->last = now;
+}
+
+nfv_status bench_vis_step(nfv_context *ctx, nfv_model *m, const char *target, int batch, int warmup, int reps,
+                          bench_times *out, int *layer)
+{
+    nfv_target *t = NULL;
+    int count = 0;
+    NFV_TRY(nfv_target_parse(m, target, &t, &count));
+    if (count != 1) {
+        free(t);
+        return nfv_fail(NFV_ERR_INVALID_ARG, "bench: --target \"%s\" names %d units; give one", target, count);
+    }
+    *layer = t[0].layer;
+    nfv_vis_options o;
+    nfv_vis_options_default(&o);
+    o.steps = warmup + reps;
+    o.starts = batch; /* batch starts of one target: one device batch of `batch` samples */
+    o.batch = batch;
+    o.log_every = 1;
+    nfv_status st = nfv_vis_fit_batch(ctx, m, t, 1, &o, 0, "bench: visualization");
+    if (!st) st = times_alloc(out, reps);
+    vis_clock c = {cli_now(), warmup, out, reps};
+    nfv_vis_result *res = NULL;
+    if (!st) st = nfv_visualize(ctx, m, t, 1, &o, vis_tick, &c, &res);
+    if (res) nfv_vis_results_free(res, 1);
+    free(t);
+    if (!st && out->n < reps)
+        st = nfv_fail(NFV_ERR_UNSUPPORTED, "bench: the visualization reported %d of %d steps", out->n, reps);
+    return st;
+}
+
+/* ---- training step ------------------------------------------------------------ */
+
+nfv_status bench_train_step(nfv_context *ctx, nfv_model *m, int batch, int warmup, int reps, bench_times *out)
+{
+    nfv_optim_config oc;
+    nfv_optim_config_default(&oc);
+    nfv_trainer *tr = NULL;
+    float *x = random_volumes(m, batch, 11), *y = malloc((size_t)batch * sizeof *y);
+    nfv_status st = (x && y) ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "bench: out of host memory for a training batch");
+    /* Labels: class indices for a classifier (binary: 0/1), 0 for a regression head. */
+    int classes = m->head == NFV_HEAD_REGRESSION ? 1 : (m->head == NFV_HEAD_BINARY ? 2 : m->class_count);
+    for (int i = 0; y && i < batch; i++) y[i] = classes > 1 ? (float)(i % classes) : 0.0f;
+    if (!st) st = times_alloc(out, reps);
+    if (!st) st = nfv_trainer_create(ctx, m, &oc, NULL, &tr);
+    for (int i = 0; !st && i < warmup + reps; i++) {
+        double t0 = cli_now();
+        float loss;
+        st = nfv_trainer_step(tr, x, y, batch, &loss, NULL); /* reads the loss back: ends with the queue drained */
+        if (!st && i >= warmup) out->t[out->n++] = cli_now() - t0;
+    }
+    if (tr) nfv_trainer_free(tr);
+    free(x);
+    free(y);
+    return st;
+}
+
+/* ---- eval ------------------------------------------------------------------------ */
+
+nfv_status bench_eval(nfv_context *ctx, nfv_model *m, int batch, int warmup, int reps, bench_times *out)
+{
+    float *x = random_volumes(m, batch, 12);
+    float *y = malloc((size_t)batch * (size_t)(nfv_model_outputs(m) > 0 ? nfv_model_outputs(m) : 1) * sizeof *y);
+    nfv_status st = (x && y) ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "bench: out of host memory for an eval batch");
+    if (!st) st = times_alloc(out, reps);
+    for (int i = 0; !st && i < warmup + reps; i++) {
+        double t0 = cli_now();
+        st = nfv_model_predict(m, ctx, x, batch, batch, y);
+        if (!st && i >= warmup) out->t[out->n++] = cli_now() - t0;
+    }
+    free(x);
+    free(y);
+    return st;
+}
+
+/* ---- FLOPs and peak ---------------------------------------------------------------- */
+
+double bench_forward_flops(const nfv_model *m, int upto)
+{
+    double f = 0;
+    int last = upto < 0 || upto >= m->layer_count ? m->layer_count - 1 : upto;
+    /* A graph may have nodes after `upto` in order that are not its
+     * ancestors; counting layers 0..upto over-counts those only (rare:
+     * side branches), which the note in the table states. */
+    for (int i = 0; i <= last; i++) f += nfv_layer_flops(&m->layers[i]);
+    return f;
+}
+
+double bench_peak_estimate(const nfv_device_info *info, int vector_width, const char **how)
+{
+    if (info->is_cpu && info->max_clock_mhz > 0 && info->compute_units > 0) {
+        /* Each core: 2 FMA ports x vector_width lanes x 2 FLOPs per FMA per cycle
+         * (AVX-512 Xeon: 64 FLOP/cycle; at 2 cores x ~2.7 GHz ~350 GFLOP/s, the
+         * figure in ARCHITECTURE.md).  PoCL's compute units are hardware threads:
+         * with SMT the estimate is twice the real peak, which the note says. */
+        *how = "estimate: compute units x clock x 2 FMA ports x VEC lanes x 2";
+        return (double)info->compute_units * (double)info->max_clock_mhz * 1e-3 * 2.0 * vector_width * 2.0;
+    }
+    *how = "unknown (give --peak-gflops)";
+    return 0.0;
+}

@@ -1,0 +1,76 @@
+/* `neurofv tune`: search the kernel configuration for a device, validate
+ * every candidate against the reference, store the best in the tuning file
+ * next to the kernel cache (src/runtime/tuning.c) for later runs. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "neurofv/tune.h"
+
+NFV_COMMAND(tune, "tune", "Search the kernel configuration for a device and keep the fastest validated one")
+
+int cmd_tune(int argc, char **argv)
+{
+    const char *device = NULL, *only = NULL, *cache = NULL;
+    int dry = 0;
+    nfv_tune_options o;
+    nfv_tune_options_default(&o);
+    const cli_option opts[] = {
+        {"--device", CLI_STRING, &device, "DEV", "OpenCL device (see neurofv devices)"},
+        {"--size", CLI_INT, &o.size, "S", "edge of the test volume, even (default 24)"},
+        {"--batch", CLI_INT, &o.batch, "N", "samples of the test batch (default 2)"},
+        {"--reps", CLI_INT, &o.reps, "N", "timed runs per candidate, median (default 21)"},
+        {"--candidates", CLI_STRING, &only, "LIST",
+         "candidates besides the default, ';'-separated NEUROFV_KERNEL_CONFIG specs (default: vec 4/8/16, chunk "
+         "1024/4096/16384, local 64/256, then the best of each together)"},
+        {"--cache-dir", CLI_STRING, &cache, "DIR", "store the tuning file in DIR (default: the kernel cache folder)"},
+        {"--dry-run", CLI_FLAG, &dry, NULL, "measure and print, store nothing"},
+        {0},
+    };
+    int r = cli_parse("tune", "[--device DEV] [options]",
+                      "Run a conv3d + maxpool3d + batchnorm3d workload forward and backward under each candidate "
+                      "kernel configuration (-DVEC, -DCHUNK, work-group cap), check it against the reference kernels, "
+                      "time it, and store the fastest valid one (the built-in default unless another was faster in "
+                      "this run) per device and driver in <cache>/tuning.json.  Later runs use it unless "
+                      "NEUROFV_KERNEL_CONFIG is set or NEUROFV_TUNING=off; `neurofv devices` shows it.",
+                      opts, argc, argv, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if (o.size < 4 || o.size % 2 || o.size > 256) return cli_failf("tune", "--size must be even, 4..256, got %d", o.size);
+    if (o.batch < 1 || o.batch > 64) return cli_failf("tune", "--batch must be 1..64, got %d", o.batch);
+    if (o.reps < 1 || o.reps > 1000) return cli_failf("tune", "--reps must be 1..1000, got %d", o.reps);
+    char buf[1024];
+    const char *list[NFV_TUNE_MAX_CANDIDATES];
+    if (only) {
+        snprintf(buf, sizeof buf, "%s", only);
+        char *save = NULL;
+        o.ncandidates = 0;
+        for (char *t = strtok_r(buf, ";", &save); t && o.ncandidates < NFV_TUNE_MAX_CANDIDATES - 2;
+             t = strtok_r(NULL, ";", &save))
+            list[o.ncandidates++] = t;
+        o.candidates = list;
+    }
+    nfv_tune_result res;
+    nfv_status st = nfv_tune(device, &o, &res);
+    if (st) return cli_fail("tune", st);
+    printf("tune: %s (%s), workload conv3d 4->8 + maxpool + batchnorm fwd/bwd on %dx4x%d^3, median of %d\n",
+           res.device.name, res.device.driver_version, o.batch, o.size, o.reps);
+    printf("%-32s %10s %12s  %s\n", "candidate", "ms", "max error", "");
+    for (int i = 0; i < res.n; i++) {
+        const nfv_tune_candidate *c = &res.cand[i];
+        printf("%-32s %10.3f %12.2g  %s%s\n", c->spec[0] ? c->spec : "(default)", c->ms, c->max_err,
+               c->valid ? "ok" : c->note, i == res.best ? "  <- chosen" : "");
+    }
+    const nfv_tune_candidate *b = &res.cand[res.best];
+    printf("chosen: %s, %.3f ms vs default %.3f ms (%.2fx)\n", b->spec[0] ? b->spec : "the default", b->ms,
+           res.cand[0].ms, res.cand[0].ms / b->ms);
+    if (dry) return 0;
+    char dir[1024];
+    if (cache) snprintf(dir, sizeof dir, "%s", cache);
+    else nfv_default_cache_dir(dir, sizeof dir);
+    st = nfv_tuning_store(dir, &res.device, b->spec, res.cand[0].ms, b->ms, res.n);
+    if (st) return cli_fail("tune", st);
+    char path[1200];
+    nfv_tuning_path(dir, path, sizeof path);
+    printf("stored in %s\n", path);
+    return 0;
+}
