@@ -40,6 +40,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "neurofv/dist.h"
 #include "neurofv/train.h"
 #include "neurofv/vis.h"
 
@@ -248,15 +249,39 @@ static nfv_status section_startup(bench_state *s)
     return NFV_OK;
 }
 
+/* The data-parallel cost: one all-reduce of the model's gradient buffer
+ * (every parameter, summed in double: 8 bytes each on the wire) between the
+ * ranks of an mpirun, median over --reps (nfv_dist_time_sum).  One process
+ * has nothing to reduce: run it as mpirun -np 2 build-mpi/neurofv bench
+ * --only allreduce. */
+static nfv_status section_allreduce(bench_state *s)
+{
+    if (nfv_dist_size() < 2)
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "one process: run `mpirun -np 2 build-mpi/neurofv bench --only allreduce` "
+                        "(a build with MPI=1)");
+    size_t n = 0;
+    for (int i = 0; i < s->m->layer_count; i++)
+        for (int p = 0; p < s->m->layers[i].nparams; p++) n += s->m->layers[i].param[p].numel;
+    double med = 0;
+    NFV_TRY(nfv_dist_time_sum(n, s->a->reps, &med));
+    char what[96];
+    snprintf(what, sizeof what, "gradient all-reduce, %zu params (%.1f MB in double), %d ranks", n,
+             8.0 * (double)n / 1e6, nfv_dist_size());
+    bench_row *r = add_row(s, "allreduce", 0, what);
+    if (r) r->ms = 1e3 * med;
+    return NFV_OK;
+}
+
 typedef struct bench_section {
     const char *name;
     nfv_status (*run)(bench_state *s);
 } bench_section;
 
-/* In the order they run and print.  Add a section here (e.g. "allreduce"). */
+/* In the order they run and print.  "allreduce" runs only when asked
+ * (--only allreduce), under mpirun. */
 static const bench_section SECTIONS[] = {
-    {"vis", section_vis},     {"train", section_train},   {"eval", section_eval},
-    {"memory", section_memory}, {"startup", section_startup},
+    {"vis", section_vis},       {"train", section_train},     {"eval", section_eval},
+    {"memory", section_memory}, {"startup", section_startup}, {"allreduce", section_allreduce},
 };
 #define NSECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
 
@@ -405,7 +430,8 @@ static nfv_status open_model(const bench_args *a, nfv_context **ctx, nfv_model *
 /* "vis,train" -> which sections run; an unknown name is the error. */
 static int parse_sections(const char *list, int *on)
 {
-    for (int i = 0; i < NSECTIONS; i++) on[i] = list == NULL;
+    /* Without --only: every section but the all-reduce (it needs mpirun). */
+    for (int i = 0; i < NSECTIONS; i++) on[i] = list == NULL && strcmp(SECTIONS[i].name, "allreduce");
     if (!list) return 0;
     const char *p = list;
     while (*p) {
