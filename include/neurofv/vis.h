@@ -104,7 +104,14 @@ int nfv_shard_contains(int unit, int units, int index, int count);
 
 /* ---- Options (src/vis/vis_options.c) ------------------------------------- */
 
-typedef enum nfv_vis_param { NFV_VIS_PARAM_VOXEL = 0, NFV_VIS_PARAM_FOURIER, NFV_VIS_PARAM_DCT } nfv_vis_param;
+/* MACO: the phase of the spectrum, magnitude fixed to the model's cohort
+ * spectrum (nfv_model.spectrum; src/vis/maco.c). */
+typedef enum nfv_vis_param {
+    NFV_VIS_PARAM_VOXEL = 0,
+    NFV_VIS_PARAM_FOURIER,
+    NFV_VIS_PARAM_DCT,
+    NFV_VIS_PARAM_MACO
+} nfv_vis_param;
 typedef enum nfv_vis_init { NFV_VIS_INIT_NOISE = 0, NFV_VIS_INIT_ZEROS, NFV_VIS_INIT_TEMPLATE } nfv_vis_init;
 
 #define NFV_VIS_MAX_SNAPSHOTS 16
@@ -133,6 +140,12 @@ typedef struct nfv_vis_options {
     float scale_min, scale_max;/* 1,1 = off */
     float rotate_deg;          /* +-degrees about each axis, 0 = off */
     int pad;                   /* voxels of edge replication before the transforms */
+    /* MACO's transforms: a random crop of edge crop_max .. crop_min (fraction
+     * of the grid, shrinking linearly over the steps) resized to the grid,
+     * then Gaussian noise of SD `noise` on the model input.  crop_max 0 = off;
+     * not combined with jitter/scale/rotate/pad. */
+    float crop_max, crop_min;
+    float noise;
     /* Box constraint on the change (voxel parameterization): after every
      * update the parameter is clamped to [range_lo, range_hi] (projected
      * gradient ascent; Lucid bounds pixels to [0,1] for the same reason: an

@@ -18,7 +18,7 @@
 
 static cJSON *options_json(const nfv_vis_options *o)
 {
-    static const char *params[] = {"voxel", "fourier", "dct"};
+    static const char *params[] = {"voxel", "fourier", "dct", "maco"};
     static const char *inits[] = {"noise", "zeros", "template"};
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "steps", o->steps);
@@ -41,6 +41,11 @@ static cJSON *options_json(const nfv_vis_options *o)
     cJSON_AddNumberToObject(j, "scale_min", o->scale_min);
     cJSON_AddNumberToObject(j, "scale_max", o->scale_max);
     cJSON_AddNumberToObject(j, "rotate_deg", o->rotate_deg);
+    if (o->crop_max > 0) {
+        cJSON_AddNumberToObject(j, "crop_max", o->crop_max);
+        cJSON_AddNumberToObject(j, "crop_min", o->crop_min);
+    }
+    if (o->noise > 0) cJSON_AddNumberToObject(j, "noise", o->noise);
     cJSON_AddNumberToObject(j, "pad", o->pad);
     cJSON_AddStringToObject(j, "mask", o->mask[0] ? o->mask : "none");
     cJSON_AddBoolToObject(j, "importance", o->importance);

@@ -46,6 +46,9 @@ static nfv_status check_request(const nfv_model *m, const nfv_target *targets, i
         return nfv_fail(NFV_ERR_UNSUPPORTED, "visualize: the model takes %d input channels; only 1 is supported",
                         m->input_shape[0]);
     if (o->batch > 4096) return nfv_fail(NFV_ERR_INVALID_ARG, "visualize: --batch at most 4096");
+    if (o->param == NFV_VIS_PARAM_MACO && !m->spectrum)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--param maco needs the training cohort's amplitude spectrum, which this "
+                                             "model file lacks: add it with `neurofv spectrum --data CSV --model MODEL`");
     for (int i = 0; i < count; i++)
         if (targets[i].layer < 0 || targets[i].layer >= m->layer_count)
             return nfv_fail(NFV_ERR_INVALID_ARG, "visualize: target %s names layer %d of %d", targets[i].name,
@@ -228,8 +231,8 @@ static void batch_memory(const nfv_context *ctx, const nfv_model *m, const nfv_l
     size_t vox = (size_t)D * H * W, padded = (size_t)(D + 2 * P) * (H + 2 * P) * (W + 2 * P);
     unsigned long long vol = nfv_tensor_bytes((size_t)N * vox);
     int has_mask = o->mask[0] != 0, has_template = o->init == NFV_VIS_INIT_TEMPLATE;
-    int warp = o->scale_min != 1.0f || o->scale_max != 1.0f || o->rotate_deg > 0;
-    int transforms = warp || o->jitter > 0 || P > 0;
+    int warp = o->scale_min != 1.0f || o->scale_max != 1.0f || o->rotate_deg > 0 || o->crop_max > 0;
+    int transforms = warp || o->jitter > 0 || P > 0 || o->noise > 0;
     /* param, dparam, Adam m (and v), dx, dimage; image; transformed input; change; importance; template copies. */
     int volumes = 5 + !o->sgd + (has_mask || has_template) + transforms + (o->param != NFV_VIS_PARAM_VOXEL) +
                   (o->importance != 0) + has_template + (o->param == NFV_VIS_PARAM_VOXEL && o->blur_sigma > 0);
@@ -256,6 +259,10 @@ static void batch_memory(const nfv_context *ctx, const nfv_model *m, const nfv_l
     }
     if (o->l1 > 0 || o->l2 > 0 || o->tv > 0)
         nfv_memory_add(e, NFV_MEM_SCRATCH, (size_t)N * D * H * sizeof(float), "penalty row sums");
+    /* maco: the amplitude and the coefficients between the phase and the basis. */
+    if (o->param == NFV_VIS_PARAM_MACO)
+        nfv_memory_add(e, NFV_MEM_SCRATCH, nfv_tensor_bytes(vox) + nfv_tensor_bytes((size_t)N * vox),
+                       "MACO amplitude and coefficients, batch %d", N);
 }
 
 void nfv_vis_memory(const nfv_context *ctx, const nfv_model *m, const nfv_target *targets, int count,
