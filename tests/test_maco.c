@@ -224,3 +224,157 @@ TEST(maco_crops_stay_inside_and_warp_adjoint_holds)
     nfv_tensor_free(&twx);
     nfv_tensor_free(&twy);
 }
+
+/* The cube detector of test_vis.c (same spec and grid, so its kernels are
+ * built once for both): input (1, 17, 19, 16), "conv(2,k7,p3) relu", channel
+ * 0 +1 on the centred 3^3 cube and a zero-sum negative surround, bias 1. */
+static const int IN_SHAPE[4] = {1, 17, 19, 16};
+
+static nfv_model *blob_model(void)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "conv(2,k7,p3) relu flatten linear(1)", IN_SHAPE, 0, NULL,
+                                             NFV_HEAD_REGRESSION, 3, &m)))
+        return NULL;
+    float w[2 * 343], b[2] = {1.0f, 0.0f};
+    for (int z = 0; z < 7; z++)
+        for (int y = 0; y < 7; y++)
+            for (int x = 0; x < 7; x++)
+                w[(z * 7 + y) * 7 + x] = abs(z - 3) <= 1 && abs(y - 3) <= 1 && abs(x - 3) <= 1 ? 1.0f : -27.0f / 316.0f;
+    float *r = test_random(343, 5, -0.1f, 0.1f);
+    memcpy(w + 343, r, sizeof(float) * 343);
+    free(r);
+    CHECK_OK(nfv_tensor_upload(ctx, &m->layers[0].param[0], w));
+    CHECK_OK(nfv_tensor_upload(ctx, &m->layers[0].param[1], b));
+    return m;
+}
+
+/* Smooth positive "brains": a few Gaussian blobs, in (D, H, W). */
+static void blob_volume(float *v, unsigned long long seed)
+{
+    int D = IN_SHAPE[1], H = IN_SHAPE[2], W = IN_SHAPE[3];
+    double c[4][3];
+    for (int i = 0; i < 4; i++) {
+        c[i][0] = 2 + test_uniform(&seed) * (D - 4);
+        c[i][1] = 2 + test_uniform(&seed) * (H - 4);
+        c[i][2] = 2 + test_uniform(&seed) * (W - 4);
+    }
+    for (int z = 0; z < D; z++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                double s = 0.05;
+                for (int i = 0; i < 4; i++) {
+                    double d2 = (z - c[i][0]) * (z - c[i][0]) + (y - c[i][1]) * (y - c[i][1]) +
+                                (x - c[i][2]) * (x - c[i][2]);
+                    s += exp(-d2 / 8.0);
+                }
+                v[((size_t)z * H + y) * W + x] = (float)s;
+            }
+}
+
+/* The loop with --param maco and MACO's crops raises a neuron's objective
+ * from its start, and the image stays in the cohort's range. */
+TEST(maco_loop_raises_the_objective)
+{
+    nfv_model *m = blob_model();
+    if (!m) return;
+    size_t vol = (size_t)IN_SHAPE[1] * IN_SHAPE[2] * IN_SHAPE[3];
+    float *v = malloc(vol * sizeof *v);
+    nfv_spectrum_acc *acc = NULL;
+    m->spectrum = malloc(vol * sizeof *m->spectrum);
+    if (!CHECK_OK(nfv_spectrum_begin(test_ctx(), IN_SHAPE[1], IN_SHAPE[2], IN_SHAPE[3], &acc))) return;
+    for (int i = 0; i < 6; i++) {
+        blob_volume(v, 100 + i);
+        CHECK_OK(nfv_spectrum_add(acc, v));
+    }
+    CHECK_OK(nfv_spectrum_end(acc, m->spectrum, &m->spectrum_lo, &m->spectrum_hi, &m->spectrum_subjects));
+    nfv_spectrum_free(acc);
+    nfv_target *t = NULL;
+    int nt = 0;
+    nfv_vis_options o;
+    nfv_vis_options_default(&o);
+    CHECK_OK(nfv_vis_options_parse(&o, "--param maco --steps 40 --lr 0.1 --crop 1,0.8 --noise 0.02"));
+    nfv_vis_result *r = NULL;
+    if (CHECK_OK(nfv_target_parse(m, "conv1:0@", &t, &nt)) &&
+        CHECK_OK(nfv_visualize(test_ctx(), m, t, nt, &o, NULL, NULL, &r))) {
+        float first = r[0].log_objective[0];
+        CHECK(r[0].objective_clean > first + 0.1f, "maco raises conv1:0@ from %.4f to %.4f", first,
+              r[0].objective_clean);
+        float lo = 1e30f, hi = -1e30f;
+        for (size_t i = 0; i < vol; i++) lo = fminf(lo, r[0].volume.data[i]), hi = fmaxf(hi, r[0].volume.data[i]);
+        CHECK(lo >= m->spectrum_lo && hi <= m->spectrum_hi, "image in the cohort's range [%g, %g]: [%g, %g]",
+              m->spectrum_lo, m->spectrum_hi, lo, hi);
+        nfv_vis_results_free(r, nt);
+    }
+    free(t);
+    free(v);
+    nfv_model_free(m);
+}
+
+static int file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+/* CLI: --param maco on a model without a spectrum is one line naming
+ * `neurofv spectrum`; the command adds it (the file still loads, with the
+ * subjects counted); then visualize --param maco runs. */
+TEST(maco_cli_spectrum_then_visualize)
+{
+    nfv_model *m = blob_model();
+    if (!m) return;
+    char dir[512], model[600], csv[600], cmd[3000], out[700], err[700];
+    snprintf(dir, sizeof dir, "%s/maco_cli", test_tmpdir());
+    mkdir(dir, 0755);
+    snprintf(model, sizeof model, "%s/m.safetensors", dir);
+    snprintf(csv, sizeof csv, "%s/data.csv", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    CHECK_OK(nfv_model_save(m, model));
+    FILE *f = fopen(csv, "w");
+    if (!CHECK(f != NULL, "write %s", csv)) return;
+    fprintf(f, "path,label,split\n");
+    nfv_volume v;
+    for (int i = 0; i < 4; i++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s/s%d.nii.gz", dir, i);
+        if (!CHECK_OK(nfv_volume_alloc(&v, IN_SHAPE[3], IN_SHAPE[2], IN_SHAPE[1], (const double(*)[4])m->affine)))
+            break;
+        blob_volume(v.data, 200 + i);
+        CHECK_OK(nfv_volume_write(p, &v));
+        nfv_volume_free(&v);
+        fprintf(f, "s%d.nii.gz,%d.5,%s\n", i, 60 + i, i < 3 ? "train" : "val");
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s visualize --model %s --target conv1:0@ --out %s --steps 2 --param maco --background none",
+             test_bin(), model, out);
+    int rc = test_run(cmd, err);
+    CHECK(rc != 0 && file_has(err, "neurofv spectrum"), "no spectrum: refused (rc %d) naming neurofv spectrum", rc);
+    snprintf(cmd, sizeof cmd, "%s spectrum --data %s --model %s", test_bin(), csv, model);
+    CHECK(test_run(cmd, err) == 0 && file_has(err, "spectrum of 3 subjects"), "neurofv spectrum runs on the 3 train rows");
+    nfv_model *back = NULL;
+    if (CHECK_OK(nfv_model_load(test_ctx(), model, &back))) {
+        CHECK(back->spectrum && back->spectrum_subjects == 3 && back->spectrum_lo < back->spectrum_hi,
+              "the model file carries the spectrum of 3 subjects, range [%g, %g]", back->spectrum_lo,
+              back->spectrum_hi);
+        nfv_model_free(back);
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s visualize --model %s --target conv1:0@ --out %s --steps 3 --param maco --crop 0.9,0.7 --noise 0.05 "
+             "--background none", test_bin(), model, out);
+    CHECK(test_run(cmd, err) == 0, "visualize --param maco runs: %s", cmd);
+    char json[800];
+    snprintf(json, sizeof json, "%s/conv1_0_at_8_9_8.json", out);
+    CHECK(file_has(json, "\"maco\"") && file_has(json, "crop_max"), "the log records param maco and the crops");
+    snprintf(cmd, sizeof cmd, "%s visualize --model %s --target conv1:0@ --out %s --steps 1 --crop 0.9,0.7 --jitter 2",
+             test_bin(), model, out);
+    CHECK(test_run(cmd, err) != 0 && file_has(err, "--crop"), "--crop with --jitter is refused");
+    nfv_model_free(m);
+}
