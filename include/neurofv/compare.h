@@ -19,7 +19,8 @@ typedef struct nfv_compare_config {
     char options[512];  /* as for nfv_vis_options_parse */
 } nfv_compare_config;
 
-/* none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask. *out malloc'ed. */
+/* none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask, maco,
+ * maco+robust (the last two need the model's spectrum). *out malloc'ed. */
 nfv_status nfv_compare_default_configs(nfv_compare_config **out, int *count);
 
 /* Share of high-frequency energy of v (D,H,W): with X the DFT of v minus its

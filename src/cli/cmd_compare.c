@@ -135,6 +135,20 @@ static int select_configs(compare_state *cs)
     return 0;
 }
 
+/* Without --configs, the MACO configurations are left out for a model with
+ * no cohort spectrum (named ones fail with the fix). */
+static void drop_maco(compare_state *cs)
+{
+    int w = 0, dropped = 0;
+    for (int c = 0; c < cs->nconfigs; c++)
+        if (strstr(cs->configs[c].options, "--param maco")) dropped++;
+        else cs->configs[w++] = cs->configs[c];
+    cs->nconfigs = w;
+    if (dropped)
+        fprintf(stderr, "compare: %d MACO configuration(s) left out: %s has no cohort spectrum (add it with neurofv "
+                        "spectrum --data CSV --model MODEL)\n", dropped, cs->a->model_path);
+}
+
 /* The options of configuration c: compare's own, then the configuration's. */
 static nfv_status config_options(const compare_state *cs, int c, nfv_vis_options *o)
 {
@@ -338,6 +352,7 @@ static int prepare(compare_state *cs, const vis_cli *cli)
             return cli_failf("compare", "configuration %s: %s", cs->configs[c].name, nfv_error_message());
     }
     st = vis_session_open(&cs->s, a->device, a->model_path);
+    if (!st && !cs->s.m->spectrum && !a->only) drop_maco(cs);
     if (!st && cs->s.m->input_shape[0] != 1)
         st = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: the model takes %d input channels; visualization supports 1",
                       a->model_path, cs->s.m->input_shape[0]);
@@ -422,7 +437,8 @@ int cmd_compare(int argc, char **argv)
          "against shapes/<CLASS>.nii.gz, the template box inside mask.nii.gz"},
         {"--config", CLI_STRING, &dummy_c, "NAME=OPTIONS",
          "add or override a configuration, repeatable (e.g. --config 'l2=--l2 0.5'); defaults: "
-         "none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask"},
+         "none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask, maco, maco+robust (maco: the model "
+         "needs its cohort spectrum, see neurofv spectrum)"},
         {"--configs", CLI_STRING, &a.only, "A,B,...", "run only these configurations (by name)"},
         {"--seeds", CLI_STRING, &a.seeds_text, "S1,S2,...",
          "run every configuration once per seed (outputs in RUNS/<config>/seed<S>/); the report "
