@@ -11,6 +11,7 @@
 #include "neurofv/compare.h"
 #include "neurofv/render.h"
 #include "neurofv/vis.h"
+#include "compare_mis.h"
 #include "vis_setup.h"
 
 NFV_COMMAND(compare, "compare", "Compare regularization configurations of feature visualization (CSV/MD/HTML report)")
@@ -21,6 +22,8 @@ typedef struct compare_args {
     const char *cfg_args[VIS_SETUP_MAX_MULTI]; /* --config NAME=OPTIONS */
     int ntexts, ncfg_args;
     int resume;                                /* skip (configuration, seed, target)s whose outputs are complete */
+    const char *score, *data, *mis_split;      /* --score mis --data CSV [--mis-split S] */
+    int mis_subjects, mis_pairs;
 } compare_args;
 
 /* Everything a run of the configurations reads and fills. */
@@ -41,6 +44,7 @@ typedef struct compare_state {
     double t0;                     /* when the first run started (cli_now) */
     const char *runs;              /* where the runs' outputs go: --runs, else --out */
     char runs_rel[4096];           /* runs as seen from --out ("." when the same) */
+    compare_mis mis;               /* --score mis: the subjects (n = 0: off) */
 } compare_state;
 
 /* DIR/<stem>_match.png: the visualization's orthogonal slices through the
@@ -217,6 +221,10 @@ static nfv_status fill_row(compare_state *cs, int c, const char *rel, const char
     const nfv_volume *shown = res->change.nx ? &res->change : &res->volume;
     if (write) NFV_TRY(nfv_vis_write(res, o, vis_session_overlay(&cs->s), dir));
     NFV_TRY(nfv_highfreq_share(cs->s.ctx, shown, 0.25, &row->hf_share));
+    /* The image the model saw (not a template start's change) against the subjects. */
+    for (int t = 0; cs->mis.n && t < cs->s.count; t++)
+        if (!strcmp(cs->s.targets[t].name, res->target.name))
+            NFV_TRY(compare_mis_score(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, t, &res->volume, row));
     return cs->truth.count ? score_truth(cs, shown, dir, write, row) : NFV_OK;
 }
 
@@ -359,6 +367,9 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     if (!st) st = vis_session_targets(&cs->s, a->texts, a->ntexts);
     if (!st && a->truth_dir) st = nfv_truth_load(cs->s.m, a->truth_dir, &cs->truth);
     if (!st) st = vis_session_background(&cs->s, a->background);
+    if (!st && a->score)
+        st = compare_mis_open(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, a->data, a->mis_split,
+                              a->mis_subjects, a->mis_pairs);
     if (st) return cli_fail("compare", st);
     /* Every configuration's batch against the device before any work:
      * without --batch (here or in the configuration) the largest that fits. */
@@ -393,6 +404,12 @@ static int compare(const compare_args *a, const vis_cli *cli)
 {
     if (!a->model_path || !a->out || !a->ntexts)
         return cli_failf("compare", "--model, --target and --out are required (see neurofv compare --help)");
+    if (a->score && (strcmp(a->score, "mis") || !a->data))
+        return cli_failf("compare", "--score expects mis, with --data CSV (the subjects), got \"%s\"%s", a->score,
+                         a->data ? "" : " without --data");
+    if (a->mis_subjects < 8 || a->mis_pairs < 1)
+        return cli_failf("compare", "--mis-subjects must be >= 8 and --mis-pairs >= 1 (got %d, %d)", a->mis_subjects,
+                         a->mis_pairs);
     compare_state cs;
     memset(&cs, 0, sizeof cs);
     cs.a = a;
@@ -408,6 +425,7 @@ static int compare(const compare_args *a, const vis_cli *cli)
     free(cs.scores);
     free(cs.positions);
     nfv_truth_free(&cs.truth);
+    compare_mis_free(&cs.mis);
     vis_session_free(&cs.s);
     free(cs.rows);
     free(cs.seeds);
@@ -421,6 +439,9 @@ int cmd_compare(int argc, char **argv)
     compare_args a;
     memset(&a, 0, sizeof a);
     a.background = "template";
+    a.mis_subjects = 64;
+    a.mis_pairs = 256;
+    a.mis_split = "test";
     if (vis_take_multi("compare", "--target", &argc, argv, a.texts, &a.ntexts) ||
         vis_take_multi("compare", "--config", &argc, argv, a.cfg_args, &a.ncfg_args))
         return 2;
@@ -446,6 +467,14 @@ int cmd_compare(int argc, char **argv)
          "--seed)"},
         {"--background", CLI_STRING, &a.background, "FILE|template|none",
          "volume under the overlay PNGs (default template = Colin27 ch2bet)"},
+        {"--score", CLI_STRING, &a.score, "mis",
+         "also score each visualization without ground truth: pairs of real subjects (--data), one from the top and "
+         "one from the bottom quartile of the target's activation, predicted by similarity to the visualization; the "
+         "share correct (0.5 = chance) with a Wilson 95 % interval"},
+        {"--data", CLI_STRING, &a.data, "CSV", "--score mis: the subjects (path,label[,split])"},
+        {"--mis-split", CLI_STRING, &a.mis_split, "SPLIT", "--score mis: rows used: train, val, test, all (default test)"},
+        {"--mis-subjects", CLI_INT, &a.mis_subjects, "N", "--score mis: at most N subjects, evenly spaced (default 64)"},
+        {"--mis-pairs", CLI_INT, &a.mis_pairs, "P", "--score mis: strong/weak pairs per visualization (default 256)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device"},
         {"--resume", CLI_FLAG, &a.resume, NULL,
          "skip configuration x seed x target runs whose outputs in DIR are all there (a pre-empted job run again "
