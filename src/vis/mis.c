@@ -6,7 +6,8 @@
  * predict that the one more similar to the visualization activates more.
  * The score is the share of correct predictions (0.5 = chance).
  *
- * Similarity of a subject s to the visualization v, the mean of two terms:
+ * Similarity of a subject s to the visualization v, the mean of two terms,
+ * each standardized over the cohort's subjects first:
  *   voxel: Pearson correlation (NCC) of s and v over the unit's effective
  *          receptive field at v: the voxels where |d objective / d x| at v is
  *          in its top 10 % (for a neuron that is its receptive field; for a
@@ -193,6 +194,17 @@ static nfv_status receptive_field(nfv_context *ctx, nfv_model *m, const nfv_targ
     return st;
 }
 
+/* z = (x - mean) / SD over n values (SD 0: all 0). */
+static void standardize(const double *x, int n, double *z)
+{
+    double m = 0, v = 0;
+    for (int i = 0; i < n; i++) m += x[i];
+    m /= n;
+    for (int i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    double sd = sqrt(v / n);
+    for (int i = 0; i < n; i++) z[i] = sd > 1e-12 ? (x[i] - m) / sd : 0.0;
+}
+
 nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
                          const float *vis, int pairs, unsigned long long seed, nfv_mis_result *r)
 {
@@ -226,12 +238,21 @@ nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, co
             }
             sa[i] = C && vn > 0 && sn > 0 ? dot / sqrt(vn * sn) : 0.0;
         }
+        /* Each term standardized over the subjects before they are averaged,
+         * so that neither dominates by its spread (the feature cosine varies
+         * over ~[-1, 1], the NCC often over a few hundredths). */
+        double *zv = malloc((size_t)n * sizeof *zv), *za = malloc((size_t)n * sizeof *za);
+        if (!zv || !za) st = nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory");
+        if (!st) {
+            standardize(sv, n, zv);
+            standardize(sa, n, za);
+        }
         /* The same pairs for every visualization of this cohort and seed. */
         double right = 0, right_v = 0, right_a = 0;
-        for (int p = 0; p < pairs; p++) {
+        for (int p = 0; !st && p < pairs; p++) {
             uint64_t h = nfv_mix64(seed * 0x9E3779B97F4A7C15ULL + (uint64_t)p);
             int s = c->strong[h % (uint64_t)c->nstrong], w = c->weak[nfv_mix64(h) % (uint64_t)c->nweak];
-            double cs = C ? 0.5 * (sv[s] + sa[s]) : sv[s], cw = C ? 0.5 * (sv[w] + sa[w]) : sv[w];
+            double cs = C ? 0.5 * (zv[s] + za[s]) : sv[s], cw = C ? 0.5 * (zv[w] + za[w]) : sv[w];
             right += cs > cw ? 1.0 : cs == cw ? 0.5 : 0.0;
             right_v += sv[s] > sv[w] ? 1.0 : sv[s] == sv[w] ? 0.5 : 0.0;
             right_a += sa[s] > sa[w] ? 1.0 : sa[s] == sa[w] ? 0.5 : 0.0;
@@ -242,6 +263,8 @@ nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, co
         r->mis_voxel = pairs ? right_v / pairs : NAN;
         r->mis_act = pairs && C ? right_a / pairs : NAN;
         nfv_wilson(right, pairs, &r->lo, &r->hi);
+        free(zv);
+        free(za);
     }
     free(mask);
     free(host);
