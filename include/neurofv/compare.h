@@ -83,8 +83,9 @@ typedef struct nfv_compare_row {
  * more similar to v is predicted to activate more.  Similarity = mean of the
  * NCC over v's effective receptive field (top 10 % of |d objective / d x| at
  * v) and the cosine of cohort-standardized channel means at feat_layer (the
- * last (C, D, H, W) layer before the target's; -1: voxel term only).  The
- * score is the share of correct predictions (ties half); 0.5 = chance. */
+ * last (C, D, H, W) layer before the target's; -1: voxel term only), each
+ * term standardized over the subjects first.  The score is the share of
+ * correct predictions (ties half); 0.5 = chance. */
 typedef struct nfv_mis_cohort {
     int n;
     const float *volumes;    /* (n, D, H, W) on the model grid, not owned */
