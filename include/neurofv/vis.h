@@ -146,6 +146,12 @@ typedef struct nfv_vis_options {
      * not combined with jitter/scale/rotate/pad. */
     float crop_max, crop_min;
     float noise;
+    /* --diversity W: the starts of each target are optimized together with
+     * Lucid's diversity term (negative pairwise cosine of Gram matrices at
+     * diversity_layer, "" = the last (C, D, H, W) layer before the target's;
+     * src/vis/diversity.c); results keep every start as a facet.  0 = off. */
+    float diversity;
+    char diversity_layer[64];
     /* Box constraint on the change (voxel parameterization): after every
      * update the parameter is clamped to [range_lo, range_hi] (projected
      * gradient ascent; Lucid bounds pixels to [0,1] for the same reason: an
@@ -195,6 +201,8 @@ typedef struct nfv_vis_result {
     nfv_volume change;         /* template init only: the change (else nx = 0) */
     nfv_volume importance;     /* --importance on: mean |d objective / d image| per voxel over the steps (else nx = 0) */
     int best_start;            /* the start kept (highest objective without transforms) */
+    int facet_count;           /* --diversity: every start's image (facets[start_count]), else 0 */
+    nfv_volume *facets;
     int start_count;
     float *start_objective;    /* objective without transforms of each start */
     float objective;           /* final objective (last step, transformed input) */

@@ -195,6 +195,14 @@ float nfv_maco_crop_at(float crop_max, float crop_min, int step, int steps);
 void nfv_maco_crops(uint64_t *streams, int n, const int dims[3], float crop, float *matrix);
 nfv_status nfv_add_noise(nfv_context *ctx, uint64_t *streams, int n, float sigma, nfv_tensor *x);
 
+/* ---- Diversity (src/vis/diversity.c) ------------------------------------
+ *
+ * Lucid's diversity term of K samples' activations a (K, C, S) at one
+ * layer: G_i = a_i a_i^T / S, loss = w / K sum_{i != j} cos(G_i, G_j) (the
+ * objective gains -loss).  Returns the loss; grad (K, C, S, may be NULL)
+ * receives d loss / d a.  In double (the loop converts). */
+double nfv_diversity_loss(const double *a, int K, int C, size_t S, double w, double *grad);
+
 /* ---- Normalized cross-correlation, host side (src/ncc.c) --------------- */
 
 typedef struct nfv_ncc_result {

@@ -107,6 +107,27 @@ nfv_status vis_run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *targe
                          const nfv_vis_options *o, const float *templ, const float *mask, const vis_progress *progress,
                          vis_log *logs);
 
+/* ---- diversity (diversity.c) -------------------------------------------- */
+
+/* --diversity: a second backward from the diversity layer, added to dx. */
+typedef struct vis_diversity {
+    int layer;          /* resolved on first use */
+    size_t per;         /* activation floats per sample at the layer: C*D*H*W */
+    nfv_tensor seed;    /* (N, C, D, H, W) d loss / d a */
+    nfv_tensor dx;      /* (N, 1, D, H, W) its input gradient */
+    float *host;
+    double *ad, *gd;
+} vis_diversity;
+/* o->diversity_layer (name or index; "" = the last (C, D, H, W) layer before
+ * the target's), -1 when there is none. */
+int vis_diversity_layer(const nfv_model *m, const char *name, int target_layer);
+/* After the objective's backward (the forward reached the target's layer):
+ * dx += the diversity loss's input gradient, per group of consecutive
+ * samples with one target. */
+nfv_status vis_diversity_add(vis_diversity *d, nfv_context *ctx, nfv_model *m, const nfv_vis_options *o,
+                             const nfv_target *targets, const vis_sample *smp, int N, nfv_tensor *dx);
+void vis_diversity_free(vis_diversity *d);
+
 /* Monotonic seconds. */
 double vis_now(void);
 

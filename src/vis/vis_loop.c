@@ -64,6 +64,7 @@ typedef struct batch_state {
     nfv_tensor importance;    /* sum of |d objective / d image| over the steps */
     nfv_fourier *fourier;
     nfv_maco *maco;           /* --param maco: param is the phase, change the decoded image */
+    vis_diversity div;        /* --diversity */
     vis_objective objective;
     uint64_t *streams;        /* (N) each sample's stream: its start, then its transforms */
     float *matrix;            /* (N, 12) this step's warps */
@@ -86,6 +87,7 @@ static void batch_free(batch_state *b)
     b->fourier = NULL;
     nfv_maco_free(b->maco);
     b->maco = NULL;
+    vis_diversity_free(&b->div);
     vis_objective_free(&b->objective);
     free(b->streams);
     free(b->matrix);
@@ -442,6 +444,7 @@ static nfv_status take_step(batch_state *b, int step, const nfv_tensor *image)
     if (step % o->log_every == 0 || step == o->steps || step == 1) NFV_TRY(log_step(b, step, act));
     phase_mark(b, PH_OBJECTIVE);
     NFV_TRY(nfv_model_backward(b->m, b->ctx, b->layer, &b->objective.seed, 0, &b->dx));
+    if (o->diversity > 0) NFV_TRY(vis_diversity_add(&b->div, b->ctx, b->m, o, b->targets, b->smp, b->N, &b->dx));
     phase_mark(b, PH_BACKWARD);
     nfv_tensor *dimage;
     NFV_TRY(transform_adjoint(b, &dimage));

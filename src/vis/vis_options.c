@@ -43,6 +43,11 @@ const nfv_vis_option_info nfv_vis_option_table[] = {
     {"--range", "LO,HI", "keep every voxel of the change in [LO, HI] (projected steps, voxel parameterization; "
                          "e.g. 0,4 = only brighten, by at most 4 SD) (default off)"},
     {"--mask", "FILE|brain|none", "optimize only inside a mask (brain: Colin27 > 0 on the model grid) (default none)"},
+    {"--diversity", "W", "optimize the --starts of each target together, pushed apart by Lucid's diversity term "
+                         "(W x negative cosine of Gram matrices at --diversity-layer); <stem>_facets.png shows them "
+                         "(default 0 = off)"},
+    {"--diversity-layer", "LAYER", "layer of the diversity term (default: the last conv-shaped layer before the "
+                                   "target's)"},
     {"--log-every", "K", "read the objective every K steps (default 1)"},
     {"--snapshots", "S1,S2,...", "also keep the volume at these steps (0 = the start)"},
     {"--importance", "on|off", "also write <stem>_importance.nii.gz/.png: the mean |d objective / d voxel| over the "
@@ -277,6 +282,11 @@ static int set_transform_or_output(nfv_vis_options *o, const char *name, const c
         *st = set_crop(o, name, v);
     } else if (!strcmp(name, "--noise")) {
         if (!parse_float(v, &o->noise) || o->noise < 0 || o->noise > 100) *st = BAD(name, v, "an SD in [0, 100]");
+    } else if (!strcmp(name, "--diversity")) {
+        if (!parse_float(v, &o->diversity) || o->diversity < 0 || o->diversity > 1e6) *st = BAD(name, v, "a weight >= 0");
+    } else if (!strcmp(name, "--diversity-layer")) {
+        if (!*v || strlen(v) >= sizeof o->diversity_layer) *st = BAD(name, v, "a layer name or index");
+        else snprintf(o->diversity_layer, sizeof o->diversity_layer, "%s", v);
     } else if (!strcmp(name, "--log-every")) {
         if (!parse_intv(v, &o->log_every) || o->log_every < 1) *st = BAD(name, v, "an integer >= 1");
     } else if (!strcmp(name, "--importance")) {
@@ -346,6 +356,8 @@ nfv_status nfv_vis_options_check(const nfv_vis_options *o)
                             o->pad > 0))
         return nfv_fail(NFV_ERR_INVALID_ARG, "--crop (MACO's transforms) replaces --jitter/--scale/--rotate/--pad: "
                                              "give one recipe");
+    if (o->diversity > 0 && o->starts < 2)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--diversity pushes the starts of a target apart: it needs --starts >= 2");
     if (o->param == NFV_VIS_PARAM_MACO && o->blur_sigma > 0)
         return nfv_fail(NFV_ERR_INVALID_ARG, "--blur smooths a spectrum's magnitude, which --param maco fixes: drop one");
     if (o->param == NFV_VIS_PARAM_MACO && o->init == NFV_VIS_INIT_TEMPLATE)

@@ -17,6 +17,8 @@ void nfv_vis_results_free(nfv_vis_result *r, int count)
         nfv_volume_free(&r[i].change);
         nfv_volume_free(&r[i].importance);
         free(r[i].start_objective);
+        for (int k = 0; k < r[i].facet_count; k++) nfv_volume_free(&r[i].facets[k]);
+        free(r[i].facets);
         free(r[i].log_step);
         free(r[i].log_objective);
         free(r[i].term_step);
@@ -122,6 +124,13 @@ static nfv_status keep_best_start(const nfv_model *m, const nfv_vis_options *o, 
     r->objective = lg->final_objective;
     r->objective_clean = lg->clean_objective;
     NFV_TRY(volume_from(m, lg->image, &r->volume));
+    if (o->diversity > 0) {
+        r->facets = calloc((size_t)o->starts, sizeof *r->facets);
+        if (!r->facets) return nfv_fail(NFV_ERR_NO_MEMORY, "visualize: out of memory");
+        r->facet_count = o->starts;
+        for (int q = 0; q < total; q++)
+            if (order[q].target == t) NFV_TRY(volume_from(m, logs[q].image, &r->facets[order[q].start]));
+    }
     if (lg->change) NFV_TRY(volume_from(m, lg->change, &r->change));
     if (lg->importance) NFV_TRY(volume_from(m, lg->importance, &r->importance));
     r->log_count = lg->count;
