@@ -152,6 +152,13 @@ typedef struct nfv_vis_options {
      * src/vis/diversity.c); results keep every start as a facet.  0 = off. */
     float diversity;
     char diversity_layer[64];
+    /* Feature accentuation: --init subject=FILE (init TEMPLATE with
+     * init_subject = 1: FILE preprocessed like the training data, the change
+     * starts at 0) and --stay LAYER=W: W x mean (a - a_subject)^2 at LAYER
+     * (src/vis/accentuate.c).  stay 0 = off. */
+    int init_subject;
+    float stay;
+    char stay_layer[64];
     /* Box constraint on the change (voxel parameterization): after every
      * update the parameter is clamped to [range_lo, range_hi] (projected
      * gradient ascent; Lucid bounds pixels to [0,1] for the same reason: an

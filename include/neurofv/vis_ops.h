@@ -203,6 +203,10 @@ nfv_status nfv_add_noise(nfv_context *ctx, uint64_t *streams, int n, float sigma
  * receives d loss / d a.  In double (the loop converts). */
 double nfv_diversity_loss(const double *a, int K, int C, size_t S, double w, double *grad);
 
+/* Feature accentuation's --stay penalty (src/vis/accentuate.c): loss =
+ * w mean_p (a_p - ref_p)^2 over P activations; grad (may be NULL) = d loss / d a. */
+double nfv_stay_loss(const double *a, const double *ref, size_t P, double w, double *grad);
+
 /* ---- Normalized cross-correlation, host side (src/ncc.c) --------------- */
 
 typedef struct nfv_ncc_result {

@@ -65,6 +65,7 @@ typedef struct batch_state {
     nfv_fourier *fourier;
     nfv_maco *maco;           /* --param maco: param is the phase, change the decoded image */
     vis_diversity div;        /* --diversity */
+    vis_stay stay;            /* --stay */
     vis_objective objective;
     uint64_t *streams;        /* (N) each sample's stream: its start, then its transforms */
     float *matrix;            /* (N, 12) this step's warps */
@@ -88,6 +89,7 @@ static void batch_free(batch_state *b)
     nfv_maco_free(b->maco);
     b->maco = NULL;
     vis_diversity_free(&b->div);
+    vis_stay_free(&b->stay);
     vis_objective_free(&b->objective);
     free(b->streams);
     free(b->matrix);
@@ -445,6 +447,7 @@ static nfv_status take_step(batch_state *b, int step, const nfv_tensor *image)
     phase_mark(b, PH_OBJECTIVE);
     NFV_TRY(nfv_model_backward(b->m, b->ctx, b->layer, &b->objective.seed, 0, &b->dx));
     if (o->diversity > 0) NFV_TRY(vis_diversity_add(&b->div, b->ctx, b->m, o, b->targets, b->smp, b->N, &b->dx));
+    if (o->stay > 0) NFV_TRY(vis_stay_add(&b->stay, b->ctx, b->m, o, &b->dx));
     phase_mark(b, PH_BACKWARD);
     nfv_tensor *dimage;
     NFV_TRY(transform_adjoint(b, &dimage));
@@ -494,6 +497,7 @@ static nfv_status optimize(batch_state *b, const float *templ, const float *mask
     free(host);
     NFV_TRY(st);
     NFV_TRY(vis_objective_init(&b->objective, b->ctx, b->m, b->targets, b->smp, b->N));
+    if (b->o->stay > 0) NFV_TRY(vis_stay_init(&b->stay, b->ctx, b->m, b->o, b->layer, &b->templ, &b->dx));
     b->profile = getenv("NEUROFV_VIS_PROFILE") != NULL;
     b->phase_t = vis_now();
     for (int step = 1; step <= b->o->steps + 1; step++) {

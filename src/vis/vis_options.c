@@ -48,6 +48,8 @@ const nfv_vis_option_info nfv_vis_option_table[] = {
                          "(default 0 = off)"},
     {"--diversity-layer", "LAYER", "layer of the diversity term (default: the last conv-shaped layer before the "
                                    "target's)"},
+    {"--stay", "LAYER=W", "feature accentuation (with --init subject=FILE): W x mean squared difference of the "
+                          "activations at LAYER from the subject's (default off)"},
     {"--log-every", "K", "read the objective every K steps (default 1)"},
     {"--snapshots", "S1,S2,...", "also keep the volume at these steps (0 = the start)"},
     {"--importance", "on|off", "also write <stem>_importance.nii.gz/.png: the mean |d objective / d voxel| over the "
@@ -104,12 +106,17 @@ static nfv_status set_init(nfv_vis_options *o, const char *name, const char *v)
         o->init = NFV_VIS_INIT_NOISE;
         if (v[5] == '=' && (!parse_float(v + 6, &o->init_scale) || !(o->init_scale > 0)))
             return BAD(name, v, "noise=A with A > 0");
+    } else if (!strncmp(v, "subject=", 8) && v[8]) {
+        o->init = NFV_VIS_INIT_TEMPLATE;
+        o->init_subject = 1;
+        snprintf(o->init_path, sizeof o->init_path, "%s", v + 8);
     } else if (!strncmp(v, "template", 8) && (v[8] == 0 || v[8] == '=')) {
         o->init = NFV_VIS_INIT_TEMPLATE;
+        o->init_subject = 0;
         snprintf(o->init_path, sizeof o->init_path, "%s", v[8] == '=' ? v + 9 : "template");
         if (!o->init_path[0]) return BAD(name, v, "template=FILE");
     } else {
-        return BAD(name, v, "noise[=A], zeros or template[=FILE]");
+        return BAD(name, v, "noise[=A], zeros, template[=FILE] or subject=FILE");
     }
     return NFV_OK;
 }
@@ -287,6 +294,12 @@ static int set_transform_or_output(nfv_vis_options *o, const char *name, const c
     } else if (!strcmp(name, "--diversity-layer")) {
         if (!*v || strlen(v) >= sizeof o->diversity_layer) *st = BAD(name, v, "a layer name or index");
         else snprintf(o->diversity_layer, sizeof o->diversity_layer, "%s", v);
+    } else if (!strcmp(name, "--stay")) {
+        const char *eq = strrchr(v, '=');
+        if (!eq || eq == v || (size_t)(eq - v) >= sizeof o->stay_layer || !parse_float(eq + 1, &o->stay) ||
+            o->stay < 0)
+            *st = BAD(name, v, "LAYER=W with a weight W >= 0 (e.g. relu3=1)");
+        else snprintf(o->stay_layer, sizeof o->stay_layer, "%.*s", (int)(eq - v), v);
     } else if (!strcmp(name, "--log-every")) {
         if (!parse_intv(v, &o->log_every) || o->log_every < 1) *st = BAD(name, v, "an integer >= 1");
     } else if (!strcmp(name, "--importance")) {
@@ -356,6 +369,8 @@ nfv_status nfv_vis_options_check(const nfv_vis_options *o)
                             o->pad > 0))
         return nfv_fail(NFV_ERR_INVALID_ARG, "--crop (MACO's transforms) replaces --jitter/--scale/--rotate/--pad: "
                                              "give one recipe");
+    if (o->stay > 0 && !o->init_subject)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--stay keeps activations near a subject's: it needs --init subject=FILE");
     if (o->diversity > 0 && o->starts < 2)
         return nfv_fail(NFV_ERR_INVALID_ARG, "--diversity pushes the starts of a target apart: it needs --starts >= 2");
     if (o->param == NFV_VIS_PARAM_MACO && o->blur_sigma > 0)

@@ -31,7 +31,12 @@ static cJSON *options_json(const nfv_vis_options *o)
     cJSON_AddNumberToObject(j, "decay", o->decay);
     cJSON_AddStringToObject(j, "init", inits[o->init]);
     if (o->init == NFV_VIS_INIT_NOISE) cJSON_AddNumberToObject(j, "init_scale", o->init_scale);
-    if (o->init == NFV_VIS_INIT_TEMPLATE) cJSON_AddStringToObject(j, "init_template", o->init_path);
+    if (o->init == NFV_VIS_INIT_TEMPLATE)
+        cJSON_AddStringToObject(j, o->init_subject ? "init_subject" : "init_template", o->init_path);
+    if (o->stay > 0) {
+        cJSON_AddStringToObject(j, "stay_layer", o->stay_layer);
+        cJSON_AddNumberToObject(j, "stay", o->stay);
+    }
     cJSON_AddNumberToObject(j, "l1", o->l1);
     cJSON_AddNumberToObject(j, "l2", o->l2);
     cJSON_AddNumberToObject(j, "tv", o->tv);

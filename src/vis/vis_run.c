@@ -160,7 +160,8 @@ static nfv_status load_inputs(const nfv_model *m, const nfv_vis_options *o, floa
     *templ = *mask = NULL;
     if (o->init == NFV_VIS_INIT_TEMPLATE) {
         nfv_volume tv;
-        NFV_TRY(nfv_vis_template_on_grid(m, o->init_path, &tv, NULL));
+        if (o->init_subject) NFV_TRY(vis_subject_on_grid(m, o->init_path, &tv));
+        else NFV_TRY(nfv_vis_template_on_grid(m, o->init_path, &tv, NULL));
         *templ = tv.data; /* take ownership of the data */
     }
     if (o->mask[0]) {
