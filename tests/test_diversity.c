@@ -86,3 +86,29 @@ TEST(diversity_loop_keeps_distinct_facets)
     free(t);
     nfv_model_free(m);
 }
+
+/* CLI: --starts 3 --diversity writes <stem>_facets.png and logs the term;
+ * --diversity with one start is refused, naming --starts. */
+TEST(diversity_cli_writes_facets)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "conv(2,k7,p3) relu flatten linear(1)", IN_SHAPE, 0, NULL,
+                                             NFV_HEAD_REGRESSION, 3, &m)))
+        return;
+    char model[600], out[600], cmd[2000], path[800];
+    snprintf(model, sizeof model, "%s/div.safetensors", test_tmpdir());
+    snprintf(out, sizeof out, "%s/div_cli", test_tmpdir());
+    CHECK_OK(nfv_model_save(m, model));
+    snprintf(cmd, sizeof cmd, "%s visualize --model %s --target relu1:0 --starts 3 --diversity 5 --steps 3 "
+             "--background none --out %s", test_bin(), model, out);
+    CHECK(test_run(cmd, NULL) == 0, "visualize --diversity runs: %s", cmd);
+    snprintf(path, sizeof path, "%s/relu1_0_facets.png", out);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL, "wrote %s", path);
+    if (f) fclose(f);
+    snprintf(cmd, sizeof cmd, "%s visualize --model %s --target relu1:0 --diversity 5 --steps 1 --out %s 2>&1 | "
+             "grep -q -- '--starts'", test_bin(), model, out);
+    CHECK(test_run(cmd, NULL) == 0, "--diversity with one start is refused, naming --starts");
+    nfv_model_free(m);
+}

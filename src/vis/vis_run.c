@@ -269,6 +269,17 @@ static void batch_memory(const nfv_context *ctx, const nfv_model *m, const nfv_l
     }
     if (o->l1 > 0 || o->l2 > 0 || o->tv > 0)
         nfv_memory_add(e, NFV_MEM_SCRATCH, (size_t)N * D * H * sizeof(float), "penalty row sums");
+    /* --diversity / --stay: a seed at their layer (bounded by the model's
+     * largest activation) and a second input gradient each. */
+    size_t largest = 0;
+    for (int l = 0; l < m->layer_count; l++) {
+        size_t q = nfv_shape_numel(m->layers[l].out_ndim, m->layers[l].out_shape);
+        if (q > largest) largest = q;
+    }
+    for (int k = 0; k < (o->diversity > 0) + (o->stay > 0); k++) {
+        nfv_memory_add(e, NFV_MEM_BATCH, nfv_tensor_bytes((size_t)N * largest), "diversity / stay seed, batch %d", N);
+        nfv_memory_add(e, NFV_MEM_BATCH, vol, "diversity / stay input gradient, batch %d", N);
+    }
     /* maco: the amplitude and the coefficients between the phase and the basis. */
     if (o->param == NFV_VIS_PARAM_MACO)
         nfv_memory_add(e, NFV_MEM_SCRATCH, nfv_tensor_bytes(vox) + nfv_tensor_bytes((size_t)N * vox),
