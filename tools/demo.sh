@@ -46,14 +46,14 @@ quick)
     # 4 mm, as 24-32 mm are at 3 mm) 0.889.  Three configurations in compare.
     VOXEL=${DEMO_VOXEL:-4}; N=${DEMO_N:-240}; EPOCHS=${DEMO_EPOCHS:-20}; LR=${DEMO_LR:-0.003}; BATCH=${DEMO_BATCH:-8}
     STEPS=${DEMO_STEPS:-48}; CONV_STEPS=${DEMO_CONV_STEPS:-8}; CMP_STEPS=${DEMO_CMP_STEPS:-32}
-    CONFIGS=${DEMO_CONFIGS:-none,fourier+robust,all-no-mask}
+    CONFIGS=${DEMO_CONFIGS:-none,fourier+robust,all-no-mask,maco+robust}
     SEEDS=${DEMO_SEEDS:-1}
     AUGMENT=shift=2,flip; LESION=28,36
     ;;
 full)
     VOXEL=${DEMO_VOXEL:-3}; N=${DEMO_N:-600}; EPOCHS=${DEMO_EPOCHS:-30}; LR=${DEMO_LR:-0.001}; BATCH=${DEMO_BATCH:-8}
     STEPS=${DEMO_STEPS:-128}; CONV_STEPS=${DEMO_CONV_STEPS:-24}; CMP_STEPS=${DEMO_CMP_STEPS:-128}
-    CONFIGS=${DEMO_CONFIGS:-none,l2,tv,blur,robust,fourier,fourier+robust,all,all-no-mask}
+    CONFIGS=${DEMO_CONFIGS:-none,l2,tv,blur,robust,fourier,fourier+robust,all,all-no-mask,maco,maco+robust}
     SEEDS=${DEMO_SEEDS:-1,2,3}
     AUGMENT=shift=2,flip; LESION=24,32
     ;;
@@ -174,9 +174,12 @@ vis_conv() {
 }
 compare() {
     # Class logits, and the contrasts (logit minus the mean of the others);
-    # the page in report/compare, the runs' files in runs/compare.
+    # the page in report/compare, the runs' files in runs/compare.  --score
+    # mis: the interpretability score without ground truth on the test split
+    # (strong/weak subject pairs told apart by similarity to each picture).
+    # maco configurations use the cohort spectrum `train` stored in the model.
     "$BIN" compare --model "$OUT/model.safetensors" --target logit:all --target contrast:all --truth "$OUT/data" \
-        --steps "$CMP_STEPS" --seeds "$SEEDS" \
+        --steps "$CMP_STEPS" --seeds "$SEEDS" --score mis --data "$OUT/data/labels.csv" \
         --configs "$CONFIGS" --out "$OUT/report/compare" --runs "$RUNS/compare" 2>&1 |
         show_and_log "$OUT/report/compare.txt" '^compare.*[0-9]+/[0-9]+ .*ETA'
 }

@@ -8,6 +8,7 @@
 #define NEUROFV_COMPARE_H
 
 #include "neurofv/model.h"
+#include "neurofv/vis.h"
 #include "neurofv/volume.h"
 
 #ifdef __cplusplus
@@ -19,7 +20,8 @@ typedef struct nfv_compare_config {
     char options[512];  /* as for nfv_vis_options_parse */
 } nfv_compare_config;
 
-/* none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask. *out malloc'ed. */
+/* none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask, maco,
+ * maco+robust (the last two need the model's spectrum). *out malloc'ed. */
 nfv_status nfv_compare_default_configs(nfv_compare_config **out, int *count);
 
 /* Share of high-frequency energy of v (D,H,W): with X the DFT of v minus its
@@ -64,7 +66,56 @@ typedef struct nfv_compare_row {
     double margin;         /* own NCC minus the best other shape's NCC (> 0 iff recovered) */
     double own_mm[3];      /* world (x, y, z) mm of the own shape's best match; <stem>_match.png is drawn through it */
     double seconds;
+    /* --score mis (nfv_mis_score): share of strong/weak subject pairs told
+     * apart by similarity to the visualization, its Wilson 95 % interval,
+     * the two similarity terms alone, the pairs' count. */
+    int has_mis;
+    double mis, mis_lo, mis_hi, mis_voxel, mis_act;
+    int mis_pairs;
+    double mis_correct;
 } nfv_compare_row;
+
+/* ---- The interpretability score without ground truth (src/vis/mis.c) ----
+ *
+ * Automated 2AFC (Borowski et al. 2021; MIS, Zimmermann et al. 2024): for a
+ * unit (target) and its visualization v, pairs of real subjects, one from the
+ * top and one from the bottom quartile of the cohort's objective; the one
+ * more similar to v is predicted to activate more.  Similarity = mean of the
+ * NCC over v's effective receptive field (top 10 % of |d objective / d x| at
+ * v) and the cosine of cohort-standardized channel means at feat_layer (the
+ * last (C, D, H, W) layer before the target's; -1: voxel term only), each
+ * term standardized over the subjects first.  The score is the share of
+ * correct predictions (ties half); 0.5 = chance. */
+typedef struct nfv_mis_cohort {
+    int n;
+    const float *volumes;    /* (n, D, H, W) on the model grid, not owned */
+    float *objective;        /* (n) the target's objective of each subject */
+    int feat_layer, feat_dim;
+    float *feat;             /* (n, C) standardized channel means at feat_layer */
+    float *feat_mean, *feat_sd; /* (C) */
+    int *order;              /* (n) subjects by rising objective */
+    const int *strong, *weak; /* the top and bottom n/4 of order */
+    int nstrong, nweak;
+} nfv_mis_cohort;
+
+typedef struct nfv_mis_result {
+    int pairs;
+    double correct;          /* ties count 0.5 */
+    double mis, lo, hi;      /* share correct, Wilson 95 % interval */
+    double mis_voxel, mis_act; /* with one similarity term alone (act: NaN without a feature layer) */
+} nfv_mis_result;
+
+int nfv_mis_default_layer(const nfv_model *m, int target_layer);
+/* One forward per subject (batch 1): objective and features. */
+nfv_status nfv_mis_cohort_init(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *volumes, int n,
+                               int feat_layer, nfv_mis_cohort *c);
+void nfv_mis_cohort_free(nfv_mis_cohort *c);
+/* vis (D, H, W) on the model grid; pairs drawn from seed (the same pairs for
+ * every visualization scored with one cohort and seed). */
+nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
+                         const float *vis, int pairs, unsigned long long seed, nfv_mis_result *r);
+/* Wilson score interval (95 %) of k successes in n trials. */
+void nfv_wilson(double k, int n, double *lo, double *hi);
 
 /* Per target family of config's rows ("logit", "contrast", "logit@1,2,2":
  * the target without its class), the number of seeds in which every class with

@@ -190,6 +190,16 @@ typedef struct nfv_model {
      * file metadata "target_mean", "target_sd"; files without them load as
      * 0 and 1 (z is the prediction). */
     double target_mean, target_sd;
+    /* MACO (--param maco, src/vis/maco.c): the training cohort's mean
+     * amplitude spectrum on the model grid, (D, H, W) host floats in the
+     * orthonormal DFT's units (|F(k)| of the preprocessed volumes, averaged),
+     * and the intensity range [spectrum_lo, spectrum_hi] the decoded image is
+     * mapped into (the mean of the volumes' minima and maxima).  NULL = none
+     * (`neurofv spectrum` adds it).  File: tensor "maco.amplitude" (D, H, W)
+     * and metadata "maco_range" = "lo,hi", "maco_subjects" = the count. */
+    float *spectrum;
+    float spectrum_lo, spectrum_hi;
+    int spectrum_subjects;
 
     int batch;               /* N the runtime tensors are allocated for; 0 = none */
     unsigned long long dropout_seed; /* advanced by every training forward */

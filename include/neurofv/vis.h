@@ -106,7 +106,14 @@ int nfv_shard_contains(int unit, int units, int index, int count);
 
 /* ---- Options (src/vis/vis_options.c) ------------------------------------- */
 
-typedef enum nfv_vis_param { NFV_VIS_PARAM_VOXEL = 0, NFV_VIS_PARAM_FOURIER, NFV_VIS_PARAM_DCT } nfv_vis_param;
+/* MACO: the phase of the spectrum, magnitude fixed to the model's cohort
+ * spectrum (nfv_model.spectrum; src/vis/maco.c). */
+typedef enum nfv_vis_param {
+    NFV_VIS_PARAM_VOXEL = 0,
+    NFV_VIS_PARAM_FOURIER,
+    NFV_VIS_PARAM_DCT,
+    NFV_VIS_PARAM_MACO
+} nfv_vis_param;
 typedef enum nfv_vis_init { NFV_VIS_INIT_NOISE = 0, NFV_VIS_INIT_ZEROS, NFV_VIS_INIT_TEMPLATE } nfv_vis_init;
 
 #define NFV_VIS_MAX_SNAPSHOTS 16
@@ -135,6 +142,25 @@ typedef struct nfv_vis_options {
     float scale_min, scale_max;/* 1,1 = off */
     float rotate_deg;          /* +-degrees about each axis, 0 = off */
     int pad;                   /* voxels of edge replication before the transforms */
+    /* MACO's transforms: a random crop of edge crop_max .. crop_min (fraction
+     * of the grid, shrinking linearly over the steps) resized to the grid,
+     * then Gaussian noise of SD `noise` on the model input.  crop_max 0 = off;
+     * not combined with jitter/scale/rotate/pad. */
+    float crop_max, crop_min;
+    float noise;
+    /* --diversity W: the starts of each target are optimized together with
+     * Lucid's diversity term (negative pairwise cosine of Gram matrices at
+     * diversity_layer, "" = the last (C, D, H, W) layer before the target's;
+     * src/vis/diversity.c); results keep every start as a facet.  0 = off. */
+    float diversity;
+    char diversity_layer[64];
+    /* Feature accentuation: --init subject=FILE (init TEMPLATE with
+     * init_subject = 1: FILE preprocessed like the training data, the change
+     * starts at 0) and --stay LAYER=W: W x mean (a - a_subject)^2 at LAYER
+     * (src/vis/accentuate.c).  stay 0 = off. */
+    int init_subject;
+    float stay;
+    char stay_layer[64];
     /* Box constraint on the change (voxel parameterization): after every
      * update the parameter is clamped to [range_lo, range_hi] (projected
      * gradient ascent; Lucid bounds pixels to [0,1] for the same reason: an
@@ -184,6 +210,8 @@ typedef struct nfv_vis_result {
     nfv_volume change;         /* template init only: the change (else nx = 0) */
     nfv_volume importance;     /* --importance on: mean |d objective / d image| per voxel over the steps (else nx = 0) */
     int best_start;            /* the start kept (highest objective without transforms) */
+    int facet_count;           /* --diversity: every start's image (facets[start_count]), else 0 */
+    nfv_volume *facets;
     int start_count;
     float *start_objective;    /* objective without transforms of each start */
     float objective;           /* final objective (last step, transformed input) */

@@ -157,6 +157,56 @@ nfv_status nfv_fourier_decode(nfv_context *ctx, nfv_fourier *f, const nfv_tensor
 /* dparam = s * B dimage (the adjoint of decode), overwritten. */
 nfv_status nfv_fourier_adjoint(nfv_context *ctx, nfv_fourier *f, const nfv_tensor *dimage, nfv_tensor *dparam);
 
+/* ---- MACO: magnitude-constrained phase (cl/maco.cl, src/vis/maco.c) ------
+ *
+ * image (N, 1, D, H, W) = range(B^T (A * cas((phi - phi[-k]) / 2))): the
+ * phase phi (N, 1, D, H, W) is the parameter, the amplitude A (D, H, W) the
+ * cohort's mean amplitude spectrum (fixed), B the orthonormal Hartley basis
+ * of the DFT plan below, range(x) = mid + half tanh((x - mid) / half) with
+ * [mid - half, mid + half] = [lo, hi] the training data's intensity range. */
+typedef struct nfv_maco nfv_maco;
+nfv_status nfv_maco_create(nfv_context *ctx, int D, int H, int W, const float *amplitude, float lo, float hi,
+                           nfv_maco **out);
+void nfv_maco_free(nfv_maco *mc);
+nfv_status nfv_maco_decode(nfv_context *ctx, nfv_maco *mc, const nfv_tensor *phi, nfv_tensor *image);
+/* dphi = d/dphi of <dimage, image(phi)>; image is decode's output for phi.
+ * dimage is overwritten (it receives the gradient before the range map). */
+nfv_status nfv_maco_adjoint(nfv_context *ctx, nfv_maco *mc, const nfv_tensor *phi, const nfv_tensor *image,
+                            nfv_tensor *dimage, nfv_tensor *dphi);
+
+/* The cohort spectrum: begin, add each preprocessed volume (D*H*W floats on
+ * the model grid), end gives amplitude (D*H*W) = mean over volumes of
+ * |F(k)| (orthonormal DFT), lo / hi = mean of the volumes' minima / maxima,
+ * count; then free. */
+typedef struct nfv_spectrum_acc nfv_spectrum_acc;
+nfv_status nfv_spectrum_begin(nfv_context *ctx, int D, int H, int W, nfv_spectrum_acc **out);
+nfv_status nfv_spectrum_add(nfv_spectrum_acc *a, const float *volume);
+nfv_status nfv_spectrum_end(nfv_spectrum_acc *a, float *amplitude, float *lo, float *hi, int *count);
+void nfv_spectrum_free(nfv_spectrum_acc *a);
+
+/* MACO's transformation recipe: each step a random crop whose edge is a
+ * fraction `crop` of the volume's (shrinking linearly from crop_max at step
+ * 1 to crop_min at step `steps`: nfv_maco_crop_at), resized to the model grid
+ * by the affine warp (matrix n x 12, layout of nfv_affine_warp; in and out
+ * dims equal), then Gaussian noise of SD sigma on the model input.  Sample
+ * i draws 3 numbers (crop origin z, y, x) from streams[i]; the noise draws
+ * from the same stream (download, add, upload: host-side, reproducible). */
+float nfv_maco_crop_at(float crop_max, float crop_min, int step, int steps);
+void nfv_maco_crops(uint64_t *streams, int n, const int dims[3], float crop, float *matrix);
+nfv_status nfv_add_noise(nfv_context *ctx, uint64_t *streams, int n, float sigma, nfv_tensor *x);
+
+/* ---- Diversity (src/vis/diversity.c) ------------------------------------
+ *
+ * Lucid's diversity term of K samples' activations a (K, C, S) at one
+ * layer: G_i = a_i a_i^T / S, loss = w / K sum_{i != j} cos(G_i, G_j) (the
+ * objective gains -loss).  Returns the loss; grad (K, C, S, may be NULL)
+ * receives d loss / d a.  In double (the loop converts). */
+double nfv_diversity_loss(const double *a, int K, int C, size_t S, double w, double *grad);
+
+/* Feature accentuation's --stay penalty (src/vis/accentuate.c): loss =
+ * w mean_p (a_p - ref_p)^2 over P activations; grad (may be NULL) = d loss / d a. */
+double nfv_stay_loss(const double *a, const double *ref, size_t P, double w, double *grad);
+
 /* ---- Normalized cross-correlation, host side (src/ncc.c) --------------- */
 
 typedef struct nfv_ncc_result {

@@ -73,4 +73,10 @@ void cli_progress_end(cli_progress *p);
 
 double cli_now(void); /* monotonic seconds */
 
+/* cmd_spectrum.c: store the mean amplitude spectrum of csv's rows in `split`
+ * (train, val, test, all; NULL = train) in the model file at model_path (for
+ * --param maco), rewritten atomically; *used (may be NULL) = subjects. */
+nfv_status cli_model_spectrum(const char *model_path, const char *csv, const char *split, const char *device,
+                              int *used);
+
 #endif

@@ -11,6 +11,7 @@
 #include "compare_cli.h"
 #include "neurofv/dist.h"
 #include "neurofv/render.h"
+#include "compare_mis.h"
 
 NFV_COMMAND(compare, "compare", "Compare regularization configurations of feature visualization (CSV/MD/HTML report)")
 
@@ -106,6 +107,20 @@ static int select_configs(compare_state *cs)
     return 0;
 }
 
+/* Without --configs, the MACO configurations are left out for a model with
+ * no cohort spectrum (named ones fail with the fix). */
+static void drop_maco(compare_state *cs)
+{
+    int w = 0, dropped = 0;
+    for (int c = 0; c < cs->nconfigs; c++)
+        if (strstr(cs->configs[c].options, "--param maco")) dropped++;
+        else cs->configs[w++] = cs->configs[c];
+    cs->nconfigs = w;
+    if (dropped)
+        fprintf(stderr, "compare: %d MACO configuration(s) left out: %s has no cohort spectrum (add it with neurofv "
+                        "spectrum --data CSV --model MODEL)\n", dropped, cs->a->model_path);
+}
+
 /* The options of configuration c: compare's own, then the configuration's. */
 static nfv_status config_options(const compare_state *cs, int c, nfv_vis_options *o)
 {
@@ -174,6 +189,10 @@ static nfv_status fill_row(compare_state *cs, int c, const char *rel, const char
     const nfv_volume *shown = res->change.nx ? &res->change : &res->volume;
     if (write) NFV_TRY(nfv_vis_write(res, o, vis_session_overlay(&cs->s), dir));
     NFV_TRY(nfv_highfreq_share(cs->s.ctx, shown, 0.25, &row->hf_share));
+    /* The image the model saw (not a template start's change) against the subjects. */
+    for (int t = 0; cs->mis.n && t < cs->s.count; t++)
+        if (!strcmp(cs->s.targets[t].name, res->target.name))
+            NFV_TRY(compare_mis_score(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, t, &res->volume, row));
     return cs->truth.count ? score_truth(cs, shown, dir, write, row) : NFV_OK;
 }
 
@@ -318,12 +337,16 @@ static int prepare(compare_state *cs, const vis_cli *cli)
             return cli_failf("compare", "configuration %s: %s", cs->configs[c].name, nfv_error_message());
     }
     st = vis_session_open(&cs->s, a->device, a->model_path);
+    if (!st && !cs->s.m->spectrum && !a->only) drop_maco(cs);
     if (!st && cs->s.m->input_shape[0] != 1)
         st = nfv_fail(NFV_ERR_UNSUPPORTED, "%s: the model takes %d input channels; visualization supports 1",
                       a->model_path, cs->s.m->input_shape[0]);
     if (!st) st = vis_session_targets(&cs->s, a->texts, a->ntexts);
     if (!st && a->truth_dir) st = nfv_truth_load(cs->s.m, a->truth_dir, &cs->truth);
     if (!st) st = vis_session_background(&cs->s, a->background);
+    if (!st && a->score)
+        st = compare_mis_open(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, a->data, a->mis_split,
+                              a->mis_subjects, a->mis_pairs);
     if (st) return cli_fail("compare", st);
     /* Every configuration's batch against the device before any work:
      * without --batch (here or in the configuration) the largest that fits. */
@@ -363,6 +386,12 @@ static int compare(const compare_args *a, const vis_cli *cli)
 {
     if (!a->model_path || !a->out || !a->ntexts)
         return cli_failf("compare", "--model, --target and --out are required (see neurofv compare --help)");
+    if (a->score && (strcmp(a->score, "mis") || !a->data))
+        return cli_failf("compare", "--score expects mis, with --data CSV (the subjects), got \"%s\"%s", a->score,
+                         a->data ? "" : " without --data");
+    if (a->mis_subjects < 8 || a->mis_pairs < 1)
+        return cli_failf("compare", "--mis-subjects must be >= 8 and --mis-pairs >= 1 (got %d, %d)", a->mis_subjects,
+                         a->mis_pairs);
     compare_state cs;
     memset(&cs, 0, sizeof cs);
     cs.a = a;
@@ -386,6 +415,7 @@ static int compare(const compare_args *a, const vis_cli *cli)
     free(cs.scores);
     free(cs.positions);
     nfv_truth_free(&cs.truth);
+    compare_mis_free(&cs.mis);
     vis_session_free(&cs.s);
     free(cs.rows);
     free(cs.seeds);
@@ -407,6 +437,9 @@ int compare_main(int argc, char **argv, int merging)
     if (!given) return cli_failf("compare", "out of memory");
     memcpy(given, argv, (size_t)argc * sizeof *given);
     a.argc = argc, a.argv = given;
+    a.mis_subjects = 64;
+    a.mis_pairs = 256;
+    a.mis_split = "test";
     if (vis_take_multi("compare", "--target", &argc, argv, a.texts, &a.ntexts) ||
         vis_take_multi("compare", "--config", &argc, argv, a.cfg_args, &a.ncfg_args)) {
         free(given);
@@ -425,7 +458,8 @@ int compare_main(int argc, char **argv, int merging)
          "against shapes/<CLASS>.nii.gz, the template box inside mask.nii.gz"},
         {"--config", CLI_STRING, &dummy_c, "NAME=OPTIONS",
          "add or override a configuration, repeatable (e.g. --config 'l2=--l2 0.5'); defaults: "
-         "none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask"},
+         "none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask, maco, maco+robust (maco: the model "
+         "needs its cohort spectrum, see neurofv spectrum)"},
         {"--configs", CLI_STRING, &a.only, "A,B,...", "run only these configurations (by name)"},
         {"--seeds", CLI_STRING, &a.seeds_text, "S1,S2,...",
          "run every configuration once per seed (outputs in RUNS/<config>/seed<S>/); the report "
@@ -433,6 +467,14 @@ int compare_main(int argc, char **argv, int merging)
          "--seed)"},
         {"--background", CLI_STRING, &a.background, "FILE|template|none",
          "volume under the overlay PNGs (default template = Colin27 ch2bet)"},
+        {"--score", CLI_STRING, &a.score, "mis",
+         "also score each visualization without ground truth: pairs of real subjects (--data), one from the top and "
+         "one from the bottom quartile of the target's activation, predicted by similarity to the visualization; the "
+         "share correct (0.5 = chance) with a Wilson 95 % interval"},
+        {"--data", CLI_STRING, &a.data, "CSV", "--score mis: the subjects (path,label[,split])"},
+        {"--mis-split", CLI_STRING, &a.mis_split, "SPLIT", "--score mis: rows used: train, val, test, all (default test)"},
+        {"--mis-subjects", CLI_INT, &a.mis_subjects, "N", "--score mis: at most N subjects, evenly spaced (default 64)"},
+        {"--mis-pairs", CLI_INT, &a.mis_pairs, "P", "--score mis: strong/weak pairs per visualization (default 256)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device"},
         {"--resume", CLI_FLAG, &a.resume, NULL,
          "skip configuration x seed x target runs whose outputs in DIR are all there (a pre-empted job run again "

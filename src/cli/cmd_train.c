@@ -253,6 +253,9 @@ int cmd_train(int argc, char **argv)
     if (!s) s = nfv_train_run(ctx, &ds, &o, &res);
     nfv_context_free(ctx);
     nfv_dataset_free(&ds);
+    /* The cohort's amplitude spectrum for --param maco (visualize), from the
+     * training rows, into the best model's file. */
+    if (!s) s = cli_model_spectrum(o.out, data, "train", device, NULL);
     if (s) return cli_fail("train", s);
     if (o.head == NFV_HEAD_REGRESSION)
         printf("best validation MAE %.4g (loss %.4f); model %s\n", res.best_mae, res.best_loss, o.out);

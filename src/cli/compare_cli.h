@@ -6,6 +6,7 @@
 
 #include "neurofv/compare.h"
 #include "neurofv/vis.h"
+#include "compare_mis.h"
 #include "vis_setup.h"
 
 typedef struct compare_args {
@@ -14,6 +15,8 @@ typedef struct compare_args {
     const char *cfg_args[VIS_SETUP_MAX_MULTI]; /* --config NAME=OPTIONS */
     int ntexts, ncfg_args;
     int resume;                                /* skip (configuration, seed, target)s whose outputs are complete */
+    const char *score, *data, *mis_split;      /* --score mis --data CSV [--mis-split S] */
+    int mis_subjects, mis_pairs;
     const char *shard;                         /* --shard I/N|auto */
     int merge;                                 /* --merge DIR...: the positional folders are shards' reports */
     int merging;                               /* replaying shards' command line: every result must be on disk */
@@ -39,6 +42,7 @@ typedef struct compare_state {
     double t0;                     /* when the first run started (cli_now) */
     const char *runs;              /* where the runs' outputs go: --runs, else --out */
     char runs_rel[4096];           /* runs as seen from --out ("." when the same) */
+    compare_mis mis;               /* --score mis: the subjects (n = 0: off) */
     const char *report;            /* where the report goes: --out, or --out/shard-I-of-N for a shard */
     char report_buf[4200];
     int shard_i, shard_n;          /* the runs (configuration x seed) of shard I of N; 1/1: all */

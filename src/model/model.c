@@ -301,6 +301,7 @@ void nfv_model_free(nfv_model *m)
     }
     for (int i = 0; i < m->class_count; i++) free(m->class_names[i]);
     free(m->class_names);
+    free(m->spectrum);
     free(m->layers);
     free(m->arch_spec);
     nfv_arch_free(&m->arch);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define MODEL_FORMAT "neurofv-model-1"
+#define SPECTRUM_TENSOR "maco.amplitude"
 
 static nfv_status download_param(nfv_context *ctx, const nfv_tensor *t, float **host)
 {
@@ -62,6 +63,19 @@ static int batches_tracked_name(const nfv_layer *l, char *buf, size_t cap)
     return 1;
 }
 
+/* The MACO spectrum (model.h): tensor SPECTRUM_TENSOR and its range. */
+static nfv_status write_spectrum(const nfv_model *m, nfv_st_writer *w)
+{
+    if (!m->spectrum) return NFV_OK;
+    char buf[96];
+    long long sh[3] = {m->input_shape[1], m->input_shape[2], m->input_shape[3]};
+    NFV_TRY(nfv_st_writer_add(w, SPECTRUM_TENSOR, NFV_ST_F32, 3, sh, m->spectrum));
+    snprintf(buf, sizeof buf, "%.9g,%.9g", (double)m->spectrum_lo, (double)m->spectrum_hi);
+    NFV_TRY(nfv_st_writer_meta(w, "maco_range", buf));
+    snprintf(buf, sizeof buf, "%d", m->spectrum_subjects);
+    return nfv_st_writer_meta(w, "maco_subjects", buf);
+}
+
 nfv_status nfv_model_to_writer(const nfv_model *m, nfv_st_writer *w)
 {
     nfv_context *ctx = m->ctx;
@@ -97,6 +111,7 @@ nfv_status nfv_model_to_writer(const nfv_model *m, nfv_st_writer *w)
         snprintf(buf, sizeof buf, "%.17g", m->target_sd);
         NFV_TRY(nfv_st_writer_meta(w, "target_sd", buf));
     }
+    NFV_TRY(write_spectrum(m, w));
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; arr && i < m->class_count; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(m->class_names[i]));
     char *js = arr ? cJSON_PrintUnformatted(arr) : NULL;
@@ -251,6 +266,35 @@ static nfv_status read_target_scale(nfv_model *m, const nfv_st_file *f)
     return NFV_OK;
 }
 
+/* The optional MACO spectrum: tensor (D, H, W) of finite values >= 0 and
+ * "maco_range" lo < hi; a file with one but not the other is refused. */
+static nfv_status read_spectrum(nfv_model *m, const nfv_st_file *f)
+{
+    const nfv_st_tensor *t = nfv_st_find(f, SPECTRUM_TENSOR);
+    const char *rs = nfv_st_meta(f, "maco_range"), *ns = nfv_st_meta(f, "maco_subjects");
+    if (!t && !rs) return NFV_OK;
+    double r[2], n = 0;
+    if (!t || !rs || !parse_numbers(rs, r, 2) || !(r[0] < r[1]))
+        return nfv_fail(NFV_ERR_FORMAT, "%s: the MACO spectrum needs tensor \"%s\" and maco_range \"lo,hi\" with lo < hi "
+                        "(rewrite it with neurofv spectrum)", f->path, SPECTRUM_TENSOR);
+    if (ns && !parse_numbers(ns, &n, 1)) n = 0;
+    if (t->ndim != 3 || t->shape[0] != m->input_shape[1] || t->shape[1] != m->input_shape[2] ||
+        t->shape[2] != m->input_shape[3] || (t->dtype != NFV_ST_F32 && t->dtype != NFV_ST_F64))
+        return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" must be F32 (%d, %d, %d), the model grid", f->path,
+                        SPECTRUM_TENSOR, m->input_shape[1], m->input_shape[2], m->input_shape[3]);
+    m->spectrum = malloc(t->numel * sizeof *m->spectrum);
+    if (!m->spectrum) return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory", f->path);
+    nfv_st_to_float(t, m->spectrum);
+    for (size_t i = 0; i < t->numel; i++)
+        if (!isfinite(m->spectrum[i]) || m->spectrum[i] < 0)
+            return nfv_fail(NFV_ERR_FORMAT, "%s: tensor \"%s\" has a negative, NaN or Inf value", f->path,
+                            SPECTRUM_TENSOR);
+    m->spectrum_lo = (float)r[0];
+    m->spectrum_hi = (float)r[1];
+    m->spectrum_subjects = (int)n;
+    return NFV_OK;
+}
+
 /* Every parameter tensor is present with the architecture's shape.  Checked
  * before any allocation, so a corrupt header cannot make us allocate what the
  * file does not hold. */
@@ -313,6 +357,7 @@ static nfv_status check_no_stray(const nfv_model *m, const nfv_st_file *f, const
     for (int i = 0; i < f->count; i++) {
         const char *tn = f->tensors[i].name;
         if (ignore_prefix && *ignore_prefix && !strncmp(tn, ignore_prefix, strlen(ignore_prefix))) continue;
+        if (!strcmp(tn, SPECTRUM_TENSOR)) continue;
         int known = 0;
         for (int j = 0; !known && j < m->layer_count; j++) {
             const nfv_layer *l = &m->layers[j];
@@ -352,6 +397,7 @@ nfv_status nfv_model_from_file(nfv_context *ctx, const nfv_st_file *f, const cha
     s = read_classes(m, f);
     if (!s) s = read_geometry(m, f);
     if (!s) s = read_target_scale(m, f);
+    if (!s) s = read_spectrum(m, f);
     if (!s) s = check_param_shapes(m, f);
     if (!s) s = nfv_model_alloc_params(m, ctx);
     for (int i = 0; !s && i < m->layer_count; i++) s = load_layer(ctx, &m->layers[i], f);

@@ -30,6 +30,12 @@ static const nfv_compare_config default_configs[] = {
     {"all", "--param fourier --decay 1 " ROBUST " --l2 2 --tv 2 --blur 1 --blur-every 4 --mask brain"},
     /* `all` without the brain mask: what the mask prior itself adds or costs. */
     {"all-no-mask", "--param fourier --decay 1 " ROBUST " --l2 2 --tv 2 --blur 1 --blur-every 4"},
+    /* MACO (needs the model's cohort spectrum): the phase only, with MACO's
+     * own transforms (crops shrinking from 0.9 to 0.6 of the grid, noise
+     * 0.05 SD), or with Lucid's robustness set instead.  lr 0.1: a phase
+     * moves in radians. */
+    {"maco", "--param maco --lr 0.1 --crop 0.9,0.6 --noise 0.05"},
+    {"maco+robust", "--param maco --lr 0.1 " ROBUST},
 };
 
 nfv_status nfv_compare_default_configs(nfv_compare_config **out, int *count)

@@ -75,3 +75,15 @@ nfv_status vis_mask_on_grid(const nfv_model *m, const char *spec, float **out)
     *out = mask;
     return NFV_OK;
 }
+
+nfv_status vis_subject_on_grid(const nfv_model *m, const char *path, nfv_volume *out)
+{
+    /* The same preprocessing as training and eval (src/io/preprocess.c). */
+    nfv_volume in;
+    NFV_TRY(nfv_volume_read(path, &in, NULL));
+    nfv_grid g = {m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                  {m->voxel_mm[0], m->voxel_mm[1], m->voxel_mm[2]}, m->norm};
+    nfv_status st = nfv_preprocess(&in, &g, out);
+    nfv_volume_free(&in);
+    return st ? nfv_fail_context(st, "--init subject=%s", path) : NFV_OK;
+}

@@ -20,6 +20,9 @@
  * outside: "brain" = the template > 0, else a file resampled (> 0.5).
  * *mask is malloc'ed; an error when no voxel is inside. */
 nfv_status vis_mask_on_grid(const nfv_model *m, const char *spec, float **mask);
+/* --init subject=FILE: the file preprocessed to the model grid as the
+ * training data were (nfv_preprocess with the model's grid and norm). */
+nfv_status vis_subject_on_grid(const nfv_model *m, const char *path, nfv_volume *out);
 
 /* ---- samples ------------------------------------------------------------ */
 
@@ -106,6 +109,45 @@ typedef struct vis_progress {
 nfv_status vis_run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *targets, const vis_sample *smp, int N,
                          const nfv_vis_options *o, const float *templ, const float *mask, const vis_progress *progress,
                          vis_log *logs);
+
+/* ---- diversity (diversity.c) -------------------------------------------- */
+
+/* --diversity: a second backward from the diversity layer, added to dx. */
+typedef struct vis_diversity {
+    int layer;          /* resolved on first use */
+    size_t per;         /* activation floats per sample at the layer: C*D*H*W */
+    nfv_tensor seed;    /* (N, C, D, H, W) d loss / d a */
+    nfv_tensor dx;      /* (N, 1, D, H, W) its input gradient */
+    float *host;
+    double *ad, *gd;
+} vis_diversity;
+/* o->diversity_layer (name or index; "" = the last (C, D, H, W) layer before
+ * the target's), -1 when there is none. */
+int vis_diversity_layer(const nfv_model *m, const char *name, int target_layer);
+/* After the objective's backward (the forward reached the target's layer):
+ * dx += the diversity loss's input gradient, per group of consecutive
+ * samples with one target. */
+nfv_status vis_diversity_add(vis_diversity *d, nfv_context *ctx, nfv_model *m, const nfv_vis_options *o,
+                             const nfv_target *targets, const vis_sample *smp, int N, nfv_tensor *dx);
+void vis_diversity_free(vis_diversity *d);
+
+/* ---- feature accentuation (accentuate.c) --------------------------------- */
+
+/* --stay LAYER=W: keeps the activations at LAYER near the subject's. */
+typedef struct vis_stay {
+    int layer, n;
+    size_t per;         /* activation floats per sample at the layer */
+    nfv_tensor seed;    /* (N, layer shape) d loss / d a */
+    nfv_tensor dx;      /* (N, 1, D, H, W) */
+    float *ref;         /* (N, per) the subject's activations */
+    float *host;
+} vis_stay;
+/* subject (N, 1, D, H, W): the template copies (the subject). */
+nfv_status vis_stay_init(vis_stay *st, nfv_context *ctx, nfv_model *m, const nfv_vis_options *o, int target_layer,
+                         const nfv_tensor *subject, const nfv_tensor *dx);
+/* After the objective's backward: dx += the penalty's input gradient. */
+nfv_status vis_stay_add(vis_stay *st, nfv_context *ctx, nfv_model *m, const nfv_vis_options *o, nfv_tensor *dx);
+void vis_stay_free(vis_stay *st);
 
 /* Monotonic seconds. */
 double vis_now(void);

@@ -63,6 +63,9 @@ typedef struct batch_state {
     nfv_tensor blur_factor;   /* (D, H, W) Fourier blur as a per-coefficient factor */
     nfv_tensor importance;    /* sum of |d objective / d image| over the steps */
     nfv_fourier *fourier;
+    nfv_maco *maco;           /* --param maco: param is the phase, change the decoded image */
+    vis_diversity div;        /* --diversity */
+    vis_stay stay;            /* --stay */
     vis_objective objective;
     uint64_t *streams;        /* (N) each sample's stream: its start, then its transforms */
     float *matrix;            /* (N, 12) this step's warps */
@@ -83,6 +86,10 @@ static void batch_free(batch_state *b)
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) nfv_tensor_free(ts[i]);
     if (b->fourier) nfv_fourier_free(b->fourier);
     b->fourier = NULL;
+    nfv_maco_free(b->maco);
+    b->maco = NULL;
+    vis_diversity_free(&b->div);
+    vis_stay_free(&b->stay);
     vis_objective_free(&b->objective);
     free(b->streams);
     free(b->matrix);
@@ -153,7 +160,11 @@ static nfv_status batch_alloc(batch_state *b)
             }
         }
     }
-    if (o->param != NFV_VIS_PARAM_VOXEL) {
+    if (o->param == NFV_VIS_PARAM_MACO) {
+        const nfv_model *m = b->m;
+        NFV_TRY(nfv_maco_create(ctx, D, H, W, m->spectrum, m->spectrum_lo, m->spectrum_hi, &b->maco));
+        NFV_TRY(vol_tensor(ctx, &b->change, N, D, H, W));
+    } else if (o->param != NFV_VIS_PARAM_VOXEL) {
         nfv_fourier_basis basis = o->param == NFV_VIS_PARAM_DCT ? NFV_FOURIER_DCT : NFV_FOURIER_DFT;
         NFV_TRY(nfv_fourier_create(ctx, basis, D, H, W, o->decay, &b->fourier));
         NFV_TRY(vol_tensor(ctx, &b->change, N, D, H, W));
@@ -188,9 +199,10 @@ static nfv_status batch_start(batch_state *b, const float *templ_host, const flo
     for (int n = 0; n < b->N; n++) {
         b->streams[n] = sample_seed(o->seed, b->targets[b->smp[n].target].name, b->smp[n].start);
         float *p = host + (size_t)n * b->vox;
+        /* A phase (maco) starts uniform in [-pi, pi], as MACO's. */
+        double amp = b->maco ? M_PI : o->init_scale;
         if (o->init == NFV_VIS_INIT_NOISE)
-            for (size_t i = 0; i < b->vox; i++)
-                p[i] = (float)((2.0 * nfv_uniform01(&b->streams[n]) - 1.0) * o->init_scale);
+            for (size_t i = 0; i < b->vox; i++) p[i] = (float)((2.0 * nfv_uniform01(&b->streams[n]) - 1.0) * amp);
         else
             memset(p, 0, b->vox * sizeof *p);
     }
@@ -206,13 +218,14 @@ static nfv_status batch_start(batch_state *b, const float *templ_host, const flo
 }
 
 /* The change (what the penalties see): the decoded image or the parameter itself. */
-static const nfv_tensor *change_of(const batch_state *b) { return b->fourier ? &b->change : &b->param; }
+static const nfv_tensor *change_of(const batch_state *b) { return b->fourier || b->maco ? &b->change : &b->param; }
 
 /* image = change x mask + template (or the change itself). */
 static nfv_status make_image(batch_state *b, const nfv_tensor **image)
 {
     nfv_context *ctx = b->ctx;
     if (b->fourier) NFV_TRY(nfv_fourier_decode(ctx, b->fourier, &b->param, &b->change));
+    if (b->maco) NFV_TRY(nfv_maco_decode(ctx, b->maco, &b->param, &b->change));
     const nfv_tensor *ch = change_of(b);
     if (!b->has_mask && !b->has_template) {
         *image = ch;
@@ -226,7 +239,7 @@ static nfv_status make_image(batch_state *b, const nfv_tensor **image)
 }
 
 /* Draw this step's transforms for every sample and build the model input. */
-static nfv_status transform_forward(batch_state *b, const nfv_tensor *image, const nfv_tensor **x)
+static nfv_status transform_forward(batch_state *b, int step, const nfv_tensor *image, const nfv_tensor **x)
 {
     const nfv_vis_options *o = b->o;
     if (!b->transforms) {
@@ -235,8 +248,12 @@ static nfv_status transform_forward(batch_state *b, const nfv_tensor *image, con
     }
     int out_dims[3] = {b->D, b->H, b->W};
     float max_angle = (float)(o->rotate_deg * M_PI / 180.0);
-    nfv_random_transforms(b->streams, b->N, b->pdims, out_dims, o->scale_min, o->scale_max, max_angle, o->jitter,
-                          b->matrix, b->shift);
+    if (o->crop_max > 0) /* MACO's recipe: a crop of shrinking size, resized to the grid */
+        nfv_maco_crops(b->streams, b->N, out_dims, nfv_maco_crop_at(o->crop_max, o->crop_min, step, o->steps),
+                       b->matrix);
+    else
+        nfv_random_transforms(b->streams, b->N, b->pdims, out_dims, o->scale_min, o->scale_max, max_angle,
+                              o->jitter, b->matrix, b->shift);
     const nfv_tensor *src = image;
     int pad[3] = {o->pad, o->pad, o->pad};
     if (o->pad > 0) {
@@ -251,6 +268,8 @@ static nfv_status transform_forward(batch_state *b, const nfv_tensor *image, con
     } else {
         NFV_TRY(nfv_jitter(b->ctx, b->shift, 0, src, &b->model_in));
     }
+    /* Additive: the gradient passes through unchanged. */
+    if (o->noise > 0) NFV_TRY(nfv_add_noise(b->ctx, b->streams, b->N, o->noise, &b->model_in));
     *x = &b->model_in;
     return NFV_OK;
 }
@@ -387,6 +406,10 @@ static nfv_status update_param(batch_state *b, int step, nfv_tensor *dimage)
         NFV_TRY(nfv_fourier_adjoint(ctx, b->fourier, dimage, &b->dparam));
         grad = &b->dparam;
     }
+    if (b->maco) {
+        NFV_TRY(nfv_maco_adjoint(ctx, b->maco, &b->param, &b->change, dimage, &b->dparam));
+        grad = &b->dparam;
+    }
     if (o->sgd) {
         nfv_sgd_params hp = {o->lr, o->momentum, o->weight_decay};
         NFV_TRY(nfv_sgd_step(ctx, &hp, &b->param, grad, &b->opt_m));
@@ -414,7 +437,7 @@ static nfv_status take_step(batch_state *b, int step, const nfv_tensor *image)
     const nfv_vis_options *o = b->o;
     const nfv_tensor *x;
     phase_mark(b, PH_IMAGE);
-    NFV_TRY(transform_forward(b, image, &x));
+    NFV_TRY(transform_forward(b, step, image, &x));
     phase_mark(b, PH_TRANSFORMS);
     NFV_TRY(nfv_model_forward(b->m, b->ctx, x, b->layer, 0));
     phase_mark(b, PH_FORWARD);
@@ -423,6 +446,8 @@ static nfv_status take_step(batch_state *b, int step, const nfv_tensor *image)
     if (step % o->log_every == 0 || step == o->steps || step == 1) NFV_TRY(log_step(b, step, act));
     phase_mark(b, PH_OBJECTIVE);
     NFV_TRY(nfv_model_backward(b->m, b->ctx, b->layer, &b->objective.seed, 0, &b->dx));
+    if (o->diversity > 0) NFV_TRY(vis_diversity_add(&b->div, b->ctx, b->m, o, b->targets, b->smp, b->N, &b->dx));
+    if (o->stay > 0) NFV_TRY(vis_stay_add(&b->stay, b->ctx, b->m, o, &b->dx));
     phase_mark(b, PH_BACKWARD);
     nfv_tensor *dimage;
     NFV_TRY(transform_adjoint(b, &dimage));
@@ -472,6 +497,7 @@ static nfv_status optimize(batch_state *b, const float *templ, const float *mask
     free(host);
     NFV_TRY(st);
     NFV_TRY(vis_objective_init(&b->objective, b->ctx, b->m, b->targets, b->smp, b->N));
+    if (b->o->stay > 0) NFV_TRY(vis_stay_init(&b->stay, b->ctx, b->m, b->o, b->layer, &b->templ, &b->dx));
     b->profile = getenv("NEUROFV_VIS_PROFILE") != NULL;
     b->phase_t = vis_now();
     for (int step = 1; step <= b->o->steps + 1; step++) {
@@ -508,8 +534,8 @@ nfv_status vis_run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *targe
     b.vox = (size_t)b.D * b.H * b.W;
     b.has_mask = mask != NULL;
     b.has_template = templ != NULL;
-    b.warp = o->scale_min != 1.0f || o->scale_max != 1.0f || o->rotate_deg > 0;
-    b.transforms = b.warp || o->jitter > 0 || o->pad > 0;
+    b.warp = o->scale_min != 1.0f || o->scale_max != 1.0f || o->rotate_deg > 0 || o->crop_max > 0;
+    b.transforms = b.warp || o->jitter > 0 || o->pad > 0 || o->noise > 0;
     b.pdims[0] = b.D + 2 * o->pad;
     b.pdims[1] = b.H + 2 * o->pad;
     b.pdims[2] = b.W + 2 * o->pad;

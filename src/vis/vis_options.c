@@ -19,8 +19,10 @@ const nfv_vis_option_info nfv_vis_option_table[] = {
     {"--seed", "S", "random seed for the start and the transforms (default 1)"},
     {"--starts", "K", "random starts per target; the best (objective without transforms) is kept (default 1)"},
     {"--batch", "B", "samples (targets x starts) optimized together in one device batch (default 8)"},
-    {"--param", "voxel|fourier|dct", "parameterization: voxels, or Fourier coefficients with 1/f scaling "
-                                     "(fourier: periodic DFT/Hartley basis; dct: DCT-II basis) (default voxel)"},
+    {"--param", "voxel|fourier|dct|maco", "parameterization: voxels, or Fourier coefficients with 1/f scaling "
+                                          "(fourier: periodic DFT/Hartley basis; dct: DCT-II basis), or maco: only "
+                                          "the phase, magnitude = the training cohort's spectrum (neurofv "
+                                          "spectrum) (default voxel)"},
     {"--decay", "D", "Fourier 1/f^D scaling exponent (default 1)"},
     {"--init", "noise[=A]|zeros|template[=FILE]",
      "start: uniform noise in [-A, A] (A default 0.1), zeros, or a template (default Colin27) on the model grid, "
@@ -35,9 +37,19 @@ const nfv_vis_option_info nfv_vis_option_table[] = {
     {"--scale", "LO,HI", "random scale in [LO, HI] each step (default 1,1 = off)"},
     {"--rotate", "DEG", "random rotation of up to +-DEG degrees about each axis each step (default 0 = off)"},
     {"--pad", "P", "replicate the edges by P voxels before the transforms (default 0)"},
+    {"--crop", "MAX,MIN", "MACO's transforms: a random crop of edge MAX (fraction of the grid) shrinking to MIN over "
+                          "the steps, resized to the grid, each step (default off)"},
+    {"--noise", "SD", "Gaussian noise of SD on the model input each step (MACO's transforms) (default 0 = off)"},
     {"--range", "LO,HI", "keep every voxel of the change in [LO, HI] (projected steps, voxel parameterization; "
                          "e.g. 0,4 = only brighten, by at most 4 SD) (default off)"},
     {"--mask", "FILE|brain|none", "optimize only inside a mask (brain: Colin27 > 0 on the model grid) (default none)"},
+    {"--diversity", "W", "optimize the --starts of each target together, pushed apart by Lucid's diversity term "
+                         "(W x negative cosine of Gram matrices at --diversity-layer); <stem>_facets.png shows them "
+                         "(default 0 = off)"},
+    {"--diversity-layer", "LAYER", "layer of the diversity term (default: the last conv-shaped layer before the "
+                                   "target's)"},
+    {"--stay", "LAYER=W", "feature accentuation (with --init subject=FILE): W x mean squared difference of the "
+                          "activations at LAYER from the subject's (default off)"},
     {"--log-every", "K", "read the objective every K steps (default 1)"},
     {"--snapshots", "S1,S2,...", "also keep the volume at these steps (0 = the start)"},
     {"--importance", "on|off", "also write <stem>_importance.nii.gz/.png: the mean |d objective / d voxel| over the "
@@ -94,12 +106,17 @@ static nfv_status set_init(nfv_vis_options *o, const char *name, const char *v)
         o->init = NFV_VIS_INIT_NOISE;
         if (v[5] == '=' && (!parse_float(v + 6, &o->init_scale) || !(o->init_scale > 0)))
             return BAD(name, v, "noise=A with A > 0");
+    } else if (!strncmp(v, "subject=", 8) && v[8]) {
+        o->init = NFV_VIS_INIT_TEMPLATE;
+        o->init_subject = 1;
+        snprintf(o->init_path, sizeof o->init_path, "%s", v + 8);
     } else if (!strncmp(v, "template", 8) && (v[8] == 0 || v[8] == '=')) {
         o->init = NFV_VIS_INIT_TEMPLATE;
+        o->init_subject = 0;
         snprintf(o->init_path, sizeof o->init_path, "%s", v[8] == '=' ? v + 9 : "template");
         if (!o->init_path[0]) return BAD(name, v, "template=FILE");
     } else {
-        return BAD(name, v, "noise[=A], zeros or template[=FILE]");
+        return BAD(name, v, "noise[=A], zeros, template[=FILE] or subject=FILE");
     }
     return NFV_OK;
 }
@@ -133,6 +150,25 @@ static nfv_status set_scale(nfv_vis_options *o, const char *name, const char *v)
     } else {
         return BAD(name, v, "LO,HI with 0.2 < LO <= HI < 5 (e.g. 0.9,1.1)");
     }
+    return NFV_OK;
+}
+
+/* --crop MAX,MIN (0.1 <= MIN <= MAX <= 1), one fraction F (= F,F), or off. */
+static nfv_status set_crop(nfv_vis_options *o, const char *name, const char *v)
+{
+    char tail;
+    float a, b;
+    if (!strcmp(v, "off") || !strcmp(v, "none")) {
+        o->crop_max = o->crop_min = 0;
+        return NFV_OK;
+    }
+    if (sscanf(v, "%f,%f%c", &a, &b, &tail) != 2) {
+        if (!parse_float(v, &a)) return BAD(name, v, "MAX,MIN with 0.1 <= MIN <= MAX <= 1 (e.g. 0.9,0.5) or off");
+        b = a;
+    }
+    if (!(b >= 0.1f && a >= b && a <= 1.0f))
+        return BAD(name, v, "MAX,MIN with 0.1 <= MIN <= MAX <= 1 (e.g. 0.9,0.5) or off");
+    o->crop_max = a, o->crop_min = b;
     return NFV_OK;
 }
 
@@ -206,7 +242,8 @@ static int set_prior(nfv_vis_options *o, const char *name, const char *v, nfv_st
         if (!strcmp(v, "voxel")) o->param = NFV_VIS_PARAM_VOXEL;
         else if (!strcmp(v, "fourier") || !strcmp(v, "fft") || !strcmp(v, "dft")) o->param = NFV_VIS_PARAM_FOURIER;
         else if (!strcmp(v, "dct")) o->param = NFV_VIS_PARAM_DCT;
-        else *st = BAD(name, v, "voxel, fourier or dct");
+        else if (!strcmp(v, "maco")) o->param = NFV_VIS_PARAM_MACO;
+        else *st = BAD(name, v, "voxel, fourier, dct or maco");
     } else if (!strcmp(name, "--decay")) {
         if (!parse_float(v, &o->decay) || o->decay < 0 || o->decay > 4) *st = BAD(name, v, "an exponent in [0, 4]");
     } else if (!strcmp(name, "--init")) {
@@ -248,6 +285,21 @@ static int set_transform_or_output(nfv_vis_options *o, const char *name, const c
             *st = BAD(name, v, "degrees 0-180");
     } else if (!strcmp(name, "--pad")) {
         if (!parse_intv(v, &o->pad) || o->pad < 0 || o->pad > 64) *st = BAD(name, v, "voxels 0-64");
+    } else if (!strcmp(name, "--crop")) {
+        *st = set_crop(o, name, v);
+    } else if (!strcmp(name, "--noise")) {
+        if (!parse_float(v, &o->noise) || o->noise < 0 || o->noise > 100) *st = BAD(name, v, "an SD in [0, 100]");
+    } else if (!strcmp(name, "--diversity")) {
+        if (!parse_float(v, &o->diversity) || o->diversity < 0 || o->diversity > 1e6) *st = BAD(name, v, "a weight >= 0");
+    } else if (!strcmp(name, "--diversity-layer")) {
+        if (!*v || strlen(v) >= sizeof o->diversity_layer) *st = BAD(name, v, "a layer name or index");
+        else snprintf(o->diversity_layer, sizeof o->diversity_layer, "%s", v);
+    } else if (!strcmp(name, "--stay")) {
+        const char *eq = strrchr(v, '=');
+        if (!eq || eq == v || (size_t)(eq - v) >= sizeof o->stay_layer || !parse_float(eq + 1, &o->stay) ||
+            o->stay < 0)
+            *st = BAD(name, v, "LAYER=W with a weight W >= 0 (e.g. relu3=1)");
+        else snprintf(o->stay_layer, sizeof o->stay_layer, "%.*s", (int)(eq - v), v);
     } else if (!strcmp(name, "--log-every")) {
         if (!parse_intv(v, &o->log_every) || o->log_every < 1) *st = BAD(name, v, "an integer >= 1");
     } else if (!strcmp(name, "--importance")) {
@@ -313,6 +365,19 @@ nfv_status nfv_vis_options_check(const nfv_vis_options *o)
     if (o->scale_min > o->scale_max) return nfv_fail(NFV_ERR_INVALID_ARG, "--scale LO must be <= HI");
     if (o->has_range && o->param != NFV_VIS_PARAM_VOXEL)
         return nfv_fail(NFV_ERR_INVALID_ARG, "--range bounds voxels of the change: it needs --param voxel");
+    if (o->crop_max > 0 && (o->jitter > 0 || o->scale_min != 1.0f || o->scale_max != 1.0f || o->rotate_deg > 0 ||
+                            o->pad > 0))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--crop (MACO's transforms) replaces --jitter/--scale/--rotate/--pad: "
+                                             "give one recipe");
+    if (o->stay > 0 && !o->init_subject)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--stay keeps activations near a subject's: it needs --init subject=FILE");
+    if (o->diversity > 0 && o->starts < 2)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--diversity pushes the starts of a target apart: it needs --starts >= 2");
+    if (o->param == NFV_VIS_PARAM_MACO && o->blur_sigma > 0)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--blur smooths a spectrum's magnitude, which --param maco fixes: drop one");
+    if (o->param == NFV_VIS_PARAM_MACO && o->init == NFV_VIS_INIT_TEMPLATE)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--param maco draws the whole image from the spectrum: it has no "
+                                             "--init template (use --init noise)");
     return NFV_OK;
 }
 

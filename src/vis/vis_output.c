@@ -18,7 +18,7 @@
 
 static cJSON *options_json(const nfv_vis_options *o)
 {
-    static const char *params[] = {"voxel", "fourier", "dct"};
+    static const char *params[] = {"voxel", "fourier", "dct", "maco"};
     static const char *inits[] = {"noise", "zeros", "template"};
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "steps", o->steps);
@@ -31,7 +31,12 @@ static cJSON *options_json(const nfv_vis_options *o)
     cJSON_AddNumberToObject(j, "decay", o->decay);
     cJSON_AddStringToObject(j, "init", inits[o->init]);
     if (o->init == NFV_VIS_INIT_NOISE) cJSON_AddNumberToObject(j, "init_scale", o->init_scale);
-    if (o->init == NFV_VIS_INIT_TEMPLATE) cJSON_AddStringToObject(j, "init_template", o->init_path);
+    if (o->init == NFV_VIS_INIT_TEMPLATE)
+        cJSON_AddStringToObject(j, o->init_subject ? "init_subject" : "init_template", o->init_path);
+    if (o->stay > 0) {
+        cJSON_AddStringToObject(j, "stay_layer", o->stay_layer);
+        cJSON_AddNumberToObject(j, "stay", o->stay);
+    }
     cJSON_AddNumberToObject(j, "l1", o->l1);
     cJSON_AddNumberToObject(j, "l2", o->l2);
     cJSON_AddNumberToObject(j, "tv", o->tv);
@@ -41,6 +46,15 @@ static cJSON *options_json(const nfv_vis_options *o)
     cJSON_AddNumberToObject(j, "scale_min", o->scale_min);
     cJSON_AddNumberToObject(j, "scale_max", o->scale_max);
     cJSON_AddNumberToObject(j, "rotate_deg", o->rotate_deg);
+    if (o->crop_max > 0) {
+        cJSON_AddNumberToObject(j, "crop_max", o->crop_max);
+        cJSON_AddNumberToObject(j, "crop_min", o->crop_min);
+    }
+    if (o->noise > 0) cJSON_AddNumberToObject(j, "noise", o->noise);
+    if (o->diversity > 0) {
+        cJSON_AddNumberToObject(j, "diversity", o->diversity);
+        cJSON_AddStringToObject(j, "diversity_layer", o->diversity_layer[0] ? o->diversity_layer : "default");
+    }
     cJSON_AddNumberToObject(j, "pad", o->pad);
     cJSON_AddStringToObject(j, "mask", o->mask[0] ? o->mask : "none");
     cJSON_AddBoolToObject(j, "importance", o->importance);
@@ -85,6 +99,34 @@ static nfv_status write_gif(const nfv_vis_result *r, const nfv_vis_options *o, c
     return nfv_render_ortho_gif(path, vols, labels, n, &ro, at, 25, 150);
 }
 
+/* --diversity: <stem>_facets.png, one axial slice through each start's
+ * peak, titled with the start and its objective without transforms. */
+static nfv_status write_facets(const nfv_vis_result *r, const char *dir, const char *stem)
+{
+    int n = r->facet_count;
+    const nfv_volume **vols = malloc((size_t)n * sizeof *vols);
+    const char **titles = malloc((size_t)n * sizeof *titles);
+    char(*text)[64] = malloc((size_t)n * sizeof *text);
+    nfv_status st = vols && titles && text ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "facets: out of memory");
+    for (int i = 0; !st && i < n; i++) {
+        vols[i] = &r->facets[i];
+        snprintf(text[i], sizeof text[i], "start %d: %.4g%s", i, r->start_objective ? r->start_objective[i] : 0.0f,
+                 i == r->best_start ? " (kept)" : "");
+        titles[i] = text[i];
+    }
+    nfv_render_options ro;
+    nfv_render_options_default(&ro);
+    nfv_image im;
+    memset(&im, 0, sizeof im);
+    if (!st) st = nfv_render_grid(vols, titles, n, n < 8 ? n : 8, NFV_VIEW_AXIAL, &ro, &im);
+    if (!st) st = write_png(dir, stem, "_facets.png", &im);
+    nfv_image_free(&im);
+    free(vols);
+    free(titles);
+    free(text);
+    return st;
+}
+
 nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, const nfv_volume *background,
                          const char *dir)
 {
@@ -105,6 +147,7 @@ nfv_status nfv_vis_write(const nfv_vis_result *r, const nfv_vis_options *o, cons
         snprintf(path, sizeof path, "%s/%s_step%d.nii.gz", dir, stem, r->snapshot_step[s]);
         NFV_TRY(nfv_volume_write(path, &r->snapshot[s]));
     }
+    if (r->facet_count > 1) NFV_TRY(write_facets(r, dir, stem));
 
     nfv_render_options ro;
     nfv_render_options_default(&ro);

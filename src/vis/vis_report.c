@@ -29,6 +29,8 @@ static void html_escape(FILE *f, const char *s)
 typedef struct summary {
     int recovered, with_truth, n;
     double obj, obj_clean, hf, secs;
+    int mis_pairs;           /* pooled over the configuration's rows */
+    double mis_correct;
 } summary;
 
 static summary summarize(const char *config, const nfv_compare_row *rows, int nrows)
@@ -42,6 +44,10 @@ static summary summarize(const char *config, const nfv_compare_row *rows, int nr
         s.obj_clean += rows[i].objective_clean;
         s.hf += rows[i].hf_share;
         s.secs += rows[i].seconds;
+        if (rows[i].has_mis) {
+            s.mis_pairs += rows[i].mis_pairs;
+            s.mis_correct += rows[i].mis_correct;
+        }
         if (rows[i].has_truth && rows[i].truth_class[0]) {
             s.with_truth++;
             s.recovered += rows[i].recovered;
@@ -120,6 +126,7 @@ typedef struct report {
     const nfv_compare_row *rows;
     int nrows;
     int any_truth;                /* some row has a class with a shape */
+    int any_mis;                  /* some row has the --score mis columns */
     unsigned long long seeds[64]; /* in first-seen order */
     int nseeds;
     char seed_list[512];          /* "1, 2, 3" */
@@ -130,8 +137,9 @@ typedef struct report {
 
 static void report_init(report *r)
 {
-    r->any_truth = 0;
+    r->any_truth = r->any_mis = 0;
     for (int i = 0; i < r->nrows; i++) r->any_truth |= r->rows[i].has_truth && r->rows[i].truth_class[0];
+    for (int i = 0; i < r->nrows; i++) r->any_mis |= r->rows[i].has_mis;
     r->nseeds = 0;
     for (int i = 0; i < r->nrows; i++) {
         int seen = 0;
@@ -149,7 +157,8 @@ static void report_init(report *r)
 static void write_csv(const report *rp, FILE *f)
 {
     fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
-               "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds\n");
+               "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds%s\n",
+            rp->any_mis ? ",mis,mis_lo,mis_hi,mis_voxel,mis_act,mis_pairs" : "");
     for (int i = 0; i < rp->nrows; i++) {
         const nfv_compare_row *r = &rp->rows[i];
         fprintf(f, "%s,%llu,%s,%.6g,%.6g,%.4f,%s,", r->config, r->seed, r->target, r->objective, r->objective_clean,
@@ -162,7 +171,13 @@ static void write_csv(const report *rp, FILE *f)
             fprintf(f, ",%s,%.4f,,,,,,", r->best_shape, r->best_score);
         else
             fprintf(f, ",,,,,,,,");
-        fprintf(f, "%.2f\n", r->seconds);
+        fprintf(f, "%.2f", r->seconds);
+        if (r->has_mis)
+            fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.4f,%d", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act,
+                    r->mis_pairs);
+        else if (rp->any_mis)
+            fprintf(f, ",,,,,,");
+        fputc('\n', f);
     }
 }
 
@@ -171,9 +186,10 @@ static void write_csv(const report *rp, FILE *f)
 static void md_summary(const report *rp, FILE *f)
 {
     int any_truth = rp->any_truth;
-    fprintf(f, "\n## Summary per configuration\n\n| config | options | %smean objective | mean objective without "
-               "transforms | mean HF share | seconds |\n|---|---|%s---|---|---|---|\n",
-            any_truth ? "every class recovered | classes recovered | " : "", any_truth ? "---|---|" : "");
+    fprintf(f, "\n## Summary per configuration\n\n| config | options | %s%smean objective | mean objective without "
+               "transforms | mean HF share | seconds |\n|---|---|%s%s---|---|---|---|\n",
+            any_truth ? "every class recovered | classes recovered | " : "",
+            rp->any_mis ? "MIS [95 % CI] | " : "", any_truth ? "---|---|" : "", rp->any_mis ? "---|" : "");
     for (int c = 0; c < rp->nconfigs; c++) {
         const nfv_compare_config *cfg = &rp->configs[c];
         summary s = summarize(cfg->name, rp->rows, rp->nrows);
@@ -181,6 +197,12 @@ static void md_summary(const report *rp, FILE *f)
         char text[512];
         nfv_compare_recovery_text(cfg->name, rp->rows, rp->nrows, text, sizeof text);
         if (any_truth) fprintf(f, "%s | %d/%d | ", text, s.recovered, s.with_truth);
+        if (rp->any_mis) {
+            double lo, hi;
+            nfv_wilson(s.mis_correct, s.mis_pairs, &lo, &hi);
+            if (s.mis_pairs) fprintf(f, "%.3f [%.3f, %.3f] | ", s.mis_correct / s.mis_pairs, lo, hi);
+            else fprintf(f, "- | ");
+        }
         fprintf(f, "%.4g | %.4g | %.3f | %.1f |\n", s.obj, s.obj_clean, s.hf, s.secs);
     }
 }
@@ -188,14 +210,18 @@ static void md_summary(const report *rp, FILE *f)
 static void md_rows(const report *rp, FILE *f)
 {
     int any_truth = rp->any_truth;
-    fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s\n"
-               "|---|---|---|---|---|---|%s\n",
+    fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s%s\n"
+               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (voxel, act) |" : "",
             any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered | own-shape match at (mm) |" : "",
-            any_truth ? "---|---|---|---|---|" : "");
+            rp->any_mis ? "---|" : "", any_truth ? "---|---|---|---|---|" : "");
     for (int i = 0; i < rp->nrows; i++) {
         const nfv_compare_row *r = &rp->rows[i];
         fprintf(f, "| %s | %llu | %s | %.4g | %.4g | %.3f |", r->config, r->seed, r->target, r->objective,
                 r->objective_clean, r->hf_share);
+        if (rp->any_mis && r->has_mis)
+            fprintf(f, " %.3f [%.3f, %.3f] (%.3f, %.3f) |", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act);
+        else if (rp->any_mis)
+            fprintf(f, " |");
         if (any_truth) {
             if (r->has_truth && r->truth_class[0])
                 fprintf(f, " %.3f | %s (%.3f) | %+.3f | %s | %.0f, %.0f, %.0f |", r->own_score, r->best_shape,
@@ -218,6 +244,11 @@ static void write_markdown(const report *rp, FILE *f)
                    "lesions are darker than tissue) with each shape template, best position with the template box inside the brain mask; recovered = the class's own "
                    "shape scores best.\n");
     fprintf(f, "Seed%s: %s.\n", rp->nseeds == 1 ? "" : "s", rp->seed_list);
+    if (rp->any_mis)
+        fprintf(f, "MIS = share of pairs of real subjects (one from the top, one from the bottom quartile of the "
+                   "target's activation) in which the subject more similar to the visualization (NCC over its "
+                   "effective receptive field and earlier-layer feature similarity) is the stronger one; 0.5 = chance; "
+                   "[95 %% Wilson interval] over the pooled pairs (pairs share subjects: the interval is optimistic).\n\n");
     if (rp->any_truth)
         fprintf(f, "Every class recovered: per target family, the seeds in which every class's own shape scored "
                    "best; classes recovered counts single targets over all seeds.\n");
@@ -248,9 +279,10 @@ static void html_intro(const report *rp, FILE *f)
 
 static void html_summary(const report *rp, FILE *f)
 {
-    fprintf(f, "<h2>Summary</h2>\n<table><tr><th>config</th><th>options</th>%s<th>mean objective</th>"
+    fprintf(f, "<h2>Summary</h2>\n<table><tr><th>config</th><th>options</th>%s%s<th>mean objective</th>"
                "<th>mean objective without transforms</th><th>mean HF share</th><th>seconds</th></tr>\n",
-            rp->any_truth ? "<th>every class recovered</th><th>classes recovered</th>" : "");
+            rp->any_truth ? "<th>every class recovered</th><th>classes recovered</th>" : "",
+            rp->any_mis ? "<th>MIS [95 % CI]</th>" : "");
     for (int c = 0; c < rp->nconfigs; c++) {
         const nfv_compare_config *cfg = &rp->configs[c];
         summary s = summarize(cfg->name, rp->rows, rp->nrows);
@@ -265,6 +297,12 @@ static void html_summary(const report *rp, FILE *f)
             fprintf(f, "<td>");
             html_escape(f, text);
             fprintf(f, "</td><td>%d/%d</td>", s.recovered, s.with_truth);
+        }
+        if (rp->any_mis) {
+            double lo, hi;
+            nfv_wilson(s.mis_correct, s.mis_pairs, &lo, &hi);
+            if (s.mis_pairs) fprintf(f, "<td>%.3f [%.3f, %.3f]</td>", s.mis_correct / s.mis_pairs, lo, hi);
+            else fprintf(f, "<td>-</td>");
         }
         fprintf(f, "<td>%.4g</td><td>%.4g</td><td>%.3f</td><td>%.1f</td></tr>\n", s.obj, s.obj_clean, s.hf, s.secs);
     }

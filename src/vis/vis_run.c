@@ -17,6 +17,8 @@ void nfv_vis_results_free(nfv_vis_result *r, int count)
         nfv_volume_free(&r[i].change);
         nfv_volume_free(&r[i].importance);
         free(r[i].start_objective);
+        for (int k = 0; k < r[i].facet_count; k++) nfv_volume_free(&r[i].facets[k]);
+        free(r[i].facets);
         free(r[i].log_step);
         free(r[i].log_objective);
         free(r[i].term_step);
@@ -46,6 +48,9 @@ static nfv_status check_request(const nfv_model *m, const nfv_target *targets, i
         return nfv_fail(NFV_ERR_UNSUPPORTED, "visualize: the model takes %d input channels; only 1 is supported",
                         m->input_shape[0]);
     if (o->batch > 4096) return nfv_fail(NFV_ERR_INVALID_ARG, "visualize: --batch at most 4096");
+    if (o->param == NFV_VIS_PARAM_MACO && !m->spectrum)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "--param maco needs the training cohort's amplitude spectrum, which this "
+                                             "model file lacks: add it with `neurofv spectrum --data CSV --model MODEL`");
     for (int i = 0; i < count; i++)
         if (targets[i].layer < 0 || targets[i].layer >= m->layer_count)
             return nfv_fail(NFV_ERR_INVALID_ARG, "visualize: target %s names layer %d of %d", targets[i].name,
@@ -119,6 +124,13 @@ static nfv_status keep_best_start(const nfv_model *m, const nfv_vis_options *o, 
     r->objective = lg->final_objective;
     r->objective_clean = lg->clean_objective;
     NFV_TRY(volume_from(m, lg->image, &r->volume));
+    if (o->diversity > 0) {
+        r->facets = calloc((size_t)o->starts, sizeof *r->facets);
+        if (!r->facets) return nfv_fail(NFV_ERR_NO_MEMORY, "visualize: out of memory");
+        r->facet_count = o->starts;
+        for (int q = 0; q < total; q++)
+            if (order[q].target == t) NFV_TRY(volume_from(m, logs[q].image, &r->facets[order[q].start]));
+    }
     if (lg->change) NFV_TRY(volume_from(m, lg->change, &r->change));
     if (lg->importance) NFV_TRY(volume_from(m, lg->importance, &r->importance));
     r->log_count = lg->count;
@@ -148,7 +160,8 @@ static nfv_status load_inputs(const nfv_model *m, const nfv_vis_options *o, floa
     *templ = *mask = NULL;
     if (o->init == NFV_VIS_INIT_TEMPLATE) {
         nfv_volume tv;
-        NFV_TRY(nfv_vis_template_on_grid(m, o->init_path, &tv, NULL));
+        if (o->init_subject) NFV_TRY(vis_subject_on_grid(m, o->init_path, &tv));
+        else NFV_TRY(nfv_vis_template_on_grid(m, o->init_path, &tv, NULL));
         *templ = tv.data; /* take ownership of the data */
     }
     if (o->mask[0]) {
@@ -228,8 +241,8 @@ static void batch_memory(const nfv_context *ctx, const nfv_model *m, const nfv_l
     size_t vox = (size_t)D * H * W, padded = (size_t)(D + 2 * P) * (H + 2 * P) * (W + 2 * P);
     unsigned long long vol = nfv_tensor_bytes((size_t)N * vox);
     int has_mask = o->mask[0] != 0, has_template = o->init == NFV_VIS_INIT_TEMPLATE;
-    int warp = o->scale_min != 1.0f || o->scale_max != 1.0f || o->rotate_deg > 0;
-    int transforms = warp || o->jitter > 0 || P > 0;
+    int warp = o->scale_min != 1.0f || o->scale_max != 1.0f || o->rotate_deg > 0 || o->crop_max > 0;
+    int transforms = warp || o->jitter > 0 || P > 0 || o->noise > 0;
     /* param, dparam, Adam m (and v), dx, dimage; image; transformed input; change; importance; template copies. */
     int volumes = 5 + !o->sgd + (has_mask || has_template) + transforms + (o->param != NFV_VIS_PARAM_VOXEL) +
                   (o->importance != 0) + has_template + (o->param == NFV_VIS_PARAM_VOXEL && o->blur_sigma > 0);
@@ -256,6 +269,21 @@ static void batch_memory(const nfv_context *ctx, const nfv_model *m, const nfv_l
     }
     if (o->l1 > 0 || o->l2 > 0 || o->tv > 0)
         nfv_memory_add(e, NFV_MEM_SCRATCH, (size_t)N * D * H * sizeof(float), "penalty row sums");
+    /* --diversity / --stay: a seed at their layer (bounded by the model's
+     * largest activation) and a second input gradient each. */
+    size_t largest = 0;
+    for (int l = 0; l < m->layer_count; l++) {
+        size_t q = nfv_shape_numel(m->layers[l].out_ndim, m->layers[l].out_shape);
+        if (q > largest) largest = q;
+    }
+    for (int k = 0; k < (o->diversity > 0) + (o->stay > 0); k++) {
+        nfv_memory_add(e, NFV_MEM_BATCH, nfv_tensor_bytes((size_t)N * largest), "diversity / stay seed, batch %d", N);
+        nfv_memory_add(e, NFV_MEM_BATCH, vol, "diversity / stay input gradient, batch %d", N);
+    }
+    /* maco: the amplitude and the coefficients between the phase and the basis. */
+    if (o->param == NFV_VIS_PARAM_MACO)
+        nfv_memory_add(e, NFV_MEM_SCRATCH, nfv_tensor_bytes(vox) + nfv_tensor_bytes((size_t)N * vox),
+                       "MACO amplitude and coefficients, batch %d", N);
 }
 
 void nfv_vis_memory(const nfv_context *ctx, const nfv_model *m, const nfv_target *targets, int count,

@@ -1,0 +1,28 @@
+/* `compare --score mis --data CSV`: the cohort of real subjects each
+ * visualization is scored against (nfv_mis_score, src/vis/mis.c): read and
+ * preprocessed once, and per target its objective and earlier-layer
+ * features, computed once for every configuration and seed. */
+#ifndef NEUROFV_CLI_COMPARE_MIS_H
+#define NEUROFV_CLI_COMPARE_MIS_H
+
+#include "neurofv/compare.h"
+
+typedef struct compare_mis {
+    int n;                    /* subjects */
+    float *volumes;           /* (n, D, H, W) preprocessed to the model grid */
+    nfv_mis_cohort *cohorts;  /* (count) one per target */
+    int count;
+    int pairs;
+    unsigned long long seed;  /* of the pairs: the same for every configuration */
+} compare_mis;
+
+/* The rows of csv in split (NULL or "all": every row; a split without rows:
+ * every row), at most max_subjects of them evenly spaced in CSV order. */
+nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
+                            const char *csv, const char *split, int max_subjects, int pairs);
+/* Fills row->has_mis and the mis fields for target index t's visualization. */
+nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int t,
+                             const nfv_volume *vis, nfv_compare_row *row);
+void compare_mis_free(compare_mis *cm);
+
+#endif

@@ -1,0 +1,276 @@
+/* An interpretability score without ground truth: the 2AFC task of Borowski
+ * et al. (ICLR 2021), automated as in the Machine Interpretability Score of
+ * Zimmermann, Klindt & Brendel (NeurIPS 2024).  For a unit and its
+ * visualization: draw pairs of real subjects, one strongly activating (top
+ * quartile of the cohort's objective) and one weakly (bottom quartile), and
+ * predict that the one more similar to the visualization activates more.
+ * The score is the share of correct predictions (0.5 = chance).
+ *
+ * Similarity of a subject s to the visualization v, the mean of two terms,
+ * each standardized over the cohort's subjects first:
+ *   voxel: Pearson correlation (NCC) of s and v over the unit's effective
+ *          receptive field at v: the voxels where |d objective / d x| at v is
+ *          in its top 10 % (for a neuron that is its receptive field; for a
+ *          logit, where the model looks in v);
+ *   act:   cosine of the channel means at an earlier layer (the last
+ *          (C, D, H, W) layer before the target's), each channel standardized
+ *          by the cohort's mean and SD: "does s excite the same earlier
+ *          features as v", blind to where in the volume they are.
+ * A tie counts half.  The confidence interval is Wilson's (95 %) on the
+ * pairs; pairs share subjects, so it is narrower than a bootstrap over
+ * subjects would be. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng.h"
+#include "neurofv/compare.h"
+#include "neurofv/vis_ops.h"
+
+void nfv_wilson(double k, int n, double *lo, double *hi)
+{
+    if (n <= 0) {
+        *lo = 0, *hi = 1;
+        return;
+    }
+    const double z = 1.959964;
+    double p = k / n, z2 = z * z / n, den = 1 + z2;
+    double centre = (p + z2 / 2) / den, half = z * sqrt(p * (1 - p) / n + z2 / (4.0 * n)) / den;
+    *lo = fmax(0.0, centre - half);
+    *hi = fmin(1.0, centre + half);
+}
+
+int nfv_mis_default_layer(const nfv_model *m, int target_layer)
+{
+    for (int l = target_layer - 1; l >= 0; l--)
+        if (m->layers[l].out_ndim == 4) return l;
+    return -1;
+}
+
+void nfv_mis_cohort_free(nfv_mis_cohort *c)
+{
+    free(c->objective);
+    free(c->feat);
+    free(c->feat_mean);
+    free(c->feat_sd);
+    free(c->order);
+    memset(c, 0, sizeof *c);
+}
+
+/* Channel means of layer l's activation for the single sample last run
+ * forward, into out (C). */
+static nfv_status channel_means(nfv_context *ctx, nfv_model *m, int l, float *host, double *out)
+{
+    const nfv_layer *ly = &m->layers[l];
+    int C = ly->out_shape[0];
+    size_t sp = (size_t)ly->out_shape[1] * ly->out_shape[2] * ly->out_shape[3];
+    NFV_TRY(nfv_tensor_download(ctx, nfv_model_activation(m, l), host));
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (size_t i = 0; i < sp; i++) s += host[(size_t)c * sp + i];
+        out[c] = s / (double)sp;
+    }
+    return NFV_OK;
+}
+
+static int by_objective(const void *a, const void *b, void *ctx)
+{
+    const float *o = ctx;
+    float x = o[*(const int *)a], y = o[*(const int *)b];
+    return x < y ? -1 : x > y;
+}
+
+/* One volume forward to the target's layer: its objective and (feat_layer
+ * >= 0) the channel means there. */
+static nfv_status run_one(nfv_context *ctx, nfv_model *m, const nfv_target *t, int feat_layer, nfv_tensor *x,
+                          const float *vol, float *host, float *objective, double *means)
+{
+    NFV_TRY(nfv_tensor_upload(ctx, x, vol));
+    nfv_volume v;
+    memset(&v, 0, sizeof v);
+    v.nx = m->input_shape[3], v.ny = m->input_shape[2], v.nz = m->input_shape[1];
+    v.data = (float *)vol;
+    NFV_TRY(nfv_vis_objective(ctx, m, t, 1, &v, objective));
+    if (feat_layer < 0) return NFV_OK;
+    NFV_TRY(nfv_model_forward(m, ctx, x, feat_layer, 0));
+    return channel_means(ctx, m, feat_layer, host, means);
+}
+
+static size_t largest_activation(const nfv_model *m, int feat_layer)
+{
+    return feat_layer < 0 ? 1 : nfv_shape_numel(m->layers[feat_layer].out_ndim, m->layers[feat_layer].out_shape);
+}
+
+nfv_status nfv_mis_cohort_init(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *volumes, int n,
+                               int feat_layer, nfv_mis_cohort *c)
+{
+    memset(c, 0, sizeof *c);
+    if (n < 4) return nfv_fail(NFV_ERR_INVALID_ARG, "mis: %d subjects; at least 4 are needed for strong/weak pairs", n);
+    if (feat_layer >= t->layer) feat_layer = -1;
+    size_t vox = (size_t)m->input_shape[1] * m->input_shape[2] * m->input_shape[3];
+    int C = feat_layer >= 0 ? m->layers[feat_layer].out_shape[0] : 0;
+    c->n = n;
+    c->volumes = volumes;
+    c->feat_layer = feat_layer;
+    c->feat_dim = C;
+    c->objective = malloc((size_t)n * sizeof *c->objective);
+    c->feat = malloc(((size_t)n * C + 1) * sizeof *c->feat);
+    c->feat_mean = calloc((size_t)C + 1, sizeof *c->feat_mean);
+    c->feat_sd = calloc((size_t)C + 1, sizeof *c->feat_sd);
+    c->order = malloc((size_t)n * sizeof *c->order);
+    double *means = malloc(((size_t)C + 1) * sizeof *means);
+    float *host = malloc(largest_activation(m, feat_layer) * sizeof *host);
+    nfv_tensor x;
+    memset(&x, 0, sizeof x);
+    int shape[5] = {1, 1, m->input_shape[1], m->input_shape[2], m->input_shape[3]};
+    nfv_status st = !c->objective || !c->feat || !c->feat_mean || !c->feat_sd || !c->order || !means || !host
+                        ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
+                        : nfv_tensor_create(ctx, &x, 5, shape);
+    for (int i = 0; !st && i < n; i++) {
+        st = run_one(ctx, m, t, feat_layer, &x, volumes + (size_t)i * vox, host, &c->objective[i], means);
+        for (int k = 0; !st && k < C; k++) c->feat[(size_t)i * C + k] = (float)means[k];
+    }
+    /* Standardize each channel over the cohort. */
+    for (int k = 0; !st && k < C; k++) {
+        double s = 0, s2 = 0;
+        for (int i = 0; i < n; i++) s += c->feat[(size_t)i * C + k];
+        s /= n;
+        for (int i = 0; i < n; i++) s2 += (c->feat[(size_t)i * C + k] - s) * (c->feat[(size_t)i * C + k] - s);
+        double sd = sqrt(s2 / n);
+        c->feat_mean[k] = (float)s;
+        c->feat_sd[k] = (float)(sd > 1e-12 ? sd : 1.0);
+        for (int i = 0; i < n; i++)
+            c->feat[(size_t)i * C + k] = (float)((c->feat[(size_t)i * C + k] - s) / c->feat_sd[k]);
+    }
+    /* Quartiles by objective: strong = the top n/4, weak = the bottom n/4. */
+    if (!st) {
+        for (int i = 0; i < n; i++) c->order[i] = i;
+        qsort_r(c->order, (size_t)n, sizeof *c->order, by_objective, c->objective);
+        c->nweak = c->nstrong = n / 4;
+        c->weak = c->order;                  /* the first n/4: lowest */
+        c->strong = c->order + (n - n / 4);  /* the last n/4: highest */
+    }
+    free(means);
+    free(host);
+    nfv_tensor_free(&x);
+    if (st) nfv_mis_cohort_free(c);
+    return st;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The effective receptive field at vis: voxels whose |d objective / d x| is
+ * at least the 90th percentile (mask, vox floats, 1 / 0). */
+static nfv_status receptive_field(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *vis, float *mask)
+{
+    int D = m->input_shape[1], H = m->input_shape[2], W = m->input_shape[3], shape[5] = {1, 1, D, H, W};
+    size_t vox = (size_t)D * H * W;
+    nfv_tensor x, dx;
+    memset(&x, 0, sizeof x);
+    memset(&dx, 0, sizeof dx);
+    float obj, *sorted = malloc(vox * sizeof *sorted);
+    nfv_status st = sorted ? nfv_tensor_create(ctx, &x, 5, shape) : nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory");
+    if (!st) st = nfv_tensor_create(ctx, &dx, 5, shape);
+    if (!st) st = nfv_tensor_upload(ctx, &x, vis);
+    if (!st) st = nfv_vis_input_gradient(ctx, m, t, 1, &x, &obj, &dx);
+    if (!st) st = nfv_tensor_download(ctx, &dx, mask);
+    if (!st) {
+        for (size_t i = 0; i < vox; i++) sorted[i] = mask[i] = fabsf(mask[i]);
+        qsort(sorted, vox, sizeof *sorted, cmp_float);
+        size_t k = vox - vox / 10 - 1; /* the 90th percentile */
+        float thr = sorted[k];
+        int any = 0;
+        for (size_t i = 0; i < vox; i++) any |= (mask[i] = mask[i] >= thr && mask[i] > 0) != 0;
+        if (!any)
+            for (size_t i = 0; i < vox; i++) mask[i] = 1; /* a flat gradient: the whole volume */
+    }
+    free(sorted);
+    nfv_tensor_free(&x);
+    nfv_tensor_free(&dx);
+    return st;
+}
+
+/* z = (x - mean) / SD over n values (SD 0: all 0). */
+static void standardize(const double *x, int n, double *z)
+{
+    double m = 0, v = 0;
+    for (int i = 0; i < n; i++) m += x[i];
+    m /= n;
+    for (int i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    double sd = sqrt(v / n);
+    for (int i = 0; i < n; i++) z[i] = sd > 1e-12 ? (x[i] - m) / sd : 0.0;
+}
+
+nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
+                         const float *vis, int pairs, unsigned long long seed, nfv_mis_result *r)
+{
+    memset(r, 0, sizeof *r);
+    size_t vox = (size_t)m->input_shape[1] * m->input_shape[2] * m->input_shape[3];
+    int C = c->feat_dim, n = c->n;
+    float *mask = malloc(vox * sizeof *mask), *host = malloc(largest_activation(m, c->feat_layer) * sizeof *host);
+    double *vm = malloc(((size_t)C + 1) * sizeof *vm), *sv = malloc((size_t)n * sizeof *sv);
+    double *sa = malloc((size_t)n * sizeof *sa);
+    nfv_tensor x;
+    memset(&x, 0, sizeof x);
+    int shape[5] = {1, 1, m->input_shape[1], m->input_shape[2], m->input_shape[3]};
+    nfv_status st = !mask || !host || !vm || !sv || !sa ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
+                                                        : receptive_field(ctx, m, t, vis, mask);
+    float obj;
+    if (!st && C) st = nfv_tensor_create(ctx, &x, 5, shape);
+    if (!st && C) st = run_one(ctx, m, t, c->feat_layer, &x, vis, host, &obj, vm);
+    if (!st) {
+        double vn = 0;
+        for (int k = 0; k < C; k++) {
+            vm[k] = (vm[k] - c->feat_mean[k]) / c->feat_sd[k];
+            vn += vm[k] * vm[k];
+        }
+        for (int i = 0; i < n; i++) {
+            sv[i] = nfv_ncc_volume(c->volumes + (size_t)i * vox, vis, mask, vox);
+            double dot = 0, sn = 0;
+            for (int k = 0; k < C; k++) {
+                double f = c->feat[(size_t)i * C + k];
+                dot += f * vm[k];
+                sn += f * f;
+            }
+            sa[i] = C && vn > 0 && sn > 0 ? dot / sqrt(vn * sn) : 0.0;
+        }
+        /* Each term standardized over the subjects before they are averaged,
+         * so that neither dominates by its spread (the feature cosine varies
+         * over ~[-1, 1], the NCC often over a few hundredths). */
+        double *zv = malloc((size_t)n * sizeof *zv), *za = malloc((size_t)n * sizeof *za);
+        if (!zv || !za) st = nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory");
+        if (!st) {
+            standardize(sv, n, zv);
+            standardize(sa, n, za);
+        }
+        /* The same pairs for every visualization of this cohort and seed. */
+        double right = 0, right_v = 0, right_a = 0;
+        for (int p = 0; !st && p < pairs; p++) {
+            uint64_t h = nfv_mix64(seed * 0x9E3779B97F4A7C15ULL + (uint64_t)p);
+            int s = c->strong[h % (uint64_t)c->nstrong], w = c->weak[nfv_mix64(h) % (uint64_t)c->nweak];
+            double cs = C ? 0.5 * (zv[s] + za[s]) : sv[s], cw = C ? 0.5 * (zv[w] + za[w]) : sv[w];
+            right += cs > cw ? 1.0 : cs == cw ? 0.5 : 0.0;
+            right_v += sv[s] > sv[w] ? 1.0 : sv[s] == sv[w] ? 0.5 : 0.0;
+            right_a += sa[s] > sa[w] ? 1.0 : sa[s] == sa[w] ? 0.5 : 0.0;
+        }
+        r->pairs = pairs;
+        r->correct = right;
+        r->mis = pairs ? right / pairs : NAN;
+        r->mis_voxel = pairs ? right_v / pairs : NAN;
+        r->mis_act = pairs && C ? right_a / pairs : NAN;
+        nfv_wilson(right, pairs, &r->lo, &r->hi);
+        free(zv);
+        free(za);
+    }
+    free(mask);
+    free(host);
+    free(vm);
+    free(sv);
+    free(sa);
+    nfv_tensor_free(&x);
+    return st;
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Per configuration of `compare --score mis` runs: classes recovered, seeds
+with every class, mean margin, pooled MIS with its Wilson interval, and the
+Spearman rank correlation of MIS with concept recovery over configuration x
+seed runs.  Usage: tools/mis_recovery.py DIR... (each DIR/cmp/results.csv)."""
+import csv, sys, math
+from collections import defaultdict
+from scipy.stats import spearmanr
+for name in sys.argv[1:]:
+    rows = list(csv.DictReader(open(f'{name}/cmp/results.csv')))
+    print(f'== {name}')
+    by = defaultdict(list)
+    for r in rows: by[(r['config'], r['seed'])].append(r)
+    cfgs = []
+    for r in rows:
+        if r['config'] not in cfgs: cfgs.append(r['config'])
+    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | MIS pooled [Wilson] | MIS voxel | MIS act')
+    xs, ys = [], []
+    for c in cfgs:
+        rr = [r for r in rows if r['config']==c]
+        rec = sum(int(r['recovered']) for r in rr)
+        fam = {}
+        for fam_name in ('logit','contrast'):
+            n=0
+            for s in sorted(set(r['seed'] for r in rr)):
+                sub=[r for r in rr if r['seed']==s and r['target'].startswith(fam_name+':')]
+                n += all(int(r['recovered']) for r in sub)
+            fam[fam_name]=n
+        k = sum(float(r['mis'])*int(r['mis_pairs']) for r in rr); n = sum(int(r['mis_pairs']) for r in rr)
+        p=k/n; z=1.959964; den=1+z*z/n; cen=(p+z*z/(2*n))/den; h=z*math.sqrt(p*(1-p)/n+z*z/(4*n*n))/den
+        mv = sum(float(r['mis_voxel']) for r in rr)/len(rr); ma = sum(float(r['mis_act']) for r in rr)/len(rr)
+        mm = sum(float(r['margin']) for r in rr)/len(rr)
+        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mv:.3f} | {ma:.3f}')
+    for (c,s), rr in by.items():
+        xs.append(sum(float(r['mis']) for r in rr)/len(rr)); ys.append(sum(int(r['recovered']) for r in rr))
+    rho, pv = spearmanr(xs, ys)
+    print(f'Spearman(MIS, classes recovered) over {len(xs)} config x seed runs: rho {rho:.3f} (p {pv:.2f})')
+    xv = [sum(float(r['mis_voxel']) for r in rr)/len(rr) for rr in by.values()]
+    print(f'  voxel term alone: rho {spearmanr(xv, ys)[0]:.3f}')
+    # per row
+    rho2 = spearmanr([float(r['mis']) for r in rows],[int(r['recovered']) for r in rows])[0]
+    print(f'  per target row ({len(rows)}): rho {rho2:.3f}')
