@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "neurofv/dist.h"
 #include "neurofv/train.h"
 
 NFV_COMMAND(train, "train", "Train a model on a dataset CSV (best model by validation, resumable)")
@@ -254,8 +255,9 @@ int cmd_train(int argc, char **argv)
     nfv_context_free(ctx);
     nfv_dataset_free(&ds);
     /* The cohort's amplitude spectrum for --param maco (visualize), from the
-     * training rows, into the best model's file. */
-    if (!s) s = cli_model_spectrum(o.out, data, "train", device, NULL);
+     * training rows, into the best model's file (under mpirun by rank 0,
+     * which wrote the model). */
+    if (!s && nfv_dist_rank() == 0) s = cli_model_spectrum(o.out, data, "train", device, NULL);
     if (s) return cli_fail("train", s);
     if (o.head == NFV_HEAD_REGRESSION)
         printf("best validation MAE %.4g (loss %.4f); model %s\n", res.best_mae, res.best_loss, o.out);
