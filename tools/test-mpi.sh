@@ -13,6 +13,8 @@
 #   eval       2-rank predictions CSV = 1-rank, byte for byte
 #   visualize  4 targets on 2 ranks = 1 process: every NIfTI and PNG byte for
 #              byte, the JSON logs but for their "seconds" (a wall time)
+#   explain    2 ranks = 1 process: subject maps, means, subjects.csv, the
+#              summary but for its seconds
 #   merge      compare --shard 1/2 + 2/2 + --merge: results.csv = the
 #              unsharded run's but for the seconds column; a shard of another
 #              model is refused
@@ -94,6 +96,19 @@ if "$N" compare --merge c1/shard-1-of-2 c2/shard-2-of-2 --out cx >cx.out 2>&1; t
 else grep -q "another model" cx.out && ok "merge of two models' shards refused" || { bad "merge refusal names the model"; cat cx.out; }; fi
 "${run[@]}" -np 2 "$N" compare "${cmpopts[@]}" --out cmpi >/dev/null 2>cmpi.err || cat cmpi.err
 check "compare: 2 ranks = 1 process (table)" cmp <(no_seconds c0/results.csv) <(no_seconds cmpi/results.csv)
+
+ex=(explain --model one.safetensors --data cohort/labels.csv --split all --method saliency,gradxinput --truth cohort)
+"${run[@]}" -np 1 "$N" "${ex[@]}" --out e1 >/dev/null 2>e1.err || cat e1.err
+"${run[@]}" -np 2 "$N" "${ex[@]}" --out e2 >/dev/null 2>e2.err || cat e2.err
+explain_same() { # every file but the pages with wall times; summary.csv but its seconds column
+  local f rc=0
+  for f in $(cd e1 && find . -type f ! -name index.html ! -name summary.md ! -name summary.csv | sort); do
+    cmp -s "e1/$f" "e2/$f" || { echo "differs: $f"; rc=1; }
+  done
+  cmp <(cut -d, -f1,2,4- e1/summary.csv) <(cut -d, -f1,2,4- e2/summary.csv) || rc=1
+  return $rc
+}
+check "explain: 2 ranks = 1 process (maps, means, subjects.csv, summary)" explain_same
 
 SLURM_ARRAY_TASK_ID=6 SLURM_ARRAY_TASK_MIN=5 SLURM_ARRAY_TASK_MAX=6 "$N" "${vis[@]}" --out vauto --shard auto \
   >/dev/null 2>vauto.err

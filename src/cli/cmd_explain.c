@@ -46,9 +46,9 @@ static nfv_status explain_chunk(explain_run *r, subject *subs, int n, cli_progre
 {
     size_t per = nfv_volume_numel(&subs[0].pre);
     float *x = malloc((size_t)n * per * sizeof *x), *out = malloc((size_t)n * (nfv_model_outputs(r->m) + 1) * sizeof *out);
-    float *maps[NFV_EXPLAIN_METHODS] = {0}, *obj = malloc((size_t)n * sizeof *obj);
+    float *maps[NFV_EXPLAIN_METHODS] = {0}, *objs[NFV_EXPLAIN_METHODS] = {0};
     nfv_target *tg = malloc((size_t)n * sizeof *tg);
-    nfv_status st = x && out && obj && tg ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+    nfv_status st = x && out && tg ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
     for (int i = 0; i < n && !st; i++) memcpy(x + (size_t)i * per, subs[i].pre.data, per * sizeof *x);
     if (!st && !strcmp(r->a->target, "predicted")) st = nfv_model_predict(r->m, r->ctx, x, n, r->a->o.batch, out);
     for (int i = 0; i < n && !st; i++) {
@@ -57,17 +57,21 @@ static nfv_status explain_chunk(explain_run *r, subject *subs, int n, cli_progre
     }
     for (int k = 0; k < r->a->nmethods && !st; k++) {
         maps[k] = malloc((size_t)n * per * sizeof *maps[k]);
-        if (!maps[k]) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
+        objs[k] = malloc((size_t)n * sizeof *objs[k]);
+        if (!maps[k] || !objs[k]) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
         double t0 = cli_now();
-        if (!st) st = nfv_explain(r->ctx, r->m, r->a->method[k], tg, n, x, r->baseline, &r->a->o, maps[k], obj);
+        if (!st) st = nfv_explain(r->ctx, r->m, r->a->method[k], tg, n, x, r->baseline, &r->a->o, maps[k], objs[k]);
         r->sum.seconds[k] += cli_now() - t0;
-        for (int i = 0; i < n && !st; i++) {
-            st = subject_outputs(r, &subs[i], k, maps[k] + (size_t)i * per, obj[i]);
-            add_mean(r, &subs[i], k, maps[k] + (size_t)i * per);
-        }
         *done += n;
         cli_progress_update(bar, *done, total, nfv_explain_method_name(r->a->method[k]));
     }
+    /* Subject by subject, method by method: the rows of subjects.csv come in
+     * subject order whatever the batch (or the ranks under mpirun). */
+    for (int i = 0; i < n && !st; i++)
+        for (int k = 0; k < r->a->nmethods && !st; k++) {
+            st = subject_outputs(r, &subs[i], k, maps[k] + (size_t)i * per, objs[k][i]);
+            add_mean(r, &subs[i], k, maps[k] + (size_t)i * per);
+        }
     for (int i = 0; i < n && !st; i++) {
         float *m_i[NFV_EXPLAIN_METHODS];
         for (int k = 0; k < r->a->nmethods; k++) m_i[k] = maps[k] + (size_t)i * per;
@@ -76,8 +80,8 @@ static nfv_status explain_chunk(explain_run *r, subject *subs, int n, cli_progre
         r->mean_n[c] += c < r->classes, r->mean_n[r->classes]++;
         r->sum.subjects++;
     }
-    for (int k = 0; k < NFV_EXPLAIN_METHODS; k++) free(maps[k]);
-    free(x), free(out), free(obj), free(tg);
+    for (int k = 0; k < NFV_EXPLAIN_METHODS; k++) free(maps[k]), free(objs[k]);
+    free(x), free(out), free(tg);
     return st;
 }
 
@@ -195,7 +199,8 @@ static nfv_status list_subjects(explain_args *a, nfv_dataset *ds, subject **subs
         if (split != NFV_SPLIT_ALL && ds->rows[i].split != split) continue;
         if (nfv_shard_contains(j++, total, si, sn)) {
             subject *s = &(*subs)[(*count)++];
-            s->path = ds->rows[i].path, s->label = ds->rows[i].label, s->first = *count == 1;
+            s->path = ds->rows[i].path, s->label = ds->rows[i].label;
+            s->first = *count == 1 && nfv_dist_rank() == 0; /* under mpirun: the first of all */
             stem_of(s->path, s->stem, sizeof s->stem);
         }
     }
@@ -208,7 +213,8 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
     explain_args *a = r->a;
     int si = 1, sn = 1;
     if (a->shard && a->data) nfv_shard_parse(a->shard, &si, &sn); /* validated by list_subjects */
-    if (sn > 1) snprintf(r->report_dir, sizeof r->report_dir, "%s/shard-%d-of-%d", a->out, si, sn);
+    const int mpi = nfv_dist_size() > 1;
+    if (sn > 1 && !mpi) snprintf(r->report_dir, sizeof r->report_dir, "%s/shard-%d-of-%d", a->out, si, sn);
     else snprintf(r->report_dir, sizeof r->report_dir, "%s", a->out);
     nfv_status st = nfv_mkdirs(r->report_dir);
     if (!st) st = load_baseline(r);
@@ -225,10 +231,12 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
     if (!st && (!r->mean_sum || !r->mean_n || !input_sum || !brain)) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
     char path[4200];
     snprintf(path, sizeof path, "%s/subjects.csv", r->report_dir);
+    if (mpi) explain_subjects_part(r, nfv_dist_rank(), path, sizeof path); /* joined by rank 0 */
     if (!st) st = nfv_atomic_open(&r->subjects_af, path, "w");
     if (!st) {
         r->subjects_csv = r->subjects_af.f;
-        fprintf(r->subjects_csv, "path,label,target,method,objective,mass_in_lesion,pointing_hit\n");
+        if (nfv_dist_rank() == 0)
+            fprintf(r->subjects_csv, "path,label,target,method,objective,mass_in_lesion,pointing_hit\n");
     }
     nfv_volume grid = {0};
     cli_progress bar;
@@ -249,6 +257,14 @@ static nfv_status run_explain(explain_run *r, subject *subs, int count)
     cli_progress_end(&bar);
     if (!st) st = nfv_atomic_commit(&r->subjects_af);
     else if (r->subjects_csv) nfv_atomic_abort(&r->subjects_af);
+    /* Under mpirun: the sums of every rank, then rank 0 alone reports. */
+    if (!st && mpi) st = explain_reduce_ranks(r, input_sum, brain, per, &count, &grid);
+    if (!st && mpi && nfv_dist_rank() == 0) st = explain_join_subjects(r);
+    if (!st && mpi && nfv_dist_rank() != 0) {
+        nfv_volume_free(&grid);
+        free(input_sum), free(brain);
+        return NFV_OK;
+    }
     nfv_volume mean_input = grid;
     if (!st) {
         mean_input.data = malloc(per * sizeof *mean_input.data);
@@ -353,14 +369,14 @@ int cmd_explain(int argc, char **argv)
         return cli_failf("explain", "--model, --out and one of --input or --data are required (see neurofv explain --help)");
     if (parse_methods(&a)) return cli_fail("explain", NFV_ERR_INVALID_ARG);
     /* Under mpirun each rank is one shard of the subjects: the maps land in
-     * DIR as one process writes them, each rank's means and report in
-     * DIR/shard-R-of-N/ (a merged report is not written). */
+     * DIR as one process writes them; the sums are added over the ranks and
+     * rank 0 writes the one report (src/cli/explain_dist.c). */
     static char rank_shard[32];
     if (nfv_dist_size() > 1) {
         if (a.shard) return cli_failf("explain", "--shard splits over Slurm array tasks and mpirun over ranks; use one");
         if (!a.data) return cli_failf("explain", "under mpirun give --data (the ranks split its subjects)");
         snprintf(rank_shard, sizeof rank_shard, "%d/%d", nfv_dist_rank() + 1, nfv_dist_size());
-        a.shard = rank_shard;
+        a.shard = rank_shard; /* then rank 0 reports over all (explain_dist.c) */
     }
     if (a.vis && !a.truth) return cli_failf("explain", "--vis scores against a truth: give --truth SYNTH_DIR too");
     explain_run r;

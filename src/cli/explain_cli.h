@@ -47,6 +47,15 @@ typedef struct explain_run {
     char report_dir[4096];      /* --out, or --out/shard-I-of-N: a shard's means and report do not clobber another's */
 } explain_run;
 
+/* Under mpirun (src/cli/explain_dist.c): where rank `rank` writes its rows
+ * of subjects.csv; every rank's sums added over the ranks (count: subjects;
+ * grid: this rank's model grid, nx = 0 when it explained none); rank 0
+ * joins the rows in rank order into subjects.csv. */
+void explain_subjects_part(const explain_run *r, int rank, char *path, size_t cap);
+nfv_status explain_reduce_ranks(explain_run *r, double *input_sum, float *brain, size_t per, int *count,
+                                const nfv_volume *grid);
+nfv_status explain_join_subjects(const explain_run *r);
+
 /* The model grid as a preprocessing target. */
 nfv_grid model_grid(const nfv_model *m);
 /* Read s->path and bring it to the model grid (s->orig, s->pre). */
