@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test-mpi: neurofv built with MPI=1 under Open MPI's mpirun, 2 ranks on
-# this machine, on a small cohort (40 subjects at 6 mm).  Checks:
+# this machine, on a small cohort (40 subjects at 6 mm, a 31x37x31 grid).  Checks:
 #   train      2 ranks = 1 rank with the same global batch (5: split 2 + 3),
 #              every parameter within atol 1e-8 + rtol 1e-5 of its tensor's
 #              magnitude after 2 epochs (SGD with momentum, class weights,
@@ -53,7 +53,7 @@ cd "$work"
 N=$OLDPWD/$bin
 T=$OLDPWD/tools
 arch="conv(8,k3,p1,nobias) bn relu maxpool(2) conv(16,k3,p1,nobias) bn relu maxpool(2) flatten dropout(0.3) linear(classes)"
-train=(train --data cohort/labels.csv --arch "$arch" --voxel 6 --batch 5 --seed 3 --augment shift=1,flip
+train=(train --data cohort/labels.csv --arch "$arch" --voxel 6 --shape 31,37,31 --batch 5 --seed 3 --augment shift=1,flip
        --class-weights auto --quiet --optimizer sgd --lr 0.001)
 
 "${run[@]}" -np 1 "$N" "${train[@]}" --epochs 2 --out one.safetensors >one.log 2>&1 || { cat one.log; bad "train on 1 rank"; }
@@ -90,7 +90,7 @@ cmpopts=(--model one.safetensors --target logit:all --steps 10 --configs none,l2
 no_seconds() { awk -F, -v OFS=, '{NF--; print}' "$1"; }
 check "compare: --shard 1/2 + 2/2 + --merge = the unsharded table" cmp <(no_seconds c0/results.csv) <(no_seconds cm/results.csv)
 cp one.safetensors other.safetensors
-"$N" train --data cohort/labels.csv --arch "$arch" --voxel 6 --batch 5 --seed 9 --epochs 1 --quiet --out other.safetensors >/dev/null 2>&1
+"$N" train --data cohort/labels.csv --arch "$arch" --voxel 6 --shape 31,37,31 --batch 5 --seed 9 --epochs 1 --quiet --out other.safetensors >/dev/null 2>&1
 "$N" compare "${cmpopts[@]/one.safetensors/other.safetensors}" --out c2 --shard 2/2 >/dev/null 2>&1
 if "$N" compare --merge c1/shard-1-of-2 c2/shard-2-of-2 --out cx >cx.out 2>&1; then bad "merge of two models' shards refused"
 else grep -q "another model" cx.out && ok "merge of two models' shards refused" || { bad "merge refusal names the model"; cat cx.out; }; fi
@@ -142,7 +142,7 @@ mkdir -p broken && cp -r cohort/* broken/
 victim=$(awk -F, 'NR > 1 && $3 == "train" {print $1}' broken/labels.csv | tail -n 1)
 head -c 300 "cohort/$victim" >"broken/$victim"
 start=$SECONDS
-if timeout 120 "${run[@]}" -np 2 "$N" train --data broken/labels.csv --arch "$arch" --voxel 6 --batch 28 \
+if timeout 120 "${run[@]}" -np 2 "$N" train --data broken/labels.csv --arch "$arch" --voxel 6 --shape 31,37,31 --batch 28 \
      --epochs 1 --quiet --out broken.safetensors >broken.out 2>&1; then bad "a corrupt volume stops the run"
 else
   rc=$?

@@ -234,7 +234,8 @@ void nfv_train_memory(const nfv_model *m, const nfv_context *ctx, nfv_optimizer_
 /* Before nfv_train_run: whether the run o would fit ctx's device (a new
  * run: the architecture on o's grid; a resumed one: the checkpoint's model
  * and optimizer, read from o->out.ckpt); the batch is o->batch cut to the
- * train rows of ds.  NFV_ERR_UNSUPPORTED with needed vs available MiB and
+ * train rows of ds (under mpirun: this rank's block of it, ceil(batch /
+ * ranks)).  NFV_ERR_UNSUPPORTED with needed vs available MiB and
  * the largest batch that fits when it does not (nfv_memory_check_batch).
  * A checkpoint that cannot be read is left to nfv_train_run to report. */
 nfv_status nfv_train_memory_check(const nfv_context *ctx, const nfv_dataset *ds, const nfv_train_options *o);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "neurofv/dist.h"
 #include "neurofv/train.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -347,6 +348,10 @@ nfv_status nfv_train_memory_check(const nfv_context *ctx, const nfv_dataset *ds,
     for (int i = 0; i < ds->count; i++) ntrain += ds->rows[i].split == NFV_SPLIT_TRAIN;
     if (ntrain < 1 || o->batch < 1) return NFV_OK; /* nfv_train_run refuses these with its own message */
     int batch = o->batch > ntrain ? ntrain : o->batch;
+    /* Data parallelism: each rank's device holds its block of the batch,
+     * the largest of which is ceil(batch / ranks) (nfv_dist_block). */
+    int ranks = nfv_dist_size();
+    if (ranks > 1 && batch >= ranks) batch = (batch + ranks - 1) / ranks;
     train_fit t = {NULL, ctx, o->opt.kind};
     nfv_model *m = NULL;
     NFV_TRY(train_layout(ds, o, &m, &t.opt));
