@@ -22,7 +22,12 @@
  *    of output planes (conv3d_bwd_weights_fast), then conv3d_sum_partials.
  *
  *  - helpers shared by every layer, shapes at run time: conv3d_pad,
- *    conv3d_flip_weights, conv3d_sum_partials, conv3d_bias_partial. */
+ *    conv3d_flip_weights, conv3d_sum_partials, conv3d_bias_partial.
+ *
+ *  - eval-mode fusion of conv -> BatchNorm -> ReLU (src/model/model_fuse.c):
+ *    conv3d_fold_bn folds the BatchNorm into the weights, -DOUT_RELU=1
+ *    makes the fast forwards store max(y, 0), and conv3d_pad_gated applies
+ *    ReLU's backward while staging dy for the input gradient. */
 
 /* ---- tunables and shape constants (overridden with -D) ------------------ */
 #ifndef VEC
@@ -34,6 +39,9 @@
 #endif
 #ifndef ROWS
 #define ROWS 1          /* output rows (h) per work-item (forward): 1-4 */
+#endif
+#ifndef OUT_RELU
+#define OUT_RELU 0      /* 1: the forward stores max(y, 0) (eval-mode conv + BN + ReLU fusion) */
 #endif
 #ifndef BW_COB
 #define BW_COB 8        /* output channels per work-item (weight gradient) */
@@ -208,12 +216,13 @@ __kernel void conv3d_bwd_bias_ref(__global const float *dy, __global float *db, 
 /* ---- helpers of the fast path -------------------------------------------- */
 
 /* xp (N*CI, dp, hp, wp) = x (N*CI, id, ih, iw) surrounded by pd/ph/pw zeros
- * (dp = id + 2 pd, ...).  Global (hp, N*CI*dp): one padded row per
- * work-item, copied with whole vectors (a per-element kernel with index
- * arithmetic ran at ~1 GB/s).  Shapes are run-time arguments so one build
- * serves every layer: the per-row index arithmetic is negligible. */
-__kernel void conv3d_pad(__global const float *x, __global float *xp, int id, int ih, int iw, int pd_, int ph_,
-                         int pw_)
+ * (dp = id + 2 pd, ...), times [gate > 0] where gate (same shape as x) is
+ * given.  Global (hp, N*CI*dp): one padded row per work-item, copied with
+ * whole vectors (a per-element kernel with index arithmetic ran at ~1 GB/s).
+ * Shapes are run-time arguments so one build serves every layer: the
+ * per-row index arithmetic is negligible. */
+inline void pad_row(__global const float *x, __global const float *gate, __global float *xp, int id, int ih, int iw,
+                    int pd_, int ph_, int pw_)
 {
     const int dp = id + 2 * pd_, hp_n = ih + 2 * ph_, wp = iw + 2 * pw_;
     const int hp = get_global_id(0), pdi = get_global_id(1);
@@ -225,11 +234,55 @@ __kernel void conv3d_pad(__global const float *x, __global float *xp, int id, in
         for (; j < wp; j++) dst[j] = 0.0f;
         return;
     }
-    __global const float *src = x + (((size_t)plane * id + d) * ih + h) * iw;
+    const size_t row = (((size_t)plane * id + d) * ih + h) * iw;
+    __global const float *src = x + row;
     for (int j = 0; j < pw_; j++) dst[j] = 0.0f, dst[pw_ + iw + j] = 0.0f;
     int j = 0;
+    if (gate) {
+        __global const float *g = gate + row;
+        for (; j + VEC <= iw; j += VEC)
+            VSTORE(select((floatv)(0.0f), VLOAD(0, src + j), isgreater(VLOAD(0, g + j), (floatv)(0.0f))), 0,
+                   dst + pw_ + j);
+        for (; j < iw; j++) dst[pw_ + j] = g[j] > 0.0f ? src[j] : 0.0f;
+        return;
+    }
     for (; j + VEC <= iw; j += VEC) VSTORE(VLOAD(0, src + j), 0, dst + pw_ + j);
     for (; j < iw; j++) dst[pw_ + j] = src[j];
+}
+
+__kernel void conv3d_pad(__global const float *x, __global float *xp, int id, int ih, int iw, int pd_, int ph_,
+                         int pw_)
+{
+    pad_row(x, 0, xp, id, ih, iw, pd_, ph_, pw_);
+}
+
+/* The same copy of dy gated by the ReLU output y after the conv: ReLU's
+ * backward (dy where y > 0) folded into the staging copy of the conv's
+ * input gradient. */
+__kernel void conv3d_pad_gated(__global const float *x, __global const float *gate, __global float *xp, int id, int ih,
+                               int iw, int pd_, int ph_, int pw_)
+{
+    pad_row(x, gate, xp, id, ih, iw, pd_, ph_, pw_);
+}
+
+/* wf (CO, PER) = w (CO, PER) * s[co], bf (CO) = (b - mean) * s + beta with
+ * s = gamma / sqrt(var + eps): an eval-mode BatchNorm after a conv folded
+ * into the conv (PER = CI/G * KD*KH*KW).  One weight per work-item; the
+ * first CO work-items also write bf.  has_bias 0: b is not read. */
+__kernel void conv3d_fold_bn(__global const float *w, __global const float *b, int has_bias,
+                             __global const float *gamma, __global const float *beta, __global const float *mean,
+                             __global const float *var, float eps, __global float *wf, __global float *bf,
+                             int co_count, int per)
+{
+    const int i = get_global_id(0);
+    if (i >= co_count * per) return;
+    const int co = i / per;
+    const float s = gamma[co] / sqrt(var[co] + eps);
+    wf[i] = w[i] * s;
+    if (i < co_count) {
+        const float sc = gamma[i] / sqrt(var[i] + eps);
+        bf[i] = ((has_bias ? b[i] : 0.0f) - mean[i]) * sc + beta[i];
+    }
 }
 
 /* wt (CI, CO, KD, KH, KW) = w (CO, CI, KD, KH, KW) transposed over channels and
@@ -334,6 +387,7 @@ __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w,
     if (oh0 + (r) < HO) {                                                                    \
         floatv v = a##r##_##c;                                                               \
         if (has_bias) v += (floatv)(bias[co0 + (c)]);                                        \
+        if (OUT_RELU) v = fmax(v, (floatv)(0.0f));                                           \
         __global float *dst = y + ((((size_t)n * CO + co0 + (c)) * DO + od) * HO + oh0 + (r)) * WO + x0; \
         if (full) VSTORE(v, 0, dst);                                                         \
         else {                                                                               \
@@ -393,7 +447,8 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
     __global float *yplane = y + (((size_t)n * CO + co0) * DO + od) * HO * WO;
 #define STORE_VEC(r, c)                                                                     \
     {                                                                                      \
-        const floatv v = a##r##_##c + (floatv)(has_bias ? bias[co0 + (c)] : 0.0f);          \
+        floatv v = a##r##_##c + (floatv)(has_bias ? bias[co0 + (c)] : 0.0f);                \
+        if (OUT_RELU) v = fmax(v, (floatv)(0.0f));                                         \
         __global float *dst = yplane + (size_t)(c) * DO * HO * WO;                         \
         const int pr = p0 + (r) * VEC, ohr = pr / WP, oxr = pr % WP;                       \
         if (oxr + VEC <= WO && ohr < HO) VSTORE(v, 0, dst + ohr * WO + oxr);               \

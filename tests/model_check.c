@@ -30,12 +30,14 @@ void randomize_bn(nfv_context *ctx, nfv_model *m, unsigned seed)
 
 /* Forward to layer `upto` and the input gradient of sum(g * output) against
  * the reference and its central finite differences. */
-void check_model(const char *spec, const int in[4], int n, int classes, nfv_head head, int training, int upto)
+static void check_model_impl(const char *spec, const int in[4], int n, int classes, nfv_head head, int training,
+                             int upto, int fuse)
 {
     nfv_context *ctx = test_ctx();
     nfv_model *m = NULL;
     if (!CHECK_OK(nfv_model_create_from_spec(ctx, spec, in, classes, NULL, head, 7, &m))) return;
     randomize_bn(ctx, m, 11);
+    nfv_model_set_fusion(m, fuse);
     if (upto < 0) upto = m->layer_count - 1;
     size_t xn = (size_t)n * nfv_shape_numel(4, in);
     float *xf = test_random(xn, 5, -1.0f, 1.0f);
@@ -47,6 +49,11 @@ void check_model(const char *spec, const int in[4], int n, int classes, nfv_head
     CHECK(ref_params_download(ctx, m, &rp), "parameters download");
     if (!CHECK_OK(nfv_model_forward(m, ctx, &x, upto, training))) goto out0;
     nfv_tensor *y = nfv_model_activation(m, upto);
+    if (fuse) {
+        int fused = 0;
+        for (int i = 0; i < m->layer_count; i++) fused += m->layers[i].fused_with > 0;
+        CHECK(fused > 0, "%s: fusion on, but no conv -> BN group was fused up to layer %d", spec, upto);
+    }
     size_t yn = y->numel;
     float *yf = test_download(y);
     double *xd = malloc(xn * sizeof *xd), *yd = malloc(yn * sizeof *yd), *yp = malloc(yn * sizeof *yd),
@@ -54,7 +61,8 @@ void check_model(const char *spec, const int in[4], int n, int classes, nfv_head
     for (size_t i = 0; i < xn; i++) xd[i] = xf[i];
     ref_model_forward(m, &rp, xd, n, training, upto, yd);
     char what[256];
-    snprintf(what, sizeof what, "%s forward to layer %d (%s mode, N=%d)", spec, upto, training ? "train" : "eval", n);
+    snprintf(what, sizeof what, "%s forward to layer %d (%s mode%s, N=%d)", spec, upto, training ? "train" : "eval",
+             fuse ? ", fused" : "", n);
     /* float32 kernels vs double: sums of up to a few hundred terms of O(1), so
      * 1e-4 absolute + 1e-3 relative is a few hundred ulps of headroom. */
     CHECK_CLOSE(what, yf, yd, yn, 1e-4, 1e-3);
@@ -82,7 +90,8 @@ void check_model(const char *spec, const int in[4], int n, int classes, nfv_head
             dxd[k] = s / (2 * h);
             got[k] = dxf[i];
         }
-        snprintf(what, sizeof what, "%s input gradient from layer %d (%s mode)", spec, upto, training ? "train" : "eval");
+        snprintf(what, sizeof what, "%s input gradient from layer %d (%s mode%s)", spec, upto,
+                 training ? "train" : "eval", fuse ? ", fused" : "");
         /* float32 backward vs a double finite difference: 1e-3 abs + 1e-2 rel. */
         CHECK_CLOSE(what, got, dxd, count, 1e-3, 1e-2);
         free(got);
@@ -98,3 +107,13 @@ out0:
     nfv_model_free(m);
 }
 
+
+void check_model(const char *spec, const int in[4], int n, int classes, nfv_head head, int training, int upto)
+{
+    check_model_impl(spec, in, n, classes, head, training, upto, 0);
+}
+
+void check_model_fused(const char *spec, const int in[4], int n, int classes, nfv_head head, int upto)
+{
+    check_model_impl(spec, in, n, classes, head, 0, upto, 1);
+}

@@ -12,5 +12,8 @@ void randomize_bn(nfv_context *ctx, nfv_model *m, unsigned seed);
  * output) in training or eval mode, and check the output and the input
  * gradient of sum(g * output) against the reference. */
 void check_model(const char *spec, const int in[4], int n, int classes, nfv_head head, int training, int upto);
+/* The same in eval mode with conv -> BN [-> ReLU] fusion on
+ * (nfv_model_set_fusion); also checks that some group was fused. */
+void check_model_fused(const char *spec, const int in[4], int n, int classes, nfv_head head, int upto);
 
 #endif

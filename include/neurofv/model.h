@@ -164,6 +164,16 @@ typedef struct nfv_layer {
      * argmax, dropout mask, BN save_mean (C), InstanceNorm save_mean (N, C);
      * aux2 = BN save_invstd (C), InstanceNorm save_invstd (N, C). */
     nfv_tensor out, aux, aux2;
+
+    /* Eval-mode fusion (src/model/model_fuse.c).  keep: this output must
+     * exist after a forward (nfv_model_keep_activation), so it is never
+     * fused away.  fused_with: in the last forward, this layer's output was
+     * computed together with the fused_with layers before it (conv ->
+     * BatchNorm [-> ReLU]), whose own outputs were not; 0: not fused.
+     * fold_w, fold_b: a conv's weights and bias with the BatchNorm after it
+     * folded in (allocated on first use). */
+    int keep, fused_with;
+    nfv_tensor fold_w, fold_b;
 } nfv_layer;
 
 typedef struct nfv_model {
@@ -211,6 +221,7 @@ typedef struct nfv_model {
     int last_forward_upto;           /* last layer the last forward computed */
     int last_training;
     int is_graph;            /* 0: a chain (each layer reads the previous one), run with the ping-pong buffers */
+    int fuse_eval;           /* 1: eval-mode forwards fuse conv -> BN [-> ReLU] (nfv_model_set_fusion) */
     /* Scratch gradient buffers (ping-pong), each the largest activation of the batch. */
     nfv_tensor grad_a, grad_b;
     nfv_context *ctx;
@@ -287,8 +298,22 @@ nfv_status nfv_model_set_batch(nfv_model *m, nfv_context *ctx, int n);
  * uses batch statistics and updates running stats, Dropout draws a mask.
  * Activations are kept per layer; x must stay alive until backward. */
 nfv_status nfv_model_forward(nfv_model *m, nfv_context *ctx, const nfv_tensor *x, int upto_layer, int training);
-/* Output of layer i of the last forward: (N, out_shape) or NULL. */
+/* Output of layer i of the last forward: (N, out_shape) or NULL (not
+ * computed, or fused away: see nfv_model_set_fusion). */
 nfv_tensor *nfv_model_activation(nfv_model *m, int layer);
+
+/* Eval-mode fusion, off by default.  When on, an eval forward runs each
+ * conv -> BatchNorm [-> ReLU] run of layers (each read only by the next) as
+ * one conv with the BatchNorm folded into its weights and the ReLU applied
+ * as it stores, and backward gates the gradient by that ReLU inside the
+ * conv's padding copy: about a quarter less memory traffic per step.  The
+ * conv's and BatchNorm's own outputs then do not exist (nfv_model_activation
+ * gives NULL and backward cannot start or stop there) unless the layer was
+ * pinned with nfv_model_keep_activation.  A group ends at or before the
+ * forward's upto_layer, so the requested layer always exists.  Results
+ * equal the unfused ones up to float rounding (tests/test_fuse.c). */
+void nfv_model_set_fusion(nfv_model *m, int on);
+void nfv_model_keep_activation(nfv_model *m, int layer);
 
 /* Backpropagate from the output of layer from_layer (<= the last forward's
  * upto) given grad_at_from_layer_output (same shape as that activation) down

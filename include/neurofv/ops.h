@@ -46,6 +46,20 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
 /* dw (Co, Ci/G, kd, kh, kw) and db (Co, may be NULL) from x and dy. */
 nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                                        const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db);
+/* Eval-mode fusion of conv -> BatchNorm -> ReLU (src/model/model_fuse.c):
+ *  - y = max(conv(x, w) + b, 0), the ReLU applied as the conv stores y;
+ *  - dx = backward-input of dy * [gate > 0], gate = that ReLU's output
+ *    (N, Co, Do, Ho, Wo): ReLU's backward done in the conv's padding copy;
+ *  - wf (Co, Ci/G, kd, kh, kw), bf (Co): w and b (may be NULL) with an
+ *    eval-mode BatchNorm (gamma, beta, running mean and var (Co), eps) after
+ *    the conv folded in: conv(x, wf) + bf = BN(conv(x, w) + b). */
+nfv_status nfv_conv3d_forward_relu(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                   const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y);
+nfv_status nfv_conv3d_backward_input_gated(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                           const nfv_tensor *gate, const nfv_tensor *w, nfv_tensor *dx);
+nfv_status nfv_conv3d_fold_batchnorm(nfv_context *ctx, const nfv_tensor *w, const nfv_tensor *b,
+                                     const nfv_tensor *gamma, const nfv_tensor *beta, const nfv_tensor *mean,
+                                     const nfv_tensor *var, float eps, nfv_tensor *wf, nfv_tensor *bf);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
  * ones are tested against, never used by the program (with dilation or
  * groups > 1 they run the general kernels, as the functions above). */
@@ -76,6 +90,7 @@ nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
 /* dx (N, C, D, H, W) from dy and argmax (overlapping windows sum). */
 nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
                                   const nfv_tensor *argmax, nfv_tensor *dx);
+
 /* Average pooling; padded zeros count in the divisor (PyTorch's default
  * count_include_pad=True), or with exclude_pad only the real voxels.  With
  * ceil_mode a last window hanging past the right padding divides by its part

@@ -10,6 +10,9 @@
  *                    (n, od) slab) + conv3d_sum_partials, when the x stride is
  *                    1 and kw <= 5; the bias gradient likewise with
  *                    conv3d_bias_partial.
+ * Eval-mode fusion (src/model/model_fuse.c) adds nfv_conv3d_forward_relu
+ * (the fast forwards built with -DOUT_RELU=1), nfv_conv3d_backward_input_gated
+ * (conv3d_pad_gated instead of conv3d_pad) and nfv_conv3d_fold_batchnorm.
  * Every other shape runs the *_ref kernels (one output per work-item).
  * Dilation or groups other than 1 run the general kernels instead
  * (src/layers/conv3d_general.c, cl/conv3d_general.cl), also one output per
@@ -269,13 +272,13 @@ static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
 
 /* Build options of the fast program for one layer configuration.  Everything
  * a kernel's loop bounds or addressing depends on is compiled in. */
-static void fast_options(const fast_config *c, const conv_dims *d, char *buf, size_t cap)
+static void fast_options(const fast_config *c, const conv_dims *d, int relu, char *buf, size_t cap)
 {
     snprintf(buf, cap,
              "-DODC=%d -DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d "
-             "-DSH=%d -DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d",
+             "-DSH=%d -DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d%s",
              c->odc, c->vec, c->cob, c->rows, c->bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0], d->s[1],
-             d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow);
+             d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow, relu ? " -DOUT_RELU=1" : "");
 }
 
 static nfv_status scratch_create(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out)
@@ -298,8 +301,9 @@ static size_t padded_slack(const nfv_context *ctx, const conv_dims *d)
 }
 
 /* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into the
- * padded-input scratch slot. */
-static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem *out)
+ * padded-input scratch slot; gate (same shape, or NULL): copy src only
+ * where gate > 0 (conv3d_pad_gated). */
+static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, cl_mem *out)
 {
     size_t n = padded_numel(d), slack = padded_slack(ctx, d);
     cl_mem xp;
@@ -311,15 +315,18 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
     nfv_status st = NFV_OK;
     if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clEnqueueFillBuffer", "conv3d padded input slack", __FILE__, __LINE__);
     char go[32];
-    if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_pad", &k);
+    const char *name = gate ? "conv3d_pad_gated" : "conv3d_pad";
+    if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), name, &k);
     if (st == NFV_OK) {
         size_t global[2] = {(size_t)d->h + 2 * d->p[1], (size_t)d->n * d->ci * (d->d + 2 * d->p[0])};
         size_t local[2] = {global[0], 1}; /* one padded plane per work-group */
         cl_int a[6] = {d->d, d->h, d->w, d->p[0], d->p[1], d->p[2]};
-        err = clSetKernelArg(k, 0, sizeof src, &src);
-        if (err == CL_SUCCESS) err = clSetKernelArg(k, 1, sizeof xp, &xp);
-        for (int i = 0; i < 6 && err == CL_SUCCESS; i++) err = clSetKernelArg(k, 2 + i, sizeof a[i], &a[i]);
-        if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_pad", __FILE__, __LINE__);
+        int arg = 0;
+        err = clSetKernelArg(k, arg++, sizeof src, &src);
+        if (err == CL_SUCCESS && gate) err = clSetKernelArg(k, arg++, sizeof gate, &gate);
+        if (err == CL_SUCCESS) err = clSetKernelArg(k, arg++, sizeof xp, &xp);
+        for (int i = 0; i < 6 && err == CL_SUCCESS; i++) err = clSetKernelArg(k, arg++, sizeof a[i], &a[i]);
+        if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
         else st = nfv_kernel_launch(ctx, k, 2, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
     }
     if (st != NFV_OK) return st;
@@ -327,18 +334,21 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
     return NFV_OK;
 }
 
-/* y = conv(x, w) + bias (bias may be NULL) through the fast kernels; d->s[2] == 1. */
-static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, cl_mem y)
+/* y = conv(x, w) + bias (bias may be NULL) through the fast kernels, then
+ * max(y, 0) when relu; x is first copied to the padded layout (times
+ * [gate > 0] where gate is given); d->s[2] == 1. */
+static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem bias,
+                               int relu, cl_mem y)
 {
     const fast_config c = fast_config_for(ctx, d);
     char opts[512];
-    fast_options(&c, d, opts, sizeof opts);
+    fast_options(&c, d, relu, opts, sizeof opts);
     const int vec = c.vec, cob = c.cob, rows = c.rows;
     const int flat = c.flat;
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast", &k));
     cl_mem xp;
-    NFV_TRY(pad_input(ctx, d, x, &xp));
+    NFV_TRY(pad_input(ctx, d, x, gate, &xp));
     cl_int has_bias = bias != NULL;
     cl_mem b = bias ? bias : w;
     nfv_status st = NFV_OK;
@@ -369,27 +379,62 @@ nfv_status nfv_conv3d_forward(nfv_context *ctx, const nfv_conv3d_params *p, cons
     NFV_TRY(check_shapes("conv3d forward", p, x, w, b, y, &d));
     if (dims_general(&d)) return nfv_conv3d_general_forward(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
     if (d.s[2] != 1) return nfv_conv3d_forward_reference(ctx, p, x, w, b, y);
-    return forward_fast(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
+    return forward_fast(ctx, &d, x->buf, NULL, w->buf, b ? b->buf : NULL, 0, y->buf);
 }
 
-nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
-                                     const nfv_tensor *w, nfv_tensor *dx)
+nfv_status nfv_conv3d_forward_relu(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                   const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y)
+{
+    conv_dims d;
+    NFV_TRY(check_shapes("conv3d forward (ReLU)", p, x, w, b, y, &d));
+    if (dims_general(&d) || d.s[2] != 1) {
+        NFV_TRY(nfv_conv3d_forward(ctx, p, x, w, b, y));
+        return nfv_activation_forward(ctx, NFV_RELU, 0.0f, y, y);
+    }
+    return forward_fast(ctx, &d, x->buf, NULL, w->buf, b ? b->buf : NULL, 1, y->buf);
+}
+
+/* The geometry of the input gradient as a forward conv over dy: input dy
+ * (N, CO, DO, HO, WO) padded by k - 1 - p, output dx (N, CI, D, H, W). */
+static conv_dims transposed_dims(const conv_dims *d)
+{
+    conv_dims t = *d;
+    t.ci = d->co, t.co = d->ci;
+    t.d = d->od, t.h = d->oh, t.w = d->ow;
+    t.od = d->d, t.oh = d->h, t.ow = d->w;
+    for (int i = 0; i < 3; i++) t.p[i] = d->k[i] - 1 - d->p[i];
+    return t;
+}
+
+/* dx from dy (times [gate > 0] where gate is given, same shape as dy). */
+static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                 const nfv_tensor *gate, const nfv_tensor *w, nfv_tensor *dx)
 {
     conv_dims d;
     if (!dx) return NFV_OK;
-    NFV_TRY(check_shapes("conv3d backward-input", p, dx, w, NULL, dy, &d));
-    if (dims_general(&d)) return nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf);
-    int fast = 1;
+    NFV_TRY(check_shapes(op, p, dx, w, NULL, dy, &d));
+    if (gate && gate->numel != dy->numel) {
+        char sg[64], sy[64];
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: gate %s and output gradient %s differ", op, shp(gate, sg, 64),
+                        shp(dy, sy, 64));
+    }
+    int fast = !dims_general(&d);
     for (int i = 0; i < 3; i++) fast &= d.s[i] == 1 && d.p[i] <= d.k[i] - 1;
-    if (!fast) return nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
+    if (!fast) {
+        if (!gate) return dims_general(&d) ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
+                                           : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
+        /* Shapes the fast kernels do not cover: gate into a temporary first. */
+        nfv_tensor g;
+        NFV_TRY(nfv_tensor_create(ctx, &g, dy->ndim, dy->shape));
+        nfv_status st = nfv_activation_backward(ctx, NFV_RELU, 0.0f, gate, dy, &g);
+        if (!st) st = backward_input(ctx, op, p, &g, NULL, w, dx);
+        nfv_tensor_free(&g);
+        return st;
+    }
 
     /* dx = conv(dy padded by k-1-p, wt) with wt (CI, CO, k) flipped: a forward
      * whose input is dy (N, CO, DO, HO, WO) and output dx (N, CI, D, H, W). */
-    conv_dims t = d;
-    t.ci = d.co, t.co = d.ci;
-    t.d = d.od, t.h = d.oh, t.w = d.ow;
-    t.od = d.d, t.oh = d.h, t.ow = d.w;
-    for (int i = 0; i < 3; i++) t.p[i] = d.k[i] - 1 - d.p[i];
+    conv_dims t = transposed_dims(&d);
     const int kvol = d.k[0] * d.k[1] * d.k[2];
     cl_mem wt;
     NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
@@ -408,8 +453,21 @@ nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *
             st = nfv_kernel_launch(ctx, k, 1, &global, NULL);
         }
     }
-    if (st == NFV_OK) st = forward_fast(ctx, &t, dy->buf, wt, NULL, dx->buf);
+    if (st == NFV_OK) st = forward_fast(ctx, &t, dy->buf, gate ? gate->buf : NULL, wt, NULL, 0, dx->buf);
     return st;
+}
+
+nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                     const nfv_tensor *w, nfv_tensor *dx)
+{
+    return backward_input(ctx, "conv3d backward-input", p, dy, NULL, w, dx);
+}
+
+nfv_status nfv_conv3d_backward_input_gated(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                           const nfv_tensor *gate, const nfv_tensor *w, nfv_tensor *dx)
+{
+    if (!gate) return nfv_fail(NFV_ERR_INVALID_ARG, "conv3d backward-input (gated): NULL gate");
+    return backward_input(ctx, "conv3d backward-input (gated)", p, dy, gate, w, dx);
 }
 
 /* part (parts, m) -> out (m) summed over parts. */
@@ -430,14 +488,14 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
 {
     const fast_config c = fast_config_for(ctx, d);
     char opts[512];
-    fast_options(&c, d, opts, sizeof opts);
+    fast_options(&c, d, 0, opts, sizeof opts);
     const int kvol = d->k[0] * d->k[1] * d->k[2];
     const int slabs = slab_count(d), m = d->co * d->ci * kvol;
     const int bw_cob = c.bw_cob;
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bwd_weights_fast", &k));
     cl_mem xp, part;
-    NFV_TRY(pad_input(ctx, d, x, &xp));
+    NFV_TRY(pad_input(ctx, d, x, NULL, &xp));
     NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part));
     nfv_status st = NFV_OK;
     cl_int err;
@@ -488,4 +546,40 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
     }
     if (db) NFV_TRY(bias_fast(ctx, &d, dy->buf, db->buf));
     return NFV_OK;
+}
+
+nfv_status nfv_conv3d_fold_batchnorm(nfv_context *ctx, const nfv_tensor *w, const nfv_tensor *b,
+                                     const nfv_tensor *gamma, const nfv_tensor *beta, const nfv_tensor *mean,
+                                     const nfv_tensor *var, float eps, nfv_tensor *wf, nfv_tensor *bf)
+{
+    if (!w || !gamma || !beta || !mean || !var || !wf || !bf || w->ndim != 5)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "conv3d BatchNorm fold: NULL tensor or weight not 5-D");
+    const int co = w->shape[0], per = (int)(w->numel / (size_t)co);
+    const nfv_tensor *cv[] = {gamma, beta, mean, var, bf};
+    for (int i = 0; i < 5; i++)
+        if (cv[i]->numel != (size_t)co)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "conv3d BatchNorm fold: a per-channel tensor has %zu values, the conv %d channels",
+                            cv[i]->numel, co);
+    if (wf->numel != w->numel || (b && b->numel != (size_t)co))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "conv3d BatchNorm fold: folded weight or bias does not match the conv");
+    cl_kernel k;
+    char go[32];
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_fold_bn", &k));
+    cl_int has_bias = b != NULL, n_co = co, n_per = per;
+    cl_mem bb = b ? b->buf : w->buf; /* never read without bias */
+    int a = 0;
+    NFV_ARG(k, "conv3d_fold_bn", a++, w->buf);
+    NFV_ARG(k, "conv3d_fold_bn", a++, bb);
+    NFV_ARG(k, "conv3d_fold_bn", a++, has_bias);
+    NFV_ARG(k, "conv3d_fold_bn", a++, gamma->buf);
+    NFV_ARG(k, "conv3d_fold_bn", a++, beta->buf);
+    NFV_ARG(k, "conv3d_fold_bn", a++, mean->buf);
+    NFV_ARG(k, "conv3d_fold_bn", a++, var->buf);
+    NFV_ARG(k, "conv3d_fold_bn", a++, eps);
+    NFV_ARG(k, "conv3d_fold_bn", a++, wf->buf);
+    NFV_ARG(k, "conv3d_fold_bn", a++, bf->buf);
+    NFV_ARG(k, "conv3d_fold_bn", a++, n_co);
+    NFV_ARG(k, "conv3d_fold_bn", a++, n_per);
+    size_t global = w->numel;
+    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }

@@ -297,6 +297,8 @@ void nfv_model_free(nfv_model *m)
         }
         nfv_tensor_free(&l->running_mean);
         nfv_tensor_free(&l->running_var);
+        nfv_tensor_free(&l->fold_w);
+        nfv_tensor_free(&l->fold_b);
         nfv_tensor_free(&l->constant);
     }
     for (int i = 0; i < m->class_count; i++) free(m->class_names[i]);

@@ -95,11 +95,17 @@ static nfv_status chain_backward(nfv_model *m, nfv_context *ctx, int from_layer,
     nfv_tensor cur = dy_view;
     for (int i = from_layer; i > stop; i--) {
         nfv_layer *l = &m->layers[i];
-        const nfv_tensor *x = i ? &m->layers[i - 1].out : m->last_input;
+        /* A fused group [lo, i] (model_fuse.c) goes from i's output to lo's input at once. */
+        const int lo = i - l->fused_with;
+        if (lo <= stop)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "backward to layer %d (%s): fused into %s by the eval-mode forward "
+                            "(pin it with nfv_model_keep_activation)", stop, m->layers[stop].name, l->name);
+        const nfv_tensor *x = lo ? &m->layers[lo - 1].out : m->last_input;
+        const nfv_layer *first = &m->layers[lo];
         int sh[5];
-        int nd = nfv_batched_shape(m->batch, l->in_ndim, l->in_shape, sh);
+        int nd = nfv_batched_shape(m->batch, first->in_ndim, first->in_shape, sh);
         nfv_tensor din, *dinp = NULL;
-        if (i > 0) {
+        if (lo > 0) {
             /* Skip the copy for shape-only layers: the gradient is the same memory. */
             if (l->spec.kind == NFV_LAYER_FLATTEN ||
                 (l->spec.kind == NFV_LAYER_DROPOUT && !(m->last_training && l->spec.alpha > 0))) {
@@ -115,9 +121,11 @@ static nfv_status chain_backward(nfv_model *m, nfv_context *ctx, int from_layer,
         char scope[128];
         snprintf(scope, sizeof scope, "layer %d (%s) backward", i, l->name);
         nfv_error_scope_set(scope);
-        nfv_status s = layer_backward(m, ctx, l, x, &cur, dinp, param_grads);
+        nfv_status s = l->fused_with ? nfv_fused_backward(m, ctx, i, &cur, param_grads, dinp)
+                                     : layer_backward(m, ctx, l, x, &cur, dinp, param_grads);
         nfv_error_scope_set(NULL);
         if (s) return nfv_fail_context(s, "backward, layer %d (%s)", i, l->name);
+        i = lo;
         if (i > 0) {
             cur = din;
             next ^= 1;
@@ -259,7 +267,20 @@ static nfv_status graph_backward(nfv_model *m, nfv_context *ctx, int from, const
         snprintf(scope, sizeof scope, "layer %d (%s) backward", i, l->name);
         nfv_error_scope_set(scope);
         nfv_tensor dy = gg.grad[i];
-        s = graph_node_backward(m, ctx, &gg, l, &dy, param_grads);
+        if (l->fused_with) {
+            /* A fused group [i - fused_with, i] (model_fuse.c): into its conv's input at once. */
+            const int lo = i - l->fused_with;
+            nfv_layer *first = &m->layers[lo];
+            int acc = 0;
+            nfv_tensor scratch, *t = NULL;
+            if (lo <= stop)
+                s = nfv_fail(NFV_ERR_INVALID_ARG, "backward to layer %d (%s): fused into %s by the eval-mode forward "
+                             "(pin it with nfv_model_keep_activation)", stop, m->layers[stop].name, l->name);
+            else t = grad_target(m, &gg, first, 0, &scratch, &acc);
+            if (!s) s = nfv_fused_backward(m, ctx, i, &dy, param_grads, t);
+            if (!s && t) s = grad_done(ctx, &gg, first, 0, t, acc);
+        } else
+            s = graph_node_backward(m, ctx, &gg, l, &dy, param_grads);
         nfv_error_scope_set(NULL);
         if (s) s = nfv_fail_context(s, "backward, layer %d (%s)", i, l->name);
     }

@@ -249,20 +249,23 @@ nfv_status nfv_model_forward(nfv_model *m, nfv_context *ctx, const nfv_tensor *x
     unsigned char *needed = calloc((size_t)m->layer_count, 1);
     if (!needed) return nfv_fail(NFV_ERR_NO_MEMORY, "model forward: out of memory");
     nfv_model_mark_ancestors(m, upto_layer, needed);
-    for (int i = 0; i < m->layer_count; i++) m->layers[i].computed = 0;
+    for (int i = 0; i < m->layer_count; i++) m->layers[i].computed = 0, m->layers[i].fused_with = 0;
     nfv_status s = NFV_OK;
     for (int i = 0; i <= upto_layer && !s; i++) {
         nfv_layer *l = &m->layers[i];
         if (!needed[i]) continue;
         const nfv_tensor *in[NFV_NODE_MAX_INPUTS] = {x};
         for (int k = 0; k < l->n_inputs; k++) in[k] = l->inputs[k] < 0 ? x : &m->layers[l->inputs[k]].out;
-        char scope[96];
-        snprintf(scope, sizeof scope, "layer %d (%s)", i, l->name);
+        char scope[192];
+        int end = nfv_fuse_group_end(m, i, upto_layer, training);
+        if (end > i) snprintf(scope, sizeof scope, "layers %d-%d (%s-%s, fused)", i, end, l->name, m->layers[end].name);
+        else snprintf(scope, sizeof scope, "layer %d (%s)", i, l->name);
         nfv_error_scope_set(scope);
-        s = layer_forward(m, ctx, l, in, training);
+        s = end > i ? nfv_fused_forward(m, ctx, i, end, in[0]) : layer_forward(m, ctx, l, in, training);
         nfv_error_scope_set(NULL);
-        if (s) s = nfv_fail_context(s, "forward, layer %d (%s)", i, l->name);
-        l->computed = !s;
+        if (s) s = nfv_fail_context(s, "forward, %s", scope);
+        i = end;
+        m->layers[i].computed = !s;
     }
     free(needed);
     if (s) return s;

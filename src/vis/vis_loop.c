@@ -539,7 +539,15 @@ nfv_status vis_run_batch(nfv_context *ctx, nfv_model *m, const nfv_target *targe
     b.pdims[0] = b.D + 2 * o->pad;
     b.pdims[1] = b.H + 2 * o->pad;
     b.pdims[2] = b.W + 2 * o->pad;
+    /* Eval-mode fusion of conv -> BN -> ReLU for the run, with the layers
+     * the penalties read (--stay, --diversity) kept; off again after, for
+     * callers that read other layers' activations. */
+    const int was_fused = m->fuse_eval;
+    if (o->stay > 0) nfv_model_keep_activation(m, vis_diversity_layer(m, o->stay_layer, b.layer));
+    if (o->diversity > 0) nfv_model_keep_activation(m, vis_diversity_layer(m, o->diversity_layer, b.layer));
+    nfv_model_set_fusion(m, 1);
     nfv_status st = optimize(&b, templ, mask);
+    nfv_model_set_fusion(m, was_fused);
     batch_free(&b);
     return st;
 }

@@ -1,0 +1,89 @@
+/* Eval-mode fusion of conv -> BatchNorm [-> ReLU] (see nfv_model_set_fusion
+ * in include/neurofv/model.h).
+ *
+ * In eval mode a BatchNorm is a per-channel affine map, so after a conv it
+ * folds into the conv's weights and bias (nfv_conv3d_fold_batchnorm), and a
+ * ReLU after it is applied as the conv stores its output.  For ref4 at 2 mm
+ * that removes four full passes over the 29 MB first-layer activation per
+ * visualization step (BN and ReLU, forward and backward).  Backward goes
+ * from the gradient at the group's last output to the conv's input in one
+ * call: ReLU's gate (its output > 0, the same as its input > 0) is applied
+ * in the conv's padding copy, and the BatchNorm's scale is in the folded
+ * weights.  Only inputs' gradients: parameter gradients need the unfused
+ * layers (training runs unfused anyway, with batch statistics). */
+#include "model/model_run.h"
+
+#include <stdio.h>
+
+void nfv_model_set_fusion(nfv_model *m, int on)
+{
+    m->fuse_eval = on != 0;
+}
+
+void nfv_model_keep_activation(nfv_model *m, int layer)
+{
+    if (layer >= 0 && layer < m->layer_count) m->layers[layer].keep = 1;
+}
+
+/* 1 when layer j reads only from layer i and is i's only consumer. */
+static int only_reader(const nfv_model *m, int i, int j)
+{
+    const nfv_layer *l = &m->layers[j];
+    return l->n_inputs == 1 && l->inputs[0] == i && m->layers[i].consumers == 1 && !m->layers[i].keep;
+}
+
+/* 1 when an Add later writes its sum into layer i's output buffer. */
+static int overwritten_in_place(const nfv_model *m, int i)
+{
+    for (int j = i + 1; j < m->layer_count; j++)
+        if (m->layers[j].in_place && m->layers[j].inputs[0] == i) return 1;
+    return 0;
+}
+
+int nfv_fuse_group_end(const nfv_model *m, int i, int upto, int training)
+{
+    if (!m->fuse_eval || training || i + 1 > upto) return i;
+    const nfv_layer *c = &m->layers[i], *bn = &m->layers[i + 1];
+    if (c->spec.kind != NFV_LAYER_CONV3D || bn->spec.kind != NFV_LAYER_BATCHNORM3D || bn->nparams != 2 ||
+        !only_reader(m, i, i + 1))
+        return i;
+    if (i + 2 <= upto && m->layers[i + 2].spec.kind == NFV_LAYER_RELU && only_reader(m, i + 1, i + 2) &&
+        !overwritten_in_place(m, i + 2))
+        return i + 2;
+    return i + 1;
+}
+
+nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail, const nfv_tensor *x)
+{
+    nfv_layer *c = &m->layers[head], *bn = &m->layers[head + 1], *t = &m->layers[tail];
+    if (!c->fold_w.buf) {
+        NFV_TRY(nfv_tensor_create(ctx, &c->fold_w, c->param[0].ndim, c->param[0].shape));
+        NFV_TRY(nfv_tensor_create(ctx, &c->fold_b, 1, &c->param[0].shape[0]));
+    }
+    /* Every forward: the parameters may have changed since the last one. */
+    NFV_TRY(nfv_conv3d_fold_batchnorm(ctx, &c->param[0], c->spec.bias ? &c->param[1] : NULL, &bn->param[0],
+                                      &bn->param[1], &bn->running_mean, &bn->running_var, bn->spec.alpha, &c->fold_w,
+                                      &c->fold_b));
+    nfv_conv3d_params p;
+    nfv_layer_conv_params(&c->spec, &p);
+    if (tail > head + 1) NFV_TRY(nfv_conv3d_forward_relu(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out));
+    else NFV_TRY(nfv_conv3d_forward(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out));
+    t->fused_with = tail - head;
+    return NFV_OK;
+}
+
+nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nfv_tensor *dy, int param_grads,
+                              nfv_tensor *dx)
+{
+    const nfv_layer *t = &m->layers[tail];
+    const int head = tail - t->fused_with;
+    nfv_layer *c = &m->layers[head];
+    if (param_grads)
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "parameter gradients of layers %d-%d (%s-%s), fused by an eval-mode forward",
+                        head, tail, c->name, t->name);
+    if (!dx) return NFV_OK;
+    nfv_conv3d_params p;
+    nfv_layer_conv_params(&c->spec, &p);
+    if (t->fused_with > 1) return nfv_conv3d_backward_input_gated(ctx, &p, dy, &t->out, &c->fold_w, dx);
+    return nfv_conv3d_backward_input(ctx, &p, dy, &c->fold_w, dx);
+}
