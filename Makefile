@@ -163,7 +163,7 @@ check-cl:
 	@for f in $(CL_SRC); do \
 	  case $$f in \
 	    cl/pool.cl) defs="POOL_KIND=0 POOL_KIND=1 POOL_KIND=2" ;; \
-	    cl/conv3d.cl) defs="ROWS=1 ROWS=2 ROWS=3 ROWS=4" ;; \
+	    cl/conv3d.cl) defs="ROWS=1 ROWS=2 ROWS=3 ROWS=4 PCOB=4" ;; \
 	    *) defs="" ;; \
 	  esac; \
 	  for v in $(CHECK_CL_VEC); do for d in $${defs:-""}; do \

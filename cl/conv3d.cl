@@ -469,6 +469,108 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
 #undef STORE_VEC
 }
 
+/* ---- fast forward + ReLU + 2x2x2 max pool (eval-mode fusion) ------------- */
+/* yp (N, CO, DO/2, HO/2, WO/2) = maxpool(2)(max(conv(xp, w) + bias, 0)) and
+ * argmax (same shape): each window's arg max as an offset in the (DO, HO,
+ * WO) plane, as maxpool3d_forward_w2 (cl/pool.cl) finds it (planes, rows,
+ * then even and odd columns; the first of equal values; NaN wins).  The
+ * conv's own output, the largest tensor of a step (29 MB for ref4's first
+ * layer), is never stored nor read back.  Rows and planes past 2 * (HO/2)
+ * and 2 * (DO/2) are not computed.  Global (ceil(WO/VEC), HO/2,
+ * N*(CO/PCOB)*(DO/2)); a work-item computes PCOB channels x 2 planes x 2
+ * rows of VEC columns (4*PCOB accumulators).  Only in the build with
+ * -DPCOB (nfv_conv3d_forward_relu_maxpool2): other layers' builds, whose
+ * output may be thinner than 2, do not carry it. */
+#if defined(PCOB) && DO >= 2 && HO >= 2 && WO >= 2
+#if VEC == 4
+#define halfv float2
+#define halfiv int2
+#define HLANES ((int2)(0, 1))
+#elif VEC == 8
+#define halfv float4
+#define halfiv int4
+#define HLANES ((int4)(0, 1, 2, 3))
+#elif VEC == 16
+#define halfv float8
+#define halfiv int8
+#define HLANES ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#endif
+#define POD (DO / 2)
+#define POH (HO / 2)
+#define POW (WO / 2)
+#ifdef halfv
+#define TAP4(c) TAPR(0, c) TAPR(1, c) TAPR(2, c) TAPR(3, c)
+/* Window position k = 2*kd + kh of the 2x2 (plane, row) block: even then odd columns. */
+#define POOL_TAKE(r, k)                                                                      \
+    {                                                                                        \
+        const halfv e = (r).even, o = (r).odd;                                               \
+        const int code = (((k) >> 1) * HO + ((k) & 1)) * WO;                                 \
+        halfiv take = isgreater(e, best) | isnan(e);                                         \
+        best = select(best, e, take);                                                        \
+        off = select(off, (halfiv)(code), take);                                             \
+        take = isgreater(o, best) | isnan(o);                                                \
+        best = select(best, o, take);                                                        \
+        off = select(off, (halfiv)(code + 1), take);                                         \
+    }
+#define POOL_STORE(c)                                                                        \
+    {                                                                                        \
+        const floatv bb = (floatv)(has_bias ? bias[co0 + (c)] : 0.0f);                       \
+        halfv best = (halfv)(-INFINITY);                                                     \
+        halfiv off = (halfiv)(0);                                                            \
+        POOL_TAKE(fmax(a0_##c + bb, (floatv)(0.0f)), 0)                                      \
+        POOL_TAKE(fmax(a1_##c + bb, (floatv)(0.0f)), 1)                                      \
+        POOL_TAKE(fmax(a2_##c + bb, (floatv)(0.0f)), 2)                                      \
+        POOL_TAKE(fmax(a3_##c + bb, (floatv)(0.0f)), 3)                                      \
+        const halfiv idx = off + (od0 * HO + oh0) * WO + 2 * ow0 + 2 * HLANES;               \
+        const size_t o = ((((size_t)n * CO + co0 + (c)) * POD + pd) * POH + ph) * POW + ow0;  \
+        if (ow0 + VEC / 2 <= POW) {                                                          \
+            NFV_CAT(vstore, NFV_CAT(HALF_, VEC))(best, 0, yp + o);                           \
+            NFV_CAT(vstore, NFV_CAT(HALF_, VEC))(idx, 0, argmax + o);                        \
+        } else {                                                                             \
+            float bt[VEC / 2];                                                               \
+            int it[VEC / 2];                                                                 \
+            NFV_CAT(vstore, NFV_CAT(HALF_, VEC))(best, 0, bt);                               \
+            NFV_CAT(vstore, NFV_CAT(HALF_, VEC))(idx, 0, it);                                \
+            for (int l = 0; l < POW - ow0; l++) yp[o + l] = bt[l], argmax[o + l] = it[l];    \
+        }                                                                                    \
+    }
+#define HALF_4 2
+#define HALF_8 4
+#define HALF_16 8
+__kernel void conv3d_fwd_relu_pool2(__global const float *xp, __global const float *w, __global const float *bias,
+                                    __global float *yp, __global int *argmax, int has_bias)
+{
+    const int xb = get_global_id(0), ph = get_global_id(1);
+    const int pd = get_global_id(2) % POD, cb = (get_global_id(2) / POD) % (CO / PCOB);
+    const int n = get_global_id(2) / (POD * (CO / PCOB));
+    const int x0 = xb * VEC, ow0 = x0 / 2, oh0 = 2 * ph, od0 = 2 * pd, co0 = cb * PCOB;
+
+    REP(PCOB, DECL)
+
+    __global const float *xrow = xp + (size_t)n * CI * DP * HP * WP + ((size_t)od0 * SD * HP + oh0 * SH) * WP + x0;
+    __global const float *wco = w + (size_t)co0 * CI * KVOL;
+    for (int ci = 0; ci < CI; ci++) {
+        __global const float *xc = xrow + (size_t)ci * DP * HP * WP;
+        __global const float *wc = wco + ci * KVOL;
+#pragma unroll
+        for (int kd = 0; kd < KD; kd++)
+#pragma unroll
+            for (int kh = 0; kh < KH; kh++)
+#pragma unroll
+                for (int kw = 0; kw < KW; kw++) {
+                    const int tap = (kd * KH + kh) * KW + kw;
+                    __global const float *t = xc + (kd * HP + kh) * WP + kw;
+                    /* v0, v1: plane od0, rows oh0 and oh0 + 1; v2, v3: plane od0 + 1 */
+                    const floatv v0 = VLOAD(0, t), v1 = VLOAD(0, t + SH * WP);
+                    const floatv v2 = VLOAD(0, t + SD * HP * WP), v3 = VLOAD(0, t + SD * HP * WP + SH * WP);
+                    REP(PCOB, TAP4)
+                }
+    }
+    REP(PCOB, POOL_STORE)
+}
+#endif /* halfv */
+#endif /* PCOB */
+
 /* ---- fast weight gradient, first pass ------------------------------------ */
 /* part (N*DSLABS, CO, CI, KD, KH, KW): per slab of ODC output planes
  * (n, od in [s*ODC, s*ODC + ODC)), the sum over those planes, oh and x of

@@ -389,14 +389,12 @@ inline void max_window_w2(__global const float *xp, const int d0, const int h0, 
 MAXPOOL_W2_FORWARD(maxpool3d_forward_w2, 1)
 MAXPOOL_W2_FORWARD(maxpool3d_forward_w2_noidx, 0)
 
-__kernel void maxpool3d_backward_w2(__global const float *dy, __global const int *argmax, __global float *dx)
+/* dx for VEC consecutive inputs (d, h, w0 ..) of one plane: each gathers dy
+ * of its windows where the argmax is itself; gate (the pool output y, or
+ * 0): only where y > 0. */
+inline floatv w2_input_grad(__global const float *dyp, __global const int *amp, __global const float *gate, int d,
+                            int h, int w0)
 {
-    const int w0 = get_global_id(0) * VEC, h = get_global_id(1), z = get_global_id(2);
-    const int d = z % D;
-    const size_t plane = z / D;
-    __global const float *dyp = dy + plane * (size_t)(OD * OH * OW);
-    __global const int *amp = argmax + plane * (size_t)(OD * OH * OW);
-    const size_t out = ((size_t)z * H + h) * W + w0;
     const int self0 = (d * H + h) * W + w0;
     /* Lanes past the last window (w >= 2*OW) read the next row's entries:
      * masked out, as those windows may contain this voxel when KH > SH. */
@@ -410,17 +408,75 @@ __kernel void maxpool3d_backward_w2(__global const float *dy, __global const int
             const int oh = (h + PH) / SH - jh;
             if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
             const int o = (od * OH + oh) * OW + w0 / 2;
-            const floatv g = shuffle(VLOADH(0, dyp + o), DUP);
+            floatv g = shuffle(VLOADH(0, dyp + o), DUP);
+            if (gate) g = select((floatv)(0.0f), g, isgreater(shuffle(VLOADH(0, gate + o), DUP), (floatv)(0.0f)));
             const intv a = shuffle(VLOADH(0, amp + o), DUP);
             acc += select((floatv)(0.0f), g, (a == self) & lane_ok);
         }
     }
+    return acc;
+}
+
+__kernel void maxpool3d_backward_w2(__global const float *dy, __global const int *argmax, __global float *dx)
+{
+    const int w0 = get_global_id(0) * VEC, h = get_global_id(1), z = get_global_id(2);
+    const size_t plane = z / D, po = plane * (size_t)(OD * OH * OW);
+    const size_t out = ((size_t)z * H + h) * W + w0;
+    const floatv acc = w2_input_grad(dy + po, argmax + po, 0, z % D, h, w0);
     if (w0 + VEC <= W) {
         VSTORE(acc, 0, dx + out);
     } else {
         float at[VEC];
         VSTORE(acc, 0, at);
         for (int j = 0; j < W - w0; j++) dx[out + j] = at[j];
+    }
+}
+
+/* The same gradient gated by [y > 0] (y: this pool's output; the ReLU
+ * before the pool passed its window's max exactly when y > 0) and written
+ * straight into the zero-padded layout in which the conv below stages its
+ * input gradient (src/layers/conv3d.c): dxp (N*C, D+2*GPD, H+2*GPH,
+ * W+2*GPW), every element written, no slack.  Grid (ceil(W / VEC),
+ * H+2*GPH, N*C*(D+2*GPD)): a work-item in a border row or plane writes
+ * zeros where an inner one writes its VEC values, and the row's first and
+ * last work-items write the GPW zeros at its ends.  It replaces the pool
+ * backward, the ReLU backward and the conv's padding copy (three passes
+ * over the largest tensor of a step).  The padding is compiled in: with
+ * run-time padding arguments PoCL ran this kernel 6x slower. */
+#ifndef GPD
+#define GPD 1
+#endif
+#ifndef GPH
+#define GPH 1
+#endif
+#ifndef GPW
+#define GPW 1
+#endif
+#define GDP (D + 2 * GPD)
+#define GHP (H + 2 * GPH)
+#define GWP (W + 2 * GPW)
+__kernel void maxpool3d_backward_w2_gated_padded(__global const float *dy, __global const int *argmax,
+                                                 __global const float *y, __global float *dxp)
+{
+    const int w0 = get_global_id(0) * VEC, hp = get_global_id(1), zp = get_global_id(2);
+    const size_t plane = zp / GDP;
+    const int d = zp % GDP - GPD, h = hp - GPH;
+    __global float *row = dxp + ((size_t)zp * GHP + hp) * GWP + GPW; /* the row's first inner element */
+    floatv acc = (floatv)(0.0f);
+    if (d >= 0 && d < D && h >= 0 && h < H) {
+        const size_t po = plane * (size_t)(OD * OH * OW);
+        acc = w2_input_grad(dy + po, argmax + po, y + po, d, h, w0);
+    }
+    if (w0 == 0)
+        for (int j = 1; j <= GPW; j++) row[-j] = 0.0f;
+    if (w0 + VEC >= W)
+        for (int j = 0; j < GPW; j++) row[W + j] = 0.0f;
+    if (w0 + VEC <= W) {
+        VSTORE(acc, 0, row + w0);
+    } else {
+        float at[VEC];
+        VSTORE(acc, 0, at);
+        for (int j = 0; j < W - w0; j++) row[w0 + j] = at[j];
     }
 }
 #endif

@@ -216,3 +216,132 @@ TEST(fuse_keeps_requested_layers)
     nfv_model_free(m);
 }
 
+
+/* The max pool's gradient gated by its output and written padded, against
+ * the plain pool backward (tested in test_pool.c) gated and padded here. */
+TEST(fuse_pool_backward_gated_padded_vs_plain)
+{
+    nfv_context *ctx = test_ctx();
+    enum { N = 2, C = 3, D = 5, H = 6, W = 21 };
+    const int OD = 2, OH = 3, OW = 10, pad[3] = {1, 2, 1};
+    nfv_pool3d_params p;
+    memset(&p, 0, sizeof p);
+    for (int i = 0; i < 3; i++) p.kernel[i] = 2, p.stride[i] = 2;
+    int xs[5] = {N, C, D, H, W}, ys[5] = {N, C, OD, OH, OW};
+    const int PD = D + 2 * pad[0], PH = H + 2 * pad[1], PW = W + 2 * pad[2];
+    int ps[5] = {N, C, PD, PH, PW};
+    size_t xn = (size_t)N * C * D * H * W, yn = (size_t)N * C * OD * OH * OW, pn = (size_t)N * C * PD * PH * PW;
+    /* ReLU outputs: most below 0.3 zeroed, so some windows' max is 0 (gated off). */
+    float *x = test_random(xn, 21, -1, 1), *dy = test_random(yn, 22, -1, 1);
+    for (size_t i = 0; i < xn; i++) x[i] = x[i] > 0.3f ? x[i] : 0.0f;
+    nfv_tensor tx, ty, ta, tdy, tdx, tp;
+    if (CHECK_OK(test_tensor(&tx, 5, xs, x)) && CHECK_OK(nfv_tensor_create(ctx, &ty, 5, ys)) &&
+        CHECK_OK(nfv_tensor_create(ctx, &ta, 5, ys)) && CHECK_OK(test_tensor(&tdy, 5, ys, dy)) &&
+        CHECK_OK(nfv_tensor_create(ctx, &tdx, 5, xs)) && CHECK_OK(nfv_tensor_create(ctx, &tp, 5, ps))) {
+        nfv_tensor_fill(ctx, &tp, 7.0f); /* every element must be written */
+        CHECK(nfv_maxpool3d_has_gated_padded_backward(ctx, &p, &tx, &ty), "kernel 2 stride 2 has the fused backward");
+        if (CHECK_OK(nfv_maxpool3d_forward(ctx, &p, &tx, &ty, &ta)) &&
+            CHECK_OK(nfv_maxpool3d_backward(ctx, &p, &tdy, &ta, &tdx)) &&
+            CHECK_OK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, pad, &tp))) {
+            float *dx = test_download(&tdx), *got = test_download(&tp);
+            double *want = calloc(pn, sizeof *want);
+            int gated_off = 0;
+            for (int nc = 0; dx && nc < N * C; nc++)
+                for (int d = 0; d < D; d++)
+                    for (int h = 0; h < H; h++)
+                        for (int w = 0; w < W; w++) {
+                            /* the gradient lands on the arg max: its window's max is > 0 iff x > 0 there */
+                            size_t i = (((size_t)nc * D + d) * H + h) * W + w;
+                            gated_off += x[i] <= 0 && dx[i] != 0;
+                            want[(((size_t)nc * PD + d + pad[0]) * PH + h + pad[1]) * PW + w + pad[2]] =
+                                x[i] > 0 ? dx[i] : 0.0;
+                        }
+            CHECK(gated_off > 0, "the test reaches windows whose max is 0 (%d)", gated_off);
+            if (got) CHECK_CLOSE("pool backward, gated and padded", got, want, pn, 0, 0);
+            free(dx), free(got), free(want);
+        }
+        int bad[3] = {1, 2, 3}; /* needs more than tp holds */
+        CHECK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, bad, &tp) == NFV_ERR_INVALID_ARG,
+              "a padded buffer too small for the padding is refused");
+        nfv_tensor_free(&ty), nfv_tensor_free(&ta), nfv_tensor_free(&tdy), nfv_tensor_free(&tdx), nfv_tensor_free(&tp);
+    }
+    nfv_tensor_free(&tx);
+    free(x), free(dy);
+}
+
+/* conv + ReLU + 2x2x2 max pool in one kernel against the host reference
+ * conv, ReLU and pooling (and the plain pool's arg max, which backward
+ * reads): odd sizes (the last plane, row and column are not pooled), 8
+ * output channels in blocks of 4. */
+TEST(fuse_conv_relu_pool_vs_host_reference)
+{
+    nfv_context *ctx = test_ctx();
+    ref_conv3d_shape s;
+    memset(&s, 0, sizeof s);
+    s.n = 2, s.ci = 2, s.d = 7, s.h = 9, s.w = 37, s.co = 8;
+    for (int i = 0; i < 3; i++) s.k[i] = 3, s.s[i] = 1, s.p[i] = 1;
+    ref_conv3d_shape_init(&s);
+    const int pd = s.od / 2, ph = s.oh / 2, pw = s.ow / 2;
+    size_t xn = (size_t)s.n * s.ci * s.d * s.h * s.w, wn = (size_t)s.co * s.ci * 27,
+           yn = (size_t)s.n * s.co * s.od * s.oh * s.ow, pn = (size_t)s.n * s.co * pd * ph * pw;
+    float *x = test_random(xn, 31, -1, 1), *w = test_random(wn, 32, -0.5f, 0.5f), *b = test_random(s.co, 33, -0.3f, 0.1f);
+    double *y = malloc(yn * sizeof *y), *want = malloc(pn * sizeof *want);
+    ref_conv3d_forward(&s, x, w, b, y);
+    for (int nc = 0; nc < s.n * s.co; nc++)
+        for (int d = 0; d < pd; d++)
+            for (int h = 0; h < ph; h++)
+                for (int v = 0; v < pw; v++) {
+                    double m = 0; /* max of ReLU outputs >= 0 */
+                    for (int k = 0; k < 8; k++) {
+                        double t = y[(((size_t)nc * s.od + 2 * d + (k >> 2)) * s.oh + 2 * h + ((k >> 1) & 1)) * s.ow +
+                                     2 * v + (k & 1)];
+                        if (t > m) m = t;
+                    }
+                    want[(((size_t)nc * pd + d) * ph + h) * pw + v] = m;
+                }
+    nfv_conv3d_params p;
+    memset(&p, 0, sizeof p);
+    for (int i = 0; i < 3; i++) p.kernel[i] = 3, p.stride[i] = 1, p.padding[i] = 1;
+    nfv_pool3d_params pp;
+    memset(&pp, 0, sizeof pp);
+    for (int i = 0; i < 3; i++) pp.kernel[i] = 2, pp.stride[i] = 2;
+    int xs[5] = {s.n, s.ci, s.d, s.h, s.w}, ws[5] = {s.co, s.ci, 3, 3, 3}, bs[1] = {s.co},
+        fs[5] = {s.n, s.co, s.od, s.oh, s.ow}, ps[5] = {s.n, s.co, pd, ph, pw};
+    nfv_tensor tx, tw, tb, tf, tpool, tidx, tp2, tidx2;
+    CHECK(nfv_conv3d_has_relu_maxpool2(ctx, &p), "a plain 3x3x3 conv has the fused pool kernel");
+    if (CHECK_OK(test_tensor(&tx, 5, xs, x)) && CHECK_OK(test_tensor(&tw, 5, ws, w)) &&
+        CHECK_OK(test_tensor(&tb, 1, bs, b)) && CHECK_OK(nfv_tensor_create(ctx, &tf, 5, fs)) &&
+        CHECK_OK(nfv_tensor_create(ctx, &tpool, 5, ps)) && CHECK_OK(nfv_tensor_create(ctx, &tidx, 5, ps)) &&
+        CHECK_OK(nfv_tensor_create(ctx, &tp2, 5, ps)) && CHECK_OK(nfv_tensor_create(ctx, &tidx2, 5, ps))) {
+        if (CHECK_OK(nfv_conv3d_forward_relu_maxpool2(ctx, &p, &tx, &tw, &tb, &tp2, &tidx2)) &&
+            CHECK_OK(nfv_conv3d_forward_relu(ctx, &p, &tx, &tw, &tb, &tf)) &&
+            CHECK_OK(nfv_maxpool3d_forward(ctx, &pp, &tf, &tpool, &tidx))) {
+            float *got = test_download(&tp2);
+            if (got) CHECK_CLOSE("conv + ReLU + max pool vs host reference", got, want, pn, 1e-5, 1e-4);
+            /* The arg max picks an element holding the max; where the max is
+             * > 0 (the only windows backward passes gradient through) it is
+             * the plain pool's choice. */
+            int *i1 = (int *)test_download(&tidx2), *i0 = (int *)test_download(&tidx);
+            float *full = test_download(&tf);
+            size_t bad = 0, positive = 0, plane = (size_t)s.od * s.oh * s.ow;
+            for (size_t e = 0; got && i0 && i1 && full && e < pn; e++) {
+                size_t nc = e / ((size_t)pd * ph * pw);
+                if (i1[e] < 0 || (size_t)i1[e] >= plane || full[nc * plane + i1[e]] != got[e]) bad++;
+                if (got[e] > 0) positive++, bad += i1[e] != i0[e];
+            }
+            CHECK(bad == 0 && positive > pn / 4, "arg max: %zu wrong of %zu (%zu windows > 0)", bad, pn, positive);
+            free(got), free(i1), free(i0), free(full);
+        }
+        int wrong[5] = {s.n, s.co, pd + 1, ph, pw};
+        nfv_tensor tw2;
+        if (CHECK_OK(nfv_tensor_create(ctx, &tw2, 5, wrong))) {
+            CHECK(nfv_conv3d_forward_relu_maxpool2(ctx, &p, &tx, &tw, &tb, &tw2, &tidx2) == NFV_ERR_INVALID_ARG,
+                  "a pooled output of the wrong shape is refused");
+            nfv_tensor_free(&tw2);
+        }
+        nfv_tensor_free(&tf), nfv_tensor_free(&tpool), nfv_tensor_free(&tidx), nfv_tensor_free(&tp2);
+        nfv_tensor_free(&tidx2);
+    }
+    nfv_tensor_free(&tx), nfv_tensor_free(&tw), nfv_tensor_free(&tb);
+    free(x), free(w), free(b), free(y), free(want);
+}

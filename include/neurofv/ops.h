@@ -60,6 +60,31 @@ nfv_status nfv_conv3d_backward_input_gated(nfv_context *ctx, const nfv_conv3d_pa
 nfv_status nfv_conv3d_fold_batchnorm(nfv_context *ctx, const nfv_tensor *w, const nfv_tensor *b,
                                      const nfv_tensor *gamma, const nfv_tensor *beta, const nfv_tensor *mean,
                                      const nfv_tensor *var, float eps, nfv_tensor *wf, nfv_tensor *bf);
+/* y (N, Co, Do/2, Ho/2, Wo/2) = maxpool(kernel 2, stride 2)(max(conv(x, w)
+ * + b, 0)) and argmax (its shape, offsets in the (Do, Ho, Wo) plane as
+ * nfv_maxpool3d_forward gives them), without storing the conv's output;
+ * has_relu_maxpool2: 1 when p has this kernel (no dilation or groups,
+ * stride 1 along W). */
+int nfv_conv3d_has_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_params *p);
+nfv_status nfv_conv3d_forward_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                            const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y,
+                                            nfv_tensor *argmax);
+/* The input gradient with dy staged by its producer: a max pool's backward
+ * writes straight into the padded buffer the conv's input gradient reads,
+ * saving the padding copy of the largest gradient of a step.
+ *  - has_staged: 1 when p has that path (stride 1, padding <= kernel - 1,
+ *    no dilation or groups);
+ *  - stage: staged = a view (N, Co, Do + 2 pad[0], Ho + 2 pad[1], Wo + 2
+ *    pad[2]) of the conv's staging buffer (the context's scratch) for dy's
+ *    padded copy, pad = kernel - 1 - padding; the producer writes every
+ *    element (zeros around each plane);
+ *  - backward_input_staged: dx from what was written there (dy: shape only).
+ *    No other conv call may come between the two. */
+int nfv_conv3d_has_staged_input_grad(const nfv_conv3d_params *p);
+nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                       const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged, int pad[3]);
+nfv_status nfv_conv3d_backward_input_staged(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                            const nfv_tensor *w, nfv_tensor *dx);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
  * ones are tested against, never used by the program (with dilation or
  * groups > 1 they run the general kernels, as the functions above). */
@@ -90,6 +115,18 @@ nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
 /* dx (N, C, D, H, W) from dy and argmax (overlapping windows sum). */
 nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
                                   const nfv_tensor *argmax, nfv_tensor *dx);
+/* Eval-mode fusion (src/model/model_fuse.c): dx of a max pool after a ReLU,
+ * gated by [y > 0] (y (N, C, OD, OH, OW) = this pool's output: the ReLU
+ * passed a window's max exactly when y > 0), written into dxp, x's shape
+ * (N, C, D, H, W) padded by pad on both sides of each axis (zeros there):
+ * the staged input gradient of the conv before the ReLU.  x gives only the
+ * shape.  has_gated_padded_backward: 1 when the pool has this kernel (kernel
+ * 2 and stride 2 along W, no padding there). */
+int nfv_maxpool3d_has_gated_padded_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x,
+                                            const nfv_tensor *y);
+nfv_status nfv_maxpool3d_backward_gated_padded(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
+                                               const nfv_tensor *argmax, const nfv_tensor *y, const nfv_tensor *x,
+                                               const int pad[3], nfv_tensor *dxp);
 
 /* Average pooling; padded zeros count in the divisor (PyTorch's default
  * count_include_pad=True), or with exclude_pad only the real voxels.  With

@@ -12,7 +12,8 @@
  *                    conv3d_bias_partial.
  * Eval-mode fusion (src/model/model_fuse.c) adds nfv_conv3d_forward_relu
  * (the fast forwards built with -DOUT_RELU=1), nfv_conv3d_backward_input_gated
- * (conv3d_pad_gated instead of conv3d_pad) and nfv_conv3d_fold_batchnorm.
+ * (conv3d_pad_gated instead of conv3d_pad), nfv_conv3d_fold_batchnorm, and
+ * the staged input gradient (a max pool's backward writes dy's padded copy).
  * Every other shape runs the *_ref kernels (one output per work-item).
  * Dilation or groups other than 1 run the general kernels instead
  * (src/layers/conv3d_general.c, cl/conv3d_general.cl), also one output per
@@ -336,7 +337,8 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
 
 /* y = conv(x, w) + bias (bias may be NULL) through the fast kernels, then
  * max(y, 0) when relu; x is first copied to the padded layout (times
- * [gate > 0] where gate is given); d->s[2] == 1. */
+ * [gate > 0] where gate is given), or is NULL: already staged there
+ * (nfv_conv3d_stage_input_grad); d->s[2] == 1. */
 static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem bias,
                                int relu, cl_mem y)
 {
@@ -348,7 +350,9 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast", &k));
     cl_mem xp;
-    NFV_TRY(pad_input(ctx, d, x, gate, &xp));
+    if (x) NFV_TRY(pad_input(ctx, d, x, gate, &xp));
+    else NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, padded_numel(d) + padded_slack(ctx, d),
+                                "conv3d padded input", &xp)); /* staged by the caller */
     cl_int has_bias = bias != NULL;
     cl_mem b = bias ? bias : w;
     nfv_status st = NFV_OK;
@@ -406,9 +410,47 @@ static conv_dims transposed_dims(const conv_dims *d)
     return t;
 }
 
-/* dx from dy (times [gate > 0] where gate is given, same shape as dy). */
+int nfv_conv3d_has_staged_input_grad(const nfv_conv3d_params *p)
+{
+    if (!p || nfv_conv3d_params_general(p)) return 0;
+    for (int i = 0; i < 3; i++)
+        if (p->kernel[i] < 1 || p->stride[i] != 1 || p->padding[i] < 0 || p->padding[i] > p->kernel[i] - 1) return 0;
+    return 1;
+}
+
+nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                       const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged, int pad[3])
+{
+    conv_dims d;
+    NFV_TRY(check_shapes("conv3d staged input gradient", p, dx, w, NULL, dy, &d));
+    if (!nfv_conv3d_has_staged_input_grad(p))
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "conv3d staged input gradient: needs stride 1, padding <= kernel - 1, "
+                                             "no dilation or groups");
+    conv_dims t = transposed_dims(&d);
+    size_t n = padded_numel(&t), slack = padded_slack(ctx, &t);
+    cl_mem xp;
+    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, n + slack, "conv3d padded input", &xp));
+    float zero = 0.0f;
+    cl_int err = clEnqueueFillBuffer(nfv_context_queue(ctx), xp, &zero, sizeof zero, n * sizeof(float),
+                                     slack * sizeof(float), 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return nfv_cl_fail(err, "clEnqueueFillBuffer", "conv3d staged input gradient slack", __FILE__, __LINE__);
+    memset(staged, 0, sizeof *staged);
+    const int shape[5] = {t.n, t.ci, t.d + 2 * t.p[0], t.h + 2 * t.p[1], t.w + 2 * t.p[2]};
+    staged->buf = xp;
+    staged->ndim = 5;
+    for (int i = 0; i < 5; i++) staged->shape[i] = shape[i];
+    staged->numel = n;
+    staged->is_view = 1;
+    for (int i = 0; i < 3; i++) pad[i] = t.p[i];
+    return NFV_OK;
+}
+
+/* dx from dy (times [gate > 0] where gate is given, same shape as dy);
+ * staged: dy's padded copy is already in the staging buffer
+ * (nfv_conv3d_stage_input_grad), dy gives only the shape. */
 static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_conv3d_params *p, const nfv_tensor *dy,
-                                 const nfv_tensor *gate, const nfv_tensor *w, nfv_tensor *dx)
+                                 const nfv_tensor *gate, int staged, const nfv_tensor *w, nfv_tensor *dx)
 {
     conv_dims d;
     if (!dx) return NFV_OK;
@@ -420,6 +462,7 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
     }
     int fast = !dims_general(&d);
     for (int i = 0; i < 3; i++) fast &= d.s[i] == 1 && d.p[i] <= d.k[i] - 1;
+    if (staged && !fast) return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: no staged input gradient for this conv", op);
     if (!fast) {
         if (!gate) return dims_general(&d) ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
                                            : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
@@ -427,7 +470,7 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
         nfv_tensor g;
         NFV_TRY(nfv_tensor_create(ctx, &g, dy->ndim, dy->shape));
         nfv_status st = nfv_activation_backward(ctx, NFV_RELU, 0.0f, gate, dy, &g);
-        if (!st) st = backward_input(ctx, op, p, &g, NULL, w, dx);
+        if (!st) st = backward_input(ctx, op, p, &g, NULL, 0, w, dx);
         nfv_tensor_free(&g);
         return st;
     }
@@ -453,21 +496,28 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
             st = nfv_kernel_launch(ctx, k, 1, &global, NULL);
         }
     }
-    if (st == NFV_OK) st = forward_fast(ctx, &t, dy->buf, gate ? gate->buf : NULL, wt, NULL, 0, dx->buf);
+    if (st == NFV_OK)
+        st = forward_fast(ctx, &t, staged ? NULL : dy->buf, gate ? gate->buf : NULL, wt, NULL, 0, dx->buf);
     return st;
 }
 
 nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
                                      const nfv_tensor *w, nfv_tensor *dx)
 {
-    return backward_input(ctx, "conv3d backward-input", p, dy, NULL, w, dx);
+    return backward_input(ctx, "conv3d backward-input", p, dy, NULL, 0, w, dx);
 }
 
 nfv_status nfv_conv3d_backward_input_gated(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
                                            const nfv_tensor *gate, const nfv_tensor *w, nfv_tensor *dx)
 {
     if (!gate) return nfv_fail(NFV_ERR_INVALID_ARG, "conv3d backward-input (gated): NULL gate");
-    return backward_input(ctx, "conv3d backward-input (gated)", p, dy, gate, w, dx);
+    return backward_input(ctx, "conv3d backward-input (gated)", p, dy, gate, 0, w, dx);
+}
+
+nfv_status nfv_conv3d_backward_input_staged(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
+                                            const nfv_tensor *w, nfv_tensor *dx)
+{
+    return backward_input(ctx, "conv3d backward-input (staged)", p, dy, NULL, 1, w, dx);
 }
 
 /* part (parts, m) -> out (m) summed over parts. */
@@ -546,6 +596,62 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
     }
     if (db) NFV_TRY(bias_fast(ctx, &d, dy->buf, db->buf));
     return NFV_OK;
+}
+
+int nfv_conv3d_has_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_params *p)
+{
+    const int vec = nfv_context_vector_width(ctx);
+    return p && !nfv_conv3d_params_general(p) && p->stride[2] == 1 && (vec == 4 || vec == 8 || vec == 16);
+}
+
+nfv_status nfv_conv3d_forward_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
+                                            const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y,
+                                            nfv_tensor *argmax)
+{
+    const char *op = "conv3d forward (ReLU, max pool 2)";
+    char sx[64], sy[64];
+    if (!p || !x || !w || !y || !argmax || x->ndim != 5 || w->ndim != 5)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL or not 5-D tensor", op);
+    if (!nfv_conv3d_has_relu_maxpool2(ctx, p))
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: needs a plain conv with x stride 1 (nfv_conv3d_has_relu_maxpool2)", op);
+    /* The conv's output geometry: a header with its shape, never allocated. */
+    nfv_tensor full;
+    memset(&full, 0, sizeof full);
+    full.ndim = 5;
+    full.shape[0] = x->shape[0], full.shape[1] = w->shape[0];
+    for (int i = 0; i < 3; i++)
+        full.shape[2 + i] = nfv_conv_out_size_dilated(x->shape[2 + i], p->kernel[i], p->stride[i], p->padding[i], 1);
+    conv_dims d;
+    NFV_TRY(check_shapes(op, p, x, w, b, &full, &d));
+    if (d.od < 2 || d.oh < 2 || d.ow < 2 || y->ndim != 5 || y->shape[0] != d.n || y->shape[1] != d.co ||
+        y->shape[2] != d.od / 2 || y->shape[3] != d.oh / 2 || y->shape[4] != d.ow / 2 || argmax->numel != y->numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: pooled output %s (argmax %zu values) for input %s, expected %dx%dx%dx%dx%d",
+                        op, nfv_shape_str(y, sy, sizeof sy), argmax->numel, nfv_shape_str(x, sx, sizeof sx), d.n, d.co,
+                        d.od / 2, d.oh / 2, d.ow / 2);
+    const fast_config c = fast_config_for(ctx, &d);
+    const int pcob = divisor_at_most(d.co, 4);
+    char opts[512];
+    fast_options(&c, &d, 1, opts, sizeof opts);
+    size_t used = strlen(opts);
+    snprintf(opts + used, sizeof opts - used, " -DPCOB=%d", pcob);
+    const char *name = "conv3d_fwd_relu_pool2";
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
+    cl_mem xp;
+    NFV_TRY(pad_input(ctx, &d, x->buf, NULL, &xp));
+    cl_int has_bias = b != NULL;
+    cl_mem bb = b ? b->buf : w->buf;
+    NFV_ARG(k, name, 0, xp);
+    NFV_ARG(k, name, 1, w->buf);
+    NFV_ARG(k, name, 2, bb);
+    NFV_ARG(k, name, 3, y->buf);
+    NFV_ARG(k, name, 4, argmax->buf);
+    NFV_ARG(k, name, 5, has_bias);
+    size_t global[3] = {(size_t)(d.ow + c.vec - 1) / c.vec, (size_t)d.oh / 2, (size_t)d.n * (d.co / pcob) * (d.od / 2)};
+    /* One pooled plane per work-group, as forward_fast. */
+    size_t max_local = nfv_kernel_max_local(ctx, k), local[3] = {global[0], global[1], 1};
+    if (global[0] * global[1] > max_local) local[1] = 1;
+    return nfv_kernel_launch(ctx, k, 3, global, global[0] * local[1] <= max_local ? local : NULL);
 }
 
 nfv_status nfv_conv3d_fold_batchnorm(nfv_context *ctx, const nfv_tensor *w, const nfv_tensor *b,

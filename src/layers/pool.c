@@ -75,12 +75,14 @@ static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom 
            (vec == 4 || vec == 8 || vec == 16);
 }
 
-/* kind: 1 max, 2 average (POOL_KIND in cl/pool.cl). */
-static nfv_status pool_kernel(nfv_context *ctx, int kind, const nfv_pool3d_params *p, const pool_geom *g,
-                              const char *name, cl_kernel *k)
+/* kind: 1 max, 2 average (POOL_KIND in cl/pool.cl); gpad: the padding of
+ * maxpool3d_backward_w2_gated_padded's output (NULL for the others). */
+static nfv_status pool_kernel_padded(nfv_context *ctx, int kind, const nfv_pool3d_params *p, const pool_geom *g,
+                                     const int *gpad, const char *name, cl_kernel *k)
 {
     char opts[512];
     int used = snprintf(opts, sizeof opts, "-DPOOL_KIND=%d -DVEC=%d ", kind, nfv_context_vector_width(ctx));
+    if (gpad) used += snprintf(opts + used, sizeof opts - (size_t)used, "-DGPD=%d -DGPH=%d -DGPW=%d ", gpad[0], gpad[1], gpad[2]);
     if (kind == 2) used += snprintf(opts + used, sizeof opts - (size_t)used, "-DEXCLUDE_PAD=%d ", p->exclude_pad != 0);
     snprintf(opts + used, sizeof opts - (size_t)used,
              "-DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d -DSW=%d -DPD=%d -DPH=%d -DPW=%d -DD=%d -DH=%d -DW=%d "
@@ -88,6 +90,12 @@ static nfv_status pool_kernel(nfv_context *ctx, int kind, const nfv_pool3d_param
              p->kernel[0], p->kernel[1], p->kernel[2], p->stride[0], p->stride[1], p->stride[2], p->padding[0],
              p->padding[1], p->padding[2], g->in[0], g->in[1], g->in[2], g->out[0], g->out[1], g->out[2]);
     return nfv_kernel_get(ctx, "pool", opts, name, k);
+}
+
+static nfv_status pool_kernel(nfv_context *ctx, int kind, const nfv_pool3d_params *p, const pool_geom *g,
+                              const char *name, cl_kernel *k)
+{
+    return pool_kernel_padded(ctx, kind, p, g, NULL, name, k);
 }
 
 
@@ -131,6 +139,43 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
     NFV_ARG(k, name, 1, argmax->buf);
     NFV_ARG(k, name, 2, dx->buf);
     size_t global[3] = {((size_t)g.in[2] + vec - 1) / vec, (size_t)g.in[1], (size_t)g.n * g.c * g.in[0]};
+    return nfv_kernel_launch(ctx, k, 3, global, NULL);
+}
+
+int nfv_maxpool3d_has_gated_padded_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x,
+                                            const nfv_tensor *y)
+{
+    pool_geom g;
+    if (!ctx || !p || !x || !y || check_params("maxpool3d", p) || pool_geometry("maxpool3d", p, x, y, &g)) return 0;
+    return use_w2(ctx, p, &g);
+}
+
+nfv_status nfv_maxpool3d_backward_gated_padded(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
+                                               const nfv_tensor *argmax, const nfv_tensor *y, const nfv_tensor *x,
+                                               const int pad[3], nfv_tensor *dxp)
+{
+    const char *name = "maxpool3d_backward_w2_gated_padded";
+    if (!ctx || !dy || !argmax || !y || !x || !dxp || !pad) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL tensor", name);
+    pool_geom g;
+    NFV_TRY(pool_geometry("maxpool3d backward (gated, padded)", p, x, dy, &g));
+    if (argmax->numel != dy->numel || y->numel != dy->numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: argmax has %zu elements, y %zu, dy %zu", name, argmax->numel,
+                        y->numel, dy->numel);
+    if (!use_w2(ctx, p, &g))
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: only kernel 2 and stride 2 along W without padding there", name);
+    if (pad[0] < 0 || pad[1] < 0 || pad[2] < 0 ||
+        dxp->numel < (size_t)g.n * g.c * (g.in[0] + 2 * pad[0]) * (g.in[1] + 2 * pad[1]) * (g.in[2] + 2 * pad[2]))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: padded gradient has %zu floats, too few for padding %d,%d,%d", name,
+                        dxp->numel, pad[0], pad[1], pad[2]);
+    size_t vec = (size_t)nfv_context_vector_width(ctx);
+    cl_kernel k;
+    NFV_TRY(pool_kernel_padded(ctx, 1, p, &g, pad, name, &k));
+    NFV_ARG(k, name, 0, dy->buf);
+    NFV_ARG(k, name, 1, argmax->buf);
+    NFV_ARG(k, name, 2, y->buf);
+    NFV_ARG(k, name, 3, dxp->buf);
+    size_t global[3] = {((size_t)g.in[2] + vec - 1) / vec, (size_t)g.in[1] + 2 * pad[1],
+                        (size_t)g.n * g.c * (g.in[0] + 2 * pad[0])};
     return nfv_kernel_launch(ctx, k, 3, global, NULL);
 }
 

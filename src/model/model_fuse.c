@@ -9,7 +9,11 @@
  * from the gradient at the group's last output to the conv's input in one
  * call: ReLU's gate (its output > 0, the same as its input > 0) is applied
  * in the conv's padding copy, and the BatchNorm's scale is in the folded
- * weights.  Only inputs' gradients: parameter gradients need the unfused
+ * weights.  A 2x2x2 max pool after the ReLU joins the group: the conv
+ * computes the pooled maxima and arg maxima as it stores (the conv's own
+ * output never reaches memory), and the pool's backward writes the
+ * gradient, gated, straight into the padded copy the conv's input gradient
+ * reads.  Only inputs' gradients: parameter gradients need the unfused
  * layers (training runs unfused anyway, with batch statistics). */
 #include "model/model_run.h"
 
@@ -40,17 +44,30 @@ static int overwritten_in_place(const nfv_model *m, int i)
     return 0;
 }
 
-int nfv_fuse_group_end(const nfv_model *m, int i, int upto, int training)
+/* A max pool j (kernel 2, stride 2, no padding, floor) that the conv of the
+ * group [j - 3, j - 1] can compute in its store (the pool's backward then
+ * writes the conv's staged input gradient, so that path must exist too). */
+static int poolable(const nfv_model *m, nfv_context *ctx, int j)
+{
+    const nfv_layer *l = &m->layers[j];
+    if (l->spec.kind != NFV_LAYER_MAXPOOL3D || !only_reader(m, j - 1, j) || l->spec.ceil_mode) return 0;
+    for (int a = 0; a < 3; a++)
+        if (l->spec.kernel[a] != 2 || l->spec.stride[a] != 2 || l->spec.padding[a] != 0) return 0;
+    nfv_conv3d_params p;
+    nfv_layer_conv_params(&m->layers[j - 3].spec, &p);
+    return nfv_conv3d_has_relu_maxpool2(ctx, &p) && nfv_conv3d_has_staged_input_grad(&p);
+}
+
+int nfv_fuse_group_end(const nfv_model *m, nfv_context *ctx, int i, int upto, int training)
 {
     if (!m->fuse_eval || training || i + 1 > upto) return i;
     const nfv_layer *c = &m->layers[i], *bn = &m->layers[i + 1];
     if (c->spec.kind != NFV_LAYER_CONV3D || bn->spec.kind != NFV_LAYER_BATCHNORM3D || bn->nparams != 2 ||
         !only_reader(m, i, i + 1))
         return i;
-    if (i + 2 <= upto && m->layers[i + 2].spec.kind == NFV_LAYER_RELU && only_reader(m, i + 1, i + 2) &&
-        !overwritten_in_place(m, i + 2))
-        return i + 2;
-    return i + 1;
+    if (i + 2 > upto || m->layers[i + 2].spec.kind != NFV_LAYER_RELU || !only_reader(m, i + 1, i + 2)) return i + 1;
+    if (i + 3 <= upto && poolable(m, ctx, i + 3)) return i + 3;
+    return overwritten_in_place(m, i + 2) ? i + 1 : i + 2;
 }
 
 nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail, const nfv_tensor *x)
@@ -66,7 +83,8 @@ nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail,
                                       &c->fold_b));
     nfv_conv3d_params p;
     nfv_layer_conv_params(&c->spec, &p);
-    if (tail > head + 1) NFV_TRY(nfv_conv3d_forward_relu(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out));
+    if (tail == head + 3) NFV_TRY(nfv_conv3d_forward_relu_maxpool2(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out, &t->aux));
+    else if (tail == head + 2) NFV_TRY(nfv_conv3d_forward_relu(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out));
     else NFV_TRY(nfv_conv3d_forward(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out));
     t->fused_with = tail - head;
     return NFV_OK;
@@ -82,8 +100,30 @@ nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nf
         return nfv_fail(NFV_ERR_UNSUPPORTED, "parameter gradients of layers %d-%d (%s-%s), fused by an eval-mode forward",
                         head, tail, c->name, t->name);
     if (!dx) return NFV_OK;
+    if (t->fused_with == 3) return nfv_fused_pool_backward(m, ctx, tail, dy, param_grads, dx);
     nfv_conv3d_params p;
     nfv_layer_conv_params(&c->spec, &p);
     if (t->fused_with > 1) return nfv_conv3d_backward_input_gated(ctx, &p, dy, &t->out, &c->fold_w, dx);
     return nfv_conv3d_backward_input(ctx, &p, dy, &c->fold_w, dx);
+}
+
+nfv_status nfv_fused_pool_backward(nfv_model *m, nfv_context *ctx, int i, const nfv_tensor *dy, int param_grads,
+                                   nfv_tensor *dx)
+{
+    nfv_layer *pool = &m->layers[i], *relu = &m->layers[pool->inputs[0]];
+    nfv_layer *c = &m->layers[pool->inputs[0] - 2];
+    if (param_grads)
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "parameter gradients of layers %s-%s, fused by an eval-mode forward", c->name,
+                        pool->name);
+    if (!dx) return NFV_OK;
+    nfv_conv3d_params cp;
+    nfv_pool3d_params pp;
+    nfv_layer_conv_params(&c->spec, &cp);
+    nfv_layer_pool_params(&pool->spec, &pp);
+    nfv_tensor staged;
+    int pad[3];
+    /* The conv's dy has the ReLU output's shape; the pool writes it gated and padded. */
+    NFV_TRY(nfv_conv3d_stage_input_grad(ctx, &cp, &relu->out, &c->fold_w, dx, &staged, pad));
+    NFV_TRY(nfv_maxpool3d_backward_gated_padded(ctx, &pp, dy, &pool->aux, &pool->out, &relu->out, pad, &staged));
+    return nfv_conv3d_backward_input_staged(ctx, &cp, &relu->out, &c->fold_w, dx);
 }

@@ -257,7 +257,7 @@ nfv_status nfv_model_forward(nfv_model *m, nfv_context *ctx, const nfv_tensor *x
         const nfv_tensor *in[NFV_NODE_MAX_INPUTS] = {x};
         for (int k = 0; k < l->n_inputs; k++) in[k] = l->inputs[k] < 0 ? x : &m->layers[l->inputs[k]].out;
         char scope[192];
-        int end = nfv_fuse_group_end(m, i, upto_layer, training);
+        int end = nfv_fuse_group_end(m, ctx, i, upto_layer, training);
         if (end > i) snprintf(scope, sizeof scope, "layers %d-%d (%s-%s, fused)", i, end, l->name, m->layers[end].name);
         else snprintf(scope, sizeof scope, "layer %d (%s)", i, l->name);
         nfv_error_scope_set(scope);

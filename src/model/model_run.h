@@ -15,13 +15,17 @@ void nfv_layer_pool_params(const nfv_layer_spec *s, nfv_pool3d_params *p);
 nfv_activation nfv_layer_activation(nfv_layer_kind k);
 
 /* Eval-mode fusion (model_fuse.c).  The last layer of the conv -> BN [->
- * ReLU] group layer i starts in a forward up to upto, or i when it starts
+ * ReLU [-> max pool]] group layer i starts in a forward up to upto, or i when it starts
  * none; run a group on x into its last layer's output; backward from the
  * gradient dy at a fused layer's output to dx at its group's input (dx NULL:
  * nothing to do; param_grads: an error). */
-int nfv_fuse_group_end(const nfv_model *m, int i, int upto, int training);
+int nfv_fuse_group_end(const nfv_model *m, nfv_context *ctx, int i, int upto, int training);
 nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail, const nfv_tensor *x);
 nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nfv_tensor *dy, int param_grads,
                               nfv_tensor *dx);
+/* The backward of a group ending in a max pool (fused_with 3): from the
+ * pool's output gradient dy to the conv's input dx. */
+nfv_status nfv_fused_pool_backward(nfv_model *m, nfv_context *ctx, int i, const nfv_tensor *dy, int param_grads,
+                                   nfv_tensor *dx);
 
 #endif

@@ -40,8 +40,12 @@ nfv_status nfv_vis_input_gradient(nfv_context *ctx, nfv_model *m, const nfv_targ
     memset(&ob, 0, sizeof ob);
     vis_sample *smp = malloc((size_t)n * sizeof *smp);
     if (!smp) return nfv_fail(NFV_ERR_NO_MEMORY, "gradient: out of memory");
+    /* Only the target's layer and the input gradient are read: fused (model.h). */
+    const int was_fused = m->fuse_eval;
+    nfv_model_set_fusion(m, 1);
     nfv_status s = forward_objective(ctx, m, targets, n, x, smp, &ob, objective);
     if (!s && dx) s = nfv_model_backward(m, ctx, targets[0].layer, &ob.seed, 0, dx);
+    nfv_model_set_fusion(m, was_fused);
     if (!s && dx) s = nfv_scale(ctx, -1.0f, dx);
     vis_objective_free(&ob);
     free(smp);
