@@ -59,12 +59,18 @@ nfv_status nfv_vis_layer_gradient(nfv_context *ctx, nfv_model *m, const nfv_targ
     memset(&ob, 0, sizeof ob);
     vis_sample *smp = malloc((size_t)n * sizeof *smp);
     if (!smp) return nfv_fail(NFV_ERR_NO_MEMORY, "gradient: out of memory");
+    /* Fused (model.h), with the layer whose gradient and activation the
+     * caller reads (Grad-CAM) pinned. */
+    const int was_fused = m->fuse_eval;
+    if (layer >= 0 && layer < m->layer_count) nfv_model_keep_activation(m, layer);
+    nfv_model_set_fusion(m, 1);
     nfv_status s = forward_objective(ctx, m, targets, n, x, smp, &ob, objective);
     if (!s && (layer < 0 || layer > targets[0].layer || !m->layers[layer].computed))
         s = nfv_fail(NFV_ERR_INVALID_ARG, "gradient at layer %d (%s): the target %s does not depend on it", layer,
                      layer >= 0 && layer < m->layer_count ? m->layers[layer].name : "?", targets[0].name);
     if (!s) s = nfv_model_backward_to_layer(m, ctx, targets[0].layer, &ob.seed, layer, dact);
     if (!s) s = nfv_scale(ctx, -1.0f, dact);
+    nfv_model_set_fusion(m, was_fused);
     vis_objective_free(&ob);
     free(smp);
     return s;
