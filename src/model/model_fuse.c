@@ -90,32 +90,12 @@ nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail,
     return NFV_OK;
 }
 
-nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nfv_tensor *dy, int param_grads,
-                              nfv_tensor *dx)
-{
-    const nfv_layer *t = &m->layers[tail];
-    const int head = tail - t->fused_with;
-    nfv_layer *c = &m->layers[head];
-    if (param_grads)
-        return nfv_fail(NFV_ERR_UNSUPPORTED, "parameter gradients of layers %d-%d (%s-%s), fused by an eval-mode forward",
-                        head, tail, c->name, t->name);
-    if (!dx) return NFV_OK;
-    if (t->fused_with == 3) return nfv_fused_pool_backward(m, ctx, tail, dy, param_grads, dx);
-    nfv_conv3d_params p;
-    nfv_layer_conv_params(&c->spec, &p);
-    if (t->fused_with > 1) return nfv_conv3d_backward_input_gated(ctx, &p, dy, &t->out, &c->fold_w, dx);
-    return nfv_conv3d_backward_input(ctx, &p, dy, &c->fold_w, dx);
-}
-
-nfv_status nfv_fused_pool_backward(nfv_model *m, nfv_context *ctx, int i, const nfv_tensor *dy, int param_grads,
-                                   nfv_tensor *dx)
+/* The backward of a group ending in a max pool i (fused_with 3): from the
+ * pool's output gradient dy to the conv's input dx. */
+static nfv_status pool_group_backward(nfv_model *m, nfv_context *ctx, int i, const nfv_tensor *dy, nfv_tensor *dx)
 {
     nfv_layer *pool = &m->layers[i], *relu = &m->layers[pool->inputs[0]];
     nfv_layer *c = &m->layers[pool->inputs[0] - 2];
-    if (param_grads)
-        return nfv_fail(NFV_ERR_UNSUPPORTED, "parameter gradients of layers %s-%s, fused by an eval-mode forward", c->name,
-                        pool->name);
-    if (!dx) return NFV_OK;
     nfv_conv3d_params cp;
     nfv_pool3d_params pp;
     nfv_layer_conv_params(&c->spec, &cp);
@@ -126,4 +106,21 @@ nfv_status nfv_fused_pool_backward(nfv_model *m, nfv_context *ctx, int i, const 
     NFV_TRY(nfv_conv3d_stage_input_grad(ctx, &cp, &relu->out, &c->fold_w, dx, &staged, pad));
     NFV_TRY(nfv_maxpool3d_backward_gated_padded(ctx, &pp, dy, &pool->aux, &pool->out, &relu->out, pad, &staged));
     return nfv_conv3d_backward_input_staged(ctx, &cp, &relu->out, &c->fold_w, dx);
+}
+
+nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nfv_tensor *dy, int param_grads,
+                              nfv_tensor *dx)
+{
+    const nfv_layer *t = &m->layers[tail];
+    const int head = tail - t->fused_with;
+    nfv_layer *c = &m->layers[head];
+    if (param_grads)
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "parameter gradients of layers %d-%d (%s-%s), fused by an eval-mode forward",
+                        head, tail, c->name, t->name);
+    if (!dx) return NFV_OK;
+    if (t->fused_with == 3) return pool_group_backward(m, ctx, tail, dy, dx);
+    nfv_conv3d_params p;
+    nfv_layer_conv_params(&c->spec, &p);
+    if (t->fused_with > 1) return nfv_conv3d_backward_input_gated(ctx, &p, dy, &t->out, &c->fold_w, dx);
+    return nfv_conv3d_backward_input(ctx, &p, dy, &c->fold_w, dx);
 }

@@ -23,9 +23,5 @@ int nfv_fuse_group_end(const nfv_model *m, nfv_context *ctx, int i, int upto, in
 nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail, const nfv_tensor *x);
 nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nfv_tensor *dy, int param_grads,
                               nfv_tensor *dx);
-/* The backward of a group ending in a max pool (fused_with 3): from the
- * pool's output gradient dy to the conv's input dx. */
-nfv_status nfv_fused_pool_backward(nfv_model *m, nfv_context *ctx, int i, const nfv_tensor *dy, int param_grads,
-                                   nfv_tensor *dx);
 
 #endif
