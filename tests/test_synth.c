@@ -274,6 +274,70 @@ TEST(synth_shape_templates_have_their_volume)
           "cross: arm tip inside, corner outside");
 }
 
+/* Mean lesion-mask voxel count of each class of a cohort (classes in
+ * `names`, counts into `mean`). */
+static void lesion_volume_by_class(const char *dir, const char *const *names, int k, double *mean)
+{
+    cohort_row rows[16];
+    int n = read_labels(dir, rows, 16), count[4] = {0};
+    for (int c = 0; c < k; c++) mean[c] = 0;
+    for (int i = 0; i < n; i++) {
+        char p[8192];
+        nfv_volume les;
+        snprintf(p, sizeof p, "%s/lesion_masks/%s", dir, rows[i].path);
+        if (!CHECK_OK(nfv_volume_read(p, &les, NULL))) continue;
+        double v = 0;
+        for (size_t q = 0; q < nfv_volume_numel(&les); q++) v += les.data[q] > 0.5f;
+        for (int c = 0; c < k; c++)
+            if (!strcmp(rows[i].label, names[c])) mean[c] += v, count[c]++;
+        nfv_volume_free(&les);
+    }
+    for (int c = 0; c < k; c++) mean[c] = count[c] ? mean[c] / count[c] : 0;
+}
+
+TEST(synth_match_volume_gives_every_shape_a_spheres_volume)
+{
+    /* The scale against the analytic volumes at size 1: sphere pi/6, cube 1,
+     * cross 3 t^2 - 2 t^3 with t = 0.36, cylinder pi/4, pyramid 1/3, torus
+     * 2 pi^2 R r^2 with r = 1/6, R = 1/3.  128^3 point counts: within 1 %. */
+    const double sphere = M_PI / 6, t = 0.36;
+    const double unit[NFV_SHAPE_COUNT] = {sphere, 1.0, 3 * t * t - 2 * t * t * t, M_PI / 4, 1.0 / 3,
+                                          2 * M_PI * M_PI / 3 / 36};
+    for (int s = 0; s < NFV_SHAPE_COUNT; s++) {
+        double want = cbrt(sphere / unit[s]), got = nfv_synth_shape_volume_scale((nfv_shape)s);
+        CHECK(fabs(got - want) <= 0.01 * want, "%s: volume scale %.4f, want %.4f", nfv_synth_shape_names[s], got, want);
+        /* The scaled template holds a 24 mm sphere's volume (5 %: the 4x4x4
+         * sub-samples put each face within 1/8 mm of its place). */
+        nfv_volume v;
+        if (!CHECK_OK(nfv_synth_shape_template((nfv_shape)s, 24.0 * got, 1.0, &v))) continue;
+        double sum = 0, ball = sphere * 24 * 24 * 24;
+        for (size_t i = 0; i < nfv_volume_numel(&v); i++) sum += v.data[i];
+        CHECK(fabs(sum - ball) <= 0.05 * ball, "%s scaled by %.3f: %.0f mm3, want %.0f", nfv_synth_shape_names[s], got,
+              sum, ball);
+        nfv_volume_free(&v);
+    }
+    /* A cohort of cubes and crosses at one size: 3.4x apart in volume without
+     * --match-volume, within 20 % with it. */
+    const char *names[2] = {"cube", "cross"};
+    double plain[2], matched[2];
+    for (int m = 0; m < 2; m++) {
+        char dir[512], cmd[2048];
+        snprintf(dir, sizeof dir, "%s/synth_volume_%d", test_tmpdir(), m);
+        snprintf(cmd, sizeof cmd, "%s synth --n 6 --voxel 4 --shapes cube,cross --lesion-size 30,30 %s --seed 3 --out %s",
+                 test_bin(), m ? "--match-volume" : "", dir);
+        if (!CHECK(test_run(cmd, NULL) == 0, "synth failed: %s", cmd)) return;
+        lesion_volume_by_class(dir, names, 2, m ? matched : plain);
+    }
+    CHECK(plain[0] > 2.5 * plain[1], "without --match-volume: cube %.0f voxels, cross %.0f; want cube > 2.5x cross",
+          plain[0], plain[1]);
+    CHECK(matched[0] > 0 && matched[1] > 0 && fabs(matched[0] / matched[1] - 1) < 0.2,
+          "with --match-volume: cube %.0f voxels, cross %.0f; want within 20 %%", matched[0], matched[1]);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s synth --task age --match-volume --n 2 --voxel 6 --out %s/synth_volume_age", test_bin(),
+             test_tmpdir());
+    CHECK(test_run(cmd, NULL) != 0, "--match-volume with --task age must be refused: %s", cmd);
+}
+
 TEST(synth_morph_task_and_bad_input)
 {
     char dir[512], cmd[8192], log[600];

@@ -126,6 +126,13 @@ int nfv_synth_shape_contains(nfv_shape shape, double size_mm, double dx, double 
  * other voxels are left as they are). */
 nfv_status nfv_synth_shape_paint(nfv_volume *v, nfv_shape shape, double size_mm, const double centre_mm[3]);
 
+/* The factor that scales a shape's size so that its volume equals that of a
+ * sphere of the unscaled size: (V_sphere(1) / V_shape(1))^(1/3), with the
+ * volumes counted from nfv_synth_shape_contains on a 128^3 grid (so the
+ * factor matches the shapes as defined; sphere 1, cube 0.806, cross 1.21,
+ * torus 1.43).  Used by `synth --match-volume`. */
+double nfv_synth_shape_volume_scale(nfv_shape shape);
+
 /* The shape's template volume: odd size n = 2*ceil((size/2 + 3 mm) / voxel) + 1 per
  * axis, voxel_mm isotropic, the shape (size_mm) centred at world (0,0,0). */
 nfv_status nfv_synth_shape_template(nfv_shape shape, double size_mm, double voxel_mm, nfv_volume *out);
@@ -144,6 +151,10 @@ typedef struct nfv_synth_options {
     const char *shapes;          /* comma list; NULL: "sphere,cube,cross" */
     int no_lesion_class;         /* add a class "none" without lesion */
     double lesion_size_mm[2];    /* lesion size drawn uniformly in [min, max] mm (default 16-22) */
+    int match_volume;            /* scale each shape's size by nfv_synth_shape_volume_scale, so that every
+                                  * class's lesions have the volumes of spheres of lesion_size_mm: then
+                                  * the lesion's volume (and so the amount of bright tissue) no longer
+                                  * tells the classes apart, only the shape does */
     double lesion_intensity[2];  /* lesion intensity as a multiple of white matter, in [min, max]:
                                   * > 1 hyper-intense (default 1.5-1.8), < 1 hypo-intense */
     unsigned long long seed;

@@ -52,8 +52,8 @@ static int check_options(nfv_synth_options *o, const char *task, const char *spl
     else if (!strcmp(task, "morph")) o->task = NFV_SYNTH_MORPH;
     else if (!strcmp(task, "age")) o->task = NFV_SYNTH_AGE;
     else return cli_failf("synth", "--task must be lesion, morph or age, got \"%s\"", task);
-    if (o->task == NFV_SYNTH_AGE && (o->shapes || o->no_lesion_class || lesion_size || lesion_intensity))
-        return cli_failf("synth", "--shapes, --no-lesion-class, --lesion-size and --lesion-intensity are for "
+    if (o->task == NFV_SYNTH_AGE && (o->shapes || o->no_lesion_class || o->match_volume || lesion_size || lesion_intensity))
+        return cli_failf("synth", "--shapes, --no-lesion-class, --match-volume, --lesion-size and --lesion-intensity are for "
                                   "--task lesion, not --task age");
     if (o->n < 1 || o->n > 1000000) return cli_failf("synth", "--n expects 1..1000000 subjects, got %d", o->n);
     if (o->shapes && !o->shapes[0]) return cli_failf("synth", "--shapes needs at least one shape");
@@ -95,6 +95,10 @@ int cmd_synth(int argc, char **argv)
                                                     "pyramid,torus (default sphere,cube,cross)"},
         {"--no-lesion-class", CLI_FLAG, &no_lesion, NULL, "add a class \"none\" without lesion"},
         {"--lesion-size", CLI_STRING, &lesion_size, "MIN,MAX", "lesion size range in mm (default 16,22)"},
+        {"--match-volume", CLI_FLAG, &o.match_volume, NULL,
+         "scale each shape so its lesions have the volume of spheres of --lesion-size: the classes then differ in "
+         "shape only, not in the amount of lesion (without it a cube is 1.9x a sphere's volume and 3.4x a cross's, "
+         "and a model can tell them apart by volume alone)"},
         {"--lesion-intensity", CLI_STRING, &lesion_intensity, "MIN,MAX",
          "lesion intensity as a multiple of white matter: >1 bright, <1 dark (default 1.5,1.8)"},
         {"--voxel", CLI_FLOAT, &voxel, "MM", "isotropic voxel size (default 2: 91x109x91 MNI grid)"},

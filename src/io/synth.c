@@ -261,8 +261,17 @@ static nfv_status write_cohort_json(const synth_shared *sh)
     }
     fprintf(f, "  \"classes\": [");
     for (int c = 0; c < sh->class_count; c++) fprintf(f, "%s\"%s\"", c ? ", " : "", sh->class_names[c]);
-    fprintf(f, "],\n  \"lesion_size_mm\": [%g, %g],\n  \"lesion_intensity\": [%g, %g]\n}\n", o->lesion_size_mm[0],
+    fprintf(f, "],\n  \"lesion_size_mm\": [%g, %g],\n  \"lesion_intensity\": [%g, %g]", o->lesion_size_mm[0],
             o->lesion_size_mm[1], o->lesion_intensity[0], o->lesion_intensity[1]);
+    if (o->match_volume) {
+        /* The size each class's lesions were drawn at: lesion_size_mm x scale. */
+        fprintf(f, ",\n  \"match_volume\": true,\n  \"size_scale\": {");
+        for (int c = 0, k = 0; c < sh->class_count; c++)
+            if (sh->class_shape[c] != NFV_SHAPE_COUNT)
+                fprintf(f, "%s\"%s\": %.4f", k++ ? ", " : "", sh->class_names[c], sh->size_scale[sh->class_shape[c]]);
+        fprintf(f, "}");
+    }
+    fprintf(f, "\n}\n");
     return nfv_atomic_commit(&af);
 }
 
@@ -320,6 +329,8 @@ static nfv_status parse_shapes(synth_shared *sh)
         sh->class_shape[sh->class_count] = s;
         sh->class_names[sh->class_count++] = nfv_synth_shape_names[s];
     }
+    for (int s = 0; s < NFV_SHAPE_COUNT; s++)
+        sh->size_scale[s] = o->match_volume ? nfv_synth_shape_volume_scale((nfv_shape)s) : 1.0;
     if (o->no_lesion_class) {
         sh->class_shape[sh->class_count] = NFV_SHAPE_COUNT;
         sh->class_names[sh->class_count++] = "none";
@@ -370,7 +381,8 @@ static nfv_status write_shape_templates(const synth_shared *sh)
     for (int c = 0; c < sh->class_count; c++) {
         if (sh->class_shape[c] == NFV_SHAPE_COUNT) continue;
         nfv_volume v;
-        NFV_TRY(nfv_synth_shape_template(sh->class_shape[c], 0.5 * (sh->o->lesion_size_mm[0] + sh->o->lesion_size_mm[1]), sh->o->voxel_mm, &v));
+        double size = 0.5 * (sh->o->lesion_size_mm[0] + sh->o->lesion_size_mm[1]) * sh->size_scale[sh->class_shape[c]];
+        NFV_TRY(nfv_synth_shape_template(sh->class_shape[c], size, sh->o->voxel_mm, &v));
         snprintf(path, sizeof path, "%s/%s.nii.gz", dir, sh->class_names[c]);
         nfv_status s = nfv_volume_write(path, &v);
         nfv_volume_free(&v);

@@ -52,6 +52,7 @@ typedef struct synth_shared {
     int class_count;
     const char *class_names[NFV_SHAPE_COUNT + 1];
     nfv_shape class_shape[NFV_SHAPE_COUNT + 1]; /* lesion task; NFV_SHAPE_COUNT = no lesion */
+    double size_scale[NFV_SHAPE_COUNT];         /* per shape: 1, or nfv_synth_shape_volume_scale (--match-volume) */
     int *label;                      /* class per subject (age task: split group) */
     double *age_years;               /* age task: chronological age per subject (the label) */
     synth_age_model *age;            /* age task: the model; NULL otherwise */

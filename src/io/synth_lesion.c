@@ -83,6 +83,20 @@ static int shape_bbox(const double a[4][4], const double ainv[4][4], const int d
     return 1;
 }
 
+double nfv_synth_shape_volume_scale(nfv_shape shape)
+{
+    enum { N = 128 };
+    long count[2] = {0, 0};
+    const nfv_shape which[2] = {NFV_SHAPE_SPHERE, shape};
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < N; k++)
+            for (int j = 0; j < N; j++)
+                for (int i = 0; i < N; i++)
+                    count[s] += nfv_synth_shape_contains(which[s], 1.0, (i + 0.5) / N - 0.5, (j + 0.5) / N - 0.5,
+                                                         (k + 0.5) / N - 0.5);
+    return count[1] > 0 ? cbrt((double)count[0] / (double)count[1]) : 1.0;
+}
+
 /* Occupancy (4^3 sub-samples) of one voxel. */
 static float voxel_occupancy(const double a[4][4], nfv_shape shape, double size_mm, const double centre[3], int i,
                              int j, int k)
@@ -160,7 +174,7 @@ void nfv_synth_plant_lesion(const synth_shared *sh, synth_work *w, nfv_rng *r, n
         for (size_t i = 0; i < n; i++)
             if (w->brain[i] && sh->common_mask[i]) w->candidates[ncand++] = (int)i;
 
-    double size = nfv_rng_range(r, sh->o->lesion_size_mm[0], sh->o->lesion_size_mm[1]);
+    double size = nfv_rng_range(r, sh->o->lesion_size_mm[0], sh->o->lesion_size_mm[1]) * sh->size_scale[shape];
     double intensity = nfv_rng_range(r, sh->o->lesion_intensity[0], sh->o->lesion_intensity[1]);
     double inv[4][4];
     nfv_affine_inverse((const double(*)[4])g->affine, inv);
