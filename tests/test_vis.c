@@ -497,6 +497,57 @@ TEST(vis_mask_and_template_start)
     nfv_model_free(m);
 }
 
+/* --mask ball=R@X,Y,Z: the change moves inside the ball (world mm through
+ * the model's affine) and nowhere else.  The centre is off every symmetry
+ * of the grid, so a swapped axis would move the ball and fail. */
+TEST(vis_ball_mask)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = cube_model();
+    if (!m) return;
+    int D = IN_SHAPE[1], H = IN_SHAPE[2], W = IN_SHAPE[3], cz = 6, cy = 10, cx = 9;
+    double world[3], vox = fabs(m->affine[0][0]) + fabs(m->affine[0][1]) + fabs(m->affine[0][2]), radius = 2.5 * vox;
+    for (int r = 0; r < 3; r++)
+        world[r] = m->affine[r][0] * cx + m->affine[r][1] * cy + m->affine[r][2] * cz + m->affine[r][3];
+    nfv_target t = one_target(m, "conv1:0@6,10,9");
+    nfv_vis_options o;
+    nfv_vis_options_default(&o);
+    char opts[512];
+    snprintf(opts, sizeof opts, "--steps 5 --init zeros --mask ball=%.6f@%.6f,%.6f,%.6f", radius, world[0], world[1],
+             world[2]);
+    CHECK_OK(nfv_vis_options_parse(&o, opts));
+    nfv_vis_result *r = NULL;
+    if (CHECK_OK(nfv_visualize(ctx, m, &t, 1, &o, NULL, NULL, &r))) {
+        int moved_outside = 0, inside = 0, moved_inside = 0;
+        for (int z = 0; z < D; z++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    int in = (z - cz) * (z - cz) + (y - cy) * (y - cy) + (x - cx) * (x - cx) <= 2.5 * 2.5;
+                    float c = r->volume.data[((size_t)z * H + y) * W + x]; /* zeros start: the change */
+                    inside += in;
+                    moved_inside += in && c != 0.0f;
+                    moved_outside += !in && c != 0.0f;
+                }
+        CHECK(moved_outside == 0, "%d voxels outside the ball changed", moved_outside);
+        CHECK(inside == 81 && moved_inside > inside / 2, "%d of the ball's %d voxels changed (want most of 81)",
+              moved_inside, inside);
+        nfv_vis_results_free(r, 1);
+    }
+    /* Bad specs and a ball off the grid: one clear error each. */
+    const char *bad[] = {"ball=0", "ball=5@1,2", "ball=x", "ball=5@1,2,3,4", "ball=3@1e6,0,0"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        nfv_vis_options_default(&o);
+        snprintf(opts, sizeof opts, "--steps 1 --mask %s", bad[i]);
+        CHECK_OK(nfv_vis_options_parse(&o, opts));
+        r = NULL;
+        nfv_status st = nfv_visualize(ctx, m, &t, 1, &o, NULL, NULL, &r);
+        CHECK(st == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "ball"), "--mask %s: status %d, message \"%s\"",
+              bad[i], (int)st, nfv_error_message());
+        if (!st) nfv_vis_results_free(r, 1);
+    }
+    nfv_model_free(m);
+}
+
 /* --range LO,HI: projected ascent.  For the linear cube detector the box
  * optimum is HI on the 3^3 cube and LO on the rest of its 7^3 receptive field;
  * Adam's steps (lr 0.05, 80 steps, from +-0.1 noise) reach both bounds.

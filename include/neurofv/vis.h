@@ -167,7 +167,7 @@ typedef struct nfv_vis_options {
      * unbounded input lets a ReLU network's logit grow without limit). */
     int has_range;
     float range_lo, range_hi;
-    char mask[1024];           /* "" none, "brain" (Colin27 > 0 on the model grid), or a file */
+    char mask[1024];           /* "" none, "brain" (Colin27 > 0 on the model grid), "ball=R[@X,Y,Z]" (mm), or a file */
     int log_every;             /* read the objective every k steps, 1 */
     int snapshots[NFV_VIS_MAX_SNAPSHOTS]; /* steps at which the volume is also kept */
     int snapshot_count;

@@ -17,7 +17,10 @@
 /* ---- inputs (vis_inputs.c) ---------------------------------------------- */
 
 /* The optimization mask on the model grid, (D, H, W) floats, 1 inside and 0
- * outside: "brain" = the template > 0, else a file resampled (> 0.5).
+ * outside: "brain" = the template > 0; "ball=R[@X,Y,Z]" = a ball of radius R mm
+ * centred at world (X, Y, Z) mm, by default at the centroid of the
+ * template's white matter (its brightest quarter); else a file resampled
+ * (> 0.5).
  * *mask is malloc'ed; an error when no voxel is inside. */
 nfv_status vis_mask_on_grid(const nfv_model *m, const char *spec, float **mask);
 /* --init subject=FILE: the file preprocessed to the model grid as the

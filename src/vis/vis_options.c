@@ -42,7 +42,10 @@ const nfv_vis_option_info nfv_vis_option_table[] = {
     {"--noise", "SD", "Gaussian noise of SD on the model input each step (MACO's transforms) (default 0 = off)"},
     {"--range", "LO,HI", "keep every voxel of the change in [LO, HI] (projected steps, voxel parameterization; "
                          "e.g. 0,4 = only brighten, by at most 4 SD) (default off)"},
-    {"--mask", "FILE|brain|none", "optimize only inside a mask (brain: Colin27 > 0 on the model grid) (default none)"},
+    {"--mask", "FILE|brain|ball=R[@X,Y,Z]|none",
+     "optimize only inside a mask (brain: Colin27 > 0 on the model grid; ball: a ball of radius R mm centred at "
+     "world X,Y,Z mm, by default in the template's deep white matter, so that a class is drawn as one lesion-sized "
+     "object) (default none)"},
     {"--diversity", "W", "optimize the --starts of each target together, pushed apart by Lucid's diversity term "
                          "(W x negative cosine of Gram matrices at --diversity-layer); <stem>_facets.png shows them "
                          "(default 0 = off)"},
