@@ -75,3 +75,48 @@ TEST(mis_known_answer_cube_detector)
     free(vols);
     nfv_model_free(m);
 }
+
+/* The contrastive judgement cancels what makes a subject similar to every
+ * picture.  40 subjects, the first 10 strong and the last 10 weak for target
+ * 0; every weak subject carries an offset of +2 in its similarity to any
+ * picture (as a subject with more structure does), and target 0's picture
+ * adds +0.5 for the strong ones.  Plain: the weak always look more similar
+ * (score 0); against the two other logits' pictures as references: 1.
+ * A fourth target of another family (a channel, whose similarities would
+ * flip the answer) is not a reference. */
+TEST(mis_contrastive_cancels_a_common_offset)
+{
+    enum { N = 40, T = 4 };
+    int order[N];
+    for (int i = 0; i < N; i++) order[i] = i;
+    nfv_mis_cohort c;
+    memset(&c, 0, sizeof c);
+    c.n = N;
+    c.strong = order;
+    c.nstrong = 10;
+    c.weak = order + 30;
+    c.nweak = 10;
+    nfv_target targets[T];
+    memset(targets, 0, sizeof targets);
+    for (int t = 0; t < T; t++) {
+        targets[t].kind = NFV_TARGET_CHANNEL;
+        targets[t].layer = 7;
+        targets[t].unit = t;
+        targets[t].is_logit = t < 3;
+        targets[t].sign = 1;
+    }
+    double sims[T * N];
+    unsigned long long state = 5;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < N; i++) {
+            double offset = i >= 30 ? 2.0 : 0.0, noise = 0.05 * (test_uniform(&state) - 0.5);
+            sims[t * N + i] = t == 3 ? -10.0 * (i < 10) : offset + noise + (t == 0 && i < 10 ? 0.5 : 0.0);
+        }
+    double plain = nfv_mis_judge(&c, sims, 200, 1) / 200, correct = -1;
+    int refs = nfv_mis_contrastive(&c, sims, targets, T, 0, 200, 1, &correct);
+    CHECK(plain < 0.05, "plain score %.3f: the offset should mislead it (want < 0.05)", plain);
+    CHECK(refs == 2, "references %d, want the 2 other logits (not the channel)", refs);
+    CHECK(correct / 200 > 0.95, "contrastive score %.3f, want > 0.95", correct / 200);
+    /* A target alone in its family has no references. */
+    CHECK(nfv_mis_contrastive(&c, sims, targets, T, 3, 200, 1, &correct) == 0, "the channel has no reference");
+}

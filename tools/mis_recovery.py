@@ -14,7 +14,7 @@ for name in sys.argv[1:]:
     cfgs = []
     for r in rows:
         if r['config'] not in cfgs: cfgs.append(r['config'])
-    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | MIS pooled [Wilson] | MIS voxel | MIS act')
+    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | MIS pooled [Wilson] | MIS plain | MIS voxel | MIS act')
     xs, ys = [], []
     for c in cfgs:
         rr = [r for r in rows if r['config']==c]
@@ -30,13 +30,17 @@ for name in sys.argv[1:]:
         p=k/n; z=1.959964; den=1+z*z/n; cen=(p+z*z/(2*n))/den; h=z*math.sqrt(p*(1-p)/n+z*z/(4*n*n))/den
         mv = sum(float(r['mis_voxel']) for r in rr)/len(rr); ma = sum(float(r['mis_act']) for r in rr)/len(rr)
         mm = sum(float(r['margin']) for r in rr)/len(rr)
-        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mv:.3f} | {ma:.3f}')
+        mp = sum(float(r.get('mis_plain') or 'nan') for r in rr)/len(rr)
+        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mp:.3f} | {mv:.3f} | {ma:.3f}')
     for (c,s), rr in by.items():
         xs.append(sum(float(r['mis']) for r in rr)/len(rr)); ys.append(sum(int(r['recovered']) for r in rr))
     rho, pv = spearmanr(xs, ys)
     print(f'Spearman(MIS, classes recovered) over {len(xs)} config x seed runs: rho {rho:.3f} (p {pv:.2f})')
     xv = [sum(float(r['mis_voxel']) for r in rr)/len(rr) for rr in by.values()]
     print(f'  voxel term alone: rho {spearmanr(xv, ys)[0]:.3f}')
+    if 'mis_plain' in rows[0]:
+        xp = [sum(float(r['mis_plain']) for r in rr)/len(rr) for rr in by.values()]
+        print(f'  plain (not contrastive): rho {spearmanr(xp, ys)[0]:.3f}')
     # per row
     rho2 = spearmanr([float(r['mis']) for r in rows],[int(r['recovered']) for r in rows])[0]
     print(f'  per target row ({len(rows)}): rho {rho2:.3f}')

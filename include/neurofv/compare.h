@@ -68,9 +68,13 @@ typedef struct nfv_compare_row {
     double seconds;
     /* --score mis (nfv_mis_score): share of strong/weak subject pairs told
      * apart by similarity to the visualization, its Wilson 95 % interval,
-     * the two similarity terms alone, the pairs' count. */
+     * the two similarity terms alone, the pairs' count.  mis is contrastive
+     * when the run has reference targets (compare_mis_contrast): the
+     * similarity to this visualization minus the mean similarity to the
+     * other visualizations of the same family in the run; mis_plain is the
+     * score without them. */
     int has_mis;
-    double mis, mis_lo, mis_hi, mis_voxel, mis_act;
+    double mis, mis_lo, mis_hi, mis_voxel, mis_act, mis_plain;
     int mis_pairs;
     double mis_correct;
 } nfv_compare_row;
@@ -114,6 +118,24 @@ void nfv_mis_cohort_free(nfv_mis_cohort *c);
  * every visualization scored with one cohort and seed). */
 nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
                          const float *vis, int pairs, unsigned long long seed, nfv_mis_result *r);
+/* The similarity of every subject of c to vis: sim (n) the combined score
+ * above, sim_voxel and sim_act (n) its two terms before standardizing. */
+nfv_status nfv_mis_similarity(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
+                              const float *vis, double *sim, double *sim_voxel, double *sim_act);
+/* Correct predictions (ties 0.5) over `pairs` strong/weak pairs of c drawn
+ * from seed, predicting the subject with the larger sim. */
+double nfv_mis_judge(const nfv_mis_cohort *c, const double *sim, int pairs, unsigned long long seed);
+/* The contrastive judgement, as the machine observer of Zimmermann et al.
+ * (2024) sees a unit's visualization and, as references, those of other
+ * units: sims (count, n) holds every target's similarities (from
+ * nfv_mis_similarity, all against the same n subjects, c being target t's
+ * cohort); a subject counts as similar to t's picture by its similarity to
+ * it minus its mean similarity to the pictures of the other targets of t's
+ * family (same layer, kind and sign).  That cancels what makes a subject
+ * similar to any picture (more structure, a larger lesion).  Returns the
+ * number of references (0: *correct untouched; -1: out of memory). */
+int nfv_mis_contrastive(const nfv_mis_cohort *c, const double *sims, const nfv_target *targets, int count, int t,
+                        int pairs, unsigned long long seed, double *correct);
 /* Wilson score interval (95 %) of k successes in n trials. */
 void nfv_wilson(double k, int n, double *lo, double *hi);
 

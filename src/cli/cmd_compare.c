@@ -291,6 +291,7 @@ int compare_run_config(compare_state *cs, int run)
     double secs = cli_now() - t0;
     for (int i = 0; i < cs->s.count && !st; i++)
         st = fill_row(cs, c, rel, dir, &o, &res[i], !rs.done[i], &cs->rows[cs->nrows++]);
+    if (!st && cs->mis.n) compare_mis_contrast(&cs->mis, cs->s.targets, cs->s.count, &cs->rows[cs->nrows - cs->s.count]);
     nfv_vis_results_free(res, cs->s.count);
     vis_resume_free(&rs);
     if (st) return cli_fail("compare", st);

@@ -1,4 +1,5 @@
 /* The cohort of `compare --score mis` (compare_mis.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,8 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
     if (!st) {
         cm->volumes = malloc((size_t)n * vox * sizeof *cm->volumes);
         cm->cohorts = calloc((size_t)count, sizeof *cm->cohorts);
-        if (!cm->volumes || !cm->cohorts) st = nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory for %d subjects", n);
+        cm->sims = calloc((size_t)count * n + 1, sizeof *cm->sims);
+        if (!cm->volumes || !cm->cohorts || !cm->sims) st = nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory for %d subjects", n);
     }
     for (int i = 0; !st && i < n; i++) {
         const float *v;
@@ -59,17 +61,39 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
 nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int t,
                              const nfv_volume *vis, nfv_compare_row *row)
 {
-    nfv_mis_result r;
-    NFV_TRY(nfv_mis_score(ctx, m, &targets[t], &cm->cohorts[t], vis->data, cm->pairs, cm->seed, &r));
-    row->has_mis = 1;
-    row->mis = r.mis;
-    row->mis_lo = r.lo;
-    row->mis_hi = r.hi;
-    row->mis_voxel = r.mis_voxel;
-    row->mis_act = r.mis_act;
-    row->mis_pairs = r.pairs;
-    row->mis_correct = r.correct;
-    return NFV_OK;
+    const nfv_mis_cohort *c = &cm->cohorts[t];
+    int n = c->n;
+    double *sim = cm->sims + (size_t)t * n, *sv = malloc((size_t)n * sizeof *sv), *sa = malloc((size_t)n * sizeof *sa);
+    nfv_status st = !sv || !sa ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
+                               : nfv_mis_similarity(ctx, m, &targets[t], c, vis->data, sim, sv, sa);
+    if (!st) {
+        row->has_mis = 1;
+        row->mis_pairs = cm->pairs;
+        row->mis_correct = nfv_mis_judge(c, sim, cm->pairs, cm->seed);
+        row->mis = row->mis_plain = row->mis_correct / cm->pairs;
+        nfv_wilson(row->mis_correct, cm->pairs, &row->mis_lo, &row->mis_hi);
+        row->mis_voxel = nfv_mis_judge(c, sv, cm->pairs, cm->seed) / cm->pairs;
+        row->mis_act = c->feat_dim ? nfv_mis_judge(c, sa, cm->pairs, cm->seed) / cm->pairs : NAN;
+    }
+    free(sv);
+    free(sa);
+    return st;
+}
+
+void compare_mis_contrast(const compare_mis *cm, const nfv_target *targets, int count, nfv_compare_row *rows)
+{
+    for (int r = 0; r < count; r++) {
+        int t = -1;
+        for (int k = 0; k < count && t < 0; k++)
+            if (!strcmp(targets[k].name, rows[r].target)) t = k;
+        double correct;
+        if (t < 0 || !rows[r].has_mis ||
+            nfv_mis_contrastive(&cm->cohorts[t], cm->sims, targets, count, t, cm->pairs, cm->seed, &correct) <= 0)
+            continue; /* no references (or no memory): the plain score stays */
+        rows[r].mis_correct = correct;
+        rows[r].mis = correct / cm->pairs;
+        nfv_wilson(correct, cm->pairs, &rows[r].mis_lo, &rows[r].mis_hi);
+    }
 }
 
 void compare_mis_free(compare_mis *cm)
@@ -77,5 +101,6 @@ void compare_mis_free(compare_mis *cm)
     for (int t = 0; t < cm->count; t++) nfv_mis_cohort_free(&cm->cohorts[t]);
     free(cm->cohorts);
     free(cm->volumes);
+    free(cm->sims);
     memset(cm, 0, sizeof *cm);
 }

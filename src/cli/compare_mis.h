@@ -14,6 +14,7 @@ typedef struct compare_mis {
     int count;
     int pairs;
     unsigned long long seed;  /* of the pairs: the same for every configuration */
+    double *sims;             /* (count, n) the current run's similarities (compare_mis_score) */
 } compare_mis;
 
 /* The rows of csv in split (NULL or "all": every row; a split without rows:
@@ -23,6 +24,11 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
 /* Fills row->has_mis and the mis fields for target index t's visualization. */
 nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int t,
                              const nfv_volume *vis, nfv_compare_row *row);
+/* After every target of one run was scored (rows: that run's `count` rows):
+ * each row's mis becomes the contrastive score (nfv_mis_contrastive: the
+ * run's other targets of the same family as references); rows without
+ * references keep the plain score. */
+void compare_mis_contrast(const compare_mis *cm, const nfv_target *targets, int count, nfv_compare_row *rows);
 void compare_mis_free(compare_mis *cm);
 
 #endif

@@ -205,19 +205,18 @@ static void standardize(const double *x, int n, double *z)
     for (int i = 0; i < n; i++) z[i] = sd > 1e-12 ? (x[i] - m) / sd : 0.0;
 }
 
-nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                         const float *vis, int pairs, unsigned long long seed, nfv_mis_result *r)
+nfv_status nfv_mis_similarity(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
+                              const float *vis, double *sim, double *sim_voxel, double *sim_act)
 {
-    memset(r, 0, sizeof *r);
     size_t vox = (size_t)m->input_shape[1] * m->input_shape[2] * m->input_shape[3];
     int C = c->feat_dim, n = c->n;
     float *mask = malloc(vox * sizeof *mask), *host = malloc(largest_activation(m, c->feat_layer) * sizeof *host);
-    double *vm = malloc(((size_t)C + 1) * sizeof *vm), *sv = malloc((size_t)n * sizeof *sv);
-    double *sa = malloc((size_t)n * sizeof *sa);
+    double *vm = malloc(((size_t)C + 1) * sizeof *vm), *zv = malloc((size_t)n * sizeof *zv);
+    double *za = malloc((size_t)n * sizeof *za);
     nfv_tensor x;
     memset(&x, 0, sizeof x);
     int shape[5] = {1, 1, m->input_shape[1], m->input_shape[2], m->input_shape[3]};
-    nfv_status st = !mask || !host || !vm || !sv || !sa ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
+    nfv_status st = !mask || !host || !vm || !zv || !za ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
                                                         : receptive_field(ctx, m, t, vis, mask);
     float obj;
     if (!st && C) st = nfv_tensor_create(ctx, &x, 5, shape);
@@ -229,48 +228,90 @@ nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, co
             vn += vm[k] * vm[k];
         }
         for (int i = 0; i < n; i++) {
-            sv[i] = nfv_ncc_volume(c->volumes + (size_t)i * vox, vis, mask, vox);
+            sim_voxel[i] = nfv_ncc_volume(c->volumes + (size_t)i * vox, vis, mask, vox);
             double dot = 0, sn = 0;
             for (int k = 0; k < C; k++) {
                 double f = c->feat[(size_t)i * C + k];
                 dot += f * vm[k];
                 sn += f * f;
             }
-            sa[i] = C && vn > 0 && sn > 0 ? dot / sqrt(vn * sn) : 0.0;
+            sim_act[i] = C && vn > 0 && sn > 0 ? dot / sqrt(vn * sn) : 0.0;
         }
         /* Each term standardized over the subjects before they are averaged,
          * so that neither dominates by its spread (the feature cosine varies
          * over ~[-1, 1], the NCC often over a few hundredths). */
-        double *zv = malloc((size_t)n * sizeof *zv), *za = malloc((size_t)n * sizeof *za);
-        if (!zv || !za) st = nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory");
-        if (!st) {
-            standardize(sv, n, zv);
-            standardize(sa, n, za);
-        }
-        /* The same pairs for every visualization of this cohort and seed. */
-        double right = 0, right_v = 0, right_a = 0;
-        for (int p = 0; !st && p < pairs; p++) {
-            uint64_t h = nfv_mix64(seed * 0x9E3779B97F4A7C15ULL + (uint64_t)p);
-            int s = c->strong[h % (uint64_t)c->nstrong], w = c->weak[nfv_mix64(h) % (uint64_t)c->nweak];
-            double cs = C ? 0.5 * (zv[s] + za[s]) : sv[s], cw = C ? 0.5 * (zv[w] + za[w]) : sv[w];
-            right += cs > cw ? 1.0 : cs == cw ? 0.5 : 0.0;
-            right_v += sv[s] > sv[w] ? 1.0 : sv[s] == sv[w] ? 0.5 : 0.0;
-            right_a += sa[s] > sa[w] ? 1.0 : sa[s] == sa[w] ? 0.5 : 0.0;
-        }
-        r->pairs = pairs;
-        r->correct = right;
-        r->mis = pairs ? right / pairs : NAN;
-        r->mis_voxel = pairs ? right_v / pairs : NAN;
-        r->mis_act = pairs && C ? right_a / pairs : NAN;
-        nfv_wilson(right, pairs, &r->lo, &r->hi);
-        free(zv);
-        free(za);
+        standardize(sim_voxel, n, zv);
+        standardize(sim_act, n, za);
+        for (int i = 0; i < n; i++) sim[i] = C ? 0.5 * (zv[i] + za[i]) : sim_voxel[i];
     }
     free(mask);
     free(host);
     free(vm);
-    free(sv);
-    free(sa);
+    free(zv);
+    free(za);
     nfv_tensor_free(&x);
     return st;
+}
+
+double nfv_mis_judge(const nfv_mis_cohort *c, const double *sim, int pairs, unsigned long long seed)
+{
+    /* The same pairs for every visualization of this cohort and seed. */
+    double right = 0;
+    for (int p = 0; p < pairs; p++) {
+        uint64_t h = nfv_mix64(seed * 0x9E3779B97F4A7C15ULL + (uint64_t)p);
+        int s = c->strong[h % (uint64_t)c->nstrong], w = c->weak[nfv_mix64(h) % (uint64_t)c->nweak];
+        right += sim[s] > sim[w] ? 1.0 : sim[s] == sim[w] ? 0.5 : 0.0;
+    }
+    return right;
+}
+
+nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
+                         const float *vis, int pairs, unsigned long long seed, nfv_mis_result *r)
+{
+    memset(r, 0, sizeof *r);
+    int n = c->n;
+    double *sim = malloc((size_t)n * sizeof *sim), *sv = malloc((size_t)n * sizeof *sv);
+    double *sa = malloc((size_t)n * sizeof *sa);
+    nfv_status st = !sim || !sv || !sa ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
+                                       : nfv_mis_similarity(ctx, m, t, c, vis, sim, sv, sa);
+    if (!st) {
+        r->pairs = pairs;
+        r->correct = nfv_mis_judge(c, sim, pairs, seed);
+        r->mis = pairs ? r->correct / pairs : NAN;
+        r->mis_voxel = pairs ? nfv_mis_judge(c, sv, pairs, seed) / pairs : NAN;
+        r->mis_act = pairs && c->feat_dim ? nfv_mis_judge(c, sa, pairs, seed) / pairs : NAN;
+        nfv_wilson(r->correct, pairs, &r->lo, &r->hi);
+    }
+    free(sim);
+    free(sv);
+    free(sa);
+    return st;
+}
+
+/* Same layer, kind and sign: the units a machine observer is shown beside
+ * the target as references (the other classes of logit:/contrast:, the
+ * other channels of a layer). */
+static int same_family(const nfv_target *a, const nfv_target *b)
+{
+    return a->kind == b->kind && a->layer == b->layer && a->is_logit == b->is_logit && a->contrast == b->contrast &&
+           a->minimize == b->minimize;
+}
+
+int nfv_mis_contrastive(const nfv_mis_cohort *c, const double *sims, const nfv_target *targets, int count, int t,
+                        int pairs, unsigned long long seed, double *correct)
+{
+    int n = c->n, refs = 0;
+    double *sim = calloc((size_t)n + 1, sizeof *sim);
+    if (!sim) return -1;
+    for (int u = 0; u < count; u++)
+        if (u != t && same_family(&targets[u], &targets[t])) {
+            refs++;
+            for (int i = 0; i < n; i++) sim[i] += sims[(size_t)u * n + i];
+        }
+    if (refs) {
+        for (int i = 0; i < n; i++) sim[i] = sims[(size_t)t * n + i] - sim[i] / refs;
+        *correct = nfv_mis_judge(c, sim, pairs, seed);
+    }
+    free(sim);
+    return refs;
 }

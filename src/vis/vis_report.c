@@ -158,7 +158,7 @@ static void write_csv(const report *rp, FILE *f)
 {
     fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
                "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds%s\n",
-            rp->any_mis ? ",mis,mis_lo,mis_hi,mis_voxel,mis_act,mis_pairs" : "");
+            rp->any_mis ? ",mis,mis_lo,mis_hi,mis_voxel,mis_act,mis_pairs,mis_plain" : "");
     for (int i = 0; i < rp->nrows; i++) {
         const nfv_compare_row *r = &rp->rows[i];
         fprintf(f, "%s,%llu,%s,%.6g,%.6g,%.4f,%s,", r->config, r->seed, r->target, r->objective, r->objective_clean,
@@ -173,10 +173,10 @@ static void write_csv(const report *rp, FILE *f)
             fprintf(f, ",,,,,,,,");
         fprintf(f, "%.2f", r->seconds);
         if (r->has_mis)
-            fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.4f,%d", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act,
-                    r->mis_pairs);
+            fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.4f", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act,
+                    r->mis_pairs, r->mis_plain);
         else if (rp->any_mis)
-            fprintf(f, ",,,,,,");
+            fprintf(f, ",,,,,,,");
         fputc('\n', f);
     }
 }
@@ -211,7 +211,7 @@ static void md_rows(const report *rp, FILE *f)
 {
     int any_truth = rp->any_truth;
     fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s%s\n"
-               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (voxel, act) |" : "",
+               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (plain; voxel, act) |" : "",
             any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered | own-shape match at (mm) |" : "",
             rp->any_mis ? "---|" : "", any_truth ? "---|---|---|---|---|" : "");
     for (int i = 0; i < rp->nrows; i++) {
@@ -219,7 +219,8 @@ static void md_rows(const report *rp, FILE *f)
         fprintf(f, "| %s | %llu | %s | %.4g | %.4g | %.3f |", r->config, r->seed, r->target, r->objective,
                 r->objective_clean, r->hf_share);
         if (rp->any_mis && r->has_mis)
-            fprintf(f, " %.3f [%.3f, %.3f] (%.3f, %.3f) |", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act);
+            fprintf(f, " %.3f [%.3f, %.3f] (%.3f; %.3f, %.3f) |", r->mis, r->mis_lo, r->mis_hi, r->mis_plain, r->mis_voxel,
+                    r->mis_act);
         else if (rp->any_mis)
             fprintf(f, " |");
         if (any_truth) {
@@ -248,7 +249,9 @@ static void write_markdown(const report *rp, FILE *f)
         fprintf(f, "MIS = share of pairs of real subjects (one from the top, one from the bottom quartile of the "
                    "target's activation) in which the subject more similar to the visualization (NCC over its "
                    "effective receptive field and earlier-layer feature similarity) is the stronger one; 0.5 = chance; "
-                   "[95 %% Wilson interval] over the pooled pairs (pairs share subjects: the interval is optimistic).\n\n");
+                   "[95 %% Wilson interval] over the pooled pairs (pairs share subjects: the interval is optimistic).  "
+                   "Contrastive where the run has other targets of the same family: similarity to this picture minus "
+                   "the mean similarity to theirs (plain: without that; voxel, act: plain, one term alone).\n\n");
     if (rp->any_truth)
         fprintf(f, "Every class recovered: per target family, the seeds in which every class's own shape scored "
                    "best; classes recovered counts single targets over all seeds.\n");
