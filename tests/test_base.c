@@ -134,6 +134,35 @@ TEST(fs_mkdirs_and_atomic_write)
           "writing into a missing folder fails naming the file: %s", nfv_error_message());
 }
 
+/* nfv_read_file: bytes (NULs included) with a NUL after them, the size,
+ * the limit, a missing file told apart from an unreadable one. */
+TEST(fs_read_file)
+{
+    char path[4200], dir[4200];
+    snprintf(path, sizeof path, "%s/read_file.bin", test_tmpdir());
+    const char bytes[7] = {'a', 0, 'b', '\n', (char)0xff, 'c', 'd'};
+    FILE *f = fopen(path, "wb");
+    if (!CHECK(f && fwrite(bytes, 1, sizeof bytes, f) == sizeof bytes, "write %s", path)) return;
+    fclose(f);
+    char *data = NULL;
+    size_t size = 0;
+    int missing = -1;
+    if (CHECK_OK(nfv_read_file(path, 7, &data, &size, &missing))) {
+        CHECK(size == 7 && !memcmp(data, bytes, 7) && data[7] == 0 && missing == 0,
+              "read back %zu bytes, want the 7 written and a NUL after them", size);
+        free(data);
+    }
+    CHECK(nfv_read_file(path, 6, &data, &size, &missing) == NFV_ERR_FORMAT && data == NULL && missing == 0 &&
+              strstr(nfv_error_message(), "read_file.bin"),
+          "a file over the limit is refused naming it: %s", nfv_error_message());
+    snprintf(path, sizeof path, "%s/no_such_file", test_tmpdir());
+    CHECK(nfv_read_file(path, 100, &data, &size, &missing) == NFV_ERR_IO && missing == 1 && data == NULL,
+          "a missing file is NFV_ERR_IO with missing = 1");
+    snprintf(dir, sizeof dir, "%s", test_tmpdir());
+    CHECK(nfv_read_file(dir, 100, &data, &size, &missing) == NFV_ERR_IO && missing == 0,
+          "a folder is not read (missing = 0): %s", nfv_error_message());
+}
+
 TEST(fs_relative_dir)
 {
     char base[4096], a[4300], b[4300], c[4300], rel[4096];

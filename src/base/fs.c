@@ -127,3 +127,42 @@ nfv_status nfv_file_hash(const char *path, unsigned long long *hash)
     *hash = h;
     return NFV_OK;
 }
+
+nfv_status nfv_read_file(const char *path, size_t max_bytes, char **data, size_t *size, int *missing)
+{
+    *data = NULL;
+    if (size) *size = 0;
+    if (missing) *missing = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (missing) *missing = errno == ENOENT;
+        return nfv_fail(NFV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return nfv_fail(NFV_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)sb.st_size;
+    if ((unsigned long long)sb.st_size > max_bytes) {
+        fclose(f);
+        return nfv_fail(NFV_ERR_FORMAT, "%s: %llu bytes, more than the %zu this file may have", path,
+                        (unsigned long long)sb.st_size, max_bytes);
+    }
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory (%zu bytes)", path, n);
+    }
+    size_t got = fread(buf, 1, n, f);
+    int err = ferror(f);
+    fclose(f);
+    if (got != n || err) {
+        free(buf);
+        return nfv_fail(NFV_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    if (size) *size = n;
+    return NFV_OK;
+}

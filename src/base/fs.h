@@ -41,6 +41,11 @@ void nfv_atomic_abort(nfv_atomic_file *af);
 /* 64-bit FNV-1a of a file's bytes (base/rng.h nfv_hash64): tells whether
  * two runs read the same model file. */
 nfv_status nfv_file_hash(const char *path, unsigned long long *hash);
+/* Reads a whole file into *data (malloc'ed, size bytes plus a terminating
+ * NUL, so text can be used as a string).  A file larger than max_bytes is
+ * NFV_ERR_FORMAT and is not read; a file that cannot be opened is
+ * NFV_ERR_IO with *missing (when not NULL) set to 1 if it does not exist. */
+nfv_status nfv_read_file(const char *path, size_t max_bytes, char **data, size_t *size, int *missing);
 /* Writes text to path atomically. */
 nfv_status nfv_write_text_atomic(const char *path, const char *text);
 

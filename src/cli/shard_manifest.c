@@ -58,34 +58,13 @@ void shard_manifest_free(shard_manifest *m)
     memset(m, 0, sizeof *m);
 }
 
-static char *read_all(const char *path, nfv_status *s)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *s = nfv_fail(NFV_ERR_IO, "%s: cannot open (not a shard's output folder?)", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *t = n >= 0 && n < (1L << 24) ? malloc((size_t)n + 1) : NULL;
-    if (!t || fread(t, 1, (size_t)n, f) != (size_t)n) {
-        free(t);
-        t = NULL;
-        *s = nfv_fail(NFV_ERR_IO, "%s: cannot read", path);
-    } else {
-        t[n] = 0;
-    }
-    fclose(f);
-    return t;
-}
-
 nfv_status shard_manifest_read(const char *path, shard_manifest *m)
 {
     memset(m, 0, sizeof *m);
-    nfv_status s = NFV_OK;
-    char *text = read_all(path, &s);
-    if (!text) return s;
+    char *text;
+    int missing;
+    nfv_status s = nfv_read_file(path, (size_t)1 << 24, &text, NULL, &missing);
+    if (s) return missing ? nfv_fail(NFV_ERR_IO, "%s: cannot open (not a shard's output folder?)", path) : s;
     cJSON *j = cJSON_Parse(text);
     free(text);
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(j, "command"), *sh = cJSON_GetObjectItemCaseSensitive(j, "shard"),

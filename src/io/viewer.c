@@ -48,36 +48,11 @@ int nfv_viewer_bundle_dir(char *buf, size_t cap)
     return has_bundle(buf);
 }
 
-/* Reads a whole file into a malloc'ed buffer. */
-static nfv_status read_all(const char *path, unsigned char **out, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return nfv_fail(NFV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size < 0) {
-        fclose(f);
-        return nfv_fail(NFV_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    *size = (size_t)st.st_size;
-    *out = malloc(*size ? *size : 1);
-    if (!*out) {
-        fclose(f);
-        return nfv_fail(NFV_ERR_NO_MEMORY, "%s: out of memory (%zu bytes)", path, *size);
-    }
-    size_t got = fread(*out, 1, *size, f);
-    fclose(f);
-    if (got != *size) {
-        free(*out);
-        return nfv_fail(NFV_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, *size);
-    }
-    return NFV_OK;
-}
-
 static nfv_status copy_file(const char *from, const char *to)
 {
-    unsigned char *buf;
+    char *buf;
     size_t size;
-    NFV_TRY(read_all(from, &buf, &size));
+    NFV_TRY(nfv_read_file(from, (size_t)1 << 40, &buf, &size, NULL));
     nfv_atomic_file af;
     nfv_status st = nfv_atomic_open(&af, to, "wb");
     if (!st) {
@@ -131,16 +106,16 @@ nfv_status nfv_viewer_write_volume(const char *report_dir, const char *rel, cons
     NFV_TRY(nfv_temp_name(path, tmp, sizeof tmp));
     snprintf(nii, sizeof nii, "%s.nii.gz", tmp);
     nfv_status st = nfv_volume_write_int16(nii, v);
-    unsigned char *bytes = NULL;
+    char *bytes = NULL;
     size_t size = 0;
-    if (!st) st = read_all(nii, &bytes, &size);
+    if (!st) st = nfv_read_file(nii, (size_t)1 << 40, &bytes, &size, NULL);
     unlink(nii);
     if (st) return nfv_fail_context(st, "viewer volume %s", path);
     nfv_atomic_file af;
     st = nfv_atomic_open(&af, path, "w");
     if (!st) {
         fprintf(af.f, "(window.NFV_DATA = window.NFV_DATA || {})[\"%s\"] = \"", rel);
-        base64(af.f, bytes, size);
+        base64(af.f, (const unsigned char *)bytes, size);
         fprintf(af.f, "\";\n");
         st = nfv_atomic_commit(&af);
     }

@@ -33,23 +33,13 @@ void nfv_tuning_path(const char *cache_dir, char *path, size_t cap)
 }
 
 /* The file's text (malloc'ed), NULL when it does not exist; *bad set when
- * it exists but cannot be read. */
+ * it exists but cannot be read or is larger than TUNING_MAX_BYTES. */
 static char *read_text(const char *path, int *bad)
 {
-    *bad = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = malloc(TUNING_MAX_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, TUNING_MAX_BYTES + 1, f) : 0;
-    int err = ferror(f);
-    fclose(f);
-    if (!buf || err || n > TUNING_MAX_BYTES) {
-        free(buf);
-        *bad = 1;
-        return NULL;
-    }
-    buf[n] = '\0';
-    return buf;
+    char *text;
+    int missing;
+    *bad = nfv_read_file(path, TUNING_MAX_BYTES, &text, NULL, &missing) != NFV_OK && !missing;
+    return text;
 }
 
 int nfv_tuning_lookup(const char *cache_dir, const nfv_device_info *info, char *spec, size_t cap, char *why,

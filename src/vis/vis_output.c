@@ -246,23 +246,12 @@ nfv_status nfv_vis_write_grid(const nfv_vis_result *r, int count, const char *di
 
 /* ---- resuming ----------------------------------------------------------------- */
 
-/* The whole file at path, NUL-terminated (malloc'ed), or NULL. */
+/* The whole file at path, NUL-terminated (malloc'ed), or NULL (a JSON log
+ * is a few kB; 64 MiB bounds a corrupt one). */
 static char *read_text(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) != NULL) {
-        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        } else {
-            buf[n] = 0;
-        }
-    }
-    fclose(f);
-    return buf;
+    char *text;
+    return nfv_read_file(path, (size_t)1 << 26, &text, NULL, NULL) == NFV_OK ? text : NULL;
 }
 
 static int exists(const char *path)
