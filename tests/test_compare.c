@@ -254,6 +254,91 @@ TEST(compare_cli_end_to_end)
     nfv_model_free(m);
 }
 
+/* The value of column `name` in CSV line `line` (header `header`), or NAN. */
+static double csv_field(const char *header, const char *line, const char *name)
+{
+    char h[4096], l[4096];
+    snprintf(h, sizeof h, "%s", header);
+    snprintf(l, sizeof l, "%s", line);
+    int want = -1, k = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(h, ",\n", &save); t; t = strtok_r(NULL, ",\n", &save), k++)
+        if (!strcmp(t, name)) want = k;
+    if (want < 0) return NAN;
+    /* Fields may be empty: split by hand. */
+    char *p = l;
+    for (k = 0; k < want && p; k++) {
+        p = strchr(p, ',');
+        if (p) p++;
+    }
+    return p && *p && *p != ',' ? atof(p) : NAN;
+}
+
+/* compare --score mis end to end: eight subjects on the model grid, the
+ * columns in results.csv (contrastive mis and mis_plain in [0, 1], the
+ * pairs), and a --resume run that rescores every row from the files gives
+ * the same numbers. */
+TEST(compare_cli_score_mis)
+{
+    char truth_dir[512];
+    nfv_model *m = shape_model(truth_dir, sizeof truth_dir);
+    if (!m) return;
+    char model[600], out[600], csv[700], cmd[2700], path[800];
+    snprintf(model, sizeof model, "%s/mis.safetensors", test_tmpdir());
+    snprintf(out, sizeof out, "%s/cmp-mis", test_tmpdir());
+    snprintf(csv, sizeof csv, "%s/mis-subjects.csv", test_tmpdir());
+    CHECK_OK(nfv_model_save(m, model));
+    FILE *f = fopen(csv, "w");
+    if (!CHECK(f != NULL, "writing %s", csv)) return;
+    fputs("path,label,split\n", f);
+    unsigned long long state = 9;
+    for (int i = 0; i < 8; i++) {
+        nfv_volume v;
+        if (!CHECK_OK(nfv_volume_alloc(&v, 19, 22, 20, (const double(*)[4])m->affine))) break;
+        for (size_t q = 0; q < nfv_volume_numel(&v); q++) v.data[q] = (float)test_uniform(&state);
+        snprintf(path, sizeof path, "%s/mis-sub%d.nii.gz", test_tmpdir(), i);
+        CHECK_OK(nfv_volume_write(path, &v));
+        nfv_volume_free(&v);
+        fprintf(f, "%s,%s,test\n", path, i % 2 ? "cube" : "sphere");
+    }
+    fclose(f);
+    char base[2600];
+    snprintf(base, sizeof base,
+             "%s compare --model %s --target logit:all --truth %s --out %s --steps 3 --background none "
+             "--configs none,l2 --score mis --data %s --mis-pairs 40",
+             test_bin(), model, truth_dir, out, csv);
+    CHECK(test_run(base, NULL) == 0, "compare --score mis runs: %s", base);
+    double first[4][2];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) {
+            snprintf(cmd, sizeof cmd, "%s --resume", base);
+            CHECK(test_run(cmd, NULL) == 0, "compare --score mis --resume runs: %s", cmd);
+        }
+        snprintf(path, sizeof path, "%s/results.csv", out);
+        f = fopen(path, "r");
+        if (!CHECK(f != NULL, "%s", path)) break;
+        char header[4096] = "", line[4096];
+        int rows = 0;
+        if (!fgets(header, sizeof header, f)) header[0] = 0;
+        CHECK(strstr(header, ",mis,") && strstr(header, ",mis_plain"), "results.csv has mis and mis_plain: %s", header);
+        while (rows < 4 && fgets(line, sizeof line, f)) {
+            double mis = csv_field(header, line, "mis"), plain = csv_field(header, line, "mis_plain"),
+                   pairs = csv_field(header, line, "mis_pairs");
+            CHECK(mis >= 0 && mis <= 1 && plain >= 0 && plain <= 1 && pairs == 40,
+                  "row %d: mis %g, mis_plain %g in [0, 1], pairs %g = 40", rows, mis, plain, pairs);
+            if (!pass) first[rows][0] = mis, first[rows][1] = plain;
+            else
+                CHECK(mis == first[rows][0] && plain == first[rows][1],
+                      "row %d rescored by --resume: mis %g / %g, plain %g / %g", rows, first[rows][0], mis,
+                      first[rows][1], plain);
+            rows++;
+        }
+        fclose(f);
+        CHECK(rows == 4, "2 configurations x 2 classes rows (%d)", rows);
+    }
+    nfv_model_free(m);
+}
+
 /* The family summary: per (target family, seed), complete when every class row was recovered. */
 TEST(compare_recovery_text_counts_complete_seeds)
 {
