@@ -283,7 +283,7 @@ TEST(compare_cli_score_mis)
     char truth_dir[512];
     nfv_model *m = shape_model(truth_dir, sizeof truth_dir);
     if (!m) return;
-    char model[600], out[600], csv[700], cmd[2700], path[800];
+    char model[600], out[600], csv[700], cmd[3000], path[800];
     snprintf(model, sizeof model, "%s/mis.safetensors", test_tmpdir());
     snprintf(out, sizeof out, "%s/cmp-mis", test_tmpdir());
     snprintf(csv, sizeof csv, "%s/mis-subjects.csv", test_tmpdir());
@@ -336,6 +336,12 @@ TEST(compare_cli_score_mis)
         fclose(f);
         CHECK(rows == 4, "2 configurations x 2 classes rows (%d)", rows);
     }
+    /* --mis-layer: a layer that is not there, or not (C, D, H, W), is refused naming it. */
+    snprintf(cmd, sizeof cmd, "%s --mis-layer nope 2>&1 | grep -q 'mis-layer nope: no such layer'", base);
+    CHECK(test_run(cmd, NULL) == 0, "an unknown --mis-layer is refused with its name");
+    snprintf(cmd, sizeof cmd, "%s --mis-layer %s 2>&1 | grep -q 'not a (C, D, H, W) layer'", base,
+             m->layers[m->layer_count - 1].name);
+    CHECK(test_run(cmd, NULL) == 0, "a flat --mis-layer is refused");
     nfv_model_free(m);
 }
 

@@ -347,7 +347,7 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     if (!st) st = vis_session_background(&cs->s, a->background);
     if (!st && a->score)
         st = compare_mis_open(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, a->data, a->mis_split,
-                              a->mis_subjects, a->mis_pairs);
+                              a->mis_subjects, a->mis_pairs, a->mis_layer);
     if (st) return cli_fail("compare", st);
     /* Every configuration's batch against the device before any work:
      * without --batch (here or in the configuration) the largest that fits. */
@@ -476,6 +476,9 @@ int compare_main(int argc, char **argv, int merging)
         {"--mis-split", CLI_STRING, &a.mis_split, "SPLIT", "--score mis: rows used: train, val, test, all (default test)"},
         {"--mis-subjects", CLI_INT, &a.mis_subjects, "N", "--score mis: at most N subjects, evenly spaced (default 64)"},
         {"--mis-pairs", CLI_INT, &a.mis_pairs, "P", "--score mis: strong/weak pairs per visualization (default 256)"},
+        {"--mis-layer", CLI_STRING, &a.mis_layer, "LAYER",
+         "--score mis: the (C, D, H, W) layer whose channel means the feature term compares (default: the last such "
+         "layer before each target's; a layer at or after a target's leaves that target the voxel term only)"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device"},
         {"--resume", CLI_FLAG, &a.resume, NULL,
          "skip configuration x seed x target runs whose outputs in DIR are all there (a pre-empted job run again "

@@ -16,6 +16,7 @@ typedef struct compare_args {
     int ntexts, ncfg_args;
     int resume;                                /* skip (configuration, seed, target)s whose outputs are complete */
     const char *score, *data, *mis_split;      /* --score mis --data CSV [--mis-split S] */
+    const char *mis_layer;                     /* --mis-layer NAME: the feature term's layer (NULL: default) */
     int mis_subjects, mis_pairs;
     const char *shard;                         /* --shard I/N|auto */
     int merge;                                 /* --merge DIR...: the positional folders are shards' reports */

@@ -7,9 +7,16 @@
 #include "compare_mis.h"
 
 nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
-                            const char *csv, const char *split, int max_subjects, int pairs)
+                            const char *csv, const char *split, int max_subjects, int pairs, const char *feat_layer)
 {
     memset(cm, 0, sizeof *cm);
+    int feat = -1;
+    if (feat_layer) {
+        feat = nfv_model_find_layer(m, feat_layer);
+        if (feat < 0 || m->layers[feat].out_ndim != 4)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "--mis-layer %s: %s", feat_layer,
+                            feat < 0 ? "no such layer (see neurofv inspect)" : "not a (C, D, H, W) layer");
+    }
     cm->pairs = pairs;
     cm->seed = 1;
     nfv_split want = NFV_SPLIT_ALL;
@@ -43,8 +50,8 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
     }
     cm->n = n;
     for (int t = 0; !st && t < count; t++) {
-        st = nfv_mis_cohort_init(ctx, m, &targets[t], cm->volumes, n, nfv_mis_default_layer(m, targets[t].layer),
-                                 &cm->cohorts[t]);
+        st = nfv_mis_cohort_init(ctx, m, &targets[t], cm->volumes, n,
+                                 feat_layer ? feat : nfv_mis_default_layer(m, targets[t].layer), &cm->cohorts[t]);
         cm->count = t + 1;
     }
     nfv_volume_cache_free(cache);
