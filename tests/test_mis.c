@@ -60,11 +60,11 @@ TEST(mis_known_answer_cube_detector)
         CHECK(c.nstrong == 10 && cubes == 10, "the top quartile is the cube subjects (%d of %d)", cubes, c.nstrong);
         nfv_mis_result r;
         const float *top = vols + (size_t)c.strong[c.nstrong - 1] * vox;
-        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, top, 200, 1, &r)))
+        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, top, 200, 1, NULL, &r)))
             CHECK(r.mis > 0.9 && r.lo > 0.8 && r.pairs == 200,
                   "a strongly activating subject as the visualization: MIS %.3f [%.3f, %.3f]", r.mis, r.lo, r.hi);
         float *rnd = test_random(vox, 77, -0.5f, 0.5f);
-        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, rnd, 200, 1, &r)))
+        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, rnd, 200, 1, NULL, &r)))
             CHECK(fabs(r.mis - 0.5) < 0.25, "a random visualization: MIS %.3f [%.3f, %.3f], near chance", r.mis, r.lo,
                   r.hi);
         printf("  mis: random visualization %.3f [%.3f, %.3f]\n", r.mis, r.lo, r.hi);

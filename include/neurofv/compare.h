@@ -115,9 +115,10 @@ nfv_status nfv_mis_cohort_init(nfv_context *ctx, nfv_model *m, const nfv_target 
                                int feat_layer, nfv_mis_cohort *c);
 void nfv_mis_cohort_free(nfv_mis_cohort *c);
 /* vis (D, H, W) on the model grid; pairs drawn from seed (the same pairs for
- * every visualization scored with one cohort and seed). */
+ * every visualization scored with one cohort and seed); sim (n) receives
+ * every subject's combined similarity (for nfv_mis_contrastive), or NULL. */
 nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                         const float *vis, int pairs, unsigned long long seed, nfv_mis_result *r);
+                         const float *vis, int pairs, unsigned long long seed, double *sim, nfv_mis_result *r);
 /* The similarity of every subject of c to vis: sim (n) the combined score
  * above, sim_voxel and sim_act (n) its two terms before standardizing. */
 nfv_status nfv_mis_similarity(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,

@@ -1,5 +1,4 @@
 /* The cohort of `compare --score mis` (compare_mis.h). */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,23 +67,18 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
 nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int t,
                              const nfv_volume *vis, nfv_compare_row *row)
 {
-    const nfv_mis_cohort *c = &cm->cohorts[t];
-    int n = c->n;
-    double *sim = cm->sims + (size_t)t * n, *sv = malloc((size_t)n * sizeof *sv), *sa = malloc((size_t)n * sizeof *sa);
-    nfv_status st = !sv || !sa ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
-                               : nfv_mis_similarity(ctx, m, &targets[t], c, vis->data, sim, sv, sa);
-    if (!st) {
-        row->has_mis = 1;
-        row->mis_pairs = cm->pairs;
-        row->mis_correct = nfv_mis_judge(c, sim, cm->pairs, cm->seed);
-        row->mis = row->mis_plain = row->mis_correct / cm->pairs;
-        nfv_wilson(row->mis_correct, cm->pairs, &row->mis_lo, &row->mis_hi);
-        row->mis_voxel = nfv_mis_judge(c, sv, cm->pairs, cm->seed) / cm->pairs;
-        row->mis_act = c->feat_dim ? nfv_mis_judge(c, sa, cm->pairs, cm->seed) / cm->pairs : NAN;
-    }
-    free(sv);
-    free(sa);
-    return st;
+    nfv_mis_result r;
+    NFV_TRY(nfv_mis_score(ctx, m, &targets[t], &cm->cohorts[t], vis->data, cm->pairs, cm->seed,
+                          cm->sims + (size_t)t * cm->n, &r));
+    row->has_mis = 1;
+    row->mis = row->mis_plain = r.mis;
+    row->mis_lo = r.lo;
+    row->mis_hi = r.hi;
+    row->mis_voxel = r.mis_voxel;
+    row->mis_act = r.mis_act;
+    row->mis_pairs = r.pairs;
+    row->mis_correct = r.correct;
+    return NFV_OK;
 }
 
 void compare_mis_contrast(const compare_mis *cm, const nfv_target *targets, int count, nfv_compare_row *rows)

@@ -329,8 +329,9 @@ static nfv_status parse_shapes(synth_shared *sh)
         sh->class_shape[sh->class_count] = s;
         sh->class_names[sh->class_count++] = nfv_synth_shape_names[s];
     }
-    for (int s = 0; s < NFV_SHAPE_COUNT; s++)
-        sh->size_scale[s] = o->match_volume ? nfv_synth_shape_volume_scale((nfv_shape)s) : 1.0;
+    for (int s = 0; s < NFV_SHAPE_COUNT; s++) sh->size_scale[s] = 1.0;
+    for (int c = 0; o->match_volume && c < sh->class_count; c++)
+        sh->size_scale[sh->class_shape[c]] = nfv_synth_shape_volume_scale(sh->class_shape[c]);
     if (o->no_lesion_class) {
         sh->class_shape[sh->class_count] = NFV_SHAPE_COUNT;
         sh->class_names[sh->class_count++] = "none";

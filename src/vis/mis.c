@@ -266,11 +266,11 @@ double nfv_mis_judge(const nfv_mis_cohort *c, const double *sim, int pairs, unsi
 }
 
 nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                         const float *vis, int pairs, unsigned long long seed, nfv_mis_result *r)
+                         const float *vis, int pairs, unsigned long long seed, double *sim_out, nfv_mis_result *r)
 {
     memset(r, 0, sizeof *r);
     int n = c->n;
-    double *sim = malloc((size_t)n * sizeof *sim), *sv = malloc((size_t)n * sizeof *sv);
+    double *sim = sim_out ? sim_out : malloc((size_t)n * sizeof *sim), *sv = malloc((size_t)n * sizeof *sv);
     double *sa = malloc((size_t)n * sizeof *sa);
     nfv_status st = !sim || !sv || !sa ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
                                        : nfv_mis_similarity(ctx, m, t, c, vis, sim, sv, sa);
@@ -282,7 +282,7 @@ nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, co
         r->mis_act = pairs && c->feat_dim ? nfv_mis_judge(c, sa, pairs, seed) / pairs : NAN;
         nfv_wilson(r->correct, pairs, &r->lo, &r->hi);
     }
-    free(sim);
+    if (!sim_out) free(sim);
     free(sv);
     free(sa);
     return st;
