@@ -308,7 +308,7 @@ TEST(compare_cli_score_mis)
              "--configs none,l2 --score mis --data %s --mis-pairs 40",
              test_bin(), model, truth_dir, out, csv);
     CHECK(test_run(base, NULL) == 0, "compare --score mis runs: %s", base);
-    double first[4][2];
+    double first[4][3];
     for (int pass = 0; pass < 2; pass++) {
         if (pass) {
             snprintf(cmd, sizeof cmd, "%s --resume", base);
@@ -320,17 +320,23 @@ TEST(compare_cli_score_mis)
         char header[4096] = "", line[4096];
         int rows = 0;
         if (!fgets(header, sizeof header, f)) header[0] = 0;
-        CHECK(strstr(header, ",mis,") && strstr(header, ",mis_plain"), "results.csv has mis and mis_plain: %s", header);
+        CHECK(strstr(header, ",mis,") && strstr(header, ",mis_plain") && strstr(header, ",focus_share,focus_x_mm"),
+              "results.csv has mis, mis_plain and the focus share: %s", header);
         while (rows < 4 && fgets(line, sizeof line, f)) {
             double mis = csv_field(header, line, "mis"), plain = csv_field(header, line, "mis_plain"),
                    pairs = csv_field(header, line, "mis_pairs");
             CHECK(mis >= 0 && mis <= 1 && plain >= 0 && plain <= 1 && pairs == 40,
                   "row %d: mis %g, mis_plain %g in [0, 1], pairs %g = 40", rows, mis, plain, pairs);
-            if (!pass) first[rows][0] = mis, first[rows][1] = plain;
+            /* Empty (NaN) only when the picture does not beat the weak subjects. */
+            double focus = csv_field(header, line, "focus_share"), fx = csv_field(header, line, "focus_x_mm");
+            CHECK(isfinite(fx) && (isnan(focus) || fabs(focus) < 100), "row %d: focus share %g at x %g mm", rows,
+                  focus, fx);
+            if (!pass) first[rows][0] = mis, first[rows][1] = plain, first[rows][2] = focus;
             else
-                CHECK(mis == first[rows][0] && plain == first[rows][1],
-                      "row %d rescored by --resume: mis %g / %g, plain %g / %g", rows, first[rows][0], mis,
-                      first[rows][1], plain);
+                CHECK(mis == first[rows][0] && plain == first[rows][1] &&
+                          (focus == first[rows][2] || (isnan(focus) && isnan(first[rows][2]))),
+                      "row %d rescored by --resume: mis %g / %g, plain %g / %g, focus %g / %g", rows, first[rows][0],
+                      mis, first[rows][1], plain, first[rows][2], focus);
             rows++;
         }
         fclose(f);
@@ -342,6 +348,8 @@ TEST(compare_cli_score_mis)
     snprintf(cmd, sizeof cmd, "%s --mis-layer %s 2>&1 | grep -q 'not a (C, D, H, W) layer'", base,
              m->layers[m->layer_count - 1].name);
     CHECK(test_run(cmd, NULL) == 0, "a flat --mis-layer is refused");
+    snprintf(cmd, sizeof cmd, "%s --focus-radius 0 2>&1 | grep -q 'focus-radius must be > 0'", base);
+    CHECK(test_run(cmd, NULL) == 0, "--focus-radius 0 is refused");
     nfv_model_free(m);
 }
 

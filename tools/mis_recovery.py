@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """Per configuration of `compare --score mis` runs: classes recovered, seeds
 with every class, mean margin, pooled MIS with its Wilson interval, and the
-Spearman rank correlation of MIS with concept recovery over configuration x
-seed runs.  Usage: tools/mis_recovery.py DIR... (each DIR/cmp/results.csv)."""
-import csv, sys, math
+Spearman rank correlation of MIS and of the focus share with concept recovery
+over configuration x seed runs.  Usage: tools/mis_recovery.py DIR... (each
+DIR/results.csv or DIR/cmp/results.csv: a compare --out folder)."""
+import csv, sys, math, os
 from collections import defaultdict
 from scipy.stats import spearmanr
 for name in sys.argv[1:]:
-    rows = list(csv.DictReader(open(f'{name}/cmp/results.csv')))
+    path = f'{name}/results.csv' if os.path.exists(f'{name}/results.csv') else f'{name}/cmp/results.csv'
+    rows = list(csv.DictReader(open(path)))
     print(f'== {name}')
     by = defaultdict(list)
     for r in rows: by[(r['config'], r['seed'])].append(r)
     cfgs = []
     for r in rows:
         if r['config'] not in cfgs: cfgs.append(r['config'])
-    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | MIS pooled [Wilson] | MIS plain | MIS voxel | MIS act')
+    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | MIS pooled [Wilson] | MIS plain | MIS voxel | MIS act | focus share')
     xs, ys = [], []
     for c in cfgs:
         rr = [r for r in rows if r['config']==c]
@@ -31,7 +33,9 @@ for name in sys.argv[1:]:
         mv = sum(float(r['mis_voxel']) for r in rr)/len(rr); ma = sum(float(r['mis_act']) for r in rr)/len(rr)
         mm = sum(float(r['margin']) for r in rr)/len(rr)
         mp = sum(float(r.get('mis_plain') or 'nan') for r in rr)/len(rr)
-        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mp:.3f} | {mv:.3f} | {ma:.3f}')
+        fs = [float(r['focus_share']) for r in rr if r.get('focus_share')]
+        mf = sum(fs)/len(fs) if fs else float('nan')
+        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mp:.3f} | {mv:.3f} | {ma:.3f} | {mf:.3f}')
     for (c,s), rr in by.items():
         xs.append(sum(float(r['mis']) for r in rr)/len(rr)); ys.append(sum(int(r['recovered']) for r in rr))
     rho, pv = spearmanr(xs, ys)
@@ -41,6 +45,21 @@ for name in sys.argv[1:]:
     if 'mis_plain' in rows[0]:
         xp = [sum(float(r['mis_plain']) for r in rr)/len(rr) for rr in by.values()]
         print(f'  plain (not contrastive): rho {spearmanr(xp, ys)[0]:.3f}')
+    if 'focus_share' in rows[0]:
+        def mean_focus(rr):
+            fs = [float(r['focus_share']) for r in rr if r['focus_share']]
+            return sum(fs)/len(fs) if fs else 0.0
+        xf = [mean_focus(rr) for rr in by.values()]
+        rho, pv = spearmanr(xf, ys)
+        print(f'Spearman(focus share, classes recovered) over {len(xf)} runs: rho {rho:.3f} (p {pv:.2f})')
+        # A run recovers above chance when at least 5 of its 6 targets (3
+        # shapes: chance 1/3 each, P(>= 5 of 6) = 0.018) find their own shape.
+        for label, x in (('MIS', xs), ('focus share', xf)):
+            hit = [v for v, y in zip(x, ys) if y >= 5 * len(rows) / len(by) / 6]
+            miss = [v for v, y in zip(x, ys) if y < 5 * len(rows) / len(by) / 6]
+            if hit and miss:
+                auc = sum((a > b) + 0.5 * (a == b) for a in hit for b in miss) / (len(hit) * len(miss))
+                print(f'  {label}: AUC {auc:.3f} for the {len(hit)} runs recovering >= 5/6 of their targets vs the {len(miss)} others')
     # per row
     rho2 = spearmanr([float(r['mis']) for r in rows],[int(r['recovered']) for r in rows])[0]
     print(f'  per target row ({len(rows)}): rho {rho2:.3f}')

@@ -77,6 +77,9 @@ typedef struct nfv_compare_row {
     double mis, mis_lo, mis_hi, mis_voxel, mis_act, mis_plain;
     int mis_pairs;
     double mis_correct;
+    /* --score mis also gives the focus share (nfv_focus_share): NaN when the
+     * picture does not beat the weak subjects; focus_mm its centre. */
+    double focus_share, focus_mm[3];
 } nfv_compare_row;
 
 /* ---- The interpretability score without ground truth (src/vis/mis.c) ----
@@ -108,6 +111,24 @@ typedef struct nfv_mis_result {
     double mis, lo, hi;      /* share correct, Wilson 95 % interval */
     double mis_voxel, mis_act; /* with one similarity term alone (act: NaN without a feature layer) */
 } nfv_mis_result;
+
+/* ---- Focus share (src/vis/focus.c) ----
+ *
+ * How much of what visualization v does to its unit sits in one place: the
+ * focus is the ball of radius_mm around where |d objective / d x (v) *
+ * (v - the cohort's mean subject)| is densest; pasted into each of c's weak
+ * subjects (bottom quartile), it raises the objective by gain on average;
+ * v itself is effect above their mean; share = gain / effect (1: one place
+ * carries it all; near 0: fragments spread over the volume; NaN when
+ * effect <= 0).  One input gradient and nweak + 1 forwards. */
+typedef struct nfv_focus_result {
+    double share, gain, effect;
+    double centre_mm[3];   /* world (x, y, z) of the focus */
+    int voxels;            /* in the ball */
+} nfv_focus_result;
+
+nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
+                           const float *vis, double radius_mm, nfv_focus_result *r);
 
 int nfv_mis_default_layer(const nfv_model *m, int target_layer);
 /* One forward per subject (batch 1): objective and features. */

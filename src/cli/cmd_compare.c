@@ -348,6 +348,7 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     if (!st && a->score)
         st = compare_mis_open(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, a->data, a->mis_split,
                               a->mis_subjects, a->mis_pairs, a->mis_layer);
+    cs->mis.focus_radius_mm = a->focus_radius;
     if (st) return cli_fail("compare", st);
     /* Every configuration's batch against the device before any work:
      * without --batch (here or in the configuration) the largest that fits. */
@@ -390,6 +391,8 @@ static int compare(const compare_args *a, const vis_cli *cli)
     if (a->score && (strcmp(a->score, "mis") || !a->data))
         return cli_failf("compare", "--score expects mis, with --data CSV (the subjects), got \"%s\"%s", a->score,
                          a->data ? "" : " without --data");
+    if (!(a->focus_radius > 0))
+        return cli_failf("compare", "--focus-radius must be > 0 mm (got %g)", a->focus_radius);
     if (a->mis_subjects < 8 || a->mis_pairs < 1)
         return cli_failf("compare", "--mis-subjects must be >= 8 and --mis-pairs >= 1 (got %d, %d)", a->mis_subjects,
                          a->mis_pairs);
@@ -440,6 +443,7 @@ int compare_main(int argc, char **argv, int merging)
     a.argc = argc, a.argv = given;
     a.mis_subjects = 64;
     a.mis_pairs = 256;
+    a.focus_radius = 24;
     a.mis_split = "test";
     if (vis_take_multi("compare", "--target", &argc, argv, a.texts, &a.ntexts) ||
         vis_take_multi("compare", "--config", &argc, argv, a.cfg_args, &a.ncfg_args)) {
@@ -479,6 +483,9 @@ int compare_main(int argc, char **argv, int merging)
         {"--mis-layer", CLI_STRING, &a.mis_layer, "LAYER",
          "--score mis: the (C, D, H, W) layer whose channel means the feature term compares (default: the last such "
          "layer before each target's; a layer at or after a target's leaves that target the voxel term only)"},
+        {"--focus-radius", CLI_FLOAT, &a.focus_radius, "MM",
+         "--score mis: the focus share's ball (default 24): the share of what a picture does to its unit that the "
+         "ball around its densest attribution carries, pasted into the weakly activating subjects"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device"},
         {"--resume", CLI_FLAG, &a.resume, NULL,
          "skip configuration x seed x target runs whose outputs in DIR are all there (a pre-empted job run again "

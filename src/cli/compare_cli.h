@@ -18,6 +18,7 @@ typedef struct compare_args {
     const char *score, *data, *mis_split;      /* --score mis --data CSV [--mis-split S] */
     const char *mis_layer;                     /* --mis-layer NAME: the feature term's layer (NULL: default) */
     int mis_subjects, mis_pairs;
+    float focus_radius;                        /* --focus-radius MM: the focus share's ball */
     const char *shard;                         /* --shard I/N|auto */
     int merge;                                 /* --merge DIR...: the positional folders are shards' reports */
     int merging;                               /* replaying shards' command line: every result must be on disk */

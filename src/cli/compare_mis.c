@@ -18,6 +18,7 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
     }
     cm->pairs = pairs;
     cm->seed = 1;
+    cm->focus_radius_mm = 24;
     nfv_split want = NFV_SPLIT_ALL;
     if (split && strcmp(split, "all") && nfv_split_parse(split, &want))
         return nfv_fail(NFV_ERR_INVALID_ARG, "--mis-split expects train, val, test or all, got \"%s\"", split);
@@ -78,6 +79,10 @@ nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model 
     row->mis_act = r.mis_act;
     row->mis_pairs = r.pairs;
     row->mis_correct = r.correct;
+    nfv_focus_result f;
+    NFV_TRY(nfv_focus_share(ctx, m, &targets[t], &cm->cohorts[t], vis->data, cm->focus_radius_mm, &f));
+    row->focus_share = f.share;
+    memcpy(row->focus_mm, f.centre_mm, sizeof row->focus_mm);
     return NFV_OK;
 }
 

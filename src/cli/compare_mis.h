@@ -15,6 +15,7 @@ typedef struct compare_mis {
     int pairs;
     unsigned long long seed;  /* of the pairs: the same for every configuration */
     double *sims;             /* (count, n) the current run's similarities (compare_mis_score) */
+    double focus_radius_mm;   /* nfv_focus_share's ball */
 } compare_mis;
 
 /* feat_layer: the name of the (C, D, H, W) layer of the feature term, or
@@ -23,7 +24,7 @@ typedef struct compare_mis {
  * every row), at most max_subjects of them evenly spaced in CSV order. */
 nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
                             const char *csv, const char *split, int max_subjects, int pairs, const char *feat_layer);
-/* Fills row->has_mis and the mis fields for target index t's visualization. */
+/* Fills row->has_mis, the mis fields and the focus share for target index t's visualization. */
 nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int t,
                              const nfv_volume *vis, nfv_compare_row *row);
 /* After every target of one run was scored (rows: that run's `count` rows):

@@ -31,6 +31,8 @@ typedef struct summary {
     double obj, obj_clean, hf, secs;
     int mis_pairs;           /* pooled over the configuration's rows */
     double mis_correct;
+    double focus;            /* mean focus share over the rows where it is defined */
+    int nfocus;
 } summary;
 
 static summary summarize(const char *config, const nfv_compare_row *rows, int nrows)
@@ -47,12 +49,14 @@ static summary summarize(const char *config, const nfv_compare_row *rows, int nr
         if (rows[i].has_mis) {
             s.mis_pairs += rows[i].mis_pairs;
             s.mis_correct += rows[i].mis_correct;
+            if (isfinite(rows[i].focus_share)) s.focus += rows[i].focus_share, s.nfocus++;
         }
         if (rows[i].has_truth && rows[i].truth_class[0]) {
             s.with_truth++;
             s.recovered += rows[i].recovered;
         }
     }
+    if (s.nfocus) s.focus /= s.nfocus;
     if (s.n) {
         s.obj /= s.n;
         s.obj_clean /= s.n;
@@ -158,7 +162,9 @@ static void write_csv(const report *rp, FILE *f)
 {
     fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
                "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds%s\n",
-            rp->any_mis ? ",mis,mis_lo,mis_hi,mis_voxel,mis_act,mis_pairs,mis_plain" : "");
+            rp->any_mis ? ",mis,mis_lo,mis_hi,mis_voxel,mis_act,mis_pairs,mis_plain,focus_share,focus_x_mm,focus_y_mm,"
+                         "focus_z_mm"
+                       : "");
     for (int i = 0; i < rp->nrows; i++) {
         const nfv_compare_row *r = &rp->rows[i];
         fprintf(f, "%s,%llu,%s,%.6g,%.6g,%.4f,%s,", r->config, r->seed, r->target, r->objective, r->objective_clean,
@@ -172,11 +178,13 @@ static void write_csv(const report *rp, FILE *f)
         else
             fprintf(f, ",,,,,,,,");
         fprintf(f, "%.2f", r->seconds);
-        if (r->has_mis)
-            fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.4f", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act,
+        if (r->has_mis) {
+            fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.4f,", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act,
                     r->mis_pairs, r->mis_plain);
-        else if (rp->any_mis)
-            fprintf(f, ",,,,,,,");
+            if (isfinite(r->focus_share)) fprintf(f, "%.4f", r->focus_share);
+            fprintf(f, ",%.1f,%.1f,%.1f", r->focus_mm[0], r->focus_mm[1], r->focus_mm[2]);
+        } else if (rp->any_mis)
+            fprintf(f, ",,,,,,,,,,,");
         fputc('\n', f);
     }
 }
@@ -189,7 +197,7 @@ static void md_summary(const report *rp, FILE *f)
     fprintf(f, "\n## Summary per configuration\n\n| config | options | %s%smean objective | mean objective without "
                "transforms | mean HF share | seconds |\n|---|---|%s%s---|---|---|---|\n",
             any_truth ? "every class recovered | classes recovered | " : "",
-            rp->any_mis ? "MIS [95 % CI] | " : "", any_truth ? "---|---|" : "", rp->any_mis ? "---|" : "");
+            rp->any_mis ? "MIS [95 % CI] | focus share | " : "", any_truth ? "---|---|" : "", rp->any_mis ? "---|---|" : "");
     for (int c = 0; c < rp->nconfigs; c++) {
         const nfv_compare_config *cfg = &rp->configs[c];
         summary s = summarize(cfg->name, rp->rows, rp->nrows);
@@ -202,6 +210,8 @@ static void md_summary(const report *rp, FILE *f)
             nfv_wilson(s.mis_correct, s.mis_pairs, &lo, &hi);
             if (s.mis_pairs) fprintf(f, "%.3f [%.3f, %.3f] | ", s.mis_correct / s.mis_pairs, lo, hi);
             else fprintf(f, "- | ");
+            if (s.nfocus) fprintf(f, "%.3f | ", s.focus);
+            else fprintf(f, "- | ");
         }
         fprintf(f, "%.4g | %.4g | %.3f | %.1f |\n", s.obj, s.obj_clean, s.hf, s.secs);
     }
@@ -211,18 +221,19 @@ static void md_rows(const report *rp, FILE *f)
 {
     int any_truth = rp->any_truth;
     fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s%s\n"
-               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (plain; voxel, act) |" : "",
+               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (plain; voxel, act) | focus share (at mm) |" : "",
             any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered | own-shape match at (mm) |" : "",
-            rp->any_mis ? "---|" : "", any_truth ? "---|---|---|---|---|" : "");
+            rp->any_mis ? "---|---|" : "", any_truth ? "---|---|---|---|---|" : "");
     for (int i = 0; i < rp->nrows; i++) {
         const nfv_compare_row *r = &rp->rows[i];
         fprintf(f, "| %s | %llu | %s | %.4g | %.4g | %.3f |", r->config, r->seed, r->target, r->objective,
                 r->objective_clean, r->hf_share);
         if (rp->any_mis && r->has_mis)
-            fprintf(f, " %.3f [%.3f, %.3f] (%.3f; %.3f, %.3f) |", r->mis, r->mis_lo, r->mis_hi, r->mis_plain, r->mis_voxel,
-                    r->mis_act);
+            fprintf(f, " %.3f [%.3f, %.3f] (%.3f; %.3f, %.3f) | %s%.3f (%.0f, %.0f, %.0f) |", r->mis, r->mis_lo, r->mis_hi,
+                    r->mis_plain, r->mis_voxel, r->mis_act, isfinite(r->focus_share) ? "" : "- ",
+                    isfinite(r->focus_share) ? r->focus_share : 0.0, r->focus_mm[0], r->focus_mm[1], r->focus_mm[2]);
         else if (rp->any_mis)
-            fprintf(f, " |");
+            fprintf(f, " | |");
         if (any_truth) {
             if (r->has_truth && r->truth_class[0])
                 fprintf(f, " %.3f | %s (%.3f) | %+.3f | %s | %.0f, %.0f, %.0f |", r->own_score, r->best_shape,
@@ -251,7 +262,11 @@ static void write_markdown(const report *rp, FILE *f)
                    "effective receptive field and earlier-layer feature similarity) is the stronger one; 0.5 = chance; "
                    "[95 %% Wilson interval] over the pooled pairs (pairs share subjects: the interval is optimistic).  "
                    "Contrastive where the run has other targets of the same family: similarity to this picture minus "
-                   "the mean similarity to theirs (plain: without that; voxel, act: plain, one term alone).\n\n");
+                   "the mean similarity to theirs (plain: without that; voxel, act: plain, one term alone).  "
+                   "Focus share = the gain in the target's objective when the ball around the picture's densest "
+                   "attribution is pasted into the bottom-quartile subjects, over the picture's own gain above them "
+                   "(1: one place carries all of it; near 0: fragments spread over the volume; - when the picture "
+                   "does not beat those subjects).\n\n");
     if (rp->any_truth)
         fprintf(f, "Every class recovered: per target family, the seeds in which every class's own shape scored "
                    "best; classes recovered counts single targets over all seeds.\n");
@@ -285,7 +300,7 @@ static void html_summary(const report *rp, FILE *f)
     fprintf(f, "<h2>Summary</h2>\n<table><tr><th>config</th><th>options</th>%s%s<th>mean objective</th>"
                "<th>mean objective without transforms</th><th>mean HF share</th><th>seconds</th></tr>\n",
             rp->any_truth ? "<th>every class recovered</th><th>classes recovered</th>" : "",
-            rp->any_mis ? "<th>MIS [95 % CI]</th>" : "");
+            rp->any_mis ? "<th>MIS [95 % CI]</th><th>focus share</th>" : "");
     for (int c = 0; c < rp->nconfigs; c++) {
         const nfv_compare_config *cfg = &rp->configs[c];
         summary s = summarize(cfg->name, rp->rows, rp->nrows);
@@ -305,6 +320,8 @@ static void html_summary(const report *rp, FILE *f)
             double lo, hi;
             nfv_wilson(s.mis_correct, s.mis_pairs, &lo, &hi);
             if (s.mis_pairs) fprintf(f, "<td>%.3f [%.3f, %.3f]</td>", s.mis_correct / s.mis_pairs, lo, hi);
+            else fprintf(f, "<td>-</td>");
+            if (s.nfocus) fprintf(f, "<td>%.3f</td>", s.focus);
             else fprintf(f, "<td>-</td>");
         }
         fprintf(f, "<td>%.4g</td><td>%.4g</td><td>%.3f</td><td>%.1f</td></tr>\n", s.obj, s.obj_clean, s.hf, s.secs);

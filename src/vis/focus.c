@@ -1,0 +1,148 @@
+/* Focus share: how much of what a visualization does to its unit sits in the
+ * one place a reader looks at.  A causal, ground-truth-free companion of the
+ * 2AFC score (mis.c), in the spirit of the insertion metric of attribution
+ * (Petsiuk et al., RISE, 2018):
+ *
+ *   focus   the ball of radius R mm centred where the picture's attribution
+ *           |d objective / d x (v) * (v - mean subject)| is densest (the
+ *           largest sum over a cube of half-side R);
+ *   gain    mean over the cohort's weakly activating subjects w (bottom
+ *           quartile) of objective(w with the focus replaced by v's voxels)
+ *           - objective(w);
+ *   effect  objective(v) - the weak subjects' mean objective (pasting all of
+ *           v into w gives v itself);
+ *   share   gain / effect.
+ *
+ * 1: everything the picture does to the unit is in one ball a reader can
+ * look at; near 0: it works through fragments spread over the volume, which
+ * no single view shows.  Not bounded to [0, 1]: a focus can do more than the
+ * whole picture (the rest of it works against the unit) or less than nothing.
+ * NaN when the picture does not activate the unit more than the weak
+ * subjects do (effect <= 0). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "neurofv/compare.h"
+#include "neurofv/vis.h"
+
+/* The voxel (index into (nz, ny, nx)) whose box of half-sides (hz, hy, hx),
+ * clipped to the grid, holds the largest sum of a; ties: the first.  A
+ * summed-volume table (nz + 1, ny + 1, nx + 1) makes each box O(1). */
+static size_t densest_box(const float *a, int nz, int ny, int nx, const int half[3], double *table)
+{
+    size_t sy = (size_t)nx + 1, sz = sy * ((size_t)ny + 1);
+#define T(k, j, i) table[(size_t)(k) * sz + (size_t)(j) * sy + (size_t)(i)]
+    memset(table, 0, ((size_t)nz + 1) * sz * sizeof *table);
+    for (int k = 0; k < nz; k++)
+        for (int j = 0; j < ny; j++)
+            for (int i = 0; i < nx; i++)
+                T(k + 1, j + 1, i + 1) = a[((size_t)k * ny + j) * nx + i] + T(k, j + 1, i + 1) + T(k + 1, j, i + 1) +
+                                         T(k + 1, j + 1, i) - T(k, j, i + 1) - T(k, j + 1, i) - T(k + 1, j, i) +
+                                         T(k, j, i);
+    size_t best = 0;
+    double best_sum = -1;
+    for (int k = 0; k < nz; k++)
+        for (int j = 0; j < ny; j++)
+            for (int i = 0; i < nx; i++) {
+                int z0 = k - half[2] < 0 ? 0 : k - half[2], z1 = k + half[2] + 1 > nz ? nz : k + half[2] + 1;
+                int y0 = j - half[1] < 0 ? 0 : j - half[1], y1 = j + half[1] + 1 > ny ? ny : j + half[1] + 1;
+                int x0 = i - half[0] < 0 ? 0 : i - half[0], x1 = i + half[0] + 1 > nx ? nx : i + half[0] + 1;
+                double s = T(z1, y1, x1) - T(z0, y1, x1) - T(z1, y0, x1) - T(z1, y1, x0) + T(z0, y0, x1) +
+                           T(z0, y1, x0) + T(z1, y0, x0) - T(z0, y0, x0);
+                if (s > best_sum) best_sum = s, best = ((size_t)k * ny + j) * nx + i;
+            }
+#undef T
+    return best;
+}
+
+static void world(const nfv_model *m, double i, double j, double k, double out[3])
+{
+    for (int r = 0; r < 3; r++) out[r] = m->affine[r][0] * i + m->affine[r][1] * j + m->affine[r][2] * k + m->affine[r][3];
+}
+
+static double objective_of(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *vol, nfv_status *st)
+{
+    nfv_volume v;
+    memset(&v, 0, sizeof v);
+    v.nx = m->input_shape[3], v.ny = m->input_shape[2], v.nz = m->input_shape[1];
+    v.data = (float *)vol;
+    float o = 0;
+    *st = nfv_vis_objective(ctx, m, t, 1, &v, &o);
+    return o;
+}
+
+nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
+                           const float *vis, double radius_mm, nfv_focus_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->share = NAN;
+    if (!(radius_mm > 0)) return nfv_fail(NFV_ERR_INVALID_ARG, "focus share: radius %g mm; it must be > 0", radius_mm);
+    if (c->n < 1 || c->nweak < 1) return nfv_fail(NFV_ERR_INVALID_ARG, "focus share: the cohort has no weak subjects");
+    int nz = m->input_shape[1], ny = m->input_shape[2], nx = m->input_shape[3], shape[5] = {1, 1, nz, ny, nx};
+    size_t vox = (size_t)nz * ny * nx;
+    float *att = malloc(vox * sizeof *att), *pasted = malloc(vox * sizeof *pasted);
+    double *mean = calloc(vox, sizeof *mean);
+    double *table = malloc(((size_t)nz + 1) * (ny + 1) * (nx + 1) * sizeof *table);
+    unsigned char *ball = malloc(vox);
+    nfv_tensor x, dx;
+    memset(&x, 0, sizeof x);
+    memset(&dx, 0, sizeof dx);
+    nfv_status st = !att || !pasted || !mean || !table || !ball ? nfv_fail(NFV_ERR_NO_MEMORY, "focus share: out of memory")
+                                                                : nfv_tensor_create(ctx, &x, 5, shape);
+    if (!st) st = nfv_tensor_create(ctx, &dx, 5, shape);
+    if (!st) st = nfv_tensor_upload(ctx, &x, vis);
+    if (!st) st = nfv_vis_input_gradient(ctx, m, t, 1, &x, NULL, &dx);
+    if (!st) st = nfv_tensor_download(ctx, &dx, att);
+    if (!st) {
+        /* Attribution against the mean subject: where v differs from what
+         * the cohort looks like and the unit is sensitive to it. */
+        for (int s = 0; s < c->n; s++)
+            for (size_t i = 0; i < vox; i++) mean[i] += c->volumes[(size_t)s * vox + i];
+        for (size_t i = 0; i < vox; i++) att[i] = fabsf(att[i] * (float)(vis[i] - mean[i] / c->n));
+        /* Half-sides in voxels: the radius over each axis's voxel size (the
+         * affine's column norms; i = x, j = y, k = z). */
+        int half[3];
+        double size[3];
+        for (int a = 0; a < 3; a++) {
+            size[a] = sqrt(m->affine[0][a] * m->affine[0][a] + m->affine[1][a] * m->affine[1][a] +
+                           m->affine[2][a] * m->affine[2][a]);
+            half[a] = size[a] > 0 ? (int)(radius_mm / size[a]) : 0;
+        }
+        size_t centre = densest_box(att, nz, ny, nx, half, table);
+        int ck = (int)(centre / ((size_t)ny * nx)), cj = (int)(centre / nx % ny), ci = (int)(centre % nx);
+        world(m, ci, cj, ck, r->centre_mm);
+        for (int k = 0; k < nz; k++)
+            for (int j = 0; j < ny; j++)
+                for (int i = 0; i < nx; i++) {
+                    double p[3];
+                    world(m, i, j, k, p);
+                    double d2 = 0;
+                    for (int a = 0; a < 3; a++) d2 += (p[a] - r->centre_mm[a]) * (p[a] - r->centre_mm[a]);
+                    size_t v = ((size_t)k * ny + j) * nx + i;
+                    ball[v] = d2 <= radius_mm * radius_mm;
+                    r->voxels += ball[v];
+                }
+    }
+    double effect_v = st ? 0 : objective_of(ctx, m, t, vis, &st), gain = 0, base = 0;
+    for (int w = 0; !st && w < c->nweak; w++) {
+        const float *subject = c->volumes + (size_t)c->weak[w] * vox;
+        for (size_t i = 0; i < vox; i++) pasted[i] = ball[i] ? vis[i] : subject[i];
+        double o = objective_of(ctx, m, t, pasted, &st);
+        gain += o - c->objective[c->weak[w]];
+        base += c->objective[c->weak[w]];
+    }
+    if (!st) {
+        r->gain = gain / c->nweak;
+        r->effect = effect_v - base / c->nweak;
+        r->share = r->effect > 0 ? r->gain / r->effect : NAN;
+    }
+    free(att);
+    free(pasted);
+    free(mean);
+    free(table);
+    free(ball);
+    nfv_tensor_free(&x);
+    nfv_tensor_free(&dx);
+    return st;
+}
