@@ -352,6 +352,12 @@ static void html_cell(const report *rp, const nfv_compare_row *r, FILE *f)
     if (r->has_truth && r->truth_class[0])
         fprintf(f, "<br>own NCC %.3f, best %s %.3f <b class=\"%s\">%s</b>", r->own_score, r->best_shape,
                 r->best_score, r->recovered ? "ok" : "no", r->recovered ? "recovered" : "not recovered");
+    if (r->has_mis) {
+        fprintf(f, "<br>MIS %.3f, focus share ", r->mis);
+        if (isfinite(r->focus_share)) fprintf(f, "%.2f at %.0f, %.0f, %.0f mm", r->focus_share, r->focus_mm[0],
+                                              r->focus_mm[1], r->focus_mm[2]);
+        else fprintf(f, "-");
+    }
     fprintf(f, "<br><a href=\"%s/%s_mosaic.png\">mosaic</a> <a href=\"%s/%s.json\">log</a> <a href=\"%s/%s.nii.gz\">NIfTI</a>",
             r->dir, r->stem, r->dir, r->stem, r->dir, r->stem);
     if (rp->viewer) fprintf(f, " <a href=\"#%s\">view</a>", rp->items[r - rp->rows].id);
