@@ -14,10 +14,11 @@
  * (the fast forwards built with -DOUT_RELU=1), nfv_conv3d_backward_input_gated
  * (conv3d_pad_gated instead of conv3d_pad), nfv_conv3d_fold_batchnorm, and
  * the staged input gradient (a max pool's backward writes dy's padded copy).
- * Every other shape runs the *_ref kernels (one output per work-item).
- * Dilation or groups other than 1 run the general kernels instead
- * (src/layers/conv3d_general.c, cl/conv3d_general.cl), also one output per
- * work-item; the shape checks here serve both.
+ * Every other shape runs the *_ref kernels (src/layers/conv3d_ref.c,
+ * cl/conv3d_ref.cl; one output per work-item).  Dilation or groups other
+ * than 1 run the general kernels instead (src/layers/conv3d_general.c,
+ * cl/conv3d_general.cl), also one output per work-item.  The shape checks
+ * of all three paths are in src/layers/conv3d_shapes.c.
  *
  * Scratch buffers (padded copies, flipped weights, partial sums) are the
  * context's reusable scratch slots: fresh buffers per call cost more than the
@@ -29,186 +30,12 @@
 
 /* Scratch slots: NFV_SCRATCH_CONV_* of nfv_scratch_slot (src/runtime/internal.h). */
 
-int nfv_conv_out_size(int in, int kernel, int stride, int pad)
-{
-    if (stride < 1) return 0;
-    int span = in + 2 * pad - kernel;
-    if (span < 0) return 0;
-    return span / stride + 1;
-}
-
-int nfv_conv_out_size_dilated(int in, int kernel, int stride, int pad, int dilation)
-{
-    if (stride < 1 || kernel < 1 || dilation < 1) return 0;
-    int span = in + 2 * pad - dilation * (kernel - 1) - 1;
-    if (span < 0) return 0;
-    return span / stride + 1;
-}
-
-static const char *shp(const nfv_tensor *t, char *buf, size_t cap)
-{
-    return t ? nfv_shape_str(t, buf, cap) : "(null)";
-}
-
-/* Validate params and the shapes of x, w, b (may be NULL) and y (the output
- * or the output gradient); fill d.  Messages name the op and both shapes. */
-static nfv_status check_shapes(const char *op, const nfv_conv3d_params *p, const nfv_tensor *x,
-                               const nfv_tensor *w, const nfv_tensor *b, const nfv_tensor *y, conv_dims *d)
-{
-    char sx[64], sw[64], sy[64], sb[64];
-    if (!p || !x || !w || !y) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL params or tensor", op);
-    for (int i = 0; i < 3; i++)
-        if (p->kernel[i] < 1 || p->stride[i] < 1 || p->padding[i] < 0 || p->dilation[i] < 0)
-            return nfv_fail(NFV_ERR_INVALID_ARG,
-                            "%s: kernel %dx%dx%d stride %dx%dx%d padding %dx%dx%d dilation %dx%dx%d: kernel and stride "
-                            "must be >= 1, padding >= 0 and dilation >= 1 (0 means 1)",
-                            op, p->kernel[0], p->kernel[1], p->kernel[2], p->stride[0], p->stride[1], p->stride[2],
-                            p->padding[0], p->padding[1], p->padding[2], p->dilation[0], p->dilation[1],
-                            p->dilation[2]);
-    if (p->groups < 0) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: groups %d must be >= 1 (0 means 1)", op, p->groups);
-    if (x->ndim != 5 || w->ndim != 5 || y->ndim != 5)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s, weight %s and output %s must all be 5-D", op,
-                        shp(x, sx, 64), shp(w, sw, 64), shp(y, sy, 64));
-    memset(d, 0, sizeof *d);
-    d->n = x->shape[0], d->ci = x->shape[1], d->d = x->shape[2], d->h = x->shape[3], d->w = x->shape[4];
-    d->co = w->shape[0];
-    d->g = p->groups ? p->groups : 1;
-    for (int i = 0; i < 3; i++) {
-        d->k[i] = p->kernel[i], d->s[i] = p->stride[i], d->p[i] = p->padding[i];
-        d->dil[i] = p->dilation[i] ? p->dilation[i] : 1;
-    }
-    if (d->ci % d->g)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s has %d channels, not a multiple of groups %d (weight %s)", op,
-                        shp(x, sx, 64), d->ci, d->g, shp(w, sw, 64));
-    if (d->co % d->g)
-        return nfv_fail(NFV_ERR_INVALID_ARG,
-                        "%s: weight %s has %d output channels, not a multiple of groups %d (input %s)", op,
-                        shp(w, sw, 64), d->co, d->g, shp(x, sx, 64));
-    if (w->shape[1] != d->ci / d->g)
-        return nfv_fail(NFV_ERR_INVALID_ARG,
-                        "%s: input %s has %d channels in %d groups but weight %s (Co, Ci/G, kd, kh, kw) expects %d "
-                        "per group",
-                        op, shp(x, sx, 64), d->ci, d->g, shp(w, sw, 64), w->shape[1]);
-    if (w->shape[2] != d->k[0] || w->shape[3] != d->k[1] || w->shape[4] != d->k[2])
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: weight %s does not match kernel size %dx%dx%d (input %s)", op,
-                        shp(w, sw, 64), d->k[0], d->k[1], d->k[2], shp(x, sx, 64));
-    d->od = nfv_conv_out_size_dilated(d->d, d->k[0], d->s[0], d->p[0], d->dil[0]);
-    d->oh = nfv_conv_out_size_dilated(d->h, d->k[1], d->s[1], d->p[1], d->dil[1]);
-    d->ow = nfv_conv_out_size_dilated(d->w, d->k[2], d->s[2], d->p[2], d->dil[2]);
-    if (d->od < 1 || d->oh < 1 || d->ow < 1)
-        return nfv_fail(NFV_ERR_INVALID_ARG,
-                        "%s: input %s is smaller than kernel %dx%dx%d with dilation %dx%dx%d and padding %dx%dx%d "
-                        "(weight %s)",
-                        op, shp(x, sx, 64), d->k[0], d->k[1], d->k[2], d->dil[0], d->dil[1], d->dil[2], d->p[0],
-                        d->p[1], d->p[2], shp(w, sw, 64));
-    if (y->shape[0] != d->n || y->shape[1] != d->co || y->shape[2] != d->od || y->shape[3] != d->oh ||
-        y->shape[4] != d->ow)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: output %s, expected %dx%dx%dx%dx%d for input %s and weight %s", op,
-                        shp(y, sy, 64), d->n, d->co, d->od, d->oh, d->ow, shp(x, sx, 64), shp(w, sw, 64));
-    if (b && (b->ndim != 1 || b->shape[0] != d->co))
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: bias %s, expected %d for weight %s", op, shp(b, sb, 64), d->co,
-                        shp(w, sw, 64));
-    return NFV_OK;
-}
-
-/* Options of the one shape-independent build of cl/conv3d.cl (reference
- * kernels, padding, weight flip, partial sums, bias), shared by all layers. */
+/* Options of the one shape-independent build of cl/conv3d.cl (padding,
+ * weight flip, partial sums, bias, BatchNorm folding), shared by all layers. */
 static const char *generic_options(const nfv_context *ctx, char *buf, size_t cap)
 {
     snprintf(buf, cap, "-DVEC=%d", nfv_context_vector_width(ctx));
     return buf;
-}
-
-/* The run-time shape arguments of the *_ref kernels. */
-static void ref_args(const conv_dims *d, int has_bias, cl_int16 *s, cl_int4 *pd)
-{
-    const int v[16] = {d->n,    d->ci,   d->d,    d->h,    d->w,    d->co,   d->od,   d->oh,
-                       d->ow,   d->k[0], d->k[1], d->k[2], d->s[0], d->s[1], d->s[2], has_bias};
-    for (int i = 0; i < 16; i++) s->s[i] = v[i];
-    for (int i = 0; i < 3; i++) pd->s[i] = d->p[i];
-    pd->s[3] = 0;
-}
-
-static nfv_status launch_ref(nfv_context *ctx, const char *name, cl_mem a, cl_mem b, cl_mem c, cl_mem out,
-                             const conv_dims *d, int has_bias, size_t count)
-{
-    cl_kernel k;
-    char go[32];
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), name, &k));
-    cl_int16 s;
-    cl_int4 pd;
-    ref_args(d, has_bias, &s, &pd);
-    int arg = 0;
-    NFV_ARG(k, name, arg++, a);
-    if (b) NFV_ARG(k, name, arg++, b);
-    if (c) NFV_ARG(k, name, arg++, c);
-    NFV_ARG(k, name, arg++, out);
-    NFV_ARG(k, name, arg++, s);
-    NFV_ARG(k, name, arg++, pd);
-    size_t global = count;
-    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
-}
-
-/* ---- reference entry points ---------------------------------------------- */
-/* With dilation or groups they run the general kernels, which are the
- * reference (one output per work-item) for those shapes. */
-
-static int dims_general(const conv_dims *d)
-{
-    return d->g != 1 || d->dil[0] != 1 || d->dil[1] != 1 || d->dil[2] != 1;
-}
-
-nfv_status nfv_conv3d_forward_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
-                                        const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y)
-{
-    conv_dims d;
-    NFV_TRY(check_shapes("conv3d forward", p, x, w, b, y, &d));
-    if (dims_general(&d)) return nfv_conv3d_general_forward(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
-    cl_mem bias = b ? b->buf : w->buf; /* never read without bias */
-    return launch_ref(ctx, "conv3d_fwd_ref", x->buf, w->buf, bias, y->buf, &d, b != NULL, y->numel);
-}
-
-nfv_status nfv_conv3d_backward_input_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
-                                               const nfv_tensor *w, nfv_tensor *dx)
-{
-    conv_dims d;
-    if (!dx) return NFV_OK;
-    NFV_TRY(check_shapes("conv3d backward-input", p, dx, w, NULL, dy, &d));
-    if (dims_general(&d)) return nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf);
-    return launch_ref(ctx, "conv3d_bwd_input_ref", dy->buf, w->buf, NULL, dx->buf, &d, 0, dx->numel);
-}
-
-static nfv_status check_grad_shapes(const char *op, const nfv_conv3d_params *p, const nfv_tensor *x,
-                                    const nfv_tensor *dy, const nfv_tensor *dw, const nfv_tensor *db, conv_dims *d)
-{
-    if (!dw && !db) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: neither dw nor db given", op);
-    if (dw) return check_shapes(op, p, x, dw, db, dy, d);
-    /* Only db: derive the shapes without a weight tensor. */
-    char sx[64], sy[64], sb[64];
-    if (!p || !x || !dy) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL params or tensor", op);
-    if (x->ndim != 5 || dy->ndim != 5 || db->ndim != 1 || db->shape[0] != dy->shape[1])
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s, output gradient %s and bias gradient %s do not fit", op,
-                        shp(x, sx, 64), shp(dy, sy, 64), shp(db, sb, 64));
-    memset(d, 0, sizeof *d);
-    d->g = 1, d->dil[0] = d->dil[1] = d->dil[2] = 1;
-    d->n = dy->shape[0], d->co = dy->shape[1], d->od = dy->shape[2], d->oh = dy->shape[3], d->ow = dy->shape[4];
-    d->ci = x->shape[1], d->d = x->shape[2], d->h = x->shape[3], d->w = x->shape[4];
-    if (x->shape[0] != d->n)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: input %s and output gradient %s differ in batch", op,
-                        shp(x, sx, 64), shp(dy, sy, 64));
-    return NFV_OK;
-}
-
-nfv_status nfv_conv3d_backward_weights_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
-                                                 const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db)
-{
-    conv_dims d;
-    NFV_TRY(check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
-    if (dw && dims_general(&d)) NFV_TRY(nfv_conv3d_general_backward_weights(ctx, &d, x->buf, dy->buf, dw->buf));
-    else if (dw)
-        NFV_TRY(launch_ref(ctx, "conv3d_bwd_weights_ref", x->buf, dy->buf, NULL, dw->buf, &d, 0, dw->numel));
-    if (db) NFV_TRY(launch_ref(ctx, "conv3d_bwd_bias_ref", dy->buf, NULL, NULL, db->buf, &d, 0, (size_t)d.co));
-    return NFV_OK;
 }
 
 /* ---- fast path ------------------------------------------------------------ */
@@ -380,8 +207,8 @@ nfv_status nfv_conv3d_forward(nfv_context *ctx, const nfv_conv3d_params *p, cons
                               const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y)
 {
     conv_dims d;
-    NFV_TRY(check_shapes("conv3d forward", p, x, w, b, y, &d));
-    if (dims_general(&d)) return nfv_conv3d_general_forward(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
+    NFV_TRY(conv3d_check_shapes("conv3d forward", p, x, w, b, y, &d));
+    if (conv3d_dims_general(&d)) return nfv_conv3d_general_forward(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
     if (d.s[2] != 1) return nfv_conv3d_forward_reference(ctx, p, x, w, b, y);
     return forward_fast(ctx, &d, x->buf, NULL, w->buf, b ? b->buf : NULL, 0, y->buf);
 }
@@ -390,8 +217,8 @@ nfv_status nfv_conv3d_forward_relu(nfv_context *ctx, const nfv_conv3d_params *p,
                                    const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y)
 {
     conv_dims d;
-    NFV_TRY(check_shapes("conv3d forward (ReLU)", p, x, w, b, y, &d));
-    if (dims_general(&d) || d.s[2] != 1) {
+    NFV_TRY(conv3d_check_shapes("conv3d forward (ReLU)", p, x, w, b, y, &d));
+    if (conv3d_dims_general(&d) || d.s[2] != 1) {
         NFV_TRY(nfv_conv3d_forward(ctx, p, x, w, b, y));
         return nfv_activation_forward(ctx, NFV_RELU, 0.0f, y, y);
     }
@@ -422,7 +249,7 @@ nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params
                                        const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged, int pad[3])
 {
     conv_dims d;
-    NFV_TRY(check_shapes("conv3d staged input gradient", p, dx, w, NULL, dy, &d));
+    NFV_TRY(conv3d_check_shapes("conv3d staged input gradient", p, dx, w, NULL, dy, &d));
     if (!nfv_conv3d_has_staged_input_grad(p))
         return nfv_fail(NFV_ERR_UNSUPPORTED, "conv3d staged input gradient: needs stride 1, padding <= kernel - 1, "
                                              "no dilation or groups");
@@ -454,17 +281,17 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
 {
     conv_dims d;
     if (!dx) return NFV_OK;
-    NFV_TRY(check_shapes(op, p, dx, w, NULL, dy, &d));
+    NFV_TRY(conv3d_check_shapes(op, p, dx, w, NULL, dy, &d));
     if (gate && gate->numel != dy->numel) {
         char sg[64], sy[64];
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: gate %s and output gradient %s differ", op, shp(gate, sg, 64),
-                        shp(dy, sy, 64));
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: gate %s and output gradient %s differ", op, conv3d_shape_str(gate, sg, 64),
+                        conv3d_shape_str(dy, sy, 64));
     }
-    int fast = !dims_general(&d);
+    int fast = !conv3d_dims_general(&d);
     for (int i = 0; i < 3; i++) fast &= d.s[i] == 1 && d.p[i] <= d.k[i] - 1;
     if (staged && !fast) return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: no staged input gradient for this conv", op);
     if (!fast) {
-        if (!gate) return dims_general(&d) ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
+        if (!gate) return conv3d_dims_general(&d) ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
                                            : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
         /* Shapes the fast kernels do not cover: gate into a temporary first. */
         nfv_tensor g;
@@ -588,8 +415,8 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
                                        const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db)
 {
     conv_dims d;
-    NFV_TRY(check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
-    if (dw && dims_general(&d)) NFV_TRY(nfv_conv3d_general_backward_weights(ctx, &d, x->buf, dy->buf, dw->buf));
+    NFV_TRY(conv3d_check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
+    if (dw && conv3d_dims_general(&d)) NFV_TRY(nfv_conv3d_general_backward_weights(ctx, &d, x->buf, dy->buf, dw->buf));
     else if (dw) {
         if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(weights_fast(ctx, &d, x->buf, dy->buf, dw->buf));
         else NFV_TRY(nfv_conv3d_backward_weights_reference(ctx, p, x, dy, dw, NULL));
@@ -622,7 +449,7 @@ nfv_status nfv_conv3d_forward_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_p
     for (int i = 0; i < 3; i++)
         full.shape[2 + i] = nfv_conv_out_size_dilated(x->shape[2 + i], p->kernel[i], p->stride[i], p->padding[i], 1);
     conv_dims d;
-    NFV_TRY(check_shapes(op, p, x, w, b, &full, &d));
+    NFV_TRY(conv3d_check_shapes(op, p, x, w, b, &full, &d));
     if (d.od < 2 || d.oh < 2 || d.ow < 2 || y->ndim != 5 || y->shape[0] != d.n || y->shape[1] != d.co ||
         y->shape[2] != d.od / 2 || y->shape[3] != d.oh / 2 || y->shape[4] != d.ow / 2 || argmax->numel != y->numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: pooled output %s (argmax %zu values) for input %s, expected %dx%dx%dx%dx%d",
