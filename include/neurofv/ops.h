@@ -65,7 +65,7 @@ nfv_status nfv_conv3d_fold_batchnorm(nfv_context *ctx, const nfv_tensor *w, cons
  * nfv_maxpool3d_forward gives them), without storing the conv's output;
  * has_relu_maxpool2: 1 when p has this kernel (no dilation or groups,
  * stride 1 along W). */
-int nfv_conv3d_has_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_params *p);
+int nfv_conv3d_has_relu_maxpool2(const nfv_context *ctx, const nfv_conv3d_params *p);
 nfv_status nfv_conv3d_forward_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                                             const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y,
                                             nfv_tensor *argmax);

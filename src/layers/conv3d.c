@@ -425,7 +425,7 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
     return NFV_OK;
 }
 
-int nfv_conv3d_has_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_params *p)
+int nfv_conv3d_has_relu_maxpool2(const nfv_context *ctx, const nfv_conv3d_params *p)
 {
     const int vec = nfv_context_vector_width(ctx);
     return p && !nfv_conv3d_params_general(p) && p->stride[2] == 1 && (vec == 4 || vec == 8 || vec == 16);

@@ -4,7 +4,9 @@
  * Every count below mirrors one allocation, and names where it happens:
  *   nfv_model_alloc_params (model.c)   parameters + gradients, BN running stats
  *   nfv_model_set_batch (model_run.c)  outputs, argmax / dropout mask / BN
- *                                      statistics, grad_a and grad_b
+ *                                      statistics, grad_a and grad_b; the
+ *                                      conv, BN and ReLU outputs only where a
+ *                                      forward writes them (model_run.c)
  *   conv3d.c                           scratch slots: padded input (forward,
  *                                      weight gradient) or padded dy (input
  *                                      gradient), flipped weights, partial sums
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "model/model_run.h"
 #include "neurofv/dist.h"
 #include "neurofv/train.h"
 
@@ -148,7 +151,31 @@ static void model_params(const nfv_model *m, nfv_memory_estimate *e)
 }
 
 /* Outputs, argmax / masks / BN statistics and grad_a, grad_b: nfv_model_set_batch. */
-static void model_batch(const nfv_model *m, int n, nfv_memory_estimate *e)
+/* written[i] = 1 for the layers whose output a run writes: every layer in
+ * training; in eval (a visualization up to upto, fused as
+ * nfv_vis_input_gradient runs it) the layers upto depends on that are not
+ * fused away (the ends of the fusion groups and the unfused layers). */
+static int mark_written(const nfv_model *m, const nfv_context *ctx, int upto, int training, unsigned char *written)
+{
+    if (training) {
+        memset(written, 1, (size_t)m->layer_count);
+        return 0;
+    }
+    unsigned char *needed = calloc((size_t)m->layer_count, 1);
+    if (!needed) return -1;
+    nfv_model_mark_ancestors(m, upto, needed);
+    nfv_model fused = *m;
+    fused.fuse_eval = 1;
+    for (int i = 0; i <= upto; i++) {
+        if (!needed[i]) continue;
+        i = nfv_fuse_group_end(&fused, ctx, i, upto, 0);
+        written[i] = 1;
+    }
+    free(needed);
+    return 0;
+}
+
+static void model_batch(const nfv_model *m, int n, const unsigned char *written, nfv_memory_estimate *e)
 {
     size_t biggest = (size_t)n * nfv_shape_numel(4, m->input_shape);
     for (int i = 0; i < m->layer_count; i++) {
@@ -186,6 +213,7 @@ static void model_batch(const nfv_model *m, int n, nfv_memory_estimate *e)
             break;
         default: break;
         }
+        if (nfv_model_lazy_output(l) && !written[i]) continue;
         nfv_memory_add(e, NFV_MEM_ACTIVATIONS, nfv_tensor_bytes(numel), "layer %d (%s) output, batch %d", i, l->name,
                        n);
     }
@@ -198,7 +226,15 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
 {
     if (upto_layer < 0 || upto_layer >= m->layer_count || training) upto_layer = m->layer_count - 1;
     model_params(m, e);
-    model_batch(m, n, e);
+    unsigned char *written = calloc((size_t)m->layer_count, 1);
+    if (!written || mark_written(m, ctx, upto_layer, training, written)) {
+        /* No memory for the mark: count every output, as before laziness. */
+        free(written);
+        written = malloc((size_t)m->layer_count);
+        if (written) memset(written, 1, (size_t)m->layer_count);
+    }
+    if (written) model_batch(m, n, written, e);
+    free(written);
     scratch_max s;
     memset(&s, 0, sizeof s);
     int vec = nfv_context_vector_width(ctx);

@@ -47,7 +47,7 @@ static int overwritten_in_place(const nfv_model *m, int i)
 /* A max pool j (kernel 2, stride 2, no padding, floor) that the conv of the
  * group [j - 3, j - 1] can compute in its store (the pool's backward then
  * writes the conv's staged input gradient, so that path must exist too). */
-static int poolable(const nfv_model *m, nfv_context *ctx, int j)
+static int poolable(const nfv_model *m, const nfv_context *ctx, int j)
 {
     const nfv_layer *l = &m->layers[j];
     if (l->spec.kind != NFV_LAYER_MAXPOOL3D || !only_reader(m, j - 1, j) || l->spec.ceil_mode) return 0;
@@ -58,7 +58,7 @@ static int poolable(const nfv_model *m, nfv_context *ctx, int j)
     return nfv_conv3d_has_relu_maxpool2(ctx, &p) && nfv_conv3d_has_staged_input_grad(&p);
 }
 
-int nfv_fuse_group_end(const nfv_model *m, nfv_context *ctx, int i, int upto, int training)
+int nfv_fuse_group_end(const nfv_model *m, const nfv_context *ctx, int i, int upto, int training)
 {
     if (!m->fuse_eval || training || i + 1 > upto) return i;
     const nfv_layer *c = &m->layers[i], *bn = &m->layers[i + 1];

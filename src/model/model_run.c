@@ -20,6 +20,25 @@ int nfv_batched_shape(int n, int ndim, const int *shape, int *out)
     return ndim + 1;
 }
 
+/* Conv, BatchNorm and ReLU outputs are allocated by the first forward that
+ * writes them (nfv_model_layer_output): an eval-mode fused forward
+ * (model_fuse.c) never writes the conv's and BatchNorm's, nor the ReLU's when
+ * a pool joins the group, so a visualization does not hold them (at 2 mm,
+ * ref4's first three are 29 MB per sample each).  Until then the tensor is
+ * a header with the shape and no buffer. */
+int nfv_model_lazy_output(const nfv_layer *l)
+{
+    return l->spec.kind == NFV_LAYER_CONV3D || l->spec.kind == NFV_LAYER_BATCHNORM3D || l->spec.kind == NFV_LAYER_RELU;
+}
+
+nfv_status nfv_model_layer_output(nfv_context *ctx, nfv_layer *l)
+{
+    if (l->out.buf || !l->out.ndim) return NFV_OK;
+    int shape[NFV_MAX_DIMS];
+    memcpy(shape, l->out.shape, sizeof shape);
+    return nfv_tensor_create(ctx, &l->out, l->out.ndim, shape);
+}
+
 nfv_status nfv_model_set_batch(nfv_model *m, nfv_context *ctx, int n)
 {
     if (n < 1) return nfv_fail(NFV_ERR_INVALID_ARG, "model: batch size %d", n);
@@ -53,14 +72,17 @@ nfv_status nfv_model_set_batch(nfv_model *m, nfv_context *ctx, int n)
         case NFV_LAYER_BATCHNORM3D:
             s = nfv_tensor_create(ctx, &l->aux, 1, &l->in_shape[0]);
             if (!s) s = nfv_tensor_create(ctx, &l->aux2, 1, &l->in_shape[0]);
-            if (!s) s = nfv_tensor_create(ctx, &l->out, nd, sh);
+            l->out = nfv_shaped_tensor(NULL, nd, sh); /* nfv_model_lazy_output */
             break;
         case NFV_LAYER_INSTANCENORM:
             s = nfv_tensor_create(ctx, &l->aux, 2, nc);
             if (!s) s = nfv_tensor_create(ctx, &l->aux2, 2, nc);
             if (!s) s = nfv_tensor_create(ctx, &l->out, nd, sh);
             break;
-        default: s = nfv_tensor_create(ctx, &l->out, nd, sh); break;
+        default:
+            if (nfv_model_lazy_output(l)) l->out = nfv_shaped_tensor(NULL, nd, sh);
+            else s = nfv_tensor_create(ctx, &l->out, nd, sh);
+            break;
         }
         /* Graphs: a gradient per node that backward can reach. */
         if (!s && m->is_graph && l->spec.kind != NFV_LAYER_CONSTANT) s = nfv_tensor_create(ctx, &l->dout, nd, sh);
@@ -261,7 +283,8 @@ nfv_status nfv_model_forward(nfv_model *m, nfv_context *ctx, const nfv_tensor *x
         if (end > i) snprintf(scope, sizeof scope, "layers %d-%d (%s-%s, fused)", i, end, l->name, m->layers[end].name);
         else snprintf(scope, sizeof scope, "layer %d (%s)", i, l->name);
         nfv_error_scope_set(scope);
-        s = end > i ? nfv_fused_forward(m, ctx, i, end, in[0]) : layer_forward(m, ctx, l, in, training);
+        s = nfv_model_layer_output(ctx, &m->layers[end]);
+        if (!s) s = end > i ? nfv_fused_forward(m, ctx, i, end, in[0]) : layer_forward(m, ctx, l, in, training);
         nfv_error_scope_set(NULL);
         if (s) s = nfv_fail_context(s, "forward, %s", scope);
         i = end;

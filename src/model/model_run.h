@@ -8,6 +8,11 @@
 int nfv_batched_shape(int n, int ndim, const int *shape, int *out);
 /* A tensor header over buf with the given shape (no allocation, a view). */
 nfv_tensor nfv_shaped_tensor(cl_mem buf, int ndim, const int *shape);
+/* The conv, BatchNorm and ReLU outputs wait for the first forward that
+ * writes them (lazy: a header with the shape and no buffer until then);
+ * nfv_model_layer_output allocates l's if it is still such a header. */
+int nfv_model_lazy_output(const nfv_layer *l);
+nfv_status nfv_model_layer_output(nfv_context *ctx, nfv_layer *l);
 
 /* Op parameters of a layer spec. */
 void nfv_layer_conv_params(const nfv_layer_spec *s, nfv_conv3d_params *p);
@@ -19,7 +24,7 @@ nfv_activation nfv_layer_activation(nfv_layer_kind k);
  * none; run a group on x into its last layer's output; backward from the
  * gradient dy at a fused layer's output to dx at its group's input (dx NULL:
  * nothing to do; param_grads: an error). */
-int nfv_fuse_group_end(const nfv_model *m, nfv_context *ctx, int i, int upto, int training);
+int nfv_fuse_group_end(const nfv_model *m, const nfv_context *ctx, int i, int upto, int training);
 nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail, const nfv_tensor *x);
 nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nfv_tensor *dy, int param_grads,
                               nfv_tensor *dx);
