@@ -228,7 +228,8 @@ typedef struct nfv_train_result {
 
 /* The device memory of a training run (src/model/memory.c): the model and
  * its gradients, the optimizer state, activations at batch `batch`, backward
- * and scratch buffers, the trainer's batch and validation's input. */
+ * and scratch buffers, the trainer's batch and validation's input.  e is
+ * filled from 0. */
 void nfv_train_memory(const nfv_model *m, const nfv_context *ctx, nfv_optimizer_kind opt, int batch,
                       nfv_memory_estimate *e);
 /* Before nfv_train_run: whether the run o would fit ctx's device (a new

@@ -315,6 +315,7 @@ nfv_status nfv_memory_check_batch(const nfv_context *ctx, const char *what, nfv_
 void nfv_train_memory(const nfv_model *m, const nfv_context *ctx, nfv_optimizer_kind opt, int batch,
                       nfv_memory_estimate *e)
 {
+    memset(e, 0, sizeof *e);
     nfv_model_memory(m, ctx, batch, -1, 1, e);
     /* Adam m and v (SGD: velocity) per parameter tensor, made by the first step. */
     for (int i = 0; i < m->layer_count; i++) {
