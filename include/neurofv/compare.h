@@ -102,6 +102,7 @@ typedef struct nfv_mis_cohort {
     float *feat_mean, *feat_sd; /* (C) */
     int *order;              /* (n) subjects by rising objective */
     const int *strong, *weak; /* the top and bottom n/4 of order */
+    float *mean;             /* (D, H, W) the mean subject (for nfv_focus_share) */
     int nstrong, nweak;
 } nfv_mis_cohort;
 

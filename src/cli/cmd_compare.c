@@ -347,8 +347,7 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     if (!st) st = vis_session_background(&cs->s, a->background);
     if (!st && a->score)
         st = compare_mis_open(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, a->data, a->mis_split,
-                              a->mis_subjects, a->mis_pairs, a->mis_layer);
-    cs->mis.focus_radius_mm = a->focus_radius;
+                              a->mis_subjects, a->mis_pairs, a->mis_layer, a->focus_radius);
     if (st) return cli_fail("compare", st);
     /* Every configuration's batch against the device before any work:
      * without --batch (here or in the configuration) the largest that fits. */

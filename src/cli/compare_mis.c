@@ -6,7 +6,8 @@
 #include "compare_mis.h"
 
 nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
-                            const char *csv, const char *split, int max_subjects, int pairs, const char *feat_layer)
+                            const char *csv, const char *split, int max_subjects, int pairs, const char *feat_layer,
+                            double focus_radius_mm)
 {
     memset(cm, 0, sizeof *cm);
     int feat = -1;
@@ -18,7 +19,7 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
     }
     cm->pairs = pairs;
     cm->seed = 1;
-    cm->focus_radius_mm = 24;
+    cm->focus_radius_mm = focus_radius_mm;
     nfv_split want = NFV_SPLIT_ALL;
     if (split && strcmp(split, "all") && nfv_split_parse(split, &want))
         return nfv_fail(NFV_ERR_INVALID_ARG, "--mis-split expects train, val, test or all, got \"%s\"", split);

@@ -19,11 +19,13 @@ typedef struct compare_mis {
 } compare_mis;
 
 /* feat_layer: the name of the (C, D, H, W) layer of the feature term, or
- * NULL for each target's last such layer before its own (nfv_mis_default_layer). */
+ * NULL for each target's last such layer before its own (nfv_mis_default_layer);
+ * focus_radius_mm: nfv_focus_share's ball. */
 /* The rows of csv in split (NULL or "all": every row; a split without rows:
  * every row), at most max_subjects of them evenly spaced in CSV order. */
 nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,
-                            const char *csv, const char *split, int max_subjects, int pairs, const char *feat_layer);
+                            const char *csv, const char *split, int max_subjects, int pairs, const char *feat_layer,
+                            double focus_radius_mm);
 /* Fills row->has_mis, the mis fields and the focus share for target index t's visualization. */
 nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int t,
                              const nfv_volume *vis, nfv_compare_row *row);

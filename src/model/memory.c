@@ -150,31 +150,33 @@ static void model_params(const nfv_model *m, nfv_memory_estimate *e)
     }
 }
 
-/* Outputs, argmax / masks / BN statistics and grad_a, grad_b: nfv_model_set_batch. */
-/* written[i] = 1 for the layers whose output a run writes: every layer in
- * training; in eval (a visualization up to upto, fused as
- * nfv_vis_input_gradient runs it) the layers upto depends on that are not
- * fused away (the ends of the fusion groups and the unfused layers). */
-static int mark_written(const nfv_model *m, const nfv_context *ctx, int upto, int training, unsigned char *written)
+/* The layers whose output an eval-mode run up to upto writes (fused as
+ * nfv_vis_input_gradient runs it: the ends of the fusion groups and the
+ * unfused layers upto depends on), as a mask of layer_count bytes; NULL
+ * when out of memory. */
+static unsigned char *eval_written(const nfv_model *m, const nfv_context *ctx, int upto)
 {
-    if (training) {
-        memset(written, 1, (size_t)m->layer_count);
-        return 0;
-    }
-    unsigned char *needed = calloc((size_t)m->layer_count, 1);
-    if (!needed) return -1;
-    nfv_model_mark_ancestors(m, upto, needed);
-    nfv_model fused = *m;
-    fused.fuse_eval = 1;
-    for (int i = 0; i <= upto; i++) {
-        if (!needed[i]) continue;
-        i = nfv_fuse_group_end(&fused, ctx, i, upto, 0);
-        written[i] = 1;
+    unsigned char *needed = calloc((size_t)m->layer_count, 1), *written = calloc((size_t)m->layer_count, 1);
+    if (needed && written) {
+        nfv_model_mark_ancestors(m, upto, needed);
+        nfv_model fused = *m;
+        fused.fuse_eval = 1;
+        for (int i = 0; i <= upto; i++) {
+            if (!needed[i]) continue;
+            i = nfv_fuse_group_end(&fused, ctx, i, upto, 0); /* the group's last layer */
+            written[i] = 1;
+        }
+    } else {
+        free(written);
+        written = NULL;
     }
     free(needed);
-    return 0;
+    return written;
 }
 
+/* Outputs, argmax / masks / BN statistics and grad_a, grad_b: nfv_model_set_batch.
+ * written: the layers whose (lazy) output the run writes; NULL: all of them
+ * (training, or no memory for the mask: counting every output errs high). */
 static void model_batch(const nfv_model *m, int n, const unsigned char *written, nfv_memory_estimate *e)
 {
     size_t biggest = (size_t)n * nfv_shape_numel(4, m->input_shape);
@@ -213,7 +215,7 @@ static void model_batch(const nfv_model *m, int n, const unsigned char *written,
             break;
         default: break;
         }
-        if (nfv_model_lazy_output(l) && !written[i]) continue;
+        if (written && nfv_model_lazy_output(l) && !written[i]) continue;
         nfv_memory_add(e, NFV_MEM_ACTIVATIONS, nfv_tensor_bytes(numel), "layer %d (%s) output, batch %d", i, l->name,
                        n);
     }
@@ -226,14 +228,8 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
 {
     if (upto_layer < 0 || upto_layer >= m->layer_count || training) upto_layer = m->layer_count - 1;
     model_params(m, e);
-    unsigned char *written = calloc((size_t)m->layer_count, 1);
-    if (!written || mark_written(m, ctx, upto_layer, training, written)) {
-        /* No memory for the mark: count every output, as before laziness. */
-        free(written);
-        written = malloc((size_t)m->layer_count);
-        if (written) memset(written, 1, (size_t)m->layer_count);
-    }
-    if (written) model_batch(m, n, written, e);
+    unsigned char *written = training ? NULL : eval_written(m, ctx, upto_layer);
+    model_batch(m, n, written, e);
     free(written);
     scratch_max s;
     memset(&s, 0, sizeof s);

@@ -33,7 +33,7 @@ int nfv_model_lazy_output(const nfv_layer *l)
 
 nfv_status nfv_model_layer_output(nfv_context *ctx, nfv_layer *l)
 {
-    if (l->out.buf || !l->out.ndim) return NFV_OK;
+    if (l->out.buf || !nfv_model_lazy_output(l)) return NFV_OK;
     int shape[NFV_MAX_DIMS];
     memcpy(shape, l->out.shape, sizeof shape);
     return nfv_tensor_create(ctx, &l->out, l->out.ndim, shape);

@@ -58,7 +58,8 @@ static size_t densest_box(const float *a, int nz, int ny, int nx, const int half
 
 static void world(const nfv_model *m, double i, double j, double k, double out[3])
 {
-    for (int r = 0; r < 3; r++) out[r] = m->affine[r][0] * i + m->affine[r][1] * j + m->affine[r][2] * k + m->affine[r][3];
+    for (int r = 0; r < 3; r++)
+        out[r] = m->affine[r][0] * i + m->affine[r][1] * j + m->affine[r][2] * k + m->affine[r][3];
 }
 
 static double objective_of(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *vol, nfv_status *st)
@@ -82,24 +83,22 @@ nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, 
     int nz = m->input_shape[1], ny = m->input_shape[2], nx = m->input_shape[3], shape[5] = {1, 1, nz, ny, nx};
     size_t vox = (size_t)nz * ny * nx;
     float *att = malloc(vox * sizeof *att), *pasted = malloc(vox * sizeof *pasted);
-    double *mean = calloc(vox, sizeof *mean);
     double *table = malloc(((size_t)nz + 1) * (ny + 1) * (nx + 1) * sizeof *table);
     unsigned char *ball = malloc(vox);
     nfv_tensor x, dx;
     memset(&x, 0, sizeof x);
     memset(&dx, 0, sizeof dx);
-    nfv_status st = !att || !pasted || !mean || !table || !ball ? nfv_fail(NFV_ERR_NO_MEMORY, "focus share: out of memory")
+    float obj_v = 0;
+    nfv_status st = !att || !pasted || !table || !ball ? nfv_fail(NFV_ERR_NO_MEMORY, "focus share: out of memory")
                                                                 : nfv_tensor_create(ctx, &x, 5, shape);
     if (!st) st = nfv_tensor_create(ctx, &dx, 5, shape);
     if (!st) st = nfv_tensor_upload(ctx, &x, vis);
-    if (!st) st = nfv_vis_input_gradient(ctx, m, t, 1, &x, NULL, &dx);
+    if (!st) st = nfv_vis_input_gradient(ctx, m, t, 1, &x, &obj_v, &dx);
     if (!st) st = nfv_tensor_download(ctx, &dx, att);
     if (!st) {
         /* Attribution against the mean subject: where v differs from what
          * the cohort looks like and the unit is sensitive to it. */
-        for (int s = 0; s < c->n; s++)
-            for (size_t i = 0; i < vox; i++) mean[i] += c->volumes[(size_t)s * vox + i];
-        for (size_t i = 0; i < vox; i++) att[i] = fabsf(att[i] * (float)(vis[i] - mean[i] / c->n));
+        for (size_t i = 0; i < vox; i++) att[i] = fabsf(att[i] * (vis[i] - c->mean[i]));
         /* Half-sides in voxels: the radius over each axis's voxel size (the
          * affine's column norms; i = x, j = y, k = z). */
         int half[3];
@@ -124,7 +123,7 @@ nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, 
                     r->voxels += ball[v];
                 }
     }
-    double effect_v = st ? 0 : objective_of(ctx, m, t, vis, &st), gain = 0, base = 0;
+    double gain = 0, base = 0;
     for (int w = 0; !st && w < c->nweak; w++) {
         const float *subject = c->volumes + (size_t)c->weak[w] * vox;
         for (size_t i = 0; i < vox; i++) pasted[i] = ball[i] ? vis[i] : subject[i];
@@ -134,12 +133,11 @@ nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, 
     }
     if (!st) {
         r->gain = gain / c->nweak;
-        r->effect = effect_v - base / c->nweak;
+        r->effect = obj_v - base / c->nweak;
         r->share = r->effect > 0 ? r->gain / r->effect : NAN;
     }
     free(att);
     free(pasted);
-    free(mean);
     free(table);
     free(ball);
     nfv_tensor_free(&x);

@@ -54,6 +54,7 @@ void nfv_mis_cohort_free(nfv_mis_cohort *c)
     free(c->feat_mean);
     free(c->feat_sd);
     free(c->order);
+    free(c->mean);
     memset(c, 0, sizeof *c);
 }
 
@@ -118,17 +119,25 @@ nfv_status nfv_mis_cohort_init(nfv_context *ctx, nfv_model *m, const nfv_target 
     c->feat_mean = calloc((size_t)C + 1, sizeof *c->feat_mean);
     c->feat_sd = calloc((size_t)C + 1, sizeof *c->feat_sd);
     c->order = malloc((size_t)n * sizeof *c->order);
+    c->mean = calloc(vox, sizeof *c->mean);
     double *means = malloc(((size_t)C + 1) * sizeof *means);
     float *host = malloc(largest_activation(m, feat_layer) * sizeof *host);
     nfv_tensor x;
     memset(&x, 0, sizeof x);
     int shape[5] = {1, 1, m->input_shape[1], m->input_shape[2], m->input_shape[3]};
-    nfv_status st = !c->objective || !c->feat || !c->feat_mean || !c->feat_sd || !c->order || !means || !host
-                        ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
-                        : nfv_tensor_create(ctx, &x, 5, shape);
+    int missing = !c->objective || !c->feat || !c->feat_mean || !c->feat_sd || !c->order || !c->mean || !means || !host;
+    nfv_status st = missing ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory") : nfv_tensor_create(ctx, &x, 5, shape);
     for (int i = 0; !st && i < n; i++) {
         st = run_one(ctx, m, t, feat_layer, &x, volumes + (size_t)i * vox, host, &c->objective[i], means);
         for (int k = 0; !st && k < C; k++) c->feat[(size_t)i * C + k] = (float)means[k];
+    }
+    if (!st) {
+        double *sum = calloc(vox, sizeof *sum); /* in double: hundreds of subjects */
+        if (!sum) st = nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory");
+        for (int i = 0; !st && i < n; i++)
+            for (size_t v = 0; v < vox; v++) sum[v] += volumes[(size_t)i * vox + v];
+        for (size_t v = 0; !st && v < vox; v++) c->mean[v] = (float)(sum[v] / n);
+        free(sum);
     }
     /* Standardize each channel over the cohort. */
     for (int k = 0; !st && k < C; k++) {
