@@ -215,7 +215,7 @@ __kernel void conv3d_sum_partials(__global const float *part, __global float *ou
 /* Accumulators a<r>_<c> for r < ROWS (1-4) and c < COB; loads v<r>. */
 #define DECL(c) floatv a0_##c = (floatv)(0.0f), a1_##c = (floatv)(0.0f), a2_##c = (floatv)(0.0f), \
                        a3_##c = (floatv)(0.0f);
-#define TAPR(r, c) a##r##_##c = mad((floatv)(wc[(c) * CI * KVOL + tap]), v##r, a##r##_##c);
+#define TAPR(r, c) a##r##_##c = MAC((floatv)(wc[(c) * CI * KVOL + tap]), v##r, a##r##_##c);
 #if ROWS == 1
 #define ROWS_DO(M, c) M(0, c)
 #elif ROWS == 2
@@ -354,6 +354,73 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
 #undef STORE
 #undef STORE_VEC
 }
+
+/* ---- fast forward, 4 planes x 4 rows of one output channel --------------- */
+/* For 1-2 output channels (the input gradient of a 1-channel first layer:
+ * 8 -> 1 at 91x109x91).  There conv3d_fwd_fast keeps 4 row accumulators,
+ * 4 FMA chains, too few for two FMA pipes of latency 4 (44-46 GFLOP/s in
+ * bench-kernels).  Here a work-item computes one channel's BLK planes x BLK
+ * rows of VEC columns (16 accumulators b<i><j>), and each input vector it
+ * loads (input plane p, row r, shift kw of the block) feeds every output
+ * (plane i, row j) with 0 <= p - i < KD and 0 <= r - j < KH: 108 loads for
+ * 432 FMAs per input channel at 3x3x3 instead of 54 for 108.  Needs
+ * SD = SH = 1.  Planes past DO and rows past HO are computed from what
+ * follows (the next channel's planes, or the slack that padded_slack adds
+ * for this kernel) and not stored.
+ * Global (ceil(WO/VEC), ceil(HO/BLK), N*CO*ceil(DO/BLK)). */
+#define BLK 4
+#define DOB ((DO + BLK - 1) / BLK)
+#if SD == 1 && SH == 1
+__kernel void conv3d_fwd_block(__global const float *xp, __global const float *w, __global const float *bias,
+                               __global float *y, int has_bias)
+{
+    const int xb = get_global_id(0), ohb = get_global_id(1);
+    const int odb = get_global_id(2) % DOB, co = (get_global_id(2) / DOB) % CO;
+    const int n = get_global_id(2) / (DOB * CO);
+    const int x0 = xb * VEC, oh0 = ohb * BLK, od0 = odb * BLK;
+
+#define BDECL(i) floatv b##i##0 = (floatv)(0.0f), b##i##1 = (floatv)(0.0f), b##i##2 = (floatv)(0.0f), \
+                        b##i##3 = (floatv)(0.0f);
+    BDECL(0) BDECL(1) BDECL(2) BDECL(3)
+#undef BDECL
+
+    __global const float *xblk = xp + (size_t)n * CI * DP * HP * WP + ((size_t)od0 * HP + oh0) * WP + x0;
+    __global const float *wco = w + (size_t)co * CI * KVOL;
+    for (int ci = 0; ci < CI; ci++) {
+        __global const float *xc = xblk + (size_t)ci * DP * HP * WP;
+        __global const float *wc = wco + ci * KVOL;
+#pragma unroll
+        for (int p = 0; p < BLK + KD - 1; p++)
+#pragma unroll
+            for (int r = 0; r < BLK + KH - 1; r++)
+#pragma unroll
+                for (int kw = 0; kw < KW; kw++) {
+                    const floatv v = VLOAD(0, xc + (p * HP + r) * WP + kw);
+                    /* constant conditions once the loops are unrolled */
+#define BTAP(i, j)                                                                             \
+    if (p - (i) >= 0 && p - (i) < KD && r - (j) >= 0 && r - (j) < KH)                          \
+        b##i##j = MAC((floatv)(wc[((p - (i)) * KH + r - (j)) * KW + kw]), v, b##i##j);
+#define BTAP_PLANE(i) BTAP(i, 0) BTAP(i, 1) BTAP(i, 2) BTAP(i, 3)
+                    BTAP_PLANE(0) BTAP_PLANE(1) BTAP_PLANE(2) BTAP_PLANE(3)
+#undef BTAP_PLANE
+#undef BTAP
+                }
+    }
+
+    const float b0 = has_bias ? bias[co] : 0.0f;
+#define BSTORE(i, j)                                                                           \
+    if (od0 + (i) < DO && oh0 + (j) < HO) {                                                    \
+        floatv v = b##i##j + (floatv)(b0);                                                     \
+        if (OUT_RELU) v = fmax(v, (floatv)(0.0f));                                             \
+        __global float *dst = y + ((((size_t)n * CO + co) * DO + od0 + (i)) * HO + oh0 + (j)) * WO + x0; \
+        store_lanes(v, dst, WO - x0);                                                          \
+    }
+#define BSTORE_PLANE(i) BSTORE(i, 0) BSTORE(i, 1) BSTORE(i, 2) BSTORE(i, 3)
+    BSTORE_PLANE(0) BSTORE_PLANE(1) BSTORE_PLANE(2) BSTORE_PLANE(3)
+#undef BSTORE_PLANE
+#undef BSTORE
+}
+#endif
 
 /* ---- fast forward + ReLU + 2x2x2 max pool (eval-mode fusion) ------------- */
 /* yp (N, CO, DO/2, HO/2, WO/2) = maxpool(2)(max(conv(xp, w) + bias, 0)) and
@@ -501,11 +568,11 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
     {                                                                                 \
         const floatv g = select((floatv)(0.0f), VLOAD(0, dr + (size_t)(c) * DO * HO * WO + x0), \
                                 keep);                                                 \
-        g0_##c = mad(g, x_0, g0_##c);                                                 \
-        if (KW > 1) g1_##c = mad(g, x_1, g1_##c);                                     \
-        if (KW > 2) g2_##c = mad(g, x_2, g2_##c);                                     \
-        if (KW > 3) g3_##c = mad(g, x_3, g3_##c);                                     \
-        if (KW > 4) g4_##c = mad(g, x_4, g4_##c);                                     \
+        g0_##c = MAC(g, x_0, g0_##c);                                                 \
+        if (KW > 1) g1_##c = MAC(g, x_1, g1_##c);                                     \
+        if (KW > 2) g2_##c = MAC(g, x_2, g2_##c);                                     \
+        if (KW > 3) g3_##c = MAC(g, x_3, g3_##c);                                     \
+        if (KW > 4) g4_##c = MAC(g, x_4, g4_##c);                                     \
     }
             REP(BW_COB, GACC)
 #undef GACC

@@ -16,9 +16,9 @@ __kernel void axpy(const float a, __global const float *x, __global float *y, co
     const ulong base = (ulong)get_global_id(0) * VEC;
     if (base + VEC <= n) {
         floatv yv = VLOAD(0, y + base);
-        VSTORE(mad((floatv)(a), VLOAD(0, x + base), yv), 0, y + base);
+        VSTORE(MAC((floatv)(a), VLOAD(0, x + base), yv), 0, y + base);
     } else {
-        for (ulong i = base; i < n; i++) y[i] = mad(a, x[i], y[i]);
+        for (ulong i = base; i < n; i++) y[i] = MAC(a, x[i], y[i]);
     }
 }
 

@@ -31,7 +31,7 @@ __kernel void basis_inner(__global const float *in, __global float *out, __globa
     for (int b = 0; b < IB; b++) acc[b] = (floatv)(0.0f);
     for (int k = 0; k < len; k++) {
         floatv v = VLOAD(0, src + (long)k * inner);
-        for (int b = 0; b < IB; b++) acc[b] = mad((floatv)(m[b * len + k]), v, acc[b]);
+        for (int b = 0; b < IB; b++) acc[b] = MAC((floatv)(m[b * len + k]), v, acc[b]);
     }
     for (int b = 0; b < IB; b++)
         if (i0 + b < len) store_lanes(acc[b], out + ((long)o * len + i0 + b) * inner + j0, inner - j0);
@@ -52,7 +52,7 @@ __kernel void basis_last(__global const float *in, __global float *out, __global
     }
     for (int k = 0; k < len; k++) {
         floatv m = VLOAD(0, Mt + (long)k * ldb + i0);
-        for (int b = 0; b < RB; b++) acc[b] = mad((floatv)(in[base[b] + k]), m, acc[b]);
+        for (int b = 0; b < RB; b++) acc[b] = MAC((floatv)(in[base[b] + k]), m, acc[b]);
     }
     for (int b = 0; b < RB; b++)
         if (r0 + b < rows) store_lanes(acc[b], out + (long)(r0 + b) * len + i0, len - i0);

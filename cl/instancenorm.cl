@@ -54,7 +54,7 @@ __kernel void in_stats(__global const float *x, __global float *stats, const uin
     for (uint i = lid; i < S; i += L) {
         const float d = xp[i] - m1;
         sd += d;
-        m2 = mad(d, d, m2);
+        m2 = MAC(d, d, m2);
     }
     const float delta = group_sum(l, sd) / (float)S;
     const float var = fmax(group_sum(l, m2) / (float)S - delta * delta, 0.0f);
@@ -121,7 +121,7 @@ __kernel void in_backward_stats(__global const float *x, __global const float *d
     float sg = 0.0f, sgx = 0.0f;
     for (uint i = lid; i < S; i += L) {
         sg += gp[i];
-        sgx = mad(gp[i], xp[i] - m, sgx);
+        sgx = MAC(gp[i], xp[i] - m, sgx);
     }
     const float total_g = group_sum(l, sg);
     const float total_gx = group_sum(l, sgx);

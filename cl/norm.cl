@@ -45,12 +45,12 @@ __kernel void bn_stats_partial(__global const float *x, __global float *part, co
     floatv m2v = (floatv)(0.0f);
     for (uint i = 0; i < nv; i++) {
         const floatv d = VLOAD(i, xp) - mean;
-        m2v = mad(d, d, m2v);
+        m2v = MAC(d, d, m2v);
     }
     float m2 = vsum(m2v);
     for (uint i = nv * VEC; i < count; i++) {
         const float d = xp[i] - mean;
-        m2 = mad(d, d, m2);
+        m2 = MAC(d, d, m2);
     }
     __global float *out = part + 3 * (((size_t)c * N + n) * P + p);
     out[0] = (float)count;
@@ -191,12 +191,12 @@ __kernel void bn_backward_partial(__global const float *x, __global const float 
     for (uint i = 0; i < nv; i++) {
         const floatv g = VLOAD(i, gp);
         sg += g;
-        sgx = mad(g, VLOAD(i, xp) - mean, sgx);
+        sgx = MAC(g, VLOAD(i, xp) - mean, sgx);
     }
     float sum_g = vsum(sg), sum_gx = vsum(sgx);
     for (uint i = nv * VEC; i < count; i++) {
         sum_g += gp[i];
-        sum_gx = mad(gp[i], xp[i] - mean, sum_gx);
+        sum_gx = MAC(gp[i], xp[i] - mean, sum_gx);
     }
     __global float *out = part + 2 * (((size_t)c * N + n) * P + p);
     out[0] = sum_g;

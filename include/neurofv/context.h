@@ -32,6 +32,7 @@ typedef struct nfv_device_info {
     unsigned long long max_mem_alloc_bytes;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer */
     unsigned long long local_mem_bytes;
     unsigned preferred_vector_width_float; /* from the device, used for -DVEC */
+    int has_fma;                         /* CL_FP_FMA in hardware: kernels built with -DNFV_FMA=1 */
     unsigned max_clock_mhz;
     int is_default;                      /* what a plain run would choose */
 } nfv_device_info;

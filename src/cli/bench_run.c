@@ -59,7 +59,16 @@ static float *random_volumes(const nfv_model *m, int n, unsigned long long seed)
 
 /* ---- visualization step ---------------------------------------------------- */
 
+/* --profile covers the timed repetitions only: the warm-up's first touches of
+ * fresh buffers and kernel builds are forgotten when it ends. */
+static void profile_forget(nfv_context *ctx)
+{
+    nfv_profile_row *rows = NULL;
+    if (nfv_profile_collect(ctx, &rows, 1) >= 0) free(rows);
+}
+
 typedef struct vis_clock {
+    nfv_context *ctx;
     double last;       /* time of the previous logged step (or the start) */
     int skip;          /* steps not recorded (warm-up) */
     bench_times *out;
@@ -73,6 +82,7 @@ static void vis_tick(void *user, int b, int nb, int step, int steps, const float
     vis_clock *c = user;
     double now = cli_now();
     if (step > c->skip && c->out->n < c->cap) c->out->t[c->out->n++] = now - c->last;
+    if (step == c->skip) profile_forget(c->ctx);
     c->last = now;
 }
 
@@ -95,7 +105,7 @@ nfv_status bench_vis_step(nfv_context *ctx, nfv_model *m, const char *target, in
     o.log_every = 1;
     nfv_status st = nfv_vis_fit_batch(ctx, m, t, 1, &o, 0, "bench: visualization");
     if (!st) st = times_alloc(out, reps);
-    vis_clock c = {cli_now(), warmup, out, reps};
+    vis_clock c = {ctx, cli_now(), warmup, out, reps};
     nfv_vis_result *res = NULL;
     if (!st) st = nfv_visualize(ctx, m, t, 1, &o, vis_tick, &c, &res);
     if (res) nfv_vis_results_free(res, 1);
@@ -123,6 +133,7 @@ nfv_status bench_train_step(nfv_context *ctx, nfv_model *m, int batch, int warmu
         double t0 = cli_now();
         float loss;
         st = nfv_trainer_step(tr, x, y, batch, &loss, NULL); /* reads the loss back: ends with the queue drained */
+        if (!st && i == warmup - 1) profile_forget(ctx);
         if (!st && i >= warmup) out->t[out->n++] = cli_now() - t0;
     }
     if (tr) nfv_trainer_free(tr);
@@ -142,6 +153,7 @@ nfv_status bench_eval(nfv_context *ctx, nfv_model *m, int batch, int warmup, int
     for (int i = 0; !st && i < warmup + reps; i++) {
         double t0 = cli_now();
         st = nfv_model_predict(m, ctx, x, batch, batch, y);
+        if (!st && i == warmup - 1) profile_forget(ctx);
         if (!st && i >= warmup) out->t[out->n++] = cli_now() - t0;
     }
     free(x);

@@ -56,7 +56,7 @@ typedef struct bench_row {
     double gflop;       /* per repetition (0: not counted) */
     double value;       /* for rows without a step time (memory MiB): the value */
     const char *unit;   /* of value */
-    nfv_profile_row *prof; /* --profile: device time per kernel over all repetitions (warm-up included) */
+    nfv_profile_row *prof; /* --profile: device time per kernel over the timed repetitions */
     int nprof, prof_reps;  /* rows, and the repetitions they cover */
 } bench_row;
 
@@ -100,7 +100,7 @@ static void profile_end(bench_state *s, bench_row *r)
     if (!s->a->profile || !r) return;
     int n = nfv_profile_collect(s->ctx, &r->prof, 1);
     r->nprof = n > 0 ? n : 0;
-    r->prof_reps = s->a->warmup + s->a->reps;
+    r->prof_reps = s->a->reps; /* bench_run.c forgets the warm-up's */
 }
 
 /* A section that cannot run on this model (a graph without training
@@ -130,6 +130,10 @@ static nfv_status section_vis(bench_state *s)
         bench_row *r = add_row(s, name, batches[i], what);
         if (r) r->ms = 1e3 * bench_median(&t), r->gflop = 2.0 * batches[i] * bench_forward_flops(s->m, layer) / 1e9;
         profile_end(s, r);
+        /* The profile forgets at the last warm-up step's log, which comes
+         * after its forward: it holds that step's backward and the final
+         * forward besides the timed steps, i.e. reps + 1 steps' kernels. */
+        if (r && r->nprof) r->prof_reps = s->a->reps + 1;
         bench_times_free(&t);
     }
     return NFV_OK;

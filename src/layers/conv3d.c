@@ -70,7 +70,17 @@ typedef struct fast_config {
     int bw_cob;  /* output channels per weight-gradient work-item */
     int odc;     /* output planes per weight-gradient slab */
     int flat;    /* forward through conv3d_fwd_flat rather than conv3d_fwd_fast */
+    int block;   /* forward through conv3d_fwd_block (BLOCK planes x BLOCK rows, one channel) */
 } fast_config;
+
+enum { BLOCK = 4 }; /* BLK of cl/conv3d.cl */
+
+/* 1 when the forward of a conv with co output channels and strides s runs
+ * conv3d_fwd_block (see fast_config_for). */
+static int takes_block(int co, const int s[3])
+{
+    return co <= 2 && s[0] == 1 && s[1] == 1;
+}
 
 static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
 {
@@ -92,6 +102,10 @@ static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
      * would waste more than 10 % of its lanes. */
     const int row_lanes = (d->ow + c.vec - 1) / c.vec * c.vec;
     c.flat = d->s[1] == 1 && 10 * d->ow < 9 * row_lanes;
+    /* 1-2 output channels at unit strides: even 4 rows are only 4 FMA
+     * chains; 4 planes x 4 rows per work-item give 16 (conv3d_fwd_block). */
+    c.block = takes_block(d->co, d->s);
+    if (c.block) c.flat = 0;
     int acc_cap = d->k[2] <= 1 ? 16 : 24 / d->k[2];
     c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
     c.odc = planes_per_slab(d);
@@ -114,18 +128,43 @@ static nfv_status scratch_create(nfv_context *ctx, int slot, size_t floats, cons
     return nfv_scratch_get(ctx, slot, floats * sizeof(float), what, out);
 }
 
-static size_t padded_numel(const conv_dims *d)
+size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const int pad[3], const int kernel[3],
+                                const int stride[3], int out_c)
+{
+    size_t dp = (size_t)dims[0] + 2 * pad[0], hp = (size_t)dims[1] + 2 * pad[1], wp = (size_t)dims[2] + 2 * pad[2];
+    /* Slack after the body: up to 3 rows past HO (4-row blocks), lanes past
+     * WO, 4 vectors past the plane (flat kernel) and the kw shifts read up to
+     * here, and conv3d_fwd_block's planes past DO (up to BLOCK - 1); all
+     * zero-filled so every value read is finite. */
+    size_t slack = (size_t)(4 * stride[1] + kernel[1] + 1) * wp + 4 * (size_t)vec + kernel[2] + 64;
+    if (takes_block(out_c, stride)) slack += (size_t)(BLOCK - 1) * hp * wp;
+    return (size_t)n * c * dp * hp * wp + slack;
+}
+
+/* The padded staging copy of d's input (N, CI, D+2p, H+2p, W+2p): its
+ * floats, slack included (padded_floats), and the body alone. */
+static size_t padded_floats(const nfv_context *ctx, const conv_dims *d)
+{
+    const int dims[3] = {d->d, d->h, d->w};
+    return nfv_conv3d_padded_floats(nfv_context_vector_width(ctx), d->n, d->ci, dims, d->p, d->k, d->s, d->co);
+}
+
+static size_t padded_body(const conv_dims *d)
 {
     return (size_t)d->n * d->ci * (d->d + 2 * d->p[0]) * (d->h + 2 * d->p[1]) * (d->w + 2 * d->p[2]);
 }
 
-/* Slack after the padded copy: up to 3 rows past HO (4-row blocks), lanes
- * past WO, 4 vectors past the plane (flat kernel) and the kw shifts read up
- * to here; zero-filled so every value read is finite. */
-static size_t padded_slack(const nfv_context *ctx, const conv_dims *d)
+/* The staging buffer (the context's scratch) with its slack zero-filled;
+ * the caller writes the body. */
+static nfv_status padded_scratch(nfv_context *ctx, const conv_dims *d, cl_mem *xp)
 {
-    size_t wp = (size_t)d->w + 2 * d->p[2];
-    return (size_t)(4 * d->s[1] + d->k[1] + 1) * wp + 4 * (size_t)nfv_context_vector_width(ctx) + d->k[2] + 64;
+    const size_t total = padded_floats(ctx, d), body = padded_body(d);
+    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, total, "conv3d padded input", xp));
+    float zero = 0.0f;
+    cl_int err = clEnqueueFillBuffer(nfv_context_queue(ctx), *xp, &zero, sizeof zero, body * sizeof(float),
+                                     (total - body) * sizeof(float), 0, NULL, NULL);
+    return err == CL_SUCCESS ? NFV_OK
+                             : nfv_cl_fail(err, "clEnqueueFillBuffer", "conv3d padded input slack", __FILE__, __LINE__);
 }
 
 /* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into the
@@ -133,15 +172,11 @@ static size_t padded_slack(const nfv_context *ctx, const conv_dims *d)
  * where gate > 0 (conv3d_pad_gated). */
 static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, cl_mem *out)
 {
-    size_t n = padded_numel(d), slack = padded_slack(ctx, d);
     cl_mem xp;
-    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, n + slack, "conv3d padded input", &xp));
-    float zero = 0.0f;
-    cl_int err = clEnqueueFillBuffer(nfv_context_queue(ctx), xp, &zero, sizeof zero, n * sizeof(float),
-                                     slack * sizeof(float), 0, NULL, NULL);
+    NFV_TRY(padded_scratch(ctx, d, &xp));
     cl_kernel k;
     nfv_status st = NFV_OK;
-    if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clEnqueueFillBuffer", "conv3d padded input slack", __FILE__, __LINE__);
+    cl_int err;
     char go[32];
     const char *name = gate ? "conv3d_pad_gated" : "conv3d_pad";
     if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), name, &k);
@@ -175,11 +210,12 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int vec = c.vec, cob = c.cob, rows = c.rows;
     const int flat = c.flat;
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast", &k));
+    const char *name = c.block ? "conv3d_fwd_block" : flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast";
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
     cl_mem xp;
     if (x) NFV_TRY(pad_input(ctx, d, x, gate, &xp));
-    else NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, padded_numel(d) + padded_slack(ctx, d),
-                                "conv3d padded input", &xp)); /* staged by the caller */
+    else NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, padded_floats(ctx, d), "conv3d padded input",
+                                &xp)); /* staged by the caller */
     cl_int has_bias = bias != NULL;
     cl_mem b = bias ? bias : w;
     nfv_status st = NFV_OK;
@@ -187,12 +223,16 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) != CL_SUCCESS || (err = clSetKernelArg(k, 1, sizeof w, &w)) ||
         (err = clSetKernelArg(k, 2, sizeof b, &b)) || (err = clSetKernelArg(k, 3, sizeof y, &y)) ||
         (err = clSetKernelArg(k, 4, sizeof has_bias, &has_bias)))
-        st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_fwd_fast", __FILE__, __LINE__);
+        st = nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
     if (st == NFV_OK) {
         size_t wp = (size_t)d->w + 2 * d->p[2];
         size_t global[3] = {(size_t)(d->ow + vec - 1) / vec, (size_t)(d->oh + rows - 1) / rows,
                             (size_t)d->n * (d->co / cob) * d->od};
         if (flat) global[0] = (d->oh * wp + (size_t)vec * rows - 1) / ((size_t)vec * rows), global[1] = 1;
+        if (c.block) {
+            global[1] = (size_t)(d->oh + BLOCK - 1) / BLOCK;
+            global[2] = (size_t)d->n * d->co * ((d->od + BLOCK - 1) / BLOCK);
+        }
         /* One output plane per work-group (PoCL pays per work-group, so few
          * big ones), else one row of it where the device allows less. */
         size_t max_local = nfv_kernel_max_local(ctx, k);
@@ -254,20 +294,14 @@ nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params
         return nfv_fail(NFV_ERR_UNSUPPORTED, "conv3d staged input gradient: needs stride 1, padding <= kernel - 1, "
                                              "no dilation or groups");
     conv_dims t = transposed_dims(&d);
-    size_t n = padded_numel(&t), slack = padded_slack(ctx, &t);
     cl_mem xp;
-    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, n + slack, "conv3d padded input", &xp));
-    float zero = 0.0f;
-    cl_int err = clEnqueueFillBuffer(nfv_context_queue(ctx), xp, &zero, sizeof zero, n * sizeof(float),
-                                     slack * sizeof(float), 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        return nfv_cl_fail(err, "clEnqueueFillBuffer", "conv3d staged input gradient slack", __FILE__, __LINE__);
+    NFV_TRY(padded_scratch(ctx, &t, &xp));
     memset(staged, 0, sizeof *staged);
     const int shape[5] = {t.n, t.ci, t.d + 2 * t.p[0], t.h + 2 * t.p[1], t.w + 2 * t.p[2]};
     staged->buf = xp;
     staged->ndim = 5;
     for (int i = 0; i < 5; i++) staged->shape[i] = shape[i];
-    staged->numel = n;
+    staged->numel = padded_body(&t);
     staged->is_view = 1;
     for (int i = 0; i < 3; i++) pad[i] = t.p[i];
     return NFV_OK;

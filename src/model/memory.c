@@ -81,14 +81,6 @@ static void grow(scratch_max *s, int slot, size_t floats, const nfv_layer *l, co
     snprintf(s->what[slot], sizeof s->what[slot], "layer %d (%s) %s", l->index, l->name, use);
 }
 
-/* conv3d.c's padded_numel + padded_slack for an input (n, c, d, h, w) padded by p. */
-static size_t conv_padded(int vec, int n, int c, const int dims[3], const int p[3], int sh, int kh, int kw)
-{
-    size_t wp = (size_t)dims[2] + 2 * p[2];
-    size_t body = (size_t)n * c * (dims[0] + 2 * p[0]) * (dims[1] + 2 * p[1]) * wp;
-    return body + (size_t)(4 * sh + kh + 1) * wp + 4 * (size_t)vec + (size_t)kw + 64;
-}
-
 /* What conv3d.c's fast paths take for layer l (batch n).  fwd: the forward;
  * wgrad: weight (and bias) gradients; dgrad: the input gradient. */
 static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad, int dgrad, scratch_max *s)
@@ -97,7 +89,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
     const int *k = sp->kernel, *st = sp->stride, *p = sp->padding;
     int ci = l->in_shape[0], co = sp->features, od = l->out_shape[1], oh = l->out_shape[2], ow = l->out_shape[3];
     size_t kvol = (size_t)k[0] * k[1] * k[2];
-    size_t xpad = conv_padded(vec, n, ci, l->in_shape + 1, p, st[1], k[1], k[2]);
+    size_t xpad = nfv_conv3d_padded_floats(vec, n, ci, l->in_shape + 1, p, k, st, co);
     if (fwd && st[2] == 1) grow(s, SL_PADDED, xpad, l, "padded input");
     if (wgrad) {
         if (st[2] == 1 && k[2] <= 5) {
@@ -116,7 +108,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
         int tp[3] = {k[0] - 1 - p[0], k[1] - 1 - p[1], k[2] - 1 - p[2]};
         int dims[3] = {od, oh, ow};
         grow(s, SL_FLIPPED, (size_t)co * ci * kvol, l, "flipped weights");
-        grow(s, SL_PADDED, conv_padded(vec, n, co, dims, tp, 1, k[1], k[2]), l, "padded output gradient");
+        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, dims, tp, k, st, ci), l, "padded output gradient");
     }
 }
 

@@ -75,6 +75,9 @@ static void fill_info(cl_platform_id p, cl_device_id d, int pi, int di, nfv_devi
     u = 0;
     clGetDeviceInfo(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof u, &u, NULL);
     o->preferred_vector_width_float = u;
+    cl_device_fp_config fp = 0;
+    clGetDeviceInfo(d, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+    o->has_fma = (fp & CL_FP_FMA) && !(fp & CL_FP_SOFT_FLOAT);
     u = 0;
     clGetDeviceInfo(d, CL_DEVICE_MAX_CLOCK_FREQUENCY, sizeof u, &u, NULL);
     o->max_clock_mhz = u;
@@ -374,7 +377,13 @@ nfv_status nfv_kernel_launch(nfv_context *ctx, cl_kernel kernel, cl_uint dims, c
         if (global[i] == 0) return NFV_OK; /* empty launch: nothing to do */
     cl_event *ev = ctx->profile ? nfv_profile_slot(ctx, kernel) : NULL;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, ev);
-    if (ev && err == CL_SUCCESS) nfv_profile_launched(ctx);
+    if (ev && err == CL_SUCCESS) {
+        /* Profiling runs each kernel alone: PoCL stamps START when a command
+         * is submitted, so kernels queued behind each other overlapped and
+         * their sum exceeded the wall time. */
+        nfv_profile_launched(ctx);
+        clWaitForEvents(1, ev);
+    }
     if (err != CL_SUCCESS) {
         char name[128] = "?";
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);

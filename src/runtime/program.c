@@ -116,8 +116,10 @@ nfv_status nfv_program_build_source(nfv_context *ctx, const char *label, const c
 {
     *out = NULL;
     char opts[1024];
-    /* -cl-std pins the language level: kernels are OpenCL C 1.2. */
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", options ? options : "");
+    /* -cl-std pins the language level: kernels are OpenCL C 1.2.  NFV_FMA:
+     * MAC() of cl/common.cl becomes fma(). */
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s%s", ctx->info.has_fma ? "-DNFV_FMA=1 " : "",
+             options ? options : "");
     char path[1200] = "";
     if (ctx->cache_dir[0]) {
         snprintf(path, sizeof path, "%s/%016llx.bin", ctx->cache_dir, cache_key(ctx, source, opts));
