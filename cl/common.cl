@@ -16,8 +16,10 @@
 
 /* MAC(a, b, c) = a * b + c for the hot loops.  mad() lets the compiler
  * choose, and PoCL's CPU compiler (LLVM 15) emits a multiply and an add:
- * twice the instructions of one FMA (conv1's input gradient 8.9 -> 7.0 ms,
- * conv2's weight gradient 4.6 -> 3.4 ms in bench-kernels with fma).  Where
+ * twice the instructions of one FMA.  With fma, bench-kernels' fastest of
+ * 10 runs, two alternating rounds: the weight gradients 20-27 % faster
+ * (conv3 2.48/2.40 -> 1.76/1.76 ms), conv1's 1-channel input gradient
+ * 8.0/7.1 -> 5.9/6.5 ms, the wide forwards 5-10 %.  Where
  * the device does fused multiply-add in hardware (CL_FP_FMA without
  * CL_FP_SOFT_FLOAT: the host passes -DNFV_FMA=1; or the OpenCL C macro
  * FP_FAST_FMAF, which PoCL does not define) take fma; elsewhere it may be

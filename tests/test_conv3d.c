@@ -161,8 +161,8 @@ static const conv_case CASES[] = {
     {1, 3, 1, 9, 7, 32, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
     {1, 3, 2, 9, 11, 16, {3, 3, 3}, {1, 2, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
     /* one output channel (forward; and the input gradient of 1 input
-     * channel) takes 4-plane x 4-row blocks: batch 2, D = 6 (a partial
-     * plane block), reads reaching the last sample's slack */
+     * channel) at batch 2: 4-row blocks with a partial last one (H = 5),
+     * reads reaching the last sample's slack */
     {2, 1, 4, 6, 5, 13, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
     {2, 4, 1, 6, 5, 13, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
 };

@@ -87,10 +87,10 @@ nfv_status nfv_conv3d_backward_input_staged(nfv_context *ctx, const nfv_conv3d_p
                                             const nfv_tensor *w, nfv_tensor *dx);
 /* Floats of the zero-padded staging copy (slack included) the fast paths
  * take, in the context's scratch, of an input (n, c, dims) padded by pad
- * for a conv with that kernel, stride and out_c output channels, at vector
- * width vec (nfv_context_vector_width): what src/model/memory.c counts. */
+ * for a conv with that kernel and stride, at vector width vec
+ * (nfv_context_vector_width): what src/model/memory.c counts. */
 size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const int pad[3], const int kernel[3],
-                                const int stride[3], int out_c);
+                                const int stride[3]);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
  * ones are tested against, never used by the program (with dilation or
  * groups > 1 they run the general kernels, as the functions above). */

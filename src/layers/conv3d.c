@@ -70,17 +70,7 @@ typedef struct fast_config {
     int bw_cob;  /* output channels per weight-gradient work-item */
     int odc;     /* output planes per weight-gradient slab */
     int flat;    /* forward through conv3d_fwd_flat rather than conv3d_fwd_fast */
-    int block;   /* forward through conv3d_fwd_block (BLOCK planes x BLOCK rows, one channel) */
 } fast_config;
-
-enum { BLOCK = 4 }; /* BLK of cl/conv3d.cl */
-
-/* 1 when the forward of a conv with co output channels and strides s runs
- * conv3d_fwd_block (see fast_config_for). */
-static int takes_block(int co, const int s[3])
-{
-    return co <= 2 && s[0] == 1 && s[1] == 1;
-}
 
 static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
 {
@@ -102,10 +92,6 @@ static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
      * would waste more than 10 % of its lanes. */
     const int row_lanes = (d->ow + c.vec - 1) / c.vec * c.vec;
     c.flat = d->s[1] == 1 && 10 * d->ow < 9 * row_lanes;
-    /* 1-2 output channels at unit strides: even 4 rows are only 4 FMA
-     * chains; 4 planes x 4 rows per work-item give 16 (conv3d_fwd_block). */
-    c.block = takes_block(d->co, d->s);
-    if (c.block) c.flat = 0;
     int acc_cap = d->k[2] <= 1 ? 16 : 24 / d->k[2];
     c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
     c.odc = planes_per_slab(d);
@@ -129,15 +115,13 @@ static nfv_status scratch_create(nfv_context *ctx, int slot, size_t floats, cons
 }
 
 size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const int pad[3], const int kernel[3],
-                                const int stride[3], int out_c)
+                                const int stride[3])
 {
     size_t dp = (size_t)dims[0] + 2 * pad[0], hp = (size_t)dims[1] + 2 * pad[1], wp = (size_t)dims[2] + 2 * pad[2];
     /* Slack after the body: up to 3 rows past HO (4-row blocks), lanes past
      * WO, 4 vectors past the plane (flat kernel) and the kw shifts read up to
-     * here, and conv3d_fwd_block's planes past DO (up to BLOCK - 1); all
-     * zero-filled so every value read is finite. */
+     * here; zero-filled so every value read is finite. */
     size_t slack = (size_t)(4 * stride[1] + kernel[1] + 1) * wp + 4 * (size_t)vec + kernel[2] + 64;
-    if (takes_block(out_c, stride)) slack += (size_t)(BLOCK - 1) * hp * wp;
     return (size_t)n * c * dp * hp * wp + slack;
 }
 
@@ -146,7 +130,7 @@ size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const 
 static size_t padded_floats(const nfv_context *ctx, const conv_dims *d)
 {
     const int dims[3] = {d->d, d->h, d->w};
-    return nfv_conv3d_padded_floats(nfv_context_vector_width(ctx), d->n, d->ci, dims, d->p, d->k, d->s, d->co);
+    return nfv_conv3d_padded_floats(nfv_context_vector_width(ctx), d->n, d->ci, dims, d->p, d->k, d->s);
 }
 
 static size_t padded_body(const conv_dims *d)
@@ -210,7 +194,7 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int vec = c.vec, cob = c.cob, rows = c.rows;
     const int flat = c.flat;
     cl_kernel k;
-    const char *name = c.block ? "conv3d_fwd_block" : flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast";
+    const char *name = flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast";
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
     cl_mem xp;
     if (x) NFV_TRY(pad_input(ctx, d, x, gate, &xp));
@@ -229,10 +213,6 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
         size_t global[3] = {(size_t)(d->ow + vec - 1) / vec, (size_t)(d->oh + rows - 1) / rows,
                             (size_t)d->n * (d->co / cob) * d->od};
         if (flat) global[0] = (d->oh * wp + (size_t)vec * rows - 1) / ((size_t)vec * rows), global[1] = 1;
-        if (c.block) {
-            global[1] = (size_t)(d->oh + BLOCK - 1) / BLOCK;
-            global[2] = (size_t)d->n * d->co * ((d->od + BLOCK - 1) / BLOCK);
-        }
         /* One output plane per work-group (PoCL pays per work-group, so few
          * big ones), else one row of it where the device allows less. */
         size_t max_local = nfv_kernel_max_local(ctx, k);

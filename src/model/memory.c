@@ -89,7 +89,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
     const int *k = sp->kernel, *st = sp->stride, *p = sp->padding;
     int ci = l->in_shape[0], co = sp->features, od = l->out_shape[1], oh = l->out_shape[2], ow = l->out_shape[3];
     size_t kvol = (size_t)k[0] * k[1] * k[2];
-    size_t xpad = nfv_conv3d_padded_floats(vec, n, ci, l->in_shape + 1, p, k, st, co);
+    size_t xpad = nfv_conv3d_padded_floats(vec, n, ci, l->in_shape + 1, p, k, st);
     if (fwd && st[2] == 1) grow(s, SL_PADDED, xpad, l, "padded input");
     if (wgrad) {
         if (st[2] == 1 && k[2] <= 5) {
@@ -108,7 +108,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
         int tp[3] = {k[0] - 1 - p[0], k[1] - 1 - p[1], k[2] - 1 - p[2]};
         int dims[3] = {od, oh, ow};
         grow(s, SL_FLIPPED, (size_t)co * ci * kvol, l, "flipped weights");
-        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, dims, tp, k, st, ci), l, "padded output gradient");
+        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, dims, tp, k, st), l, "padded output gradient");
     }
 }
 
