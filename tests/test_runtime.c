@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "neurofv/context.h"
+#include "neurofv/ops.h"
 #include "test.h"
 
 TEST(runtime_device_selection)
@@ -114,6 +115,37 @@ TEST(runtime_binary_cache)
     } else {
         unsetenv("XDG_CACHE_HOME");
     }
+}
+
+/* MAC() of cl/common.cl is one rounding where the device reports hardware
+ * fused multiply-add (the host builds with -DNFV_FMA=1), as the conv
+ * kernels' speed depends on: with a = x = 1 + 2^-23 and y = -(1 + 2^-22),
+ * a * x + y is 2^-46 exactly, and 0 when the product is rounded first.
+ * Checked through axpy (y = MAC(a, x, y)), on whole vectors and on the
+ * scalar tail. */
+TEST(runtime_mac_is_fused_where_the_device_has_fma)
+{
+    nfv_context *ctx = test_ctx();
+    const float a = 1.0f + 0x1p-23f;
+    enum { N = 37 };
+    float x[N], y[N];
+    for (int i = 0; i < N; i++) x[i] = a, y[i] = -(1.0f + 0x1p-22f);
+    int shape[1] = {N};
+    nfv_tensor tx, ty;
+    memset(&tx, 0, sizeof tx), memset(&ty, 0, sizeof ty);
+    if (CHECK_OK(test_tensor(&tx, 1, shape, x)) && CHECK_OK(test_tensor(&ty, 1, shape, y)) &&
+        CHECK_OK(nfv_axpy(ctx, a, &tx, &ty))) {
+        float *got = test_download(&ty);
+        const float fused = 0x1p-46f;
+        const int fma = nfv_context_device_info(ctx)->has_fma;
+        int bad = 0, first = -1;
+        for (int i = 0; got && i < N; i++)
+            if (fma ? got[i] != fused : (got[i] != fused && got[i] != 0.0f)) bad++, first = first < 0 ? i : first;
+        CHECK(got && bad == 0, "%d of %d elements wrong, first [%d] = %g; want %g%s", bad, N, first,
+              first >= 0 ? got[first] : 0.0, fused, fma ? " (the device has fma)" : " or 0");
+        free(got);
+    }
+    nfv_tensor_free(&tx), nfv_tensor_free(&ty);
 }
 
 TEST(runtime_tensor_roundtrip_and_errors)

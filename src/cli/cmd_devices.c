@@ -61,10 +61,11 @@ int cmd_devices(int argc, char **argv)
         printf("%c %d:%d  %-4s %s  [%s; %s]\n", d->is_default ? '*' : ' ', d->platform_index, d->device_index,
                d->is_gpu ? "GPU" : d->is_cpu ? "CPU" : "ACC", d->name, d->platform_name, d->device_version);
         printf("        %u compute units, %.1f GiB global (%.1f GiB per buffer), %llu KiB local, max work-group %zu, "
-               "float vector %u\n",
+               "float vector %u, %s\n",
                d->compute_units, (double)d->global_mem_bytes / (1024.0 * 1024 * 1024),
                (double)d->max_mem_alloc_bytes / (1024.0 * 1024 * 1024), d->local_mem_bytes / 1024,
-               d->max_work_group_size, d->preferred_vector_width_float);
+               d->max_work_group_size, d->preferred_vector_width_float,
+               d->has_fma ? "fused multiply-add" : "no hardware fused multiply-add (kernels use mad)");
         nfv_kernel_config kc;
         char spec[128], why[1400], line[1600];
         int tuned = nfv_tuning_lookup(cache, d, spec, sizeof spec, why, sizeof why);
