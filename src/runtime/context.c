@@ -378,9 +378,9 @@ nfv_status nfv_kernel_launch(nfv_context *ctx, cl_kernel kernel, cl_uint dims, c
     cl_event *ev = ctx->profile ? nfv_profile_slot(ctx, kernel) : NULL;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL, ev);
     if (ev && err == CL_SUCCESS) {
-        /* Profiling runs each kernel alone: PoCL stamps START when a command
-         * is submitted, so kernels queued behind each other overlapped and
-         * their sum exceeded the wall time. */
+        /* Profiling runs each kernel alone: queued behind each other, PoCL's
+         * START..END intervals overlapped and their sum exceeded the wall
+         * time of the step. */
         nfv_profile_launched(ctx);
         clWaitForEvents(1, ev);
     }

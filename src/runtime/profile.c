@@ -1,7 +1,7 @@
 /* Kernel profiling: with NEUROFV_PROFILE=1 at context creation the queue is
  * created with CL_QUEUE_PROFILING_ENABLE and every nfv_kernel_launch keeps
- * its event and waits for it (so each kernel's time is its own, not shared
- * with the kernels queued before it); nfv_profile_collect waits for the queue and sums each kernel's
+ * its event and waits for it (each kernel runs alone, so its time is its
+ * own); nfv_profile_collect waits for the queue and sums each kernel's
  * device time (CL_PROFILING_COMMAND_START..END) by kernel name.  Launches
  * that do not go through nfv_kernel_launch (CLBlast's dense layers, buffer
  * copies, reads) are not counted: the caller compares the sum with wall
