@@ -18,6 +18,12 @@ typedef struct bench_times {
 void bench_times_free(bench_times *b);
 double bench_median(const bench_times *b);
 
+/* --profile (NEUROFV_PROFILE): drop the kernel times recorded so far.  The
+ * steps below call it when their warm-up ends, so a profile covers the timed
+ * repetitions (for vis, also the last warm-up step's backward and the final
+ * forward); without profiling it does nothing. */
+void bench_profile_forget(nfv_context *ctx);
+
 /* One visualization step (forward in eval mode to the target's layer, input
  * gradient, Adam on the input, no transforms or penalties: the loop's
  * defaults) on `batch` samples: `target` (e.g. "output:0") with `batch`

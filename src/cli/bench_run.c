@@ -59,9 +59,7 @@ static float *random_volumes(const nfv_model *m, int n, unsigned long long seed)
 
 /* ---- visualization step ---------------------------------------------------- */
 
-/* --profile covers the timed repetitions only: the warm-up's first touches of
- * fresh buffers and kernel builds are forgotten when it ends. */
-static void profile_forget(nfv_context *ctx)
+void bench_profile_forget(nfv_context *ctx)
 {
     nfv_profile_row *rows = NULL;
     if (nfv_profile_collect(ctx, &rows, 1) >= 0) free(rows);
@@ -82,7 +80,7 @@ static void vis_tick(void *user, int b, int nb, int step, int steps, const float
     vis_clock *c = user;
     double now = cli_now();
     if (step > c->skip && c->out->n < c->cap) c->out->t[c->out->n++] = now - c->last;
-    if (step == c->skip) profile_forget(c->ctx);
+    if (step == c->skip) bench_profile_forget(c->ctx);
     c->last = now;
 }
 
@@ -133,7 +131,7 @@ nfv_status bench_train_step(nfv_context *ctx, nfv_model *m, int batch, int warmu
         double t0 = cli_now();
         float loss;
         st = nfv_trainer_step(tr, x, y, batch, &loss, NULL); /* reads the loss back: ends with the queue drained */
-        if (!st && i == warmup - 1) profile_forget(ctx);
+        if (!st && i == warmup - 1) bench_profile_forget(ctx);
         if (!st && i >= warmup) out->t[out->n++] = cli_now() - t0;
     }
     if (tr) nfv_trainer_free(tr);
@@ -153,7 +151,7 @@ nfv_status bench_eval(nfv_context *ctx, nfv_model *m, int batch, int warmup, int
     for (int i = 0; !st && i < warmup + reps; i++) {
         double t0 = cli_now();
         st = nfv_model_predict(m, ctx, x, batch, batch, y);
-        if (!st && i == warmup - 1) profile_forget(ctx);
+        if (!st && i == warmup - 1) bench_profile_forget(ctx);
         if (!st && i >= warmup) out->t[out->n++] = cli_now() - t0;
     }
     free(x);

@@ -90,8 +90,7 @@ static bench_row *add_row(bench_state *s, const char *name, int batch, const cha
 /* --profile: forget what was recorded before a measurement ... */
 static void profile_begin(bench_state *s)
 {
-    nfv_profile_row *rows = NULL;
-    if (s->a->profile && nfv_profile_collect(s->ctx, &rows, 1) >= 0) free(rows);
+    if (s->a->profile) bench_profile_forget(s->ctx);
 }
 
 /* ... and give the measurement's kernels to its row. */
