@@ -488,28 +488,46 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
     for (int oh = 0; oh < HO; oh++) {
         __global const float *xr = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + (oh * SH + kh) * WP;
         __global const float *dr = dy + ((((size_t)n * CO + co0) * DO + od) * HO + oh) * WO;
-        for (int x0 = 0; x0 < WO; x0 += VEC) {
-            /* lanes inside the row (all ones) or past its end (zero) */
-            const intv keep = isless(LANES_F, (floatv)((float)(WO - x0)));
-            /* taps past KW are never loaded: the conditions are constants */
-            const floatv x_0 = VLOAD(0, xr + x0);
-            const floatv x_1 = KW > 1 ? VLOAD(0, xr + x0 + 1) : (floatv)(0.0f);
-            const floatv x_2 = KW > 2 ? VLOAD(0, xr + x0 + 2) : (floatv)(0.0f);
-            const floatv x_3 = KW > 3 ? VLOAD(0, xr + x0 + 3) : (floatv)(0.0f);
-            const floatv x_4 = KW > 4 ? VLOAD(0, xr + x0 + 4) : (floatv)(0.0f);
-#define GACC(c)                                                                       \
+        /* Whole vectors inside the row, then (when WO % VEC) the row's tail,
+         * whose dy lanes past WO are selected to zero: the select costs one
+         * blend per dy load, so only the tail pays it. */
+#define DY_FULL(c) VLOAD(0, dr + (size_t)(c) * DO * HO * WO + x0)
+#define DY_TAIL(c) select((floatv)(0.0f), DY_FULL(c), keep)
+#define GACC(c, DY)                                                                   \
     {                                                                                 \
-        const floatv g = select((floatv)(0.0f), VLOAD(0, dr + (size_t)(c) * DO * HO * WO + x0), \
-                                keep);                                                 \
+        const floatv g = DY(c);                                                       \
         g0_##c = MAC(g, x_0, g0_##c);                                                 \
         if (KW > 1) g1_##c = MAC(g, x_1, g1_##c);                                     \
         if (KW > 2) g2_##c = MAC(g, x_2, g2_##c);                                     \
         if (KW > 3) g3_##c = MAC(g, x_3, g3_##c);                                     \
         if (KW > 4) g4_##c = MAC(g, x_4, g4_##c);                                     \
     }
-            REP(BW_COB, GACC)
-#undef GACC
+#define GACC_FULL(c) GACC(c, DY_FULL)
+#define GACC_TAIL(c) GACC(c, DY_TAIL)
+/* taps past KW are never loaded: the conditions are constants */
+#define XLOADS                                                                        \
+    const floatv x_0 = VLOAD(0, xr + x0);                                             \
+    const floatv x_1 = KW > 1 ? VLOAD(0, xr + x0 + 1) : (floatv)(0.0f);               \
+    const floatv x_2 = KW > 2 ? VLOAD(0, xr + x0 + 2) : (floatv)(0.0f);               \
+    const floatv x_3 = KW > 3 ? VLOAD(0, xr + x0 + 3) : (floatv)(0.0f);               \
+    const floatv x_4 = KW > 4 ? VLOAD(0, xr + x0 + 4) : (floatv)(0.0f);
+        for (int x0 = 0; x0 + VEC <= WO; x0 += VEC) {
+            XLOADS
+            REP(BW_COB, GACC_FULL)
         }
+        if (WO % VEC) {
+            const int x0 = WO / VEC * VEC;
+            /* lanes inside the row (all ones) or past its end (zero) */
+            const intv keep = isless(LANES_F, (floatv)((float)(WO - x0)));
+            XLOADS
+            REP(BW_COB, GACC_TAIL)
+        }
+#undef XLOADS
+#undef GACC_TAIL
+#undef GACC_FULL
+#undef GACC
+#undef DY_TAIL
+#undef DY_FULL
     }
 
     /* Horizontal sums into part[slab, co, ci, kd, kh, kw]. */
