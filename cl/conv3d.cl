@@ -38,6 +38,11 @@
 #ifndef ROWS
 #define ROWS 1          /* output rows (h) per work-item (forward): 1-4 */
 #endif
+#ifndef KD_UNROLL
+#define KD_UNROLL 1     /* 1: the forward kernels unroll all KD*KH*KW taps; 0: they keep the
+                         * kd loop, so the compiler cannot hoist every tap's loads at once
+                         * and spill accumulators (nfv_kernel_config.conv_unroll) */
+#endif
 #ifndef OUT_RELU
 #define OUT_RELU 0      /* 1: the forward stores max(y, 0) (eval-mode conv + BN + ReLU fusion) */
 #endif
@@ -249,7 +254,11 @@ __kernel void conv3d_fwd_fast(__global const float *xp, __global const float *w,
     for (int ci = 0; ci < CI; ci++) {
         __global const float *xc = xrow + (size_t)ci * DP * HP * WP;
         __global const float *wc = wco + ci * KVOL;
+#if KD_UNROLL
 #pragma unroll
+#else
+#pragma unroll 1
+#endif
         for (int kd = 0; kd < KD; kd++)
 #pragma unroll
             for (int kh = 0; kh < KH; kh++)
@@ -313,7 +322,11 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
     for (int ci = 0; ci < CI; ci++) {
         __global const float *xc = xpos + (size_t)ci * DP * HP * WP;
         __global const float *wc = wco + ci * KVOL;
+#if KD_UNROLL
 #pragma unroll
+#else
+#pragma unroll 1
+#endif
         for (int kd = 0; kd < KD; kd++)
 #pragma unroll
             for (int kh = 0; kh < KH; kh++)
@@ -438,7 +451,11 @@ __kernel void conv3d_fwd_relu_pool2(__global const float *xp, __global const flo
     for (int ci = 0; ci < CI; ci++) {
         __global const float *xc = xrow + (size_t)ci * DP * HP * WP;
         __global const float *wc = wco + ci * KVOL;
+#if KD_UNROLL
 #pragma unroll
+#else
+#pragma unroll 1
+#endif
         for (int kd = 0; kd < KD; kd++)
 #pragma unroll
             for (int kh = 0; kh < KH; kh++)

@@ -27,7 +27,8 @@ typedef struct nfv_tune_options {
     int reps;       /* timed repetitions per candidate (median), 21 */
     /* Candidates to try besides the default (NEUROFV_KERNEL_CONFIG syntax);
      * NULL: the built-in list (vec 4/8/16, chunk 1024/4096/16384, local
-     * 64/256, then the combination of the settings that each beat the default). */
+     * 64/256, unroll 0/1, then the combination of the settings that each beat
+     * the default). */
     const char *const *candidates;
     int ncandidates;
 } nfv_tune_options;

@@ -22,14 +22,14 @@ int cmd_tune(int argc, char **argv)
         {"--reps", CLI_INT, &o.reps, "N", "timed runs per candidate, median (default 21)"},
         {"--candidates", CLI_STRING, &only, "LIST",
          "candidates besides the default, ';'-separated NEUROFV_KERNEL_CONFIG specs (default: vec 4/8/16, chunk "
-         "1024/4096/16384, local 64/256, then the best of each together)"},
+         "1024/4096/16384, local 64/256, unroll 0/1, then the best of each together)"},
         {"--cache-dir", CLI_STRING, &cache, "DIR", "store the tuning file in DIR (default: the kernel cache folder)"},
         {"--dry-run", CLI_FLAG, &dry, NULL, "measure and print, store nothing"},
         {0},
     };
     int r = cli_parse("tune", "[--device DEV] [options]",
                       "Run a conv3d + maxpool3d + batchnorm3d workload forward and backward under each candidate "
-                      "kernel configuration (-DVEC, -DCHUNK, work-group cap), check it against the reference kernels, "
+                      "kernel configuration (-DVEC, -DCHUNK, work-group cap, -DKD_UNROLL), check it against the reference kernels, "
                       "time it, and store the fastest valid one (the built-in default unless another was faster in "
                       "this run) per device and driver in <cache>/tuning.json.  Later runs use it unless "
                       "NEUROFV_KERNEL_CONFIG is set or NEUROFV_TUNING=off; `neurofv devices` shows it.",

@@ -70,6 +70,7 @@ typedef struct fast_config {
     int bw_cob;  /* output channels per weight-gradient work-item */
     int odc;     /* output planes per weight-gradient slab */
     int flat;    /* forward through conv3d_fwd_flat rather than conv3d_fwd_fast */
+    int unroll;  /* -DKD_UNROLL: the kernel configuration's conv_unroll */
 } fast_config;
 
 static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
@@ -95,6 +96,7 @@ static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
     int acc_cap = d->k[2] <= 1 ? 16 : 24 / d->k[2];
     c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
     c.odc = planes_per_slab(d);
+    c.unroll = nfv_context_kernel_config(ctx)->conv_unroll;
     return c;
 }
 
@@ -104,9 +106,9 @@ static void fast_options(const fast_config *c, const conv_dims *d, int relu, cha
 {
     snprintf(buf, cap,
              "-DODC=%d -DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d "
-             "-DSH=%d -DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d%s",
+             "-DSH=%d -DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d -DKD_UNROLL=%d%s",
              c->odc, c->vec, c->cob, c->rows, c->bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0], d->s[1],
-             d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow, relu ? " -DOUT_RELU=1" : "");
+             d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow, c->unroll, relu ? " -DOUT_RELU=1" : "");
 }
 
 static nfv_status scratch_create(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out)

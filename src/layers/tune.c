@@ -288,8 +288,8 @@ static void run_candidate(const char *device, const nfv_tune_options *o, nfv_tun
     if (ctx) nfv_context_free(ctx);
 }
 
-static const char *const DEFAULT_CANDIDATES[] = {"vec=4",      "vec=8",       "vec=16",   "chunk=1024",
-                                                 "chunk=4096", "chunk=16384", "local=64", "local=256"};
+static const char *const DEFAULT_CANDIDATES[] = {"vec=4",    "vec=8",     "vec=16",   "chunk=1024", "chunk=4096",
+                                                 "chunk=16384", "local=64", "local=256", "unroll=0", "unroll=1"};
 
 nfv_status nfv_tune(const char *device, const nfv_tune_options *o, nfv_tune_result *r)
 {
@@ -314,7 +314,7 @@ nfv_status nfv_tune(const char *device, const nfv_tune_options *o, nfv_tune_resu
         /* Settings the device refuses, or equal to the default, are not tried. */
         if (nfv_kernel_config_parse(list[i], &r->device, &k) != NFV_OK) continue;
         if (k.vector_width == def.vector_width && k.reduction_chunk == def.reduction_chunk &&
-            k.max_local == def.max_local)
+            k.max_local == def.max_local && k.conv_unroll == def.conv_unroll)
             continue;
         nfv_tune_candidate *c = &r->cand[r->n++];
         snprintf(c->spec, sizeof c->spec, "%s", list[i]);
@@ -322,10 +322,10 @@ nfv_status nfv_tune(const char *device, const nfv_tune_options *o, nfv_tune_resu
     }
     /* Then the fastest single setting of each key that beat the default,
      * together, when there are two or more. */
-    static const char *const keys[3] = {"vec=", "chunk=", "local="};
+    static const char *const keys[] = {"vec=", "chunk=", "local=", "unroll="};
     char combo[96] = "";
     int parts = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < (int)(sizeof keys / sizeof *keys); k++) {
         int bi = -1;
         for (int i = 1; i < r->n; i++)
             if (r->cand[i].valid && !strchr(r->cand[i].spec, ',') && !strncmp(r->cand[i].spec, keys[k], strlen(keys[k])) &&

@@ -1,8 +1,9 @@
 /* Kernel configurations: the per-device table and NEUROFV_KERNEL_CONFIG.
  *
  * What the table can choose for a device is small and explicit: the vector
- * width of the fast kernels (-DVEC), the BatchNorm reduction chunk (-DCHUNK)
- * and a cap on work-group sizes.  Any of them can be forced on any device,
+ * width of the fast kernels (-DVEC), the BatchNorm reduction chunk (-DCHUNK),
+ * a cap on work-group sizes and whether the fast convs unroll all their taps
+ * (-DKD_UNROLL).  Any of them can be forced on any device,
  * so the configurations a GPU would get run (and are tested) on the CPU:
  *
  *   NEUROFV_KERNEL_CONFIG=nvidia              a named profile
@@ -24,14 +25,20 @@
 /* The profiles.  local = 0 means "the device's own limit".  The GPU rows are
  * what the table picks for those devices (vector width 4 and a 1024-float
  * BatchNorm chunk on every GPU; work-group caps of the vendors' typical
- * limits: 1024 on NVIDIA, 256 on AMD and Intel). */
+ * limits: 1024 on NVIDIA, 256 on AMD and Intel).
+ * unroll: on PoCL (LLVM 15, x86) unrolling all 27 taps of a 3x3x3 conv let
+ * the scheduler hoist every tap's loads and spill the accumulators (1,000-
+ * 19,000 zmm stack moves per kernel in the disassembly); keeping the kd loop
+ * removed them and made the ref4 visualization and training steps faster
+ * (README, performance).  GPUs keep the full unroll, unmeasured there:
+ * `neurofv tune` tries the other. */
 static const nfv_kernel_config profiles[] = {
-    {"cpu-avx512", 16, 4096, 0, 0},
-    {"cpu-avx2", 8, 4096, 0, 0},
-    {"gpu", 4, 1024, 0, 0},
-    {"nvidia", 4, 1024, 1024, 0},
-    {"amd", 4, 1024, 256, 0},
-    {"intel", 4, 1024, 256, 0},
+    {"cpu-avx512", 16, 4096, 0, 0, 0},
+    {"cpu-avx2", 8, 4096, 0, 0, 0},
+    {"gpu", 4, 1024, 0, 1, 0},
+    {"nvidia", 4, 1024, 1024, 1, 0},
+    {"amd", 4, 1024, 256, 1, 0},
+    {"intel", 4, 1024, 256, 1, 0},
 };
 enum { PROFILE_COUNT = (int)(sizeof profiles / sizeof profiles[0]) };
 
@@ -90,7 +97,7 @@ static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
     if (!eq || end == eq + 1 || *end)
         return nfv_fail(NFV_ERR_INVALID_ARG,
                         "NEUROFV_KERNEL_CONFIG: \"%s\" is neither a profile (cpu-avx512, cpu-avx2, gpu, nvidia, amd, "
-                        "intel) nor vec=N, chunk=N, local=N or mem=BYTES",
+                        "intel) nor vec=N, chunk=N, local=N, unroll=0|1 or mem=BYTES",
                         item);
     size_t key = (size_t)(eq - item);
     if (key == 3 && !strncmp(item, "vec", 3)) {
@@ -106,8 +113,12 @@ static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
         if (!is_power_of_two(v) || v > 65536)
             return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: local=%ld (a power of two up to 65536)", v);
         c->max_local = (size_t)v;
+    } else if (key == 6 && !strncmp(item, "unroll", 6)) {
+        if (v != 0 && v != 1)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unroll=%ld (0 or 1)", v);
+        c->conv_unroll = (int)v;
     } else {
-        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local, mem)",
+        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local, unroll, mem)",
                         (int)key, item);
     }
     return NFV_OK;
