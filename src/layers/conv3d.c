@@ -76,12 +76,15 @@ typedef struct fast_config {
 static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
 {
     /* ≲24 vector accumulators (docs/ARCHITECTURE.md, performance notes):
-     * 16 channels x 1 row, or up to 8 channels x 2 rows; the weight gradient
-     * keeps bw_cob x KW of them. */
+     * up to 8 channels x 2 rows; the weight gradient keeps bw_cob x KW of
+     * them.  8 x 2 rather than 16 x 1: per tap 2 input loads (fewer where
+     * rows share them) and 8 weight broadcasts feed 16 FMAs, where 16 x 1
+     * loads 17 for 16 and was load-bound: measured on PoCL (AVX-512) with
+     * bench-kernels, conv3 forward 205-246 -> 239-269 GFLOP/s, conv4's input
+     * gradient 131-171 -> 153-177, conv2 unchanged. */
     fast_config c;
     c.vec = nfv_context_vector_width(ctx);
-    if (d->co % 16 == 0) c.cob = 16, c.rows = 1;
-    else c.cob = divisor_at_most(d->co, 8), c.rows = 2;
+    c.cob = divisor_at_most(d->co, 8), c.rows = 2;
     /* Few output channels (the input gradient of a 1-channel first layer):
      * each loaded vector feeds only cob FMAs, so take 4 rows, whose input
      * rows overlap and are loaded once. */
