@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/affine.h"
+#include "base/clock.h"
 #include "base/fs.h"
 #include "base/rng.h"
 #include "test.h"
@@ -61,6 +62,18 @@ TEST(rng_streams_uniform_and_independent)
     for (int k = 0; k < 5; k++) CHECK(abs(counts[k] - n / 5) < 400, "rng_below(5): value %d drawn %d times", k, counts[k]);
     CHECK(fabs(nsum / n) < 0.03 && fabs(nsum2 / n - 1) < 0.05, "normal: mean %.4f, second moment %.4f", nsum / n,
           nsum2 / n);
+}
+
+/* The benchmarks' median: odd and even counts, sorted in place, 0 for none. */
+TEST(clock_median_sort)
+{
+    double odd[5] = {5, 1, 4, 2, 3}, even[4] = {9, 1, 8, 2};
+    CHECK(nfv_median_sort(odd, 5) == 3.0 && odd[0] == 1 && odd[4] == 5, "odd: %g, sorted %g..%g",
+          nfv_median_sort(odd, 5), odd[0], odd[4]);
+    CHECK(nfv_median_sort(even, 4) == 5.0, "even: mean of the middle two, got %g", nfv_median_sort(even, 4));
+    CHECK(nfv_median_sort(even, 0) == 0.0, "none: 0");
+    double t0 = nfv_seconds(), t1 = nfv_seconds();
+    CHECK(t1 >= t0 && t0 > 0, "monotonic seconds: %g then %g", t0, t1);
 }
 
 TEST(affine_inverse_and_product)

@@ -1,4 +1,5 @@
 /* Runtime: device selection, build-log errors, the program binary cache. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,17 @@ TEST(runtime_binary_cache)
     } else {
         unsetenv("XDG_CACHE_HOME");
     }
+}
+
+/* nfv_device_fma_peak builds cl/peak.cl, checks every work-item's result
+ * (a chain that did not run as written is an error) and returns a rate: no
+ * threshold on it, speed is the benchmarks' business. */
+TEST(runtime_fma_peak_measures_a_checked_rate)
+{
+    nfv_context *ctx = test_ctx();
+    double gflops = -1;
+    if (CHECK_OK(nfv_device_fma_peak(ctx, &gflops)))
+        CHECK(gflops > 0 && isfinite(gflops), "a positive, finite rate: %g GFLOP/s", gflops);
 }
 
 /* MAC() of cl/common.cl is one rounding where the device reports hardware

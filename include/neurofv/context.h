@@ -153,6 +153,13 @@ nfv_status nfv_program_build_source(nfv_context *ctx, const char *label, const c
 nfv_status nfv_kernel_launch(nfv_context *ctx, cl_kernel kernel, cl_uint dims,
                              const size_t *global, const size_t *local);
 
+/* The device's attainable fp32 rate in GFLOP/s, measured (cl/peak.cl: 12
+ * independent VEC-wide multiply-add chains per work-item, 2,048 work-items
+ * per compute unit, median of 5 launches, a few ms on a CPU): the "% peak"
+ * of the benchmarks.  The result is checked, so a kernel that did not run
+ * as written is an error, not a fast device. */
+nfv_status nfv_device_fma_peak(nfv_context *ctx, double *gflops);
+
 /* Largest work-group size this kernel may use on this device. */
 size_t nfv_kernel_max_local(nfv_context *ctx, cl_kernel kernel);
 

@@ -3,6 +3,8 @@
  * the world is this process alone. */
 #include "neurofv/dist.h"
 
+#include "base/clock.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,18 +195,6 @@ int nfv_dist_abort(int code, const char *message) { (void)message; return code; 
 
 #endif
 
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 nfv_status nfv_dist_time_sum(size_t n, int reps, double *median_seconds)
 {
@@ -215,15 +205,14 @@ nfv_status nfv_dist_time_sum(size_t n, int reps, double *median_seconds)
     if (!s) s = nfv_dist_sum_floats(v, n); /* warm-up: connections are made on first use */
     for (int i = 0; i < reps && !s; i++) {
         s = nfv_dist_barrier();
-        double t0 = now_seconds();
+        double t0 = nfv_seconds();
         if (!s) s = nfv_dist_sum_floats(v, n);
-        t[i] = now_seconds() - t0;
+        t[i] = nfv_seconds() - t0;
     }
     /* Every rank reports rank 0's median: the figures printed agree. */
     double med = 0;
     if (!s) {
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);
-        med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+        med = nfv_median_sort(t, reps);
         s = nfv_dist_broadcast(&med, sizeof med);
     }
     *median_seconds = med;

@@ -47,9 +47,9 @@ nfv_status bench_eval(nfv_context *ctx, nfv_model *m, int batch, int warmup, int
 /* Forward FLOPs per sample of layers 0..upto (nfv_layer_flops; upto < 0: all). */
 double bench_forward_flops(const nfv_model *m, int upto);
 
-/* The device's fp32 peak in GFLOP/s as far as it can be estimated (CPU:
- * compute units x clock x vector width x 2 for the FMA x 2 FMA ports), else
- * 0; *how receives how it was obtained. */
-double bench_peak_estimate(const nfv_device_info *info, int vector_width, const char **how);
+/* The device's fp32 peak in GFLOP/s for the "% peak" columns: given (> 0),
+ * else measured by nfv_device_fma_peak, else 0 when that fails (the reason
+ * on stderr).  *how receives how it was obtained. */
+double bench_device_peak(nfv_context *ctx, double given, const char **how);
 
 #endif

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "neurofv/train.h"
 #include "neurofv/vis.h"
+#include "base/clock.h"
 
 void bench_times_free(bench_times *b)
 {
@@ -15,20 +16,13 @@ void bench_times_free(bench_times *b)
     b->n = 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double bench_median(const bench_times *b)
 {
     if (b->n <= 0) return 0.0;
     double *s = malloc((size_t)b->n * sizeof *s);
     if (!s) return b->t[0];
     memcpy(s, b->t, (size_t)b->n * sizeof *s);
-    qsort(s, (size_t)b->n, sizeof *s, cmp_double);
-    double m = (b->n % 2) ? s[b->n / 2] : 0.5 * (s[b->n / 2 - 1] + s[b->n / 2]);
+    double m = nfv_median_sort(s, b->n);
     free(s);
     return m;
 }
@@ -78,7 +72,7 @@ static void vis_tick(void *user, int b, int nb, int step, int steps, const float
 {
     (void)b, (void)nb, (void)steps, (void)obj, (void)n;
     vis_clock *c = user;
-    double now = cli_now();
+    double now = nfv_seconds();
     if (step > c->skip && c->out->n < c->cap) c->out->t[c->out->n++] = now - c->last;
     if (step == c->skip) bench_profile_forget(c->ctx);
     c->last = now;
@@ -103,7 +97,7 @@ nfv_status bench_vis_step(nfv_context *ctx, nfv_model *m, const char *target, in
     o.log_every = 1;
     nfv_status st = nfv_vis_fit_batch(ctx, m, t, 1, &o, 0, "bench: visualization");
     if (!st) st = times_alloc(out, reps);
-    vis_clock c = {ctx, cli_now(), warmup, out, reps};
+    vis_clock c = {ctx, nfv_seconds(), warmup, out, reps};
     nfv_vis_result *res = NULL;
     if (!st) st = nfv_visualize(ctx, m, t, 1, &o, vis_tick, &c, &res);
     if (res) nfv_vis_results_free(res, 1);
@@ -128,11 +122,11 @@ nfv_status bench_train_step(nfv_context *ctx, nfv_model *m, int batch, int warmu
     if (!st) st = times_alloc(out, reps);
     if (!st) st = nfv_trainer_create(ctx, m, &oc, NULL, &tr);
     for (int i = 0; !st && i < warmup + reps; i++) {
-        double t0 = cli_now();
+        double t0 = nfv_seconds();
         float loss;
         st = nfv_trainer_step(tr, x, y, batch, &loss, NULL); /* reads the loss back: ends with the queue drained */
         if (!st && i == warmup - 1) bench_profile_forget(ctx);
-        if (!st && i >= warmup) out->t[out->n++] = cli_now() - t0;
+        if (!st && i >= warmup) out->t[out->n++] = nfv_seconds() - t0;
     }
     if (tr) nfv_trainer_free(tr);
     free(x);
@@ -149,10 +143,10 @@ nfv_status bench_eval(nfv_context *ctx, nfv_model *m, int batch, int warmup, int
     nfv_status st = (x && y) ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "bench: out of host memory for an eval batch");
     if (!st) st = times_alloc(out, reps);
     for (int i = 0; !st && i < warmup + reps; i++) {
-        double t0 = cli_now();
+        double t0 = nfv_seconds();
         st = nfv_model_predict(m, ctx, x, batch, batch, y);
         if (!st && i == warmup - 1) bench_profile_forget(ctx);
-        if (!st && i >= warmup) out->t[out->n++] = cli_now() - t0;
+        if (!st && i >= warmup) out->t[out->n++] = nfv_seconds() - t0;
     }
     free(x);
     free(y);
@@ -172,16 +166,18 @@ double bench_forward_flops(const nfv_model *m, int upto)
     return f;
 }
 
-double bench_peak_estimate(const nfv_device_info *info, int vector_width, const char **how)
+double bench_device_peak(nfv_context *ctx, double given, const char **how)
 {
-    if (info->is_cpu && info->max_clock_mhz > 0 && info->compute_units > 0) {
-        /* Each core: 2 FMA ports x vector_width lanes x 2 FLOPs per FMA per cycle
-         * (AVX-512 Xeon: 64 FLOP/cycle; at 2 cores x ~2.7 GHz ~350 GFLOP/s, the
-         * figure in ARCHITECTURE.md).  PoCL's compute units are hardware threads:
-         * with SMT the estimate is twice the real peak, which the note says. */
-        *how = "estimate: compute units x clock x 2 FMA ports x VEC lanes x 2";
-        return (double)info->compute_units * (double)info->max_clock_mhz * 1e-3 * 2.0 * vector_width * 2.0;
+    if (given > 0) {
+        *how = "given with --peak-gflops";
+        return given;
     }
-    *how = "unknown (give --peak-gflops)";
-    return 0.0;
+    double peak = 0;
+    if (nfv_device_fma_peak(ctx, &peak) != NFV_OK) {
+        fprintf(stderr, "bench: the peak was not measured: %s\n", nfv_error_message());
+        *how = "not measured (give --peak-gflops)";
+        return 0.0;
+    }
+    *how = "measured: 12 independent multiply-add chains per work-item, cl/peak.cl";
+    return peak;
 }

@@ -13,12 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-double cli_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "base/clock.h"
+
 
 static void print_help(const char *command, const char *usage, const char *description, const cli_option *opts)
 {
@@ -143,13 +139,13 @@ int cli_failf(const char *command, const char *fmt, ...)
 void cli_estimate_start(cli_estimate_state *e)
 {
     memset(e, 0, sizeof *e);
-    e->start = cli_now();
+    e->start = nfv_seconds();
 }
 
 int cli_estimate_update(cli_estimate_state *e, long done, long total, double *per_unit, double *whole,
                         double *left)
 {
-    double now = cli_now();
+    double now = nfv_seconds();
     if (e->printed || done <= 0 || done >= total) return 0;
     if (!e->first_done) {
         e->first_done = done, e->first_t = now;
@@ -175,7 +171,7 @@ const char *cli_duration(double s, char *buf, size_t cap)
 void cli_progress_start(cli_progress *p, const char *label)
 {
     p->label = label;
-    p->start = p->last_print = cli_now();
+    p->start = p->last_print = nfv_seconds();
     p->is_tty = isatty(2);
     p->silent = nfv_dist_rank() != 0;
     p->repeat = 1;
@@ -185,7 +181,7 @@ void cli_progress_start(cli_progress *p, const char *label)
 void cli_progress_update(cli_progress *p, long done, long total, const char *extra)
 {
     if (p->silent) return;
-    double now = cli_now(), per, whole, left;
+    double now = nfv_seconds(), per, whole, left;
     if (cli_estimate_update(&p->est, done, total, &per, &whole, &left)) {
         char w[32], l[32];
         char job[96] = "";

@@ -71,7 +71,6 @@ void cli_progress_start(cli_progress *p, const char *label);
 void cli_progress_update(cli_progress *p, long done, long total, const char *extra);
 void cli_progress_end(cli_progress *p);
 
-double cli_now(void); /* monotonic seconds */
 
 /* cmd_spectrum.c: store the mean amplitude spectrum of csv's rows in `split`
  * (train, val, test, all; NULL = train) in the model file at model_path (for

@@ -43,6 +43,7 @@
 #include "neurofv/dist.h"
 #include "neurofv/train.h"
 #include "neurofv/vis.h"
+#include "base/clock.h"
 
 NFV_COMMAND(bench, "bench", "Time whole steps (visualization, training, eval, start-up) with GFLOP/s and memory")
 
@@ -211,7 +212,7 @@ static nfv_status time_child(const bench_args *a, const char *cache_dir, double 
     if (a->device) argv[n++] = "--device", argv[n++] = (char *)a->device;
     argv[n] = NULL;
     fflush(NULL);
-    double t0 = cli_now();
+    double t0 = nfv_seconds();
     pid_t pid = fork();
     if (pid < 0) return nfv_fail(NFV_ERR_IO, "bench: startup: fork: %s", strerror(errno));
     if (pid == 0) {
@@ -226,7 +227,7 @@ static nfv_status time_child(const bench_args *a, const char *cache_dir, double 
     }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    *seconds = cli_now() - t0;
+    *seconds = nfv_seconds() - t0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return nfv_fail(NFV_ERR_UNSUPPORTED, "bench: startup: the child run failed (exit status %d)",
                         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
@@ -510,10 +511,8 @@ int cmd_bench(int argc, char **argv)
     int rc = 0;
     if (st) rc = cli_fail("bench", st);
     else if (!a.startup_child) {
-        const char *how = "given with --peak-gflops";
-        double peak = a.peak_gflops > 0 ? a.peak_gflops
-                                        : bench_peak_estimate(nfv_context_device_info(s.ctx),
-                                                              nfv_context_vector_width(s.ctx), &how);
+        const char *how;
+        double peak = bench_device_peak(s.ctx, a.peak_gflops, &how);
         if (a.json) rc = print_json(&s, peak, how);
         else print_table(&s, peak, how);
     }

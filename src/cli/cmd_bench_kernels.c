@@ -13,8 +13,10 @@
 #include <sys/resource.h>
 
 #include "base/rng.h"
+#include "bench.h"
 #include "cli.h"
 #include "neurofv/ops.h"
+#include "base/clock.h"
 
 NFV_COMMAND(bench_kernels, "bench-kernels", "time the conv3d, maxpool3d and batchnorm3d kernels on the ref4 shapes")
 
@@ -133,12 +135,6 @@ static double cpu_seconds(void)
            1e-6 * (double)u.ru_stime.tv_usec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median wall seconds and median process CPU seconds of reps timed runs after
  * warmup untimed ones.  On a machine shared with other jobs the wall time
  * grows with contention; the CPU time much less, so both are shown. */
@@ -153,18 +149,16 @@ static nfv_status time_op(nfv_context *ctx, bench_bufs *B, op_kind op, int warmu
         if (st == NFV_OK) st = nfv_finish(ctx);
     }
     for (int i = 0; i < reps && st == NFV_OK; i++) {
-        double t0 = cli_now(), c0 = cpu_seconds();
+        double t0 = nfv_seconds(), c0 = cpu_seconds();
         st = run_op(ctx, B, op);
         if (st == NFV_OK) st = nfv_finish(ctx);
-        t[i] = cli_now() - t0;
+        t[i] = nfv_seconds() - t0;
         c[i] = cpu_seconds() - c0;
     }
     if (st == NFV_OK) {
-        qsort(t, (size_t)reps, sizeof *t, cmp_double);
-        qsort(c, (size_t)reps, sizeof *c, cmp_double);
-        *median = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-        *cpu_median = reps % 2 ? c[reps / 2] : 0.5 * (c[reps / 2 - 1] + c[reps / 2]);
-        *best = t[0];
+        *median = nfv_median_sort(t, reps);
+        *cpu_median = nfv_median_sort(c, reps);
+        *best = t[0]; /* sorted */
     } else {
         nfv_fail_context(st, "%s", OP_NAMES[op]);
     }
@@ -208,7 +202,7 @@ int cmd_bench_kernels(int argc, char **argv)
                       "8->16 at 45x54x45, 16->32 at 22x27x22, 32->64 at 11x13x11.  Each op is timed alone\n"
                       "(enqueue + clFinish); the table shows the median, GFLOP/s (2 x multiply-adds) for conv and\n"
                       "GB/s of compulsory traffic (each tensor read or written once) for pool and batchnorm,\n"
-                      "and the share of an estimated peak where one is known.",
+                      "and the share of the device's measured fp32 peak (cl/peak.cl).",
                       opts, argc, argv, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     int batches[8], nb, layers[4], nl;
@@ -225,17 +219,13 @@ int cmd_bench_kernels(int argc, char **argv)
     if (st != NFV_OK) return cli_fail("bench-kernels", st);
     const nfv_device_info *di = nfv_context_device_info(ctx);
     const int vec = nfv_context_vector_width(ctx);
-    /* Estimate only: CUs x max clock x vector width x 2 flop per FMA x 2 FMA
-     * pipes (AVX-512 server cores have two; an assumption, not a query).
-     * Memory bandwidth cannot be queried from OpenCL, so GB/s has no share. */
-    double peak_gflops = di->is_cpu ? di->compute_units * (di->max_clock_mhz / 1000.0) * vec * 2.0 * 2.0 : 0.0;
+    /* Memory bandwidth cannot be queried from OpenCL, so GB/s has no share. */
+    const char *peak_how;
+    const double peak_gflops = bench_device_peak(ctx, 0.0, &peak_how);
     printf("device: %s (%u compute units, %u MHz, vector width %d)\n", di->name, di->compute_units,
            di->max_clock_mhz, vec);
-    if (peak_gflops > 0)
-        printf("estimated fp32 peak: %.0f GFLOP/s = %u CUs x %.2f GHz x %d lanes x 2 flop/FMA x 2 FMA pipes "
-               "(an estimate, not measured)\n",
-               peak_gflops, di->compute_units, di->max_clock_mhz / 1000.0, vec);
-    else printf("estimated peak: unknown for this device type\n");
+    if (peak_gflops > 0) printf("fp32 peak: %.0f GFLOP/s (%s)\n", peak_gflops, peak_how);
+    else printf("fp32 peak: %s\n", peak_how);
     printf("median of %d runs after %d warm-up runs, each enqueued alone and waited for\n\n", reps, warmup);
     printf("cpu ms: CPU time of this process (all threads) per run, median.  On a machine shared with\n"
            "other jobs the wall time (and the rate computed from it) grows with contention; cpu ms / %u\n"

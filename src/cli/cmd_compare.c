@@ -12,6 +12,7 @@
 #include "neurofv/dist.h"
 #include "neurofv/render.h"
 #include "compare_mis.h"
+#include "base/clock.h"
 
 NFV_COMMAND(compare, "compare", "Compare regularization configurations of feature visualization (CSV/MD/HTML report)")
 
@@ -280,7 +281,7 @@ int compare_run_config(compare_state *cs, int run)
     else snprintf(rel, sizeof rel, "%s/%s", cs->runs_rel, sub);
     vis_resume rs;
     nfv_vis_result *computed = NULL, *res = NULL;
-    double t0 = cli_now();
+    double t0 = nfv_seconds();
     nfv_status st = resume_scan(cs, &o, dir, &rs);
     if (!st) st = visualize_todo(cs, run, sub, &o, &rs, &computed);
     if (!st) st = vis_resume_results(&rs, &cs->s, cs->s.targets, cs->s.count, &o, dir, computed, &res);
@@ -288,7 +289,7 @@ int compare_run_config(compare_state *cs, int run)
         vis_resume_free(&rs);
         return cli_failf("compare", "configuration %s: %s", cs->configs[c].name, nfv_error_message());
     }
-    double secs = cli_now() - t0;
+    double secs = nfv_seconds() - t0;
     for (int i = 0; i < cs->s.count && !st; i++)
         st = fill_row(cs, c, rel, dir, &o, &res[i], !rs.done[i], &cs->rows[cs->nrows++]);
     if (!st && cs->mis.n) compare_mis_contrast(&cs->mis, cs->s.targets, cs->s.count, &cs->rows[cs->nrows - cs->s.count]);
@@ -297,7 +298,7 @@ int compare_run_config(compare_state *cs, int run)
     if (st) return cli_fail("compare", st);
     print_run(cs, sub, secs);
     int runs = cs->nconfigs * cs->nseeds;
-    double el = cli_now() - cs->t0;
+    double el = nfv_seconds() - cs->t0;
     fprintf(stderr, "compare: %d/%d runs (configuration x seed) done, %.0fs, ETA %.0fs\n", run + 1, runs, el,
             el * (runs - run - 1) / (run + 1));
     return 0;
@@ -400,7 +401,7 @@ static int compare(const compare_args *a, const vis_cli *cli)
     cs.a = a;
     int rc = compare_select_shard(&cs);
     if (!rc) rc = prepare(&cs, cli);
-    cs.t0 = cli_now();
+    cs.t0 = nfv_seconds();
     int runs = cs.nconfigs * cs.nseeds;
     cs.quiet = cs.mpi;
     for (int run = 0; run < runs && !rc; run++)

@@ -13,6 +13,7 @@
 #include "neurofv/dist.h"
 #include "neurofv/metrics.h"
 #include "neurofv/train.h"
+#include "base/clock.h"
 
 NFV_COMMAND(eval, "eval", "Evaluate a model on a dataset split: accuracy, balanced accuracy, AUC, confusion; MAE, RMSE, R^2, r")
 
@@ -89,11 +90,11 @@ static nfv_status eval_regression(nfv_model *m, nfv_context *ctx, const nfv_data
     double *y = malloc((size_t)n * 4 * sizeof(double)), *p = y ? y + n : NULL;
     nfv_status s = outputs && y ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "eval: out of memory");
     if (!s) s = nfv_volume_cache_create(ds, &grid, (size_t)256 << 20, &cache);
-    double t0 = cli_now();
+    double t0 = nfv_seconds();
     if (!s) s = nfv_model_predict_rows_dist(m, ctx, cache, rows, n, batch, outputs);
     if (!s) {
         for (int i = 0; i < n; i++) y[i] = ds->rows[rows[i]].value, p[i] = outputs[i];
-        printf("split %s: %d subjects, %.1f s; label mean %.4g SD %.4g in training\n", split_name, n, cli_now() - t0,
+        printf("split %s: %d subjects, %.1f s; label mean %.4g SD %.4g in training\n", split_name, n, nfv_seconds() - t0,
                m->target_mean, m->target_sd);
         printf("%-6s %5s %10s %10s %8s %8s %10s\n", "split", "n", "MAE", "RMSE", "R^2", "r", "mean error");
         for (int sp = NFV_SPLIT_TRAIN; !s && split == NFV_SPLIT_ALL && sp <= NFV_SPLIT_TEST; sp++)
@@ -211,9 +212,9 @@ int cmd_eval(int argc, char **argv)
         s = nfv_fail(NFV_ERR_NO_MEMORY, "eval: out of memory");
         goto fail;
     }
-    double t0 = cli_now();
+    double t0 = nfv_seconds();
     if ((s = nfv_model_predict_rows_dist(m, ctx, cache, rows, n, batch, outputs))) goto fail;
-    double secs = cli_now() - t0;
+    double secs = nfv_seconds() - t0;
     for (int i = 0; i < n; i++) {
         pred[i] = nfv_model_predict_class(m, outputs + (size_t)i * nout);
         nfv_model_probabilities(m, outputs + (size_t)i * nout, prob + (size_t)i * k);

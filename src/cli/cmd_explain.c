@@ -12,6 +12,7 @@
 #include "base/fs.h"
 #include "explain_cli.h"
 #include "neurofv/render.h"
+#include "base/clock.h"
 
 NFV_COMMAND(explain, "explain", "Attribution maps of single subjects, scored against a planted truth")
 
@@ -59,9 +60,9 @@ static nfv_status explain_chunk(explain_run *r, subject *subs, int n, cli_progre
         maps[k] = malloc((size_t)n * per * sizeof *maps[k]);
         objs[k] = malloc((size_t)n * sizeof *objs[k]);
         if (!maps[k] || !objs[k]) st = nfv_fail(NFV_ERR_NO_MEMORY, "explain: out of memory");
-        double t0 = cli_now();
+        double t0 = nfv_seconds();
         if (!st) st = nfv_explain(r->ctx, r->m, r->a->method[k], tg, n, x, r->baseline, &r->a->o, maps[k], objs[k]);
-        r->sum.seconds[k] += cli_now() - t0;
+        r->sum.seconds[k] += nfv_seconds() - t0;
         *done += n;
         cli_progress_update(bar, *done, total, nfv_explain_method_name(r->a->method[k]));
     }

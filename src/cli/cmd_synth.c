@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "neurofv/synth.h"
+#include "base/clock.h"
 
 NFV_COMMAND(synth, "synth", "Build a synthetic cohort (planted lesions, morphometry or brain age) from a template")
 
@@ -128,10 +129,10 @@ int cmd_synth(int argc, char **argv)
     cli_progress_start(&p, "synth");
     o.progress = on_progress;
     o.progress_user = &p;
-    double t0 = cli_now();
+    double t0 = nfv_seconds();
     nfv_status s = nfv_synth_run(&o);
     cli_progress_end(&p);
     if (s) return cli_fail("synth", s);
-    fprintf(stderr, "synth: %d subjects in %s (%.1f s)\n", o.n, out, cli_now() - t0);
+    fprintf(stderr, "synth: %d subjects in %s (%.1f s)\n", o.n, out, nfv_seconds() - t0);
     return 0;
 }

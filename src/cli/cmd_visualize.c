@@ -13,6 +13,7 @@
 #include "neurofv/vis.h"
 #include "shard_manifest.h"
 #include "vis_setup.h"
+#include "base/clock.h"
 
 NFV_COMMAND(visualize, "visualize", "Optimize volumes that maximally activate units (feature visualization)")
 
@@ -107,9 +108,9 @@ static int optimize_and_write(const visualize_args *a, vis_session *s, nfv_vis_o
     if (!st && a->resume && !a->merging)
         fprintf(stderr, "visualize: --resume: %d of %d target(s) complete in %s, %d to run\n", rs.ndone, s->count,
                 a->out, rs.ntodo);
-    double t0 = cli_now();
+    double t0 = nfv_seconds();
     if (!st) st = run_targets(a, s, o, &rs, &computed);
-    double t1 = cli_now();
+    double t1 = nfv_seconds();
     if (!st) st = vis_resume_results(&rs, s, s->targets, s->count, o, a->out, computed, &res);
     for (int i = 0; i < s->count && !st; i++) {
         if (!rs.done[i]) st = nfv_vis_write(&res[i], o, vis_session_overlay(s), a->out);
@@ -122,7 +123,7 @@ static int optimize_and_write(const visualize_args *a, vis_session *s, nfv_vis_o
     vis_resume_free(&rs);
     if (st) return cli_fail("visualize", st);
     fprintf(stderr, "visualize: %d target(s), %d step(s), %.1f s optimizing, %.1f s writing; outputs in %s\n",
-            s->count, o->steps, t1 - t0, cli_now() - t1, a->out);
+            s->count, o->steps, t1 - t0, nfv_seconds() - t1, a->out);
     return 0;
 }
 

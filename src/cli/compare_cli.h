@@ -41,7 +41,7 @@ typedef struct compare_state {
     int nrows;
     double *scores;                /* (truth.count) NCC of one volume with each shape */
     int (*positions)[3];           /* (truth.count) voxel of each shape's best match */
-    double t0;                     /* when the first run started (cli_now) */
+    double t0;                     /* when the first run started (nfv_seconds) */
     const char *runs;              /* where the runs' outputs go: --runs, else --out */
     char runs_rel[4096];           /* runs as seen from --out ("." when the same) */
     compare_mis mis;               /* --score mis: the subjects (n = 0: off) */

@@ -17,6 +17,7 @@
 #include "base/rng.h"
 #include "neurofv/ops.h"
 #include "neurofv/tune.h"
+#include "base/clock.h"
 
 #define TUNE_CI 4
 #define TUNE_CO 8
@@ -29,12 +30,6 @@ void nfv_tune_options_default(nfv_tune_options *o)
     o->reps = 21;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 typedef struct tune_bufs {
     nfv_conv3d_params cp;
@@ -246,12 +241,6 @@ static nfv_status validate(nfv_context *ctx, tune_bufs *B, int n, int s, double 
     return st;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Tolerance of the validation: float32 sums of 108 products (conv) and
  * reductions over ~28k elements (BatchNorm) in another order than the
  * reference; an indexing bug gives errors of order 1. */
@@ -271,13 +260,12 @@ static void run_candidate(const char *device, const nfv_tune_options *o, nfv_tun
     double *t = calloc((size_t)o->reps, sizeof *t);
     if (!st && !t) st = nfv_fail(NFV_ERR_NO_MEMORY, "tune: out of host memory");
     for (int i = 0; !st && i < o->reps; i++) {
-        double t0 = now_s();
+        double t0 = nfv_seconds();
         st = workload(ctx, &B);
-        t[i] = now_s() - t0;
+        t[i] = nfv_seconds() - t0;
     }
     if (!st) {
-        qsort(t, (size_t)o->reps, sizeof *t, cmp_double);
-        c->ms = 1e3 * t[o->reps / 2];
+        c->ms = 1e3 * nfv_median_sort(t, o->reps);
         st = validate(ctx, &B, o->batch, o->size, &c->max_err);
     }
     free(t);

@@ -13,6 +13,7 @@
 #include "neurofv/metrics.h"
 #include "base/interrupt.h"
 #include "neurofv/train.h"
+#include "base/clock.h"
 
 void nfv_train_options_default(nfv_train_options *o)
 {
@@ -53,12 +54,6 @@ typedef struct train_run {
     double target_mean, target_sd;           /* regression, new runs: of the train split */
 } train_run;
 
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Events are reported by rank 0 alone: under mpirun one rank prints. */
 static void emit(const train_run *r, nfv_train_event *e)
@@ -454,13 +449,13 @@ static nfv_status save_epoch(train_run *r, int epoch, nfv_epoch_result *res)
 
 static nfv_status run_epoch(train_run *r, int epoch)
 {
-    double t0 = now_seconds();
+    double t0 = nfv_seconds();
     nfv_epoch_result res = {.epoch = epoch, .val_loss = NAN, .val_acc = NAN, .val_bacc = NAN, .val_auc = NAN,
                             .train_mae = NAN, .val_mae = NAN, .val_rmse = NAN, .val_r2 = NAN};
     res.lr = r->t->opt.lr = nfv_train_lr(r->schedule, r->base_lr, epoch, r->o->epochs);
     NFV_TRY(train_batches(r, epoch, &res));
     NFV_TRY(save_epoch(r, epoch, &res));
-    res.seconds = now_seconds() - t0;
+    res.seconds = nfv_seconds() - t0;
     if (nfv_dist_rank() == 0) NFV_TRY(log_epoch(r, &res));
     nfv_train_event ev = {.kind = NFV_TRAIN_EPOCH_END, .epoch = epoch, .result = &res};
     emit(r, &ev);

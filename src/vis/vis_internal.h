@@ -153,6 +153,5 @@ nfv_status vis_stay_add(vis_stay *st, nfv_context *ctx, nfv_model *m, const nfv_
 void vis_stay_free(vis_stay *st);
 
 /* Monotonic seconds. */
-double vis_now(void);
 
 #endif

@@ -19,13 +19,8 @@
 #include "base/rng.h"
 #include "neurofv/vis_ops.h"
 #include "vis/vis_internal.h"
+#include "base/clock.h"
 
-double vis_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* The stream of one sample: (seed, target text, start). */
 static uint64_t sample_seed(unsigned long long seed, const char *target, int start)
@@ -372,7 +367,7 @@ static void phase_mark(batch_state *b, int i)
 {
     if (!b->profile) return;
     nfv_finish(b->ctx);
-    double t = vis_now();
+    double t = nfv_seconds();
     b->phase[i] += t - b->phase_t;
     b->phase_t = t;
 }
@@ -499,7 +494,7 @@ static nfv_status optimize(batch_state *b, const float *templ, const float *mask
     NFV_TRY(vis_objective_init(&b->objective, b->ctx, b->m, b->targets, b->smp, b->N));
     if (b->o->stay > 0) NFV_TRY(vis_stay_init(&b->stay, b->ctx, b->m, b->o, b->layer, &b->templ, &b->dx));
     b->profile = getenv("NEUROFV_VIS_PROFILE") != NULL;
-    b->phase_t = vis_now();
+    b->phase_t = nfv_seconds();
     for (int step = 1; step <= b->o->steps + 1; step++) {
         const nfv_tensor *image;
         NFV_TRY(make_image(b, &image));

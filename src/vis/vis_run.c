@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "vis/vis_internal.h"
+#include "base/clock.h"
 
 void nfv_vis_results_free(nfv_vis_result *r, int count)
 {
@@ -96,10 +97,10 @@ static nfv_status run_batches(nfv_context *ctx, nfv_model *m, const nfv_target *
     progress->batch = 0;
     for (int i = 0; i < total; progress->batch++) {
         int j = batch_end(order, group_of, total, i, o->batch);
-        double t0 = vis_now();
+        double t0 = nfv_seconds();
         nfv_status st = vis_run_batch(ctx, m, targets, order + i, j - i, o, templ, mask, progress, logs + i);
         if (st) return nfv_fail_context(st, "visualizing %s", targets[order[i].target].name);
-        double per = (vis_now() - t0) / (double)(j - i);
+        double per = (nfv_seconds() - t0) / (double)(j - i);
         for (int q = i; q < j; q++) res[order[q].target].seconds += per;
         i = j;
     }
