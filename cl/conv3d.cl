@@ -487,6 +487,24 @@ __kernel void conv3d_fwd_relu_pool2(__global const float *xp, __global const flo
 #ifndef ODC
 #define ODC 1
 #endif
+/* The weight-gradient kernels' accumulators g<kw>_<c> (kw < 5, c < BW_COB)
+ * and their horizontal sums into part[slab, co0 + c, ci, kd, kh, kw]. */
+#define DECL_G(c) floatv g0_##c = (floatv)(0.0f), g1_##c = (floatv)(0.0f), g2_##c = (floatv)(0.0f), \
+                         g3_##c = (floatv)(0.0f), g4_##c = (floatv)(0.0f);
+#define PUT_G(c)                                                             \
+    {                                                                        \
+        __global float *o = out + (size_t)(c) * CI * KVOL;                   \
+        o[0] = vsum(g0_##c);                                                 \
+        if (KW > 1) o[1] = vsum(g1_##c);                                     \
+        if (KW > 2) o[2] = vsum(g2_##c);                                     \
+        if (KW > 3) o[3] = vsum(g3_##c);                                     \
+        if (KW > 4) o[4] = vsum(g4_##c);                                     \
+    }
+#define STORE_WEIGHT_PARTIALS                                                                          \
+    {                                                                                                 \
+        __global float *out = part + (((size_t)slab * CO + co0) * CI + ci) * KVOL + (kd * KH + kh) * KW; \
+        REP(BW_COB, PUT_G)                                                                            \
+    }
 #define DSLABS ((DO + ODC - 1) / ODC)
 __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const float *dy, __global float *part)
 {
@@ -496,11 +514,7 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
     const int co0 = cb * BW_COB;
     const int od1 = min(od0 + ODC, DO);
 
-#undef DECL
-#define DECL(c) floatv g0_##c = (floatv)(0.0f), g1_##c = (floatv)(0.0f), g2_##c = (floatv)(0.0f), \
-                       g3_##c = (floatv)(0.0f), g4_##c = (floatv)(0.0f);
-    REP(BW_COB, DECL)
-#undef DECL
+    REP(BW_COB, DECL_G)
     for (int od = od0; od < od1; od++)
     for (int oh = 0; oh < HO; oh++) {
         __global const float *xr = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + (oh * SH + kh) * WP;
@@ -547,20 +561,63 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
 #undef DY_FULL
     }
 
-    /* Horizontal sums into part[slab, co, ci, kd, kh, kw]. */
-    __global float *out = part + (((size_t)slab * CO + co0) * CI + ci) * KVOL + (kd * KH + kh) * KW;
-#define PUT(c)                                                               \
-    {                                                                        \
-        __global float *o = out + (size_t)(c) * CI * KVOL;                   \
-        o[0] = vsum(g0_##c);                                                 \
-        if (KW > 1) o[1] = vsum(g1_##c);                                     \
-        if (KW > 2) o[2] = vsum(g2_##c);                                     \
-        if (KW > 3) o[3] = vsum(g3_##c);                                     \
-        if (KW > 4) o[4] = vsum(g4_##c);                                     \
-    }
-    REP(BW_COB, PUT)
-#undef PUT
+    STORE_WEIGHT_PARTIALS
 }
+
+/* ---- fast weight gradient, flattened planes (h stride 1) ----------------- */
+/* As conv3d_bwd_weights_fast, with vectors along the output plane flattened
+ * at the padded row pitch WP (as conv3d_fwd_flat): on narrow rows a vector
+ * then spans rows (conv4 at 2 mm: 143 of 176 lanes used instead of 11 of
+ * 16 per row).  dy must first be laid out at that pitch with zeros past WO
+ * and past the plane (conv3d_pitch_dy: dyp (N, CO, DO, PITCHED_PLANE)), so
+ * the x lanes that run across a row end meet zeros and add nothing.  The x
+ * loads run at most VEC + KW floats past a plane, into the next plane or
+ * the staging copy's slack.  Global and work-items as the row kernel. */
+#define PITCHED_PLANE ((HO * WP + VEC - 1) / VEC * VEC)
+__kernel void conv3d_pitch_dy(__global const float *dy, __global float *dyp)
+{
+    const int p = get_global_id(0), plane = get_global_id(1); /* plane: (n*CO + co)*DO + od */
+    const int oh = p / WP, ow = p - oh * WP;
+    dyp[(size_t)plane * PITCHED_PLANE + p] =
+        oh < HO && ow < WO ? dy[(size_t)plane * HO * WO + oh * WO + ow] : 0.0f;
+}
+
+#if SH == 1
+__kernel void conv3d_bwd_weights_flat(__global const float *xp, __global const float *dyp, __global float *part)
+{
+    const int kd = get_global_id(0) / KH, kh = get_global_id(0) % KH;
+    const int slab = get_global_id(1), n = slab / DSLABS, od0 = (slab % DSLABS) * ODC;
+    const int ci = get_global_id(2) % CI, cb = get_global_id(2) / CI;
+    const int co0 = cb * BW_COB;
+    const int od1 = min(od0 + ODC, DO);
+
+    REP(BW_COB, DECL_G)
+    for (int od = od0; od < od1; od++) {
+        __global const float *xr = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + kh * WP;
+        __global const float *dr = dyp + (((size_t)n * CO + co0) * DO + od) * PITCHED_PLANE;
+        for (int x0 = 0; x0 < PITCHED_PLANE; x0 += VEC) {
+            /* taps past KW are never loaded: the conditions are constants */
+            const floatv x_0 = VLOAD(0, xr + x0);
+            const floatv x_1 = KW > 1 ? VLOAD(0, xr + x0 + 1) : (floatv)(0.0f);
+            const floatv x_2 = KW > 2 ? VLOAD(0, xr + x0 + 2) : (floatv)(0.0f);
+            const floatv x_3 = KW > 3 ? VLOAD(0, xr + x0 + 3) : (floatv)(0.0f);
+            const floatv x_4 = KW > 4 ? VLOAD(0, xr + x0 + 4) : (floatv)(0.0f);
+#define GACC(c)                                                                       \
+    {                                                                                 \
+        const floatv g = VLOAD(0, dr + (size_t)(c) * DO * PITCHED_PLANE + x0);        \
+        g0_##c = MAC(g, x_0, g0_##c);                                                 \
+        if (KW > 1) g1_##c = MAC(g, x_1, g1_##c);                                     \
+        if (KW > 2) g2_##c = MAC(g, x_2, g2_##c);                                     \
+        if (KW > 3) g3_##c = MAC(g, x_3, g3_##c);                                     \
+        if (KW > 4) g4_##c = MAC(g, x_4, g4_##c);                                     \
+    }
+            REP(BW_COB, GACC)
+#undef GACC
+        }
+    }
+    STORE_WEIGHT_PARTIALS
+}
+#endif
 
 /* ---- fast bias gradient, first pass -------------------------------------- */
 /* partb (N*DO, CO): sum of the plane dy[n, co, od, :, :] (plane = HO*WO

@@ -91,6 +91,12 @@ nfv_status nfv_conv3d_backward_input_staged(nfv_context *ctx, const nfv_conv3d_p
  * (nfv_context_vector_width): what src/model/memory.c counts. */
 size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const int pad[3], const int kernel[3],
                                 const int stride[3]);
+/* Floats of the scratch copy of dy (n, co, out_dims) at the padded row
+ * pitch padded_w that the weight gradient takes for narrow rows (vectors
+ * along the flattened plane), at vector width vec; 0 where it takes the
+ * row kernel (rows that waste under 10 % of a vector's lanes, or an h
+ * stride other than 1): what src/model/memory.c counts. */
+size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3], int padded_w, int stride_h);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
  * ones are tested against, never used by the program (with dilation or
  * groups > 1 they run the general kernels, as the functions above). */

@@ -73,6 +73,15 @@ typedef struct fast_config {
     int unroll;  /* -DKD_UNROLL: the kernel configuration's conv_unroll */
 } fast_config;
 
+/* Whether rows of ow outputs take the flattened-plane kernels: h stride 1
+ * and the row kernels would waste more than 10 % of their lanes (11 of 16
+ * used at WO = 11, 22 of 32 at WO = 22). */
+static int flat_rows(int vec, int ow, int stride_h)
+{
+    const int row_lanes = (ow + vec - 1) / vec * vec;
+    return stride_h == 1 && 10 * ow < 9 * row_lanes;
+}
+
 static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
 {
     /* ≲24 vector accumulators (docs/ARCHITECTURE.md, performance notes):
@@ -94,8 +103,7 @@ static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
      * rows (11 of 16 used at WO = 11, 22 of 32 at WO = 22) but stores rows
      * that cross a vector lane by lane; use it only when the row kernel
      * would waste more than 10 % of its lanes. */
-    const int row_lanes = (d->ow + c.vec - 1) / c.vec * c.vec;
-    c.flat = d->s[1] == 1 && 10 * d->ow < 9 * row_lanes;
+    c.flat = flat_rows(c.vec, d->ow, d->s[1]);
     int acc_cap = d->k[2] <= 1 ? 16 : 24 / d->k[2];
     c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
     c.odc = planes_per_slab(d);
@@ -380,6 +388,29 @@ static nfv_status sum_partials(nfv_context *ctx, cl_mem part, int parts, int m, 
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
+size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3], int padded_w, int stride_h)
+{
+    if (!flat_rows(vec, out_dims[2], stride_h)) return 0; /* the row kernel */
+    const size_t plane = ((size_t)out_dims[1] * padded_w + vec - 1) / vec * vec;
+    return (size_t)n * co * out_dims[0] * plane;
+}
+
+/* dy (N, CO, DO, HO, WO) at the padded row pitch WP, zeros past WO and past
+ * HO*WP up to whole vectors (conv3d_pitch_dy), in the scratch that floats
+ * (nfv_conv3d_pitched_dy_floats) says. */
+static nfv_status pitch_dy(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem dy, size_t floats,
+                           cl_mem *out)
+{
+    cl_kernel k;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_pitch_dy", &k));
+    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PITCHED_DY, floats, "conv3d pitched output gradient", out));
+    NFV_ARG(k, "conv3d_pitch_dy", 0, dy);
+    NFV_ARG(k, "conv3d_pitch_dy", 1, *out);
+    const size_t planes = (size_t)d->n * d->co * d->od;
+    size_t global[2] = {floats / planes, planes};
+    return nfv_kernel_launch(ctx, k, 2, global, NULL);
+}
+
 static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
 {
     const fast_config c = fast_config_for(ctx, d);
@@ -388,16 +419,21 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int kvol = d->k[0] * d->k[1] * d->k[2];
     const int slabs = slab_count(d), m = d->co * d->ci * kvol;
     const int bw_cob = c.bw_cob;
+    const int out_dims[3] = {d->od, d->oh, d->ow};
+    /* Narrow rows: vectors along the flattened plane (conv3d_bwd_weights_flat). */
+    const size_t pitched = nfv_conv3d_pitched_dy_floats(c.vec, d->n, d->co, out_dims, d->w + 2 * d->p[2], d->s[1]);
+    const char *name = pitched ? "conv3d_bwd_weights_flat" : "conv3d_bwd_weights_fast";
     cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_bwd_weights_fast", &k));
-    cl_mem xp, part;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
+    cl_mem xp, part, dyk = dy;
     NFV_TRY(pad_input(ctx, d, x, NULL, &xp));
+    if (pitched) NFV_TRY(pitch_dy(ctx, d, opts, dy, pitched, &dyk));
     NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part));
     nfv_status st = NFV_OK;
     cl_int err;
-    if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) || (err = clSetKernelArg(k, 1, sizeof dy, &dy)) ||
+    if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) || (err = clSetKernelArg(k, 1, sizeof dyk, &dyk)) ||
         (err = clSetKernelArg(k, 2, sizeof part, &part)))
-        st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_bwd_weights_fast", __FILE__, __LINE__);
+        st = nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
     if (st == NFV_OK) {
         size_t global[3] = {(size_t)d->k[0] * d->k[1], (size_t)slabs, (size_t)d->ci * (d->co / bw_cob)};
         size_t local[3] = {global[0], 1, 1};

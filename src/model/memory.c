@@ -9,7 +9,9 @@
  *                                      forward writes them (model_run.c)
  *   conv3d.c                           scratch slots: padded input (forward,
  *                                      weight gradient) or padded dy (input
- *                                      gradient), flipped weights, partial sums
+ *                                      gradient), flipped weights, partial sums,
+ *                                      dy at the padded pitch (flat weight
+ *                                      gradient)
  *   batchnorm.c                        per-call partial sums (training only)
  *   train.c                            trainer x, targets, dout, loss, class
  *                                      weights; Adam m, v / SGD velocity;
@@ -68,7 +70,7 @@ const char *nfv_memory_parts_text(const nfv_memory_estimate *e, char *buf, size_
 
 /* The largest size each scratch slot or per-call buffer reaches (floats),
  * and what asked for it. */
-enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_BN, SL_COUNT };
+enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_PITCHED, SL_BN, SL_COUNT };
 typedef struct scratch_max {
     size_t floats[SL_COUNT];
     char what[SL_COUNT][160];
@@ -98,6 +100,9 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
             size_t slabs = (size_t)n * ((od + odc - 1) / odc);
             grow(s, SL_PADDED, xpad, l, "padded input");
             grow(s, SL_WPART, slabs * co * ci * kvol, l, "weight-gradient partial sums");
+            const int out_dims[3] = {od, oh, ow};
+            grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(vec, n, co, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
+                 l, "pitched output gradient");
         }
         if (sp->bias) grow(s, SL_BPART, (size_t)n * od * co, l, "bias-gradient partial sums");
     }

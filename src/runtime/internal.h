@@ -15,6 +15,7 @@ typedef enum nfv_scratch_slot {
     NFV_SCRATCH_CONV_FLIPPED_WEIGHTS,     /* conv3d backward-input: weights (CI, CO, kd, kh, kw), flipped */
     NFV_SCRATCH_CONV_WEIGHT_PARTIALS,     /* conv3d backward-weights: partial sums per (n, od) slab */
     NFV_SCRATCH_CONV_BIAS_PARTIALS,       /* conv3d bias gradient: partial sums per slab (slabs, CO) */
+    NFV_SCRATCH_CONV_PITCHED_DY,          /* conv3d backward-weights, flat: dy at the padded row pitch */
     NFV_SCRATCH_VIS_PENALTY_ROWS,         /* regularize: penalty row sums (N*D*H) */
     NFV_SCRATCH_VIS_BLUR_TMP,             /* regularize: one blur pass (N, 1, D, H, W) */
     NFV_SCRATCH_SLOTS                     /* count */
