@@ -506,13 +506,34 @@ __kernel void conv3d_fwd_relu_pool2(__global const float *xp, __global const flo
         REP(BW_COB, PUT_G)                                                                            \
     }
 #define DSLABS ((DO + ODC - 1) / ODC)
+/* A work-item's tap row (kd, kh), slab, input channel and first output channel. */
+#define WGRAD_INDICES                                                                  \
+    const int kd = get_global_id(0) / KH, kh = get_global_id(0) % KH;                  \
+    const int slab = get_global_id(1), n = slab / DSLABS, od0 = (slab % DSLABS) * ODC; \
+    const int ci = get_global_id(2) % CI, cb = get_global_id(2) / CI;                  \
+    const int co0 = cb * BW_COB;                                                       \
+    const int od1 = min(od0 + ODC, DO);
+/* x at the KW shifts of vector x0 of row xr (taps past KW are never loaded:
+ * the conditions are constants), and the multiply-adds of dy vector DY(c)
+ * into the accumulators of output channel co0 + c. */
+#define XLOADS                                                                        \
+    const floatv x_0 = VLOAD(0, xr + x0);                                             \
+    const floatv x_1 = KW > 1 ? VLOAD(0, xr + x0 + 1) : (floatv)(0.0f);               \
+    const floatv x_2 = KW > 2 ? VLOAD(0, xr + x0 + 2) : (floatv)(0.0f);               \
+    const floatv x_3 = KW > 3 ? VLOAD(0, xr + x0 + 3) : (floatv)(0.0f);               \
+    const floatv x_4 = KW > 4 ? VLOAD(0, xr + x0 + 4) : (floatv)(0.0f);
+#define GACC(c, DY)                                                                   \
+    {                                                                                 \
+        const floatv g = DY(c);                                                       \
+        g0_##c = MAC(g, x_0, g0_##c);                                                 \
+        if (KW > 1) g1_##c = MAC(g, x_1, g1_##c);                                     \
+        if (KW > 2) g2_##c = MAC(g, x_2, g2_##c);                                     \
+        if (KW > 3) g3_##c = MAC(g, x_3, g3_##c);                                     \
+        if (KW > 4) g4_##c = MAC(g, x_4, g4_##c);                                     \
+    }
 __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const float *dy, __global float *part)
 {
-    const int kd = get_global_id(0) / KH, kh = get_global_id(0) % KH;
-    const int slab = get_global_id(1), n = slab / DSLABS, od0 = (slab % DSLABS) * ODC;
-    const int ci = get_global_id(2) % CI, cb = get_global_id(2) / CI;
-    const int co0 = cb * BW_COB;
-    const int od1 = min(od0 + ODC, DO);
+    WGRAD_INDICES
 
     REP(BW_COB, DECL_G)
     for (int od = od0; od < od1; od++)
@@ -524,24 +545,8 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
          * blend per dy load, so only the tail pays it. */
 #define DY_FULL(c) VLOAD(0, dr + (size_t)(c) * DO * HO * WO + x0)
 #define DY_TAIL(c) select((floatv)(0.0f), DY_FULL(c), keep)
-#define GACC(c, DY)                                                                   \
-    {                                                                                 \
-        const floatv g = DY(c);                                                       \
-        g0_##c = MAC(g, x_0, g0_##c);                                                 \
-        if (KW > 1) g1_##c = MAC(g, x_1, g1_##c);                                     \
-        if (KW > 2) g2_##c = MAC(g, x_2, g2_##c);                                     \
-        if (KW > 3) g3_##c = MAC(g, x_3, g3_##c);                                     \
-        if (KW > 4) g4_##c = MAC(g, x_4, g4_##c);                                     \
-    }
 #define GACC_FULL(c) GACC(c, DY_FULL)
 #define GACC_TAIL(c) GACC(c, DY_TAIL)
-/* taps past KW are never loaded: the conditions are constants */
-#define XLOADS                                                                        \
-    const floatv x_0 = VLOAD(0, xr + x0);                                             \
-    const floatv x_1 = KW > 1 ? VLOAD(0, xr + x0 + 1) : (floatv)(0.0f);               \
-    const floatv x_2 = KW > 2 ? VLOAD(0, xr + x0 + 2) : (floatv)(0.0f);               \
-    const floatv x_3 = KW > 3 ? VLOAD(0, xr + x0 + 3) : (floatv)(0.0f);               \
-    const floatv x_4 = KW > 4 ? VLOAD(0, xr + x0 + 4) : (floatv)(0.0f);
         for (int x0 = 0; x0 + VEC <= WO; x0 += VEC) {
             XLOADS
             REP(BW_COB, GACC_FULL)
@@ -553,10 +558,8 @@ __kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const f
             XLOADS
             REP(BW_COB, GACC_TAIL)
         }
-#undef XLOADS
 #undef GACC_TAIL
 #undef GACC_FULL
-#undef GACC
 #undef DY_TAIL
 #undef DY_FULL
     }
@@ -585,34 +588,19 @@ __kernel void conv3d_pitch_dy(__global const float *dy, __global float *dyp)
 #if SH == 1
 __kernel void conv3d_bwd_weights_flat(__global const float *xp, __global const float *dyp, __global float *part)
 {
-    const int kd = get_global_id(0) / KH, kh = get_global_id(0) % KH;
-    const int slab = get_global_id(1), n = slab / DSLABS, od0 = (slab % DSLABS) * ODC;
-    const int ci = get_global_id(2) % CI, cb = get_global_id(2) / CI;
-    const int co0 = cb * BW_COB;
-    const int od1 = min(od0 + ODC, DO);
+    WGRAD_INDICES
 
     REP(BW_COB, DECL_G)
     for (int od = od0; od < od1; od++) {
         __global const float *xr = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + kh * WP;
         __global const float *dr = dyp + (((size_t)n * CO + co0) * DO + od) * PITCHED_PLANE;
         for (int x0 = 0; x0 < PITCHED_PLANE; x0 += VEC) {
-            /* taps past KW are never loaded: the conditions are constants */
-            const floatv x_0 = VLOAD(0, xr + x0);
-            const floatv x_1 = KW > 1 ? VLOAD(0, xr + x0 + 1) : (floatv)(0.0f);
-            const floatv x_2 = KW > 2 ? VLOAD(0, xr + x0 + 2) : (floatv)(0.0f);
-            const floatv x_3 = KW > 3 ? VLOAD(0, xr + x0 + 3) : (floatv)(0.0f);
-            const floatv x_4 = KW > 4 ? VLOAD(0, xr + x0 + 4) : (floatv)(0.0f);
-#define GACC(c)                                                                       \
-    {                                                                                 \
-        const floatv g = VLOAD(0, dr + (size_t)(c) * DO * PITCHED_PLANE + x0);        \
-        g0_##c = MAC(g, x_0, g0_##c);                                                 \
-        if (KW > 1) g1_##c = MAC(g, x_1, g1_##c);                                     \
-        if (KW > 2) g2_##c = MAC(g, x_2, g2_##c);                                     \
-        if (KW > 3) g3_##c = MAC(g, x_3, g3_##c);                                     \
-        if (KW > 4) g4_##c = MAC(g, x_4, g4_##c);                                     \
-    }
-            REP(BW_COB, GACC)
-#undef GACC
+            XLOADS
+#define DY_PITCHED(c) VLOAD(0, dr + (size_t)(c) * DO * PITCHED_PLANE + x0)
+#define GACC_PITCHED(c) GACC(c, DY_PITCHED)
+            REP(BW_COB, GACC_PITCHED)
+#undef GACC_PITCHED
+#undef DY_PITCHED
         }
     }
     STORE_WEIGHT_PARTIALS
