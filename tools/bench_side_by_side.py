@@ -6,7 +6,8 @@ is faster).  The header names the date, machine, devices and command so the
 table can be quoted as it is (the README's performance section is this output).
 
 Usage: /usr/bin/python3 tools/bench_side_by_side.py [--neurofv build/neurofv]
-       [--reps N] [--torch-reps N] [--no-torch] [--no-cold] [-- extra neurofv bench options]
+       [--reps N] [--torch-reps N] [--torch-device cpu|cuda] [--no-torch] [--no-cold]
+       [-- extra neurofv bench options, e.g. --device gpu]
 """
 import argparse
 import datetime
@@ -44,6 +45,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="neurofv bench --reps (default 5)")
     ap.add_argument("--torch-reps", type=int, default=3, help="bench_torch.py --reps (default 3: its steps are slow)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="PyTorch threads (default: all cores)")
+    ap.add_argument("--torch-device", default="cpu", help="bench_torch.py --device: cpu (default) or cuda")
     ap.add_argument("--no-torch", action="store_true", help="neurofv only (no PyTorch installed)")
     ap.add_argument("--no-cold", action="store_true", help="pass --no-cold to neurofv bench")
     ap.add_argument("extra", nargs="*", help="more neurofv bench options (after --)")
@@ -57,11 +59,13 @@ def main():
     if not a.no_torch:
         here = os.path.dirname(os.path.abspath(__file__))
         tcmd = [sys.executable, os.path.join(here, "bench_torch.py"), "--json", "--reps", str(a.torch_reps),
-                "--threads", str(a.threads), "--warmup", "1", "--what", "vis1,vis8,train4,train8,eval4"]
+                "--threads", str(a.threads), "--warmup", "1", "--what", "vis1,vis8,train4,train8,eval4", "--device", a.torch_device]
         try:
             t = run_json(tcmd)
             torch_rows = {r["name"]: r for r in t["rows"]}
-            torch_note = f"PyTorch {t['torch']}, {t['threads']} threads, medians of {t['reps']}"
+            torch_note = (f"PyTorch {t['torch']} on {t.get('device', 'CPU')}"
+                          + (f", {t['threads']} threads" if t.get("device", "CPU") == "CPU" else "")
+                          + f", medians of {t['reps']}")
         except (OSError, ValueError, SystemExit) as e:
             torch_note = f"PyTorch run failed: {e}"
 

@@ -11,6 +11,8 @@ Times, with medians over --reps runs after a warm-up:
          `neurofv bench --json`, which `make bench` puts side by side).
 Prints one line per measurement: `torch <what> median_ms=<m> per_s=<rate>`.
 Run with Debian's interpreter: /usr/bin/python3 tools/bench_torch.py
+(--device cuda: on an NVIDIA GPU with a CUDA build of PyTorch; each timed
+step ends with torch.cuda.synchronize(), so the median is the whole step).
 """
 import argparse
 import statistics
@@ -18,6 +20,8 @@ import time
 
 import torch
 import torch.nn as nn
+
+DEVICE = torch.device("cpu")  # set from --device in main()
 
 
 def ref4(classes=3, in_shape=(91, 109, 91)):
@@ -31,13 +35,22 @@ def ref4(classes=3, in_shape=(91, 109, 91)):
     return nn.Sequential(*layers)
 
 
+def synchronize():
+    """Waits for the GPU's queued work (a no-op on the CPU), so that a host
+    clock around a step measures the step, not its launch."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def median_ms(fn, reps, warmup=2):
     for _ in range(warmup):
         fn()
+    synchronize()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
@@ -46,7 +59,7 @@ def vis_step_fn(model, shape, batch):
     """One visualization step on `batch` inputs: eval forward, backward to the
     input only (parameters frozen), Adam on the input; objective: the first
     output of every sample (neurofv bench's output:0 with `batch` starts)."""
-    x = torch.rand(batch, 1, *shape, requires_grad=True)
+    x = torch.rand(batch, 1, *shape, device=DEVICE, requires_grad=True)
     opt = torch.optim.Adam([x], lr=0.05)
 
     def step():
@@ -58,8 +71,8 @@ def vis_step_fn(model, shape, batch):
 
 
 def train_step_fn(model, shape, batch):
-    x = torch.rand(batch, 1, *shape)
-    y = torch.randint(0, 3, (batch,))
+    x = torch.rand(batch, 1, *shape, device=DEVICE)
+    y = torch.randint(0, 3, (batch,), device=DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -71,7 +84,7 @@ def train_step_fn(model, shape, batch):
 
 
 def eval_fn(model, shape, batch):
-    x = torch.rand(batch, 1, *shape)
+    x = torch.rand(batch, 1, *shape, device=DEVICE)
 
     def step():
         with torch.no_grad():
@@ -88,13 +101,19 @@ def main():
     ap.add_argument("--shape", default="91,109,91")
     ap.add_argument("--what", default="vis,train",
                     help="vis,train (the lines above), or with --json any of vis1,vis8,train4,train8,eval4")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda (PyTorch's CUDA build on an NVIDIA GPU)")
     ap.add_argument("--json", action="store_true",
                     help="print {rows: [{name, batch, median_ms}]} named as neurofv bench's rows")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: this PyTorch sees no CUDA GPU")
+    device_name = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "CPU"
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     shape = tuple(int(s) for s in a.shape.split(","))
-    model = ref4(3, shape)
+    model = ref4(3, shape).to(DEVICE)
 
     def frozen(on):
         for p in model.parameters():
@@ -119,7 +138,8 @@ def main():
                 ap.error(f"--what: unknown item {w!r}")
             ms = median_ms(fn, a.reps, a.warmup)
             rows.append({"name": name, "batch": batch, "median_ms": ms})
-        print(json.dumps({"torch": torch.__version__, "threads": a.threads, "reps": a.reps, "rows": rows}, indent=1))
+        print(json.dumps({"torch": torch.__version__, "device": device_name, "threads": a.threads, "reps": a.reps,
+                          "rows": rows}, indent=1))
         return
 
     if "vis" in a.what:

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The GPU checks in one run, for a lent GPU machine where nothing can be
+# installed (issue 15: "run neurofv tune and neurofv bench on it, one prepared
+# script").  Everything it needs travels in one folder, PACK, made on a Debian 12
+# build machine by `tools/gpu-check.sh --pack PACK MODEL`:
+#   PACK/bin/      neurofv and neurofv-tests, built here
+#   PACK/lib/      the shared libraries they need that a plain CUDA image lacks
+#                  (ocl-icd's libOpenCL, CLBlast, nifti2/znz, cJSON, protobuf-c, giflib)
+#   PACK/data/     Colin27 (mricron-data) and ONNX's conformance tests (libonnx-testdata)
+#   PACK/ref4.safetensors  a ref4 model for the 64-channel sweep
+# Then, on the GPU machine, from the repository root:
+#   tools/gpu-check.sh --run PACK OUTDIR [SECONDS] [DEVICE]
+# runs, each step under its own time cap and all within SECONDS (default 540),
+# on DEVICE (default gpu; `cpu` tries the script's steps on a CPU machine):
+#   1. neurofv devices (the GPU must be found through OpenCL, else stop)
+#   2. make bench's side-by-side table, PyTorch on the same GPU (--torch-device cuda)
+#   3. neurofv tune, then devices and bench again with the stored tuning
+#   4. the issue's sweep: ref4's 64 conv4 channels x 512 steps, timed
+#   5. bench-kernels (GFLOP/s of the conv, pool and BN kernels)
+#   6. the test suite on the GPU (neurofv-tests, every test)
+# and writes OUTDIR/gpu.log (everything), OUTDIR/summary.md and the sweep grid.
+# NVIDIA's OpenCL driver is found without an ICD file through OCL_ICD_FILENAMES.
+set -u
+
+pack_it() {
+  local pack=$1 model=$2
+  mkdir -p "$pack/bin" "$pack/lib" "$pack/data"
+  cp build/neurofv build/neurofv-tests "$pack/bin/"
+  # every non-glibc, non-libstdc++ library of the two binaries
+  for so in $(ldd build/neurofv build/neurofv-tests | awk '/=> \//{print $3}' | sort -u); do
+    case $(basename "$so") in
+      libc.so*|libm.so*|libstdc++*|libgcc_s*|libz.so*|ld-linux*) ;;
+      *) cp -L "$so" "$pack/lib/" ;;
+    esac
+  done
+  cp /usr/share/mricron/templates/ch2bet.nii.gz "$pack/data/"
+  tar -C / -cJf "$pack/data/onnx-testdata.tar.xz" usr/share/libonnx-testdata
+  cp "$model" "$pack/ref4.safetensors"
+  git describe --always --dirty >"$pack/commit"
+  du -sh "$pack"
+}
+
+run_it() {
+  local pack out budget dev torchdev=cpu
+  pack=$(cd "$1" && pwd) out=$2 budget=${3:-540} dev=${4:-gpu}
+  [ "$dev" = gpu ] && torchdev=cuda
+  mkdir -p "$out"
+  local log=$out/gpu.log sum=$out/summary.md
+  local start=$SECONDS
+  : >"$log"; : >"$sum"
+  note() { echo "$*" | tee -a "$sum" >>"$log"; }
+  # step NAME CAP CMD...: runs CMD under min(CAP, time left - 5 s); its output
+  # goes to gpu.log and to $last (a file of its own, for the summary)
+  local steps=/tmp/nfv-gpu-steps last n=0
+  rm -rf "$steps"; mkdir -p "$steps"
+  step() {
+    local name=$1 cap=$2; shift 2
+    local left=$((budget - (SECONDS - start) - 5))
+    n=$((n + 1)); last=$steps/$n.txt; : >"$last"
+    [ "$cap" -gt "$left" ] && cap=$left
+    if [ "$cap" -lt 10 ]; then note "- $name: not run (time budget spent)"; return 124; fi
+    local t0=$SECONDS
+    # its own process group, so that the cap also stops what it started
+    setsid "$@" >"$last" 2>&1 &
+    local pid=$!
+    ( sleep "$cap"; kill -TERM -- "-$pid"; sleep 5; kill -KILL -- "-$pid" ) 2>/dev/null &
+    local dog=$!
+    wait "$pid"
+    local rc=$?
+    kill "$dog" 2>/dev/null
+    { echo "=== $name (cap ${cap}s): $*"; cat "$last"; } >>"$log"
+    note "- $name: exit $rc, $((SECONDS - t0)) s"
+    return $rc
+  }
+
+  export LD_LIBRARY_PATH="$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export XDG_CACHE_HOME=/tmp/nfv-gpu-cache NEUROFV_BIN="$pack/bin/neurofv" PYTHONUNBUFFERED=1
+  local nfv=$pack/bin/neurofv
+  if ! ls /etc/OpenCL/vendors/*.icd >/dev/null 2>&1; then
+    local icd
+    icd=$(find /usr/local/nvidia /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib -maxdepth 3 \
+          -name 'libnvidia-opencl.so*' 2>/dev/null | head -n 1)
+    [ -n "$icd" ] && export OCL_ICD_FILENAMES=$icd
+    note "OpenCL ICD: ${icd:-none found (no /etc/OpenCL/vendors, no libnvidia-opencl)}"
+  fi
+  # test data where the tests look for it (root on the lent machine)
+  mkdir -p /usr/share/mricron/templates 2>/dev/null &&
+    cp -n "$pack/data/ch2bet.nii.gz" /usr/share/mricron/templates/ 2>/dev/null
+  [ -d /usr/share/libonnx-testdata ] || tar -C / -xJf "$pack/data/onnx-testdata.tar.xz" 2>/dev/null
+
+  note "# neurofv GPU checks, $(date -u '+%Y-%m-%d %H:%M') UTC, commit $(cat "$pack/commit" 2>/dev/null)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader \
+    2>/dev/null | sed 's/^/GPU: /' | tee -a "$sum" >>"$log"
+  note "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+
+  step devices 30 "$nfv" devices
+  cat "$last" >>"$sum"
+  if [ "$dev" = gpu ] && ! "$nfv" devices 2>/dev/null | grep -qE '^[* ] [0-9]+:[0-9]+ +GPU'; then
+    note "no OpenCL GPU device: stopping.  Driver files seen:"
+    ls /usr/local/nvidia /usr/local/nvidia/lib64 2>&1 | head -n 40 >>"$sum"
+    return 3
+  fi
+
+  step "bench side by side (neurofv on the GPU vs PyTorch CUDA)" 170 \
+    python3 tools/bench_side_by_side.py --neurofv "$nfv" --reps 9 --torch-reps 9 \
+      --torch-device "$torchdev" --threads "$(nproc)" -- --device "$dev"
+  sed -n '/^# make bench/,$p' "$last" >>"$sum"
+
+  step tune 120 "$nfv" tune --device "$dev"
+  tail -n 30 "$last" >>"$sum"
+  step "devices after tune" 20 "$nfv" devices
+  cat "$last" >>"$sum"
+  step "bench with the tuning" 60 "$nfv" bench --device "$dev" --no-cold --only vis,train,eval --reps 9
+  cat "$last" >>"$sum"
+
+  step "sweep: conv4:all x 512 steps" 90 "$nfv" visualize --device "$dev" --model "$pack/ref4.safetensors" \
+    --target conv4:all --steps 512 --out /tmp/nfv-sweep --background none
+  grep -E '^visualize: ' "$last" >>"$sum"
+  cp /tmp/nfv-sweep/*_grid.png "$out/" 2>/dev/null
+
+  step bench-kernels 45 "$nfv" bench-kernels --device "$dev" --batch 1,4 --reps 15
+  cat "$last" >>"$sum"
+
+  step "tests (neurofv-tests, all)" 400 "$pack/bin/neurofv-tests"
+  grep -E '^[0-9]+ passed, [0-9]+ failed' "$last" >>"$sum"
+  grep -E '^(FAIL|FATAL)' "$last" | head -n 40 >>"$sum"
+  grep -E '^(ok|FAIL) ' "$last" | sort -k3 -n -r | head -n 12 >>"$sum"
+  tar -C "$steps" -czf "$out/steps.tar.gz" .
+  note "total $((SECONDS - start)) s"
+  cat "$sum"
+}
+
+case ${1:-} in
+  --pack) pack_it "$2" "$3" ;;
+  --run) run_it "$2" "$3" "${4:-540}" "${5:-gpu}" ;;
+  *) sed -n '2,23p' "$0"; exit 2 ;;
+esac
