@@ -4,9 +4,12 @@
  * the loop is bound by the FMA units, not by latency (12 chains cover two
  * FMA pipes of latency 4-6), and touches no memory until its one store.
  * a and b are run-time arguments, so nothing folds.  The store keeps the
- * chains alive: with a = 0.5 and b = 1 every chain reaches 2 exactly (2 is
- * the fixed point, and 0.5 c + 1 rounds to it from any start here), so the
- * host checks out[i] == 24 and knows every step ran. */
+ * chains alive, every lane of them: a compiler that runs vectors as scalars
+ * (NVIDIA's) drops the lanes that reach no store, and storing lane 0 alone
+ * measured 4x NVIDIA's fp32 peak on an H200.  With a = 0.5 and b = 1 every
+ * chain reaches 2 exactly (2 is the fixed point, and 0.5 c + 1 rounds to it
+ * from any start here), so the host checks out[i] == 2 x 12 x VEC and knows
+ * every step of every lane ran. */
 #ifndef VEC
 #define VEC 16
 #endif
@@ -28,5 +31,5 @@ __kernel void fma_peak(__global float *out, float a, float b)
         c8 = MAC(c8, av, bv), c9 = MAC(c9, av, bv), c10 = MAC(c10, av, bv), c11 = MAC(c11, av, bv);
     }
     const floatv s = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7)) + ((c8 + c9) + (c10 + c11));
-    out[get_global_id(0)] = s.s0;
+    out[get_global_id(0)] = vsum(s);
 }

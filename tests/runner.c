@@ -170,6 +170,12 @@ static int selected(const char *name, int argc, char **argv)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* --list: the test names in run order, one per line (for running groups
+     * of them in parallel, tools/gpu-check.sh). */
+    if (argc == 2 && !strcmp(argv[1], "--list")) {
+        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) printf("%s\n", tests[i].name);
+        return 0;
+    }
     int ran = 0;
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         if (!selected(tests[i].name, argc, argv)) continue;

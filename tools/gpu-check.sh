@@ -9,7 +9,7 @@
 #   PACK/data/     Colin27 (mricron-data) and ONNX's conformance tests (libonnx-testdata)
 #   PACK/ref4.safetensors  a ref4 model for the 64-channel sweep
 # Then, on the GPU machine, from the repository root:
-#   tools/gpu-check.sh --run PACK OUTDIR [SECONDS] [DEVICE]
+#   tools/gpu-check.sh --run PACK OUTDIR [SECONDS] [DEVICE] [STEPS] [FIRST-TEST]
 # runs, each step under its own time cap and all within SECONDS (default 540),
 # on DEVICE (default gpu; `cpu` tries the script's steps on a CPU machine):
 #   1. neurofv devices (the GPU must be found through OpenCL, else stop)
@@ -17,7 +17,9 @@
 #   3. neurofv tune, then devices and bench again with the stored tuning
 #   4. the issue's sweep: ref4's 64 conv4 channels x 512 steps, timed
 #   5. bench-kernels (GFLOP/s of the conv, pool and BN kernels)
-#   6. the test suite on the GPU (neurofv-tests, every test)
+#   6. the test suite on the GPU (neurofv-tests, every test from FIRST-TEST on,
+#      in parallel groups)
+# STEPS (default all) picks some: a comma list of bench,tune,sweep,kernels,tests.
 # and writes OUTDIR/gpu.log (everything), OUTDIR/summary.md and the sweep grid.
 # NVIDIA's OpenCL driver is found without an ICD file through OCL_ICD_FILENAMES.
 set -u
@@ -40,9 +42,41 @@ pack_it() {
   du -sh "$pack"
 }
 
+# run_tests TESTBIN [FIRST]: the suite (from test FIRST on) in nproc/2 groups
+# (at most 8) run at once, each with its own kernel cache; the groups take the
+# tests in turn, so the slow ones spread.  Prints each group's summary and a total.
+run_tests() {
+  local bin=$1 first=${2:-} groups dir=/tmp/nfv-gpu-tests
+  groups=$(( $(nproc) / 2 )); [ "$groups" -gt 8 ] && groups=8; [ "$groups" -lt 1 ] && groups=1
+  rm -rf "$dir"; mkdir -p "$dir"
+  "$bin" --list | awk -v first="$first" -v g="$groups" -v dir="$dir" \
+    'first == "" || $0 == first {on = 1} on {print > (dir "/names." (n++ % g))}'
+  if ! ls "$dir"/names.* >/dev/null 2>&1; then echo "tests: no test named $first (see $bin --list)"; return 2; fi
+  local pids=() i
+  for ((i = 0; i < groups; i++)); do
+    [ -s "$dir/names.$i" ] || continue
+    XDG_CACHE_HOME=$dir/cache.$i "$bin" $(cat "$dir/names.$i") >"$dir/out.$i" 2>&1 &
+    pids+=($!)
+  done
+  local rc=0
+  for i in "${pids[@]}"; do wait "$i" || rc=1; done
+  local p=0 f=0 line
+  for ((i = 0; i < groups; i++)); do
+    [ -f "$dir/out.$i" ] || continue
+    cat "$dir/out.$i"
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$dir/out.$i" | tail -n 1)
+    echo "group $i ($(wc -l <"$dir/names.$i") tests): ${line:-no summary (stopped?)}"
+    p=$((p + ${line%% passed*})); f=$((f + $(echo "$line" | sed -E 's/.* ([0-9]+) failed/\1/;t;s/.*/0/')))
+  done
+  echo "tests: $p passed, $f failed (checks, all groups)"
+  return $rc
+}
+
 run_it() {
   local pack out budget dev torchdev=cpu
   pack=$(cd "$1" && pwd) out=$2 budget=${3:-540} dev=${4:-gpu}
+  local only=${5:-all} from=${6:-}
+  want() { [ "$only" = all ] || [[ ",$only," == *",$1,"* ]]; }
   [ "$dev" = gpu ] && torchdev=cuda
   mkdir -p "$out"
   local log=$out/gpu.log sum=$out/summary.md
@@ -76,13 +110,18 @@ run_it() {
   export LD_LIBRARY_PATH="$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export XDG_CACHE_HOME=/tmp/nfv-gpu-cache NEUROFV_BIN="$pack/bin/neurofv" PYTHONUNBUFFERED=1
   local nfv=$pack/bin/neurofv
-  if ! ls /etc/OpenCL/vendors/*.icd >/dev/null 2>&1; then
-    local icd
-    icd=$(find /usr/local/nvidia /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib -maxdepth 3 \
-          -name 'libnvidia-opencl.so*' 2>/dev/null | head -n 1)
-    [ -n "$icd" ] && export OCL_ICD_FILENAMES=$icd
-    note "OpenCL ICD: ${icd:-none found (no /etc/OpenCL/vendors, no libnvidia-opencl)}"
+  # NVIDIA's OpenCL driver, added to whatever ICD files exist (a CUDA image
+  # may carry PoCL's only)
+  local icd
+  icd=$(find /usr/local/nvidia /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib /usr/local/cuda* -maxdepth 4 \
+        -name 'libnvidia-opencl.so*' 2>/dev/null | head -n 1)
+  if [ -n "$icd" ]; then
+    export OCL_ICD_FILENAMES=$icd
+    # the loader also reads ICD files; root on the lent machine may write one
+    mkdir -p /etc/OpenCL/vendors 2>/dev/null && echo "$icd" >/etc/OpenCL/vendors/nfv-nvidia.icd 2>/dev/null
+    ldd "$icd" 2>&1 | grep -i 'not found' >>"$log"
   fi
+  note "NVIDIA OpenCL driver: ${icd:-none found}; ICD files: $(ls /etc/OpenCL/vendors 2>/dev/null | xargs)"
   # test data where the tests look for it (root on the lent machine)
   mkdir -p /usr/share/mricron/templates 2>/dev/null &&
     cp -n "$pack/data/ch2bet.nii.gz" /usr/share/mricron/templates/ 2>/dev/null
@@ -96,35 +135,48 @@ run_it() {
   step devices 30 "$nfv" devices
   cat "$last" >>"$sum"
   if [ "$dev" = gpu ] && ! "$nfv" devices 2>/dev/null | grep -qE '^[* ] [0-9]+:[0-9]+ +GPU'; then
-    note "no OpenCL GPU device: stopping.  Driver files seen:"
-    ls /usr/local/nvidia /usr/local/nvidia/lib64 2>&1 | head -n 40 >>"$sum"
+    note "no OpenCL GPU device: stopping.  The ICD loader's trace:"
+    OCL_ICD_DEBUG=15 "$nfv" devices 2>&1 | head -n 40 >>"$sum"
+    command -v clinfo >/dev/null && clinfo -l >>"$sum" 2>&1
+    note "Driver files seen:"
+    ls /usr/local/nvidia/lib64 /usr/local/nvidia/lib 2>&1 | grep -iv 'gl\|egl\|vulkan' | head -n 60 >>"$sum"
     return 3
   fi
 
+  if want bench; then
   step "bench side by side (neurofv on the GPU vs PyTorch CUDA)" 170 \
     python3 tools/bench_side_by_side.py --neurofv "$nfv" --reps 9 --torch-reps 9 \
       --torch-device "$torchdev" --threads "$(nproc)" -- --device "$dev"
   sed -n '/^# make bench/,$p' "$last" >>"$sum"
+  fi
 
+  if want tune; then
   step tune 120 "$nfv" tune --device "$dev"
   tail -n 30 "$last" >>"$sum"
   step "devices after tune" 20 "$nfv" devices
   cat "$last" >>"$sum"
   step "bench with the tuning" 60 "$nfv" bench --device "$dev" --no-cold --only vis,train,eval --reps 9
   cat "$last" >>"$sum"
+  fi
 
+  if want sweep; then
   step "sweep: conv4:all x 512 steps" 90 "$nfv" visualize --device "$dev" --model "$pack/ref4.safetensors" \
     --target conv4:all --steps 512 --out /tmp/nfv-sweep --background none
   grep -E '^visualize: ' "$last" >>"$sum"
   cp /tmp/nfv-sweep/*_grid.png "$out/" 2>/dev/null
+  fi
 
+  if want kernels; then
   step bench-kernels 45 "$nfv" bench-kernels --device "$dev" --batch 1,4 --reps 15
   cat "$last" >>"$sum"
+  fi
 
-  step "tests (neurofv-tests, all)" 400 "$pack/bin/neurofv-tests"
-  grep -E '^[0-9]+ passed, [0-9]+ failed' "$last" >>"$sum"
-  grep -E '^(FAIL|FATAL)' "$last" | head -n 40 >>"$sum"
-  grep -E '^(ok|FAIL) ' "$last" | sort -k3 -n -r | head -n 12 >>"$sum"
+  if want tests; then
+    step "tests (neurofv-tests${from:+ from $from}, in parallel groups)" 400 \
+      bash "$0" --tests "$pack/bin/neurofv-tests" "$from"
+    grep -E '^(tests:|group)' "$last" >>"$sum"
+    grep -E '^FAIL ' "$last" | head -n 40 >>"$sum"
+  fi
   tar -C "$steps" -czf "$out/steps.tar.gz" .
   note "total $((SECONDS - start)) s"
   cat "$sum"
@@ -132,6 +184,7 @@ run_it() {
 
 case ${1:-} in
   --pack) pack_it "$2" "$3" ;;
-  --run) run_it "$2" "$3" "${4:-540}" "${5:-gpu}" ;;
+  --tests) run_tests "$2" "${3:-}" ;;
+  --run) run_it "$2" "$3" "${4:-540}" "${5:-gpu}" "${6:-all}" "${7:-}" ;;
   *) sed -n '2,23p' "$0"; exit 2 ;;
 esac

@@ -49,12 +49,13 @@ nfv_status nfv_device_fma_peak(nfv_context *ctx, double *gflops)
         if (r >= 0) t[r] = nfv_seconds() - t0;
     }
     if (!st) st = nfv_tensor_download(ctx, &out, host);
-    /* Every chain ends at 2 (cl/peak.cl): anything else means the loop did
-     * not run as written. */
+    /* Every lane of every chain ends at 2 (cl/peak.cl): anything else means
+     * the loop did not run as written. */
+    const float want = 2.0f * PEAK_CHAINS * (float)vec;
     for (size_t i = 0; i < items && !st; i++)
-        if (host[i] != 2.0f * PEAK_CHAINS)
+        if (host[i] != want)
             st = nfv_fail(NFV_ERR_OPENCL, "fma_peak on %s: work-item %zu gave %g, expected %g", info->name, i,
-                          (double)host[i], 2.0 * PEAK_CHAINS);
+                          (double)host[i], (double)want);
     if (!st) {
         const double flop = (double)items * PEAK_ITERS * PEAK_CHAINS * vec * 2.0, med = nfv_median_sort(t, PEAK_REPS);
         *gflops = med > 0 ? flop / med * 1e-9 : 0.0;
