@@ -1,5 +1,6 @@
 /* src/base: the one RNG, the affine helpers and atomic file writing. */
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "base/affine.h"
 #include "base/clock.h"
 #include "base/fs.h"
+#include "base/parallel.h"
 #include "base/rng.h"
 #include "test.h"
 
@@ -74,6 +76,58 @@ TEST(clock_median_sort)
     CHECK(nfv_median_sort(even, 0) == 0.0, "none: 0");
     double t0 = nfv_seconds(), t1 = nfv_seconds();
     CHECK(t1 >= t0 && t0 > 0, "monotonic seconds: %g then %g", t0, t1);
+}
+
+/* Items record which index ran them and how often; items at indices listed
+ * in fail_at fail with a message naming the index. */
+typedef struct parallel_probe {
+    int runs[200];
+    pthread_t who[200];
+    int fail_at[2];
+} parallel_probe;
+
+static nfv_status parallel_item(void *p, int i)
+{
+    parallel_probe *pp = p;
+    pp->runs[i]++;
+    pp->who[i] = pthread_self();
+    volatile double x = 0; /* a little work, so that threads overlap */
+    for (int k = 0; k < 20000; k++) x += k * 1e-9;
+    if (i == pp->fail_at[0] || i == pp->fail_at[1]) return nfv_fail(NFV_ERR_IO, "item %d failed", i);
+    return NFV_OK;
+}
+
+TEST(parallel_for_runs_each_item_once_and_reports_the_first_failure)
+{
+    parallel_probe pp;
+    memset(&pp, 0, sizeof pp);
+    pp.fail_at[0] = pp.fail_at[1] = -1;
+    CHECK_OK(nfv_parallel_for(200, 4, parallel_item, &pp));
+    int once = 0, threads = 0;
+    for (int i = 0; i < 200; i++) {
+        once += pp.runs[i] == 1;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = pthread_equal(pp.who[j], pp.who[i]);
+        threads += !seen;
+    }
+    CHECK(once == 200, "every item ran exactly once: %d of 200", once);
+    CHECK(threads >= 1 && threads <= 4, "at most 4 threads ran items: %d", threads);
+    CHECK_OK(nfv_parallel_for(0, 4, parallel_item, &pp));
+
+    memset(&pp, 0, sizeof pp);
+    pp.fail_at[0] = 7, pp.fail_at[1] = 3;
+    nfv_status s = nfv_parallel_for(50, 3, parallel_item, &pp);
+    CHECK(s == NFV_ERR_IO && strstr(nfv_error_message(), "item 3 failed"),
+          "the lowest failing index's status and message come back: %s, \"%s\"", nfv_status_name(s),
+          nfv_error_message());
+    int ran = 0;
+    for (int i = 0; i < 50; i++) ran += pp.runs[i];
+    CHECK(ran < 50, "no new item starts after a failure: %d of 50 ran", ran);
+    memset(&pp, 0, sizeof pp);
+    pp.fail_at[0] = pp.fail_at[1] = -1;
+    CHECK_OK(nfv_parallel_for(5, 1, parallel_item, &pp));
+    CHECK(pp.runs[0] == 1 && pp.runs[4] == 1 && pthread_equal(pp.who[4], pthread_self()),
+          "threads = 1 runs every item on the calling thread");
 }
 
 TEST(affine_inverse_and_product)

@@ -10,12 +10,30 @@
 
 #include "base/fs.h"
 
+#include <zlib.h>
+
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #endif
+/* PNGs deflate through zlib at its fastest level, not stb's own deflate:
+ * stb's took a third of a 16-target visualization's run (perf), and writing
+ * 16 targets' outputs went 6.7 -> 5.0 s with files 30 % smaller. */
+static unsigned char *png_deflate(unsigned char *data, int len, int *out_len, int quality)
+{
+    (void)quality;
+    uLongf cap = compressBound((uLong)len);
+    unsigned char *out = malloc(cap);
+    if (out && compress2(out, &cap, data, (uLong)len, Z_BEST_SPEED) != Z_OK) {
+        free(out);
+        out = NULL;
+    }
+    *out_len = out ? (int)cap : 0;
+    return out;
+}
+#define STBIW_ZLIB_COMPRESS png_deflate
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
 #include <stb/stb_image_write.h>
