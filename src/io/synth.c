@@ -20,6 +20,7 @@
 
 #include "base/affine.h"
 #include "base/fs.h"
+#include "base/parallel.h"
 
 /* Streams of the one host RNG (base/rng.h) per subject, labels and split. */
 enum { STREAM_SUBJECT = 1, STREAM_LABELS = 2, STREAM_SPLIT = 3 };
@@ -162,53 +163,34 @@ static nfv_status work_alloc(const synth_shared *sh, synth_work *w, const bsplin
     return s;
 }
 
-typedef struct worker_arg {
+/* One subject, with buffers of its own (a few MB, small next to the
+ * subject's work), for nfv_parallel_for. */
+typedef struct subject_job {
     synth_shared *sh;
     const bspline_axis *ax;
-} worker_arg;
+} subject_job;
 
-static void *worker(void *p)
+static nfv_status make_one_subject(void *p, int index)
 {
-    worker_arg *wa = p;
-    synth_shared *sh = wa->sh;
+    const subject_job *job = p;
+    synth_shared *sh = job->sh;
+    /* Between subjects no file is open: a safe point to stop. */
+    if (nfv_interrupted()) {
+        pthread_mutex_lock(&sh->mu);
+        int done = sh->done;
+        pthread_mutex_unlock(&sh->mu);
+        return nfv_interrupt_check("after %d of %d subjects (labels.csv not written)", done, sh->o->n);
+    }
     synth_work w;
-    nfv_status s = work_alloc(sh, &w, wa->ax);
-    if (s != NFV_OK) {
-        pthread_mutex_lock(&sh->mu);
-        if (!sh->failed) {
-            sh->failed = 1;
-            sh->status = s;
-            snprintf(sh->message, sizeof sh->message, "%s", nfv_error_message());
-        }
-        pthread_mutex_unlock(&sh->mu);
-        return NULL;
-    }
-    for (;;) {
-        pthread_mutex_lock(&sh->mu);
-        /* Between subjects no file is open: a safe point to stop. */
-        if (!sh->failed && nfv_interrupted()) {
-            sh->failed = 1;
-            sh->status = nfv_interrupt_check("after %d of %d subjects (labels.csv not written)", sh->done, sh->o->n);
-            snprintf(sh->message, sizeof sh->message, "%s", nfv_error_message());
-        }
-        int index = sh->failed ? sh->o->n : sh->next++;
-        pthread_mutex_unlock(&sh->mu);
-        if (index >= sh->o->n) break;
-        s = make_subject(sh, &w, index, wa->ax);
-        pthread_mutex_lock(&sh->mu);
-        if (s != NFV_OK && !sh->failed) {
-            sh->failed = 1;
-            sh->status = s;
-            snprintf(sh->message, sizeof sh->message, "subject %d: %s", index + 1, nfv_error_message());
-        }
-        if (s == NFV_OK) {
-            sh->done++;
-            if (sh->o->progress) sh->o->progress(sh->o->progress_user, sh->done, sh->o->n);
-        }
-        pthread_mutex_unlock(&sh->mu);
-    }
+    NFV_TRY(work_alloc(sh, &w, job->ax));
+    nfv_status s = make_subject(sh, &w, index, job->ax);
     work_free(&w);
-    return NULL;
+    if (s != NFV_OK) return nfv_fail_context(s, "subject %d", index + 1);
+    pthread_mutex_lock(&sh->mu);
+    sh->done++;
+    if (sh->o->progress) sh->o->progress(sh->o->progress_user, sh->done, sh->o->n);
+    pthread_mutex_unlock(&sh->mu);
+    return NFV_OK;
 }
 
 /* ---- Cohort-level files ------------------------------------------------------ */
@@ -414,20 +396,10 @@ static nfv_status make_subjects(synth_shared *sh)
         if (nfv_synth_bspline_axis_init(&ax[d], d == 0 ? sh->grid.nx : d == 1 ? sh->grid.ny : sh->grid.nz, o->voxel_mm))
             s = nfv_fail(NFV_ERR_NO_MEMORY, "synth: out of memory");
     if (s == NFV_OK) {
-        int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-        if (threads < 1) threads = 1;
-        if (threads > o->n) threads = o->n;
-        if (threads > 64) threads = 64;
         pthread_mutex_init(&sh->mu, NULL);
-        pthread_t tid[64];
-        worker_arg wa = {sh, ax};
-        int started = 0;
-        for (int t = 1; t < threads; t++)
-            if (pthread_create(&tid[started], NULL, worker, &wa) == 0) started++;
-        worker(&wa); /* the calling thread works too */
-        for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+        subject_job job = {sh, ax};
+        s = nfv_parallel_for(o->n, o->threads, make_one_subject, &job);
         pthread_mutex_destroy(&sh->mu);
-        if (sh->failed) s = nfv_fail(sh->status, "%s", sh->message);
     }
     for (int d = 0; d < 3; d++) nfv_synth_bspline_axis_free(&ax[d]);
     return s;

@@ -59,12 +59,10 @@ typedef struct synth_shared {
     int *split;                      /* split per subject */
 
     pthread_mutex_t mu;
-    int next, done, failed;
-    nfv_status status;
-    char message[1024];
+    int done; /* subjects written, for the progress callback */
 } synth_shared;
 
-/* One worker thread's buffers for one subject at a time. */
+/* One subject's buffers (make_one_subject allocates them per subject). */
 typedef struct synth_work {
     float *clean;                 /* warped template, template units (nz, ny, nx) */
     unsigned char *brain, *wm, *wm_eroded;
