@@ -297,6 +297,10 @@ TEST(bad_input_compare_inspect_options)
     for (size_t i = 0; i < sizeof arch / sizeof *arch; i++)
         BI_REFUSED(arch[i].names, save, "inspect %s --save '%s'", arch[i].opts, save);
     BI_REFUSED("MODEL", NULL, "inspect");
+    /* tune: its options are checked before any candidate runs */
+    BI_REFUSED("--check", NULL, "tune --check eval --dry-run");
+    BI_REFUSED("--check-batch", NULL, "tune --check-batch 65 --dry-run");
+    BI_REFUSED("--size", NULL, "tune --size 7 --dry-run");
     /* debug inputs: raw float32, 1x12x12x12 per sample */
     float one[12 * 12 * 12] = {0};
     bi_write(bi_path(raw[0], sizeof raw[0], "raw_empty.bin"), "", 0);

@@ -1,7 +1,8 @@
 /* The kernel tuner (src/layers/tune.c) and the tuning file
  * (src/runtime/tuning.c): the choice is validated and never slower than the
  * default measured in the same run; a stored entry is used by new contexts;
- * a corrupt file is ignored with one warning line.  Small shapes and few
+ * with a check (the model step), the check decides between the fastest
+ * candidate and the default; a corrupt file is ignored with one warning line.  Small shapes and few
  * candidates keep it quick; no timing is asserted, only the tuner's logic. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,64 @@ TEST(tune_choice_is_validated_and_not_slower_than_default)
         CHECK(r.cand[i].max_err <= 2e-3, "candidate \"%s\": error %.3g vs the reference", r.cand[i].spec,
               r.cand[i].max_err);
     }
+}
+
+/* A stand-in for the model step of `neurofv tune --check`: the default
+ * configuration takes 10 ms, any other cand_ms. */
+typedef struct fake_check {
+    nfv_kernel_config def;
+    double cand_ms;
+    int calls, fail;
+} fake_check;
+
+static nfv_status fake_step(nfv_context *ctx, void *user, double *ms)
+{
+    fake_check *f = user;
+    f->calls++;
+    if (f->fail) return nfv_fail(NFV_ERR_IO, "planted check failure");
+    const nfv_kernel_config *k = nfv_context_kernel_config(ctx);
+    int is_default = k->max_local == f->def.max_local && k->reduction_chunk == f->def.reduction_chunk &&
+                     k->vector_width == f->def.vector_width && k->conv_unroll == f->def.conv_unroll;
+    *ms = is_default ? 10.0 : f->cand_ms;
+    return NFV_OK;
+}
+
+TEST(tune_check_decides_between_the_fastest_and_the_default)
+{
+    fake_check f;
+    memset(&f, 0, sizeof f);
+    nfv_context *probe = NULL;
+    if (!CHECK_OK(nfv_context_create_with_config(NULL, "", &probe))) return;
+    f.def = *nfv_context_kernel_config(probe);
+    nfv_context_free(probe);
+    nfv_tune_options o;
+    nfv_tune_options_default(&o);
+    o.size = 8, o.batch = 1, o.reps = 1;
+    /* one candidate that differs from the default on any device */
+    const char *cands[] = {f.def.max_local == 64 ? "local=256" : "local=64"};
+    o.candidates = cands, o.ncandidates = 1;
+    o.check = fake_step, o.check_user = &f;
+    nfv_tune_result r;
+    f.cand_ms = 5.0;
+    if (CHECK_OK(nfv_tune(NULL, &o, &r))) {
+        CHECK(r.checked == 1 && r.best == 1, "2x faster on the check: chosen (checked %d, best %d), whatever the small "
+              "workload said (%.3f vs %.3f ms)", r.checked, r.best, r.cand[1].ms, r.cand[0].ms);
+        CHECK(r.check_ms[0] == 10.0 && r.check_ms[1] == 5.0 && f.calls == 4,
+              "each timed twice on the check, better time kept: %g / %g ms, %d calls", r.check_ms[0], r.check_ms[1],
+              f.calls);
+    }
+    f.cand_ms = 9.8, f.calls = 0;
+    if (CHECK_OK(nfv_tune(NULL, &o, &r)))
+        CHECK(r.checked == 1 && r.best == 0, "2 %% faster on the check is within the margin: the default stays "
+              "(best %d)", r.best);
+    f.cand_ms = 20.0;
+    if (CHECK_OK(nfv_tune(NULL, &o, &r)))
+        CHECK(r.best == 0, "slower on the check: the default stays (best %d)", r.best);
+    f.fail = 1;
+    nfv_status st = nfv_tune(NULL, &o, &r);
+    CHECK(st == NFV_ERR_IO && strstr(nfv_error_message(), "planted check failure") &&
+              strstr(nfv_error_message(), "tune: the check"),
+          "a failing check is the tuner's error, named: %s \"%s\"", nfv_status_name(st), nfv_error_message());
 }
 
 TEST(tune_rejects_bad_options)

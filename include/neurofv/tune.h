@@ -9,7 +9,14 @@
  * timed (median of reps).  The built-in default is candidate 0, measured
  * first and again last (its better time kept); the choice is the fastest
  * valid candidate, and the default unless another was measured at least 3 %
- * faster in the same run. */
+ * faster in the same run.
+ *
+ * That small workload does not stand for every model: on an H200 its choice
+ * (vec=8) ran it 1.57x faster and ref4's visualization step 1.4x slower.  So
+ * with a `check` (the CLI's: a model's visualization or training step), the
+ * fastest valid non-default candidate and the default are both timed on it,
+ * alternately, twice each, the better time of each kept, and the candidate
+ * is chosen only when it is at least 3 % faster there too. */
 #ifndef NEUROFV_TUNE_H
 #define NEUROFV_TUNE_H
 
@@ -21,6 +28,10 @@ extern "C" {
 
 #define NFV_TUNE_MAX_CANDIDATES 32
 
+/* Times the workload the tuning is for in ctx, a fresh context built with
+ * the candidate's configuration: *ms, its median step time. */
+typedef nfv_status (*nfv_tune_check_fn)(nfv_context *ctx, void *user, double *ms);
+
 typedef struct nfv_tune_options {
     int size;       /* edge of the test volume (voxels), 24 */
     int batch;      /* samples, 2 */
@@ -31,6 +42,8 @@ typedef struct nfv_tune_options {
      * the default). */
     const char *const *candidates;
     int ncandidates;
+    nfv_tune_check_fn check; /* NULL: the small workload alone decides */
+    void *check_user;
 } nfv_tune_options;
 
 typedef struct nfv_tune_candidate {
@@ -46,6 +59,8 @@ typedef struct nfv_tune_result {
     nfv_tune_candidate cand[NFV_TUNE_MAX_CANDIDATES];
     int n;
     int best;        /* index of the choice; 0 (the default) unless another was faster */
+    int checked;     /* index of the candidate timed on the check against the default; 0: none */
+    double check_ms[2]; /* the check's times: [0] the default, [1] that candidate */
 } nfv_tune_result;
 
 void nfv_tune_options_default(nfv_tune_options *o);

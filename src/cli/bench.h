@@ -16,6 +16,12 @@ typedef struct bench_times {
 } bench_times;
 
 void bench_times_free(bench_times *b);
+
+/* The model a measurement runs on, in ctx: the file model_path, else `arch`
+ * (a spec or preset) with random weights and `classes` softmax outputs, on
+ * the preset's grid or `shape` ("X,Y,Z" voxels). */
+nfv_status bench_model_open(nfv_context *ctx, const char *model_path, const char *arch, const char *shape, int classes,
+                            nfv_model **m);
 double bench_median(const bench_times *b);
 
 /* --profile (NEUROFV_PROFILE): drop the kernel times recorded so far.  The

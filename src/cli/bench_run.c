@@ -1,4 +1,5 @@
 /* The measurements of `neurofv bench`; see bench.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,24 @@
 #include "neurofv/train.h"
 #include "neurofv/vis.h"
 #include "base/clock.h"
+
+nfv_status bench_model_open(nfv_context *ctx, const char *model_path, const char *arch, const char *shape, int classes,
+                            nfv_model **m)
+{
+    if (model_path) return nfv_model_open(ctx, model_path, m);
+    int in[4] = {1, 91, 109, 91};
+    double vox[3];
+    nfv_arch_preset_input(arch, in, vox);
+    if (shape) {
+        int xyz[3];
+        char tail;
+        if (sscanf(shape, "%d,%d,%d%c", &xyz[0], &xyz[1], &xyz[2], &tail) != 3 || xyz[0] < 1 || xyz[1] < 1 ||
+            xyz[2] < 1 || xyz[0] > 4096 || xyz[1] > 4096 || xyz[2] > 4096)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "--shape expects X,Y,Z voxels, each 1..4096, got \"%s\"", shape);
+        in[1] = xyz[2], in[2] = xyz[1], in[3] = xyz[0];
+    }
+    return nfv_model_create_from_spec(ctx, arch, in, classes, NULL, NFV_HEAD_SOFTMAX, 1, m);
+}
 
 void bench_times_free(bench_times *b)
 {

@@ -416,19 +416,7 @@ static int print_json(const bench_state *s, double peak, const char *peak_how)
 static nfv_status open_model(const bench_args *a, nfv_context **ctx, nfv_model **m)
 {
     NFV_TRY(nfv_context_create(a->device, ctx));
-    if (a->model_path) return nfv_model_open(*ctx, a->model_path, m);
-    int in[4] = {1, 91, 109, 91};
-    double vox[3];
-    nfv_arch_preset_input(a->arch, in, vox);
-    if (a->shape) {
-        int xyz[3];
-        char tail;
-        if (sscanf(a->shape, "%d,%d,%d%c", &xyz[0], &xyz[1], &xyz[2], &tail) != 3 || xyz[0] < 1 || xyz[1] < 1 ||
-            xyz[2] < 1 || xyz[0] > 4096 || xyz[1] > 4096 || xyz[2] > 4096)
-            return nfv_fail(NFV_ERR_INVALID_ARG, "--shape expects X,Y,Z voxels, each 1..4096, got \"%s\"", a->shape);
-        in[1] = xyz[2], in[2] = xyz[1], in[3] = xyz[0];
-    }
-    return nfv_model_create_from_spec(*ctx, a->arch, in, a->classes, NULL, NFV_HEAD_SOFTMAX, 1, m);
+    return bench_model_open(*ctx, a->model_path, a->arch, a->shape, a->classes, m);
 }
 
 /* "vis,train" -> which sections run; an unknown name is the error. */
