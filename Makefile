@@ -27,8 +27,9 @@ LDFLAGS += $(EXTRA_LDFLAGS)
 PYTHON  ?= /usr/bin/python3
 
 CL_SRC   := $(sort $(wildcard cl/*.cl))
-# cl/common.cl is the prelude the others #include (inlined at embed time), not a program.
-CL_PROGS := $(filter-out cl/common.cl,$(CL_SRC))
+# cl/common.cl and cl/*_common.cl are preludes the others #include (inlined at
+# embed time), not programs.
+CL_PROGS := $(filter-out cl/common.cl cl/%_common.cl,$(CL_SRC))
 # src/ is in layers, each using only those below it (docs/ARCHITECTURE.md):
 # base < runtime < io < layers < model < vis < explain < cli.
 LAYERS   := base runtime io layers model vis explain

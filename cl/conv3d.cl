@@ -1,4 +1,6 @@
-/* Conv3d kernels: forward, backward to the input, backward to the weights.
+/* Conv3d kernels: forward and backward to the input (the weight and bias
+ * gradients are in cl/conv3d_wgrad.cl; the shared prelude, tunables and
+ * shape constants in cl/conv3d_common.cl).
  *
  * Tensors are row-major: x (N, CI, D, H, W), w (CO, CI, KD, KH, KW),
  * y (N, CO, DO, HO, WO).
@@ -16,93 +18,17 @@
  *    taps fully unrolled, accumulators are named variables made by macros
  *    (no per-work-item arrays in the hot loop), borders free of branches
  *    because they read a zero-padded staging copy of the input (conv3d_pad)
- *    with zeroed slack after its end.  The weight gradient reduces per slab
- *    of output planes (conv3d_bwd_weights_fast), then conv3d_sum_partials.
+ *    with zeroed slack after its end.
  *
  *  - helpers shared by every layer, shapes at run time: conv3d_pad,
- *    conv3d_flip_weights, conv3d_sum_partials, conv3d_bias_partial.
+ *    conv3d_flip_weights.
  *
  *  - eval-mode fusion of conv -> BatchNorm -> ReLU (src/model/model_fuse.c):
  *    conv3d_fold_bn folds the BatchNorm into the weights, -DOUT_RELU=1
  *    makes the fast forwards store max(y, 0), and conv3d_pad_gated applies
  *    ReLU's backward while staging dy for the input gradient. */
 
-/* ---- tunables and shape constants (overridden with -D) ------------------ */
-#ifndef VEC
-#define VEC 16          /* floats per work-item along x: 16 AVX-512, 8 AVX2, 4 GPU */
-#endif
-#include "common.cl"
-#ifndef COB
-#define COB 8           /* output channels per work-item (forward) */
-#endif
-#ifndef ROWS
-#define ROWS 1          /* output rows (h) per work-item (forward): 1-4 */
-#endif
-#ifndef KD_UNROLL
-#define KD_UNROLL 1     /* 1: the forward kernels unroll all KD*KH*KW taps; 0: they keep the
-                         * kd loop, so the compiler cannot hoist every tap's loads at once
-                         * and spill accumulators (nfv_kernel_config.conv_unroll) */
-#endif
-#ifndef OUT_RELU
-#define OUT_RELU 0      /* 1: the forward stores max(y, 0) (eval-mode conv + BN + ReLU fusion) */
-#endif
-#ifndef BW_COB
-#define BW_COB 8        /* output channels per work-item (weight gradient) */
-#endif
-#ifndef CI
-#define CI 1            /* input channels */
-#endif
-#ifndef CO
-#define CO 8            /* output channels */
-#endif
-#ifndef KD
-#define KD 3
-#endif
-#ifndef KH
-#define KH 3
-#endif
-#ifndef KW
-#define KW 3
-#endif
-#ifndef SD
-#define SD 1            /* strides along d and h (x stride is 1 in the fast kernels) */
-#endif
-#ifndef SH
-#define SH 1
-#endif
-#ifndef ID
-#define ID 8            /* unpadded input D, H, W */
-#endif
-#ifndef IH
-#define IH 8
-#endif
-#ifndef IW
-#define IW 8
-#endif
-#ifndef PD
-#define PD 1            /* zero padding before (and after) along d, h, w */
-#endif
-#ifndef PH
-#define PH 1
-#endif
-#ifndef PW
-#define PW 1
-#endif
-#ifndef DO
-#define DO 8            /* output D, H, W */
-#endif
-#ifndef HO
-#define HO 8
-#endif
-#ifndef WO
-#define WO 8
-#endif
-
-#define DP (ID + 2 * PD)     /* padded input D, H, W */
-#define HP (IH + 2 * PH)
-#define WP (IW + 2 * PW)
-#define KVOL (KD * KH * KW)
-#define HOB ((HO + ROWS - 1) / ROWS)
+#include "conv3d_common.cl"
 
 /* ---- helpers of the fast path -------------------------------------------- */
 
@@ -186,36 +112,6 @@ __kernel void conv3d_flip_weights(__global const float *w, __global float *wt, i
     const int k = i % kvol, ci = (i / kvol) % ci_count, co = i / (kvol * ci_count);
     wt[((size_t)ci * co_count + co) * kvol + (kvol - 1 - k)] = w[i];
 }
-
-/* out[i] = sum over p < parts of part[p * m + i]: the second pass of the
- * weight and bias gradient reductions.  One output per work-item. */
-__kernel void conv3d_sum_partials(__global const float *part, __global float *out, int parts, int m)
-{
-    const int i = get_global_id(0);
-    if (i >= m) return;
-    float acc = 0.0f;
-    for (int p = 0; p < parts; p++) acc += part[(size_t)p * m + i];
-    out[i] = acc;
-}
-
-/* Repeat M(c) for c = 0 .. n-1 (n <= 16, a compile-time constant). */
-#define REP1(M) M(0)
-#define REP2(M) REP1(M) M(1)
-#define REP3(M) REP2(M) M(2)
-#define REP4(M) REP3(M) M(3)
-#define REP5(M) REP4(M) M(4)
-#define REP6(M) REP5(M) M(5)
-#define REP7(M) REP6(M) M(6)
-#define REP8(M) REP7(M) M(7)
-#define REP9(M) REP8(M) M(8)
-#define REP10(M) REP9(M) M(9)
-#define REP11(M) REP10(M) M(10)
-#define REP12(M) REP11(M) M(11)
-#define REP13(M) REP12(M) M(12)
-#define REP14(M) REP13(M) M(13)
-#define REP15(M) REP14(M) M(14)
-#define REP16(M) REP15(M) M(15)
-#define REP(n, M) NFV_CAT(REP, n)(M)
 
 /* Accumulators a<r>_<c> for r < ROWS (1-4) and c < COB; loads v<r>. */
 #define DECL(c) floatv a0_##c = (floatv)(0.0f), a1_##c = (floatv)(0.0f), a2_##c = (floatv)(0.0f), \
@@ -473,151 +369,3 @@ __kernel void conv3d_fwd_relu_pool2(__global const float *xp, __global const flo
 }
 #endif /* halfv */
 #endif /* PCOB */
-
-/* ---- fast weight gradient, first pass ------------------------------------ */
-/* part (N*DSLABS, CO, CI, KD, KH, KW): per slab of ODC output planes
- * (n, od in [s*ODC, s*ODC + ODC)), the sum over those planes, oh and x of
- * dy[n, co, od, oh, x] * xp[n, ci, od*SD + kd, oh*SH + kh, x + kw].
- * ODC is chosen by the host so a slab holds a few thousand positions: enough
- * work to amortize the horizontal sums, enough slabs for every core.
- * Global (KD*KH, N*DSLABS, CI*CO/BW_COB), local (KD*KH, 1, 1): the KD*KH
- * work-items sharing one dy slab run back to back on one core, so it is read
- * from cache.  Each work-item keeps BW_COB*KW vector accumulators (one tap
- * row, BW_COB output channels); dy lanes past WO are selected to zero. */
-#ifndef ODC
-#define ODC 1
-#endif
-/* The weight-gradient kernels' accumulators g<kw>_<c> (kw < 5, c < BW_COB)
- * and their horizontal sums into part[slab, co0 + c, ci, kd, kh, kw]. */
-#define DECL_G(c) floatv g0_##c = (floatv)(0.0f), g1_##c = (floatv)(0.0f), g2_##c = (floatv)(0.0f), \
-                         g3_##c = (floatv)(0.0f), g4_##c = (floatv)(0.0f);
-#define PUT_G(c)                                                             \
-    {                                                                        \
-        __global float *o = out + (size_t)(c) * CI * KVOL;                   \
-        o[0] = vsum(g0_##c);                                                 \
-        if (KW > 1) o[1] = vsum(g1_##c);                                     \
-        if (KW > 2) o[2] = vsum(g2_##c);                                     \
-        if (KW > 3) o[3] = vsum(g3_##c);                                     \
-        if (KW > 4) o[4] = vsum(g4_##c);                                     \
-    }
-#define STORE_WEIGHT_PARTIALS                                                                          \
-    {                                                                                                 \
-        __global float *out = part + (((size_t)slab * CO + co0) * CI + ci) * KVOL + (kd * KH + kh) * KW; \
-        REP(BW_COB, PUT_G)                                                                            \
-    }
-#define DSLABS ((DO + ODC - 1) / ODC)
-/* A work-item's tap row (kd, kh), slab, input channel and first output channel. */
-#define WGRAD_INDICES                                                                  \
-    const int kd = get_global_id(0) / KH, kh = get_global_id(0) % KH;                  \
-    const int slab = get_global_id(1), n = slab / DSLABS, od0 = (slab % DSLABS) * ODC; \
-    const int ci = get_global_id(2) % CI, cb = get_global_id(2) / CI;                  \
-    const int co0 = cb * BW_COB;                                                       \
-    const int od1 = min(od0 + ODC, DO);
-/* x at the KW shifts of vector x0 of row xr (taps past KW are never loaded:
- * the conditions are constants), and the multiply-adds of dy vector DY(c)
- * into the accumulators of output channel co0 + c. */
-#define XLOADS                                                                        \
-    const floatv x_0 = VLOAD(0, xr + x0);                                             \
-    const floatv x_1 = KW > 1 ? VLOAD(0, xr + x0 + 1) : (floatv)(0.0f);               \
-    const floatv x_2 = KW > 2 ? VLOAD(0, xr + x0 + 2) : (floatv)(0.0f);               \
-    const floatv x_3 = KW > 3 ? VLOAD(0, xr + x0 + 3) : (floatv)(0.0f);               \
-    const floatv x_4 = KW > 4 ? VLOAD(0, xr + x0 + 4) : (floatv)(0.0f);
-#define GACC(c, DY)                                                                   \
-    {                                                                                 \
-        const floatv g = DY(c);                                                       \
-        g0_##c = MAC(g, x_0, g0_##c);                                                 \
-        if (KW > 1) g1_##c = MAC(g, x_1, g1_##c);                                     \
-        if (KW > 2) g2_##c = MAC(g, x_2, g2_##c);                                     \
-        if (KW > 3) g3_##c = MAC(g, x_3, g3_##c);                                     \
-        if (KW > 4) g4_##c = MAC(g, x_4, g4_##c);                                     \
-    }
-__kernel void conv3d_bwd_weights_fast(__global const float *xp, __global const float *dy, __global float *part)
-{
-    WGRAD_INDICES
-
-    REP(BW_COB, DECL_G)
-    for (int od = od0; od < od1; od++)
-    for (int oh = 0; oh < HO; oh++) {
-        __global const float *xr = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + (oh * SH + kh) * WP;
-        __global const float *dr = dy + ((((size_t)n * CO + co0) * DO + od) * HO + oh) * WO;
-        /* Whole vectors inside the row, then (when WO % VEC) the row's tail,
-         * whose dy lanes past WO are selected to zero: the select costs one
-         * blend per dy load, so only the tail pays it. */
-#define DY_FULL(c) VLOAD(0, dr + (size_t)(c) * DO * HO * WO + x0)
-#define DY_TAIL(c) select((floatv)(0.0f), DY_FULL(c), keep)
-#define GACC_FULL(c) GACC(c, DY_FULL)
-#define GACC_TAIL(c) GACC(c, DY_TAIL)
-        for (int x0 = 0; x0 + VEC <= WO; x0 += VEC) {
-            XLOADS
-            REP(BW_COB, GACC_FULL)
-        }
-        if (WO % VEC) {
-            const int x0 = WO / VEC * VEC;
-            /* lanes inside the row (all ones) or past its end (zero) */
-            const intv keep = isless(LANES_F, (floatv)((float)(WO - x0)));
-            XLOADS
-            REP(BW_COB, GACC_TAIL)
-        }
-#undef GACC_TAIL
-#undef GACC_FULL
-#undef DY_TAIL
-#undef DY_FULL
-    }
-
-    STORE_WEIGHT_PARTIALS
-}
-
-/* ---- fast weight gradient, flattened planes (h stride 1) ----------------- */
-/* As conv3d_bwd_weights_fast, with vectors along the output plane flattened
- * at the padded row pitch WP (as conv3d_fwd_flat): on narrow rows a vector
- * then spans rows (conv4 at 2 mm: 143 of 176 lanes used instead of 11 of
- * 16 per row).  dy must first be laid out at that pitch with zeros past WO
- * and past the plane (conv3d_pitch_dy: dyp (N, CO, DO, PITCHED_PLANE)), so
- * the x lanes that run across a row end meet zeros and add nothing.  The x
- * loads run at most VEC + KW floats past a plane, into the next plane or
- * the staging copy's slack.  Global and work-items as the row kernel. */
-#define PITCHED_PLANE ((HO * WP + VEC - 1) / VEC * VEC)
-__kernel void conv3d_pitch_dy(__global const float *dy, __global float *dyp)
-{
-    const int p = get_global_id(0), plane = get_global_id(1); /* plane: (n*CO + co)*DO + od */
-    const int oh = p / WP, ow = p - oh * WP;
-    dyp[(size_t)plane * PITCHED_PLANE + p] =
-        oh < HO && ow < WO ? dy[(size_t)plane * HO * WO + oh * WO + ow] : 0.0f;
-}
-
-#if SH == 1
-__kernel void conv3d_bwd_weights_flat(__global const float *xp, __global const float *dyp, __global float *part)
-{
-    WGRAD_INDICES
-
-    REP(BW_COB, DECL_G)
-    for (int od = od0; od < od1; od++) {
-        __global const float *xr = xp + (((size_t)n * CI + ci) * DP + od * SD + kd) * HP * WP + kh * WP;
-        __global const float *dr = dyp + (((size_t)n * CO + co0) * DO + od) * PITCHED_PLANE;
-        for (int x0 = 0; x0 < PITCHED_PLANE; x0 += VEC) {
-            XLOADS
-#define DY_PITCHED(c) VLOAD(0, dr + (size_t)(c) * DO * PITCHED_PLANE + x0)
-#define GACC_PITCHED(c) GACC(c, DY_PITCHED)
-            REP(BW_COB, GACC_PITCHED)
-#undef GACC_PITCHED
-#undef DY_PITCHED
-        }
-    }
-    STORE_WEIGHT_PARTIALS
-}
-#endif
-
-/* ---- fast bias gradient, first pass -------------------------------------- */
-/* partb (N*DO, CO): sum of the plane dy[n, co, od, :, :] (plane = HO*WO
- * contiguous floats).  Global (N*DO, CO); lanes past the plane are selected
- * to zero.  Shapes at run time: one build for every layer. */
-__kernel void conv3d_bias_partial(__global const float *dy, __global float *partb, int do_, int plane, int co_count)
-{
-    const int slab = get_global_id(0), co = get_global_id(1);
-    const int n = slab / do_, od = slab % do_;
-    __global const float *src = dy + (((size_t)n * co_count + co) * do_ + od) * plane;
-    floatv acc = (floatv)(0.0f);
-    for (int j = 0; j < plane; j += VEC)
-        acc += select((floatv)(0.0f), VLOAD(0, src + j), isless(LANES_F, (floatv)((float)(plane - j))));
-    partb[(size_t)slab * co_count + co] = vsum(acc);
-}

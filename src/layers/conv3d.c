@@ -1,4 +1,5 @@
-/* Conv3d forward and backward (cl/conv3d.cl); see include/neurofv/ops.h.
+/* Conv3d forward and backward to the input (cl/conv3d.cl); see
+ * include/neurofv/ops.h.
  *
  * Fast path (what the program runs):
  *   forward          conv3d_pad (zero-padded staging copy of x) + conv3d_fwd_fast,
@@ -6,10 +7,9 @@
  *   backward-input   for stride 1 and pad <= k - 1: the same two kernels on dy
  *                    padded by k - 1 - pad, with weights transposed over
  *                    channels and flipped (conv3d_flip_weights);
- *   backward-weights conv3d_pad + conv3d_bwd_weights_fast (partial sums per
- *                    (n, od) slab) + conv3d_sum_partials, when the x stride is
- *                    1 and kw <= 5; the bias gradient likewise with
- *                    conv3d_bias_partial.
+ *   backward-weights src/layers/conv3d_wgrad.c (cl/conv3d_wgrad.cl), on the
+ *                    padded copy and blocking defined here
+ *                    (conv3d_internal.h).
  * Eval-mode fusion (src/model/model_fuse.c) adds nfv_conv3d_forward_relu
  * (the fast forwards built with -DOUT_RELU=1), nfv_conv3d_backward_input_gated
  * (conv3d_pad_gated instead of conv3d_pad), nfv_conv3d_fold_batchnorm, and
@@ -32,7 +32,7 @@
 
 /* Options of the one shape-independent build of cl/conv3d.cl (padding,
  * weight flip, partial sums, bias, BatchNorm folding), shared by all layers. */
-static const char *generic_options(const nfv_context *ctx, char *buf, size_t cap)
+const char *conv3d_generic_options(const nfv_context *ctx, char *buf, size_t cap)
 {
     snprintf(buf, cap, "-DVEC=%d", nfv_context_vector_width(ctx));
     return buf;
@@ -56,33 +56,22 @@ static int planes_per_slab(const conv_dims *d)
     return odc < d->od ? odc : d->od;
 }
 
-static int slab_count(const conv_dims *d)
+int conv3d_slab_count(const conv_dims *d)
 {
     int odc = planes_per_slab(d);
     return d->n * ((d->od + odc - 1) / odc);
 }
 
-/* Blocking of the fast kernels for one layer. */
-typedef struct fast_config {
-    int vec;     /* floats per vector (nfv_context_vector_width) */
-    int cob;     /* output channels per forward work-item */
-    int rows;    /* rows (row kernel) or consecutive vectors (flat kernel) per work-item */
-    int bw_cob;  /* output channels per weight-gradient work-item */
-    int odc;     /* output planes per weight-gradient slab */
-    int flat;    /* forward through conv3d_fwd_flat rather than conv3d_fwd_fast */
-    int unroll;  /* -DKD_UNROLL: the kernel configuration's conv_unroll */
-} fast_config;
-
 /* Whether rows of ow outputs take the flattened-plane kernels: h stride 1
  * and the row kernels would waste more than 10 % of their lanes (11 of 16
  * used at WO = 11, 22 of 32 at WO = 22). */
-static int flat_rows(int vec, int ow, int stride_h)
+int conv3d_flat_rows(int vec, int ow, int stride_h)
 {
     const int row_lanes = (ow + vec - 1) / vec * vec;
     return stride_h == 1 && 10 * ow < 9 * row_lanes;
 }
 
-static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
+fast_config conv3d_fast_config(const nfv_context *ctx, const conv_dims *d)
 {
     /* ≲24 vector accumulators (docs/ARCHITECTURE.md, performance notes):
      * up to 8 channels x 2 rows; the weight gradient keeps bw_cob x KW of
@@ -103,7 +92,7 @@ static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
      * rows (11 of 16 used at WO = 11, 22 of 32 at WO = 22) but stores rows
      * that cross a vector lane by lane; use it only when the row kernel
      * would waste more than 10 % of its lanes. */
-    c.flat = flat_rows(c.vec, d->ow, d->s[1]);
+    c.flat = conv3d_flat_rows(c.vec, d->ow, d->s[1]);
     int acc_cap = d->k[2] <= 1 ? 16 : 24 / d->k[2];
     c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
     c.odc = planes_per_slab(d);
@@ -113,7 +102,7 @@ static fast_config fast_config_for(const nfv_context *ctx, const conv_dims *d)
 
 /* Build options of the fast program for one layer configuration.  Everything
  * a kernel's loop bounds or addressing depends on is compiled in. */
-static void fast_options(const fast_config *c, const conv_dims *d, int relu, char *buf, size_t cap)
+void conv3d_fast_options(const fast_config *c, const conv_dims *d, int relu, char *buf, size_t cap)
 {
     snprintf(buf, cap,
              "-DODC=%d -DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d "
@@ -122,7 +111,7 @@ static void fast_options(const fast_config *c, const conv_dims *d, int relu, cha
              d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow, c->unroll, relu ? " -DOUT_RELU=1" : "");
 }
 
-static nfv_status scratch_create(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out)
+nfv_status conv3d_scratch(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out)
 {
     return nfv_scratch_get(ctx, slot, floats * sizeof(float), what, out);
 }
@@ -156,7 +145,7 @@ static size_t padded_body(const conv_dims *d)
 static nfv_status padded_scratch(nfv_context *ctx, const conv_dims *d, cl_mem *xp)
 {
     const size_t total = padded_floats(ctx, d), body = padded_body(d);
-    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, total, "conv3d padded input", xp));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PADDED, total, "conv3d padded input", xp));
     float zero = 0.0f;
     cl_int err = clEnqueueFillBuffer(nfv_context_queue(ctx), *xp, &zero, sizeof zero, body * sizeof(float),
                                      (total - body) * sizeof(float), 0, NULL, NULL);
@@ -167,7 +156,7 @@ static nfv_status padded_scratch(nfv_context *ctx, const conv_dims *d, cl_mem *x
 /* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into the
  * padded-input scratch slot; gate (same shape, or NULL): copy src only
  * where gate > 0 (conv3d_pad_gated). */
-static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, cl_mem *out)
+nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, cl_mem *out)
 {
     cl_mem xp;
     NFV_TRY(padded_scratch(ctx, d, &xp));
@@ -176,7 +165,7 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
     cl_int err;
     char go[32];
     const char *name = gate ? "conv3d_pad_gated" : "conv3d_pad";
-    if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), name, &k);
+    if (st == NFV_OK) st = nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), name, &k);
     if (st == NFV_OK) {
         size_t global[2] = {(size_t)d->h + 2 * d->p[1], (size_t)d->n * d->ci * (d->d + 2 * d->p[0])};
         size_t local[2] = {global[0], 1}; /* one padded plane per work-group */
@@ -201,17 +190,17 @@ static nfv_status pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
 static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem bias,
                                int relu, cl_mem y)
 {
-    const fast_config c = fast_config_for(ctx, d);
+    const fast_config c = conv3d_fast_config(ctx, d);
     char opts[512];
-    fast_options(&c, d, relu, opts, sizeof opts);
+    conv3d_fast_options(&c, d, relu, opts, sizeof opts);
     const int vec = c.vec, cob = c.cob, rows = c.rows;
     const int flat = c.flat;
     cl_kernel k;
     const char *name = flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast";
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
     cl_mem xp;
-    if (x) NFV_TRY(pad_input(ctx, d, x, gate, &xp));
-    else NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PADDED, padded_floats(ctx, d), "conv3d padded input",
+    if (x) NFV_TRY(conv3d_pad_input(ctx, d, x, gate, &xp));
+    else NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PADDED, padded_floats(ctx, d), "conv3d padded input",
                                 &xp)); /* staged by the caller */
     cl_int has_bias = bias != NULL;
     cl_mem b = bias ? bias : w;
@@ -334,10 +323,10 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
     conv_dims t = transposed_dims(&d);
     const int kvol = d.k[0] * d.k[1] * d.k[2];
     cl_mem wt;
-    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
     cl_kernel k;
     char go[32];
-    nfv_status st = nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_flip_weights", &k);
+    nfv_status st = nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), "conv3d_flip_weights", &k);
     cl_int err = CL_SUCCESS;
     if (st == NFV_OK) {
         cl_int co = d.co, ci = d.ci, kv = kvol;
@@ -374,112 +363,6 @@ nfv_status nfv_conv3d_backward_input_staged(nfv_context *ctx, const nfv_conv3d_p
     return backward_input(ctx, "conv3d backward-input (staged)", p, dy, NULL, 1, w, dx);
 }
 
-/* part (parts, m) -> out (m) summed over parts. */
-static nfv_status sum_partials(nfv_context *ctx, cl_mem part, int parts, int m, cl_mem out)
-{
-    cl_kernel k;
-    char go[32];
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_sum_partials", &k));
-    NFV_ARG(k, "conv3d_sum_partials", 0, part);
-    NFV_ARG(k, "conv3d_sum_partials", 1, out);
-    NFV_ARG(k, "conv3d_sum_partials", 2, parts);
-    NFV_ARG(k, "conv3d_sum_partials", 3, m);
-    size_t global = (size_t)m;
-    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
-}
-
-size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3], int padded_w, int stride_h)
-{
-    if (!flat_rows(vec, out_dims[2], stride_h)) return 0; /* the row kernel */
-    const size_t plane = ((size_t)out_dims[1] * padded_w + vec - 1) / vec * vec;
-    return (size_t)n * co * out_dims[0] * plane;
-}
-
-/* dy (N, CO, DO, HO, WO) at the padded row pitch WP, zeros past WO and past
- * HO*WP up to whole vectors (conv3d_pitch_dy), in the scratch that floats
- * (nfv_conv3d_pitched_dy_floats) says. */
-static nfv_status pitch_dy(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem dy, size_t floats,
-                           cl_mem *out)
-{
-    cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, "conv3d_pitch_dy", &k));
-    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_PITCHED_DY, floats, "conv3d pitched output gradient", out));
-    NFV_ARG(k, "conv3d_pitch_dy", 0, dy);
-    NFV_ARG(k, "conv3d_pitch_dy", 1, *out);
-    const size_t planes = (size_t)d->n * d->co * d->od;
-    size_t global[2] = {floats / planes, planes};
-    return nfv_kernel_launch(ctx, k, 2, global, NULL);
-}
-
-static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
-{
-    const fast_config c = fast_config_for(ctx, d);
-    char opts[512];
-    fast_options(&c, d, 0, opts, sizeof opts);
-    const int kvol = d->k[0] * d->k[1] * d->k[2];
-    const int slabs = slab_count(d), m = d->co * d->ci * kvol;
-    const int bw_cob = c.bw_cob;
-    const int out_dims[3] = {d->od, d->oh, d->ow};
-    /* Narrow rows: vectors along the flattened plane (conv3d_bwd_weights_flat). */
-    const size_t pitched = nfv_conv3d_pitched_dy_floats(c.vec, d->n, d->co, out_dims, d->w + 2 * d->p[2], d->s[1]);
-    const char *name = pitched ? "conv3d_bwd_weights_flat" : "conv3d_bwd_weights_fast";
-    cl_kernel k;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
-    cl_mem xp, part, dyk = dy;
-    NFV_TRY(pad_input(ctx, d, x, NULL, &xp));
-    if (pitched) NFV_TRY(pitch_dy(ctx, d, opts, dy, pitched, &dyk));
-    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part));
-    nfv_status st = NFV_OK;
-    cl_int err;
-    if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) || (err = clSetKernelArg(k, 1, sizeof dyk, &dyk)) ||
-        (err = clSetKernelArg(k, 2, sizeof part, &part)))
-        st = nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
-    if (st == NFV_OK) {
-        size_t global[3] = {(size_t)d->k[0] * d->k[1], (size_t)slabs, (size_t)d->ci * (d->co / bw_cob)};
-        size_t local[3] = {global[0], 1, 1};
-        st = nfv_kernel_launch(ctx, k, 3, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
-    }
-    if (st == NFV_OK) st = sum_partials(ctx, part, slabs, m, dw);
-    return st;
-}
-
-static nfv_status bias_fast(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem db)
-{
-    const int slabs = d->n * d->od;
-    cl_kernel k;
-    char go[32];
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_bias_partial", &k));
-    cl_int do_ = d->od, plane = d->oh * d->ow, co = d->co;
-    cl_mem part;
-    NFV_TRY(scratch_create(ctx, NFV_SCRATCH_CONV_BIAS_PARTIALS, (size_t)slabs * d->co, "conv3d bias-gradient partial sums", &part));
-    nfv_status st = NFV_OK;
-    cl_int err;
-    if ((err = clSetKernelArg(k, 0, sizeof dy, &dy)) || (err = clSetKernelArg(k, 1, sizeof part, &part)) ||
-        (err = clSetKernelArg(k, 2, sizeof do_, &do_)) || (err = clSetKernelArg(k, 3, sizeof plane, &plane)) ||
-        (err = clSetKernelArg(k, 4, sizeof co, &co)))
-        st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_bias_partial", __FILE__, __LINE__);
-    if (st == NFV_OK) {
-        size_t global[2] = {(size_t)slabs, (size_t)d->co};
-        st = nfv_kernel_launch(ctx, k, 2, global, NULL);
-    }
-    if (st == NFV_OK) st = sum_partials(ctx, part, slabs, d->co, db);
-    return st;
-}
-
-nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
-                                       const nfv_tensor *dy, nfv_tensor *dw, nfv_tensor *db)
-{
-    conv_dims d;
-    NFV_TRY(conv3d_check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
-    if (dw && conv3d_dims_general(&d)) NFV_TRY(nfv_conv3d_general_backward_weights(ctx, &d, x->buf, dy->buf, dw->buf));
-    else if (dw) {
-        if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(weights_fast(ctx, &d, x->buf, dy->buf, dw->buf));
-        else NFV_TRY(nfv_conv3d_backward_weights_reference(ctx, p, x, dy, dw, NULL));
-    }
-    if (db) NFV_TRY(bias_fast(ctx, &d, dy->buf, db->buf));
-    return NFV_OK;
-}
-
 int nfv_conv3d_has_relu_maxpool2(const nfv_context *ctx, const nfv_conv3d_params *p)
 {
     const int vec = nfv_context_vector_width(ctx);
@@ -510,17 +393,17 @@ nfv_status nfv_conv3d_forward_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_p
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: pooled output %s (argmax %zu values) for input %s, expected %dx%dx%dx%dx%d",
                         op, nfv_shape_str(y, sy, sizeof sy), argmax->numel, nfv_shape_str(x, sx, sizeof sx), d.n, d.co,
                         d.od / 2, d.oh / 2, d.ow / 2);
-    const fast_config c = fast_config_for(ctx, &d);
+    const fast_config c = conv3d_fast_config(ctx, &d);
     const int pcob = divisor_at_most(d.co, 4);
     char opts[512];
-    fast_options(&c, &d, 1, opts, sizeof opts);
+    conv3d_fast_options(&c, &d, 1, opts, sizeof opts);
     size_t used = strlen(opts);
     snprintf(opts + used, sizeof opts - used, " -DPCOB=%d", pcob);
     const char *name = "conv3d_fwd_relu_pool2";
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
     cl_mem xp;
-    NFV_TRY(pad_input(ctx, &d, x->buf, NULL, &xp));
+    NFV_TRY(conv3d_pad_input(ctx, &d, x->buf, NULL, &xp));
     cl_int has_bias = b != NULL;
     cl_mem bb = b ? b->buf : w->buf;
     NFV_ARG(k, name, 0, xp);
@@ -552,7 +435,7 @@ nfv_status nfv_conv3d_fold_batchnorm(nfv_context *ctx, const nfv_tensor *w, cons
         return nfv_fail(NFV_ERR_INVALID_ARG, "conv3d BatchNorm fold: folded weight or bias does not match the conv");
     cl_kernel k;
     char go[32];
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", generic_options(ctx, go, sizeof go), "conv3d_fold_bn", &k));
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), "conv3d_fold_bn", &k));
     cl_int has_bias = b != NULL, n_co = co, n_per = per;
     cl_mem bb = b ? b->buf : w->buf; /* never read without bias */
     int a = 0;

@@ -25,6 +25,36 @@ nfv_status conv3d_check_grad_shapes(const char *op, const nfv_conv3d_params *p, 
                                     const nfv_tensor *dy, const nfv_tensor *dw, const nfv_tensor *db, conv_dims *d);
 int conv3d_dims_general(const conv_dims *d);
 
+/* src/layers/conv3d.c, shared with conv3d_wgrad.c (the fast path). */
+/* Blocking of the fast kernels for one layer. */
+typedef struct fast_config {
+    int vec;     /* floats per vector (nfv_context_vector_width) */
+    int cob;     /* output channels per forward work-item */
+    int rows;    /* rows (row kernel) or consecutive vectors (flat kernel) per work-item */
+    int bw_cob;  /* output channels per weight-gradient work-item */
+    int odc;     /* output planes per weight-gradient slab */
+    int flat;    /* forward through conv3d_fwd_flat rather than conv3d_fwd_fast */
+    int unroll;  /* -DKD_UNROLL: the kernel configuration's conv_unroll */
+} fast_config;
+
+/* Options of the one shape-independent build of a conv3d program
+ * (padding, weight flip, partial sums, bias, BatchNorm folding): -DVEC. */
+const char *conv3d_generic_options(const nfv_context *ctx, char *buf, size_t cap);
+/* The blocking of d's fast kernels on ctx, and their build options (every
+ * shape constant compiled in; relu: -DOUT_RELU=1). */
+fast_config conv3d_fast_config(const nfv_context *ctx, const conv_dims *d);
+void conv3d_fast_options(const fast_config *c, const conv_dims *d, int relu, char *buf, size_t cap);
+/* Whether rows of ow outputs take the flattened-plane kernels (h stride 1,
+ * the row kernels would waste over 10 % of their lanes). */
+int conv3d_flat_rows(int vec, int ow, int stride_h);
+/* Weight-gradient slabs of output planes over the batch (N * ceil(DO / planes per slab)). */
+int conv3d_slab_count(const conv_dims *d);
+/* The context's scratch slot of `floats` floats (what: for messages). */
+nfv_status conv3d_scratch(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out);
+/* The zero-padded staging copy of src (N, CI, D, H, W) in the padded-input
+ * scratch slot, times [gate > 0] where gate is given (conv3d_pad_gated). */
+nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, cl_mem *out);
+
 /* src/layers/conv3d_ref.c: one *_ref kernel of cl/conv3d_ref.cl over count
  * outputs (b, c: NULL when the kernel takes fewer inputs). */
 nfv_status conv3d_launch_ref(nfv_context *ctx, const char *name, cl_mem a, cl_mem b, cl_mem c, cl_mem out,
