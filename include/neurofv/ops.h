@@ -97,6 +97,10 @@ size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const 
  * row kernel (rows that waste under 10 % of a vector's lanes, or an h
  * stride other than 1): what src/model/memory.c counts. */
 size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3], int padded_w, int stride_h);
+/* Floats of the weight gradient's partial sums (one (co, ci, kernel) block
+ * per slab of output planes, batch n, output (out_dims)) in the context's
+ * scratch: what src/model/memory.c counts. */
+size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[3], const int out_dims[3]);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
  * ones are tested against, never used by the program (with dilation or
  * groups > 1 they run the general kernels, as the functions above). */

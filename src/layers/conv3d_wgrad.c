@@ -51,6 +51,12 @@ static nfv_status pitch_dy(nfv_context *ctx, const conv_dims *d, const char *opt
     return nfv_kernel_launch(ctx, k, 2, global, NULL);
 }
 
+size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[3], const int out_dims[3])
+{
+    conv_dims d = {.n = n, .co = co, .ci = ci, .od = out_dims[0], .oh = out_dims[1], .ow = out_dims[2]};
+    return (size_t)conv3d_slab_count(&d) * co * ci * kernel[0] * kernel[1] * kernel[2];
+}
+
 static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
 {
     const fast_config c = conv3d_fast_config(ctx, d);
@@ -68,7 +74,9 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     cl_mem xp, part, dyk = dy;
     NFV_TRY(conv3d_pad_input(ctx, d, x, NULL, &xp));
     if (pitched) NFV_TRY(pitch_dy(ctx, d, opts, dy, pitched, &dyk));
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, (size_t)slabs * m, "conv3d weight-gradient partial sums", &part));
+    const size_t partials = nfv_conv3d_weight_partial_floats(d->n, d->co, d->ci, d->k, out_dims);
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, partials, "conv3d weight-gradient partial sums",
+                           &part));
     nfv_status st = NFV_OK;
     cl_int err;
     if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) || (err = clSetKernelArg(k, 1, sizeof dyk, &dyk)) ||

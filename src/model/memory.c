@@ -95,12 +95,10 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
     if (fwd && st[2] == 1) grow(s, SL_PADDED, xpad, l, "padded input");
     if (wgrad) {
         if (st[2] == 1 && k[2] <= 5) {
-            int plane = oh * ow, odc = (4096 + plane - 1) / plane;
-            if (odc > od) odc = od;
-            size_t slabs = (size_t)n * ((od + odc - 1) / odc);
-            grow(s, SL_PADDED, xpad, l, "padded input");
-            grow(s, SL_WPART, slabs * co * ci * kvol, l, "weight-gradient partial sums");
             const int out_dims[3] = {od, oh, ow};
+            grow(s, SL_PADDED, xpad, l, "padded input");
+            grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, k, out_dims), l,
+                 "weight-gradient partial sums");
             grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(vec, n, co, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
                  l, "pitched output gradient");
         }
