@@ -19,9 +19,13 @@
 #   5. bench-kernels (GFLOP/s of the conv, pool and BN kernels)
 #   6. the test suite on the GPU (neurofv-tests, every test from FIRST-TEST on,
 #      in parallel groups)
-# STEPS (default all) picks some: a comma list of bench,tune,sweep,kernels,tests.
-# and writes OUTDIR/gpu.log (everything), OUTDIR/summary.md and the sweep grid.
-# NVIDIA's OpenCL driver is found without an ICD file through OCL_ICD_FILENAMES.
+# and writes OUTDIR/gpu.log (everything), OUTDIR/summary.md, OUTDIR/steps.tar.gz
+# (each step's output) and the sweep's grid.  STEPS (default all) picks some:
+# a comma list of bench,tune,sweep,kernels,tests.  Steps 3-6 run with the
+# tuning step 3 stored.  NVIDIA's OpenCL driver is added through
+# OCL_ICD_FILENAMES (and an ICD file) where the image has none for it.
+# Used on 2026-11-30 through the workplace's device tool: PACK in .gpu/pack
+# (ignored by git, carried), `--run .gpu/pack $OUT 480`.
 set -u
 
 pack_it() {
