@@ -93,6 +93,35 @@ TEST(tune_check_decides_between_the_fastest_and_the_default)
           "a failing check is the tuner's error, named: %s \"%s\"", nfv_status_name(st), nfv_error_message());
 }
 
+/* The command with its check on a small model: the check's line, the
+ * choice, and the tuning file. */
+TEST(tune_cli_checks_on_a_model_and_stores)
+{
+    char dir[600], out[700], cmd[2000];
+    snprintf(dir, sizeof dir, "%s/tune-cli", test_tmpdir());
+    snprintf(out, sizeof out, "%s/tune-cli.txt", test_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "%s tune --size 8 --batch 1 --reps 1 --candidates local=64 --check vis --arch 'conv(2,k3,p1) relu "
+             "maxpool(2) flatten linear(2)' --classes 2 --shape 12,12,12 --check-batch 2 --cache-dir '%s'",
+             test_bin(), dir);
+    if (!CHECK(test_run(cmd, out) == 0, "tune ran (see %s): %s", out, cmd)) return;
+    FILE *f = fopen(out, "r");
+    char text[8192] = "";
+    if (f) {
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = 0;
+        fclose(f);
+    }
+    CHECK(strstr(text, "check on conv(2,k3,p1)") && strstr(text, "vis step at batch 2"),
+          "the check's line names the model and step:\n%s", text);
+    CHECK(strstr(text, "chosen: ") != NULL, "the choice is printed:\n%s", text);
+    char path[800];
+    snprintf(path, sizeof path, "%s/tuning.json", dir);
+    f = fopen(path, "r");
+    CHECK(f != NULL, "the tuning file %s is written", path);
+    if (f) fclose(f);
+}
+
 TEST(tune_rejects_bad_options)
 {
     nfv_tune_options o;

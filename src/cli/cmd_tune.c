@@ -15,7 +15,7 @@ NFV_COMMAND(tune, "tune", "Search the kernel configuration for a device and keep
  * batch `visualize` runs; train: one training step). */
 typedef struct tune_check {
     const char *what, *model_path, *arch, *shape;
-    int batch, reps;
+    int classes, batch, reps;
 } tune_check;
 
 static nfv_status check_step(nfv_context *ctx, void *user, double *ms)
@@ -24,7 +24,7 @@ static nfv_status check_step(nfv_context *ctx, void *user, double *ms)
     nfv_model *m = NULL;
     bench_times t = {0};
     int layer;
-    nfv_status st = bench_model_open(ctx, c->model_path, c->arch, c->shape, 3, &m);
+    nfv_status st = bench_model_open(ctx, c->model_path, c->arch, c->shape, c->classes, &m);
     if (!st && !strcmp(c->what, "vis")) st = bench_vis_step(ctx, m, "output:0", c->batch, 2, c->reps, &t, &layer);
     else if (!st) st = bench_train_step(ctx, m, c->batch, 2, c->reps, &t);
     if (!st) *ms = 1e3 * bench_median(&t);
@@ -37,7 +37,7 @@ int cmd_tune(int argc, char **argv)
 {
     const char *device = NULL, *only = NULL, *cache = NULL;
     int dry = 0;
-    tune_check check = {.what = "vis", .arch = "ref4", .batch = 0, .reps = 5};
+    tune_check check = {.what = "vis", .arch = "ref4", .classes = 3, .batch = 0, .reps = 5};
     nfv_tune_options o;
     nfv_tune_options_default(&o);
     const cli_option opts[] = {
@@ -54,6 +54,7 @@ int cmd_tune(int argc, char **argv)
          "(default) or training step too, and keep it only if faster there as well; none: the small workload "
          "decides alone"},
         {"--arch", CLI_STRING, &check.arch, "SPEC", "model of --check: architecture spec or preset (default ref4)"},
+        {"--classes", CLI_INT, &check.classes, "K", "outputs of --arch (default 3)"},
         {"--shape", CLI_STRING, &check.shape, "X,Y,Z", "input grid of --arch (default: the preset's)"},
         {"--model", CLI_STRING, &check.model_path, "FILE", "model of --check: a model file instead of --arch"},
         {"--check-batch", CLI_INT, &check.batch, "N", "samples of the --check step (default 8 for vis, 4 for train)"},
