@@ -194,7 +194,6 @@ int nfv_dist_abort(int code, const char *message) { (void)message; return code; 
 
 #endif
 
-
 nfv_status nfv_dist_time_sum(size_t n, int reps, double *median_seconds)
 {
     if (reps < 1) reps = 1;

@@ -14,7 +14,6 @@
 
 #include "base/clock.h"
 
-
 static void print_help(const char *command, const char *usage, const char *description, const cli_option *opts)
 {
     printf("usage: neurofv %s %s\n\n%s\n\noptions:\n", command, usage, description);

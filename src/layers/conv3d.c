@@ -31,7 +31,8 @@
 /* Scratch slots: NFV_SCRATCH_CONV_* of nfv_scratch_slot (src/runtime/internal.h). */
 
 /* Options of the one shape-independent build of cl/conv3d.cl (padding,
- * weight flip, partial sums, bias, BatchNorm folding), shared by all layers. */
+ * weight flip, BatchNorm folding) and cl/conv3d_wgrad.cl (partial sums,
+ * bias), shared by all layers. */
 const char *conv3d_generic_options(const nfv_context *ctx, char *buf, size_t cap)
 {
     snprintf(buf, cap, "-DVEC=%d", nfv_context_vector_width(ctx));

@@ -74,9 +74,8 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     cl_mem xp, part, dyk = dy;
     NFV_TRY(conv3d_pad_input(ctx, d, x, NULL, &xp));
     if (pitched) NFV_TRY(pitch_dy(ctx, d, opts, dy, pitched, &dyk));
-    const size_t partials = nfv_conv3d_weight_partial_floats(d->n, d->co, d->ci, d->k, out_dims);
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, partials, "conv3d weight-gradient partial sums",
-                           &part));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, (size_t)slabs * m,
+                           "conv3d weight-gradient partial sums", &part));
     nfv_status st = NFV_OK;
     cl_int err;
     if ((err = clSetKernelArg(k, 0, sizeof xp, &xp)) || (err = clSetKernelArg(k, 1, sizeof dyk, &dyk)) ||

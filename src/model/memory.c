@@ -7,7 +7,7 @@
  *                                      statistics, grad_a and grad_b; the
  *                                      conv, BN and ReLU outputs only where a
  *                                      forward writes them (model_run.c)
- *   conv3d.c                           scratch slots: padded input (forward,
+ *   conv3d.c, conv3d_wgrad.c           scratch slots: padded input (forward,
  *                                      weight gradient) or padded dy (input
  *                                      gradient), flipped weights, partial sums,
  *                                      dy at the padded pitch (flat weight
