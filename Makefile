@@ -157,19 +157,19 @@ test-torch: all
 # Every kernel file compiles standalone as OpenCL C 1.2 (common.cl found with
 # -Icl) for each vector width the host passes (default_vector_width in
 # src/runtime/context.c: 4, 8, 16), and pool.cl / conv3d.cl for each
-# POOL_KIND / ROWS, which select code.  Warnings are errors.
+# POOL_KIND / ROWS, which select code (a,b: both at once).  Warnings are errors.
 CLANG_CL     ?= clang
 CHECK_CL_VEC := 4 8 16
 check-cl:
 	@for f in $(CL_SRC); do \
 	  case $$f in \
-	    cl/pool.cl) defs="POOL_KIND=0 POOL_KIND=1 POOL_KIND=2" ;; \
-	    cl/conv3d.cl) defs="ROWS=1 ROWS=2 ROWS=3 ROWS=4 PCOB=4" ;; \
+	    cl/pool.cl) defs="POOL_KIND=0 POOL_KIND=1 POOL_KIND=2 GCR=8" ;; \
+	    cl/conv3d.cl) defs="ROWS=1 ROWS=2 ROWS=3 ROWS=4 PCOB=4 MARCH=16,CO=1,COB=1,ROWS=4" ;; \
 	    *) defs="" ;; \
 	  esac; \
 	  for v in $(CHECK_CL_VEC); do for d in $${defs:-""}; do \
 	    $(CLANG_CL) -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -Icl -fsyntax-only -Werror \
-	      -DVEC=$$v $${d:+-D$$d} $$f || { echo "check-cl: $$f failed with -DVEC=$$v $${d:+-D$$d}"; exit 1; }; \
+	      -DVEC=$$v $${d:+-D$$(echo $$d | sed 's/,/ -D/g')} $$f || { echo "check-cl: $$f failed with -DVEC=$$v $${d:+-D$$d}"; exit 1; }; \
 	  done; done; \
 	  echo "check-cl: $$f ok (VEC $(CHECK_CL_VEC)$${defs:+; $$defs})"; \
 	done

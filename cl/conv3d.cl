@@ -34,17 +34,21 @@
 
 /* xp (N*CI, dp, hp, wp) = x (N*CI, id, ih, iw) surrounded by pd/ph/pw zeros
  * (dp = id + 2 pd, ...), times [gate > 0] where gate (same shape as x) is
- * given.  Global (hp, N*CI*dp): one padded row per work-item, copied with
+ * given; with crow = CI > 0 xp is (N, dp, hp, CI, wp) instead (channel rows,
+ * conv3d_fwd_co1).  Global (hp, N*CI*dp): one padded row per work-item, copied with
  * whole vectors (a per-element kernel with index arithmetic ran at ~1 GB/s).
  * Shapes are run-time arguments so one build serves every layer: the
  * per-row index arithmetic is negligible. */
 inline void pad_row(__global const float *x, __global const float *gate, __global float *xp, int id, int ih, int iw,
-                    int pd_, int ph_, int pw_)
+                    int pd_, int ph_, int pw_, int crow)
 {
     const int dp = id + 2 * pd_, hp_n = ih + 2 * ph_, wp = iw + 2 * pw_;
     const int hp = get_global_id(0), pdi = get_global_id(1);
     const int plane = pdi / dp, d = pdi % dp - pd_, h = hp - ph_;
-    __global float *dst = xp + ((size_t)pdi * hp_n + hp) * wp;
+    /* crow > 0: the channel-rows layout (N, dp, hp, crow, wp) of conv3d_fwd_co1 */
+    const size_t drow = crow ? (((size_t)(plane / crow) * dp + pdi % dp) * hp_n + hp) * crow + plane % crow
+                             : (size_t)pdi * hp_n + hp;
+    __global float *dst = xp + drow * wp;
     if (d < 0 || d >= id || h < 0 || h >= ih) {
         int j = 0;
         for (; j + VEC <= wp; j += VEC) VSTORE((floatv)(0.0f), 0, dst + j);
@@ -68,18 +72,18 @@ inline void pad_row(__global const float *x, __global const float *gate, __globa
 }
 
 __kernel void conv3d_pad(__global const float *x, __global float *xp, int id, int ih, int iw, int pd_, int ph_,
-                         int pw_)
+                         int pw_, int crow)
 {
-    pad_row(x, 0, xp, id, ih, iw, pd_, ph_, pw_);
+    pad_row(x, 0, xp, id, ih, iw, pd_, ph_, pw_, crow);
 }
 
 /* The same copy of dy gated by the ReLU output y after the conv: ReLU's
  * backward (dy where y > 0) folded into the staging copy of the conv's
  * input gradient. */
 __kernel void conv3d_pad_gated(__global const float *x, __global const float *gate, __global float *xp, int id, int ih,
-                               int iw, int pd_, int ph_, int pw_)
+                               int iw, int pd_, int ph_, int pw_, int crow)
 {
-    pad_row(x, gate, xp, id, ih, iw, pd_, ph_, pw_);
+    pad_row(x, gate, xp, id, ih, iw, pd_, ph_, pw_, crow);
 }
 
 /* wf (CO, PER) = w (CO, PER) * s[co], bf (CO) = (b - mean) * s + beta with
@@ -369,3 +373,90 @@ __kernel void conv3d_fwd_relu_pool2(__global const float *xp, __global const flo
 }
 #endif /* halfv */
 #endif /* PCOB */
+
+/* ---- fast forward, one output channel, marching along d ------------------ */
+/* y (N, 1, DO, HO, WO) from xp in the channel-rows layout (N, DP, HP, CI, WP):
+ * each padded row holds the CI channels' rows one after another.  CO = 1,
+ * SD = SH = 1: the input gradient of a 1-channel first layer (CI here = the
+ * layer's output channels), or a forward into one channel.
+ *
+ * Why: with the planar layout each work-item of the row kernel reads CI
+ * channels x KD planes, CI * KD streams megabytes apart, and conv1's input
+ * gradient ran at 80-90 GFLOP/s (bench-kernels, "bwd-input staged") with its
+ * loop FMA-dense: the loads, not the arithmetic, were waiting.  Here the CI
+ * rows a tap reads are one contiguous run, and a work-item marches along d
+ * through MARCH output planes: input plane j feeds output planes j - kd for
+ * every kd, so each input row is loaded once per work-item ((ROWS + KH - 1)
+ * x KW loads per channel and plane for ROWS x KVOL FMAs) into KD x ROWS
+ * accumulators, of which the oldest plane is complete and stored after each
+ * step.  Measured on PoCL (AVX-512), same kernel, planar vs channel rows:
+ * 54-59 -> 200-225 GFLOP/s.
+ *
+ * Global (ceil(WO/VEC), ceil(HO/ROWS), N * ceil(DO/MARCH)); a work-item
+ * computes output planes chunk*MARCH .. +MARCH of ROWS rows of VEC columns
+ * (its first KD - 1 steps fill the accumulators).  Reads reach KD - 1 planes
+ * past its chunk (at most DP - 1) and ROWS - 1 channel-row groups past HP
+ * (slack).  Only in builds with -DMARCH (nfv_kernel_config.conv_march). */
+#if defined(MARCH) && MARCH > 0 && CO == 1 && SD == 1 && SH == 1
+#define MARCH_CHUNKS ((DO + MARCH - 1) / MARCH)
+__kernel void conv3d_fwd_co1(__global const float *xp, __global const float *w, __global const float *bias,
+                             __global float *y, int has_bias)
+{
+    const int xb = get_global_id(0), ohb = get_global_id(1);
+    const int chunk = get_global_id(2) % MARCH_CHUNKS, n = get_global_id(2) / MARCH_CHUNKS;
+    const int x0 = xb * VEC, oh0 = ohb * ROWS, od_first = chunk * MARCH;
+    const int od_end = min(DO, od_first + MARCH);
+    const int full = x0 + VEC <= WO;
+    /* acc[kd][r]: output plane j - kd (j the input plane of the step), row oh0 + r */
+    floatv acc[KD][ROWS];
+#pragma unroll
+    for (int s = 0; s < KD; s++)
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) acc[s][r] = (floatv)(0.0f);
+    __global const float *xn = xp + (size_t)n * CI * DP * HP * WP + (size_t)oh0 * CI * WP + x0;
+    for (int j = od_first; j < od_end + KD - 1; j++) {
+        for (int ci = 0; ci < CI; ci++) {
+            __global const float *xc = xn + ((size_t)j * HP * CI + ci) * WP;
+            __global const float *wc = w + ci * KVOL;
+#pragma unroll
+            for (int i = 0; i < ROWS + KH - 1; i++)
+#pragma unroll
+                for (int kw = 0; kw < KW; kw++) {
+                    const floatv v = VLOAD(0, xc + i * CI * WP + kw);
+#pragma unroll
+                    for (int kd = 0; kd < KD; kd++)
+#pragma unroll
+                        for (int r = 0; r < ROWS; r++) {
+                            const int kh = i - r; /* constant after unrolling */
+                            if (kh >= 0 && kh < KH)
+                                acc[kd][r] = MAC((floatv)(wc[(kd * KH + kh) * KW + kw]), v, acc[kd][r]);
+                        }
+                }
+        }
+        const int od = j - (KD - 1);
+        if (od >= od_first) {
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) {
+                if (oh0 + r >= HO) continue;
+                floatv v = acc[KD - 1][r];
+                if (has_bias) v += (floatv)(bias[0]);
+                if (OUT_RELU) v = fmax(v, (floatv)(0.0f));
+                __global float *dst = y + (((size_t)n * DO + od) * HO + oh0 + r) * WO + x0;
+                if (full) VSTORE(v, 0, dst);
+                else {
+                    float tmp[VEC];
+                    VSTORE(v, 0, tmp);
+                    for (int l = 0; l < WO - x0; l++) dst[l] = tmp[l];
+                }
+            }
+        }
+        /* the next step's input plane j + 1 starts output plane j + 1 in acc[0] */
+#pragma unroll
+        for (int s = KD - 1; s > 0; s--)
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) acc[s][r] = acc[s - 1][r];
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) acc[0][r] = (floatv)(0.0f);
+    }
+}
+#endif /* MARCH */

@@ -436,7 +436,10 @@ __kernel void maxpool3d_backward_w2(__global const float *dy, __global const int
  * before the pool passed its window's max exactly when y > 0) and written
  * straight into the zero-padded layout in which the conv below stages its
  * input gradient (src/layers/conv3d.c): dxp (N*C, D+2*GPD, H+2*GPH,
- * W+2*GPW), every element written, no slack.  Grid (ceil(W / VEC),
+ * W+2*GPW), or with -DGCR=C in channel rows (N, D+2*GPD, H+2*GPH, C,
+ * W+2*GPW) for conv3d_fwd_co1; every element written, no slack.  (A grid of
+ * whole channel-row planes per work-group, contiguous writes, measured no
+ * faster in the ref4 visualization step than this one.)  Grid (ceil(W / VEC),
  * H+2*GPH, N*C*(D+2*GPD)): a work-item in a border row or plane writes
  * zeros where an inner one writes its VEC values, and the row's first and
  * last work-items write the GPW zeros at its ends.  It replaces the pool
@@ -452,6 +455,9 @@ __kernel void maxpool3d_backward_w2(__global const float *dy, __global const int
 #ifndef GPW
 #define GPW 1
 #endif
+#ifndef GCR
+#define GCR 0 /* C: dxp in channel rows, (N, D+2*GPD, H+2*GPH, C, W+2*GPW) (conv3d_fwd_co1's layout) */
+#endif
 #define GDP (D + 2 * GPD)
 #define GHP (H + 2 * GPH)
 #define GWP (W + 2 * GPW)
@@ -461,7 +467,12 @@ __kernel void maxpool3d_backward_w2_gated_padded(__global const float *dy, __glo
     const int w0 = get_global_id(0) * VEC, hp = get_global_id(1), zp = get_global_id(2);
     const size_t plane = zp / GDP;
     const int d = zp % GDP - GPD, h = hp - GPH;
-    __global float *row = dxp + ((size_t)zp * GHP + hp) * GWP + GPW; /* the row's first inner element */
+#if GCR
+    const size_t drow = (((plane / GCR) * GDP + zp % GDP) * GHP + hp) * GCR + plane % GCR;
+#else
+    const size_t drow = (size_t)zp * GHP + hp;
+#endif
+    __global float *row = dxp + drow * GWP + GPW; /* the row's first inner element */
     floatv acc = (floatv)(0.0f);
     if (d >= 0 && d < D && h >= 0 && h < H) {
         const size_t po = plane * (size_t)(OD * OH * OW);

@@ -165,6 +165,10 @@ static const conv_case CASES[] = {
      * reads reaching the last sample's slack */
     {2, 1, 4, 6, 5, 13, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
     {2, 4, 1, 6, 5, 13, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
+    /* one channel over more planes than a CPU work-item marches through
+     * (conv3d_fwd_co1, 16): 37 planes are chunks of 16, 16 and 5 */
+    {1, 1, 3, 37, 6, 20, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
+    {2, 3, 1, 37, 6, 20, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
 };
 
 TEST(conv3d_fast_vs_host_reference)

@@ -217,16 +217,19 @@ TEST(fuse_keeps_requested_layers)
 }
 
 
-/* The max pool's gradient gated by its output and written padded, against
- * the plain pool backward (tested in test_pool.c) gated and padded here. */
+/* The max pool's gradient gated by its output and written padded, planar
+ * and in channel rows (nfv_conv3d_staging), against the plain pool backward
+ * (tested in test_pool.c) gated and padded here. */
 TEST(fuse_pool_backward_gated_padded_vs_plain)
 {
     nfv_context *ctx = test_ctx();
     enum { N = 2, C = 3, D = 5, H = 6, W = 21 };
-    const int OD = 2, OH = 3, OW = 10, pad[3] = {1, 2, 1};
+    const int OD = 2, OH = 3, OW = 10;
     nfv_pool3d_params p;
     memset(&p, 0, sizeof p);
     for (int i = 0; i < 3; i++) p.kernel[i] = 2, p.stride[i] = 2;
+    const nfv_conv3d_staging planar = {{1, 2, 1}, 0}, rows = {{1, 2, 1}, C};
+    const int *pad = planar.pad;
     int xs[5] = {N, C, D, H, W}, ys[5] = {N, C, OD, OH, OW};
     const int PD = D + 2 * pad[0], PH = H + 2 * pad[1], PW = W + 2 * pad[2];
     int ps[5] = {N, C, PD, PH, PW};
@@ -238,31 +241,42 @@ TEST(fuse_pool_backward_gated_padded_vs_plain)
     if (CHECK_OK(test_tensor(&tx, 5, xs, x)) && CHECK_OK(nfv_tensor_create(ctx, &ty, 5, ys)) &&
         CHECK_OK(nfv_tensor_create(ctx, &ta, 5, ys)) && CHECK_OK(test_tensor(&tdy, 5, ys, dy)) &&
         CHECK_OK(nfv_tensor_create(ctx, &tdx, 5, xs)) && CHECK_OK(nfv_tensor_create(ctx, &tp, 5, ps))) {
-        nfv_tensor_fill(ctx, &tp, 7.0f); /* every element must be written */
         CHECK(nfv_maxpool3d_has_gated_padded_backward(ctx, &p, &tx, &ty), "kernel 2 stride 2 has the fused backward");
+        float *dx = NULL;
         if (CHECK_OK(nfv_maxpool3d_forward(ctx, &p, &tx, &ty, &ta)) &&
-            CHECK_OK(nfv_maxpool3d_backward(ctx, &p, &tdy, &ta, &tdx)) &&
-            CHECK_OK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, pad, &tp))) {
-            float *dx = test_download(&tdx), *got = test_download(&tp);
+            CHECK_OK(nfv_maxpool3d_backward(ctx, &p, &tdy, &ta, &tdx)))
+            dx = test_download(&tdx);
+        for (int layout = 0; dx && layout < 2; layout++) {
+            const nfv_conv3d_staging *st = layout ? &rows : &planar;
+            nfv_tensor_fill(ctx, &tp, 7.0f); /* every element must be written */
+            if (!CHECK_OK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, st, &tp))) continue;
+            float *got = test_download(&tp);
             double *want = calloc(pn, sizeof *want);
             int gated_off = 0;
-            for (int nc = 0; dx && nc < N * C; nc++)
-                for (int d = 0; d < D; d++)
-                    for (int h = 0; h < H; h++)
-                        for (int w = 0; w < W; w++) {
-                            /* the gradient lands on the arg max: its window's max is > 0 iff x > 0 there */
-                            size_t i = (((size_t)nc * D + d) * H + h) * W + w;
-                            gated_off += x[i] <= 0 && dx[i] != 0;
-                            want[(((size_t)nc * PD + d + pad[0]) * PH + h + pad[1]) * PW + w + pad[2]] =
-                                x[i] > 0 ? dx[i] : 0.0;
-                        }
+            for (int n = 0; n < N; n++)
+                for (int c = 0; c < C; c++)
+                    for (int d = 0; d < D; d++)
+                        for (int h = 0; h < H; h++)
+                            for (int w = 0; w < W; w++) {
+                                /* the gradient lands on the arg max: its window's max is > 0 iff x > 0 there */
+                                size_t i = ((((size_t)n * C + c) * D + d) * H + h) * W + w;
+                                const size_t pd = (size_t)d + pad[0], ph = (size_t)h + pad[1];
+                                size_t row = layout ? (((size_t)n * PD + pd) * PH + ph) * C + c
+                                                    : (((size_t)n * C + c) * PD + pd) * PH + ph;
+                                gated_off += x[i] <= 0 && dx[i] != 0;
+                                want[row * PW + w + pad[2]] = x[i] > 0 ? dx[i] : 0.0;
+                            }
             CHECK(gated_off > 0, "the test reaches windows whose max is 0 (%d)", gated_off);
-            if (got) CHECK_CLOSE("pool backward, gated and padded", got, want, pn, 0, 0);
-            free(dx), free(got), free(want);
+            if (got) CHECK_CLOSE(layout ? "pool backward, gated and padded in channel rows"
+                                        : "pool backward, gated and padded", got, want, pn, 0, 0);
+            free(got), free(want);
         }
-        int bad[3] = {1, 2, 3}; /* needs more than tp holds */
-        CHECK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, bad, &tp) == NFV_ERR_INVALID_ARG,
+        free(dx);
+        const nfv_conv3d_staging bad = {{1, 2, 3}, 0}, bad_rows = {{1, 2, 1}, C + 1};
+        CHECK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, &bad, &tp) == NFV_ERR_INVALID_ARG,
               "a padded buffer too small for the padding is refused");
+        CHECK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, &bad_rows, &tp) == NFV_ERR_INVALID_ARG,
+              "channel rows of another channel count are refused");
         nfv_tensor_free(&ty), nfv_tensor_free(&ta), nfv_tensor_free(&tdy), nfv_tensor_free(&tdx), nfv_tensor_free(&tp);
     }
     nfv_tensor_free(&tx);

@@ -169,8 +169,8 @@ TEST(memory_estimate_exact_for_a_small_model)
     CHECK(e.part[NFV_MEM_BACKWARD] == 2 * (256 + slack) * f, "two gradient buffers of the largest activation: %llu",
           e.part[NFV_MEM_BACKWARD]);
     /* Input gradient of conv1: dy (2, 2, 4, 4, 4) padded by 1 -> 2x2x6x6x6 = 864 plus the slack
-     * (4 + 3 + 1) x 6 + 4 VEC + 3 + 64; the flipped weights 54 floats. */
-    unsigned long long padded = 864 + 8 * 6 + 4 * vec + 3 + 64;
+     * (4 + 3 + 1) rows of 6 for each of the 2 channels + 4 VEC + 3 + 64; the flipped weights 54 floats. */
+    unsigned long long padded = 864 + 8 * 6 * 2 + 4 * vec + 3 + 64;
     CHECK(e.part[NFV_MEM_SCRATCH] == (padded + 54) * f, "scratch %llu, want %llu", e.part[NFV_MEM_SCRATCH],
           (padded + 54) * f);
     CHECK(e.total == weights * 2 + acts + 2 * (256 + slack) * f + (padded + 54) * f, "the total is the sum of the parts");

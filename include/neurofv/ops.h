@@ -76,13 +76,24 @@ nfv_status nfv_conv3d_forward_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_p
  *    no dilation or groups);
  *  - stage: staged = a view (N, Co, Do + 2 pad[0], Ho + 2 pad[1], Wo + 2
  *    pad[2]) of the conv's staging buffer (the context's scratch) for dy's
- *    padded copy, pad = kernel - 1 - padding; the producer writes every
- *    element (zeros around each plane);
+ *    padded copy, pad = kernel - 1 - padding, in layout->channel_rows' order
+ *    (nfv_conv3d_staging); the producer writes every element (zeros around
+ *    each plane);
  *  - backward_input_staged: dx from what was written there (dy: shape only).
  *    No other conv call may come between the two. */
+/* Where a staged input gradient wants dy's padded copy: pad per axis; and
+ * channel_rows 0: planar (N, Co, Dp, Hp, Wp); channel_rows = Co: each padded
+ * row holds the Co channels' rows one after another, (N, Dp, Hp, Co, Wp)
+ * (the input gradient of a 1-channel conv on devices whose kernel
+ * configuration marches, nfv_kernel_config.conv_march). */
+typedef struct nfv_conv3d_staging {
+    int pad[3];
+    int channel_rows;
+} nfv_conv3d_staging;
 int nfv_conv3d_has_staged_input_grad(const nfv_conv3d_params *p);
 nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
-                                       const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged, int pad[3]);
+                                       const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged,
+                                       nfv_conv3d_staging *layout);
 nfv_status nfv_conv3d_backward_input_staged(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
                                             const nfv_tensor *w, nfv_tensor *dx);
 /* Floats of the zero-padded staging copy (slack included) the fast paths
@@ -134,15 +145,16 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
 /* Eval-mode fusion (src/model/model_fuse.c): dx of a max pool after a ReLU,
  * gated by [y > 0] (y (N, C, OD, OH, OW) = this pool's output: the ReLU
  * passed a window's max exactly when y > 0), written into dxp, x's shape
- * (N, C, D, H, W) padded by pad on both sides of each axis (zeros there):
- * the staged input gradient of the conv before the ReLU.  x gives only the
- * shape.  has_gated_padded_backward: 1 when the pool has this kernel (kernel
+ * (N, C, D, H, W) padded by layout->pad on both sides of each axis (zeros
+ * there), planar or in channel rows as layout says: the staged input
+ * gradient of the conv before the ReLU (nfv_conv3d_stage_input_grad).  x
+ * gives only the shape.  has_gated_padded_backward: 1 when the pool has this kernel (kernel
  * 2 and stride 2 along W, no padding there). */
 int nfv_maxpool3d_has_gated_padded_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x,
                                             const nfv_tensor *y);
 nfv_status nfv_maxpool3d_backward_gated_padded(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
                                                const nfv_tensor *argmax, const nfv_tensor *y, const nfv_tensor *x,
-                                               const int pad[3], nfv_tensor *dxp);
+                                               const nfv_conv3d_staging *layout, nfv_tensor *dxp);
 
 /* Average pooling; padded zeros count in the divisor (PyTorch's default
  * count_include_pad=True), or with exclude_pad only the real voxels.  With

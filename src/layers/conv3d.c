@@ -98,6 +98,11 @@ fast_config conv3d_fast_config(const nfv_context *ctx, const conv_dims *d)
     c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
     c.odc = planes_per_slab(d);
     c.unroll = nfv_context_kernel_config(ctx)->conv_unroll;
+    /* One output channel (a first layer's input gradient): the marching
+     * kernel on channel rows (cl/conv3d.cl, conv3d_fwd_co1), where the
+     * configuration asks for it. */
+    c.march = d->co == 1 && d->s[0] == 1 && d->s[1] == 1 ? nfv_context_kernel_config(ctx)->conv_march : 0;
+    if (c.march) c.flat = 0;
     return c;
 }
 
@@ -107,9 +112,11 @@ void conv3d_fast_options(const fast_config *c, const conv_dims *d, int relu, cha
 {
     snprintf(buf, cap,
              "-DODC=%d -DVEC=%d -DCOB=%d -DROWS=%d -DBW_COB=%d -DCI=%d -DCO=%d -DKD=%d -DKH=%d -DKW=%d -DSD=%d "
-             "-DSH=%d -DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d -DKD_UNROLL=%d%s",
+             "-DSH=%d -DID=%d -DIH=%d -DIW=%d -DPD=%d -DPH=%d -DPW=%d -DDO=%d -DHO=%d -DWO=%d -DKD_UNROLL=%d "
+             "-DMARCH=%d%s",
              c->odc, c->vec, c->cob, c->rows, c->bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0], d->s[1],
-             d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow, c->unroll, relu ? " -DOUT_RELU=1" : "");
+             d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow, c->unroll, c->march,
+             relu ? " -DOUT_RELU=1" : "");
 }
 
 nfv_status conv3d_scratch(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out)
@@ -121,10 +128,11 @@ size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const 
                                 const int stride[3])
 {
     size_t dp = (size_t)dims[0] + 2 * pad[0], hp = (size_t)dims[1] + 2 * pad[1], wp = (size_t)dims[2] + 2 * pad[2];
-    /* Slack after the body: up to 3 rows past HO (4-row blocks), lanes past
-     * WO, 4 vectors past the plane (flat kernel) and the kw shifts read up to
-     * here; zero-filled so every value read is finite. */
-    size_t slack = (size_t)(4 * stride[1] + kernel[1] + 1) * wp + 4 * (size_t)vec + kernel[2] + 64;
+    /* Slack after the body: up to 3 rows past HO (4-row blocks; rows of c
+     * channel rows in conv3d_fwd_co1's layout), lanes past WO, 4 vectors
+     * past the plane (flat kernel) and the kw shifts read up to here;
+     * zero-filled so every value read is finite. */
+    size_t slack = (size_t)(4 * stride[1] + kernel[1] + 1) * wp * c + 4 * (size_t)vec + kernel[2] + 64;
     return (size_t)n * c * dp * hp * wp + slack;
 }
 
@@ -157,7 +165,8 @@ static nfv_status padded_scratch(nfv_context *ctx, const conv_dims *d, cl_mem *x
 /* Enqueue the zero-padded staging copy of src (N, CI, D, H, W) into the
  * padded-input scratch slot; gate (same shape, or NULL): copy src only
  * where gate > 0 (conv3d_pad_gated). */
-nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, cl_mem *out)
+nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, int channel_rows,
+                            cl_mem *out)
 {
     cl_mem xp;
     NFV_TRY(padded_scratch(ctx, d, &xp));
@@ -170,12 +179,12 @@ nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
     if (st == NFV_OK) {
         size_t global[2] = {(size_t)d->h + 2 * d->p[1], (size_t)d->n * d->ci * (d->d + 2 * d->p[0])};
         size_t local[2] = {global[0], 1}; /* one padded plane per work-group */
-        cl_int a[6] = {d->d, d->h, d->w, d->p[0], d->p[1], d->p[2]};
+        cl_int a[7] = {d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], channel_rows ? d->ci : 0};
         int arg = 0;
         err = clSetKernelArg(k, arg++, sizeof src, &src);
         if (err == CL_SUCCESS && gate) err = clSetKernelArg(k, arg++, sizeof gate, &gate);
         if (err == CL_SUCCESS) err = clSetKernelArg(k, arg++, sizeof xp, &xp);
-        for (int i = 0; i < 6 && err == CL_SUCCESS; i++) err = clSetKernelArg(k, arg++, sizeof a[i], &a[i]);
+        for (int i = 0; i < 7 && err == CL_SUCCESS; i++) err = clSetKernelArg(k, arg++, sizeof a[i], &a[i]);
         if (err != CL_SUCCESS) st = nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
         else st = nfv_kernel_launch(ctx, k, 2, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
     }
@@ -197,10 +206,10 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int vec = c.vec, cob = c.cob, rows = c.rows;
     const int flat = c.flat;
     cl_kernel k;
-    const char *name = flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast";
+    const char *name = c.march ? "conv3d_fwd_co1" : flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast";
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
     cl_mem xp;
-    if (x) NFV_TRY(conv3d_pad_input(ctx, d, x, gate, &xp));
+    if (x) NFV_TRY(conv3d_pad_input(ctx, d, x, gate, c.march > 0, &xp));
     else NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PADDED, padded_floats(ctx, d), "conv3d padded input",
                                 &xp)); /* staged by the caller */
     cl_int has_bias = bias != NULL;
@@ -216,6 +225,7 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
         size_t global[3] = {(size_t)(d->ow + vec - 1) / vec, (size_t)(d->oh + rows - 1) / rows,
                             (size_t)d->n * (d->co / cob) * d->od};
         if (flat) global[0] = (d->oh * wp + (size_t)vec * rows - 1) / ((size_t)vec * rows), global[1] = 1;
+        if (c.march) global[2] = (size_t)d->n * ((d->od + c.march - 1) / c.march);
         /* One output plane per work-group (PoCL pays per work-group, so few
          * big ones), else one row of it where the device allows less. */
         size_t max_local = nfv_kernel_max_local(ctx, k);
@@ -269,7 +279,8 @@ int nfv_conv3d_has_staged_input_grad(const nfv_conv3d_params *p)
 }
 
 nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
-                                       const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged, int pad[3])
+                                       const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged,
+                                       nfv_conv3d_staging *layout)
 {
     conv_dims d;
     NFV_TRY(conv3d_check_shapes("conv3d staged input gradient", p, dx, w, NULL, dy, &d));
@@ -286,7 +297,9 @@ nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params
     for (int i = 0; i < 5; i++) staged->shape[i] = shape[i];
     staged->numel = padded_body(&t);
     staged->is_view = 1;
-    for (int i = 0; i < 3; i++) pad[i] = t.p[i];
+    for (int i = 0; i < 3; i++) layout->pad[i] = t.p[i];
+    const fast_config c = conv3d_fast_config(ctx, &t); /* what backward_input_staged will read */
+    layout->channel_rows = c.march ? t.ci : 0;
     return NFV_OK;
 }
 
@@ -404,7 +417,7 @@ nfv_status nfv_conv3d_forward_relu_maxpool2(nfv_context *ctx, const nfv_conv3d_p
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
     cl_mem xp;
-    NFV_TRY(conv3d_pad_input(ctx, &d, x->buf, NULL, &xp));
+    NFV_TRY(conv3d_pad_input(ctx, &d, x->buf, NULL, 0, &xp));
     cl_int has_bias = b != NULL;
     cl_mem bb = b ? b->buf : w->buf;
     NFV_ARG(k, name, 0, xp);

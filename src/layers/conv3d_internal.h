@@ -35,6 +35,9 @@ typedef struct fast_config {
     int odc;     /* output planes per weight-gradient slab */
     int flat;    /* forward through conv3d_fwd_flat rather than conv3d_fwd_fast */
     int unroll;  /* -DKD_UNROLL: the kernel configuration's conv_unroll */
+    int march;   /* > 0: one output channel, h and d stride 1, and the configuration's conv_march:
+                  * conv3d_fwd_co1 marching through march output planes, its input in channel
+                  * rows (N, DP, HP, CI, WP) */
 } fast_config;
 
 /* Options of the one shape-independent build of a conv3d program
@@ -52,8 +55,10 @@ int conv3d_slab_count(const conv_dims *d);
 /* The context's scratch slot of `floats` floats (what: for messages). */
 nfv_status conv3d_scratch(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out);
 /* The zero-padded staging copy of src (N, CI, D, H, W) in the padded-input
- * scratch slot, times [gate > 0] where gate is given (conv3d_pad_gated). */
-nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, cl_mem *out);
+ * scratch slot, times [gate > 0] where gate is given (conv3d_pad_gated);
+ * channel_rows: in the layout (N, D+2p, H+2p, CI, W+2p) of conv3d_fwd_co1. */
+nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, int channel_rows,
+                            cl_mem *out);
 
 /* src/layers/conv3d_ref.c: one *_ref kernel of cl/conv3d_ref.cl over count
  * outputs (b, c: NULL when the kernel takes fewer inputs). */

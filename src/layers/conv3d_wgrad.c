@@ -72,7 +72,7 @@ static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, name, &k));
     cl_mem xp, part, dyk = dy;
-    NFV_TRY(conv3d_pad_input(ctx, d, x, NULL, &xp));
+    NFV_TRY(conv3d_pad_input(ctx, d, x, NULL, 0, &xp));
     if (pitched) NFV_TRY(pitch_dy(ctx, d, opts, dy, pitched, &dyk));
     NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_WEIGHT_PARTIALS, (size_t)slabs * m,
                            "conv3d weight-gradient partial sums", &part));

@@ -75,14 +75,16 @@ static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom 
            (vec == 4 || vec == 8 || vec == 16);
 }
 
-/* kind: 1 max, 2 average (POOL_KIND in cl/pool.cl); gpad: the padding of
+/* kind: 1 max, 2 average (POOL_KIND in cl/pool.cl); staging: the layout of
  * maxpool3d_backward_w2_gated_padded's output (NULL for the others). */
 static nfv_status pool_kernel_padded(nfv_context *ctx, int kind, const nfv_pool3d_params *p, const pool_geom *g,
-                                     const int *gpad, const char *name, cl_kernel *k)
+                                     const nfv_conv3d_staging *staging, const char *name, cl_kernel *k)
 {
     char opts[512];
     int used = snprintf(opts, sizeof opts, "-DPOOL_KIND=%d -DVEC=%d ", kind, nfv_context_vector_width(ctx));
-    if (gpad) used += snprintf(opts + used, sizeof opts - (size_t)used, "-DGPD=%d -DGPH=%d -DGPW=%d ", gpad[0], gpad[1], gpad[2]);
+    if (staging)
+        used += snprintf(opts + used, sizeof opts - (size_t)used, "-DGPD=%d -DGPH=%d -DGPW=%d -DGCR=%d ",
+                         staging->pad[0], staging->pad[1], staging->pad[2], staging->channel_rows);
     if (kind == 2) used += snprintf(opts + used, sizeof opts - (size_t)used, "-DEXCLUDE_PAD=%d ", p->exclude_pad != 0);
     snprintf(opts + used, sizeof opts - (size_t)used,
              "-DKD=%d -DKH=%d -DKW=%d -DSD=%d -DSH=%d -DSW=%d -DPD=%d -DPH=%d -DPW=%d -DD=%d -DH=%d -DW=%d "
@@ -164,10 +166,12 @@ int nfv_maxpool3d_has_gated_padded_backward(nfv_context *ctx, const nfv_pool3d_p
 
 nfv_status nfv_maxpool3d_backward_gated_padded(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
                                                const nfv_tensor *argmax, const nfv_tensor *y, const nfv_tensor *x,
-                                               const int pad[3], nfv_tensor *dxp)
+                                               const nfv_conv3d_staging *layout, nfv_tensor *dxp)
 {
     const char *name = "maxpool3d_backward_w2_gated_padded";
-    if (!ctx || !dy || !argmax || !y || !x || !dxp || !pad) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL tensor", name);
+    if (!ctx || !dy || !argmax || !y || !x || !dxp || !layout)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL tensor or layout", name);
+    const int *pad = layout->pad;
     pool_geom g;
     NFV_TRY(pool_geometry("maxpool3d backward (gated, padded)", p, x, dy, &g));
     if (argmax->numel != dy->numel || y->numel != dy->numel)
@@ -179,9 +183,12 @@ nfv_status nfv_maxpool3d_backward_gated_padded(nfv_context *ctx, const nfv_pool3
         dxp->numel < (size_t)g.n * g.c * (g.in[0] + 2 * pad[0]) * (g.in[1] + 2 * pad[1]) * (g.in[2] + 2 * pad[2]))
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: padded gradient has %zu floats, too few for padding %d,%d,%d", name,
                         dxp->numel, pad[0], pad[1], pad[2]);
+    if (layout->channel_rows != 0 && layout->channel_rows != g.c)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: channel rows of %d channels for a gradient of %d", name,
+                        layout->channel_rows, g.c);
     size_t vec = (size_t)nfv_context_vector_width(ctx);
     cl_kernel k;
-    NFV_TRY(pool_kernel_padded(ctx, 1, p, &g, pad, name, &k));
+    NFV_TRY(pool_kernel_padded(ctx, 1, p, &g, layout, name, &k));
     NFV_ARG(k, name, 0, dy->buf);
     NFV_ARG(k, name, 1, argmax->buf);
     NFV_ARG(k, name, 2, y->buf);

@@ -101,10 +101,10 @@ static nfv_status pool_group_backward(nfv_model *m, nfv_context *ctx, int i, con
     nfv_layer_conv_params(&c->spec, &cp);
     nfv_layer_pool_params(&pool->spec, &pp);
     nfv_tensor staged;
-    int pad[3];
+    nfv_conv3d_staging layout;
     /* The conv's dy has the ReLU output's shape; the pool writes it gated and padded. */
-    NFV_TRY(nfv_conv3d_stage_input_grad(ctx, &cp, &relu->out, &c->fold_w, dx, &staged, pad));
-    NFV_TRY(nfv_maxpool3d_backward_gated_padded(ctx, &pp, dy, &pool->aux, &pool->out, &relu->out, pad, &staged));
+    NFV_TRY(nfv_conv3d_stage_input_grad(ctx, &cp, &relu->out, &c->fold_w, dx, &staged, &layout));
+    NFV_TRY(nfv_maxpool3d_backward_gated_padded(ctx, &pp, dy, &pool->aux, &pool->out, &relu->out, &layout, &staged));
     return nfv_conv3d_backward_input_staged(ctx, &cp, &relu->out, &c->fold_w, dx);
 }
 

@@ -2,8 +2,8 @@
  *
  * What the table can choose for a device is small and explicit: the vector
  * width of the fast kernels (-DVEC), the BatchNorm reduction chunk (-DCHUNK),
- * a cap on work-group sizes and whether the fast convs unroll all their taps
- * (-DKD_UNROLL).  Any of them can be forced on any device,
+ * a cap on work-group sizes, whether the fast convs unroll all their taps
+ * (-DKD_UNROLL) and how far the one-output-channel conv marches (-DMARCH).  Any of them can be forced on any device,
  * so the configurations a GPU would get run (and are tested) on the CPU:
  *
  *   NEUROFV_KERNEL_CONFIG=nvidia              a named profile
@@ -31,14 +31,19 @@
  * 2,200 zmm stack moves per kernel in the disassembly); keeping the kd loop
  * removed them and made the ref4 visualization and training steps faster
  * (README, performance).  GPUs keep the full unroll: on an H200 the kd loop
- * ran `neurofv tune`'s workload 5 % slower (0.87 against 0.83 ms). */
+ * ran `neurofv tune`'s workload 5 % slower (0.87 against 0.83 ms).
+ * march: the one-output-channel conv (conv1's input gradient) marching
+ * through 16 output planes per work-item with its input in channel rows
+ * (cl/conv3d.cl, conv3d_fwd_co1): on PoCL 80-90 -> ~200 GFLOP/s.  GPUs keep
+ * the row kernel, measured on the H200; a march of MARCH planes per
+ * work-item would also leave a GPU MARCH times fewer work-items. */
 static const nfv_kernel_config profiles[] = {
-    {"cpu-avx512", 16, 4096, 0, 0, 0},
-    {"cpu-avx2", 8, 4096, 0, 0, 0},
-    {"gpu", 4, 1024, 0, 1, 0},
-    {"nvidia", 4, 1024, 1024, 1, 0},
-    {"amd", 4, 1024, 256, 1, 0},
-    {"intel", 4, 1024, 256, 1, 0},
+    {"cpu-avx512", 16, 4096, 0, 0, 16, 0},
+    {"cpu-avx2", 8, 4096, 0, 0, 16, 0},
+    {"gpu", 4, 1024, 0, 1, 0, 0},
+    {"nvidia", 4, 1024, 1024, 1, 0, 0},
+    {"amd", 4, 1024, 256, 1, 0, 0},
+    {"intel", 4, 1024, 256, 1, 0, 0},
 };
 enum { PROFILE_COUNT = (int)(sizeof profiles / sizeof profiles[0]) };
 
@@ -97,7 +102,7 @@ static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
     if (!eq || end == eq + 1 || *end)
         return nfv_fail(NFV_ERR_INVALID_ARG,
                         "NEUROFV_KERNEL_CONFIG: \"%s\" is neither a profile (cpu-avx512, cpu-avx2, gpu, nvidia, amd, "
-                        "intel) nor vec=N, chunk=N, local=N, unroll=0|1 or mem=BYTES",
+                        "intel) nor vec=N, chunk=N, local=N, unroll=0|1, march=N or mem=BYTES",
                         item);
     size_t key = (size_t)(eq - item);
     if (key == 3 && !strncmp(item, "vec", 3)) {
@@ -117,8 +122,12 @@ static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
         if (v != 0 && v != 1)
             return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unroll=%ld (0 or 1)", v);
         c->conv_unroll = (int)v;
+    } else if (key == 5 && !strncmp(item, "march", 5)) {
+        if (v < 0 || v > 256)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: march=%ld (0 to 256 output planes)", v);
+        c->conv_march = (int)v;
     } else {
-        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local, unroll, mem)",
+        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local, unroll, march, mem)",
                         (int)key, item);
     }
     return NFV_OK;
