@@ -437,12 +437,12 @@ __kernel void maxpool3d_backward_w2(__global const float *dy, __global const int
  * straight into the zero-padded layout in which the conv below stages its
  * input gradient (src/layers/conv3d.c): dxp (N*C, D+2*GPD, H+2*GPH,
  * W+2*GPW), or with -DGCR=C in channel rows (N, D+2*GPD, H+2*GPH, C,
- * W+2*GPW) for conv3d_fwd_co1; every element written, no slack.  (A grid of
- * whole channel-row planes per work-group, contiguous writes, measured no
- * faster in the ref4 visualization step than this one.)  Grid (ceil(W / VEC),
- * H+2*GPH, N*C*(D+2*GPD)): a work-item in a border row or plane writes
- * zeros where an inner one writes its VEC values, and the row's first and
- * last work-items write the GPW zeros at its ends.  It replaces the pool
+ * W+2*GPW) for conv3d_fwd_co1; every element written, no slack.  Grid
+ * (ceil(W / VEC), H+2*GPH, N*C*(D+2*GPD)), or with channel rows (ceil(W /
+ * VEC), (H+2*GPH)*C, N*(D+2*GPD)), so that a work-group writes a contiguous
+ * part of one padded plane of all channels: a work-item in a border row or
+ * plane writes zeros where an inner one writes its VEC values, and the
+ * row's first and last work-items write the GPW zeros at its ends.  It replaces the pool
  * backward, the ReLU backward and the conv's padding copy (three passes
  * over the largest tensor of a step).  The padding is compiled in: with
  * run-time padding arguments PoCL ran this kernel 6x slower. */
@@ -464,12 +464,16 @@ __kernel void maxpool3d_backward_w2(__global const float *dy, __global const int
 __kernel void maxpool3d_backward_w2_gated_padded(__global const float *dy, __global const int *argmax,
                                                  __global const float *y, __global float *dxp)
 {
+#if GCR
+    const int w0 = get_global_id(0) * VEC, hp = get_global_id(1) / GCR, c = get_global_id(1) % GCR;
+    const int zn = get_global_id(2); /* n * GDP + padded plane */
+    const size_t plane = (size_t)(zn / GDP) * GCR + c;
+    const int d = zn % GDP - GPD, h = hp - GPH;
+    const size_t drow = ((size_t)zn * GHP + hp) * GCR + c;
+#else
     const int w0 = get_global_id(0) * VEC, hp = get_global_id(1), zp = get_global_id(2);
     const size_t plane = zp / GDP;
     const int d = zp % GDP - GPD, h = hp - GPH;
-#if GCR
-    const size_t drow = (((plane / GCR) * GDP + zp % GDP) * GHP + hp) * GCR + plane % GCR;
-#else
     const size_t drow = (size_t)zp * GHP + hp;
 #endif
     __global float *row = dxp + drow * GWP + GPW; /* the row's first inner element */
