@@ -98,6 +98,10 @@ TEST(vis_fourier_decode_adjoint)
     check_basis(NFV_FOURIER_DCT, odd, 3, 1.0f);
     check_basis(NFV_FOURIER_DFT, prime, 1, 0.5f);
     check_basis(NFV_FOURIER_DCT, prime, 1, 2.0f);
+    /* rows and planes past one work-item's 2 vectors (2 x 16 floats on
+     * AVX-512) and 6 rows, with partial blocks on every axis */
+    const int wide[3] = {3, 5, 37};
+    check_basis(NFV_FOURIER_DFT, wide, 2, 1.0f);
 }
 
 /* One coefficient (kz, ky, kx) = (0, 2, 0) (the only non-zero parameter)

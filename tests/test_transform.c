@@ -137,17 +137,19 @@ static void jit_ref_fn(const void *p, const double *x, double *y)
     ref_jitter(q->shift, x, q->n, q->dims, y);
 }
 
-TEST(vis_jitter_forward_adjoint)
+/* Rows of W voxels, n = 3 samples with their own shifts (the first one's
+ * along D larger than the axis: everything falls out). */
+static void jitter_case(int D, int H, int W)
 {
-    const int n = 3, dims[3] = {7, 9, 11}, shape[5] = {n, 1, 7, 9, 11};
-    size_t nx = (size_t)n * 7 * 9 * 11;
+    const int n = 3, dims[3] = {D, H, W}, shape[5] = {n, 1, D, H, W};
+    size_t nx = (size_t)n * D * H * W;
     int shift[9];
     uint64_t streams[3] = {42, 43, 44};
     nfv_random_transforms(streams, n, dims, dims, 1, 1, 0, 3, NULL, shift);
-    shift[0] = -8; /* larger than the axis: everything falls out */
+    shift[0] = -(D + 1);
     float *x = test_random(nx, 3, -1, 1), *y = test_random(nx, 4, -1, 1);
     double *xd = ref_to_double(x, nx), *want = malloc(nx * sizeof *want);
-    jit_params jp = {shift, n, {7, 9, 11}};
+    jit_params jp = {shift, n, {D, H, W}};
     jit_ref_fn(&jp, xd, want);
     nfv_tensor tx, ty, tj, tg;
     CHECK_OK(test_tensor(&tx, 5, shape, x));
@@ -175,6 +177,14 @@ TEST(vis_jitter_forward_adjoint)
     nfv_tensor_free(&ty);
     nfv_tensor_free(&tj);
     nfv_tensor_free(&tg);
+}
+
+/* W = 11: every row narrower than a vector; W = 37: whole vectors (16 or
+ * fewer floats) inside rows and partial ones at their ends. */
+TEST(vis_jitter_forward_adjoint)
+{
+    jitter_case(7, 9, 11);
+    jitter_case(4, 5, 37);
 }
 
 /* ---- affine warp -------------------------------------------------------- */

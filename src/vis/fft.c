@@ -8,17 +8,16 @@
  * or needs Bluestein's algorithm.  Applying an n x n matrix along each axis
  * is exact for every n, costs 2 n flops per voxel and axis (0.53 GFLOP for a
  * 91x109x91 decode), and runs as a vectorized, cache-friendly batched
- * matrix product (explicit float16 vectors, 4 rows per work-item).
- * Measured (median of 15, /tmp bench linking libneurofv.a, POCL_AFFINITY=1)
- * on the 2-core PoCL CPU device (AVX-512, VEC=16) while other jobs loaded
- * the machine (load average 3.6-6.5): decode 1x1x91x109x91 DFT basis 47 ms
- * median (best 34 ms, about 15 GFLOP/s), adjoint 48 ms; DCT basis 86-99 ms.
- * For scale, torch.fft.irfftn (pocketfft, Bluestein for 109) took 31 ms
- * median (best 20 ms) on the same machine at the same time: an FFT would win
- * by at most ~1.5-2x on the CPU, and only after writing a mixed-radix +
- * Bluestein OpenCL FFT; the dense passes are exact for every size and map
- * well to GPUs (they are small batched GEMMs).  Not yet measured: a GPU, and
- * a cleaner timing on an idle machine.
+ * matrix product (explicit vectors, 6 rows x 2 vectors per work-item).
+ * Measured on the 2-core PoCL CPU device (AVX-512) in a ref4 visualization
+ * with --param fourier at batch 1 (2026-12-01, kernel profile over 512
+ * steps): the passes along D and H 0.72 ms a launch (about 250 GFLOP/s),
+ * along W 0.86 ms (190 GFLOP/s), a whole decode about 2.4 ms; before their
+ * loops were unrolled (cl/fft.cl) 3.4 and 3.1 ms (about 50 GFLOP/s).  For
+ * scale, torch.fft.irfftn (pocketfft, Bluestein for 109) took 20-31 ms on
+ * the same machine earlier: an FFT would not win here, and the dense passes
+ * are exact for every size and map well to GPUs (small batched GEMMs).  Not
+ * yet measured: a GPU.
  *
  * Why a real basis.  Lucid keeps a complex half spectrum (rfft) as the
  * parameter.  Here the DFT basis is the separable Hartley basis: along each
@@ -35,6 +34,7 @@
  * the opposite face), which matters for brains that touch the grid edge. */
 #include "neurofv/vis_ops.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +46,7 @@ struct nfv_fourier {
     nfv_fourier_basis basis;
     int dims[3];
     int vec;            /* VEC the kernels were built with */
-    int ib, rb;         /* row blocking of basis_inner / basis_last */
+    int ib, rb, jb;     /* row blocking of basis_inner / basis_last, vectors per row of both */
     char opts[64];
     float *scale_host;  /* D*H*W */
     cl_mem scale;       /* D*H*W */
@@ -142,7 +142,7 @@ nfv_status nfv_fourier_create(nfv_context *ctx, nfv_fourier_basis basis, int D, 
     *out = NULL;
     if (basis != NFV_FOURIER_DFT && basis != NFV_FOURIER_DCT)
         return nfv_fail(NFV_ERR_INVALID_ARG, "fourier plan: unknown basis %d", (int)basis);
-    if (D < 1 || H < 1 || W < 1 || D > 4096 || H > 4096 || W > 4096)
+    if (D < 1 || H < 1 || W < 1 || D > 4096 || H > 4096 || W > 4096 || (long long)D * H * W > INT_MAX)
         return nfv_fail(NFV_ERR_INVALID_ARG, "fourier plan: volume %dx%dx%d out of range", D, H, W);
     if (!(decay >= 0.0f) || decay > 8.0f)
         return nfv_fail(NFV_ERR_INVALID_ARG, "fourier plan: decay %g outside [0, 8]", (double)decay);
@@ -154,10 +154,13 @@ nfv_status nfv_fourier_create(nfv_context *ctx, nfv_fourier_basis basis, int D, 
     f->dims[2] = W;
     f->vec = nfv_context_vector_width(ctx);
     if (f->vec != 1 && f->vec != 2 && f->vec != 4 && f->vec != 8 && f->vec != 16) f->vec = 4;
-    f->ib = 4;
-    f->rb = 4;
-    f->ldb = (W + f->vec - 1) / f->vec * f->vec;
-    snprintf(f->opts, sizeof f->opts, "-DVEC=%d -DIB=%d -DRB=%d", f->vec, f->ib, f->rb);
+    /* cl/fft.cl: 6 rows x 2 vectors per work-item; 8 x 2 and 4 x 2 measured
+     * the same on PoCL AVX-512 (visualize --param fourier at batch 8). */
+    f->ib = 6;
+    f->rb = 6;
+    f->jb = 2;
+    f->ldb = (W + f->vec * f->jb - 1) / (f->vec * f->jb) * f->vec * f->jb;
+    snprintf(f->opts, sizeof f->opts, "-DVEC=%d -DIB=%d -DRB=%d -DJB=%d", f->vec, f->ib, f->rb, f->jb);
 
     /* s(k) = 1 / max(|f|, 1/max(D,H,W))^decay, normalized to mean(s^2) = 1. */
     size_t vol = (size_t)D * H * W;
@@ -248,7 +251,7 @@ static nfv_status axis_pass(nfv_context *ctx, nfv_fourier *f, int a, int dir, in
         NFV_ARG(k, "basis_last", 3, W);
         NFV_ARG(k, "basis_last", 4, f->ldb);
         NFV_ARG(k, "basis_last", 5, rows);
-        size_t global[2] = {(size_t)(f->ldb / f->vec), (size_t)((rows + f->rb - 1) / f->rb)};
+        size_t global[2] = {(size_t)(f->ldb / (f->vec * f->jb)), (size_t)((rows + f->rb - 1) / f->rb)};
         return nfv_kernel_launch(ctx, k, 2, global, NULL);
     }
     NFV_TRY(nfv_kernel_get(ctx, "fft", f->opts, "basis_inner", &k));
@@ -258,20 +261,23 @@ static nfv_status axis_pass(nfv_context *ctx, nfv_fourier *f, int a, int dir, in
     NFV_ARG(k, "basis_inner", 2, f->mat[a][dir]);
     NFV_ARG(k, "basis_inner", 3, len);
     NFV_ARG(k, "basis_inner", 4, inner);
-    size_t global[3] = {(size_t)((inner + f->vec - 1) / f->vec), (size_t)((len + f->ib - 1) / f->ib), (size_t)outer};
+    const int cols = f->vec * f->jb;
+    size_t global[3] = {(size_t)((inner + cols - 1) / cols), (size_t)((len + f->ib - 1) / f->ib), (size_t)outer};
     return nfv_kernel_launch(ctx, k, 3, global, NULL);
 }
 
-static nfv_status scale_pass(nfv_context *ctx, nfv_fourier *f, cl_mem in, cl_mem out, size_t numel)
+/* out = s * in for n volumes. */
+static nfv_status scale_pass(nfv_context *ctx, nfv_fourier *f, cl_mem in, cl_mem out, int n)
 {
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "fft", f->opts, "spectrum_scale", &k));
-    cl_long vol = (cl_long)f->dims[0] * f->dims[1] * f->dims[2];
+    cl_int vol = f->dims[0] * f->dims[1] * f->dims[2];
     NFV_ARG(k, "spectrum_scale", 0, in);
     NFV_ARG(k, "spectrum_scale", 1, out);
     NFV_ARG(k, "spectrum_scale", 2, f->scale);
     NFV_ARG(k, "spectrum_scale", 3, vol);
-    return nfv_kernel_launch(ctx, k, 1, &numel, NULL);
+    size_t global[2] = {(size_t)(vol + f->vec - 1) / f->vec, (size_t)n};
+    return nfv_kernel_launch(ctx, k, 2, global, NULL);
 }
 
 nfv_status nfv_fourier_decode(nfv_context *ctx, nfv_fourier *f, const nfv_tensor *param, nfv_tensor *image)
@@ -282,7 +288,7 @@ nfv_status nfv_fourier_decode(nfv_context *ctx, nfv_fourier *f, const nfv_tensor
     if (n != ni) return nfv_fail(NFV_ERR_INVALID_ARG, "fourier decode: param has %d samples, image %d", n, ni);
     NFV_TRY(ensure_scratch(ctx, f, param->numel));
     /* s * param -> tmp0, W: tmp0 -> tmp1, H: tmp1 -> tmp0, D: tmp0 -> image. */
-    NFV_TRY(scale_pass(ctx, f, param->buf, f->tmp[0], param->numel));
+    NFV_TRY(scale_pass(ctx, f, param->buf, f->tmp[0], n));
     NFV_TRY(axis_pass(ctx, f, 2, 0, n, f->tmp[0], f->tmp[1]));
     NFV_TRY(axis_pass(ctx, f, 1, 0, n, f->tmp[1], f->tmp[0]));
     return axis_pass(ctx, f, 0, 0, n, f->tmp[0], image->buf);
@@ -299,5 +305,5 @@ nfv_status nfv_fourier_adjoint(nfv_context *ctx, nfv_fourier *f, const nfv_tenso
     NFV_TRY(axis_pass(ctx, f, 2, 1, n, dimage->buf, f->tmp[0]));
     NFV_TRY(axis_pass(ctx, f, 1, 1, n, f->tmp[0], f->tmp[1]));
     NFV_TRY(axis_pass(ctx, f, 0, 1, n, f->tmp[1], f->tmp[0]));
-    return scale_pass(ctx, f, f->tmp[0], dparam->buf, dimage->numel);
+    return scale_pass(ctx, f, f->tmp[0], dparam->buf, n);
 }

@@ -159,8 +159,9 @@ nfv_status nfv_jitter(nfv_context *ctx, const int *shift, int adjoint, const nfv
     e |= clSetKernelArg(k, 2, sizeof(cl_mem), &sbuf);
     for (int a = 0; a < 3; a++) e |= clSetKernelArg(k, 3 + a, sizeof(int), &d[a]);
     e |= clSetKernelArg(k, 6, sizeof(int), &sign);
+    e |= clSetKernelArg(k, 7, sizeof(int), &n);
     if (e != CL_SUCCESS) st = nfv_fail(NFV_ERR_OPENCL, "clSetKernelArg(jitter) failed");
-    else st = launch3(ctx, k, d[2], d[1], n * d[0]);
+    else st = launch_blocks(ctx, k, d[2], d[1], n * d[0]);
     clReleaseMemObject(sbuf); /* freed once the queued kernel is done with it */
     return st;
 }
