@@ -158,11 +158,20 @@ __kernel void penalty_reduce(__global const float *rows, int count, float weight
     value[o] = weight * sum;
 }
 
-/* global: (numel).  t (N, 1, D, H, W) *= mask (vol or N*vol floats). */
-__kernel void mask_apply(__global float *t, __global const float *mask, long vol, int mask_per_sample)
+/* global: (ceil(vol / VEC), N).  t (N, 1, D, H, W) *= mask (vol or N*vol
+ * floats), VEC values per work-item (one per value with a 64-bit modulo
+ * took 0.7 ms a launch on a 2 mm volume). */
+__kernel void mask_apply(__global float *t, __global const float *mask, int vol, int mask_per_sample)
 {
-    long i = get_global_id(0);
-    t[i] *= mask[mask_per_sample ? i : i % vol];
+    const int i0 = get_global_id(0) * VEC;
+    const long base = (long)get_global_id(1) * vol;
+    __global float *ts = t + base + i0;
+    __global const float *ms = mask + (mask_per_sample ? base : 0) + i0;
+    if (i0 + VEC <= vol) {
+        VSTORE(VLOAD(0, ts) * VLOAD(0, ms), 0, ts);
+        return;
+    }
+    for (int i = 0; i < vol - i0; i++) ts[i] *= ms[i];
 }
 
 /* ---- separable Gaussian blur ------------------------------------------- */

@@ -156,6 +156,17 @@ TEST(vis_mask_apply)
     float *got = test_download(&tx);
     if (got) CHECK_CLOSE("masked", got, want, numel, 0, 0); /* exact: a product by 0 or 1 */
     free(got);
+    /* A mask per sample (N, 1, D, H, W), applied to what the shared one left. */
+    float *mp = test_random(numel, 5, 0, 1);
+    for (size_t i = 0; i < numel; i++) mp[i] = mp[i] > 0.5f ? 1.0f : 0.0f, want[i] *= mp[i];
+    nfv_tensor tmp;
+    CHECK_OK(test_tensor(&tmp, 5, shape, mp));
+    CHECK_OK(nfv_mask_apply(test_ctx(), &tmp, &tx));
+    got = test_download(&tx);
+    if (got) CHECK_CLOSE("masked per sample", got, want, numel, 0, 0);
+    free(got);
+    free(mp);
+    nfv_tensor_free(&tmp);
     free(x);
     free(m);
     free(want);

@@ -4,6 +4,7 @@
 #include "runtime/internal.h"
 #include "neurofv/vis_ops.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@ static nfv_status volume_shape(const char *op, const char *what, const nfv_tenso
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: %s has shape %s, expected (N, 1, D, H, W)", op, what,
                         nfv_shape_str(t, s, sizeof s));
     for (int i = 0; i < 3; i++) dims[i] = t->shape[t->ndim - 3 + i];
+    if ((long long)dims[0] * dims[1] * dims[2] > INT_MAX) /* the kernels index a volume with int */
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: %s volume %dx%dx%d is too large", op, what, dims[0], dims[1], dims[2]);
     return NFV_OK;
 }
 
@@ -141,13 +144,14 @@ nfv_status nfv_mask_apply(nfv_context *ctx, const nfv_tensor *mask, nfv_tensor *
     NFV_TRY(mask_shape("mask apply", mask, n, dims, &per_sample));
     cl_kernel k;
     NFV_TRY(vis_kernel(ctx, "mask_apply", &k));
-    cl_long vol = (cl_long)dims[0] * dims[1] * dims[2];
+    cl_int vol = dims[0] * dims[1] * dims[2]; /* volume_shape: < 2^31 */
     NFV_ARG(k, "mask_apply", 0, t->buf);
     NFV_ARG(k, "mask_apply", 1, mask->buf);
     NFV_ARG(k, "mask_apply", 2, vol);
     NFV_ARG(k, "mask_apply", 3, per_sample);
-    size_t global = t->numel;
-    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
+    const int vec = nfv_context_vector_width(ctx);
+    size_t global[2] = {(size_t)(vol + vec - 1) / vec, (size_t)n};
+    return nfv_kernel_launch(ctx, k, 2, global, NULL);
 }
 
 /* Enqueue one axis pass of the blur on (N, 1, D, H, W): axis 2 (W) with
