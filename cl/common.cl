@@ -111,6 +111,27 @@ inline float vsum(floatv v)
     return v2.x + v2.y;
 }
 
+/* Largest lane of v (fmax: a NaN lane is passed over). */
+inline float vmaxf(floatv v)
+{
+#if VEC == 16
+    const float8 v8 = fmax(v.lo, v.hi);
+#elif VEC == 8
+    const float8 v8 = v;
+#endif
+#if VEC >= 8
+    const float4 v4 = fmax(v8.lo, v8.hi);
+#elif VEC == 4
+    const float4 v4 = v;
+#endif
+#if VEC >= 4
+    const float2 v2 = fmax(v4.lo, v4.hi);
+#else
+    const float2 v2 = v;
+#endif
+    return fmax(v2.x, v2.y);
+}
+
 /* Store the lanes of v at p[0..VEC), only the first `count` when a row ends
  * inside the block (count <= 0 stores nothing). */
 inline void store_lanes(floatv v, __global float *p, int count)

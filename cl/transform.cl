@@ -216,8 +216,14 @@ __kernel void warp_adjoint(__global const float *dy, __global float *dx, __globa
                 lo = fmax(lo, fmin(e1, e2));
                 hi = fmin(hi, fmax(e1, e2));
             }
-            intv px0 = convert_intv(clamp(ceil(lo - 1e-3f), (floatv)(-1.0f), (floatv)((float)Wo)));
-            for (int kx = 0; kx < Kx; kx++) {
+            const floatv first = clamp(ceil(lo - 1e-3f), (floatv)(-1.0f), (floatv)((float)Wo));
+            const floatv last = clamp(floor(hi + 1e-3f), (floatv)(-2.0f), (floatv)((float)Wo));
+            /* Candidates up to the widest lane's interval, never more than
+             * Kx (the whole row's bound); past a lane's own interval the
+             * exact weights below are 0. */
+            const int count = min(Kx, (int)vmaxf(last - first) + 1);
+            intv px0 = convert_intv(first);
+            for (int kx = 0; kx < count; kx++) {
                 intv px = px0 + kx;
                 floatv fpx = convert_floatv(px);
                 floatv qz = bz + m[2] * fpx, qy = by + m[6] * fpx, qx = bx + m[10] * fpx;
