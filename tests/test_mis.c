@@ -60,14 +60,21 @@ TEST(mis_known_answer_cube_detector)
         CHECK(c.nstrong == 10 && cubes == 10, "the top quartile is the cube subjects (%d of %d)", cubes, c.nstrong);
         nfv_mis_result r;
         const float *top = vols + (size_t)c.strong[c.nstrong - 1] * vox;
-        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, top, 200, 1, NULL, &r)))
+        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, top, NULL, 200, 1, NULL, &r)))
             CHECK(r.mis > 0.9 && r.lo > 0.8 && r.pairs == 200,
                   "a strongly activating subject as the visualization: MIS %.3f [%.3f, %.3f]", r.mis, r.lo, r.hi);
         float *rnd = test_random(vox, 77, -0.5f, 0.5f);
-        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, rnd, 200, 1, NULL, &r)))
+        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, rnd, NULL, 200, 1, NULL, &r)))
             CHECK(fabs(r.mis - 0.5) < 0.25, "a random visualization: MIS %.3f [%.3f, %.3f], near chance", r.mis, r.lo,
                   r.hi);
         printf("  mis: random visualization %.3f [%.3f, %.3f]\n", r.mis, r.lo, r.hi);
+        nfv_picture_grad pg;
+        nfv_mis_result given;
+        if (CHECK_OK(nfv_picture_grad_compute(ctx, m, t, rnd, &pg)) &&
+            CHECK_OK(nfv_mis_score(ctx, m, t, &c, rnd, &pg, 200, 1, NULL, &given)))
+            CHECK(given.correct == r.correct && given.mis_voxel == r.mis_voxel,
+                  "a given gradient scores the same: %.1f vs %.1f correct", given.correct, r.correct);
+        nfv_picture_grad_free(&pg);
         free(rnd);
         nfv_mis_cohort_free(&c);
     }
@@ -190,7 +197,7 @@ TEST(focus_share_known_answer_linear_unit)
     const double radius = 6.0; /* mm: 3 voxels of the 2 mm grid, the blobs' radius is 2 */
     if (CHECK_OK(nfv_target_parse(m, "fc:0", &t, &nt)) && CHECK_OK(nfv_mis_cohort_init(ctx, m, t, vols, n, -1, &c))) {
         nfv_focus_result r;
-        if (CHECK_OK(nfv_focus_share(ctx, m, t, &c, one_blob, radius, &r))) {
+        if (CHECK_OK(nfv_focus_share(ctx, m, t, &c, one_blob, NULL, radius, &r))) {
             double want = focus_by_hand(m, &c, one_blob, radius, r.centre_mm), centre[3];
             for (int a = 0; a < 3; a++)
                 centre[a] = m->affine[a][0] * 5 + m->affine[a][1] * 12 + m->affine[a][2] * 6 + m->affine[a][3];
@@ -203,7 +210,15 @@ TEST(focus_share_known_answer_linear_unit)
             CHECK(fabs(r.share - want) <= 1e-3 * fabs(want) && r.share > 0.9,
                   "one blob: share %.6f, by hand %.6f (want > 0.9)", r.share, want);
         }
-        if (CHECK_OK(nfv_focus_share(ctx, m, t, &c, two_blobs, radius, &r))) {
+        /* The picture's gradient computed once and given (what compare does) scores the same. */
+        nfv_picture_grad pg;
+        nfv_focus_result given;
+        if (CHECK_OK(nfv_picture_grad_compute(ctx, m, t, one_blob, &pg)) &&
+            CHECK_OK(nfv_focus_share(ctx, m, t, &c, one_blob, &pg, radius, &given)))
+            CHECK(given.share == r.share && given.gain == r.gain && given.effect == r.effect,
+                  "a given gradient: share %.9g, computed there %.9g", given.share, r.share);
+        nfv_picture_grad_free(&pg);
+        if (CHECK_OK(nfv_focus_share(ctx, m, t, &c, two_blobs, NULL, radius, &r))) {
             double want = focus_by_hand(m, &c, two_blobs, radius, r.centre_mm);
             CHECK(fabs(r.share - want) <= 1e-3 * fabs(want) && r.share > 0.4 && r.share < 0.6,
                   "two blobs: share %.6f, by hand %.6f (want 0.4-0.6)", r.share, want);
@@ -211,10 +226,10 @@ TEST(focus_share_known_answer_linear_unit)
         /* A picture below the weak subjects has no effect to share. */
         float *low = malloc(vox * sizeof *low);
         for (size_t v = 0; v < vox; v++) low[v] = -1.0f;
-        if (CHECK_OK(nfv_focus_share(ctx, m, t, &c, low, radius, &r)))
+        if (CHECK_OK(nfv_focus_share(ctx, m, t, &c, low, NULL, radius, &r)))
             CHECK(isnan(r.share) && r.effect < 0, "a picture below the weak subjects: share %g, effect %g", r.share,
                   r.effect);
-        CHECK(nfv_focus_share(ctx, m, t, &c, low, 0.0, &r) == NFV_ERR_INVALID_ARG, "a radius of 0 is refused");
+        CHECK(nfv_focus_share(ctx, m, t, &c, low, NULL, 0.0, &r) == NFV_ERR_INVALID_ARG, "a radius of 0 is refused");
         free(low);
         nfv_mis_cohort_free(&c);
     }

@@ -113,6 +113,18 @@ typedef struct nfv_mis_result {
     double mis_voxel, mis_act; /* with one similarity term alone (act: NaN without a feature layer) */
 } nfv_mis_result;
 
+/* A picture's objective and its input gradient d objective / d picture
+ * (D, H, W floats on the host, malloc'ed), computed once for the scores
+ * that read them: MIS's receptive field and the focus share.  Where a score
+ * takes one, NULL computes it there. */
+typedef struct nfv_picture_grad {
+    float objective;
+    float *grad;
+} nfv_picture_grad;
+nfv_status nfv_picture_grad_compute(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *vis,
+                                    nfv_picture_grad *pg);
+void nfv_picture_grad_free(nfv_picture_grad *pg);
+
 /* ---- Focus share (src/vis/focus.c) ----
  *
  * How much of what visualization v does to its unit sits in one place: the
@@ -129,7 +141,7 @@ typedef struct nfv_focus_result {
 } nfv_focus_result;
 
 nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                           const float *vis, double radius_mm, nfv_focus_result *r);
+                           const float *vis, const nfv_picture_grad *pg, double radius_mm, nfv_focus_result *r);
 
 int nfv_mis_default_layer(const nfv_model *m, int target_layer);
 /* One forward per subject (batch 1): objective and features. */
@@ -140,11 +152,13 @@ void nfv_mis_cohort_free(nfv_mis_cohort *c);
  * every visualization scored with one cohort and seed); sim (n) receives
  * every subject's combined similarity (for nfv_mis_contrastive), or NULL. */
 nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                         const float *vis, int pairs, unsigned long long seed, double *sim, nfv_mis_result *r);
+                         const float *vis, const nfv_picture_grad *pg, int pairs, unsigned long long seed,
+                         double *sim, nfv_mis_result *r);
 /* The similarity of every subject of c to vis: sim (n) the combined score
  * above, sim_voxel and sim_act (n) its two terms before standardizing. */
 nfv_status nfv_mis_similarity(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                              const float *vis, double *sim, double *sim_voxel, double *sim_act);
+                              const float *vis, const nfv_picture_grad *pg, double *sim, double *sim_voxel,
+                              double *sim_act);
 /* Correct predictions (ties 0.5) over `pairs` strong/weak pairs of c drawn
  * from seed, predicting the subject with the larger sim. */
 double nfv_mis_judge(const nfv_mis_cohort *c, const double *sim, int pairs, unsigned long long seed);

@@ -69,9 +69,16 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
 nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int t,
                              const nfv_volume *vis, nfv_compare_row *row)
 {
+    /* One input gradient of the picture for MIS's receptive field and the focus share. */
+    nfv_picture_grad pg;
+    NFV_TRY(nfv_picture_grad_compute(ctx, m, &targets[t], vis->data, &pg));
     nfv_mis_result r;
-    NFV_TRY(nfv_mis_score(ctx, m, &targets[t], &cm->cohorts[t], vis->data, cm->pairs, cm->seed,
-                          cm->sims + (size_t)t * cm->n, &r));
+    nfv_status st = nfv_mis_score(ctx, m, &targets[t], &cm->cohorts[t], vis->data, &pg, cm->pairs, cm->seed,
+                                  cm->sims + (size_t)t * cm->n, &r);
+    nfv_focus_result f;
+    if (!st) st = nfv_focus_share(ctx, m, &targets[t], &cm->cohorts[t], vis->data, &pg, cm->focus_radius_mm, &f);
+    nfv_picture_grad_free(&pg);
+    if (st) return st;
     row->has_mis = 1;
     row->mis = row->mis_plain = r.mis;
     row->mis_lo = r.lo;
@@ -80,8 +87,6 @@ nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model 
     row->mis_act = r.mis_act;
     row->mis_pairs = r.pairs;
     row->mis_correct = r.correct;
-    nfv_focus_result f;
-    NFV_TRY(nfv_focus_share(ctx, m, &targets[t], &cm->cohorts[t], vis->data, cm->focus_radius_mm, &f));
     row->focus_share = f.share;
     memcpy(row->focus_mm, f.centre_mm, sizeof row->focus_mm);
     return NFV_OK;

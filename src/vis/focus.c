@@ -74,31 +74,30 @@ static double objective_of(nfv_context *ctx, nfv_model *m, const nfv_target *t, 
 }
 
 nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                           const float *vis, double radius_mm, nfv_focus_result *r)
+                           const float *vis, const nfv_picture_grad *pg, double radius_mm, nfv_focus_result *r)
 {
     memset(r, 0, sizeof *r);
     r->share = NAN;
     if (!(radius_mm > 0)) return nfv_fail(NFV_ERR_INVALID_ARG, "focus share: radius %g mm; it must be > 0", radius_mm);
     if (c->n < 1 || c->nweak < 1) return nfv_fail(NFV_ERR_INVALID_ARG, "focus share: the cohort has no weak subjects");
-    int nz = m->input_shape[1], ny = m->input_shape[2], nx = m->input_shape[3], shape[5] = {1, 1, nz, ny, nx};
+    int nz = m->input_shape[1], ny = m->input_shape[2], nx = m->input_shape[3];
     size_t vox = (size_t)nz * ny * nx;
+    nfv_picture_grad own;
+    memset(&own, 0, sizeof own);
+    if (!pg) {
+        NFV_TRY(nfv_picture_grad_compute(ctx, m, t, vis, &own));
+        pg = &own;
+    }
     float *att = malloc(vox * sizeof *att), *pasted = malloc(vox * sizeof *pasted);
     double *table = malloc(((size_t)nz + 1) * (ny + 1) * (nx + 1) * sizeof *table);
     unsigned char *ball = malloc(vox);
-    nfv_tensor x, dx;
-    memset(&x, 0, sizeof x);
-    memset(&dx, 0, sizeof dx);
-    float obj_v = 0;
+    const float obj_v = pg->objective;
     nfv_status st = !att || !pasted || !table || !ball ? nfv_fail(NFV_ERR_NO_MEMORY, "focus share: out of memory")
-                                                                : nfv_tensor_create(ctx, &x, 5, shape);
-    if (!st) st = nfv_tensor_create(ctx, &dx, 5, shape);
-    if (!st) st = nfv_tensor_upload(ctx, &x, vis);
-    if (!st) st = nfv_vis_input_gradient(ctx, m, t, 1, &x, &obj_v, &dx);
-    if (!st) st = nfv_tensor_download(ctx, &dx, att);
+                                                       : NFV_OK;
     if (!st) {
         /* Attribution against the mean subject: where v differs from what
          * the cohort looks like and the unit is sensitive to it. */
-        for (size_t i = 0; i < vox; i++) att[i] = fabsf(att[i] * (vis[i] - c->mean[i]));
+        for (size_t i = 0; i < vox; i++) att[i] = fabsf(pg->grad[i] * (vis[i] - c->mean[i]));
         /* Half-sides in voxels: the radius over each axis's voxel size (the
          * affine's column norms; i = x, j = y, k = z). */
         int half[3];
@@ -140,7 +139,6 @@ nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, 
     free(pasted);
     free(table);
     free(ball);
-    nfv_tensor_free(&x);
-    nfv_tensor_free(&dx);
+    nfv_picture_grad_free(&own);
     return st;
 }

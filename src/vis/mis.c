@@ -172,35 +172,51 @@ static int cmp_float(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The effective receptive field at vis: voxels whose |d objective / d x| is
- * at least the 90th percentile (mask, vox floats, 1 / 0). */
-static nfv_status receptive_field(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *vis, float *mask)
+nfv_status nfv_picture_grad_compute(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *vis,
+                                    nfv_picture_grad *pg)
 {
-    int D = m->input_shape[1], H = m->input_shape[2], W = m->input_shape[3], shape[5] = {1, 1, D, H, W};
-    size_t vox = (size_t)D * H * W;
+    memset(pg, 0, sizeof *pg);
+    int shape[5] = {1, 1, m->input_shape[1], m->input_shape[2], m->input_shape[3]};
+    size_t vox = (size_t)shape[2] * shape[3] * shape[4];
     nfv_tensor x, dx;
     memset(&x, 0, sizeof x);
     memset(&dx, 0, sizeof dx);
-    float obj, *sorted = malloc(vox * sizeof *sorted);
-    nfv_status st = sorted ? nfv_tensor_create(ctx, &x, 5, shape) : nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory");
+    pg->grad = malloc(vox * sizeof *pg->grad);
+    nfv_status st = pg->grad ? nfv_tensor_create(ctx, &x, 5, shape)
+                             : nfv_fail(NFV_ERR_NO_MEMORY, "picture gradient: out of memory");
     if (!st) st = nfv_tensor_create(ctx, &dx, 5, shape);
     if (!st) st = nfv_tensor_upload(ctx, &x, vis);
-    if (!st) st = nfv_vis_input_gradient(ctx, m, t, 1, &x, &obj, &dx);
-    if (!st) st = nfv_tensor_download(ctx, &dx, mask);
-    if (!st) {
-        for (size_t i = 0; i < vox; i++) sorted[i] = mask[i] = fabsf(mask[i]);
-        qsort(sorted, vox, sizeof *sorted, cmp_float);
-        size_t k = vox - vox / 10 - 1; /* the 90th percentile */
-        float thr = sorted[k];
-        int any = 0;
-        for (size_t i = 0; i < vox; i++) any |= (mask[i] = mask[i] >= thr && mask[i] > 0) != 0;
-        if (!any)
-            for (size_t i = 0; i < vox; i++) mask[i] = 1; /* a flat gradient: the whole volume */
-    }
-    free(sorted);
+    if (!st) st = nfv_vis_input_gradient(ctx, m, t, 1, &x, &pg->objective, &dx);
+    if (!st) st = nfv_tensor_download(ctx, &dx, pg->grad);
     nfv_tensor_free(&x);
     nfv_tensor_free(&dx);
+    if (st) nfv_picture_grad_free(pg);
     return st;
+}
+
+void nfv_picture_grad_free(nfv_picture_grad *pg)
+{
+    free(pg->grad);
+    memset(pg, 0, sizeof *pg);
+}
+
+/* The effective receptive field of a picture whose input gradient is grad
+ * (vox floats): voxels whose |d objective / d x| is at least the 90th
+ * percentile (mask, vox floats, 1 / 0). */
+static nfv_status receptive_field(const float *grad, size_t vox, float *mask)
+{
+    float *sorted = malloc(vox * sizeof *sorted);
+    if (!sorted) return nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory");
+    for (size_t i = 0; i < vox; i++) sorted[i] = mask[i] = fabsf(grad[i]);
+    qsort(sorted, vox, sizeof *sorted, cmp_float);
+    size_t k = vox - vox / 10 - 1; /* the 90th percentile */
+    float thr = sorted[k];
+    int any = 0;
+    for (size_t i = 0; i < vox; i++) any |= (mask[i] = mask[i] >= thr && mask[i] > 0) != 0;
+    if (!any)
+        for (size_t i = 0; i < vox; i++) mask[i] = 1; /* a flat gradient: the whole volume */
+    free(sorted);
+    return NFV_OK;
 }
 
 /* z = (x - mean) / SD over n values (SD 0: all 0). */
@@ -215,8 +231,15 @@ static void standardize(const double *x, int n, double *z)
 }
 
 nfv_status nfv_mis_similarity(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                              const float *vis, double *sim, double *sim_voxel, double *sim_act)
+                              const float *vis, const nfv_picture_grad *pg, double *sim, double *sim_voxel,
+                              double *sim_act)
 {
+    nfv_picture_grad own;
+    memset(&own, 0, sizeof own);
+    if (!pg) {
+        NFV_TRY(nfv_picture_grad_compute(ctx, m, t, vis, &own));
+        pg = &own;
+    }
     size_t vox = (size_t)m->input_shape[1] * m->input_shape[2] * m->input_shape[3];
     int C = c->feat_dim, n = c->n;
     float *mask = malloc(vox * sizeof *mask), *host = malloc(largest_activation(m, c->feat_layer) * sizeof *host);
@@ -226,7 +249,7 @@ nfv_status nfv_mis_similarity(nfv_context *ctx, nfv_model *m, const nfv_target *
     memset(&x, 0, sizeof x);
     int shape[5] = {1, 1, m->input_shape[1], m->input_shape[2], m->input_shape[3]};
     nfv_status st = !mask || !host || !vm || !zv || !za ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
-                                                        : receptive_field(ctx, m, t, vis, mask);
+                                                        : receptive_field(pg->grad, vox, mask);
     float obj;
     if (!st && C) st = nfv_tensor_create(ctx, &x, 5, shape);
     if (!st && C) st = run_one(ctx, m, t, c->feat_layer, &x, vis, host, &obj, vm);
@@ -259,6 +282,7 @@ nfv_status nfv_mis_similarity(nfv_context *ctx, nfv_model *m, const nfv_target *
     free(zv);
     free(za);
     nfv_tensor_free(&x);
+    nfv_picture_grad_free(&own);
     return st;
 }
 
@@ -275,14 +299,15 @@ double nfv_mis_judge(const nfv_mis_cohort *c, const double *sim, int pairs, unsi
 }
 
 nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                         const float *vis, int pairs, unsigned long long seed, double *sim_out, nfv_mis_result *r)
+                         const float *vis, const nfv_picture_grad *pg, int pairs, unsigned long long seed,
+                         double *sim_out, nfv_mis_result *r)
 {
     memset(r, 0, sizeof *r);
     int n = c->n;
     double *sim = sim_out ? sim_out : malloc((size_t)n * sizeof *sim), *sv = malloc((size_t)n * sizeof *sv);
     double *sa = malloc((size_t)n * sizeof *sa);
     nfv_status st = !sim || !sv || !sa ? nfv_fail(NFV_ERR_NO_MEMORY, "mis: out of memory")
-                                       : nfv_mis_similarity(ctx, m, t, c, vis, sim, sv, sa);
+                                       : nfv_mis_similarity(ctx, m, t, c, vis, pg, sim, sv, sa);
     if (!st) {
         r->pairs = pairs;
         r->correct = nfv_mis_judge(c, sim, pairs, seed);
