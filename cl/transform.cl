@@ -160,8 +160,10 @@ inline floatv corner_weight(floatv q, floatv v)
 }
 
 /* global: N*Di*Hi*ceil(Wi / VEC) (FLAT_BLOCK).  dx (N,1,Di,Hi,Wi) = warp^T dy
- * (N,1,Do,Ho,Wo), as a gather (deterministic, no atomics), VEC consecutive
- * input voxels v per work-item.  The outputs p that gave v a weight have
+ * (N,1,Do,Ho,Wo) inside the box z0..z1, y0..y1, x0..x1 (half-open; 0
+ * outside: a caller that masks dx asks only for the mask's box), as a
+ * gather (deterministic, no atomics), VEC consecutive input voxels v per
+ * work-item.  The outputs p that gave v a weight have
  * v - 1 <= q(p) < v + 1 on every axis; they lie in the box centre A^-1 (v - b),
  * half-widths h (host).  For each output row (pz, py) of that box, the px
  * with |q_a - v_a| < 1 form an interval (one per axis a, from A[a][2]); at
@@ -169,10 +171,15 @@ inline floatv corner_weight(floatv q, floatv v)
  * is recomputed exactly as the forward did and tested, so the box and
  * interval only need to contain the contributing outputs (slack 1e-3). */
 __kernel void warp_adjoint(__global const float *dy, __global float *dx, __global const float *mats, int Di, int Hi,
-                           int Wi, int Do, int Ho, int Wo, int N)
+                           int Wi, int Do, int Ho, int Wo, int N, int z0, int z1, int y0, int y1, int x0, int x1)
 {
     FLAT_BLOCK(Wi, Hi, N, Di, vx0, vy, nz);
     int n = nz / Di, vz = nz - n * Di;
+    /* Only the box [z0, z1) x [y0, y1) x [x0, x1) is wanted: 0 elsewhere. */
+    if (vz < z0 || vz >= z1 || vy < y0 || vy >= y1 || vx0 + VEC <= x0 || vx0 >= x1) {
+        store_lanes((floatv)(0.0f), dx + (((long)n * Di + vz) * Hi + vy) * Wi + vx0, Wi - vx0);
+        return;
+    }
     __global const float *m = mats + WARP_STRIDE * n;
     __global const float *inv = m + 12;
     floatv vx = convert_floatv(vx0 + LANES);
@@ -234,5 +241,7 @@ __kernel void warp_adjoint(__global const float *dy, __global float *dx, __globa
             }
         }
     }
+    const intv lane = vx0 + LANES;
+    acc = select((floatv)(0.0f), acc, lane >= x0 && lane < x1);
     store_lanes(acc, dx + (((long)n * Di + vz) * Hi + vy) * Wi + vx0, Wi - vx0);
 }

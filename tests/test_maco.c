@@ -204,7 +204,7 @@ TEST(maco_crops_stay_inside_and_warp_adjoint_holds)
     CHECK_OK(test_tensor(&twy, 5, shape, NULL));
     nfv_maco_crops(streams, N, dims, 0.45f, matrix);
     CHECK_OK(nfv_affine_warp(test_ctx(), matrix, &tx, &twx));
-    CHECK_OK(nfv_affine_warp_adjoint(test_ctx(), matrix, &ty, &twy));
+    CHECK_OK(nfv_affine_warp_adjoint(test_ctx(), matrix, &ty, &twy, NULL));
     float *ax = test_download(&twx), *aty = test_download(&twy);
     if (ax && aty) {
         double l = 0, r = 0, mag = 0;

@@ -210,8 +210,28 @@ static void check_warp(const char *label, const float *mats, int n, const int in
     CHECK_OK(test_tensor(&tw, 5, oshape, NULL));
     CHECK_OK(test_tensor(&tg, 5, ishape, NULL));
     CHECK_OK(nfv_affine_warp(test_ctx(), mats, &tx, &tw));
-    CHECK_OK(nfv_affine_warp_adjoint(test_ctx(), mats, &ty, &tg));
+    CHECK_OK(nfv_affine_warp_adjoint(test_ctx(), mats, &ty, &tg, NULL));
     float *got = test_download(&tw), *tty = test_download(&tg);
+    /* With a box: the same values inside it (bit for bit), 0 outside; a box
+     * past the volume is refused. */
+    const int box[6] = {1, in[0] - 1, 2, in[1], 0, in[2] > 3 ? in[2] - 3 : in[2]}, bad[6] = {0, in[0] + 1, 0, 1, 0, 1};
+    float *boxed = NULL;
+    if (CHECK_OK(nfv_affine_warp_adjoint(test_ctx(), mats, &ty, &tg, box))) boxed = test_download(&tg);
+    if (boxed && tty) {
+        size_t wrong = 0;
+        for (int s = 0; s < n; s++)
+            for (int z = 0; z < in[0]; z++)
+                for (int yy = 0; yy < in[1]; yy++)
+                    for (int xx = 0; xx < in[2]; xx++) {
+                        size_t i = (((size_t)s * in[0] + z) * in[1] + yy) * in[2] + xx;
+                        int inside = z >= box[0] && z < box[1] && yy >= box[2] && yy < box[3] && xx >= box[4] && xx < box[5];
+                        wrong += boxed[i] != (inside ? tty[i] : 0.0f);
+                    }
+        CHECK(wrong == 0, "%s warp adjoint in a box: %zu of %zu values differ from the whole one (or are not 0 outside)",
+              label, wrong, nx);
+    }
+    free(boxed);
+    CHECK(nfv_affine_warp_adjoint(test_ctx(), mats, &ty, &tg, bad) == NFV_ERR_INVALID_ARG, "a box past the volume is refused");
     char what[96];
     /* The device computes q in float: a sample point off by ~1e-6 voxel moves
      * a weight by that much, times values <= 1, over 8 corners. */

@@ -98,8 +98,11 @@ nfv_status nfv_affine_warp(nfv_context *ctx, const float *matrix, const nfv_tens
  * gather (no atomics, deterministic): for each input voxel v, the output
  * voxels p whose sample point q lies in the open cube (v - 1, v + 1)^3 are
  * found through the inverse map (a box of about 3-4 voxels per axis for small
- * rotations and scales near 1) and weighted exactly as the forward did. */
-nfv_status nfv_affine_warp_adjoint(nfv_context *ctx, const float *matrix, const nfv_tensor *dy, nfv_tensor *dx);
+ * rotations and scales near 1) and weighted exactly as the forward did.
+ * box (z0, z1, y0, y1, x0, x1, half-open, within dx) or NULL: dx only there,
+ * 0 elsewhere (a caller that masks the gradient asks for the mask's box). */
+nfv_status nfv_affine_warp_adjoint(nfv_context *ctx, const float *matrix, const nfv_tensor *dy, nfv_tensor *dx,
+                                   const int box[6]);
 
 /* Matrix (12 floats, layout above) of "scale by `scale`, rotate by angles
  * (radians, about the z, y, x axes: R = Rz Ry Rx), then translate by shift

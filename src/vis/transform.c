@@ -223,9 +223,11 @@ static int warp_params(const float *m, float *p)
     return 1;
 }
 
+/* box: the adjoint's half-open box (z0, z1, y0, y1, x0, x1), or NULL for
+ * the forward kernel, which takes none. */
 static nfv_status warp_run(nfv_context *ctx, const char *op, const char *kname, const float *matrix,
                            const nfv_tensor *in_vol, const nfv_tensor *out_vol, const nfv_tensor *src,
-                           nfv_tensor *dst, int gw, int gh, int gnd)
+                           nfv_tensor *dst, int gw, int gh, int gnd, const int *box)
 {
     int n, di[3], no, dout[3];
     NFV_TRY(volume_dims(op, "input-space volume", in_vol, &n, di));
@@ -257,6 +259,7 @@ static nfv_status warp_run(nfv_context *ctx, const char *op, const char *kname, 
             e |= clSetKernelArg(k, 6 + a, sizeof(int), &dout[a]);
         }
         e |= clSetKernelArg(k, 9, sizeof(int), &n);
+        for (int a = 0; box && a < 6; a++) e |= clSetKernelArg(k, 10 + a, sizeof(int), &box[a]);
         if (e != CL_SUCCESS) st = nfv_fail(NFV_ERR_OPENCL, "clSetKernelArg(%s) failed", kname);
         else st = launch_blocks(ctx, k, gw, gh, gnd * n);
     }
@@ -268,14 +271,23 @@ nfv_status nfv_affine_warp(nfv_context *ctx, const float *matrix, const nfv_tens
 {
     int n, d[3];
     NFV_TRY(volume_dims("affine warp", "y", y, &n, d));
-    return warp_run(ctx, "affine warp", "warp_forward", matrix, x, y, x, y, d[2], d[1], d[0]);
+    return warp_run(ctx, "affine warp", "warp_forward", matrix, x, y, x, y, d[2], d[1], d[0], NULL);
 }
 
-nfv_status nfv_affine_warp_adjoint(nfv_context *ctx, const float *matrix, const nfv_tensor *dy, nfv_tensor *dx)
+nfv_status nfv_affine_warp_adjoint(nfv_context *ctx, const float *matrix, const nfv_tensor *dy, nfv_tensor *dx,
+                                   const int box[6])
 {
     int n, d[3];
     NFV_TRY(volume_dims("affine warp adjoint", "dx", dx, &n, d));
-    return warp_run(ctx, "affine warp adjoint", "warp_adjoint", matrix, dx, dy, dy, dx, d[2], d[1], d[0]);
+    int whole[6] = {0, d[0], 0, d[1], 0, d[2]};
+    if (box)
+        for (int a = 0; a < 3; a++) {
+            if (box[2 * a] < 0 || box[2 * a] > box[2 * a + 1] || box[2 * a + 1] > d[a])
+                return nfv_fail(NFV_ERR_INVALID_ARG, "affine warp adjoint: box %d..%d along axis %d of %d voxels",
+                                box[2 * a], box[2 * a + 1], a, d[a]);
+            whole[2 * a] = box[2 * a], whole[2 * a + 1] = box[2 * a + 1];
+        }
+    return warp_run(ctx, "affine warp adjoint", "warp_adjoint", matrix, dx, dy, dy, dx, d[2], d[1], d[0], whole);
 }
 
 void nfv_affine_about_centre(const int in_dims[3], const int out_dims[3], float scale, const float angles[3],
