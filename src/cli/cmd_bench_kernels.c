@@ -205,9 +205,10 @@ int cmd_bench_kernels(int argc, char **argv)
         {NULL, 0, NULL, NULL, NULL},
     };
     int r = cli_parse("bench-kernels", "[options]",
-                      "Time conv3d (forward, backward-input, backward-weights), maxpool3d 2 and batchnorm3d (train)\n"
-                      "on the ref4 layer shapes at 2 mm (3x3x3 convs, stride 1, pad 1): 1->8 at 91x109x91,\n"
-                      "8->16 at 45x54x45, 16->32 at 22x27x22, 32->64 at 11x13x11.  Each op is timed alone\n"
+                      "Time conv3d (forward, backward-input with its padding copy and staged, backward-weights),\n"
+                      "maxpool3d 2 and batchnorm3d (train) on the ref4 layer shapes at 2 mm (3x3x3 convs,\n"
+                      "stride 1, pad 1): 1->8 at 91x109x91, 8->16 at 45x54x45, 16->32 at 22x27x22, 32->64\n"
+                      "at 11x13x11.  Each op is timed alone\n"
                       "(enqueue + clFinish); the table shows the median, GFLOP/s (2 x multiply-adds) for conv and\n"
                       "GB/s of compulsory traffic (each tensor read or written once) for pool and batchnorm,\n"
                       "and the share of the device's measured fp32 peak (cl/peak.cl).",
