@@ -80,9 +80,12 @@ static void print_event(void *user, const nfv_train_event *e)
             fflush(stdout);
             break;
         }
-        printf("epoch %d/%d  lr %.3g  train loss %.4f acc %.3f  val loss %.4f acc %.3f bacc %.3f auc %.3f  %.1fs%s\n",
-               r->epoch + 1, e->epochs, r->lr, r->train_loss, r->train_acc, r->val_loss, r->val_acc, r->val_bacc,
-               r->val_auc, r->seconds, r->saved ? "  (saved)" : "");
+        /* ROC AUC is defined for two classes only (nfv_metrics leaves it NaN otherwise). */
+        char auc[32] = "";
+        if (!isnan(r->val_auc)) snprintf(auc, sizeof auc, " auc %.3f", r->val_auc);
+        printf("epoch %d/%d  lr %.3g  train loss %.4f acc %.3f  val loss %.4f acc %.3f bacc %.3f%s  %.1fs%s\n",
+               r->epoch + 1, e->epochs, r->lr, r->train_loss, r->train_acc, r->val_loss, r->val_acc, r->val_bacc, auc,
+               r->seconds, r->saved ? "  (saved)" : "");
         fflush(stdout);
         break;
     }
