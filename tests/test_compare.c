@@ -308,7 +308,7 @@ TEST(compare_cli_score_mis)
              "--configs none,l2 --score mis --data %s --mis-pairs 40",
              test_bin(), model, truth_dir, out, csv);
     CHECK(test_run(base, NULL) == 0, "compare --score mis runs: %s", base);
-    double first[4][3];
+    double first[4][4];
     for (int pass = 0; pass < 2; pass++) {
         if (pass) {
             snprintf(cmd, sizeof cmd, "%s --resume", base);
@@ -320,8 +320,9 @@ TEST(compare_cli_score_mis)
         char header[4096] = "", line[4096];
         int rows = 0;
         if (!fgets(header, sizeof header, f)) header[0] = 0;
-        CHECK(strstr(header, ",mis,") && strstr(header, ",mis_plain") && strstr(header, ",focus_share,focus_x_mm"),
-              "results.csv has mis, mis_plain and the focus share: %s", header);
+        CHECK(strstr(header, ",mis,") && strstr(header, ",mis_plain") && strstr(header, ",focus_share,focus_x_mm") &&
+                  strstr(header, ",stretch"),
+              "results.csv has mis, mis_plain, the focus share and the stretch: %s", header);
         while (rows < 4 && fgets(line, sizeof line, f)) {
             double mis = csv_field(header, line, "mis"), plain = csv_field(header, line, "mis_plain"),
                    pairs = csv_field(header, line, "mis_pairs");
@@ -331,12 +332,16 @@ TEST(compare_cli_score_mis)
             double focus = csv_field(header, line, "focus_share"), fx = csv_field(header, line, "focus_x_mm");
             CHECK(isfinite(fx) && (isnan(focus) || fabs(focus) < 100), "row %d: focus share %g at x %g mm", rows,
                   focus, fx);
-            if (!pass) first[rows][0] = mis, first[rows][1] = plain, first[rows][2] = focus;
+            /* The pictures were optimized for their unit: past the cohort's mean subject. */
+            double stretch = csv_field(header, line, "stretch");
+            CHECK(isfinite(stretch) && stretch > 0, "row %d: stretch %g > 0", rows, stretch);
+            if (!pass) first[rows][0] = mis, first[rows][1] = plain, first[rows][2] = focus, first[rows][3] = stretch;
             else
                 CHECK(mis == first[rows][0] && plain == first[rows][1] &&
-                          (focus == first[rows][2] || (isnan(focus) && isnan(first[rows][2]))),
-                      "row %d rescored by --resume: mis %g / %g, plain %g / %g, focus %g / %g", rows, first[rows][0],
-                      mis, first[rows][1], plain, first[rows][2], focus);
+                          (focus == first[rows][2] || (isnan(focus) && isnan(first[rows][2]))) &&
+                          stretch == first[rows][3],
+                      "row %d rescored by --resume: mis %g / %g, plain %g / %g, focus %g / %g, stretch %g / %g", rows,
+                      first[rows][0], mis, first[rows][1], plain, first[rows][2], focus, first[rows][3], stretch);
             rows++;
         }
         fclose(f);

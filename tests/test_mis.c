@@ -24,6 +24,24 @@ TEST(mis_wilson_interval)
     CHECK(fabs(lo - 0.8389) < 1e-3 && hi == 1.0, "20/20: [%.4f, %.4f]", lo, hi);
 }
 
+TEST(mis_stretch_known_answer)
+{
+    /* Objectives 1, 2, 3, 6: mean 3, strongest 6 (3 above the mean). */
+    float objective[4] = {1, 2, 3, 6};
+    nfv_mis_cohort c;
+    memset(&c, 0, sizeof c);
+    c.n = 4;
+    c.objective = objective;
+    double at_top = nfv_mis_stretch(&c, 6.0), twice = nfv_mis_stretch(&c, 9.0), at_mean = nfv_mis_stretch(&c, 3.0);
+    CHECK(fabs(at_top - 1.0) < 1e-12 && fabs(twice - 2.0) < 1e-12 && fabs(at_mean) < 1e-12,
+          "stretch at the strongest subject %g (1), at 9 %g (2), at the mean %g (0)", at_top, twice, at_mean);
+    CHECK(fabs(nfv_mis_stretch(&c, 0.0) + 1.0) < 1e-12, "below the mean: %g (-1)", nfv_mis_stretch(&c, 0.0));
+    for (int i = 0; i < 4; i++) objective[i] = 5.0f;
+    CHECK(isnan(nfv_mis_stretch(&c, 9.0)), "a flat cohort has no stretch: %g", nfv_mis_stretch(&c, 9.0));
+    c.n = 0;
+    CHECK(isnan(nfv_mis_stretch(&c, 9.0)), "an empty cohort has no stretch");
+}
+
 TEST(mis_known_answer_cube_detector)
 {
     nfv_context *ctx = test_ctx();

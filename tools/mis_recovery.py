@@ -2,7 +2,7 @@
 """Per configuration of `compare --score mis` runs: classes recovered, seeds
 with every class, mean margin, pooled MIS with its Wilson interval, and the
 Spearman rank correlation of MIS and of the focus share with concept recovery
-over configuration x seed runs.  Usage: tools/mis_recovery.py DIR... (each
+over configuration x seed runs, and the stretch per class.  Usage: tools/mis_recovery.py DIR... (each
 DIR/results.csv or DIR/cmp/results.csv: a compare --out folder)."""
 import csv, sys, math, os
 from collections import defaultdict
@@ -63,3 +63,24 @@ for name in sys.argv[1:]:
     # per row
     rho2 = spearmanr([float(r['mis']) for r in rows],[int(r['recovered']) for r in rows])[0]
     print(f'  per target row ({len(rows)}): rho {rho2:.3f}')
+    # The stretch (objective past the cohort, 1 = the strongest subject):
+    # per target class, the median over configurations and seeds, and the
+    # share recovered; a class whose pictures stay near 1 could not be driven
+    # past real subjects, so its picture shows no more than a subject does.
+    if 'stretch' in rows[0]:
+        import statistics
+        classes = []
+        for r in rows:
+            if r['truth_class'] and r['truth_class'] not in classes: classes.append(r['truth_class'])
+        for fam in ('logit', 'contrast'):
+            parts = []
+            for c in classes:
+                rr = [r for r in rows if r['truth_class'] == c and r['target'].startswith(fam + ':') and r['stretch']]
+                if rr:
+                    med = statistics.median(float(r['stretch']) for r in rr)
+                    parts.append(f'{c} {med:.3g} ({sum(int(r["recovered"]) for r in rr)}/{len(rr)} recovered)')
+            if parts: print(f'stretch, median per class, {fam}: ' + ', '.join(parts))
+        st = [(float(r['stretch']), int(r['recovered'])) for r in rows if r['stretch']]
+        if st:
+            rho, pv = spearmanr([a for a, _ in st], [b for _, b in st])
+            print(f'Spearman(stretch, recovered) over {len(st)} target rows: rho {rho:.3f} (p {pv:.2g})')

@@ -80,6 +80,9 @@ typedef struct nfv_compare_row {
     /* --score mis also gives the focus share (nfv_focus_share): NaN when the
      * picture does not beat the weak subjects; focus_mm its centre. */
     double focus_share, focus_mm[3];
+    /* --score mis also gives the stretch (nfv_mis_stretch): how far past the
+     * cohort the picture drives its unit; NaN for a flat cohort. */
+    double stretch;
 } nfv_compare_row;
 
 /* ---- The interpretability score without ground truth (src/vis/mis.c) ----
@@ -148,6 +151,15 @@ int nfv_mis_default_layer(const nfv_model *m, int target_layer);
 nfv_status nfv_mis_cohort_init(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *volumes, int n,
                                int feat_layer, nfv_mis_cohort *c);
 void nfv_mis_cohort_free(nfv_mis_cohort *c);
+
+/* How far an input with this objective drives the unit past the cohort c:
+ * (objective - the cohort's mean) / (its strongest subject's - the mean).
+ * 1: as far as the strongest real subject; >> 1: a super-stimulus; near 1
+ * or below: the optimization could not drive the unit past what real
+ * subjects do (e.g. a class logit read from the absence of the other
+ * classes' evidence), so its picture shows no more than a subject would.
+ * NaN when every subject scores the same. */
+double nfv_mis_stretch(const nfv_mis_cohort *c, double objective);
 /* vis (D, H, W) on the model grid; pairs drawn from seed (the same pairs for
  * every visualization scored with one cohort and seed); sim (n) receives
  * every subject's combined similarity (for nfv_mis_contrastive), or NULL. */

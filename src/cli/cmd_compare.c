@@ -475,7 +475,8 @@ int compare_main(int argc, char **argv, int merging)
         {"--score", CLI_STRING, &a.score, "mis",
          "also score each visualization without ground truth: pairs of real subjects (--data), one from the top and "
          "one from the bottom quartile of the target's activation, predicted by similarity to the visualization; the "
-         "share correct (0.5 = chance) with a Wilson 95 % interval"},
+         "share correct (0.5 = chance) with a Wilson 95 % interval; beside it the focus share and the stretch (the "
+         "picture's objective past the cohort's: 1 = as far as its strongest subject)"},
         {"--data", CLI_STRING, &a.data, "CSV", "--score mis: the subjects (path,label[,split])"},
         {"--mis-split", CLI_STRING, &a.mis_split, "SPLIT", "--score mis: rows used: train, val, test, all (default test)"},
         {"--mis-subjects", CLI_INT, &a.mis_subjects, "N", "--score mis: at most N subjects, evenly spaced (default 64)"},

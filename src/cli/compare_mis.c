@@ -77,6 +77,7 @@ nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model 
                                   cm->sims + (size_t)t * cm->n, &r);
     nfv_focus_result f;
     if (!st) st = nfv_focus_share(ctx, m, &targets[t], &cm->cohorts[t], vis->data, &pg, cm->focus_radius_mm, &f);
+    double stretch = nfv_mis_stretch(&cm->cohorts[t], pg.objective);
     nfv_picture_grad_free(&pg);
     if (st) return st;
     row->has_mis = 1;
@@ -89,6 +90,7 @@ nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model 
     row->mis_correct = r.correct;
     row->focus_share = f.share;
     memcpy(row->focus_mm, f.centre_mm, sizeof row->focus_mm);
+    row->stretch = stretch;
     return NFV_OK;
 }
 

@@ -166,6 +166,19 @@ nfv_status nfv_mis_cohort_init(nfv_context *ctx, nfv_model *m, const nfv_target 
     return st;
 }
 
+double nfv_mis_stretch(const nfv_mis_cohort *c, double objective)
+{
+    if (!c->n) return NAN;
+    double mean = 0, top = c->objective[0];
+    for (int i = 0; i < c->n; i++) {
+        mean += c->objective[i];
+        if (c->objective[i] > top) top = c->objective[i];
+    }
+    mean /= c->n;
+    /* Relative to the spread, so a flat cohort (no spread in float) is NaN, not a huge ratio. */
+    return top - mean > 1e-6 * (fabs(top) + fabs(mean)) ? (objective - mean) / (top - mean) : NAN;
+}
+
 static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;

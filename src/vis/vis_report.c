@@ -163,7 +163,7 @@ static void write_csv(const report *rp, FILE *f)
     fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
                "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds%s\n",
             rp->any_mis ? ",mis,mis_lo,mis_hi,mis_voxel,mis_act,mis_pairs,mis_plain,focus_share,focus_x_mm,focus_y_mm,"
-                         "focus_z_mm"
+                         "focus_z_mm,stretch"
                        : "");
     for (int i = 0; i < rp->nrows; i++) {
         const nfv_compare_row *r = &rp->rows[i];
@@ -182,9 +182,10 @@ static void write_csv(const report *rp, FILE *f)
             fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.4f,", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act,
                     r->mis_pairs, r->mis_plain);
             if (isfinite(r->focus_share)) fprintf(f, "%.4f", r->focus_share);
-            fprintf(f, ",%.1f,%.1f,%.1f", r->focus_mm[0], r->focus_mm[1], r->focus_mm[2]);
+            fprintf(f, ",%.1f,%.1f,%.1f,", r->focus_mm[0], r->focus_mm[1], r->focus_mm[2]);
+            if (isfinite(r->stretch)) fprintf(f, "%.4g", r->stretch);
         } else if (rp->any_mis)
-            fprintf(f, ",,,,,,,,,,,");
+            fprintf(f, ",,,,,,,,,,,,");
         fputc('\n', f);
     }
 }
@@ -221,9 +222,9 @@ static void md_rows(const report *rp, FILE *f)
 {
     int any_truth = rp->any_truth;
     fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s%s\n"
-               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (plain; voxel, act) | focus share (at mm) |" : "",
+               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (plain; voxel, act) | focus share (at mm) | stretch |" : "",
             any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered | own-shape match at (mm) |" : "",
-            rp->any_mis ? "---|---|" : "", any_truth ? "---|---|---|---|---|" : "");
+            rp->any_mis ? "---|---|---|" : "", any_truth ? "---|---|---|---|---|" : "");
     for (int i = 0; i < rp->nrows; i++) {
         const nfv_compare_row *r = &rp->rows[i];
         fprintf(f, "| %s | %llu | %s | %.4g | %.4g | %.3f |", r->config, r->seed, r->target, r->objective,
@@ -232,8 +233,11 @@ static void md_rows(const report *rp, FILE *f)
             fprintf(f, " %.3f [%.3f, %.3f] (%.3f; %.3f, %.3f) | %s%.3f (%.0f, %.0f, %.0f) |", r->mis, r->mis_lo, r->mis_hi,
                     r->mis_plain, r->mis_voxel, r->mis_act, isfinite(r->focus_share) ? "" : "- ",
                     isfinite(r->focus_share) ? r->focus_share : 0.0, r->focus_mm[0], r->focus_mm[1], r->focus_mm[2]);
-        else if (rp->any_mis)
-            fprintf(f, " | |");
+        if (rp->any_mis && r->has_mis) {
+            if (isfinite(r->stretch)) fprintf(f, " %.3g |", r->stretch);
+            else fprintf(f, " - |");
+        } else if (rp->any_mis)
+            fprintf(f, " | | |");
         if (any_truth) {
             if (r->has_truth && r->truth_class[0])
                 fprintf(f, " %.3f | %s (%.3f) | %+.3f | %s | %.0f, %.0f, %.0f |", r->own_score, r->best_shape,
@@ -357,6 +361,7 @@ static void html_cell(const report *rp, const nfv_compare_row *r, FILE *f)
         if (isfinite(r->focus_share)) fprintf(f, "%.2f at %.0f, %.0f, %.0f mm", r->focus_share, r->focus_mm[0],
                                               r->focus_mm[1], r->focus_mm[2]);
         else fprintf(f, "-");
+        if (isfinite(r->stretch)) fprintf(f, ", stretch %.3g", r->stretch);
     }
     fprintf(f, "<br><a href=\"%s/%s_mosaic.png\">mosaic</a> <a href=\"%s/%s.json\">log</a> <a href=\"%s/%s.nii.gz\">NIfTI</a>",
             r->dir, r->stem, r->dir, r->stem, r->dir, r->stem);
