@@ -14,6 +14,7 @@ TEST(model_spec_round_trip)
 {
     const char *specs[] = {
         "ref4",
+        "ref4-gap",
         "notebook",
         "conv(8,k3,p1) bn relu maxpool(2) conv(16, k3, s2, p1, nobias) elu(1.0) avgpool(2,1) gap flatten dropout(0.25) "
         "linear(7,nobias) lrelu(0.01) linear(3)",
@@ -68,6 +69,22 @@ TEST(model_presets_shapes_and_names)
     long long want = 224 + 3472 + 13856 + 55360 + 240 + 28803;
     CHECK(nfv_model_param_count(m) == want, "ref4 parameters %lld, want %lld", nfv_model_param_count(m), want);
     nfv_model_free(m);
+    m = NULL;
+    /* ref4-gap: the same convs and BNs; conv4's map 64x11x13x11 averaged to 64, then Linear 64 -> 3. */
+    CHECK(nfv_arch_preset_input("ref4-gap", in, vox) && in[1] == 91 && in[2] == 109 && in[3] == 91 && vox[0] == 2.0,
+          "ref4-gap input 1x91x109x91 at 2 mm");
+    if (CHECK_OK(nfv_model_create_from_spec(ctx, "ref4-gap", in, 3, NULL, NFV_HEAD_SOFTMAX, 1, &m))) {
+        const nfv_layer *last = &m->layers[m->layer_count - 1];
+        int conv4 = nfv_model_find_layer(m, "conv4");
+        CHECK(conv4 >= 0 && m->layers[conv4].out_shape[1] == 11 && m->layers[conv4].out_shape[2] == 13,
+              "ref4-gap conv4 at 11x13x11");
+        CHECK(last->in_shape[0] == 64 && last->out_shape[0] == 3, "ref4-gap Linear %d -> %d (want 64 -> 3)",
+              last->in_shape[0], last->out_shape[0]);
+        long long gap_want = 224 + 3472 + 13856 + 55360 + 240 + 64 * 3 + 3;
+        CHECK(nfv_model_param_count(m) == gap_want, "ref4-gap parameters %lld, want %lld", nfv_model_param_count(m),
+              gap_want);
+        nfv_model_free(m);
+    }
 
     CHECK(nfv_arch_preset_input("notebook", in, vox), "notebook preset input");
     if (CHECK_OK(nfv_model_create_from_spec(ctx, "notebook", in, 2, NULL, NFV_HEAD_BINARY, 1, &m))) {

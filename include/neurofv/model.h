@@ -17,8 +17,9 @@
  *   bn[(eps)]  relu  lrelu(slope)  elu(alpha)  dropout(p)  flatten
  *   gap                                        AdaptiveAvgPool3d(1): (C,1,1,1)
  *   linear(F[,nobias])                         Linear to F features
- * Presets: "ref4" (docs/ARCHITECTURE.md, the reference model) and "notebook"
- * (the authors' notebook model).
+ * Presets: "ref4" (docs/ARCHITECTURE.md, the reference model), "ref4-gap"
+ * (ref4's convs, conv4 without its pool, then gap flatten linear: the same
+ * evidence wherever it is) and "notebook" (the authors' notebook model).
  * nfv_arch_print() gives back a canonical spec that parses to the same list. */
 #ifndef NEUROFV_MODEL_H
 #define NEUROFV_MODEL_H
@@ -100,7 +101,7 @@ typedef struct nfv_arch {
     int count;
 } nfv_arch;
 
-/* Parse a spec or preset name ("ref4", "notebook"); out->layers is malloc'ed.
+/* Parse a spec or preset name ("ref4", "ref4-gap", "notebook"); out->layers is malloc'ed.
  * Errors name the offending word and its position.  classes fills the
  * features of a final "linear" written without a size ("linear(classes)" in
  * presets); pass 0 when the spec gives every size. */
@@ -108,8 +109,8 @@ nfv_status nfv_arch_parse(const char *spec, int classes, nfv_arch *out);
 /* Canonical spec text into buf (cap bytes); returns buf. */
 const char *nfv_arch_print(const nfv_arch *arch, char *buf, size_t cap);
 void nfv_arch_free(nfv_arch *arch);
-/* Default input shape (C, D, H, W) and voxel size of a preset ("ref4":
- * 1x91x109x91 at 2 mm; "notebook": 1x96x114x96 at 2 mm, i.e. the 2 mm MNI grid padded); 0 if spec is not a preset. */
+/* Default input shape (C, D, H, W) and voxel size of a preset ("ref4"
+ * and "ref4-gap": 1x91x109x91 at 2 mm; "notebook": 1x96x114x96 at 2 mm, i.e. the 2 mm MNI grid padded); 0 if spec is not a preset. */
 int nfv_arch_preset_input(const char *spec, int input_shape[4], double voxel_mm[3]);
 
 /* Whether spec builds on input (C, D, H, W) without allocating anything:

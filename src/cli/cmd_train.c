@@ -199,7 +199,7 @@ int cmd_train(int argc, char **argv)
     float voxel = NAN;
     const cli_option opts[] = {
         {"--data", CLI_STRING, &data, "CSV", "dataset CSV path,label[,split] (required)"},
-        {"--arch", CLI_STRING, &o.arch, "SPEC", "architecture spec or preset ref4|notebook (default ref4)"},
+        {"--arch", CLI_STRING, &o.arch, "SPEC", "architecture spec or preset ref4|ref4-gap|notebook (default ref4)"},
         {"--epochs", CLI_INT, &o.epochs, "N", "epochs (default 10)"},
         {"--batch", CLI_INT, &o.batch, "N", "mini-batch size (default 4; the last partial batch is dropped)"},
         {"--lr", CLI_FLOAT, &o.lr, "X", "learning rate (default 0.001; with --resume, replaces the checkpoint's)"},

@@ -14,6 +14,16 @@ static const char *const REF4 =
     "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,p1) bn relu maxpool(2) "
     "conv(32,k3,p1) bn relu maxpool(2) conv(64,k3,p1) bn relu maxpool(2) flatten dropout(0.5) linear(classes)";
 
+/* ref4 with a translation-invariant head: the same four conv blocks, conv4's
+ * block without its pool, then the mean over places (gap) and Linear 64 ->
+ * outputs.  ref4's flatten + Linear weighs every place of pool4's 5x6x5 map
+ * on its own, so a class logit can be driven by a place where no lesion
+ * ever was (README, "At the paper's 2 mm grid"); here the evidence is the
+ * same wherever it is. */
+static const char *const REF4_GAP =
+    "conv(8,k3,p1) bn relu maxpool(2) conv(16,k3,p1) bn relu maxpool(2) "
+    "conv(32,k3,p1) bn relu maxpool(2) conv(64,k3,p1) bn relu gap flatten linear(classes)";
+
 /* The authors' notebook model on 1x96x114x96: unpadded 3^3 convs 1->8->32->64->64
  * with ELU and three max pools (2, 3, 2) give 64x4x6x4 = 6144 features, then
  * Linear 6144 -> 100 -> outputs. */
@@ -24,6 +34,7 @@ static const char *const NOTEBOOK =
 static const char *preset_text(const char *spec)
 {
     if (!strcmp(spec, "ref4")) return REF4;
+    if (!strcmp(spec, "ref4-gap")) return REF4_GAP;
     if (!strcmp(spec, "notebook")) return NOTEBOOK;
     return NULL;
 }
@@ -32,7 +43,7 @@ int nfv_arch_preset_input(const char *spec, int input_shape[4], double voxel_mm[
 {
     if (!spec) return 0;
     int d = 0, h = 0, w = 0;
-    if (!strcmp(spec, "ref4")) d = 91, h = 109, w = 91;
+    if (!strcmp(spec, "ref4") || !strcmp(spec, "ref4-gap")) d = 91, h = 109, w = 91;
     else if (!strcmp(spec, "notebook")) d = 96, h = 114, w = 96;
     else return 0;
     /* (C, D, H, W) with D = z, H = y, W = x (volume.h); the MNI grid is
