@@ -156,8 +156,8 @@ void nfv_mis_cohort_free(nfv_mis_cohort *c);
  * (objective - the cohort's mean) / (its strongest subject's - the mean).
  * 1: as far as the strongest real subject; >> 1: a super-stimulus; near 1
  * or below: the optimization could not drive the unit past what real
- * subjects do (e.g. a class logit read from the absence of the other
- * classes' evidence), so its picture shows no more than a subject would.
+ * subjects do (e.g. a class logit whose evidence lies outside the mask the
+ * picture may change), so its picture shows no more than a subject would.
  * NaN when every subject scores the same. */
 double nfv_mis_stretch(const nfv_mis_cohort *c, double objective);
 /* vis (D, H, W) on the model grid; pairs drawn from seed (the same pairs for
