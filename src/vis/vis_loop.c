@@ -186,6 +186,26 @@ static nfv_status batch_alloc(batch_state *b)
     return NFV_OK;
 }
 
+/* The half-open box (z0, z1, y0, y1, x0, x1) of mask's nonzero voxels
+ * (D, H, W); all 0 for an empty mask (nothing survives it). */
+static void mask_box(const float *mask, int D, int H, int W, int box[6])
+{
+    const int dims[3] = {D, H, W};
+    for (int a = 0; a < 3; a++) box[2 * a] = dims[a], box[2 * a + 1] = 0;
+    for (int z = 0; z < D; z++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                if (mask[((size_t)z * H + y) * W + x] == 0.0f) continue;
+                const int at[3] = {z, y, x};
+                for (int a = 0; a < 3; a++) {
+                    if (at[a] < box[2 * a]) box[2 * a] = at[a];
+                    if (at[a] + 1 > box[2 * a + 1]) box[2 * a + 1] = at[a] + 1;
+                }
+            }
+    for (int a = 0; a < 3; a++)
+        if (box[2 * a] > box[2 * a + 1]) box[2 * a] = box[2 * a + 1] = 0;
+}
+
 /* The start: each sample's stream, then its noise (or zeros) as the
  * parameter; the template copies, the mask, a zero importance sum. */
 static nfv_status batch_start(batch_state *b, const float *templ_host, const float *mask_host, float *host)
@@ -217,22 +237,7 @@ static nfv_status batch_start(batch_state *b, const float *templ_host, const flo
      * runs on the padded grid) nor with --importance (it reads the whole
      * gradient before the mask). */
     b->use_grad_box = b->has_mask && b->warp && o->pad == 0 && !o->importance;
-    if (b->use_grad_box) {
-        int *bx = b->grad_box, dims[3] = {b->D, b->H, b->W};
-        for (int a = 0; a < 3; a++) bx[2 * a] = dims[a], bx[2 * a + 1] = 0;
-        for (int z = 0; z < b->D; z++)
-            for (int y = 0; y < b->H; y++)
-                for (int x = 0; x < b->W; x++) {
-                    if (mask_host[((size_t)z * b->H + y) * b->W + x] == 0.0f) continue;
-                    const int at[3] = {z, y, x};
-                    for (int a = 0; a < 3; a++) {
-                        if (at[a] < bx[2 * a]) bx[2 * a] = at[a];
-                        if (at[a] + 1 > bx[2 * a + 1]) bx[2 * a + 1] = at[a] + 1;
-                    }
-                }
-        for (int a = 0; a < 3; a++)
-            if (bx[2 * a] > bx[2 * a + 1]) bx[2 * a] = bx[2 * a + 1] = 0; /* an empty mask: nothing survives */
-    }
+    if (b->use_grad_box) mask_box(mask_host, b->D, b->H, b->W, b->grad_box);
     return NFV_OK;
 }
 
