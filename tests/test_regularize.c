@@ -289,10 +289,23 @@ TEST(vis_ncc_finds_planted_cube)
     CHECK_OK(nfv_ncc_search(v, dims, mask, tmpl, tdims, &rm));
     CHECK(rm.pos[0] < 10 && rm.score < r.score, "masked search stays inside the mask: z=%d score %.3f (cube %.3f)",
           rm.pos[0], rm.score, r.score);
-    /* Whole template box inside the mask (z < 10): centres z = 3..6 only. */
+    /* The 5^3 cube and its halo fill the 7^3 box: the whole box inside the mask (z < 10), centres z = 3..6. */
     CHECK(rm.pos[0] + 3 < 10 && rm.positions == (long)(10 - 6) * (29 - 6) * (31 - 6),
           "only positions whose whole box is inside the mask: centre z=%d, %ld positions (want %d)", rm.pos[0],
           rm.positions, (10 - 6) * (29 - 6) * (31 - 6));
+    /* A small shape in a wide box (a 3^3 cube centred in the 7^3 box): only
+     * the shape and its halo (box rows 1..5) must be inside, so centres
+     * z = 3..7 count, one more plane than the whole box allows. */
+    float small[343];
+    for (int i = 0; i < 343; i++) {
+        int z = i / 49 - 3, y = i / 7 % 7 - 3, x = i % 7 - 3;
+        small[i] = (abs(z) <= 1 && abs(y) <= 1 && abs(x) <= 1) ? 1.0f : 0.0f;
+    }
+    nfv_ncc_result rs;
+    CHECK_OK(nfv_ncc_search(v, dims, mask, small, tdims, &rs));
+    CHECK(rs.positions == (long)(10 - 5) * (29 - 6) * (31 - 6) && rs.pos[0] + 2 < 10,
+          "a small shape counts where it and its halo are inside: %ld positions (want %d), centre z=%d",
+          rs.positions, (10 - 5) * (29 - 6) * (31 - 6), rs.pos[0]);
     const int big[3] = {30, 7, 7};
     CHECK(nfv_ncc_search(v, dims, NULL, tmpl, big, &r) == NFV_ERR_INVALID_ARG, "oversized template rejected");
     free(mask);

@@ -31,22 +31,49 @@ nfv_status nfv_compare_default_configs(nfv_compare_config **out, int *count);
  * Fourier op (the Hartley energy over a symmetric set equals the DFT's). */
 nfv_status nfv_highfreq_share(nfv_context *ctx, const nfv_volume *v, double cutoff, double *share);
 
-/* Ground truth of a `neurofv synth` lesion cohort: shapes/<class>.nii.gz and
- * mask.nii.gz (brought to the model grid when it differs). */
+/* Ground truth of a `neurofv synth` lesion cohort (src/vis/truth.c): the
+ * shapes (the stems of shapes/ *.nii.gz) and mask.nii.gz (brought to the
+ * model grid when it differs).  When cohort.json gives the lesion sizes
+ * (lesion_size_mm, size_scale) and every shape is one synth draws, each
+ * shape has NFV_TRUTH_SIZES templates, painted at the smallest, middle and
+ * largest lesion size on the model's (isotropic) voxel; otherwise one, the
+ * file brought to the model's voxel size. */
+#define NFV_TRUTH_SIZES 3
 typedef struct nfv_truth {
     int count;
     char **names;          /* shape names (file stems) */
-    nfv_volume *shapes;    /* shape templates at the model's voxel size */
+    int sizes;             /* templates per shape: NFV_TRUTH_SIZES or 1 */
+    nfv_volume *shapes;    /* (count, sizes) shape templates at the model's voxel size */
+    double *size_mm;       /* (count, sizes) the lesion size each was painted at; 0 for a file */
     nfv_volume mask;       /* on the model grid */
     int polarity;          /* +1: lesions brighter than tissue, -1: darker (from cohort.json) */
 } nfv_truth;
 nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out);
 void nfv_truth_free(nfv_truth *t);
-/* NCC (nfv_ncc_search inside the mask) of polarity * vis with every shape
- * (a detector of dark lesions draws its shape dark); score[count].  pos
- * (may be NULL): pos[count][3], the voxel (i, j, k) = (x, y, z index) at the
- * centre of each shape's best match. */
+/* NCC (nfv_ncc_search inside the mask) of polarity * vis with every shape,
+ * the best over its sizes (a detector of dark lesions draws its shape dark);
+ * score[count].  pos (may be NULL): pos[count][3], the voxel (i, j, k) =
+ * (x, y, z index) at the centre of each shape's best match. */
 nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score, int (*pos)[3]);
+
+/* What a perfect picture scores: the cohort's own lesion masks (occupancy)
+ * scored by nfv_truth_scores as if they were visualizations.  A margin reads
+ * against these: at 3 mm a real cube lesion beats the sphere's template by a
+ * median 0.065 only. */
+#define NFV_TRUTH_CLEAR_MARGIN 0.05 /* the margin issue 14 asks of a picture */
+typedef struct nfv_truth_reference_row {
+    char name[64];         /* the class (its shape) */
+    int subjects;          /* lesion masks scored */
+    int recovered;         /* own shape scored best */
+    int clear;             /* margin above NFV_TRUTH_CLEAR_MARGIN */
+    double own_median;     /* NCC with the own shape */
+    double margin_median, margin_min; /* own minus the best other shape's NCC; NaN without subjects */
+} nfv_truth_reference_row;
+/* rows[t->count]: per class, the first per_class subjects of DIR/labels.csv
+ * (the test split first, then the others) with a DIR/lesion_masks/<file>;
+ * a class without any has subjects 0.  Without labels.csv every row is empty. */
+nfv_status nfv_truth_reference(const nfv_model *m, const nfv_truth *t, const char *dir, int per_class,
+                               nfv_truth_reference_row *rows);
 
 typedef struct nfv_compare_row {
     char config[64];
@@ -204,7 +231,8 @@ void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, 
  * <row dir>/<stem>_view.js (beside the run's files), shown as an overlay on background (NULL: on
  * itself), with the row's picture linking to it. */
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
-                                    int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background);
+                                    int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background,
+                                    const nfv_truth_reference_row *reference, int nreference);
 
 #ifdef __cplusplus
 }

@@ -130,6 +130,28 @@ static nfv_status config_options(const compare_state *cs, int c, nfv_vis_options
     return nfv_vis_options_check(o);
 }
 
+/* Real lesions per class scored by the truth's scorer (their margins are
+ * the most a picture's can be expected to reach). */
+#define REFERENCE_LESIONS 10
+
+/* What the cohort's real lesions score, printed (rank 0) for the report. */
+static nfv_status truth_reference(compare_state *cs)
+{
+    cs->reference = calloc((size_t)cs->truth.count, sizeof *cs->reference);
+    if (!cs->reference) return nfv_fail(NFV_ERR_NO_MEMORY, "compare: out of memory");
+    NFV_TRY(nfv_truth_reference(cs->s.m, &cs->truth, cs->a->truth_dir, REFERENCE_LESIONS, cs->reference));
+    if (cs->mpi && nfv_dist_rank() != 0) return NFV_OK;
+    for (int c = 0; c < cs->truth.count; c++) {
+        const nfv_truth_reference_row *r = &cs->reference[c];
+        if (r->subjects)
+            printf("real %-10s lesions: %d/%d recovered, %d/%d margin > %.2f; own NCC %.3f, margin %.3f (min %.3f)\n",
+                   r->name, r->recovered, r->subjects, r->clear, r->subjects, NFV_TRUTH_CLEAR_MARGIN, r->own_median,
+                   r->margin_median, r->margin_min);
+    }
+    fflush(stdout);
+    return NFV_OK;
+}
+
 /* The class's own shape: logit:CLASS or contrast:CLASS (@cell or not), CLASS
  * a shape name (maximized); -1 when none. */
 static int own_shape(const nfv_truth *truth, const char *target)
@@ -345,6 +367,7 @@ static int prepare(compare_state *cs, const vis_cli *cli)
                       a->model_path, cs->s.m->input_shape[0]);
     if (!st) st = vis_session_targets(&cs->s, a->texts, a->ntexts);
     if (!st && a->truth_dir) st = nfv_truth_load(cs->s.m, a->truth_dir, &cs->truth);
+    if (!st && cs->truth.count) st = truth_reference(cs);
     if (!st) st = vis_session_background(&cs->s, a->background);
     if (!st && a->score)
         st = compare_mis_open(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, a->data, a->mis_split,
@@ -411,7 +434,7 @@ static int compare(const compare_args *a, const vis_cli *cli)
     if (!rc && cs.truth.count && cs.nseeds > 1) print_seed_summary(&cs);
     nfv_status st;
     if (!rc && (st = nfv_compare_write_report(cs.report, a->model_path, cs.configs, cs.nconfigs, cs.rows, cs.nrows,
-                                                 vis_session_overlay(&cs.s))))
+                                                 vis_session_overlay(&cs.s), cs.reference, cs.truth.count)))
         rc = cli_fail("compare", st);
     if (!rc && cs.shard_n > 1 && !cs.mpi) rc = compare_write_manifest(&cs);
     if (!rc) fprintf(stderr, "compare: wrote %s/index.html, results.csv, results.md\n", cs.report);
@@ -419,6 +442,7 @@ static int compare(const compare_args *a, const vis_cli *cli)
     free(cs.scores);
     free(cs.positions);
     nfv_truth_free(&cs.truth);
+    free(cs.reference);
     compare_mis_free(&cs.mis);
     vis_session_free(&cs.s);
     free(cs.rows);

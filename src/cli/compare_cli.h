@@ -37,6 +37,7 @@ typedef struct compare_state {
     int nseeds;
     vis_session s;
     nfv_truth truth;
+    nfv_truth_reference_row *reference; /* (truth.count) what the cohort's real lesions score */
     nfv_compare_row *rows;         /* (nconfigs x nseeds x targets) */
     int nrows;
     double *scores;                /* (truth.count) NCC of one volume with each shape */

@@ -58,12 +58,14 @@ nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask
     double *S1 = malloc(sn * sizeof *S1), *S2 = malloc(sn * sizeof *S2);
     double *SM = mask ? malloc(sn * sizeof *SM) : NULL;
     float *inside = mask ? malloc((size_t)D * H * W * sizeof *inside) : NULL;
-    if (!tc || !S1 || !S2 || (mask && (!SM || !inside))) {
+    size_t *need = mask ? malloc(tn * sizeof *need) : NULL;
+    if (!tc || !S1 || !S2 || (mask && (!SM || !inside || !need))) {
         free(tc);
         free(S1);
         free(S2);
         free(SM);
         free(inside);
+        free(need);
         return nfv_fail(NFV_ERR_NO_MEMORY, "ncc search: out of memory for %dx%dx%d tables", D, H, W);
     }
     double tmean = 0.0, tnorm = 0.0;
@@ -82,11 +84,40 @@ nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask
         summed_table(inside, D, H, W, 0, SM);
         free(inside);
     }
+    /* The box voxels that must lie inside the mask: the shape (tmpl > 0) and
+     * its 26 neighbours, as offsets into vol from the box's corner; a
+     * template with no positive voxel needs its whole box. */
+    size_t nneed = 0;
+    if (mask) {
+        for (int a = 0; a < td; a++)
+            for (int b = 0; b < th; b++)
+                for (int c = 0; c < tw; c++) {
+                    int near = 0;
+                    for (int da = -1; da <= 1 && !near; da++)
+                        for (int db = -1; db <= 1 && !near; db++)
+                            for (int dc = -1; dc <= 1 && !near; dc++) {
+                                int u = a + da, w = b + db, q = c + dc;
+                                near = u >= 0 && u < td && w >= 0 && w < th && q >= 0 && q < tw &&
+                                       tmpl[((size_t)u * th + w) * tw + q] > 0.0f;
+                            }
+                    if (near) need[nneed++] = ((size_t)a * H + b) * W + c;
+                }
+        if (nneed == 0)
+            for (int a = 0; a < td; a++)
+                for (int b = 0; b < th; b++)
+                    for (int c = 0; c < tw; c++) need[nneed++] = ((size_t)a * H + b) * W + c;
+    }
     for (int z = 0; z + td <= D; z++)
         for (int y = 0; y + th <= H; y++)
             for (int x = 0; x + tw <= W; x++) {
                 int cz = z + td / 2, cy = y + th / 2, cx = x + tw / 2;
-                if (mask && box_sum(SM, H, W, z, y, x, td, th, tw) < (double)tn - 0.5) continue;
+                if (mask && box_sum(SM, H, W, z, y, x, td, th, tw) < (double)tn - 0.5) {
+                    /* The box pokes out of the mask: the position counts when the shape and its halo do not. */
+                    const float *corner = mask + ((size_t)z * H + y) * W + x;
+                    size_t i = 0;
+                    while (i < nneed && corner[need[i]] > 0.5f) i++;
+                    if (i < nneed) continue;
+                }
                 double s1 = box_sum(S1, H, W, z, y, x, td, th, tw), s2 = box_sum(S2, H, W, z, y, x, td, th, tw);
                 double var = s2 - s1 * s1 / (double)tn; /* patch sum of squared deviations */
                 double score = 0.0;
@@ -113,6 +144,7 @@ nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask
     free(S1);
     free(S2);
     free(SM);
+    free(need);
     return NFV_OK;
 }
 

@@ -135,6 +135,8 @@ typedef struct report {
     int nseeds;
     char seed_list[512];          /* "1, 2, 3" */
     const nfv_volume *background; /* under the viewer's overlays, or NULL */
+    const nfv_truth_reference_row *reference; /* what the cohort's real lesions score, or NULL */
+    int nreference;
     int viewer;                   /* the NiiVue bundle was copied into dir/viewer */
     nfv_viewer_item *items;       /* one per row when viewer */
 } report;
@@ -250,6 +252,30 @@ static void md_rows(const report *rp, FILE *f)
     }
 }
 
+/* What the cohort's real lesions score: the margin a perfect picture gets. */
+static int reference_rows(const report *rp)
+{
+    int n = 0;
+    for (int i = 0; rp->reference && i < rp->nreference; i++) n += rp->reference[i].subjects > 0;
+    return n;
+}
+
+static void md_reference(const report *rp, FILE *f)
+{
+    if (!reference_rows(rp)) return;
+    fprintf(f, "\n## What a real lesion scores\n\nThe cohort's own lesion masks (lesion_masks/, test subjects first), "
+               "scored as if they were pictures: a picture's margin reads against these.\n\n"
+               "| class | lesions | recovered | margin > %.2f | own NCC (median) | margin (median) | margin (min) |\n"
+               "|---|---|---|---|---|---|---|\n",
+            NFV_TRUTH_CLEAR_MARGIN);
+    for (int i = 0; i < rp->nreference; i++) {
+        const nfv_truth_reference_row *r = &rp->reference[i];
+        if (!r->subjects) continue;
+        fprintf(f, "| %s | %d | %d/%d | %d/%d | %.3f | %.3f | %.3f |\n", r->name, r->subjects, r->recovered,
+                r->subjects, r->clear, r->subjects, r->own_median, r->margin_median, r->margin_min);
+    }
+}
+
 static void write_markdown(const report *rp, FILE *f)
 {
     fprintf(f, "# Regularization comparison\n\nModel: `%s`\n\n", rp->model_path);
@@ -257,8 +283,10 @@ static void write_markdown(const report *rp, FILE *f)
                "cycles/voxel, i.e. above half the Nyquist radius.\n");
     if (rp->any_truth)
         fprintf(f, "Concept recovery: for each class target, NCC of the visualization (negated when the cohort's "
-                   "lesions are darker than tissue) with each shape template, best position with the template box inside the brain mask; recovered = the class's own "
-                   "shape scores best.\n");
+                   "lesions are darker than tissue) with each shape template (the cohort's smallest, middle and largest lesion size "
+                   "where cohort.json gives them; the best of them), best position with the shape and a one-voxel halo "
+                   "inside the brain mask; recovered = the class's own shape scores best; margin = its NCC minus the best "
+                   "other shape's.\n");
     fprintf(f, "Seed%s: %s.\n", rp->nseeds == 1 ? "" : "s", rp->seed_list);
     if (rp->any_mis)
         fprintf(f, "MIS = share of pairs of real subjects (one from the top, one from the bottom quartile of the "
@@ -275,6 +303,7 @@ static void write_markdown(const report *rp, FILE *f)
         fprintf(f, "Every class recovered: per target family, the seeds in which every class's own shape scored "
                    "best; classes recovered counts single targets over all seeds.\n");
     md_summary(rp, f);
+    md_reference(rp, f);
     md_rows(rp, f);
 }
 
@@ -291,8 +320,9 @@ static void html_intro(const report *rp, FILE *f)
                "<p>HF share = fraction of spectral energy (DFT of the volume minus its mean) above half the Nyquist "
                "radius (|f| &gt; 0.25 cycles/voxel).");
     if (rp->any_truth)
-        fprintf(f, " Concept recovery: NCC of the visualization (negated for dark lesions) with each shape template (best position with the template box in "
-                   "the brain mask); recovered when the class's own shape scores best.");
+        fprintf(f, " Concept recovery: NCC of the visualization (negated for dark lesions) with each shape template (at "
+                   "the cohort's smallest, middle and largest lesion size where it gives them; best position with the "
+                   "shape and a one-voxel halo in the brain mask); recovered when the class's own shape scores best.");
     fprintf(f, " Seed%s: %s.", rp->nseeds == 1 ? "" : "s", rp->seed_list);
     if (rp->any_truth)
         fprintf(f, " Every class recovered: per target family, the seeds in which every class's own shape scored best.");
@@ -329,6 +359,26 @@ static void html_summary(const report *rp, FILE *f)
             else fprintf(f, "<td>-</td>");
         }
         fprintf(f, "<td>%.4g</td><td>%.4g</td><td>%.3f</td><td>%.1f</td></tr>\n", s.obj, s.obj_clean, s.hf, s.secs);
+    }
+    fprintf(f, "</table>\n");
+}
+
+static void html_reference(const report *rp, FILE *f)
+{
+    if (!reference_rows(rp)) return;
+    fprintf(f, "<h2>What a real lesion scores</h2>\n<p>The cohort's own lesion masks (test subjects first), scored as "
+               "if they were pictures: a picture's margin reads against these.</p>\n<table><tr><th>class</th>"
+               "<th>lesions</th><th>recovered</th><th>margin &gt; %.2f</th><th>own NCC (median)</th><th>margin "
+               "(median)</th><th>margin (min)</th></tr>\n",
+            NFV_TRUTH_CLEAR_MARGIN);
+    for (int i = 0; i < rp->nreference; i++) {
+        const nfv_truth_reference_row *r = &rp->reference[i];
+        if (!r->subjects) continue;
+        fprintf(f, "<tr><td>");
+        html_escape(f, r->name);
+        fprintf(f, "</td><td>%d</td><td>%d/%d</td><td>%d/%d</td><td>%.3f</td><td>%.3f</td><td>%.3f</td></tr>\n",
+                r->subjects, r->recovered, r->subjects, r->clear, r->subjects, r->own_median, r->margin_median,
+                r->margin_min);
     }
     fprintf(f, "</table>\n");
 }
@@ -407,6 +457,7 @@ static void write_html(const report *rp, FILE *f)
     html_intro(rp, f);
     nfv_viewer_html(f, rp->viewer, rp->items, rp->viewer ? rp->nrows : 1);
     html_summary(rp, f);
+    html_reference(rp, f);
     html_images(rp, f);
     fprintf(f, "</body></html>\n");
 }
@@ -460,11 +511,12 @@ static nfv_status viewer_volumes(report *rp)
 }
 
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
-                                    int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background)
+                                    int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background,
+                                    const nfv_truth_reference_row *reference, int nreference)
 {
     NFV_TRY(nfv_mkdirs(dir));
     report rp = {.dir = dir, .model_path = model_path, .configs = configs, .nconfigs = nconfigs, .rows = rows,
-                 .nrows = nrows, .background = background};
+                 .nrows = nrows, .background = background, .reference = reference, .nreference = nreference};
     report_init(&rp);
     nfv_status st = write_file(&rp, "results.csv", write_csv);
     if (!st) st = write_file(&rp, "results.md", write_markdown);

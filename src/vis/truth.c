@@ -1,0 +1,295 @@
+/* Concept recovery against a synthetic lesion cohort's ground truth
+ * (`compare --truth DIR`): the shape templates, the NCC score of a picture
+ * against each, and what the cohort's real lesions score (the reference a
+ * picture's margin is read against).  See include/neurofv/compare.h. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "neurofv/compare.h"
+#include "neurofv/synth.h"
+#include "neurofv/vis_ops.h"
+
+void nfv_truth_free(nfv_truth *t)
+{
+    for (int i = 0; i < t->count; i++) free(t->names[i]);
+    for (int i = 0; t->shapes && i < t->count * t->sizes; i++) nfv_volume_free(&t->shapes[i]);
+    free(t->names);
+    free(t->shapes);
+    free(t->size_mm);
+    nfv_volume_free(&t->mask);
+    memset(t, 0, sizeof *t);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* DIR/cohort.json, parsed (NULL when absent or not JSON: a cohort from
+ * another generator may have none). */
+static cJSON *cohort_json(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cohort.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return cJSON_Parse(buf);
+}
+
+/* A [lo, hi] number pair of j, or 0. */
+static int number_pair(const cJSON *j, const char *key, double out[2])
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(a, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(a, 1)))
+        return 0;
+    out[0] = cJSON_GetArrayItem(a, 0)->valuedouble;
+    out[1] = cJSON_GetArrayItem(a, 1)->valuedouble;
+    return 1;
+}
+
+/* The synth shape called name, or NFV_SHAPE_COUNT. */
+static nfv_shape shape_named(const char *name)
+{
+    for (int s = 0; s < NFV_SHAPE_COUNT; s++)
+        if (!strcmp(name, nfv_synth_shape_names[s])) return (nfv_shape)s;
+    return NFV_SHAPE_COUNT;
+}
+
+/* The templates of shape i: with the cohort's lesion sizes (cohort.json's
+ * lesion_size_mm x size_scale[name]) and a synth shape name, the shape
+ * painted at the smallest, middle and largest size on the model's isotropic
+ * voxel; otherwise shapes/<name>.nii.gz brought to the model's voxel size. */
+static nfv_status load_templates(const nfv_model *m, const char *dir, const cJSON *cohort, nfv_truth *t, int i)
+{
+    nfv_volume *out = &t->shapes[(size_t)i * t->sizes];
+    double *size = &t->size_mm[(size_t)i * t->sizes];
+    if (t->sizes > 1) {
+        double range[2];
+        number_pair(cohort, "lesion_size_mm", range);
+        const cJSON *scale = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cohort, "size_scale"),
+                                                              t->names[i]);
+        double f = cJSON_IsNumber(scale) ? scale->valuedouble : 1.0;
+        for (int k = 0; k < t->sizes; k++) {
+            size[k] = f * (range[0] + (range[1] - range[0]) * k / (t->sizes - 1));
+            NFV_TRY(nfv_synth_shape_template(shape_named(t->names[i]), size[k], m->voxel_mm[0], &out[k]));
+        }
+        return NFV_OK;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shapes/%s.nii.gz", dir, t->names[i]);
+    nfv_volume v;
+    NFV_TRY(nfv_volume_read(path, &v, NULL));
+    size[0] = 0.0;
+    /* The template at the model's voxel size (synth writes the cohort's). */
+    double vx = fabs(v.affine[0][0]) + fabs(v.affine[1][0]) + fabs(v.affine[2][0]);
+    if (fabs(vx - m->voxel_mm[0]) <= 1e-3) {
+        *out = v;
+        return NFV_OK;
+    }
+    nfv_status st = nfv_volume_resample(&v, m->voxel_mm, out);
+    nfv_volume_free(&v);
+    return st;
+}
+
+/* The shape names: the stems of DIR/shapes/ *.nii.gz, sorted. */
+static nfv_status shape_names(const char *dir, nfv_truth *out)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/shapes", dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return nfv_fail(NFV_ERR_IO, "--truth %s: no shapes/ directory (%s); expected a `neurofv synth --task lesion` output",
+                        dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len <= 7 || strcmp(e->d_name + len - 7, ".nii.gz")) continue;
+        char **p = realloc(out->names, (size_t)(out->count + 1) * sizeof *p);
+        char *name = malloc(len - 6);
+        if (!p || !name) {
+            if (p) out->names = p;
+            free(name);
+            closedir(d);
+            return nfv_fail(NFV_ERR_NO_MEMORY, "truth: out of memory");
+        }
+        out->names = p;
+        memcpy(name, e->d_name, len - 7);
+        name[len - 7] = 0;
+        out->names[out->count++] = name;
+    }
+    closedir(d);
+    if (out->count == 0) return nfv_fail(NFV_ERR_FORMAT, "--truth %s: shapes/ holds no .nii.gz shape templates", dir);
+    qsort(out->names, (size_t)out->count, sizeof *out->names, cmp_str);
+    return NFV_OK;
+}
+
+nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out)
+{
+    memset(out, 0, sizeof *out);
+    nfv_status st = shape_names(dir, out);
+    if (st) {
+        nfv_truth_free(out);
+        return st;
+    }
+    cJSON *cohort = cohort_json(dir);
+    /* Polarity from cohort.json's lesion_intensity (multiples of the
+     * white-matter intensity): +1 when their mean is >= 1 (bright lesions,
+     * synth's default), else -1.  A cohort without cohort.json is taken as bright. */
+    double pair[2];
+    out->polarity = number_pair(cohort, "lesion_intensity", pair) && 0.5 * (pair[0] + pair[1]) < 1.0 ? -1 : 1;
+    /* Lesions of several sizes are scored against templates of several
+     * sizes: one middle-sized template scored real 19-26 mm cube lesions
+     * (3 mm grid) below the sphere's template in 7 of 20. */
+    int sized = number_pair(cohort, "lesion_size_mm", pair) && pair[0] > 0 && pair[1] > pair[0] &&
+                fabs(m->voxel_mm[1] - m->voxel_mm[0]) < 1e-3 && fabs(m->voxel_mm[2] - m->voxel_mm[0]) < 1e-3;
+    for (int i = 0; i < out->count; i++) sized &= shape_named(out->names[i]) != NFV_SHAPE_COUNT;
+    out->sizes = sized ? NFV_TRUTH_SIZES : 1;
+    out->shapes = calloc((size_t)out->count * out->sizes, sizeof *out->shapes);
+    out->size_mm = calloc((size_t)out->count * out->sizes, sizeof *out->size_mm);
+    if (!out->shapes || !out->size_mm) st = nfv_fail(NFV_ERR_NO_MEMORY, "truth: out of memory");
+    for (int i = 0; i < out->count && !st; i++) st = load_templates(m, dir, cohort, out, i);
+    cJSON_Delete(cohort);
+    if (!st) {
+        nfv_volume mk;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/mask.nii.gz", dir);
+        st = nfv_volume_read(path, &mk, NULL);
+        if (!st) {
+            st = nfv_volume_resample_to(&mk, m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                                        (const double(*)[4])m->affine, 0.0f, &out->mask);
+            nfv_volume_free(&mk);
+        }
+    }
+    if (st) {
+        nfv_truth_free(out);
+        return nfv_fail_context(st, "--truth %s", dir);
+    }
+    for (size_t i = 0; i < nfv_volume_numel(&out->mask); i++) out->mask.data[i] = out->mask.data[i] > 0.5f;
+    return NFV_OK;
+}
+
+nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score, int (*pos)[3])
+{
+    size_t n = nfv_volume_numel(vis);
+    if (n != nfv_volume_numel(&t->mask))
+        return nfv_fail(NFV_ERR_INVALID_ARG, "truth scores: the visualization (%dx%dx%d) is not on the mask's grid",
+                        vis->nx, vis->ny, vis->nz);
+    float *neg = malloc(n * sizeof *neg);
+    if (!neg) return nfv_fail(NFV_ERR_NO_MEMORY, "truth scores: out of memory");
+    for (size_t i = 0; i < n; i++) neg[i] = (float)t->polarity * vis->data[i];
+    int dims[3] = {vis->nz, vis->ny, vis->nx};
+    nfv_status st = NFV_OK;
+    for (int i = 0; i < t->count && !st; i++) {
+        score[i] = -2.0;
+        for (int k = 0; k < t->sizes && !st; k++) {
+            const nfv_volume *s = &t->shapes[(size_t)i * t->sizes + k];
+            int td[3] = {s->nz, s->ny, s->nx};
+            nfv_ncc_result r;
+            st = nfv_ncc_search(neg, dims, t->mask.data, s->data, td, &r);
+            if (st || r.score <= score[i]) continue;
+            score[i] = r.score;
+            if (pos) {
+                /* nfv_ncc_search reports (z, y, x) = (k, j, i). */
+                pos[i][0] = r.pos[2];
+                pos[i][1] = r.pos[1];
+                pos[i][2] = r.pos[0];
+            }
+        }
+    }
+    free(neg);
+    return st;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    if (n == 0) return NAN;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Scores one subject's lesion mask (DIR/lesion_masks/<file name>) as a
+ * picture; *found = 0 when the cohort has none for it. */
+static nfv_status score_lesion(const nfv_model *m, const nfv_truth *t, const char *dir, const char *subject,
+                               double *score, int *found)
+{
+    char path[4200];
+    const char *b = strrchr(subject, '/');
+    snprintf(path, sizeof path, "%s/lesion_masks/%s", dir, b ? b + 1 : subject);
+    *found = access(path, R_OK) == 0;
+    if (!*found) return NFV_OK;
+    nfv_volume raw, on;
+    NFV_TRY(nfv_volume_read(path, &raw, NULL));
+    nfv_status st = nfv_volume_resample_to(&raw, m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                                           (const double(*)[4])m->affine, 0.0f, &on);
+    nfv_volume_free(&raw);
+    if (st) return nfv_fail_context(st, "lesion mask %s", path);
+    /* The scorer multiplies by the polarity: a dark cohort's mask is drawn dark. */
+    for (size_t i = 0; i < nfv_volume_numel(&on); i++) on.data[i] *= (float)t->polarity;
+    st = nfv_truth_scores(t, &on, score, NULL);
+    nfv_volume_free(&on);
+    return st;
+}
+
+nfv_status nfv_truth_reference(const nfv_model *m, const nfv_truth *t, const char *dir, int per_class,
+                               nfv_truth_reference_row *rows)
+{
+    for (int c = 0; c < t->count; c++) {
+        memset(&rows[c], 0, sizeof rows[c]);
+        snprintf(rows[c].name, sizeof rows[c].name, "%s", t->names[c]);
+        rows[c].own_median = rows[c].margin_median = rows[c].margin_min = NAN;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/labels.csv", dir);
+    if (access(path, R_OK) != 0 || t->count < 2) return NFV_OK;
+    nfv_dataset ds;
+    NFV_TRY(nfv_dataset_load(path, &ds));
+    size_t cap = (size_t)t->count * (size_t)per_class;
+    double *own = malloc(cap * sizeof *own), *margin = malloc(cap * sizeof *margin);
+    double *score = malloc((size_t)t->count * sizeof *score);
+    nfv_status st = own && margin && score ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "truth reference: out of memory");
+    /* The test split first (subjects no model trained on), then the others. */
+    for (int pass = 0; pass < 2 && !st; pass++)
+        for (int r = 0; r < ds.count && !st; r++) {
+            if ((ds.rows[r].split == NFV_SPLIT_TEST) != (pass == 0)) continue;
+            int c = 0;
+            while (c < t->count && strcmp(t->names[c], ds.rows[r].label)) c++;
+            if (c == t->count || rows[c].subjects >= per_class) continue;
+            int found;
+            st = score_lesion(m, t, dir, ds.rows[r].path, score, &found);
+            if (st || !found) continue;
+            double other = -2.0;
+            for (int s = 0; s < t->count; s++)
+                if (s != c && score[s] > other) other = score[s];
+            size_t at = (size_t)c * per_class + (size_t)rows[c].subjects++;
+            own[at] = score[c];
+            margin[at] = score[c] - other;
+            rows[c].recovered += margin[at] > 0;
+            rows[c].clear += margin[at] > NFV_TRUTH_CLEAR_MARGIN;
+        }
+    for (int c = 0; c < t->count && !st; c++) {
+        double *mo = own + (size_t)c * per_class, *mm = margin + (size_t)c * per_class;
+        int n = rows[c].subjects;
+        rows[c].own_median = median(mo, n);
+        rows[c].margin_median = median(mm, n);
+        if (n) rows[c].margin_min = mm[0]; /* sorted by median() */
+    }
+    free(own);
+    free(margin);
+    free(score);
+    nfv_dataset_free(&ds);
+    return st ? nfv_fail_context(st, "--truth %s: real-lesion reference", dir) : NFV_OK;
+}
