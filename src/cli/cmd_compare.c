@@ -484,7 +484,9 @@ int compare_main(int argc, char **argv, int merging)
          "the report links to them relatively, so keep both folders together (default: DIR)"},
         {"--truth", CLI_STRING, &a.truth_dir, "SYNTH_DIR",
          "a `neurofv synth --task lesion` output: score concept recovery of logit:CLASS targets "
-         "against shapes/<CLASS>.nii.gz, the template box inside mask.nii.gz"},
+         "against its shapes (at the cohort's smallest, middle and largest lesion size when cohort.json gives them, "
+         "else shapes/<CLASS>.nii.gz), the shape and a one-voxel halo inside mask.nii.gz; prints and reports what "
+         "its real lesion masks (lesion_masks/, 10 a class, test subjects first) score the same way"},
         {"--config", CLI_STRING, &dummy_c, "NAME=OPTIONS",
          "add or override a configuration, repeatable (e.g. --config 'l2=--l2 0.5'); defaults: "
          "none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask, maco, maco+robust (maco: the model "
