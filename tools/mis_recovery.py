@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per configuration of `compare --score mis` runs: classes recovered, seeds
 with every class, mean margin, pooled MIS with its Wilson interval, and the
-Spearman rank correlation of MIS and of the focus share with concept recovery
+targets with a margin above 0.05, the Spearman rank correlation of MIS and of the focus share with concept recovery
 over configuration x seed runs, and the stretch per class.  Usage: tools/mis_recovery.py DIR... (each
 DIR/results.csv or DIR/cmp/results.csv: a compare --out folder)."""
 import csv, sys, math, os
@@ -16,7 +16,7 @@ for name in sys.argv[1:]:
     cfgs = []
     for r in rows:
         if r['config'] not in cfgs: cfgs.append(r['config'])
-    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | MIS pooled [Wilson] | MIS plain | MIS voxel | MIS act | focus share')
+    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | margin > 0.05 | MIS pooled [Wilson] | MIS plain | MIS voxel | MIS act | focus share')
     xs, ys = [], []
     for c in cfgs:
         rr = [r for r in rows if r['config']==c]
@@ -32,10 +32,11 @@ for name in sys.argv[1:]:
         p=k/n; z=1.959964; den=1+z*z/n; cen=(p+z*z/(2*n))/den; h=z*math.sqrt(p*(1-p)/n+z*z/(4*n*n))/den
         mv = sum(float(r['mis_voxel']) for r in rr)/len(rr); ma = sum(float(r['mis_act']) for r in rr)/len(rr)
         mm = sum(float(r['margin']) for r in rr)/len(rr)
+        clear = sum(float(r['margin']) > 0.05 for r in rr)
         mp = sum(float(r.get('mis_plain') or 'nan') for r in rr)/len(rr)
         fs = [float(r['focus_share']) for r in rr if r.get('focus_share')]
         mf = sum(fs)/len(fs) if fs else float('nan')
-        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mp:.3f} | {mv:.3f} | {ma:.3f} | {mf:.3f}')
+        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {clear}/{len(rr)} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mp:.3f} | {mv:.3f} | {ma:.3f} | {mf:.3f}')
     for (c,s), rr in by.items():
         xs.append(sum(float(r['mis']) for r in rr)/len(rr)); ys.append(sum(int(r['recovered']) for r in rr))
     rho, pv = spearmanr(xs, ys)
