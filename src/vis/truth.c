@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/parallel.h"
 #include "neurofv/compare.h"
 #include "neurofv/synth.h"
 #include "neurofv/vis_ops.h"
@@ -176,35 +177,57 @@ nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out)
     return NFV_OK;
 }
 
+/* One template's search, for nfv_parallel_for over (shape, size). */
+typedef struct template_search {
+    const nfv_truth *t;
+    const float *vol; /* polarity * picture (D, H, W) */
+    int dims[3];
+    nfv_ncc_result *res; /* (count, sizes) */
+} template_search;
+
+static nfv_status search_one(void *ctx, int index)
+{
+    template_search *ts = ctx;
+    const nfv_volume *s = &ts->t->shapes[index];
+    int td[3] = {s->nz, s->ny, s->nx};
+    return nfv_ncc_search(ts->vol, ts->dims, ts->t->mask.data, s->data, td, &ts->res[index]);
+}
+
 nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *score, int (*pos)[3])
 {
     size_t n = nfv_volume_numel(vis);
     if (n != nfv_volume_numel(&t->mask))
         return nfv_fail(NFV_ERR_INVALID_ARG, "truth scores: the visualization (%dx%dx%d) is not on the mask's grid",
                         vis->nx, vis->ny, vis->nz);
+    int ntemplates = t->count * t->sizes;
     float *neg = malloc(n * sizeof *neg);
-    if (!neg) return nfv_fail(NFV_ERR_NO_MEMORY, "truth scores: out of memory");
+    nfv_ncc_result *res = malloc((size_t)ntemplates * sizeof *res);
+    if (!neg || !res) {
+        free(neg);
+        free(res);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "truth scores: out of memory");
+    }
     for (size_t i = 0; i < n; i++) neg[i] = (float)t->polarity * vis->data[i];
-    int dims[3] = {vis->nz, vis->ny, vis->nx};
-    nfv_status st = NFV_OK;
+    /* Every (shape, size) search on its own core: 9 searches of a 2 mm
+     * picture take seconds on one. */
+    template_search ts = {t, neg, {vis->nz, vis->ny, vis->nx}, res};
+    nfv_status st = nfv_parallel_for(ntemplates, 0, search_one, &ts);
     for (int i = 0; i < t->count && !st; i++) {
         score[i] = -2.0;
-        for (int k = 0; k < t->sizes && !st; k++) {
-            const nfv_volume *s = &t->shapes[(size_t)i * t->sizes + k];
-            int td[3] = {s->nz, s->ny, s->nx};
-            nfv_ncc_result r;
-            st = nfv_ncc_search(neg, dims, t->mask.data, s->data, td, &r);
-            if (st || r.score <= score[i]) continue;
-            score[i] = r.score;
+        for (int k = 0; k < t->sizes; k++) {
+            const nfv_ncc_result *r = &res[i * t->sizes + k];
+            if (r->score <= score[i]) continue;
+            score[i] = r->score;
             if (pos) {
                 /* nfv_ncc_search reports (z, y, x) = (k, j, i). */
-                pos[i][0] = r.pos[2];
-                pos[i][1] = r.pos[1];
-                pos[i][2] = r.pos[0];
+                pos[i][0] = r->pos[2];
+                pos[i][1] = r->pos[1];
+                pos[i][2] = r->pos[0];
             }
         }
     }
     free(neg);
+    free(res);
     return st;
 }
 
