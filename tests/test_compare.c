@@ -245,6 +245,42 @@ TEST(compare_truth_sizes_and_real_lesions)
     nfv_model_free(m);
 }
 
+/* compare --truth on a real synth cohort: the "What a real lesion scores"
+ * table (held-out shapes at 6 mm, with the pyramid whose box used to poke out
+ * of the brain) against tests/truth_check.py, an independent SciPy scorer. */
+TEST(compare_truth_reference_matches_scipy)
+{
+    char dir[600], model[600], out[600], log[700], cmd[3000];
+    snprintf(dir, sizeof dir, "%s/truth_ref_cohort", test_tmpdir());
+    snprintf(model, sizeof model, "%s/truth_ref.safetensors", test_tmpdir());
+    snprintf(out, sizeof out, "%s/truth_ref_cmp", test_tmpdir());
+    snprintf(log, sizeof log, "%s/truth_ref.log", test_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "%s synth --n 36 --voxel 6 --lesion-size 24,32 --match-volume --shapes torus,cylinder,pyramid --seed 4 "
+             "--split 50/0/50 --out %s",
+             test_bin(), dir);
+    if (!CHECK(test_run(cmd, log) == 0, "synth (log %s)", log)) return;
+    const int in[4] = {1, 31, 37, 31};
+    const char *names[3] = {"cylinder", "pyramid", "torus"};
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(test_ctx(), "conv(2,k3,p1) relu flatten linear(3)", in, 3, names,
+                                             NFV_HEAD_SOFTMAX, 2, &m)))
+        return;
+    m->voxel_mm[0] = m->voxel_mm[1] = m->voxel_mm[2] = 6.0;
+    nfv_model_default_grid(m);
+    CHECK_OK(nfv_model_save(m, model));
+    nfv_model_free(m);
+    snprintf(cmd, sizeof cmd,
+             "%s compare --model %s --target logit:all --truth %s --out %s --steps 1 --configs none --background none",
+             test_bin(), model, dir, out);
+    if (!CHECK(test_run(cmd, log) == 0, "compare --truth runs (log %s)", log)) return;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/truth_check.py %s %s/results.md", dir, out);
+    CHECK(test_run(cmd, NULL) == 0, "the real-lesion table agrees with SciPy: %s", cmd);
+    snprintf(cmd, sizeof cmd, "grep -q 'What a real lesion scores' %s/index.html && grep -q '^real pyramid ' %s", out,
+             log);
+    CHECK(test_run(cmd, NULL) == 0, "the table is in index.html and on stdout (%s)", log);
+}
+
 static int count_lines(const char *path)
 {
     FILE *f = fopen(path, "r");
