@@ -279,7 +279,8 @@ nfv_status nfv_truth_reference(const nfv_model *m, const nfv_truth *t, const cha
     snprintf(path, sizeof path, "%s/labels.csv", dir);
     if (access(path, R_OK) != 0 || t->count < 2) return NFV_OK;
     nfv_dataset ds;
-    NFV_TRY(nfv_dataset_load(path, &ds));
+    nfv_status lst = nfv_dataset_load(path, &ds);
+    if (lst) return nfv_fail_context(lst, "--truth %s: real-lesion reference", dir);
     size_t cap = (size_t)t->count * (size_t)per_class;
     double *own = malloc(cap * sizeof *own), *margin = malloc(cap * sizeof *margin);
     double *score = malloc((size_t)t->count * sizeof *score);
