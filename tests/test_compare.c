@@ -144,6 +144,16 @@ TEST(compare_truth_recovers_planted_shape)
         nfv_volume_free(&v);
         nfv_volume_free(&occ);
     }
+    /* The mask alone: a ball of the sphere template's size at voxel (9, 10, 9)
+     * scores as a sphere (the ball is 0/1 at voxel centres, the template
+     * partial-volume: NCC > 0.9), and as no cube. */
+    double world[3] = {m->affine[0][3] + 2.0 * 9, m->affine[1][3] + 2.0 * 10, m->affine[2][3] + 2.0 * 9}, ms[2];
+    char spec[160];
+    snprintf(spec, sizeof spec, "ball=5.5@%g,%g,%g", world[0], world[1], world[2]);
+    if (CHECK_OK(nfv_truth_mask_control(m, &t, spec, ms)))
+        CHECK(ms[1] > 0.9 && ms[1] > ms[0], "the mask %s alone: sphere %.3f, cube %.3f", spec, ms[1], ms[0]);
+    CHECK(nfv_truth_mask_control(m, &t, "ball=x", ms) == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "alone"),
+          "a bad mask names the control: %s", nfv_error_message());
     nfv_truth_free(&t);
     char bad[600];
     snprintf(bad, sizeof bad, "%s/nowhere", test_tmpdir());
@@ -250,7 +260,7 @@ TEST(compare_truth_sizes_and_real_lesions)
  * of the brain) against tests/truth_check.py, an independent SciPy scorer. */
 TEST(compare_truth_reference_matches_scipy)
 {
-    char dir[600], model[600], out[600], log[700], cmd[3000];
+    char dir[600], model[600], out[600], log[700], cmd[4096];
     snprintf(dir, sizeof dir, "%s/truth_ref_cohort", test_tmpdir());
     snprintf(model, sizeof model, "%s/truth_ref.safetensors", test_tmpdir());
     snprintf(out, sizeof out, "%s/truth_ref_cmp", test_tmpdir());
@@ -271,14 +281,19 @@ TEST(compare_truth_reference_matches_scipy)
     CHECK_OK(nfv_model_save(m, model));
     nfv_model_free(m);
     snprintf(cmd, sizeof cmd,
-             "%s compare --model %s --target logit:all --truth %s --out %s --steps 1 --configs none --background none",
+             "%s compare --model %s --target logit:all --truth %s --out %s --steps 1 --configs none,one-lesion "
+             "--background none",
              test_bin(), model, dir, out);
     if (!CHECK(test_run(cmd, log) == 0, "compare --truth runs (log %s)", log)) return;
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/truth_check.py %s %s/results.md", dir, out);
     CHECK(test_run(cmd, NULL) == 0, "the real-lesion table agrees with SciPy: %s", cmd);
-    snprintf(cmd, sizeof cmd, "grep -q 'What a real lesion scores' %s/index.html && grep -q '^real pyramid ' %s", out,
-             log);
-    CHECK(test_run(cmd, NULL) == 0, "the table is in index.html and on stdout (%s)", log);
+    snprintf(cmd, sizeof cmd,
+             "grep -q 'What a real lesion scores' %s/index.html && grep -q '^real pyramid ' %s && "
+             "grep -q '^| one-lesion | `ball=24` |' %s/results.md && grep -q 'What the mask alone scores' %s/index.html "
+             "&& test $(sed -n '/^## What the mask alone/,/^## Per target/p' %s/results.md | grep -c '^| [a-z]') -eq 2",
+             out, log, out, out, out);
+    CHECK(test_run(cmd, NULL) == 0, "the tables are in results.md, index.html and on stdout; none has no mask row (%s)",
+          log);
 }
 
 static int count_lines(const char *path)

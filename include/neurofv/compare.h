@@ -75,6 +75,28 @@ typedef struct nfv_truth_reference_row {
 nfv_status nfv_truth_reference(const nfv_model *m, const nfv_truth *t, const char *dir, int per_class,
                                nfv_truth_reference_row *rows);
 
+/* What a configuration's optimization mask alone scores: the mask (1 inside,
+ * drawn with the cohort's polarity) scored by nfv_truth_scores as if it were
+ * a picture; score[t->count].  A class whose own shape the mask alone scores
+ * best is recovered by the mask's shape as much as by the model: a 48 mm
+ * ball (`--mask ball=24`) scores sphere 0.465, cross 0.467, cube 0.428 on
+ * the demo's 3 mm cohort, where the demo's sphere picture scores 0.640. */
+nfv_status nfv_truth_mask_control(const nfv_model *m, const nfv_truth *t, const char *mask_spec, double *score);
+
+/* Ground-truth controls for the report (each may be absent): the real-lesion
+ * reference (truth->count rows) and the masks' scores. */
+typedef struct nfv_mask_control {
+    char config[64];
+    char mask[1024];       /* the configuration's --mask */
+    double *score;         /* (truth count) */
+} nfv_mask_control;
+typedef struct nfv_truth_controls {
+    const nfv_truth *truth;                    /* shape names; NULL: no controls */
+    const nfv_truth_reference_row *reference;  /* (truth->count) or NULL */
+    const nfv_mask_control *masks;
+    int nmasks;
+} nfv_truth_controls;
+
 typedef struct nfv_compare_row {
     char config[64];
     unsigned long long seed;  /* the visualization seed of this run */
@@ -229,10 +251,11 @@ void nfv_compare_recovery_text(const char *config, const nfv_compare_row *rows, 
  * class with a shape was recovered.  index.html embeds the NiiVue viewer
  * (include/neurofv/viewer.h) when its bundle is found: each row's volume as
  * <row dir>/<stem>_view.js (beside the run's files), shown as an overlay on background (NULL: on
- * itself), with the row's picture linking to it. */
+ * itself), with the row's picture linking to it.  controls (may be NULL):
+ * the tables "What a real lesion scores" and "What the mask alone scores". */
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
                                     int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background,
-                                    const nfv_truth_reference_row *reference, int nreference);
+                                    const nfv_truth_controls *controls);
 
 #ifdef __cplusplus
 }

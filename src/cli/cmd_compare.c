@@ -152,6 +152,32 @@ static nfv_status truth_reference(compare_state *cs)
     return NFV_OK;
 }
 
+/* What each configuration's mask alone scores (configurations without a
+ * mask have none), printed (rank 0) for the report. */
+static nfv_status mask_controls(compare_state *cs)
+{
+    cs->masks = calloc((size_t)cs->nconfigs, sizeof *cs->masks);
+    if (!cs->masks) return nfv_fail(NFV_ERR_NO_MEMORY, "compare: out of memory");
+    for (int c = 0; c < cs->nconfigs; c++) {
+        nfv_vis_options o;
+        NFV_TRY(config_options(cs, c, &o));
+        if (!o.mask[0]) continue;
+        nfv_mask_control *mc = &cs->masks[cs->nmasks];
+        mc->score = calloc((size_t)cs->truth.count, sizeof *mc->score);
+        if (!mc->score) return nfv_fail(NFV_ERR_NO_MEMORY, "compare: out of memory");
+        cs->nmasks++;
+        snprintf(mc->config, sizeof mc->config, "%s", cs->configs[c].name);
+        snprintf(mc->mask, sizeof mc->mask, "%s", o.mask);
+        NFV_TRY(nfv_truth_mask_control(cs->s.m, &cs->truth, o.mask, mc->score));
+        if (cs->mpi && nfv_dist_rank() != 0) continue;
+        printf("mask alone %-14s (%s):", mc->config, mc->mask);
+        for (int s = 0; s < cs->truth.count; s++) printf(" %s %.3f", cs->truth.names[s], mc->score[s]);
+        printf("\n");
+    }
+    fflush(stdout);
+    return NFV_OK;
+}
+
 /* The class's own shape: logit:CLASS or contrast:CLASS (@cell or not), CLASS
  * a shape name (maximized); -1 when none. */
 static int own_shape(const nfv_truth *truth, const char *target)
@@ -368,6 +394,7 @@ static int prepare(compare_state *cs, const vis_cli *cli)
     if (!st) st = vis_session_targets(&cs->s, a->texts, a->ntexts);
     if (!st && a->truth_dir) st = nfv_truth_load(cs->s.m, a->truth_dir, &cs->truth);
     if (!st && cs->truth.count) st = truth_reference(cs);
+    if (!st && cs->truth.count) st = mask_controls(cs);
     if (!st) st = vis_session_background(&cs->s, a->background);
     if (!st && a->score)
         st = compare_mis_open(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, a->data, a->mis_split,
@@ -433,8 +460,9 @@ static int compare(const compare_args *a, const vis_cli *cli)
     if (!rc && cs.mpi && nfv_dist_rank() != 0) rc = -1; /* rank 0 reports */
     if (!rc && cs.truth.count && cs.nseeds > 1) print_seed_summary(&cs);
     nfv_status st;
+    nfv_truth_controls controls = {cs.truth.count ? &cs.truth : NULL, cs.reference, cs.masks, cs.nmasks};
     if (!rc && (st = nfv_compare_write_report(cs.report, a->model_path, cs.configs, cs.nconfigs, cs.rows, cs.nrows,
-                                                 vis_session_overlay(&cs.s), cs.reference, cs.truth.count)))
+                                                 vis_session_overlay(&cs.s), &controls)))
         rc = cli_fail("compare", st);
     if (!rc && cs.shard_n > 1 && !cs.mpi) rc = compare_write_manifest(&cs);
     if (!rc) fprintf(stderr, "compare: wrote %s/index.html, results.csv, results.md\n", cs.report);
@@ -443,6 +471,8 @@ static int compare(const compare_args *a, const vis_cli *cli)
     free(cs.positions);
     nfv_truth_free(&cs.truth);
     free(cs.reference);
+    for (int i = 0; i < cs.nmasks; i++) free(cs.masks[i].score);
+    free(cs.masks);
     compare_mis_free(&cs.mis);
     vis_session_free(&cs.s);
     free(cs.rows);
@@ -486,7 +516,8 @@ int compare_main(int argc, char **argv, int merging)
          "a `neurofv synth --task lesion` output: score concept recovery of logit:CLASS targets "
          "against its shapes (at the cohort's smallest, middle and largest lesion size when cohort.json gives them, "
          "else shapes/<CLASS>.nii.gz), the shape and a one-voxel halo inside mask.nii.gz; prints and reports what "
-         "its real lesion masks (lesion_masks/, 10 a class, test subjects first) score the same way"},
+         "its real lesion masks (lesion_masks/, 10 a class, test subjects first) and each configuration's --mask "
+         "alone score the same way"},
         {"--config", CLI_STRING, &dummy_c, "NAME=OPTIONS",
          "add or override a configuration, repeatable (e.g. --config 'l2=--l2 0.5'); defaults: "
          "none, l2, tv, blur, robust, fourier, fourier+robust, all, all-no-mask, maco, maco+robust (maco: the model "

@@ -38,6 +38,8 @@ typedef struct compare_state {
     vis_session s;
     nfv_truth truth;
     nfv_truth_reference_row *reference; /* (truth.count) what the cohort's real lesions score */
+    nfv_mask_control *masks;            /* what each configuration's mask alone scores */
+    int nmasks;
     nfv_compare_row *rows;         /* (nconfigs x nseeds x targets) */
     int nrows;
     double *scores;                /* (truth.count) NCC of one volume with each shape */

@@ -15,6 +15,7 @@
 #include "neurofv/compare.h"
 #include "neurofv/synth.h"
 #include "neurofv/vis_ops.h"
+#include "vis/vis_internal.h"
 
 void nfv_truth_free(nfv_truth *t)
 {
@@ -316,4 +317,21 @@ nfv_status nfv_truth_reference(const nfv_model *m, const nfv_truth *t, const cha
     free(score);
     nfv_dataset_free(&ds);
     return st ? nfv_fail_context(st, "--truth %s: real-lesion reference", dir) : NFV_OK;
+}
+
+nfv_status nfv_truth_mask_control(const nfv_model *m, const nfv_truth *t, const char *mask_spec, double *score)
+{
+    float *mask = NULL;
+    nfv_status mst = vis_mask_on_grid(m, mask_spec, &mask);
+    if (mst) return nfv_fail_context(mst, "the mask %s alone", mask_spec);
+    nfv_volume v;
+    nfv_status st = nfv_volume_alloc(&v, m->input_shape[3], m->input_shape[2], m->input_shape[1],
+                                     (const double(*)[4])m->affine);
+    if (!st) {
+        for (size_t i = 0; i < nfv_volume_numel(&v); i++) v.data[i] = (float)t->polarity * mask[i];
+        st = nfv_truth_scores(t, &v, score, NULL);
+        nfv_volume_free(&v);
+    }
+    free(mask);
+    return st ? nfv_fail_context(st, "the mask %s alone", mask_spec) : NFV_OK;
 }

@@ -135,8 +135,7 @@ typedef struct report {
     int nseeds;
     char seed_list[512];          /* "1, 2, 3" */
     const nfv_volume *background; /* under the viewer's overlays, or NULL */
-    const nfv_truth_reference_row *reference; /* what the cohort's real lesions score, or NULL */
-    int nreference;
+    const nfv_truth_controls *controls; /* real lesions and masks scored as pictures, or NULL */
     int viewer;                   /* the NiiVue bundle was copied into dir/viewer */
     nfv_viewer_item *items;       /* one per row when viewer */
 } report;
@@ -255,9 +254,49 @@ static void md_rows(const report *rp, FILE *f)
 /* What the cohort's real lesions score: the margin a perfect picture gets. */
 static int reference_rows(const report *rp)
 {
+    const nfv_truth_controls *c = rp->controls;
     int n = 0;
-    for (int i = 0; rp->reference && i < rp->nreference; i++) n += rp->reference[i].subjects > 0;
+    for (int i = 0; c && c->truth && c->reference && i < c->truth->count; i++) n += c->reference[i].subjects > 0;
     return n;
+}
+
+static int mask_rows(const report *rp)
+{
+    return rp->controls && rp->controls->truth ? rp->controls->nmasks : 0;
+}
+
+/* The shape a mask alone scores best, and its margin over the next. */
+static int mask_best(const nfv_truth_controls *c, const nfv_mask_control *mc, double *margin)
+{
+    int best = 0;
+    for (int s = 1; s < c->truth->count; s++)
+        if (mc->score[s] > mc->score[best]) best = s;
+    double next = -2.0;
+    for (int s = 0; s < c->truth->count; s++)
+        if (s != best && mc->score[s] > next) next = mc->score[s];
+    *margin = c->truth->count > 1 ? mc->score[best] - next : NAN;
+    return best;
+}
+
+static void md_masks(const report *rp, FILE *f)
+{
+    if (!mask_rows(rp)) return;
+    const nfv_truth_controls *c = rp->controls;
+    fprintf(f, "\n## What the mask alone scores\n\nEach configuration's optimization mask (1 inside) scored as if it "
+               "were a picture: a class whose own shape the mask alone scores best is recovered by the mask's shape as "
+               "much as by the model.\n\n| config | mask |");
+    for (int s = 0; s < c->truth->count; s++) fprintf(f, " %s |", c->truth->names[s]);
+    fprintf(f, " best (margin) |\n|---|---|");
+    for (int s = 0; s <= c->truth->count; s++) fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int i = 0; i < c->nmasks; i++) {
+        const nfv_mask_control *mc = &c->masks[i];
+        double margin;
+        int best = mask_best(c, mc, &margin);
+        fprintf(f, "| %s | `%s` |", mc->config, mc->mask);
+        for (int s = 0; s < c->truth->count; s++) fprintf(f, " %.3f |", mc->score[s]);
+        fprintf(f, " %s (%+.3f) |\n", c->truth->names[best], margin);
+    }
 }
 
 static void md_reference(const report *rp, FILE *f)
@@ -268,8 +307,8 @@ static void md_reference(const report *rp, FILE *f)
                "| class | lesions | recovered | margin > %.2f | own NCC (median) | margin (median) | margin (min) |\n"
                "|---|---|---|---|---|---|---|\n",
             NFV_TRUTH_CLEAR_MARGIN);
-    for (int i = 0; i < rp->nreference; i++) {
-        const nfv_truth_reference_row *r = &rp->reference[i];
+    for (int i = 0; i < rp->controls->truth->count; i++) {
+        const nfv_truth_reference_row *r = &rp->controls->reference[i];
         if (!r->subjects) continue;
         fprintf(f, "| %s | %d | %d/%d | %d/%d | %.3f | %.3f | %.3f |\n", r->name, r->subjects, r->recovered,
                 r->subjects, r->clear, r->subjects, r->own_median, r->margin_median, r->margin_min);
@@ -304,6 +343,7 @@ static void write_markdown(const report *rp, FILE *f)
                    "best; classes recovered counts single targets over all seeds.\n");
     md_summary(rp, f);
     md_reference(rp, f);
+    md_masks(rp, f);
     md_rows(rp, f);
 }
 
@@ -371,14 +411,44 @@ static void html_reference(const report *rp, FILE *f)
                "<th>lesions</th><th>recovered</th><th>margin &gt; %.2f</th><th>own NCC (median)</th><th>margin "
                "(median)</th><th>margin (min)</th></tr>\n",
             NFV_TRUTH_CLEAR_MARGIN);
-    for (int i = 0; i < rp->nreference; i++) {
-        const nfv_truth_reference_row *r = &rp->reference[i];
+    for (int i = 0; i < rp->controls->truth->count; i++) {
+        const nfv_truth_reference_row *r = &rp->controls->reference[i];
         if (!r->subjects) continue;
         fprintf(f, "<tr><td>");
         html_escape(f, r->name);
         fprintf(f, "</td><td>%d</td><td>%d/%d</td><td>%d/%d</td><td>%.3f</td><td>%.3f</td><td>%.3f</td></tr>\n",
                 r->subjects, r->recovered, r->subjects, r->clear, r->subjects, r->own_median, r->margin_median,
                 r->margin_min);
+    }
+    fprintf(f, "</table>\n");
+}
+
+static void html_masks(const report *rp, FILE *f)
+{
+    if (!mask_rows(rp)) return;
+    const nfv_truth_controls *c = rp->controls;
+    fprintf(f, "<h2>What the mask alone scores</h2>\n<p>Each configuration's optimization mask (1 inside) scored as if "
+               "it were a picture: a class whose own shape the mask alone scores best is recovered by the mask's shape "
+               "as much as by the model.</p>\n<table><tr><th>config</th><th>mask</th>");
+    for (int s = 0; s < c->truth->count; s++) {
+        fprintf(f, "<th>");
+        html_escape(f, c->truth->names[s]);
+        fprintf(f, "</th>");
+    }
+    fprintf(f, "<th>best (margin)</th></tr>\n");
+    for (int i = 0; i < c->nmasks; i++) {
+        const nfv_mask_control *mc = &c->masks[i];
+        double margin;
+        int best = mask_best(c, mc, &margin);
+        fprintf(f, "<tr><td>");
+        html_escape(f, mc->config);
+        fprintf(f, "</td><td><code>");
+        html_escape(f, mc->mask);
+        fprintf(f, "</code></td>");
+        for (int s = 0; s < c->truth->count; s++) fprintf(f, "<td>%.3f</td>", mc->score[s]);
+        fprintf(f, "<td>");
+        html_escape(f, c->truth->names[best]);
+        fprintf(f, " (%+.3f)</td></tr>\n", margin);
     }
     fprintf(f, "</table>\n");
 }
@@ -458,6 +528,7 @@ static void write_html(const report *rp, FILE *f)
     nfv_viewer_html(f, rp->viewer, rp->items, rp->viewer ? rp->nrows : 1);
     html_summary(rp, f);
     html_reference(rp, f);
+    html_masks(rp, f);
     html_images(rp, f);
     fprintf(f, "</body></html>\n");
 }
@@ -512,11 +583,11 @@ static nfv_status viewer_volumes(report *rp)
 
 nfv_status nfv_compare_write_report(const char *dir, const char *model_path, const nfv_compare_config *configs,
                                     int nconfigs, const nfv_compare_row *rows, int nrows, const nfv_volume *background,
-                                    const nfv_truth_reference_row *reference, int nreference)
+                                    const nfv_truth_controls *controls)
 {
     NFV_TRY(nfv_mkdirs(dir));
     report rp = {.dir = dir, .model_path = model_path, .configs = configs, .nconfigs = nconfigs, .rows = rows,
-                 .nrows = nrows, .background = background, .reference = reference, .nreference = nreference};
+                 .nrows = nrows, .background = background, .controls = controls};
     report_init(&rp);
     nfv_status st = write_file(&rp, "results.csv", write_csv);
     if (!st) st = write_file(&rp, "results.md", write_markdown);
