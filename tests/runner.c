@@ -180,13 +180,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         if (!selected(tests[i].name, argc, argv)) continue;
         current_test = tests[i].name;
-        int before = failed;
+        int before = failed, checks = passed + failed;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         tests[i].fn();
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        fprintf(stderr, "%-4s %-48s %6.2fs\n", failed == before ? "ok" : "FAIL", tests[i].name, s);
+        fprintf(stderr, "%-4s %-48s %6.2fs %6d checks\n", failed == before ? "ok" : "FAIL", tests[i].name, s,
+                passed + failed - checks);
         ran++;
     }
     if (ran == 0) {
