@@ -251,6 +251,17 @@ TEST(compare_truth_sizes_and_real_lesions)
                   ref[1].subjects);
         nfv_truth_free(&sized);
     }
+    /* A cohort.json that is not JSON is named, not taken as a cohort without one. */
+    char path[700];
+    snprintf(path, sizeof path, "%s/cohort.json", truth_dir);
+    FILE *f = fopen(path, "w");
+    if (CHECK(f != NULL, "writing %s", path)) {
+        fputs("{\"lesion_size_mm\": [8, ", f);
+        fclose(f);
+        nfv_truth bad;
+        CHECK(nfv_truth_load(m, truth_dir, &bad) == NFV_ERR_FORMAT && strstr(nfv_error_message(), "not valid JSON"),
+              "truncated cohort.json: %s", nfv_error_message());
+    }
     nfv_truth_free(&one);
     nfv_model_free(m);
 }

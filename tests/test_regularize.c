@@ -242,6 +242,15 @@ TEST(vis_gaussian_blur)
     nfv_tensor_free(&tout);
 }
 
+/* A 7^3 template (z, y, x) holding a centred cube of half-width half on zeros. */
+static void centred_cube(float t[343], int half)
+{
+    for (int i = 0; i < 343; i++) {
+        int z = i / 49 - 3, y = i / 7 % 7 - 3, x = i % 7 - 3;
+        t[i] = (abs(z) <= half && abs(y) <= half && abs(x) <= half) ? 1.0f : 0.0f;
+    }
+}
+
 /* Plant a 5^3 cube (with noise around it) and find it with a 7^3 template of
  * a cube on a background; also restrict by a mask that excludes it. */
 TEST(vis_ncc_finds_planted_cube)
@@ -259,10 +268,7 @@ TEST(vis_ncc_finds_planted_cube)
             for (int x = -3; x <= 3; x++)
                 if (z * z + y * y + x * x <= 9) v[((size_t)(6 + z) * 29 + 20 + y) * 31 + 8 + x] += 1.0f;
     float tmpl[343];
-    for (int i = 0; i < 343; i++) {
-        int z = i / 49 - 3, y = i / 7 % 7 - 3, x = i % 7 - 3;
-        tmpl[i] = (abs(z) <= 2 && abs(y) <= 2 && abs(x) <= 2) ? 1.0f : 0.0f;
-    }
+    centred_cube(tmpl, 2);
     nfv_ncc_result r;
     CHECK_OK(nfv_ncc_search(v, dims, NULL, tmpl, tdims, &r));
     CHECK(r.pos[0] == at[0] && r.pos[1] == at[1] && r.pos[2] == at[2],
@@ -297,10 +303,7 @@ TEST(vis_ncc_finds_planted_cube)
      * the shape and its halo (box rows 1..5) must be inside, so centres
      * z = 3..7 count, one more plane than the whole box allows. */
     float small[343];
-    for (int i = 0; i < 343; i++) {
-        int z = i / 49 - 3, y = i / 7 % 7 - 3, x = i % 7 - 3;
-        small[i] = (abs(z) <= 1 && abs(y) <= 1 && abs(x) <= 1) ? 1.0f : 0.0f;
-    }
+    centred_cube(small, 1);
     nfv_ncc_result rs;
     CHECK_OK(nfv_ncc_search(v, dims, mask, small, tdims, &rs));
     CHECK(rs.positions == (long)(10 - 5) * (29 - 6) * (31 - 6) && rs.pos[0] + 2 < 10,

@@ -134,13 +134,12 @@ static nfv_status config_options(const compare_state *cs, int c, nfv_vis_options
  * the most a picture's can be expected to reach). */
 #define REFERENCE_LESIONS 10
 
-/* What the cohort's real lesions score, printed (rank 0) for the report. */
+/* What the cohort's real lesions score, printed, for the report. */
 static nfv_status truth_reference(compare_state *cs)
 {
     cs->reference = calloc((size_t)cs->truth.count, sizeof *cs->reference);
     if (!cs->reference) return nfv_fail(NFV_ERR_NO_MEMORY, "compare: out of memory");
     NFV_TRY(nfv_truth_reference(cs->s.m, &cs->truth, cs->a->truth_dir, REFERENCE_LESIONS, cs->reference));
-    if (cs->mpi && nfv_dist_rank() != 0) return NFV_OK;
     for (int c = 0; c < cs->truth.count; c++) {
         const nfv_truth_reference_row *r = &cs->reference[c];
         if (r->subjects)
@@ -153,7 +152,7 @@ static nfv_status truth_reference(compare_state *cs)
 }
 
 /* What each configuration's mask alone scores (configurations without a
- * mask have none), printed (rank 0) for the report. */
+ * mask have none), printed, for the report. */
 static nfv_status mask_controls(compare_state *cs)
 {
     cs->masks = calloc((size_t)cs->nconfigs, sizeof *cs->masks);
@@ -169,7 +168,6 @@ static nfv_status mask_controls(compare_state *cs)
         snprintf(mc->config, sizeof mc->config, "%s", cs->configs[c].name);
         snprintf(mc->mask, sizeof mc->mask, "%s", o.mask);
         NFV_TRY(nfv_truth_mask_control(cs->s.m, &cs->truth, o.mask, mc->score));
-        if (cs->mpi && nfv_dist_rank() != 0) continue;
         printf("mask alone %-14s (%s):", mc->config, mc->mask);
         for (int s = 0; s < cs->truth.count; s++) printf(" %s %.3f", cs->truth.names[s], mc->score[s]);
         printf("\n");
@@ -393,8 +391,10 @@ static int prepare(compare_state *cs, const vis_cli *cli)
                       a->model_path, cs->s.m->input_shape[0]);
     if (!st) st = vis_session_targets(&cs->s, a->texts, a->ntexts);
     if (!st && a->truth_dir) st = nfv_truth_load(cs->s.m, a->truth_dir, &cs->truth);
-    if (!st && cs->truth.count) st = truth_reference(cs);
-    if (!st && cs->truth.count) st = mask_controls(cs);
+    /* The controls only where a report is written (under mpirun, rank 0). */
+    int reports = !cs->mpi || nfv_dist_rank() == 0;
+    if (!st && cs->truth.count && reports) st = truth_reference(cs);
+    if (!st && cs->truth.count && reports) st = mask_controls(cs);
     if (!st) st = vis_session_background(&cs->s, a->background);
     if (!st && a->score)
         st = compare_mis_open(&cs->mis, cs->s.ctx, cs->s.m, cs->s.targets, cs->s.count, a->data, a->mis_split,

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/fs.h"
 #include "base/parallel.h"
 #include "neurofv/compare.h"
 #include "neurofv/synth.h"
@@ -30,19 +32,19 @@ void nfv_truth_free(nfv_truth *t)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* DIR/cohort.json, parsed (NULL when absent or not JSON: a cohort from
+/* DIR/cohort.json, parsed; *out NULL when there is none (a cohort from
  * another generator may have none). */
-static cJSON *cohort_json(const char *dir)
+static nfv_status cohort_json(const char *dir, cJSON **out)
 {
-    char path[4096];
+    *out = NULL;
+    char path[4096], *text = NULL;
     snprintf(path, sizeof path, "%s/cohort.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char buf[16384];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return cJSON_Parse(buf);
+    int missing = 0;
+    nfv_status st = nfv_read_file(path, 1 << 20, &text, NULL, &missing);
+    if (st) return missing ? NFV_OK : st;
+    *out = cJSON_Parse(text);
+    free(text);
+    return *out ? NFV_OK : nfv_fail(NFV_ERR_FORMAT, "--truth: %s is not valid JSON", path);
 }
 
 /* A [lo, hi] number pair of j, or 0. */
@@ -57,31 +59,24 @@ static int number_pair(const cJSON *j, const char *key, double out[2])
     return 1;
 }
 
-/* The synth shape called name, or NFV_SHAPE_COUNT. */
-static nfv_shape shape_named(const char *name)
-{
-    for (int s = 0; s < NFV_SHAPE_COUNT; s++)
-        if (!strcmp(name, nfv_synth_shape_names[s])) return (nfv_shape)s;
-    return NFV_SHAPE_COUNT;
-}
-
-/* The templates of shape i: with the cohort's lesion sizes (cohort.json's
- * lesion_size_mm x size_scale[name]) and a synth shape name, the shape
- * painted at the smallest, middle and largest size on the model's isotropic
- * voxel; otherwise shapes/<name>.nii.gz brought to the model's voxel size. */
-static nfv_status load_templates(const nfv_model *m, const char *dir, const cJSON *cohort, nfv_truth *t, int i)
+/* The templates of shape i: with the cohort's lesion size range (mm;
+ * times cohort.json's size_scale[name]) the synth shape painted at the
+ * smallest, middle and largest size on the model's isotropic voxel; without
+ * it (range NULL) shapes/<name>.nii.gz brought to the model's voxel size. */
+static nfv_status load_templates(const nfv_model *m, const char *dir, const cJSON *cohort, const double *range,
+                                 nfv_truth *t, int i)
 {
     nfv_volume *out = &t->shapes[(size_t)i * t->sizes];
     double *size = &t->size_mm[(size_t)i * t->sizes];
-    if (t->sizes > 1) {
-        double range[2];
-        number_pair(cohort, "lesion_size_mm", range);
+    if (range) {
+        nfv_shape shape;
+        NFV_TRY(nfv_synth_shape_parse(t->names[i], &shape));
         const cJSON *scale = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cohort, "size_scale"),
                                                               t->names[i]);
         double f = cJSON_IsNumber(scale) ? scale->valuedouble : 1.0;
         for (int k = 0; k < t->sizes; k++) {
             size[k] = f * (range[0] + (range[1] - range[0]) * k / (t->sizes - 1));
-            NFV_TRY(nfv_synth_shape_template(shape_named(t->names[i]), size[k], m->voxel_mm[0], &out[k]));
+            NFV_TRY(nfv_synth_shape_template(shape, size[k], m->voxel_mm[0], &out[k]));
         }
         return NFV_OK;
     }
@@ -141,7 +136,12 @@ nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out)
         nfv_truth_free(out);
         return st;
     }
-    cJSON *cohort = cohort_json(dir);
+    cJSON *cohort = NULL;
+    st = cohort_json(dir, &cohort);
+    if (st) {
+        nfv_truth_free(out);
+        return st;
+    }
     /* Polarity from cohort.json's lesion_intensity (multiples of the
      * white-matter intensity): +1 when their mean is >= 1 (bright lesions,
      * synth's default), else -1.  A cohort without cohort.json is taken as bright. */
@@ -150,14 +150,18 @@ nfv_status nfv_truth_load(const nfv_model *m, const char *dir, nfv_truth *out)
     /* Lesions of several sizes are scored against templates of several
      * sizes: one middle-sized template scored real 19-26 mm cube lesions
      * (3 mm grid) below the sphere's template in 7 of 20. */
-    int sized = number_pair(cohort, "lesion_size_mm", pair) && pair[0] > 0 && pair[1] > pair[0] &&
+    double range[2];
+    int sized = number_pair(cohort, "lesion_size_mm", range) && range[0] > 0 && range[1] > range[0] &&
                 fabs(m->voxel_mm[1] - m->voxel_mm[0]) < 1e-3 && fabs(m->voxel_mm[2] - m->voxel_mm[0]) < 1e-3;
-    for (int i = 0; i < out->count; i++) sized &= shape_named(out->names[i]) != NFV_SHAPE_COUNT;
+    for (int i = 0; i < out->count && sized; i++) {
+        nfv_shape shape; /* a shape synth does not draw (another generator's) keeps its file */
+        sized = nfv_synth_shape_parse(out->names[i], &shape) == NFV_OK;
+    }
     out->sizes = sized ? NFV_TRUTH_SIZES : 1;
     out->shapes = calloc((size_t)out->count * out->sizes, sizeof *out->shapes);
     out->size_mm = calloc((size_t)out->count * out->sizes, sizeof *out->size_mm);
     if (!out->shapes || !out->size_mm) st = nfv_fail(NFV_ERR_NO_MEMORY, "truth: out of memory");
-    for (int i = 0; i < out->count && !st; i++) st = load_templates(m, dir, cohort, out, i);
+    for (int i = 0; i < out->count && !st; i++) st = load_templates(m, dir, cohort, sized ? range : NULL, out, i);
     cJSON_Delete(cohort);
     if (!st) {
         nfv_volume mk;
@@ -214,7 +218,7 @@ nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *s
     template_search ts = {t, neg, {vis->nz, vis->ny, vis->nx}, res};
     nfv_status st = nfv_parallel_for(ntemplates, 0, search_one, &ts);
     for (int i = 0; i < t->count && !st; i++) {
-        score[i] = -2.0;
+        score[i] = -3.0; /* below nfv_ncc_search's -2 for "no valid position": the first size always sets pos */
         for (int k = 0; k < t->sizes; k++) {
             const nfv_ncc_result *r = &res[i * t->sizes + k];
             if (r->score <= score[i]) continue;
@@ -230,19 +234,6 @@ nfv_status nfv_truth_scores(const nfv_truth *t, const nfv_volume *vis, double *s
     free(neg);
     free(res);
     return st;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    if (n == 0) return NAN;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* Scores one subject's lesion mask (DIR/lesion_masks/<file name>) as a
@@ -308,9 +299,10 @@ nfv_status nfv_truth_reference(const nfv_model *m, const nfv_truth *t, const cha
     for (int c = 0; c < t->count && !st; c++) {
         double *mo = own + (size_t)c * per_class, *mm = margin + (size_t)c * per_class;
         int n = rows[c].subjects;
-        rows[c].own_median = median(mo, n);
-        rows[c].margin_median = median(mm, n);
-        if (n) rows[c].margin_min = mm[0]; /* sorted by median() */
+        if (!n) continue;
+        rows[c].own_median = nfv_median_sort(mo, n);
+        rows[c].margin_median = nfv_median_sort(mm, n);
+        rows[c].margin_min = mm[0]; /* sorted by nfv_median_sort */
     }
     free(own);
     free(margin);
