@@ -256,6 +256,27 @@ void nfv_vis_memory(const nfv_context *ctx, const nfv_model *m, const nfv_target
 nfv_status nfv_vis_fit_batch(const nfv_context *ctx, const nfv_model *m, const nfv_target *targets, int count,
                              nfv_vis_options *o, int auto_batch, const char *what);
 
+/* Choosing the batch by measurement (src/vis/vis_batch.c): results do not
+ * depend on the batch, the time per sample does, by device.  The probe runs
+ * the options o on one target at batch 1 and at `batch` (the largest that
+ * fits), alternating, and keeps the cheaper per sample-step (batch 1 only
+ * when at least 5 % cheaper).  Its steps are timed on the host (the
+ * objective read back each step) and nothing it computes is kept. */
+typedef struct nfv_vis_batch_probe {
+    int batch[2];             /* 1 and the batch measured against it */
+    double ms_per_sample[2];  /* median step time / batch, ms */
+    int chosen;               /* the batch to run */
+} nfv_vis_batch_probe;
+nfv_status nfv_vis_probe_batch(nfv_context *ctx, nfv_model *m, const nfv_target *target, const nfv_vis_options *o,
+                               int batch, nfv_vis_batch_probe *p);
+/* The choice from measured times (p->batch and p->ms_per_sample). */
+int nfv_vis_batch_pick(const nfv_vis_batch_probe *p);
+/* Sample-steps the probe runs for `batch`. */
+int nfv_vis_batch_probe_cost(int batch);
+/* 1 when a run of `samples` (targets x starts) x `steps` at batch `batch` is
+ * long enough for the probe to cost at most a tenth of it. */
+int nfv_vis_batch_worth_probing(int samples, int steps, int batch);
+
 /* Objective of each target for the given image volumes (no transforms): one
  * forward per volume batch.  images[i] is on the model grid. */
 nfv_status nfv_vis_objective(nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,

@@ -329,6 +329,15 @@ int compare_run_config(compare_state *cs, int run)
     nfv_vis_result *computed = NULL, *res = NULL;
     double t0 = nfv_seconds();
     nfv_status st = resume_scan(cs, &o, dir, &rs);
+    if (!st && rs.ntodo && cs->untimed[c]) {
+        /* Once per configuration, when it first has work (not on a resumed
+         * run with nothing left): its seeds share the batch. */
+        char what[96];
+        snprintf(what, sizeof what, "configuration %s", cs->configs[c].name);
+        st = vis_pick_batch(&cs->s, rs.todo, rs.ntodo, &o, "compare", what);
+        cs->batches[c] = o.batch;
+        cs->untimed[c] = 0;
+    }
     if (!st) st = visualize_todo(cs, run, sub, &o, &rs, &computed);
     if (!st) st = vis_resume_results(&rs, &cs->s, cs->s.targets, cs->s.count, &o, dir, computed, &res);
     if (st) {
@@ -401,9 +410,12 @@ static int prepare(compare_state *cs, const vis_cli *cli)
                               a->mis_subjects, a->mis_pairs, a->mis_layer, a->focus_radius);
     if (st) return cli_fail("compare", st);
     /* Every configuration's batch against the device before any work:
-     * without --batch (here or in the configuration) the largest that fits. */
+     * without --batch (here or in the configuration) the largest that fits,
+     * and batch 1 instead where it times cheaper (vis_pick_batch, at the
+     * configuration's first run). */
     cs->batches = calloc((size_t)cs->nconfigs, sizeof *cs->batches);
-    if (!cs->batches) return cli_failf("compare", "out of memory");
+    cs->untimed = calloc((size_t)cs->nconfigs, sizeof *cs->untimed);
+    if (!cs->batches || !cs->untimed) return cli_failf("compare", "out of memory");
     for (int c = 0; c < cs->nconfigs; c++) {
         nfv_vis_options o;
         char what[96];
@@ -413,6 +425,7 @@ static int prepare(compare_state *cs, const vis_cli *cli)
         if ((st = vis_fit_batch(&cs->s, cs->s.targets, cs->s.count, &o, auto_batch, "compare", what)))
             return cli_fail("compare", st);
         cs->batches[c] = o.batch;
+        cs->untimed[c] = auto_batch;
     }
     /* After every check (a refused run leaves no folder): the report in --out
      * links to the runs by a relative path, so the two folders move together. */
@@ -479,6 +492,7 @@ static int compare(const compare_args *a, const vis_cli *cli)
     free(cs.seeds);
     free(cs.configs);
     free(cs.batches);
+    free(cs.untimed);
     return rc;
 }
 

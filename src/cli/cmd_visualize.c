@@ -88,6 +88,7 @@ static nfv_status run_targets(const visualize_args *a, vis_session *s, nfv_vis_o
     *computed = NULL;
     if (!rs->ntodo) return NFV_OK;
     NFV_TRY(vis_fit_batch(s, rs->todo, rs->ntodo, o, a->auto_batch, "visualize", NULL));
+    if (a->auto_batch) NFV_TRY(vis_pick_batch(s, rs->todo, rs->ntodo, o, "visualize", NULL));
     char label[64];
     snprintf(label, sizeof label, "visualize (%d target(s))", rs->ntodo);
     cli_progress bar;
@@ -312,7 +313,9 @@ static int visualize_main(int argc, char **argv, int merging)
                       "(or small, with '-'), entirely on the device; write DIR/<target>.nii.gz (the model's "
                       "affine), _ortho.png, _mosaic.png, _overlay.png, <target>.json (objective per step), with --gif <target>.gif, and "
                       "a _grid.png per `all` sweep.  Without --batch, the batch is the largest (at most 8) "
-                      "that fits the device's memory; a batch that does not fit is refused before the run.",
+                      "that fits the device's memory, or 1 where a few timed steps show batch 1 cheaper per sample "
+                      "(runs of at least ten times the timing's cost; results do not depend on the batch); a batch "
+                      "that does not fit is refused before the run.",
                       cli.opts, argc, argv, NULL, 0, NULL);
     int rc = r ? (r == 1 ? 0 : 2) : merge_dir ? merge_shards(merge_dir) : visualize(&a, &cli);
     vis_cli_free(&cli);

@@ -33,6 +33,8 @@ typedef struct compare_state {
     nfv_compare_config *configs;
     int nconfigs;
     int *batches;                  /* (nconfigs) the batch of each configuration, fitted to the device */
+    int *untimed;                  /* (nconfigs) 1: no --batch given and the batch not yet timed (vis_pick_batch
+                                    * at the configuration's first run with targets to do) */
     unsigned long long *seeds;
     int nseeds;
     vis_session s;

@@ -117,6 +117,23 @@ void vis_on_progress(void *user, int b, int nb, int step, int steps, const float
     cli_progress_update(p, (long)b * steps + step, (long)nb * steps, extra);
 }
 
+nfv_status vis_pick_batch(const vis_session *s, const nfv_target *targets, int count, nfv_vis_options *o,
+                          const char *command, const char *what)
+{
+    /* A batch never holds more than the run's samples: 3 targets time batch 3, not 8. */
+    int samples = count * o->starts, batch = o->batch < samples ? o->batch : samples;
+    if (count < 1 || o->diversity > 0 || !nfv_vis_batch_worth_probing(samples, o->steps, batch)) return NFV_OK;
+    nfv_vis_batch_probe p;
+    NFV_TRY(nfv_vis_probe_batch(s->ctx, s->m, &targets[0], o, batch, &p));
+    fprintf(stderr,
+            "%s: %s%sbatch %d: %.2f ms per sample-step at batch 1, %.2f at batch %d (timed on %s); results do not "
+            "depend on the batch, --batch B fixes it\n",
+            command, what ? what : "", what ? ": " : "", p.chosen, p.ms_per_sample[0], p.ms_per_sample[1], p.batch[1],
+            targets[0].name);
+    if (p.chosen == 1) o->batch = 1;
+    return NFV_OK;
+}
+
 const char *vis_cli_value(const vis_cli *c, const char *name)
 {
     for (int i = 0; i < c->nvis; i++)

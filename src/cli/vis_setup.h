@@ -58,6 +58,13 @@ const char *vis_cli_value(const vis_cli *c, const char *name);
  * else a batch that does not fit is the error.  what may be NULL. */
 nfv_status vis_fit_batch(const vis_session *s, const nfv_target *targets, int count, nfv_vis_options *o,
                          int auto_batch, const char *command, const char *what);
+/* No --batch given, after vis_fit_batch: when the run is long enough
+ * (nfv_vis_batch_worth_probing), time batch 1 against o->batch on the
+ * options and the first target (nfv_vis_probe_batch), keep the cheaper and
+ * say so on stderr with the numbers.  Not with --diversity, whose starts are
+ * pushed apart within a batch. */
+nfv_status vis_pick_batch(const vis_session *s, const nfv_target *targets, int count, nfv_vis_options *o,
+                          const char *command, const char *what);
 
 /* --resume: which targets' outputs under a directory are complete (read
  * back, not run) and which are left to run. */

@@ -18,7 +18,8 @@ const nfv_vis_option_info nfv_vis_option_table[] = {
     {"--weight-decay", "W", "weight decay added to the gradient, as PyTorch (default 0)"},
     {"--seed", "S", "random seed for the start and the transforms (default 1)"},
     {"--starts", "K", "random starts per target; the best (objective without transforms) is kept (default 1)"},
-    {"--batch", "B", "samples (targets x starts) optimized together in one device batch (default 8)"},
+    {"--batch", "B", "samples (targets x starts) optimized together in one device batch (default: the largest up to 8 "
+                        "that fits the device, or 1 where a few timed steps show it cheaper per sample)"},
     {"--param", "voxel|fourier|dct|maco", "parameterization: voxels, or Fourier coefficients with 1/f scaling "
                                           "(fourier: periodic DFT/Hartley basis; dct: DCT-II basis), or maco: only "
                                           "the phase, magnitude = the training cohort's spectrum (neurofv "
