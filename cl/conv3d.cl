@@ -21,7 +21,8 @@
  *    with zeroed slack after its end.
  *
  *  - helpers shared by every layer, shapes at run time: conv3d_pad,
- *    conv3d_flip_weights.
+ *    conv3d_flip_weights, and conv3d_pad_dilate / conv3d_take_columns, which
+ *    run strided convs through the stride-1 kernels.
  *
  *  - eval-mode fusion of conv -> BatchNorm -> ReLU (src/model/model_fuse.c):
  *    conv3d_fold_bn folds the BatchNorm into the weights, -DOUT_RELU=1
@@ -84,6 +85,39 @@ __kernel void conv3d_pad_gated(__global const float *x, __global const float *ga
                                int iw, int pd_, int ph_, int pw_, int crow)
 {
     pad_row(x, gate, xp, id, ih, iw, pd_, ph_, pw_, crow);
+}
+
+/* ---- strided convs through the stride-1 kernels (src/layers/conv3d_strided.c) */
+
+/* xp = dy (N*C, od, oh, ow) spread over the stride grid of a body (ld, lh, lw)
+ * surrounded by pd/ph/pw zeros: xp[pd + sd*i, ph + sh*j, pw + sw*k] =
+ * dy[i, j, k], zeros everywhere else; crow as in pad_row.  The input
+ * gradient of a strided conv is the stride-1 conv of this with the flipped
+ * weights.  Global (hp, N*C*dp): one padded row per work-item. */
+__kernel void conv3d_pad_dilate(__global const float *dy, __global float *xp, int od, int oh, int ow, int ld, int lh,
+                                int lw, int sd, int sh, int sw, int pd_, int ph_, int pw_, int crow)
+{
+    const int dp = ld + 2 * pd_, hp_n = lh + 2 * ph_, wp = lw + 2 * pw_;
+    const int hp = get_global_id(0), pdi = get_global_id(1);
+    const int plane = pdi / dp, d = pdi % dp - pd_, h = hp - ph_;
+    const size_t drow = crow ? (((size_t)(plane / crow) * dp + pdi % dp) * hp_n + hp) * crow + plane % crow
+                             : (size_t)pdi * hp_n + hp;
+    __global float *dst = xp + drow * wp;
+    int j = 0;
+    for (; j + VEC <= wp; j += VEC) VSTORE((floatv)(0.0f), 0, dst + j);
+    for (; j < wp; j++) dst[j] = 0.0f;
+    if (d < 0 || h < 0 || d % sd || h % sh || d / sd >= od || h / sh >= oh) return;
+    __global const float *src = dy + (((size_t)plane * od + d / sd) * oh + h / sh) * ow;
+    for (int k = 0; k < ow; k++) dst[pw_ + k * sw] = src[k];
+}
+
+/* y (rows, wo) = t (rows, wt)[:, s*k]: an x stride of s taken from the conv
+ * computed at x stride 1 (rows = N*CO*DO*HO).  Global (wo, rows). */
+__kernel void conv3d_take_columns(__global const float *t, __global float *y, int wt, int wo, int s)
+{
+    const int k = get_global_id(0);
+    const size_t r = get_global_id(1);
+    if (k < wo) y[r * wo + k] = t[r * wt + (size_t)s * k];
 }
 
 /* wf (CO, PER) = w (CO, PER) * s[co], bf (CO) = (b - mean) * s + beta with

@@ -145,7 +145,7 @@ static void run_case(const conv_case *c, int reference, unsigned seed)
 }
 
 /* Shapes: odd/prime sizes, 1/3/8 channels (and 2 and 16 for other blockings),
- * batch 1 and 3, stride 1 and 2, padding 0/1/2, kernels 1/2/3 and non-cubic,
+ * batch 1 and 3, stride 1, 2 and 3, padding 0/1/2/3, kernels 1/2/3/7 and non-cubic,
  * rows narrower than, equal to and wider than one vector block. */
 static const conv_case CASES[] = {
     {1, 1, 8, 7, 9, 11, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
@@ -169,6 +169,15 @@ static const conv_case CASES[] = {
      * (conv3d_fwd_co1, 16): 37 planes are chunks of 16, 16 and 5 */
     {1, 1, 3, 37, 6, 20, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
     {2, 3, 1, 37, 6, 20, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
+    /* strided convs through the stride-1 kernels (src/layers/conv3d_strided.c):
+     * MONAI ResNet's 7^3 stem (its input gradient into one channel: channel
+     * rows), a stride-2 3^3 conv on even and odd sizes, a 1^3 shortcut,
+     * stride 3 (inputs past the last window), mixed strides with p = k - 1 */
+    {1, 1, 4, 9, 10, 13, {7, 7, 7}, {2, 2, 2}, {3, 3, 3}, 1, {0, 0, 0}, 0},
+    {2, 3, 8, 8, 9, 12, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, 0, {0, 0, 0}, 0},
+    {1, 8, 16, 7, 8, 9, {1, 1, 1}, {2, 2, 2}, {0, 0, 0}, 1, {0, 0, 0}, 0},
+    {1, 2, 3, 8, 7, 11, {3, 3, 3}, {3, 3, 3}, {1, 1, 1}, 0, {0, 0, 0}, 0},
+    {1, 3, 5, 7, 9, 17, {3, 2, 3}, {1, 3, 2}, {0, 1, 2}, 1, {0, 0, 0}, 0},
 };
 
 TEST(conv3d_fast_vs_host_reference)

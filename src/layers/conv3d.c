@@ -14,6 +14,8 @@
  * (the fast forwards built with -DOUT_RELU=1), nfv_conv3d_backward_input_gated
  * (conv3d_pad_gated instead of conv3d_pad), nfv_conv3d_fold_batchnorm, and
  * the staged input gradient (a max pool's backward writes dy's padded copy).
+ * Strided convs (padding <= kernel - 1) run through the same fast kernels
+ * (src/layers/conv3d_strided.c).
  * Every other shape runs the *_ref kernels (src/layers/conv3d_ref.c,
  * cl/conv3d_ref.cl; one output per work-item).  Dilation or groups other
  * than 1 run the general kernels instead (src/layers/conv3d_general.c,
@@ -149,9 +151,7 @@ static size_t padded_body(const conv_dims *d)
     return (size_t)d->n * d->ci * (d->d + 2 * d->p[0]) * (d->h + 2 * d->p[1]) * (d->w + 2 * d->p[2]);
 }
 
-/* The staging buffer (the context's scratch) with its slack zero-filled;
- * the caller writes the body. */
-static nfv_status padded_scratch(nfv_context *ctx, const conv_dims *d, cl_mem *xp)
+nfv_status conv3d_padded_scratch(nfv_context *ctx, const conv_dims *d, cl_mem *xp)
 {
     const size_t total = padded_floats(ctx, d), body = padded_body(d);
     NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PADDED, total, "conv3d padded input", xp));
@@ -169,7 +169,7 @@ nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
                             cl_mem *out)
 {
     cl_mem xp;
-    NFV_TRY(padded_scratch(ctx, d, &xp));
+    NFV_TRY(conv3d_padded_scratch(ctx, d, &xp));
     cl_kernel k;
     nfv_status st = NFV_OK;
     cl_int err;
@@ -193,11 +193,7 @@ nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
     return NFV_OK;
 }
 
-/* y = conv(x, w) + bias (bias may be NULL) through the fast kernels, then
- * max(y, 0) when relu; x is first copied to the padded layout (times
- * [gate > 0] where gate is given), or is NULL: already staged there
- * (nfv_conv3d_stage_input_grad); d->s[2] == 1. */
-static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem bias,
+nfv_status conv3d_forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem bias,
                                int relu, cl_mem y)
 {
     const fast_config c = conv3d_fast_config(ctx, d);
@@ -242,8 +238,8 @@ nfv_status nfv_conv3d_forward(nfv_context *ctx, const nfv_conv3d_params *p, cons
     conv_dims d;
     NFV_TRY(conv3d_check_shapes("conv3d forward", p, x, w, b, y, &d));
     if (conv3d_dims_general(&d)) return nfv_conv3d_general_forward(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, y->buf);
-    if (d.s[2] != 1) return nfv_conv3d_forward_reference(ctx, p, x, w, b, y);
-    return forward_fast(ctx, &d, x->buf, NULL, w->buf, b ? b->buf : NULL, 0, y->buf);
+    if (d.s[2] != 1) return conv3d_forward_strided(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, 0, y->buf);
+    return conv3d_forward_fast(ctx, &d, x->buf, NULL, w->buf, b ? b->buf : NULL, 0, y->buf);
 }
 
 nfv_status nfv_conv3d_forward_relu(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
@@ -251,11 +247,29 @@ nfv_status nfv_conv3d_forward_relu(nfv_context *ctx, const nfv_conv3d_params *p,
 {
     conv_dims d;
     NFV_TRY(conv3d_check_shapes("conv3d forward (ReLU)", p, x, w, b, y, &d));
-    if (conv3d_dims_general(&d) || d.s[2] != 1) {
+    if (conv3d_dims_general(&d)) {
         NFV_TRY(nfv_conv3d_forward(ctx, p, x, w, b, y));
         return nfv_activation_forward(ctx, NFV_RELU, 0.0f, y, y);
     }
-    return forward_fast(ctx, &d, x->buf, NULL, w->buf, b ? b->buf : NULL, 1, y->buf);
+    if (d.s[2] != 1) return conv3d_forward_strided(ctx, &d, x->buf, w->buf, b ? b->buf : NULL, 1, y->buf);
+    return conv3d_forward_fast(ctx, &d, x->buf, NULL, w->buf, b ? b->buf : NULL, 1, y->buf);
+}
+
+nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wt)
+{
+    const int kvol = d->k[0] * d->k[1] * d->k[2];
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, (size_t)d->co * d->ci * kvol, "conv3d flipped weights",
+                           wt));
+    cl_kernel k;
+    char go[32];
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), "conv3d_flip_weights", &k));
+    cl_int co = d->co, ci = d->ci, kv = kvol, err;
+    if ((err = clSetKernelArg(k, 0, sizeof w, &w)) || (err = clSetKernelArg(k, 1, sizeof *wt, wt)) ||
+        (err = clSetKernelArg(k, 2, sizeof co, &co)) || (err = clSetKernelArg(k, 3, sizeof ci, &ci)) ||
+        (err = clSetKernelArg(k, 4, sizeof kv, &kv)))
+        return nfv_cl_fail(err, "clSetKernelArg", "conv3d_flip_weights", __FILE__, __LINE__);
+    size_t global = (size_t)d->co * d->ci * kvol;
+    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
 /* The geometry of the input gradient as a forward conv over dy: input dy
@@ -289,7 +303,7 @@ nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params
                                              "no dilation or groups");
     conv_dims t = transposed_dims(&d);
     cl_mem xp;
-    NFV_TRY(padded_scratch(ctx, &t, &xp));
+    NFV_TRY(conv3d_padded_scratch(ctx, &t, &xp));
     memset(staged, 0, sizeof *staged);
     const int shape[5] = {t.n, t.ci, t.d + 2 * t.p[0], t.h + 2 * t.p[1], t.w + 2 * t.p[2]};
     staged->buf = xp;
@@ -317,12 +331,16 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: gate %s and output gradient %s differ", op, conv3d_shape_str(gate, sg, 64),
                         conv3d_shape_str(dy, sy, 64));
     }
-    int fast = !conv3d_dims_general(&d);
-    for (int i = 0; i < 3; i++) fast &= d.s[i] == 1 && d.p[i] <= d.k[i] - 1;
+    const int plain = !conv3d_dims_general(&d);
+    int pad_ok = 1, strided = 0;
+    for (int i = 0; i < 3; i++) pad_ok &= d.p[i] <= d.k[i] - 1, strided |= d.s[i] != 1;
+    const int fast = plain && pad_ok && !strided;
     if (staged && !fast) return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: no staged input gradient for this conv", op);
     if (!fast) {
-        if (!gate) return conv3d_dims_general(&d) ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
-                                           : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
+        if (!gate)
+            return !plain              ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
+                   : strided && pad_ok ? conv3d_backward_input_strided(ctx, &d, dy->buf, w->buf, dx->buf)
+                                       : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
         /* Shapes the fast kernels do not cover: gate into a temporary first. */
         nfv_tensor g;
         NFV_TRY(nfv_tensor_create(ctx, &g, dy->ndim, dy->shape));
@@ -335,27 +353,9 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
     /* dx = conv(dy padded by k-1-p, wt) with wt (CI, CO, k) flipped: a forward
      * whose input is dy (N, CO, DO, HO, WO) and output dx (N, CI, D, H, W). */
     conv_dims t = transposed_dims(&d);
-    const int kvol = d.k[0] * d.k[1] * d.k[2];
     cl_mem wt;
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, (size_t)d.co * d.ci * kvol, "conv3d flipped weights", &wt));
-    cl_kernel k;
-    char go[32];
-    nfv_status st = nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), "conv3d_flip_weights", &k);
-    cl_int err = CL_SUCCESS;
-    if (st == NFV_OK) {
-        cl_int co = d.co, ci = d.ci, kv = kvol;
-        if ((err = clSetKernelArg(k, 0, sizeof w->buf, &w->buf)) || (err = clSetKernelArg(k, 1, sizeof wt, &wt)) ||
-            (err = clSetKernelArg(k, 2, sizeof co, &co)) || (err = clSetKernelArg(k, 3, sizeof ci, &ci)) ||
-            (err = clSetKernelArg(k, 4, sizeof kv, &kv)))
-            st = nfv_cl_fail(err, "clSetKernelArg", "conv3d_flip_weights", __FILE__, __LINE__);
-        else {
-            size_t global = (size_t)d.co * d.ci * kvol;
-            st = nfv_kernel_launch(ctx, k, 1, &global, NULL);
-        }
-    }
-    if (st == NFV_OK)
-        st = forward_fast(ctx, &t, staged ? NULL : dy->buf, gate ? gate->buf : NULL, wt, NULL, 0, dx->buf);
-    return st;
+    NFV_TRY(conv3d_flip(ctx, &d, w->buf, &wt));
+    return conv3d_forward_fast(ctx, &t, staged ? NULL : dy->buf, gate ? gate->buf : NULL, wt, NULL, 0, dx->buf);
 }
 
 nfv_status nfv_conv3d_backward_input(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,

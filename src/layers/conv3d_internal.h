@@ -60,6 +60,27 @@ nfv_status conv3d_scratch(nfv_context *ctx, int slot, size_t floats, const char 
 nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl_mem gate, int channel_rows,
                             cl_mem *out);
 
+/* The padded-input scratch slot for d (N, CI, D+2p, H+2p, W+2p), its slack
+ * after the body zero-filled; the caller writes the body. */
+nfv_status conv3d_padded_scratch(nfv_context *ctx, const conv_dims *d, cl_mem *xp);
+/* y = conv(x, w) + bias (bias may be NULL) through the fast kernels, then
+ * max(y, 0) when relu; x is first copied to the padded layout (times
+ * [gate > 0] where gate is given), or is NULL: already staged there
+ * (conv3d_padded_scratch); d->s[2] == 1. */
+nfv_status conv3d_forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem bias,
+                               int relu, cl_mem y);
+/* wt (CI, CO, k) = w (CO, CI, k) transposed over channels and flipped, in the
+ * flipped-weights scratch slot. */
+nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wt);
+
+/* src/layers/conv3d_strided.c: strided plain convs (no dilation or groups)
+ * through the fast stride-1 kernels.  Forward: d->s[2] > 1 (the fast
+ * kernels take d and h strides themselves).  Input gradient: any stride
+ * > 1, padding <= kernel - 1. */
+nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, int relu,
+                                  cl_mem y);
+nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem w, cl_mem dx);
+
 /* src/layers/conv3d_ref.c: one *_ref kernel of cl/conv3d_ref.cl over count
  * outputs (b, c: NULL when the kernel takes fewer inputs). */
 nfv_status conv3d_launch_ref(nfv_context *ctx, const char *name, cl_mem a, cl_mem b, cl_mem c, cl_mem out,
