@@ -268,7 +268,7 @@ nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *w
         (err = clSetKernelArg(k, 2, sizeof co, &co)) || (err = clSetKernelArg(k, 3, sizeof ci, &ci)) ||
         (err = clSetKernelArg(k, 4, sizeof kv, &kv)))
         return nfv_cl_fail(err, "clSetKernelArg", "conv3d_flip_weights", __FILE__, __LINE__);
-    size_t global = (size_t)d->co * d->ci * kvol;
+    size_t global = (size_t)d->co * d->ci;
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
