@@ -21,8 +21,9 @@
  *    with zeroed slack after its end.
  *
  *  - helpers shared by every layer, shapes at run time: conv3d_pad,
- *    conv3d_flip_weights, and conv3d_pad_dilate / conv3d_take_columns, which
- *    run strided convs through the stride-1 kernels.
+ *    conv3d_flip_weights, and conv3d_pad_dilate / conv3d_take_columns /
+ *    conv3d_spread_columns, which run strided convs through the stride-1
+ *    kernels.
  *
  *  - eval-mode fusion of conv -> BatchNorm -> ReLU (src/model/model_fuse.c):
  *    conv3d_fold_bn folds the BatchNorm into the weights, -DOUT_RELU=1
@@ -118,6 +119,16 @@ __kernel void conv3d_take_columns(__global const float *t, __global float *y, in
     const int k = get_global_id(0);
     const size_t r = get_global_id(1);
     if (k < wo) y[r * wo + k] = t[r * wt + (size_t)s * k];
+}
+
+/* t (rows, wt) = dy (rows, wo) on every s-th column, zeros between: the
+ * adjoint of conv3d_take_columns, for the weight gradient of an x stride
+ * of s through the stride-1 kernels.  Global (wt, rows). */
+__kernel void conv3d_spread_columns(__global const float *dy, __global float *t, int wt, int wo, int s)
+{
+    const int j = get_global_id(0);
+    const size_t r = get_global_id(1);
+    if (j < wt) t[r * wt + j] = j % s == 0 && j / s < wo ? dy[r * wo + j / s] : 0.0f;
 }
 
 /* wf (CO, PER) = w (CO, PER) * s[co], bf (CO) = (b - mean) * s + beta with

@@ -7,7 +7,11 @@ table can be quoted as it is (the README's performance section is this output).
 
 Usage: /usr/bin/python3 tools/bench_side_by_side.py [--neurofv build/neurofv]
        [--reps N] [--torch-reps N] [--torch-device cpu|cuda] [--no-torch] [--no-cold]
-       [-- extra neurofv bench options, e.g. --device gpu]
+       [--graph NAME] [-- extra neurofv bench options, e.g. --device gpu]
+
+--graph NAME: a graph model of tools/torch_graph_models.py (resnet18: MONAI's
+3D ResNet-18 at 64^3, random weights) instead of ref4: exported to ONNX by
+bench_torch.py and timed by neurofv bench --model on that file.
 """
 import argparse
 import datetime
@@ -48,18 +52,33 @@ def main():
     ap.add_argument("--torch-device", default="cpu", help="bench_torch.py --device: cpu (default) or cuda")
     ap.add_argument("--no-torch", action="store_true", help="neurofv only (no PyTorch installed)")
     ap.add_argument("--no-cold", action="store_true", help="pass --no-cold to neurofv bench")
+    ap.add_argument("--graph", default=None,
+                    help="a model of tools/torch_graph_models.py (resnet18, resnet10-small, densenet-small, sfcn) "
+                         "instead of ref4, the same file for both")
     ap.add_argument("extra", nargs="*", help="more neurofv bench options (after --)")
     a = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    model_args, tmp = [], None
+    if a.graph:
+        import tempfile
+        tmp = tempfile.TemporaryDirectory()
+        onnx_path = os.path.join(tmp.name, f"{a.graph}.onnx")
+        p = subprocess.run([sys.executable, os.path.join(here, "bench_torch.py"), "--model", a.graph, "--export",
+                            onnx_path, "--what", "none"])
+        if p.returncode != 0 or not os.path.exists(onnx_path):
+            sys.exit(f"bench_side_by_side: exporting {a.graph} to ONNX failed")
+        model_args = ["--model", onnx_path]
 
     t0 = time.time()
     load0 = os.getloadavg()[0]
-    nfv_cmd = [a.neurofv, "bench", "--json", "--reps", str(a.reps)] + (["--no-cold"] if a.no_cold else []) + a.extra
+    nfv_cmd = ([a.neurofv, "bench", "--json", "--reps", str(a.reps)] + (["--no-cold"] if a.no_cold else []) + model_args
+               + a.extra)
     nfv = run_json(nfv_cmd)
     torch_rows, torch_note = {}, "not run (--no-torch)"
     if not a.no_torch:
-        here = os.path.dirname(os.path.abspath(__file__))
         tcmd = [sys.executable, os.path.join(here, "bench_torch.py"), "--json", "--reps", str(a.torch_reps),
-                "--threads", str(a.threads), "--warmup", "1", "--what", "vis1,vis8,train4,train8,eval4", "--device", a.torch_device]
+                "--threads", str(a.threads), "--warmup", "1", "--what", "vis1,vis8,train4,train8,eval4", "--device", a.torch_device,
+                "--model", a.graph or "ref4"]
         try:
             t = run_json(tcmd)
             torch_rows = {r["name"]: r for r in t["rows"]}
@@ -75,7 +94,8 @@ def main():
           f"other jobs shared the cores: compare the ratios, not the absolute times)")
     print(f"neurofv: {nfv['model']} on {nfv['device']} ({nfv['driver']}, kernels {nfv['kernel_config']}), "
           f"medians of {nfv['reps']} after {nfv['warmup']} warm-up; command: {' '.join(nfv_cmd)}")
-    print(f"peer: {torch_note}; same model (ref4 layout, random weights), same shapes, the same machine, one run")
+    same = f"the same {a.graph} exported to ONNX" if a.graph else "ref4 layout"
+    print(f"peer: {torch_note}; same model ({same}, random weights), same shapes, the same machine, one run")
     peak = nfv.get("peak_gflops") or 0
     print(f"device peak: {peak:.0f} GFLOP/s ({nfv.get('peak_source', '')})" if peak else "device peak: unknown")
     print()

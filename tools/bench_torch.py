@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""The PyTorch peer for `neurofv bench`: ref4 (the preset in src/model/model_spec.c) at 2 mm on this machine.
+"""The PyTorch peer for `neurofv bench`: ref4 (the preset in src/model/model_spec.c) at 2 mm on this machine,
+or with --model NAME a graph model of tools/torch_graph_models.py (resnet18: MONAI's 3D ResNet-18 at 64^3;
+resnet10-small, densenet-small, sfcn, notebook) at its input shape, --export FILE writing the same
+model as ONNX for `neurofv bench --model FILE`.
 
 Times, with medians over --reps runs after a warm-up:
   vis    one feature-visualization step at batch 1: forward in eval mode, backward
@@ -102,6 +105,10 @@ def main():
     ap.add_argument("--what", default="vis,train",
                     help="vis,train (the lines above), or with --json any of vis1,vis8,train4,train8,eval4")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda (PyTorch's CUDA build on an NVIDIA GPU)")
+    ap.add_argument("--model", default="ref4",
+                    help="ref4 (default) or a model of tools/torch_graph_models.py at its own input shape "
+                         "(resnet18, resnet10-small, densenet-small, sfcn, notebook); --shape is then ignored")
+    ap.add_argument("--export", default=None, help="--model NAME: also write it as ONNX to this file")
     ap.add_argument("--json", action="store_true",
                     help="print {rows: [{name, batch, median_ms}]} named as neurofv bench's rows")
     a = ap.parse_args()
@@ -113,7 +120,15 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     shape = tuple(int(s) for s in a.shape.split(","))
-    model = ref4(3, shape).to(DEVICE)
+    if a.model == "ref4":
+        model = ref4(3, shape).to(DEVICE)
+    else:
+        import torch_graph_models  # the models and the ONNX export the conformance tests use
+        model, cshape = torch_graph_models.build(a.model)
+        shape = tuple(cshape[1:])
+        if a.export:
+            torch_graph_models.export_onnx(model, a.export, cshape)
+        model = model.to(DEVICE)
 
     def frozen(on):
         for p in model.parameters():

@@ -80,6 +80,12 @@ nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *w
 nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, int relu,
                                   cl_mem y);
 nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem w, cl_mem dx);
+/* Weight gradient: d->s[2] > 1, kw <= 5. */
+nfv_status conv3d_backward_weights_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw);
+
+/* src/layers/conv3d_wgrad.c: dw (CO, CI, k) through the fast kernels, x
+ * stride 1, kw <= 5. */
+nfv_status conv3d_weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw);
 
 /* src/layers/conv3d_ref.c: one *_ref kernel of cl/conv3d_ref.cl over count
  * outputs (b, c: NULL when the kernel takes fewer inputs). */

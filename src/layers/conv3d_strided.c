@@ -18,30 +18,52 @@
  *                   (conv3d_pad_dilate + conv3d_flip): s_d * s_h * s_w times
  *                   the FLOPs, most of them on zeros, still far faster than
  *                   the reference kernel's gather.
+ *   backward-weights  the weight gradient of the conv at x stride 1 with dy
+ *                   spread on every s-th column, zeros between
+ *                   (conv3d_spread_columns): s times the FLOPs along x (kw <= 5,
+ *                   as the fast weight-gradient kernels).
  *
- * Both are tested against the *_ref kernels (tests/test_conv3d.c). */
+ * All three are tested against the host reference (tests/test_conv3d.c). */
+#include <string.h>
+
 #include "layers/conv3d_internal.h"
+
+/* conv3d_take_columns (src (rows, wt) -> dst (rows, wo)) or
+ * conv3d_spread_columns (src (rows, wo) -> dst (rows, wt)), x stride s. */
+static nfv_status columns(nfv_context *ctx, const char *name, cl_mem src, cl_mem dst, int wt, int wo, int s,
+                          size_t rows)
+{
+    cl_kernel k;
+    char go[32];
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), name, &k));
+    cl_int a[3] = {wt, wo, s}, err;
+    if ((err = clSetKernelArg(k, 0, sizeof src, &src)) || (err = clSetKernelArg(k, 1, sizeof dst, &dst)))
+        return nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
+    for (int i = 0; i < 3; i++)
+        if ((err = clSetKernelArg(k, 2 + i, sizeof a[i], &a[i])) != CL_SUCCESS)
+            return nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
+    size_t global[2] = {(size_t)(strcmp(name, "conv3d_take_columns") ? wt : wo), rows};
+    return nfv_kernel_launch(ctx, k, 2, global, NULL);
+}
+
+/* d at x stride 1: output rows W + 2p - k + 1 long. */
+static conv_dims x_stride_one(const conv_dims *d)
+{
+    conv_dims u = *d;
+    u.s[2] = 1;
+    u.ow = d->w + 2 * d->p[2] - d->k[2] + 1;
+    return u;
+}
 
 nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, int relu,
                                   cl_mem y)
 {
-    conv_dims u = *d; /* the same conv at x stride 1 */
-    u.s[2] = 1;
-    u.ow = d->w + 2 * d->p[2] - d->k[2] + 1;
+    const conv_dims u = x_stride_one(d);
     const size_t rows = (size_t)d->n * d->co * d->od * d->oh;
     cl_mem t;
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_STRIDED_OUT, rows * u.ow, "conv3d output at x stride 1", &t));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_STRIDED, rows * u.ow, "conv3d output at x stride 1", &t));
     NFV_TRY(conv3d_forward_fast(ctx, &u, x, NULL, w, bias, relu, t));
-    cl_kernel k;
-    char go[32];
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), "conv3d_take_columns", &k));
-    cl_int wt = u.ow, wo = d->ow, s = d->s[2], err;
-    if ((err = clSetKernelArg(k, 0, sizeof t, &t)) || (err = clSetKernelArg(k, 1, sizeof y, &y)) ||
-        (err = clSetKernelArg(k, 2, sizeof wt, &wt)) || (err = clSetKernelArg(k, 3, sizeof wo, &wo)) ||
-        (err = clSetKernelArg(k, 4, sizeof s, &s)))
-        return nfv_cl_fail(err, "clSetKernelArg", "conv3d_take_columns", __FILE__, __LINE__);
-    size_t global[2] = {(size_t)d->ow, rows};
-    return nfv_kernel_launch(ctx, k, 2, global, NULL);
+    return columns(ctx, "conv3d_take_columns", t, y, u.ow, d->ow, d->s[2], rows);
 }
 
 nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem w, cl_mem dx)
@@ -80,4 +102,14 @@ nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, c
     cl_mem wt;
     NFV_TRY(conv3d_flip(ctx, d, w, &wt));
     return conv3d_forward_fast(ctx, &t, NULL, NULL, wt, NULL, 0, dx);
+}
+
+nfv_status conv3d_backward_weights_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
+{
+    const conv_dims u = x_stride_one(d);
+    const size_t rows = (size_t)d->n * d->co * d->od * d->oh;
+    cl_mem t;
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_STRIDED, rows * u.ow, "conv3d output gradient at x stride 1", &t));
+    NFV_TRY(columns(ctx, "conv3d_spread_columns", dy, t, u.ow, d->ow, d->s[2], rows));
+    return conv3d_weights_fast(ctx, &u, x, t, dw);
 }

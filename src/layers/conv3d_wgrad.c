@@ -6,8 +6,9 @@
  *            (partial sums per slab of output planes, one tap row per
  *            work-item) or, for narrow rows, conv3d_pitch_dy +
  *            conv3d_bwd_weights_flat (vectors along the flattened plane),
- *            then conv3d_sum_partials; when the x stride is 1 and kw <= 5,
- *            else the *_ref kernel (src/layers/conv3d_ref.c);
+ *            then conv3d_sum_partials; when kw <= 5 (an x stride > 1
+ *            through src/layers/conv3d_strided.c), else the *_ref kernel
+ *            (src/layers/conv3d_ref.c);
  *   bias     conv3d_bias_partial (per plane) + conv3d_sum_partials. */
 #include <stdio.h>
 #include <string.h>
@@ -57,7 +58,7 @@ size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[
     return (size_t)conv3d_slab_count(&d) * co * ci * kernel[0] * kernel[1] * kernel[2];
 }
 
-static nfv_status weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
+nfv_status conv3d_weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
 {
     const fast_config c = conv3d_fast_config(ctx, d);
     char opts[512];
@@ -120,7 +121,8 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
     NFV_TRY(conv3d_check_grad_shapes("conv3d backward-weights", p, x, dy, dw, db, &d));
     if (dw && conv3d_dims_general(&d)) NFV_TRY(nfv_conv3d_general_backward_weights(ctx, &d, x->buf, dy->buf, dw->buf));
     else if (dw) {
-        if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(weights_fast(ctx, &d, x->buf, dy->buf, dw->buf));
+        if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(conv3d_weights_fast(ctx, &d, x->buf, dy->buf, dw->buf));
+        else if (d.k[2] <= 5) NFV_TRY(conv3d_backward_weights_strided(ctx, &d, x->buf, dy->buf, dw->buf));
         else NFV_TRY(nfv_conv3d_backward_weights_reference(ctx, p, x, dy, dw, NULL));
     }
     if (db) NFV_TRY(bias_fast(ctx, &d, dy->buf, db->buf));
