@@ -21,9 +21,8 @@
  *    with zeroed slack after its end.
  *
  *  - helpers shared by every layer, shapes at run time: conv3d_pad,
- *    conv3d_flip_weights, and conv3d_pad_dilate / conv3d_take_columns /
- *    conv3d_spread_columns, which run strided convs through the stride-1
- *    kernels.
+ *    conv3d_flip_weights, and the conv3d_phase_* kernels, which run
+ *    strided convs as stride-1 convs over phases.
  *
  *  - eval-mode fusion of conv -> BatchNorm -> ReLU (src/model/model_fuse.c):
  *    conv3d_fold_bn folds the BatchNorm into the weights, -DOUT_RELU=1
@@ -88,47 +87,74 @@ __kernel void conv3d_pad_gated(__global const float *x, __global const float *ga
     pad_row(x, gate, xp, id, ih, iw, pd_, ph_, pw_, crow);
 }
 
-/* ---- strided convs through the stride-1 kernels (src/layers/conv3d_strided.c) */
+/* ---- strided convs as stride-1 convs over phases (src/layers/conv3d_strided.c)
+ * Along an axis of stride s and kernel K, position s*i + f of x padded by p
+ * is position i of phase f, and tap s*m + f is tap m of phase f, for
+ * f < nf = min(s, K) (phases no tap reads are left out) and m < ceil(K/s).
+ * Phase channel c' = ci * P + (fd * nfh + fh) * nfw + fw, P = nfd*nfh*nfw.
+ * The geometry arguments, in this order: strides (sd, sh, sw), phases per
+ * axis (nfd, nfh, nfw), paddings (pd, ph, pw). */
 
-/* xp = dy (N*C, od, oh, ow) spread over the stride grid of a body (ld, lh, lw)
- * surrounded by pd/ph/pw zeros: xp[pd + sd*i, ph + sh*j, pw + sw*k] =
- * dy[i, j, k], zeros everywhere else; crow as in pad_row.  The input
- * gradient of a strided conv is the stride-1 conv of this with the flipped
- * weights.  Global (hp, N*C*dp): one padded row per work-item. */
-__kernel void conv3d_pad_dilate(__global const float *dy, __global float *xp, int od, int oh, int ow, int ld, int lh,
-                                int lw, int sd, int sh, int sw, int pd_, int ph_, int pw_, int crow)
+#define PHASE_ARGS int sd, int sh, int sw, int nfd, int nfh, int nfw, int pd_, int ph_, int pw_
+
+/* xs (N, CI*P, LD, LH, LW) = the phases of x (N, CI, D, H, W) padded by p
+ * (zeros outside x).  Global (LW, LH, N*CI*P*LD), one value per work-item. */
+__kernel void conv3d_phase_split(__global const float *x, __global float *xs, int d, int h, int w, int ld, int lh,
+                                 int lw, PHASE_ARGS)
 {
-    const int dp = ld + 2 * pd_, hp_n = lh + 2 * ph_, wp = lw + 2 * pw_;
-    const int hp = get_global_id(0), pdi = get_global_id(1);
-    const int plane = pdi / dp, d = pdi % dp - pd_, h = hp - ph_;
-    const size_t drow = crow ? (((size_t)(plane / crow) * dp + pdi % dp) * hp_n + hp) * crow + plane % crow
-                             : (size_t)pdi * hp_n + hp;
-    __global float *dst = xp + drow * wp;
-    int j = 0;
-    for (; j + VEC <= wp; j += VEC) VSTORE((floatv)(0.0f), 0, dst + j);
-    for (; j < wp; j++) dst[j] = 0.0f;
-    if (d < 0 || h < 0 || d % sd || h % sh || d / sd >= od || h / sh >= oh) return;
-    __global const float *src = dy + (((size_t)plane * od + d / sd) * oh + h / sh) * ow;
-    for (int k = 0; k < ow; k++) dst[pw_ + k * sw] = src[k];
+    const int k = get_global_id(0), j = get_global_id(1);
+    const size_t z = get_global_id(2);
+    if (k >= lw || j >= lh) return;
+    const int i = z % ld, P = nfd * nfh * nfw;
+    const size_t r = z / ld, nci = r / P;
+    const int f = r % P, fw = f % nfw, fh = f / nfw % nfh, fd = f / (nfw * nfh);
+    const int qd = sd * i + fd - pd_, qh = sh * j + fh - ph_, qw = sw * k + fw - pw_;
+    const int inside = qd >= 0 && qd < d && qh >= 0 && qh < h && qw >= 0 && qw < w;
+    xs[(z * lh + j) * lw + k] = inside ? x[((nci * d + qd) * h + qh) * w + qw] : 0.0f;
 }
 
-/* y (rows, wo) = t (rows, wt)[:, s*k]: an x stride of s taken from the conv
- * computed at x stride 1 (rows = N*CO*DO*HO).  Global (wo, rows). */
-__kernel void conv3d_take_columns(__global const float *t, __global float *y, int wt, int wo, int s)
+/* dx (N, CI, D, H, W) from dxs (N, CI*P, LD, LH, LW): the adjoint of
+ * conv3d_phase_split (each x position is one phase position, or none when
+ * no tap reads it: 0).  Global (W, H, N*CI*D). */
+__kernel void conv3d_phase_merge(__global const float *dxs, __global float *dx, int d, int h, int w, int ld, int lh,
+                                 int lw, PHASE_ARGS)
 {
-    const int k = get_global_id(0);
-    const size_t r = get_global_id(1);
-    if (k < wo) y[r * wo + k] = t[r * wt + (size_t)s * k];
+    const int qw = get_global_id(0), qh = get_global_id(1);
+    const size_t z = get_global_id(2);
+    if (qw >= w || qh >= h) return;
+    const int qd = z % d, ad = qd + pd_, ah = qh + ph_, aw = qw + pw_;
+    const size_t nci = z / d;
+    const int fd = ad % sd, fh = ah % sh, fw = aw % sw, i = ad / sd, j = ah / sh, k = aw / sw;
+    const int read = fd < nfd && fh < nfh && fw < nfw && i < ld && j < lh && k < lw;
+    const size_t c = nci * (nfd * nfh * nfw) + (fd * nfh + fh) * nfw + fw;
+    dx[(z * h + qh) * w + qw] = read ? dxs[((c * ld + i) * lh + j) * lw + k] : 0.0f;
 }
 
-/* t (rows, wt) = dy (rows, wo) on every s-th column, zeros between: the
- * adjoint of conv3d_take_columns, for the weight gradient of an x stride
- * of s through the stride-1 kernels.  Global (wt, rows). */
-__kernel void conv3d_spread_columns(__global const float *dy, __global float *t, int wt, int wo, int s)
+/* ws (CO, CI*P, MD, MH, MW) = the phases of w (CO, CI, KD, KH, KW), 0 where
+ * s*m + f >= K.  Global (CO*CI*P*MD*MH*MW), one weight per work-item. */
+__kernel void conv3d_phase_weights(__global const float *w, __global float *ws, int kd, int kh, int kw, int md,
+                                   int mh, int mw, PHASE_ARGS)
 {
-    const int j = get_global_id(0);
-    const size_t r = get_global_id(1);
-    if (j < wt) t[r * wt + j] = j % s == 0 && j / s < wo ? dy[r * wo + j / s] : 0.0f;
+    const size_t z = get_global_id(0);
+    const int P = nfd * nfh * nfw, mvol = md * mh * mw;
+    const int m = z % mvol, mx = m % mw, my = m / mw % mh, mz = m / (mw * mh);
+    const size_t r = z / mvol, coci = r / P;
+    const int f = r % P, fw = f % nfw, fh = f / nfw % nfh, fd = f / (nfw * nfh);
+    const int td = sd * mz + fd, th = sh * my + fh, tw = sw * mx + fw;
+    ws[z] = td < kd && th < kh && tw < kw ? w[((coci * kd + td) * kh + th) * kw + tw] : 0.0f;
+}
+
+/* dw (CO, CI, KD, KH, KW) from dws (CO, CI*P, MD, MH, MW): each tap of w is
+ * one phase tap (the adjoint of conv3d_phase_weights on the taps it reads).
+ * Global (CO*CI*KD*KH*KW). */
+__kernel void conv3d_phase_weights_merge(__global const float *dws, __global float *dw, int kd, int kh, int kw,
+                                         int md, int mh, int mw, PHASE_ARGS)
+{
+    const size_t z = get_global_id(0);
+    const int kvol = kd * kh * kw, t = z % kvol, tw = t % kw, th = t / kw % kh, td = t / (kw * kh);
+    const size_t coci = z / kvol;
+    const size_t c = coci * (nfd * nfh * nfw) + (td % sd * nfh + th % sh) * nfw + tw % sw;
+    dw[z] = dws[((c * md + td / sd) * mh + th / sh) * mw + tw / sw];
 }
 
 /* wf (CO, PER) = w (CO, PER) * s[co], bf (CO) = (b - mean) * s + beta with

@@ -172,12 +172,14 @@ static const conv_case CASES[] = {
     /* strided convs through the stride-1 kernels (src/layers/conv3d_strided.c):
      * MONAI ResNet's 7^3 stem (its input gradient into one channel: channel
      * rows), a stride-2 3^3 conv on even and odd sizes, a 1^3 shortcut,
-     * stride 3 (inputs past the last window), mixed strides with p = k - 1 */
+     * stride 3 (inputs past the last window), mixed strides with p = k - 1;
+     * all three gradients as stride-1 convs over phases */
     {1, 1, 4, 9, 10, 13, {7, 7, 7}, {2, 2, 2}, {3, 3, 3}, 1, {0, 0, 0}, 0},
     {2, 3, 8, 8, 9, 12, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, 0, {0, 0, 0}, 0},
     {1, 8, 16, 7, 8, 9, {1, 1, 1}, {2, 2, 2}, {0, 0, 0}, 1, {0, 0, 0}, 0},
     {1, 2, 3, 8, 7, 11, {3, 3, 3}, {3, 3, 3}, {1, 1, 1}, 0, {0, 0, 0}, 0},
     {1, 3, 5, 7, 9, 17, {3, 2, 3}, {1, 3, 2}, {0, 1, 2}, 1, {0, 0, 0}, 0},
+    {2, 2, 3, 6, 7, 9, {2, 2, 2}, {2, 2, 2}, {2, 2, 2}, 1, {0, 0, 0}, 0}, /* padding > kernel - 1 */
 };
 
 TEST(conv3d_fast_vs_host_reference)

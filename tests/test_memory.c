@@ -186,7 +186,8 @@ TEST(memory_estimate_exact_for_a_small_model)
 
 static const int MEAS_IN[4] = {1, 20, 24, 20};
 
-static void measure_vis(const char *what, const char *options, const char *target_text)
+static void measure_vis(const char *what, const char *spec, const int in[4], const char *options,
+                        const char *target_text)
 {
     nfv_context *ctx = own_context(NULL);
     if (!ctx) return;
@@ -195,8 +196,7 @@ static void measure_vis(const char *what, const char *options, const char *targe
     nfv_target *t = NULL;
     int n = 0;
     nfv_vis_result *res = NULL;
-    if (CHECK_OK(nfv_model_create_from_spec(ctx, "conv(8,k3,p1) relu maxpool(2) conv(16,k3,p1) bn relu gap flatten linear(3)",
-                                            MEAS_IN, 3, NULL, NFV_HEAD_SOFTMAX, 2, &m)) &&
+    if (CHECK_OK(nfv_model_create_from_spec(ctx, spec, in, 3, NULL, NFV_HEAD_SOFTMAX, 2, &m)) &&
         (t = parse_targets(m, target_text, &n)) != NULL) {
         nfv_vis_options o;
         nfv_vis_options_default(&o);
@@ -217,12 +217,16 @@ static void measure_vis(const char *what, const char *options, const char *targe
 
 TEST(memory_estimate_matches_allocations_visualize)
 {
-    measure_vis("fourier, transforms, penalties, importance, batch 8",
+    const char *spec = "conv(8,k3,p1) relu maxpool(2) conv(16,k3,p1) bn relu gap flatten linear(3)";
+    measure_vis("fourier, transforms, penalties, importance, batch 8", spec, MEAS_IN,
                 "--steps 2 --param fourier --pad 2 --jitter 1 --rotate 5 --tv 0.1 --l2 0.1 --blur 0.5 --importance on "
                 "--starts 2",
                 "relu2:0 relu2:1 relu2:2 relu2:3");
-    measure_vis("voxel, SGD, blur, jitter only, batch 3 of 8 targets", "--steps 2 --optimizer sgd --blur 0.7 --jitter 1 --batch 3",
-                "conv1:all");
+    measure_vis("voxel, SGD, blur, jitter only, batch 3 of 8 targets", spec, MEAS_IN,
+                "--steps 2 --optimizer sgd --blur 0.7 --jitter 1 --batch 3", "conv1:all");
+    /* Strided convs (the 7^3 stem, stride-2 blocks): their phases' scratch. */
+    const int graph_in[4] = {1, 24, 24, 24};
+    measure_vis("resnet10(8), logits, batch 3", "resnet10(8)", graph_in, "--steps 2 --starts 1", "logit:all");
 }
 
 /* Two training steps and a validation pass of spec, the estimate against

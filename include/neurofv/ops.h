@@ -112,6 +112,14 @@ size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3
  * per slab of output planes, batch n, output (out_dims)) in the context's
  * scratch: what src/model/memory.c counts. */
 size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[3], const int out_dims[3]);
+/* The stride-1 conv over phases that a strided conv runs as
+ * (src/layers/conv3d_strided.c): phases (input channels per channel),
+ * their length per axis and the kernel over them; src/model/memory.c
+ * counts its scratch from this. */
+typedef struct nfv_conv3d_phase_shape {
+    int phases, len[3], kernel[3];
+} nfv_conv3d_phase_shape;
+nfv_conv3d_phase_shape nfv_conv3d_phase_shape_of(const int kernel[3], const int stride[3], const int out_dims[3]);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
  * ones are tested against, never used by the program (with dilation or
  * groups > 1 they run the general kernels, as the functions above). */

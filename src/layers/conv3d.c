@@ -14,8 +14,8 @@
  * (the fast forwards built with -DOUT_RELU=1), nfv_conv3d_backward_input_gated
  * (conv3d_pad_gated instead of conv3d_pad), nfv_conv3d_fold_batchnorm, and
  * the staged input gradient (a max pool's backward writes dy's padded copy).
- * Strided convs (padding <= kernel - 1) run through the same fast kernels
- * (src/layers/conv3d_strided.c).
+ * Strided convs run as stride-1 convs over phases through the same fast
+ * kernels (src/layers/conv3d_strided.c).
  * Every other shape runs the *_ref kernels (src/layers/conv3d_ref.c,
  * cl/conv3d_ref.cl; one output per work-item).  Dilation or groups other
  * than 1 run the general kernels instead (src/layers/conv3d_general.c,
@@ -272,9 +272,7 @@ nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *w
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
-/* The geometry of the input gradient as a forward conv over dy: input dy
- * (N, CO, DO, HO, WO) padded by k - 1 - p, output dx (N, CI, D, H, W). */
-static conv_dims transposed_dims(const conv_dims *d)
+conv_dims conv3d_transposed_dims(const conv_dims *d)
 {
     conv_dims t = *d;
     t.ci = d->co, t.co = d->ci;
@@ -301,7 +299,7 @@ nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params
     if (!nfv_conv3d_has_staged_input_grad(p))
         return nfv_fail(NFV_ERR_UNSUPPORTED, "conv3d staged input gradient: needs stride 1, padding <= kernel - 1, "
                                              "no dilation or groups");
-    conv_dims t = transposed_dims(&d);
+    conv_dims t = conv3d_transposed_dims(&d);
     cl_mem xp;
     NFV_TRY(conv3d_padded_scratch(ctx, &t, &xp));
     memset(staged, 0, sizeof *staged);
@@ -338,9 +336,9 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
     if (staged && !fast) return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: no staged input gradient for this conv", op);
     if (!fast) {
         if (!gate)
-            return !plain              ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
-                   : strided && pad_ok ? conv3d_backward_input_strided(ctx, &d, dy->buf, w->buf, dx->buf)
-                                       : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
+            return !plain    ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
+                   : strided ? conv3d_backward_input_strided(ctx, &d, dy->buf, w->buf, dx->buf)
+                             : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
         /* Shapes the fast kernels do not cover: gate into a temporary first. */
         nfv_tensor g;
         NFV_TRY(nfv_tensor_create(ctx, &g, dy->ndim, dy->shape));
@@ -352,7 +350,7 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
 
     /* dx = conv(dy padded by k-1-p, wt) with wt (CI, CO, k) flipped: a forward
      * whose input is dy (N, CO, DO, HO, WO) and output dx (N, CI, D, H, W). */
-    conv_dims t = transposed_dims(&d);
+    conv_dims t = conv3d_transposed_dims(&d);
     cl_mem wt;
     NFV_TRY(conv3d_flip(ctx, &d, w->buf, &wt));
     return conv3d_forward_fast(ctx, &t, staged ? NULL : dy->buf, gate ? gate->buf : NULL, wt, NULL, 0, dx->buf);

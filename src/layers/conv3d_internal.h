@@ -73,14 +73,19 @@ nfv_status conv3d_forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
  * flipped-weights scratch slot. */
 nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wt);
 
+/* The input gradient of d as a forward conv over dy: input dy (N, CO, DO,
+ * HO, WO) padded by k - 1 - p, output dx (N, CI, D, H, W); stride 1. */
+conv_dims conv3d_transposed_dims(const conv_dims *d);
+
 /* src/layers/conv3d_strided.c: strided plain convs (no dilation or groups)
- * through the fast stride-1 kernels.  Forward: d->s[2] > 1 (the fast
- * kernels take d and h strides themselves).  Input gradient: any stride
- * > 1, padding <= kernel - 1. */
+ * as stride-1 convs over phases, through the fast kernels.  Forward: any
+ * stride (the fast kernels take d and h strides themselves: called for an
+ * x stride > 1).  Input gradient: any stride > 1.  Weight gradient: where
+ * conv3d_has_strided_weights (the phase kernel at most 5 along x). */
 nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, int relu,
                                   cl_mem y);
 nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem w, cl_mem dx);
-/* Weight gradient: d->s[2] > 1, kw <= 5. */
+int conv3d_has_strided_weights(const conv_dims *d);
 nfv_status conv3d_backward_weights_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw);
 
 /* src/layers/conv3d_wgrad.c: dw (CO, CI, k) through the fast kernels, x

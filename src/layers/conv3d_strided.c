@@ -1,115 +1,164 @@
-/* Strided Conv3d (stride > 1 along an axis; no dilation or groups) through
- * the fast stride-1 kernels of src/layers/conv3d.c (cl/conv3d.cl).
+/* Strided Conv3d (stride > 1 along an axis; no dilation or groups) as a
+ * stride-1 conv over phases, through the fast kernels of src/layers/conv3d.c
+ * (cl/conv3d.cl, conv3d_phase_*).
  *
  * Until these, a strided conv ran the *_ref kernels (one output per
  * work-item): MONAI's ResNet-18 at 64^3 spent 94 % of its eval forward and
  * 95 % of a visualization step in its seven strided convs (the 7^3 stem and
  * the stride-2 convs and 1^3 shortcuts), at 1-4 GFLOP/s.
  *
- *   forward         the fast kernels take d and h strides but read x with
- *                   stride 1 (whole vectors of consecutive columns): the conv
- *                   at x stride 1 into a scratch buffer (N, CO, DO, HO, W+2p-k+1),
- *                   then every s-th column (conv3d_take_columns).  s times the
- *                   FLOPs along x, at the fast kernels' rate.
- *   backward-input  the transpose of a stride-s conv is a stride-1 conv over
- *                   dy spread on the stride grid with zeros between (and r
- *                   more zeros where (D + 2p - k) mod s = r dropped inputs),
- *                   padded by k - 1 - p, with the flipped weights
- *                   (conv3d_pad_dilate + conv3d_flip): s_d * s_h * s_w times
- *                   the FLOPs, most of them on zeros, still far faster than
- *                   the reference kernel's gather.
- *   backward-weights  the weight gradient of the conv at x stride 1 with dy
- *                   spread on every s-th column, zeros between
- *                   (conv3d_spread_columns): s times the FLOPs along x (kw <= 5,
- *                   as the fast weight-gradient kernels).
+ * Along an axis of stride s, kernel K and padding p, output o reads the
+ * padded input at s*o + t for taps t < K.  Write t = s*m + f: phase f of the
+ * input (positions s*i + f, i < L = O + ceil(K/s) - 1) and phase f of the
+ * kernel (taps s*m + f, zero past K) make a stride-1 conv with kernel
+ * ceil(K/s) and no padding whose output is exactly O long, with
+ * nf = min(s, K) phases per axis as input channels (space to depth; phases
+ * no tap reads are left out, so a 1^3 stride-2 conv is a subsampling).
+ * Forward, input gradient and weight gradient are then the stride-1 fast
+ * paths of the phase conv, between cheap copies:
  *
- * All three are tested against the host reference (tests/test_conv3d.c). */
+ *   forward          conv3d_phase_split(x) and conv3d_phase_weights(w), conv;
+ *   backward-input   the stride-1 input gradient of the phase conv (its
+ *                    weights flipped), then conv3d_phase_merge to x's layout;
+ *   backward-weights conv3d_phase_split(x), the phase conv's weight gradient
+ *                    (kernels up to 5 along x), conv3d_phase_weights_merge.
+ *
+ * FLOPs are (nf * ceil(K/s) / K) per axis times the conv's: 2.37x for a 3^3
+ * stride-2 conv, 1.49x for the 7^3 stem, 1x for 1^3 and 2^3 stride 2.
+ * Tested against the host reference (tests/test_conv3d.c). */
 #include <string.h>
 
 #include "layers/conv3d_internal.h"
 
-/* conv3d_take_columns (src (rows, wt) -> dst (rows, wo)) or
- * conv3d_spread_columns (src (rows, wo) -> dst (rows, wt)), x stride s. */
-static nfv_status columns(nfv_context *ctx, const char *name, cl_mem src, cl_mem dst, int wt, int wo, int s,
-                          size_t rows)
+typedef struct phase_geom {
+    conv_dims u;  /* the stride-1 phase conv: CI * P channels of L^3, kernel m, output O */
+    int nf[3];    /* phases per axis */
+    int phases;   /* P */
+} phase_geom;
+
+static phase_geom phase_geometry(const conv_dims *d)
+{
+    phase_geom g;
+    g.u = *d;
+    g.phases = 1;
+    const int out[3] = {d->od, d->oh, d->ow};
+    int len[3];
+    for (int i = 0; i < 3; i++) {
+        g.nf[i] = d->s[i] < d->k[i] ? d->s[i] : d->k[i];
+        g.phases *= g.nf[i];
+        g.u.k[i] = (d->k[i] + d->s[i] - 1) / d->s[i];
+        len[i] = out[i] + g.u.k[i] - 1;
+        g.u.s[i] = 1, g.u.p[i] = 0;
+    }
+    g.u.ci = d->ci * g.phases;
+    g.u.d = len[0], g.u.h = len[1], g.u.w = len[2];
+    return g;
+}
+
+/* One conv3d_phase_* kernel: buffers a -> b, then the int arguments and
+ * the phase geometry; global work size of dims dimensions. */
+static nfv_status phase_launch(nfv_context *ctx, const char *name, cl_mem a, cl_mem b, const int *args, int nargs,
+                               const conv_dims *d, const phase_geom *g, int dims, const size_t *global)
 {
     cl_kernel k;
     char go[32];
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), name, &k));
-    cl_int a[3] = {wt, wo, s}, err;
-    if ((err = clSetKernelArg(k, 0, sizeof src, &src)) || (err = clSetKernelArg(k, 1, sizeof dst, &dst)))
+    cl_int v[16], err;
+    int n = 0;
+    for (int i = 0; i < nargs; i++) v[n++] = args[i];
+    for (int i = 0; i < 3; i++) v[n++] = d->s[i];
+    for (int i = 0; i < 3; i++) v[n++] = g->nf[i];
+    for (int i = 0; i < 3; i++) v[n++] = d->p[i];
+    if ((err = clSetKernelArg(k, 0, sizeof a, &a)) || (err = clSetKernelArg(k, 1, sizeof b, &b)))
         return nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
-    for (int i = 0; i < 3; i++)
-        if ((err = clSetKernelArg(k, 2 + i, sizeof a[i], &a[i])) != CL_SUCCESS)
+    for (int i = 0; i < n; i++)
+        if ((err = clSetKernelArg(k, 2 + i, sizeof v[i], &v[i])) != CL_SUCCESS)
             return nfv_cl_fail(err, "clSetKernelArg", name, __FILE__, __LINE__);
-    size_t global[2] = {(size_t)(strcmp(name, "conv3d_take_columns") ? wt : wo), rows};
-    return nfv_kernel_launch(ctx, k, 2, global, NULL);
+    return nfv_kernel_launch(ctx, k, dims, global, NULL);
 }
 
-/* d at x stride 1: output rows W + 2p - k + 1 long. */
-static conv_dims x_stride_one(const conv_dims *d)
+/* x (N, CI, D, H, W) <-> xs (N, CI*P, L^3): split (to_phases) or merge. */
+static nfv_status phase_data(nfv_context *ctx, const conv_dims *d, const phase_geom *g, int to_phases, cl_mem from,
+                             cl_mem to)
 {
-    conv_dims u = *d;
-    u.s[2] = 1;
-    u.ow = d->w + 2 * d->p[2] - d->k[2] + 1;
-    return u;
+    const int args[6] = {d->d, d->h, d->w, g->u.d, g->u.h, g->u.w};
+    if (to_phases) {
+        size_t global[3] = {(size_t)g->u.w, (size_t)g->u.h, (size_t)d->n * g->u.ci * g->u.d};
+        return phase_launch(ctx, "conv3d_phase_split", from, to, args, 6, d, g, 3, global);
+    }
+    size_t global[3] = {(size_t)d->w, (size_t)d->h, (size_t)d->n * d->ci * d->d};
+    return phase_launch(ctx, "conv3d_phase_merge", from, to, args, 6, d, g, 3, global);
+}
+
+/* w (CO, CI, K) <-> ws (CO, CI*P, m): split (to_phases) or merge. */
+static nfv_status phase_weights(nfv_context *ctx, const conv_dims *d, const phase_geom *g, int to_phases, cl_mem from,
+                                cl_mem to)
+{
+    const int args[6] = {d->k[0], d->k[1], d->k[2], g->u.k[0], g->u.k[1], g->u.k[2]};
+    size_t global = to_phases ? (size_t)d->co * g->u.ci * g->u.k[0] * g->u.k[1] * g->u.k[2]
+                              : (size_t)d->co * d->ci * d->k[0] * d->k[1] * d->k[2];
+    return phase_launch(ctx, to_phases ? "conv3d_phase_weights" : "conv3d_phase_weights_merge", from, to, args, 6, d,
+                        g, 1, &global);
+}
+
+static size_t phase_data_floats(const conv_dims *d, const phase_geom *g)
+{
+    return (size_t)d->n * g->u.ci * g->u.d * g->u.h * g->u.w;
+}
+
+static size_t phase_weight_floats(const conv_dims *d, const phase_geom *g)
+{
+    return (size_t)d->co * g->u.ci * g->u.k[0] * g->u.k[1] * g->u.k[2];
 }
 
 nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, int relu,
                                   cl_mem y)
 {
-    const conv_dims u = x_stride_one(d);
-    const size_t rows = (size_t)d->n * d->co * d->od * d->oh;
-    cl_mem t;
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_STRIDED, rows * u.ow, "conv3d output at x stride 1", &t));
-    NFV_TRY(conv3d_forward_fast(ctx, &u, x, NULL, w, bias, relu, t));
-    return columns(ctx, "conv3d_take_columns", t, y, u.ow, d->ow, d->s[2], rows);
+    const phase_geom g = phase_geometry(d);
+    cl_mem xs, ws;
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASES, phase_data_floats(d, &g), "conv3d input phases", &xs));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASE_WEIGHTS, phase_weight_floats(d, &g), "conv3d weight phases",
+                           &ws));
+    NFV_TRY(phase_data(ctx, d, &g, 1, x, xs));
+    NFV_TRY(phase_weights(ctx, d, &g, 1, w, ws));
+    return conv3d_forward_fast(ctx, &g.u, xs, NULL, ws, bias, relu, y);
 }
 
 nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem w, cl_mem dx)
 {
-    /* The stride-1 conv whose input is dy spread: per axis a body of
-     * (O - 1) s + 1 + r (r = (I + 2p - k) - (O - 1) s, the inputs past the
-     * last window) padded by k - 1 - p, so its output is I long. */
-    conv_dims t = *d;
-    t.ci = d->co, t.co = d->ci;
-    t.od = d->d, t.oh = d->h, t.ow = d->w;
-    const int in[3] = {d->d, d->h, d->w}, out[3] = {d->od, d->oh, d->ow};
-    int body[3];
-    for (int i = 0; i < 3; i++) {
-        int r = in[i] + 2 * d->p[i] - d->k[i] - (out[i] - 1) * d->s[i];
-        body[i] = (out[i] - 1) * d->s[i] + 1 + r;
-        t.p[i] = d->k[i] - 1 - d->p[i];
-        t.s[i] = 1;
-    }
-    t.d = body[0], t.h = body[1], t.w = body[2];
-    cl_mem xp;
-    NFV_TRY(conv3d_padded_scratch(ctx, &t, &xp));
-    const fast_config c = conv3d_fast_config(ctx, &t); /* the layout conv3d_forward_fast will read */
-    cl_kernel k;
-    char go[32];
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), "conv3d_pad_dilate", &k));
-    cl_int a[13] = {d->od, d->oh, d->ow, t.d, t.h, t.w, d->s[0], d->s[1], d->s[2], t.p[0], t.p[1], t.p[2],
-                    c.march ? t.ci : 0};
-    cl_int err;
-    if ((err = clSetKernelArg(k, 0, sizeof dy, &dy)) || (err = clSetKernelArg(k, 1, sizeof xp, &xp)))
-        return nfv_cl_fail(err, "clSetKernelArg", "conv3d_pad_dilate", __FILE__, __LINE__);
-    for (int i = 0; i < 13; i++)
-        if ((err = clSetKernelArg(k, 2 + i, sizeof a[i], &a[i])) != CL_SUCCESS)
-            return nfv_cl_fail(err, "clSetKernelArg", "conv3d_pad_dilate", __FILE__, __LINE__);
-    size_t global[2] = {(size_t)t.h + 2 * t.p[1], (size_t)t.n * t.ci * (t.d + 2 * t.p[0])};
-    NFV_TRY(nfv_kernel_launch(ctx, k, 2, global, NULL));
-    cl_mem wt;
-    NFV_TRY(conv3d_flip(ctx, d, w, &wt));
-    return conv3d_forward_fast(ctx, &t, NULL, NULL, wt, NULL, 0, dx);
+    const phase_geom g = phase_geometry(d);
+    cl_mem ws, wt, dxs;
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASE_WEIGHTS, phase_weight_floats(d, &g), "conv3d weight phases",
+                           &ws));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASES, phase_data_floats(d, &g), "conv3d input-gradient phases",
+                           &dxs));
+    NFV_TRY(phase_weights(ctx, d, &g, 1, w, ws));
+    NFV_TRY(conv3d_flip(ctx, &g.u, ws, &wt));
+    /* The phase conv's input gradient: a forward over dy padded by m - 1. */
+    conv_dims t = conv3d_transposed_dims(&g.u);
+    NFV_TRY(conv3d_forward_fast(ctx, &t, dy, NULL, wt, NULL, 0, dxs));
+    return phase_data(ctx, d, &g, 0, dxs, dx);
 }
+
+int conv3d_has_strided_weights(const conv_dims *d) { return phase_geometry(d).u.k[2] <= 5; }
 
 nfv_status conv3d_backward_weights_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
 {
-    const conv_dims u = x_stride_one(d);
-    const size_t rows = (size_t)d->n * d->co * d->od * d->oh;
-    cl_mem t;
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_STRIDED, rows * u.ow, "conv3d output gradient at x stride 1", &t));
-    NFV_TRY(columns(ctx, "conv3d_spread_columns", dy, t, u.ow, d->ow, d->s[2], rows));
-    return conv3d_weights_fast(ctx, &u, x, t, dw);
+    const phase_geom g = phase_geometry(d);
+    cl_mem xs, dws;
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASES, phase_data_floats(d, &g), "conv3d input phases", &xs));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASE_WEIGHTS, phase_weight_floats(d, &g),
+                           "conv3d weight-gradient phases", &dws));
+    NFV_TRY(phase_data(ctx, d, &g, 1, x, xs));
+    NFV_TRY(conv3d_weights_fast(ctx, &g.u, xs, dy, dws));
+    return phase_weights(ctx, d, &g, 0, dws, dw);
+}
+
+nfv_conv3d_phase_shape nfv_conv3d_phase_shape_of(const int kernel[3], const int stride[3], const int out_dims[3])
+{
+    conv_dims d = {.n = 1, .ci = 1, .co = 1, .od = out_dims[0], .oh = out_dims[1], .ow = out_dims[2]};
+    for (int i = 0; i < 3; i++) d.k[i] = kernel[i], d.s[i] = stride[i];
+    const phase_geom g = phase_geometry(&d);
+    nfv_conv3d_phase_shape r = {g.phases, {g.u.d, g.u.h, g.u.w}, {g.u.k[0], g.u.k[1], g.u.k[2]}};
+    return r;
 }

@@ -6,8 +6,9 @@
  *            (partial sums per slab of output planes, one tap row per
  *            work-item) or, for narrow rows, conv3d_pitch_dy +
  *            conv3d_bwd_weights_flat (vectors along the flattened plane),
- *            then conv3d_sum_partials; when kw <= 5 (an x stride > 1
- *            through src/layers/conv3d_strided.c), else the *_ref kernel
+ *            then conv3d_sum_partials; when the x stride is 1 and kw <= 5,
+ *            or an x stride > 1 as a conv over phases with a kernel up to 5
+ *            along x (src/layers/conv3d_strided.c), else the *_ref kernel
  *            (src/layers/conv3d_ref.c);
  *   bias     conv3d_bias_partial (per plane) + conv3d_sum_partials. */
 #include <stdio.h>
@@ -122,7 +123,8 @@ nfv_status nfv_conv3d_backward_weights(nfv_context *ctx, const nfv_conv3d_params
     if (dw && conv3d_dims_general(&d)) NFV_TRY(nfv_conv3d_general_backward_weights(ctx, &d, x->buf, dy->buf, dw->buf));
     else if (dw) {
         if (d.s[2] == 1 && d.k[2] <= 5) NFV_TRY(conv3d_weights_fast(ctx, &d, x->buf, dy->buf, dw->buf));
-        else if (d.k[2] <= 5) NFV_TRY(conv3d_backward_weights_strided(ctx, &d, x->buf, dy->buf, dw->buf));
+        else if (conv3d_has_strided_weights(&d))
+            NFV_TRY(conv3d_backward_weights_strided(ctx, &d, x->buf, dy->buf, dw->buf));
         else NFV_TRY(nfv_conv3d_backward_weights_reference(ctx, p, x, dy, dw, NULL));
     }
     if (db) NFV_TRY(bias_fast(ctx, &d, dy->buf, db->buf));

@@ -70,7 +70,7 @@ const char *nfv_memory_parts_text(const nfv_memory_estimate *e, char *buf, size_
 
 /* The largest size each scratch slot or per-call buffer reaches (floats),
  * and what asked for it. */
-enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_PITCHED, SL_BN, SL_COUNT };
+enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_PITCHED, SL_BN, SL_PHASES, SL_PHASE_W, SL_COUNT };
 typedef struct scratch_max {
     size_t floats[SL_COUNT];
     char what[SL_COUNT][160];
@@ -83,6 +83,37 @@ static void grow(scratch_max *s, int slot, size_t floats, const nfv_layer *l, co
     snprintf(s->what[slot], sizeof s->what[slot], "layer %d (%s) %s", l->index, l->name, use);
 }
 
+/* What conv3d_strided.c takes for a strided layer l (batch n): the stride-1
+ * conv over phases, whose own fast paths take the rest. */
+static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad, int dgrad, scratch_max *s)
+{
+    const int *k = l->spec.kernel, *st = l->spec.stride, out[3] = {l->out_shape[1], l->out_shape[2], l->out_shape[3]};
+    const int one[3] = {1, 1, 1}, none[3] = {0, 0, 0};
+    const nfv_conv3d_phase_shape ph = nfv_conv3d_phase_shape_of(k, st, out);
+    const int ci = l->in_shape[0] * ph.phases, co = l->spec.features, *m = ph.kernel;
+    const size_t data = (size_t)n * ci * ph.len[0] * ph.len[1] * ph.len[2];
+    const size_t weights = (size_t)co * ci * m[0] * m[1] * m[2];
+    if (fwd && st[2] != 1) {
+        grow(s, SL_PHASES, data, l, "input phases");
+        grow(s, SL_PHASE_W, weights, l, "weight phases");
+        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, none, m, one), l, "padded input phases");
+    }
+    if (wgrad && m[2] <= 5) {
+        grow(s, SL_PHASES, data, l, "input phases");
+        grow(s, SL_PHASE_W, weights, l, "weight-gradient phases");
+        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, none, m, one), l, "padded input phases");
+        grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, m, out), l, "weight-gradient partial sums");
+        grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(vec, n, co, out, ph.len[2], 1), l, "pitched output gradient");
+    }
+    if (dgrad) {
+        const int tp[3] = {m[0] - 1, m[1] - 1, m[2] - 1};
+        grow(s, SL_PHASES, data, l, "input-gradient phases");
+        grow(s, SL_PHASE_W, weights, l, "weight phases");
+        grow(s, SL_FLIPPED, weights, l, "flipped weight phases");
+        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, out, tp, m, one), l, "padded output gradient");
+    }
+}
+
 /* What conv3d.c's fast paths take for layer l (batch n).  fwd: the forward;
  * wgrad: weight (and bias) gradients; dgrad: the input gradient. */
 static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad, int dgrad, scratch_max *s)
@@ -92,6 +123,8 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
     int ci = l->in_shape[0], co = sp->features, od = l->out_shape[1], oh = l->out_shape[2], ow = l->out_shape[3];
     size_t kvol = (size_t)k[0] * k[1] * k[2];
     size_t xpad = nfv_conv3d_padded_floats(vec, n, ci, l->in_shape + 1, p, k, st);
+    const int strided = st[0] != 1 || st[1] != 1 || st[2] != 1;
+    if (strided) strided_scratch(l, vec, n, fwd, wgrad && st[2] != 1, dgrad, s);
     if (fwd && st[2] == 1) grow(s, SL_PADDED, xpad, l, "padded input");
     if (wgrad) {
         if (st[2] == 1 && k[2] <= 5) {

@@ -16,8 +16,8 @@ typedef enum nfv_scratch_slot {
     NFV_SCRATCH_CONV_WEIGHT_PARTIALS,     /* conv3d backward-weights: partial sums per (n, od) slab */
     NFV_SCRATCH_CONV_BIAS_PARTIALS,       /* conv3d bias gradient: partial sums per slab (slabs, CO) */
     NFV_SCRATCH_CONV_PITCHED_DY,          /* conv3d backward-weights, flat: dy at the padded row pitch */
-    NFV_SCRATCH_CONV_STRIDED,             /* conv3d strided forward and weight gradient: the output or dy at x stride 1
-                                           * (N, CO, DO, HO, W+2p-k+1) */
+    NFV_SCRATCH_CONV_PHASES,              /* conv3d strided: the phases of x or dx (N, CI*P, L, L, L) */
+    NFV_SCRATCH_CONV_PHASE_WEIGHTS,       /* conv3d strided: the phases of w or dw (CO, CI*P, m, m, m) */
     NFV_SCRATCH_VIS_PENALTY_ROWS,         /* regularize: penalty row sums (N*D*H) */
     NFV_SCRATCH_VIS_BLUR_TMP,             /* regularize: one blur pass (N, 1, D, H, W) */
     NFV_SCRATCH_SLOTS                     /* count */
