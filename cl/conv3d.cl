@@ -131,30 +131,41 @@ __kernel void conv3d_phase_merge(__global const float *dxs, __global float *dx, 
 }
 
 /* ws (CO, CI*P, MD, MH, MW) = the phases of w (CO, CI, KD, KH, KW), 0 where
- * s*m + f >= K.  Global (CO*CI*P*MD*MH*MW), one weight per work-item. */
+ * s*m + f >= K.  Global (CO*CI): one (co, ci) kernel per work-item, its P
+ * phase kernels contiguous in ws (one weight per work-item ran at a few
+ * GB/s on PoCL, as conv3d_flip_weights did). */
 __kernel void conv3d_phase_weights(__global const float *w, __global float *ws, int kd, int kh, int kw, int md,
                                    int mh, int mw, PHASE_ARGS)
 {
-    const size_t z = get_global_id(0);
-    const int P = nfd * nfh * nfw, mvol = md * mh * mw;
-    const int m = z % mvol, mx = m % mw, my = m / mw % mh, mz = m / (mw * mh);
-    const size_t r = z / mvol, coci = r / P;
-    const int f = r % P, fw = f % nfw, fh = f / nfw % nfh, fd = f / (nfw * nfh);
-    const int td = sd * mz + fd, th = sh * my + fh, tw = sw * mx + fw;
-    ws[z] = td < kd && th < kh && tw < kw ? w[((coci * kd + td) * kh + th) * kw + tw] : 0.0f;
+    const size_t coci = get_global_id(0);
+    __global const float *src = w + coci * (kd * kh * kw);
+    __global float *dst = ws + coci * (nfd * nfh * nfw * md * mh * mw);
+    for (int fd = 0; fd < nfd; fd++)
+        for (int fh = 0; fh < nfh; fh++)
+            for (int fw = 0; fw < nfw; fw++)
+                for (int mz = 0; mz < md; mz++)
+                    for (int my = 0; my < mh; my++)
+                        for (int mx = 0; mx < mw; mx++) {
+                            const int td = sd * mz + fd, th = sh * my + fh, tw = sw * mx + fw;
+                            *dst++ = td < kd && th < kh && tw < kw ? src[(td * kh + th) * kw + tw] : 0.0f;
+                        }
 }
 
 /* dw (CO, CI, KD, KH, KW) from dws (CO, CI*P, MD, MH, MW): each tap of w is
  * one phase tap (the adjoint of conv3d_phase_weights on the taps it reads).
- * Global (CO*CI*KD*KH*KW). */
+ * Global (CO*CI): one (co, ci) kernel per work-item. */
 __kernel void conv3d_phase_weights_merge(__global const float *dws, __global float *dw, int kd, int kh, int kw,
                                          int md, int mh, int mw, PHASE_ARGS)
 {
-    const size_t z = get_global_id(0);
-    const int kvol = kd * kh * kw, t = z % kvol, tw = t % kw, th = t / kw % kh, td = t / (kw * kh);
-    const size_t coci = z / kvol;
-    const size_t c = coci * (nfd * nfh * nfw) + (td % sd * nfh + th % sh) * nfw + tw % sw;
-    dw[z] = dws[((c * md + td / sd) * mh + th / sh) * mw + tw / sw];
+    const size_t coci = get_global_id(0);
+    __global const float *src = dws + coci * (nfd * nfh * nfw * md * mh * mw);
+    __global float *dst = dw + coci * (kd * kh * kw);
+    for (int td = 0; td < kd; td++)
+        for (int th = 0; th < kh; th++)
+            for (int tw = 0; tw < kw; tw++) {
+                const int f = (td % sd * nfh + th % sh) * nfw + tw % sw;
+                *dst++ = src[((f * md + td / sd) * mh + th / sh) * mw + tw / sw];
+            }
 }
 
 /* wf (CO, PER) = w (CO, PER) * s[co], bf (CO) = (b - mean) * s + beta with

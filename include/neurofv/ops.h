@@ -112,14 +112,17 @@ size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3
  * per slab of output planes, batch n, output (out_dims)) in the context's
  * scratch: what src/model/memory.c counts. */
 size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[3], const int out_dims[3]);
-/* The stride-1 conv over phases that a strided conv runs as
- * (src/layers/conv3d_strided.c): phases (input channels per channel),
- * their length per axis and the kernel over them; src/model/memory.c
- * counts its scratch from this. */
+/* The conv over phases that a strided conv runs as
+ * (src/layers/conv3d_strided.c), split along x only (x_only: its forward
+ * and weight gradient) or along every strided axis (its input gradient):
+ * phases (input channels per channel), their length per axis, and the
+ * kernel, stride and padding over them; src/model/memory.c counts its
+ * scratch from this. */
 typedef struct nfv_conv3d_phase_shape {
-    int phases, len[3], kernel[3];
+    int phases, len[3], kernel[3], stride[3], pad[3];
 } nfv_conv3d_phase_shape;
-nfv_conv3d_phase_shape nfv_conv3d_phase_shape_of(const int kernel[3], const int stride[3], const int out_dims[3]);
+nfv_conv3d_phase_shape nfv_conv3d_phase_shape_of(const int in_dims[3], const int kernel[3], const int stride[3],
+                                                 const int out_dims[3], int x_only);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
  * ones are tested against, never used by the program (with dilation or
  * groups > 1 they run the general kernels, as the functions above). */

@@ -83,34 +83,35 @@ static void grow(scratch_max *s, int slot, size_t floats, const nfv_layer *l, co
     snprintf(s->what[slot], sizeof s->what[slot], "layer %d (%s) %s", l->index, l->name, use);
 }
 
-/* What conv3d_strided.c takes for a strided layer l (batch n): the stride-1
- * conv over phases, whose own fast paths take the rest. */
+/* What conv3d_strided.c takes for a strided layer l (batch n): the conv
+ * over phases, whose own fast paths take the rest. */
 static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad, int dgrad, scratch_max *s)
 {
     const int *k = l->spec.kernel, *st = l->spec.stride, out[3] = {l->out_shape[1], l->out_shape[2], l->out_shape[3]};
-    const int one[3] = {1, 1, 1}, none[3] = {0, 0, 0};
-    const nfv_conv3d_phase_shape ph = nfv_conv3d_phase_shape_of(k, st, out);
-    const int ci = l->in_shape[0] * ph.phases, co = l->spec.features, *m = ph.kernel;
-    const size_t data = (size_t)n * ci * ph.len[0] * ph.len[1] * ph.len[2];
-    const size_t weights = (size_t)co * ci * m[0] * m[1] * m[2];
-    if (fwd && st[2] != 1) {
-        grow(s, SL_PHASES, data, l, "input phases");
+    const int co = l->spec.features;
+    for (int x_only = 1; x_only >= 0; x_only--) {
+        if (x_only ? !(fwd || wgrad) || st[2] == 1 : !dgrad) continue;
+        const nfv_conv3d_phase_shape ph = nfv_conv3d_phase_shape_of(l->in_shape + 1, k, st, out, x_only);
+        const int ci = l->in_shape[0] * ph.phases, *m = ph.kernel;
+        const size_t data = (size_t)n * ci * ph.len[0] * ph.len[1] * ph.len[2];
+        const size_t weights = (size_t)co * ci * m[0] * m[1] * m[2];
+        grow(s, SL_PHASES, data, l, x_only ? "input phases" : "input-gradient phases");
         grow(s, SL_PHASE_W, weights, l, "weight phases");
-        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, none, m, one), l, "padded input phases");
-    }
-    if (wgrad && m[2] <= 5) {
-        grow(s, SL_PHASES, data, l, "input phases");
-        grow(s, SL_PHASE_W, weights, l, "weight-gradient phases");
-        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, none, m, one), l, "padded input phases");
-        grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, m, out), l, "weight-gradient partial sums");
-        grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(vec, n, co, out, ph.len[2], 1), l, "pitched output gradient");
-    }
-    if (dgrad) {
-        const int tp[3] = {m[0] - 1, m[1] - 1, m[2] - 1};
-        grow(s, SL_PHASES, data, l, "input-gradient phases");
-        grow(s, SL_PHASE_W, weights, l, "weight phases");
-        grow(s, SL_FLIPPED, weights, l, "flipped weight phases");
-        grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, out, tp, m, one), l, "padded output gradient");
+        if (x_only) {
+            grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, ph.pad, m, ph.stride), l,
+                 "padded input phases");
+            if (wgrad && m[2] <= 5) {
+                grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, m, out), l,
+                     "weight-gradient partial sums");
+                grow(s, SL_PITCHED,
+                     nfv_conv3d_pitched_dy_floats(vec, n, co, out, ph.len[2] + 2 * ph.pad[2], ph.stride[1]), l,
+                     "pitched output gradient");
+            }
+        } else {
+            const int tp[3] = {m[0] - 1, m[1] - 1, m[2] - 1}, one[3] = {1, 1, 1};
+            grow(s, SL_FLIPPED, weights, l, "flipped weight phases");
+            grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, out, tp, m, one), l, "padded output gradient");
+        }
     }
 }
 
