@@ -98,19 +98,29 @@ __kernel void conv3d_pad_gated(__global const float *x, __global const float *ga
 #define PHASE_ARGS int sd, int sh, int sw, int nfd, int nfh, int nfw, int pd_, int ph_, int pw_
 
 /* xs (N, CI*P, LD, LH, LW) = the phases of x (N, CI, D, H, W) padded by p
- * (zeros outside x).  Global (LW, LH, N*CI*P*LD), one value per work-item. */
+ * (zeros outside x).  Global (LH, N*CI*P*LD): one row of LW per work-item
+ * (one value per work-item spent more in PoCL's per-item cost than in the
+ * copy). */
 __kernel void conv3d_phase_split(__global const float *x, __global float *xs, int d, int h, int w, int ld, int lh,
                                  int lw, PHASE_ARGS)
 {
-    const int k = get_global_id(0), j = get_global_id(1);
-    const size_t z = get_global_id(2);
-    if (k >= lw || j >= lh) return;
+    const int j = get_global_id(0);
+    const size_t z = get_global_id(1);
+    if (j >= lh) return;
     const int i = z % ld, P = nfd * nfh * nfw;
     const size_t r = z / ld, nci = r / P;
     const int f = r % P, fw = f % nfw, fh = f / nfw % nfh, fd = f / (nfw * nfh);
-    const int qd = sd * i + fd - pd_, qh = sh * j + fh - ph_, qw = sw * k + fw - pw_;
-    const int inside = qd >= 0 && qd < d && qh >= 0 && qh < h && qw >= 0 && qw < w;
-    xs[(z * lh + j) * lw + k] = inside ? x[((nci * d + qd) * h + qh) * w + qw] : 0.0f;
+    const int qd = sd * i + fd - pd_, qh = sh * j + fh - ph_;
+    __global float *dst = xs + (z * lh + j) * lw;
+    if (qd < 0 || qd >= d || qh < 0 || qh >= h) {
+        for (int k = 0; k < lw; k++) dst[k] = 0.0f;
+        return;
+    }
+    __global const float *src = x + ((nci * d + qd) * h + qh) * w;
+    for (int k = 0; k < lw; k++) {
+        const int qw = sw * k + fw - pw_;
+        dst[k] = qw >= 0 && qw < w ? src[qw] : 0.0f;
+    }
 }
 
 /* dx (N, CI, D, H, W) from dxs (N, CI*P, LD, LH, LW): the adjoint of

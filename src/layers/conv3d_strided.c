@@ -100,8 +100,8 @@ static nfv_status phase_data(nfv_context *ctx, const conv_dims *d, const phase_g
 {
     const int args[6] = {d->d, d->h, d->w, g->u.d, g->u.h, g->u.w};
     if (to_phases) {
-        size_t global[3] = {(size_t)g->u.w, (size_t)g->u.h, (size_t)d->n * g->u.ci * g->u.d};
-        return phase_launch(ctx, "conv3d_phase_split", from, to, args, 6, g, 3, global);
+        size_t global[2] = {(size_t)g->u.h, (size_t)d->n * g->u.ci * g->u.d}; /* a row per work-item */
+        return phase_launch(ctx, "conv3d_phase_split", from, to, args, 6, g, 2, global);
     }
     size_t global[3] = {(size_t)d->w, (size_t)d->h, (size_t)d->n * d->ci * d->d};
     return phase_launch(ctx, "conv3d_phase_merge", from, to, args, 6, g, 3, global);
