@@ -255,21 +255,32 @@ nfv_status nfv_conv3d_forward_relu(nfv_context *ctx, const nfv_conv3d_params *p,
     return conv3d_forward_fast(ctx, &d, x->buf, NULL, w->buf, b ? b->buf : NULL, 1, y->buf);
 }
 
-nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wt)
+nfv_status conv3d_flip_into(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem wt)
 {
     const int kvol = d->k[0] * d->k[1] * d->k[2];
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, (size_t)d->co * d->ci * kvol, "conv3d flipped weights",
-                           wt));
     cl_kernel k;
     char go[32];
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), "conv3d_flip_weights", &k));
     cl_int co = d->co, ci = d->ci, kv = kvol, err;
-    if ((err = clSetKernelArg(k, 0, sizeof w, &w)) || (err = clSetKernelArg(k, 1, sizeof *wt, wt)) ||
+    if ((err = clSetKernelArg(k, 0, sizeof w, &w)) || (err = clSetKernelArg(k, 1, sizeof wt, &wt)) ||
         (err = clSetKernelArg(k, 2, sizeof co, &co)) || (err = clSetKernelArg(k, 3, sizeof ci, &ci)) ||
         (err = clSetKernelArg(k, 4, sizeof kv, &kv)))
         return nfv_cl_fail(err, "clSetKernelArg", "conv3d_flip_weights", __FILE__, __LINE__);
     size_t global = (size_t)d->co * d->ci;
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
+}
+
+nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wt)
+{
+    const size_t floats = (size_t)d->co * d->ci * d->k[0] * d->k[1] * d->k[2];
+    if (!nfv_derived_frozen(ctx)) {
+        NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, floats, "conv3d flipped weights", wt));
+        return conv3d_flip_into(ctx, d, w, *wt);
+    }
+    int fresh;
+    NFV_TRY(nfv_derived_get(ctx, w, NFV_DERIVED_CONV_FLIP, floats * sizeof(float), "conv3d flipped weights (kept)", wt,
+                            &fresh));
+    return fresh ? conv3d_flip_into(ctx, d, w, *wt) : NFV_OK;
 }
 
 conv_dims conv3d_transposed_dims(const conv_dims *d)

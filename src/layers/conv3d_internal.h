@@ -69,9 +69,11 @@ nfv_status conv3d_padded_scratch(nfv_context *ctx, const conv_dims *d, cl_mem *x
  * (conv3d_padded_scratch); d->s[2] == 1. */
 nfv_status conv3d_forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem bias,
                                int relu, cl_mem y);
-/* wt (CI, CO, k) = w (CO, CI, k) transposed over channels and flipped, in the
- * flipped-weights scratch slot. */
+/* wt (CI, CO, k) = w (CO, CI, k) transposed over channels and flipped: in
+ * the flipped-weights scratch slot, or while the context's weights are
+ * frozen the copy kept for w (derived once).  _into: into a given buffer. */
 nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wt);
+nfv_status conv3d_flip_into(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem wt);
 
 /* The input gradient of d as a forward conv over dy: input dy (N, CO, DO,
  * HO, WO) padded by k - 1 - p, output dx (N, CI, D, H, W); stride 1. */

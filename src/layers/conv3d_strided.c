@@ -143,13 +143,21 @@ nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x
 nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem w, cl_mem dx)
 {
     const phase_geom g = phase_geometry(d, 0);
+    const size_t wfloats = phase_weight_floats(d, &g);
     cl_mem ws, wt, dxs;
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASE_WEIGHTS, phase_weight_floats(d, &g), "conv3d weight phases",
-                           &ws));
+    int fresh = 1;
+    if (nfv_derived_frozen(ctx))
+        NFV_TRY(nfv_derived_get(ctx, w, NFV_DERIVED_CONV_PHASE_FLIP, wfloats * sizeof(float),
+                                "conv3d flipped weight phases (kept)", &wt, &fresh));
+    else
+        NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, wfloats, "conv3d flipped weight phases", &wt));
+    if (fresh) {
+        NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASE_WEIGHTS, wfloats, "conv3d weight phases", &ws));
+        NFV_TRY(phase_weights(ctx, d, &g, 1, w, ws));
+        NFV_TRY(conv3d_flip_into(ctx, &g.u, ws, wt));
+    }
     NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASES, phase_data_floats(d, &g), "conv3d input-gradient phases",
                            &dxs));
-    NFV_TRY(phase_weights(ctx, d, &g, 1, w, ws));
-    NFV_TRY(conv3d_flip(ctx, &g.u, ws, &wt));
     /* The phase conv's input gradient: a forward over dy padded by m - 1. */
     conv_dims t = conv3d_transposed_dims(&g.u);
     NFV_TRY(conv3d_forward_fast(ctx, &t, dy, NULL, wt, NULL, 0, dxs));

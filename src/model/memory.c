@@ -74,13 +74,24 @@ enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_PITCHED, SL_BN, SL_PHASES, 
 typedef struct scratch_max {
     size_t floats[SL_COUNT];
     char what[SL_COUNT][160];
+    int frozen;           /* weights frozen (a visualization): input gradients' flipped weights are kept per layer */
+    size_t kept_floats;   /* their sum */
 } scratch_max;
+
 
 static void grow(scratch_max *s, int slot, size_t floats, const nfv_layer *l, const char *use)
 {
     if (floats <= s->floats[slot]) return;
     s->floats[slot] = floats;
     snprintf(s->what[slot], sizeof s->what[slot], "layer %d (%s) %s", l->index, l->name, use);
+}
+
+/* Flipped weights of an input gradient: the scratch slot, or while the
+ * weights are frozen a copy kept per layer (nfv_context_freeze_weights). */
+static void flipped(scratch_max *s, size_t floats, const nfv_layer *l, const char *use)
+{
+    if (s->frozen) s->kept_floats += floats;
+    else grow(s, SL_FLIPPED, floats, l, use);
 }
 
 /* What conv3d_strided.c takes for a strided layer l (batch n): the conv
@@ -109,7 +120,7 @@ static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgr
             }
         } else {
             const int tp[3] = {m[0] - 1, m[1] - 1, m[2] - 1}, one[3] = {1, 1, 1};
-            grow(s, SL_FLIPPED, weights, l, "flipped weight phases");
+            flipped(s, weights, l, "flipped weight phases");
             grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, out, tp, m, one), l, "padded output gradient");
         }
     }
@@ -144,7 +155,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
         /* A forward over dy (n, co, od, oh, ow) padded by k - 1 - p. */
         int tp[3] = {k[0] - 1 - p[0], k[1] - 1 - p[1], k[2] - 1 - p[2]};
         int dims[3] = {od, oh, ow};
-        grow(s, SL_FLIPPED, (size_t)co * ci * kvol, l, "flipped weights");
+        flipped(s, (size_t)co * ci * kvol, l, "flipped weights");
         grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, dims, tp, k, st), l, "padded output gradient");
     }
 }
@@ -262,6 +273,7 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
     free(written);
     scratch_max s;
     memset(&s, 0, sizeof s);
+    s.frozen = !training; /* a visualization: nfv_visualize freezes the weights */
     int vec = nfv_context_vector_width(ctx);
     for (int i = 0; i <= upto_layer; i++) {
         const nfv_layer *l = &m->layers[i];
@@ -272,6 +284,9 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
     }
     for (int k = 0; k < SL_COUNT; k++)
         if (s.floats[k]) nfv_memory_add(e, NFV_MEM_SCRATCH, (unsigned long long)s.floats[k] * sizeof(float), "%s", s.what[k]);
+    if (s.kept_floats)
+        nfv_memory_add(e, NFV_MEM_SCRATCH, (unsigned long long)s.kept_floats * sizeof(float),
+                       "flipped weights kept for the input gradients");
 }
 
 /* ---- fitting the device --------------------------------------------------- */

@@ -320,6 +320,7 @@ void nfv_context_free(nfv_context *ctx)
     CLBlastClearCache();
     nfv_programs_release(ctx);
     nfv_scratch_release(ctx);
+    nfv_derived_release(ctx);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->cl) clReleaseContext(ctx->cl);
     free(ctx);

@@ -46,6 +46,10 @@ struct nfv_context {
     cl_mem scratch[NFV_SCRATCH_SLOTS];
     size_t scratch_bytes[NFV_SCRATCH_SLOTS];
     struct nfv_profile_state *profile; /* NEUROFV_PROFILE=1: per-kernel device time (profile.c); else NULL */
+    /* Weights derived from weight buffers, kept while frozen (scratch.c). */
+    int freeze_depth;
+    struct nfv_derived *derived;
+    int derived_count, derived_cap;
 };
 
 /* Kernel profiling (src/runtime/profile.c). */
@@ -77,5 +81,18 @@ void nfv_programs_release(nfv_context *ctx);
  * slot next.  Owned by the context; do not release. */
 nfv_status nfv_scratch_get(nfv_context *ctx, nfv_scratch_slot slot, size_t bytes, const char *what, cl_mem *out);
 void nfv_scratch_release(nfv_context *ctx);
+
+/* Derived weights.  While the context's weights are frozen
+ * (nfv_context_freeze_weights), a copy derived from a weight buffer (kind:
+ * conv3d's flipped weights, or flipped weight phases, for input gradients)
+ * is kept per (source buffer, kind, bytes) and handed back by later calls:
+ * *fresh is 1 when the caller must fill it now, 0 when it holds what an
+ * earlier call wrote.  Owned by the context, released when the last freeze
+ * ends.  nfv_derived_frozen: whether to use it (else: a scratch slot). */
+enum { NFV_DERIVED_CONV_FLIP = 1, NFV_DERIVED_CONV_PHASE_FLIP };
+int nfv_derived_frozen(const nfv_context *ctx);
+nfv_status nfv_derived_get(nfv_context *ctx, cl_mem source, int kind, size_t bytes, const char *what, cl_mem *out,
+                           int *fresh);
+void nfv_derived_release(nfv_context *ctx);
 
 #endif

@@ -195,7 +195,11 @@ nfv_status nfv_visualize(nfv_context *ctx, nfv_model *m, const nfv_target *targe
     } else {
         order_samples(targets, count, o->starts, group_of, order);
         vis_progress p = {progress, user, 0, 0};
+        /* The weights do not change while the inputs are optimized: each
+         * conv's flipped weights are derived once for the whole run. */
+        nfv_context_freeze_weights(ctx, 1);
         st = run_batches(ctx, m, targets, order, group_of, total, o, templ, mask, &p, logs, res);
+        nfv_context_freeze_weights(ctx, 0);
         for (int t = 0; t < count && !st; t++) {
             res[t].target = targets[t];
             st = keep_best_start(m, o, order, total, logs, t, &res[t]);
