@@ -124,8 +124,11 @@ typedef struct nfv_conv3d_phase_shape {
 nfv_conv3d_phase_shape nfv_conv3d_phase_shape_of(const int in_dims[3], const int kernel[3], const int stride[3],
                                                  const int out_dims[3], int x_only);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
- * ones are tested against, never used by the program (with dilation or
- * groups > 1 they run the general kernels, as the functions above). */
+ * ones are tested against, and what the functions above fall back to for the
+ * shapes no fast path covers (an input gradient of stride 1 with padding >
+ * kernel - 1, a weight gradient wider than 5 along x after the phase split);
+ * with dilation or groups > 1 they run the general kernels, as the functions
+ * above. */
 nfv_status nfv_conv3d_forward_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *x,
                                         const nfv_tensor *w, const nfv_tensor *b, nfv_tensor *y);
 nfv_status nfv_conv3d_backward_input_reference(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
