@@ -27,7 +27,12 @@ move the float64 gradient by 2.8e-2, while the outputs agree to 1e-7.  The
 check keeps its 1e-3 limit.  Where a gradient check fails, the script prints
 how many voxels are over the limit and how far torch's own float32 gradient is
 from the reference.  The notebook model (ELU before its max pools) can meet the
-same near-ties on some inputs.
+same near-ties on some inputs, and densenet-small at 91x109x91 meets them on
+all four draws (best decision margin 3.6e-8): where no draw reaches the
+margin, a gradient over the 1e-3 limit passes only when it is within twice
+torch's own float32 gradient's distance from the reference (measured after
+the strided convs moved to the phase kernels: 2.51e-3, torch float32
+2.5e-3, 70 of 902,629 voxels, median 9.7e-9).
 
 Time on the 2-core machine, kernel caches warm: about 4 min (SFCN 2.5 min).
 
@@ -196,10 +201,10 @@ def short(text, n=300):
 
 def float32_context(model, x, grad_class, want_g, memo):
     """Once per case, after a failed gradient check: how far torch's own float32
-    input gradient is from the reference (max-pool argmax near-ties)."""
-    if memo:
-        return
-    memo.append(True)
+    input gradient is from the reference (max-pool argmax near-ties); returns
+    that max |diff| / max |ref| (kept in memo for the case's other checks)."""
+    if "torch32" in memo:
+        return memo["torch32"]
     t = time.time()
     m32 = copy.deepcopy(model).float().eval().requires_grad_(False)
     x32 = torch.tensor(x, requires_grad=True)
@@ -209,6 +214,8 @@ def float32_context(model, x, grad_class, want_g, memo):
           f"{int((d > GRAD_RTOL).sum()):,} voxels over the limit ({time.time() - t:.1f} s); a max-pool window whose "
           f"top two values lie within float32 round-off of each other sends the gradient to another voxel",
           flush=True)
+    memo["torch32"] = float(d.max())
+    return memo["torch32"]
 
 
 def neurofv_inspect(checks, what, model_path, x, grad_class, want_y, want_g, tmp, model, memo, grad_info=False):
@@ -237,11 +244,22 @@ def neurofv_inspect(checks, what, model_path, x, grad_class, want_y, want_g, tmp
               flush=True)
         float32_context(model, x, grad_class, want_g, memo)
         return
-    if not checks.compare(f"{what}: input gradient of output {grad_class}", got_g, want_g, GRAD_RTOL):
-        d = np.abs(got_g - want_g) / np.abs(want_g).max()
-        print(f"     where: {int((d > GRAD_RTOL).sum()):,} of {d.size:,} voxels are over the limit; median "
-              f"|diff| / max |ref| = {np.median(d):.1e}", flush=True)
-        float32_context(model, x, grad_class, want_g, memo)
+    what_g = f"{what}: input gradient of output {grad_class}"
+    err = rel_err(got_g, want_g)
+    if err <= GRAD_RTOL or "margin" not in memo:
+        if checks.compare(what_g, got_g, want_g, GRAD_RTOL):
+            return
+    d = np.abs(got_g - want_g) / np.abs(want_g).max()
+    print(f"     where: {int((d > GRAD_RTOL).sum()):,} of {d.size:,} voxels are over the limit; median "
+          f"|diff| / max |ref| = {np.median(d):.1e}", flush=True)
+    torch32 = float32_context(model, x, grad_class, want_g, memo)
+    if "margin" in memo:
+        # An input with a decision within float32 round-off of a tie (no draw
+        # was better): the 1e-3 limit tests round-off there, so the gradient
+        # must instead be as close as PyTorch's own float32 one (within 2x).
+        checks.line(bool(err <= 2 * torch32),
+                    f"{what_g}: max |diff| / max |ref| = {err:.2e} on an ill-conditioned input (decision margin "
+                    f"{memo['margin']:.1e}); torch's own float32 is {torch32:.2e} from the reference (limit 2x that)")
 
 
 def main():
@@ -279,7 +297,8 @@ def main():
                 print(f"     input draw {pick}: smallest ReLU / max-pool decision margin {margin:.1e} of its layer's "
                       f"scale ({'>=' if margin >= MARGIN else 'below'} {MARGIN:g}; {time.time() - t:.1f} s)",
                       flush=True)
-            memo = []
+            # per case: "margin" when no draw was well conditioned, "torch32" once measured
+            memo = {} if informational or margin >= MARGIN else {"margin": margin}
             x.astype("<f4").tofile(os.path.join(tmp, "x.bin"))
 
             t = time.time()
