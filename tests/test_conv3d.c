@@ -493,3 +493,57 @@ TEST(conv3d_general_bad_shapes)
     nfv_tensor_free(&x3), nfv_tensor_free(&x4), nfv_tensor_free(&w_ok), nfv_tensor_free(&w_full);
     nfv_tensor_free(&w5), nfv_tensor_free(&y);
 }
+
+/* nfv_context_freeze_weights: while frozen, an input gradient reuses the
+ * flipped weights (or flipped weight phases) derived at its first call for
+ * that weight buffer; the caller promised the weights do not change, so new
+ * weights uploaded meanwhile are not seen (what the contract says) until the
+ * outermost freeze ends.  Stride 1 and stride 2 (the phase path). */
+TEST(conv3d_frozen_weights_kept_until_unfrozen)
+{
+    static const conv_case cases[2] = {
+        {1, 3, 4, 6, 7, 9, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
+        {1, 3, 4, 8, 7, 9, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, 0, {0, 0, 0}, 0},
+    };
+    nfv_context *ctx = test_ctx();
+    for (int ci = 0; ci < 2; ci++) {
+        conv_data cd;
+        char name[160];
+        case_name(&cases[ci], name, sizeof name);
+        nfv_conv3d_params p = case_params(&cases[ci]);
+        if (!data_init(&cd, &cases[ci], 900 + (unsigned)ci)) {
+            data_free(&cd);
+            continue;
+        }
+        double *first = malloc(cd.nx * sizeof *first), *second = malloc(cd.nx * sizeof *second);
+        float *w2 = test_random(cd.nw, 950 + (unsigned)ci, -1, 1);
+        ref_conv3d_backward_input(&cd.s, cd.dy, cd.w, first);
+        ref_conv3d_backward_input(&cd.s, cd.dy, w2, second);
+        nfv_context_freeze_weights(ctx, 1);
+        nfv_context_freeze_weights(ctx, 1); /* nested: the inner end keeps them */
+        CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+        check_tensor("frozen, first call", name, &cd.tdx, first, 1e-4, 1e-4);
+        CHECK_OK(nfv_tensor_upload(ctx, &cd.tw, w2));
+        CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+        check_tensor("frozen, weights changed against the promise: the kept copy", name, &cd.tdx, first, 1e-4, 1e-4);
+        nfv_context_freeze_weights(ctx, 0);
+        CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+        check_tensor("inner freeze ended, outer still on: the kept copy", name, &cd.tdx, first, 1e-4, 1e-4);
+        nfv_context_freeze_weights(ctx, 0);
+        CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+        check_tensor("unfrozen: the new weights", name, &cd.tdx, second, 1e-4, 1e-4);
+        free(first), free(second), free(w2);
+        data_free(&cd);
+    }
+    nfv_context_freeze_weights(ctx, 0); /* an unmatched end is ignored */
+    conv_data cd;
+    if (data_init(&cd, &cases[0], 990)) {
+        double *want = malloc(cd.nx * sizeof *want);
+        ref_conv3d_backward_input(&cd.s, cd.dy, cd.w, want);
+        nfv_conv3d_params p = case_params(&cases[0]);
+        CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
+        check_tensor("after an unmatched end: not frozen", "", &cd.tdx, want, 1e-4, 1e-4);
+        free(want);
+    }
+    data_free(&cd);
+}
