@@ -87,6 +87,50 @@ TEST(diversity_loop_keeps_distinct_facets)
     nfv_model_free(m);
 }
 
+/* A target's starts are pushed apart within one batch, so a batch holds
+ * whole targets: 3 targets x 3 starts give the same bytes at batch 8 (which
+ * would otherwise split the third target 2 + 1) as at batch 3; a batch
+ * below --starts is refused, naming both. */
+TEST(diversity_batches_hold_whole_targets)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "conv(3,k7,p3) relu flatten linear(1)", IN_SHAPE, 0, NULL,
+                                             NFV_HEAD_REGRESSION, 3, &m)))
+        return;
+    nfv_target *t = NULL;
+    int nt = 0;
+    nfv_vis_result *r[2] = {NULL, NULL};
+    if (CHECK_OK(nfv_target_parse(m, "relu1:all", &t, &nt)) && CHECK(nt == 3, "three targets (%d)", nt)) {
+        for (int b = 0; b < 2; b++) {
+            nfv_vis_options o;
+            nfv_vis_options_default(&o);
+            CHECK_OK(nfv_vis_options_parse(&o, "--starts 3 --steps 6 --diversity 50 --diversity-layer conv1"));
+            o.batch = b ? 3 : 8;
+            CHECK_OK(nfv_visualize(ctx, m, t, nt, &o, NULL, NULL, &r[b]));
+        }
+        int same = r[0] && r[1];
+        for (int i = 0; same && i < nt; i++)
+            for (int f = 0; same && f < 3; f++)
+                same = r[0][i].facet_count == 3 && r[1][i].facet_count == 3 &&
+                       !memcmp(r[0][i].facets[f].data, r[1][i].facets[f].data,
+                               sizeof(float) * (size_t)IN_SHAPE[1] * IN_SHAPE[2] * IN_SHAPE[3]);
+        CHECK(same, "every facet the same bytes at batch 8 and batch 3");
+        nfv_vis_options o;
+        nfv_vis_options_default(&o);
+        CHECK_OK(nfv_vis_options_parse(&o, "--starts 3 --diversity 1"));
+        o.batch = 2;
+        nfv_status st = nfv_vis_options_check(&o);
+        CHECK(st == NFV_ERR_INVALID_ARG && strstr(nfv_error_message(), "--batch (2)") &&
+                  strstr(nfv_error_message(), "--starts (3)"),
+              "batch 2 for 3 starts refused: %s", nfv_error_message());
+    }
+    for (int b = 0; b < 2; b++)
+        if (r[b]) nfv_vis_results_free(r[b], nt);
+    free(t);
+    nfv_model_free(m);
+}
+
 /* CLI: --starts 3 --diversity writes <stem>_facets.png and logs the term;
  * --diversity with one start is refused, naming --starts. */
 TEST(diversity_cli_writes_facets)

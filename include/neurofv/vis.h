@@ -252,7 +252,9 @@ void nfv_vis_memory(const nfv_context *ctx, const nfv_model *m, const nfv_target
  * (nfv_memory_check_batch, `what` starts the message).  auto_batch: a batch
  * that does not fit is lowered to the largest that does (o->batch changes;
  * results do not depend on the batch); else it is an error with needed vs
- * available MiB and the largest batch that fits. */
+ * available MiB and the largest batch that fits.  With --diversity a batch
+ * holds whole targets (a target's starts are pushed apart within one): an
+ * auto batch grows to o->starts, and one that cannot hold them is an error. */
 nfv_status nfv_vis_fit_batch(const nfv_context *ctx, const nfv_model *m, const nfv_target *targets, int count,
                              nfv_vis_options *o, int auto_batch, const char *what);
 

@@ -377,6 +377,11 @@ nfv_status nfv_vis_options_check(const nfv_vis_options *o)
         return nfv_fail(NFV_ERR_INVALID_ARG, "--stay keeps activations near a subject's: it needs --init subject=FILE");
     if (o->diversity > 0 && o->starts < 2)
         return nfv_fail(NFV_ERR_INVALID_ARG, "--diversity pushes the starts of a target apart: it needs --starts >= 2");
+    if (o->diversity > 0 && o->batch < o->starts)
+        return nfv_fail(NFV_ERR_INVALID_ARG,
+                        "--diversity pushes a target's starts apart within one batch: --batch (%d) must be at least "
+                        "--starts (%d)",
+                        o->batch, o->starts);
     if (o->param == NFV_VIS_PARAM_MACO && o->blur_sigma > 0)
         return nfv_fail(NFV_ERR_INVALID_ARG, "--blur smooths a spectrum's magnitude, which --param maco fixes: drop one");
     if (o->param == NFV_VIS_PARAM_MACO && o->init == NFV_VIS_INIT_TEMPLATE)

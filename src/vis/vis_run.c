@@ -80,10 +80,17 @@ static void order_samples(const nfv_target *targets, int count, int starts, int 
 
 /* End of the batch starting at sample i: a contiguous run of at most batch
  * samples inside one group. */
-static int batch_end(const vis_sample *order, const int *group_of, int total, int i, int batch)
+static int batch_end(const vis_sample *order, const int *group_of, int total, int i, int batch, int whole_targets)
 {
     int j = i + 1;
     while (j < total && j - i < batch && group_of[order[j].target] == group_of[order[i].target]) j++;
+    /* --diversity pushes a target's starts apart within a batch: end the
+     * batch before a target it would split (batch >= starts, checked). */
+    if (whole_targets && j < total && order[j].target == order[j - 1].target) {
+        int k = j - 1;
+        while (k > i && order[k - 1].target == order[j].target) k--;
+        if (k > i) j = k;
+    }
     return j;
 }
 
@@ -93,10 +100,11 @@ static nfv_status run_batches(nfv_context *ctx, nfv_model *m, const nfv_target *
                               const float *mask, vis_progress *progress, vis_log *logs, nfv_vis_result *res)
 {
     progress->batches = 0;
-    for (int i = 0; i < total; i = batch_end(order, group_of, total, i, o->batch)) progress->batches++;
+    for (int i = 0; i < total; i = batch_end(order, group_of, total, i, o->batch, o->diversity > 0))
+        progress->batches++;
     progress->batch = 0;
     for (int i = 0; i < total; progress->batch++) {
-        int j = batch_end(order, group_of, total, i, o->batch);
+        int j = batch_end(order, group_of, total, i, o->batch, o->diversity > 0);
         double t0 = nfv_seconds();
         nfv_status st = vis_run_batch(ctx, m, targets, order + i, j - i, o, templ, mask, progress, logs + i);
         if (st) return nfv_fail_context(st, "visualizing %s", targets[order[i].target].name);
@@ -328,9 +336,15 @@ nfv_status nfv_vis_fit_batch(const nfv_context *ctx, const nfv_model *m, const n
     if (count <= 0 || o->batch < 1) return NFV_OK;
     for (int i = 0; i < count; i++)
         if (targets[i].layer < 0 || targets[i].layer >= m->layer_count) return NFV_OK; /* nfv_visualize refuses it */
+    /* --diversity needs a target's starts in one batch: a default batch grows to them. */
+    if (auto_batch && o->diversity > 0 && o->batch < o->starts) o->batch = o->starts;
     vis_fit f = {ctx, m, targets, count, *o};
     int chosen = o->batch;
     NFV_TRY(nfv_memory_check_batch(ctx, what, vis_fit_fn, &f, o->batch, auto_batch, &chosen));
+    if (o->diversity > 0 && chosen < o->starts)
+        return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: --diversity optimizes a target's %d starts in one batch, but the "
+                                             "device fits a batch of %d: fewer --starts, or a smaller grid",
+                        what, o->starts, chosen);
     o->batch = chosen;
     return NFV_OK;
 }
