@@ -495,8 +495,8 @@ TEST(conv3d_general_bad_shapes)
 }
 
 /* nfv_context_freeze_weights: while frozen, an input gradient reuses the
- * flipped weights (or flipped weight phases) derived at its first call for
- * that weight buffer; the caller promised the weights do not change, so new
+ * flipped weights (or flipped weight phases), and a strided forward its
+ * weight phases, derived at the first call for that weight buffer; the caller promised the weights do not change, so new
  * weights uploaded meanwhile are not seen (what the contract says) until the
  * outermost freeze ends.  Stride 1 and stride 2 (the phase path). */
 TEST(conv3d_frozen_weights_kept_until_unfrozen)
@@ -523,9 +523,18 @@ TEST(conv3d_frozen_weights_kept_until_unfrozen)
         nfv_context_freeze_weights(ctx, 1); /* nested: the inner end keeps them */
         CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
         check_tensor("frozen, first call", name, &cd.tdx, first, 1e-4, 1e-4);
+        double *y_first = malloc(cd.ny * sizeof *y_first), *y_second = malloc(cd.ny * sizeof *y_second);
+        ref_conv3d_forward(&cd.s, cd.x, cd.w, NULL, y_first);
+        ref_conv3d_forward(&cd.s, cd.x, w2, NULL, y_second);
+        CHECK_OK(nfv_conv3d_forward(ctx, &p, &cd.tx, &cd.tw, NULL, &cd.ty));
         CHECK_OK(nfv_tensor_upload(ctx, &cd.tw, w2));
         CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
         check_tensor("frozen, weights changed against the promise: the kept copy", name, &cd.tdx, first, 1e-4, 1e-4);
+        /* A strided forward keeps its weight phases too; stride 1 reads w itself. */
+        CHECK_OK(nfv_conv3d_forward(ctx, &p, &cd.tx, &cd.tw, NULL, &cd.ty));
+        check_tensor(ci ? "frozen forward, strided: the kept weight phases" : "frozen forward, stride 1: w itself",
+                     name, &cd.ty, ci ? y_first : y_second, 1e-4, 1e-4);
+        free(y_first), free(y_second);
         nfv_context_freeze_weights(ctx, 0);
         CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
         check_tensor("inner freeze ended, outer still on: the kept copy", name, &cd.tdx, first, 1e-4, 1e-4);

@@ -49,7 +49,8 @@ nfv_status nfv_context_create(const char *spec, nfv_context **out);
 void nfv_context_free(nfv_context *ctx);
 /* on 1: the caller promises that no weight tensor used on ctx changes
  * until the matching call with 0 (nested calls count): copies derived from
- * weights (conv3d's flipped weights for input gradients) are then kept per
+ * weights (conv3d's flipped weights for input gradients, a strided conv's
+ * weight phases) are then kept per
  * weight buffer and reused instead of derived again each call; 0 frees
  * them when the outermost freeze ends.  nfv_visualize freezes for its
  * duration (one flip per conv for the whole optimization, not per step). */

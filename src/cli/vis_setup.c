@@ -122,7 +122,7 @@ nfv_status vis_pick_batch(const vis_session *s, const nfv_target *targets, int c
 {
     /* A batch never holds more than the run's samples: 3 targets time batch 3, not 8. */
     int samples = count * o->starts, batch = o->batch < samples ? o->batch : samples;
-    if (count < 1 || o->diversity > 0 || !nfv_vis_batch_worth_probing(samples, o->steps, batch)) return NFV_OK;
+    if (o->diversity > 0 || !nfv_vis_batch_worth_probing(samples, o->steps, batch)) return NFV_OK;
     nfv_vis_batch_probe p;
     NFV_TRY(nfv_vis_probe_batch(s->ctx, s->m, &targets[0], o, batch, &p));
     fprintf(stderr,

@@ -270,16 +270,22 @@ nfv_status conv3d_flip_into(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_m
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
+nfv_status conv3d_derived_weights(nfv_context *ctx, cl_mem w, int kind, int slot, size_t floats, const char *what,
+                                  cl_mem *out, int *fresh)
+{
+    if (!nfv_derived_frozen(ctx)) {
+        *fresh = 1;
+        return conv3d_scratch(ctx, slot, floats, what, out);
+    }
+    return nfv_derived_get(ctx, w, kind, floats * sizeof(float), what, out, fresh);
+}
+
 nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wt)
 {
     const size_t floats = (size_t)d->co * d->ci * d->k[0] * d->k[1] * d->k[2];
-    if (!nfv_derived_frozen(ctx)) {
-        NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, floats, "conv3d flipped weights", wt));
-        return conv3d_flip_into(ctx, d, w, *wt);
-    }
     int fresh;
-    NFV_TRY(nfv_derived_get(ctx, w, NFV_DERIVED_CONV_FLIP, floats * sizeof(float), "conv3d flipped weights (kept)", wt,
-                            &fresh));
+    NFV_TRY(conv3d_derived_weights(ctx, w, NFV_DERIVED_CONV_FLIP, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, floats,
+                                   "conv3d flipped weights", wt, &fresh));
     return fresh ? conv3d_flip_into(ctx, d, w, *wt) : NFV_OK;
 }
 

@@ -74,6 +74,11 @@ nfv_status conv3d_forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
  * frozen the copy kept for w (derived once).  _into: into a given buffer. */
 nfv_status conv3d_flip(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wt);
 nfv_status conv3d_flip_into(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem wt);
+/* A buffer of floats for weights derived from w (kind: NFV_DERIVED_*): the
+ * scratch slot (*fresh 1), or while the context's weights are frozen the
+ * copy kept for w (*fresh 1 only the first time: the caller fills it then). */
+nfv_status conv3d_derived_weights(nfv_context *ctx, cl_mem w, int kind, int slot, size_t floats, const char *what,
+                                  cl_mem *out, int *fresh);
 
 /* The input gradient of d as a forward conv over dy: input dy (N, CO, DO,
  * HO, WO) padded by k - 1 - p, output dx (N, CI, D, H, W); stride 1. */

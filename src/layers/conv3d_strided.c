@@ -132,11 +132,12 @@ nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x
 {
     const phase_geom g = phase_geometry(d, 1);
     cl_mem xs, ws;
+    int fresh;
     NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASES, phase_data_floats(d, &g), "conv3d input phases", &xs));
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASE_WEIGHTS, phase_weight_floats(d, &g), "conv3d weight phases",
-                           &ws));
+    NFV_TRY(conv3d_derived_weights(ctx, w, NFV_DERIVED_CONV_PHASE, NFV_SCRATCH_CONV_PHASE_WEIGHTS,
+                                   phase_weight_floats(d, &g), "conv3d weight phases", &ws, &fresh));
     NFV_TRY(phase_data(ctx, d, &g, 1, x, xs));
-    NFV_TRY(phase_weights(ctx, d, &g, 1, w, ws));
+    if (fresh) NFV_TRY(phase_weights(ctx, d, &g, 1, w, ws));
     return conv3d_forward_fast(ctx, &g.u, xs, NULL, ws, bias, relu, y);
 }
 
@@ -145,12 +146,9 @@ nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, c
     const phase_geom g = phase_geometry(d, 0);
     const size_t wfloats = phase_weight_floats(d, &g);
     cl_mem ws, wt, dxs;
-    int fresh = 1;
-    if (nfv_derived_frozen(ctx))
-        NFV_TRY(nfv_derived_get(ctx, w, NFV_DERIVED_CONV_PHASE_FLIP, wfloats * sizeof(float),
-                                "conv3d flipped weight phases (kept)", &wt, &fresh));
-    else
-        NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, wfloats, "conv3d flipped weight phases", &wt));
+    int fresh;
+    NFV_TRY(conv3d_derived_weights(ctx, w, NFV_DERIVED_CONV_PHASE_FLIP, NFV_SCRATCH_CONV_FLIPPED_WEIGHTS, wfloats,
+                                   "conv3d flipped weight phases", &wt, &fresh));
     if (fresh) {
         NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASE_WEIGHTS, wfloats, "conv3d weight phases", &ws));
         NFV_TRY(phase_weights(ctx, d, &g, 1, w, ws));

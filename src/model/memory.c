@@ -74,7 +74,7 @@ enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_PITCHED, SL_BN, SL_PHASES, 
 typedef struct scratch_max {
     size_t floats[SL_COUNT];
     char what[SL_COUNT][160];
-    int frozen;           /* weights frozen (a visualization): input gradients' flipped weights are kept per layer */
+    int frozen;           /* weights frozen (a visualization): flipped weights and weight phases are kept per layer */
     size_t kept_floats;   /* their sum */
 } scratch_max;
 
@@ -107,7 +107,8 @@ static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgr
         const size_t data = (size_t)n * ci * ph.len[0] * ph.len[1] * ph.len[2];
         const size_t weights = (size_t)co * ci * m[0] * m[1] * m[2];
         grow(s, SL_PHASES, data, l, x_only ? "input phases" : "input-gradient phases");
-        grow(s, SL_PHASE_W, weights, l, "weight phases");
+        if (x_only && s->frozen) s->kept_floats += weights; /* a visualization's forward keeps them */
+        else grow(s, SL_PHASE_W, weights, l, "weight phases");
         if (x_only) {
             grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, ph.pad, m, ph.stride), l,
                  "padded input phases");
@@ -286,7 +287,7 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
         if (s.floats[k]) nfv_memory_add(e, NFV_MEM_SCRATCH, (unsigned long long)s.floats[k] * sizeof(float), "%s", s.what[k]);
     if (s.kept_floats)
         nfv_memory_add(e, NFV_MEM_SCRATCH, (unsigned long long)s.kept_floats * sizeof(float),
-                       "flipped weights kept for the input gradients");
+                       "weights kept while frozen (flipped, phases)");
 }
 
 /* ---- fitting the device --------------------------------------------------- */

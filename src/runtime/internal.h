@@ -84,12 +84,13 @@ void nfv_scratch_release(nfv_context *ctx);
 
 /* Derived weights.  While the context's weights are frozen
  * (nfv_context_freeze_weights), a copy derived from a weight buffer (kind:
- * conv3d's flipped weights, or flipped weight phases, for input gradients)
+ * conv3d's flipped weights or flipped weight phases for input gradients,
+ * its weight phases for a strided forward)
  * is kept per (source buffer, kind, bytes) and handed back by later calls:
  * *fresh is 1 when the caller must fill it now, 0 when it holds what an
  * earlier call wrote.  Owned by the context, released when the last freeze
  * ends.  nfv_derived_frozen: whether to use it (else: a scratch slot). */
-enum { NFV_DERIVED_CONV_FLIP = 1, NFV_DERIVED_CONV_PHASE_FLIP };
+enum { NFV_DERIVED_CONV_FLIP = 1, NFV_DERIVED_CONV_PHASE_FLIP, NFV_DERIVED_CONV_PHASE };
 int nfv_derived_frozen(const nfv_context *ctx);
 nfv_status nfv_derived_get(nfv_context *ctx, cl_mem source, int kind, size_t bytes, const char *what, cl_mem *out,
                            int *fresh);

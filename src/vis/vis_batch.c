@@ -9,7 +9,6 @@
  * name predicts it, so when the user gives no --batch, a few steps of the
  * run's own options are timed at batch 1 and at the largest batch that fits,
  * and the cheaper per sample-step is kept. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
