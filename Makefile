@@ -22,7 +22,7 @@ else
 ROOT_COPY := neurofv
 endif
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD) -I/usr/include/nifti $(EXTRA_CFLAGS)
-LDLIBS  += -lclblast -lOpenCL -lnifti2 -lznz -lcjson -lprotobuf-c -lgif -lz -lm
+LDLIBS  += -lclblast -lOpenCL -lnifti2 -lznz -lcjson -lprotobuf-c -lgif -lfftw3f -lz -lm
 LDFLAGS += $(EXTRA_LDFLAGS)
 PYTHON  ?= /usr/bin/python3
 

@@ -71,8 +71,8 @@ TEST(mis_known_answer_cube_detector)
     memset(&c, 0, sizeof c);
     if (CHECK_OK(nfv_target_parse(m, "relu1:0@", &t, &nt)) &&
         CHECK(nfv_mis_default_layer(m, t->layer) == 0, "relu1's earlier layer is conv1") &&
-        /* The voxel term alone: conv1's channel means barely see a 3^3 cube in 5,168 voxels. */
-        CHECK_OK(nfv_mis_cohort_init(ctx, m, t, vols, n, -1, &c))) {
+        /* No feature layer (-1): conv1's channel means barely see a 3^3 cube in 5,168 voxels. */
+        CHECK_OK(nfv_mis_cohort_init(ctx, m, t, vols, n, -1, NULL, 6.0, &c))) {
         int cubes = 0;
         for (int k = 0; k < c.nstrong; k++) cubes += c.strong[k] % 2;
         CHECK(c.nstrong == 10 && cubes == 10, "the top quartile is the cube subjects (%d of %d)", cubes, c.nstrong);
@@ -90,7 +90,7 @@ TEST(mis_known_answer_cube_detector)
         nfv_mis_result given;
         if (CHECK_OK(nfv_picture_grad_compute(ctx, m, t, rnd, &pg)) &&
             CHECK_OK(nfv_mis_score(ctx, m, t, &c, rnd, &pg, 200, 1, NULL, &given)))
-            CHECK(given.correct == r.correct && given.mis_voxel == r.mis_voxel,
+            CHECK(given.correct == r.correct,
                   "a given gradient scores the same: %.1f vs %.1f correct", given.correct, r.correct);
         nfv_picture_grad_free(&pg);
         free(rnd);
@@ -213,7 +213,7 @@ TEST(focus_share_known_answer_linear_unit)
     nfv_mis_cohort c;
     memset(&c, 0, sizeof c);
     const double radius = 6.0; /* mm: 3 voxels of the 2 mm grid, the blobs' radius is 2 */
-    if (CHECK_OK(nfv_target_parse(m, "fc:0", &t, &nt)) && CHECK_OK(nfv_mis_cohort_init(ctx, m, t, vols, n, -1, &c))) {
+    if (CHECK_OK(nfv_target_parse(m, "fc:0", &t, &nt)) && CHECK_OK(nfv_mis_cohort_init(ctx, m, t, vols, n, -1, NULL, radius, &c))) {
         nfv_focus_result r;
         if (CHECK_OK(nfv_focus_share(ctx, m, t, &c, one_blob, NULL, radius, &r))) {
             double want = focus_by_hand(m, &c, one_blob, radius, r.centre_mm), centre[3];
@@ -256,5 +256,64 @@ TEST(focus_share_known_answer_linear_unit)
     free(ones);
     free(one_blob);
     free(two_blobs);
+    nfv_model_free(m);
+}
+
+/* The pattern is found wherever it lies.  A global unit (the sum of every
+ * voxel) and 24 subjects: the odd ones carry a blob (radius 2) each at its
+ * own place, so they are the strong quartile; the picture has one blob at a
+ * place no subject has it.  Its pattern box is searched over each subject:
+ * every blob subject beats every plain one, so MIS is 1; a correlation at
+ * the picture's own voxels (the score's former voxel term) would see
+ * nothing, the blobs being elsewhere.  A picture of noise alone scores near
+ * chance. */
+TEST(mis_pattern_found_wherever_it_lies)
+{
+    nfv_context *ctx = test_ctx();
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "flatten linear(1)", IN_SHAPE, 0, NULL, NFV_HEAD_REGRESSION, 3, &m)))
+        return;
+    const int n = 24, nz = IN_SHAPE[1], ny = IN_SHAPE[2], nx = IN_SHAPE[3];
+    size_t vox = (size_t)nz * ny * nx;
+    float *ones = malloc(vox * sizeof *ones), zero = 0;
+    for (size_t v = 0; v < vox; v++) ones[v] = 1.0f;
+    CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[0], ones));
+    CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[1], &zero));
+    float *vols = test_random((size_t)n * vox, 61, -0.2f, 0.2f), *picture = test_random(vox, 62, -0.2f, 0.2f);
+    float *noise = test_random(vox, 63, -0.2f, 0.2f);
+    for (int i = 1; i < n; i += 2) add_blob(vols + (size_t)i * vox, 3 + i % 11, 3 + (5 * i) % 13, 3 + (7 * i) % 10, 2);
+    add_blob(picture, 8, 15, 12, 2);
+    nfv_target *t = NULL;
+    int nt = 0;
+    nfv_mis_cohort c;
+    memset(&c, 0, sizeof c);
+    if (CHECK_OK(nfv_target_parse(m, "fc:0", &t, &nt)) && CHECK_OK(nfv_mis_cohort_init(ctx, m, t, vols, n, -1, NULL, 6.0, &c))) {
+        int blobs = 0;
+        for (int k = 0; k < c.nstrong; k++) blobs += c.strong[k] % 2;
+        CHECK(blobs == c.nstrong, "the strong quartile is blob subjects (%d of %d)", blobs, c.nstrong);
+        double *sim = malloc(n * sizeof *sim), *pattern = malloc(n * sizeof *pattern), *act = malloc(n * sizeof *act);
+        if (CHECK_OK(nfv_mis_similarity(ctx, m, t, &c, picture, NULL, sim, pattern, act))) {
+            double blob_min = 2, plain_max = -2;
+            for (int i = 0; i < n; i++)
+                if (i % 2) blob_min = fmin(blob_min, pattern[i]);
+                else plain_max = fmax(plain_max, pattern[i]);
+            CHECK(blob_min > plain_max, "every blob subject's best NCC (min %.3f) above every plain one's (max %.3f)",
+                  blob_min, plain_max);
+        }
+        nfv_mis_result r;
+        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, picture, NULL, 200, 1, NULL, &r)))
+            CHECK(r.mis == 1.0, "a blob elsewhere: MIS %.3f (want 1)", r.mis);
+        if (CHECK_OK(nfv_mis_score(ctx, m, t, &c, noise, NULL, 200, 1, NULL, &r)))
+            CHECK(fabs(r.mis - 0.5) < 0.25, "noise alone: MIS %.3f, near chance", r.mis);
+        free(sim);
+        free(pattern);
+        free(act);
+        nfv_mis_cohort_free(&c);
+    }
+    free(t);
+    free(vols);
+    free(picture);
+    free(noise);
+    free(ones);
     nfv_model_free(m);
 }

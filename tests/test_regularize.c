@@ -315,3 +315,66 @@ TEST(vis_ncc_finds_planted_cube)
     free(patch);
     free(v);
 }
+
+/* The FFT search over a bank of volumes (src/vis/ncc.c) against the direct
+ * search, nfv_ncc_search without a mask, its reference: every volume's best
+ * NCC within 1e-4 (single-precision spectra; NCC is in [-1, 1]).  Odd sizes
+ * (73 is prime at 3 mm, 109 at 2 mm), a template cut from one volume (its
+ * own volume scores 1), a random one, a flat volume (every patch scores 0,
+ * as the reference's flat patches do), and one the size of the grid (a
+ * single position).  Volume 4 is a bright block (SD ~60) in a near-flat
+ * background (SD ~6e-4), as a brain in its grid: its near-flat patches are
+ * where float rounding once gave NCCs above 1; they count as flat now, and
+ * no score may exceed 1. */
+TEST(vis_ncc_bank_matches_direct_search)
+{
+    enum { N = 5 };
+    const int dims[3] = {13, 17, 11};
+    size_t vox = (size_t)13 * 17 * 11;
+    float *vols = test_random(N * vox, 53, -1.0f, 1.0f);
+    for (size_t i = 0; i < vox; i++) vols[2 * vox + i] = 0.75f; /* volume 2 is flat */
+    for (size_t i = 0; i < vox; i++) {
+        int z = (int)(i / (17 * 11)), y = (int)(i / 11 % 17), x = (int)(i % 11);
+        vols[4 * vox + i] *= z >= 3 && z < 10 && y >= 4 && y < 13 && x >= 3 && x < 8 ? 100.0f : 1e-3f;
+    }
+    const int cut[3] = {5, 4, 6}, from[3] = {6, 9, 2};
+    float *tmpl = malloc(vox * sizeof *tmpl), *rnd = test_random(vox, 54, 0.0f, 1.0f);
+    for (int z = 0; z < cut[0]; z++)
+        for (int y = 0; y < cut[1]; y++)
+            for (int x = 0; x < cut[2]; x++)
+                tmpl[(z * cut[1] + y) * cut[2] + x] =
+                    vols[vox + ((size_t)(from[0] + z) * 17 + from[1] + y) * 11 + from[2] + x];
+    struct {
+        const float *t;
+        int tdims[3];
+        const char *what;
+    } cases[] = {{tmpl, {5, 4, 6}, "a box of volume 1"}, {rnd, {3, 7, 5}, "random"}, {rnd, {13, 17, 11}, "the whole grid"}};
+    nfv_ncc_bank *bank = NULL;
+    if (!CHECK_OK(nfv_ncc_bank_create(vols, N, dims, &bank))) goto done;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        double best[N], worst = 0;
+        int at = -1;
+        if (!CHECK_OK(nfv_ncc_bank_search(bank, cases[k].t, cases[k].tdims, best))) continue;
+        for (int i = 0; i < N - 1; i++) { /* volume 4: see below */
+            nfv_ncc_result r;
+            if (!CHECK_OK(nfv_ncc_search(vols + (size_t)i * vox, dims, NULL, cases[k].t, cases[k].tdims, &r))) continue;
+            if (fabs(best[i] - r.score) > worst) worst = fabs(best[i] - r.score), at = i;
+        }
+        CHECK(worst <= 1e-4, "%s: worst |FFT - direct| %.3g at volume %d (tolerance 1e-4 absolute)", cases[k].what,
+              worst, at);
+        double top = -2;
+        for (int i = 0; i < N; i++) top = fmax(top, best[i]);
+        CHECK(top <= 1.0 + 1e-4, "%s: no NCC above 1 (%.6f)", cases[k].what, top);
+        if (k == 0)
+            CHECK(fabs(best[1] - 1.0) < 1e-4 && best[2] == 0.0, "own volume %.6f (want 1), flat volume %g (want 0)",
+                  best[1], best[2]);
+    }
+    double best[N];
+    const int too_big[3] = {14, 1, 1};
+    CHECK(nfv_ncc_bank_search(bank, rnd, too_big, best) == NFV_ERR_INVALID_ARG, "a template larger than the grid is refused");
+done:
+    nfv_ncc_bank_free(bank);
+    free(vols);
+    free(tmpl);
+    free(rnd);
+}

@@ -16,7 +16,7 @@ for name in sys.argv[1:]:
     cfgs = []
     for r in rows:
         if r['config'] not in cfgs: cfgs.append(r['config'])
-    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | margin > 0.05 | MIS pooled [Wilson] | MIS plain | MIS voxel | MIS act | focus share')
+    print('config | classes recovered | logit every class (seeds) | contrast every class | mean margin | margin > 0.05 | MIS pooled [Wilson] | MIS plain | MIS act | focus share')
     xs, ys = [], []
     for c in cfgs:
         rr = [r for r in rows if r['config']==c]
@@ -30,19 +30,22 @@ for name in sys.argv[1:]:
             fam[fam_name]=n
         k = sum(float(r['mis'])*int(r['mis_pairs']) for r in rr); n = sum(int(r['mis_pairs']) for r in rr)
         p=k/n; z=1.959964; den=1+z*z/n; cen=(p+z*z/(2*n))/den; h=z*math.sqrt(p*(1-p)/n+z*z/(4*n*n))/den
-        mv = sum(float(r['mis_voxel']) for r in rr)/len(rr); ma = sum(float(r['mis_act']) for r in rr)/len(rr)
+        ma = sum(float(r['mis_act']) for r in rr)/len(rr)
         mm = sum(float(r['margin']) for r in rr)/len(rr)
         clear = sum(float(r['margin']) > 0.05 for r in rr)
         mp = sum(float(r.get('mis_plain') or 'nan') for r in rr)/len(rr)
         fs = [float(r['focus_share']) for r in rr if r.get('focus_share')]
         mf = sum(fs)/len(fs) if fs else float('nan')
-        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {clear}/{len(rr)} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mp:.3f} | {mv:.3f} | {ma:.3f} | {mf:.3f}')
+        print(f'{c} | {rec}/{len(rr)} | {fam["logit"]}/3 | {fam["contrast"]}/3 | {mm:+.3f} | {clear}/{len(rr)} | {p:.3f} [{cen-h:.3f}, {cen+h:.3f}] | {mp:.3f} | {ma:.3f} | {mf:.3f}')
     for (c,s), rr in by.items():
         xs.append(sum(float(r['mis']) for r in rr)/len(rr)); ys.append(sum(int(r['recovered']) for r in rr))
     rho, pv = spearmanr(xs, ys)
     print(f'Spearman(MIS, classes recovered) over {len(xs)} config x seed runs: rho {rho:.3f} (p {pv:.2f})')
-    xv = [sum(float(r['mis_voxel']) for r in rr)/len(rr) for rr in by.values()]
-    print(f'  voxel term alone: rho {spearmanr(xv, ys)[0]:.3f}')
+    if 'mis_voxel' in rows[0]:
+        xv = [sum(float(r['mis_voxel']) for r in rr)/len(rr) for rr in by.values()]
+        print(f'  voxel term alone: rho {spearmanr(xv, ys)[0]:.3f}')
+    xa = [sum(float(r['mis_act']) for r in rr)/len(rr) for rr in by.values()]
+    print(f'  feature term alone: rho {spearmanr(xa, ys)[0]:.3f}')
     if 'mis_plain' in rows[0]:
         xp = [sum(float(r['mis_plain']) for r in rr)/len(rr) for rr in by.values()]
         print(f'  plain (not contrastive): rho {spearmanr(xp, ys)[0]:.3f}')

@@ -9,6 +9,7 @@
 
 #include "neurofv/model.h"
 #include "neurofv/vis.h"
+#include "neurofv/vis_ops.h"
 #include "neurofv/volume.h"
 
 #ifdef __cplusplus
@@ -123,7 +124,7 @@ typedef struct nfv_compare_row {
      * other visualizations of the same family in the run; mis_plain is the
      * score without them. */
     int has_mis;
-    double mis, mis_lo, mis_hi, mis_voxel, mis_act, mis_plain;
+    double mis, mis_lo, mis_hi, mis_act, mis_plain;
     int mis_pairs;
     double mis_correct;
     /* --score mis also gives the focus share (nfv_focus_share): NaN when the
@@ -139,12 +140,14 @@ typedef struct nfv_compare_row {
  * Automated 2AFC (Borowski et al. 2021; MIS, Zimmermann et al. 2024): for a
  * unit (target) and its visualization v, pairs of real subjects, one from the
  * top and one from the bottom quartile of the cohort's objective; the one
- * more similar to v is predicted to activate more.  Similarity = mean of the
- * NCC over v's effective receptive field (top 10 % of |d objective / d x| at
- * v) and the cosine of cohort-standardized channel means at feat_layer (the
- * last (C, D, H, W) layer before the target's; -1: voxel term only), each
- * term standardized over the subjects first.  The score is the share of
- * correct predictions (ties half); 0.5 = chance. */
+ * more similar to v is predicted to activate more.  Similarity: the box of
+ * half-side radius_mm around v's focus (nfv_focus_centre) is cut out of v
+ * and each subject scores its best NCC with that box at any position (the
+ * pattern, wherever it lies in the subject).  The score is the share of
+ * correct predictions (ties half); 0.5 = chance.  Reported beside it, not
+ * part of it: the same judgement by the cosine of cohort-standardized
+ * channel means at feat_layer (the last (C, D, H, W) layer before the
+ * target's; -1: none), which any picture that drives the unit passes. */
 typedef struct nfv_mis_cohort {
     int n;
     const float *volumes;    /* (n, D, H, W) on the model grid, not owned */
@@ -154,15 +157,18 @@ typedef struct nfv_mis_cohort {
     float *feat_mean, *feat_sd; /* (C) */
     int *order;              /* (n) subjects by rising objective */
     const int *strong, *weak; /* the top and bottom n/4 of order */
-    float *mean;             /* (D, H, W) the mean subject (for nfv_focus_share) */
+    float *mean;             /* (D, H, W) the mean subject (for nfv_focus_centre) */
     int nstrong, nweak;
+    double radius_mm;        /* the pattern box's half-side */
+    const nfv_ncc_bank *bank; /* the subjects' spectra for the pattern search */
+    nfv_ncc_bank *own_bank;  /* bank when nfv_mis_cohort_init built it */
 } nfv_mis_cohort;
 
 typedef struct nfv_mis_result {
     int pairs;
     double correct;          /* ties count 0.5 */
     double mis, lo, hi;      /* share correct, Wilson 95 % interval */
-    double mis_voxel, mis_act; /* with one similarity term alone (act: NaN without a feature layer) */
+    double mis_act;          /* judged by the feature term instead (NaN without a feature layer) */
 } nfv_mis_result;
 
 /* A picture's objective and its input gradient d objective / d picture
@@ -194,11 +200,18 @@ typedef struct nfv_focus_result {
 
 nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
                            const float *vis, const nfv_picture_grad *pg, double radius_mm, nfv_focus_result *r);
+/* The focus alone: centre (z, y, x voxel) of the box of half-sides half
+ * (z, y, x; radius_mm over each axis's voxel size) where |grad * (vis - c's
+ * mean subject)| sums highest; grad (D, H, W) is d objective / d vis. */
+nfv_status nfv_focus_centre(const nfv_model *m, const nfv_mis_cohort *c, const float *vis, const float *grad,
+                            double radius_mm, int centre[3], int half[3]);
 
 int nfv_mis_default_layer(const nfv_model *m, int target_layer);
-/* One forward per subject (batch 1): objective and features. */
+/* One forward per subject (batch 1): objective and features.  bank: the
+ * spectra of volumes (nfv_ncc_bank_create, shared by the targets of a run;
+ * NULL: built here); radius_mm: the pattern box's half-side (> 0). */
 nfv_status nfv_mis_cohort_init(nfv_context *ctx, nfv_model *m, const nfv_target *t, const float *volumes, int n,
-                               int feat_layer, nfv_mis_cohort *c);
+                               int feat_layer, const nfv_ncc_bank *bank, double radius_mm, nfv_mis_cohort *c);
 void nfv_mis_cohort_free(nfv_mis_cohort *c);
 
 /* How far an input with this objective drives the unit past the cohort c:
@@ -215,10 +228,12 @@ double nfv_mis_stretch(const nfv_mis_cohort *c, double objective);
 nfv_status nfv_mis_score(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
                          const float *vis, const nfv_picture_grad *pg, int pairs, unsigned long long seed,
                          double *sim, nfv_mis_result *r);
-/* The similarity of every subject of c to vis: sim (n) the combined score
- * above, sim_voxel and sim_act (n) its two terms before standardizing. */
+/* The similarity of every subject of c to vis: sim_pattern (n) each
+ * subject's best NCC with the pattern box, sim (n) the same standardized
+ * over the subjects (what the judgements use), sim_act (n) the feature
+ * term's cosine. */
 nfv_status nfv_mis_similarity(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
-                              const float *vis, const nfv_picture_grad *pg, double *sim, double *sim_voxel,
+                              const float *vis, const nfv_picture_grad *pg, double *sim, double *sim_pattern,
                               double *sim_act);
 /* Correct predictions (ties 0.5) over `pairs` strong/weak pairs of c drawn
  * from seed, predicting the subject with the larger sim. */

@@ -235,6 +235,21 @@ typedef struct nfv_ncc_result {
  * variance) score 0.  Cost: positions x template voxels. */
 nfv_status nfv_ncc_search(const float *vol, const int dims[3], const float *mask, const float *tmpl,
                           const int tdims[3], nfv_ncc_result *out);
+/* The search of nfv_ncc_search without a mask, over many volumes at once
+ * and by FFT: "where in each subject does this picture's pattern appear,
+ * and how well?"  A bank holds the spectra of n volumes (n, D, H, W), which
+ * it does not copy (they must outlive it); nfv_ncc_bank_search writes best
+ * (n): each volume's best Pearson correlation with tmpl (td, th, tw) over
+ * every position where the box fits, the same numbers as
+ * nfv_ncc_search(vol, dims, NULL, ...) to single precision, but for patches
+ * whose SD is under 1 % of their volume's, which score 0 as flat ones do
+ * (in near-flat background the FFT's rounding would swamp them).  Cost: one FFT
+ * per volume at creation (and n * D*H*(W/2+1) complex floats), then one FFT
+ * per volume and search, on all cores. */
+typedef struct nfv_ncc_bank nfv_ncc_bank;
+nfv_status nfv_ncc_bank_create(const float *volumes, int n, const int dims[3], nfv_ncc_bank **out);
+nfv_status nfv_ncc_bank_search(const nfv_ncc_bank *b, const float *tmpl, const int tdims[3], double *best);
+void nfv_ncc_bank_free(nfv_ncc_bank *b);
 /* Pearson correlation of two volumes of n voxels over mask (NULL = all). */
 double nfv_ncc_volume(const float *a, const float *b, const float *mask, size_t n);
 

@@ -50,9 +50,12 @@ nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, con
         if (!st) memcpy(cm->volumes + (size_t)i * vox, v, vox * sizeof *v);
     }
     cm->n = n;
+    int dims[3] = {m->input_shape[1], m->input_shape[2], m->input_shape[3]};
+    if (!st) st = nfv_ncc_bank_create(cm->volumes, n, dims, &cm->bank);
     for (int t = 0; !st && t < count; t++) {
         st = nfv_mis_cohort_init(ctx, m, &targets[t], cm->volumes, n,
-                                 feat_layer ? feat : nfv_mis_default_layer(m, targets[t].layer), &cm->cohorts[t]);
+                                 feat_layer ? feat : nfv_mis_default_layer(m, targets[t].layer), cm->bank,
+                                 focus_radius_mm, &cm->cohorts[t]);
         cm->count = t + 1;
     }
     nfv_volume_cache_free(cache);
@@ -84,7 +87,6 @@ nfv_status compare_mis_score(const compare_mis *cm, nfv_context *ctx, nfv_model 
     row->mis = row->mis_plain = r.mis;
     row->mis_lo = r.lo;
     row->mis_hi = r.hi;
-    row->mis_voxel = r.mis_voxel;
     row->mis_act = r.mis_act;
     row->mis_pairs = r.pairs;
     row->mis_correct = r.correct;
@@ -114,6 +116,7 @@ void compare_mis_free(compare_mis *cm)
 {
     for (int t = 0; t < cm->count; t++) nfv_mis_cohort_free(&cm->cohorts[t]);
     free(cm->cohorts);
+    nfv_ncc_bank_free(cm->bank);
     free(cm->volumes);
     free(cm->sims);
     memset(cm, 0, sizeof *cm);

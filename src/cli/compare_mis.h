@@ -15,12 +15,13 @@ typedef struct compare_mis {
     int pairs;
     unsigned long long seed;  /* of the pairs: the same for every configuration */
     double *sims;             /* (count, n) the current run's similarities (compare_mis_score) */
-    double focus_radius_mm;   /* nfv_focus_share's ball */
+    nfv_ncc_bank *bank;       /* the subjects' spectra, for every target's pattern search */
+    double focus_radius_mm;   /* nfv_focus_share's ball and the MIS pattern box's half-side */
 } compare_mis;
 
 /* feat_layer: the name of the (C, D, H, W) layer of the feature term, or
  * NULL for each target's last such layer before its own (nfv_mis_default_layer);
- * focus_radius_mm: nfv_focus_share's ball. */
+ * focus_radius_mm: nfv_focus_share's ball and the MIS pattern box's half-side. */
 /* The rows of csv in split (NULL or "all": every row; a split without rows:
  * every row), at most max_subjects of them evenly spaced in CSV order. */
 nfv_status compare_mis_open(compare_mis *cm, nfv_context *ctx, nfv_model *m, const nfv_target *targets, int count,

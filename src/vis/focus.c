@@ -73,6 +73,36 @@ static double objective_of(nfv_context *ctx, nfv_model *m, const nfv_target *t, 
     return o;
 }
 
+nfv_status nfv_focus_centre(const nfv_model *m, const nfv_mis_cohort *c, const float *vis, const float *grad,
+                            double radius_mm, int centre[3], int half[3])
+{
+    int nz = m->input_shape[1], ny = m->input_shape[2], nx = m->input_shape[3];
+    size_t vox = (size_t)nz * ny * nx;
+    float *att = malloc(vox * sizeof *att);
+    double *table = malloc(((size_t)nz + 1) * (ny + 1) * (nx + 1) * sizeof *table);
+    if (!att || !table) {
+        free(att);
+        free(table);
+        return nfv_fail(NFV_ERR_NO_MEMORY, "focus: out of memory");
+    }
+    /* Attribution against the mean subject: where v differs from what the
+     * cohort looks like and the unit is sensitive to it. */
+    for (size_t i = 0; i < vox; i++) att[i] = fabsf(grad[i] * (vis[i] - c->mean[i]));
+    /* Half-sides in voxels (z, y, x): the radius over each axis's voxel size
+     * (the affine's column norms; i = x, j = y, k = z). */
+    for (int a = 0; a < 3; a++) {
+        double size = sqrt(m->affine[0][a] * m->affine[0][a] + m->affine[1][a] * m->affine[1][a] +
+                           m->affine[2][a] * m->affine[2][a]);
+        half[2 - a] = size > 0 ? (int)(radius_mm / size) : 0;
+    }
+    int half_xyz[3] = {half[2], half[1], half[0]};
+    size_t at = densest_box(att, nz, ny, nx, half_xyz, table);
+    centre[0] = (int)(at / ((size_t)ny * nx)), centre[1] = (int)(at / nx % ny), centre[2] = (int)(at % nx);
+    free(att);
+    free(table);
+    return NFV_OK;
+}
+
 nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, const nfv_mis_cohort *c,
                            const float *vis, const nfv_picture_grad *pg, double radius_mm, nfv_focus_result *r)
 {
@@ -88,28 +118,14 @@ nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, 
         NFV_TRY(nfv_picture_grad_compute(ctx, m, t, vis, &own));
         pg = &own;
     }
-    float *att = malloc(vox * sizeof *att), *pasted = malloc(vox * sizeof *pasted);
-    double *table = malloc(((size_t)nz + 1) * (ny + 1) * (nx + 1) * sizeof *table);
+    float *pasted = malloc(vox * sizeof *pasted);
     unsigned char *ball = malloc(vox);
     const float obj_v = pg->objective;
-    nfv_status st = !att || !pasted || !table || !ball ? nfv_fail(NFV_ERR_NO_MEMORY, "focus share: out of memory")
-                                                       : NFV_OK;
+    int centre[3], half[3];
+    nfv_status st = !pasted || !ball ? nfv_fail(NFV_ERR_NO_MEMORY, "focus share: out of memory")
+                                     : nfv_focus_centre(m, c, vis, pg->grad, radius_mm, centre, half);
     if (!st) {
-        /* Attribution against the mean subject: where v differs from what
-         * the cohort looks like and the unit is sensitive to it. */
-        for (size_t i = 0; i < vox; i++) att[i] = fabsf(pg->grad[i] * (vis[i] - c->mean[i]));
-        /* Half-sides in voxels: the radius over each axis's voxel size (the
-         * affine's column norms; i = x, j = y, k = z). */
-        int half[3];
-        double size[3];
-        for (int a = 0; a < 3; a++) {
-            size[a] = sqrt(m->affine[0][a] * m->affine[0][a] + m->affine[1][a] * m->affine[1][a] +
-                           m->affine[2][a] * m->affine[2][a]);
-            half[a] = size[a] > 0 ? (int)(radius_mm / size[a]) : 0;
-        }
-        size_t centre = densest_box(att, nz, ny, nx, half, table);
-        int ck = (int)(centre / ((size_t)ny * nx)), cj = (int)(centre / nx % ny), ci = (int)(centre % nx);
-        world(m, ci, cj, ck, r->centre_mm);
+        world(m, centre[2], centre[1], centre[0], r->centre_mm);
         for (int k = 0; k < nz; k++)
             for (int j = 0; j < ny; j++)
                 for (int i = 0; i < nx; i++) {
@@ -135,9 +151,7 @@ nfv_status nfv_focus_share(nfv_context *ctx, nfv_model *m, const nfv_target *t, 
         r->effect = obj_v - base / c->nweak;
         r->share = r->effect > 0 ? r->gain / r->effect : NAN;
     }
-    free(att);
     free(pasted);
-    free(table);
     free(ball);
     nfv_picture_grad_free(&own);
     return st;

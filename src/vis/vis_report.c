@@ -163,7 +163,7 @@ static void write_csv(const report *rp, FILE *f)
 {
     fprintf(f, "config,seed,target,objective,objective_without_transforms,hf_share,truth_class,own_ncc,best_shape,"
                "best_ncc,recovered,margin,own_x_mm,own_y_mm,own_z_mm,seconds%s\n",
-            rp->any_mis ? ",mis,mis_lo,mis_hi,mis_voxel,mis_act,mis_pairs,mis_plain,focus_share,focus_x_mm,focus_y_mm,"
+            rp->any_mis ? ",mis,mis_lo,mis_hi,mis_act,mis_pairs,mis_plain,focus_share,focus_x_mm,focus_y_mm,"
                          "focus_z_mm,stretch"
                        : "");
     for (int i = 0; i < rp->nrows; i++) {
@@ -180,13 +180,13 @@ static void write_csv(const report *rp, FILE *f)
             fprintf(f, ",,,,,,,,");
         fprintf(f, "%.2f", r->seconds);
         if (r->has_mis) {
-            fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.4f,", r->mis, r->mis_lo, r->mis_hi, r->mis_voxel, r->mis_act,
-                    r->mis_pairs, r->mis_plain);
+            fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%d,%.4f,", r->mis, r->mis_lo, r->mis_hi, r->mis_act, r->mis_pairs,
+                    r->mis_plain);
             if (isfinite(r->focus_share)) fprintf(f, "%.4f", r->focus_share);
             fprintf(f, ",%.1f,%.1f,%.1f,", r->focus_mm[0], r->focus_mm[1], r->focus_mm[2]);
             if (isfinite(r->stretch)) fprintf(f, "%.4g", r->stretch);
         } else if (rp->any_mis)
-            fprintf(f, ",,,,,,,,,,,,");
+            fprintf(f, ",,,,,,,,,,,");
         fputc('\n', f);
     }
 }
@@ -223,7 +223,7 @@ static void md_rows(const report *rp, FILE *f)
 {
     int any_truth = rp->any_truth;
     fprintf(f, "\n## Per target\n\n| config | seed | target | objective | without transforms | HF share |%s%s\n"
-               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (plain; voxel, act) | focus share (at mm) | stretch |" : "",
+               "|---|---|---|---|---|---|%s%s\n", rp->any_mis ? " MIS [95 % CI] (plain; act) | focus share (at mm) | stretch |" : "",
             any_truth ? " own-shape NCC | best shape (NCC) | margin | recovered | own-shape match at (mm) |" : "",
             rp->any_mis ? "---|---|---|" : "", any_truth ? "---|---|---|---|---|" : "");
     for (int i = 0; i < rp->nrows; i++) {
@@ -231,8 +231,8 @@ static void md_rows(const report *rp, FILE *f)
         fprintf(f, "| %s | %llu | %s | %.4g | %.4g | %.3f |", r->config, r->seed, r->target, r->objective,
                 r->objective_clean, r->hf_share);
         if (rp->any_mis && r->has_mis)
-            fprintf(f, " %.3f [%.3f, %.3f] (%.3f; %.3f, %.3f) | %s%.3f (%.0f, %.0f, %.0f) |", r->mis, r->mis_lo, r->mis_hi,
-                    r->mis_plain, r->mis_voxel, r->mis_act, isfinite(r->focus_share) ? "" : "- ",
+            fprintf(f, " %.3f [%.3f, %.3f] (%.3f; %.3f) | %s%.3f (%.0f, %.0f, %.0f) |", r->mis, r->mis_lo, r->mis_hi,
+                    r->mis_plain, r->mis_act, isfinite(r->focus_share) ? "" : "- ",
                     isfinite(r->focus_share) ? r->focus_share : 0.0, r->focus_mm[0], r->focus_mm[1], r->focus_mm[2]);
         if (rp->any_mis && r->has_mis) {
             if (isfinite(r->stretch)) fprintf(f, " %.3g |", r->stretch);
