@@ -545,19 +545,21 @@ int compare_main(int argc, char **argv, int merging)
          "volume under the overlay PNGs (default template = Colin27 ch2bet)"},
         {"--score", CLI_STRING, &a.score, "mis",
          "also score each visualization without ground truth: pairs of real subjects (--data), one from the top and "
-         "one from the bottom quartile of the target's activation, predicted by similarity to the visualization; the "
-         "share correct (0.5 = chance) with a Wilson 95 % interval; beside it the focus share and the stretch (the "
+         "one from the bottom quartile of the target's activation; the one whose best match anywhere to the pattern "
+         "around the picture's focus is closer is predicted to activate more; the share correct (0.5 = chance) "
+         "with a Wilson 95 % interval; beside it the focus share and the stretch (the "
          "picture's objective past the cohort's: 1 = as far as its strongest subject)"},
         {"--data", CLI_STRING, &a.data, "CSV", "--score mis: the subjects (path,label[,split])"},
         {"--mis-split", CLI_STRING, &a.mis_split, "SPLIT", "--score mis: rows used: train, val, test, all (default test)"},
         {"--mis-subjects", CLI_INT, &a.mis_subjects, "N", "--score mis: at most N subjects, evenly spaced (default 64)"},
         {"--mis-pairs", CLI_INT, &a.mis_pairs, "P", "--score mis: strong/weak pairs per visualization (default 256)"},
         {"--mis-layer", CLI_STRING, &a.mis_layer, "LAYER",
-         "--score mis: the (C, D, H, W) layer whose channel means the feature term compares (default: the last such "
-         "layer before each target's; a layer at or after a target's leaves that target the voxel term only)"},
+         "--score mis: the (C, D, H, W) layer whose channel means the reported feature term (mis_act) compares "
+         "(default: the last such layer before each target's; a layer at or after a target's: none)"},
         {"--focus-radius", CLI_FLOAT, &a.focus_radius, "MM",
          "--score mis: the focus share's ball (default 24): the share of what a picture does to its unit that the "
-         "ball around its densest attribution carries, pasted into the weakly activating subjects"},
+         "ball around its densest attribution carries, pasted into the weakly activating subjects; also the "
+         "half-side of the box around it that MIS searches for in each subject"},
         {"--device", CLI_STRING, &a.device, "DEV", "OpenCL device"},
         {"--resume", CLI_FLAG, &a.resume, NULL,
          "skip configuration x seed x target runs whose outputs in DIR are all there (a pre-empted job run again "
