@@ -5,7 +5,7 @@
 # build machine by `tools/gpu-check.sh --pack PACK MODEL`:
 #   PACK/bin/      neurofv and neurofv-tests, built here
 #   PACK/lib/      the shared libraries they need that a plain CUDA image lacks
-#                  (ocl-icd's libOpenCL, CLBlast, nifti2/znz, cJSON, protobuf-c, giflib)
+#                  (ocl-icd's libOpenCL, CLBlast, nifti2/znz, cJSON, protobuf-c, giflib, FFTW)
 #   PACK/data/     Colin27 (mricron-data) and ONNX's conformance tests (libonnx-testdata)
 #   PACK/ref4.safetensors  a ref4 model for the 64-channel sweep
 # Then, on the GPU machine, from the repository root:
