@@ -191,18 +191,32 @@ static void add_blob(float *vol, int ck, int cj, int ci, int r)
                     vol[((size_t)k * IN_SHAPE[2] + j) * IN_SHAPE[3] + i] += 1.0f;
 }
 
+/* fc:0 = the sum of every voxel (flatten, Linear(1) with weights 1, bias 0):
+ * a global unit with the same gradient everywhere.  NULL on failure. */
+static nfv_model *voxel_sum_unit(nfv_context *ctx)
+{
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "flatten linear(1)", IN_SHAPE, 0, NULL, NFV_HEAD_REGRESSION, 3, &m)))
+        return NULL;
+    size_t vox = (size_t)IN_SHAPE[1] * IN_SHAPE[2] * IN_SHAPE[3];
+    float *ones = malloc(vox * sizeof *ones), zero = 0;
+    for (size_t v = 0; ones && v < vox; v++) ones[v] = 1.0f;
+    if (!CHECK(ones != NULL, "out of memory") || !CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[0], ones)) ||
+        !CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[1], &zero))) {
+        nfv_model_free(m);
+        m = NULL;
+    }
+    free(ones);
+    return m;
+}
+
 TEST(focus_share_known_answer_linear_unit)
 {
     nfv_context *ctx = test_ctx();
-    nfv_model *m = NULL;
-    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "flatten linear(1)", IN_SHAPE, 0, NULL, NFV_HEAD_REGRESSION, 3, &m)))
-        return;
+    nfv_model *m = voxel_sum_unit(ctx);
+    if (!m) return;
     const int n = 16, nz = IN_SHAPE[1], ny = IN_SHAPE[2], nx = IN_SHAPE[3];
     size_t vox = (size_t)nz * ny * nx;
-    float *ones = malloc(vox * sizeof *ones), zero = 0;
-    for (size_t v = 0; v < vox; v++) ones[v] = 1.0f;
-    CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[0], ones));
-    CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[1], &zero));
     float *vols = test_random((size_t)n * vox, 41, -0.01f, 0.01f);
     float *one_blob = calloc(vox, sizeof *one_blob), *two_blobs = calloc(vox, sizeof *two_blobs);
     add_blob(one_blob, 6, 12, 5, 2);
@@ -253,7 +267,6 @@ TEST(focus_share_known_answer_linear_unit)
     }
     free(t);
     free(vols);
-    free(ones);
     free(one_blob);
     free(two_blobs);
     nfv_model_free(m);
@@ -270,15 +283,10 @@ TEST(focus_share_known_answer_linear_unit)
 TEST(mis_pattern_found_wherever_it_lies)
 {
     nfv_context *ctx = test_ctx();
-    nfv_model *m = NULL;
-    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "flatten linear(1)", IN_SHAPE, 0, NULL, NFV_HEAD_REGRESSION, 3, &m)))
-        return;
+    nfv_model *m = voxel_sum_unit(ctx);
+    if (!m) return;
     const int n = 24, nz = IN_SHAPE[1], ny = IN_SHAPE[2], nx = IN_SHAPE[3];
     size_t vox = (size_t)nz * ny * nx;
-    float *ones = malloc(vox * sizeof *ones), zero = 0;
-    for (size_t v = 0; v < vox; v++) ones[v] = 1.0f;
-    CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[0], ones));
-    CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[1], &zero));
     float *vols = test_random((size_t)n * vox, 61, -0.2f, 0.2f), *picture = test_random(vox, 62, -0.2f, 0.2f);
     float *noise = test_random(vox, 63, -0.2f, 0.2f);
     for (int i = 1; i < n; i += 2) add_blob(vols + (size_t)i * vox, 3 + i % 11, 3 + (5 * i) % 13, 3 + (7 * i) % 10, 2);
@@ -314,6 +322,5 @@ TEST(mis_pattern_found_wherever_it_lies)
     free(vols);
     free(picture);
     free(noise);
-    free(ones);
     nfv_model_free(m);
 }
