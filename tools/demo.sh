@@ -17,7 +17,7 @@
 # Settings per mode (chosen to fit the budget on a 2-core CPU through PoCL;
 # see the report page for what was run):
 #   quick: 4 mm grid (46x55x46), 240 subjects, 20 epochs, few steps and 3 compare configurations (< 3 min target)
-#   full : 3 mm grid (61x73x61), 600 volume-matched subjects, 30 epochs, 12 compare configurations x 3 seeds (19 min measured)
+#   full : 3 mm grid (61x73x61), 600 volume-matched subjects, 30 epochs, 12 compare configurations x 3 seeds (10-11 min measured with a warm kernel cache)
 # The 2 mm grid of the paper (91x109x91) is ~8x the voxels of 4 mm: too slow
 # for this budget on 2 CPU cores.  Lesions are 24-32 mm here (28-36 mm at 4 mm; synth's default
 # is 16-22 mm): on the coarse demo grids 16-22 mm lesions are 5-7 voxels
