@@ -5,10 +5,9 @@
  * so the window loops unroll fully and PoCL can vectorize across
  * work-items; the host builds one program variant per layer geometry.
  *
- * Forward grid: (1, OH, N*C*OD), one output row per work-item (the
- * vectorized stride-2 kernels: (OW / VEC, OH, N*C*OD)).
- * Backward grid: (1, H, N*C*D), one input row per work-item, each voxel
- * gathering from every window that contains it: deterministic, no atomics.
+ * Forward grid: (OW, OH, N*C*OD), one output per work-item.
+ * Backward grid: (W, H, N*C*D), one input voxel per work-item, which gathers
+ * from every window that contains it: deterministic, no atomics.
  * POOL_KIND selects which kernels a variant compiles (a cold PoCL build
  * costs seconds per kernel): 1 max pooling, 2 average pooling, 0 the
  * geometry-free global average and max pooling.
@@ -111,60 +110,57 @@ inline void max_window(__global const float *xp, const int od, const int oh, con
     *idx_out = best_idx;
 }
 
-/* y (N, C, OD, OH, OW); argmax the same shape, int32 flat index into the
- * plane.  One output row (OW outputs) per work-item, grid (1, OH, N*C*OD):
- * PoCL pays a cost per work-item that one window of a few dozen loads does
- * not cover (the conv phase kernels gained the same way, src/layers/
- * conv3d_strided.c).  The _noidx variant (inference, visualization without
- * backward) takes argmax but never touches it. */
-#define MAXPOOL_ROW_FORWARD(name, WITH_IDX)                                                       \
-    __kernel void name(__global const float *x, __global float *y, __global int *argmax)          \
-    {                                                                                             \
-        const int oh = get_global_id(1), z = get_global_id(2);                                    \
-        const int od = z % OD;                                                                    \
-        __global const float *xp = x + (size_t)(z / OD) * (size_t)(D * H * W);                    \
-        const size_t o = ((size_t)z * OH + oh) * OW;                                              \
-        for (int ow = 0; ow < OW; ow++) {                                                         \
-            float best;                                                                           \
-            int idx;                                                                              \
-            max_window(xp, od, oh, ow, &best, &idx);                                              \
-            y[o + ow] = best;                                                                     \
-            if (WITH_IDX) argmax[o + ow] = idx;                                                   \
-        }                                                                                         \
-    }
+/* y (N, C, OD, OH, OW); argmax the same shape, int32 flat index into the plane. */
+__kernel void maxpool3d_forward(__global const float *x, __global float *y, __global int *argmax)
+{
+    const int ow = get_global_id(0), oh = get_global_id(1), z = get_global_id(2);
+    const int od = z % OD;
+    const size_t plane = z / OD;
+    float best;
+    int idx;
+    max_window(x + plane * (size_t)(D * H * W), od, oh, ow, &best, &idx);
+    const size_t o = ((size_t)z * OH + oh) * OW + ow;
+    y[o] = best;
+    argmax[o] = idx;
+}
 
-MAXPOOL_ROW_FORWARD(maxpool3d_forward, 1)
-MAXPOOL_ROW_FORWARD(maxpool3d_forward_noidx, 0)
+/* Same without the indices (inference / visualization without backward). */
+__kernel void maxpool3d_forward_noidx(__global const float *x, __global float *y)
+{
+    const int ow = get_global_id(0), oh = get_global_id(1), z = get_global_id(2);
+    const int od = z % OD;
+    const size_t plane = z / OD;
+    float best;
+    int idx;
+    max_window(x + plane * (size_t)(D * H * W), od, oh, ow, &best, &idx);
+    y[((size_t)z * OH + oh) * OW + ow] = best;
+}
 
-/* dx (N, C, D, H, W): sum of dy over the windows whose argmax is this
- * voxel.  One input row (W voxels) per work-item, grid (1, H, N*C*D), for
- * the per-work-item cost as the forward. */
+/* dx (N, C, D, H, W): sum of dy over the windows whose argmax is this voxel. */
 __kernel void maxpool3d_backward(__global const float *dy, __global const int *argmax, __global float *dx)
 {
-    const int h = get_global_id(1), z = get_global_id(2);
+    const int w = get_global_id(0), h = get_global_id(1), z = get_global_id(2);
     const int d = z % D;
     const size_t plane = z / D;
+    const int self = (d * H + h) * W + w;
     __global const float *dyp = dy + plane * (size_t)(OD * OH * OW);
     __global const int *amp = argmax + plane * (size_t)(OD * OH * OW);
-    for (int w = 0; w < W; w++) {
-        const int self = (d * H + h) * W + w;
-        float acc = 0.0f;
-        for (int jd = 0; jd < CD; jd++) {
-            const int od = (d + PD) / SD - jd;
-            if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
-            for (int jh = 0; jh < CH; jh++) {
-                const int oh = (h + PH) / SH - jh;
-                if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
-                for (int jw = 0; jw < CW; jw++) {
-                    const int ow = (w + PW) / SW - jw;
-                    if (ow < 0 || ow >= OW || w + PW - ow * SW >= KW) continue;
-                    const int o = (od * OH + oh) * OW + ow;
-                    acc += amp[o] == self ? dyp[o] : 0.0f;
-                }
+    float acc = 0.0f;
+    for (int jd = 0; jd < CD; jd++) {
+        const int od = (d + PD) / SD - jd;
+        if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
+        for (int jh = 0; jh < CH; jh++) {
+            const int oh = (h + PH) / SH - jh;
+            if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
+            for (int jw = 0; jw < CW; jw++) {
+                const int ow = (w + PW) / SW - jw;
+                if (ow < 0 || ow >= OW || w + PW - ow * SW >= KW) continue;
+                const int o = (od * OH + oh) * OW + ow;
+                acc += amp[o] == self ? dyp[o] : 0.0f;
             }
         }
-        dx[((size_t)z * H + h) * W + w] = acc;
     }
+    dx[((size_t)z * H + h) * W + w] = acc;
 }
 
 #endif /* POOL_KIND == 1 */

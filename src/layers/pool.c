@@ -129,10 +129,10 @@ nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
     NFV_TRY(pool_kernel(ctx, 1, p, &g, name, &k));
     NFV_ARG(k, name, 0, x->buf);
     NFV_ARG(k, name, 1, y->buf);
-    /* The _noidx kernels keep the argument but never touch it. */
-    NFV_ARG(k, name, 2, argmax ? argmax->buf : y->buf);
-    /* w2: VEC outputs per work-item; else a whole row. */
-    size_t global[3] = {w2 ? ((size_t)g.out[2] + vec - 1) / vec : 1, (size_t)g.out[1], (size_t)g.n * g.c * g.out[0]};
+    /* The _noidx w2 kernel keeps the argument but never touches it. */
+    cl_mem idx_buf = argmax ? argmax->buf : y->buf;
+    if (argmax || w2) NFV_ARG(k, name, 2, idx_buf);
+    size_t global[3] = {((size_t)g.out[2] + vec - 1) / vec, (size_t)g.out[1], (size_t)g.n * g.c * g.out[0]};
     return launch_planes(ctx, k, global);
 }
 
@@ -152,7 +152,7 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
     NFV_ARG(k, name, 0, dy->buf);
     NFV_ARG(k, name, 1, argmax->buf);
     NFV_ARG(k, name, 2, dx->buf);
-    size_t global[3] = {w2 ? ((size_t)g.in[2] + vec - 1) / vec : 1, (size_t)g.in[1], (size_t)g.n * g.c * g.in[0]};
+    size_t global[3] = {((size_t)g.in[2] + vec - 1) / vec, (size_t)g.in[1], (size_t)g.n * g.c * g.in[0]};
     return launch_planes(ctx, k, global);
 }
 
