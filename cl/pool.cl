@@ -305,6 +305,7 @@ __kernel void global_maxpool_backward(__global const float *dy, __global const i
 #endif /* POOL_KIND == 0 */
 
 /* ---- Max pooling with kernel 2, stride 2, no padding along W ----------
+ * (and forward with kernel 3, stride 2, padding 1: max_window_w3 below)
  * The common case (ref4 and the authors' models pool by 2), written with
  * explicit vectors: PoCL does not vectorize the one-output-per-work-item
  * kernels above (stride-2 gathers), which run at ~1-2 GB/s.  D and H keep
@@ -359,7 +360,7 @@ inline void max_window_w2(__global const float *xp, const int d0, const int h0, 
     *off_out = off;
 }
 
-#define MAXPOOL_W2_FORWARD(name, WITH_IDX)                                                        \
+#define MAXPOOL_VEC_FORWARD(name, WINDOW, WITH_IDX)                                                  \
     __kernel void name(__global const float *x, __global float *y, __global int *argmax)          \
     {                                                                                             \
         const int ow0 = get_global_id(0) * VEC, oh = get_global_id(1), z = get_global_id(2);      \
@@ -369,7 +370,7 @@ inline void max_window_w2(__global const float *xp, const int d0, const int h0, 
         const int d0 = od * SD - PD, h0 = oh * SH - PH;                                           \
         floatv best;                                                                              \
         intv off;                                                                                 \
-        max_window_w2(xp, d0, h0, ow0, &best, &off);                                              \
+        WINDOW(xp, d0, h0, ow0, &best, &off);                                                     \
         const intv idx = off + (d0 * H + h0) * W + 2 * ow0 + 2 * LANES;                           \
         if (ow0 + VEC <= OW) {                                                                    \
             VSTORE(best, 0, y + o);                                                               \
@@ -386,8 +387,65 @@ inline void max_window_w2(__global const float *xp, const int d0, const int h0, 
         }                                                                                         \
     }
 
-MAXPOOL_W2_FORWARD(maxpool3d_forward_w2, 1)
-MAXPOOL_W2_FORWARD(maxpool3d_forward_w2_noidx, 0)
+MAXPOOL_VEC_FORWARD(maxpool3d_forward_w2, max_window_w2, 1)
+MAXPOOL_VEC_FORWARD(maxpool3d_forward_w2_noidx, max_window_w2, 0)
+
+/* Kernel 3, stride 2, padding 1 along W (the stem max pool of every MONAI
+ * and torchvision ResNet), floor-mode width: window columns 2*ow - 1, 2*ow,
+ * 2*ow + 1 are the odd lanes of the block one column to the left, the even
+ * and the odd lanes of this block.  The first block's column -1 is padding
+ * (-inf), as is column W where W is odd; the order of the comparisons is
+ * the scalar kernel's (columns left to right), so ties and NaN resolve the
+ * same.  Offsets as max_window_w2's. */
+inline void max_window_w3(__global const float *xp, const int d0, const int h0, const int ow0, floatv *best_out,
+                          intv *off_out)
+{
+    floatv best = (floatv)(-INFINITY);
+    /* Where nothing beats -inf, the scalar kernel keeps the window's first
+     * in-bounds voxel: column 2*ow - 1, or 0 for ow = 0. */
+    intv off = (intv)((max(d0, 0) - d0) * H * W + (max(h0, 0) - h0) * W) +
+               select((intv)(0), (intv)(-1), ow0 + LANES > 0);
+    /* Column 2*ow + 1 exists where it is < W (only the last output of an odd W lacks it). */
+    const intv right_ok = 2 * (ow0 + LANES) + 1 < W;
+    for (int kd = 0; kd < KD; kd++) {
+        const int d = d0 + kd;
+        if (d < 0 || d >= D) continue;
+        for (int kh = 0; kh < KH; kh++) {
+            const int h = h0 + kh;
+            if (h < 0 || h >= H) continue;
+            __global const float *row = xp + (d * H + h) * W + 2 * ow0;
+            const floatv lo = VLOAD(0, row), hi = VLOAD(1, row);
+            floatv left;
+            if (ow0 > 0) {
+                const floatv llo = VLOAD(0, row - 1), lhi = VLOAD(1, row - 1);
+                left = (floatv)(llo.even, lhi.even);
+            } else { /* column -1 is padding, and row - 1 may lie before the buffer */
+                float t[2 * VEC];
+                t[0] = -INFINITY;
+                for (int j = 1; j < 2 * VEC; j++) t[j] = row[j - 1];
+                const floatv llo = VLOAD(0, t), lhi = VLOAD(1, t);
+                left = (floatv)(llo.even, lhi.even);
+            }
+            const floatv even = (floatv)(lo.even, hi.even);
+            const floatv odd = select((floatv)(-INFINITY), (floatv)(lo.odd, hi.odd), right_ok);
+            const int code = (kd * H + kh) * W;
+            intv take = isgreater(left, best) | isnan(left);
+            best = select(best, left, take);
+            off = select(off, (intv)(code - 1), take);
+            take = isgreater(even, best) | isnan(even);
+            best = select(best, even, take);
+            off = select(off, (intv)(code), take);
+            take = isgreater(odd, best) | isnan(odd);
+            best = select(best, odd, take);
+            off = select(off, (intv)(code + 1), take);
+        }
+    }
+    *best_out = best;
+    *off_out = off;
+}
+
+MAXPOOL_VEC_FORWARD(maxpool3d_forward_w3, max_window_w3, 1)
+MAXPOOL_VEC_FORWARD(maxpool3d_forward_w3_noidx, max_window_w3, 0)
 
 /* dx for VEC consecutive inputs (d, h, w0 ..) of one plane: each gathers dy
  * of its windows where the argmax is itself; gate (the pool output y, or

@@ -25,6 +25,11 @@ static const pool_case CASES[] = {
      * long enough for full vectors plus a scalar tail, odd W. */
     {3, 3, 7, 9, 37, 2, 2, 0, 0, 0, 0}, {1, 8, 5, 11, 33, 2, 2, 0, 0, 0, 0}, {3, 1, 7, 5, 35, 2, 2, 0, 3, 1, 1},
     {1, 3, 9, 7, 31, 2, 2, 0, 3, 2, 1},
+    /* W kernel 3 stride 2 padding 1 (ResNet stems) takes the vectorized
+     * forward: odd W (the last window's right column is padding), even W,
+     * rows of full vectors plus a tail, other D/H geometries. */
+    {3, 3, 7, 9, 37, 3, 2, 1, 0, 0, 0}, {1, 8, 5, 11, 34, 3, 2, 1, 0, 0, 0}, {3, 1, 7, 5, 35, 3, 2, 1, 2, 1, 0},
+    {1, 3, 9, 7, 17, 3, 2, 1, 3, 2, 1},
 };
 
 static nfv_pool3d_params params_of(const pool_case *t)
@@ -72,13 +77,16 @@ static float *distinct_values(size_t n, unsigned seed)
     return v;
 }
 
-static void max_forward_case(const pool_case *t, const nfv_pool3d_params *p, size_t ci, unsigned seed)
+/* ties: values from {0, 1, 2} only, so most windows hold ties, which the
+ * first voxel in scan order (d, h, w) wins, as in the reference. */
+static void max_forward_case(const pool_case *t, const nfv_pool3d_params *p, size_t ci, unsigned seed, int ties)
 {
     nfv_context *ctx = test_ctx();
     int xs[5], ys[5];
     shapes_of(t, p, xs, ys);
     size_t nx = nfv_shape_numel(5, xs), ny = nfv_shape_numel(5, ys);
     float *hx = distinct_values(nx, seed);
+    for (size_t i = 0; ties && i < nx; i++) hx[i] = floorf(hx[i] * 0.75f + 1.5f); /* [-2, 2) -> {0, 1, 2} */
     double *dx = rl_to_double(hx, nx), *want = malloc(ny * sizeof *want);
     int *want_idx = malloc(ny * sizeof *want_idx);
     ref_maxpool3d(p, dx, t->n, t->c, t->d, t->h, t->w, want, want_idx);
@@ -91,7 +99,7 @@ static void max_forward_case(const pool_case *t, const nfv_pool3d_params *p, siz
     CHECK_OK(nfv_maxpool3d_forward(ctx, p, &x, &y2, NULL));
     float *gy = test_download(&y), *gy2 = test_download(&y2), *gam = test_download(&am);
     char what[160];
-    case_label(what, sizeof what, "maxpool", ci, t, p);
+    case_label(what, sizeof what, ties ? "maxpool (ties)" : "maxpool", ci, t, p);
     /* A max returns one of its inputs: exact. */
     if (gy && gy2) {
         CHECK_CLOSE(what, gy, want, ny, 0.0, 0.0);
@@ -136,7 +144,8 @@ TEST(pool_max_forward_matches_reference)
 {
     for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
         nfv_pool3d_params p = params_of(&CASES[ci]);
-        max_forward_case(&CASES[ci], &p, ci, (unsigned)ci + 1);
+        max_forward_case(&CASES[ci], &p, ci, (unsigned)ci + 1, 0);
+        max_forward_case(&CASES[ci], &p, ci, (unsigned)ci + 31, 1);
     }
 }
 
@@ -275,7 +284,7 @@ TEST(pool_ceil_exclude_pad_forward_matches_reference)
 {
     for (size_t ci = 0; ci < MODE_COUNT; ci++) {
         nfv_pool3d_params p = mode_params(&MODE_CASES[ci]);
-        max_forward_case(&MODE_CASES[ci].t, &p, ci, 700 + (unsigned)ci);
+        max_forward_case(&MODE_CASES[ci].t, &p, ci, 700 + (unsigned)ci, 0);
         avg_forward_case(&MODE_CASES[ci].t, &p, ci, 720 + (unsigned)ci);
     }
 }

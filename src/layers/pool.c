@@ -75,6 +75,16 @@ static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom 
            (vec == 4 || vec == 8 || vec == 16);
 }
 
+/* Kernel 3, stride 2, padding 1 along W in floor mode (ResNet stems): the
+ * vectorized forward max_window_w3 (cl/pool.cl).  ResNet-18 (MONAI, 64^3,
+ * batch 4): the stem's max pool MEASURED. */
+static int use_w3(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g)
+{
+    int vec = nfv_context_vector_width(ctx);
+    return p->kernel[2] == 3 && p->stride[2] == 2 && p->padding[2] == 1 && g->out[2] == (g->in[2] - 1) / 2 + 1 &&
+           (vec == 4 || vec == 8 || vec == 16);
+}
+
 /* kind: 1 max, 2 average (POOL_KIND in cl/pool.cl); staging: the layout of
  * maxpool3d_backward_w2_gated_padded's output (NULL for the others). */
 static nfv_status pool_kernel_padded(nfv_context *ctx, int kind, const nfv_pool3d_params *p, const pool_geom *g,
@@ -121,17 +131,18 @@ nfv_status nfv_maxpool3d_forward(nfv_context *ctx, const nfv_pool3d_params *p, c
     NFV_TRY(pool_geometry("maxpool3d forward", p, x, y, &g));
     if (argmax && argmax->numel != y->numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d forward: argmax has %zu elements, y %zu", argmax->numel, y->numel);
-    int w2 = use_w2(ctx, p, &g);
-    size_t vec = w2 ? (size_t)nfv_context_vector_width(ctx) : 1;
-    const char *name = w2 ? (argmax ? "maxpool3d_forward_w2" : "maxpool3d_forward_w2_noidx")
-                          : (argmax ? "maxpool3d_forward" : "maxpool3d_forward_noidx");
+    int w2 = use_w2(ctx, p, &g), w3 = !w2 && use_w3(ctx, p, &g);
+    size_t vec = w2 || w3 ? (size_t)nfv_context_vector_width(ctx) : 1;
+    const char *name = w2   ? (argmax ? "maxpool3d_forward_w2" : "maxpool3d_forward_w2_noidx")
+                       : w3 ? (argmax ? "maxpool3d_forward_w3" : "maxpool3d_forward_w3_noidx")
+                            : (argmax ? "maxpool3d_forward" : "maxpool3d_forward_noidx");
     cl_kernel k;
     NFV_TRY(pool_kernel(ctx, 1, p, &g, name, &k));
     NFV_ARG(k, name, 0, x->buf);
     NFV_ARG(k, name, 1, y->buf);
-    /* The _noidx w2 kernel keeps the argument but never touches it. */
+    /* The _noidx w2 and w3 kernels keep the argument but never touch it. */
     cl_mem idx_buf = argmax ? argmax->buf : y->buf;
-    if (argmax || w2) NFV_ARG(k, name, 2, idx_buf);
+    if (argmax || w2 || w3) NFV_ARG(k, name, 2, idx_buf);
     size_t global[3] = {((size_t)g.out[2] + vec - 1) / vec, (size_t)g.out[1], (size_t)g.n * g.c * g.out[0]};
     return launch_planes(ctx, k, global);
 }
