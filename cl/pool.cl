@@ -475,20 +475,59 @@ inline floatv w2_input_grad(__global const float *dyp, __global const int *amp, 
     return acc;
 }
 
-__kernel void maxpool3d_backward_w2(__global const float *dy, __global const int *argmax, __global float *dx)
+/* Kernel 3, stride 2, padding 1 along W: input w lies in window (w + 1) / 2
+ * (as its centre column for even w, its left column for odd w) and, for odd
+ * w, in window (w - 1) / 2 (its right column); in that order, as the scalar
+ * kernel sums them.  One VEC-wide load of dy and argmax from window w0 / 2
+ * serves both, shuffled: lane l reads window w0 / 2 + (l + 1) / 2
+ * (W3_NEXT) and w0 / 2 + l / 2 (DUP). */
+#if VEC == 4
+#define W3_NEXT ((uintv)(0, 1, 1, 2))
+#elif VEC == 8
+#define W3_NEXT ((uintv)(0, 1, 1, 2, 2, 3, 3, 4))
+#elif VEC == 16
+#define W3_NEXT ((uintv)(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8))
+#endif
+inline floatv w3_input_grad(__global const float *dyp, __global const int *amp, int d, int h, int w0)
 {
-    const int w0 = get_global_id(0) * VEC, h = get_global_id(1), z = get_global_id(2);
-    const size_t plane = z / D, po = plane * (size_t)(OD * OH * OW);
-    const size_t out = ((size_t)z * H + h) * W + w0;
-    const floatv acc = w2_input_grad(dy + po, argmax + po, 0, z % D, h, w0);
-    if (w0 + VEC <= W) {
-        VSTORE(acc, 0, dx + out);
-    } else {
-        float at[VEC];
-        VSTORE(acc, 0, at);
-        for (int j = 0; j < W - w0; j++) dx[out + j] = at[j];
+    const intv self = (d * H + h) * W + w0 + LANES;
+    const intv next_ok = (w0 + LANES + 1) / 2 < OW; /* the last window of an even W has no right neighbour */
+    const intv odd = (LANES & 1) != 0;
+    floatv acc = (floatv)(0.0f);
+    for (int jd = 0; jd < CD; jd++) {
+        const int od = (d + PD) / SD - jd;
+        if (od < 0 || od >= OD || d + PD - od * SD >= KD) continue;
+        for (int jh = 0; jh < CH; jh++) {
+            const int oh = (h + PH) / SH - jh;
+            if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
+            const int o = (od * OH + oh) * OW + w0 / 2;
+            const floatv g = VLOAD(0, dyp + o);
+            const intv a = VLOAD(0, amp + o);
+            acc += select((floatv)(0.0f), shuffle(g, W3_NEXT), (shuffle(a, W3_NEXT) == self) & next_ok);
+            acc += select((floatv)(0.0f), shuffle(g, DUP), (shuffle(a, DUP) == self) & odd);
+        }
     }
+    return acc;
 }
+
+#define MAXPOOL_VEC_BACKWARD(name, GRAD)                                                          \
+    __kernel void name(__global const float *dy, __global const int *argmax, __global float *dx)  \
+    {                                                                                             \
+        const int w0 = get_global_id(0) * VEC, h = get_global_id(1), z = get_global_id(2);        \
+        const size_t plane = z / D, po = plane * (size_t)(OD * OH * OW);                          \
+        const size_t out = ((size_t)z * H + h) * W + w0;                                          \
+        const floatv acc = GRAD;                                                                  \
+        if (w0 + VEC <= W) {                                                                      \
+            VSTORE(acc, 0, dx + out);                                                             \
+        } else {                                                                                  \
+            float at[VEC];                                                                        \
+            VSTORE(acc, 0, at);                                                                   \
+            for (int j = 0; j < W - w0; j++) dx[out + j] = at[j];                                 \
+        }                                                                                         \
+    }
+
+MAXPOOL_VEC_BACKWARD(maxpool3d_backward_w2, w2_input_grad(dy + po, argmax + po, 0, z % D, h, w0))
+MAXPOOL_VEC_BACKWARD(maxpool3d_backward_w3, w3_input_grad(dy + po, argmax + po, z % D, h, w0))
 
 /* The same gradient gated by [y > 0] (y: this pool's output; the ReLU
  * before the pool passed its window's max exactly when y > 0) and written

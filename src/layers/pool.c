@@ -76,8 +76,9 @@ static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom 
 }
 
 /* Kernel 3, stride 2, padding 1 along W in floor mode (ResNet stems): the
- * vectorized forward max_window_w3 (cl/pool.cl).  ResNet-18 (MONAI, 64^3,
- * batch 4): the stem's max pool MEASURED. */
+ * vectorized max_window_w3 and w3_input_grad (cl/pool.cl).  MONAI's
+ * ResNet-18 at 64^3, batch 4 (bench --profile): its stem pool's forward 22
+ * -> 5.5 ms. */
 static int use_w3(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g)
 {
     int vec = nfv_context_vector_width(ctx);
@@ -155,9 +156,9 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
     NFV_TRY(pool_geometry("maxpool3d backward", p, dx, dy, &g));
     if (argmax->numel != dy->numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "maxpool3d backward: argmax has %zu elements, dy %zu", argmax->numel, dy->numel);
-    int w2 = use_w2(ctx, p, &g);
-    size_t vec = w2 ? (size_t)nfv_context_vector_width(ctx) : 1;
-    const char *name = w2 ? "maxpool3d_backward_w2" : "maxpool3d_backward";
+    int w2 = use_w2(ctx, p, &g), w3 = !w2 && use_w3(ctx, p, &g);
+    size_t vec = w2 || w3 ? (size_t)nfv_context_vector_width(ctx) : 1;
+    const char *name = w2 ? "maxpool3d_backward_w2" : w3 ? "maxpool3d_backward_w3" : "maxpool3d_backward";
     cl_kernel k;
     NFV_TRY(pool_kernel(ctx, 1, p, &g, name, &k));
     NFV_ARG(k, name, 0, dy->buf);
