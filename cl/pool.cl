@@ -491,8 +491,13 @@ inline floatv w2_input_grad(__global const float *dyp, __global const int *amp, 
 inline floatv w3_input_grad(__global const float *dyp, __global const int *amp, int d, int h, int w0)
 {
     const intv self = (d * H + h) * W + w0 + LANES;
-    const intv next_ok = (w0 + LANES + 1) / 2 < OW; /* the last window of an even W has no right neighbour */
-    const intv odd = (LANES & 1) != 0;
+    const intv next_ok = w0 + LANES + 1 < 2 * OW; /* (w + 1) / 2 < OW: an even W's last input has no window to its right */
+    /* The odd lanes' mask from a private table: computed from LANES by
+     * vector operations it came out wrong under oclgrind 21.10 (the
+     * backward tests failed there, not under PoCL). */
+    int odd_lane[VEC];
+    for (int l = 0; l < VEC; l++) odd_lane[l] = (l & 1) ? -1 : 0;
+    const intv odd = VLOAD(0, odd_lane);
     floatv acc = (floatv)(0.0f);
     for (int jd = 0; jd < CD; jd++) {
         const int od = (d + PD) / SD - jd;
