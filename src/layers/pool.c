@@ -78,7 +78,7 @@ static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom 
 /* Kernel 3, stride 2, padding 1 along W in floor mode (ResNet stems): the
  * vectorized max_window_w3 and w3_input_grad (cl/pool.cl).  MONAI's
  * ResNet-18 at 64^3, batch 4 (bench --profile): its stem pool's forward 22
- * -> 5.5 ms, backward 30 -> 2.4 ms. */
+ * -> 5.5 ms, backward 30 -> 3.3 ms. */
 static int use_w3(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g)
 {
     int vec = nfv_context_vector_width(ctx);
