@@ -330,6 +330,15 @@ __kernel void global_maxpool_backward(__global const float *dy, __global const i
 #define DUP ((uintv)(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7))
 #endif
 
+/* One window column into the running max: lanes where v beats best (or is
+ * NaN, which always wins, as in the scalar kernel) take v and offset code. */
+inline void take_max(const floatv v, const int code, floatv *best, intv *off)
+{
+    const intv take = isgreater(v, *best) | isnan(v);
+    *best = select(*best, v, take);
+    *off = select(*off, (intv)(code), take);
+}
+
 /* Best value and its offset (relative to the window row start
  * (d0*H + h0)*W + 2*ow0) for VEC outputs starting at ow0. */
 inline void max_window_w2(__global const float *xp, const int d0, const int h0, const int ow0, floatv *best_out,
@@ -348,12 +357,8 @@ inline void max_window_w2(__global const float *xp, const int d0, const int h0, 
             const floatv lo = VLOAD(0, row), hi = VLOAD(1, row);
             const floatv even = (floatv)(lo.even, hi.even), odd = (floatv)(lo.odd, hi.odd);
             const int code = (kd * H + kh) * W;
-            intv take = isgreater(even, best) | isnan(even);
-            best = select(best, even, take);
-            off = select(off, (intv)(code), take);
-            take = isgreater(odd, best) | isnan(odd);
-            best = select(best, odd, take);
-            off = select(off, (intv)(code + 1), take);
+            take_max(even, code, &best, &off);
+            take_max(odd, code + 1, &best, &off);
         }
     }
     *best_out = best;
@@ -429,15 +434,9 @@ inline void max_window_w3(__global const float *xp, const int d0, const int h0, 
             const floatv even = (floatv)(lo.even, hi.even);
             const floatv odd = select((floatv)(-INFINITY), (floatv)(lo.odd, hi.odd), right_ok);
             const int code = (kd * H + kh) * W;
-            intv take = isgreater(left, best) | isnan(left);
-            best = select(best, left, take);
-            off = select(off, (intv)(code - 1), take);
-            take = isgreater(even, best) | isnan(even);
-            best = select(best, even, take);
-            off = select(off, (intv)(code), take);
-            take = isgreater(odd, best) | isnan(odd);
-            best = select(best, odd, take);
-            off = select(off, (intv)(code + 1), take);
+            take_max(left, code - 1, &best, &off);
+            take_max(even, code, &best, &off);
+            take_max(odd, code + 1, &best, &off);
         }
     }
     *best_out = best;

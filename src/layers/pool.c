@@ -65,14 +65,20 @@ static nfv_status pool_geometry(const char *op, const nfv_pool3d_params *p, cons
     return NFV_OK;
 }
 
+/* The explicit-vector kernels of cl/pool.cl are written for VEC 4, 8 or 16. */
+static int vector_kernels(nfv_context *ctx)
+{
+    int vec = nfv_context_vector_width(ctx);
+    return vec == 4 || vec == 8 || vec == 16;
+}
+
 /* Kernel 2, stride 2, no padding along W, and the floor-mode width (ceil_mode
  * along D and H is fine; a ceil_mode window past the end of a row is not):
  * the explicitly vectorized max pooling kernels apply (cl/pool.cl, *_w2). */
 static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g)
 {
-    int vec = nfv_context_vector_width(ctx);
     return p->kernel[2] == 2 && p->stride[2] == 2 && p->padding[2] == 0 && g->out[2] == g->in[2] / 2 &&
-           (vec == 4 || vec == 8 || vec == 16);
+           vector_kernels(ctx);
 }
 
 /* Kernel 3, stride 2, padding 1 along W in floor mode (ResNet stems): the
@@ -81,9 +87,8 @@ static int use_w2(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom 
  * -> 5.5 ms, backward 30 -> 3.3 ms. */
 static int use_w3(nfv_context *ctx, const nfv_pool3d_params *p, const pool_geom *g)
 {
-    int vec = nfv_context_vector_width(ctx);
     return p->kernel[2] == 3 && p->stride[2] == 2 && p->padding[2] == 1 && g->out[2] == (g->in[2] - 1) / 2 + 1 &&
-           (vec == 4 || vec == 8 || vec == 16);
+           vector_kernels(ctx);
 }
 
 /* kind: 1 max, 2 average (POOL_KIND in cl/pool.cl); staging: the layout of
