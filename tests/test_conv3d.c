@@ -180,7 +180,39 @@ static const conv_case CASES[] = {
     {1, 2, 3, 8, 7, 11, {3, 3, 3}, {3, 3, 3}, {1, 1, 1}, 0, {0, 0, 0}, 0},
     {1, 3, 5, 7, 9, 17, {3, 2, 3}, {1, 3, 2}, {0, 1, 2}, 1, {0, 0, 0}, 0},
     {2, 2, 3, 6, 7, 9, {2, 2, 2}, {2, 2, 2}, {2, 2, 2}, 1, {0, 0, 0}, 0}, /* padding > kernel - 1 */
+    /* ResNet's deep stages: few positions, the output channels in the
+     * vector lanes (conv3d_fwd_cvec; conv3d_channel_last_where_lanes_idle
+     * checks that these take it): 4^3 planes at batch 2; 2x3x2 at batch 3
+     * (36 positions: a partial last block of 16); a stride-2 conv (its x
+     * phases with d and h strides 2, and its input gradient's phases); a
+     * 1^3 conv */
+    {2, 16, 32, 4, 4, 4, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
+    {3, 32, 16, 2, 3, 2, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
+    {2, 16, 32, 5, 5, 5, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, 1, {0, 0, 0}, 0},
+    {2, 16, 16, 4, 3, 4, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 1, {0, 0, 0}, 0},
 };
+
+/* The cases above that are meant to run conv3d_fwd_cvec do at the CPU's
+ * 16 lanes (forward, and the input gradient as a forward over dy), and the
+ * shapes the other kernels fill do not: ref4's conv4 at 2 mm (11x13x11,
+ * 74 % of the flat kernel's lanes), channels that do not fill vectors. */
+TEST(conv3d_channel_last_where_lanes_idle)
+{
+    const int c444[3] = {4, 4, 4}, c232[3] = {2, 3, 2}, c434[3] = {4, 3, 4}, p1[3] = {1, 1, 1}, p0[3] = {0, 0, 0};
+    const int p2[3] = {2, 2, 2};
+    CHECK(nfv_conv3d_channel_last(16, 32, c444, p1, c444, 1) && nfv_conv3d_channel_last(16, 16, c444, p1, c444, 1),
+          "4^3, 16 <-> 32 channels: forward and input gradient");
+    CHECK(nfv_conv3d_channel_last(16, 16, c232, p1, c232, 1) && nfv_conv3d_channel_last(16, 32, c232, p1, c232, 1),
+          "2x3x2, 32 <-> 16 channels");
+    CHECK(nfv_conv3d_channel_last(16, 16, c434, p0, c434, 1), "4x3x4, 1^3 conv");
+    const int in5[3] = {5, 5, 5}, out3[3] = {3, 3, 3};
+    CHECK(nfv_conv3d_channel_last(16, 32, in5, p1, out3, 2), "5^3 -> 3^3, d and h stride 2");
+    CHECK(nfv_conv3d_channel_last(16, 16, out3, p2, in5, 1), "its input gradient, dy 3^3 padded by 2 -> 5^3");
+    const int r4[3] = {11, 13, 11};
+    CHECK(!nfv_conv3d_channel_last(16, 64, r4, p1, r4, 1), "ref4 conv4 at 2 mm keeps the flattened-plane kernel");
+    CHECK(!nfv_conv3d_channel_last(16, 24, c444, p1, c444, 1), "24 channels do not fill 16 lanes");
+    CHECK(!nfv_conv3d_channel_last(1, 32, c444, p1, c444, 1), "scalar devices keep the other kernels");
+}
 
 TEST(conv3d_fast_vs_host_reference)
 {
@@ -279,6 +311,7 @@ TEST(conv3d_gradients_vs_finite_differences)
         {1, 3, 3, 5, 6, 7, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0},
         {3, 1, 8, 4, 5, 6, {2, 3, 1}, {2, 1, 2}, {1, 2, 0}, 1, {0, 0, 0}, 0},
         {1, 8, 1, 3, 5, 7, {3, 1, 2}, {1, 1, 1}, {0, 0, 1}, 1, {0, 0, 0}, 0},
+        {2, 16, 16, 2, 2, 3, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, {0, 0, 0}, 0}, /* conv3d_fwd_cvec */
     };
     for (size_t i = 0; i < sizeof fd_cases / sizeof fd_cases[0]; i++) run_finite_differences(&fd_cases[i], 300 + (unsigned)i);
 }
@@ -501,12 +534,15 @@ TEST(conv3d_general_bad_shapes)
  * outermost freeze ends.  Stride 1 and stride 2 (the phase path). */
 TEST(conv3d_frozen_weights_kept_until_unfrozen)
 {
-    static const conv_case cases[2] = {
+    /* The third: few positions and 16 channels, so (at 4, 8 or 16 lanes)
+     * its forward reads a kept channel-last copy (conv3d_fwd_cvec). */
+    static const conv_case cases[3] = {
         {1, 3, 4, 6, 7, 9, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
         {1, 3, 4, 8, 7, 9, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, 0, {0, 0, 0}, 0},
+        {1, 16, 16, 3, 2, 3, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
     };
     nfv_context *ctx = test_ctx();
-    for (int ci = 0; ci < 2; ci++) {
+    for (int ci = 0; ci < 3; ci++) {
         conv_data cd;
         char name[160];
         case_name(&cases[ci], name, sizeof name);
@@ -530,10 +566,18 @@ TEST(conv3d_frozen_weights_kept_until_unfrozen)
         CHECK_OK(nfv_tensor_upload(ctx, &cd.tw, w2));
         CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));
         check_tensor("frozen, weights changed against the promise: the kept copy", name, &cd.tdx, first, 1e-4, 1e-4);
-        /* A strided forward keeps its weight phases too; stride 1 reads w itself. */
+        /* A strided forward keeps its weight phases too, and one with the
+         * channels in the lanes its channel-last copy; otherwise stride 1
+         * reads w itself. */
+        const int dims[3] = {cases[ci].d, cases[ci].h, cases[ci].w};
+        const int cvec = nfv_conv3d_channel_last(nfv_context_vector_width(ctx), cases[ci].co, dims, cases[ci].p, dims,
+                                                 1);
+        CHECK(ci < 2 || cvec || nfv_context_vector_width(ctx) == 1, "%s takes the channel-last kernel", name);
         CHECK_OK(nfv_conv3d_forward(ctx, &p, &cd.tx, &cd.tw, NULL, &cd.ty));
-        check_tensor(ci ? "frozen forward, strided: the kept weight phases" : "frozen forward, stride 1: w itself",
-                     name, &cd.ty, ci ? y_first : y_second, 1e-4, 1e-4);
+        check_tensor(ci == 1  ? "frozen forward, strided: the kept weight phases"
+                     : cvec   ? "frozen forward, channels in the lanes: the kept channel-last copy"
+                              : "frozen forward, stride 1: w itself",
+                     name, &cd.ty, ci == 1 || cvec ? y_first : y_second, 1e-4, 1e-4);
         free(y_first), free(y_second);
         nfv_context_freeze_weights(ctx, 0);
         CHECK_OK(nfv_conv3d_backward_input(ctx, &p, &cd.tdy, &cd.tw, &cd.tdx));

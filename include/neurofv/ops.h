@@ -112,6 +112,13 @@ size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3
  * per slab of output planes, batch n, output (out_dims)) in the context's
  * scratch: what src/model/memory.c counts. */
 size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[3], const int out_dims[3]);
+/* 1 when a stride-1-in-x conv of co output channels over in_dims padded by
+ * pad to out_dims (h stride stride_h) runs conv3d_fwd_cvec at vector width
+ * vec: that kernel reads a copy of the weights with the output channel
+ * last, in a scratch buffer or, while the weights are frozen, kept per
+ * weight (the memory estimate counts it). */
+int nfv_conv3d_channel_last(int vec, int co, const int in_dims[3], const int pad[3], const int out_dims[3],
+                            int stride_h);
 /* The conv over phases that a strided conv runs as
  * (src/layers/conv3d_strided.c), split along x only (x_only: its forward
  * and weight gradient) or along every strided axis (its input gradient):

@@ -74,28 +74,77 @@ int conv3d_flat_rows(int vec, int ow, int stride_h)
     return stride_h == 1 && 10 * ow < 9 * row_lanes;
 }
 
-fast_config conv3d_fast_config(const nfv_context *ctx, const conv_dims *d)
+/* Forward blocking (c->cob, c->rows, c->flat) for d at vector width c->vec:
+ * ≲24 vector accumulators (docs/ARCHITECTURE.md, performance notes): up to
+ * 8 channels x 2 rows.  8 x 2 rather than 16 x 1: per tap 2 input loads
+ * (fewer where rows share them) and 8 weight broadcasts feed 16 FMAs, where
+ * 16 x 1 loads 17 for 16 and was load-bound: measured on PoCL (AVX-512)
+ * with bench-kernels, conv3 forward 205-246 -> 239-269 GFLOP/s, conv4's
+ * input gradient 131-171 -> 153-177, conv2 unchanged. */
+static void forward_blocking(fast_config *c, const conv_dims *d)
 {
-    /* ≲24 vector accumulators (docs/ARCHITECTURE.md, performance notes):
-     * up to 8 channels x 2 rows; the weight gradient keeps bw_cob x KW of
-     * them.  8 x 2 rather than 16 x 1: per tap 2 input loads (fewer where
-     * rows share them) and 8 weight broadcasts feed 16 FMAs, where 16 x 1
-     * loads 17 for 16 and was load-bound: measured on PoCL (AVX-512) with
-     * bench-kernels, conv3 forward 205-246 -> 239-269 GFLOP/s, conv4's input
-     * gradient 131-171 -> 153-177, conv2 unchanged. */
-    fast_config c;
-    c.vec = nfv_context_vector_width(ctx);
-    c.cob = divisor_at_most(d->co, 8), c.rows = 2;
+    c->cob = divisor_at_most(d->co, 8), c->rows = 2;
     /* Few output channels (the input gradient of a 1-channel first layer):
      * each loaded vector feeds only cob FMAs, so take 4 rows, whose input
      * rows overlap and are loaded once. */
-    if (c.cob <= 2) c.rows = 4;
-    if (d->oh < 2) c.rows = 1;
+    if (c->cob <= 2) c->rows = 4;
+    if (d->oh < 2) c->rows = 1;
     /* The flattened-plane kernel (h stride 1) wastes fewer lanes on narrow
      * rows (11 of 16 used at WO = 11, 22 of 32 at WO = 22) but stores rows
      * that cross a vector lane by lane; use it only when the row kernel
      * would waste more than 10 % of its lanes. */
-    c.flat = conv3d_flat_rows(c.vec, d->ow, d->s[1]);
+    c->flat = conv3d_flat_rows(c->vec, d->ow, d->s[1]);
+}
+
+/* The share of the lanes the row or flattened-plane forward computes that
+ * hold outputs (slack lanes and rows are computed and thrown away). */
+static double lane_use(const fast_config *c, const conv_dims *d)
+{
+    const size_t per = (size_t)c->vec * c->rows;
+    if (c->flat) {
+        const size_t wp = (size_t)d->w + 2 * d->p[2], flat = (size_t)d->oh * wp;
+        return (double)d->oh * d->ow / ((flat + per - 1) / per * per);
+    }
+    const size_t row = ((size_t)d->ow + c->vec - 1) / c->vec * c->vec;
+    const size_t rows = ((size_t)d->oh + c->rows - 1) / c->rows * c->rows;
+    return (double)d->oh * d->ow / (row * rows);
+}
+
+/* Output channels in the lanes (conv3d_fwd_cvec) where the channels fill
+ * whole vectors and the row or flattened-plane kernel would compute more
+ * than 40 % slack lanes.  Measured on ResNet-18 at 64^3 (PoCL, AVX-512,
+ * `neurofv bench --profile`, a visualization step at batch 1 / 8): its 2^3
+ * stage (12.5 % of the flat kernel's lanes used) 11.3 / 84.8 ms -> 7.8 /
+ * 23.2 ms, the 4^3 stage (50 %) 5.7 / 44.0 -> 4.9 / 28.8 ms; the 8^3 stage
+ * (67 %) gained nothing (8.4 / 69.2 -> 7.8 / 68.2 ms) and two of the strided
+ * convs' phase convs at 67-70 % lost (2.0 -> 2.8 ms), hence 60 %.  16
+ * positions per work-item: 8 gave 9.6 / 40.8 ms on the 2^3 stage, 12 gave
+ * 9.4 / 29.6. */
+#define CVEC_MAX_LANE_USE 0.6
+#define CVEC_POSITIONS 16
+
+static int cvec_positions(const fast_config *c, const conv_dims *d)
+{
+    return c->vec > 1 && d->co % c->vec == 0 && lane_use(c, d) < CVEC_MAX_LANE_USE ? CVEC_POSITIONS : 0;
+}
+
+int nfv_conv3d_channel_last(int vec, int co, const int in_dims[3], const int pad[3], const int out_dims[3],
+                            int stride_h)
+{
+    conv_dims d = {.n = 1, .ci = 1, .co = co, .d = in_dims[0], .h = in_dims[1], .w = in_dims[2], .od = out_dims[0],
+                   .oh = out_dims[1], .ow = out_dims[2]};
+    for (int i = 0; i < 3; i++) d.p[i] = pad[i], d.s[i] = 1;
+    d.s[1] = stride_h;
+    fast_config c = {.vec = vec};
+    forward_blocking(&c, &d);
+    return cvec_positions(&c, &d) > 0;
+}
+
+fast_config conv3d_fast_config(const nfv_context *ctx, const conv_dims *d)
+{
+    fast_config c;
+    c.vec = nfv_context_vector_width(ctx);
+    forward_blocking(&c, d);
     int acc_cap = d->k[2] <= 1 ? 16 : 24 / d->k[2];
     c.bw_cob = divisor_at_most(d->co, acc_cap < 16 ? acc_cap : 16);
     c.odc = planes_per_slab(d);
@@ -105,6 +154,7 @@ fast_config conv3d_fast_config(const nfv_context *ctx, const conv_dims *d)
      * configuration asks for it. */
     c.march = d->co == 1 && d->s[0] == 1 && d->s[1] == 1 ? nfv_context_kernel_config(ctx)->conv_march : 0;
     if (c.march) c.flat = 0;
+    c.cvp = c.march ? 0 : cvec_positions(&c, d);
     return c;
 }
 
@@ -119,6 +169,10 @@ void conv3d_fast_options(const fast_config *c, const conv_dims *d, int relu, cha
              c->odc, c->vec, c->cob, c->rows, c->bw_cob, d->ci, d->co, d->k[0], d->k[1], d->k[2], d->s[0], d->s[1],
              d->d, d->h, d->w, d->p[0], d->p[1], d->p[2], d->od, d->oh, d->ow, c->unroll, c->march,
              relu ? " -DOUT_RELU=1" : "");
+    if (c->cvp) { /* only its builds carry conv3d_fwd_cvec */
+        size_t used = strlen(buf);
+        snprintf(buf + used, cap - used, " -DCVP=%d", c->cvp);
+    }
 }
 
 nfv_status conv3d_scratch(nfv_context *ctx, int slot, size_t floats, const char *what, cl_mem *out)
@@ -193,6 +247,56 @@ nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
     return NFV_OK;
 }
 
+/* wl (CI, KD, KH, KW, CO) from w (CO, CI, KD, KH, KW): the scratch slot, or
+ * while the weights are frozen the copy kept for w. */
+static nfv_status channel_last_weights(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_mem *wl)
+{
+    const int kvol = d->k[0] * d->k[1] * d->k[2];
+    int fresh;
+    NFV_TRY(conv3d_derived_weights(ctx, w, NFV_DERIVED_CONV_CHANNEL_LAST, NFV_SCRATCH_CONV_CHANNEL_LAST,
+                                   (size_t)d->co * d->ci * kvol, "conv3d channel-last weights", wl, &fresh));
+    if (!fresh) return NFV_OK;
+    cl_kernel k;
+    char go[32];
+    const char *name = "conv3d_channel_last_weights";
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), name, &k));
+    cl_int co = d->co, ci = d->ci, kv = kvol;
+    NFV_ARG(k, name, 0, w);
+    NFV_ARG(k, name, 1, *wl);
+    NFV_ARG(k, name, 2, co);
+    NFV_ARG(k, name, 3, ci);
+    NFV_ARG(k, name, 4, kv);
+    size_t global = (size_t)d->co * d->ci;
+    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
+}
+
+/* conv3d_forward_fast through conv3d_fwd_cvec (c->cvp > 0). */
+static nfv_status forward_cvec(nfv_context *ctx, const conv_dims *d, const fast_config *c, const char *opts, cl_mem x,
+                               cl_mem gate, cl_mem w, cl_mem bias, cl_mem y)
+{
+    const char *name = "conv3d_fwd_cvec";
+    cl_kernel k;
+    cl_mem xp, wl;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
+    NFV_TRY(channel_last_weights(ctx, d, w, &wl));
+    if (x) NFV_TRY(conv3d_pad_input(ctx, d, x, gate, 0, &xp));
+    else NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PADDED, padded_floats(ctx, d), "conv3d padded input", &xp));
+    cl_int has_bias = bias != NULL, npos = d->n * d->od * d->oh * d->ow;
+    cl_mem b = bias ? bias : w;
+    NFV_ARG(k, name, 0, xp);
+    NFV_ARG(k, name, 1, wl);
+    NFV_ARG(k, name, 2, b);
+    NFV_ARG(k, name, 3, y);
+    NFV_ARG(k, name, 4, has_bias);
+    NFV_ARG(k, name, 5, npos);
+    /* A work-group is one block of VEC output channels over every position,
+     * so its weights are read from memory once (fewer where the device caps
+     * the group). */
+    size_t global[2] = {((size_t)npos + c->cvp - 1) / c->cvp, (size_t)d->co / c->vec};
+    size_t local[2] = {global[0], 1};
+    return nfv_kernel_launch(ctx, k, 2, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
+}
+
 nfv_status conv3d_forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem bias,
                                int relu, cl_mem y)
 {
@@ -202,6 +306,7 @@ nfv_status conv3d_forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int vec = c.vec, cob = c.cob, rows = c.rows;
     const int flat = c.flat;
     cl_kernel k;
+    if (c.cvp) return forward_cvec(ctx, d, &c, opts, x, gate, w, bias, y);
     const char *name = c.march ? "conv3d_fwd_co1" : flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast";
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
     cl_mem xp;

@@ -38,6 +38,7 @@ typedef struct fast_config {
     int march;   /* > 0: one output channel, h and d stride 1, and the configuration's conv_march:
                   * conv3d_fwd_co1 marching through march output planes, its input in channel
                   * rows (N, DP, HP, CI, WP) */
+    int cvp;     /* > 0: conv3d_fwd_cvec, output channels in the lanes, cvp positions per work-item */
 } fast_config;
 
 /* Options of the one shape-independent build of a conv3d program

@@ -70,7 +70,7 @@ const char *nfv_memory_parts_text(const nfv_memory_estimate *e, char *buf, size_
 
 /* The largest size each scratch slot or per-call buffer reaches (floats),
  * and what asked for it. */
-enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_PITCHED, SL_BN, SL_PHASES, SL_PHASE_W, SL_COUNT };
+enum { SL_PADDED, SL_FLIPPED, SL_WPART, SL_BPART, SL_PITCHED, SL_BN, SL_PHASES, SL_PHASE_W, SL_CHANNEL_LAST, SL_COUNT };
 typedef struct scratch_max {
     size_t floats[SL_COUNT];
     char what[SL_COUNT][160];
@@ -94,6 +94,17 @@ static void flipped(scratch_max *s, size_t floats, const nfv_layer *l, const cha
     else grow(s, SL_FLIPPED, floats, l, use);
 }
 
+/* The channel-last copy of a conv's weights (floats) that conv3d_fwd_cvec
+ * reads, where nfv_conv3d_channel_last says it runs: the scratch slot, or
+ * while the weights are frozen a copy kept per weight. */
+static void channel_last(scratch_max *s, int vec, int co, const int in[3], const int pad[3], const int out[3],
+                         int stride_h, size_t floats, const nfv_layer *l, const char *use)
+{
+    if (!nfv_conv3d_channel_last(vec, co, in, pad, out, stride_h)) return;
+    if (s->frozen) s->kept_floats += floats;
+    else grow(s, SL_CHANNEL_LAST, floats, l, use);
+}
+
 /* What conv3d_strided.c takes for a strided layer l (batch n): the conv
  * over phases, whose own fast paths take the rest. */
 static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad, int dgrad, scratch_max *s)
@@ -109,6 +120,12 @@ static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgr
         grow(s, SL_PHASES, data, l, x_only ? "input phases" : "input-gradient phases");
         if (x_only && s->frozen) s->kept_floats += weights; /* a visualization's forward keeps them */
         else grow(s, SL_PHASE_W, weights, l, "weight phases");
+        if (x_only && fwd)
+            channel_last(s, vec, co, ph.len, ph.pad, out, ph.stride[1], weights, l, "channel-last weight phases");
+        if (!x_only) {
+            const int tp[3] = {m[0] - 1, m[1] - 1, m[2] - 1};
+            channel_last(s, vec, ci, out, tp, ph.len, 1, weights, l, "channel-last flipped weight phases");
+        }
         if (x_only) {
             grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, ph.pad, m, ph.stride), l,
                  "padded input phases");
@@ -138,7 +155,11 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
     size_t xpad = nfv_conv3d_padded_floats(vec, n, ci, l->in_shape + 1, p, k, st);
     const int strided = st[0] != 1 || st[1] != 1 || st[2] != 1;
     if (strided) strided_scratch(l, vec, n, fwd, wgrad && st[2] != 1, dgrad, s);
-    if (fwd && st[2] == 1) grow(s, SL_PADDED, xpad, l, "padded input");
+    if (fwd && st[2] == 1) {
+        const int out_dims[3] = {od, oh, ow};
+        grow(s, SL_PADDED, xpad, l, "padded input");
+        channel_last(s, vec, co, l->in_shape + 1, p, out_dims, st[1], (size_t)co * ci * kvol, l, "channel-last weights");
+    }
     if (wgrad) {
         if (st[2] == 1 && k[2] <= 5) {
             const int out_dims[3] = {od, oh, ow};
@@ -157,6 +178,8 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
         int tp[3] = {k[0] - 1 - p[0], k[1] - 1 - p[1], k[2] - 1 - p[2]};
         int dims[3] = {od, oh, ow};
         flipped(s, (size_t)co * ci * kvol, l, "flipped weights");
+        channel_last(s, vec, ci, dims, tp, l->in_shape + 1, 1, (size_t)co * ci * kvol, l,
+                     "channel-last flipped weights");
         grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, dims, tp, k, st), l, "padded output gradient");
     }
 }
@@ -287,7 +310,7 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
         if (s.floats[k]) nfv_memory_add(e, NFV_MEM_SCRATCH, (unsigned long long)s.floats[k] * sizeof(float), "%s", s.what[k]);
     if (s.kept_floats)
         nfv_memory_add(e, NFV_MEM_SCRATCH, (unsigned long long)s.kept_floats * sizeof(float),
-                       "weights kept while frozen (flipped, phases)");
+                       "weights kept while frozen (flipped, phases, channel-last)");
 }
 
 /* ---- fitting the device --------------------------------------------------- */

@@ -256,9 +256,12 @@ nfv_status nfv_model_predict(nfv_model *m, nfv_context *ctx, const float *x, int
     float *staging = calloc((size_t)batch * per, sizeof(float));
     float *out = malloc((size_t)batch * (size_t)k * sizeof(float));
     nfv_status s = staging && out ? NFV_OK : nfv_fail(NFV_ERR_NO_MEMORY, "predict: out of memory");
-    /* Only the output is read: conv -> BN -> ReLU -> pool run fused (model.h). */
+    /* Only the output is read: conv -> BN -> ReLU -> pool run fused (model.h).
+     * The weights do not change here: weights derived from them (flipped,
+     * phases, channel-last) are derived once for all the chunks. */
     const int was_fused = m->fuse_eval;
     nfv_model_set_fusion(m, 1);
+    nfv_context_freeze_weights(ctx, 1);
     for (int i0 = 0; !s && i0 < n; i0 += batch) {
         int cnt = n - i0 < batch ? n - i0 : batch;
         /* A short last chunk is zero-padded: in eval mode samples are independent. */
@@ -269,6 +272,7 @@ nfv_status nfv_model_predict(nfv_model *m, nfv_context *ctx, const float *x, int
         if (!s) s = nfv_tensor_download(ctx, nfv_model_activation(m, m->layer_count - 1), out);
         if (!s) memcpy(outputs + (size_t)i0 * k, out, (size_t)cnt * (size_t)k * sizeof(float));
     }
+    nfv_context_freeze_weights(ctx, 0);
     nfv_model_set_fusion(m, was_fused);
     /* The one place a regression output leaves SD units: the raw output z
      * (trained on (y - mean) / sd) becomes mean + sd * z in the label's
@@ -437,6 +441,7 @@ nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cac
     float *x = malloc((size_t)batch * per * sizeof(float));
     if (!x) return nfv_fail(NFV_ERR_NO_MEMORY, "predict: out of memory");
     nfv_status s = NFV_OK;
+    nfv_context_freeze_weights(ctx, 1); /* across the chunks (nfv_model_predict) */
     for (int i0 = 0; !s && i0 < n; i0 += batch) {
         int cnt = n - i0 < batch ? n - i0 : batch;
         for (int i = 0; !s && i < cnt; i++) {
@@ -448,6 +453,7 @@ nfv_status nfv_model_predict_rows(nfv_model *m, nfv_context *ctx, nfv_volume_cac
          * keeps one batch allocation. */
         if (!s) s = nfv_model_predict(m, ctx, x, cnt, batch, outputs + (size_t)i0 * k);
     }
+    nfv_context_freeze_weights(ctx, 0);
     free(x);
     return s;
 }

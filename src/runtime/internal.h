@@ -18,6 +18,7 @@ typedef enum nfv_scratch_slot {
     NFV_SCRATCH_CONV_PITCHED_DY,          /* conv3d backward-weights, flat: dy at the padded row pitch */
     NFV_SCRATCH_CONV_PHASES,              /* conv3d strided: the phases of x or dx (N, CI*P, L, L, L) */
     NFV_SCRATCH_CONV_PHASE_WEIGHTS,       /* conv3d strided: the phases of w or dw (CO, CI*P, m, m, m) */
+    NFV_SCRATCH_CONV_CHANNEL_LAST,        /* conv3d_fwd_cvec: weights (CI, kd, kh, kw, CO) */
     NFV_SCRATCH_VIS_PENALTY_ROWS,         /* regularize: penalty row sums (N*D*H) */
     NFV_SCRATCH_VIS_BLUR_TMP,             /* regularize: one blur pass (N, 1, D, H, W) */
     NFV_SCRATCH_SLOTS                     /* count */
@@ -85,12 +86,13 @@ void nfv_scratch_release(nfv_context *ctx);
 /* Derived weights.  While the context's weights are frozen
  * (nfv_context_freeze_weights), a copy derived from a weight buffer (kind:
  * conv3d's flipped weights or flipped weight phases for input gradients,
- * its weight phases for a strided forward)
+ * its weight phases for a strided forward, the channel-last copy of any of
+ * these for conv3d_fwd_cvec)
  * is kept per (source buffer, kind, bytes) and handed back by later calls:
  * *fresh is 1 when the caller must fill it now, 0 when it holds what an
  * earlier call wrote.  Owned by the context, released when the last freeze
  * ends.  nfv_derived_frozen: whether to use it (else: a scratch slot). */
-enum { NFV_DERIVED_CONV_FLIP = 1, NFV_DERIVED_CONV_PHASE_FLIP, NFV_DERIVED_CONV_PHASE };
+enum { NFV_DERIVED_CONV_FLIP = 1, NFV_DERIVED_CONV_PHASE_FLIP, NFV_DERIVED_CONV_PHASE, NFV_DERIVED_CONV_CHANNEL_LAST };
 int nfv_derived_frozen(const nfv_context *ctx);
 nfv_status nfv_derived_get(nfv_context *ctx, cl_mem source, int kind, size_t bytes, const char *what, cl_mem *out,
                            int *fresh);
