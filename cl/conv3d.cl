@@ -213,19 +213,30 @@ __kernel void conv3d_flip_weights(__global const float *w, __global float *wt, i
     for (int k = 0; k < kvol; k++) dst[kvol - 1 - k] = src[k];
 }
 
-/* wl (CI, KD, KH, KW, CO) = w (CO, CI, KD, KH, KW) with the output channel
- * last: conv3d_fwd_cvec loads VEC output channels of one tap as a vector.
- * One (co, ci) kernel per work-item, co fastest (writes of neighbouring
- * work-items are neighbours). */
+/* Weights with the output channel last, for conv3d_fwd_cvec, which loads
+ * VEC output channels of one tap as a vector.  From w (CO, CI, KD, KH, KW):
+ *   flip 0: wl (CI, KD, KH, KW, CO), the forward's;
+ *   flip 1: wl (CO, KD, KH, KW, CI) with the taps flipped: the input
+ *           gradient's (a forward over dy with w transposed over channels
+ *           and flipped, conv3d_flip_weights), without that copy.
+ * One output row (one input channel and tap) per work-item, taps fastest:
+ * the rows' stores are contiguous and neighbouring work-items read
+ * neighbouring taps (one element per work-item ran at 9 GB/s on PoCL). */
 __kernel void conv3d_channel_last_weights(__global const float *w, __global float *wl, int co_count, int ci_count,
-                                          int kvol)
+                                          int kvol, int flip)
 {
-    const int i = get_global_id(0);
-    if (i >= co_count * ci_count) return;
-    const int co = i % co_count, ci = i / co_count;
-    __global const float *src = w + ((size_t)co * ci_count + ci) * kvol;
-    __global float *dst = wl + (size_t)ci * kvol * co_count + co;
-    for (int k = 0; k < kvol; k++) dst[(size_t)k * co_count] = src[k];
+    const int row = get_global_id(0);
+    if (row >= (flip ? co_count : ci_count) * kvol) return;
+    const int c = row / kvol, k = row % kvol;
+    if (flip) {
+        __global const float *src = w + (size_t)c * ci_count * kvol + (kvol - 1 - k);
+        __global float *dst = wl + (size_t)row * ci_count;
+        for (int ci = 0; ci < ci_count; ci++) dst[ci] = src[(size_t)ci * kvol];
+    } else {
+        __global const float *src = w + (size_t)c * kvol + k;
+        __global float *dst = wl + (size_t)row * co_count;
+        for (int co = 0; co < co_count; co++) dst[co] = src[(size_t)co * ci_count * kvol];
+    }
 }
 
 /* Accumulators a<r>_<c> for r < ROWS (1-4) and c < COB; loads v<r>. */

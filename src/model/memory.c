@@ -177,9 +177,11 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
         /* A forward over dy (n, co, od, oh, ow) padded by k - 1 - p. */
         int tp[3] = {k[0] - 1 - p[0], k[1] - 1 - p[1], k[2] - 1 - p[2]};
         int dims[3] = {od, oh, ow};
-        flipped(s, (size_t)co * ci * kvol, l, "flipped weights");
-        channel_last(s, vec, ci, dims, tp, l->in_shape + 1, 1, (size_t)co * ci * kvol, l,
-                     "channel-last flipped weights");
+        /* channel-last flipped weights where the channels fill the lanes, else the flipped copy */
+        if (nfv_conv3d_channel_last(vec, ci, dims, tp, l->in_shape + 1, 1))
+            channel_last(s, vec, ci, dims, tp, l->in_shape + 1, 1, (size_t)co * ci * kvol, l,
+                         "channel-last flipped weights");
+        else flipped(s, (size_t)co * ci * kvol, l, "flipped weights");
         grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, dims, tp, k, st), l, "padded output gradient");
     }
 }

@@ -92,7 +92,8 @@ void nfv_scratch_release(nfv_context *ctx);
  * *fresh is 1 when the caller must fill it now, 0 when it holds what an
  * earlier call wrote.  Owned by the context, released when the last freeze
  * ends.  nfv_derived_frozen: whether to use it (else: a scratch slot). */
-enum { NFV_DERIVED_CONV_FLIP = 1, NFV_DERIVED_CONV_PHASE_FLIP, NFV_DERIVED_CONV_PHASE, NFV_DERIVED_CONV_CHANNEL_LAST };
+enum { NFV_DERIVED_CONV_FLIP = 1, NFV_DERIVED_CONV_PHASE_FLIP, NFV_DERIVED_CONV_PHASE, NFV_DERIVED_CONV_CHANNEL_LAST,
+       NFV_DERIVED_CONV_CHANNEL_LAST_FLIP };
 int nfv_derived_frozen(const nfv_context *ctx);
 nfv_status nfv_derived_get(nfv_context *ctx, cl_mem source, int kind, size_t bytes, const char *what, cl_mem *out,
                            int *fresh);
