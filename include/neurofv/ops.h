@@ -102,12 +102,15 @@ nfv_status nfv_conv3d_backward_input_staged(nfv_context *ctx, const nfv_conv3d_p
  * (nfv_context_vector_width): what src/model/memory.c counts. */
 size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const int pad[3], const int kernel[3],
                                 const int stride[3]);
-/* Floats of the scratch copy of dy (n, co, out_dims) at the padded row
- * pitch padded_w that the weight gradient takes for narrow rows (vectors
- * along the flattened plane), at vector width vec; 0 where it takes the
- * row kernel (rows that waste under 10 % of a vector's lanes, or an h
- * stride other than 1): what src/model/memory.c counts. */
-size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3], int padded_w, int stride_h);
+/* Floats of the scratch copy of dy (n, co, out_dims) the weight gradient of
+ * a conv with that kernel takes, at vector width vec: with the channel last
+ * where the output channels go in the lanes (nfv_conv3d_channel_last), at
+ * the padded row pitch padded_w for narrow rows (vectors along the
+ * flattened plane); 0 where it takes the row kernel (rows that waste under
+ * 10 % of a vector's lanes, or an h stride other than 1): what
+ * src/model/memory.c counts. */
+size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int kernel[3], const int out_dims[3], int padded_w,
+                                    int stride_h);
 /* Floats of the weight gradient's partial sums (one (co, ci, kernel) block
  * per slab of output planes, batch n, output (out_dims)) in the context's
  * scratch: what src/model/memory.c counts. */

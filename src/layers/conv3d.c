@@ -171,7 +171,7 @@ void conv3d_fast_options(const fast_config *c, const conv_dims *d, int relu, cha
              relu ? " -DOUT_RELU=1" : "");
     if (c->cvp) { /* only its builds carry conv3d_fwd_cvec */
         size_t used = strlen(buf);
-        snprintf(buf + used, cap - used, " -DCVP=%d", c->cvp);
+        snprintf(buf + used, cap - used, " -DCVP=%d -DKHW=%d", c->cvp, d->k[1] * d->k[2]);
     }
 }
 

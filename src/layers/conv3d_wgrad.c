@@ -6,7 +6,10 @@
  *            (partial sums per slab of output planes, one tap row per
  *            work-item) or, for narrow rows, conv3d_pitch_dy +
  *            conv3d_bwd_weights_flat (vectors along the flattened plane),
- *            then conv3d_sum_partials; when the x stride is 1 and kw <= 5,
+ *            then conv3d_sum_partials; for few positions (where the forward
+ *            runs conv3d_fwd_cvec) conv3d_channel_last_dy +
+ *            conv3d_bwd_weights_cvec instead, no partial sums; all of these
+ *            when the x stride is 1 and kw <= 5,
  *            or an x stride > 1 as a conv over phases with a kernel up to 5
  *            along x (src/layers/conv3d_strided.c), else the *_ref kernel
  *            (src/layers/conv3d_ref.c);
@@ -30,8 +33,20 @@ static nfv_status sum_partials(nfv_context *ctx, cl_mem part, int parts, int m, 
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
-size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int out_dims[3], int padded_w, int stride_h)
+/* Whether d's weight gradient runs conv3d_bwd_weights_cvec: where its
+ * forward runs conv3d_fwd_cvec (c->cvp) and a tap plane has at most 16 taps
+ * (one accumulator each). */
+static int weights_cvec(const fast_config *c, const conv_dims *d)
 {
+    return c->cvp > 0 && d->k[1] * d->k[2] <= 16;
+}
+
+size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int kernel[3], const int out_dims[3], int padded_w,
+                                    int stride_h)
+{
+    const int in[3] = {out_dims[0], out_dims[1], padded_w}, pad[3] = {0, 0, 0};
+    if (kernel[1] * kernel[2] <= 16 && nfv_conv3d_channel_last(vec, co, in, pad, out_dims, stride_h))
+        return (size_t)n * co * out_dims[0] * out_dims[1] * out_dims[2]; /* dy with the channel last */
     if (!conv3d_flat_rows(vec, out_dims[2], stride_h)) return 0; /* the row kernel */
     const size_t plane = ((size_t)out_dims[1] * padded_w + vec - 1) / vec * vec;
     return (size_t)n * co * out_dims[0] * plane;
@@ -59,17 +74,43 @@ size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[
     return (size_t)conv3d_slab_count(&d) * co * ci * kernel[0] * kernel[1] * kernel[2];
 }
 
+/* dw through conv3d_bwd_weights_cvec: dy with the channel last
+ * (conv3d_channel_last_dy, in the pitched-dy scratch slot), then the
+ * products, straight into dw. */
+static nfv_status weights_cvec_run(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem x, cl_mem dy,
+                                   cl_mem dw)
+{
+    const size_t npos = (size_t)d->n * d->od * d->oh * d->ow;
+    cl_kernel kt, k;
+    cl_mem xp, dyl;
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, "conv3d_channel_last_dy", &kt));
+    NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, "conv3d_bwd_weights_cvec", &k));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PITCHED_DY, npos * d->co, "conv3d channel-last output gradient", &dyl));
+    NFV_ARG(kt, "conv3d_channel_last_dy", 0, dy);
+    NFV_ARG(kt, "conv3d_channel_last_dy", 1, dyl);
+    NFV_TRY(nfv_kernel_launch(ctx, kt, 1, &npos, NULL));
+    NFV_TRY(conv3d_pad_input(ctx, d, x, NULL, 0, &xp));
+    cl_int n = d->n;
+    NFV_ARG(k, "conv3d_bwd_weights_cvec", 0, xp);
+    NFV_ARG(k, "conv3d_bwd_weights_cvec", 1, dyl);
+    NFV_ARG(k, "conv3d_bwd_weights_cvec", 2, dw);
+    NFV_ARG(k, "conv3d_bwd_weights_cvec", 3, n);
+    size_t global[3] = {(size_t)d->k[0], (size_t)d->ci, (size_t)d->co / nfv_context_vector_width(ctx)};
+    return nfv_kernel_launch(ctx, k, 3, global, NULL);
+}
+
 nfv_status conv3d_weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
 {
     const fast_config c = conv3d_fast_config(ctx, d);
     char opts[512];
     conv3d_fast_options(&c, d, 0, opts, sizeof opts);
+    if (weights_cvec(&c, d)) return weights_cvec_run(ctx, d, opts, x, dy, dw);
     const int kvol = d->k[0] * d->k[1] * d->k[2];
     const int slabs = conv3d_slab_count(d), m = d->co * d->ci * kvol;
     const int bw_cob = c.bw_cob;
     const int out_dims[3] = {d->od, d->oh, d->ow};
     /* Narrow rows: vectors along the flattened plane (conv3d_bwd_weights_flat). */
-    const size_t pitched = nfv_conv3d_pitched_dy_floats(c.vec, d->n, d->co, out_dims, d->w + 2 * d->p[2], d->s[1]);
+    const size_t pitched = nfv_conv3d_pitched_dy_floats(c.vec, d->n, d->co, d->k, out_dims, d->w + 2 * d->p[2], d->s[1]);
     const char *name = pitched ? "conv3d_bwd_weights_flat" : "conv3d_bwd_weights_fast";
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, name, &k));

@@ -133,7 +133,7 @@ static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgr
                 grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, m, out), l,
                      "weight-gradient partial sums");
                 grow(s, SL_PITCHED,
-                     nfv_conv3d_pitched_dy_floats(vec, n, co, out, ph.len[2] + 2 * ph.pad[2], ph.stride[1]), l,
+                     nfv_conv3d_pitched_dy_floats(vec, n, co, m, out, ph.len[2] + 2 * ph.pad[2], ph.stride[1]), l,
                      "pitched output gradient");
             }
         } else {
@@ -166,7 +166,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
             grow(s, SL_PADDED, xpad, l, "padded input");
             grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, k, out_dims), l,
                  "weight-gradient partial sums");
-            grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(vec, n, co, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
+            grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(vec, n, co, k, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
                  l, "pitched output gradient");
         }
         if (sp->bias) grow(s, SL_BPART, (size_t)n * od * co, l, "bias-gradient partial sums");
