@@ -192,26 +192,41 @@ static const conv_case CASES[] = {
     {2, 16, 16, 4, 3, 4, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, 1, {0, 0, 0}, 0},
 };
 
-/* The cases above that are meant to run conv3d_fwd_cvec do at the CPU's
- * 16 lanes (forward, and the input gradient as a forward over dy), and the
- * shapes the other kernels fill do not: ref4's conv4 at 2 mm (11x13x11,
- * 74 % of the flat kernel's lanes), channels that do not fill vectors. */
+/* The cases above that are meant to run conv3d_fwd_cvec do under the CPU
+ * profiles (16 and 8 lanes, 16 positions a work-item), forward and input
+ * gradient (a forward over dy), and the shapes the other kernels fill do
+ * not: ref4's conv4 at 2 mm (11x13x11, 74 % of the flat kernel's lanes),
+ * channels that do not fill vectors, and the GPU profiles (cvec = 0). */
 TEST(conv3d_channel_last_where_lanes_idle)
 {
+    nfv_device_info cpu = {0};
+    cpu.is_cpu = 1, cpu.preferred_vector_width_float = 16, cpu.max_work_group_size = 4096;
+    cpu.local_mem_bytes = 512 * 1024;
+    nfv_kernel_config k16, k8, gpu;
+    if (!CHECK_OK(nfv_kernel_config_parse("cpu-avx512", &cpu, &k16)) ||
+        !CHECK_OK(nfv_kernel_config_parse("cpu-avx2", &cpu, &k8)) ||
+        !CHECK_OK(nfv_kernel_config_parse("nvidia", &cpu, &gpu)))
+        return;
     const int c444[3] = {4, 4, 4}, c232[3] = {2, 3, 2}, c434[3] = {4, 3, 4}, p1[3] = {1, 1, 1}, p0[3] = {0, 0, 0};
-    const int p2[3] = {2, 2, 2};
-    CHECK(nfv_conv3d_channel_last(16, 32, c444, p1, c444, 1) && nfv_conv3d_channel_last(16, 16, c444, p1, c444, 1),
-          "4^3, 16 <-> 32 channels: forward and input gradient");
-    CHECK(nfv_conv3d_channel_last(16, 16, c232, p1, c232, 1) && nfv_conv3d_channel_last(16, 32, c232, p1, c232, 1),
-          "2x3x2, 32 <-> 16 channels");
-    CHECK(nfv_conv3d_channel_last(16, 16, c434, p0, c434, 1), "4x3x4, 1^3 conv");
-    const int in5[3] = {5, 5, 5}, out3[3] = {3, 3, 3};
-    CHECK(nfv_conv3d_channel_last(16, 32, in5, p1, out3, 2), "5^3 -> 3^3, d and h stride 2");
-    CHECK(nfv_conv3d_channel_last(16, 16, out3, p2, in5, 1), "its input gradient, dy 3^3 padded by 2 -> 5^3");
+    const int p2[3] = {2, 2, 2}, in5[3] = {5, 5, 5}, out3[3] = {3, 3, 3};
+    const nfv_kernel_config *cfg[2] = {&k16, &k8};
+    for (int i = 0; i < 2; i++) {
+        const nfv_kernel_config *kc = cfg[i];
+        CHECK(nfv_conv3d_channel_last(kc, 32, c444, p1, c444, 1) && nfv_conv3d_channel_last(kc, 16, c444, p1, c444, 1),
+              "%s: 4^3, 16 <-> 32 channels: forward and input gradient", kc->name);
+        CHECK(nfv_conv3d_channel_last(kc, 16, c232, p1, c232, 1) && nfv_conv3d_channel_last(kc, 32, c232, p1, c232, 1),
+              "%s: 2x3x2, 32 <-> 16 channels", kc->name);
+        CHECK(nfv_conv3d_channel_last(kc, 32, in5, p1, out3, 2), "%s: 5^3 -> 3^3, d and h stride 2", kc->name);
+        CHECK(nfv_conv3d_channel_last(kc, 16, out3, p2, in5, 1), "%s: its input gradient, dy 3^3 padded by 2 -> 5^3",
+              kc->name);
+    }
+    /* (at 8 lanes the flattened 4x3x4 plane fills 12 of 16: it keeps the flat kernel) */
+    CHECK(nfv_conv3d_channel_last(&k16, 16, c434, p0, c434, 1), "cpu-avx512: 4x3x4, 1^3 conv");
+    CHECK(!nfv_conv3d_channel_last(&k8, 16, c434, p0, c434, 1), "cpu-avx2: 4x3x4, 1^3 conv keeps the flat kernel");
     const int r4[3] = {11, 13, 11};
-    CHECK(!nfv_conv3d_channel_last(16, 64, r4, p1, r4, 1), "ref4 conv4 at 2 mm keeps the flattened-plane kernel");
-    CHECK(!nfv_conv3d_channel_last(16, 24, c444, p1, c444, 1), "24 channels do not fill 16 lanes");
-    CHECK(!nfv_conv3d_channel_last(1, 32, c444, p1, c444, 1), "scalar devices keep the other kernels");
+    CHECK(!nfv_conv3d_channel_last(&k16, 64, r4, p1, r4, 1), "ref4 conv4 at 2 mm keeps the flattened-plane kernel");
+    CHECK(!nfv_conv3d_channel_last(&k16, 24, c444, p1, c444, 1), "24 channels do not fill 16 lanes");
+    CHECK(!nfv_conv3d_channel_last(&gpu, 32, c444, p1, c444, 1), "the GPU profiles keep the other kernels");
 }
 
 TEST(conv3d_fast_vs_host_reference)
@@ -534,8 +549,8 @@ TEST(conv3d_general_bad_shapes)
  * outermost freeze ends.  Stride 1 and stride 2 (the phase path). */
 TEST(conv3d_frozen_weights_kept_until_unfrozen)
 {
-    /* The third: few positions and 16 channels, so (at 4, 8 or 16 lanes)
-     * its forward reads a kept channel-last copy (conv3d_fwd_cvec). */
+    /* The third: few positions and 16 channels, so (under the CPU
+     * profiles) its forward reads a kept channel-last copy (conv3d_fwd_cvec). */
     static const conv_case cases[3] = {
         {1, 3, 4, 6, 7, 9, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 0, {0, 0, 0}, 0},
         {1, 3, 4, 8, 7, 9, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, 0, {0, 0, 0}, 0},
@@ -570,9 +585,9 @@ TEST(conv3d_frozen_weights_kept_until_unfrozen)
          * channels in the lanes its channel-last copy; otherwise stride 1
          * reads w itself. */
         const int dims[3] = {cases[ci].d, cases[ci].h, cases[ci].w};
-        const int cvec = nfv_conv3d_channel_last(nfv_context_vector_width(ctx), cases[ci].co, dims, cases[ci].p, dims,
-                                                 1);
-        CHECK(ci < 2 || cvec || nfv_context_vector_width(ctx) == 1, "%s takes the channel-last kernel", name);
+        const nfv_kernel_config *kc = nfv_context_kernel_config(ctx);
+        const int cvec = nfv_conv3d_channel_last(kc, cases[ci].co, dims, cases[ci].p, dims, 1);
+        CHECK(ci < 2 || cvec || !kc->conv_cvec, "%s takes the channel-last kernel under %s", name, kc->name);
         CHECK_OK(nfv_conv3d_forward(ctx, &p, &cd.tx, &cd.tw, NULL, &cd.ty));
         check_tensor(ci == 1  ? "frozen forward, strided: the kept weight phases"
                      : cvec   ? "frozen forward, channels in the lanes: the kept channel-last copy"

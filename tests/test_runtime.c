@@ -222,21 +222,23 @@ TEST(runtime_kernel_config_profiles_and_refusals)
     nfv_kernel_config c;
     CHECK_OK(nfv_kernel_config_parse(NULL, &cpu, &c));
     CHECK(c.vector_width == 8 && c.reduction_chunk == 4096 && c.max_local == 0 && c.conv_unroll == 0 &&
-              c.conv_march == 16,
-          "AVX2 CPU default: vec %d chunk %d unroll %d march %d", c.vector_width, c.reduction_chunk, c.conv_unroll,
-          c.conv_march);
+              c.conv_march == 16 && c.conv_cvec == 16,
+          "AVX2 CPU default: vec %d chunk %d unroll %d march %d cvec %d", c.vector_width, c.reduction_chunk,
+          c.conv_unroll, c.conv_march, c.conv_cvec);
     CHECK_OK(nfv_kernel_config_parse("", &gpu, &c));
-    CHECK(c.vector_width == 4 && c.reduction_chunk == 1024 && c.conv_unroll == 1 && c.conv_march == 0,
-          "GPU default: vec %d chunk %d unroll %d march %d", c.vector_width, c.reduction_chunk, c.conv_unroll,
-          c.conv_march);
-    CHECK_OK(nfv_kernel_config_parse("amd,unroll=0,march=4", &gpu, &c));
-    CHECK(c.conv_unroll == 0 && c.max_local == 256 && c.conv_march == 4,
-          "unroll=0,march=4 after a profile: unroll %d local %zu march %d", c.conv_unroll, c.max_local, c.conv_march);
+    CHECK(c.vector_width == 4 && c.reduction_chunk == 1024 && c.conv_unroll == 1 && c.conv_march == 0 &&
+              c.conv_cvec == 0,
+          "GPU default: vec %d chunk %d unroll %d march %d cvec %d", c.vector_width, c.reduction_chunk, c.conv_unroll,
+          c.conv_march, c.conv_cvec);
+    CHECK_OK(nfv_kernel_config_parse("amd,unroll=0,march=4,cvec=8", &gpu, &c));
+    CHECK(c.conv_unroll == 0 && c.max_local == 256 && c.conv_march == 4 && c.conv_cvec == 8,
+          "unroll=0,march=4,cvec=8 after a profile: unroll %d local %zu march %d cvec %d", c.conv_unroll, c.max_local,
+          c.conv_march, c.conv_cvec);
     CHECK_OK(nfv_kernel_config_parse("amd,vec=16,chunk=256", &cpu, &c));
     CHECK(c.vector_width == 16 && c.reduction_chunk == 256 && c.max_local == 256,
           "profile then overrides: vec %d chunk %d local %zu", c.vector_width, c.reduction_chunk, c.max_local);
     const char *bad[] = {"vec=5", "vec=", "chunk=100", "local=3", "tpu", "vec=4,speed=9", "local=-4", "unroll=2",
-                         "march=-1", "march=257"};
+                         "march=-1", "march=257", "cvec=-1", "cvec=17"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(nfv_kernel_config_parse(bad[i], &cpu, &c) == NFV_ERR_INVALID_ARG &&
                   strstr(nfv_error_message(), "NEUROFV_KERNEL_CONFIG"),

@@ -64,7 +64,7 @@ cl_device_id nfv_context_device(const nfv_context *ctx);
 /* The choices the kernels make per device (src/runtime/kernel_config.c).
  * Defaults come from the device; $NEUROFV_KERNEL_CONFIG forces a profile
  * ("cpu-avx512", "cpu-avx2", "gpu", "nvidia", "amd", "intel") and/or single
- * settings ("vec=4,local=64", "unroll=1", "march=0"), so a GPU's configuration runs on the CPU.
+ * settings ("vec=4,local=64", "unroll=1", "march=0", "cvec=16"), so a GPU's configuration runs on the CPU.
  * "mem=BYTES" (suffix K, M or G for KiB, MiB, GiB) makes the memory checks
  * see a device of BYTES global memory, at most BYTES per buffer (tests, or
  * to keep room for another process); it allocates nothing. */
@@ -77,6 +77,9 @@ typedef struct nfv_kernel_config {
                             * kd loop (PoCL's x86 scheduler then spills no accumulators) */
     int conv_march;        /* -DMARCH: output planes per work-item of the one-output-channel conv
                             * (conv3d_fwd_co1, its input in channel rows); 0: the row kernel */
+    int conv_cvec;         /* -DCVP: output positions per work-item of the convs with the output channels
+                            * in the lanes (conv3d_fwd_cvec, conv3d_bwd_weights_cvec), taken by layers
+                            * of few positions (nfv_conv3d_channel_last); 0: never */
     unsigned long long mem_bytes; /* mem=BYTES: the device memory the checks see; 0: the device's own */
 } nfv_kernel_config;
 

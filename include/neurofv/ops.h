@@ -103,25 +103,26 @@ nfv_status nfv_conv3d_backward_input_staged(nfv_context *ctx, const nfv_conv3d_p
 size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const int pad[3], const int kernel[3],
                                 const int stride[3]);
 /* Floats of the scratch copy of dy (n, co, out_dims) the weight gradient of
- * a conv with that kernel takes, at vector width vec: with the channel last
+ * a conv with that kernel takes under kernel configuration kc: with the channel last
  * where the output channels go in the lanes (nfv_conv3d_channel_last), at
  * the padded row pitch padded_w for narrow rows (vectors along the
  * flattened plane); 0 where it takes the row kernel (rows that waste under
  * 10 % of a vector's lanes, or an h stride other than 1): what
  * src/model/memory.c counts. */
-size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int kernel[3], const int out_dims[3], int padded_w,
-                                    int stride_h);
+size_t nfv_conv3d_pitched_dy_floats(const nfv_kernel_config *kc, int n, int co, const int kernel[3],
+                                    const int out_dims[3], int padded_w, int stride_h);
 /* Floats of the weight gradient's partial sums (one (co, ci, kernel) block
  * per slab of output planes, batch n, output (out_dims)) in the context's
  * scratch: what src/model/memory.c counts. */
 size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[3], const int out_dims[3]);
 /* 1 when a stride-1-in-x conv of co output channels over in_dims padded by
- * pad to out_dims (h stride stride_h) runs conv3d_fwd_cvec at vector width
- * vec: that kernel reads a copy of the weights with the output channel
- * last, in a scratch buffer or, while the weights are frozen, kept per
- * weight (the memory estimate counts it). */
-int nfv_conv3d_channel_last(int vec, int co, const int in_dims[3], const int pad[3], const int out_dims[3],
-                            int stride_h);
+ * pad to out_dims (h stride stride_h) runs conv3d_fwd_cvec under kernel
+ * configuration kc (its vector width and conv_cvec): that kernel reads a
+ * copy of the weights with the output channel last, in a scratch buffer
+ * or, while the weights are frozen, kept per weight (the memory estimate
+ * counts it). */
+int nfv_conv3d_channel_last(const nfv_kernel_config *kc, int co, const int in_dims[3], const int pad[3],
+                            const int out_dims[3], int stride_h);
 /* The conv over phases that a strided conv runs as
  * (src/layers/conv3d_strided.c), split along x only (x_only: its forward
  * and weight gradient) or along every strided axis (its input gradient):

@@ -78,9 +78,11 @@ int cmd_devices(int argc, char **argv)
         const char *env = getenv("NEUROFV_KERNEL_CONFIG");
         const char *use = env && env[0] ? env : tuned > 0 && spec[0] ? spec : NULL;
         if (nfv_kernel_config_parse(use, d, &kc) == NFV_OK)
-            printf("        kernels: %s (vec %d, chunk %d, work-groups up to %zu, conv taps %s, 1-channel conv %s)\n",
+            printf("        kernels: %s (vec %d, chunk %d, work-groups up to %zu, conv taps %s, 1-channel conv %s, "
+                   "few-position convs %s)\n",
                    kc.name, kc.vector_width, kc.reduction_chunk, kc.max_local ? kc.max_local : d->max_work_group_size,
-                   kc.conv_unroll ? "all unrolled" : "unrolled per kd plane", kc.conv_march ? "marching" : "by rows");
+                   kc.conv_unroll ? "all unrolled" : "unrolled per kd plane", kc.conv_march ? "marching" : "by rows",
+                   kc.conv_cvec ? "channels in lanes" : "by rows");
         else
             printf("        kernels: %s\n", nfv_error_message());
     }

@@ -118,26 +118,27 @@ static double lane_use(const fast_config *c, const conv_dims *d)
  * 23.2 ms, the 4^3 stage (50 %) 5.7 / 44.0 -> 4.9 / 28.8 ms; the 8^3 stage
  * (67 %) gained nothing (8.4 / 69.2 -> 7.8 / 68.2 ms) and two of the strided
  * convs' phase convs at 67-70 % lost (2.0 -> 2.8 ms), hence 60 %.  16
- * positions per work-item: 8 gave 9.6 / 40.8 ms on the 2^3 stage, 12 gave
+ * positions per work-item (the CPU profiles' conv_cvec): 8 gave 9.6 / 40.8 ms on the 2^3 stage, 12 gave
  * 9.4 / 29.6. */
 #define CVEC_MAX_LANE_USE 0.6
-#define CVEC_POSITIONS 16
 
-static int cvec_positions(const fast_config *c, const conv_dims *d)
+/* The positions per work-item where d takes conv3d_fwd_cvec (the kernel
+ * configuration's conv_cvec, 16 on CPUs), else 0. */
+static int cvec_positions(const fast_config *c, const conv_dims *d, int conv_cvec)
 {
-    return c->vec > 1 && d->co % c->vec == 0 && lane_use(c, d) < CVEC_MAX_LANE_USE ? CVEC_POSITIONS : 0;
+    return conv_cvec > 0 && c->vec > 1 && d->co % c->vec == 0 && lane_use(c, d) < CVEC_MAX_LANE_USE ? conv_cvec : 0;
 }
 
-int nfv_conv3d_channel_last(int vec, int co, const int in_dims[3], const int pad[3], const int out_dims[3],
-                            int stride_h)
+int nfv_conv3d_channel_last(const nfv_kernel_config *kc, int co, const int in_dims[3], const int pad[3],
+                            const int out_dims[3], int stride_h)
 {
     conv_dims d = {.n = 1, .ci = 1, .co = co, .d = in_dims[0], .h = in_dims[1], .w = in_dims[2], .od = out_dims[0],
                    .oh = out_dims[1], .ow = out_dims[2]};
     for (int i = 0; i < 3; i++) d.p[i] = pad[i], d.s[i] = 1;
     d.s[1] = stride_h;
-    fast_config c = {.vec = vec};
+    fast_config c = {.vec = kc->vector_width};
     forward_blocking(&c, &d);
-    return cvec_positions(&c, &d) > 0;
+    return cvec_positions(&c, &d, kc->conv_cvec) > 0;
 }
 
 fast_config conv3d_fast_config(const nfv_context *ctx, const conv_dims *d)
@@ -154,7 +155,7 @@ fast_config conv3d_fast_config(const nfv_context *ctx, const conv_dims *d)
      * configuration asks for it. */
     c.march = d->co == 1 && d->s[0] == 1 && d->s[1] == 1 ? nfv_context_kernel_config(ctx)->conv_march : 0;
     if (c.march) c.flat = 0;
-    c.cvp = c.march ? 0 : cvec_positions(&c, d);
+    c.cvp = c.march ? 0 : cvec_positions(&c, d, nfv_context_kernel_config(ctx)->conv_cvec);
     return c;
 }
 

@@ -41,11 +41,12 @@ static int weights_cvec(const fast_config *c, const conv_dims *d)
     return c->cvp > 0 && d->k[1] * d->k[2] <= 16;
 }
 
-size_t nfv_conv3d_pitched_dy_floats(int vec, int n, int co, const int kernel[3], const int out_dims[3], int padded_w,
-                                    int stride_h)
+size_t nfv_conv3d_pitched_dy_floats(const nfv_kernel_config *kc, int n, int co, const int kernel[3],
+                                    const int out_dims[3], int padded_w, int stride_h)
 {
+    const int vec = kc->vector_width;
     const int in[3] = {out_dims[0], out_dims[1], padded_w}, pad[3] = {0, 0, 0};
-    if (kernel[1] * kernel[2] <= 16 && nfv_conv3d_channel_last(vec, co, in, pad, out_dims, stride_h))
+    if (kernel[1] * kernel[2] <= 16 && nfv_conv3d_channel_last(kc, co, in, pad, out_dims, stride_h))
         return (size_t)n * co * out_dims[0] * out_dims[1] * out_dims[2]; /* dy with the channel last */
     if (!conv3d_flat_rows(vec, out_dims[2], stride_h)) return 0; /* the row kernel */
     const size_t plane = ((size_t)out_dims[1] * padded_w + vec - 1) / vec * vec;
@@ -110,7 +111,7 @@ nfv_status conv3d_weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int bw_cob = c.bw_cob;
     const int out_dims[3] = {d->od, d->oh, d->ow};
     /* Narrow rows: vectors along the flattened plane (conv3d_bwd_weights_flat). */
-    const size_t pitched = nfv_conv3d_pitched_dy_floats(c.vec, d->n, d->co, d->k, out_dims, d->w + 2 * d->p[2], d->s[1]);
+    const size_t pitched = nfv_conv3d_pitched_dy_floats(nfv_context_kernel_config(ctx), d->n, d->co, d->k, out_dims, d->w + 2 * d->p[2], d->s[1]);
     const char *name = pitched ? "conv3d_bwd_weights_flat" : "conv3d_bwd_weights_fast";
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, name, &k));

@@ -75,6 +75,7 @@ typedef struct scratch_max {
     size_t floats[SL_COUNT];
     char what[SL_COUNT][160];
     int frozen;           /* weights frozen (a visualization): flipped weights and weight phases are kept per layer */
+    const nfv_kernel_config *kc; /* the context's: which convs take the channels-in-lanes kernels */
     size_t kept_floats;   /* their sum */
 } scratch_max;
 
@@ -97,10 +98,10 @@ static void flipped(scratch_max *s, size_t floats, const nfv_layer *l, const cha
 /* The channel-last copy of a conv's weights (floats) that conv3d_fwd_cvec
  * reads, where nfv_conv3d_channel_last says it runs: the scratch slot, or
  * while the weights are frozen a copy kept per weight. */
-static void channel_last(scratch_max *s, int vec, int co, const int in[3], const int pad[3], const int out[3],
+static void channel_last(scratch_max *s, int co, const int in[3], const int pad[3], const int out[3],
                          int stride_h, size_t floats, const nfv_layer *l, const char *use)
 {
-    if (!nfv_conv3d_channel_last(vec, co, in, pad, out, stride_h)) return;
+    if (!nfv_conv3d_channel_last(s->kc, co, in, pad, out, stride_h)) return;
     if (s->frozen) s->kept_floats += floats;
     else grow(s, SL_CHANNEL_LAST, floats, l, use);
 }
@@ -121,10 +122,10 @@ static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgr
         if (x_only && s->frozen) s->kept_floats += weights; /* a visualization's forward keeps them */
         else grow(s, SL_PHASE_W, weights, l, "weight phases");
         if (x_only && fwd)
-            channel_last(s, vec, co, ph.len, ph.pad, out, ph.stride[1], weights, l, "channel-last weight phases");
+            channel_last(s, co, ph.len, ph.pad, out, ph.stride[1], weights, l, "channel-last weight phases");
         if (!x_only) {
             const int tp[3] = {m[0] - 1, m[1] - 1, m[2] - 1};
-            channel_last(s, vec, ci, out, tp, ph.len, 1, weights, l, "channel-last flipped weight phases");
+            channel_last(s, ci, out, tp, ph.len, 1, weights, l, "channel-last flipped weight phases");
         }
         if (x_only) {
             grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, ph.pad, m, ph.stride), l,
@@ -133,7 +134,7 @@ static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgr
                 grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, m, out), l,
                      "weight-gradient partial sums");
                 grow(s, SL_PITCHED,
-                     nfv_conv3d_pitched_dy_floats(vec, n, co, m, out, ph.len[2] + 2 * ph.pad[2], ph.stride[1]), l,
+                     nfv_conv3d_pitched_dy_floats(s->kc, n, co, m, out, ph.len[2] + 2 * ph.pad[2], ph.stride[1]), l,
                      "pitched output gradient");
             }
         } else {
@@ -158,7 +159,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
     if (fwd && st[2] == 1) {
         const int out_dims[3] = {od, oh, ow};
         grow(s, SL_PADDED, xpad, l, "padded input");
-        channel_last(s, vec, co, l->in_shape + 1, p, out_dims, st[1], (size_t)co * ci * kvol, l, "channel-last weights");
+        channel_last(s, co, l->in_shape + 1, p, out_dims, st[1], (size_t)co * ci * kvol, l, "channel-last weights");
     }
     if (wgrad) {
         if (st[2] == 1 && k[2] <= 5) {
@@ -166,7 +167,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
             grow(s, SL_PADDED, xpad, l, "padded input");
             grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, k, out_dims), l,
                  "weight-gradient partial sums");
-            grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(vec, n, co, k, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
+            grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(s->kc, n, co, k, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
                  l, "pitched output gradient");
         }
         if (sp->bias) grow(s, SL_BPART, (size_t)n * od * co, l, "bias-gradient partial sums");
@@ -178,8 +179,8 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
         int tp[3] = {k[0] - 1 - p[0], k[1] - 1 - p[1], k[2] - 1 - p[2]};
         int dims[3] = {od, oh, ow};
         /* channel-last flipped weights where the channels fill the lanes, else the flipped copy */
-        if (nfv_conv3d_channel_last(vec, ci, dims, tp, l->in_shape + 1, 1))
-            channel_last(s, vec, ci, dims, tp, l->in_shape + 1, 1, (size_t)co * ci * kvol, l,
+        if (nfv_conv3d_channel_last(s->kc, ci, dims, tp, l->in_shape + 1, 1))
+            channel_last(s, ci, dims, tp, l->in_shape + 1, 1, (size_t)co * ci * kvol, l,
                          "channel-last flipped weights");
         else flipped(s, (size_t)co * ci * kvol, l, "flipped weights");
         grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, dims, tp, k, st), l, "padded output gradient");
@@ -300,6 +301,7 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
     scratch_max s;
     memset(&s, 0, sizeof s);
     s.frozen = !training; /* a visualization: nfv_visualize freezes the weights */
+    s.kc = nfv_context_kernel_config(ctx);
     int vec = nfv_context_vector_width(ctx);
     for (int i = 0; i <= upto_layer; i++) {
         const nfv_layer *l = &m->layers[i];

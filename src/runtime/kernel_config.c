@@ -3,7 +3,8 @@
  * What the table can choose for a device is small and explicit: the vector
  * width of the fast kernels (-DVEC), the BatchNorm reduction chunk (-DCHUNK),
  * a cap on work-group sizes, whether the fast convs unroll all their taps
- * (-DKD_UNROLL) and how far the one-output-channel conv marches (-DMARCH).  Any of them can be forced on any device,
+ * (-DKD_UNROLL), how far the one-output-channel conv marches (-DMARCH) and
+ * how many positions the channels-in-lanes convs take (-DCVP).  Any of them can be forced on any device,
  * so the configurations a GPU would get run (and are tested) on the CPU:
  *
  *   NEUROFV_KERNEL_CONFIG=nvidia              a named profile
@@ -36,14 +37,20 @@
  * through 16 output planes per work-item with its input in channel rows
  * (cl/conv3d.cl, conv3d_fwd_co1): on PoCL 80-90 -> ~200 GFLOP/s.  GPUs keep
  * the row kernel, measured on the H200; a march of MARCH planes per
- * work-item would also leave a GPU MARCH times fewer work-items. */
+ * work-item would also leave a GPU MARCH times fewer work-items.
+ * cvec: output channels in the lanes for layers of few positions, 16
+ * positions per work-item (cl/conv3d.cl, conv3d_fwd_cvec): on PoCL
+ * ResNet-18's training step 1.2-1.4x faster (README, performance).  Not
+ * measured on a GPU, where a 2^3 layer at batch 1 would make work-groups of
+ * one work-item: GPUs keep the other kernels until `neurofv tune` or a
+ * measurement says otherwise. */
 static const nfv_kernel_config profiles[] = {
-    {"cpu-avx512", 16, 4096, 0, 0, 16, 0},
-    {"cpu-avx2", 8, 4096, 0, 0, 16, 0},
-    {"gpu", 4, 1024, 0, 1, 0, 0},
-    {"nvidia", 4, 1024, 1024, 1, 0, 0},
-    {"amd", 4, 1024, 256, 1, 0, 0},
-    {"intel", 4, 1024, 256, 1, 0, 0},
+    {"cpu-avx512", 16, 4096, 0, 0, 16, 16, 0},
+    {"cpu-avx2", 8, 4096, 0, 0, 16, 16, 0},
+    {"gpu", 4, 1024, 0, 1, 0, 0, 0},
+    {"nvidia", 4, 1024, 1024, 1, 0, 0, 0},
+    {"amd", 4, 1024, 256, 1, 0, 0, 0},
+    {"intel", 4, 1024, 256, 1, 0, 0, 0},
 };
 enum { PROFILE_COUNT = (int)(sizeof profiles / sizeof profiles[0]) };
 
@@ -102,7 +109,7 @@ static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
     if (!eq || end == eq + 1 || *end)
         return nfv_fail(NFV_ERR_INVALID_ARG,
                         "NEUROFV_KERNEL_CONFIG: \"%s\" is neither a profile (cpu-avx512, cpu-avx2, gpu, nvidia, amd, "
-                        "intel) nor vec=N, chunk=N, local=N, unroll=0|1, march=N or mem=BYTES",
+                        "intel) nor vec=N, chunk=N, local=N, unroll=0|1, march=N, cvec=N or mem=BYTES",
                         item);
     size_t key = (size_t)(eq - item);
     if (key == 3 && !strncmp(item, "vec", 3)) {
@@ -126,8 +133,12 @@ static nfv_status apply_setting(nfv_kernel_config *c, const char *item)
         if (v < 0 || v > 256)
             return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: march=%ld (0 to 256 output planes)", v);
         c->conv_march = (int)v;
+    } else if (key == 4 && !strncmp(item, "cvec", 4)) {
+        if (v < 0 || v > 16)
+            return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: cvec=%ld (0 = off, or 1 to 16 positions)", v);
+        c->conv_cvec = (int)v;
     } else {
-        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local, unroll, march, mem)",
+        return nfv_fail(NFV_ERR_INVALID_ARG, "NEUROFV_KERNEL_CONFIG: unknown setting \"%.*s\" (vec, chunk, local, unroll, march, cvec, mem)",
                         (int)key, item);
     }
     return NFV_OK;
