@@ -171,7 +171,8 @@ __kernel void conv3d_channel_last_dy(__global const float *dy, __global float *d
         VSTORE(g##t, 0, tmp);                                                                 \
         for (int l = 0; l < VEC; l++) dst[(size_t)l * CI * KVOL + (t)] = tmp[l];              \
     }
-__kernel void conv3d_bwd_weights_cvec(__global const float *xp, __global const float *dyl, __global float *dw, int n_count)
+__kernel void conv3d_bwd_weights_cvec(__global const float *xp, __global const float *dyl, __global float *dw,
+                                      int n_count)
 {
     const int kd = get_global_id(0), ci = get_global_id(1), co0 = get_global_id(2) * VEC;
     REP(KHW, WG_DECL)

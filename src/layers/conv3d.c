@@ -118,8 +118,8 @@ static double lane_use(const fast_config *c, const conv_dims *d)
  * 23.2 ms, the 4^3 stage (50 %) 5.7 / 44.0 -> 4.9 / 28.8 ms; the 8^3 stage
  * (67 %) gained nothing (8.4 / 69.2 -> 7.8 / 68.2 ms) and two of the strided
  * convs' phase convs at 67-70 % lost (2.0 -> 2.8 ms), hence 60 %.  16
- * positions per work-item (the CPU profiles' conv_cvec): 8 gave 9.6 / 40.8 ms on the 2^3 stage, 12 gave
- * 9.4 / 29.6. */
+ * positions per work-item (the CPU profiles' conv_cvec): 8 gave 9.6 / 40.8
+ * ms on the 2^3 stage, 12 gave 9.4 / 29.6. */
 #define CVEC_MAX_LANE_USE 0.6
 
 /* The positions per work-item where d takes conv3d_fwd_cvec (the kernel

@@ -86,7 +86,8 @@ static nfv_status weights_cvec_run(nfv_context *ctx, const conv_dims *d, const c
     cl_mem xp, dyl;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, "conv3d_channel_last_dy", &kt));
     NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, "conv3d_bwd_weights_cvec", &k));
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PITCHED_DY, npos * d->co, "conv3d channel-last output gradient", &dyl));
+    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PITCHED_DY, npos * d->co, "conv3d channel-last output gradient",
+                           &dyl));
     NFV_ARG(kt, "conv3d_channel_last_dy", 0, dy);
     NFV_ARG(kt, "conv3d_channel_last_dy", 1, dyl);
     NFV_TRY(nfv_kernel_launch(ctx, kt, 1, &npos, NULL));
@@ -111,7 +112,8 @@ nfv_status conv3d_weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int bw_cob = c.bw_cob;
     const int out_dims[3] = {d->od, d->oh, d->ow};
     /* Narrow rows: vectors along the flattened plane (conv3d_bwd_weights_flat). */
-    const size_t pitched = nfv_conv3d_pitched_dy_floats(nfv_context_kernel_config(ctx), d->n, d->co, d->k, out_dims, d->w + 2 * d->p[2], d->s[1]);
+    const size_t pitched = nfv_conv3d_pitched_dy_floats(nfv_context_kernel_config(ctx), d->n, d->co, d->k, out_dims,
+                                                        d->w + 2 * d->p[2], d->s[1]);
     const char *name = pitched ? "conv3d_bwd_weights_flat" : "conv3d_bwd_weights_fast";
     cl_kernel k;
     NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, name, &k));

@@ -167,7 +167,8 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
             grow(s, SL_PADDED, xpad, l, "padded input");
             grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, k, out_dims), l,
                  "weight-gradient partial sums");
-            grow(s, SL_PITCHED, nfv_conv3d_pitched_dy_floats(s->kc, n, co, k, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
+            grow(s, SL_PITCHED,
+                 nfv_conv3d_pitched_dy_floats(s->kc, n, co, k, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
                  l, "pitched output gradient");
         }
         if (sp->bias) grow(s, SL_BPART, (size_t)n * od * co, l, "bias-gradient partial sums");

@@ -15,7 +15,8 @@ typedef enum nfv_scratch_slot {
     NFV_SCRATCH_CONV_FLIPPED_WEIGHTS,     /* conv3d backward-input: weights (CI, CO, kd, kh, kw), flipped */
     NFV_SCRATCH_CONV_WEIGHT_PARTIALS,     /* conv3d backward-weights: partial sums per (n, od) slab */
     NFV_SCRATCH_CONV_BIAS_PARTIALS,       /* conv3d bias gradient: partial sums per slab (slabs, CO) */
-    NFV_SCRATCH_CONV_PITCHED_DY,          /* conv3d backward-weights: dy at the padded row pitch (flat), or channel last (cvec) */
+    NFV_SCRATCH_CONV_PITCHED_DY,          /* conv3d backward-weights: dy at the padded row pitch (flat kernel)
+                                           * or with the channel last (cvec kernel) */
     NFV_SCRATCH_CONV_PHASES,              /* conv3d strided: the phases of x or dx (N, CI*P, L, L, L) */
     NFV_SCRATCH_CONV_PHASE_WEIGHTS,       /* conv3d strided: the phases of w or dw (CO, CI*P, m, m, m) */
     NFV_SCRATCH_CONV_CHANNEL_LAST,        /* conv3d_fwd_cvec: weights (CI, kd, kh, kw, CO) */
