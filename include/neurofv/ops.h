@@ -109,11 +109,17 @@ size_t nfv_conv3d_padded_floats(int vec, int n, int c, const int dims[3], const 
  * flattened plane); 0 where it takes the row kernel (rows that waste under
  * 10 % of a vector's lanes, or an h stride other than 1): what
  * src/model/memory.c counts. */
+/* 1 when the weight gradient of a stride-1-in-x conv with that kernel, co
+ * output channels, output out_dims, padded input width padded_w and h
+ * stride stride_h runs conv3d_bwd_weights_cvec under kc (no partial sums). */
+int nfv_conv3d_weights_channel_last(const nfv_kernel_config *kc, int co, const int kernel[3], const int out_dims[3],
+                                    int padded_w, int stride_h);
 size_t nfv_conv3d_pitched_dy_floats(const nfv_kernel_config *kc, int n, int co, const int kernel[3],
                                     const int out_dims[3], int padded_w, int stride_h);
 /* Floats of the weight gradient's partial sums (one (co, ci, kernel) block
  * per slab of output planes, batch n, output (out_dims)) in the context's
- * scratch: what src/model/memory.c counts. */
+ * scratch, where it takes the slab kernels (not
+ * nfv_conv3d_weights_channel_last): what src/model/memory.c counts. */
 size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[3], const int out_dims[3]);
 /* 1 when a stride-1-in-x conv of co output channels over in_dims padded by
  * pad to out_dims (h stride stride_h) runs conv3d_fwd_cvec under kernel

@@ -33,20 +33,21 @@ static nfv_status sum_partials(nfv_context *ctx, cl_mem part, int parts, int m, 
     return nfv_kernel_launch(ctx, k, 1, &global, NULL);
 }
 
-/* Whether d's weight gradient runs conv3d_bwd_weights_cvec: where its
- * forward runs conv3d_fwd_cvec (c->cvp) and a tap plane has at most 16 taps
- * (one accumulator each). */
-static int weights_cvec(const fast_config *c, const conv_dims *d)
+/* Where the forward runs conv3d_fwd_cvec and a tap plane has at most 16
+ * taps (one accumulator each). */
+int nfv_conv3d_weights_channel_last(const nfv_kernel_config *kc, int co, const int kernel[3], const int out_dims[3],
+                                    int padded_w, int stride_h)
 {
-    return c->cvp > 0 && d->k[1] * d->k[2] <= 16;
+    /* the lanes the forward would use depend on the padded width only */
+    const int in[3] = {out_dims[0], out_dims[1], padded_w}, pad[3] = {0, 0, 0};
+    return kernel[1] * kernel[2] <= 16 && nfv_conv3d_channel_last(kc, co, in, pad, out_dims, stride_h);
 }
 
 size_t nfv_conv3d_pitched_dy_floats(const nfv_kernel_config *kc, int n, int co, const int kernel[3],
                                     const int out_dims[3], int padded_w, int stride_h)
 {
     const int vec = kc->vector_width;
-    const int in[3] = {out_dims[0], out_dims[1], padded_w}, pad[3] = {0, 0, 0};
-    if (kernel[1] * kernel[2] <= 16 && nfv_conv3d_channel_last(kc, co, in, pad, out_dims, stride_h))
+    if (nfv_conv3d_weights_channel_last(kc, co, kernel, out_dims, padded_w, stride_h))
         return (size_t)n * co * out_dims[0] * out_dims[1] * out_dims[2]; /* dy with the channel last */
     if (!conv3d_flat_rows(vec, out_dims[2], stride_h)) return 0; /* the row kernel */
     const size_t plane = ((size_t)out_dims[1] * padded_w + vec - 1) / vec * vec;
@@ -106,11 +107,13 @@ nfv_status conv3d_weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const fast_config c = conv3d_fast_config(ctx, d);
     char opts[512];
     conv3d_fast_options(&c, d, 0, opts, sizeof opts);
-    if (weights_cvec(&c, d)) return weights_cvec_run(ctx, d, opts, x, dy, dw);
+    const int out_dims[3] = {d->od, d->oh, d->ow};
+    if (nfv_conv3d_weights_channel_last(nfv_context_kernel_config(ctx), d->co, d->k, out_dims, d->w + 2 * d->p[2],
+                                        d->s[1]))
+        return weights_cvec_run(ctx, d, opts, x, dy, dw); /* its build has -DCVP: c.cvp is the same test */
     const int kvol = d->k[0] * d->k[1] * d->k[2];
     const int slabs = conv3d_slab_count(d), m = d->co * d->ci * kvol;
     const int bw_cob = c.bw_cob;
-    const int out_dims[3] = {d->od, d->oh, d->ow};
     /* Narrow rows: vectors along the flattened plane (conv3d_bwd_weights_flat). */
     const size_t pitched = nfv_conv3d_pitched_dy_floats(nfv_context_kernel_config(ctx), d->n, d->co, d->k, out_dims,
                                                         d->w + 2 * d->p[2], d->s[1]);

@@ -76,6 +76,9 @@ typedef struct scratch_max {
     char what[SL_COUNT][160];
     int frozen;           /* weights frozen (a visualization): flipped weights and weight phases are kept per layer */
     const nfv_kernel_config *kc; /* the context's: which convs take the channels-in-lanes kernels */
+    size_t predict_kept_floats;  /* training: what a validation pass (nfv_model_predict, weights frozen)
+                                  * keeps on top of the training step's buffers: the forward's weight
+                                  * phases and channel-last copies */
     size_t kept_floats;   /* their sum */
 } scratch_max;
 
@@ -99,11 +102,12 @@ static void flipped(scratch_max *s, size_t floats, const nfv_layer *l, const cha
  * reads, where nfv_conv3d_channel_last says it runs: the scratch slot, or
  * while the weights are frozen a copy kept per weight. */
 static void channel_last(scratch_max *s, int co, const int in[3], const int pad[3], const int out[3],
-                         int stride_h, size_t floats, const nfv_layer *l, const char *use)
+                         int stride_h, size_t floats, const nfv_layer *l, const char *use, int forward)
 {
     if (!nfv_conv3d_channel_last(s->kc, co, in, pad, out, stride_h)) return;
     if (s->frozen) s->kept_floats += floats;
     else grow(s, SL_CHANNEL_LAST, floats, l, use);
+    if (!s->frozen && forward) s->predict_kept_floats += floats;
 }
 
 /* What conv3d_strided.c takes for a strided layer l (batch n): the conv
@@ -121,18 +125,20 @@ static void strided_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgr
         grow(s, SL_PHASES, data, l, x_only ? "input phases" : "input-gradient phases");
         if (x_only && s->frozen) s->kept_floats += weights; /* a visualization's forward keeps them */
         else grow(s, SL_PHASE_W, weights, l, "weight phases");
+        if (x_only && !s->frozen && fwd) s->predict_kept_floats += weights; /* and a validation pass's */
         if (x_only && fwd)
-            channel_last(s, co, ph.len, ph.pad, out, ph.stride[1], weights, l, "channel-last weight phases");
+            channel_last(s, co, ph.len, ph.pad, out, ph.stride[1], weights, l, "channel-last weight phases", 1);
         if (!x_only) {
             const int tp[3] = {m[0] - 1, m[1] - 1, m[2] - 1};
-            channel_last(s, ci, out, tp, ph.len, 1, weights, l, "channel-last flipped weight phases");
+            channel_last(s, ci, out, tp, ph.len, 1, weights, l, "channel-last flipped weight phases", 0);
         }
         if (x_only) {
             grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, ci, ph.len, ph.pad, m, ph.stride), l,
                  "padded input phases");
             if (wgrad && m[2] <= 5) {
-                grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, m, out), l,
-                     "weight-gradient partial sums");
+                if (!nfv_conv3d_weights_channel_last(s->kc, co, m, out, ph.len[2] + 2 * ph.pad[2], ph.stride[1]))
+                    grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, m, out), l,
+                         "weight-gradient partial sums");
                 grow(s, SL_PITCHED,
                      nfv_conv3d_pitched_dy_floats(s->kc, n, co, m, out, ph.len[2] + 2 * ph.pad[2], ph.stride[1]), l,
                      "pitched output gradient");
@@ -159,14 +165,16 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
     if (fwd && st[2] == 1) {
         const int out_dims[3] = {od, oh, ow};
         grow(s, SL_PADDED, xpad, l, "padded input");
-        channel_last(s, co, l->in_shape + 1, p, out_dims, st[1], (size_t)co * ci * kvol, l, "channel-last weights");
+        channel_last(s, co, l->in_shape + 1, p, out_dims, st[1], (size_t)co * ci * kvol, l, "channel-last weights",
+                     1);
     }
     if (wgrad) {
         if (st[2] == 1 && k[2] <= 5) {
             const int out_dims[3] = {od, oh, ow};
             grow(s, SL_PADDED, xpad, l, "padded input");
-            grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, k, out_dims), l,
-                 "weight-gradient partial sums");
+            if (!nfv_conv3d_weights_channel_last(s->kc, co, k, out_dims, l->in_shape[3] + 2 * p[2], st[1]))
+                grow(s, SL_WPART, nfv_conv3d_weight_partial_floats(n, co, ci, k, out_dims), l,
+                     "weight-gradient partial sums");
             grow(s, SL_PITCHED,
                  nfv_conv3d_pitched_dy_floats(s->kc, n, co, k, out_dims, l->in_shape[3] + 2 * p[2], st[1]),
                  l, "pitched output gradient");
@@ -182,7 +190,7 @@ static void conv_scratch(const nfv_layer *l, int vec, int n, int fwd, int wgrad,
         /* channel-last flipped weights where the channels fill the lanes, else the flipped copy */
         if (nfv_conv3d_channel_last(s->kc, ci, dims, tp, l->in_shape + 1, 1))
             channel_last(s, ci, dims, tp, l->in_shape + 1, 1, (size_t)co * ci * kvol, l,
-                         "channel-last flipped weights");
+                         "channel-last flipped weights", 0);
         else flipped(s, (size_t)co * ci * kvol, l, "flipped weights");
         grow(s, SL_PADDED, nfv_conv3d_padded_floats(vec, n, co, dims, tp, k, st), l, "padded output gradient");
     }
@@ -316,6 +324,9 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
     if (s.kept_floats)
         nfv_memory_add(e, NFV_MEM_SCRATCH, (unsigned long long)s.kept_floats * sizeof(float),
                        "weights kept while frozen (flipped, phases, channel-last)");
+    if (s.predict_kept_floats)
+        nfv_memory_add(e, NFV_MEM_SCRATCH, (unsigned long long)s.predict_kept_floats * sizeof(float),
+                       "weights kept by a validation pass (phases, channel-last)");
 }
 
 /* ---- fitting the device --------------------------------------------------- */
