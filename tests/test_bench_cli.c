@@ -64,6 +64,13 @@ TEST(bench_cli_profile_lists_kernels)
     char *text = slurp(out);
     CHECK(text && strstr(text, "profile of vis b1") && strstr(text, "conv3d_"), "profile names the conv kernels: %s",
           text ? text : "(no output)");
+    CHECK(text && !strstr(text, " ci1 co"), "without --profile-shapes, no shapes: %s", text ? text : "(no output)");
+    /* Per layer shape: the tiny model's first conv (1 input channel) has its own row. */
+    snprintf(cmd, sizeof cmd, "%s bench " TINY " --only vis --reps 1 --warmup 2 --profile-shapes", test_bin());
+    if (!CHECK(test_run(cmd, out) == 0, "bench --profile-shapes ran: %s", cmd)) return;
+    text = slurp(out);
+    CHECK(text && strstr(text, "profile of vis b1") && strstr(text, "conv3d_") && strstr(text, " ci1 co"),
+          "profile rows name the conv builds' shapes: %s", text ? text : "(no output)");
 }
 
 TEST(bench_cli_bad_options)

@@ -65,7 +65,7 @@ typedef struct bench_row {
 
 typedef struct bench_args {
     const char *arch, *model_path, *device, *target, *sections, *shape;
-    int classes, reps, warmup, json, no_cold, startup_child, profile;
+    int classes, reps, warmup, json, no_cold, startup_child, profile, profile_shapes;
     float peak_gflops;
 } bench_args;
 
@@ -318,7 +318,7 @@ static void print_profile(const bench_row *r)
     printf("\nprofile of %s: %.1f ms of kernels per repetition (wall median %.1f ms; the rest is transfers, "
            "CLBlast, host work and launch gaps)\n", r->name, total * per, r->ms);
     for (int k = 0; k < r->nprof && k < 16; k++)
-        printf("  %-36s %9.2f ms %6.1f %%  %6.1f launches\n", r->prof[k].name, r->prof[k].seconds * per,
+        printf("  %-40s %9.2f ms %6.1f %%  %6.1f launches\n", r->prof[k].name, r->prof[k].seconds * per,
                100.0 * r->prof[k].seconds / total, (double)r->prof[k].launches / r->prof_reps);
 }
 
@@ -464,6 +464,9 @@ int cmd_bench(int argc, char **argv)
         {"--json", CLI_FLAG, &a.json, NULL, "print JSON instead of the table"},
         {"--profile", CLI_FLAG, &a.profile, NULL,
          "also the device time per kernel of each step (NEUROFV_PROFILE=1: profiling queue, slightly slower)"},
+        {"--profile-shapes", CLI_FLAG, &a.profile_shapes, NULL,
+         "as --profile, one row per kernel and layer shape (input and output channels, output size, kernel depth "
+         "of the conv build)"},
         {"--startup-child", CLI_FLAG, &a.startup_child, NULL, "internal: the timed child of the startup section"},
         {0},
     };
@@ -479,7 +482,8 @@ int cmd_bench(int argc, char **argv)
     if (a.peak_gflops < 0) return cli_failf("bench", "--peak-gflops must be > 0, got %g", a.peak_gflops);
     int on[NSECTIONS];
     if (parse_sections(a.sections, on)) return 2;
-    if (a.profile) setenv("NEUROFV_PROFILE", "1", 1); /* before the context: its queue profiles */
+    if (a.profile_shapes) a.profile = 1;
+    if (a.profile) setenv("NEUROFV_PROFILE", a.profile_shapes ? "shapes" : "1", 1); /* before the context */
     bench_state s;
     memset(&s, 0, sizeof s);
     s.a = &a;

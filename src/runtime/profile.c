@@ -2,7 +2,9 @@
  * created with CL_QUEUE_PROFILING_ENABLE and every nfv_kernel_launch keeps
  * its event and waits for it (each kernel runs alone, so its time is its
  * own); nfv_profile_collect waits for the queue and sums each kernel's
- * device time (CL_PROFILING_COMMAND_START..END) by kernel name.  Launches
+ * device time (CL_PROFILING_COMMAND_START..END) by kernel name, or with
+ * NEUROFV_PROFILE=shapes by kernel name and the layer shape its build was
+ * compiled for (the conv programs' -DCI, -DCO, -DDO/HO/WO and -DKD).  Launches
  * that do not go through nfv_kernel_launch (CLBlast's dense layers, buffer
  * copies, reads) are not counted: the caller compares the sum with wall
  * time.  Off, it costs one pointer test per launch. */
@@ -15,6 +17,7 @@
 #define PROFILE_MAX_PENDING 65536
 
 struct nfv_profile_state {
+    int shapes;              /* NEUROFV_PROFILE=shapes: rows per kernel and build shape */
     cl_event *ev;            /* pending events, ev_kernel[i] their row */
     int *ev_row;
     int pending;
@@ -37,6 +40,8 @@ nfv_status nfv_profile_init(nfv_context *ctx)
     }
     if (!ctx->profile || !ctx->profile->ev || !ctx->profile->ev_row)
         return nfv_fail(NFV_ERR_NO_MEMORY, "kernel profiling: out of memory");
+    const char *mode = getenv("NEUROFV_PROFILE");
+    ctx->profile->shapes = mode && !strcmp(mode, "shapes");
     return NFV_OK;
 }
 
@@ -75,13 +80,40 @@ static void resolve(nfv_context *ctx)
     p->pending = 0;
 }
 
+/* The value of -D<key>=N in a build's options, or -1. */
+static int build_define(const char *opts, const char *key)
+{
+    char pat[16];
+    snprintf(pat, sizeof pat, "-D%s=", key);
+    const char *p = strstr(opts, pat);
+    return p ? atoi(p + strlen(pat)) : -1;
+}
+
+/* " ci64 co8 35x35x35 k4": the shape a conv build was compiled for, after
+ * name (capacity cap); nothing for builds without one. */
+static void append_shape(nfv_context *ctx, cl_kernel kernel, char *name, size_t cap)
+{
+    cl_program prog;
+    char opts[1024] = "";
+    if (clGetKernelInfo(kernel, CL_KERNEL_PROGRAM, sizeof prog, &prog, NULL) != CL_SUCCESS ||
+        clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_OPTIONS, sizeof opts, opts, NULL) != CL_SUCCESS)
+        return;
+    opts[sizeof opts - 1] = '\0';
+    const int ci = build_define(opts, "CI"), co = build_define(opts, "CO");
+    if (ci < 0 || co < 0) return;
+    size_t used = strlen(name);
+    snprintf(name + used, cap - used, " ci%d co%d %dx%dx%d k%d", ci, co, build_define(opts, "DO"),
+             build_define(opts, "HO"), build_define(opts, "WO"), build_define(opts, "KD"));
+}
+
 cl_event *nfv_profile_slot(nfv_context *ctx, cl_kernel kernel)
 {
     struct nfv_profile_state *p = ctx->profile;
     if (p->pending == PROFILE_MAX_PENDING) resolve(ctx);
-    char name[64] = "?";
+    char name[sizeof p->rows->name] = "?";
     clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
     name[sizeof name - 1] = '\0';
+    if (p->shapes) append_shape(ctx, kernel, name, sizeof name);
     p->ev_row[p->pending] = row_of(p, name);
     return &p->ev[p->pending];
 }
