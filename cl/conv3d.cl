@@ -213,32 +213,6 @@ __kernel void conv3d_flip_weights(__global const float *w, __global float *wt, i
     for (int k = 0; k < kvol; k++) dst[kvol - 1 - k] = src[k];
 }
 
-/* Weights with the output channel last, for conv3d_fwd_cvec, which loads
- * VEC output channels of one tap as a vector.  From w (CO, CI, KD, KH, KW):
- *   flip 0: wl (CI, KD, KH, KW, CO), the forward's;
- *   flip 1: wl (CO, KD, KH, KW, CI) with the taps flipped: the input
- *           gradient's (a forward over dy with w transposed over channels
- *           and flipped, conv3d_flip_weights), without that copy.
- * One output row (one input channel and tap) per work-item, taps fastest:
- * the rows' stores are contiguous and neighbouring work-items read
- * neighbouring taps (one element per work-item ran at 9 GB/s on PoCL). */
-__kernel void conv3d_channel_last_weights(__global const float *w, __global float *wl, int co_count, int ci_count,
-                                          int kvol, int flip)
-{
-    const int row = get_global_id(0);
-    if (row >= (flip ? co_count : ci_count) * kvol) return;
-    const int c = row / kvol, k = row % kvol;
-    if (flip) {
-        __global const float *src = w + (size_t)c * ci_count * kvol + (kvol - 1 - k);
-        __global float *dst = wl + (size_t)row * ci_count;
-        for (int ci = 0; ci < ci_count; ci++) dst[ci] = src[(size_t)ci * kvol];
-    } else {
-        __global const float *src = w + (size_t)c * kvol + k;
-        __global float *dst = wl + (size_t)row * co_count;
-        for (int co = 0; co < co_count; co++) dst[co] = src[(size_t)co * ci_count * kvol];
-    }
-}
-
 /* Accumulators a<r>_<c> for r < ROWS (1-4) and c < COB; loads v<r>. */
 #define DECL(c) floatv a0_##c = (floatv)(0.0f), a1_##c = (floatv)(0.0f), a2_##c = (floatv)(0.0f), \
                        a3_##c = (floatv)(0.0f);
@@ -583,65 +557,3 @@ __kernel void conv3d_fwd_co1(__global const float *xp, __global const float *w, 
 }
 #endif /* MARCH */
 
-/* ---- forward with output channels in the vector lanes --------------------- */
-/* For outputs of few positions, where vectors along x are mostly slack:
- * ResNet's 4^3 and 2^3 stages flattened at the padded pitch fill 16 and 4
- * of conv3d_fwd_flat's 32 lanes, and a batch of 8 re-read all of a 28 MB
- * layer's weights per sample.  Here a vector holds VEC output channels and
- * the batch's output positions q = ((n*DO + od)*HO + oh)*WO + ox are the
- * work-items' rows:
- *   y (N, CO, DO, HO, WO) from xp (N, CI, DP, HP, WP) (zero-padded, x stride 1)
- *   and wl (CI, KD, KH, KW, CO) (conv3d_channel_last_weights).
- * Global (ceil(N*DO*HO*WO / CVP), CO/VEC); work-item (qb, cb) computes
- * y[q, cb*VEC .. +VEC] for the CVP positions q = qb*CVP ..; positions past
- * the batch repeat its last one and are not stored.  A work-group is one cb:
- * its VEC channels' weights (CI*KVOL*VEC floats) come from memory once for
- * all of the batch's positions.  Only in builds with -DCVP. */
-#if defined(CVP)
-#define CV_DECL(p)                                                                             \
-    floatv acc##p = (floatv)(0.0f);                                                           \
-    __global const float *x##p;                                                               \
-    {                                                                                         \
-        const int q = min(qb * CVP + (p), npos - 1), ox = q % WO, oh = q / WO % HO;           \
-        const int od = q / (WO * HO) % DO, n = q / (WO * HO * DO);                            \
-        x##p = xp + (size_t)n * CI * DP * HP * WP + (od * SD * HP + oh * SH) * WP + ox;       \
-    }
-#define CV_TAP(p) acc##p = MAC((floatv)(x##p[toff]), wv, acc##p);
-#define CV_NEXT(p) x##p += DP * HP * WP;
-#define CV_STORE(p)                                                                            \
-    if (qb * CVP + (p) < npos) {                                                               \
-        const int q = qb * CVP + (p), n = q / (WO * HO * DO), pos = q % (WO * HO * DO);       \
-        floatv v = acc##p + (has_bias ? VLOAD(0, bias + co0) : (floatv)(0.0f));                 \
-        if (OUT_RELU) v = fmax(v, (floatv)(0.0f));                                             \
-        float tmp[VEC];                                                                        \
-        VSTORE(v, 0, tmp);                                                                    \
-        __global float *dst = y + ((size_t)n * CO + co0) * DO * HO * WO + pos;                 \
-        for (int l = 0; l < VEC; l++) dst[(size_t)l * DO * HO * WO] = tmp[l];                  \
-    }
-__kernel void conv3d_fwd_cvec(__global const float *xp, __global const float *wl, __global const float *bias,
-                              __global float *y, int has_bias, int npos)
-{
-    const int qb = get_global_id(0), co0 = get_global_id(1) * VEC;
-    REP(CVP, CV_DECL)
-    __global const float *wc = wl + co0;
-    for (int ci = 0; ci < CI; ci++) {
-#if KD_UNROLL
-#pragma unroll
-#else
-#pragma unroll 1
-#endif
-        for (int kd = 0; kd < KD; kd++)
-#pragma unroll
-            for (int kh = 0; kh < KH; kh++)
-#pragma unroll
-                for (int kw = 0; kw < KW; kw++) {
-                    const int toff = (kd * HP + kh) * WP + kw;
-                    const floatv wv = VLOAD(0, wc + ((kd * KH + kh) * KW + kw) * CO);
-                    REP(CVP, CV_TAP)
-                }
-        wc += KVOL * CO;
-        REP(CVP, CV_NEXT)
-    }
-    REP(CVP, CV_STORE)
-}
-#endif /* CVP */

@@ -142,57 +142,6 @@ __kernel void conv3d_bwd_weights_flat(__global const float *xp, __global const f
 }
 #endif
 
-/* ---- weight gradient with the output channels in the lanes ---------------- */
-/* For the convs conv3d_fwd_cvec runs (cl/conv3d.cl: few output positions,
- * where vectors along x are mostly slack; ResNet-18's layer 4 has 8
- * positions a sample and 7 M weights a conv, so the slab kernels' partial
- * sums also cost more than the products):
- *   dw[co, ci, kd, kh, kw] = sum over the batch's output positions
- *   q = ((n*DO + od)*HO + oh)*WO + ox of dyl[q, co] * xp[n, ci, od*SD + kd,
- *   oh*SH + kh, ox + kw],
- * dyl (N*DO*HO*WO, CO) being dy with the channel last (conv3d_channel_last_dy).
- * Global (KD, CI, CO/VEC); a work-item keeps one kd's KH*KW taps (<= 16)
- * for VEC output channels over every position and writes dw itself: no
- * partial sums.  Only in builds with -DCVP. */
-#if defined(CVP) && defined(KHW) && KHW <= 16 /* KHW: KH * KW as one number, for REP */
-__kernel void conv3d_channel_last_dy(__global const float *dy, __global float *dyl)
-{
-    const int q = get_global_id(0), n = q / (DO * HO * WO), pos = q % (DO * HO * WO);
-    __global const float *src = dy + (size_t)n * CO * DO * HO * WO + pos;
-    __global float *dst = dyl + (size_t)q * CO;
-    for (int co = 0; co < CO; co++) dst[co] = src[(size_t)co * DO * HO * WO];
-}
-
-#define WG_DECL(t) floatv g##t = (floatv)(0.0f);
-#define WG_TAP(t) g##t = MAC((floatv)(xr[((t) / KW) * WP + (t) % KW]), dv, g##t);
-#define WG_STORE(t)                                                                           \
-    {                                                                                         \
-        float tmp[VEC];                                                                       \
-        VSTORE(g##t, 0, tmp);                                                                 \
-        for (int l = 0; l < VEC; l++) dst[(size_t)l * CI * KVOL + (t)] = tmp[l];              \
-    }
-__kernel void conv3d_bwd_weights_cvec(__global const float *xp, __global const float *dyl, __global float *dw,
-                                      int n_count)
-{
-    const int kd = get_global_id(0), ci = get_global_id(1), co0 = get_global_id(2) * VEC;
-    REP(KHW, WG_DECL)
-    __global const float *dq = dyl + co0;
-    for (int n = 0; n < n_count; n++)
-        for (int od = 0; od < DO; od++)
-            for (int oh = 0; oh < HO; oh++) {
-                __global const float *xrow =
-                    xp + ((size_t)n * CI + ci) * DP * HP * WP + ((od * SD + kd) * HP + oh * SH) * WP;
-                for (int ox = 0; ox < WO; ox++, dq += CO) {
-                    __global const float *xr = xrow + ox;
-                    const floatv dv = VLOAD(0, dq);
-                    REP(KHW, WG_TAP)
-                }
-            }
-    __global float *dst = dw + ((size_t)co0 * CI + ci) * KVOL + kd * KH * KW;
-    REP(KHW, WG_STORE)
-}
-#endif
-
 /* ---- fast bias gradient, first pass -------------------------------------- */
 /* partb (N*DO, CO): sum of the plane dy[n, co, od, :, :] (plane = HO*WO
  * contiguous floats).  Global (N*DO, CO); lanes past the plane are selected

@@ -14,6 +14,10 @@
  * (the fast forwards built with -DOUT_RELU=1), nfv_conv3d_backward_input_gated
  * (conv3d_pad_gated instead of conv3d_pad), nfv_conv3d_fold_batchnorm, and
  * the staged input gradient (a max pool's backward writes dy's padded copy).
+ * Convs of few output positions (ResNet's 4^3 and 2^3 stages) run with
+ * the output channels in the vector lanes instead, forward, input and weight
+ * gradients (src/layers/conv3d_cvec.c, cl/conv3d_cvec.cl; chosen here,
+ * conv3d_fast_config's cvp).
  * Strided convs run as stride-1 convs over phases through the same fast
  * kernels (src/layers/conv3d_strided.c).
  * Every other shape runs the *_ref kernels (src/layers/conv3d_ref.c,
@@ -248,62 +252,6 @@ nfv_status conv3d_pad_input(nfv_context *ctx, const conv_dims *d, cl_mem src, cl
     return NFV_OK;
 }
 
-/* The weights of d with the output channel last (conv3d_fwd_cvec) from w
- * (CO, CI, KD, KH, KW): flip 0, wl (CI, KD, KH, KW, CO) for d's forward;
- * flip 1, wl (CO, KD, KH, KW, CI) flipped, for d's input gradient (the
- * forward over dy of conv3d_transposed_dims(d)).  In the scratch slot, or
- * while the weights are frozen the copy kept for w. */
-static nfv_status channel_last_weights(nfv_context *ctx, const conv_dims *d, cl_mem w, int flip, cl_mem *wl)
-{
-    const int kvol = d->k[0] * d->k[1] * d->k[2];
-    int fresh;
-    NFV_TRY(conv3d_derived_weights(ctx, w, flip ? NFV_DERIVED_CONV_CHANNEL_LAST_FLIP : NFV_DERIVED_CONV_CHANNEL_LAST,
-                                   NFV_SCRATCH_CONV_CHANNEL_LAST, (size_t)d->co * d->ci * kvol,
-                                   "conv3d channel-last weights", wl, &fresh));
-    if (!fresh) return NFV_OK;
-    cl_kernel k;
-    char go[32];
-    const char *name = "conv3d_channel_last_weights";
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", conv3d_generic_options(ctx, go, sizeof go), name, &k));
-    cl_int co = d->co, ci = d->ci, kv = kvol, fl = flip;
-    NFV_ARG(k, name, 0, w);
-    NFV_ARG(k, name, 1, *wl);
-    NFV_ARG(k, name, 2, co);
-    NFV_ARG(k, name, 3, ci);
-    NFV_ARG(k, name, 4, kv);
-    NFV_ARG(k, name, 5, fl);
-    size_t global = (size_t)(flip ? d->co : d->ci) * kvol;
-    return nfv_kernel_launch(ctx, k, 1, &global, NULL);
-}
-
-/* conv3d_forward_fast through conv3d_fwd_cvec (c->cvp > 0); wl: d's
- * channel-last weights, or NULL: derived here from w. */
-static nfv_status forward_cvec(nfv_context *ctx, const conv_dims *d, const fast_config *c, const char *opts, cl_mem x,
-                               cl_mem gate, cl_mem w, cl_mem wl, cl_mem bias, cl_mem y)
-{
-    const char *name = "conv3d_fwd_cvec";
-    cl_kernel k;
-    cl_mem xp;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
-    if (!wl) NFV_TRY(channel_last_weights(ctx, d, w, 0, &wl));
-    if (x) NFV_TRY(conv3d_pad_input(ctx, d, x, gate, 0, &xp));
-    else NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PADDED, padded_floats(ctx, d), "conv3d padded input", &xp));
-    cl_int has_bias = bias != NULL, npos = d->n * d->od * d->oh * d->ow;
-    cl_mem b = bias ? bias : wl; /* never read without bias */
-    NFV_ARG(k, name, 0, xp);
-    NFV_ARG(k, name, 1, wl);
-    NFV_ARG(k, name, 2, b);
-    NFV_ARG(k, name, 3, y);
-    NFV_ARG(k, name, 4, has_bias);
-    NFV_ARG(k, name, 5, npos);
-    /* A work-group is one block of VEC output channels over every position,
-     * so its weights are read from memory once (fewer where the device caps
-     * the group). */
-    size_t global[2] = {((size_t)npos + c->cvp - 1) / c->cvp, (size_t)d->co / c->vec};
-    size_t local[2] = {global[0], 1};
-    return nfv_kernel_launch(ctx, k, 2, global, global[0] <= nfv_kernel_max_local(ctx, k) ? local : NULL);
-}
-
 /* conv3d_forward_fast; wl: where d takes conv3d_fwd_cvec, its channel-last
  * weights already derived (w is then not read), or NULL. */
 static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem gate, cl_mem w, cl_mem wl,
@@ -315,7 +263,7 @@ static nfv_status forward_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int vec = c.vec, cob = c.cob, rows = c.rows;
     const int flat = c.flat;
     cl_kernel k;
-    if (c.cvp) return forward_cvec(ctx, d, &c, opts, x, gate, w, wl, bias, y);
+    if (c.cvp) return conv3d_forward_cvec(ctx, d, &c, relu, x, gate, w, wl, bias, y);
     const char *name = c.march ? "conv3d_fwd_co1" : flat ? "conv3d_fwd_flat" : "conv3d_fwd_fast";
     NFV_TRY(nfv_kernel_get(ctx, "conv3d", opts, name, &k));
     cl_mem xp;
@@ -490,7 +438,7 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
     conv_dims t = conv3d_transposed_dims(&d);
     cl_mem wt;
     if (conv3d_fast_config(ctx, &t).cvp) { /* channel-last straight from w, no flipped copy */
-        NFV_TRY(channel_last_weights(ctx, &d, w->buf, 1, &wt));
+        NFV_TRY(conv3d_channel_last_weights(ctx, &d, w->buf, 1, &wt));
         return forward_fast(ctx, &t, staged ? NULL : dy->buf, gate ? gate->buf : NULL, NULL, wt, NULL, 0, dx->buf);
     }
     NFV_TRY(conv3d_flip(ctx, &d, w->buf, &wt));

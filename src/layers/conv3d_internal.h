@@ -81,6 +81,20 @@ nfv_status conv3d_flip_into(nfv_context *ctx, const conv_dims *d, cl_mem w, cl_m
 nfv_status conv3d_derived_weights(nfv_context *ctx, cl_mem w, int kind, int slot, size_t floats, const char *what,
                                   cl_mem *out, int *fresh);
 
+/* src/layers/conv3d_cvec.c: the convs conv3d_fast_config gives c->cvp > 0
+ * (output channels in the lanes).  conv3d_channel_last_weights: from w
+ * (CO, CI, k), flip 0: wl (CI, k, CO) for d's forward; flip 1: wl (CO, k,
+ * CI) flipped, for d's input gradient (the forward over dy of
+ * conv3d_transposed_dims(d)); in the scratch slot, or while the weights
+ * are frozen the copy kept for w.  conv3d_forward_cvec: as
+ * conv3d_forward_fast, with wl already derived (w not read) or NULL.
+ * conv3d_weights_cvec: dw (CO, CI, k), no partial sums. */
+nfv_status conv3d_channel_last_weights(nfv_context *ctx, const conv_dims *d, cl_mem w, int flip, cl_mem *wl);
+nfv_status conv3d_forward_cvec(nfv_context *ctx, const conv_dims *d, const fast_config *c, int relu, cl_mem x,
+                               cl_mem gate, cl_mem w, cl_mem wl, cl_mem bias, cl_mem y);
+nfv_status conv3d_weights_cvec(nfv_context *ctx, const conv_dims *d, const fast_config *c, cl_mem x, cl_mem dy,
+                               cl_mem dw);
+
 /* The input gradient of d as a forward conv over dy: input dy (N, CO, DO,
  * HO, WO) padded by k - 1 - p, output dx (N, CI, D, H, W); stride 1. */
 conv_dims conv3d_transposed_dims(const conv_dims *d);

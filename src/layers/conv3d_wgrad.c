@@ -7,9 +7,8 @@
  *            work-item) or, for narrow rows, conv3d_pitch_dy +
  *            conv3d_bwd_weights_flat (vectors along the flattened plane),
  *            then conv3d_sum_partials; for few positions (where the forward
- *            runs conv3d_fwd_cvec) conv3d_channel_last_dy +
- *            conv3d_bwd_weights_cvec instead, no partial sums; all of these
- *            when the x stride is 1 and kw <= 5,
+ *            runs conv3d_fwd_cvec) src/layers/conv3d_cvec.c instead, no
+ *            partial sums; all of these when the x stride is 1 and kw <= 5,
  *            or an x stride > 1 as a conv over phases with a kernel up to 5
  *            along x (src/layers/conv3d_strided.c), else the *_ref kernel
  *            (src/layers/conv3d_ref.c);
@@ -76,32 +75,6 @@ size_t nfv_conv3d_weight_partial_floats(int n, int co, int ci, const int kernel[
     return (size_t)conv3d_slab_count(&d) * co * ci * kernel[0] * kernel[1] * kernel[2];
 }
 
-/* dw through conv3d_bwd_weights_cvec: dy with the channel last
- * (conv3d_channel_last_dy, in the pitched-dy scratch slot), then the
- * products, straight into dw. */
-static nfv_status weights_cvec_run(nfv_context *ctx, const conv_dims *d, const char *opts, cl_mem x, cl_mem dy,
-                                   cl_mem dw)
-{
-    const size_t npos = (size_t)d->n * d->od * d->oh * d->ow;
-    cl_kernel kt, k;
-    cl_mem xp, dyl;
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, "conv3d_channel_last_dy", &kt));
-    NFV_TRY(nfv_kernel_get(ctx, "conv3d_wgrad", opts, "conv3d_bwd_weights_cvec", &k));
-    NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PITCHED_DY, npos * d->co, "conv3d channel-last output gradient",
-                           &dyl));
-    NFV_ARG(kt, "conv3d_channel_last_dy", 0, dy);
-    NFV_ARG(kt, "conv3d_channel_last_dy", 1, dyl);
-    NFV_TRY(nfv_kernel_launch(ctx, kt, 1, &npos, NULL));
-    NFV_TRY(conv3d_pad_input(ctx, d, x, NULL, 0, &xp));
-    cl_int n = d->n;
-    NFV_ARG(k, "conv3d_bwd_weights_cvec", 0, xp);
-    NFV_ARG(k, "conv3d_bwd_weights_cvec", 1, dyl);
-    NFV_ARG(k, "conv3d_bwd_weights_cvec", 2, dw);
-    NFV_ARG(k, "conv3d_bwd_weights_cvec", 3, n);
-    size_t global[3] = {(size_t)d->k[0], (size_t)d->ci, (size_t)d->co / nfv_context_vector_width(ctx)};
-    return nfv_kernel_launch(ctx, k, 3, global, NULL);
-}
-
 nfv_status conv3d_weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw)
 {
     const fast_config c = conv3d_fast_config(ctx, d);
@@ -110,7 +83,7 @@ nfv_status conv3d_weights_fast(nfv_context *ctx, const conv_dims *d, cl_mem x, c
     const int out_dims[3] = {d->od, d->oh, d->ow};
     if (nfv_conv3d_weights_channel_last(nfv_context_kernel_config(ctx), d->co, d->k, out_dims, d->w + 2 * d->p[2],
                                         d->s[1]))
-        return weights_cvec_run(ctx, d, opts, x, dy, dw); /* its build has -DCVP: c.cvp is the same test */
+        return conv3d_weights_cvec(ctx, d, &c, x, dy, dw); /* c.cvp is the same test */
     const int kvol = d->k[0] * d->k[1] * d->k[2];
     const int slabs = conv3d_slab_count(d), m = d->co * d->ci * kvol;
     const int bw_cob = c.bw_cob;

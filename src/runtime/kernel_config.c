@@ -39,7 +39,7 @@
  * the row kernel, measured on the H200; a march of MARCH planes per
  * work-item would also leave a GPU MARCH times fewer work-items.
  * cvec: output channels in the lanes for layers of few positions, 16
- * positions per work-item (cl/conv3d.cl, conv3d_fwd_cvec): on PoCL
+ * positions per work-item (cl/conv3d_cvec.cl, conv3d_fwd_cvec): on PoCL
  * ResNet-18's training step 1.2-1.4x faster (README, performance).  Not
  * measured on a GPU, where a 2^3 layer at batch 1 would make work-groups of
  * one work-item: GPUs keep the other kernels until `neurofv tune` or a
