@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "neurofv/ops.h"
 #include "neurofv/train.h"
 #include "neurofv/vis.h"
 #include "test.h"
@@ -101,11 +102,16 @@ static nfv_target *parse_targets(const nfv_model *m, const char *texts, int *n)
     return all;
 }
 
-/* Estimate vs what was allocated: within 20 % of the allocation. */
+/* Estimate vs what was allocated: at least 0.92 of it (an estimate under
+ * the allocation lets a run start that the device cannot hold), at most
+ * 1.1.  Measured 0.999-1.019 under every kernel profile; the peak can grow
+ * by up to 5 % on a busy machine, where the driver frees late (0.949 once
+ * under amd).  The ResNet-10 estimates missed the BatchNorm-folded weights
+ * and the stem's gated temporary before, at 0.891 and 0.903. */
 static void check_close(const char *what, unsigned long long estimate, unsigned long long real)
 {
     double ratio = real ? (double)estimate / (double)real : 0.0;
-    CHECK(ratio > 0.8 && ratio < 1.2, "%s: estimate %.3f MiB, allocated (peak of live buffers) %.3f MiB, ratio %.3f",
+    CHECK(ratio >= 0.92 && ratio <= 1.1, "%s: estimate %.3f MiB, allocated (peak of live buffers) %.3f MiB, ratio %.3f",
           what, estimate / 1048576.0, real / 1048576.0, ratio);
     printf("  %s: estimate %.3f MiB, allocated peak %.3f MiB (%ld buffers), ratio %.3f\n", what, estimate / 1048576.0,
            real / 1048576.0, rec.buffers, ratio);
@@ -145,6 +151,30 @@ TEST(memory_kernel_config_mem_setting)
 }
 
 /* ---- the rules, by hand --------------------------------------------------- */
+
+/* The conv over phases a strided conv runs as, which the estimate counts:
+ * ResNet's 7^3 stride-2 stem with padding 3 on a 24^3 input, split along x
+ * (its forward), is two x phases of 24 x 24 x 15 with kernel 7 x 7 x 4,
+ * padded by 3 along d and h (as conv3d_strided.c pads them: the phases of
+ * x carry x's padding).  The estimate once dropped that padding, which the
+ * allocation ratios above, at 1-2 % of the total, did not show. */
+TEST(memory_phase_shape_keeps_the_padding)
+{
+    const int in[3] = {24, 24, 24}, k[3] = {7, 7, 7}, st[3] = {2, 2, 2}, pad[3] = {3, 3, 3}, out[3] = {12, 12, 12};
+    nfv_conv3d_phase_shape x = nfv_conv3d_phase_shape_of(in, k, st, pad, out, 1);
+    CHECK(x.phases == 2 && x.len[0] == 24 && x.len[1] == 24 && x.len[2] == 15,
+          "x phases: %d of %dx%dx%d (2 of 24x24x15)", x.phases, x.len[0], x.len[1], x.len[2]);
+    CHECK(x.kernel[0] == 7 && x.kernel[1] == 7 && x.kernel[2] == 4 && x.stride[0] == 2 && x.stride[2] == 1,
+          "x phases: kernel %dx%dx%d (7x7x4), stride %d,%d,%d (2,2,1)", x.kernel[0], x.kernel[1], x.kernel[2],
+          x.stride[0], x.stride[1], x.stride[2]);
+    CHECK(x.pad[0] == 3 && x.pad[1] == 3 && x.pad[2] == 0, "x phases: padding %d,%d,%d (3,3,0)", x.pad[0], x.pad[1],
+          x.pad[2]);
+    /* Split along every axis (the input gradient): no padding left. */
+    nfv_conv3d_phase_shape a = nfv_conv3d_phase_shape_of(in, k, st, pad, out, 0);
+    CHECK(a.phases == 8 && a.pad[0] == 0 && a.pad[1] == 0 && a.pad[2] == 0 && a.kernel[0] == 4,
+          "all axes: %d phases (8), padding %d,%d,%d (0), kernel %d (4)", a.phases, a.pad[0], a.pad[1], a.pad[2],
+          a.kernel[0]);
+}
 
 TEST(memory_estimate_exact_for_a_small_model)
 {

@@ -133,13 +133,13 @@ int nfv_conv3d_channel_last(const nfv_kernel_config *kc, int co, const int in_di
  * (src/layers/conv3d_strided.c), split along x only (x_only: its forward
  * and weight gradient) or along every strided axis (its input gradient):
  * phases (input channels per channel), their length per axis, and the
- * kernel, stride and padding over them; src/model/memory.c counts its
- * scratch from this. */
+ * kernel, stride and padding over them (pad: the conv's own; an axis not
+ * split keeps it); src/model/memory.c counts its scratch from this. */
 typedef struct nfv_conv3d_phase_shape {
     int phases, len[3], kernel[3], stride[3], pad[3];
 } nfv_conv3d_phase_shape;
 nfv_conv3d_phase_shape nfv_conv3d_phase_shape_of(const int in_dims[3], const int kernel[3], const int stride[3],
-                                                 const int out_dims[3], int x_only);
+                                                 const int pad[3], const int out_dims[3], int x_only);
 /* The plain one-output-per-work-item kernels: the device-side spec the fast
  * ones are tested against, and what the functions above fall back to for the
  * shapes no fast path covers (an input gradient of stride 1 with padding >

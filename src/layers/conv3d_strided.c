@@ -177,11 +177,11 @@ nfv_status conv3d_backward_weights_strided(nfv_context *ctx, const conv_dims *d,
 }
 
 nfv_conv3d_phase_shape nfv_conv3d_phase_shape_of(const int in_dims[3], const int kernel[3], const int stride[3],
-                                                 const int out_dims[3], int x_only)
+                                                 const int pad[3], const int out_dims[3], int x_only)
 {
     conv_dims d = {.n = 1, .ci = 1, .co = 1, .d = in_dims[0], .h = in_dims[1], .w = in_dims[2], .od = out_dims[0],
                    .oh = out_dims[1], .ow = out_dims[2]};
-    for (int i = 0; i < 3; i++) d.k[i] = kernel[i], d.s[i] = stride[i];
+    for (int i = 0; i < 3; i++) d.k[i] = kernel[i], d.s[i] = stride[i], d.p[i] = pad[i];
     const phase_geom g = phase_geometry(&d, x_only);
     nfv_conv3d_phase_shape r = {g.phases, {g.u.d, g.u.h, g.u.w}, {g.u.k[0], g.u.k[1], g.u.k[2]},
                                 {g.u.s[0], g.u.s[1], g.u.s[2]}, {g.u.p[0], g.u.p[1], g.u.p[2]}};
