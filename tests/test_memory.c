@@ -102,16 +102,17 @@ static nfv_target *parse_targets(const nfv_model *m, const char *texts, int *n)
     return all;
 }
 
-/* Estimate vs what was allocated: at least 0.92 of it (an estimate under
+/* Estimate vs what was allocated: at least 0.97 of it (an estimate under
  * the allocation lets a run start that the device cannot hold), at most
- * 1.1.  Measured 0.999-1.019 under every kernel profile; the peak can grow
- * by up to 5 % on a busy machine, where the driver frees late (0.949 once
- * under amd).  The ResNet-10 estimates missed the BatchNorm-folded weights
- * and the stem's gated temporary before, at 0.891 and 0.903. */
+ * 1.05.  Measured 1.000-1.019 under every kernel profile, also with both
+ * cores busy.  Before nfv_scratch_get waited for the commands in flight
+ * before freeing a slot's smaller buffer, the driver held both at once on
+ * a busy machine (0.949 at times); before the estimate counted the
+ * BatchNorm-folded weights, ResNet-10's were 0.891 and 0.903. */
 static void check_close(const char *what, unsigned long long estimate, unsigned long long real)
 {
     double ratio = real ? (double)estimate / (double)real : 0.0;
-    CHECK(ratio >= 0.92 && ratio <= 1.1, "%s: estimate %.3f MiB, allocated (peak of live buffers) %.3f MiB, ratio %.3f",
+    CHECK(ratio >= 0.97 && ratio <= 1.05, "%s: estimate %.3f MiB, allocated (peak of live buffers) %.3f MiB, ratio %.3f",
           what, estimate / 1048576.0, real / 1048576.0, ratio);
     printf("  %s: estimate %.3f MiB, allocated peak %.3f MiB (%ld buffers), ratio %.3f\n", what, estimate / 1048576.0,
            real / 1048576.0, rec.buffers, ratio);
@@ -257,6 +258,11 @@ TEST(memory_estimate_matches_allocations_visualize)
     /* Strided convs (the 7^3 stem, stride-2 blocks): their phases' scratch. */
     const int graph_in[4] = {1, 24, 24, 24};
     measure_vis("resnet10(8), logits, batch 3", "resnet10(8)", graph_in, "--steps 2 --starts 1", "logit:all");
+    /* A dilated conv -> BN -> ReLU: its fused backward gates dy into a
+     * temporary (nfv_conv3d_gates_in_place 0), 16 channels of the input's
+     * size a sample. */
+    measure_vis("dilated conv, BatchNorm, ReLU, batch 2", "conv(16,k3,p2,d2) bn relu conv(8,k3,p1) relu gap flatten linear(3)",
+                MEAS_IN, "--steps 2 --starts 2", "logit:0");
 }
 
 /* Two training steps and a validation pass of spec, the estimate against

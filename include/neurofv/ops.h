@@ -91,6 +91,12 @@ typedef struct nfv_conv3d_staging {
     int channel_rows;
 } nfv_conv3d_staging;
 int nfv_conv3d_has_staged_input_grad(const nfv_conv3d_params *p);
+/* 1 when nfv_conv3d_backward_input_gated applies the gate as it pads dy
+ * (stride-1 convs with a staged input gradient, and strided plain convs,
+ * whose phase conv pads dy); 0: it gates dy into a temporary of dy's size
+ * first (dilation, groups, or padding > kernel - 1 at stride 1), which the
+ * memory estimate counts. */
+int nfv_conv3d_gates_in_place(const nfv_conv3d_params *p);
 nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
                                        const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged,
                                        nfv_conv3d_staging *layout);

@@ -375,6 +375,14 @@ int nfv_conv3d_has_staged_input_grad(const nfv_conv3d_params *p)
     return 1;
 }
 
+int nfv_conv3d_gates_in_place(const nfv_conv3d_params *p)
+{
+    if (!p || nfv_conv3d_params_general(p)) return 0;
+    for (int i = 0; i < 3; i++)
+        if (p->stride[i] != 1) return 1; /* conv3d_backward_input_strided */
+    return nfv_conv3d_has_staged_input_grad(p);
+}
+
 nfv_status nfv_conv3d_stage_input_grad(nfv_context *ctx, const nfv_conv3d_params *p, const nfv_tensor *dy,
                                        const nfv_tensor *w, const nfv_tensor *dx, nfv_tensor *staged,
                                        nfv_conv3d_staging *layout)
@@ -420,11 +428,12 @@ static nfv_status backward_input(nfv_context *ctx, const char *op, const nfv_con
     const int fast = plain && pad_ok && !strided;
     if (staged && !fast) return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: no staged input gradient for this conv", op);
     if (!fast) {
+        if (plain && strided) /* gated, if at all, in the phase conv's padding copy */
+            return conv3d_backward_input_strided(ctx, &d, dy->buf, gate ? gate->buf : NULL, w->buf, dx->buf);
         if (!gate)
-            return !plain    ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
-                   : strided ? conv3d_backward_input_strided(ctx, &d, dy->buf, w->buf, dx->buf)
-                             : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
-        /* Shapes the fast kernels do not cover: gate into a temporary first. */
+            return !plain ? nfv_conv3d_general_backward_input(ctx, &d, dy->buf, w->buf, dx->buf)
+                          : nfv_conv3d_backward_input_reference(ctx, p, dy, w, dx);
+        /* Shapes no fast path covers (nfv_conv3d_gates_in_place 0): gate into a temporary first. */
         nfv_tensor g;
         NFV_TRY(nfv_tensor_create(ctx, &g, dy->ndim, dy->shape));
         nfv_status st = nfv_activation_backward(ctx, NFV_RELU, 0.0f, gate, dy, &g);

@@ -102,11 +102,13 @@ conv_dims conv3d_transposed_dims(const conv_dims *d);
 /* src/layers/conv3d_strided.c: strided plain convs (no dilation or groups)
  * as stride-1 convs over phases, through the fast kernels.  Forward: any
  * stride (the fast kernels take d and h strides themselves: called for an
- * x stride > 1).  Input gradient: any stride > 1.  Weight gradient: where
+ * x stride > 1).  Input gradient: any stride > 1, gated (dy only where
+ * gate > 0, a fused ReLU's backward) or not.  Weight gradient: where
  * conv3d_has_strided_weights (the phase kernel at most 5 along x). */
 nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem w, cl_mem bias, int relu,
                                   cl_mem y);
-nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem w, cl_mem dx);
+nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem gate, cl_mem w,
+                                        cl_mem dx);
 int conv3d_has_strided_weights(const conv_dims *d);
 nfv_status conv3d_backward_weights_strided(nfv_context *ctx, const conv_dims *d, cl_mem x, cl_mem dy, cl_mem dw);
 

@@ -141,7 +141,8 @@ nfv_status conv3d_forward_strided(nfv_context *ctx, const conv_dims *d, cl_mem x
     return conv3d_forward_fast(ctx, &g.u, xs, NULL, ws, bias, relu, y);
 }
 
-nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem w, cl_mem dx)
+nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, cl_mem dy, cl_mem gate, cl_mem w,
+                                        cl_mem dx)
 {
     const phase_geom g = phase_geometry(d, 0);
     const size_t wfloats = phase_weight_floats(d, &g);
@@ -156,9 +157,10 @@ nfv_status conv3d_backward_input_strided(nfv_context *ctx, const conv_dims *d, c
     }
     NFV_TRY(conv3d_scratch(ctx, NFV_SCRATCH_CONV_PHASES, phase_data_floats(d, &g), "conv3d input-gradient phases",
                            &dxs));
-    /* The phase conv's input gradient: a forward over dy padded by m - 1. */
+    /* The phase conv's input gradient: a forward over dy padded by m - 1,
+     * gated in that padding copy (no temporary of dy's size). */
     conv_dims t = conv3d_transposed_dims(&g.u);
-    NFV_TRY(conv3d_forward_fast(ctx, &t, dy, NULL, wt, NULL, 0, dxs));
+    NFV_TRY(conv3d_forward_fast(ctx, &t, dy, gate, wt, NULL, 0, dxs));
     return phase_data(ctx, d, &g, 0, dxs, dx);
 }
 

@@ -259,10 +259,11 @@ static unsigned char *eval_written(const nfv_model *m, const nfv_context *ctx, i
  *     (nfv_model_predict) the whole model, so they sit beside the training
  *     step's buffers;
  *   - a visualization's backward (not training's: its validation pass runs
- *     no backward) through a group whose conv has no staged input gradient
- *     (strided: ResNet's stem) gates dy (N, CO, DO, HO, WO) into a
- *     temporary for one call, counted at the largest.
- * Without these ResNet-10's estimates were 10 % under the allocation. */
+ *     no backward) through a conv -> BatchNorm -> ReLU group whose conv
+ *     cannot gate as it pads (nfv_conv3d_gates_in_place) gates dy (N, CO,
+ *     DO, HO, WO) into a temporary for one call, counted at the largest.
+ * Without the folded weights ResNet-10's estimates were 10 % under the
+ * allocation. */
 static void fused_groups(const nfv_model *m, const nfv_context *ctx, int n, int upto, int training,
                          nfv_memory_estimate *e)
 {
@@ -285,7 +286,7 @@ static void fused_groups(const nfv_model *m, const nfv_context *ctx, int n, int 
             nfv_conv3d_params p;
             nfv_layer_conv_params(&c->spec, &p);
             const size_t out = (size_t)n * nfv_shape_numel(c->out_ndim, c->out_shape);
-            if (!training && end - i == 2 && !nfv_conv3d_has_staged_input_grad(&p) && out > gated)
+            if (!training && end - i == 2 && !nfv_conv3d_gates_in_place(&p) && out > gated)
                 gated = out, gated_layer = i;
         }
         i = end;

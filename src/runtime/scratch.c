@@ -12,7 +12,16 @@ nfv_status nfv_scratch_get(nfv_context *ctx, nfv_scratch_slot slot, size_t bytes
         return nfv_fail(NFV_ERR_INVALID_ARG, "scratch slot %d for %s (0-%d)", (int)slot, what, NFV_SCRATCH_SLOTS - 1);
     if (bytes == 0) bytes = sizeof(float);
     if (!ctx->scratch[slot] || ctx->scratch_bytes[slot] < bytes) {
-        if (ctx->scratch[slot]) clReleaseMemObject(ctx->scratch[slot]);
+        /* Commands in flight may still use the smaller buffer, and the
+         * driver frees it only after them: wait for them, so the old and
+         * the new buffer are never held at once (the memory estimate
+         * counts a slot at its largest size only).  Slots grow during the
+         * first steps of a run only. */
+        if (ctx->scratch[slot]) {
+            cl_int err = clFinish(ctx->queue);
+            if (err != CL_SUCCESS) return nfv_cl_fail(err, "clFinish", what, __FILE__, __LINE__);
+            clReleaseMemObject(ctx->scratch[slot]);
+        }
         ctx->scratch[slot] = NULL;
         ctx->scratch_bytes[slot] = 0;
         cl_int err;
