@@ -125,7 +125,7 @@ TEST(fuse_models_vs_reference)
 {
     int a[4] = {1, 7, 9, 11};
     /* conv-bn-relu (gated), conv-bn without ReLU (plain folded), a strided
-     * conv (the reference path with a gate in a temporary) */
+     * conv-bn-relu (gated in its phase conv's padding copy) */
     const char *chain = "conv(4,k3,p1) bn relu maxpool(2) conv(4,k3,p1,nobias) bn avgpool(2,1) conv(3,k3,s2,p1) bn "
                         "relu flatten linear(3)";
     check_model_fused(chain, a, 2, 3, NFV_HEAD_SOFTMAX, -1);
@@ -164,6 +164,75 @@ TEST(fuse_models_vs_reference)
     }
     nfv_model_free(m);
     free(xf);
+}
+
+/* relu1 (1, 4, 6, 7, 8) of m's forward (malloc'ed); NULL on failure. */
+static float *relu_out(nfv_context *ctx, nfv_model *m, const nfv_tensor *x)
+{
+    return CHECK_OK(nfv_model_forward(m, ctx, x, -1, 0)) ? test_download(nfv_model_activation(m, 2)) : NULL;
+}
+
+/* The same in double, as CHECK_CLOSE's reference. */
+static double *relu_ref(nfv_context *ctx, nfv_model *m, const nfv_tensor *x, size_t n)
+{
+    float *f = relu_out(ctx, m, x);
+    double *d = f ? malloc(n * sizeof *d) : NULL;
+    for (size_t i = 0; d && i < n; i++) d[i] = f[i];
+    free(f);
+    return d;
+}
+
+/* The folded BatchNorm is made once per freeze of the weights, not per
+ * forward (it reads and writes every weight: half of ResNet-18's
+ * visualization step when done per step), and again in the next freeze or
+ * when not frozen.  Shown by changing gamma against the freeze's promise:
+ * the frozen forward keeps the first fold. */
+TEST(fuse_fold_kept_while_frozen)
+{
+    nfv_context *ctx = test_ctx();
+    int in[4] = {1, 6, 7, 8};
+    const size_t n = 4 * 6 * 7 * 8;
+    nfv_model *m = NULL;
+    if (!CHECK_OK(nfv_model_create_from_spec(ctx, "conv(4,k3,p1) bn relu flatten linear(2)", in, 2, NULL,
+                                             NFV_HEAD_SOFTMAX, 3, &m)))
+        return;
+    randomize_bn(ctx, m, 9);
+    float *xf = test_random(nfv_shape_numel(4, in), 4, -1, 1), gamma[4] = {2.0f, -1.5f, 0.5f, 3.0f};
+    nfv_tensor x;
+    double *before = NULL, *after = NULL;
+    float *got = NULL;
+    if (CHECK_OK(test_tensor(&x, 5, (int[]){1, 1, 6, 7, 8}, xf))) {
+        before = relu_ref(ctx, m, &x, n); /* unfused, the first gamma */
+        nfv_model_set_fusion(m, 1);
+        nfv_context_freeze_weights(ctx, 1);
+        got = relu_out(ctx, m, &x);
+        if (got && before) CHECK_CLOSE("frozen, first fused forward", got, before, n, 1e-5, 1e-4);
+        free(got);
+        CHECK(m->layers[2].fused_with == 2, "conv, bn and relu fused (%d)", m->layers[2].fused_with);
+        CHECK_OK(nfv_tensor_upload(ctx, &m->layers[1].param[0], gamma));
+        got = relu_out(ctx, m, &x);
+        if (got && before)
+            CHECK_CLOSE("frozen, gamma changed against the promise: the first fold", got, before, n, 1e-5, 1e-4);
+        free(got);
+        nfv_context_freeze_weights(ctx, 0);
+        nfv_model_set_fusion(m, 0);
+        after = relu_ref(ctx, m, &x, n); /* unfused, the new gamma */
+        nfv_model_set_fusion(m, 1);
+        got = relu_out(ctx, m, &x);
+        if (got && after) CHECK_CLOSE("not frozen: folded again", got, after, n, 1e-5, 1e-4);
+        free(got);
+        nfv_context_freeze_weights(ctx, 1);
+        got = relu_out(ctx, m, &x);
+        if (got && after) CHECK_CLOSE("a new freeze: folded again", got, after, n, 1e-5, 1e-4);
+        free(got);
+        nfv_context_freeze_weights(ctx, 0);
+        double worst = 0;
+        for (size_t i = 0; before && after && i < n; i++) worst = fmax(worst, fabs(before[i] - after[i]));
+        CHECK(worst > 0.1, "the two gammas give different outputs (largest difference %g)", worst);
+        nfv_tensor_free(&x);
+    }
+    free(before), free(after), free(xf);
+    nfv_model_free(m);
 }
 
 /* Which layers exist after a fused forward, and backward's refusal to stop

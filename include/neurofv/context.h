@@ -55,6 +55,11 @@ void nfv_context_free(nfv_context *ctx);
  * them when the outermost freeze ends.  nfv_visualize freezes for its
  * duration (one flip per conv for the whole optimization, not per step). */
 void nfv_context_freeze_weights(nfv_context *ctx, int on);
+/* 0 while the weights are not frozen; while they are, a number that
+ * differs between any two outermost freezes of ctx: what a layer derived
+ * from its weights in this freeze (model_fuse.c's folded BatchNorm) can be
+ * reused while it stays the same. */
+unsigned long nfv_context_frozen_generation(const nfv_context *ctx);
 
 const nfv_device_info *nfv_context_device_info(const nfv_context *ctx);
 cl_context nfv_context_cl(const nfv_context *ctx);

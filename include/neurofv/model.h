@@ -173,9 +173,11 @@ typedef struct nfv_layer {
      * BatchNorm [-> ReLU [-> max pool]]), whose own outputs were not; 0: not
      * fused.
      * fold_w, fold_b: a conv's weights and bias with the BatchNorm after it
-     * folded in (allocated on first use). */
+     * folded in (allocated on first use); fold_generation: the context's
+     * nfv_context_frozen_generation when they were folded (0: fold again). */
     int keep, fused_with;
     nfv_tensor fold_w, fold_b;
+    unsigned long fold_generation;
 } nfv_layer;
 
 typedef struct nfv_model {

@@ -50,6 +50,7 @@ struct nfv_context {
     struct nfv_profile_state *profile; /* NEUROFV_PROFILE=1: per-kernel device time (profile.c); else NULL */
     /* Weights derived from weight buffers, kept while frozen (scratch.c). */
     int freeze_depth;
+    unsigned long freeze_generation; /* outermost freezes begun: nfv_context_frozen_generation */
     struct nfv_derived *derived;
     int derived_count, derived_cap;
 };

@@ -55,13 +55,18 @@ void nfv_context_freeze_weights(nfv_context *ctx, int on)
 {
     if (!ctx) return;
     if (on) {
-        ctx->freeze_depth++;
+        if (ctx->freeze_depth++ == 0) ctx->freeze_generation++;
         return;
     }
     if (ctx->freeze_depth > 0 && --ctx->freeze_depth == 0) nfv_derived_release(ctx);
 }
 
 int nfv_derived_frozen(const nfv_context *ctx) { return ctx->freeze_depth > 0; }
+
+unsigned long nfv_context_frozen_generation(const nfv_context *ctx)
+{
+    return ctx && ctx->freeze_depth > 0 ? ctx->freeze_generation : 0;
+}
 
 nfv_status nfv_derived_get(nfv_context *ctx, cl_mem source, int kind, size_t bytes, const char *what, cl_mem *out,
                            int *fresh)
