@@ -103,8 +103,8 @@ static nfv_status phase_data(nfv_context *ctx, const conv_dims *d, const phase_g
         size_t global[2] = {(size_t)g->u.h, (size_t)d->n * g->u.ci * g->u.d}; /* a row per work-item */
         return phase_launch(ctx, "conv3d_phase_split", from, to, args, 6, g, 2, global);
     }
-    size_t global[3] = {(size_t)d->w, (size_t)d->h, (size_t)d->n * d->ci * d->d};
-    return phase_launch(ctx, "conv3d_phase_merge", from, to, args, 6, g, 3, global);
+    size_t global[2] = {(size_t)d->h, (size_t)d->n * d->ci * d->d}; /* a row per work-item */
+    return phase_launch(ctx, "conv3d_phase_merge", from, to, args, 6, g, 2, global);
 }
 
 /* w (CO, CI, K) <-> ws (CO, CI*P, m): split (to_phases) or merge. */
