@@ -55,8 +55,11 @@ TEST(explain_saliency_matches_finite_differences)
     nfv_target t = target_of(m, "logit:b");
     nfv_explain_options o;
     nfv_explain_options_default(&o);
-    if (CHECK_OK(nfv_explain(test_ctx(), m, NFV_EXPLAIN_SALIENCY, &t, 1, x, NULL, &o, map, NULL)) &&
-        CHECK(ref_params_download(test_ctx(), m, &rp), "reference parameters")) {
+    /* nfv_explain freezes the weights for its calls and ends the freeze
+     * (a context left frozen would keep stale derived copies after training). */
+    const int explained = CHECK_OK(nfv_explain(test_ctx(), m, NFV_EXPLAIN_SALIENCY, &t, 1, x, NULL, &o, map, NULL));
+    CHECK(nfv_context_frozen_generation(test_ctx()) == 0, "weights no longer frozen after nfv_explain");
+    if (explained && CHECK(ref_params_download(test_ctx(), m, &rp), "reference parameters")) {
         double xd[NV], want[NV], h = 1e-4;
         for (int i = 0; i < NV; i++) xd[i] = x[i];
         for (int i = 0; i < NV; i++) {

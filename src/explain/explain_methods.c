@@ -178,15 +178,33 @@ static nfv_status check_options(const nfv_model *m, const nfv_explain_options *o
     return NFV_OK;
 }
 
+static nfv_status explain_frozen(nfv_context *ctx, nfv_model *m, nfv_explain_method method, const nfv_target *targets,
+                                 int n, const float *x, const float *baseline, const nfv_explain_options *o,
+                                 float *maps, float *objective);
+
 nfv_status nfv_explain(nfv_context *ctx, nfv_model *m, nfv_explain_method method, const nfv_target *targets, int n,
                        const float *x, const float *baseline, const nfv_explain_options *o, float *maps,
                        float *objective)
 {
     NFV_TRY(check_options(m, o));
     if (n < 1) return NFV_OK;
-    if (method == NFV_EXPLAIN_GRADCAM) return explain_gradcam(ctx, m, targets, n, x, o, maps, objective);
     if ((unsigned)method >= NFV_EXPLAIN_METHODS)
         return nfv_fail(NFV_ERR_INVALID_ARG, "explain: method %d is not a method", (int)method);
+    /* Every method runs the model many times (integrated gradients' steps,
+     * SmoothGrad's samples, occlusion's boxes) with the same weights: what
+     * is derived from them (folded BatchNorms, flipped and channel-last
+     * copies) is made once, as nfv_visualize does. */
+    nfv_context_freeze_weights(ctx, 1);
+    nfv_status s = explain_frozen(ctx, m, method, targets, n, x, baseline, o, maps, objective);
+    nfv_context_freeze_weights(ctx, 0);
+    return s;
+}
+
+static nfv_status explain_frozen(nfv_context *ctx, nfv_model *m, nfv_explain_method method, const nfv_target *targets,
+                                 int n, const float *x, const float *baseline, const nfv_explain_options *o,
+                                 float *maps, float *objective)
+{
+    if (method == NFV_EXPLAIN_GRADCAM) return explain_gradcam(ctx, m, targets, n, x, o, maps, objective);
     int B = method == NFV_EXPLAIN_SALIENCY || method == NFV_EXPLAIN_GRADXINPUT ? (n < o->batch ? n : o->batch) : o->batch;
     explain_batch b;
     nfv_status s = explain_batch_init(&b, ctx, m, B);
