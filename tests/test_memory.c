@@ -261,8 +261,9 @@ TEST(memory_estimate_matches_allocations_visualize)
     /* A dilated conv -> BN -> ReLU: its fused backward gates dy into a
      * temporary (nfv_conv3d_gates_in_place 0), 16 channels of the input's
      * size a sample. */
-    measure_vis("dilated conv, BatchNorm, ReLU, batch 2", "conv(16,k3,p2,d2) bn relu conv(8,k3,p1) relu gap flatten linear(3)",
-                MEAS_IN, "--steps 2 --starts 2", "logit:0");
+    measure_vis("dilated conv, BatchNorm, ReLU, batch 2",
+                "conv(16,k3,p2,d2) bn relu conv(8,k3,p1) relu gap flatten linear(3)", MEAS_IN, "--steps 2 --starts 2",
+                "logit:0");
 }
 
 /* Two training steps and a validation pass of spec, the estimate against

@@ -178,28 +178,7 @@ static nfv_status check_options(const nfv_model *m, const nfv_explain_options *o
     return NFV_OK;
 }
 
-static nfv_status explain_frozen(nfv_context *ctx, nfv_model *m, nfv_explain_method method, const nfv_target *targets,
-                                 int n, const float *x, const float *baseline, const nfv_explain_options *o,
-                                 float *maps, float *objective);
-
-nfv_status nfv_explain(nfv_context *ctx, nfv_model *m, nfv_explain_method method, const nfv_target *targets, int n,
-                       const float *x, const float *baseline, const nfv_explain_options *o, float *maps,
-                       float *objective)
-{
-    NFV_TRY(check_options(m, o));
-    if (n < 1) return NFV_OK;
-    if ((unsigned)method >= NFV_EXPLAIN_METHODS)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "explain: method %d is not a method", (int)method);
-    /* Every method runs the model many times (integrated gradients' steps,
-     * SmoothGrad's samples, occlusion's boxes) with the same weights: what
-     * is derived from them (folded BatchNorms, flipped and channel-last
-     * copies) is made once, as nfv_visualize does. */
-    nfv_context_freeze_weights(ctx, 1);
-    nfv_status s = explain_frozen(ctx, m, method, targets, n, x, baseline, o, maps, objective);
-    nfv_context_freeze_weights(ctx, 0);
-    return s;
-}
-
+/* nfv_explain, with the weights frozen. */
 static nfv_status explain_frozen(nfv_context *ctx, nfv_model *m, nfv_explain_method method, const nfv_target *targets,
                                  int n, const float *x, const float *baseline, const nfv_explain_options *o,
                                  float *maps, float *objective)
@@ -221,5 +200,23 @@ static nfv_status explain_frozen(nfv_context *ctx, nfv_model *m, nfv_explain_met
         if (!s && objective) s = objectives(&b, targets, n, x, objective);
     }
     explain_batch_free(&b);
+    return s;
+}
+
+nfv_status nfv_explain(nfv_context *ctx, nfv_model *m, nfv_explain_method method, const nfv_target *targets, int n,
+                       const float *x, const float *baseline, const nfv_explain_options *o, float *maps,
+                       float *objective)
+{
+    NFV_TRY(check_options(m, o));
+    if (n < 1) return NFV_OK;
+    if ((unsigned)method >= NFV_EXPLAIN_METHODS)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "explain: method %d is not a method", (int)method);
+    /* Every method runs the model many times (integrated gradients' steps,
+     * SmoothGrad's samples, occlusion's boxes) with the same weights: what
+     * is derived from them (folded BatchNorms, flipped and channel-last
+     * copies) is made once, as nfv_visualize does. */
+    nfv_context_freeze_weights(ctx, 1);
+    nfv_status s = explain_frozen(ctx, m, method, targets, n, x, baseline, o, maps, objective);
+    nfv_context_freeze_weights(ctx, 0);
     return s;
 }
