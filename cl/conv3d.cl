@@ -382,7 +382,8 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
 /* yp (N, CO, DO/2, HO/2, WO/2) = maxpool(2)(max(conv(xp, w) + bias, 0)) and
  * argmax (same shape): each window's arg max as an offset in the (DO, HO,
  * WO) plane, as maxpool3d_forward_w2 (cl/pool.cl) finds it (planes, rows,
- * then even and odd columns; the first of equal values; NaN wins).  The
+ * then even and odd columns; the first of equal values; NaN wins), or -1
+ * where the max is not > 0, for maxpool3d_backward_w2_gated_padded.  The
  * conv's own output, the largest tensor of a step (29 MB for ref4's first
  * layer), is never stored nor read back.  Rows and planes past 2 * (HO/2)
  * and 2 * (DO/2) are not computed.  Global (ceil(WO/VEC), HO/2,
@@ -430,7 +431,9 @@ __kernel void conv3d_fwd_flat(__global const float *xp, __global const float *w,
         POOL_TAKE(fmax(a1_##c + bb, (floatv)(0.0f)), 1)                                      \
         POOL_TAKE(fmax(a2_##c + bb, (floatv)(0.0f)), 2)                                      \
         POOL_TAKE(fmax(a3_##c + bb, (floatv)(0.0f)), 3)                                      \
-        const halfiv idx = off + (od0 * HO + oh0) * WO + 2 * ow0 + 2 * HLANES;               \
+        /* -1 where the window's max is not > 0: the ReLU passed no gradient */             \
+        const halfiv idx = select((halfiv)(-1), off + (od0 * HO + oh0) * WO + 2 * ow0 + 2 * HLANES, \
+                                  isgreater(best, (halfv)(0.0f)));                           \
         const size_t o = ((((size_t)n * CO + co0 + (c)) * POD + pd) * POH + ph) * POW + ow0;  \
         if (ow0 + VEC / 2 <= POW) {                                                          \
             NFV_CAT(vstore, NFV_CAT(HALF_, VEC))(best, 0, yp + o);                           \

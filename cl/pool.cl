@@ -447,10 +447,9 @@ MAXPOOL_VEC_FORWARD(maxpool3d_forward_w3, max_window_w3, 1)
 MAXPOOL_VEC_FORWARD(maxpool3d_forward_w3_noidx, max_window_w3, 0)
 
 /* dx for VEC consecutive inputs (d, h, w0 ..) of one plane: each gathers dy
- * of its windows where the argmax is itself; gate (the pool output y, or
- * 0): only where y > 0. */
-inline floatv w2_input_grad(__global const float *dyp, __global const int *amp, __global const float *gate, int d,
-                            int h, int w0)
+ * of its windows where the argmax is itself (an arg max of -1, a window
+ * gated off, is nobody's). */
+inline floatv w2_input_grad(__global const float *dyp, __global const int *amp, int d, int h, int w0)
 {
     const int self0 = (d * H + h) * W + w0;
     /* Lanes past the last window (w >= 2*OW) read the next row's entries:
@@ -466,7 +465,6 @@ inline floatv w2_input_grad(__global const float *dyp, __global const int *amp, 
             if (oh < 0 || oh >= OH || h + PH - oh * SH >= KH) continue;
             const int o = (od * OH + oh) * OW + w0 / 2;
             floatv g = shuffle(VLOADH(0, dyp + o), DUP);
-            if (gate) g = select((floatv)(0.0f), g, isgreater(shuffle(VLOADH(0, gate + o), DUP), (floatv)(0.0f)));
             const intv a = shuffle(VLOADH(0, amp + o), DUP);
             acc += select((floatv)(0.0f), g, (a == self) & lane_ok);
         }
@@ -530,11 +528,14 @@ inline floatv w3_input_grad(__global const float *dyp, __global const int *amp, 
         }                                                                                         \
     }
 
-MAXPOOL_VEC_BACKWARD(maxpool3d_backward_w2, w2_input_grad(dy + po, argmax + po, 0, z % D, h, w0))
+MAXPOOL_VEC_BACKWARD(maxpool3d_backward_w2, w2_input_grad(dy + po, argmax + po, z % D, h, w0))
 MAXPOOL_VEC_BACKWARD(maxpool3d_backward_w3, w3_input_grad(dy + po, argmax + po, z % D, h, w0))
 
 /* The same gradient gated by [y > 0] (y: this pool's output; the ReLU
- * before the pool passed its window's max exactly when y > 0) and written
+ * before the pool passed its window's max exactly when y > 0), read from
+ * an arg max that is -1 where y <= 0 (conv3d_fwd_relu_pool2 writes it so:
+ * reading y here cost 0.5 of the kernel's 1.9 ms on ref4's first layer,
+ * bench-kernels "maxpool3d bwd gated"), and written
  * straight into the zero-padded layout in which the conv below stages its
  * input gradient (src/layers/conv3d.c): dxp (N*C, D+2*GPD, H+2*GPH,
  * W+2*GPW), or with -DGCR=C in channel rows (N, D+2*GPD, H+2*GPH, C,
@@ -563,7 +564,7 @@ MAXPOOL_VEC_BACKWARD(maxpool3d_backward_w3, w3_input_grad(dy + po, argmax + po, 
 #define GHP (H + 2 * GPH)
 #define GWP (W + 2 * GPW)
 __kernel void maxpool3d_backward_w2_gated_padded(__global const float *dy, __global const int *argmax,
-                                                 __global const float *y, __global float *dxp)
+                                                 __global float *dxp)
 {
 #if GCR
     const int w0 = get_global_id(0) * VEC, hp = get_global_id(1) / GCR, c = get_global_id(1) % GCR;
@@ -581,7 +582,7 @@ __kernel void maxpool3d_backward_w2_gated_padded(__global const float *dy, __glo
     floatv acc = (floatv)(0.0f);
     if (d >= 0 && d < D && h >= 0 && h < H) {
         const size_t po = plane * (size_t)(OD * OH * OW);
-        acc = w2_input_grad(dy + po, argmax + po, y + po, d, h, w0);
+        acc = w2_input_grad(dy + po, argmax + po, d, h, w0);
     }
     if (w0 == 0)
         for (int j = 1; j <= GPW; j++) row[-j] = 0.0f;

@@ -315,10 +315,18 @@ TEST(fuse_pool_backward_gated_padded_vs_plain)
         if (CHECK_OK(nfv_maxpool3d_forward(ctx, &p, &tx, &ty, &ta)) &&
             CHECK_OK(nfv_maxpool3d_backward(ctx, &p, &tdy, &ta, &tdx)))
             dx = test_download(&tdx);
+        /* The gated arg max, as the fused conv + ReLU + pool forward writes
+         * it: -1 where the window's max (the ReLU output) is not > 0. */
+        float *y = dx ? test_download(&ty) : NULL;
+        int *a = y ? (int *)test_download(&ta) : NULL;
+        for (size_t e = 0; a && e < yn; e++)
+            if (!(y[e] > 0)) a[e] = -1;
+        if (a && !CHECK_OK(nfv_tensor_upload(ctx, &ta, (const float *)(const void *)a))) free(dx), dx = NULL;
+        free(y), free(a);
         for (int layout = 0; dx && layout < 2; layout++) {
             const nfv_conv3d_staging *st = layout ? &rows : &planar;
             nfv_tensor_fill(ctx, &tp, 7.0f); /* every element must be written */
-            if (!CHECK_OK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, st, &tp))) continue;
+            if (!CHECK_OK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &tx, st, &tp))) continue;
             float *got = test_download(&tp);
             double *want = calloc(pn, sizeof *want);
             int gated_off = 0;
@@ -342,9 +350,9 @@ TEST(fuse_pool_backward_gated_padded_vs_plain)
         }
         free(dx);
         const nfv_conv3d_staging bad = {{1, 2, 3}, 0}, bad_rows = {{1, 2, 1}, C + 1};
-        CHECK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, &bad, &tp) == NFV_ERR_INVALID_ARG,
+        CHECK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &tx, &bad, &tp) == NFV_ERR_INVALID_ARG,
               "a padded buffer too small for the padding is refused");
-        CHECK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &ty, &tx, &bad_rows, &tp) == NFV_ERR_INVALID_ARG,
+        CHECK(nfv_maxpool3d_backward_gated_padded(ctx, &p, &tdy, &ta, &tx, &bad_rows, &tp) == NFV_ERR_INVALID_ARG,
               "channel rows of another channel count are refused");
         nfv_tensor_free(&ty), nfv_tensor_free(&ta), nfv_tensor_free(&tdy), nfv_tensor_free(&tdx), nfv_tensor_free(&tp);
     }
@@ -401,18 +409,23 @@ TEST(fuse_conv_relu_pool_vs_host_reference)
             CHECK_OK(nfv_maxpool3d_forward(ctx, &pp, &tf, &tpool, &tidx))) {
             float *got = test_download(&tp2);
             if (got) CHECK_CLOSE("conv + ReLU + max pool vs host reference", got, want, pn, 1e-5, 1e-4);
-            /* The arg max picks an element holding the max; where the max is
-             * > 0 (the only windows backward passes gradient through) it is
-             * the plain pool's choice. */
+            /* Where the max is > 0 (the only windows backward passes
+             * gradient through) the arg max is the plain pool's choice and
+             * holds the max; elsewhere it is -1 (gated off). */
             int *i1 = (int *)test_download(&tidx2), *i0 = (int *)test_download(&tidx);
             float *full = test_download(&tf);
             size_t bad = 0, positive = 0, plane = (size_t)s.od * s.oh * s.ow;
             for (size_t e = 0; got && i0 && i1 && full && e < pn; e++) {
                 size_t nc = e / ((size_t)pd * ph * pw);
-                if (i1[e] < 0 || (size_t)i1[e] >= plane || full[nc * plane + i1[e]] != got[e]) bad++;
-                if (got[e] > 0) positive++, bad += i1[e] != i0[e];
+                if (!(got[e] > 0)) {
+                    bad += i1[e] != -1;
+                    continue;
+                }
+                positive++;
+                if (i1[e] < 0 || (size_t)i1[e] >= plane || full[nc * plane + i1[e]] != got[e] || i1[e] != i0[e]) bad++;
             }
-            CHECK(bad == 0 && positive > pn / 4, "arg max: %zu wrong of %zu (%zu windows > 0)", bad, pn, positive);
+            CHECK(bad == 0 && positive > pn / 4 && positive < pn, "arg max: %zu wrong of %zu (%zu windows > 0)", bad, pn,
+                  positive);
             free(got), free(i1), free(i0), free(full);
         }
         int wrong[5] = {s.n, s.co, pd + 1, ph, pw};

@@ -62,7 +62,8 @@ nfv_status nfv_conv3d_fold_batchnorm(nfv_context *ctx, const nfv_tensor *w, cons
                                      const nfv_tensor *var, float eps, nfv_tensor *wf, nfv_tensor *bf);
 /* y (N, Co, Do/2, Ho/2, Wo/2) = maxpool(kernel 2, stride 2)(max(conv(x, w)
  * + b, 0)) and argmax (its shape, offsets in the (Do, Ho, Wo) plane as
- * nfv_maxpool3d_forward gives them), without storing the conv's output;
+ * nfv_maxpool3d_forward gives them, and -1 where y <= 0: the gated arg max
+ * of nfv_maxpool3d_backward_gated_padded), without storing the conv's output;
  * has_relu_maxpool2: 1 when p has this kernel (no dilation or groups,
  * stride 1 along W). */
 int nfv_conv3d_has_relu_maxpool2(const nfv_context *ctx, const nfv_conv3d_params *p);
@@ -181,7 +182,9 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
                                   const nfv_tensor *argmax, nfv_tensor *dx);
 /* Eval-mode fusion (src/model/model_fuse.c): dx of a max pool after a ReLU,
  * gated by [y > 0] (y (N, C, OD, OH, OW) = this pool's output: the ReLU
- * passed a window's max exactly when y > 0), written into dxp, x's shape
+ * passed a window's max exactly when y > 0), read from a gated arg max
+ * (dy's shape; -1 where y <= 0, as nfv_conv3d_forward_relu_maxpool2 writes
+ * it), written into dxp, x's shape
  * (N, C, D, H, W) padded by layout->pad on both sides of each axis (zeros
  * there), planar or in channel rows as layout says: the staged input
  * gradient of the conv before the ReLU (nfv_conv3d_stage_input_grad).  x
@@ -190,7 +193,7 @@ nfv_status nfv_maxpool3d_backward(nfv_context *ctx, const nfv_pool3d_params *p, 
 int nfv_maxpool3d_has_gated_padded_backward(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *x,
                                             const nfv_tensor *y);
 nfv_status nfv_maxpool3d_backward_gated_padded(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
-                                               const nfv_tensor *argmax, const nfv_tensor *y, const nfv_tensor *x,
+                                               const nfv_tensor *argmax, const nfv_tensor *x,
                                                const nfv_conv3d_staging *layout, nfv_tensor *dxp);
 
 /* Average pooling; padded zeros count in the divisor (PyTorch's default

@@ -307,19 +307,47 @@ static int cmp_prof(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+static double prof_total(const bench_row *r)
+{
+    double total = 0;
+    for (int k = 0; k < r->nprof; k++) total += r->prof[k].seconds;
+    return total;
+}
+
 /* --profile: the kernels of one measurement by device time per repetition. */
 static void print_profile(const bench_row *r)
 {
     if (!r->nprof) return;
     qsort(r->prof, (size_t)r->nprof, sizeof *r->prof, cmp_prof);
-    double total = 0;
-    for (int k = 0; k < r->nprof; k++) total += r->prof[k].seconds;
-    double per = 1e3 / r->prof_reps;
+    double total = prof_total(r), per = 1e3 / r->prof_reps;
     printf("\nprofile of %s: %.1f ms of kernels per repetition (wall median %.1f ms; the rest is transfers, "
            "CLBlast, host work and launch gaps)\n", r->name, total * per, r->ms);
     for (int k = 0; k < r->nprof && k < 16; k++)
         printf("  %-40s %9.2f ms %6.1f %%  %6.1f launches\n", r->prof[k].name, r->prof[k].seconds * per,
                100.0 * r->prof[k].seconds / total, (double)r->prof[k].launches / r->prof_reps);
+}
+
+/* --profile with both visualization rows: each kernel's device time a
+ * sample at batch 8 against batch 1 (issue 15 item 2).  What a batch can
+ * share is the step's launches and host work (the wall time beyond the
+ * kernels) and whatever a kernel does faster per sample with more samples:
+ * the first bounds the ratio from below when the kernels' ratios are 1. */
+static void print_batch_profile(const bench_row *b1, const bench_row *b8)
+{
+    if (!b1->nprof || !b8->nprof) return;
+    const double k1 = prof_total(b1) * 1e3 / b1->prof_reps, k8 = prof_total(b8) * 1e3 / b8->prof_reps / 8.0;
+    printf("\nvis batch 8 against batch 1, a sample: kernels %.2f -> %.2f ms (%.2f), wall %.2f -> %.2f ms (%.2f)\n",
+           k1, k8, k8 / k1, b1->ms, b8->ms / 8.0, b8->ms / 8.0 / b1->ms);
+    printf("at kernel ratios of 1 a batch saves at most batch 1's %.2f ms beyond its kernels (ratio %.2f)\n",
+           b1->ms > k1 ? b1->ms - k1 : 0.0, b1->ms > k1 ? k1 / b1->ms : 1.0);
+    for (int k = 0; k < b1->nprof && k < 16; k++) {
+        const nfv_profile_row *p1 = &b1->prof[k];
+        for (int j = 0; j < b8->nprof; j++)
+            if (!strcmp(b8->prof[j].name, p1->name)) {
+                const double t1 = p1->seconds * 1e3 / b1->prof_reps, t8 = b8->prof[j].seconds * 1e3 / b8->prof_reps / 8;
+                printf("  %-40s %9.2f -> %6.2f ms a sample  %5.2f\n", p1->name, t1, t8, t8 / t1);
+            }
+    }
 }
 
 static void print_table(const bench_state *s, double peak, const char *peak_how)
@@ -354,6 +382,12 @@ static void print_table(const bench_state *s, double peak, const char *peak_how)
                            s->rows[i].ms / 8.0 / s->rows[j].ms);
     for (int i = 0; i < s->nskipped; i++) printf("skipped %s\n", s->skipped[i]);
     for (int i = 0; i < s->nrows; i++) print_profile(&s->rows[i]);
+    const bench_row *b1 = NULL, *b8 = NULL;
+    for (int i = 0; i < s->nrows; i++) {
+        if (!strcmp(s->rows[i].name, "vis b1")) b1 = &s->rows[i];
+        if (!strcmp(s->rows[i].name, "vis b8")) b8 = &s->rows[i];
+    }
+    if (b1 && b8) print_batch_profile(b1, b8);
 }
 
 static int print_json(const bench_state *s, double peak, const char *peak_how)

@@ -42,7 +42,7 @@ typedef struct bench_bufs {
 
 typedef enum op_kind {
     OP_CONV_FWD, OP_CONV_BWD_INPUT, OP_CONV_BWD_INPUT_STAGED, OP_CONV_BWD_WEIGHTS, OP_POOL_FWD, OP_POOL_BWD,
-    OP_BN_FWD, OP_BN_BWD
+    OP_POOL_BWD_GATED, OP_BN_FWD, OP_BN_BWD
 } op_kind;
 
 /* "bwd-input staged": the input gradient's kernel alone, on dy's padded copy
@@ -50,7 +50,8 @@ typedef enum op_kind {
  * the max pool's backward writes that copy (nfv_conv3d_stage_input_grad),
  * so this is what the program runs; "bwd-input" adds the padding copy. */
 static const char *OP_NAMES[] = {"conv3d fwd", "conv3d bwd-input", "conv3d bwd-input staged", "conv3d bwd-weights",
-                                 "maxpool3d fwd", "maxpool3d bwd", "batchnorm3d fwd", "batchnorm3d bwd"};
+                                 "maxpool3d fwd", "maxpool3d bwd", "maxpool3d bwd gated", "batchnorm3d fwd",
+                                 "batchnorm3d bwd"};
 
 static nfv_status run_op(nfv_context *ctx, bench_bufs *B, op_kind op)
 {
@@ -61,6 +62,12 @@ static nfv_status run_op(nfv_context *ctx, bench_bufs *B, op_kind op)
     case OP_CONV_BWD_WEIGHTS: return nfv_conv3d_backward_weights(ctx, &B->cp, &B->x, &B->dy, &B->dw, &B->db);
     case OP_POOL_FWD: return nfv_maxpool3d_forward(ctx, &B->pp, &B->y, &B->pooled, &B->argmax);
     case OP_POOL_BWD: return nfv_maxpool3d_backward(ctx, &B->pp, &B->dpooled, &B->argmax, &B->dpool_in);
+    case OP_POOL_BWD_GATED: {
+        nfv_tensor staged;
+        nfv_conv3d_staging layout;
+        NFV_TRY(nfv_conv3d_stage_input_grad(ctx, &B->cp, &B->y, &B->w, &B->x, &staged, &layout));
+        return nfv_maxpool3d_backward_gated_padded(ctx, &B->pp, &B->dpooled, &B->argmax, &B->y, &layout, &staged);
+    }
     case OP_BN_FWD:
         return nfv_batchnorm3d_forward_train(ctx, &B->y, &B->gamma, &B->beta, &B->rmean, &B->rvar, 0.1f, 1e-5f,
                                              &B->bn_out, &B->smean, &B->sinv);
@@ -277,12 +284,14 @@ int cmd_bench_kernels(int argc, char **argv)
                 } else {
                     /* Compulsory bytes: pool fwd reads y, writes pooled +
                      * argmax (1/8 each); pool bwd reads dpooled + argmax,
-                     * writes dx; batchnorm fwd reads x, writes y; bwd reads
-                     * x and dy, writes dx. */
-                    double bytes = op == OP_POOL_FWD ? act * (1 + 2.0 / 8)
-                                 : op == OP_POOL_BWD ? act * (1 + 2.0 / 8)
-                                 : op == OP_BN_FWD   ? act * 2
-                                                     : act * 3;
+                     * writes dx; gated, also reads the pooled output (and
+                     * writes dx padded, not counted); batchnorm fwd reads x,
+                     * writes y; bwd reads x and dy, writes dx. */
+                    double bytes = op == OP_POOL_FWD       ? act * (1 + 2.0 / 8)
+                                 : op == OP_POOL_BWD       ? act * (1 + 2.0 / 8)
+                                 : op == OP_POOL_BWD_GATED ? act * (1 + 3.0 / 8)
+                                 : op == OP_BN_FWD         ? act * 2
+                                                           : act * 3;
                     work = bytes * 1e-9, unit = "GB/s";
                 }
                 rate = work / sec;

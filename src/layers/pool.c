@@ -182,18 +182,17 @@ int nfv_maxpool3d_has_gated_padded_backward(nfv_context *ctx, const nfv_pool3d_p
 }
 
 nfv_status nfv_maxpool3d_backward_gated_padded(nfv_context *ctx, const nfv_pool3d_params *p, const nfv_tensor *dy,
-                                               const nfv_tensor *argmax, const nfv_tensor *y, const nfv_tensor *x,
+                                               const nfv_tensor *argmax, const nfv_tensor *x,
                                                const nfv_conv3d_staging *layout, nfv_tensor *dxp)
 {
     const char *name = "maxpool3d_backward_w2_gated_padded";
-    if (!ctx || !dy || !argmax || !y || !x || !dxp || !layout)
+    if (!ctx || !dy || !argmax || !x || !dxp || !layout)
         return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL tensor or layout", name);
     const int *pad = layout->pad;
     pool_geom g;
     NFV_TRY(pool_geometry("maxpool3d backward (gated, padded)", p, x, dy, &g));
-    if (argmax->numel != dy->numel || y->numel != dy->numel)
-        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: argmax has %zu elements, y %zu, dy %zu", name, argmax->numel,
-                        y->numel, dy->numel);
+    if (argmax->numel != dy->numel)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "%s: argmax has %zu elements, dy %zu", name, argmax->numel, dy->numel);
     if (!use_w2(ctx, p, &g))
         return nfv_fail(NFV_ERR_UNSUPPORTED, "%s: only kernel 2 and stride 2 along W without padding there", name);
     if (pad[0] < 0 || pad[1] < 0 || pad[2] < 0 ||
@@ -208,8 +207,7 @@ nfv_status nfv_maxpool3d_backward_gated_padded(nfv_context *ctx, const nfv_pool3
     NFV_TRY(pool_kernel_padded(ctx, 1, p, &g, layout, name, &k));
     NFV_ARG(k, name, 0, dy->buf);
     NFV_ARG(k, name, 1, argmax->buf);
-    NFV_ARG(k, name, 2, y->buf);
-    NFV_ARG(k, name, 3, dxp->buf);
+    NFV_ARG(k, name, 2, dxp->buf);
     size_t global[3] = {((size_t)g.in[2] + vec - 1) / vec, (size_t)g.in[1] + 2 * pad[1],
                         (size_t)g.n * g.c * (g.in[0] + 2 * pad[0])};
     if (layout->channel_rows) {

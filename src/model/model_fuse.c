@@ -111,7 +111,7 @@ static nfv_status pool_group_backward(nfv_model *m, nfv_context *ctx, int i, con
     nfv_conv3d_staging layout;
     /* The conv's dy has the ReLU output's shape; the pool writes it gated and padded. */
     NFV_TRY(nfv_conv3d_stage_input_grad(ctx, &cp, &relu->out, &c->fold_w, dx, &staged, &layout));
-    NFV_TRY(nfv_maxpool3d_backward_gated_padded(ctx, &pp, dy, &pool->aux, &pool->out, &relu->out, &layout, &staged));
+    NFV_TRY(nfv_maxpool3d_backward_gated_padded(ctx, &pp, dy, &pool->aux, &relu->out, &layout, &staged));
     return nfv_conv3d_backward_input_staged(ctx, &cp, &relu->out, &c->fold_w, dx);
 }
 

@@ -89,8 +89,9 @@ static int build_define(const char *opts, const char *key)
     return p ? atoi(p + strlen(pat)) : -1;
 }
 
-/* " ci64 co8 35x35x35 k4": the shape a conv build was compiled for, after
- * name (capacity cap); nothing for builds without one. */
+/* " ci64 co8 35x35x35 k4": the shape a conv build was compiled for, or
+ * " 91x109x91" a pool build's input grid, after name (capacity cap);
+ * nothing for builds without one. */
 static void append_shape(nfv_context *ctx, cl_kernel kernel, char *name, size_t cap)
 {
     cl_program prog;
@@ -100,8 +101,13 @@ static void append_shape(nfv_context *ctx, cl_kernel kernel, char *name, size_t 
         return;
     opts[sizeof opts - 1] = '\0';
     const int ci = build_define(opts, "CI"), co = build_define(opts, "CO");
-    if (ci < 0 || co < 0) return;
     size_t used = strlen(name);
+    if ((ci < 0 || co < 0) && build_define(opts, "OD") > 0) { /* a pool build: its input grid */
+        snprintf(name + used, cap - used, " %dx%dx%d", build_define(opts, "D"), build_define(opts, "H"),
+                 build_define(opts, "W"));
+        return;
+    }
+    if (ci < 0 || co < 0) return;
     snprintf(name + used, cap - used, " ci%d co%d %dx%dx%d k%d", ci, co, build_define(opts, "DO"),
              build_define(opts, "HO"), build_define(opts, "WO"), build_define(opts, "KD"));
 }
