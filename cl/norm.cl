@@ -69,6 +69,15 @@ inline void chan_merge(float *na, float *ma, float *m2a, const float nb, const f
     *na = n;
 }
 
+/* A training BatchNorm's map y = a x + b, a = gamma * invstd, b = beta -
+ * mean * a: one definition for bn_stats_finalize, the apply kernels and the
+ * ReLU gate of the backward (bn_relu_backward_*), which recomputes a and b
+ * from the saved mean and invstd and so must round them as the forward did
+ * (the gate is then bit for bit [y > 0]). */
+inline float bn_scale(float gamma, float invstd) { return gamma * invstd; }
+inline float bn_shift(float beta, float mean, float a) { return beta - mean * a; }
+#define BN_AFFINE(x, a, b) ((x) * (a) + (b))
+
 /* One work-group per channel c over its nparts = N*P partials.  Writes
  * coef[0C + c] = mean, [1C] = invstd, [2C] = a = gamma*invstd,
  * [3C] = b = beta - mean*a, and, if update_running, the PyTorch running
@@ -101,11 +110,11 @@ __kernel void bn_stats_finalize(__global const float *part, const uint nparts, _
     if (lid == 0) {
         const float count = ln[0], mean = lm[0], M2 = lm2[0];
         const float invstd = 1.0f / sqrt(M2 / count + eps);
-        const float a = gamma[c] * invstd;
+        const float a = bn_scale(gamma[c], invstd);
         coef[c] = mean;
         coef[C + c] = invstd;
         coef[2 * C + c] = a;
-        coef[3 * C + c] = beta[c] - mean * a;
+        coef[3 * C + c] = bn_shift(beta[c], mean, a);
         if (update_running) {
             running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
             running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (M2 / (count - 1.0f));
@@ -149,7 +158,20 @@ __kernel void bn_apply(__global const float *x, __global float *y, __global cons
 {
     const uint c = get_global_id(1) % C;
     const float a = coef[2 * C + c], b = coef[3 * C + c];
-    PLANE_APPLY1(x, y, xv * a + b)
+    PLANE_APPLY1(x, y, BN_AFFINE(xv, a, b))
+}
+
+/* y = ReLU(a[c] * x + b[c]): a training-mode BatchNorm and the ReLU after
+ * it in one pass (src/model/model_run.c), the BatchNorm's own output never
+ * stored.  The same expressions as bn_apply and relu_forward
+ * (cl/activation.cl's RELU_F), so y is bit for bit theirs. */
+#define BN_RELU(z) ((z) > 0.0f ? (z) : 0.0f)
+__kernel void bn_apply_relu(__global const float *x, __global float *y, __global const float *coef, const uint S,
+                            const uint C)
+{
+    const uint c = get_global_id(1) % C;
+    const float a = coef[2 * C + c], b = coef[3 * C + c];
+    PLANE_APPLY1(x, y, BN_RELU(BN_AFFINE(xv, a, b)))
 }
 
 /* ---- eval forward / backward: coefficients from the running stats ---- */
@@ -174,33 +196,53 @@ __kernel void bn_eval_backward(__global const float *dy, __global float *dx, __g
 
 /* ---- training backward ------------------------------------------------ */
 
-/* part[2 * ((c*N + n)*P + p) + {0, 1}] = sum dy, sum dy * (x - mean[c]) over the chunk. */
+/* part[2 * ((c*N + n)*P + p) + {0, 1}] = sum dy, sum dy * (x - mean[c]) over the chunk.
+ * GATE(g, xv): the gradient at the BatchNorm's output from g = dy: g
+ * itself, or with the ReLU after it, g where a x + b > 0. */
+#define BN_BACKWARD_PARTIAL(GATE)                                             \
+    const uint p = get_global_id(0), plane = get_global_id(1);                \
+    const uint n = plane / C, c = plane % C;                                  \
+    const uint start = p * CHUNK;                                             \
+    const uint count = min((uint)CHUNK, S - start);                           \
+    const size_t off = (size_t)plane * S + start;                             \
+    __global const float *xp = x + off, *gp = dy + off;                       \
+    const float mean = save_mean[c];                                          \
+    const uint nv = count / VEC;                                              \
+    floatv sg = (floatv)(0.0f), sgx = (floatv)(0.0f);                         \
+    for (uint i = 0; i < nv; i++) {                                           \
+        const floatv xv = VLOAD(i, xp), g = GATE(VLOAD(i, gp), xv);           \
+        sg += g;                                                              \
+        sgx = MAC(g, xv - mean, sgx);                                         \
+    }                                                                         \
+    float sum_g = vsum(sg), sum_gx = vsum(sgx);                               \
+    for (uint i = nv * VEC; i < count; i++) {                                 \
+        const float g = GATE(gp[i], xp[i]);                                   \
+        sum_g += g;                                                           \
+        sum_gx = MAC(g, xp[i] - mean, sum_gx);                                \
+    }                                                                         \
+    __global float *out = part + 2 * (((size_t)c * N + n) * P + p);           \
+    out[0] = sum_g;                                                           \
+    out[1] = sum_gx;
+#define BN_UNGATED(g, xv) (g)
+#define BN_RELU_GATE(g, xv) (BN_AFFINE(xv, a, b) > 0.0f ? (g) : 0.0f)
+
 __kernel void bn_backward_partial(__global const float *x, __global const float *dy,
                                   __global const float *save_mean, __global float *part, const uint S,
                                   const uint C, const uint N, const uint P)
 {
-    const uint p = get_global_id(0), plane = get_global_id(1);
-    const uint n = plane / C, c = plane % C;
-    const uint start = p * CHUNK;
-    const uint count = min((uint)CHUNK, S - start);
-    const size_t off = (size_t)plane * S + start;
-    __global const float *xp = x + off, *gp = dy + off;
-    const float mean = save_mean[c];
-    const uint nv = count / VEC;
-    floatv sg = (floatv)(0.0f), sgx = (floatv)(0.0f);
-    for (uint i = 0; i < nv; i++) {
-        const floatv g = VLOAD(i, gp);
-        sg += g;
-        sgx = MAC(g, VLOAD(i, xp) - mean, sgx);
-    }
-    float sum_g = vsum(sg), sum_gx = vsum(sgx);
-    for (uint i = nv * VEC; i < count; i++) {
-        sum_g += gp[i];
-        sum_gx = MAC(gp[i], xp[i] - mean, sum_gx);
-    }
-    __global float *out = part + 2 * (((size_t)c * N + n) * P + p);
-    out[0] = sum_g;
-    out[1] = sum_gx;
+    BN_BACKWARD_PARTIAL(BN_UNGATED)
+}
+
+/* The same for a BatchNorm -> ReLU run by bn_apply_relu: dy is the ReLU's
+ * output gradient, gated here (the ReLU's backward pass never runs). */
+__kernel void bn_relu_backward_partial(__global const float *x, __global const float *dy,
+                                       __global const float *save_mean, __global float *part, const uint S,
+                                       const uint C, const uint N, const uint P, __global const float *gamma,
+                                       __global const float *beta, __global const float *save_invstd)
+{
+    const uint cc = get_global_id(1) % C;
+    const float a = bn_scale(gamma[cc], save_invstd[cc]), b = bn_shift(beta[cc], save_mean[cc], a);
+    BN_BACKWARD_PARTIAL(BN_RELU_GATE)
 }
 
 /* One work-group per channel.  With M = N*S, g = dy, xc = x - mean:
@@ -249,4 +291,16 @@ __kernel void bn_backward_apply(__global const float *x, __global const float *d
     const uint c = get_global_id(1) % C;
     const float k1 = coef[2 * C + c], k2 = coef[3 * C + c], mean = coef[4 * C + c], mg = coef[5 * C + c];
     PLANE_APPLY2(x, dy, dx, k1 * (gv - mg) + k2 * (xv - mean))
+}
+
+/* The same with dy gated by the ReLU after the BatchNorm (bn_relu_backward_partial). */
+__kernel void bn_relu_backward_apply(__global const float *x, __global const float *dy, __global float *dx,
+                                     __global const float *coef, const uint S, const uint C,
+                                     __global const float *gamma, __global const float *beta,
+                                     __global const float *save_invstd)
+{
+    const uint c = get_global_id(1) % C;
+    const float k1 = coef[2 * C + c], k2 = coef[3 * C + c], mean = coef[4 * C + c], mg = coef[5 * C + c];
+    const float a = bn_scale(gamma[c], save_invstd[c]), b = bn_shift(beta[c], mean, a);
+    PLANE_APPLY2(x, dy, dx, k1 * (BN_RELU_GATE(gv, xv) - mg) + k2 * (xv - mean))
 }

@@ -241,6 +241,62 @@ TEST(batchnorm_eval_backward_finite_differences)
     nfv_tensor_free(&tdy), nfv_tensor_free(&tdx), nfv_tensor_free(&tg), nfv_tensor_free(&trv);
 }
 
+/* Training BatchNorm -> ReLU in one pass each way (a training forward's
+ * BN -> ReLU, src/model/model_run.c) against the two layers run apart: y,
+ * dx, dgamma and dbeta bit for bit (the separate layers are checked against
+ * the reference and finite differences above).  Lane tails (W = 33), and a
+ * bias that closes the ReLU's gate on about half of the values. */
+TEST(batchnorm_relu_train_matches_separate_layers_bitwise)
+{
+    nfv_context *ctx = test_ctx();
+    static const int shapes[][5] = {{3, 3, 5, 4, 7}, {2, 8, 9, 10, 33}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int *s = shapes[si];
+        const int c = s[1], cs[1] = {c};
+        const size_t nx = nfv_shape_numel(5, s);
+        float *hx = bn_input(s, 61 + (unsigned)si, 1.0f), *hdy = test_random(nx, 62, -1.0f, 1.0f),
+              *hg = test_random((size_t)c, 63, 0.5f, 1.5f), *hb = test_random((size_t)c, 64, -0.5f, 0.5f);
+        /* [0]: BatchNorm, then ReLU; [1]: the fused calls */
+        nfv_tensor tx, tg, tb, tdy, ybn, r[2], dz, dx[2], dg[2], db[2], sm[2], sd[2];
+        nfv_tensor *all[] = {&tx, &tg, &tb, &tdy, &ybn, &dz, &r[0], &r[1], &dx[0], &dx[1], &dg[0], &dg[1],
+                             &db[0], &db[1], &sm[0], &sm[1], &sd[0], &sd[1]};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) memset(all[i], 0, sizeof *all[i]);
+        int ok = CHECK_OK(test_tensor(&tx, 5, s, hx)) && CHECK_OK(test_tensor(&tg, 1, cs, hg)) &&
+                 CHECK_OK(test_tensor(&tb, 1, cs, hb)) && CHECK_OK(test_tensor(&tdy, 5, s, hdy)) &&
+                 CHECK_OK(test_tensor(&ybn, 5, s, NULL)) && CHECK_OK(test_tensor(&dz, 5, s, NULL));
+        for (int k = 0; ok && k < 2; k++)
+            ok = CHECK_OK(test_tensor(&r[k], 5, s, NULL)) && CHECK_OK(test_tensor(&dx[k], 5, s, NULL)) &&
+                 CHECK_OK(test_tensor(&dg[k], 1, cs, NULL)) && CHECK_OK(test_tensor(&db[k], 1, cs, NULL)) &&
+                 CHECK_OK(test_tensor(&sm[k], 1, cs, NULL)) && CHECK_OK(test_tensor(&sd[k], 1, cs, NULL));
+        ok = ok &&
+             CHECK_OK(nfv_batchnorm3d_forward_train(ctx, &tx, &tg, &tb, NULL, NULL, MOMENTUM, EPS, &ybn, &sm[0], &sd[0])) &&
+             CHECK_OK(nfv_activation_forward(ctx, NFV_RELU, 0.0f, &ybn, &r[0])) &&
+             CHECK_OK(nfv_activation_backward(ctx, NFV_RELU, 0.0f, &ybn, &tdy, &dz)) &&
+             CHECK_OK(nfv_batchnorm3d_backward_train(ctx, &tx, &dz, &tg, &sm[0], &sd[0], &dx[0], &dg[0], &db[0])) &&
+             CHECK_OK(nfv_batchnorm3d_relu_forward_train_dist(ctx, &tx, &tg, &tb, NULL, NULL, MOMENTUM, EPS, &r[1],
+                                                              &sm[1], &sd[1], NULL)) &&
+             CHECK_OK(nfv_batchnorm3d_relu_backward_train_dist(ctx, &tx, &tdy, &tg, &tb, &sm[1], &sd[1], &dx[1], &dg[1],
+                                                               &db[1], NULL));
+        const nfv_tensor *pairs[][2] = {{&r[0], &r[1]}, {&dx[0], &dx[1]}, {&dg[0], &dg[1]}, {&db[0], &db[1]}};
+        static const char *names[] = {"ReLU(BN(x))", "dx", "dgamma", "dbeta"};
+        for (int p = 0; ok && p < 4; p++) {
+            float *want = test_download(pairs[p][0]), *got = test_download(pairs[p][1]);
+            size_t n = pairs[p][0]->numel, differ = 0, zeros = 0;
+            for (size_t i = 0; want && got && i < n; i++) differ += memcmp(&want[i], &got[i], sizeof(float)) != 0;
+            for (size_t i = 0; p == 0 && want && i < n; i++) zeros += want[i] == 0.0f;
+            CHECK(want && got && differ == 0, "%s %dx%dx%dx%dx%d: %zu of %zu values differ from the separate layers'",
+                  names[p], s[0], s[1], s[2], s[3], s[4], differ, n);
+            if (p == 0) CHECK(zeros > n / 5 && zeros < 4 * n / 5, "the gate closes on %zu of %zu values", zeros, n);
+            free(want), free(got);
+        }
+        CHECK(nfv_batchnorm3d_relu_backward_train_dist(ctx, &tx, &tdy, &tg, NULL, &sm[1], &sd[1], &dx[1], NULL, NULL,
+                                                       NULL) == NFV_ERR_INVALID_ARG,
+              "the gated backward without beta is refused");
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) nfv_tensor_free(all[i]);
+        free(hx), free(hdy), free(hg), free(hb);
+    }
+}
+
 TEST(batchnorm_bad_shapes_rejected)
 {
     nfv_context *ctx = test_ctx();

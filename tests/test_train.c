@@ -105,6 +105,87 @@ TEST(train_step_matches_reference)
     check_step("conv(4,k3) bn lrelu(0.1) avgpool(2,1) gap flatten linear(1)", NFV_HEAD_BINARY, 2, NFV_OPT_SGD, pw);
 }
 
+/* Two Adam steps of model spec with the training forward's BatchNorm ->
+ * ReLU fused (the default) and run as two layers (train_unfused): every
+ * parameter bit for bit the same; fused lists which ReLUs must have been
+ * computed by their BatchNorm (1) and which not (0: an Add sums into its
+ * output in place). */
+static void check_bn_relu_fusion(const char *spec, const int *fused, int nfused)
+{
+    nfv_context *ctx = test_ctx();
+    int in[4] = {1, 7, 9, 11}, n = 3;
+    nfv_model *m[2] = {NULL, NULL};
+    nfv_trainer *t[2] = {NULL, NULL};
+    nfv_optim_config opt;
+    nfv_optim_config_default(&opt);
+    opt.kind = NFV_OPT_ADAM;
+    float *x = test_random((size_t)n * nfv_shape_numel(4, in), 5, -1, 1), targets[3] = {0, 1, 2}, loss;
+    for (int k = 0; k < 2; k++) {
+        if (!CHECK_OK(nfv_model_create_from_spec(ctx, spec, in, 3, NULL, NFV_HEAD_SOFTMAX, 17, &m[k])) ||
+            !CHECK_OK(nfv_trainer_create(ctx, m[k], &opt, NULL, &t[k])))
+            goto out;
+        m[k]->train_unfused = k;
+        for (int step = 0; step < 2; step++)
+            if (!CHECK_OK(nfv_trainer_step(t[k], x, targets, n, &loss, NULL))) goto out;
+    }
+    for (int j = 0; j < nfused; j += 2)
+        CHECK(m[0]->layers[fused[j]].relu_in_bn == fused[j + 1] && !m[1]->layers[fused[j]].relu_in_bn,
+              "layer %d (%s): computed by its BatchNorm %d (want %d), unfused 0", fused[j], m[0]->layers[fused[j]].name,
+              m[0]->layers[fused[j]].relu_in_bn, fused[j + 1]);
+    for (int li = 0; li < m[0]->layer_count; li++)
+        for (int p = 0; p < m[0]->layers[li].nparams; p++) {
+            float *a = test_download(&m[0]->layers[li].param[p]), *b = test_download(&m[1]->layers[li].param[p]);
+            const size_t pn = m[0]->layers[li].param[p].numel;
+            CHECK(a && b && !memcmp(a, b, pn * sizeof *a), "layer %d (%s) parameter %d after 2 steps: fused != unfused",
+                  li, m[0]->layers[li].name, p);
+            free(a), free(b);
+        }
+out:
+    for (int k = 0; k < 2; k++) nfv_trainer_free(t[k]), nfv_model_free(m[k]);
+    free(x);
+}
+
+TEST(train_bn_relu_fused_bitwise_as_separate_layers)
+{
+    check_bn_relu_fusion("conv(3,k3,p1) bn relu maxpool(2) conv(4,k3,p1) bn relu flatten linear(3)",
+                         (int[]){2, 1, 6, 1}, 4);
+    /* r0 feeds two nodes (fused: its output is written); r1 is summed into
+     * in place by the Add (not fused: its backward reads that output). */
+    static const char *const residual =
+        "{\"graph\":["
+        "{\"op\":\"conv\",\"name\":\"c0\",\"inputs\":[-1],\"f\":4,\"k\":[3,3,3],\"p\":[1,1,1]},"
+        "{\"op\":\"bn\",\"name\":\"b0\",\"a\":1e-5},"
+        "{\"op\":\"relu\",\"name\":\"r0\"},"
+        "{\"op\":\"conv\",\"name\":\"c1\",\"f\":4,\"k\":[3,3,3],\"p\":[1,1,1]},"
+        "{\"op\":\"bn\",\"name\":\"b1\",\"a\":1e-5},"
+        "{\"op\":\"relu\",\"name\":\"r1\"},"
+        "{\"op\":\"add\",\"name\":\"sum\",\"inputs\":[5,2]},"
+        "{\"op\":\"gap\",\"name\":\"gap\"},"
+        "{\"op\":\"flatten\",\"name\":\"flat\"},"
+        "{\"op\":\"linear\",\"name\":\"fc\",\"f\":3,\"b\":1}]}";
+    check_bn_relu_fusion(residual, (int[]){2, 1, 5, 0}, 4);
+    /* The gradient at a fused BatchNorm's own output is never formed. */
+    nfv_context *ctx = test_ctx();
+    int in[4] = {1, 7, 9, 11};
+    nfv_model *m = NULL;
+    float *xf = test_random(nfv_shape_numel(4, in), 6, -1, 1);
+    nfv_tensor x, g, d;
+    if (CHECK_OK(nfv_model_create_from_spec(ctx, "conv(3,k3,p1) bn relu gap flatten linear(3)", in, 3, NULL,
+                                            NFV_HEAD_SOFTMAX, 17, &m)) &&
+        CHECK_OK(test_tensor(&x, 5, (int[]){1, 1, 7, 9, 11}, xf)) && CHECK_OK(nfv_model_forward(m, ctx, &x, -1, 1))) {
+        CHECK(nfv_model_activation(m, 1) == NULL, "the fused BatchNorm's output was not computed");
+        if (CHECK_OK(test_tensor(&g, 2, (int[]){1, 3}, NULL)) &&
+            CHECK_OK(test_tensor(&d, 5, (int[]){1, 3, 7, 9, 11}, NULL))) {
+            CHECK(nfv_model_backward_to_layer(m, ctx, -1, &g, 1, &d) == NFV_ERR_INVALID_ARG,
+                  "a backward to the fused BatchNorm is refused");
+            nfv_tensor_free(&g), nfv_tensor_free(&d);
+        }
+        nfv_tensor_free(&x);
+    }
+    nfv_model_free(m);
+    free(xf);
+}
+
 /* ---- end to end through the binary ------------------------------------------ */
 
 /* A 24^3 cohort of 60 subjects: noise, a faint brain-like ball, and a bright

@@ -176,6 +176,10 @@ typedef struct nfv_layer {
      * folded in (allocated on first use); fold_generation: the context's
      * nfv_context_frozen_generation when they were folded (0: fold again). */
     int keep, fused_with;
+    /* Training: in the last forward this ReLU's output was computed by the
+     * BatchNorm before it (nfv_batchnorm3d_relu_forward_train_dist), whose
+     * own output was not; its backward reads its output as its gate. */
+    int relu_in_bn;
     nfv_tensor fold_w, fold_b;
     unsigned long fold_generation;
 } nfv_layer;
@@ -226,6 +230,7 @@ typedef struct nfv_model {
     int last_training;
     int is_graph;            /* 0: a chain (each layer reads the previous one), run with the ping-pong buffers */
     int fuse_eval;           /* 1: eval-mode forwards fuse conv -> BN [-> ReLU] (nfv_model_set_fusion) */
+    int train_unfused;       /* 1: training forwards run BN -> ReLU as two layers (tests compare both) */
     /* Scratch gradient buffers (ping-pong), each the largest activation of the batch. */
     nfv_tensor grad_a, grad_b;
     nfv_context *ctx;

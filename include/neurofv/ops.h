@@ -245,6 +245,16 @@ nfv_status nfv_batchnorm3d_forward_train_dist(nfv_context *ctx, const nfv_tensor
                                               nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,
                                               nfv_tensor *save_mean, nfv_tensor *save_invstd,
                                               const nfv_dist_batch *dist);
+/* y = ReLU(BatchNorm(x)) in training mode, the same arguments and the
+ * same y, bit for bit, as the call above and a ReLU after it, without the
+ * BatchNorm's own output (src/model/model_run.c: a training forward's
+ * BatchNorm -> ReLU; the ReLU's backward reads y, as y > 0 exactly where
+ * its input is). */
+nfv_status nfv_batchnorm3d_relu_forward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                                   const nfv_tensor *beta, nfv_tensor *running_mean,
+                                                   nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,
+                                                   nfv_tensor *save_mean, nfv_tensor *save_invstd,
+                                                   const nfv_dist_batch *dist);
 /* Eval mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta. */
 nfv_status nfv_batchnorm3d_forward_eval(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                         const nfv_tensor *beta, const nfv_tensor *running_mean,
@@ -261,6 +271,16 @@ nfv_status nfv_batchnorm3d_backward_train_dist(nfv_context *ctx, const nfv_tenso
                                                const nfv_tensor *gamma, const nfv_tensor *save_mean,
                                                const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
                                                nfv_tensor *dbeta, const nfv_dist_batch *dist);
+/* The backward of nfv_batchnorm3d_relu_forward_train_dist: dy is the
+ * ReLU's output gradient, gated by [a x + b > 0] with a and b recomputed
+ * from gamma, beta, save_mean and save_invstd as the forward rounded them,
+ * so dx, dgamma and dbeta are bit for bit those of the ReLU's backward and
+ * the call above. */
+nfv_status nfv_batchnorm3d_relu_backward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                                    const nfv_tensor *gamma, const nfv_tensor *beta,
+                                                    const nfv_tensor *save_mean, const nfv_tensor *save_invstd,
+                                                    nfv_tensor *dx, nfv_tensor *dgamma, nfv_tensor *dbeta,
+                                                    const nfv_dist_batch *dist);
 /* Eval-mode backward to the input only (visualization): dx = dy * gamma / sqrt(running_var + eps). */
 nfv_status nfv_batchnorm3d_backward_eval(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *gamma,
                                          const nfv_tensor *running_var, float eps, nfv_tensor *dx);

@@ -152,13 +152,14 @@ static nfv_status check_split(const char *op, const bn_geom *g, const nfv_dist_b
 static nfv_status finalize_and_apply(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                      const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
                                      float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
-                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts, cl_mem coef);
+                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts, cl_mem coef,
+                                     int relu);
 
 static nfv_status forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                 const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
                                 float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
                                 nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_mem coef,
-                                const nfv_dist_batch *db)
+                                const nfv_dist_batch *db, int relu)
 {
     cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g->s + chunk - 1) / chunk, nparts = g->n * P;
     cl_kernel k;
@@ -177,16 +178,17 @@ static nfv_status forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv
         nparts = (cl_uint)db->total * P;
     }
     nfv_status st = finalize_and_apply(ctx, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean,
-                                       save_invstd, g, merged, nparts, coef);
+                                       save_invstd, g, merged, nparts, coef, relu);
     if (merged != part) clReleaseMemObject(merged);
     return st;
 }
 
-/* bn_stats_finalize over nparts partials, then y = a * x + b. */
+/* bn_stats_finalize over nparts partials, then y = a * x + b (relu: its ReLU). */
 static nfv_status finalize_and_apply(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                      const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
                                      float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
-                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts, cl_mem coef)
+                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts, cl_mem coef,
+                                     int relu)
 {
     cl_kernel k;
     NFV_TRY(bn_kernel(ctx, "bn_stats_finalize", &k));
@@ -209,12 +211,13 @@ static nfv_status finalize_and_apply(nfv_context *ctx, const nfv_tensor *x, cons
     size_t gf = local * g->c;
     NFV_TRY(nfv_kernel_launch(ctx, k, 1, &gf, &local));
 
-    NFV_TRY(bn_kernel(ctx, "bn_apply", &k));
-    NFV_ARG(k, "bn_apply", 0, x->buf);
-    NFV_ARG(k, "bn_apply", 1, y->buf);
-    NFV_ARG(k, "bn_apply", 2, coef);
-    NFV_ARG(k, "bn_apply", 3, g->s);
-    NFV_ARG(k, "bn_apply", 4, g->c);
+    const char *apply = relu ? "bn_apply_relu" : "bn_apply";
+    NFV_TRY(bn_kernel(ctx, apply, &k));
+    NFV_ARG(k, apply, 0, x->buf);
+    NFV_ARG(k, apply, 1, y->buf);
+    NFV_ARG(k, apply, 2, coef);
+    NFV_ARG(k, apply, 3, g->s);
+    NFV_ARG(k, apply, 4, g->c);
     NFV_TRY(launch_planes(ctx, k, g));
     NFV_TRY(copy_channels(ctx, coef, 0, g, save_mean, "batchnorm save_mean"));
     return copy_channels(ctx, coef, 1, g, save_invstd, "batchnorm save_invstd");
@@ -229,13 +232,12 @@ nfv_status nfv_batchnorm3d_forward_train(nfv_context *ctx, const nfv_tensor *x, 
                                               save_mean, save_invstd, NULL);
 }
 
-nfv_status nfv_batchnorm3d_forward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
-                                              const nfv_tensor *beta, nfv_tensor *running_mean,
-                                              nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,
-                                              nfv_tensor *save_mean, nfv_tensor *save_invstd,
-                                              const nfv_dist_batch *db)
+static nfv_status forward_train_checked(nfv_context *ctx, const char *op, const nfv_tensor *x,
+                                        const nfv_tensor *gamma, const nfv_tensor *beta, nfv_tensor *running_mean,
+                                        nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,
+                                        nfv_tensor *save_mean, nfv_tensor *save_invstd, const nfv_dist_batch *db,
+                                        int relu)
 {
-    static const char *op = "batchnorm3d forward (train)";
     bn_geom g;
     if (!ctx) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL context", op);
     NFV_TRY(check_x(op, x, &g));
@@ -262,10 +264,30 @@ nfv_status nfv_batchnorm3d_forward_train_dist(nfv_context *ctx, const nfv_tensor
     nfv_status st = scratch(ctx, 4 * (size_t)g.c, "batchnorm coefficients", &coef);
     if (st == NFV_OK)
         st = forward_train(ctx, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean, save_invstd,
-                           &g, part, coef, db);
+                           &g, part, coef, db, relu);
     clReleaseMemObject(part);
     if (coef) clReleaseMemObject(coef);
     return st;
+}
+
+nfv_status nfv_batchnorm3d_forward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                              const nfv_tensor *beta, nfv_tensor *running_mean,
+                                              nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,
+                                              nfv_tensor *save_mean, nfv_tensor *save_invstd,
+                                              const nfv_dist_batch *db)
+{
+    return forward_train_checked(ctx, "batchnorm3d forward (train)", x, gamma, beta, running_mean, running_var,
+                                 momentum, eps, y, save_mean, save_invstd, db, 0);
+}
+
+nfv_status nfv_batchnorm3d_relu_forward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
+                                                   const nfv_tensor *beta, nfv_tensor *running_mean,
+                                                   nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,
+                                                   nfv_tensor *save_mean, nfv_tensor *save_invstd,
+                                                   const nfv_dist_batch *db)
+{
+    return forward_train_checked(ctx, "batchnorm3d + ReLU forward (train)", x, gamma, beta, running_mean,
+                                 running_var, momentum, eps, y, save_mean, save_invstd, db, 1);
 }
 
 nfv_status nfv_batchnorm3d_forward_eval(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
@@ -299,22 +321,30 @@ nfv_status nfv_batchnorm3d_forward_eval(nfv_context *ctx, const nfv_tensor *x, c
 static nfv_status backward_finalize(nfv_context *ctx, cl_mem part, cl_uint nparts, float M, const nfv_tensor *gamma,
                                     const nfv_tensor *save_mean, const nfv_tensor *save_invstd, cl_mem coef);
 
+/* relu_beta: NULL, or with a ReLU after the BatchNorm (dy its output's
+ * gradient) the BatchNorm's beta, for the gate's kernels. */
 static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
-                                 const nfv_tensor *gamma, const nfv_tensor *save_mean, const nfv_tensor *save_invstd,
-                                 nfv_tensor *dx, nfv_tensor *dgamma, nfv_tensor *dbeta, const bn_geom *g, cl_mem part,
-                                 cl_mem coef, const nfv_dist_batch *db)
+                                 const nfv_tensor *gamma, const nfv_tensor *relu_beta, const nfv_tensor *save_mean,
+                                 const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma, nfv_tensor *dbeta,
+                                 const bn_geom *g, cl_mem part, cl_mem coef, const nfv_dist_batch *db)
 {
     cl_uint chunk = (cl_uint)bn_chunk(ctx), P = (g->s + chunk - 1) / chunk, nparts = g->n * P;
     cl_kernel k;
-    NFV_TRY(bn_kernel(ctx, "bn_backward_partial", &k));
-    NFV_ARG(k, "bn_backward_partial", 0, x->buf);
-    NFV_ARG(k, "bn_backward_partial", 1, dy->buf);
-    NFV_ARG(k, "bn_backward_partial", 2, save_mean->buf);
-    NFV_ARG(k, "bn_backward_partial", 3, part);
-    NFV_ARG(k, "bn_backward_partial", 4, g->s);
-    NFV_ARG(k, "bn_backward_partial", 5, g->c);
-    NFV_ARG(k, "bn_backward_partial", 6, g->n);
-    NFV_ARG(k, "bn_backward_partial", 7, P);
+    const char *partial = relu_beta ? "bn_relu_backward_partial" : "bn_backward_partial";
+    NFV_TRY(bn_kernel(ctx, partial, &k));
+    NFV_ARG(k, partial, 0, x->buf);
+    NFV_ARG(k, partial, 1, dy->buf);
+    NFV_ARG(k, partial, 2, save_mean->buf);
+    NFV_ARG(k, partial, 3, part);
+    NFV_ARG(k, partial, 4, g->s);
+    NFV_ARG(k, partial, 5, g->c);
+    NFV_ARG(k, partial, 6, g->n);
+    NFV_ARG(k, partial, 7, P);
+    if (relu_beta) {
+        NFV_ARG(k, partial, 8, gamma->buf);
+        NFV_ARG(k, partial, 9, relu_beta->buf);
+        NFV_ARG(k, partial, 10, save_invstd->buf);
+    }
     size_t gp[2] = {P, (size_t)g->n * g->c};
     NFV_TRY(nfv_kernel_launch(ctx, k, 2, gp, NULL));
     /* dgamma and dbeta: this rank's sums (the gradient all-reduce adds the
@@ -331,13 +361,19 @@ static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nf
         clReleaseMemObject(merged);
         NFV_TRY(st);
     }
-    NFV_TRY(bn_kernel(ctx, "bn_backward_apply", &k));
-    NFV_ARG(k, "bn_backward_apply", 0, x->buf);
-    NFV_ARG(k, "bn_backward_apply", 1, dy->buf);
-    NFV_ARG(k, "bn_backward_apply", 2, dx->buf);
-    NFV_ARG(k, "bn_backward_apply", 3, coef);
-    NFV_ARG(k, "bn_backward_apply", 4, g->s);
-    NFV_ARG(k, "bn_backward_apply", 5, g->c);
+    const char *apply = relu_beta ? "bn_relu_backward_apply" : "bn_backward_apply";
+    NFV_TRY(bn_kernel(ctx, apply, &k));
+    NFV_ARG(k, apply, 0, x->buf);
+    NFV_ARG(k, apply, 1, dy->buf);
+    NFV_ARG(k, apply, 2, dx->buf);
+    NFV_ARG(k, apply, 3, coef);
+    NFV_ARG(k, apply, 4, g->s);
+    NFV_ARG(k, apply, 5, g->c);
+    if (relu_beta) {
+        NFV_ARG(k, apply, 6, gamma->buf);
+        NFV_ARG(k, apply, 7, relu_beta->buf);
+        NFV_ARG(k, apply, 8, save_invstd->buf);
+    }
     return launch_planes(ctx, k, g);
 }
 
@@ -370,18 +406,18 @@ nfv_status nfv_batchnorm3d_backward_train(nfv_context *ctx, const nfv_tensor *x,
     return nfv_batchnorm3d_backward_train_dist(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, NULL);
 }
 
-nfv_status nfv_batchnorm3d_backward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
-                                               const nfv_tensor *gamma, const nfv_tensor *save_mean,
-                                               const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
-                                               nfv_tensor *dbeta, const nfv_dist_batch *db)
+static nfv_status backward_train_checked(nfv_context *ctx, const char *op, const nfv_tensor *x, const nfv_tensor *dy,
+                                         const nfv_tensor *gamma, const nfv_tensor *relu_beta,
+                                         const nfv_tensor *save_mean, const nfv_tensor *save_invstd, nfv_tensor *dx,
+                                         nfv_tensor *dgamma, nfv_tensor *dbeta, const nfv_dist_batch *db)
 {
-    static const char *op = "batchnorm3d backward (train)";
     bn_geom g;
     if (!ctx) return nfv_fail(NFV_ERR_INVALID_ARG, "%s: NULL context", op);
     NFV_TRY(check_x(op, x, &g));
     NFV_TRY(check_like_x(op, "dy", dy, x));
     if (dx) NFV_TRY(check_like_x(op, "dx", dx, x));
     NFV_TRY(check_channel(op, "gamma", gamma, &g));
+    if (relu_beta) NFV_TRY(check_channel(op, "beta", relu_beta, &g));
     NFV_TRY(check_channel(op, "save_mean", save_mean, &g));
     NFV_TRY(check_channel(op, "save_invstd", save_invstd, &g));
     if (dgamma) NFV_TRY(check_channel(op, "dgamma", dgamma, &g));
@@ -393,10 +429,31 @@ nfv_status nfv_batchnorm3d_backward_train_dist(nfv_context *ctx, const nfv_tenso
     NFV_TRY(scratch(ctx, 2 * (size_t)g.c * g.n * P, "batchnorm backward partial sums", &part));
     nfv_status st = scratch(ctx, 6 * (size_t)g.c, "batchnorm backward coefficients", &coef);
     if (st == NFV_OK)
-        st = backward_train(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, &g, part, coef, db);
+        st = backward_train(ctx, x, dy, gamma, relu_beta, save_mean, save_invstd, dx, dgamma, dbeta, &g, part, coef,
+                            db);
     clReleaseMemObject(part);
     if (coef) clReleaseMemObject(coef);
     return st;
+}
+
+nfv_status nfv_batchnorm3d_backward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                               const nfv_tensor *gamma, const nfv_tensor *save_mean,
+                                               const nfv_tensor *save_invstd, nfv_tensor *dx, nfv_tensor *dgamma,
+                                               nfv_tensor *dbeta, const nfv_dist_batch *db)
+{
+    return backward_train_checked(ctx, "batchnorm3d backward (train)", x, dy, gamma, NULL, save_mean, save_invstd, dx,
+                                  dgamma, dbeta, db);
+}
+
+nfv_status nfv_batchnorm3d_relu_backward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
+                                                    const nfv_tensor *gamma, const nfv_tensor *beta,
+                                                    const nfv_tensor *save_mean, const nfv_tensor *save_invstd,
+                                                    nfv_tensor *dx, nfv_tensor *dgamma, nfv_tensor *dbeta,
+                                                    const nfv_dist_batch *db)
+{
+    if (!beta) return nfv_fail(NFV_ERR_INVALID_ARG, "batchnorm3d + ReLU backward (train): beta is NULL");
+    return backward_train_checked(ctx, "batchnorm3d + ReLU backward (train)", x, dy, gamma, beta, save_mean,
+                                  save_invstd, dx, dgamma, dbeta, db);
 }
 
 nfv_status nfv_batchnorm3d_backward_eval(nfv_context *ctx, const nfv_tensor *dy, const nfv_tensor *gamma,

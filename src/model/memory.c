@@ -251,6 +251,17 @@ static unsigned char *eval_written(const nfv_model *m, const nfv_context *ctx, i
     return written;
 }
 
+/* Training writes every output but a BatchNorm's whose ReLU it computes
+ * (nfv_train_fuses_bn_relu) and which the validation pass (eval mode,
+ * fused) does not write either; NULL when out of memory. */
+static unsigned char *train_written(const nfv_model *m, const nfv_context *ctx)
+{
+    const int last = m->layer_count - 1;
+    unsigned char *written = eval_written(m, ctx, last);
+    for (int i = 0; written && i <= last; i++) written[i] |= !nfv_train_fuses_bn_relu(m, i, last);
+    return written;
+}
+
 /* The conv -> BatchNorm [-> ReLU] groups an eval-mode run up to upto fuses
  * (model_fuse.c):
  *   - each conv's weights and bias with the BatchNorm folded in, made on
@@ -299,7 +310,7 @@ static void fused_groups(const nfv_model *m, const nfv_context *ctx, int n, int 
 
 /* Outputs, argmax / masks / BN statistics and grad_a, grad_b: nfv_model_set_batch.
  * written: the layers whose (lazy) output the run writes; NULL: all of them
- * (training, or no memory for the mask: counting every output errs high). */
+ * (no memory for the mask: counting every output errs high). */
 static void model_batch(const nfv_model *m, int n, const unsigned char *written, nfv_memory_estimate *e)
 {
     size_t biggest = (size_t)n * nfv_shape_numel(4, m->input_shape);
@@ -352,7 +363,7 @@ void nfv_model_memory(const nfv_model *m, const nfv_context *ctx, int n, int upt
     if (upto_layer < 0 || upto_layer >= m->layer_count || training) upto_layer = m->layer_count - 1;
     model_params(m, e);
     fused_groups(m, ctx, n, upto_layer, training, e); /* training: upto_layer is the last layer, as validation's */
-    unsigned char *written = training ? NULL : eval_written(m, ctx, upto_layer);
+    unsigned char *written = training ? train_written(m, ctx) : eval_written(m, ctx, upto_layer);
     model_batch(m, n, written, e);
     free(written);
     scratch_max s;

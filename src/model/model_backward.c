@@ -34,6 +34,11 @@ static nfv_status layer_backward(nfv_model *m, nfv_context *ctx, nfv_layer *l, c
         return dx ? nfv_avgpool3d_backward(ctx, &p, dy, dx) : NFV_OK;
     }
     case NFV_LAYER_BATCHNORM3D:
+        if (m->last_training && l + 1 < m->layers + m->layer_count && l[1].relu_in_bn)
+            /* dy: the gradient at the ReLU's output, which it computed (model_run.c) */
+            return nfv_batchnorm3d_relu_backward_train_dist(ctx, x, dy, &l->param[0], &l->param[1], &l->aux, &l->aux2,
+                                                            dx, param_grads ? &l->grad[0] : NULL,
+                                                            param_grads ? &l->grad[1] : NULL, m->dist);
         if (m->last_training)
             return nfv_batchnorm3d_backward_train_dist(ctx, x, dy, &l->param[0], &l->aux, &l->aux2, dx,
                                                        param_grads ? &l->grad[0] : NULL,
@@ -107,7 +112,8 @@ static nfv_status chain_backward(nfv_model *m, nfv_context *ctx, int from_layer,
         nfv_tensor din, *dinp = NULL;
         if (lo > 0) {
             /* Skip the copy for shape-only layers: the gradient is the same memory. */
-            if (l->spec.kind == NFV_LAYER_FLATTEN ||
+            /* and for a ReLU its BatchNorm computed: the BatchNorm's backward gates */
+            if (l->spec.kind == NFV_LAYER_FLATTEN || l->relu_in_bn ||
                 (l->spec.kind == NFV_LAYER_DROPOUT && !(m->last_training && l->spec.alpha > 0))) {
                 cur = nfv_shaped_tensor(cur.buf, nd, sh);
                 continue;
@@ -206,7 +212,7 @@ static nfv_status graph_node_backward(nfv_model *m, nfv_context *ctx, graph_grad
                                       const nfv_tensor *dy, int param_grads)
 {
     nfv_layer_kind kind = l->spec.kind;
-    int pass = kind == NFV_LAYER_FLATTEN || kind == NFV_LAYER_RESHAPE || kind == NFV_LAYER_IDENTITY ||
+    int pass = kind == NFV_LAYER_FLATTEN || kind == NFV_LAYER_RESHAPE || kind == NFV_LAYER_IDENTITY || l->relu_in_bn ||
                (kind == NFV_LAYER_DROPOUT && !(m->last_training && l->spec.alpha > 0));
     if (pass || kind == NFV_LAYER_ADD || kind == NFV_LAYER_CONCAT) {
         int off = 0;
@@ -327,6 +333,11 @@ nfv_status nfv_model_backward_to_layer(nfv_model *m, nfv_context *ctx, int from_
     if (dact->numel != m->layers[to_layer].out.numel)
         return nfv_fail(NFV_ERR_INVALID_ARG, "model backward to layer %d (%s): gradient buffer has %zu elements, the output has %zu",
                         to_layer, m->layers[to_layer].name, dact->numel, m->layers[to_layer].out.numel);
+    /* A training forward's BatchNorm that computed its ReLU: the gradient at
+     * its own output is never formed (the BatchNorm's backward gates). */
+    if (to_layer < from_layer && m->layers[to_layer + 1].relu_in_bn)
+        return nfv_fail(NFV_ERR_INVALID_ARG, "model backward to layer %d (%s): fused with %s by the training forward",
+                        to_layer, m->layers[to_layer].name, m->layers[to_layer + 1].name);
     if (m->is_graph) return graph_backward(m, ctx, from_layer, g, 0, NULL, to_layer, dact);
     return chain_backward(m, ctx, from_layer, g, 0, NULL, to_layer, dact);
 }

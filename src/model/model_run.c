@@ -250,6 +250,17 @@ static nfv_status layer_forward(nfv_model *m, nfv_context *ctx, nfv_layer *l, co
     }
 }
 
+/* A training BatchNorm bn and the ReLU after it (nfv_train_fuses_bn_relu):
+ * ReLU(BN(x)) into the ReLU's output. */
+static nfv_status bn_relu_forward(nfv_model *m, nfv_context *ctx, nfv_layer *bn, const nfv_tensor *x, nfv_layer *relu)
+{
+    bn->num_batches_tracked++;
+    relu->relu_in_bn = 1;
+    return nfv_batchnorm3d_relu_forward_train_dist(ctx, x, &bn->param[0], &bn->param[1], &bn->running_mean,
+                                                   &bn->running_var, BN_MOMENTUM, bn->spec.alpha, &relu->out, &bn->aux,
+                                                   &bn->aux2, m->dist);
+}
+
 nfv_status nfv_model_forward(nfv_model *m, nfv_context *ctx, const nfv_tensor *x, int upto_layer, int training)
 {
     if (upto_layer < 0) upto_layer = m->layer_count - 1;
@@ -271,7 +282,8 @@ nfv_status nfv_model_forward(nfv_model *m, nfv_context *ctx, const nfv_tensor *x
     unsigned char *needed = calloc((size_t)m->layer_count, 1);
     if (!needed) return nfv_fail(NFV_ERR_NO_MEMORY, "model forward: out of memory");
     nfv_model_mark_ancestors(m, upto_layer, needed);
-    for (int i = 0; i < m->layer_count; i++) m->layers[i].computed = 0, m->layers[i].fused_with = 0;
+    for (int i = 0; i < m->layer_count; i++)
+        m->layers[i].computed = 0, m->layers[i].fused_with = 0, m->layers[i].relu_in_bn = 0;
     nfv_status s = NFV_OK;
     for (int i = 0; i <= upto_layer && !s; i++) {
         nfv_layer *l = &m->layers[i];
@@ -279,12 +291,14 @@ nfv_status nfv_model_forward(nfv_model *m, nfv_context *ctx, const nfv_tensor *x
         const nfv_tensor *in[NFV_NODE_MAX_INPUTS] = {x};
         for (int k = 0; k < l->n_inputs; k++) in[k] = l->inputs[k] < 0 ? x : &m->layers[l->inputs[k]].out;
         char scope[192];
-        int end = nfv_fuse_group_end(m, ctx, i, upto_layer, training);
+        const int bn_relu = training && nfv_train_fuses_bn_relu(m, i, upto_layer);
+        int end = bn_relu ? i + 1 : nfv_fuse_group_end(m, ctx, i, upto_layer, training);
         if (end > i) snprintf(scope, sizeof scope, "layers %d-%d (%s-%s, fused)", i, end, l->name, m->layers[end].name);
         else snprintf(scope, sizeof scope, "layer %d (%s)", i, l->name);
         nfv_error_scope_set(scope);
         s = nfv_model_layer_output(ctx, &m->layers[end]);
-        if (!s) s = end > i ? nfv_fused_forward(m, ctx, i, end, in[0]) : layer_forward(m, ctx, l, in, training);
+        if (!s && bn_relu) s = bn_relu_forward(m, ctx, l, in[0], &m->layers[end]);
+        else if (!s) s = end > i ? nfv_fused_forward(m, ctx, i, end, in[0]) : layer_forward(m, ctx, l, in, training);
         nfv_error_scope_set(NULL);
         if (s) s = nfv_fail_context(s, "forward, %s", scope);
         i = end;

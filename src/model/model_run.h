@@ -28,5 +28,8 @@ int nfv_fuse_group_end(const nfv_model *m, const nfv_context *ctx, int i, int up
 nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail, const nfv_tensor *x);
 nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nfv_tensor *dy, int param_grads,
                               nfv_tensor *dx);
+/* Training-mode fusion: 1 when BatchNorm i computes the output of ReLU i + 1
+ * (<= upto) in a training forward, its own output never written. */
+int nfv_train_fuses_bn_relu(const nfv_model *m, int i, int upto);
 
 #endif
