@@ -321,6 +321,16 @@ nfv_status nfv_batchnorm3d_forward_eval(nfv_context *ctx, const nfv_tensor *x, c
 static nfv_status backward_finalize(nfv_context *ctx, cl_mem part, cl_uint nparts, float M, const nfv_tensor *gamma,
                                     const nfv_tensor *save_mean, const nfv_tensor *save_invstd, cl_mem coef);
 
+/* The ReLU gate's arguments of bn_relu_backward_partial and _apply, from first on. */
+static nfv_status relu_gate_args(cl_kernel k, const char *name, cl_uint first, const nfv_tensor *gamma,
+                                 const nfv_tensor *beta, const nfv_tensor *save_invstd)
+{
+    NFV_ARG(k, name, first, gamma->buf);
+    NFV_ARG(k, name, first + 1, beta->buf);
+    NFV_ARG(k, name, first + 2, save_invstd->buf);
+    return NFV_OK;
+}
+
 /* relu_beta: NULL, or with a ReLU after the BatchNorm (dy its output's
  * gradient) the BatchNorm's beta, for the gate's kernels. */
 static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *dy,
@@ -340,11 +350,7 @@ static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nf
     NFV_ARG(k, partial, 5, g->c);
     NFV_ARG(k, partial, 6, g->n);
     NFV_ARG(k, partial, 7, P);
-    if (relu_beta) {
-        NFV_ARG(k, partial, 8, gamma->buf);
-        NFV_ARG(k, partial, 9, relu_beta->buf);
-        NFV_ARG(k, partial, 10, save_invstd->buf);
-    }
+    if (relu_beta) NFV_TRY(relu_gate_args(k, partial, 8, gamma, relu_beta, save_invstd));
     size_t gp[2] = {P, (size_t)g->n * g->c};
     NFV_TRY(nfv_kernel_launch(ctx, k, 2, gp, NULL));
     /* dgamma and dbeta: this rank's sums (the gradient all-reduce adds the
@@ -369,11 +375,7 @@ static nfv_status backward_train(nfv_context *ctx, const nfv_tensor *x, const nf
     NFV_ARG(k, apply, 3, coef);
     NFV_ARG(k, apply, 4, g->s);
     NFV_ARG(k, apply, 5, g->c);
-    if (relu_beta) {
-        NFV_ARG(k, apply, 6, gamma->buf);
-        NFV_ARG(k, apply, 7, relu_beta->buf);
-        NFV_ARG(k, apply, 8, save_invstd->buf);
-    }
+    if (relu_beta) NFV_TRY(relu_gate_args(k, apply, 6, gamma, relu_beta, save_invstd));
     return launch_planes(ctx, k, g);
 }
 
