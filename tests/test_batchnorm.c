@@ -269,7 +269,8 @@ TEST(batchnorm_relu_train_matches_separate_layers_bitwise)
                  CHECK_OK(test_tensor(&dg[k], 1, cs, NULL)) && CHECK_OK(test_tensor(&db[k], 1, cs, NULL)) &&
                  CHECK_OK(test_tensor(&sm[k], 1, cs, NULL)) && CHECK_OK(test_tensor(&sd[k], 1, cs, NULL));
         ok = ok &&
-             CHECK_OK(nfv_batchnorm3d_forward_train(ctx, &tx, &tg, &tb, NULL, NULL, MOMENTUM, EPS, &ybn, &sm[0], &sd[0])) &&
+             CHECK_OK(nfv_batchnorm3d_forward_train(ctx, &tx, &tg, &tb, NULL, NULL, MOMENTUM, EPS, &ybn, &sm[0],
+                                                    &sd[0])) &&
              CHECK_OK(nfv_activation_forward(ctx, NFV_RELU, 0.0f, &ybn, &r[0])) &&
              CHECK_OK(nfv_activation_backward(ctx, NFV_RELU, 0.0f, &ybn, &tdy, &dz)) &&
              CHECK_OK(nfv_batchnorm3d_backward_train(ctx, &tx, &dz, &tg, &sm[0], &sd[0], &dx[0], &dg[0], &db[0])) &&

@@ -424,8 +424,8 @@ TEST(fuse_conv_relu_pool_vs_host_reference)
                 positive++;
                 if (i1[e] < 0 || (size_t)i1[e] >= plane || full[nc * plane + i1[e]] != got[e] || i1[e] != i0[e]) bad++;
             }
-            CHECK(bad == 0 && positive > pn / 4 && positive < pn, "arg max: %zu wrong of %zu (%zu windows > 0)", bad, pn,
-                  positive);
+            CHECK(bad == 0 && positive > pn / 4 && positive < pn, "arg max: %zu wrong of %zu (%zu windows > 0)", bad,
+                  pn, positive);
             free(got), free(i1), free(i0), free(full);
         }
         int wrong[5] = {s.n, s.co, pd + 1, ph, pw};

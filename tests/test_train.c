@@ -107,9 +107,8 @@ TEST(train_step_matches_reference)
 
 /* Two Adam steps of model spec with the training forward's BatchNorm ->
  * ReLU fused (the default) and run as two layers (train_unfused): every
- * parameter bit for bit the same; fused lists which ReLUs must have been
- * computed by their BatchNorm (1) and which not (0: an Add sums into its
- * output in place). */
+ * parameter bit for bit the same; fused lists (layer, 1) for the ReLUs that
+ * must have been computed by their BatchNorm. */
 static void check_bn_relu_fusion(const char *spec, const int *fused, int nfused)
 {
     nfv_context *ctx = test_ctx();
@@ -149,8 +148,9 @@ TEST(train_bn_relu_fused_bitwise_as_separate_layers)
 {
     check_bn_relu_fusion("conv(3,k3,p1) bn relu maxpool(2) conv(4,k3,p1) bn relu flatten linear(3)",
                          (int[]){2, 1, 6, 1}, 4);
-    /* r0 feeds two nodes (fused: its output is written); r1 is summed into
-     * in place by the Add (not fused: its backward reads that output). */
+    /* r0 feeds two nodes (its output is written); r1 is summed into in
+     * place by the Add (the BatchNorm's backward gates from its input, not
+     * from that output). */
     static const char *const residual =
         "{\"graph\":["
         "{\"op\":\"conv\",\"name\":\"c0\",\"inputs\":[-1],\"f\":4,\"k\":[3,3,3],\"p\":[1,1,1]},"
@@ -163,7 +163,7 @@ TEST(train_bn_relu_fused_bitwise_as_separate_layers)
         "{\"op\":\"gap\",\"name\":\"gap\"},"
         "{\"op\":\"flatten\",\"name\":\"flat\"},"
         "{\"op\":\"linear\",\"name\":\"fc\",\"f\":3,\"b\":1}]}";
-    check_bn_relu_fusion(residual, (int[]){2, 1, 5, 0}, 4);
+    check_bn_relu_fusion(residual, (int[]){2, 1, 5, 1}, 4);
     /* The gradient at a fused BatchNorm's own output is never formed. */
     nfv_context *ctx = test_ctx();
     int in[4] = {1, 7, 9, 11};

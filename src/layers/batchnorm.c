@@ -152,8 +152,8 @@ static nfv_status check_split(const char *op, const bn_geom *g, const nfv_dist_b
 static nfv_status finalize_and_apply(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                      const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
                                      float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
-                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts, cl_mem coef,
-                                     int relu);
+                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts,
+                                     cl_mem coef, int relu);
 
 static nfv_status forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                 const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
@@ -187,8 +187,8 @@ static nfv_status forward_train(nfv_context *ctx, const nfv_tensor *x, const nfv
 static nfv_status finalize_and_apply(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                      const nfv_tensor *beta, nfv_tensor *running_mean, nfv_tensor *running_var,
                                      float momentum, float eps, nfv_tensor *y, nfv_tensor *save_mean,
-                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts, cl_mem coef,
-                                     int relu)
+                                     nfv_tensor *save_invstd, const bn_geom *g, cl_mem part, cl_uint nparts,
+                                     cl_mem coef, int relu)
 {
     cl_kernel k;
     NFV_TRY(bn_kernel(ctx, "bn_stats_finalize", &k));

@@ -74,14 +74,14 @@ int nfv_fuse_group_end(const nfv_model *m, const nfv_context *ctx, int i, int up
  * conv; but a ReLU after it is one more pass over the activation forward
  * (ref4 at batch 4: 6.3 ms of a 147 ms step) and an output the size of the
  * BatchNorm's that need not exist (231 MB for ref4's first layer at batch
- * 8).  Not where an Add later sums into the ReLU's output in place: its
- * backward reads that output as its gate. */
+ * 8).  The backward gates from the BatchNorm's input, so an Add that later
+ * sums into the ReLU's output in place does not disturb it. */
 int nfv_train_fuses_bn_relu(const nfv_model *m, int i, int upto)
 {
     if (m->train_unfused || i + 1 > upto) return 0;
     const nfv_layer *bn = &m->layers[i];
     return bn->spec.kind == NFV_LAYER_BATCHNORM3D && bn->nparams == 2 &&
-           m->layers[i + 1].spec.kind == NFV_LAYER_RELU && only_reader(m, i, i + 1) && !overwritten_in_place(m, i + 1);
+           m->layers[i + 1].spec.kind == NFV_LAYER_RELU && only_reader(m, i, i + 1);
 }
 
 nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail, const nfv_tensor *x)
