@@ -130,6 +130,11 @@ TEST(fuse_models_vs_reference)
                         "relu flatten linear(3)";
     check_model_fused(chain, a, 2, 3, NFV_HEAD_SOFTMAX, -1);
     check_model_fused(chain, a, 1, 3, NFV_HEAD_SOFTMAX, 1); /* to bn1: the group ends at the requested layer */
+    /* conv -> ReLU without a BatchNorm (as ONNX exports leave them): plain,
+     * strided (gated in its phase conv's padding copy) and dilated (gated
+     * into a temporary) */
+    check_model_fused("conv(4,k3,p1) relu maxpool(2) conv(4,k3,s2,p1) relu conv(3,k3,p2,d2) relu flatten linear(3)",
+                      a, 2, 3, NFV_HEAD_SOFTMAX, -1);
     /* A residual graph: r0 feeds two nodes (a group may end there); r1 is
      * summed into in place by the Add, so its group stops at b1 (the gate
      * would be overwritten); a strided conv-bn at the end. */
@@ -160,6 +165,32 @@ TEST(fuse_models_vs_reference)
                       m->layers[8].fused_with == 1,
                   "groups: c0-r0, c1-b1 (r1 is summed into in place), c2-b2; got %d %d %d %d", m->layers[2].fused_with,
                   m->layers[4].fused_with, m->layers[5].fused_with, m->layers[8].fused_with);
+        nfv_tensor_free(&x);
+    }
+    nfv_model_free(m);
+    free(xf);
+    /* conv -> ReLU pairs in a graph: r1 is summed into in place (its pair
+     * stays apart: backward gates by r1's output); r0 feeds two nodes. */
+    static const char *const relu_pairs =
+        "{\"graph\":["
+        "{\"op\":\"conv\",\"name\":\"c0\",\"inputs\":[-1],\"f\":4,\"k\":[3,3,3],\"p\":[1,1,1]},"
+        "{\"op\":\"relu\",\"name\":\"r0\"},"
+        "{\"op\":\"conv\",\"name\":\"c1\",\"f\":4,\"k\":[3,3,3],\"p\":[1,1,1]},"
+        "{\"op\":\"relu\",\"name\":\"r1\"},"
+        "{\"op\":\"add\",\"name\":\"sum\",\"inputs\":[3,1]},"
+        "{\"op\":\"gap\",\"name\":\"gap\"},"
+        "{\"op\":\"flatten\",\"name\":\"flat\"},"
+        "{\"op\":\"linear\",\"name\":\"fc\",\"f\":3,\"b\":1}]}";
+    check_model_fused(relu_pairs, g, 2, 3, NFV_HEAD_SOFTMAX, -1);
+    m = NULL;
+    xf = test_random(nfv_shape_numel(4, g), 4, -1, 1);
+    if (CHECK_OK(nfv_model_create_from_spec(test_ctx(), relu_pairs, g, 3, NULL, NFV_HEAD_SOFTMAX, 1, &m)) &&
+        CHECK_OK(test_tensor(&x, 5, (int[]){1, 1, 9, 8, 7}, xf))) {
+        nfv_model_set_fusion(m, 1);
+        if (CHECK_OK(nfv_model_forward(m, test_ctx(), &x, -1, 0)))
+            CHECK(m->layers[1].fused_with == 1 && m->layers[3].fused_with == 0,
+                  "groups: c0-r0, not c1-r1 (summed into in place); got %d %d", m->layers[1].fused_with,
+                  m->layers[3].fused_with);
         nfv_tensor_free(&x);
     }
     nfv_model_free(m);

@@ -170,8 +170,8 @@ typedef struct nfv_layer {
      * exist after a forward (nfv_model_keep_activation), so it is never
      * fused away.  fused_with: in the last forward, this layer's output was
      * computed together with the fused_with layers before it (conv ->
-     * BatchNorm [-> ReLU [-> max pool]]), whose own outputs were not; 0: not
-     * fused.
+     * BatchNorm [-> ReLU [-> max pool]], or conv -> ReLU), whose own outputs
+     * were not; 0: not fused.
      * fold_w, fold_b: a conv's weights and bias with the BatchNorm after it
      * folded in (allocated on first use); fold_generation: the context's
      * nfv_context_frozen_generation when they were folded (0: fold again). */
@@ -229,7 +229,7 @@ typedef struct nfv_model {
     int last_forward_upto;           /* last layer the last forward computed */
     int last_training;
     int is_graph;            /* 0: a chain (each layer reads the previous one), run with the ping-pong buffers */
-    int fuse_eval;           /* 1: eval-mode forwards fuse conv -> BN [-> ReLU] (nfv_model_set_fusion) */
+    int fuse_eval;           /* 1: eval-mode forwards fuse conv -> BN [-> ReLU], conv -> ReLU (nfv_model_set_fusion) */
     int train_unfused;       /* 1: training forwards run BN -> ReLU as two layers (tests compare both) */
     /* Scratch gradient buffers (ping-pong), each the largest activation of the batch. */
     nfv_tensor grad_a, grad_b;
@@ -318,7 +318,8 @@ nfv_tensor *nfv_model_activation(nfv_model *m, int layer);
  * by that ReLU in the conv's padding copy, or, after a pool, writes it from
  * the pool's backward straight into that copy.  For ref4 that removes most
  * passes over the full-resolution activations (46.5 -> ~30 ms per
- * visualization step on a 2-core CPU).  The
+ * visualization step on a 2-core CPU).  A conv -> ReLU with no BatchNorm
+ * between (as PyTorch's ONNX export leaves them) runs the same way.  The
  * conv's and BatchNorm's own outputs then do not exist (nfv_model_activation
  * gives NULL and backward cannot start or stop there) unless the layer was
  * pinned with nfv_model_keep_activation.  A group ends at or before the

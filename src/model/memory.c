@@ -262,8 +262,8 @@ static unsigned char *train_written(const nfv_model *m, const nfv_context *ctx)
     return written;
 }
 
-/* The conv -> BatchNorm [-> ReLU] groups an eval-mode run up to upto fuses
- * (model_fuse.c):
+/* The conv -> BatchNorm [-> ReLU] and conv -> ReLU groups an eval-mode run
+ * up to upto fuses (model_fuse.c):
  *   - each conv's weights and bias with the BatchNorm folded in, made on
  *     the first fused forward and kept with the model.  A visualization
  *     fuses the target's ancestors; training's validation pass
@@ -292,12 +292,14 @@ static void fused_groups(const nfv_model *m, const nfv_context *ctx, int n, int 
             const nfv_layer *c = &m->layers[i];
             int sh[5];
             const size_t numel = nfv_shape_numel(nfv_model_param_shape(c, 0, sh), sh);
-            nfv_memory_add(e, NFV_MEM_WEIGHTS, nfv_tensor_bytes(numel) + nfv_tensor_bytes((size_t)c->spec.features),
-                           "layer %d (%s) weights with BatchNorm folded in", i, c->name);
+            if (m->layers[i + 1].spec.kind == NFV_LAYER_BATCHNORM3D)
+                nfv_memory_add(e, NFV_MEM_WEIGHTS, nfv_tensor_bytes(numel) + nfv_tensor_bytes((size_t)c->spec.features),
+                               "layer %d (%s) weights with BatchNorm folded in", i, c->name);
             nfv_conv3d_params p;
             nfv_layer_conv_params(&c->spec, &p);
             const size_t out = (size_t)n * nfv_shape_numel(c->out_ndim, c->out_shape);
-            if (!training && end - i == 2 && !nfv_conv3d_gates_in_place(&p) && out > gated)
+            if (!training && m->layers[end].spec.kind == NFV_LAYER_RELU && !nfv_conv3d_gates_in_place(&p) &&
+                out > gated)
                 gated = out, gated_layer = i;
         }
         i = end;

@@ -1,5 +1,5 @@
-/* Eval-mode fusion of conv -> BatchNorm [-> ReLU] (see nfv_model_set_fusion
- * in include/neurofv/model.h).
+/* Eval-mode fusion of conv -> BatchNorm [-> ReLU] and conv -> ReLU (see
+ * nfv_model_set_fusion in include/neurofv/model.h).
  *
  * In eval mode a BatchNorm is a per-channel affine map, so after a conv it
  * folds into the conv's weights and bias (nfv_conv3d_fold_batchnorm), and a
@@ -13,8 +13,11 @@
  * computes the pooled maxima and arg maxima as it stores (the conv's own
  * output never reaches memory), and the pool's backward writes the
  * gradient, gated, straight into the padded copy the conv's input gradient
- * reads.  Only inputs' gradients: parameter gradients need the unfused
- * layers (training runs unfused anyway, with batch statistics). */
+ * reads.  A conv -> ReLU without a BatchNorm (PyTorch's ONNX export folds
+ * it into the conv) runs the same way with the conv's own weights: the ReLU
+ * passes of ONNX ResNet-18 and DenseNet visualization steps.  Only inputs'
+ * gradients: parameter gradients need the unfused layers (training runs
+ * unfused anyway, with batch statistics). */
 #include "model/model_run.h"
 
 #include <stdio.h>
@@ -62,9 +65,11 @@ int nfv_fuse_group_end(const nfv_model *m, const nfv_context *ctx, int i, int up
 {
     if (!m->fuse_eval || training || i + 1 > upto) return i;
     const nfv_layer *c = &m->layers[i], *bn = &m->layers[i + 1];
-    if (c->spec.kind != NFV_LAYER_CONV3D || bn->spec.kind != NFV_LAYER_BATCHNORM3D || bn->nparams != 2 ||
-        !only_reader(m, i, i + 1))
-        return i;
+    if (c->spec.kind != NFV_LAYER_CONV3D || !only_reader(m, i, i + 1)) return i;
+    /* conv -> ReLU with no BatchNorm between: as PyTorch's ONNX export
+     * leaves conv -> BN -> ReLU, the BatchNorm folded into the conv */
+    if (bn->spec.kind == NFV_LAYER_RELU) return overwritten_in_place(m, i + 1) ? i : i + 1;
+    if (bn->spec.kind != NFV_LAYER_BATCHNORM3D || bn->nparams != 2) return i;
     if (i + 2 > upto || m->layers[i + 2].spec.kind != NFV_LAYER_RELU || !only_reader(m, i + 1, i + 2)) return i + 1;
     if (i + 3 <= upto && poolable(m, ctx, i + 3)) return i + 3;
     return overwritten_in_place(m, i + 2) ? i + 1 : i + 2;
@@ -84,9 +89,22 @@ int nfv_train_fuses_bn_relu(const nfv_model *m, int i, int upto)
            m->layers[i + 1].spec.kind == NFV_LAYER_RELU && only_reader(m, i, i + 1);
 }
 
+/* The group at head has a BatchNorm after its conv (else a ReLU). */
+static int group_has_bn(const nfv_model *m, int head)
+{
+    return m->layers[head + 1].spec.kind == NFV_LAYER_BATCHNORM3D;
+}
+
 nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail, const nfv_tensor *x)
 {
     nfv_layer *c = &m->layers[head], *bn = &m->layers[head + 1], *t = &m->layers[tail];
+    nfv_conv3d_params p;
+    nfv_layer_conv_params(&c->spec, &p);
+    if (!group_has_bn(m, head)) {
+        NFV_TRY(nfv_conv3d_forward_relu(ctx, &p, x, &c->param[0], c->spec.bias ? &c->param[1] : NULL, &t->out));
+        t->fused_with = tail - head;
+        return NFV_OK;
+    }
     if (!c->fold_w.buf) {
         NFV_TRY(nfv_tensor_create(ctx, &c->fold_w, c->param[0].ndim, c->param[0].shape));
         NFV_TRY(nfv_tensor_create(ctx, &c->fold_b, 1, &c->param[0].shape[0]));
@@ -102,8 +120,6 @@ nfv_status nfv_fused_forward(nfv_model *m, nfv_context *ctx, int head, int tail,
                                           &c->fold_w, &c->fold_b));
         c->fold_generation = generation;
     }
-    nfv_conv3d_params p;
-    nfv_layer_conv_params(&c->spec, &p);
     if (tail == head + 3) NFV_TRY(nfv_conv3d_forward_relu_maxpool2(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out, &t->aux));
     else if (tail == head + 2) NFV_TRY(nfv_conv3d_forward_relu(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out));
     else NFV_TRY(nfv_conv3d_forward(ctx, &p, x, &c->fold_w, &c->fold_b, &t->out));
@@ -142,6 +158,7 @@ nfv_status nfv_fused_backward(nfv_model *m, nfv_context *ctx, int tail, const nf
     if (t->fused_with == 3) return pool_group_backward(m, ctx, tail, dy, dx);
     nfv_conv3d_params p;
     nfv_layer_conv_params(&c->spec, &p);
-    if (t->fused_with > 1) return nfv_conv3d_backward_input_gated(ctx, &p, dy, &t->out, &c->fold_w, dx);
-    return nfv_conv3d_backward_input(ctx, &p, dy, &c->fold_w, dx);
+    const nfv_tensor *w = group_has_bn(m, head) ? &c->fold_w : &c->param[0];
+    if (t->spec.kind == NFV_LAYER_RELU) return nfv_conv3d_backward_input_gated(ctx, &p, dy, &t->out, w, dx);
+    return nfv_conv3d_backward_input(ctx, &p, dy, w, dx);
 }
