@@ -178,7 +178,8 @@ typedef struct nfv_layer {
     int keep, fused_with;
     /* Training: in the last forward this ReLU's output was computed by the
      * BatchNorm before it (nfv_batchnorm3d_relu_forward_train_dist), whose
-     * own output was not; its backward reads its output as its gate. */
+     * own output was not; backward passes its gradient through to the
+     * BatchNorm's, which gates it (nfv_batchnorm3d_relu_backward_train_dist). */
     int relu_in_bn;
     nfv_tensor fold_w, fold_b;
     unsigned long fold_generation;

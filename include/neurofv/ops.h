@@ -248,8 +248,8 @@ nfv_status nfv_batchnorm3d_forward_train_dist(nfv_context *ctx, const nfv_tensor
 /* y = ReLU(BatchNorm(x)) in training mode, the same arguments and the
  * same y, bit for bit, as the call above and a ReLU after it, without the
  * BatchNorm's own output (src/model/model_run.c: a training forward's
- * BatchNorm -> ReLU; the ReLU's backward reads y, as y > 0 exactly where
- * its input is). */
+ * BatchNorm -> ReLU, whose backward is
+ * nfv_batchnorm3d_relu_backward_train_dist). */
 nfv_status nfv_batchnorm3d_relu_forward_train_dist(nfv_context *ctx, const nfv_tensor *x, const nfv_tensor *gamma,
                                                    const nfv_tensor *beta, nfv_tensor *running_mean,
                                                    nfv_tensor *running_var, float momentum, float eps, nfv_tensor *y,

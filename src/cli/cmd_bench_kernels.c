@@ -284,14 +284,13 @@ int cmd_bench_kernels(int argc, char **argv)
                 } else {
                     /* Compulsory bytes: pool fwd reads y, writes pooled +
                      * argmax (1/8 each); pool bwd reads dpooled + argmax,
-                     * writes dx; gated, also reads the pooled output (and
-                     * writes dx padded, not counted); batchnorm fwd reads x,
-                     * writes y; bwd reads x and dy, writes dx. */
-                    double bytes = op == OP_POOL_FWD       ? act * (1 + 2.0 / 8)
-                                 : op == OP_POOL_BWD       ? act * (1 + 2.0 / 8)
-                                 : op == OP_POOL_BWD_GATED ? act * (1 + 3.0 / 8)
-                                 : op == OP_BN_FWD         ? act * 2
-                                                           : act * 3;
+                     * writes dx (gated: the same, dx's padding not counted);
+                     * batchnorm fwd reads x, writes y; bwd reads x and dy,
+                     * writes dx. */
+                    double bytes = op == OP_POOL_FWD || op == OP_POOL_BWD || op == OP_POOL_BWD_GATED
+                                       ? act * (1 + 2.0 / 8)
+                                   : op == OP_BN_FWD ? act * 2
+                                                     : act * 3;
                     work = bytes * 1e-9, unit = "GB/s";
                 }
                 rate = work / sec;

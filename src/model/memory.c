@@ -270,7 +270,7 @@ static unsigned char *train_written(const nfv_model *m, const nfv_context *ctx)
  *     (nfv_model_predict) the whole model, so they sit beside the training
  *     step's buffers;
  *   - a visualization's backward (not training's: its validation pass runs
- *     no backward) through a conv -> BatchNorm -> ReLU group whose conv
+ *     no backward) through a group ending in a ReLU whose conv
  *     cannot gate as it pads (nfv_conv3d_gates_in_place) gates dy (N, CO,
  *     DO, HO, WO) into a temporary for one call, counted at the largest.
  * Without the folded weights ResNet-10's estimates were 10 % under the
@@ -290,11 +290,12 @@ static void fused_groups(const nfv_model *m, const nfv_context *ctx, int n, int 
         const int end = nfv_fuse_group_end(&fused, ctx, i, upto, 0);
         if (end > i) {
             const nfv_layer *c = &m->layers[i];
-            int sh[5];
-            const size_t numel = nfv_shape_numel(nfv_model_param_shape(c, 0, sh), sh);
-            if (m->layers[i + 1].spec.kind == NFV_LAYER_BATCHNORM3D)
+            if (m->layers[i + 1].spec.kind == NFV_LAYER_BATCHNORM3D) {
+                int sh[5];
+                const size_t numel = nfv_shape_numel(nfv_model_param_shape(c, 0, sh), sh);
                 nfv_memory_add(e, NFV_MEM_WEIGHTS, nfv_tensor_bytes(numel) + nfv_tensor_bytes((size_t)c->spec.features),
                                "layer %d (%s) weights with BatchNorm folded in", i, c->name);
+            }
             nfv_conv3d_params p;
             nfv_layer_conv_params(&c->spec, &p);
             const size_t out = (size_t)n * nfv_shape_numel(c->out_ndim, c->out_shape);

@@ -64,12 +64,12 @@ static int poolable(const nfv_model *m, const nfv_context *ctx, int j)
 int nfv_fuse_group_end(const nfv_model *m, const nfv_context *ctx, int i, int upto, int training)
 {
     if (!m->fuse_eval || training || i + 1 > upto) return i;
-    const nfv_layer *c = &m->layers[i], *bn = &m->layers[i + 1];
+    const nfv_layer *c = &m->layers[i], *next = &m->layers[i + 1];
     if (c->spec.kind != NFV_LAYER_CONV3D || !only_reader(m, i, i + 1)) return i;
     /* conv -> ReLU with no BatchNorm between: as PyTorch's ONNX export
      * leaves conv -> BN -> ReLU, the BatchNorm folded into the conv */
-    if (bn->spec.kind == NFV_LAYER_RELU) return overwritten_in_place(m, i + 1) ? i : i + 1;
-    if (bn->spec.kind != NFV_LAYER_BATCHNORM3D || bn->nparams != 2) return i;
+    if (next->spec.kind == NFV_LAYER_RELU) return overwritten_in_place(m, i + 1) ? i : i + 1;
+    if (next->spec.kind != NFV_LAYER_BATCHNORM3D || next->nparams != 2) return i;
     if (i + 2 > upto || m->layers[i + 2].spec.kind != NFV_LAYER_RELU || !only_reader(m, i + 1, i + 2)) return i + 1;
     if (i + 3 <= upto && poolable(m, ctx, i + 3)) return i + 3;
     return overwritten_in_place(m, i + 2) ? i + 1 : i + 2;
